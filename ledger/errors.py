@@ -1,0 +1,102 @@
+"""Every error a caller of the ledger can meet.
+
+The whole tree, in one place (callers catch the most specific class they handle)::
+
+    LedgerError
+    ├── LedgerValidationError (ValueError)      bad input, rejected before anything is written
+    ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
+    ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
+    ├── LedgerConflictError                     idempotency key reused with another body, …
+    ├── LedgerConfigError                       settings that cannot work (no key, bad URL …)
+    ├── ChainError                              the node could not be reached or misbehaved
+    │   └── ChainTimeoutError (TimeoutError)    a receipt did not arrive in time
+    ├── ContractRevertError                     a contract reverted; ``name`` is the Solidity
+    │                                           custom error (``PointsOrderRefUsed`` …)
+    └── CompilerError                           solc rejected a source or could not run
+
+Lower-level errors (web3, RPC, SQLAlchemy) are mapped to these once, at the boundary that
+meets them, with ``raise … from exc``; nothing above that boundary sees a web3 exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose.
+
+    ``code`` is a stable machine-readable identifier, used as the problem type's last
+    path segment over HTTP.
+    """
+
+    code: str = "ledger-error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+
+class LedgerValidationError(LedgerError, ValueError):
+    """The input was malformed or out of range; nothing was written."""
+
+    code = "validation-error"
+
+
+class LedgerNotFoundError(LedgerError, LookupError):
+    """The named thing does not exist."""
+
+    code = "not-found"
+
+
+class LedgerPermissionError(LedgerError, PermissionError):
+    """The caller may not act on this thing (another merchant's program or order)."""
+
+    code = "forbidden"
+
+
+class LedgerConflictError(LedgerError):
+    """The request conflicts with what is recorded (reused idempotency key, …)."""
+
+    code = "conflict"
+
+
+class LedgerConfigError(LedgerError):
+    """The settings cannot work as given."""
+
+    code = "config-error"
+
+
+class ChainError(LedgerError):
+    """The chain node could not be reached, or answered in a way we cannot use."""
+
+    code = "chain-error"
+
+
+class ChainTimeoutError(ChainError, TimeoutError):
+    """A transaction receipt or the node itself did not answer in time."""
+
+    code = "chain-timeout"
+
+
+class CompilerError(LedgerError):
+    """The Solidity compiler failed or rejected a source."""
+
+    code = "compiler-error"
+
+
+class ContractRevertError(LedgerError):
+    """A contract call reverted.
+
+    ``name`` is the Solidity custom error's name (``PointsOrderRefUsed``) and ``args`` its
+    decoded arguments, or ``name == "Unknown"`` with the raw revert data in ``details``.
+    """
+
+    code = "contract-revert"
+
+    def __init__(self, name: str, args: tuple[Any, ...] = (), message: str | None = None,
+                 **details: Any) -> None:
+        super().__init__(message or f"contract reverted with {name}{args!r}", **details)
+        self.name = name
+        self.args_ = args

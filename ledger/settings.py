@@ -1,0 +1,93 @@
+"""Settings of the ledger service, read once from the environment (prefix ``ALLIANCE_``).
+
+Nothing reads settings at import time: call :func:`get_settings` (cached) where they are
+needed, or build a :class:`Settings` directly in tests.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# anvil's first well-known development account: public knowledge, fine for a local chain only.
+ANVIL_OPERATOR_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+class Settings(BaseSettings):
+    """All knobs of the service; each field documents itself."""
+
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path(".alliance"))
+    """Where the local chain state, the SQLite store, artifacts and keys live."""
+
+    rpc_url: str | None = None
+    """JSON-RPC URL of an existing EVM node. Unset: start (or reuse) a local anvil."""
+
+    chain_id: int | None = None
+    """Expected chain id of ``rpc_url``; the service refuses to run against another chain."""
+
+    anvil_port: int | None = None
+    """Loopback port for the local anvil; unset picks a free one and remembers it."""
+
+    anvil_block_time: float | None = None
+    """Seconds between anvil blocks; unset mines one block per transaction (automine)."""
+
+    operator_key: SecretStr = SecretStr(ANVIL_OPERATOR_KEY)
+    """Private key of the alliance operator (deploys, admits merchants, sets rates)."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the store; unset uses SQLite in ``data_dir``."""
+
+    master_key: SecretStr | None = None
+    """Key (urlsafe base64, 32 bytes) encrypting secrets at rest; unset: kept in data_dir."""
+
+    solc_binary: Path | None = None
+    """A native solc to use instead of solc-js (must be the pinned version)."""
+
+    confirmations: int = 0
+    """Blocks on top of a receipt before an operation counts as confirmed."""
+
+    batch_max: int = 200
+    """Most operations the sender packs into one batch transaction."""
+
+    batch_window_ms: int = 20
+    """How long the sender waits to fill a batch before sending what it has."""
+
+    receipt_timeout_s: float = 60.0
+    """How long to wait for a receipt before rebroadcasting with a fee bump."""
+
+    api_host: str = "127.0.0.1"
+    """Interface the API binds to."""
+
+    api_port: int = 8000
+    """Port the API listens on."""
+
+    rate_limit_per_minute: int = 6000
+    """Requests per minute one merchant may make before 429."""
+
+    idempotency_ttl_hours: int = 24
+    """How long idempotency records are kept (at least 24 h)."""
+
+    request_max_age_s: int = 300
+    """Oldest request timestamp the API accepts in a signed request."""
+
+    max_batch_items: int = 1000
+    """Largest batch a single API request may carry."""
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "alliance.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Give the process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,25 @@
+"""Domain value types shared across the ledger.
+
+They are ``NewType`` aliases: free at run time, but mypy keeps a ``Points`` from
+being passed where ``Fen`` is expected.
+"""
+
+from typing import NewType
+
+MerchantId = NewType("MerchantId", int)
+"""The registry's sequential id of a merchant (1, 2, …)."""
+
+OrderRef = NewType("OrderRef", bytes)
+"""A 32-byte order reference as stored on chain (keccak of the merchant's order id)."""
+
+Points = NewType("Points", int)
+"""A whole number of points of one program (programs have 0 decimals)."""
+
+Fen = NewType("Fen", int)
+"""An amount in the settlement unit: the integer minor currency unit (e.g. fen)."""
+
+Address = NewType("Address", str)
+"""A checksummed 0x-prefixed EVM address."""
+
+TxHash = NewType("TxHash", str)
+"""A 0x-prefixed transaction hash."""
