@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
+
+/// @title AllianceRegistry
+/// @notice The merchants of the alliance, their signing accounts, statuses, point programs and
+/// rates in the settlement unit.
+contract AllianceRegistry is IAllianceRegistry, AccessControl {
+    /// @notice Admits, suspends and reinstates merchants; sets rates.
+    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+
+    string private _settlementUnit;
+    address private _factory;
+    uint256 private _merchantCount;
+    mapping(uint256 merchantId => Merchant) private _merchants;
+    mapping(address account => uint256 merchantId) private _merchantIdOf;
+    mapping(uint256 merchantId => uint256 rate) private _rates;
+
+    /// @param admin receives DEFAULT_ADMIN_ROLE and OPERATOR_ROLE
+    /// @param settlementUnit_ the integer minor currency unit rates are expressed in, e.g. "CNY-fen"
+    constructor(address admin, string memory settlementUnit_) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(OPERATOR_ROLE, admin);
+        _settlementUnit = settlementUnit_;
+    }
+
+    // ------------------------------------------------------------------
+    // Operator actions
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IAllianceRegistry
+    function admitMerchant(address account, bytes32 recordHash)
+        external
+        onlyRole(OPERATOR_ROLE)
+        returns (uint256 merchantId)
+    {
+        _requireFreeAccount(account);
+        merchantId = ++_merchantCount;
+        _merchants[merchantId] = Merchant({account: account, status: MerchantStatus.Active, program: address(0)});
+        _merchantIdOf[account] = merchantId;
+        emit MerchantAdmitted(merchantId, account, recordHash);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function suspendMerchant(uint256 merchantId) external onlyRole(OPERATOR_ROLE) {
+        Merchant storage m = _existing(merchantId);
+        if (m.status != MerchantStatus.Active) revert RegistryInvalidStatus(merchantId, m.status);
+        m.status = MerchantStatus.Suspended;
+        emit MerchantSuspended(merchantId);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function reinstateMerchant(uint256 merchantId) external onlyRole(OPERATOR_ROLE) {
+        Merchant storage m = _existing(merchantId);
+        if (m.status != MerchantStatus.Suspended) revert RegistryInvalidStatus(merchantId, m.status);
+        m.status = MerchantStatus.Active;
+        emit MerchantReinstated(merchantId);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setMerchantAccount(uint256 merchantId, address account) external onlyRole(OPERATOR_ROLE) {
+        Merchant storage m = _existing(merchantId);
+        _requireFreeAccount(account);
+        address previous = m.account;
+        delete _merchantIdOf[previous];
+        _merchantIdOf[account] = merchantId;
+        m.account = account;
+        emit MerchantAccountChanged(merchantId, previous, account);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setRate(uint256 merchantId, uint256 rate) external onlyRole(OPERATOR_ROLE) {
+        _existing(merchantId);
+        if (rate == 0) revert RegistryInvalidRate(rate);
+        _rates[merchantId] = rate;
+        emit RateSet(merchantId, rate);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setFactory(address factory_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (_factory != address(0)) revert RegistryFactoryAlreadySet();
+        _factory = factory_;
+        emit FactorySet(factory_);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function registerProgram(uint256 merchantId, address program) external {
+        if (msg.sender != _factory) revert RegistryNotFactory(msg.sender);
+        Merchant storage m = _existing(merchantId);
+        if (m.program != address(0)) revert RegistryProgramAlreadySet(merchantId);
+        m.program = program;
+        emit ProgramRegistered(merchantId, program);
+    }
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IAllianceRegistry
+    function merchant(uint256 merchantId) external view returns (Merchant memory) {
+        return _existing(merchantId);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function merchantCount() external view returns (uint256) {
+        return _merchantCount;
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function merchantIdOf(address account) external view returns (uint256) {
+        return _merchantIdOf[account];
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function rateOf(uint256 merchantId) external view returns (uint256) {
+        _existing(merchantId);
+        return _rates[merchantId];
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function settlementUnit() external view returns (string memory) {
+        return _settlementUnit;
+    }
+
+    /// @notice The factory allowed to register programs.
+    function factory() external view returns (address) {
+        return _factory;
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function activeAccount(uint256 merchantId) external view returns (address) {
+        Merchant storage m = _existing(merchantId);
+        if (m.status != MerchantStatus.Active) revert RegistryInvalidStatus(merchantId, m.status);
+        return m.account;
+    }
+
+    // ------------------------------------------------------------------
+    // Internals
+    // ------------------------------------------------------------------
+
+    function _existing(uint256 merchantId) private view returns (Merchant storage m) {
+        m = _merchants[merchantId];
+        if (m.status == MerchantStatus.None) revert RegistryUnknownMerchant(merchantId);
+    }
+
+    function _requireFreeAccount(address account) private view {
+        if (account == address(0) || _merchantIdOf[account] != 0) revert RegistryInvalidAccount(account);
+    }
+}

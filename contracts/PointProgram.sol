@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {ERC20Upgradeable} from "@openzeppelin/contracts-upgradeable/token/ERC20/ERC20Upgradeable.sol";
+import {EIP712Upgradeable} from "@openzeppelin/contracts-upgradeable/utils/cryptography/EIP712Upgradeable.sol";
+import {NoncesUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/NoncesUpgradeable.sol";
+import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
+import {IPointProgram} from "./interfaces/IPointProgram.sol";
+
+/// @title PointProgram
+/// @notice One merchant's points: an ERC-20 with 0 decimals that speaks the alliance standard.
+/// Deployed as a minimal clone by the PointProgramFactory, so a program costs one clone, not a
+/// full contract.
+///
+/// @dev Storage design for expiry and pending points, so both stay cheap:
+///
+/// Time is cut into periods of `periodLength` seconds from `origin` (UTC midnight of the day
+/// the program was created); with expiry off every point lives in period 0. A member's points
+/// sit in *lots*, one per period in which they were earned, kept as a linked list ordered by
+/// period: `_lots[member][p] = {amount, next}` for the older lots, while the newest lot (the
+/// *head*) lives inside the member's one-slot `Account` record. Issuing to a member in the
+/// same period only rewrites that one slot, so a batch issue writes per line exactly what a
+/// plain ERC-20 mint with an order-reference slot writes: the account slot and the order slot.
+/// A lot moves out of the account slot once per member per period.
+///
+/// Spending walks the list from its tail (the oldest lot): lots older than the expiry window
+/// are removed there (emitting `PointsExpired`), the rest are spent soonest-expiring first.
+/// Only a member's own transaction pays for that walk, and it visits each lot once in its life.
+/// `balanceOf` walks the same list read-only, so expired points vanish from balances without a
+/// transaction; its length is bounded by the periods a member earned in within the window.
+///
+/// Pending points (inside a refund window) are in their lot from the start, and the order
+/// record says until which day they are pending. A per-member queue names the pending orders;
+/// spending leaves the pending part of each lot alone, and the queue is popped lazily once
+/// orders are released. The queue holds at most `MAX_PENDING` orders per member.
+///
+/// Supply is kept per earn period (`_supplyByPeriod`) and pending supply per release day
+/// (`_pendingByDay`), so `totalSupply` — live periods minus not-yet-released days — equals the
+/// sum of all balances at every moment, expiry included, without touching any account.
+contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712Upgradeable, NoncesUpgradeable {
+    using SafeCast for uint256;
+
+    bytes32 private constant REDEEM_TYPEHASH = keccak256(
+        "Redeem(address member,uint256 amount,uint256 merchantId,bytes32 orderRef,uint256 nonce,uint256 deadline)"
+    );
+    uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
+    uint256 private constant MAX_PENDING = 32;
+    uint256 private constant NO_PERIOD = type(uint256).max;
+
+    /// @dev The newest lot and the pending queue's bounds of one member, in one slot.
+    struct Account {
+        uint64 headAmount;
+        uint32 headPeriod;
+        uint32 tailPeriod;
+        uint32 pendingStart;
+        uint32 pendingEnd;
+    }
+
+    /// @dev An older lot: what is left of it and the period of the next newer lot.
+    struct Lot {
+        uint224 amount;
+        uint32 next;
+    }
+
+    /// @dev One issue, in one slot: to whom, what is left after reversals, when earned, pending till.
+    struct Order {
+        address member;
+        uint48 remaining;
+        uint24 earnPeriod;
+        uint24 releaseDay;
+    }
+
+    /// @dev One redemption against an accepting merchant's order, for refunds and audit.
+    struct RedemptionRecord {
+        address member;
+        uint48 amount;
+        uint48 merchantId;
+    }
+
+    IAllianceRegistry private _registry;
+    uint256 private _merchantId;
+    Config private _config;
+    uint256 private _origin;
+
+    mapping(address member => Account) private _accounts;
+    mapping(address member => mapping(uint256 period => Lot)) private _lots;
+    mapping(address member => mapping(uint256 index => bytes32 orderRef)) private _pendingQueue;
+    mapping(bytes32 orderRef => Order) private _orders;
+    mapping(bytes32 key => RedemptionRecord) private _redemptions;
+    mapping(uint256 period => uint256) private _supplyByPeriod;
+    mapping(uint256 day => uint256) private _pendingByDay;
+
+    /// @custom:oz-upgrades-unsafe-allow constructor
+    constructor() {
+        _disableInitializers();
+    }
+
+    /// @notice Sets up a clone. Called once, by the factory, in the transaction that creates it.
+    /// Requirements: with expiry on, `periodLength` ≥ 1 hour; `maxPendingDays` ≤ 366.
+    function initialize(
+        IAllianceRegistry registry_,
+        uint256 merchantId_,
+        string calldata name_,
+        string calldata symbol_,
+        Config calldata config_
+    ) external initializer {
+        if (config_.expiryPeriods != 0 && config_.periodLength < 1 hours) revert PointsInvalidConfig();
+        if (config_.maxPendingDays > 366) revert PointsInvalidConfig();
+        __ERC20_init(name_, symbol_);
+        __EIP712_init("Alliance Points", "1");
+        __Nonces_init();
+        _registry = registry_;
+        _merchantId = merchantId_;
+        _config = config_;
+        _origin = block.timestamp - (block.timestamp % 1 days);
+    }
+
+    // ------------------------------------------------------------------
+    // Issue
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IPointProgram
+    function issue(address member, uint256 amount, bytes32 orderRef) external {
+        _requireSigner(_merchantId);
+        uint256 cur = currentPeriod();
+        _issueOne(member, amount, orderRef, 0, cur);
+        _supplyByPeriod[cur] += amount;
+    }
+
+    /// @inheritdoc IPointProgram
+    function issuePending(address member, uint256 amount, bytes32 orderRef, uint256 releaseAt) external {
+        _requireSigner(_merchantId);
+        uint256 cur = currentPeriod();
+        _issueOne(member, amount, orderRef, releaseAt, cur);
+        _supplyByPeriod[cur] += amount;
+    }
+
+    /// @inheritdoc IPointProgram
+    function issueBatch(IssueItem[] calldata items) external {
+        uint256 n = items.length;
+        if (n == 0) revert PointsEmptyBatch();
+        _requireSigner(_merchantId);
+        uint256 cur = currentPeriod();
+        // Supply is summed in memory and written once per batch: one SSTORE instead of n.
+        uint256 total;
+        for (uint256 i; i < n; ++i) {
+            IssueItem calldata it = items[i];
+            _issueOne(it.member, it.amount, it.orderRef, it.releaseAt, cur);
+            total += it.amount;
+        }
+        _supplyByPeriod[cur] += total;
+    }
+
+    function _issueOne(address member, uint256 amount, bytes32 orderRef, uint256 releaseAt, uint256 cur) private {
+        if (member == address(0)) revert PointsInvalidMember(member);
+        if (amount == 0 || amount > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(amount);
+        if (_orders[orderRef].member != address(0)) revert PointsOrderRefUsed(orderRef);
+        Account memory a = _accounts[member];
+        uint256 releaseDay;
+        if (releaseAt > block.timestamp) {
+            releaseDay = _releaseDay(releaseAt, cur);
+            if (a.pendingEnd - a.pendingStart >= MAX_PENDING) revert PointsTooManyPending(member);
+            _pendingQueue[member][a.pendingEnd] = orderRef;
+            ++a.pendingEnd;
+            _pendingByDay[releaseDay] += amount;
+        }
+        _orders[orderRef] = Order({
+            member: member,
+            remaining: uint48(amount),
+            earnPeriod: cur.toUint24(),
+            releaseDay: uint24(releaseDay)
+        });
+        _creditHead(member, a, cur, amount);
+        _accounts[member] = a;
+        emit Transfer(address(0), member, amount);
+        emit PointsIssued(member, orderRef, amount, cur, releaseDay);
+    }
+
+    /// @dev Adds to the lot of the current period `cur` (≥ every period the member holds).
+    function _creditHead(address member, Account memory a, uint256 cur, uint256 amount) private {
+        uint256 head = a.headPeriod;
+        if (cur != head) {
+            if (a.headAmount != 0 || a.tailPeriod != head) {
+                // The head becomes an older lot linked to the new head (an empty one is
+                // kept in the list, since the lot before it points to it; spending drops it).
+                _lots[member][head] = Lot({amount: a.headAmount, next: uint32(cur)});
+            } else {
+                a.tailPeriod = uint32(cur);
+            }
+            a.headPeriod = uint32(cur);
+            a.headAmount = amount.toUint64();
+        } else {
+            a.headAmount = (a.headAmount + amount).toUint64();
+        }
+    }
+
+    function _releaseDay(uint256 releaseAt, uint256 cur) private view returns (uint256 day) {
+        // Round up to a whole day: points are pending "until a date".
+        day = (releaseAt - _origin + 1 days - 1) / 1 days;
+        Config memory c = _config;
+        if (day > currentDay() + c.maxPendingDays) revert PointsInvalidRelease(releaseAt);
+        if (c.expiryPeriods != 0 && _periodAt(_origin + day * 1 days) > cur + c.expiryPeriods) {
+            revert PointsInvalidRelease(releaseAt);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Reverse and redeem
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IPointProgram
+    function reverse(bytes32 orderRef, uint256 amount) external {
+        _requireSigner(_merchantId);
+        Order memory o = _orders[orderRef];
+        if (o.member == address(0)) revert PointsUnknownOrder(orderRef);
+        if (amount == 0) revert PointsInvalidAmount(amount);
+        if (amount > o.remaining) revert PointsReverseExceedsIssued(orderRef, o.remaining, amount);
+        o.remaining -= uint48(amount);
+        _orders[orderRef] = o;
+        uint256 today = currentDay();
+        if (o.releaseDay > today) {
+            // Still pending: the points are in the order's own lot, untouchable by spending.
+            Account memory a = _accounts[o.member];
+            _reduceLot(o.member, a, o.earnPeriod, amount);
+            _accounts[o.member] = a;
+            _supplyByPeriod[o.earnPeriod] -= amount;
+            _pendingByDay[o.releaseDay] -= amount;
+        } else {
+            _debit(o.member, amount, o.earnPeriod);
+        }
+        emit Transfer(o.member, address(0), amount);
+        emit PointsReversed(o.member, orderRef, amount);
+    }
+
+    /// @inheritdoc IPointProgram
+    function redeem(Redemption calldata r, bytes calldata signature) external {
+        if (r.merchantId != _merchantId) revert PointsNotAccepted(r.merchantId);
+        _requireSigner(r.merchantId);
+        if (block.timestamp > r.deadline) revert PointsSignatureExpired(r.deadline);
+        if (r.amount == 0 || r.amount > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(r.amount);
+        bytes32 key = _redemptionKey(r.merchantId, r.orderRef);
+        if (_redemptions[key].member != address(0)) revert PointsOrderRefUsed(r.orderRef);
+        _useCheckedNonce(r.member, r.nonce);
+        if (!SignatureChecker.isValidSignatureNow(r.member, _redemptionDigest(r), signature)) {
+            revert PointsInvalidSignature(r.member);
+        }
+        _redemptions[key] =
+            RedemptionRecord({member: r.member, amount: uint48(r.amount), merchantId: r.merchantId.toUint48()});
+        _debit(r.member, r.amount, NO_PERIOD);
+        emit Transfer(r.member, address(0), r.amount);
+        emit PointsRedeemed(r.member, r.merchantId, r.orderRef, r.amount, r.nonce);
+    }
+
+    /// @inheritdoc IPointProgram
+    function redemptionDigest(Redemption calldata r) external view returns (bytes32) {
+        return _redemptionDigest(r);
+    }
+
+    function _redemptionDigest(Redemption calldata r) private view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(REDEEM_TYPEHASH, r.member, r.amount, r.merchantId, r.orderRef, r.nonce, r.deadline))
+        );
+    }
+
+    function _redemptionKey(uint256 merchantId_, bytes32 orderRef) private pure returns (bytes32) {
+        return keccak256(abi.encode(merchantId_, orderRef));
+    }
+
+    // ------------------------------------------------------------------
+    // Lots
+    // ------------------------------------------------------------------
+
+    /// @dev Burns `amount` spendable points of `member`: first from lot `prefer` (if any), then
+    /// soonest-expiring first. Expired lots met on the way are removed. Reverts if short.
+    function _debit(address member, uint256 amount, uint256 prefer) private {
+        uint256 today = currentDay();
+        uint256 minLive = _minLivePeriod(currentPeriod());
+        Account memory a = _accounts[member];
+        (uint256[] memory pPeriods, uint256[] memory pAmounts) = _settlePending(member, a, today);
+        uint256 need = amount;
+        if (prefer != NO_PERIOD && prefer >= minLive) {
+            uint256 held = _lotAmount(member, a, prefer);
+            uint256 avail = held - _pendingIn(prefer, pPeriods, pAmounts);
+            uint256 take = avail < need ? avail : need;
+            if (take != 0) {
+                _reduceLot(member, a, prefer, take);
+                _supplyByPeriod[prefer] -= take;
+                need -= take;
+            }
+        }
+        uint256 p = a.tailPeriod;
+        while (true) {
+            bool isHead = p == a.headPeriod;
+            Lot memory l;
+            if (isHead) l.amount = a.headAmount;
+            else l = _lots[member][p];
+            uint256 amt = l.amount;
+            if (p < minLive) {
+                if (amt != 0) {
+                    emit PointsExpired(member, p, amt);
+                    emit Transfer(member, address(0), amt);
+                }
+                amt = 0;
+            } else if (need != 0) {
+                uint256 avail = amt - _pendingIn(p, pPeriods, pAmounts);
+                uint256 take = avail < need ? avail : need;
+                if (take != 0) {
+                    amt -= take;
+                    need -= take;
+                    _supplyByPeriod[p] -= take;
+                }
+            }
+            if (isHead) {
+                // With the tail at the head and nothing in it, the list is empty again.
+                a.headAmount = uint64(amt);
+                break;
+            }
+            if (amt == 0 && p == a.tailPeriod) {
+                delete _lots[member][p];
+                a.tailPeriod = l.next;
+            } else if (amt != l.amount) {
+                _lots[member][p].amount = uint224(amt);
+            }
+            if (need == 0 && p >= minLive) break;
+            p = l.next;
+        }
+        if (need != 0) revert PointsInsufficientBalance(member, amount - need, amount);
+        _accounts[member] = a;
+    }
+
+    function _lotAmount(address member, Account memory a, uint256 p) private view returns (uint256) {
+        return p == a.headPeriod ? a.headAmount : _lots[member][p].amount;
+    }
+
+    function _reduceLot(address member, Account memory a, uint256 p, uint256 amount) private {
+        if (p == a.headPeriod) a.headAmount -= uint64(amount);
+        else _lots[member][p].amount -= uint224(amount);
+    }
+
+    /// @dev Pops released (or fully reversed) orders off the front of the member's pending queue
+    /// and returns, per earn period, the points still pending.
+    function _settlePending(address member, Account memory a, uint256 today)
+        private
+        returns (uint256[] memory periods, uint256[] memory amounts)
+    {
+        uint256 start = a.pendingStart;
+        uint256 end = a.pendingEnd;
+        periods = new uint256[](end - start);
+        amounts = new uint256[](end - start);
+        uint256 k;
+        bool popping = true;
+        for (uint256 i = start; i < end; ++i) {
+            Order memory o = _orders[_pendingQueue[member][i]];
+            bool live = o.releaseDay > today && o.remaining != 0;
+            if (!live) {
+                if (popping) {
+                    delete _pendingQueue[member][i];
+                    a.pendingStart = uint32(i + 1);
+                }
+                continue;
+            }
+            popping = false;
+            periods[k] = o.earnPeriod;
+            amounts[k] = o.remaining;
+            ++k;
+        }
+        assembly ("memory-safe") {
+            // Trim both arrays to the k live entries (shrinking a length in place is safe).
+            mstore(periods, k)
+            mstore(amounts, k)
+        }
+    }
+
+    function _pendingIn(uint256 p, uint256[] memory periods, uint256[] memory amounts)
+        private
+        pure
+        returns (uint256 sum)
+    {
+        for (uint256 i; i < periods.length; ++i) {
+            if (periods[i] == p) sum += amounts[i];
+        }
+    }
+
+    /// @dev Points still pending for `member`: orders in its queue not yet released.
+    function _pendingLive(address member, Account memory a, uint256 today) private view returns (uint256 sum) {
+        for (uint256 i = a.pendingStart; i < a.pendingEnd; ++i) {
+            Order memory o = _orders[_pendingQueue[member][i]];
+            if (o.releaseDay > today) sum += o.remaining;
+        }
+    }
+
+    function _requireSigner(uint256 merchantId_) private view {
+        if (_registry.activeAccount(merchantId_) != msg.sender) revert PointsUnauthorized(msg.sender, merchantId_);
+    }
+
+    // ------------------------------------------------------------------
+    // Time
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IPointProgram
+    function currentPeriod() public view returns (uint256) {
+        return _periodAt(block.timestamp);
+    }
+
+    /// @inheritdoc IPointProgram
+    function currentDay() public view returns (uint256) {
+        return (block.timestamp - _origin) / 1 days;
+    }
+
+    function _periodAt(uint256 t) private view returns (uint256) {
+        Config memory c = _config;
+        return c.expiryPeriods == 0 ? 0 : (t - _origin) / c.periodLength;
+    }
+
+    function _minLivePeriod(uint256 cur) private view returns (uint256) {
+        uint256 e = _config.expiryPeriods;
+        return (e == 0 || cur < e) ? 0 : cur - e;
+    }
+
+    // ------------------------------------------------------------------
+    // ERC-20 views and the closed transfer path
+    // ------------------------------------------------------------------
+
+    /// @notice Points are whole numbers.
+    function decimals() public pure override returns (uint8) {
+        return 0;
+    }
+
+    /// @notice Points `member` can spend now (pending and expired points excluded).
+    function balanceOf(address member) public view override returns (uint256 bal) {
+        Account memory a = _accounts[member];
+        uint256 minLive = _minLivePeriod(currentPeriod());
+        uint256 p = a.tailPeriod;
+        while (p != a.headPeriod) {
+            Lot memory l = _lots[member][p];
+            if (p >= minLive) bal += l.amount;
+            p = l.next;
+        }
+        if (p >= minLive) bal += a.headAmount;
+        bal -= _pendingLive(member, a, currentDay());
+    }
+
+    /// @notice Spendable points across all members: equals the sum of every `balanceOf`.
+    function totalSupply() public view override returns (uint256 supply) {
+        uint256 cur = currentPeriod();
+        for (uint256 p = _minLivePeriod(cur); p <= cur; ++p) {
+            supply += _supplyByPeriod[p];
+        }
+        supply -= pendingSupply();
+    }
+
+    /// @inheritdoc IPointProgram
+    function pendingSupply() public view returns (uint256 pending) {
+        uint256 today = currentDay();
+        uint256 last = today + _config.maxPendingDays;
+        for (uint256 d = today + 1; d <= last; ++d) {
+            pending += _pendingByDay[d];
+        }
+    }
+
+    /// @inheritdoc IPointProgram
+    function pendingOf(address member) external view returns (uint256) {
+        return _pendingLive(member, _accounts[member], currentDay());
+    }
+
+    /// @inheritdoc IPointProgram
+    function lotsOf(address member) external view returns (uint256[] memory periods, uint256[] memory amounts) {
+        Account memory a = _accounts[member];
+        uint256 minLive = _minLivePeriod(currentPeriod());
+        uint256 n;
+        uint256 p = a.tailPeriod;
+        while (p != a.headPeriod) {
+            if (p >= minLive) ++n;
+            p = _lots[member][p].next;
+        }
+        if (a.headAmount != 0 && p >= minLive) ++n;
+        periods = new uint256[](n);
+        amounts = new uint256[](n);
+        uint256 k;
+        p = a.tailPeriod;
+        while (p != a.headPeriod) {
+            Lot memory l = _lots[member][p];
+            if (p >= minLive) {
+                periods[k] = p;
+                amounts[k] = l.amount;
+                ++k;
+            }
+            p = l.next;
+        }
+        if (a.headAmount != 0 && p >= minLive) {
+            periods[k] = p;
+            amounts[k] = a.headAmount;
+        }
+    }
+
+    /// @inheritdoc IPointProgram
+    function orderOf(bytes32 orderRef)
+        external
+        view
+        returns (address member, uint256 remaining, uint256 earnPeriod, uint256 releaseDay)
+    {
+        Order memory o = _orders[orderRef];
+        return (o.member, o.remaining, o.earnPeriod, o.releaseDay);
+    }
+
+    /// @inheritdoc IPointProgram
+    function merchantId() external view returns (uint256) {
+        return _merchantId;
+    }
+
+    /// @inheritdoc IPointProgram
+    function registry() external view returns (address) {
+        return address(_registry);
+    }
+
+    /// @inheritdoc IPointProgram
+    function config() external view returns (Config memory) {
+        return _config;
+    }
+
+    /// @inheritdoc IPointProgram
+    function origin() external view returns (uint256) {
+        return _origin;
+    }
+
+    /// @notice Points cannot be approved for transfer: they are not transferable.
+    function approve(address, uint256) public pure override returns (bool) {
+        revert PointsNonTransferable();
+    }
+
+    /// @dev Every ERC-20 transfer path ends here; points move only through the alliance calls.
+    function _update(address, address, uint256) internal pure override {
+        revert PointsNonTransferable();
+    }
+}
