@@ -1,0 +1,313 @@
+"""The one gateway to the chain: JSON-RPC, ABI encoding, and error mapping.
+
+Only ``ledger.chain`` imports web3. Everything above talks to :class:`ChainGateway` (or the
+typed clients in ``ledger.contracts.clients`` built on it) and only ever sees ledger errors:
+RPC failures become :class:`~ledger.errors.ChainError`, reverts become
+:class:`~ledger.errors.ContractRevertError` named after the Solidity custom error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+)
+from web3.providers.rpc import HTTPProvider
+from web3.types import RPCEndpoint, RPCResponse
+
+from ..errors import ChainError, ContractRevertError, LedgerError
+
+log = logging.getLogger(__name__)
+
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
+PANIC_SELECTOR = bytes.fromhex("4e487b71")
+
+Abi = Sequence[Mapping[str, Any]]
+
+
+class CountingProvider(HTTPProvider):
+    """An HTTP provider that counts JSON-RPC round trips (a batch request counts once)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(url, request_kwargs={"timeout": timeout})
+        self.round_trips = 0
+        self._count_lock = threading.Lock()
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        with self._count_lock:
+            self.round_trips += 1
+        return super().make_request(method, params)
+
+    def make_batch_request(
+        self, batch_requests: list[tuple[RPCEndpoint, Any]]
+    ) -> list[RPCResponse] | RPCResponse:
+        with self._count_lock:
+            self.round_trips += 1
+        return super().make_batch_request(batch_requests)
+
+
+def error_selectors(abis: Iterable[Abi]) -> dict[bytes, Mapping[str, Any]]:
+    """Give every custom error declared in ``abis``, keyed by its 4-byte selector."""
+    out: dict[bytes, Mapping[str, Any]] = {}
+    for abi in abis:
+        for entry in abi:
+            if entry.get("type") == "error":
+                out[function_abi_to_4byte_selector(cast(Any, entry))] = entry
+    return out
+
+
+class ChainGateway:
+    """A connection to one EVM JSON-RPC node, with revert decoding for our contracts."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        error_abis: Mapping[bytes, Mapping[str, Any]] | None = None,
+        expected_chain_id: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.provider = CountingProvider(url, timeout)
+        self.w3 = Web3(self.provider)
+        self._errors = dict(error_abis or {})
+        try:
+            self.chain_id = int(self.w3.eth.chain_id)
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"cannot reach the chain node at {url}: {exc}") from exc
+        if expected_chain_id is not None and self.chain_id != expected_chain_id:
+            raise ChainError(
+                f"{url} serves chain {self.chain_id}, settings expect {expected_chain_id}",
+                chain_id=self.chain_id,
+            )
+
+    # ------------------------------------------------------------------ errors
+
+    def add_error_abis(self, error_abis: Mapping[bytes, Mapping[str, Any]]) -> None:
+        self._errors.update(error_abis)
+
+    def decode_revert(self, data: bytes | str | None) -> ContractRevertError:
+        """Turn raw revert data into a ContractRevertError named after the Solidity error."""
+        raw = bytes(HexBytes(data)) if data else b""
+        selector, body = raw[:4], raw[4:]
+        if selector == ERROR_STRING_SELECTOR:
+            (reason,) = abi_decode(["string"], body)
+            return ContractRevertError("Error", (reason,), message=f"reverted: {reason}")
+        if selector == PANIC_SELECTOR:
+            (code,) = abi_decode(["uint256"], body)
+            return ContractRevertError("Panic", (code,), message=f"panic 0x{code:02x}")
+        entry = self._errors.get(selector)
+        if entry is None:
+            return ContractRevertError("Unknown", (), data="0x" + raw.hex())
+        types = [_abi_type(i) for i in entry.get("inputs", [])]
+        try:
+            args = tuple(_plain(v) for v in abi_decode(types, body))
+        except Exception:  # noqa: BLE001 - undecodable data is reported, not raised
+            args = ()
+        return ContractRevertError(str(entry["name"]), args, data="0x" + raw.hex())
+
+    def map_error(self, exc: BaseException) -> LedgerError:
+        """Map any exception web3 or the transport raised to a ledger error (once, here)."""
+        if isinstance(exc, LedgerError):
+            return exc
+        if isinstance(exc, ContractCustomError | ContractPanicError | ContractLogicError):
+            data = exc.data if isinstance(exc.data, str) else None
+            if data and data != "0x":
+                return self.decode_revert(data)
+            return ContractRevertError("Unknown", (), message=str(exc))
+        if isinstance(exc, TimeExhausted):
+            return ChainError(f"timed out waiting for the chain: {exc}")
+        if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], dict):
+            err = exc.args[0]
+            data = err.get("data")
+            if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+                return self.decode_revert(data)
+            return ChainError(f"node rejected the request: {err.get('message', err)}", rpc=err)
+        return ChainError(f"chain request failed: {exc}")
+
+    # ------------------------------------------------------------------ ABI
+
+    def encode_call(self, abi: Abi, fn: str, args: Sequence[Any]) -> bytes:
+        """ABI-encode a call of ``fn`` with ``args`` (selector included)."""
+        contract = self.w3.eth.contract(abi=cast(Any, abi))
+        return bytes(HexBytes(contract.encode_abi(fn, args=list(args))))
+
+    def encode_deploy(self, abi: Abi, bytecode: str, args: Sequence[Any]) -> bytes:
+        contract = self.w3.eth.contract(abi=cast(Any, abi), bytecode=bytecode)
+        return bytes(HexBytes(contract.constructor(*args).data_in_transaction))
+
+    def decode_output(self, abi: Abi, fn: str, data: bytes) -> tuple[Any, ...]:
+        entry = next(e for e in abi if e.get("type") == "function" and e.get("name") == fn)
+        types = [_abi_type(o) for o in entry.get("outputs", [])]
+        return tuple(_plain(v) for v in abi_decode(types, data))
+
+    def decode_logs(self, abi: Abi, receipt_logs: Sequence[Any]) -> list[tuple[str, dict[str, Any],
+                                                                          Mapping[str, Any]]]:
+        """Decode the logs our ``abi`` knows into (event name, args, raw log)."""
+        contract = self.w3.eth.contract(abi=cast(Any, abi))
+        out: list[tuple[str, dict[str, Any], Mapping[str, Any]]] = []
+        events = [e for e in abi if e.get("type") == "event"]
+        by_topic = {
+            bytes(HexBytes(self.w3.keccak(text=_event_signature(e)))): str(e["name"])
+            for e in events
+        }
+        for lg in receipt_logs:
+            topics = lg.get("topics") or []
+            if not topics:
+                continue
+            name = by_topic.get(bytes(HexBytes(topics[0])))
+            if name is None:
+                continue
+            ev = contract.events[name]().process_log(lg)
+            out.append((name, {k: _plain(v) for k, v in ev["args"].items()}, lg))
+        return out
+
+    # ------------------------------------------------------------------ RPC
+
+    def call(self, to: str, data: bytes, *, block: str | int = "latest") -> bytes:
+        """eth_call; a revert raises ContractRevertError."""
+        try:
+            return bytes(self.w3.eth.call({"to": to_checksum_address(to), "data": HexBytes(data)},
+                                          block_identifier=block))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def estimate_gas(self, *, sender: str, to: str | None, data: bytes) -> int:
+        tx: dict[str, Any] = {"from": to_checksum_address(sender), "data": HexBytes(data)}
+        if to is not None:
+            tx["to"] = to_checksum_address(to)
+        try:
+            return int(self.w3.eth.estimate_gas(cast(Any, tx)))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def send_raw(self, raw: bytes) -> str:
+        try:
+            return "0x" + bytes(self.w3.eth.send_raw_transaction(raw)).hex()
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.w3.eth.get_transaction_receipt(cast(Any, tx_hash)))
+        except TransactionNotFound:
+            return None
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def receipts(self, tx_hashes: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Fetch many receipts in one JSON-RPC batch round trip."""
+        if not tx_hashes:
+            return []
+        batch = [(RPCEndpoint("eth_getTransactionReceipt"), [h]) for h in tx_hashes]
+        try:
+            responses = self.provider.make_batch_request(batch)
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        if not isinstance(responses, list):
+            raise ChainError(f"batch request failed: {responses}")
+        by_id = sorted(responses, key=lambda r: int(cast(Any, r).get("id", 0)))
+        return [cast(dict[str, Any] | None, r.get("result")) for r in by_id]
+
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.w3.eth.get_transaction(cast(Any, tx_hash)))
+        except TransactionNotFound:
+            return None
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def nonce(self, address: str, block: str = "pending") -> int:
+        try:
+            return int(self.w3.eth.get_transaction_count(to_checksum_address(address),
+                                                         cast(Any, block)))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def fees(self) -> tuple[int, int]:
+        """Give (max fee per gas, priority fee per gas) suitable for a new transaction now."""
+        try:
+            block = self.w3.eth.get_block("latest")
+            base = int(block.get("baseFeePerGas") or 0)
+            priority = int(self.w3.eth.max_priority_fee)
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        return base * 2 + priority, priority
+
+    def block_number(self) -> int:
+        try:
+            return int(self.w3.eth.block_number)
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def block(self, number: int | str) -> dict[str, Any]:
+        try:
+            return dict(self.w3.eth.get_block(cast(Any, number)))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def get_logs(self, *, address: str | Sequence[str] | None, from_block: int,
+                 to_block: int) -> list[Mapping[str, Any]]:
+        params: dict[str, Any] = {"fromBlock": from_block, "toBlock": to_block}
+        if address is not None:
+            params["address"] = ([to_checksum_address(a) for a in address]
+                                 if not isinstance(address, str) else to_checksum_address(address))
+        try:
+            return [dict(lg) for lg in self.w3.eth.get_logs(cast(Any, params))]
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+
+    def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """A raw JSON-RPC call (anvil_*, evm_* helpers); errors become ChainError."""
+        try:
+            resp = self.provider.make_request(RPCEndpoint(method), list(params))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        if "error" in resp:
+            raise ChainError(f"{method} failed: {resp['error']}", rpc=resp["error"])
+        return resp.get("result")
+
+    @property
+    def round_trips(self) -> int:
+        return self.provider.round_trips
+
+
+_ids = itertools.count()
+
+
+def _abi_type(param: Mapping[str, Any]) -> str:
+    t = str(param["type"])
+    if t.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param.get("components", []))
+        return f"({inner}){t[5:]}"
+    return t
+
+
+def _event_signature(entry: Mapping[str, Any]) -> str:
+    return f"{entry['name']}({','.join(_abi_type(i) for i in entry.get('inputs', []))})"
+
+
+def _plain(value: Any) -> Any:
+    """Make decoded ABI values plain Python: bytes stay bytes, addresses checksummed."""
+    if isinstance(value, HexBytes):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    if isinstance(value, list | tuple):
+        return tuple(_plain(v) for v in value)
+    return value

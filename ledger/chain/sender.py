@@ -1,0 +1,197 @@
+"""The transaction sender: one per signing key.
+
+It owns that key's nonces (reserved from a :class:`NonceSource`, never asked from the node per
+transaction), signs locally, broadcasts, follows receipts, and rebroadcasts or replaces a
+stuck transaction with a fee bump. Reverts come back as ContractRevertError, decoded by the
+gateway from a replay of the call at the block it failed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+
+from ..errors import ChainError, ChainTimeoutError, ContractRevertError
+from .gateway import ChainGateway
+
+log = logging.getLogger(__name__)
+
+FEE_BUMP_PERCENT = 15  # nodes require ≥ 10 % more to replace a pending transaction
+GAS_HEADROOM_PERCENT = 20
+
+
+class NonceSource(Protocol):
+    """Hands out contiguous nonces of one signer; never the same nonce twice."""
+
+    def reserve(self, count: int) -> int:
+        """Reserve ``count`` nonces; give the first."""
+        ...
+
+
+class MemoryNonces:
+    """A nonce source kept in memory, started from the node's pending count (tools, deploy)."""
+
+    def __init__(self, gateway: ChainGateway, address: str) -> None:
+        self._next = gateway.nonce(address, "pending")
+        self._lock = threading.Lock()
+
+    def reserve(self, count: int) -> int:
+        with self._lock:
+            first = self._next
+            self._next += count
+            return first
+
+
+@dataclass
+class SentTx:
+    """A signed, broadcast transaction and what is needed to rebroadcast or replace it."""
+
+    tx_hash: str
+    nonce: int
+    raw: bytes
+    to: str | None
+    data: bytes
+    gas: int
+    max_fee: int
+    priority_fee: int
+    sent_at: float
+
+
+class TransactionSender:
+    """Signs and sends transactions of one key, and follows them to a receipt."""
+
+    def __init__(self, gateway: ChainGateway, private_key: bytes | str,
+                 nonces: NonceSource | None = None, *, receipt_timeout_s: float = 60.0,
+                 poll_s: float = 0.05) -> None:
+        self.gateway = gateway
+        self.account: LocalAccount = Account.from_key(private_key)
+        self.address: str = self.account.address
+        self.nonces = nonces or MemoryNonces(gateway, self.address)
+        self.receipt_timeout_s = receipt_timeout_s
+        self.poll_s = poll_s
+        self._fees: tuple[int, int] | None = None
+        self._fees_at = 0.0
+
+    # ------------------------------------------------------------------ sending
+
+    def estimate(self, to: str | None, data: bytes) -> int:
+        """Simulate the call; a revert raises ContractRevertError before any nonce is used."""
+        gas = self.gateway.estimate_gas(sender=self.address, to=to, data=data)
+        return gas + gas * GAS_HEADROOM_PERCENT // 100
+
+    def send(self, *, to: str | None, data: bytes, gas: int | None = None,
+             nonce: int | None = None) -> SentTx:
+        """Sign and broadcast one transaction; estimate its gas first unless given."""
+        if gas is None:
+            gas = self.estimate(to, data)
+        max_fee, priority = self._current_fees()
+        if nonce is None:
+            nonce = self.nonces.reserve(1)
+        return self._sign_and_send(to=to, data=data, gas=gas, nonce=nonce, max_fee=max_fee,
+                                   priority=priority)
+
+    def _sign_and_send(self, *, to: str | None, data: bytes, gas: int, nonce: int,
+                       max_fee: int, priority: int) -> SentTx:
+        tx: dict[str, Any] = {
+            "chainId": self.gateway.chain_id,
+            "nonce": nonce,
+            "gas": gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+            "data": HexBytes(data),
+            "value": 0,
+            "type": 2,
+        }
+        if to is not None:
+            tx["to"] = to
+        signed = self.account.sign_transaction(tx)
+        raw = bytes(signed.raw_transaction)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        try:
+            self.gateway.send_raw(raw)
+        except ChainError as exc:
+            if "already known" not in str(exc).lower():
+                raise
+        log.debug("sent %s nonce=%d gas=%d", tx_hash, nonce, gas)
+        return SentTx(tx_hash, nonce, raw, to, data, gas, max_fee, priority, time.monotonic())
+
+    def _current_fees(self) -> tuple[int, int]:
+        # Fees change slowly; asking once a second saves two round trips per transaction.
+        now = time.monotonic()
+        if self._fees is None or now - self._fees_at > 1.0:
+            self._fees = self.gateway.fees()
+            self._fees_at = now
+        return self._fees
+
+    # ------------------------------------------------------------------ receipts
+
+    def wait(self, sent: SentTx, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait for ``sent`` to be mined; rebroadcast, then replace with a fee bump, if stuck.
+
+        Gives the receipt of whichever transaction with this nonce was mined; raises
+        ContractRevertError if it reverted, ChainTimeoutError if nothing was mined in time.
+        """
+        deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s * 3)
+        candidates = [sent]
+        bumped_at = time.monotonic()
+        while True:
+            for cand in candidates:
+                receipt = self.gateway.receipt(cand.tx_hash)
+                if receipt is not None:
+                    return self.check(receipt, cand)
+            now = time.monotonic()
+            if now > deadline:
+                raise ChainTimeoutError(f"no receipt for nonce {sent.nonce} of {self.address}",
+                                        tx_hash=sent.tx_hash)
+            if now - bumped_at > self.receipt_timeout_s:
+                candidates.append(self.replace(candidates[-1]))
+                bumped_at = now
+            time.sleep(self.poll_s)
+
+    def replace(self, stuck: SentTx) -> SentTx:
+        """Rebroadcast ``stuck``; if the node lost it, re-sign it at the same nonce with fees
+        raised by FEE_BUMP_PERCENT so it replaces any copy still in a mempool."""
+        if self.gateway.transaction(stuck.tx_hash) is None:
+            try:
+                self.gateway.send_raw(stuck.raw)
+                log.warning("rebroadcast dropped tx %s", stuck.tx_hash)
+            except ChainError:
+                log.warning("rebroadcast of %s refused; replacing", stuck.tx_hash)
+        max_fee = stuck.max_fee + stuck.max_fee * FEE_BUMP_PERCENT // 100 + 1
+        priority = stuck.priority_fee + stuck.priority_fee * FEE_BUMP_PERCENT // 100 + 1
+        base_now, _ = self._current_fees()
+        max_fee = max(max_fee, base_now + priority)
+        log.warning("replacing stuck tx %s (nonce %d) with a fee bump", stuck.tx_hash, stuck.nonce)
+        return self._sign_and_send(to=stuck.to, data=stuck.data, gas=stuck.gas,
+                                   nonce=stuck.nonce, max_fee=max_fee, priority=priority)
+
+    def check(self, receipt: dict[str, Any], sent: SentTx) -> dict[str, Any]:
+        """Return the receipt if it succeeded, else raise the decoded revert."""
+        if int(receipt.get("status", 0)) == 1:
+            return receipt
+        raise self.revert_reason(sent, int(receipt["blockNumber"]))
+
+    def revert_reason(self, sent: SentTx, block: int) -> ContractRevertError:
+        """Replay a failed transaction as a call at its block to learn the custom error."""
+        try:
+            self.gateway.w3.eth.call(
+                {"from": self.address, "to": sent.to, "data": HexBytes(sent.data),
+                 "gas": sent.gas} if sent.to else {"from": self.address,
+                                                   "data": HexBytes(sent.data)},
+                block_identifier=block)
+        except Exception as exc:  # noqa: BLE001 - every failure is mapped below
+            err = self.gateway.map_error(exc)
+            if isinstance(err, ContractRevertError):
+                return err
+        return ContractRevertError("OutOfGasOrUnknown", (), tx_hash=sent.tx_hash)
+
+    def transact(self, *, to: str | None, data: bytes, gas: int | None = None) -> dict[str, Any]:
+        """Send and wait: for operator actions that are not batched."""
+        return self.wait(self.send(to=to, data=data, gas=gas))

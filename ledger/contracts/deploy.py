@@ -1,0 +1,113 @@
+"""Deploy the alliance's contracts and remember where they are.
+
+The deployment record (chain id, addresses, block) is kept in ``<data_dir>/deployment.json``
+so the service, the CLI and auditors find the same contracts after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..chain.gateway import ChainGateway, error_selectors
+from ..chain.sender import TransactionSender
+from ..errors import LedgerNotFoundError
+from ..settings import Settings
+from .clients import FactoryClient, PointProgramClient, RegistryClient
+from .compiler import Artifact, compile_contracts
+
+log = logging.getLogger(__name__)
+
+SETTLEMENT_UNIT = "CNY-fen"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the alliance's contracts live on one chain."""
+
+    chain_id: int
+    registry: str
+    factory: str
+    block: int
+    settlement_unit: str = SETTLEMENT_UNIT
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError as exc:
+            raise LedgerNotFoundError(f"no deployment recorded at {path}; run `alliance deploy`"
+                                      ) from exc
+
+
+def deployment_path(settings: Settings) -> Path:
+    return settings.data_dir / "deployment.json"
+
+
+class Contracts:
+    """The compiled artifacts and typed clients of one deployment."""
+
+    def __init__(self, gateway: ChainGateway, artifacts: Mapping[str, Artifact],
+                 deployment: Deployment) -> None:
+        self.gateway = gateway
+        self.artifacts = artifacts
+        self.deployment = deployment
+        gateway.add_error_abis(error_selectors(a.abi for a in artifacts.values()))
+        self.registry = RegistryClient(gateway, artifacts["AllianceRegistry"].abi,
+                                       deployment.registry)
+        self.factory = FactoryClient(gateway, artifacts["PointProgramFactory"].abi,
+                                     deployment.factory)
+        self._programs: dict[str, PointProgramClient] = {}
+
+    def program(self, address: str) -> PointProgramClient:
+        client = self._programs.get(address)
+        if client is None:
+            client = PointProgramClient(self.gateway, self.artifacts["PointProgram"].abi, address)
+            self._programs[address] = client
+        return client
+
+
+def deploy(gateway: ChainGateway, operator: TransactionSender, artifacts: Mapping[str, Artifact],
+           *, settlement_unit: str = SETTLEMENT_UNIT) -> Deployment:
+    """Deploy registry and factory, wire them, and return the deployment record."""
+    gateway.add_error_abis(error_selectors(a.abi for a in artifacts.values()))
+    reg = artifacts["AllianceRegistry"]
+    receipt = operator.transact(
+        to=None, data=gateway.encode_deploy(reg.abi, reg.bytecode,
+                                            [operator.address, settlement_unit]))
+    registry = str(receipt["contractAddress"])
+    fac = artifacts["PointProgramFactory"]
+    receipt = operator.transact(to=None, data=gateway.encode_deploy(fac.abi, fac.bytecode,
+                                                                     [registry]))
+    factory = str(receipt["contractAddress"])
+    operator.transact(to=registry, data=gateway.encode_call(reg.abi, "setFactory", [factory]))
+    deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
+                            block=int(receipt["blockNumber"]), settlement_unit=settlement_unit)
+    log.info("deployed registry %s and factory %s on chain %d", registry, factory,
+             gateway.chain_id)
+    return deployment
+
+
+def load_or_deploy(settings: Settings, gateway: ChainGateway,
+                   operator: TransactionSender) -> Contracts:
+    """Give the recorded deployment if its contracts exist on this chain, else deploy anew."""
+    artifacts = compile_contracts(settings)
+    path = deployment_path(settings)
+    if path.exists():
+        dep = Deployment.load(path)
+        code = gateway.w3.eth.get_code(dep.registry) if dep.chain_id == gateway.chain_id else b""
+        if dep.chain_id == gateway.chain_id and len(code) > 0:
+            return Contracts(gateway, artifacts, dep)
+        log.warning("recorded deployment is not on this chain; deploying anew")
+    dep = deploy(gateway, operator, artifacts)
+    dep.save(path)
+    return Contracts(gateway, artifacts, dep)
