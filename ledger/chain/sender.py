@@ -99,6 +99,18 @@ class TransactionSender:
 
     def _sign_and_send(self, *, to: str | None, data: bytes, gas: int, nonce: int,
                        max_fee: int, priority: int) -> SentTx:
+        sent = self.sign(to=to, data=data, gas=gas, nonce=nonce, max_fee=max_fee,
+                         priority=priority)
+        self.broadcast(sent)
+        return sent
+
+    def sign(self, *, to: str | None, data: bytes, gas: int, nonce: int | None = None,
+             max_fee: int | None = None, priority: int | None = None) -> SentTx:
+        """Sign a transaction without sending it (so it can be recorded first)."""
+        if max_fee is None or priority is None:
+            max_fee, priority = self._current_fees()
+        if nonce is None:
+            nonce = self.nonces.reserve(1)
         tx: dict[str, Any] = {
             "chainId": self.gateway.chain_id,
             "nonce": nonce,
@@ -112,15 +124,19 @@ class TransactionSender:
         if to is not None:
             tx["to"] = to
         signed = self.account.sign_transaction(tx)
-        raw = bytes(signed.raw_transaction)
-        tx_hash = "0x" + bytes(signed.hash).hex()
+        return SentTx("0x" + bytes(signed.hash).hex(), nonce, bytes(signed.raw_transaction), to,
+                      data, gas, max_fee, priority, time.monotonic())
+
+    def broadcast(self, sent: SentTx) -> None:
+        """Send a signed transaction; one the node already has is not an error."""
         try:
-            self.gateway.send_raw(raw)
+            self.gateway.send_raw(sent.raw)
         except ChainError as exc:
-            if "already known" not in str(exc).lower():
+            msg = str(exc).lower()
+            if "already known" not in msg and "already imported" not in msg:
                 raise
-        log.debug("sent %s nonce=%d gas=%d", tx_hash, nonce, gas)
-        return SentTx(tx_hash, nonce, raw, to, data, gas, max_fee, priority, time.monotonic())
+        sent.sent_at = time.monotonic()
+        log.debug("sent %s nonce=%d gas=%d", sent.tx_hash, sent.nonce, sent.gas)
 
     def _current_fees(self) -> tuple[int, int]:
         # Fees change slowly; asking once a second saves two round trips per transaction.

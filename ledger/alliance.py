@@ -1,0 +1,112 @@
+"""The running alliance: chain connection, contracts, store and one sender per signing key.
+
+``Alliance.open(settings)`` is the one way in for the API, the CLI, scripts and tests: it
+reaches (or starts) the chain, migrates the store, finds (or makes) the deployment, and hands
+out the per-key transaction senders and the outbox workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from eth_account import Account
+
+from .chain import anvil
+from .chain.gateway import ChainGateway
+from .chain.sender import TransactionSender
+from .contracts.deploy import Contracts, load_or_deploy
+from .crypto import MasterKey
+from .settings import Settings
+from .store import repos
+from .store.db import Store, migrate
+
+log = logging.getLogger(__name__)
+
+
+class StoreNonces:
+    """The nonce manager of one signer, persisted in the store so restarts and several
+    processes never hand out the same nonce twice."""
+
+    def __init__(self, store: Store, gateway: ChainGateway, address: str) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.address = address
+
+    def reserve(self, count: int) -> int:
+        with self.store.session() as s:
+            return repos.reserve_nonces(
+                s, chain_id=self.gateway.chain_id, address=self.address, count=count,
+                chain_nonce=lambda: self.gateway.nonce(self.address, "pending"))
+
+    def resync(self) -> None:
+        """Align the counter with the node after a restart (drops gaps left by a crash)."""
+        with self.store.session() as s:
+            repos.reset_nonce(s, chain_id=self.gateway.chain_id, address=self.address,
+                              next_nonce=self.gateway.nonce(self.address, "pending"))
+
+
+@dataclass
+class Alliance:
+    """Everything the service needs, opened once per process."""
+
+    settings: Settings
+    gateway: ChainGateway
+    store: Store
+    contracts: Contracts
+    master_key: MasterKey
+    operator: TransactionSender
+    _senders: dict[str, TransactionSender] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[object] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Alliance:
+        """Connect to the chain (starting a local anvil if no RPC URL is set), migrate the
+        store, and load or create the deployment."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.rpc_url or anvil.ensure_running(settings)
+        gateway = ChainGateway(url, expected_chain_id=settings.chain_id)
+        migrate(settings.effective_database_url)
+        store = Store(settings.effective_database_url)
+        master = MasterKey.load(settings)
+        key = settings.operator_key.get_secret_value()
+        address = Account.from_key(key).address
+        operator = TransactionSender(gateway, key, StoreNonces(store, gateway, address),
+                                     receipt_timeout_s=settings.receipt_timeout_s)
+        contracts = load_or_deploy(settings, gateway, operator)
+        return cls(settings, gateway, store, contracts, master, operator)
+
+    def sender_for_key(self, private_key: bytes) -> TransactionSender:
+        """The one sender of this key in this process."""
+        address = Account.from_key(private_key).address
+        with self._lock:
+            sender = self._senders.get(address)
+            if sender is None:
+                sender = TransactionSender(
+                    self.gateway, private_key, StoreNonces(self.store, self.gateway, address),
+                    receipt_timeout_s=self.settings.receipt_timeout_s)
+                self._senders[address] = sender
+            return sender
+
+    def start_workers(self) -> None:
+        """Start the outbox workers that send queued operations."""
+        from .outbox import OutboxWorker
+
+        if not self._workers:
+            worker = OutboxWorker(self)
+            worker.start()
+            self._workers.append(worker)
+
+    def stop_workers(self) -> None:
+        from .outbox import OutboxWorker
+
+        for w in self._workers:
+            assert isinstance(w, OutboxWorker)
+            w.stop()
+        self._workers.clear()
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.store.dispose()

@@ -1,0 +1,268 @@
+"""The outbox worker: sends queued operations to the chain, exactly once.
+
+Crash safety comes from the order of steps, each its own database commit:
+
+1. claim: queued operations of one signer become ``sending`` (no other worker takes them);
+2. sign: the transaction is signed, and its hash, nonce and raw bytes are recorded with the
+   operations marked ``submitted`` — *before* it is broadcast;
+3. broadcast, then wait for the receipt; mark ``confirmed`` (block number) or, on a revert,
+   bisect the batch so only the offending operations fail, each with the Solidity error name.
+
+On start, :meth:`OutboxWorker.recover` looks at what a crash may have left: ``submitted``
+operations whose transaction was mined are settled from the receipt; ones the node never saw
+are rebroadcast from the recorded raw bytes (same nonce, so it cannot land twice); ``sending``
+ones (claimed, never signed) go back to ``queued``; then the signer's nonce counter is aligned
+with the node. A resend that races a landed one is harmless: the program rejects a second
+issue of the same order reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from .alliance import Alliance
+from .chain.sender import SentTx, TransactionSender
+from .contracts.clients import IssueItem, Redemption
+from .errors import ChainError, ContractRevertError, LedgerError
+from .merchants import merchant_signing_key
+from .store import repos
+
+log = logging.getLogger(__name__)
+
+ISSUE_KINDS = ("issue", "issue_batch")
+
+
+class OutboxWorker:
+    """Sends the outbox's operations; one thread per process is enough for many signers."""
+
+    def __init__(self, alliance: Alliance, *, idle_sleep_s: float | None = None) -> None:
+        self.alliance = alliance
+        self.idle_sleep_s = (idle_sleep_s if idle_sleep_s is not None
+                             else alliance.settings.batch_window_ms / 1000)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._senders: dict[int, TransactionSender] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.recover()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.process_once()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+                log.exception("outbox round failed; retrying")
+                done = 0
+            if done == 0:
+                self._stop.wait(self.idle_sleep_s)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Process until nothing is queued (for tools and tests that run no thread)."""
+        deadline = time.monotonic() + timeout_s
+        while self.process_once() > 0:
+            if time.monotonic() > deadline:
+                raise ChainError("outbox did not drain in time")
+
+    # ------------------------------------------------------------------ one round
+
+    def process_once(self) -> int:
+        """Send one batch per signer with queued work and settle it; give operations done."""
+        with self.alliance.store.session() as s:
+            merchant_ids = repos.merchants_with_queued(s)
+        done = 0
+        for merchant_id in merchant_ids:
+            done += self._process_merchant(merchant_id)
+        return done
+
+    def _sender(self, merchant_id: int) -> TransactionSender:
+        sender = self._senders.get(merchant_id)
+        if sender is None:
+            key = merchant_signing_key(self.alliance, merchant_id)
+            sender = self.alliance.sender_for_key(key)
+            self._senders[merchant_id] = sender
+        return sender
+
+    def _process_merchant(self, merchant_id: int) -> int:
+        limit = self.alliance.settings.batch_max
+        with self.alliance.store.session() as s:
+            ops = repos.claim_operations(s, merchant_id=merchant_id, limit=limit)
+            claimed = [(op.id, op.kind, dict(op.payload)) for op in ops]
+            program = repos.get_merchant(s, merchant_id)
+            assert program is not None and program.program_address is not None
+            program_address = program.program_address
+        if not claimed:
+            return 0
+        sender = self._sender(merchant_id)
+        issues = [c for c in claimed if c[1] in ISSUE_KINDS]
+        others = [c for c in claimed if c[1] not in ISSUE_KINDS]
+        # Issue operations share one issueBatch call, up to batch_max lines.
+        groups: list[list[tuple[str, str, dict[str, Any]]]] = []
+        current: list[tuple[str, str, dict[str, Any]]] = []
+        lines = 0
+        for c in issues:
+            n = len(c[2]["items"])
+            if current and lines + n > limit:
+                groups.append(current)
+                current, lines = [], 0
+            current.append(c)
+            lines += n
+        if current:
+            groups.append(current)
+        groups.extend([c] for c in others)
+        pending: list[tuple[list[str], SentTx]] = []
+        for group in groups:
+            sent = self._submit(sender, program_address, group)
+            if sent is not None:
+                pending.append(([g[0] for g in group], sent))
+        for op_ids, sent in pending:
+            self._settle(sender, op_ids, sent)
+        return len(claimed)
+
+    # ------------------------------------------------------------------ submit / settle
+
+    def _calldata(self, program_address: str, group: Sequence[tuple[str, str, dict[str, Any]]]
+                  ) -> bytes:
+        program = self.alliance.contracts.program(program_address)
+        kind = group[0][1]
+        if kind in ISSUE_KINDS:
+            items = [IssueItem(line["member"], int(line["points"]),
+                               bytes.fromhex(line["order_ref"][2:]),
+                               int(line["release_at"])).as_tuple()
+                     for _, _, p in group for line in p["items"]]
+            return program.encode("issueBatch", items)
+        (_, _, p), = group
+        if kind == "reverse":
+            return program.encode("reverse", bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
+        if kind == "redeem":
+            r = Redemption(p["member"], int(p["points"]), int(p["merchant_id"]),
+                           bytes.fromhex(p["order_ref"][2:]), int(p["nonce"]), int(p["deadline"]))
+            return program.encode("redeem", r.as_tuple(), bytes.fromhex(p["signature"][2:]))
+        raise LedgerError(f"unknown operation kind {kind}")
+
+    def _submit(self, sender: TransactionSender, program_address: str,
+                group: list[tuple[str, str, dict[str, Any]]]) -> SentTx | None:
+        """Simulate, record, then broadcast one group; failures are isolated by bisection."""
+        data = self._calldata(program_address, group)
+        try:
+            gas = sender.estimate(program_address, data)
+        except ContractRevertError as exc:
+            if len(group) == 1:
+                self._fail([group[0][0]], exc)
+                return None
+            mid = len(group) // 2
+            # Bisect: each half is tried alone, so only the bad operations fail.
+            left = self._submit(sender, program_address, group[:mid])
+            if left is not None:
+                self._settle(sender, [g[0] for g in group[:mid]], left)
+            right = self._submit(sender, program_address, group[mid:])
+            if right is not None:
+                self._settle(sender, [g[0] for g in group[mid:]], right)
+            return None
+        sent = sender.sign(to=program_address, data=data, gas=gas)
+        op_ids = [g[0] for g in group]
+        with self.alliance.store.session() as s:
+            repos.record_submission(s, op_ids=op_ids, chain_id=self.alliance.gateway.chain_id,
+                                    signer=sender.address, tx_hash=sent.tx_hash,
+                                    nonce=sent.nonce, raw="0x" + sent.raw.hex(),
+                                    max_fee=sent.max_fee, priority_fee=sent.priority_fee)
+        try:
+            sender.broadcast(sent)
+        except ChainError as exc:
+            # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.
+            log.warning("broadcast of %s failed (%s); will retry", sent.tx_hash, exc)
+        return sent
+
+    def _settle(self, sender: TransactionSender, op_ids: list[str], sent: SentTx) -> None:
+        try:
+            receipt = sender.wait(sent)
+        except ContractRevertError as exc:
+            # It simulated fine but reverted when mined (state moved in between): try again,
+            # and the next simulation isolates the culprit.
+            log.warning("tx %s reverted with %s; requeueing %d ops", sent.tx_hash, exc.name,
+                        len(op_ids))
+            with self.alliance.store.session() as s:
+                repos.requeue_operations(s, op_ids, error_code=exc.name)
+            return
+        with self.alliance.store.session() as s:
+            repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"].hex()
+                                                            if hasattr(receipt["transactionHash"],
+                                                                       "hex")
+                                                            else receipt["transactionHash"]),
+                                     block_number=int(receipt["blockNumber"]))
+
+    def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
+        name = exc.name if isinstance(exc, ContractRevertError) else exc.code
+        log.info("operations %s failed: %s", op_ids, exc.message)
+        with self.alliance.store.session() as s:
+            repos.fail_operations(s, op_ids, error_code=name, error_message=exc.message)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> None:
+        """Settle or resend what a crash left behind (see the module docstring)."""
+        with self.alliance.store.session() as s:
+            repos.requeue_sending(s)
+            in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
+                          list(t.op_ids)) for t in repos.unsettled_transactions(s)]
+        by_signer: dict[str, list[Any]] = defaultdict(list)
+        for row in in_flight:
+            by_signer[row[1]].append(row)
+        for signer, rows in by_signer.items():
+            rows.sort(key=lambda r: r[2])
+            for tx_hash, _, nonce, raw, max_fee, prio, op_ids in rows:
+                receipt = self.alliance.gateway.receipt(tx_hash)
+                if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
+                    log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
+                    try:
+                        self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
+                    except ChainError as exc:
+                        log.warning("rebroadcast failed: %s; operations requeued", exc)
+                        with self.alliance.store.session() as s:
+                            repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
+                        continue
+                sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee,
+                              prio, time.monotonic())
+                self._settle_recovered(op_ids, sent)
+            self._resync_nonces(signer)
+        # A crash between reserving a nonce and recording its transaction leaves a gap that
+        # would stall every later transaction: every merchant signer restarts from the node.
+        with self.alliance.store.session() as s:
+            signers = {m.account_address for m in repos.list_merchants(s)}
+        for signer in signers - set(by_signer):
+            self._resync_nonces(signer)
+
+    def _settle_recovered(self, op_ids: list[str], sent: SentTx) -> None:
+        deadline = time.monotonic() + self.alliance.settings.receipt_timeout_s
+        while time.monotonic() < deadline:
+            receipt = self.alliance.gateway.receipt(sent.tx_hash)
+            if receipt is not None:
+                with self.alliance.store.session() as s:
+                    if int(receipt.get("status", 0)) == 1:
+                        repos.confirm_operations(s, op_ids, tx_hash=sent.tx_hash,
+                                                 block_number=int(receipt["blockNumber"]))
+                    else:
+                        repos.requeue_operations(s, op_ids, error_code="reverted")
+                return
+            time.sleep(0.05)
+        log.warning("recovered tx %s still unmined; left for the next start", sent.tx_hash)
+
+    def _resync_nonces(self, signer: str) -> None:
+        from .alliance import StoreNonces
+
+        StoreNonces(self.alliance.store, self.alliance.gateway, signer).resync()

@@ -1,0 +1,268 @@
+"""Points: issue, batch issue, reverse and redeem requests; balances and history.
+
+Mutations are *requests*: each validates its input, resolves the member, and writes one
+operation into the outbox inside the caller's database transaction (the same one that holds
+the idempotency record). The outbox worker sends it. Reads come from the chain's views
+(balances) and the indexed read model (history).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+from sqlalchemy.orm import Session
+
+from .alliance import Alliance
+from .errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidationError
+from .store import repos
+
+MAX_POINTS = 2**48 - 1
+ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
+SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
+
+
+@dataclass(frozen=True)
+class IssueLine:
+    """One line of a batch issue request."""
+
+    points: int
+    order_id: str
+    member: str | None = None
+    member_id: str | None = None
+    release_at: int | None = None
+
+
+@dataclass(frozen=True)
+class OperationView:
+    """An outbox operation as a merchant sees it."""
+
+    id: str
+    kind: str
+    status: str
+    merchant_id: int
+    items: int
+    tx_hash: str | None
+    block_number: int | None
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ProgramBalance:
+    """A member's points in one program."""
+
+    merchant_id: int
+    merchant_name: str
+    program: str
+    symbol: str
+    spendable: int
+    pending: int
+    lots: list[tuple[int, int]]
+    next_nonce: int
+
+
+def order_ref(order_id: str) -> bytes:
+    """The on-chain reference of a merchant's order id (keccak-256 of its UTF-8 bytes)."""
+    return keccak(text=order_id)
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _points(value: Any, field: str = "points") -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise LedgerValidationError(f"{field} must be an integer", field=field)
+    if value <= 0 or value > MAX_POINTS:
+        raise LedgerValidationError(f"{field} must be between 1 and {MAX_POINTS}", field=field)
+    return value
+
+
+def _order_id(value: str) -> str:
+    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
+        raise LedgerValidationError(
+            "order_id must be 1-64 characters of letters, digits and . _ : / # -",
+            field="order_id")
+    return value
+
+
+def _address(value: str, field: str = "member") -> str:
+    if not isinstance(value, str) or not is_hex_address(value):
+        raise LedgerValidationError(f"{field} is not an address", field=field)
+    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(
+            value):
+        raise LedgerValidationError(f"{field} has a wrong checksum", field=field)
+    if int(value, 16) == 0:
+        raise LedgerValidationError(f"{field} cannot be the zero address", field=field)
+    return to_checksum_address(value)
+
+
+def resolve_member(alliance: Alliance, session: Session, *, member: str | None,
+                   member_id: str | None) -> str:
+    """The on-chain account of a member given by wallet address or alliance member id."""
+    if (member is None) == (member_id is None):
+        raise LedgerValidationError("give exactly one of member (address) or member_id")
+    if member is not None:
+        address = _address(member)
+        linked = repos.member_by_wallet(session, address)
+        return linked.account if linked is not None else address
+    assert member_id is not None
+    if not member_id.strip() or len(member_id) > 128:
+        raise LedgerValidationError("member_id must be 1-128 characters", field="member_id")
+    return repos.member_account(session, alliance.master_key, member_id=member_id)
+
+
+def _release_at(value: int | None) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 2**40:
+        raise LedgerValidationError("release_at must be a unix time in seconds",
+                                    field="release_at")
+    return value
+
+
+def _merchant(session: Session, merchant_id: int) -> repos.MerchantRow:
+    row = repos.get_merchant(session, merchant_id)
+    if row is None:
+        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    if row.program_address is None:
+        raise LedgerNotFoundError(f"merchant {merchant_id} has no point program")
+    return row
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def request_issue(alliance: Alliance, session: Session, *, merchant_id: int,
+                  member: str | None = None, member_id: str | None = None, points: int,
+                  order_id: str, release_at: int | None = None) -> OperationView:
+    """Queue an issue of ``points`` to a member for the merchant's order ``order_id``."""
+    line = IssueLine(points, order_id, member, member_id, release_at)
+    return request_issue_batch(alliance, session, merchant_id=merchant_id, items=[line],
+                               kind="issue")
+
+
+def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: int,
+                        items: Sequence[IssueLine], kind: str = "issue_batch") -> OperationView:
+    """Queue many issue lines as one operation: they land in one transaction, all or none."""
+    if not items:
+        raise LedgerValidationError("a batch needs at least one item", field="items")
+    if len(items) > alliance.settings.max_batch_items:
+        raise LedgerValidationError(
+            f"a batch holds at most {alliance.settings.max_batch_items} items", field="items")
+    merchant = _merchant(session, merchant_id)
+    lines: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        try:
+            pts = _points(it.points)
+            oid = _order_id(it.order_id)
+            account = resolve_member(alliance, session, member=it.member, member_id=it.member_id)
+            rel = _release_at(it.release_at)
+        except LedgerValidationError as exc:
+            raise LedgerValidationError(f"items[{i}]: {exc.message}", index=i,
+                                        **exc.details) from exc
+        if oid in seen:
+            raise LedgerValidationError(f"items[{i}]: order_id {oid} twice in one batch",
+                                        index=i, field="order_id")
+        seen.add(oid)
+        lines.append({"member": account, "points": pts, "order_id": oid,
+                      "order_ref": "0x" + order_ref(oid).hex(), "release_at": rel})
+    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind=kind,
+                                 payload={"items": lines}, signer=merchant.account_address)
+    return _view(op)
+
+
+def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, order_id: str,
+                    points: int) -> OperationView:
+    """Queue a reversal (refund) of ``points`` of what the merchant's order issued."""
+    merchant = _merchant(session, merchant_id)
+    payload = {"order_id": _order_id(order_id), "order_ref": "0x" + order_ref(order_id).hex(),
+               "points": _points(points)}
+    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind="reverse",
+                                 payload=payload, signer=merchant.account_address)
+    return _view(op)
+
+
+def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
+                   points: int, order_id: str, nonce: int, deadline: int,
+                   signature: str) -> OperationView:
+    """Queue a redemption the member authorised by an EIP-712 signature; the merchant relays."""
+    merchant = _merchant(session, merchant_id)
+    if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
+        raise LedgerValidationError("nonce must be a non-negative integer", field="nonce")
+    if not isinstance(deadline, int) or isinstance(deadline, bool) or not 0 < deadline < 2**40:
+        raise LedgerValidationError("deadline must be a unix time in seconds", field="deadline")
+    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature) or len(
+            signature) % 2:
+        raise LedgerValidationError("signature must be 0x-prefixed hex of at least 65 bytes",
+                                    field="signature")
+    payload = {"member": _address(member), "points": _points(points),
+               "order_id": _order_id(order_id), "order_ref": "0x" + order_ref(order_id).hex(),
+               "nonce": nonce, "deadline": deadline, "signature": signature,
+               "merchant_id": merchant.id}
+    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind="redeem",
+                                 payload=payload, signer=merchant.account_address)
+    return _view(op)
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | None
+                  ) -> OperationView:
+    """An operation's status; a merchant may only see its own (``None``: the operator)."""
+    with alliance.store.session() as s:
+        op = repos.get_operation(s, operation_id)
+        if op is None:
+            raise LedgerNotFoundError(f"no operation {operation_id}")
+        if merchant_id is not None and op.merchant_id != merchant_id:
+            raise LedgerPermissionError("that operation belongs to another merchant")
+        return _view(op)
+
+
+def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
+    """The member's spendable and pending points in every program, read from the chain."""
+    address = _address(member)
+    with alliance.store.session() as s:
+        merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
+                     if m.program_address]
+    out = []
+    for mid, name, program in merchants:
+        assert program is not None
+        client = alliance.contracts.program(program)
+        out.append(ProgramBalance(
+            merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
+            spendable=client.balance_of(address), pending=client.pending_of(address),
+            lots=client.lots_of(address), next_nonce=client.nonce_of(address)))
+    return out
+
+
+def history(alliance: Alliance, *, member: str, limit: int = 50,
+            cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """The member's point events, newest first, from the indexed read model.
+
+    Gives (events, next cursor or None)."""
+    address = _address(member)
+    if not 1 <= limit <= 500:
+        raise LedgerValidationError("limit must be 1-500", field="limit")
+    from .indexer import Indexer
+
+    Indexer(alliance).sync()
+    with alliance.store.session() as s:
+        return repos.member_events(s, member=address, limit=limit, cursor=cursor)
+
+
+def _view(op: repos.OperationRow) -> OperationView:
+    payload = op.payload or {}
+    items = len(payload.get("items", [])) if "items" in payload else 1
+    return OperationView(id=op.id, kind=op.kind, status=op.status, merchant_id=op.merchant_id,
+                         items=items, tx_hash=op.tx_hash, block_number=op.block_number,
+                         error_code=op.error_code, error_message=op.error_message,
+                         created_at=op.created_at, updated_at=op.updated_at)
