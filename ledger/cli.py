@@ -1,0 +1,323 @@
+"""The ``alliance`` command: the operator's tool.
+
+``alliance up`` brings everything up (chain, contracts, demo alliance, API); the other
+commands do one thing each. Output is for people: rich tables, credentials printed once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import LedgerError
+from .settings import Settings, get_settings
+
+app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
+                  no_args_is_help=True)
+chain_app = typer.Typer(help="The local anvil chain.", no_args_is_help=True)
+merchant_app = typer.Typer(help="Merchants of the alliance.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo alliance.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+app.add_typer(merchant_app, name="merchant")
+app.add_typer(demo_app, name="demo")
+
+console = Console()
+
+DEMO_MERCHANTS = [
+    # name, symbol, fen per point, expiry periods (of 30 days), refund-window days
+    ("Grand Plaza Department Store", "GPDS", 1, 12, 7),
+    ("Starlight Cinema", "STAR", 5, 0, 0),
+    ("Corner Cafe", "CAFE", 2, 6, 0),
+]
+DEMO_MEMBERS = ["demo-member-001", "demo-member-002", "demo-member-003", "demo-member-004",
+                "demo-member-005"]
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _open():  # type: ignore[no-untyped-def]
+    from .alliance import Alliance
+
+    return Alliance.open(_settings())
+
+
+def _fail(exc: LedgerError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(code=1)
+
+
+# ---------------------------------------------------------------------- chain
+
+
+@chain_app.command("start")
+def chain_start() -> None:
+    """Start (or reuse) the local anvil chain with persistent state."""
+    from .chain import anvil
+
+    url = anvil.ensure_running(_settings())
+    console.print(f"chain running at [bold]{url}[/bold]")
+
+
+@chain_app.command("stop")
+def chain_stop() -> None:
+    """Stop the local chain, saving its state."""
+    from .chain import anvil
+
+    anvil.stop(_settings())
+    console.print("chain stopped")
+
+
+@chain_app.command("status")
+def chain_status() -> None:
+    """Say whether the local chain is running, and where."""
+    from .chain import anvil
+
+    st = anvil.status(_settings())
+    console.print(st)
+
+
+# ---------------------------------------------------------------------- contracts
+
+
+@app.command()
+def compile() -> None:
+    """Compile the contracts (cached; rebuilt only when a source changed)."""
+    from .contracts.compiler import compile_contracts
+
+    arts = compile_contracts(_settings())
+    table = Table("contract", "runtime bytes")
+    for name, art in sorted(arts.items()):
+        if art.deployed_bytecode:
+            table.add_row(name, str(len(art.deployed_bytecode) // 2))
+    console.print(table)
+
+
+@app.command()
+def deploy() -> None:
+    """Deploy the alliance's contracts (or show the recorded deployment)."""
+    try:
+        alliance = _open()
+    except LedgerError as exc:
+        _fail(exc)
+        return
+    dep = alliance.contracts.deployment
+    console.print(f"chain {dep.chain_id}: registry [bold]{dep.registry}[/bold], "
+                  f"factory [bold]{dep.factory}[/bold]")
+    alliance.close()
+
+
+# ---------------------------------------------------------------------- merchants
+
+
+@merchant_app.command("add")
+def merchant_add(
+    name: Annotated[str, typer.Argument(help="Merchant's trading name")],
+    symbol: Annotated[str, typer.Option(help="Point symbol, 1-11 letters/digits")],
+    rate: Annotated[int, typer.Option(help="Settlement units (fen) per point")],
+    expiry_periods: Annotated[int, typer.Option(help="Periods points live; 0 = never")] = 0,
+    period_days: Annotated[int, typer.Option(help="Days in one expiry period")] = 30,
+    max_pending_days: Annotated[int, typer.Option(help="Longest refund window in days")] = 30,
+) -> None:
+    """Admit a merchant, create its point program, and print its API credentials once."""
+    from .contracts.clients import ProgramConfig
+    from .merchants import admit_merchant
+
+    alliance = _open()
+    try:
+        m = admit_merchant(alliance, name=name, symbol=symbol, rate=rate,
+                           config=ProgramConfig(period_days * 86400, expiry_periods,
+                                                max_pending_days))
+    except LedgerError as exc:
+        _fail(exc)
+        return
+    finally:
+        alliance.close()
+    _print_credentials([(m.merchant_id, m.name, m.program, m.key_id, m.secret)])
+
+
+@merchant_app.command("suspend")
+def merchant_suspend(merchant_id: int) -> None:
+    """Suspend a merchant: it can no longer issue, reverse or redeem."""
+    from .merchants import suspend_merchant
+
+    alliance = _open()
+    try:
+        v = suspend_merchant(alliance, merchant_id=merchant_id)
+        console.print(f"merchant {v.merchant_id} is now {v.status}")
+    except LedgerError as exc:
+        _fail(exc)
+    finally:
+        alliance.close()
+
+
+@merchant_app.command("reinstate")
+def merchant_reinstate(merchant_id: int) -> None:
+    """Reinstate a suspended merchant."""
+    from .merchants import reinstate_merchant
+
+    alliance = _open()
+    try:
+        v = reinstate_merchant(alliance, merchant_id=merchant_id)
+        console.print(f"merchant {v.merchant_id} is now {v.status}")
+    except LedgerError as exc:
+        _fail(exc)
+    finally:
+        alliance.close()
+
+
+@merchant_app.command("list")
+def merchant_list() -> None:
+    """List the merchants with status, program and rate."""
+    from .merchants import list_merchants
+
+    alliance = _open()
+    try:
+        table = Table("id", "name", "status", "program", "rate (fen/pt)")
+        for m in list_merchants(alliance):
+            table.add_row(str(m.merchant_id), m.name, m.status, m.program or "-", str(m.rate))
+        console.print(table)
+    finally:
+        alliance.close()
+
+
+@app.command("rate")
+def rate(merchant_id: int, fen_per_point: int) -> None:
+    """Set a program's rate in settlement units (fen) per point."""
+    from .merchants import set_rate
+
+    alliance = _open()
+    try:
+        v = set_rate(alliance, merchant_id=merchant_id, rate=fen_per_point)
+        console.print(f"merchant {v.merchant_id} rate = {v.rate} fen/point")
+    except LedgerError as exc:
+        _fail(exc)
+    finally:
+        alliance.close()
+
+
+@app.command("admin-key")
+def admin_key() -> None:
+    """Create operator (admin API) credentials and print them once."""
+    from .merchants import create_admin_credential
+
+    alliance = _open()
+    try:
+        key_id, secret = create_admin_credential(alliance)
+    finally:
+        alliance.close()
+    console.print(f"admin key id [bold]{key_id}[/bold]\nsecret      [bold]{secret}[/bold]")
+
+
+# ---------------------------------------------------------------------- demo and up
+
+
+def _print_credentials(rows: list[tuple[int, str, str, str, str]]) -> None:
+    table = Table("id", "merchant", "program", "key id", "secret (shown once)")
+    for r in rows:
+        table.add_row(str(r[0]), r[1], r[2], r[3], r[4])
+    console.print(table)
+
+
+def seed_demo(alliance) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Admit the three demo merchants and give the demo members some points."""
+    from .contracts.clients import ProgramConfig
+    from .merchants import admit_merchant, create_admin_credential, list_merchants
+    from .outbox import OutboxWorker
+    from .points import IssueLine, request_issue_batch
+
+    path = alliance.settings.data_dir / "demo-credentials.json"
+    if list_merchants(alliance):
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        return {}
+    merchants = []
+    for i, (name, symbol, rate, expiry, pending) in enumerate(DEMO_MERCHANTS):
+        m = admit_merchant(alliance, name=name, symbol=symbol, rate=rate,
+                           config=ProgramConfig(30 * 86400, expiry, max(pending, 1)))
+        merchants.append({"merchant_id": m.merchant_id, "name": m.name, "program": m.program,
+                          "key_id": m.key_id, "secret": m.secret})
+        with alliance.store.session() as s:
+            lines = [IssueLine(points=100 * (j + 1) * (i + 1), order_id=f"demo-{symbol}-{j}",
+                               member_id=member) for j, member in enumerate(DEMO_MEMBERS)]
+            request_issue_batch(alliance, s, merchant_id=m.merchant_id, items=lines)
+    OutboxWorker(alliance).drain()
+    admin_id, admin_secret = create_admin_credential(alliance)
+    creds: dict[str, object] = {"merchants": merchants,
+                                "admin": {"key_id": admin_id, "secret": admin_secret}}
+    path.write_text(json.dumps(creds, indent=2))
+    os.chmod(path, 0o600)
+    return creds
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Admit the demo merchants (department store, cinema, cafe) and seed member points."""
+    alliance = _open()
+    try:
+        creds = seed_demo(alliance)
+    finally:
+        alliance.close()
+    _show_demo(creds, alliance.settings.data_dir)
+
+
+def _show_demo(creds: dict[str, object], data_dir: Path) -> None:
+    merchants = creds.get("merchants") or []
+    assert isinstance(merchants, list)
+    _print_credentials([(m["merchant_id"], m["name"], m["program"], m["key_id"], m["secret"])
+                        for m in merchants])
+    admin = creds.get("admin")
+    if isinstance(admin, dict):
+        console.print(f"admin key id {admin['key_id']}  secret {admin['secret']}")
+    console.print(f"(kept in {data_dir / 'demo-credentials.json'}, mode 600)")
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    seed: Annotated[bool, typer.Option(help="Seed the demo alliance if empty")] = True,
+) -> None:
+    """Bring everything up: chain, contracts, demo alliance, and the API with /docs."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    alliance = _open()
+    settings = alliance.settings
+    dep = alliance.contracts.deployment
+    console.print(f"chain {dep.chain_id} at {alliance.gateway.url}; registry {dep.registry}")
+    if seed:
+        _show_demo(seed_demo(alliance), settings.data_dir)
+    bind_host = host or settings.api_host
+    bind_port = port or settings.api_port
+    alliance.close()
+    console.print(f"API on [bold]http://{bind_host}:{bind_port}[/bold]  "
+                  f"(docs: http://{bind_host}:{bind_port}/docs)")
+    # The API is named by import string: the ledger package never imports the api package.
+    uvicorn.run("api.app:create_default_app", factory=True, host=bind_host, port=bind_port,
+                log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+) -> None:
+    """Run the API only (chain and deployment must be reachable)."""
+    up(host=host, port=port, seed=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
