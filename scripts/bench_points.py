@@ -1,0 +1,161 @@
+"""Points benchmark: 10,000 issue operations on a fresh local anvil, measured in one run.
+
+Prints, each next to its target:
+- ops/s through the ledger layer (request_issue_batch + the outbox worker, batches of 200);
+- ops/s through the HTTP API with batch requests, and single requests from 50 concurrent
+  clients with p50/p99 latency;
+- JSON-RPC round trips per operation;
+- the rate around the 10,000th op vs around the 500th (decay);
+- gas per operation in a batch next to the protocol floor of what the contract writes.
+
+Usage: .venv/bin/python scripts/bench_points.py [--ops 10000] [--skip-api]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.alliance import Alliance  # noqa: E402
+from ledger.chain import anvil  # noqa: E402
+from ledger.contracts.clients import ProgramConfig  # noqa: E402
+from ledger.merchants import admit_merchant  # noqa: E402
+from ledger.outbox import OutboxWorker  # noqa: E402
+from ledger.points import IssueLine, request_issue_batch  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
+from ledger.store import repos  # noqa: E402
+
+# Protocol gas prices the floor is computed from (EIP-2929/2200, yellow paper).
+NEW_SLOT = 22_100  # SSTORE 0 → non-zero, cold access included
+UPDATE_SLOT = 5_000  # SSTORE non-zero → non-zero, cold access included
+TX_BASE = 21_000
+LOG_BASE, LOG_TOPIC, LOG_BYTE = 375, 375, 8
+
+
+def log_cost(topics: int, data_bytes: int) -> int:
+    return LOG_BASE + LOG_TOPIC * topics + LOG_BYTE * data_bytes
+
+
+def calldata_cost(data: bytes) -> int:
+    nonzero = sum(1 for b in data if b)
+    return 16 * nonzero + 4 * (len(data) - nonzero)
+
+
+def issue_floor(calldata: bytes, lines: int, *, supply_slot_new: bool) -> int:
+    """The least gas a batch issue to ``lines`` new members can cost for what it writes.
+
+    Per line the program writes two new slots (the order record and the member's account,
+    whose newest lot lives in the same slot) and emits Transfer (3 topics, 32 bytes) and
+    PointsIssued (3 topics, 96 bytes). Per batch it updates the period's supply slot once,
+    and pays the transaction base and its calldata."""
+    per_line = 2 * NEW_SLOT + log_cost(3, 32) + log_cost(3, 96)
+    per_batch = TX_BASE + calldata_cost(calldata) + (NEW_SLOT if supply_slot_new else UPDATE_SLOT)
+    return lines * per_line + per_batch
+
+
+def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> dict[str, Any]:
+    members = [Account.create().address for _ in range(ops)]
+    worker = OutboxWorker(alliance, idle_sleep_s=0.001)
+    gw = alliance.gateway
+    rt0 = gw.round_trips
+    done_at: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
+    # Enqueue in the request path's shape (one DB transaction per batch request), and let the
+    # worker send as requests arrive.
+    for start in range(0, ops, batch):
+        lines = [IssueLine(points=10 + (i % 90), order_id=f"bench-{i}", member=members[i])
+                 for i in range(start, min(ops, start + batch))]
+        with alliance.store.session() as s:
+            request_issue_batch(alliance, s, merchant_id=merchant_id, items=lines)
+        n = worker.process_once()
+        if n:
+            done_at.append((n, time.perf_counter()))
+    while True:
+        n = worker.process_once()
+        if not n:
+            break
+        done_at.append((n, time.perf_counter()))
+    elapsed = time.perf_counter() - t0
+    round_trips = gw.round_trips - rt0
+    with alliance.store.session() as s:
+        txs = repos.confirmed_transactions(s, merchant_id=merchant_id)
+    return {"elapsed": elapsed, "round_trips": round_trips, "done_at": done_at, "t0": t0,
+            "txs": txs}
+
+
+def rate_near(done_at: list[tuple[int, float]], t0: float, target: int, window: int) -> float:
+    """Ops per second over the batches that confirmed ops ``target-window .. target``."""
+    cum = 0
+    prev_t = t0
+    marks: list[tuple[int, float]] = [(0, t0)]
+    for n, t in done_at:
+        cum += n
+        marks.append((cum, t))
+        prev_t = t
+    del prev_t
+    lo = max(0, target - window)
+    start = max((m for m in marks if m[0] <= lo), key=lambda m: m[0])
+    end = min((m for m in marks if m[0] >= target), key=lambda m: m[0])
+    return (end[0] - start[0]) / max(end[1] - start[1], 1e-9)
+
+
+def gas_figures(alliance: Alliance, txs: list[tuple[str, int]]) -> tuple[float, float]:
+    gw = alliance.gateway
+    used = floor = lines = 0
+    for i, (tx_hash, n) in enumerate(txs):
+        receipt = gw.receipt(tx_hash)
+        tx = gw.transaction(tx_hash)
+        assert receipt is not None and tx is not None
+        used += int(receipt["gasUsed"])
+        floor += issue_floor(bytes(tx["input"]), n, supply_slot_new=(i == 0))
+        lines += n
+    return used / lines, floor / lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ops", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--skip-api", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
+        settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
+                            max_batch_items=max(1000, args.batch))
+        try:
+            alliance = Alliance.open(settings)
+            m = admit_merchant(alliance, name="Bench Department Store", symbol="BNCH", rate=1,
+                               config=ProgramConfig(30 * 86400, 12, 7))
+            res = ledger_layer(alliance, m.merchant_id, args.ops, args.batch)
+            ops = args.ops
+            ops_s = ops / res["elapsed"]
+            rt_per_op = res["round_trips"] / ops
+            early = rate_near(res["done_at"], res["t0"], min(500, ops), 400)
+            late = rate_near(res["done_at"], res["t0"], ops, 1000)
+            gas_op, floor_op = gas_figures(alliance, res["txs"])
+            print(f"ledger layer: {ops} issue ops in {res['elapsed']:.2f} s = {ops_s:,.0f} ops/s"
+                  f"  (target >= 10,000: {ops_s / 10_000:.2f}x)")
+            print(f"JSON-RPC round trips per op: {rt_per_op:.4f}  (target <= 0.1: "
+                  f"{rt_per_op / 0.1:.2f}x of the limit)")
+            print(f"rate near op {ops}: {late:,.0f}/s vs near op 500: {early:,.0f}/s = "
+                  f"{late / early:.2f}x  (target >= 0.9x)")
+            print(f"gas per op in a batch of {args.batch}: {gas_op:,.0f} vs floor {floor_op:,.0f}"
+                  f" = {gas_op / floor_op:.3f}x  (target <= 1.10x)")
+            if not args.skip_api:
+                from bench_api import api_figures  # type: ignore[import-not-found]
+
+                api_figures(alliance, settings, m, args.ops, args.batch)
+        finally:
+            anvil.stop(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
