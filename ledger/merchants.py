@@ -75,7 +75,7 @@ def admit_merchant(alliance: Alliance, *, name: str, symbol: str, rate: int,
     op.transact(to=reg.address, data=reg.encode("setRate", merchant_id, rate))
     program = reg.merchant(merchant_id).program
     assert program is not None
-    if alliance.settings.rpc_url is None:
+    if alliance.gateway.is_dev_chain:
         alliance.gateway.rpc("anvil_setBalance", [account, hex(DEV_FUNDING_WEI)])
     with alliance.store.session() as s:
         repos.add_merchant(s, merchant_id=merchant_id, name=name, account=account,

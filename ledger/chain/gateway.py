@@ -8,7 +8,6 @@ RPC failures become :class:`~ledger.errors.ChainError`, reverts become
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -95,6 +94,14 @@ class ChainGateway:
                 f"{url} serves chain {self.chain_id}, settings expect {expected_chain_id}",
                 chain_id=self.chain_id,
             )
+
+    @property
+    def is_dev_chain(self) -> bool:
+        """True on a local anvil, where test helpers (anvil_setBalance …) exist."""
+        try:
+            return str(self.w3.client_version).lower().startswith("anvil")
+        except Exception:  # noqa: BLE001 - any node that cannot say is not a dev chain
+            return False
 
     # ------------------------------------------------------------------ errors
 
@@ -285,9 +292,6 @@ class ChainGateway:
     @property
     def round_trips(self) -> int:
         return self.provider.round_trips
-
-
-_ids = itertools.count()
 
 
 def _abi_type(param: Mapping[str, Any]) -> str:

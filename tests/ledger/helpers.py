@@ -1,0 +1,19 @@
+"""Helpers shared by the ledger-layer tests."""
+
+from __future__ import annotations
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.points import order_ref
+from ledger.signing import redeem_typed_data
+
+
+def sign_redemption(member: LocalAccount, *, program: str, chain_id: int, amount: int,
+                    merchant_id: int, order_id: str, nonce: int, deadline: int) -> str:
+    """The member's EIP-712 signature of a redemption, as 0x-hex."""
+    typed = redeem_typed_data(chain_id=chain_id, program=program, member=member.address,
+                              amount=amount, merchant_id=merchant_id,
+                              order_ref=order_ref(order_id), nonce=nonce, deadline=deadline)
+    signed = Account.sign_typed_data(member.key, full_message=typed)
+    return "0x" + bytes(signed.signature).hex()
