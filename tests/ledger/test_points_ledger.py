@@ -28,13 +28,6 @@ from ledger.points import (
 from ledger.store import repos
 
 from .helpers import sign_redemption
-from .ledger_fixtures import (  # noqa: F401 - fixtures
-    alliance,
-    alliance_unbatched,
-    cafe_merchant,
-    store_merchant,
-    store_merchant_unbatched,
-)
 
 
 def _program(alliance: Alliance, merchant: AdmittedMerchant):  # type: ignore[no-untyped-def]
@@ -236,15 +229,15 @@ def test_requests_reject_bad_input_and_write_nothing(alliance: Alliance,
     mid = store_merchant.merchant_id
     good = Account.create().address
     bad_calls = [
-        dict(member="0x1234", points=1, order_id="V-1"),
-        dict(member=good, points=0, order_id="V-2"),
-        dict(member=good, points=-5, order_id="V-3"),
-        dict(member=good, points=2**48, order_id="V-4"),
-        dict(member=good, points=1.5, order_id="V-5"),
-        dict(member=good, points=1, order_id=""),
-        dict(member=good, points=1, order_id="x" * 65),
-        dict(member=None, points=1, order_id="V-8"),
-        dict(member="0x0000000000000000000000000000000000000000", points=1, order_id="V-9"),
+        {"member": "0x1234", "points": 1, "order_id": "V-1"},
+        {"member": good, "points": 0, "order_id": "V-2"},
+        {"member": good, "points": -5, "order_id": "V-3"},
+        {"member": good, "points": 2**48, "order_id": "V-4"},
+        {"member": good, "points": 1.5, "order_id": "V-5"},
+        {"member": good, "points": 1, "order_id": ""},
+        {"member": good, "points": 1, "order_id": "x" * 65},
+        {"member": None, "points": 1, "order_id": "V-8"},
+        {"member": "0x0000000000000000000000000000000000000000", "points": 1, "order_id": "V-9"},
     ]
     for kwargs in bad_calls:
         with pytest.raises(LedgerValidationError), alliance.store.session() as s:
