@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     solc_binary: Path | None = None
     """A native solc to use instead of solc-js (must be the pinned version)."""
 
+    artifacts_dir: Path | None = None
+    """Where compiled artifacts are cached; unset: ``data_dir/artifacts``."""
+
     confirmations: int = 0
     """Blocks on top of a receipt before an operation counts as confirmed."""
 
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "alliance.db"
+
+    @property
+    def effective_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
 
     @property
     def effective_database_url(self) -> str:

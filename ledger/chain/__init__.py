@@ -1,0 +1,1 @@
+"""The chain side: node connection, the local anvil, and the transaction sender."""

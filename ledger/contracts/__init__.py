@@ -1,0 +1,1 @@
+"""Compile, deploy and talk to the alliance's contracts."""
