@@ -4,8 +4,6 @@ the session's anvil, and admitted merchants."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from ledger.alliance import Alliance
@@ -14,9 +12,8 @@ from ledger.merchants import AdmittedMerchant, admit_merchant
 from ledger.settings import Settings
 
 
-def _alliance(anvil_url: str, data_dir: Path, **overrides: object) -> Iterator[Alliance]:
-    settings = Settings(data_dir=data_dir, rpc_url=anvil_url, chain_id=31337,
-                        **overrides)  # type: ignore[arg-type]
+def _alliance(settings: Settings, **overrides: object) -> Iterator[Alliance]:
+    settings = settings.model_copy(update=overrides)
     alliance = Alliance.open(settings)
     try:
         yield alliance
@@ -25,14 +22,14 @@ def _alliance(anvil_url: str, data_dir: Path, **overrides: object) -> Iterator[A
 
 
 @pytest.fixture
-def alliance(anvil_url: str, tmp_path: Path) -> Iterator[Alliance]:
-    yield from _alliance(anvil_url, tmp_path)
+def alliance(settings: Settings) -> Iterator[Alliance]:
+    yield from _alliance(settings)
 
 
 @pytest.fixture
-def alliance_unbatched(anvil_url: str, tmp_path: Path) -> Iterator[Alliance]:
+def alliance_unbatched(settings: Settings) -> Iterator[Alliance]:
     """An alliance whose sender puts each operation in its own transaction."""
-    yield from _alliance(anvil_url, tmp_path, batch_max=1)
+    yield from _alliance(settings, batch_max=1)
 
 
 def _store(alliance: Alliance) -> AdmittedMerchant:

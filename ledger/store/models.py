@@ -1,0 +1,211 @@
+"""The store's tables (SQLAlchemy 2, typed). Changed only through Alembic migrations.
+
+Money-like values are integers: ``IntText`` keeps any Python int exactly on SQLite and
+PostgreSQL alike. Secrets (signing keys, API secrets, the pseudonym key) are stored only
+encrypted with the master key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IntText(TypeDecorator[int]):
+    """An arbitrary-size integer stored as decimal text (exact on every database)."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"IntText takes int, not {type(value).__name__}")
+        return str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime, also on SQLite (which drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect
+                             ) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    account_address: Mapped[str] = mapped_column(String(42), unique=True)
+    program_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    signing_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiCredential(Base):
+    __tablename__ = "api_credentials"
+
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class UsedSignature(Base):
+    __tablename__ = "used_request_signatures"
+
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), unique=True)
+    account: Mapped[str] = mapped_column(String(42), unique=True)
+    wallet: Mapped[str | None] = mapped_column(String(42), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    principal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str | None] = mapped_column(String, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Operation(Base):
+    """The outbox: one row per mutating request, sent by the worker."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_status_merchant", "status", "merchant_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    signer: Mapped[str] = mapped_column(String(42))
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    block_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SignerNonce(Base):
+    __tablename__ = "signer_nonces"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int] = mapped_column(Integer)
+
+
+class ChainTx(Base):
+    __tablename__ = "chain_txs"
+
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Integer)
+    signer: Mapped[str] = mapped_column(String(42), index=True)
+    nonce: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[str] = mapped_column(String)
+    max_fee: Mapped[int] = mapped_column(IntText)
+    priority_fee: Mapped[int] = mapped_column(IntText)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    lines: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    mined_block: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ChainTxOperation(Base):
+    __tablename__ = "chain_tx_operations"
+
+    tx_hash: Mapped[str] = mapped_column(ForeignKey("chain_txs.tx_hash"), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), primary_key=True)
+
+
+class Secret(Base):
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_enc: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PointEvent(Base):
+    """The indexed read model of point events."""
+
+    __tablename__ = "point_events"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_point_events_log"),
+                      Index("ix_point_events_member", "member", "block_number", "log_index"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(Integer)
+    program: Mapped[str] = mapped_column(String(42))
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    member: Mapped[str] = mapped_column(String(42))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(IntText)
+    order_ref: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+
+
+class IndexerCursor(Base):
+    __tablename__ = "indexer_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_block: Mapped[int] = mapped_column(Integer)
+    last_block_hash: Mapped[str] = mapped_column(String(66))

@@ -1,0 +1,433 @@
+"""Repository functions: every read and write the service makes to the store.
+
+Each takes the caller's ``Session``, so a request can write its outbox operation and its
+idempotency record in one transaction. Functions that must be atomic across processes
+(nonce reservation, outbox claims) are single statements or retry on the unique constraint.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import crypto
+from ..crypto import MasterKey
+from ..errors import LedgerConflictError, LedgerNotFoundError
+from .models import (
+    ApiCredential,
+    ChainTx,
+    ChainTxOperation,
+    IdempotencyRecord,
+    IndexerCursor,
+    Member,
+    Merchant,
+    Operation,
+    PointEvent,
+    Secret,
+    SignerNonce,
+    UsedSignature,
+    utcnow,
+)
+
+MerchantRow = Merchant
+OperationRow = Operation
+MemberRow = Member
+
+PSEUDONYM_KEY = "pseudonym-key"
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+def get_or_create_secret(session: Session, master: MasterKey, name: str,
+                         make: Callable[[], bytes]) -> bytes:
+    """A named secret, created (and stored encrypted) on first use."""
+    row = session.get(Secret, name)
+    if row is not None:
+        return master.decrypt(row.value_enc)
+    value = make()
+    try:
+        with session.begin_nested():
+            session.add(Secret(name=name, value_enc=master.encrypt(value)))
+    except IntegrityError:
+        row = session.get(Secret, name)
+        assert row is not None
+        return master.decrypt(row.value_enc)
+    return value
+
+
+# ---------------------------------------------------------------------- merchants
+
+
+def add_merchant(session: Session, *, merchant_id: int, name: str, account: str,
+                 program: str | None, signing_key: bytes) -> Merchant:
+    """Record a merchant admitted on chain; ``signing_key`` is already encrypted."""
+    row = Merchant(id=merchant_id, name=name, status="active", account_address=account,
+                   program_address=program, signing_key_enc=signing_key)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_merchant(session: Session, merchant_id: int) -> Merchant | None:
+    return session.get(Merchant, merchant_id)
+
+
+def list_merchants(session: Session) -> list[Merchant]:
+    return list(session.scalars(select(Merchant).order_by(Merchant.id)))
+
+
+def set_merchant_status(session: Session, merchant_id: int, status: str) -> None:
+    row = session.get(Merchant, merchant_id)
+    if row is None:
+        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    row.status = status
+
+
+# ---------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    """What request authentication needs to know of a key."""
+
+    key_id: str
+    secret: str
+    merchant_id: int | None
+    role: str
+    revoked: bool
+
+
+def create_credential(session: Session, master: MasterKey, *, merchant_id: int | None,
+                      role: str) -> tuple[str, str]:
+    """New API credentials; gives (key id, secret). Only the encrypted secret is kept."""
+    key_id = ("mk_" if role == "merchant" else "ak_") + pysecrets.token_hex(8)
+    secret = crypto.new_api_secret()
+    session.add(ApiCredential(key_id=key_id, merchant_id=merchant_id, role=role,
+                              secret_enc=master.encrypt(secret.encode()),
+                              secret_fingerprint=crypto.fingerprint(secret)))
+    session.flush()
+    return key_id, secret
+
+
+def get_credential(session: Session, master: MasterKey, key_id: str) -> CredentialView | None:
+    row = session.get(ApiCredential, key_id)
+    if row is None:
+        return None
+    return CredentialView(row.key_id, master.decrypt(row.secret_enc).decode(), row.merchant_id,
+                          row.role, row.revoked_at is not None)
+
+
+def revoke_credential(session: Session, key_id: str) -> None:
+    row = session.get(ApiCredential, key_id)
+    if row is None:
+        raise LedgerNotFoundError(f"no key {key_id}")
+    row.revoked_at = utcnow()
+
+
+def remember_signature(session: Session, key_id: str, signature: str, *,
+                       max_age: timedelta) -> bool:
+    """Record a request signature; False if it was seen before (a replay)."""
+    try:
+        with session.begin_nested():
+            session.add(UsedSignature(key_id=key_id, signature=signature))
+    except IntegrityError:
+        return False
+    session.execute(delete(UsedSignature).where(UsedSignature.seen_at < utcnow() - max_age))
+    return True
+
+
+# ---------------------------------------------------------------------- members
+
+
+def member_account(session: Session, master: MasterKey, *, member_id: str) -> str:
+    """The on-chain account of an alliance member id (its linked wallet if any), created on
+    first sight. The member id itself is never stored: only its keyed pseudonym."""
+    key = get_or_create_secret(session, master, PSEUDONYM_KEY, lambda: pysecrets.token_bytes(32))
+    pseud = crypto.pseudonym(member_id, key)
+    row = session.scalar(select(Member).where(Member.pseudonym == pseud))
+    if row is None:
+        address = crypto.custodial_address(member_id, key)
+        try:
+            with session.begin_nested():
+                row = Member(pseudonym=pseud, account=address)
+                session.add(row)
+        except IntegrityError:
+            row = session.scalar(select(Member).where(Member.pseudonym == pseud))
+            assert row is not None
+    return row.wallet or row.account
+
+
+def member_by_wallet(session: Session, address: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.wallet == address))
+
+
+# ---------------------------------------------------------------------- idempotency
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response recorded under an idempotency key (``status_code`` None: in progress)."""
+
+    status_code: int | None
+    body: str | None
+    content_type: str | None
+
+
+def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint: str,
+                      ttl: timedelta) -> StoredResponse | None:
+    """Claim ``key`` for this request; give the stored response if the key was used before.
+
+    Raises LedgerConflictError if the key was used with another request body."""
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
+    existing = session.get(IdempotencyRecord, (principal, key))
+    if existing is None:
+        try:
+            with session.begin_nested():
+                session.add(IdempotencyRecord(principal=principal, key=key,
+                                              fingerprint=fingerprint,
+                                              expires_at=utcnow() + ttl))
+            return None
+        except IntegrityError:
+            existing = session.get(IdempotencyRecord, (principal, key))
+            assert existing is not None
+    if existing.fingerprint != fingerprint:
+        raise LedgerConflictError("this Idempotency-Key was used with another request",
+                                  code="idempotency-key-reused")
+    return StoredResponse(existing.status_code, existing.body, existing.content_type)
+
+
+def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
+                         body: str, content_type: str) -> None:
+    row = session.get(IdempotencyRecord, (principal, key))
+    if row is None:
+        raise LedgerNotFoundError("idempotency record vanished")
+    row.status_code = status_code
+    row.body = body
+    row.content_type = content_type
+
+
+# ---------------------------------------------------------------------- outbox
+
+
+def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
+                      payload: dict[str, Any], signer: str) -> Operation:
+    op = Operation(id=str(uuid.uuid4()), merchant_id=merchant_id, kind=kind, payload=payload,
+                   status="queued", signer=signer)
+    session.add(op)
+    session.flush()
+    return op
+
+
+def get_operation(session: Session, operation_id: str) -> Operation | None:
+    return session.scalar(select(Operation).where(Operation.id == operation_id))
+
+
+def count_operations(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Operation)) or 0)
+
+
+def merchants_with_queued(session: Session) -> list[int]:
+    return list(session.scalars(select(Operation.merchant_id).where(Operation.status == "queued")
+                                .distinct()))
+
+
+def claim_operations(session: Session, *, merchant_id: int, limit: int) -> list[Operation]:
+    """Atomically move up to ``limit`` queued operations of a merchant to ``sending``.
+
+    One UPDATE … RETURNING: on PostgreSQL the candidate rows are locked with SKIP LOCKED, on
+    SQLite the statement holds the write lock; either way no operation is handed out twice."""
+    candidates = (select(Operation.seq)
+                  .where(Operation.merchant_id == merchant_id, Operation.status == "queued")
+                  .order_by(Operation.seq).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    rows = session.scalars(
+        update(Operation).where(Operation.seq.in_(candidates.scalar_subquery()))
+        .values(status="sending", attempts=Operation.attempts + 1, updated_at=utcnow())
+        .returning(Operation).execution_options(synchronize_session=False))
+    return sorted(rows, key=lambda o: o.seq)
+
+
+def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int, signer: str,
+                      tx_hash: str, nonce: int, raw: str, max_fee: int,
+                      priority_fee: int) -> None:
+    """Record a signed transaction and mark its operations submitted, before broadcasting."""
+    lines = 0
+    for op in session.scalars(select(Operation).where(Operation.id.in_(op_ids))):
+        lines += len(op.payload.get("items", [])) or 1
+    session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
+                        max_fee=max_fee, priority_fee=priority_fee, status="pending",
+                        lines=lines))
+    session.flush()
+    for op_id in op_ids:
+        session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="submitted", tx_hash=tx_hash, updated_at=utcnow()))
+
+
+def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
+                       block_number: int) -> None:
+    tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="confirmed", tx_hash=tx_hash, block_number=block_number,
+                            error_code=None, error_message=None, updated_at=utcnow()))
+    session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
+                    .values(status="mined", mined_block=block_number))
+
+
+def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
+                    error_message: str) -> None:
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="failed", error_code=error_code,
+                            error_message=error_message[:500], updated_at=utcnow()))
+
+
+def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str) -> None:
+    tx_hashes = list(session.scalars(select(Operation.tx_hash).where(Operation.id.in_(op_ids))))
+    session.execute(update(ChainTx).where(ChainTx.tx_hash.in_([h for h in tx_hashes if h]))
+                    .values(status="failed"))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="queued", error_code=error_code, tx_hash=None,
+                            updated_at=utcnow()))
+
+
+def requeue_sending(session: Session) -> int:
+    """Operations claimed but never signed (a crash) go back to the queue."""
+    res = session.execute(update(Operation).where(Operation.status == "sending")
+                          .values(status="queued", updated_at=utcnow()))
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class UnsettledTx:
+    tx_hash: str
+    signer: str
+    nonce: int
+    raw: str
+    max_fee: int
+    priority_fee: int
+    op_ids: tuple[str, ...]
+
+
+def unsettled_transactions(session: Session) -> list[UnsettledTx]:
+    """Recorded transactions whose operations are still ``submitted``."""
+    out = []
+    for tx in session.scalars(select(ChainTx).where(ChainTx.status == "pending")
+                              .order_by(ChainTx.signer, ChainTx.nonce)):
+        ops = tuple(session.scalars(
+            select(Operation.id).join(ChainTxOperation,
+                                      ChainTxOperation.operation_id == Operation.id)
+            .where(ChainTxOperation.tx_hash == tx.tx_hash, Operation.status == "submitted")))
+        if ops:
+            out.append(UnsettledTx(tx.tx_hash, tx.signer, tx.nonce, tx.raw, tx.max_fee,
+                                   tx.priority_fee, ops))
+    return out
+
+
+def transactions_of(session: Session, *, signer: str) -> list[ChainTx]:
+    return list(session.scalars(select(ChainTx).where(ChainTx.signer == signer)
+                                .order_by(ChainTx.nonce)))
+
+
+def confirmed_transactions(session: Session, *, merchant_id: int) -> list[tuple[str, int]]:
+    """(tx hash, lines) of a merchant's mined transactions, in nonce order."""
+    signer = session.scalar(select(Merchant.account_address).where(Merchant.id == merchant_id))
+    return [(t.tx_hash, t.lines) for t in session.scalars(
+        select(ChainTx).where(ChainTx.signer == signer, ChainTx.status == "mined")
+        .order_by(ChainTx.nonce))]
+
+
+# ---------------------------------------------------------------------- nonces
+
+
+def reserve_nonces(session: Session, *, chain_id: int, address: str, count: int,
+                   chain_nonce: Callable[[], int]) -> int:
+    """Reserve ``count`` contiguous nonces of a signer; give the first. The counter starts
+    from the node's pending nonce the first time; after that the node is not asked."""
+    for _ in range(5):
+        first = session.scalar(
+            update(SignerNonce)
+            .where(SignerNonce.chain_id == chain_id, SignerNonce.address == address)
+            .values(next_nonce=SignerNonce.next_nonce + count)
+            .returning(SignerNonce.next_nonce - count))
+        if first is not None:
+            return int(first)
+        start = chain_nonce()
+        try:
+            with session.begin_nested():
+                session.add(SignerNonce(chain_id=chain_id, address=address,
+                                        next_nonce=start + count))
+            return start
+        except IntegrityError:
+            continue
+    raise LedgerConflictError(f"could not reserve a nonce for {address}")
+
+
+def reset_nonce(session: Session, *, chain_id: int, address: str, next_nonce: int) -> None:
+    row = session.get(SignerNonce, (chain_id, address))
+    if row is None:
+        session.add(SignerNonce(chain_id=chain_id, address=address, next_nonce=next_nonce))
+    else:
+        row.next_nonce = next_nonce
+
+
+# ---------------------------------------------------------------------- read model
+
+
+def get_cursor(session: Session, name: str) -> tuple[int, str] | None:
+    row = session.get(IndexerCursor, name)
+    return None if row is None else (row.last_block, row.last_block_hash)
+
+
+def set_cursor(session: Session, name: str, block: int, block_hash: str) -> None:
+    row = session.get(IndexerCursor, name)
+    if row is None:
+        session.add(IndexerCursor(name=name, last_block=block, last_block_hash=block_hash))
+    else:
+        row.last_block, row.last_block_hash = block, block_hash
+
+
+def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert events not seen before (keyed by tx hash and log index); give how many."""
+    added = 0
+    for r in rows:
+        exists = session.scalar(select(PointEvent.id).where(
+            PointEvent.tx_hash == r["tx_hash"], PointEvent.log_index == r["log_index"]))
+        if exists is None:
+            session.add(PointEvent(**r))
+            added += 1
+    session.flush()
+    return added
+
+
+def delete_events_after(session: Session, block: int) -> None:
+    session.execute(delete(PointEvent).where(PointEvent.block_number > block))
+
+
+def member_events(session: Session, *, member: str, limit: int, cursor: int | None
+                  ) -> tuple[list[dict[str, Any]], int | None]:
+    """A member's events newest first; ``cursor`` is the id to continue below."""
+    q = select(PointEvent).where(PointEvent.member == member)
+    if cursor is not None:
+        q = q.where(PointEvent.id < cursor)
+    # Ids follow chain order: the indexer inserts events block by block, log by log.
+    rows = list(session.scalars(q.order_by(PointEvent.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    events = [{"id": e.id, "kind": e.kind, "merchant_id": e.merchant_id, "program": e.program,
+               "amount": e.amount, "order_ref": e.order_ref, "tx_hash": e.tx_hash,
+               "block_number": e.block_number, "log_index": e.log_index} for e in rows]
+    return events, (rows[-1].id if more and rows else None)
+
+
+def now() -> datetime:
+    return utcnow()
