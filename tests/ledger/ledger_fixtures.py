@@ -4,6 +4,7 @@ the session's anvil, and admitted merchants."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 
 from ledger.alliance import Alliance
