@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 
 from .errors import LedgerError
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .alliance import Alliance
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
                   no_args_is_help=True)
@@ -44,7 +47,7 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _open():  # type: ignore[no-untyped-def]
+def _open() -> Alliance:
     from .alliance import Alliance
 
     return Alliance.open(_settings())
@@ -227,7 +230,7 @@ def _print_credentials(rows: list[tuple[int, str, str, str, str]]) -> None:
     console.print(table)
 
 
-def seed_demo(alliance) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def seed_demo(alliance: Alliance) -> dict[str, object]:
     """Admit the three demo merchants and give the demo members some points."""
     from .contracts.clients import ProgramConfig
     from .merchants import admit_merchant, create_admin_credential, list_merchants

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
 from .alliance import Alliance

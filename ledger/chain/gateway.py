@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import requests
-from eth_abi import decode as abi_decode
-from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import function_abi_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import (
@@ -190,7 +191,7 @@ class ChainGateway:
         """eth_call; a revert raises ContractRevertError."""
         try:
             return bytes(self.w3.eth.call({"to": to_checksum_address(to), "data": HexBytes(data)},
-                                          block_identifier=block))
+                                          block_identifier=cast(Any, block)))
         except Exception as exc:
             raise self.map_error(exc) from exc
 
@@ -255,6 +256,13 @@ class ChainGateway:
         except Exception as exc:
             raise self.map_error(exc) from exc
         return base * 2 + priority, priority
+
+    def code(self, address: str) -> bytes:
+        """The deployed code at ``address`` (empty if none)."""
+        try:
+            return bytes(self.w3.eth.get_code(to_checksum_address(address)))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
     def block_number(self) -> int:
         try:

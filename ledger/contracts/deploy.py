@@ -104,7 +104,7 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway,
     path = deployment_path(settings)
     if path.exists():
         dep = Deployment.load(path)
-        code = gateway.w3.eth.get_code(dep.registry) if dep.chain_id == gateway.chain_id else b""
+        code = gateway.code(dep.registry) if dep.chain_id == gateway.chain_id else b""
         if dep.chain_id == gateway.chain_id and len(code) > 0:
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
