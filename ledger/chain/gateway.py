@@ -15,8 +15,10 @@ from typing import Any, cast
 
 import requests
 from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import (
@@ -151,9 +153,12 @@ class ChainGateway:
     # ------------------------------------------------------------------ ABI
 
     def encode_call(self, abi: Abi, fn: str, args: Sequence[Any]) -> bytes:
-        """ABI-encode a call of ``fn`` with ``args`` (selector included)."""
-        contract = self.w3.eth.contract(abi=cast(Any, abi))
-        return bytes(HexBytes(contract.encode_abi(fn, args=list(args))))
+        """ABI-encode a call of ``fn`` with ``args`` (selector included).
+
+        eth_abi directly: web3's encoder re-validates every element of large batches and
+        costs more than the chain does to execute them."""
+        selector, types = _function_signature(abi, fn)
+        return selector + abi_encode(types, list(args))
 
     def encode_deploy(self, abi: Abi, bytecode: str, args: Sequence[Any]) -> bytes:
         contract = self.w3.eth.contract(abi=cast(Any, abi), bytecode=bytecode)
@@ -167,22 +172,26 @@ class ChainGateway:
     def decode_logs(self, abi: Abi, receipt_logs: Sequence[Any]) -> list[tuple[str, dict[str, Any],
                                                                           Mapping[str, Any]]]:
         """Decode the logs our ``abi`` knows into (event name, args, raw log)."""
-        contract = self.w3.eth.contract(abi=cast(Any, abi))
+        events = _events_by_topic(abi)
         out: list[tuple[str, dict[str, Any], Mapping[str, Any]]] = []
-        events = [e for e in abi if e.get("type") == "event"]
-        by_topic = {
-            bytes(HexBytes(self.w3.keccak(text=_event_signature(e)))): str(e["name"])
-            for e in events
-        }
         for lg in receipt_logs:
-            topics = lg.get("topics") or []
+            topics = [bytes(HexBytes(t)) for t in (lg.get("topics") or [])]
             if not topics:
                 continue
-            name = by_topic.get(bytes(HexBytes(topics[0])))
-            if name is None:
+            entry = events.get(topics[0])
+            if entry is None:
                 continue
-            ev = contract.events[name]().process_log(lg)
-            out.append((name, {k: _plain(v) for k, v in ev["args"].items()}, lg))
+            inputs = entry.get("inputs", [])
+            indexed = [i for i in inputs if i.get("indexed")]
+            plain = [i for i in inputs if not i.get("indexed")]
+            values = abi_decode([_abi_type(i) for i in plain], bytes(HexBytes(lg.get("data"))))
+            args: dict[str, Any] = dict(zip((str(i["name"]) for i in plain),
+                                            (_plain(v) for v in values), strict=True))
+            for inp, topic in zip(indexed, topics[1:], strict=False):
+                t = _abi_type(inp)
+                args[str(inp["name"])] = (topic if t in {"string", "bytes"} or t.endswith("]")
+                                          else _plain(abi_decode([t], topic)[0]))
+            out.append((str(entry["name"]), args, lg))
         return out
 
     # ------------------------------------------------------------------ RPC
@@ -211,12 +220,10 @@ class ChainGateway:
             raise self.map_error(exc) from exc
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.w3.eth.get_transaction_receipt(cast(Any, tx_hash)))
-        except TransactionNotFound:
-            return None
-        except Exception as exc:
-            raise self.map_error(exc) from exc
+        """The receipt, or None if not mined. Read raw: web3's formatters cost more than the
+        node on receipts with hundreds of logs. Numbers are ints, hashes and data hex."""
+        raw = self.rpc("eth_getTransactionReceipt", [tx_hash])
+        return None if raw is None else _receipt(raw)
 
     def receipts(self, tx_hashes: Sequence[str]) -> list[dict[str, Any] | None]:
         """Fetch many receipts in one JSON-RPC batch round trip."""
@@ -230,7 +237,8 @@ class ChainGateway:
         if not isinstance(responses, list):
             raise ChainError(f"batch request failed: {responses}")
         by_id = sorted(responses, key=lambda r: int(cast(Any, r).get("id", 0)))
-        return [cast(dict[str, Any] | None, r.get("result")) for r in by_id]
+        return [None if r.get("result") is None else _receipt(cast(dict[str, Any], r["result"]))
+                for r in by_id]
 
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         try:
@@ -308,6 +316,50 @@ def _abi_type(param: Mapping[str, Any]) -> str:
         inner = ",".join(_abi_type(c) for c in param.get("components", []))
         return f"({inner}){t[5:]}"
     return t
+
+
+def _receipt(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    for key in ("status", "blockNumber", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice",
+                "transactionIndex"):
+        if isinstance(out.get(key), str):
+            out[key] = int(out[key], 16)
+    if out.get("contractAddress"):
+        out["contractAddress"] = to_checksum_address(out["contractAddress"])
+    for lg in out.get("logs", []):
+        for key in ("blockNumber", "logIndex", "transactionIndex"):
+            if isinstance(lg.get(key), str):
+                lg[key] = int(lg[key], 16)
+    return out
+
+
+# Lookups by ABI identity: clients keep their ABI for their lifetime, so each function's
+# selector and each event's topic are computed once. The ABI is kept in the entry so an id
+# reused after garbage collection cannot match.
+_fn_cache: dict[tuple[int, str], tuple[Abi, bytes, list[str]]] = {}
+
+
+def _function_signature(abi: Abi, fn: str) -> tuple[bytes, list[str]]:
+    hit = _fn_cache.get((id(abi), fn))
+    if hit is not None and hit[0] is abi:
+        return hit[1], hit[2]
+    entry = next(e for e in abi if e.get("type") == "function" and e.get("name") == fn)
+    types = [_abi_type(i) for i in entry.get("inputs", [])]
+    selector = function_abi_to_4byte_selector(cast(Any, entry))
+    _fn_cache[(id(abi), fn)] = (abi, selector, types)
+    return selector, types
+
+
+_topic_cache: dict[int, tuple[Abi, dict[bytes, Mapping[str, Any]]]] = {}
+
+
+def _events_by_topic(abi: Abi) -> dict[bytes, Mapping[str, Any]]:
+    hit = _topic_cache.get(id(abi))
+    if hit is not None and hit[0] is abi:
+        return hit[1]
+    table = {keccak(text=_event_signature(e)): e for e in abi if e.get("type") == "event"}
+    _topic_cache[id(abi)] = (abi, table)
+    return table
 
 
 def _event_signature(entry: Mapping[str, Any]) -> str:
