@@ -157,6 +157,7 @@ class TransactionSender:
         deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s * 3)
         candidates = [sent]
         bumped_at = time.monotonic()
+        pause = 0.002  # an instant-mining node answers at once; a real chain backs off
         while True:
             for cand in candidates:
                 receipt = self.gateway.receipt(cand.tx_hash)
@@ -169,7 +170,8 @@ class TransactionSender:
             if now - bumped_at > self.receipt_timeout_s:
                 candidates.append(self.replace(candidates[-1]))
                 bumped_at = now
-            time.sleep(self.poll_s)
+            time.sleep(pause)
+            pause = min(pause * 2, self.poll_s)
 
     def replace(self, stuck: SentTx) -> SentTx:
         """Rebroadcast ``stuck``; if the node lost it, re-sign it at the same nonce with fees

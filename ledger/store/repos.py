@@ -291,12 +291,15 @@ def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
                             error_message=error_message[:500], updated_at=utcnow()))
 
 
-def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str) -> None:
+def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
+                       status: str = "queued") -> None:
+    """Give operations another attempt: back to the queue, or kept claimed (``sending``) by
+    a worker that retries them at once."""
     tx_hashes = list(session.scalars(select(Operation.tx_hash).where(Operation.id.in_(op_ids))))
     session.execute(update(ChainTx).where(ChainTx.tx_hash.in_([h for h in tx_hashes if h]))
                     .values(status="failed"))
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status="queued", error_code=error_code, tx_hash=None,
+                    .values(status=status, error_code=error_code, tx_hash=None,
                             updated_at=utcnow()))
 
 
