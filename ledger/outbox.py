@@ -35,6 +35,8 @@ from .store import repos
 log = logging.getLogger(__name__)
 
 ISSUE_KINDS = ("issue", "issue_batch")
+# Transactions sent back to back per merchant per round before their receipts are awaited.
+PIPELINE_TXS = 4
 
 # Gas bounds per line, above the worst case each path can take (measured: a new member's
 # line costs ~52k, a pending line ~100k, a lot moving out of the account slot +22k), so the
@@ -120,7 +122,8 @@ class OutboxWorker:
     def _process_merchant(self, merchant_id: int) -> int:
         limit = self.alliance.settings.batch_max
         with self.alliance.store.session() as s:
-            ops = repos.claim_operations(s, merchant_id=merchant_id, limit=limit)
+            ops = repos.claim_operations(s, merchant_id=merchant_id,
+                                         max_lines=limit * PIPELINE_TXS)
             claimed = [(op.id, op.kind, dict(op.payload)) for op in ops]
             program = repos.get_merchant(s, merchant_id)
             assert program is not None and program.program_address is not None
@@ -164,10 +167,9 @@ class OutboxWorker:
         kind = group[0][1]
         if kind in ISSUE_KINDS:
             items = [IssueItem(line["member"], int(line["points"]),
-                               bytes.fromhex(line["order_ref"][2:]),
-                               int(line["release_at"])).as_tuple()
+                               bytes.fromhex(line["order_ref"][2:]), int(line["release_at"]))
                      for _, _, p in group for line in p["items"]]
-            return program.encode("issueBatch", items)
+            return program.encode_issue_batch(items)
         (_, _, p), = group
         if kind == "reverse":
             return program.encode("reverse", bytes.fromhex(p["order_ref"][2:]), int(p["points"]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
@@ -94,29 +94,49 @@ def _order_id(value: str) -> str:
 
 
 def _address(value: str, field: str = "member") -> str:
+    """A checksummed address; mixed case must be a valid EIP-55 checksum."""
     if not isinstance(value, str) or not is_hex_address(value):
         raise LedgerValidationError(f"{field} is not an address", field=field)
-    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(
-            value):
+    checksummed = to_checksum_address(value)
+    mixed = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
+    if mixed and value != checksummed:
         raise LedgerValidationError(f"{field} has a wrong checksum", field=field)
     if int(value, 16) == 0:
         raise LedgerValidationError(f"{field} cannot be the zero address", field=field)
-    return to_checksum_address(value)
+    return checksummed
 
 
 def resolve_member(alliance: Alliance, session: Session, *, member: str | None,
                    member_id: str | None) -> str:
     """The on-chain account of a member given by wallet address or alliance member id."""
-    if (member is None) == (member_id is None):
-        raise LedgerValidationError("give exactly one of member (address) or member_id")
-    if member is not None:
-        address = _address(member)
-        linked = repos.member_by_wallet(session, address)
-        return linked.account if linked is not None else address
-    assert member_id is not None
-    if not member_id.strip() or len(member_id) > 128:
-        raise LedgerValidationError("member_id must be 1-128 characters", field="member_id")
-    return repos.member_account(session, alliance.master_key, member_id=member_id)
+    return resolve_members(alliance, session, [(member, member_id)])[0]
+
+
+def resolve_members(alliance: Alliance, session: Session,
+                    refs: Sequence[tuple[str | None, str | None]]) -> list[str]:
+    """Resolve many (address, member id) pairs with one store query for the addresses.
+
+    A wallet address stays itself: a linked wallet *is* the member's account on chain."""
+    out: list[str] = []
+    for i, (member, member_id) in enumerate(refs):
+        try:
+            if (member is None) == (member_id is None):
+                raise LedgerValidationError(
+                    "give exactly one of member (address) or member_id")
+            if member is not None:
+                out.append(_address(member))
+                continue
+            assert member_id is not None
+            if not isinstance(member_id, str) or not member_id.strip() or len(member_id) > 128:
+                raise LedgerValidationError("member_id must be 1-128 characters",
+                                            field="member_id")
+            out.append(repos.member_account(session, alliance.master_key, member_id=member_id))
+        except LedgerValidationError as exc:
+            if len(refs) == 1:
+                raise
+            raise LedgerValidationError(f"items[{i}]: {exc.message}", index=i,
+                                        **exc.details) from exc
+    return out
 
 
 def _release_at(value: int | None) -> int:
@@ -160,13 +180,15 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: in
     merchant = _merchant(session, merchant_id)
     lines: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for i, it in enumerate(items):
+    accounts = resolve_members(alliance, session, [(it.member, it.member_id) for it in items])
+    for i, (it, account) in enumerate(zip(items, accounts, strict=True)):
         try:
             pts = _points(it.points)
             oid = _order_id(it.order_id)
-            account = resolve_member(alliance, session, member=it.member, member_id=it.member_id)
             rel = _release_at(it.release_at)
         except LedgerValidationError as exc:
+            if len(items) == 1:
+                raise
             raise LedgerValidationError(f"items[{i}]: {exc.message}", index=i,
                                         **exc.details) from exc
         if oid in seen:

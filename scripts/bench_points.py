@@ -69,32 +69,45 @@ def new_members(n: int) -> list[str]:
 
 def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> dict[str, Any]:
     members = new_members(ops)
-    worker = OutboxWorker(alliance, idle_sleep_s=0.001)
-    gw = alliance.gateway
-    rt0 = gw.round_trips
     done_at: list[tuple[int, float]] = []
+
+    class TimedWorker(OutboxWorker):
+        """Notes when each transaction's operations are confirmed."""
+
+        def _settle(self, sender: Any, op_ids: list[str], sent: Any) -> bool:
+            ok = super()._settle(sender, op_ids, sent)
+            if ok:
+                done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
+            return ok
+
+    # As in the service: requests are accepted in one thread (one DB transaction per batch
+    # request) while the outbox worker's thread sends them.
+    worker = TimedWorker(alliance, idle_sleep_s=0.001)
+    gw = alliance.gateway
+    # Warm-up, not counted: the merchant's key, nonce counter and connections get made.
+    warm = new_members(batch)
+    with alliance.store.session() as s:
+        request_issue_batch(alliance, s, merchant_id=merchant_id, items=[
+            IssueLine(points=1, order_id=f"warm-{i}", member=m) for i, m in enumerate(warm)])
+    worker.drain()
+    rt0 = gw.round_trips
     t0 = time.perf_counter()
-    # Enqueue in the request path's shape (one DB transaction per batch request), and let the
-    # worker send as requests arrive.
+    worker.start()
     for start in range(0, ops, batch):
         lines = [IssueLine(points=10 + (i % 90), order_id=f"bench-{i}", member=members[i])
                  for i in range(start, min(ops, start + batch))]
         with alliance.store.session() as s:
             request_issue_batch(alliance, s, merchant_id=merchant_id, items=lines)
-        n = worker.process_once()
-        if n:
-            done_at.append((n * batch, time.perf_counter()))  # each operation is a batch
-    while True:
-        n = worker.process_once()
-        if not n:
-            break
-        done_at.append((n * batch, time.perf_counter()))
+    accepted = time.perf_counter() - t0
+    while sum(n for n, _ in done_at) < ops:
+        time.sleep(0.001)
     elapsed = time.perf_counter() - t0
+    worker.stop()
     round_trips = gw.round_trips - rt0
     with alliance.store.session() as s:
         txs = repos.confirmed_transactions(s, merchant_id=merchant_id)
-    return {"elapsed": elapsed, "round_trips": round_trips, "done_at": done_at, "t0": t0,
-            "txs": txs}
+    return {"elapsed": elapsed, "accepted": accepted, "round_trips": round_trips,
+            "done_at": done_at, "t0": t0, "txs": txs}
 
 
 def rate_near(done_at: list[tuple[int, float]], t0: float, target: int, window: int) -> float:
@@ -143,15 +156,17 @@ def main() -> int:
             ops = args.ops
             ops_s = ops / res["elapsed"]
             rt_per_op = res["round_trips"] / ops
-            early = rate_near(res["done_at"], res["t0"], min(500, ops), 400)
+            early = rate_near(res["done_at"], res["t0"], min(1000, ops), 1000)
             late = rate_near(res["done_at"], res["t0"], ops, 1000)
             gas_op, floor_op = gas_figures(alliance, res["txs"])
-            print(f"ledger layer: {ops} issue ops in {res['elapsed']:.2f} s = {ops_s:,.0f} ops/s"
-                  f"  (target >= 10,000: {ops_s / 10_000:.2f}x)")
+            print(f"ledger layer: {ops} issue ops confirmed on chain in {res['elapsed']:.2f} s = "
+                  f"{ops_s:,.0f} ops/s  (target >= 10,000: {ops_s / 10_000:.2f}x); accepted "
+                  f"into the outbox at {ops / res['accepted']:,.0f} ops/s")
             print(f"JSON-RPC round trips per op: {rt_per_op:.4f}  (target <= 0.1: "
                   f"{rt_per_op / 0.1:.2f}x of the limit)")
-            print(f"rate near op {ops}: {late:,.0f}/s vs near op 500: {early:,.0f}/s = "
-                  f"{late / early:.2f}x  (target >= 0.9x)")
+            print(f"rate over the last 1,000 ops (to op {ops}): {late:,.0f}/s vs over the first "
+                  f"1,000 (around op 500): {early:,.0f}/s = {late / early:.2f}x  "
+                  f"(target >= 0.9x)")
             print(f"gas per op in a batch of {args.batch}: {gas_op:,.0f} vs floor {floor_op:,.0f}"
                   f" = {gas_op / floor_op:.3f}x  (target <= 1.10x)")
             if not args.skip_api:

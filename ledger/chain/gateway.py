@@ -160,6 +160,10 @@ class ChainGateway:
         selector, types = _function_signature(abi, fn)
         return selector + abi_encode(types, list(args))
 
+    def selector(self, abi: Abi, fn: str) -> bytes:
+        """The 4-byte selector of ``fn`` in ``abi``."""
+        return _function_signature(abi, fn)[0]
+
     def encode_deploy(self, abi: Abi, bytecode: str, args: Sequence[Any]) -> bytes:
         contract = self.w3.eth.contract(abi=cast(Any, abi), bytecode=bytecode)
         return bytes(HexBytes(contract.constructor(*args).data_in_transaction))

@@ -119,6 +119,25 @@ class FactoryClient(ContractClient):
 class PointProgramClient(ContractClient):
     """One merchant's point program."""
 
+    def encode_issue_batch(self, items: Sequence[IssueItem]) -> bytes:
+        """Calldata of ``issueBatch(items)``, written directly.
+
+        ``IssueItem[]`` is a dynamic array of static tuples, so its ABI encoding is the
+        selector, the array's offset (32), its length, then four 32-byte words per item.
+        This is ~20x faster than the generic encoder on 200-line batches (it validates every
+        value); ``tests/ledger/test_encoding.py`` checks it byte for byte against eth_abi."""
+        selector = self.gateway.selector(self.abi, "issueBatch")
+        out = bytearray(selector)
+        out += (32).to_bytes(32, "big") + len(items).to_bytes(32, "big")
+        for it in items:
+            if len(it.order_ref) != 32:
+                raise ValueError("order_ref must be 32 bytes")
+            out += bytes(12) + bytes.fromhex(it.member[2:])
+            out += it.amount.to_bytes(32, "big")
+            out += it.order_ref
+            out += it.release_at.to_bytes(32, "big")
+        return bytes(out)
+
     def balance_of(self, member: str) -> int:
         return int(self.view1("balanceOf", member))
 

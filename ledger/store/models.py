@@ -134,6 +134,7 @@ class Operation(Base):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    lines: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     signer: Mapped[str] = mapped_column(String(42))
     tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)

@@ -221,7 +221,7 @@ def idempotency_complete(session: Session, *, principal: str, key: str, status_c
 def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
                       payload: dict[str, Any], signer: str) -> Operation:
     op = Operation(id=str(uuid.uuid4()), merchant_id=merchant_id, kind=kind, payload=payload,
-                   status="queued", signer=signer)
+                   lines=max(1, len(payload.get("items", ()))), status="queued", signer=signer)
     session.add(op)
     session.flush()
     return op
@@ -240,18 +240,29 @@ def merchants_with_queued(session: Session) -> list[int]:
                                 .distinct()))
 
 
-def claim_operations(session: Session, *, merchant_id: int, limit: int) -> list[Operation]:
-    """Atomically move up to ``limit`` queued operations of a merchant to ``sending``.
+def claim_operations(session: Session, *, merchant_id: int, max_lines: int
+                     ) -> list[Operation]:
+    """Move the oldest queued operations of a merchant, up to ``max_lines`` lines in all (at
+    least one operation), to ``sending``, and give them.
 
-    One UPDATE … RETURNING: on PostgreSQL the candidate rows are locked with SKIP LOCKED, on
-    SQLite the statement holds the write lock; either way no operation is handed out twice."""
-    candidates = (select(Operation.seq)
+    No operation is handed out twice: on PostgreSQL the candidates are locked with SKIP
+    LOCKED; on SQLite the session's transaction began IMMEDIATE, holding the write lock."""
+    candidates = (select(Operation.seq, Operation.lines)
                   .where(Operation.merchant_id == merchant_id, Operation.status == "queued")
-                  .order_by(Operation.seq).limit(limit))
+                  .order_by(Operation.seq).limit(max_lines))
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
+    chosen: list[int] = []
+    total = 0
+    for seq, lines in session.execute(candidates):
+        if chosen and total + lines > max_lines:
+            break
+        chosen.append(seq)
+        total += lines
+    if not chosen:
+        return []
     rows = session.scalars(
-        update(Operation).where(Operation.seq.in_(candidates.scalar_subquery()))
+        update(Operation).where(Operation.seq.in_(chosen), Operation.status == "queued")
         .values(status="sending", attempts=Operation.attempts + 1, updated_at=utcnow())
         .returning(Operation).execution_options(synchronize_session=False))
     return sorted(rows, key=lambda o: o.seq)

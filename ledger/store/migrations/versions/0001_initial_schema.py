@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-24 20:50:35.498169
+Create Date: 2026-11-24 20:57:09.515633
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def upgrade() -> None:
         sa.Column("merchant_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("lines", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("signer", sa.String(length=42), nullable=False),
         sa.Column("tx_hash", sa.String(length=66), nullable=True),
