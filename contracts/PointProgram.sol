@@ -38,11 +38,9 @@ import {IPointProgram} from "./interfaces/IPointProgram.sol";
 /// orders are released. The queue holds at most `MAX_PENDING` orders per member.
 ///
 /// Supply is kept per earn period (`_supplyByPeriod`) and pending supply per release day
-/// (`_pendingByDay`), so `totalSupply` — live periods minus not-yet-released days — equals the
+/// (`_pendingByDay`), so `totalSupply` - live periods minus not-yet-released days - equals the
 /// sum of all balances at every moment, expiry included, without touching any account.
 contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712Upgradeable, NoncesUpgradeable {
-    using SafeCast for uint256;
-
     bytes32 private constant REDEEM_TYPEHASH = keccak256(
         "Redeem(address member,uint256 amount,uint256 merchantId,bytes32 orderRef,uint256 nonce,uint256 deadline)"
     );
@@ -99,7 +97,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     }
 
     /// @notice Sets up a clone. Called once, by the factory, in the transaction that creates it.
-    /// Requirements: with expiry on, `periodLength` ≥ 1 hour; `maxPendingDays` ≤ 366.
+    /// Requirements: with expiry on, `periodLength` >= 1 hour; `maxPendingDays` <= 366.
     function initialize(
         IAllianceRegistry registry_,
         uint256 merchantId_,
@@ -115,6 +113,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _registry = registry_;
         _merchantId = merchantId_;
         _config = config_;
+        // UTC midnight of today: days and periods start at midnight (not randomness).
+        // slither-disable-next-line weak-prng
         _origin = block.timestamp - (block.timestamp % 1 days);
     }
 
@@ -145,7 +145,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _requireSigner(_merchantId);
         uint256 cur = currentPeriod();
         // Supply is summed in memory and written once per batch: one SSTORE instead of n.
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i; i < n; ++i) {
             IssueItem calldata it = items[i];
             _issueOne(it.member, it.amount, it.orderRef, it.releaseAt, cur);
@@ -159,7 +159,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         if (amount == 0 || amount > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(amount);
         if (_orders[orderRef].member != address(0)) revert PointsOrderRefUsed(orderRef);
         Account memory a = _accounts[member];
-        uint256 releaseDay;
+        uint256 releaseDay = 0;
         if (releaseAt > block.timestamp) {
             releaseDay = _releaseDay(releaseAt, cur);
             if (a.pendingEnd - a.pendingStart >= MAX_PENDING) revert PointsTooManyPending(member);
@@ -170,7 +170,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _orders[orderRef] = Order({
             member: member,
             remaining: uint48(amount),
-            earnPeriod: cur.toUint24(),
+            earnPeriod: SafeCast.toUint24(cur),
             releaseDay: uint24(releaseDay)
         });
         _creditHead(member, a, cur, amount);
@@ -179,7 +179,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         emit PointsIssued(member, orderRef, amount, cur, releaseDay);
     }
 
-    /// @dev Adds to the lot of the current period `cur` (≥ every period the member holds).
+    /// @dev Adds to the lot of the current period `cur` (>= every period the member holds).
     function _creditHead(address member, Account memory a, uint256 cur, uint256 amount) private {
         uint256 head = a.headPeriod;
         if (cur != head) {
@@ -191,14 +191,16 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
                 a.tailPeriod = uint32(cur);
             }
             a.headPeriod = uint32(cur);
-            a.headAmount = amount.toUint64();
+            a.headAmount = SafeCast.toUint64(amount);
         } else {
-            a.headAmount = (a.headAmount + amount).toUint64();
+            a.headAmount = SafeCast.toUint64(a.headAmount + amount);
         }
     }
 
     function _releaseDay(uint256 releaseAt, uint256 cur) private view returns (uint256 day) {
-        // Round up to a whole day: points are pending "until a date".
+        // Round up to a whole day: points are pending "until a date". The day is turned back
+        // into its start time below on purpose (divide, then multiply).
+        // slither-disable-next-line divide-before-multiply
         day = (releaseAt - _origin + 1 days - 1) / 1 days;
         Config memory c = _config;
         if (day > currentDay() + c.maxPendingDays) revert PointsInvalidRelease(releaseAt);
@@ -248,7 +250,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
             revert PointsInvalidSignature(r.member);
         }
         _redemptions[key] =
-            RedemptionRecord({member: r.member, amount: uint48(r.amount), merchantId: r.merchantId.toUint48()});
+            RedemptionRecord({member: r.member, amount: uint48(r.amount), merchantId: SafeCast.toUint48(r.merchantId)});
         _debit(r.member, r.amount, NO_PERIOD);
         emit Transfer(r.member, address(0), r.amount);
         emit PointsRedeemed(r.member, r.merchantId, r.orderRef, r.amount, r.nonce);
@@ -294,9 +296,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         uint256 p = a.tailPeriod;
         while (true) {
             bool isHead = p == a.headPeriod;
-            Lot memory l;
-            if (isHead) l.amount = a.headAmount;
-            else l = _lots[member][p];
+            Lot memory l = isHead ? Lot({amount: a.headAmount, next: 0}) : _lots[member][p];
             uint256 amt = l.amount;
             if (p < minLive) {
                 if (amt != 0) {
@@ -470,7 +470,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     function lotsOf(address member) external view returns (uint256[] memory periods, uint256[] memory amounts) {
         Account memory a = _accounts[member];
         uint256 minLive = _minLivePeriod(currentPeriod());
-        uint256 n;
+        uint256 n = 0;
         uint256 p = a.tailPeriod;
         while (p != a.headPeriod) {
             if (p >= minLive) ++n;
@@ -479,7 +479,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         if (a.headAmount != 0 && p >= minLive) ++n;
         periods = new uint256[](n);
         amounts = new uint256[](n);
-        uint256 k;
+        uint256 k = 0;
         p = a.tailPeriod;
         while (p != a.headPeriod) {
             Lot memory l = _lots[member][p];

@@ -42,7 +42,7 @@ interface IAllianceRegistry {
     event FactorySet(address indexed factory);
 
     /// @notice Admits a merchant whose transactions `account` signs.
-    /// @return merchantId the new merchant's id (1, 2, …).
+    /// @return merchantId the new merchant's id (1, 2, ...).
     /// Requirements:
     /// - caller has OPERATOR_ROLE;
     /// - `account` is non-zero and signs for no other merchant.

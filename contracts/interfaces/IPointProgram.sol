@@ -101,14 +101,14 @@ interface IPointProgram {
     /// Pending points of the order go first; spendable points are then taken from the
     /// order's own period first, then soonest-expiring first.
     /// Requirements: caller signs for this program's active merchant; the order exists here;
-    /// 0 < `amount` ≤ what is left of it; the member still holds enough spendable points.
+    /// 0 < `amount` <= what is left of it; the member still holds enough spendable points.
     function reverse(bytes32 orderRef, uint256 amount) external;
 
     /// @notice Burns points a member authorised by signature (EIP-712 `Redeem`), spending the
     /// soonest-expiring points first. Relayed by the accepting merchant: the member pays no gas.
     /// Requirements:
     /// - caller signs for `r.merchantId`, which is active and accepts this program;
-    /// - now ≤ `r.deadline`; `r.nonce` is the member's next nonce;
+    /// - now <= `r.deadline`; `r.nonce` is the member's next nonce;
     /// - `signature` is the member's (EOA or ERC-1271 contract wallet) over exactly `r`;
     /// - `r.orderRef` was not redeemed against before; the member holds `r.amount` spendable.
     function redeem(Redemption calldata r, bytes calldata signature) external;
