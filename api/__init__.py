@@ -1,0 +1,1 @@
+"""The HTTP API of Alliance Ledger (FastAPI): merchant, operator and public routes."""

@@ -1,0 +1,58 @@
+"""The FastAPI application: routers, error mapping, and the outbox workers' lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ledger.alliance import Alliance
+from ledger.settings import get_settings
+
+from . import errors
+from .ratelimit import RateLimiter
+from .routes import admin, members, merchants, operations, points
+
+DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
+
+Every request is signed with your credentials (HMAC-SHA256; see README), and every POST
+carries an `Idempotency-Key`. Errors are RFC 9457 `application/problem+json` with a stable
+`code`.
+"""
+
+
+def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
+    """The API on an opened alliance; the outbox worker runs while the app does."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_workers:
+            alliance.start_workers()
+        try:
+            yield
+        finally:
+            alliance.stop_workers()
+
+    app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.alliance = alliance
+    app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
+    errors.install(app)
+    for r in (points.router, operations.router, members.router, merchants.router,
+              admin.router):
+        app.include_router(r)
+
+    @app.get("/healthz", tags=["public"])
+    def healthz() -> dict[str, object]:
+        """The service answers and reaches its chain."""
+        return {"ok": True, "chain_id": alliance.gateway.chain_id,
+                "block": alliance.gateway.block_number(),
+                "registry": alliance.contracts.deployment.registry}
+
+    return app
+
+
+def create_default_app() -> FastAPI:
+    """The app from the environment's settings (``uvicorn --factory`` entry point)."""
+    return create_app(Alliance.open(get_settings()))

@@ -1,0 +1,123 @@
+"""The one mapping of errors to HTTP: RFC 9457 problem+json with a stable ``code``.
+
+Every ledger error becomes a problem whose ``type`` ends in its code; a contract revert's
+code is the Solidity custom error's name (``PointsOrderRefUsed``) with its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import (
+    ChainError,
+    ContractRevertError,
+    LedgerConfigError,
+    LedgerConflictError,
+    LedgerError,
+    LedgerNotFoundError,
+    LedgerPermissionError,
+    LedgerValidationError,
+)
+
+PROBLEM_BASE = "https://alliance-ledger.example/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+                 422: "Unprocessable Content", 429: "Too Many Requests",
+                 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal raised by the API itself (auth, rate limit, idempotency)."""
+
+    def __init__(self, status: int, code: str, detail: str,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": STATUS_TITLES.get(status,
+                                                                                  "Error"),
+                            "status": status, "detail": detail, "code": code}
+    body.update({k: _jsonable(v) for k, v in extra.items()})
+    return body
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, code, detail, **extra), status_code=status,
+                        media_type=PROBLEM_JSON, headers=headers)
+
+
+def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
+    """(HTTP status, code, extra members) of a ledger error."""
+    if isinstance(exc, ContractRevertError):
+        return 409, exc.name, {"args": list(exc.args_)}
+    if isinstance(exc, LedgerValidationError):
+        return 422, exc.code, {k: v for k, v in exc.details.items() if k in {"field", "index"}}
+    if isinstance(exc, LedgerNotFoundError):
+        return 404, exc.code, {}
+    if isinstance(exc, LedgerPermissionError):
+        return 403, exc.code, {}
+    if isinstance(exc, LedgerConflictError):
+        return 409, str(exc.details.get("code", exc.code)), {}
+    if isinstance(exc, ChainError):
+        return 503, exc.code, {}
+    if isinstance(exc, LedgerConfigError):
+        return 500, exc.code, {}
+    return 500, exc.code, {}
+
+
+def ledger_problem(exc: LedgerError) -> tuple[int, dict[str, Any]]:
+    status, code, extra = ledger_error_status(exc)
+    return status, problem_body(status, code, exc.message, **extra)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, int) and abs(v) >= 2**53:
+        return str(v)  # beyond what JSON numbers carry exactly in every client
+    return v
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers on ``app``."""
+
+    @app.exception_handler(LedgerError)
+    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+        status, body = ledger_problem(exc)
+        return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"),
+                   "type": e.get("type")} for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(400, "malformed-json", "the request body is not valid JSON",
+                           errors=errors)
+        return problem(422, "validation-error", "the request does not match its schema",
+                       errors=json.loads(json.dumps(errors, default=str)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, code, str(exc.detail))
