@@ -1,10 +1,13 @@
 """Request authentication: HMAC-SHA256 signatures over timestamp, method, path and body.
 
 Headers: ``X-Alliance-Key`` (key id), ``X-Alliance-Timestamp`` (unix seconds),
+``X-Alliance-Nonce`` (a fresh random string per request, 8-64 characters) and
 ``X-Alliance-Signature`` (hex HMAC-SHA256 with the key's secret over
-``"{ts}\\n{METHOD}\\n{path?query}\\n{sha256_hex(body)}"``). A request older (or newer) than
-``settings.request_max_age_s``, with a wrong signature, an unknown or revoked key, or a
-signature already seen is refused with 401 and changes nothing.
+``"{ts}\\n{nonce}\\n{METHOD}\\n{path?query}\\n{sha256_hex(body)}"``). A request older (or
+newer) than ``settings.request_max_age_s``, with a wrong signature, an unknown or revoked
+key, or a signature already seen (a captured request sent again) is refused with 401 and
+changes nothing. The nonce lets an honest client retry the same request (with the same
+Idempotency-Key) at once without it looking like a replay.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ class Principal:
     merchant_id: int | None
 
 
-def canonical(ts: str, method: str, path: str, body: bytes) -> bytes:
-    return f"{ts}\n{method.upper()}\n{path}\n{hashlib.sha256(body).hexdigest()}".encode()
+def canonical(ts: str, nonce: str, method: str, path: str, body: bytes) -> bytes:
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{ts}\n{nonce}\n{method.upper()}\n{path}\n{digest}".encode()
 
 
-def sign(secret: str, ts: str, method: str, path: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), canonical(ts, method, path, body),
+def sign(secret: str, ts: str, nonce: str, method: str, path: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), canonical(ts, nonce, method, path, body),
                     hashlib.sha256).hexdigest()
 
 
@@ -49,10 +53,13 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
     """Verify the request's signature; give its principal or raise 401."""
     key_id = request.headers.get("x-alliance-key")
     ts = request.headers.get("x-alliance-timestamp")
+    nonce = request.headers.get("x-alliance-nonce")
     sig = request.headers.get("x-alliance-signature")
-    if not key_id or not ts or not sig:
-        raise _unauthorized("missing X-Alliance-Key, X-Alliance-Timestamp or "
-                            "X-Alliance-Signature")
+    if not key_id or not ts or not nonce or not sig:
+        raise _unauthorized("missing X-Alliance-Key, X-Alliance-Timestamp, X-Alliance-Nonce "
+                            "or X-Alliance-Signature")
+    if not 8 <= len(nonce) <= 64:
+        raise _unauthorized("X-Alliance-Nonce must be 8-64 characters")
     try:
         ts_value = int(ts)
     except ValueError as exc:
@@ -66,7 +73,7 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
         cred = repos.get_credential(s, alliance.master_key, key_id)
         if cred is None or cred.revoked:
             raise _unauthorized("unknown or revoked key")
-        expected = sign(cred.secret, ts, request.method, path, body)
+        expected = sign(cred.secret, ts, nonce, request.method, path, body)
         if not hmac.compare_digest(expected, sig.lower()):
             raise _unauthorized("the signature does not match the request")
         if not repos.remember_signature(s, key_id, expected,

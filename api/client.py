@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from typing import Any
@@ -13,11 +14,13 @@ from .auth import sign
 
 
 def sign_request(key_id: str, secret: str, method: str, path: str, body: bytes,
-                 ts: int | None = None) -> dict[str, str]:
-    """The authentication headers of one request."""
+                 ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The authentication headers of one request (a fresh nonce unless given)."""
     stamp = str(int(time.time()) if ts is None else ts)
+    nonce = nonce or secrets.token_hex(12)
     return {"X-Alliance-Key": key_id, "X-Alliance-Timestamp": stamp,
-            "X-Alliance-Signature": sign(secret, stamp, method, path, body)}
+            "X-Alliance-Nonce": nonce,
+            "X-Alliance-Signature": sign(secret, stamp, nonce, method, path, body)}
 
 
 class AllianceClient:
