@@ -32,6 +32,10 @@ contract PointProgramFactory is IPointProgramFactory {
         if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) {
             revert FactoryUnauthorized(msg.sender);
         }
+        // Say why before the clone would fail at its taken address.
+        if (_registry.merchant(merchantId).program != address(0)) {
+            revert IAllianceRegistry.RegistryProgramAlreadySet(merchantId);
+        }
         // Clone and initialise in one transaction: nobody can initialise the clone first.
         program = Clones.cloneDeterministic(_implementation, bytes32(merchantId));
         PointProgram(program).initialize(_registry, merchantId, name, symbol, config);

@@ -1,0 +1,437 @@
+"""PointProgram and AllianceRegistry behaviour on a real anvil."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from ledger.contracts.clients import IssueItem, ProgramConfig, Redemption
+from ledger.contracts.compiler import Artifact
+from ledger.errors import ContractRevertError
+from ledger.signing import redeem_typed_data
+
+from .conftest import DAY, Chain, Merchant
+
+
+@contextmanager
+def reverts(name: str, *args: object) -> Iterator[None]:
+    with pytest.raises(ContractRevertError) as info:
+        yield
+    assert info.value.name == name, info.value
+    if args:
+        assert info.value.args_ == args, info.value.args_
+
+
+def ref(s: str) -> bytes:
+    return keccak(text=s)
+
+
+def sign(member: LocalAccount, chain: Chain, m: Merchant, r: Redemption, *,
+         chain_id: int | None = None, program: str | None = None) -> bytes:
+    typed = redeem_typed_data(chain_id=chain_id or chain.gateway.chain_id,
+                              program=program or m.program.address, member=r.member,
+                              amount=r.amount, merchant_id=r.merchant_id, order_ref=r.order_ref,
+                              nonce=r.nonce, deadline=r.deadline)
+    return bytes(Account.sign_typed_data(member.key, full_message=typed).signature)
+
+
+# ---------------------------------------------------------------------- registry and roles
+
+
+def test_only_the_operator_admits_suspends_and_sets_rates(chain: Chain) -> None:
+    m = chain.admit()
+    reg = chain.registry
+    for fn, args in [("admitMerchant", (Account.create().address, b"\0" * 32)),
+                     ("suspendMerchant", (m.merchant_id,)), ("setRate", (m.merchant_id, 9))]:
+        with reverts("AccessControlUnauthorizedAccount"):
+            m.sender.transact(to=reg.address, data=reg.encode(fn, *args), gas=500_000)
+    with reverts("FactoryUnauthorized"):
+        m.sender.transact(to=chain.factory.address, data=chain.factory.encode(
+            "createProgram", m.merchant_id, "x", "X", ProgramConfig().as_tuple()),
+            gas=1_000_000)
+    assert reg.rate_of(m.merchant_id) == 1
+
+
+def test_registry_rejects_reused_accounts_zero_rates_and_bad_transitions(chain: Chain) -> None:
+    m = chain.admit()
+    reg, op = chain.registry, chain.operator
+    with reverts("RegistryInvalidAccount", m.account.address):
+        op.transact(to=reg.address, data=reg.encode("admitMerchant", m.account.address,
+                                                     b"\0" * 32), gas=500_000)
+    with reverts("RegistryInvalidRate", 0):
+        op.transact(to=reg.address, data=reg.encode("setRate", m.merchant_id, 0), gas=500_000)
+    with reverts("RegistryInvalidStatus"):
+        op.transact(to=reg.address, data=reg.encode("reinstateMerchant", m.merchant_id),
+                    gas=500_000)
+    with reverts("RegistryUnknownMerchant", 999):
+        op.transact(to=reg.address, data=reg.encode("suspendMerchant", 999), gas=500_000)
+    with reverts("RegistryProgramAlreadySet", m.merchant_id):
+        op.transact(to=chain.factory.address, data=chain.factory.encode(
+            "createProgram", m.merchant_id, "x", "X", ProgramConfig().as_tuple()),
+            gas=1_000_000)
+    with reverts("RegistryNotFactory"):
+        op.transact(to=reg.address, data=reg.encode("registerProgram", m.merchant_id,
+                                                     m.account.address), gas=500_000)
+    with reverts("RegistryFactoryAlreadySet"):
+        op.transact(to=reg.address, data=reg.encode("setFactory", m.account.address),
+                    gas=500_000)
+
+
+def test_program_lives_at_its_predicted_address_and_cannot_be_initialised_again(
+        chain: Chain) -> None:
+    m = chain.admit()
+    assert chain.factory.program_address(m.merchant_id) == m.program.address
+    assert m.program.merchant_id() == m.merchant_id
+    with reverts("InvalidInitialization"):
+        chain.operator.transact(to=m.program.address, data=m.program.encode(
+            "initialize", chain.registry.address, 77, "x", "X", (86400, 0, 0)), gas=500_000)
+
+
+@pytest.mark.parametrize("config", [(600, 3, 7), (30 * DAY, 1, 367)])
+def test_factory_rejects_configs_that_cannot_work(chain: Chain,
+                                                  config: tuple[int, int, int]) -> None:
+    acct = Account.create()
+    reg = chain.registry
+    receipt = chain.operator.transact(to=reg.address, data=reg.encode(
+        "admitMerchant", acct.address, b"\0" * 32))
+    (mid,) = [int(a["merchantId"]) for n, a, _ in reg.decode_logs(receipt["logs"])
+              if n == "MerchantAdmitted"]
+    with reverts("PointsInvalidConfig"):
+        chain.operator.transact(to=chain.factory.address, data=chain.factory.encode(
+            "createProgram", mid, "x", "X", config), gas=2_000_000)
+
+
+# ---------------------------------------------------------------------- issue
+
+
+def test_issue_emits_events_that_rebuild_the_balance(chain: Chain) -> None:
+    m = chain.admit()
+    member = Account.create().address
+    receipt = m.call("issue", member, 250, ref("o-1"))
+    events = {n: a for n, a, _ in m.program.decode_logs(receipt["logs"])}
+    assert events["Transfer"]["to"] == member and events["Transfer"]["value"] == 250
+    assert int(events["Transfer"]["from"], 16) == 0
+    assert events["PointsIssued"]["member"] == member
+    assert events["PointsIssued"]["amount"] == 250
+    assert events["PointsIssued"]["orderRef"] == ref("o-1")
+    assert m.program.balance_of(member) == 250 and m.program.total_supply() == 250
+    assert m.program.view1("decimals") == 0
+
+
+def test_issue_rejects_duplicate_order_ref(chain: Chain) -> None:
+    m = chain.admit()
+    member = Account.create().address
+    m.call("issue", member, 5, ref("dup"))
+    with reverts("PointsOrderRefUsed", ref("dup")):
+        m.call("issue", member, 7, ref("dup"))
+    assert m.program.balance_of(member) == 5
+
+
+def test_batch_with_a_duplicate_inside_changes_nothing(chain: Chain) -> None:
+    m = chain.admit()
+    a, b = Account.create().address, Account.create().address
+    items = [IssueItem(a, 5, ref("x1")).as_tuple(), IssueItem(b, 6, ref("x1")).as_tuple()]
+    with reverts("PointsOrderRefUsed"):
+        m.call("issueBatch", items)
+    assert m.program.balance_of(a) == 0 and m.program.total_supply() == 0
+    with reverts("PointsEmptyBatch"):
+        m.call("issueBatch", [])
+
+
+def test_batch_of_200_members_lands_and_supply_equals_balances(chain: Chain) -> None:
+    m = chain.admit()
+    members = [Account.create().address for _ in range(200)]
+    items = [IssueItem(x, i + 1, ref(f"b{i}")).as_tuple() for i, x in enumerate(members)]
+    m.sender.transact(to=m.program.address, data=m.program.encode("issueBatch", items))
+    assert sum(m.program.balance_of(x) for x in members) == m.program.total_supply() == 20100
+
+
+@pytest.mark.parametrize("amount", [0, 2**48])
+def test_issue_rejects_zero_and_too_large_amounts(chain: Chain, amount: int) -> None:
+    m = chain.admit()
+    with reverts("PointsInvalidAmount", amount):
+        m.call("issue", Account.create().address, amount, ref("a"))
+
+
+def test_issue_rejects_the_zero_member(chain: Chain) -> None:
+    m = chain.admit()
+    with reverts("PointsInvalidMember"):
+        m.call("issue", "0x" + "00" * 20, 1, ref("z"))
+
+
+def test_only_the_merchants_account_can_issue(chain: Chain) -> None:
+    m, other = chain.admit(), chain.admit()
+    with reverts("PointsUnauthorized", other.account.address, m.merchant_id):
+        other.sender.transact(to=m.program.address, data=m.program.encode(
+            "issue", Account.create().address, 1, ref("u")), gas=500_000)
+
+
+def test_suspended_merchant_cannot_issue_until_reinstated(chain: Chain) -> None:
+    m = chain.admit()
+    reg = chain.registry
+    chain.operator.transact(to=reg.address, data=reg.encode("suspendMerchant", m.merchant_id))
+    with reverts("RegistryInvalidStatus", m.merchant_id, 2):
+        m.call("issue", Account.create().address, 1, ref("s1"))
+    chain.operator.transact(to=reg.address, data=reg.encode("reinstateMerchant", m.merchant_id))
+    m.call("issue", Account.create().address, 1, ref("s2"))
+
+
+def test_points_cannot_be_transferred_or_approved(chain: Chain) -> None:
+    m = chain.admit()
+    member = Account.create()
+    m.call("issue", member.address, 10, ref("t"))
+    holder = chain.sender(member)
+    for fn, args in [("transfer", (Account.create().address, 1)),
+                     ("approve", (Account.create().address, 1))]:
+        with reverts("PointsNonTransferable"):
+            holder.transact(to=m.program.address, data=m.program.encode(fn, *args),
+                            gas=200_000)
+    assert m.program.balance_of(member.address) == 10
+
+
+# ---------------------------------------------------------------------- reverse
+
+
+def test_reverse_is_bounded_by_what_the_order_has_left(chain: Chain) -> None:
+    m = chain.admit()
+    member = Account.create().address
+    m.call("issue", member, 100, ref("r"))
+    m.call("reverse", ref("r"), 30)
+    m.call("reverse", ref("r"), 50)
+    with reverts("PointsReverseExceedsIssued", ref("r"), 20, 21):
+        m.call("reverse", ref("r"), 21)
+    m.call("reverse", ref("r"), 20)
+    assert m.program.balance_of(member) == 0 and m.program.order_of(ref("r"))[1] == 0
+    with reverts("PointsUnknownOrder", ref("nope")):
+        m.call("reverse", ref("nope"), 1)
+    with reverts("PointsInvalidAmount", 0):
+        m.call("reverse", ref("r"), 0)
+
+
+def test_another_merchant_cannot_reverse_an_order(chain: Chain) -> None:
+    m, other = chain.admit(), chain.admit()
+    m.call("issue", Account.create().address, 10, ref("o"))
+    with reverts("PointsUnauthorized"):
+        other.sender.transact(to=m.program.address, data=m.program.encode(
+            "reverse", ref("o"), 1), gas=500_000)
+
+
+def test_reverse_after_the_member_spent_fails_and_changes_nothing(chain: Chain) -> None:
+    m = chain.admit()
+    member = Account.create()
+    m.call("issue", member.address, 50, ref("spent"))
+    r = Redemption(member.address, 40, m.merchant_id, ref("sale"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    with reverts("PointsInsufficientBalance", member.address, 10, 50):
+        m.call("reverse", ref("spent"), 50)
+    assert m.program.order_of(ref("spent"))[1] == 50
+    assert m.program.balance_of(member.address) == 10
+
+
+# ---------------------------------------------------------------------- redeem
+
+
+def _funded(chain: Chain, points: int = 100) -> tuple[Merchant, LocalAccount]:
+    m = chain.admit()
+    member = Account.create()
+    m.call("issue", member.address, points, ref("fund"))
+    return m, member
+
+
+def test_redeem_digest_matches_eip712_and_burns_points(chain: Chain) -> None:
+    m, member = _funded(chain)
+    r = Redemption(member.address, 30, m.merchant_id, ref("sale-1"), 0, chain.now() + 600)
+    typed = redeem_typed_data(chain_id=chain.gateway.chain_id, program=m.program.address,
+                              member=r.member, amount=r.amount, merchant_id=r.merchant_id,
+                              order_ref=r.order_ref, nonce=r.nonce, deadline=r.deadline)
+    signed = Account.sign_typed_data(member.key, full_message=typed)
+    assert bytes(signed.message_hash) == m.program.redemption_digest(r)
+    receipt = m.call("redeem", r.as_tuple(), bytes(signed.signature))
+    names = [n for n, _, _ in m.program.decode_logs(receipt["logs"])]
+    assert "PointsRedeemed" in names and "Transfer" in names
+    assert m.program.balance_of(member.address) == 70 and m.program.nonce_of(member.address) == 1
+
+
+def test_redeem_rejects_a_replayed_signature(chain: Chain) -> None:
+    m, member = _funded(chain)
+    r = Redemption(member.address, 10, m.merchant_id, ref("s1"), 0, chain.now() + 600)
+    sig = sign(member, chain, m, r)
+    m.call("redeem", r.as_tuple(), sig)
+    with reverts("PointsOrderRefUsed"):
+        m.call("redeem", r.as_tuple(), sig)
+    r2 = Redemption(member.address, 10, m.merchant_id, ref("s2"), 0, chain.now() + 600)
+    with reverts("InvalidAccountNonce", member.address, 1):
+        m.call("redeem", r2.as_tuple(), sig)
+
+
+def test_redeem_rejects_an_expired_deadline(chain: Chain) -> None:
+    m, member = _funded(chain)
+    r = Redemption(member.address, 10, m.merchant_id, ref("late"), 0, chain.now() + 60)
+    sig = sign(member, chain, m, r)
+    chain.travel(120)
+    with reverts("PointsSignatureExpired", r.deadline):
+        m.call("redeem", r.as_tuple(), sig)
+
+
+@pytest.mark.parametrize("tamper", ["amount", "order", "chain", "program"])
+def test_redeem_rejects_a_signature_over_something_else(chain: Chain, tamper: str) -> None:
+    m, member = _funded(chain)
+    r = Redemption(member.address, 10, m.merchant_id, ref("t"), 0, chain.now() + 600)
+    if tamper == "chain":
+        sig = sign(member, chain, m, r, chain_id=1)
+    elif tamper == "program":
+        sig = sign(member, chain, m, r, program=chain.registry.address)
+    else:
+        sig = sign(member, chain, m, r)
+        r = Redemption(r.member, 11 if tamper == "amount" else 10, r.merchant_id,
+                       ref("t2") if tamper == "order" else r.order_ref, 0, r.deadline)
+    with reverts("PointsInvalidSignature", member.address):
+        m.call("redeem", r.as_tuple(), sig)
+    assert m.program.balance_of(member.address) == 100
+
+
+def test_redeem_at_another_merchant_is_not_accepted_yet(chain: Chain) -> None:
+    m, member = _funded(chain)
+    other = chain.admit()
+    r = Redemption(member.address, 10, other.merchant_id, ref("x"), 0, chain.now() + 600)
+    with reverts("PointsNotAccepted", other.merchant_id):
+        other.sender.transact(to=m.program.address, data=m.program.encode(
+            "redeem", r.as_tuple(), sign(member, chain, m, r)), gas=500_000)
+    r = Redemption(member.address, 10, m.merchant_id, ref("y"), 0, chain.now() + 600)
+    with reverts("PointsUnauthorized"):
+        other.sender.transact(to=m.program.address, data=m.program.encode(
+            "redeem", r.as_tuple(), sign(member, chain, m, r)), gas=500_000)
+
+
+def test_redeem_more_than_the_balance_fails(chain: Chain) -> None:
+    m, member = _funded(chain, 10)
+    r = Redemption(member.address, 11, m.merchant_id, ref("big"), 0, chain.now() + 600)
+    with reverts("PointsInsufficientBalance", member.address, 10, 11):
+        m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+
+
+def test_a_contract_wallet_can_authorise_a_redemption(chain: Chain,
+                                                      wallet_artifact: Artifact) -> None:
+    m = chain.admit()
+    owner = Account.create()
+    receipt = chain.operator.transact(to=None, data=chain.gateway.encode_deploy(
+        wallet_artifact.abi, wallet_artifact.bytecode, [owner.address]))
+    wallet = str(receipt["contractAddress"])
+    m.call("issue", wallet, 40, ref("w"))
+    r = Redemption(wallet, 15, m.merchant_id, ref("w-sale"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(owner, chain, m, r))
+    assert m.program.balance_of(wallet) == 25
+    stranger = Account.create()
+    r2 = Redemption(wallet, 5, m.merchant_id, ref("w-sale-2"), 1, chain.now() + 600)
+    with reverts("PointsInvalidSignature", wallet):
+        m.call("redeem", r2.as_tuple(), sign(stranger, chain, m, r2))
+
+
+# ---------------------------------------------------------------------- expiry and pending
+
+EXPIRING = ProgramConfig(period_length=30 * DAY, expiry_periods=2, max_pending_days=14)
+
+
+def test_points_expire_after_their_window_without_a_transaction(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create().address
+    m.call("issue", member, 100, ref("p0"))
+    period0 = m.program.view1("currentPeriod")
+    chain.travel(30 * DAY)
+    m.call("issue", member, 10, ref("p1"))
+    assert m.program.lots_of(member) == [(period0, 100), (period0 + 1, 10)]
+    chain.travel(60 * DAY)  # period0 + 3: the first lot is past p + 2
+    assert m.program.view1("currentPeriod") == period0 + 3
+    assert m.program.balance_of(member) == 10 and m.program.total_supply() == 10
+    assert m.program.lots_of(member) == [(period0 + 1, 10)]
+
+
+def test_spending_takes_the_soonest_expiring_lot_first_and_reports_expiry(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create()
+    m.call("issue", member.address, 100, ref("a"))
+    p0 = m.program.view1("currentPeriod")
+    chain.travel(30 * DAY)
+    m.call("issue", member.address, 50, ref("b"))
+    chain.travel(30 * DAY)
+    m.call("issue", member.address, 20, ref("c"))
+    r = Redemption(member.address, 120, m.merchant_id, ref("spend"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    assert m.program.lots_of(member.address) == [(p0 + 1, 30), (p0 + 2, 20)]
+    chain.travel(30 * DAY)  # lot p0+1 still lives (until the end of p0+3)
+    assert m.program.balance_of(member.address) == 50
+    chain.travel(30 * DAY)  # now p0+4: lot p0+1 expired
+    assert m.program.balance_of(member.address) == 20
+    r = Redemption(member.address, 5, m.merchant_id, ref("spend2"), 1, chain.now() + 600)
+    receipt = m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    expired = [a for n, a, _ in m.program.decode_logs(receipt["logs"]) if n == "PointsExpired"]
+    assert expired == [{"member": member.address, "period": p0 + 1, "amount": 30}]
+    assert m.program.balance_of(member.address) == 15 == m.program.total_supply()
+
+
+def test_pending_points_become_spendable_on_their_release_day(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create()
+    m.call("issue", member.address, 30, ref("now"))
+    m.call("issuePending", member.address, 70, ref("later"), chain.now() + 7 * DAY)
+    assert m.program.balance_of(member.address) == 30
+    assert m.program.pending_of(member.address) == 70
+    assert m.program.total_supply() == 30 and m.program.view1("pendingSupply") == 70
+    r = Redemption(member.address, 31, m.merchant_id, ref("too-soon"), 0, chain.now() + 600)
+    with reverts("PointsInsufficientBalance", member.address, 30, 31):
+        m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    chain.travel(8 * DAY)
+    assert m.program.balance_of(member.address) == 100 == m.program.total_supply()
+    assert m.program.pending_of(member.address) == 0
+    r = Redemption(member.address, 100, m.merchant_id, ref("all"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    assert m.program.balance_of(member.address) == 0 == m.program.total_supply()
+
+
+def test_pending_release_beyond_the_refund_window_is_rejected(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    with reverts("PointsInvalidRelease"):
+        m.call("issuePending", Account.create().address, 1, ref("far"),
+               chain.now() + 20 * DAY)
+
+
+def test_reversing_a_pending_order_takes_the_pending_points(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create().address
+    m.call("issue", member, 10, ref("spendable"))
+    m.call("issuePending", member, 40, ref("refundable"), chain.now() + 5 * DAY)
+    m.call("reverse", ref("refundable"), 40)
+    assert m.program.pending_of(member) == 0 and m.program.balance_of(member) == 10
+    assert m.program.view1("pendingSupply") == 0 and m.program.total_supply() == 10
+    chain.travel(6 * DAY)
+    assert m.program.balance_of(member) == 10
+
+
+def test_a_member_holds_at_most_32_pending_orders(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create().address
+    release = chain.now() + 3 * DAY
+    items = [IssueItem(member, 1, ref(f"q{i}"), release).as_tuple() for i in range(32)]
+    m.call("issueBatch", items)
+    with reverts("PointsTooManyPending", member):
+        m.call("issuePending", member, 1, ref("q32"), release)
+
+
+def test_an_emptied_account_works_again_after_many_periods(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create()
+    for i in range(5):
+        m.call("issue", member.address, 10 + i, ref(f"e{i}"))
+        chain.travel(30 * DAY)
+    live = m.program.balance_of(member.address)
+    assert live == 13 + 14  # the last two periods' lots are still inside the window
+    r = Redemption(member.address, live, m.merchant_id, ref("empty"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    assert m.program.balance_of(member.address) == 0 and m.program.lots_of(member.address) == []
+    m.call("issue", member.address, 9, ref("again"))
+    assert m.program.balance_of(member.address) == 9 == m.program.total_supply()
