@@ -1,0 +1,127 @@
+"""The HTTP half of the points benchmark (called by bench_points.py): batch requests, then
+single requests from 50 concurrent clients, against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+from eth_utils.address import to_checksum_address
+
+from api.app import create_app
+from api.client import AllianceClient
+from ledger.alliance import Alliance
+from ledger.merchants import AdmittedMerchant
+from ledger.settings import Settings
+from ledger.store import repos
+
+
+def _serve(alliance: Alliance, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(create_app(alliance), host="127.0.0.1", port=port,
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, thread
+
+
+def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = set(op_ids)
+    while pending:
+        with alliance.store.session() as s:
+            for op_id in list(pending):
+                op = repos.get_operation(s, op_id)
+                assert op is not None
+                if op.status == "failed":
+                    raise RuntimeError(f"operation {op_id} failed: {op.error_code}")
+                if op.status == "confirmed":
+                    pending.discard(op_id)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} operations not confirmed")
+        time.sleep(0.02)
+
+
+def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
+                batch: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server, thread = _serve(alliance, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Batch requests: ops lines in requests of `batch`, from 4 clients at once.
+        members = [to_checksum_address(os.urandom(20)) for _ in range(ops)]
+        bodies = [{"items": [{"member": members[i], "points": 5, "order_id": f"api-b-{i}"}
+                             for i in range(k, min(ops, k + batch))]}
+                  for k in range(0, ops, batch)]
+        op_ids: list[str] = []
+        lock = threading.Lock()
+
+        def send_batches(part: list[dict[str, Any]]) -> None:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                c = AllianceClient(http, merchant.key_id, merchant.secret)
+                for b in part:
+                    r = c.post("/v1/points/issue-batch", b)
+                    assert r.status_code == 202, r.text
+                    with lock:
+                        op_ids.append(r.json()["id"])
+
+        t0 = time.perf_counter()
+        workers = [threading.Thread(target=send_batches, args=(bodies[i::4],)) for i in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        _wait_confirmed(alliance, op_ids)
+        batch_s = ops / (time.perf_counter() - t0)
+        print(f"HTTP API, batch requests of {batch}: {ops} ops confirmed at {batch_s:,.0f} "
+              f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x)")
+
+        # Single requests from 50 concurrent clients.
+        singles = min(ops, 2000)
+        per_client = singles // 50
+        latencies: list[float] = []
+        single_ids: list[str] = []
+
+        def client_loop(c_index: int) -> None:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                c = AllianceClient(http, merchant.key_id, merchant.secret)
+                for j in range(per_client):
+                    body = {"member": to_checksum_address(os.urandom(20)), "points": 3,
+                            "order_id": f"api-s-{c_index}-{j}"}
+                    t = time.perf_counter()
+                    r = c.post("/v1/points/issue", body)
+                    dt = time.perf_counter() - t
+                    assert r.status_code == 202, r.text
+                    with lock:
+                        latencies.append(dt)
+                        single_ids.append(r.json()["id"])
+
+        t0 = time.perf_counter()
+        clients = [threading.Thread(target=client_loop, args=(i,)) for i in range(50)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        accepted_s = len(latencies) / (time.perf_counter() - t0)
+        _wait_confirmed(alliance, single_ids)
+        confirmed_s = len(latencies) / (time.perf_counter() - t0)
+        lat = sorted(latencies)
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+        print(f"HTTP API, single requests from 50 clients: {accepted_s:,.0f} req/s accepted "
+              f"(target >= 500: {accepted_s / 500:.2f}x), {confirmed_s:,.0f}/s confirmed; "
+              f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

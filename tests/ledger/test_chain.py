@@ -1,0 +1,55 @@
+"""The chain side of the ledger: the local anvil keeps its state across restarts, and the
+sender gets a dropped transaction mined by rebroadcast or a fee-bumped replacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eth_account import Account
+
+from ledger.chain import anvil
+from ledger.chain.gateway import ChainGateway
+from ledger.chain.sender import TransactionSender
+from ledger.settings import ANVIL_OPERATOR_KEY, Settings
+
+
+def test_local_chain_restart_keeps_state_and_reuses_a_running_node(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    url = anvil.ensure_running(settings)
+    try:
+        assert anvil.ensure_running(settings) == url  # reused, not a second node
+        gw = ChainGateway(url)
+        sender = TransactionSender(gw, ANVIL_OPERATOR_KEY)
+        target = Account.create().address
+        gw.rpc("anvil_setBalance", [target, hex(12345)])
+        sender.transact(to=target, data=b"")
+        block = gw.block_number()
+    finally:
+        assert anvil.stop(settings)
+    assert not anvil.status(settings).running
+    url2 = anvil.ensure_running(settings)
+    try:
+        gw2 = ChainGateway(url2)
+        assert gw2.block_number() >= block
+        assert int(gw2.w3.eth.get_balance(target)) == 12345  # type: ignore[arg-type]
+    finally:
+        anvil.stop(settings)
+
+
+def test_a_dropped_transaction_is_replaced_with_a_fee_bump_and_mined(gateway: ChainGateway
+                                                                      ) -> None:
+    key = Account.create()
+    gateway.rpc("anvil_setBalance", [key.address, hex(10**20)])
+    sender = TransactionSender(gateway, key.key, receipt_timeout_s=0.3)
+    gateway.rpc("evm_setAutomine", [False])
+    try:
+        sent = sender.send(to=Account.create().address, data=b"", gas=21_000)
+        gateway.rpc("anvil_dropTransaction", [sent.tx_hash])
+        assert gateway.transaction(sent.tx_hash) is None
+        gateway.rpc("evm_setIntervalMining", [1])
+        receipt = sender.wait(sent, timeout_s=20)
+    finally:
+        gateway.rpc("evm_setIntervalMining", [0])
+        gateway.rpc("evm_setAutomine", [True])
+    assert receipt["status"] == 1
+    assert gateway.nonce(key.address, "latest") == sent.nonce + 1  # exactly one landed
