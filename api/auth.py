@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,6 +46,28 @@ def sign(secret: str, ts: str, nonce: str, method: str, path: str, body: bytes) 
                     hashlib.sha256).hexdigest()
 
 
+# Decrypted credentials are kept this long (seconds) per process: a revocation takes effect
+# within this time. It saves a database read and a decryption on every request.
+CREDENTIAL_TTL_S = 2.0
+_cache: dict[str, tuple[float, repos.CredentialView | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key_id)
+    if hit is not None and now - hit[0] < CREDENTIAL_TTL_S:
+        return hit[1]
+    with alliance.store.session() as s:
+        cred = repos.get_credential(s, alliance.master_key, key_id)
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key_id] = (now, cred)
+    return cred
+
+
 def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": "AllianceHMAC"})
 
@@ -69,13 +92,13 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
         raise _unauthorized(f"the request timestamp is more than {max_age} s off")
     body = await request.body()
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    cred = _credential(alliance, key_id)
+    if cred is None or cred.revoked:
+        raise _unauthorized("unknown or revoked key")
+    expected = sign(cred.secret, ts, nonce, request.method, path, body)
+    if not hmac.compare_digest(expected, sig.lower()):
+        raise _unauthorized("the signature does not match the request")
     with alliance.store.session() as s:
-        cred = repos.get_credential(s, alliance.master_key, key_id)
-        if cred is None or cred.revoked:
-            raise _unauthorized("unknown or revoked key")
-        expected = sign(cred.secret, ts, nonce, request.method, path, body)
-        if not hmac.compare_digest(expected, sig.lower()):
-            raise _unauthorized("the signature does not match the request")
         if not repos.remember_signature(s, key_id, expected,
                                         max_age=timedelta(seconds=2 * max_age)):
             raise _unauthorized("this request was already received (replay)")

@@ -8,6 +8,7 @@ idempotency record in one transaction. Functions that must be atomic across proc
 from __future__ import annotations
 
 import secrets as pysecrets
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,20 @@ from .models import (
     UsedSignature,
     utcnow,
 )
+
+# Expired replay and idempotency records are purged at most this often (seconds), not on
+# every request: a purge is a write on the hot path.
+PURGE_INTERVAL_S = 60.0
+_last_purge: dict[str, float] = {}
+
+
+def _due(name: str) -> bool:
+    now = time.monotonic()
+    if now - _last_purge.get(name, float("-inf")) < PURGE_INTERVAL_S:
+        return False
+    _last_purge[name] = now
+    return True
+
 
 MerchantRow = Merchant
 OperationRow = Operation
@@ -141,7 +156,8 @@ def remember_signature(session: Session, key_id: str, signature: str, *,
             session.add(UsedSignature(key_id=key_id, signature=signature))
     except IntegrityError:
         return False
-    session.execute(delete(UsedSignature).where(UsedSignature.seen_at < utcnow() - max_age))
+    if _due("signatures"):
+        session.execute(delete(UsedSignature).where(UsedSignature.seen_at < utcnow() - max_age))
     return True
 
 
@@ -187,8 +203,13 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
     """Claim ``key`` for this request; give the stored response if the key was used before.
 
     Raises LedgerConflictError if the key was used with another request body."""
-    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
+    if _due("idempotency"):
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
     existing = session.get(IdempotencyRecord, (principal, key))
+    if existing is not None and existing.expires_at < utcnow():
+        session.delete(existing)
+        session.flush()
+        existing = None
     if existing is None:
         try:
             with session.begin_nested():
