@@ -104,8 +104,11 @@ class OutboxWorker:
 
     def process_once(self) -> int:
         """Send one batch per signer with queued work and settle it; give operations done."""
+        depth = self.alliance.settings.confirmations
         with self.alliance.store.session() as s:
             merchant_ids = repos.merchants_with_queued(s)
+            if depth > 0:
+                repos.promote_confirmed(s, max_block=self.alliance.gateway.block_number() - depth)
         done = 0
         for merchant_id in merchant_ids:
             done += self._process_merchant(merchant_id)
@@ -231,7 +234,8 @@ class OutboxWorker:
             return False
         with self.alliance.store.session() as s:
             repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
-                                     block_number=int(receipt["blockNumber"]))
+                                     block_number=int(receipt["blockNumber"]),
+                                     final=self.alliance.settings.confirmations == 0)
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
@@ -282,8 +286,10 @@ class OutboxWorker:
             if receipt is not None:
                 with self.alliance.store.session() as s:
                     if int(receipt.get("status", 0)) == 1:
-                        repos.confirm_operations(s, op_ids, tx_hash=sent.tx_hash,
-                                                 block_number=int(receipt["blockNumber"]))
+                        repos.confirm_operations(
+                            s, op_ids, tx_hash=sent.tx_hash,
+                            block_number=int(receipt["blockNumber"]),
+                            final=self.alliance.settings.confirmations == 0)
                     else:
                         repos.requeue_operations(s, op_ids, error_code="reverted")
                 return

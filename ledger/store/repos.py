@@ -307,13 +307,25 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
 
 
 def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
-                       block_number: int) -> None:
+                       block_number: int, final: bool = True) -> None:
+    """Record that the operations' transaction was mined; ``final`` marks them confirmed,
+    otherwise they stay ``submitted`` (with their block) until deep enough."""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status="confirmed", tx_hash=tx_hash, block_number=block_number,
-                            error_code=None, error_message=None, updated_at=utcnow()))
+                    .values(status="confirmed" if final else "submitted", tx_hash=tx_hash,
+                            block_number=block_number, error_code=None, error_message=None,
+                            updated_at=utcnow()))
     session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
                     .values(status="mined", mined_block=block_number))
+
+
+def promote_confirmed(session: Session, *, max_block: int) -> int:
+    """Mark mined operations at or below ``max_block`` confirmed; give how many."""
+    mined = select(ChainTx.tx_hash).where(ChainTx.status == "mined")
+    res = session.execute(update(Operation).where(
+        Operation.status == "submitted", Operation.block_number <= max_block,
+        Operation.tx_hash.in_(mined)).values(status="confirmed", updated_at=utcnow()))
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,

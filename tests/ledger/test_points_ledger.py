@@ -260,3 +260,20 @@ def test_merchant_cannot_read_another_merchants_operation(
                            member=Account.create().address, points=1, order_id="X-1")
     with pytest.raises(LedgerPermissionError):
         get_operation(alliance, operation_id=op.id, merchant_id=cafe_merchant.merchant_id)
+
+
+def test_operations_wait_for_the_configured_confirmation_depth(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    alliance.settings = alliance.settings.model_copy(update={"confirmations": 3})
+    with alliance.store.session() as s:
+        op = request_issue(alliance, s, merchant_id=store_merchant.merchant_id,
+                           member=Account.create().address, points=9, order_id="DEPTH-1")
+    worker = OutboxWorker(alliance)
+    worker.drain()
+    mined = get_operation(alliance, operation_id=op.id, merchant_id=store_merchant.merchant_id)
+    assert mined.status == "submitted" and mined.block_number is not None
+    for _ in range(3):
+        alliance.gateway.rpc("evm_mine")
+    worker.process_once()
+    done = get_operation(alliance, operation_id=op.id, merchant_id=store_merchant.merchant_id)
+    assert done.status == "confirmed" and done.block_number == mined.block_number
