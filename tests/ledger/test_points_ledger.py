@@ -277,3 +277,24 @@ def test_operations_wait_for_the_configured_confirmation_depth(
     worker.process_once()
     done = get_operation(alliance, operation_id=op.id, merchant_id=store_merchant.merchant_id)
     assert done.status == "confirmed" and done.block_number == mined.block_number
+
+
+def test_history_drops_events_of_blocks_lost_in_a_reorg(alliance: Alliance,
+                                                       store_merchant: AdmittedMerchant) -> None:
+    member = Account.create().address
+    mid = store_merchant.merchant_id
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=mid, member=member, points=5, order_id="ORG-1")
+    OutboxWorker(alliance).drain()
+    for _ in range(3):
+        alliance.gateway.rpc("evm_mine")
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=mid, member=member, points=7, order_id="ORG-2")
+    OutboxWorker(alliance).drain()
+    events, _ = history(alliance, member=member)
+    assert [e["amount"] for e in events] == [7, 5]
+    # The block holding the second issue is replaced by an empty one.
+    alliance.gateway.rpc("anvil_reorg", [1, []])
+    events, _ = history(alliance, member=member)
+    assert [e["amount"] for e in events] == [5]
+    assert _program(alliance, store_merchant).balance_of(member) == 5
