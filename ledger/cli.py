@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +22,7 @@ from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from .alliance import Alliance
+    from .merchants import MerchantView
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
                   no_args_is_help=True)
@@ -152,14 +154,7 @@ def merchant_suspend(merchant_id: int) -> None:
     """Suspend a merchant: it can no longer issue, reverse or redeem."""
     from .merchants import suspend_merchant
 
-    alliance = _open()
-    try:
-        v = suspend_merchant(alliance, merchant_id=merchant_id)
-        console.print(f"merchant {v.merchant_id} is now {v.status}")
-    except LedgerError as exc:
-        _fail(exc)
-    finally:
-        alliance.close()
+    _status_command(suspend_merchant, merchant_id)
 
 
 @merchant_app.command("reinstate")
@@ -167,9 +162,13 @@ def merchant_reinstate(merchant_id: int) -> None:
     """Reinstate a suspended merchant."""
     from .merchants import reinstate_merchant
 
+    _status_command(reinstate_merchant, merchant_id)
+
+
+def _status_command(action: Callable[..., MerchantView], merchant_id: int) -> None:
     alliance = _open()
     try:
-        v = reinstate_merchant(alliance, merchant_id=merchant_id)
+        v = action(alliance, merchant_id=merchant_id)
         console.print(f"merchant {v.merchant_id} is now {v.status}")
     except LedgerError as exc:
         _fail(exc)

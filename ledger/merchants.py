@@ -94,21 +94,20 @@ def create_admin_credential(alliance: Alliance) -> tuple[str, str]:
 
 def suspend_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     """Stop a merchant from issuing, reversing and redeeming (on chain)."""
-    _known(alliance, merchant_id)
-    reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode("suspendMerchant", merchant_id))
-    with alliance.store.session() as s:
-        repos.set_merchant_status(s, merchant_id, "suspended")
-    return get_merchant(alliance, merchant_id=merchant_id)
+    return _change_status(alliance, merchant_id, "suspendMerchant", "suspended")
 
 
 def reinstate_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     """Let a suspended merchant act again (on chain)."""
+    return _change_status(alliance, merchant_id, "reinstateMerchant", "active")
+
+
+def _change_status(alliance: Alliance, merchant_id: int, fn: str, status: str) -> MerchantView:
     _known(alliance, merchant_id)
     reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode("reinstateMerchant", merchant_id))
+    alliance.operator.transact(to=reg.address, data=reg.encode(fn, merchant_id))
     with alliance.store.session() as s:
-        repos.set_merchant_status(s, merchant_id, "active")
+        repos.set_merchant_status(s, merchant_id, status)
     return get_merchant(alliance, merchant_id=merchant_id)
 
 

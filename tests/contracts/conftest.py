@@ -39,14 +39,20 @@ class Chain:
         self.gateway.rpc("anvil_setBalance", [account.address, hex(10**21)])
         return TransactionSender(self.gateway, account.key)
 
-    def admit(self, *, symbol: str = "PTS", config: ProgramConfig | None = None,
-              rate: int = 1) -> Merchant:
-        acct = Account.create()
+    def admit_account(self, acct: LocalAccount) -> int:
+        """Admit a merchant signing with ``acct`` (no program yet); give its id."""
         reg = self.registry
         receipt = self.operator.transact(to=reg.address, data=reg.encode(
             "admitMerchant", acct.address, b"\x00" * 32))
         (mid,) = [int(a["merchantId"]) for n, a, _ in reg.decode_logs(receipt["logs"])
                   if n == "MerchantAdmitted"]
+        return mid
+
+    def admit(self, *, symbol: str = "PTS", config: ProgramConfig | None = None,
+              rate: int = 1) -> Merchant:
+        acct = Account.create()
+        reg = self.registry
+        mid = self.admit_account(acct)
         self.operator.transact(to=self.factory.address, data=self.factory.encode(
             "createProgram", mid, f"{symbol} Points", symbol,
             (config or ProgramConfig()).as_tuple()))

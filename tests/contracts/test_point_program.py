@@ -95,12 +95,7 @@ def test_program_lives_at_its_predicted_address_and_cannot_be_initialised_again(
 @pytest.mark.parametrize("config", [(600, 3, 7), (30 * DAY, 1, 367)])
 def test_factory_rejects_configs_that_cannot_work(chain: Chain,
                                                   config: tuple[int, int, int]) -> None:
-    acct = Account.create()
-    reg = chain.registry
-    receipt = chain.operator.transact(to=reg.address, data=reg.encode(
-        "admitMerchant", acct.address, b"\0" * 32))
-    (mid,) = [int(a["merchantId"]) for n, a, _ in reg.decode_logs(receipt["logs"])
-              if n == "MerchantAdmitted"]
+    mid = chain.admit_account(Account.create())
     with reverts("PointsInvalidConfig"):
         chain.operator.transact(to=chain.factory.address, data=chain.factory.encode(
             "createProgram", mid, "x", "X", config), gas=2_000_000)
