@@ -183,9 +183,10 @@ def merchant_list() -> None:
 
     alliance = _open()
     try:
-        table = Table("id", "name", "status", "program", "rate (fen/pt)")
+        table = Table("id", "name", "status", "rate (fen/pt)")
+        table.add_column("program", overflow="fold", min_width=42)
         for m in list_merchants(alliance):
-            table.add_row(str(m.merchant_id), m.name, m.status, m.program or "-", str(m.rate))
+            table.add_row(str(m.merchant_id), m.name, m.status, str(m.rate), m.program or "-")
         console.print(table)
     finally:
         alliance.close()
@@ -223,10 +224,11 @@ def admin_key() -> None:
 
 
 def _print_credentials(rows: list[tuple[int, str, str, str, str]]) -> None:
-    table = Table("id", "merchant", "program", "key id", "secret (shown once)")
-    for r in rows:
-        table.add_row(str(r[0]), r[1], r[2], r[3], r[4])
-    console.print(table)
+    # Plain lines, never a table: a secret must not be cut to fit a narrow terminal.
+    for merchant_id, name, program, key_id, secret in rows:
+        console.print(f"[bold]merchant {merchant_id}[/bold] {name}\n"
+                      f"  program  {program}\n  key id   {key_id}\n"
+                      f"  secret   {secret}   (shown once)", soft_wrap=True)
 
 
 def seed_demo(alliance: Alliance) -> dict[str, object]:
@@ -278,7 +280,8 @@ def _show_demo(creds: dict[str, object], data_dir: Path) -> None:
                         for m in merchants])
     admin = creds.get("admin")
     if isinstance(admin, dict):
-        console.print(f"admin key id {admin['key_id']}  secret {admin['secret']}")
+        console.print(f"[bold]operator[/bold]\n  key id   {admin['key_id']}\n"
+                      f"  secret   {admin['secret']}", soft_wrap=True)
     console.print(f"(kept in {data_dir / 'demo-credentials.json'}, mode 600)")
 
 
