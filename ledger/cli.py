@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from .errors import LedgerError
@@ -244,16 +245,24 @@ def seed_demo(alliance: Alliance) -> dict[str, object]:
             return dict(json.loads(path.read_text()))
         return {}
     merchants = []
-    for i, (name, symbol, rate, expiry, pending) in enumerate(DEMO_MERCHANTS):
-        m = admit_merchant(alliance, name=name, symbol=symbol, rate=rate,
-                           config=ProgramConfig(30 * 86400, expiry, max(pending, 1)))
-        merchants.append({"merchant_id": m.merchant_id, "name": m.name, "program": m.program,
-                          "key_id": m.key_id, "secret": m.secret})
-        with alliance.store.session() as s:
-            lines = [IssueLine(points=100 * (j + 1) * (i + 1), order_id=f"demo-{symbol}-{j}",
-                               member_id=member) for j, member in enumerate(DEMO_MEMBERS)]
-            request_issue_batch(alliance, s, merchant_id=m.merchant_id, items=lines)
-    OutboxWorker(alliance).drain()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TaskProgressColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("seeding the demo alliance", total=len(DEMO_MERCHANTS) + 1)
+        for i, (name, symbol, rate, expiry, pending) in enumerate(DEMO_MERCHANTS):
+            progress.update(task, description=f"admitting {name}")
+            m = admit_merchant(alliance, name=name, symbol=symbol, rate=rate,
+                               config=ProgramConfig(30 * 86400, expiry, max(pending, 1)))
+            merchants.append({"merchant_id": m.merchant_id, "name": m.name,
+                              "program": m.program, "key_id": m.key_id, "secret": m.secret})
+            with alliance.store.session() as s:
+                lines = [IssueLine(points=100 * (j + 1) * (i + 1),
+                                   order_id=f"demo-{symbol}-{j}", member_id=member)
+                         for j, member in enumerate(DEMO_MEMBERS)]
+                request_issue_batch(alliance, s, merchant_id=m.merchant_id, items=lines)
+            progress.advance(task)
+        progress.update(task, description="issuing demo members' points")
+        OutboxWorker(alliance).drain()
+        progress.advance(task)
     admin_id, admin_secret = create_admin_credential(alliance)
     creds: dict[str, object] = {"merchants": merchants,
                                 "admin": {"key_id": admin_id, "secret": admin_secret}}
