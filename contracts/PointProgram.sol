@@ -203,7 +203,10 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         // slither-disable-next-line divide-before-multiply
         day = (releaseAt - _origin + 1 days - 1) / 1 days;
         Config memory c = _config;
-        if (day > currentDay() + c.maxPendingDays) revert PointsInvalidRelease(releaseAt);
+        // The window is measured in time from now; rounding to the day comes after.
+        if (releaseAt > block.timestamp + uint256(c.maxPendingDays) * 1 days) {
+            revert PointsInvalidRelease(releaseAt);
+        }
         if (c.expiryPeriods != 0 && _periodAt(_origin + day * 1 days) > cur + c.expiryPeriods) {
             revert PointsInvalidRelease(releaseAt);
         }
@@ -455,7 +458,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     /// @inheritdoc IPointProgram
     function pendingSupply() public view returns (uint256 pending) {
         uint256 today = currentDay();
-        uint256 last = today + _config.maxPendingDays;
+        // A release up to maxPendingDays from now rounds up to at most one day later.
+        uint256 last = today + _config.maxPendingDays + 1;
         for (uint256 d = today + 1; d <= last; ++d) {
             pending += _pendingByDay[d];
         }

@@ -168,7 +168,13 @@ class TransactionSender:
                 raise ChainTimeoutError(f"no receipt for nonce {sent.nonce} of {self.address}",
                                         tx_hash=sent.tx_hash)
             if now - bumped_at > self.receipt_timeout_s:
-                candidates.append(self.replace(candidates[-1]))
+                try:
+                    candidates.append(self.replace(candidates[-1]))
+                except ChainError as exc:
+                    # "nonce too low": a transaction with this nonce was mined meanwhile;
+                    # its receipt is found on the next poll.
+                    if "nonce too low" not in str(exc).lower():
+                        raise
                 bumped_at = now
             time.sleep(pause)
             pause = min(pause * 2, self.poll_s)

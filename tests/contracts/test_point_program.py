@@ -430,3 +430,19 @@ def test_an_emptied_account_works_again_after_many_periods(chain: Chain) -> None
     assert m.program.balance_of(member.address) == 0 and m.program.lots_of(member.address) == []
     m.call("issue", member.address, 9, ref("again"))
     assert m.program.balance_of(member.address) == 9 == m.program.total_supply()
+
+
+def test_a_release_exactly_one_window_ahead_is_accepted_at_any_time_of_day(
+        chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create().address
+    # Move to 13:00 UTC, where rounding the release up to a whole day crosses the window.
+    chain.travel((13 * 3600 - chain.now() % DAY) % DAY or DAY)
+    release = chain.now() + 14 * DAY
+    m.call("issuePending", member, 25, ref("edge"), release)
+    assert m.program.pending_of(member) == 25
+    assert m.program.view1("pendingSupply") == 25 and m.program.total_supply() == 0
+    with reverts("PointsInvalidRelease"):
+        m.call("issuePending", member, 1, ref("edge+1"), chain.now() + 14 * DAY + 3600)
+    chain.travel(15 * DAY)
+    assert m.program.balance_of(member) == 25 == m.program.total_supply()

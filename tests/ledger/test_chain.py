@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 
 from ledger.chain import anvil
 from ledger.chain.gateway import ChainGateway
-from ledger.chain.sender import TransactionSender
+from ledger.chain.sender import SentTx, TransactionSender
 from ledger.settings import ANVIL_OPERATOR_KEY, Settings
 
 
@@ -53,3 +54,24 @@ def test_a_dropped_transaction_is_replaced_with_a_fee_bump_and_mined(gateway: Ch
         gateway.rpc("evm_setAutomine", [True])
     assert receipt["status"] == 1
     assert gateway.nonce(key.address, "latest") == sent.nonce + 1  # exactly one landed
+
+
+def test_wait_returns_the_original_receipt_when_it_lands_before_its_replacement(
+        gateway: ChainGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = Account.create()
+    gateway.rpc("anvil_setBalance", [key.address, hex(10**20)])
+    sender = TransactionSender(gateway, key.key, receipt_timeout_s=0.2)
+    real_replace = TransactionSender.replace
+
+    def original_lands_first(self: TransactionSender, stuck: SentTx) -> SentTx:
+        gateway.rpc("evm_mine")  # the original is mined just before the replacement is sent
+        return real_replace(self, stuck)
+
+    gateway.rpc("evm_setAutomine", [False])
+    try:
+        sent = sender.send(to=Account.create().address, data=b"", gas=21_000)
+        monkeypatch.setattr(TransactionSender, "replace", original_lands_first)
+        receipt = sender.wait(sent, timeout_s=10)
+    finally:
+        gateway.rpc("evm_setAutomine", [True])
+    assert receipt["status"] == 1 and receipt["transactionHash"] == sent.tx_hash
