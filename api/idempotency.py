@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
@@ -88,7 +88,3 @@ def _run(work: Callable[[Session | None], tuple[int, Any]], session: Session | N
         status, payload = ledger_problem(exc)
         media = PROBLEM_JSON
     return status, json.dumps(payload, default=str, separators=(",", ":")), media
-
-
-def json_response(status: int, payload: Any) -> JSONResponse:
-    return JSONResponse(payload, status_code=status)

@@ -106,17 +106,12 @@ def _address(value: str, field: str = "member") -> str:
     return checksummed
 
 
-def resolve_member(alliance: Alliance, session: Session, *, member: str | None,
-                   member_id: str | None) -> str:
-    """The on-chain account of a member given by wallet address or alliance member id."""
-    return resolve_members(alliance, session, [(member, member_id)])[0]
-
-
 def resolve_members(alliance: Alliance, session: Session,
                     refs: Sequence[tuple[str | None, str | None]]) -> list[str]:
-    """Resolve many (address, member id) pairs with one store query for the addresses.
+    """The on-chain accounts of members given by wallet address or alliance member id.
 
-    A wallet address stays itself: a linked wallet *is* the member's account on chain."""
+    A wallet address stays itself: a linked wallet *is* the member's account on chain. A
+    member id becomes its custodial account (created on first sight, keyed pseudonym only)."""
     out: list[str] = []
     for i, (member, member_id) in enumerate(refs):
         try:

@@ -229,21 +229,6 @@ class ChainGateway:
         raw = self.rpc("eth_getTransactionReceipt", [tx_hash])
         return None if raw is None else _receipt(raw)
 
-    def receipts(self, tx_hashes: Sequence[str]) -> list[dict[str, Any] | None]:
-        """Fetch many receipts in one JSON-RPC batch round trip."""
-        if not tx_hashes:
-            return []
-        batch = [(RPCEndpoint("eth_getTransactionReceipt"), [h]) for h in tx_hashes]
-        try:
-            responses = self.provider.make_batch_request(batch)
-        except Exception as exc:
-            raise self.map_error(exc) from exc
-        if not isinstance(responses, list):
-            raise ChainError(f"batch request failed: {responses}")
-        by_id = sorted(responses, key=lambda r: int(cast(Any, r).get("id", 0)))
-        return [None if r.get("result") is None else _receipt(cast(dict[str, Any], r["result"]))
-                for r in by_id]
-
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         try:
             return dict(self.w3.eth.get_transaction(cast(Any, tx_hash)))

@@ -105,9 +105,6 @@ class RegistryClient(ContractClient):
     def rate_of(self, merchant_id: int) -> int:
         return int(self.view1("rateOf", merchant_id))
 
-    def merchant_id_of(self, account: str) -> int:
-        return int(self.view1("merchantIdOf", account))
-
 
 class FactoryClient(ContractClient):
     """The PointProgramFactory."""

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -54,7 +54,6 @@ def _due(name: str) -> bool:
 
 MerchantRow = Merchant
 OperationRow = Operation
-MemberRow = Member
 
 PSEUDONYM_KEY = "pseudonym-key"
 
@@ -180,10 +179,6 @@ def member_account(session: Session, master: MasterKey, *, member_id: str) -> st
             row = session.scalar(select(Member).where(Member.pseudonym == pseud))
             assert row is not None
     return row.wallet or row.account
-
-
-def member_by_wallet(session: Session, address: str) -> Member | None:
-    return session.scalar(select(Member).where(Member.wallet == address))
 
 
 # ---------------------------------------------------------------------- idempotency
@@ -474,7 +469,3 @@ def member_events(session: Session, *, member: str, limit: int, cursor: int | No
                "amount": e.amount, "order_ref": e.order_ref, "tx_hash": e.tx_hash,
                "block_number": e.block_number, "log_index": e.log_index} for e in rows]
     return events, (rows[-1].id if more and rows else None)
-
-
-def now() -> datetime:
-    return utcnow()
