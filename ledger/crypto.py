@@ -14,14 +14,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from eth_account import Account
 
 from .errors import LedgerConfigError
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -42,20 +46,43 @@ class MasterKey:
             return cls(settings.master_key.get_secret_value().encode())
         path = settings.data_dir / "master.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
+            _create_key_file(path)
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s is readable by others (mode %o): chmod 600 it", path, mode)
         return cls(path.read_bytes().strip())
 
     def encrypt(self, plaintext: bytes) -> bytes:
+        """The Fernet token of ``plaintext`` (authenticated, with a fresh IV each time)."""
         return self._fernet.encrypt(plaintext)
 
     def decrypt(self, token: bytes) -> bytes:
+        """The plaintext of a token made by :meth:`encrypt` under the same key."""
         try:
             return self._fernet.decrypt(token)
         except InvalidToken as exc:
             raise LedgerConfigError("a stored secret does not open with this master key") from exc
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new master key to ``path`` (mode 600) unless another process got there first.
+
+    The key is written whole to a private temporary file and then hard-linked into place, so
+    no reader ever sees a partial key and two processes starting together agree on one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def new_signing_key() -> bytes:
@@ -67,15 +94,20 @@ def new_signing_key() -> bytes:
 
 
 def new_api_secret() -> str:
+    """A fresh random API secret (256 bits, urlsafe base64 without padding)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
 def fingerprint(secret: str) -> str:
+    """The SHA-256 hex of a secret: identifies it without revealing it."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def pseudonym(member_id: str, key: bytes) -> str:
-    """The keyed pseudonym of an alliance member id (hex HMAC-SHA256)."""
+    """The keyed pseudonym of an alliance member id (hex HMAC-SHA256).
+
+    The message is domain-separated (``pseudonym:``) from the custodial key derivation,
+    which uses the same key."""
     return hmac.new(key, b"pseudonym:" + member_id.encode(), hashlib.sha256).hexdigest()
 
 
@@ -88,4 +120,5 @@ def custodial_private_key(member_id: str, key: bytes) -> bytes:
 
 
 def custodial_address(member_id: str, key: bytes) -> str:
+    """The checksummed address of :func:`custodial_private_key`."""
     return str(Account.from_key(custodial_private_key(member_id, key)).address)
