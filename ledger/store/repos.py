@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,6 +58,7 @@ MerchantRow = Merchant
 OperationRow = Operation
 
 PSEUDONYM_KEY = "pseudonym-key"
+MIN_IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 # ---------------------------------------------------------------------- secrets
@@ -104,6 +107,14 @@ def set_merchant_status(session: Session, merchant_id: int, status: str) -> None
     if row is None:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     row.status = status
+
+
+def set_merchant_program(session: Session, merchant_id: int, program: str) -> None:
+    """Record the address of the merchant's point program once it is deployed."""
+    row = session.get(Merchant, merchant_id)
+    if row is None:
+        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    row.program_address = program
 
 
 # ---------------------------------------------------------------------- credentials
@@ -156,16 +167,42 @@ def remember_signature(session: Session, key_id: str, signature: str, *,
     except IntegrityError:
         return False
     if _due("signatures"):
-        session.execute(delete(UsedSignature).where(UsedSignature.seen_at < utcnow() - max_age))
+        purge_signatures(session, max_age=max_age)
     return True
+
+
+def purge_signatures(session: Session, *, max_age: timedelta) -> int:
+    """Forget request signatures older than ``max_age`` (requests that old are refused
+    anyway); give how many."""
+    res = session.execute(delete(UsedSignature).where(UsedSignature.seen_at < utcnow() - max_age))
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 # ---------------------------------------------------------------------- members
 
 
-def member_account(session: Session, master: MasterKey, *, member_id: str) -> str:
-    """The on-chain account of an alliance member id (its linked wallet if any), created on
-    first sight. The member id itself is never stored: only its keyed pseudonym."""
+@dataclass(frozen=True)
+class MemberView:
+    """A member as the service knows it: never the alliance member id itself."""
+
+    pseudonym: str
+    account: str
+    wallet: str | None
+
+    @property
+    def address(self) -> str:
+        """The address the member's points live at: the linked wallet, else the custodial
+        account."""
+        return self.wallet or self.account
+
+
+def _member_view(row: Member) -> MemberView:
+    return MemberView(row.pseudonym, row.account, row.wallet)
+
+
+def get_or_create_member(session: Session, master: MasterKey, *, member_id: str) -> MemberView:
+    """The member known by an alliance member id, recorded on first sight with its keyed
+    pseudonym and custodial account. The member id itself is never stored."""
     key = get_or_create_secret(session, master, PSEUDONYM_KEY, lambda: pysecrets.token_bytes(32))
     pseud = crypto.pseudonym(member_id, key)
     row = session.scalar(select(Member).where(Member.pseudonym == pseud))
@@ -178,7 +215,32 @@ def member_account(session: Session, master: MasterKey, *, member_id: str) -> st
         except IntegrityError:
             row = session.scalar(select(Member).where(Member.pseudonym == pseud))
             assert row is not None
-    return row.wallet or row.account
+    return _member_view(row)
+
+
+def member_account(session: Session, master: MasterKey, *, member_id: str) -> str:
+    """The on-chain account of an alliance member id (its linked wallet if any), created on
+    first sight."""
+    return get_or_create_member(session, master, member_id=member_id).address
+
+
+def link_wallet(session: Session, master: MasterKey, *, member_id: str,
+                wallet: str) -> MemberView:
+    """Link a wallet the member proved to control; give the member as now recorded.
+
+    Raises LedgerConflictError if the wallet is already linked to another member."""
+    view = get_or_create_member(session, master, member_id=member_id)
+    row = session.scalar(select(Member).where(Member.pseudonym == view.pseudonym))
+    assert row is not None
+    if row.wallet == wallet:
+        return view
+    try:
+        with session.begin_nested():
+            row.wallet = wallet
+    except IntegrityError as exc:
+        raise LedgerConflictError("this wallet is linked to another member",
+                                  code="wallet-linked") from exc
+    return _member_view(row)
 
 
 # ---------------------------------------------------------------------- idempotency
@@ -195,11 +257,14 @@ class StoredResponse:
 
 def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint: str,
                       ttl: timedelta) -> StoredResponse | None:
-    """Claim ``key`` for this request; give the stored response if the key was used before.
+    """Claim ``key`` for this request; give the stored response if the key was used before
+    (``status_code`` None while that first request is still in progress), or None if the
+    claim is new. Race-safe: the unique (principal, key) decides between concurrent claims.
 
     Raises LedgerConflictError if the key was used with another request body."""
+    ttl = max(ttl, MIN_IDEMPOTENCY_TTL)
     if _due("idempotency"):
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
+        purge_idempotency(session)
     existing = session.get(IdempotencyRecord, (principal, key))
     if existing is not None and existing.expires_at < utcnow():
         session.delete(existing)
@@ -207,10 +272,11 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
         existing = None
     if existing is None:
         try:
+            now = utcnow()
             with session.begin_nested():
                 session.add(IdempotencyRecord(principal=principal, key=key,
-                                              fingerprint=fingerprint,
-                                              expires_at=utcnow() + ttl))
+                                              fingerprint=fingerprint, created_at=now,
+                                              expires_at=now + ttl))
             return None
         except IntegrityError:
             existing = session.get(IdempotencyRecord, (principal, key))
@@ -223,12 +289,20 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
 
 def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
                          body: str, content_type: str) -> None:
+    """Store the response of the request that claimed ``key``, for replays."""
     row = session.get(IdempotencyRecord, (principal, key))
     if row is None:
         raise LedgerNotFoundError("idempotency record vanished")
     row.status_code = status_code
     row.body = body
     row.content_type = content_type
+
+
+def purge_idempotency(session: Session) -> int:
+    """Delete expired idempotency records; give how many."""
+    res = session.execute(delete(IdempotencyRecord)
+                          .where(IdempotencyRecord.expires_at < utcnow()))
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 # ---------------------------------------------------------------------- outbox
@@ -392,25 +466,37 @@ def confirmed_transactions(session: Session, *, merchant_id: int) -> list[tuple[
 
 
 def reserve_nonces(session: Session, *, chain_id: int, address: str, count: int,
-                   chain_nonce: Callable[[], int]) -> int:
-    """Reserve ``count`` contiguous nonces of a signer; give the first. The counter starts
-    from the node's pending nonce the first time; after that the node is not asked."""
+                   chain_nonce: Callable[[], int], chain_floor: int | None = None) -> int:
+    """Reserve ``count`` contiguous nonces of a signer; give the first.
+
+    The counter starts from the node's pending nonce (``chain_nonce()``, asked only when the
+    signer has no counter yet). ``chain_floor``, when the caller knows the node's pending
+    nonce anyway, lifts a counter the chain has moved past (transactions sent elsewhere).
+    One UPDATE … RETURNING does the reservation, so concurrent callers never overlap."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
     for _ in range(5):
+        bumped: ColumnElement[int] = SignerNonce.next_nonce + count
+        if chain_floor is not None:
+            bumped = case((SignerNonce.next_nonce < chain_floor, chain_floor),
+                          else_=SignerNonce.next_nonce) + count
         first = session.scalar(
             update(SignerNonce)
             .where(SignerNonce.chain_id == chain_id, SignerNonce.address == address)
-            .values(next_nonce=SignerNonce.next_nonce + count)
+            .values(next_nonce=bumped)
             .returning(SignerNonce.next_nonce - count))
         if first is not None:
             return int(first)
         start = chain_nonce()
+        if chain_floor is not None:
+            start = max(start, chain_floor)
         try:
             with session.begin_nested():
                 session.add(SignerNonce(chain_id=chain_id, address=address,
                                         next_nonce=start + count))
             return start
         except IntegrityError:
-            continue
+            continue  # another caller created the counter first: reserve from it
     raise LedgerConflictError(f"could not reserve a nonce for {address}")
 
 
@@ -439,15 +525,23 @@ def set_cursor(session: Session, name: str, block: int, block_hash: str) -> None
 
 
 def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert events not seen before (keyed by tx hash and log index); give how many."""
+    """Insert events not seen before (keyed by tx hash and log index); give how many.
+
+    Rows are inserted in the order given, which the indexer keeps to chain order: ids then
+    follow chain order. An event already stored is skipped by the database (ON CONFLICT DO
+    NOTHING), so a re-run or a concurrent indexer cannot fail the transaction."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
     added = 0
-    for r in rows:
-        exists = session.scalar(select(PointEvent.id).where(
-            PointEvent.tx_hash == r["tx_hash"], PointEvent.log_index == r["log_index"]))
-        if exists is None:
-            session.add(PointEvent(**r))
-            added += 1
-    session.flush()
+    for start in range(0, len(rows), 500):
+        # A multi-row VALUES needs the same columns in every row.
+        chunk = [{"order_ref": None, **r} for r in rows[start:start + 500]]
+        stmt = insert_fn(PointEvent).values(chunk).on_conflict_do_nothing(
+            index_elements=["tx_hash", "log_index"]).returning(PointEvent.id)
+        # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
+        added += len(session.execute(stmt).all())
     return added
 
 

@@ -1,54 +1,36 @@
-"""The store on SQLite and on a real PostgreSQL: migrations, idempotency records, nonce
-reservation and outbox claims under concurrency, exact integers, secrets at rest."""
+"""The store on SQLite and on a real PostgreSQL (every test runs on both): migrations,
+idempotency records, nonce reservation and outbox claims under concurrency, exact integers,
+secrets at rest, members, replay guard, read model."""
 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
 from ledger import crypto
 from ledger.crypto import MasterKey
-from ledger.errors import LedgerConflictError
-from ledger.settings import Settings
+from ledger.errors import LedgerConflictError, LedgerNotFoundError
 from ledger.store import repos
-from ledger.store.db import Store, migrate
-from ledger.store.models import PointEvent
-from tests.pg import postgres_server
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        base: str = request.getfixturevalue("pg_url")
-        schema_db = f"t{uuid.uuid4().hex[:12]}"
-        admin = Store(base)
-        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text(f"CREATE DATABASE {schema_db}"))
-        admin.dispose()
-        url = base.rsplit("/", 1)[0] + "/" + schema_db
-    migrate(url)
-    s = Store(url)
-    yield s
-    s.dispose()
-
-
-@pytest.fixture
-def master(tmp_path: Path) -> MasterKey:
-    return MasterKey.load(Settings(data_dir=tmp_path))
+from ledger.store.db import MIGRATIONS, Store, migrate
+from ledger.store.models import (
+    Base,
+    ChainTx,
+    ChainTxOperation,
+    IdempotencyRecord,
+    Operation,
+    PointEvent,
+    UsedSignature,
+    utcnow,
+)
 
 
 def _merchant(store: Store, master: MasterKey, mid: int = 1) -> None:
@@ -57,10 +39,78 @@ def _merchant(store: Store, master: MasterKey, mid: int = 1) -> None:
                            program=f"0x{mid + 100:040x}", signing_key=master.encrypt(b"k"))
 
 
-def test_migrations_are_idempotent(store: Store) -> None:
-    migrate(store.url)  # a second upgrade is a no-op
+def _op(s: Session, op_id: str) -> Operation:
+    op = repos.get_operation(s, op_id)
+    assert op is not None
+    return op
+
+
+def _in_threads(n: int, fn: Callable[[int], None]) -> list[BaseException]:
+    """Run ``fn(i)`` in ``n`` threads released together; give the exceptions they raised."""
+    errors: list[BaseException] = []
+    gate = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            gate.wait()
+            fn(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+# ---------------------------------------------------------------------- migrations
+
+
+def test_migrate_from_empty_gives_the_models_schema(store: Store) -> None:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    with store.engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
+        diffs = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}),
+                                 Base.metadata)
+    assert diffs == []
+
+
+def test_migrate_twice_is_a_no_op(store: Store, master: MasterKey) -> None:
+    _merchant(store, master)
+    migrate(store.url)
     with store.session() as s:
-        assert repos.count_operations(s) == 0
+        assert [m.id for m in repos.list_merchants(s)] == [1]
+
+
+def test_session_rolls_back_on_error(store: Store, master: MasterKey) -> None:
+    with pytest.raises(RuntimeError), store.session() as s:
+        repos.add_merchant(s, merchant_id=9, name="x", account="0x" + "9" * 40, program=None,
+                           signing_key=master.encrypt(b"k"))
+        raise RuntimeError("boom")
+    with store.session() as s:
+        assert repos.get_merchant(s, 9) is None
+
+
+# ---------------------------------------------------------------------- merchants
+
+
+def test_merchant_status_and_program_are_updated(store: Store, master: MasterKey) -> None:
+    with store.session() as s:
+        repos.add_merchant(s, merchant_id=3, name="Cafe", account="0x" + "3" * 40, program=None,
+                           signing_key=master.encrypt(b"k"))
+    with store.session() as s:
+        repos.set_merchant_status(s, 3, "suspended")
+        repos.set_merchant_program(s, 3, "0x" + "4" * 40)
+    with store.session() as s:
+        m = repos.get_merchant(s, 3)
+        assert m is not None and (m.status, m.program_address) == ("suspended", "0x" + "4" * 40)
+        with pytest.raises(LedgerNotFoundError):
+            repos.set_merchant_status(s, 99, "active")
+
+
+# ---------------------------------------------------------------------- idempotency
 
 
 def test_idempotency_record_replays_and_refuses_another_body(store: Store) -> None:
@@ -72,7 +122,9 @@ def test_idempotency_record_replays_and_refuses_another_body(store: Store) -> No
                                    content_type="application/json")
     with store.session() as s:
         stored = repos.idempotency_begin(s, principal="k", key="a", fingerprint="f1", ttl=ttl)
-        assert stored is not None and (stored.status_code, stored.body) == (202, "{}")
+        assert stored is not None
+        assert (stored.status_code, stored.body, stored.content_type) == (
+            202, "{}", "application/json")
     with pytest.raises(LedgerConflictError), store.session() as s:
         repos.idempotency_begin(s, principal="k", key="a", fingerprint="f2", ttl=ttl)
     with store.session() as s:  # the same key under another principal is another record
@@ -80,28 +132,123 @@ def test_idempotency_record_replays_and_refuses_another_body(store: Store) -> No
                                        ttl=ttl) is None
 
 
-def test_fifty_concurrent_nonce_reservations_are_contiguous(store: Store) -> None:
-    got: list[int] = []
-    errors: list[BaseException] = []
+def test_idempotency_concurrent_begins_admit_exactly_one(store: Store) -> None:
+    firsts: list[int] = []
+    replays: list[int | None] = []
     lock = threading.Lock()
 
-    def reserve() -> None:
-        try:
-            with store.session() as s:
-                n = repos.reserve_nonces(s, chain_id=1, address="0xabc", count=1,
-                                         chain_nonce=lambda: 7)
-            with lock:
-                got.append(n)
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
+    def attempt(i: int) -> None:
+        with store.session() as s:
+            got = repos.idempotency_begin(s, principal="k", key="same", fingerprint="f",
+                                          ttl=timedelta(hours=24))
+            if got is None:
+                time.sleep(0.05)  # hold the claim while the others arrive
+                repos.idempotency_complete(s, principal="k", key="same", status_code=201,
+                                           body=str(i), content_type="text/plain")
+        with lock:
+            if got is None:
+                firsts.append(i)
+            else:
+                replays.append(got.status_code)
 
-    threads = [threading.Thread(target=reserve) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert _in_threads(8, attempt) == []
+    assert len(firsts) == 1 and len(replays) == 7
+    # A claim becomes visible with its response: they commit in one transaction.
+    assert replays == [201] * 7
+
+
+def test_idempotency_records_live_at_least_a_day_and_expire(store: Store) -> None:
+    with store.session() as s:
+        repos.idempotency_begin(s, principal="k", key="a", fingerprint="f1",
+                                ttl=timedelta(minutes=1))
+    with store.session() as s:
+        row = s.get(IdempotencyRecord, ("k", "a"))
+        assert row is not None and row.expires_at - row.created_at >= timedelta(hours=24)
+        s.execute(update(IdempotencyRecord).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with store.session() as s:  # an expired key starts afresh, even with another body
+        assert repos.idempotency_begin(s, principal="k", key="a", fingerprint="f2",
+                                       ttl=timedelta(hours=24)) is None
+        s.execute(update(IdempotencyRecord).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with store.session() as s:
+        assert repos.purge_idempotency(s) == 1
+        assert s.scalar(select(IdempotencyRecord)) is None
+
+
+# ---------------------------------------------------------------------- replay guard
+
+
+def test_request_signature_is_accepted_once(store: Store) -> None:
+    age = timedelta(minutes=5)
+    with store.session() as s:
+        assert repos.remember_signature(s, "key1", "sig", max_age=age) is True
+        assert repos.remember_signature(s, "key1", "sig", max_age=age) is False
+        assert repos.remember_signature(s, "key2", "sig", max_age=age) is True
+    with store.session() as s:
+        assert repos.remember_signature(s, "key1", "sig", max_age=age) is False
+        s.execute(update(UsedSignature).where(UsedSignature.key_id == "key1")
+                  .values(seen_at=utcnow() - timedelta(minutes=6)))
+    with store.session() as s:
+        assert repos.purge_signatures(s, max_age=age) == 1
+        assert repos.remember_signature(s, "key2", "sig", max_age=age) is False
+
+
+# ---------------------------------------------------------------------- nonces
+
+
+def test_fifty_concurrent_nonce_reservations_are_contiguous(store: Store) -> None:
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def reserve(_: int) -> None:
+        with store.session() as s:
+            n = repos.reserve_nonces(s, chain_id=1, address="0xabc", count=1,
+                                     chain_nonce=lambda: 7)
+        with lock:
+            got.append(n)
+
+    assert _in_threads(50, reserve) == []
     assert sorted(got) == list(range(7, 57))
+
+
+def test_concurrent_multi_nonce_reservations_never_overlap(store: Store) -> None:
+    ranges: list[range] = []
+    lock = threading.Lock()
+
+    def reserve(i: int) -> None:
+        count = 1 + i % 4
+        with store.session() as s:
+            first = repos.reserve_nonces(s, chain_id=5, address="0xdef", count=count,
+                                         chain_nonce=lambda: 0)
+        with lock:
+            ranges.append(range(first, first + count))
+
+    assert _in_threads(20, reserve) == []
+    taken = sorted(n for r in ranges for n in r)
+    assert taken == list(range(sum(1 + i % 4 for i in range(20))))
+
+
+def test_nonce_counter_follows_a_chain_that_moved_ahead(store: Store) -> None:
+    asked: list[int] = []
+
+    def pending() -> int:
+        asked.append(1)
+        return 3
+
+    with store.session() as s:
+        assert repos.reserve_nonces(s, chain_id=1, address="0xa", count=2,
+                                    chain_nonce=pending) == 3
+        assert repos.reserve_nonces(s, chain_id=1, address="0xa", count=1,
+                                    chain_nonce=pending) == 5
+        assert asked == [1]  # the node is asked only for a new counter
+        assert repos.reserve_nonces(s, chain_id=1, address="0xa", count=1, chain_nonce=pending,
+                                    chain_floor=10) == 10
+        assert repos.reserve_nonces(s, chain_id=1, address="0xa", count=1, chain_nonce=pending,
+                                    chain_floor=4) == 11  # a lagging node never lowers it
+        assert repos.reserve_nonces(s, chain_id=2, address="0xa", count=1, chain_nonce=pending,
+                                    chain_floor=8) == 8  # counters are per chain
+
+
+# ---------------------------------------------------------------------- outbox
 
 
 def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
@@ -114,22 +261,65 @@ def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
     claimed: list[str] = []
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         while True:
             with store.session() as s:
-                ops = repos.claim_operations(s, merchant_id=1, max_lines=3)
-                ids = [o.id for o in ops]
+                ids = [o.id for o in repos.claim_operations(s, merchant_id=1, max_lines=3)]
             if not ids:
                 return
             with lock:
                 claimed.extend(ids)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert _in_threads(4, worker) == []
     assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: MasterKey) -> None:
+    _merchant(store, master)
+    with store.session() as s:
+        ops = [repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={"n": i},
+                                       signer="0x1") for i in range(3)]
+        ids = [o.id for o in ops]
+    with store.session() as s:
+        assert _op(s, ids[0]).status == "queued"
+        assert repos.merchants_with_queued(s) == [1]
+        claimed = repos.claim_operations(s, merchant_id=1, max_lines=10)
+        assert [o.id for o in claimed] == ids and {o.status for o in claimed} == {"sending"}
+        assert repos.claim_operations(s, merchant_id=1, max_lines=10) == []
+    with store.session() as s:
+        repos.record_submission(s, op_ids=ids[:2], chain_id=1, signer="0x1",
+                                tx_hash="0x" + "a" * 64, nonce=0, raw="0x00", max_fee=2**96,
+                                priority_fee=1)
+        repos.fail_operations(s, ids[2:], error_code="PointsOrderRefUsed", error_message="dup")
+    with store.session() as s:
+        (tx,) = repos.unsettled_transactions(s)
+        assert (tx.nonce, tx.max_fee, set(tx.op_ids)) == (0, 2**96, set(ids[:2]))
+        links = s.scalars(select(ChainTxOperation.operation_id)).all()
+        assert set(links) == set(ids[:2])
+        repos.confirm_operations(s, ids[:2], tx_hash="0x" + "a" * 64, block_number=12)
+    with store.session() as s:
+        assert [_op(s, i).status for i in ids] == ["confirmed", "confirmed", "failed"]
+        assert _op(s, ids[0]).block_number == 12
+        assert _op(s, ids[2]).error_code == "PointsOrderRefUsed"
+        chain_tx = s.get(ChainTx, "0x" + "a" * 64)
+        assert chain_tx is not None and (chain_tx.status, chain_tx.mined_block) == ("mined", 12)
+        assert repos.unsettled_transactions(s) == []
+
+
+def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
+                                                               master: MasterKey) -> None:
+    _merchant(store, master)
+    with store.session() as s:
+        op = repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={}, signer="0x1")
+        repos.claim_operations(s, merchant_id=1, max_lines=1)
+    with store.session() as s:
+        assert repos.requeue_sending(s) == 1
+    with store.session() as s:
+        again = repos.claim_operations(s, merchant_id=1, max_lines=1)
+        assert [o.id for o in again] == [op.id] and again[0].attempts == 2
+
+
+# ---------------------------------------------------------------------- exact integers
 
 
 def test_large_integers_round_trip_exactly(store: Store) -> None:
@@ -139,36 +329,133 @@ def test_large_integers_round_trip_exactly(store: Store) -> None:
             "chain_id": 1, "program": "0x" + "1" * 40, "merchant_id": 1,
             "member": "0x" + "2" * 40, "kind": "issued", "amount": big, "order_ref": None,
             "tx_hash": "0x" + "3" * 64, "block_number": 1, "log_index": 0}])
+        s.add(ChainTx(tx_hash="0x" + "4" * 64, chain_id=1, signer="0x1", nonce=0, raw="0x",
+                      max_fee=2**256 - 1, priority_fee=0))
     with store.session() as s:
-        (row,) = s.query(PointEvent).all()
-        assert row.amount == big and isinstance(row.amount, int)
+        row = s.scalars(select(PointEvent)).one()
+        assert row.amount == big and type(row.amount) is int
+        tx = s.get(ChainTx, "0x" + "4" * 64)
+        assert tx is not None and tx.max_fee == 2**256 - 1
+
+
+def test_amounts_refuse_floats(store: Store) -> None:
+    with pytest.raises(Exception, match="IntText takes int"), store.session() as s:
+        repos.insert_point_events(s, [{
+            "chain_id": 1, "program": "0x1", "merchant_id": 1, "member": "0x2",
+            "kind": "issued", "amount": 1.5, "order_ref": None, "tx_hash": "0x3",
+            "block_number": 1, "log_index": 0}])
+
+
+# ---------------------------------------------------------------------- secrets at rest
 
 
 def test_secrets_are_stored_encrypted(store: Store, master: MasterKey) -> None:
     _merchant(store, master)
     with store.session() as s:
         key_id, secret = repos.create_credential(s, master, merchant_id=1, role="merchant")
+        named = repos.get_or_create_secret(s, master, "test-secret", lambda: b"plain-value-1")
     with store.engine.connect() as c:
-        raw = c.execute(text("SELECT secret_enc FROM api_credentials")).scalar_one()
+        raw, fp = c.execute(text("SELECT secret_enc, secret_fingerprint FROM api_credentials")
+                            ).one()
         signing = c.execute(text("SELECT signing_key_enc FROM merchants")).scalar_one()
-    assert secret.encode() not in bytes(raw)
-    assert b"k" != bytes(signing) and len(bytes(signing)) > 50
+        stored = c.execute(text("SELECT value_enc FROM secrets WHERE name = 'test-secret'")
+                           ).scalar_one()
+    assert secret.encode() not in bytes(raw) and fp == crypto.fingerprint(secret)
+    assert master.decrypt(bytes(signing)) == b"k" and b"k" != bytes(signing)
+    assert named == b"plain-value-1" and b"plain-value-1" not in bytes(stored)
     with store.session() as s:
         cred = repos.get_credential(s, master, key_id)
-        assert cred is not None and cred.secret == secret
+        assert cred is not None and (cred.secret, cred.merchant_id, cred.role) == (
+            secret, 1, "merchant")
+        assert repos.get_or_create_secret(s, master, "test-secret", lambda: b"other") == named
+
+
+def test_revoked_credential_is_reported_revoked(store: Store, master: MasterKey) -> None:
+    with store.session() as s:
+        key_id, _ = repos.create_credential(s, master, merchant_id=None, role="admin")
+        assert repos.get_credential(s, master, "nope") is None
+    with store.session() as s:
+        repos.revoke_credential(s, key_id)
+    with store.session() as s:
+        cred = repos.get_credential(s, master, key_id)
+        assert cred is not None and cred.revoked and cred.merchant_id is None
+        with pytest.raises(LedgerNotFoundError):
+            repos.revoke_credential(s, "nope")
+
+
+# ---------------------------------------------------------------------- members
 
 
 def test_member_ids_are_kept_only_as_keyed_pseudonyms(store: Store, master: MasterKey) -> None:
     with store.session() as s:
-        first = repos.member_account(s, master, member_id="13800138000")
+        first = repos.get_or_create_member(s, master, member_id="13800138000")
     with store.session() as s:
-        assert repos.member_account(s, master, member_id="13800138000") == first
-        assert repos.member_account(s, master, member_id="13800138001") != first
+        assert repos.get_or_create_member(s, master, member_id="13800138000") == first
+        assert repos.member_account(s, master, member_id="13800138000") == first.account
+        assert repos.member_account(s, master, member_id="13800138001") != first.account
     with store.engine.connect() as c:
         dump = " ".join(str(v) for row in c.execute(text("SELECT * FROM members")) for v in row)
-    assert "13800138000" not in dump
+    assert "13800138000" not in dump and first.pseudonym in dump
 
 
-def test_pseudonym_depends_on_the_key() -> None:
-    assert crypto.pseudonym("m-1", b"k" * 32) != crypto.pseudonym("m-1", b"j" * 32)
-    assert crypto.pseudonym("m-1", b"k" * 32) == crypto.pseudonym("m-1", b"k" * 32)
+def test_concurrent_first_sight_of_a_member_records_it_once(store: Store,
+                                                            master: MasterKey) -> None:
+    accounts: list[str] = []
+
+    def see(_: int) -> None:
+        with store.session() as s:
+            accounts.append(repos.member_account(s, master, member_id="m-42"))
+
+    assert _in_threads(6, see) == []
+    assert len(set(accounts)) == 1
+    with store.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM members")).scalar_one() == 1
+        assert c.execute(text("SELECT count(*) FROM secrets")).scalar_one() == 1
+
+
+def test_linked_wallet_becomes_the_member_address(store: Store, master: MasterKey) -> None:
+    wallet = "0x" + "5" * 40
+    with store.session() as s:
+        view = repos.link_wallet(s, master, member_id="m-1", wallet=wallet)
+        assert view.wallet == wallet and view.address == wallet != view.account
+    with store.session() as s:
+        assert repos.member_account(s, master, member_id="m-1") == wallet
+        assert repos.link_wallet(s, master, member_id="m-1", wallet=wallet).wallet == wallet
+    with pytest.raises(LedgerConflictError), store.session() as s:
+        repos.link_wallet(s, master, member_id="m-2", wallet=wallet)
+
+
+# ---------------------------------------------------------------------- read model
+
+
+def _event(i: int, member: str = "0x" + "2" * 40) -> dict[str, object]:
+    return {"chain_id": 1, "program": "0x" + "1" * 40, "merchant_id": 1, "member": member,
+            "kind": "issued", "amount": i, "order_ref": f"0x{i:064x}",
+            "tx_hash": f"0x{i // 2:064x}", "block_number": i // 2, "log_index": i % 2}
+
+
+def test_point_events_insert_once_and_page_newest_first(store: Store) -> None:
+    member = "0x" + "2" * 40
+    with store.session() as s:
+        assert repos.insert_point_events(s, [_event(i) for i in range(5)]) == 5
+        assert repos.insert_point_events(s, [_event(i) for i in range(3, 7)]) == 2
+        assert repos.insert_point_events(s, [_event(9, member="0x" + "8" * 40)]) == 1
+    with store.session() as s:
+        page, cursor = repos.member_events(s, member=member, limit=4, cursor=None)
+        assert [e["amount"] for e in page] == [6, 5, 4, 3] and cursor is not None
+        rest, end = repos.member_events(s, member=member, limit=4, cursor=cursor)
+        assert [e["amount"] for e in rest] == [2, 1, 0] and end is None
+        repos.delete_events_after(s, 1)
+    with store.session() as s:
+        page, _ = repos.member_events(s, member=member, limit=10, cursor=None)
+        assert [e["amount"] for e in page] == [3, 2, 1, 0]
+
+
+def test_indexer_cursor_is_saved(store: Store) -> None:
+    with store.session() as s:
+        assert repos.get_cursor(s, "points") is None
+        repos.set_cursor(s, "points", 5, "0xaa")
+    with store.session() as s:
+        repos.set_cursor(s, "points", 6, "0xbb")
+    with store.session() as s:
+        assert repos.get_cursor(s, "points") == (6, "0xbb")
