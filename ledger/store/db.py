@@ -7,6 +7,7 @@ busy timeout, so concurrent writers queue instead of failing. PostgreSQL is used
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,20 +15,31 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# Any fixed 64-bit number: the key of the PostgreSQL advisory lock held while migrating.
+_MIGRATION_LOCK = 0x616C6C69616E6365
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the pragmas and pool settings the service relies on."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=20, max_overflow=40)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if memory:
+            # One shared connection: each new connection would be a new, empty database.
+            engine = create_engine(url, connect_args={"check_same_thread": False},
+                                   poolclass=StaticPool)
+        else:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                   pool_size=20, max_overflow=40)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -35,7 +47,8 @@ def make_engine(url: str) -> Engine:
             # write transaction takes the lock up front instead of failing on upgrade.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -50,7 +63,26 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema."""
+    """Bring the database at ``url`` to the newest schema.
+
+    Safe when several processes start at once: on PostgreSQL they queue on an advisory lock,
+    on a SQLite file on an exclusive lock of a sidecar file (switching a fresh file to WAL
+    fails at once, without waiting, while another connection holds it)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and ":memory:" not in database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _upgrade(url)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    _upgrade(url)
+
+
+def _upgrade(url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url)
@@ -58,6 +90,8 @@ def migrate(url: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     finally:

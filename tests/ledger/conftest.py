@@ -34,7 +34,8 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _fresh_pg_database(base_url: str) -> str:
+def fresh_pg_database(base_url: str) -> str:
+    """Create an empty database on the server of ``base_url``; give its URL."""
     name = f"t{uuid.uuid4().hex[:12]}"
     admin = Store(base_url)
     try:
@@ -51,7 +52,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        url = _fresh_pg_database(request.getfixturevalue("pg_url"))
+        url = fresh_pg_database(request.getfixturevalue("pg_url"))
     migrate(url)
     s = Store(url)
     yield s

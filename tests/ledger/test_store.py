@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -31,6 +32,7 @@ from ledger.store.models import (
     UsedSignature,
     utcnow,
 )
+from tests.ledger.conftest import fresh_pg_database
 
 
 def _merchant(store: Store, master: MasterKey, mid: int = 1) -> None:
@@ -82,6 +84,33 @@ def test_migrate_twice_is_a_no_op(store: Store, master: MasterKey) -> None:
     migrate(store.url)
     with store.session() as s:
         assert [m.id for m in repos.list_merchants(s)] == [1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_first_migrations_all_succeed(backend: str, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        url = fresh_pg_database(request.getfixturevalue("pg_url"))
+    assert _in_threads(4, lambda _: migrate(url)) == []
+    store = Store(url)
+    try:
+        with store.session() as s:
+            assert repos.count_operations(s) == 0
+    finally:
+        store.dispose()
+
+
+def test_in_memory_sqlite_store_works(master: MasterKey) -> None:
+    store = Store("sqlite://")
+    try:
+        Base.metadata.create_all(store.engine)
+        _merchant(store, master)
+        with store.session() as s:
+            assert [m.id for m in repos.list_merchants(s)] == [1]
+    finally:
+        store.dispose()
 
 
 def test_session_rolls_back_on_error(store: Store, master: MasterKey) -> None:
