@@ -2,11 +2,12 @@
 pragma solidity ^0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 
 /// @title AllianceRegistry
-/// @notice The merchants of the alliance, their signing accounts, statuses, point programs and
-/// rates in the settlement unit.
+/// @notice The merchants of the alliance, their signing accounts, statuses, point programs,
+/// rates in the settlement unit, caps, which programs each merchant accepts, and the clearing.
 contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @notice Admits, suspends and reinstates merchants; sets rates.
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
@@ -16,7 +17,10 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     uint256 private _merchantCount;
     mapping(uint256 merchantId => Merchant) private _merchants;
     mapping(address account => uint256 merchantId) private _merchantIdOf;
-    mapping(uint256 merchantId => uint256 rate) private _rates;
+    mapping(uint256 merchantId => Terms) private _terms;
+    mapping(uint256 acceptor => mapping(uint256 programMerchant => bool)) private _refused;
+    address private _clearing;
+    uint256 private _refundWindow;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE and OPERATOR_ROLE
     /// @param settlementUnit_ the integer minor currency unit rates are expressed in, e.g. "CNY-fen"
@@ -24,6 +28,7 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(OPERATOR_ROLE, admin);
         _settlementUnit = settlementUnit_;
+        _refundWindow = 30 days;
     }
 
     // ------------------------------------------------------------------
@@ -73,9 +78,43 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @inheritdoc IAllianceRegistry
     function setRate(uint256 merchantId, uint256 rate) external onlyRole(OPERATOR_ROLE) {
         _existing(merchantId);
-        if (rate == 0) revert RegistryInvalidRate(rate);
-        _rates[merchantId] = rate;
+        if (rate == 0 || rate > type(uint32).max) revert RegistryInvalidRate(rate);
+        _terms[merchantId].rate = uint32(rate);
         emit RateSet(merchantId, rate);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setCaps(uint256 merchantId, uint256 liabilityCap, uint256 foreignCap) external onlyRole(OPERATOR_ROLE) {
+        _existing(merchantId);
+        Terms storage t = _terms[merchantId];
+        t.liabilityCap = SafeCast.toUint112(liabilityCap);
+        t.foreignCap = SafeCast.toUint112(foreignCap);
+        emit CapsSet(merchantId, liabilityCap, foreignCap);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setAcceptance(uint256 acceptor, uint256 programMerchant, bool accepted)
+        external
+        onlyRole(OPERATOR_ROLE)
+    {
+        _existing(acceptor);
+        _existing(programMerchant);
+        _refused[acceptor][programMerchant] = !accepted;
+        emit AcceptanceSet(acceptor, programMerchant, accepted);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setRefundWindow(uint256 window) external onlyRole(OPERATOR_ROLE) {
+        if (window < 1 hours || window > 366 days) revert RegistryInvalidRefundWindow(window);
+        _refundWindow = window;
+        emit RefundWindowSet(window);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setClearing(address clearing_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (_clearing != address(0)) revert RegistryClearingAlreadySet();
+        _clearing = clearing_;
+        emit ClearingSet(clearing_);
     }
 
     /// @inheritdoc IAllianceRegistry
@@ -116,7 +155,42 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @inheritdoc IAllianceRegistry
     function rateOf(uint256 merchantId) external view returns (uint256) {
         _existing(merchantId);
-        return _rates[merchantId];
+        return _terms[merchantId].rate;
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function termsOf(uint256 merchantId) external view returns (Terms memory) {
+        _existing(merchantId);
+        return _terms[merchantId];
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function accepts(uint256 acceptor, uint256 programMerchant) external view returns (bool) {
+        return !_refused[acceptor][programMerchant];
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function refundWindow() external view returns (uint256) {
+        return _refundWindow;
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function clearing() external view returns (address) {
+        return _clearing;
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function pairTerms(uint256 programMerchant, uint256 acceptor) external view returns (PairTerms memory t) {
+        (address program, uint256 rate) = _activeProgram(programMerchant);
+        (address acceptorProgram, uint256 acceptorRate) = _activeProgram(acceptor);
+        if (_refused[acceptor][programMerchant]) revert RegistryNotAccepted(acceptor, programMerchant);
+        t = PairTerms({
+            program: program,
+            rate: rate,
+            acceptorProgram: acceptorProgram,
+            acceptorRate: acceptorRate,
+            acceptorForeignCap: _terms[acceptor].foreignCap
+        });
     }
 
     /// @inheritdoc IAllianceRegistry
@@ -143,6 +217,14 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     function _existing(uint256 merchantId) private view returns (Merchant storage m) {
         m = _merchants[merchantId];
         if (m.status == MerchantStatus.None) revert RegistryUnknownMerchant(merchantId);
+    }
+
+    function _activeProgram(uint256 merchantId) private view returns (address program, uint256 rate) {
+        Merchant storage m = _existing(merchantId);
+        if (m.status != MerchantStatus.Active) revert RegistryInvalidStatus(merchantId, m.status);
+        rate = _terms[merchantId].rate;
+        program = m.program;
+        if (rate == 0 || program == address(0)) revert RegistryRateNotSet(merchantId);
     }
 
     function _requireFreeAccount(address account) private view {

@@ -6,9 +6,11 @@ import {EIP712Upgradeable} from "@openzeppelin/contracts-upgradeable/utils/crypt
 import {NoncesUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/NoncesUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 import {IPointProgram} from "./interfaces/IPointProgram.sol";
+import {IClearing} from "./interfaces/IClearing.sol";
 
 /// @title PointProgram
 /// @notice One merchant's points: an ERC-20 with 0 decimals that speaks the alliance standard.
@@ -40,11 +42,19 @@ import {IPointProgram} from "./interfaces/IPointProgram.sol";
 /// Supply is kept per earn period (`_supplyByPeriod`) and pending supply per release day
 /// (`_pendingByDay`), so `totalSupply` - live periods minus not-yet-released days - equals the
 /// sum of all balances at every moment, expiry included, without touching any account.
+///
+/// Points are spent at the issuing merchant or at any other active merchant that accepts this
+/// program (registry); a redemption elsewhere reports its value to the Clearing in the same
+/// transaction (once per batch), and so does a conversion into another program's points.
 contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712Upgradeable, NoncesUpgradeable {
     bytes32 private constant REDEEM_TYPEHASH = keccak256(
         "Redeem(address member,uint256 amount,uint256 merchantId,bytes32 orderRef,uint256 nonce,uint256 deadline)"
     );
+    bytes32 private constant CONVERT_TYPEHASH = keccak256(
+        "Convert(address member,uint256 amount,uint256 toMerchantId,uint256 minOut,bytes32 orderRef,uint256 nonce,uint256 deadline)"
+    );
     uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
+    uint256 private constant MAX_REDEEM_AMOUNT = type(uint32).max;
     uint256 private constant MAX_PENDING = 32;
     uint256 private constant NO_PERIOD = type(uint256).max;
 
@@ -71,11 +81,14 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         uint24 releaseDay;
     }
 
-    /// @dev One redemption against an accepting merchant's order, for refunds and audit.
+    /// @dev One redemption (or conversion) against an accepting merchant's order, in one slot:
+    /// who, the points not yet refunded, the rate it cleared at (0: at the issuer, no
+    /// clearing), and when (0 for a conversion, which cannot be refunded).
     struct RedemptionRecord {
         address member;
-        uint48 amount;
-        uint48 merchantId;
+        uint32 amount;
+        uint32 rate;
+        uint32 redeemedAt;
     }
 
     IAllianceRegistry private _registry;
@@ -127,7 +140,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _requireSigner(_merchantId);
         uint256 cur = currentPeriod();
         _issueOne(member, amount, orderRef, 0, cur);
-        _supplyByPeriod[cur] += amount;
+        _addSupply(cur, amount);
     }
 
     /// @inheritdoc IPointProgram
@@ -135,7 +148,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _requireSigner(_merchantId);
         uint256 cur = currentPeriod();
         _issueOne(member, amount, orderRef, releaseAt, cur);
-        _supplyByPeriod[cur] += amount;
+        _addSupply(cur, amount);
     }
 
     /// @inheritdoc IPointProgram
@@ -151,7 +164,23 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
             _issueOne(it.member, it.amount, it.orderRef, it.releaseAt, cur);
             total += it.amount;
         }
-        _supplyByPeriod[cur] += total;
+        _addSupply(cur, total);
+    }
+
+    /// @dev Adds newly issued points to the supply of period `cur`, within the liability cap:
+    /// the value of every outstanding point (pending included, expired excluded) may not pass
+    /// the cap the operator set in the registry. Read once per transaction, not per line.
+    function _addSupply(uint256 cur, uint256 amount) private {
+        _supplyByPeriod[cur] += amount;
+        IAllianceRegistry.Terms memory t = _registry.termsOf(_merchantId);
+        if (t.liabilityCap != 0) {
+            uint256 outstanding = 0;
+            for (uint256 p = _minLivePeriod(cur); p <= cur; ++p) {
+                outstanding += _supplyByPeriod[p];
+            }
+            uint256 value = outstanding * t.rate;
+            if (value > t.liabilityCap) revert PointsLiabilityCapExceeded(t.liabilityCap, value);
+        }
     }
 
     function _issueOne(address member, uint256 amount, bytes32 orderRef, uint256 releaseAt, uint256 cur) private {
@@ -242,21 +271,154 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
 
     /// @inheritdoc IPointProgram
     function redeem(Redemption calldata r, bytes calldata signature) external {
-        if (r.merchantId != _merchantId) revert PointsNotAccepted(r.merchantId);
-        _requireSigner(r.merchantId);
+        uint256 rate = _clearRedemptions(r.merchantId, r.amount);
+        _redeemOne(r, signature, rate);
+    }
+
+    /// @inheritdoc IPointProgram
+    function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures) external {
+        uint256 n = rs.length;
+        if (n == 0 || n != signatures.length) revert PointsEmptyBatch();
+        uint256 acceptor = rs[0].merchantId;
+        uint256 total = 0;
+        for (uint256 i; i < n; ++i) {
+            if (rs[i].merchantId != acceptor) revert PointsNotAccepted(rs[i].merchantId);
+            total += rs[i].amount;
+        }
+        uint256 rate = _clearRedemptions(acceptor, total);
+        for (uint256 i; i < n; ++i) {
+            _redeemOne(rs[i], signatures[i], rate);
+        }
+    }
+
+    /// @dev Checks the caller relays for `acceptor`; for another merchant, reports the batch's
+    /// points to the Clearing once (it checks acceptance, statuses and caps) and gives the rate.
+    /// The Clearing is the alliance's own contract named by the registry and calls nothing back.
+    function _clearRedemptions(uint256 acceptor, uint256 total) private returns (uint256 rate) {
+        _requireSigner(acceptor);
+        if (acceptor == _merchantId) return 0;
+        if (total == 0 || total > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(total);
+        rate = _clearing().recordRedemption(_merchantId, acceptor, total);
+    }
+
+    // The clearing call above comes first so every line can record its rate; it is a trusted
+    // alliance contract that calls nothing back, and the whole batch reverts on any failure.
+    // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
+    function _redeemOne(Redemption calldata r, bytes calldata signature, uint256 rate) private {
         if (block.timestamp > r.deadline) revert PointsSignatureExpired(r.deadline);
-        if (r.amount == 0 || r.amount > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(r.amount);
+        if (r.amount == 0 || r.amount > MAX_REDEEM_AMOUNT) revert PointsInvalidAmount(r.amount);
         bytes32 key = _redemptionKey(r.merchantId, r.orderRef);
         if (_redemptions[key].member != address(0)) revert PointsOrderRefUsed(r.orderRef);
         _useCheckedNonce(r.member, r.nonce);
-        if (!SignatureChecker.isValidSignatureNow(r.member, _redemptionDigest(r), signature)) {
-            revert PointsInvalidSignature(r.member);
-        }
-        _redemptions[key] =
-            RedemptionRecord({member: r.member, amount: uint48(r.amount), merchantId: SafeCast.toUint48(r.merchantId)});
+        _checkSignature(r.member, _redemptionDigest(r), signature);
+        _redemptions[key] = RedemptionRecord({
+            member: r.member,
+            amount: uint32(r.amount),
+            rate: uint32(rate),
+            redeemedAt: uint32(block.timestamp)
+        });
         _debit(r.member, r.amount, NO_PERIOD);
         emit Transfer(r.member, address(0), r.amount);
         emit PointsRedeemed(r.member, r.merchantId, r.orderRef, r.amount, r.nonce);
+    }
+
+    /// @inheritdoc IPointProgram
+    function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external {
+        _requireSigner(acceptor);
+        bytes32 key = _redemptionKey(acceptor, orderRef);
+        RedemptionRecord memory rec = _redemptions[key];
+        if (rec.member == address(0)) revert PointsUnknownOrder(orderRef);
+        if (rec.redeemedAt == 0) revert PointsNotRefundable(orderRef);
+        if (block.timestamp > uint256(rec.redeemedAt) + _registry.refundWindow()) {
+            revert PointsRefundWindowClosed(orderRef, rec.redeemedAt);
+        }
+        if (amount == 0) revert PointsInvalidAmount(amount);
+        if (amount > rec.amount) revert PointsReverseExceedsIssued(orderRef, rec.amount, amount);
+        rec.amount -= uint32(amount);
+        _redemptions[key] = rec;
+        // The points come back as a lot of the current period: a refund never shortens their life.
+        uint256 cur = currentPeriod();
+        Account memory a = _accounts[rec.member];
+        _creditHead(rec.member, a, cur, amount);
+        _accounts[rec.member] = a;
+        _supplyByPeriod[cur] += amount;
+        emit Transfer(address(0), rec.member, amount);
+        emit RedemptionRefunded(rec.member, acceptor, orderRef, amount);
+        if (rec.rate != 0) _clearing().recordRefund(_merchantId, acceptor, amount, rec.rate);
+    }
+
+    /// @inheritdoc IPointProgram
+    function convert(Conversion calldata c, bytes calldata signature) external {
+        _requireSigner(c.toMerchantId);
+        if (c.toMerchantId == _merchantId) revert PointsNotAccepted(c.toMerchantId);
+        if (block.timestamp > c.deadline) revert PointsSignatureExpired(c.deadline);
+        if (c.amount == 0 || c.amount > MAX_REDEEM_AMOUNT) revert PointsInvalidAmount(c.amount);
+        bytes32 key = _redemptionKey(c.toMerchantId, c.orderRef);
+        if (_redemptions[key].member != address(0)) revert PointsOrderRefUsed(c.orderRef);
+        _useCheckedNonce(c.member, c.nonce);
+        _checkSignature(c.member, _conversionDigest(c), signature);
+        IClearing clearing_ = _clearing();
+        (uint256 out, uint256 spent,) = clearing_.quoteConversion(_merchantId, c.toMerchantId, c.amount);
+        if (out == 0 || out < c.minOut) revert IClearing.ClearingConversionTooSmall(out, c.minOut);
+        _redemptions[key] = RedemptionRecord({member: c.member, amount: uint32(spent), rate: 0, redeemedAt: 0});
+        _debit(c.member, spent, NO_PERIOD);
+        emit Transfer(c.member, address(0), spent);
+        emit PointsConverted(c.member, c.toMerchantId, c.orderRef, spent, out, c.nonce);
+        clearing_.recordConversion(_merchantId, c.toMerchantId, c.member, c.amount, key);
+    }
+
+    /// @inheritdoc IPointProgram
+    function creditConverted(address member, uint256 amount, uint256 fromMerchantId, bytes32 conversionId)
+        external
+    {
+        if (msg.sender != address(_clearing())) revert PointsUnauthorized(msg.sender, _merchantId);
+        if (amount == 0 || amount > MAX_ORDER_AMOUNT) revert PointsInvalidAmount(amount);
+        uint256 cur = currentPeriod();
+        Account memory a = _accounts[member];
+        _creditHead(member, a, cur, amount);
+        _accounts[member] = a;
+        _addSupply(cur, amount);
+        emit Transfer(address(0), member, amount);
+        emit PointsConvertedIn(member, fromMerchantId, conversionId, amount);
+    }
+
+    /// @inheritdoc IPointProgram
+    function conversionDigest(Conversion calldata c) external view returns (bytes32) {
+        return _conversionDigest(c);
+    }
+
+    function _conversionDigest(Conversion calldata c) private view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    CONVERT_TYPEHASH, c.member, c.amount, c.toMerchantId, c.minOut, c.orderRef, c.nonce, c.deadline
+                )
+            )
+        );
+    }
+
+    /// @dev An EOA's signature is recovered first (no code lookup on the hot path); otherwise a
+    /// contract wallet is asked through ERC-1271.
+    function _checkSignature(address member, bytes32 digest, bytes calldata signature) private view {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err == ECDSA.RecoverError.NoError && recovered == member) return;
+        if (!SignatureChecker.isValidERC1271SignatureNowCalldata(member, digest, signature)) {
+            revert PointsInvalidSignature(member);
+        }
+    }
+
+    function _clearing() private view returns (IClearing) {
+        return IClearing(_registry.clearing());
+    }
+
+    /// @inheritdoc IPointProgram
+    function redemptionOf(uint256 acceptor, bytes32 orderRef)
+        external
+        view
+        returns (address member, uint256 amount, uint256 rate, uint256 redeemedAt)
+    {
+        RedemptionRecord memory rec = _redemptions[_redemptionKey(acceptor, orderRef)];
+        return (rec.member, rec.amount, rec.rate, rec.redeemedAt);
     }
 
     /// @inheritdoc IPointProgram

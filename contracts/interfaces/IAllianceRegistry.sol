@@ -18,6 +18,25 @@ interface IAllianceRegistry {
         address program;
     }
 
+    /// @notice The operator's terms for one merchant, in one slot.
+    /// @param rate settlement units (e.g. fen) one of its points is worth; 0 until set
+    /// @param liabilityCap most its outstanding points may be worth in settlement units (0: no cap)
+    /// @param foreignCap most value in foreign points it may accept per clearing period (0: no cap)
+    struct Terms {
+        uint32 rate;
+        uint112 liabilityCap;
+        uint112 foreignCap;
+    }
+
+    /// @notice What clearing needs to move value from a program's merchant to an accepting one.
+    struct PairTerms {
+        address program;
+        uint256 rate;
+        address acceptorProgram;
+        uint256 acceptorRate;
+        uint256 acceptorForeignCap;
+    }
+
     /// @dev `merchantId` is not a registered merchant.
     error RegistryUnknownMerchant(uint256 merchantId);
     /// @dev `account` is zero or already signs for another merchant.
@@ -30,8 +49,17 @@ interface IAllianceRegistry {
     error RegistryNotFactory(address caller);
     /// @dev The factory was already set.
     error RegistryFactoryAlreadySet();
-    /// @dev A rate of zero would make a program's points worthless in clearing.
+    /// @dev A rate of zero would make a program's points worthless in clearing; above 2^32 - 1
+    /// it would not fit the redemption record.
     error RegistryInvalidRate(uint256 rate);
+    /// @dev The merchant's program has no rate yet, so its points cannot be cleared.
+    error RegistryRateNotSet(uint256 merchantId);
+    /// @dev `acceptor` does not accept the points of `programMerchant`.
+    error RegistryNotAccepted(uint256 acceptor, uint256 programMerchant);
+    /// @dev The clearing contract was already set.
+    error RegistryClearingAlreadySet();
+    /// @dev A refund window must be between one hour and 366 days.
+    error RegistryInvalidRefundWindow(uint256 window);
 
     event MerchantAdmitted(uint256 indexed merchantId, address indexed account, bytes32 recordHash);
     event MerchantSuspended(uint256 indexed merchantId);
@@ -40,6 +68,10 @@ interface IAllianceRegistry {
     event ProgramRegistered(uint256 indexed merchantId, address indexed program);
     event RateSet(uint256 indexed merchantId, uint256 rate);
     event FactorySet(address indexed factory);
+    event ClearingSet(address indexed clearing);
+    event AcceptanceSet(uint256 indexed acceptor, uint256 indexed programMerchant, bool accepted);
+    event CapsSet(uint256 indexed merchantId, uint256 liabilityCap, uint256 foreignCap);
+    event RefundWindowSet(uint256 window);
 
     /// @notice Admits a merchant whose transactions `account` signs.
     /// @return merchantId the new merchant's id (1, 2, ...).
@@ -61,8 +93,26 @@ interface IAllianceRegistry {
     function setMerchantAccount(uint256 merchantId, address account) external;
 
     /// @notice Sets a program's value in settlement units (e.g. fen) per point.
-    /// Requirements: caller has OPERATOR_ROLE; merchant exists; `rate` > 0.
+    /// Requirements: caller has OPERATOR_ROLE; merchant exists; 0 < `rate` < 2^32.
     function setRate(uint256 merchantId, uint256 rate) external;
+
+    /// @notice Sets a merchant's caps in settlement units: the value its outstanding points may
+    /// reach (issuing beyond it reverts) and the value of foreign points it may accept per
+    /// clearing period. 0 lifts a cap.
+    /// Requirements: caller has OPERATOR_ROLE; merchant exists; each cap < 2^112.
+    function setCaps(uint256 merchantId, uint256 liabilityCap, uint256 foreignCap) external;
+
+    /// @notice Whether `acceptor` takes the points of `programMerchant` (default: yes).
+    /// Requirements: caller has OPERATOR_ROLE; both merchants exist.
+    function setAcceptance(uint256 acceptor, uint256 programMerchant, bool accepted) external;
+
+    /// @notice How long after a redemption the accepting merchant may refund it.
+    /// Requirements: caller has OPERATOR_ROLE; 1 hour <= `window` <= 366 days.
+    function setRefundWindow(uint256 window) external;
+
+    /// @notice Names the one clearing contract programs report cross-merchant value to.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; no clearing set yet.
+    function setClearing(address clearing) external;
 
     /// @notice Records the program the factory created for a merchant.
     /// Requirements: caller is the factory; merchant exists and has no program yet.
@@ -77,6 +127,15 @@ interface IAllianceRegistry {
     function merchantIdOf(address account) external view returns (uint256);
     function rateOf(uint256 merchantId) external view returns (uint256);
     function settlementUnit() external view returns (string memory);
+    function termsOf(uint256 merchantId) external view returns (Terms memory);
+    function accepts(uint256 acceptor, uint256 programMerchant) external view returns (bool);
+    function refundWindow() external view returns (uint256);
+    function clearing() external view returns (address);
+
+    /// @notice The terms for clearing `programMerchant`'s points at `acceptor`.
+    /// Requirements (else the matching registry error): both merchants exist and are active,
+    /// both have a program and a rate, and `acceptor` accepts `programMerchant`'s points.
+    function pairTerms(uint256 programMerchant, uint256 acceptor) external view returns (PairTerms memory);
 
     /// @notice The account signing for an active merchant.
     /// Requirements: the merchant exists and is active (else the matching registry error).

@@ -38,6 +38,19 @@ interface IPointProgram {
         uint256 deadline;
     }
 
+    /// @notice What a member signs (EIP-712 `Convert`) to turn points of this program into
+    /// points of merchant `toMerchantId`'s program, at the two programs' rates; the converted
+    /// points must come to at least `minOut`.
+    struct Conversion {
+        address member;
+        uint256 amount;
+        uint256 toMerchantId;
+        uint256 minOut;
+        bytes32 orderRef;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
     /// @dev The caller does not sign for the merchant the call needs.
     error PointsUnauthorized(address caller, uint256 merchantId);
     /// @dev The order reference already issued points (or was already redeemed against).
@@ -68,6 +81,12 @@ interface IPointProgram {
     error PointsNotAccepted(uint256 merchantId);
     /// @dev The program's configuration cannot work.
     error PointsInvalidConfig();
+    /// @dev Issuing would take the value of outstanding points past the program's cap.
+    error PointsLiabilityCapExceeded(uint256 cap, uint256 value);
+    /// @dev A conversion cannot be refunded.
+    error PointsNotRefundable(bytes32 orderRef);
+    /// @dev The redemption is older than the alliance's refund window.
+    error PointsRefundWindowClosed(bytes32 orderRef, uint256 redeemedAt);
 
     /// @notice Points credited to `member` for `orderRef`; pending until day `releaseDay`
     /// (0 when spendable at once), expiring with period `earnPeriod`.
@@ -79,6 +98,24 @@ interface IPointProgram {
     /// @notice `member` spent `amount` at `merchantId` for that merchant's `orderRef`.
     event PointsRedeemed(
         address indexed member, uint256 indexed merchantId, bytes32 indexed orderRef, uint256 amount, uint256 nonce
+    );
+    /// @notice The accepting merchant `merchantId` gave back `amount` points it had taken for
+    /// its order `orderRef`.
+    event RedemptionRefunded(
+        address indexed member, uint256 indexed merchantId, bytes32 indexed orderRef, uint256 amount
+    );
+    /// @notice `member` turned `spent` points here into `out` points of `toMerchantId` (its order `orderRef`).
+    event PointsConverted(
+        address indexed member,
+        uint256 indexed toMerchantId,
+        bytes32 indexed orderRef,
+        uint256 spent,
+        uint256 out,
+        uint256 nonce
+    );
+    /// @notice `member` received `amount` points converted from `fromMerchantId`'s program.
+    event PointsConvertedIn(
+        address indexed member, uint256 indexed fromMerchantId, bytes32 indexed conversionId, uint256 amount
     );
     /// @notice The member's points earned in `period` expired unspent and were removed.
     event PointsExpired(address indexed member, uint256 period, uint256 amount);
@@ -106,15 +143,54 @@ interface IPointProgram {
 
     /// @notice Burns points a member authorised by signature (EIP-712 `Redeem`), spending the
     /// soonest-expiring points first. Relayed by the accepting merchant: the member pays no gas.
+    /// At another merchant than the issuer, `amount x rate` moves from the issuer's clearing
+    /// position to the acceptor's in the same transaction.
     /// Requirements:
-    /// - caller signs for `r.merchantId`, which is active and accepts this program;
+    /// - caller signs for `r.merchantId`, which is active; if it is not the issuer: the issuer
+    ///   is active, both have rates, it accepts this program and stays within its foreign cap;
+    /// - 0 < `r.amount` < 2^32;
     /// - now <= `r.deadline`; `r.nonce` is the member's next nonce;
     /// - `signature` is the member's (EOA or ERC-1271 contract wallet) over exactly `r`;
     /// - `r.orderRef` was not redeemed against before; the member holds `r.amount` spendable.
     function redeem(Redemption calldata r, bytes calldata signature) external;
 
+    /// @notice Many redemptions relayed by one accepting merchant; all land or none does.
+    /// Cleared once for the whole batch. Requirements: as `redeem` for every line, all lines
+    /// for the same merchant, one signature per line.
+    function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures) external;
+
+    /// @notice The accepting merchant gives back up to what a redemption took (a refund of its
+    /// order): the points return to the member as a lot of the current period, and a cleared
+    /// redemption's value moves back in the current clearing period at the original rate.
+    /// Requirements: caller signs for active `acceptor`; the redemption exists, is not a
+    /// conversion, is within the registry's refund window; 0 < `amount` <= what is left of it.
+    function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external;
+
+    /// @notice Converts a member's points into `c.toMerchantId`'s points (see
+    /// IClearing.quoteConversion for the rounding), authorised by the member's signature
+    /// (EIP-712 `Convert`) and relayed by that merchant, which takes on the liability: the
+    /// issuer owes it the value.
+    /// Requirements: as `redeem`, with `c.toMerchantId` another merchant; at least one point
+    /// and at least `c.minOut` come out; the target stays within its caps.
+    function convert(Conversion calldata c, bytes calldata signature) external;
+
+    /// @notice Credits points converted from another program. Only the Clearing calls it.
+    /// Requirements: caller is the registry's clearing; the liability cap holds.
+    function creditConverted(address member, uint256 amount, uint256 fromMerchantId, bytes32 conversionId)
+        external;
+
     /// @notice The EIP-712 digest a member signs for `r` (for wallets and tests).
     function redemptionDigest(Redemption calldata r) external view returns (bytes32);
+
+    /// @notice The EIP-712 digest a member signs for `c`.
+    function conversionDigest(Conversion calldata c) external view returns (bytes32);
+
+    /// @notice A redemption (or conversion) recorded against `acceptor`'s `orderRef`: member,
+    /// points not yet refunded, the clearing rate (0: none), when (0: a conversion).
+    function redemptionOf(uint256 acceptor, bytes32 orderRef)
+        external
+        view
+        returns (address member, uint256 amount, uint256 rate, uint256 redeemedAt);
 
     /// @notice Points issued to `member` that are still pending.
     function pendingOf(address member) external view returns (uint256);

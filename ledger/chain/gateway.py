@@ -328,11 +328,18 @@ def _receipt(raw: dict[str, Any]) -> dict[str, Any]:
 _fn_cache: dict[tuple[int, str], tuple[Abi, bytes, list[str]]] = {}
 
 
+def _signature(entry: Mapping[str, Any]) -> str:
+    return f"{entry['name']}({','.join(_abi_type(i) for i in entry.get('inputs', []))})"
+
+
 def _function_signature(abi: Abi, fn: str) -> tuple[bytes, list[str]]:
     hit = _fn_cache.get((id(abi), fn))
     if hit is not None and hit[0] is abi:
         return hit[1], hit[2]
-    entry = next(e for e in abi if e.get("type") == "function" and e.get("name") == fn)
+    # ``fn`` is a name, or for an overloaded function its full signature ("f(uint256,bytes)").
+    name = fn.split("(", 1)[0]
+    entry = next(e for e in abi if e.get("type") == "function" and e.get("name") == name
+                 and (name == fn or _signature(e) == fn))
     types = [_abi_type(i) for i in entry.get("inputs", [])]
     selector = function_abi_to_4byte_selector(cast(Any, entry))
     _fn_cache[(id(abi), fn)] = (abi, selector, types)

@@ -67,6 +67,44 @@ class Redemption:
                 self.deadline)
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """What a member signs to convert points into another program's (EIP-712 ``Convert``)."""
+
+    member: str
+    amount: int
+    to_merchant_id: int
+    min_out: int
+    order_ref: bytes
+    nonce: int
+    deadline: int
+
+    def as_tuple(self) -> tuple[str, int, int, int, bytes, int, int]:
+        return (self.member, self.amount, self.to_merchant_id, self.min_out, self.order_ref,
+                self.nonce, self.deadline)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The operator's terms for one merchant (settlement units)."""
+
+    rate: int
+    liability_cap: int
+    foreign_cap: int
+
+
+@dataclass(frozen=True)
+class PeriodInfo:
+    """A clearing period as the Clearing holds it (``closed_at`` 0: still open)."""
+
+    period: int
+    closed_at: int
+    merchants: int
+    total_owed: int
+    total_received: int
+    escrow: int
+
+
 class ContractClient:
     """Common base: one deployed contract, its ABI and the gateway."""
 
@@ -104,6 +142,59 @@ class RegistryClient(ContractClient):
 
     def rate_of(self, merchant_id: int) -> int:
         return int(self.view1("rateOf", merchant_id))
+
+    def terms_of(self, merchant_id: int) -> Terms:
+        rate, liability_cap, foreign_cap = self.view1("termsOf", merchant_id)
+        return Terms(int(rate), int(liability_cap), int(foreign_cap))
+
+    def accepts(self, acceptor: int, program_merchant: int) -> bool:
+        return bool(self.view1("accepts", acceptor, program_merchant))
+
+    def refund_window(self) -> int:
+        return int(self.view1("refundWindow"))
+
+
+class ClearingClient(ContractClient):
+    """The Clearing: positions, periods, settlement."""
+
+    def current_period(self) -> int:
+        return int(self.view1("currentPeriod"))
+
+    def position_of(self, period: int, merchant_id: int) -> tuple[int, int]:
+        """(net, foreign value accepted) of a merchant in a period."""
+        net, accepted = self.view1("positionOf", period, merchant_id)
+        return int(net), int(accepted)
+
+    def settlement_of(self, period: int, merchant_id: int) -> tuple[int, int]:
+        """(paid, received) of a merchant for a closed period."""
+        paid, received = self.view1("settlementOf", period, merchant_id)
+        return int(paid), int(received)
+
+    def period(self, period: int) -> PeriodInfo:
+        closed_at, merchants, owed, received, escrow = self.view1("period", period)
+        return PeriodInfo(period, int(closed_at), int(merchants), int(owed), int(received),
+                          int(escrow))
+
+    def outstanding(self, period: int, merchant_id: int) -> int:
+        return int(self.view1("outstanding", period, merchant_id))
+
+    def statement_hash(self, period: int, merchant_id: int) -> bytes:
+        return bytes(self.view1("statementHash", period, merchant_id))
+
+    def quote_conversion(self, program_merchant: int, acceptor: int, amount: int
+                         ) -> tuple[int, int, int]:
+        out, spent, value = self.view("quoteConversion", program_merchant, acceptor, amount)
+        return int(out), int(spent), int(value)
+
+
+class SettlementTokenClient(ContractClient):
+    """The settlement deposit token (ERC-20 + ERC-1363, 0 decimals)."""
+
+    def balance_of(self, account: str) -> int:
+        return int(self.view1("balanceOf", account))
+
+    def total_supply(self) -> int:
+        return int(self.view1("totalSupply"))
 
 
 class FactoryClient(ContractClient):
@@ -173,3 +264,17 @@ class PointProgramClient(ContractClient):
 
     def redemption_digest(self, r: Redemption) -> bytes:
         return bytes(self.view1("redemptionDigest", r.as_tuple()))
+
+    def conversion_digest(self, c: Conversion) -> bytes:
+        return bytes(self.view1("conversionDigest", c.as_tuple()))
+
+    def redemption_of(self, acceptor: int, order_ref: bytes) -> tuple[str, int, int, int]:
+        """(member, points not refunded, clearing rate, redeemed at) of a recorded redemption."""
+        member, amount, rate, at = self.view("redemptionOf", acceptor, order_ref)
+        return str(member), int(amount), int(rate), int(at)
+
+    def encode_redeem_batch(self, items: Sequence[tuple[Redemption, bytes]]) -> bytes:
+        """Calldata of ``redeemBatch(rs, signatures)``: the generic encoder is fine here
+        (signatures dominate); kept in one place for the outbox and the benchmark."""
+        return self.encode("redeemBatch", [r.as_tuple() for r, _ in items],
+                           [sig for _, sig in items])

@@ -16,7 +16,13 @@ from ..chain.gateway import ChainGateway, error_selectors
 from ..chain.sender import TransactionSender
 from ..errors import LedgerNotFoundError
 from ..settings import Settings
-from .clients import FactoryClient, PointProgramClient, RegistryClient
+from .clients import (
+    ClearingClient,
+    FactoryClient,
+    PointProgramClient,
+    RegistryClient,
+    SettlementTokenClient,
+)
 from .compiler import Artifact, compile_contracts
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,8 @@ class Deployment:
     registry: str
     factory: str
     block: int
+    clearing: str
+    settlement_token: str
     settlement_unit: str = SETTLEMENT_UNIT
 
     def save(self, path: Path) -> None:
@@ -47,6 +55,9 @@ class Deployment:
         except FileNotFoundError as exc:
             raise LedgerNotFoundError(f"no deployment recorded at {path}; run `alliance deploy`"
                                       ) from exc
+        except TypeError as exc:
+            raise LedgerNotFoundError(f"the deployment at {path} is from an older version; "
+                                      "delete it (and the chain state) and deploy again") from exc
 
 
 def deployment_path(settings: Settings) -> Path:
@@ -66,6 +77,9 @@ class Contracts:
                                        deployment.registry)
         self.factory = FactoryClient(gateway, artifacts["PointProgramFactory"].abi,
                                      deployment.factory)
+        self.clearing = ClearingClient(gateway, artifacts["Clearing"].abi, deployment.clearing)
+        self.settlement_token = SettlementTokenClient(
+            gateway, artifacts["SettlementToken"].abi, deployment.settlement_token)
         self._programs: dict[str, PointProgramClient] = {}
 
     def program(self, address: str) -> PointProgramClient:
@@ -78,7 +92,8 @@ class Contracts:
 
 def deploy(gateway: ChainGateway, operator: TransactionSender, artifacts: Mapping[str, Artifact],
            *, settlement_unit: str = SETTLEMENT_UNIT) -> Deployment:
-    """Deploy registry and factory, wire them, and return the deployment record."""
+    """Deploy registry, factory, settlement token and clearing, wire them, and return the
+    deployment record."""
     gateway.add_error_abis(error_selectors(a.abi for a in artifacts.values()))
     reg = artifacts["AllianceRegistry"]
     receipt = operator.transact(
@@ -89,11 +104,23 @@ def deploy(gateway: ChainGateway, operator: TransactionSender, artifacts: Mappin
     receipt = operator.transact(to=None, data=gateway.encode_deploy(fac.abi, fac.bytecode,
                                                                      [registry]))
     factory = str(receipt["contractAddress"])
+    block = int(receipt["blockNumber"])
     operator.transact(to=registry, data=gateway.encode_call(reg.abi, "setFactory", [factory]))
+    tok = artifacts["SettlementToken"]
+    receipt = operator.transact(to=None, data=gateway.encode_deploy(
+        tok.abi, tok.bytecode, [operator.address, f"Alliance settlement {settlement_unit}",
+                                "ASU"]))
+    token = str(receipt["contractAddress"])
+    clr = artifacts["Clearing"]
+    receipt = operator.transact(to=None, data=gateway.encode_deploy(clr.abi, clr.bytecode,
+                                                                     [registry, token]))
+    clearing = str(receipt["contractAddress"])
+    operator.transact(to=registry, data=gateway.encode_call(reg.abi, "setClearing", [clearing]))
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
-                            block=int(receipt["blockNumber"]), settlement_unit=settlement_unit)
-    log.info("deployed registry %s and factory %s on chain %d", registry, factory,
-             gateway.chain_id)
+                            block=block, clearing=clearing, settlement_token=token,
+                            settlement_unit=settlement_unit)
+    log.info("deployed registry %s, factory %s, clearing %s, settlement token %s on chain %d",
+             registry, factory, clearing, token, gateway.chain_id)
     return deployment
 
 

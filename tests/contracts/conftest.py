@@ -14,10 +14,13 @@ from eth_account.signers.local import LocalAccount
 from ledger.chain.gateway import ChainGateway, error_selectors
 from ledger.chain.sender import TransactionSender
 from ledger.contracts.clients import (
+    ClearingClient,
+    ContractClient,
     FactoryClient,
     PointProgramClient,
     ProgramConfig,
     RegistryClient,
+    SettlementTokenClient,
 )
 from ledger.contracts.compiler import Artifact, compile_sources
 from ledger.contracts.deploy import deploy
@@ -34,6 +37,13 @@ class Chain:
     operator: TransactionSender
     registry: RegistryClient
     factory: FactoryClient
+    clearing: ClearingClient
+    token: SettlementTokenClient
+
+    def op(self, contract: ContractClient, fn: str, *args: object) -> dict[str, object]:
+        """Send ``fn`` from the operator (fixed gas: a revert happens on chain, decoded)."""
+        return self.operator.transact(to=contract.address, data=contract.encode(fn, *args),
+                                      gas=5_000_000)
 
     def sender(self, account: LocalAccount) -> TransactionSender:
         self.gateway.rpc("anvil_setBalance", [account.address, hex(10**21)])
@@ -84,6 +94,11 @@ class Merchant:
         return self.sender.transact(to=self.program.address,
                                     data=self.program.encode(fn, *args), gas=3_000_000)
 
+    def call_on(self, contract: ContractClient, fn: str, *args: object) -> dict[str, object]:
+        """Send ``fn`` on another contract from the merchant's account."""
+        return self.sender.transact(to=contract.address, data=contract.encode(fn, *args),
+                                    gas=5_000_000)
+
 
 @pytest.fixture(scope="module")
 def chain(anvil_url: str, artifacts: dict[str, Artifact]) -> Iterator[Chain]:
@@ -93,7 +108,10 @@ def chain(anvil_url: str, artifacts: dict[str, Artifact]) -> Iterator[Chain]:
     dep = deploy(gw, operator, artifacts)
     yield Chain(gw, dict(artifacts), operator,
                 RegistryClient(gw, artifacts["AllianceRegistry"].abi, dep.registry),
-                FactoryClient(gw, artifacts["PointProgramFactory"].abi, dep.factory))
+                FactoryClient(gw, artifacts["PointProgramFactory"].abi, dep.factory),
+                ClearingClient(gw, artifacts["Clearing"].abi, dep.clearing),
+                SettlementTokenClient(gw, artifacts["SettlementToken"].abi,
+                                      dep.settlement_token))
     gw.rpc("evm_revert", [snap])
 
 

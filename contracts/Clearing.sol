@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC1363Receiver} from "@openzeppelin/contracts/interfaces/IERC1363Receiver.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
+import {IClearing} from "./interfaces/IClearing.sol";
+import {IPointProgram} from "./interfaces/IPointProgram.sol";
+
+/// @title Clearing
+/// @notice Net positions between merchants per period, period close, and settlement through
+/// an escrow of the settlement token (see IClearing).
+/// @dev Positions are kept per (period, merchant) - one slot each, holding the net and the
+/// foreign value accepted - so a redemption batch writes two slots whatever its size, and
+/// closing a period only reads one slot per merchant: the period's positions are already its
+/// record. Nothing in a close or a settle loops over redemptions.
+contract Clearing is IClearing, IERC1363Receiver {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    bytes32 private constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+
+    IAllianceRegistry private immutable _registry;
+    IERC20 private immutable _token;
+
+    uint256 private _currentPeriod;
+    mapping(uint256 period => mapping(uint256 merchantId => Position)) private _positions;
+    mapping(uint256 period => mapping(uint256 merchantId => Settlement)) private _settlements;
+    mapping(uint256 period => Period) private _periods;
+    mapping(uint256 period => mapping(uint256 merchantId => bytes32)) private _statements;
+
+    constructor(IAllianceRegistry registry_, IERC20 token_) {
+        _registry = registry_;
+        _token = token_;
+        _currentPeriod = 1;
+    }
+
+    // ------------------------------------------------------------------
+    // Called by point programs
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IClearing
+    function recordRedemption(uint256 programMerchant, uint256 acceptor, uint256 points)
+        external
+        returns (uint256 rate)
+    {
+        IAllianceRegistry.PairTerms memory t = _pairFromProgram(programMerchant, acceptor);
+        rate = t.rate;
+        _move(programMerchant, acceptor, Kind.Redemption, points, rate, points * rate, t.acceptorForeignCap);
+    }
+
+    /// @inheritdoc IClearing
+    function quoteConversion(uint256 programMerchant, uint256 acceptor, uint256 amount)
+        external
+        view
+        returns (uint256 out, uint256 spent, uint256 value)
+    {
+        IAllianceRegistry.PairTerms memory t = _registry.pairTerms(programMerchant, acceptor);
+        return _quote(amount, t.rate, t.acceptorRate);
+    }
+
+    /// @inheritdoc IClearing
+    function recordConversion(
+        uint256 programMerchant,
+        uint256 acceptor,
+        address member,
+        uint256 amount,
+        bytes32 conversionId
+    ) external returns (uint256 out, uint256 spent) {
+        IAllianceRegistry.PairTerms memory t = _pairFromProgram(programMerchant, acceptor);
+        uint256 value;
+        (out, spent, value) = _quote(amount, t.rate, t.acceptorRate);
+        if (out == 0) revert ClearingConversionTooSmall(out, 1);
+        _move(programMerchant, acceptor, Kind.Conversion, spent, t.rate, value, t.acceptorForeignCap);
+        // The acceptor's program credits the member; it checks the caller is this contract.
+        IPointProgram(t.acceptorProgram).creditConverted(member, out, programMerchant, conversionId);
+    }
+
+    /// @inheritdoc IClearing
+    function recordRefund(uint256 programMerchant, uint256 acceptor, uint256 points, uint256 rate) external {
+        // A refund must go through even if a side was suspended since: no status check here.
+        if (_registry.merchant(programMerchant).program != msg.sender) {
+            revert ClearingNotProgram(msg.sender, programMerchant);
+        }
+        uint256 value = points * rate;
+        int128 v = _value(value);
+        uint256 p = _currentPeriod;
+        _positions[p][acceptor].net -= v;
+        _positions[p][programMerchant].net += v;
+        emit Cleared(p, acceptor, programMerchant, Kind.Refund, points, rate, value);
+    }
+
+    function _pairFromProgram(uint256 programMerchant, uint256 acceptor)
+        private
+        view
+        returns (IAllianceRegistry.PairTerms memory t)
+    {
+        t = _registry.pairTerms(programMerchant, acceptor);
+        if (t.program != msg.sender) revert ClearingNotProgram(msg.sender, programMerchant);
+    }
+
+    /// @dev out = floor(amount * rateA / rateB); spent = ceil(out * rateB / rateA) <= amount;
+    /// value = out * rateB <= spent * rateA: rounding never creates value, the remainder of
+    /// `amount` stays with the member in the first program.
+    function _quote(uint256 amount, uint256 rateA, uint256 rateB)
+        private
+        pure
+        returns (uint256 out, uint256 spent, uint256 value)
+    {
+        out = Math.mulDiv(amount, rateA, rateB);
+        value = out * rateB;
+        spent = Math.mulDiv(out, rateB, rateA, Math.Rounding.Ceil);
+    }
+
+    function _move(
+        uint256 debtor,
+        uint256 creditor,
+        Kind kind,
+        uint256 points,
+        uint256 rate,
+        uint256 value,
+        uint256 creditorCap
+    ) private {
+        int128 v = _value(value);
+        uint256 p = _currentPeriod;
+        Position memory c = _positions[p][creditor];
+        uint256 accepted = uint256(c.foreignAccepted) + value;
+        if (creditorCap != 0 && accepted > creditorCap) {
+            revert ClearingForeignCapExceeded(creditor, creditorCap, accepted);
+        }
+        _positions[p][creditor] = Position({net: c.net + v, foreignAccepted: uint128(accepted)});
+        _positions[p][debtor].net -= v;
+        emit Cleared(p, debtor, creditor, kind, points, rate, value);
+    }
+
+    function _value(uint256 value) private pure returns (int128) {
+        // 2^100 settlement units is far past any period's trade; the bound keeps nets in int128.
+        if (value == 0 || value > 2 ** 100) revert ClearingInvalidAmount(value);
+        return int128(int256(value));
+    }
+
+    // ------------------------------------------------------------------
+    // Operator: close, settle, anchor
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IClearing
+    function closePeriod() external returns (uint256 p) {
+        _requireOperator();
+        p = _currentPeriod;
+        uint256 n = _registry.merchantCount();
+        int256 sum = 0;
+        uint256 owed = 0;
+        for (uint256 m = 1; m <= n; ++m) {
+            int256 net = _positions[p][m].net;
+            sum += net;
+            if (net < 0) owed += uint256(-net);
+            emit NetRecorded(p, m, net);
+        }
+        if (sum != 0) revert ClearingImbalance(p, sum);
+        _periods[p] = Period({
+            closedAt: uint64(block.timestamp),
+            merchants: uint64(n),
+            totalOwed: owed.toUint128(),
+            totalReceived: 0,
+            escrow: 0
+        });
+        _currentPeriod = p + 1;
+        emit PeriodClosed(p, n, owed);
+    }
+
+    /// @inheritdoc IClearing
+    function settle(uint256 p) external {
+        _requireOperator();
+        Period memory info = _closed(p);
+        uint256 remaining = info.totalOwed - info.totalReceived;
+        if (remaining == 0) revert ClearingAlreadySettled(p);
+        uint256 available = info.escrow;
+        uint256 paidTotal = 0;
+        for (uint256 m = 1; m <= info.merchants; ++m) {
+            int256 net = _positions[p][m].net;
+            if (net <= 0) continue;
+            Settlement storage s = _settlements[p][m];
+            uint256 due = uint256(net) - s.received;
+            if (due == 0) continue;
+            // Escrow never exceeds what creditors are still owed, so `pay` <= `due`.
+            uint256 pay = available >= remaining ? due : Math.mulDiv(available, due, remaining);
+            if (pay == 0) continue;
+            s.received += uint128(pay);
+            paidTotal += pay;
+            address account = _registry.merchant(m).account;
+            emit PaidOut(p, m, account, pay);
+            _token.safeTransfer(account, pay);
+        }
+        if (paidTotal == 0) revert ClearingNothingToSettle(p);
+        Period storage stored = _periods[p];
+        stored.escrow = uint128(info.escrow - paidTotal);
+        stored.totalReceived = uint128(info.totalReceived + paidTotal);
+    }
+
+    /// @inheritdoc IClearing
+    function anchorStatement(uint256 p, uint256 merchantId, bytes32 statementHash_) external {
+        _requireOperator();
+        _closed(p);
+        if (_statements[p][merchantId] != bytes32(0)) revert ClearingStatementAlreadyAnchored(p, merchantId);
+        _registry.merchant(merchantId);
+        _statements[p][merchantId] = statementHash_;
+        emit StatementAnchored(p, merchantId, statementHash_);
+    }
+
+    // ------------------------------------------------------------------
+    // Merchants: deposit, confirm off-chain payment
+    // ------------------------------------------------------------------
+
+    /// @notice Takes a debtor's deposit for a closed period: the settlement token's
+    /// `transferAndCall(clearing, amount, abi.encode(period))` lands here. Reverting undoes the
+    /// transfer, so an overpayment or a deposit by a non-debtor changes nothing.
+    function onTransferReceived(address, address from, uint256 amount, bytes calldata data)
+        external
+        returns (bytes4)
+    {
+        if (msg.sender != address(_token) || data.length != 32) revert ClearingInvalidDeposit();
+        uint256 p = abi.decode(data, (uint256));
+        Period memory info = _closed(p);
+        uint256 merchantId = _registry.merchantIdOf(from);
+        if (merchantId == 0 || merchantId > info.merchants) revert ClearingUnauthorized(from);
+        if (amount == 0) revert ClearingInvalidAmount(amount);
+        Settlement storage s = _settlements[p][merchantId];
+        uint256 owes = _owes(p, merchantId, s);
+        if (amount > owes) revert ClearingExceedsOutstanding(p, merchantId, owes, amount);
+        s.paid += uint128(amount);
+        _periods[p].escrow = uint128(info.escrow + amount);
+        emit Deposited(p, merchantId, amount);
+        return IERC1363Receiver.onTransferReceived.selector;
+    }
+
+    /// @inheritdoc IClearing
+    function confirmOffChainPayment(uint256 p, uint256 debtor, uint256 amount) external {
+        Period memory info = _closed(p);
+        uint256 creditor = _registry.merchantIdOf(msg.sender);
+        if (creditor == 0 || creditor > info.merchants || _registry.activeAccount(creditor) != msg.sender) {
+            revert ClearingUnauthorized(msg.sender);
+        }
+        if (amount == 0) revert ClearingInvalidAmount(amount);
+        Settlement storage cs = _settlements[p][creditor];
+        int256 cNet = _positions[p][creditor].net;
+        uint256 due = cNet > 0 ? uint256(cNet) - cs.received : 0;
+        if (amount > due) revert ClearingExceedsOutstanding(p, creditor, due, amount);
+        Settlement storage ds = _settlements[p][debtor];
+        uint256 owes = _owes(p, debtor, ds);
+        if (amount > owes) revert ClearingExceedsOutstanding(p, debtor, owes, amount);
+        cs.received += uint128(amount);
+        ds.paid += uint128(amount);
+        _periods[p].totalReceived = uint128(info.totalReceived + amount);
+        emit OffChainPaymentConfirmed(p, debtor, creditor, amount);
+    }
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IClearing
+    function currentPeriod() external view returns (uint256) {
+        return _currentPeriod;
+    }
+
+    /// @inheritdoc IClearing
+    function positionOf(uint256 p, uint256 merchantId) external view returns (Position memory) {
+        return _positions[p][merchantId];
+    }
+
+    /// @inheritdoc IClearing
+    function settlementOf(uint256 p, uint256 merchantId) external view returns (Settlement memory) {
+        return _settlements[p][merchantId];
+    }
+
+    /// @inheritdoc IClearing
+    function period(uint256 p) external view returns (Period memory) {
+        return _periods[p];
+    }
+
+    /// @inheritdoc IClearing
+    function statementHash(uint256 p, uint256 merchantId) external view returns (bytes32) {
+        return _statements[p][merchantId];
+    }
+
+    /// @inheritdoc IClearing
+    function settlementToken() external view returns (address) {
+        return address(_token);
+    }
+
+    /// @inheritdoc IClearing
+    function outstanding(uint256 p, uint256 merchantId) external view returns (int256) {
+        int256 net = _positions[p][merchantId].net;
+        Settlement memory s = _settlements[p][merchantId];
+        return net >= 0 ? net - int256(uint256(s.received)) : net + int256(uint256(s.paid));
+    }
+
+    // ------------------------------------------------------------------
+    // Internals
+    // ------------------------------------------------------------------
+
+    function _owes(uint256 p, uint256 merchantId, Settlement storage s) private view returns (uint256) {
+        int256 net = _positions[p][merchantId].net;
+        return net < 0 ? uint256(-net) - s.paid : 0;
+    }
+
+    function _closed(uint256 p) private view returns (Period memory info) {
+        info = _periods[p];
+        if (info.closedAt == 0) revert ClearingPeriodNotClosed(p);
+    }
+
+    function _requireOperator() private view {
+        if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) {
+            revert ClearingUnauthorized(msg.sender);
+        }
+    }
+}

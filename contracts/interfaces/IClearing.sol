@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title Clearing and settlement between the alliance's merchants.
+/// @notice Every cross-merchant act moves value, in settlement units, between two merchants'
+/// net positions of the current clearing period, in the same transaction as the act:
+/// a redemption of A's points at B or a conversion of A's points into B's makes A owe B.
+/// Positions of a period always sum to zero. The operator closes a period (cost grows with
+/// the number of merchants, never with the acts in it); each merchant then pays in or receives
+/// its net once (multilateral netting), in the settlement token through escrow, or by a
+/// creditor confirming an off-chain payment.
+interface IClearing {
+    /// @notice Why value moved: a redemption, a conversion, or a refund of a redemption.
+    enum Kind {
+        None,
+        Redemption,
+        Conversion,
+        Refund
+    }
+
+    /// @notice One merchant's standing in one period, in one slot.
+    /// @param net what it is owed (positive) or owes (negative)
+    /// @param foreignAccepted value of foreign points it accepted this period (for its cap)
+    struct Position {
+        int128 net;
+        uint128 foreignAccepted;
+    }
+
+    /// @notice How much of a closed period's net a merchant has settled.
+    /// @param paid what a debtor paid in (escrow deposits and off-chain payments confirmed)
+    /// @param received what a creditor received (escrow payouts and off-chain payments confirmed)
+    struct Settlement {
+        uint128 paid;
+        uint128 received;
+    }
+
+    /// @notice A closed period.
+    /// @param closedAt when it closed (0: still open)
+    /// @param merchants how many merchants it has nets for
+    /// @param totalOwed the sum of all negative nets (= the sum of all positive ones)
+    /// @param totalReceived what creditors received so far
+    /// @param escrow settlement tokens deposited for it and not yet paid out
+    struct Period {
+        uint64 closedAt;
+        uint64 merchants;
+        uint128 totalOwed;
+        uint128 totalReceived;
+        uint128 escrow;
+    }
+
+    /// @dev The caller is not the point program of `merchantId`.
+    error ClearingNotProgram(address caller, uint256 merchantId);
+    /// @dev The caller may not do this.
+    error ClearingUnauthorized(address caller);
+    /// @dev Accepting this value would take `merchantId` over its per-period foreign cap.
+    error ClearingForeignCapExceeded(uint256 merchantId, uint256 cap, uint256 wanted);
+    /// @dev A conversion would give the member no points, or fewer than they signed for.
+    error ClearingConversionTooSmall(uint256 out, uint256 minOut);
+    /// @dev The period is not closed (or does not exist).
+    error ClearingPeriodNotClosed(uint256 period);
+    /// @dev Every creditor of the period has received its net.
+    error ClearingAlreadySettled(uint256 period);
+    /// @dev No escrowed value can be paid out now.
+    error ClearingNothingToSettle(uint256 period);
+    /// @dev The merchant does not owe (or is not owed) that much in the period.
+    error ClearingExceedsOutstanding(uint256 period, uint256 merchantId, uint256 outstanding, uint256 amount);
+    /// @dev Zero amount, or a value past what a position can hold.
+    error ClearingInvalidAmount(uint256 amount);
+    /// @dev Only the settlement token can make deposits, with the period as its data.
+    error ClearingInvalidDeposit();
+    /// @dev The period already has this merchant's statement anchored.
+    error ClearingStatementAlreadyAnchored(uint256 period, uint256 merchantId);
+    /// @dev Positions would not sum to zero: can never happen; closing checks it anyway.
+    error ClearingImbalance(uint256 period, int256 sum);
+
+    /// @notice `debtor` owes `creditor` `value` more in `period` because of an act of `kind`
+    /// over `points` of the program of the merchant whose points they were, at `rate` units
+    /// per point. A refund is logged with debtor and creditor swapped.
+    event Cleared(
+        uint256 indexed period,
+        uint256 indexed debtor,
+        uint256 indexed creditor,
+        Kind kind,
+        uint256 points,
+        uint256 rate,
+        uint256 value
+    );
+    /// @notice Period `period` closed with `merchants` nets summing to zero.
+    event PeriodClosed(uint256 indexed period, uint256 merchants, uint256 totalOwed);
+    /// @notice One merchant's net in a closed period (emitted by the close, for every merchant).
+    event NetRecorded(uint256 indexed period, uint256 indexed merchantId, int256 net);
+    /// @notice A debtor paid `amount` settlement tokens into escrow for `period`.
+    event Deposited(uint256 indexed period, uint256 indexed merchantId, uint256 amount);
+    /// @notice A creditor was paid `amount` from escrow for `period`.
+    event PaidOut(uint256 indexed period, uint256 indexed merchantId, address account, uint256 amount);
+    /// @notice A creditor confirmed it received `amount` from a debtor off chain.
+    event OffChainPaymentConfirmed(
+        uint256 indexed period, uint256 indexed debtor, uint256 indexed creditor, uint256 amount
+    );
+    /// @notice The statement of `merchantId` for `period` hashes to `statementHash`.
+    event StatementAnchored(uint256 indexed period, uint256 indexed merchantId, bytes32 statementHash);
+
+    /// @notice Called by the program of `programMerchant` when `acceptor` took `points` of it:
+    /// moves `points x rate` from the program's merchant to the acceptor. Gives the rate.
+    /// Requirements: caller is that program; the registry's pair terms hold (both active,
+    /// accepted, rates set); the acceptor stays within its foreign cap.
+    function recordRedemption(uint256 programMerchant, uint256 acceptor, uint256 points)
+        external
+        returns (uint256 rate);
+
+    /// @notice What converting `amount` points of `programMerchant` into `acceptor`'s gives:
+    /// `out` = floor(amount x rateA / rateB) points of the acceptor, paid for by `spent` =
+    /// ceil(out x rateB / rateA) <= amount points (the rest stays with the member), worth
+    /// `value` = out x rateB. Value burnt (spent x rateA) is never less than value created.
+    function quoteConversion(uint256 programMerchant, uint256 acceptor, uint256 amount)
+        external
+        view
+        returns (uint256 out, uint256 spent, uint256 value);
+
+    /// @notice Called by the program of `programMerchant` after it burnt the member's points:
+    /// records the value and credits `out` points of the acceptor's program to `member`.
+    /// Requirements: caller is that program; as `recordRedemption`; `out` >= 1.
+    function recordConversion(
+        uint256 programMerchant,
+        uint256 acceptor,
+        address member,
+        uint256 amount,
+        bytes32 conversionId
+    ) external returns (uint256 out, uint256 spent);
+
+    /// @notice Called by the program of `programMerchant` when `acceptor` refunded `points`
+    /// of a redemption made at `rate`: the value moves back in the current period.
+    /// Requirements: caller is that program.
+    function recordRefund(uint256 programMerchant, uint256 acceptor, uint256 points, uint256 rate) external;
+
+    /// @notice Closes the current period; records every merchant's net.
+    /// Requirements: caller has the registry's OPERATOR_ROLE.
+    function closePeriod() external returns (uint256 period);
+
+    /// @notice Pays creditors of a closed period from its escrow, each in proportion to what it
+    /// is still owed (all of it when escrow covers everyone). Rounding dust stays in escrow.
+    /// Requirements: caller has OPERATOR_ROLE; the period is closed, not fully settled, and
+    /// has escrow to pay out.
+    function settle(uint256 period) external;
+
+    /// @notice A creditor's account confirms `debtor` paid it `amount` off chain for `period`.
+    /// Requirements: caller signs for an active creditor owed at least `amount` in the
+    /// period; the debtor owes at least `amount` there.
+    function confirmOffChainPayment(uint256 period, uint256 debtor, uint256 amount) external;
+
+    /// @notice Anchors the hash of a merchant's statement for a closed period.
+    /// Requirements: caller has OPERATOR_ROLE; the period is closed; none anchored yet.
+    function anchorStatement(uint256 period, uint256 merchantId, bytes32 statementHash) external;
+
+    function currentPeriod() external view returns (uint256);
+    function positionOf(uint256 period, uint256 merchantId) external view returns (Position memory);
+    function settlementOf(uint256 period, uint256 merchantId) external view returns (Settlement memory);
+    function period(uint256 period) external view returns (Period memory);
+    function statementHash(uint256 period, uint256 merchantId) external view returns (bytes32);
+    function settlementToken() external view returns (address);
+    /// @notice What `merchantId` still owes (negative) or is owed (positive) for a closed period.
+    function outstanding(uint256 period, uint256 merchantId) external view returns (int256);
+}

@@ -1,0 +1,346 @@
+"""Cross-merchant points on a real anvil: spending elsewhere, converting, refunds, caps,
+period close, escrow settlement, off-chain confirmation and statement anchors."""
+
+from __future__ import annotations
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.contracts.clients import Conversion, Redemption
+from ledger.signing import convert_typed_data
+
+from .conftest import DAY, Chain, Merchant
+from .test_point_program import ref, reverts, sign
+
+
+def _alliance(chain: Chain, rates: tuple[int, ...] = (10, 25, 4)) -> list[Merchant]:
+    return [chain.admit(symbol=f"P{i}", rate=r) for i, r in enumerate(rates)]
+
+
+def _member_with(chain: Chain, m: Merchant, points: int) -> LocalAccount:
+    member = Account.create()
+    m.call("issue", member.address, points, ref(f"fund-{member.address}"))
+    return member
+
+
+def _redeem_at(chain: Chain, issuer: Merchant, acceptor: Merchant, member: LocalAccount,
+               amount: int, order: str, nonce: int | None = None) -> dict[str, object]:
+    n = issuer.program.nonce_of(member.address) if nonce is None else nonce
+    r = Redemption(member.address, amount, acceptor.merchant_id, ref(order), n,
+                   chain.now() + 600)
+    return acceptor.call_on(issuer.program, "redeem", r.as_tuple(),
+                            sign(member, chain, issuer, r))
+
+
+def _net(chain: Chain, m: Merchant, period: int | None = None) -> int:
+    p = chain.clearing.current_period() if period is None else period
+    return chain.clearing.position_of(p, m.merchant_id)[0]
+
+
+def _nets_sum(chain: Chain, ms: list[Merchant], period: int | None = None) -> int:
+    return sum(_net(chain, m, period) for m in ms)
+
+
+def _sign_convert(chain: Chain, member: LocalAccount, issuer: Merchant, c: Conversion) -> bytes:
+    typed = convert_typed_data(chain_id=chain.gateway.chain_id, program=issuer.program.address,
+                               member=c.member, amount=c.amount,
+                               to_merchant_id=c.to_merchant_id, min_out=c.min_out,
+                               order_ref=c.order_ref, nonce=c.nonce, deadline=c.deadline)
+    return bytes(Account.sign_typed_data(member.key, full_message=typed).signature)
+
+
+# ---------------------------------------------------------------------- spending elsewhere
+
+
+def test_spending_at_another_merchant_moves_value_in_the_same_transaction(chain: Chain) -> None:
+    a, b, c = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    receipt = _redeem_at(chain, a, b, member, 30, "b-order-1")
+    assert a.program.balance_of(member.address) == 70
+    assert a.program.total_supply() == 70
+    assert _net(chain, a) == -300 and _net(chain, b) == 300 and _net(chain, c) == 0
+    cleared = [args for n, args, _ in chain.clearing.decode_logs(receipt["logs"])
+               if n == "Cleared"]
+    assert len(cleared) == 1
+    assert (cleared[0]["debtor"], cleared[0]["creditor"], cleared[0]["points"],
+            cleared[0]["rate"], cleared[0]["value"]) == (a.merchant_id, b.merchant_id, 30, 10,
+                                                         300)
+    assert a.program.redemption_of(b.merchant_id, ref("b-order-1"))[:3] == (member.address,
+                                                                           30, 10)
+
+
+def test_spending_at_the_issuer_moves_no_value(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 50)
+    _redeem_at(chain, a, a, member, 20, "a-own")
+    assert _net(chain, a) == 0 and _net(chain, b) == 0
+    assert a.program.balance_of(member.address) == 30
+
+
+def test_a_batch_of_redemptions_elsewhere_clears_once(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    members = [_member_with(chain, a, 10) for _ in range(5)]
+    items = []
+    for i, mem in enumerate(members):
+        r = Redemption(mem.address, 3 + i, b.merchant_id, ref(f"batch-{i}"), 0,
+                       chain.now() + 600)
+        items.append((r, sign(mem, chain, a, r)))
+    receipt = b.sender.transact(to=a.program.address,
+                                data=a.program.encode_redeem_batch(items), gas=3_000_000)
+    names = [n for n, _, _ in chain.clearing.decode_logs(receipt["logs"])]
+    assert names.count("Cleared") == 1
+    assert _net(chain, b) == sum(3 + i for i in range(5)) * 10 == -_net(chain, a)
+    assert [a.program.balance_of(m.address) for m in members] == [7, 6, 5, 4, 3]
+
+
+def test_a_batch_for_two_acceptors_is_rejected_whole(chain: Chain) -> None:
+    a, b, c = _alliance(chain)
+    member = _member_with(chain, a, 10)
+    r1 = Redemption(member.address, 1, b.merchant_id, ref("m1"), 0, chain.now() + 600)
+    r2 = Redemption(member.address, 1, c.merchant_id, ref("m2"), 1, chain.now() + 600)
+    with reverts("PointsNotAccepted", c.merchant_id):
+        b.sender.transact(to=a.program.address, data=a.program.encode_redeem_batch(
+            [(r1, sign(member, chain, a, r1)), (r2, sign(member, chain, a, r2))]),
+            gas=3_000_000)
+    assert a.program.balance_of(member.address) == 10 and _net(chain, b) == 0
+
+
+def test_a_merchant_that_refuses_a_program_cannot_take_its_points(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 10)
+    chain.op(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, False)
+    assert not chain.registry.accepts(b.merchant_id, a.merchant_id)
+    with reverts("RegistryNotAccepted", b.merchant_id, a.merchant_id):
+        _redeem_at(chain, a, b, member, 5, "refused")
+    assert a.program.balance_of(member.address) == 10 and _net(chain, b) == 0
+    chain.op(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, True)
+    _redeem_at(chain, a, b, member, 5, "accepted")
+    assert _net(chain, b) == 50
+
+
+def test_a_suspended_merchant_on_either_side_stops_spending(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 10)
+    chain.op(chain.registry, "suspendMerchant", a.merchant_id)
+    with reverts("RegistryInvalidStatus"):
+        _redeem_at(chain, a, b, member, 5, "issuer-suspended")
+    chain.op(chain.registry, "reinstateMerchant", a.merchant_id)
+    chain.op(chain.registry, "suspendMerchant", b.merchant_id)
+    with reverts("RegistryInvalidStatus"):
+        _redeem_at(chain, a, b, member, 5, "acceptor-suspended")
+    assert a.program.balance_of(member.address) == 10 and _net(chain, a) == 0
+
+
+def test_a_signature_for_one_acceptor_cannot_be_used_by_another(chain: Chain) -> None:
+    a, b, c = _alliance(chain)
+    member = _member_with(chain, a, 10)
+    r = Redemption(member.address, 5, b.merchant_id, ref("for-b"), 0, chain.now() + 600)
+    sig = sign(member, chain, a, r)
+    with reverts("PointsUnauthorized", c.account.address, b.merchant_id):
+        c.call_on(a.program, "redeem", r.as_tuple(), sig)
+    stolen = Redemption(r.member, r.amount, c.merchant_id, r.order_ref, 0, r.deadline)
+    with reverts("PointsInvalidSignature", member.address):
+        c.call_on(a.program, "redeem", stolen.as_tuple(), sig)
+    assert a.program.balance_of(member.address) == 10
+
+
+def test_the_foreign_cap_limits_what_a_merchant_accepts_per_period(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    chain.op(chain.registry, "setCaps", b.merchant_id, 0, 500)
+    _redeem_at(chain, a, b, member, 40, "cap-1")
+    with reverts("ClearingForeignCapExceeded", b.merchant_id, 500, 600):
+        _redeem_at(chain, a, b, member, 20, "cap-2")
+    assert a.program.balance_of(member.address) == 60
+    chain.op(chain.clearing, "closePeriod")
+    _redeem_at(chain, a, b, member, 20, "cap-3")
+    assert _net(chain, b) == 200
+
+
+def test_the_liability_cap_stops_issuing_beyond_it(chain: Chain) -> None:
+    (a,) = _alliance(chain, (10,))
+    chain.op(chain.registry, "setCaps", a.merchant_id, 1_000, 0)
+    member = Account.create()
+    a.call("issue", member.address, 100, ref("ok"))
+    with reverts("PointsLiabilityCapExceeded", 1_000, 1_010):
+        a.call("issue", member.address, 1, ref("over"))
+    assert a.program.total_supply() == 100
+    _redeem_at(chain, a, a, member, 30, "spent")
+    a.call("issue", member.address, 30, ref("room-again"))
+    assert a.program.total_supply() == 100
+
+
+# ---------------------------------------------------------------------- conversion
+
+
+def test_convert_rounds_so_no_value_is_created_and_the_rest_stays(chain: Chain) -> None:
+    a, b, _ = _alliance(chain, (3, 10, 1))
+    member = _member_with(chain, a, 5)
+    c = Conversion(member.address, 5, b.merchant_id, 1, ref("conv-1"), 0, chain.now() + 600)
+    assert chain.clearing.quote_conversion(a.merchant_id, b.merchant_id, 5) == (1, 4, 10)
+    b.call_on(a.program, "convert", c.as_tuple(), _sign_convert(chain, member, a, c))
+    # 5 points at 3 = 15 units buy 1 point at 10; 4 points (12 units) pay for it, 1 stays.
+    assert a.program.balance_of(member.address) == 1
+    assert b.program.balance_of(member.address) == 1 and b.program.total_supply() == 1
+    assert _net(chain, a) == -10 and _net(chain, b) == 10
+
+
+def test_convert_rejects_less_than_the_member_signed_for(chain: Chain) -> None:
+    a, b, _ = _alliance(chain, (3, 10, 1))
+    member = _member_with(chain, a, 5)
+    c = Conversion(member.address, 5, b.merchant_id, 2, ref("conv-2"), 0, chain.now() + 600)
+    with reverts("ClearingConversionTooSmall", 1, 2):
+        b.call_on(a.program, "convert", c.as_tuple(), _sign_convert(chain, member, a, c))
+    tiny = Conversion(member.address, 3, b.merchant_id, 0, ref("conv-3"), 0, chain.now() + 600)
+    with reverts("ClearingConversionTooSmall", 0, 0):
+        b.call_on(a.program, "convert", tiny.as_tuple(), _sign_convert(chain, member, a, tiny))
+    assert a.program.balance_of(member.address) == 5 and _net(chain, b) == 0
+
+
+def test_only_the_clearing_credits_converted_points(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    with reverts("PointsUnauthorized"):
+        b.call("creditConverted", b.account.address, 10, a.merchant_id, ref("fake"))
+    with reverts("ClearingNotProgram"):
+        b.call_on(chain.clearing, "recordRedemption", a.merchant_id, b.merchant_id, 10)
+
+
+# ---------------------------------------------------------------------- refunds
+
+
+def test_refund_of_a_foreign_redemption_returns_points_and_reverses_clearing(
+        chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    _redeem_at(chain, a, b, member, 40, "to-refund")
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("to-refund"), 15)
+    assert a.program.balance_of(member.address) == 75
+    assert _net(chain, b) == 250 and _net(chain, a) == -250
+    with reverts("PointsReverseExceedsIssued", ref("to-refund"), 25, 26):
+        b.call_on(a.program, "refundRedemption", b.merchant_id, ref("to-refund"), 26)
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("to-refund"), 25)
+    assert _net(chain, b) == 0 and a.program.total_supply() == 100
+
+
+def test_refund_after_the_window_or_by_another_merchant_is_rejected(chain: Chain) -> None:
+    a, b, c = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    _redeem_at(chain, a, b, member, 40, "late")
+    with reverts("PointsUnknownOrder", ref("late")):
+        c.call_on(a.program, "refundRedemption", c.merchant_id, ref("late"), 1)
+    with reverts("PointsUnauthorized", c.account.address, b.merchant_id):
+        c.call_on(a.program, "refundRedemption", b.merchant_id, ref("late"), 1)
+    chain.travel(31 * DAY)
+    with reverts("PointsRefundWindowClosed"):
+        b.call_on(a.program, "refundRedemption", b.merchant_id, ref("late"), 1)
+    assert a.program.balance_of(member.address) == 60 and _net(chain, b) == 400
+
+
+def test_a_conversion_cannot_be_refunded(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 10)
+    c = Conversion(member.address, 10, b.merchant_id, 1, ref("conv"), 0, chain.now() + 600)
+    b.call_on(a.program, "convert", c.as_tuple(), _sign_convert(chain, member, a, c))
+    with reverts("PointsNotRefundable", ref("conv")):
+        b.call_on(a.program, "refundRedemption", b.merchant_id, ref("conv"), 1)
+
+
+# ---------------------------------------------------------------------- close and settle
+
+
+def _closed_period_with_debt(chain: Chain) -> tuple[list[Merchant], int]:
+    """A owes 300 to B; C owes 100 to B (B is owed 400)."""
+    a, b, c = _alliance(chain, (10, 10, 10))
+    _redeem_at(chain, a, b, _member_with(chain, a, 30), 30, "p-ab")
+    _redeem_at(chain, c, b, _member_with(chain, c, 10), 10, "p-cb")
+    p = chain.clearing.current_period()
+    chain.op(chain.clearing, "closePeriod")
+    return [a, b, c], p
+
+
+def _mint_and_deposit(chain: Chain, m: Merchant, period: int, amount: int) -> None:
+    chain.op(chain.token, "mint", m.account.address, amount)
+    m.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, amount,
+              abi_encode(["uint256"], [period]))
+
+
+def test_closing_records_every_net_and_opens_a_new_period(chain: Chain) -> None:
+    (a, b, c), p = _closed_period_with_debt(chain)
+    info = chain.clearing.period(p)
+    assert info.total_owed == 400 and info.merchants == chain.registry.merchant_count()
+    assert [_net(chain, m, p) for m in (a, b, c)] == [-300, 400, -100]
+    assert chain.clearing.current_period() == p + 1 and _net(chain, b) == 0
+
+
+def test_only_the_operator_closes_settles_and_anchors(chain: Chain) -> None:
+    (a, b, _), p = _closed_period_with_debt(chain)
+    for fn, args in [("closePeriod", ()), ("settle", (p,)),
+                     ("anchorStatement", (p, b.merchant_id, b"\1" * 32))]:
+        with reverts("ClearingUnauthorized", a.account.address):
+            a.call_on(chain.clearing, fn, *args)
+
+
+def test_settlement_pays_creditors_short_debtors_stay_outstanding(chain: Chain) -> None:
+    (a, b, c), p = _closed_period_with_debt(chain)
+    with reverts("ClearingNothingToSettle", p):
+        chain.op(chain.clearing, "settle", p)
+    _mint_and_deposit(chain, a, p, 300)
+    _mint_and_deposit(chain, c, p, 40)  # short: owes 100
+    chain.op(chain.clearing, "settle", p)
+    assert chain.token.balance_of(b.account.address) == 340
+    assert chain.clearing.outstanding(p, c.merchant_id) == -60
+    assert chain.clearing.outstanding(p, b.merchant_id) == 60
+    with reverts("ClearingNothingToSettle", p):
+        chain.op(chain.clearing, "settle", p)
+    _mint_and_deposit(chain, c, p, 60)
+    chain.op(chain.clearing, "settle", p)
+    assert chain.token.balance_of(b.account.address) == 400
+    assert chain.token.balance_of(chain.clearing.address) == 0
+    with reverts("ClearingAlreadySettled", p):
+        chain.op(chain.clearing, "settle", p)
+
+
+def test_deposits_beyond_the_debt_or_by_creditors_or_for_open_periods_change_nothing(
+        chain: Chain) -> None:
+    (a, b, _), p = _closed_period_with_debt(chain)
+    chain.op(chain.token, "mint", a.account.address, 1_000)
+    chain.op(chain.token, "mint", b.account.address, 1_000)
+    data = abi_encode(["uint256"], [p])
+    with reverts("ClearingExceedsOutstanding", p, a.merchant_id, 300, 301):
+        a.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 301, data)
+    with reverts("ClearingExceedsOutstanding", p, b.merchant_id, 0, 1):
+        b.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 1, data)
+    with reverts("ClearingPeriodNotClosed", p + 1):
+        a.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 1,
+                  abi_encode(["uint256"], [p + 1]))
+    with reverts("ClearingInvalidDeposit"):
+        a.call_on(chain.clearing, "onTransferReceived", a.account.address, a.account.address,
+                  1, data)
+    assert chain.token.balance_of(a.account.address) == 1_000
+    assert chain.clearing.period(p).escrow == 0
+
+
+def test_a_creditor_confirms_an_off_chain_payment(chain: Chain) -> None:
+    (a, b, c), p = _closed_period_with_debt(chain)
+    b.call_on(chain.clearing, "confirmOffChainPayment", p, a.merchant_id, 300)
+    assert chain.clearing.outstanding(p, a.merchant_id) == 0
+    assert chain.clearing.outstanding(p, b.merchant_id) == 100
+    with reverts("ClearingExceedsOutstanding", p, a.merchant_id, 0, 1):
+        b.call_on(chain.clearing, "confirmOffChainPayment", p, a.merchant_id, 1)
+    with reverts("ClearingExceedsOutstanding", p, c.merchant_id, 0, 1):
+        c.call_on(chain.clearing, "confirmOffChainPayment", p, a.merchant_id, 1)
+    _mint_and_deposit(chain, c, p, 100)
+    chain.op(chain.clearing, "settle", p)
+    assert chain.clearing.outstanding(p, b.merchant_id) == 0
+    assert chain.token.balance_of(b.account.address) == 100
+
+
+def test_a_statement_hash_is_anchored_once_for_a_closed_period(chain: Chain) -> None:
+    (_, b, _), p = _closed_period_with_debt(chain)
+    with reverts("ClearingPeriodNotClosed", p + 1):
+        chain.op(chain.clearing, "anchorStatement", p + 1, b.merchant_id, b"\1" * 32)
+    chain.op(chain.clearing, "anchorStatement", p, b.merchant_id, b"\2" * 32)
+    assert chain.clearing.statement_hash(p, b.merchant_id) == b"\2" * 32
+    with reverts("ClearingStatementAlreadyAnchored", p, b.merchant_id):
+        chain.op(chain.clearing, "anchorStatement", p, b.merchant_id, b"\3" * 32)
