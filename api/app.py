@@ -12,7 +12,7 @@ from ledger.settings import get_settings
 
 from . import errors
 from .ratelimit import RateLimiter
-from .routes import admin, members, merchants, operations, points
+from .routes import admin, clearing, members, merchants, operations, points
 
 DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
 
@@ -40,7 +40,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
     errors.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              admin.router):
+              clearing.router, admin.router, clearing.admin_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

@@ -58,15 +58,143 @@ class ReverseRequest(Strict):
     points: Points
 
 
+MAX_REDEEM_POINTS = 2**32 - 1
+RedeemPoints = Annotated[int, Field(strict=True, ge=1, le=MAX_REDEEM_POINTS, examples=[30])]
+Nonce = Annotated[int, Field(strict=True, ge=0, lt=2**64)]
+Signature = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){65,}$")]
+MerchantId = Annotated[int, Field(strict=True, ge=1, lt=2**48, examples=[2])]
+Amount = Annotated[int, Field(strict=True, ge=1, le=2**100, examples=[12_000])]
+
+
 class RedeemRequest(Strict):
-    """Relay a member's signed redemption (EIP-712 ``Redeem``; see README)."""
+    """Relay a member's signed redemption (EIP-712 ``Redeem``; see README). With
+    ``program_merchant_id`` the member spends another merchant's points here; the value
+    clears between the two merchants in the same transaction."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"member": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "points": 30,
+         "order_id": "CAFE-0001", "nonce": 0, "deadline": 1764000600,
+         "signature": "0x" + "ab" * 65, "program_merchant_id": 1}]})
 
     member: Address
-    points: Points
+    points: RedeemPoints
     order_id: OrderId
-    nonce: Annotated[int, Field(strict=True, ge=0, lt=2**64)]
+    nonce: Nonce
     deadline: UnixTime
-    signature: Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){65,}$")]
+    signature: Signature
+    program_merchant_id: MerchantId | None = Field(
+        default=None, description="whose points (default: yours)")
+
+
+class RedeemBatchRequest(Strict):
+    """Many signed redemptions relayed at once: one operation per program they spend."""
+
+    items: Annotated[list[RedeemRequest], Field(min_length=1, max_length=1000)]
+
+
+class ConvertRequest(Strict):
+    """Relay a member's signed conversion (EIP-712 ``Convert``) of another merchant's points
+    into yours: you take on the liability, that merchant owes you the value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"member": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "from_merchant_id": 1,
+         "points": 100, "min_out": 40, "order_id": "CONV-0001", "nonce": 1,
+         "deadline": 1764000600, "signature": "0x" + "ab" * 65}]})
+
+    member: Address
+    from_merchant_id: MerchantId
+    points: RedeemPoints
+    min_out: Annotated[int, Field(strict=True, ge=0, le=MAX_POINTS)]
+    order_id: OrderId
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class RefundRedemptionRequest(Strict):
+    """Give back points a redemption took for one of your orders (within the refund window);
+    a cleared redemption's value moves back."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"order_id": "CAFE-0001", "points": 10, "program_merchant_id": 1}]})
+
+    order_id: OrderId
+    points: RedeemPoints
+    program_merchant_id: MerchantId | None = None
+
+
+class DepositRequest(Strict):
+    """Pay settlement tokens into escrow for a closed period you owe in."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"period": 1, "amount": 12_000}]})
+
+    period: MerchantId
+    amount: Amount
+
+
+class OffChainPaymentRequest(Strict):
+    """Confirm that a debtor paid you off chain (bank transfer) for a closed period."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"period": 1, "debtor": 1, "amount": 5_000}]})
+
+    period: MerchantId
+    debtor: MerchantId
+    amount: Amount
+
+
+class CapsUpdate(Strict):
+    """A merchant's caps in settlement units; 0 lifts a cap."""
+
+    liability_cap: Annotated[int, Field(strict=True, ge=0, lt=2**112)]
+    foreign_cap: Annotated[int, Field(strict=True, ge=0, lt=2**112)]
+
+
+class AcceptanceUpdate(Strict):
+    """Whether ``acceptor`` takes ``program_merchant``'s points (default: yes)."""
+
+    acceptor: MerchantId
+    program_merchant: MerchantId
+    accepted: Annotated[bool, Field(strict=True)]
+
+
+class MintRequest(Strict):
+    """Mint settlement tokens to a merchant against cash the operator received."""
+
+    merchant_id: MerchantId
+    amount: Amount
+
+
+class PositionOut(BaseModel):
+    merchant_id: int
+    period: int
+    net: int
+    foreign_accepted: int
+    paid: int
+    received: int
+    outstanding: int
+
+
+class PeriodOut(BaseModel):
+    period: int
+    closed_at: int | None
+    merchants: int
+    total_owed: int
+    total_received: int
+    escrow: int
+    positions: list[PositionOut]
+
+
+class StatementOut(BaseModel):
+    hash: str
+    anchored_hash: str | None
+    matches_anchor: bool
+    statement: dict[str, Any]
+
+
+class OperationsOut(BaseModel):
+    operations: list[OperationOut]
 
 
 class OperationOut(BaseModel):

@@ -358,12 +358,16 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         _useCheckedNonce(c.member, c.nonce);
         _checkSignature(c.member, _conversionDigest(c), signature);
         IClearing clearing_ = _clearing();
+        // The value is the Clearing's to record; the program needs what it burns and credits.
+        // slither-disable-next-line unused-return
         (uint256 out, uint256 spent,) = clearing_.quoteConversion(_merchantId, c.toMerchantId, c.amount);
         if (out == 0 || out < c.minOut) revert IClearing.ClearingConversionTooSmall(out, c.minOut);
         _redemptions[key] = RedemptionRecord({member: c.member, amount: uint32(spent), rate: 0, redeemedAt: 0});
         _debit(c.member, spent, NO_PERIOD);
         emit Transfer(c.member, address(0), spent);
         emit PointsConverted(c.member, c.toMerchantId, c.orderRef, spent, out, c.nonce);
+        // Same rates in the same transaction: it gives back the (out, spent) quoted above.
+        // slither-disable-next-line unused-return
         clearing_.recordConversion(_merchantId, c.toMerchantId, c.member, c.amount, key);
     }
 
@@ -400,6 +404,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     /// @dev An EOA's signature is recovered first (no code lookup on the hot path); otherwise a
     /// contract wallet is asked through ERC-1271.
     function _checkSignature(address member, bytes32 digest, bytes calldata signature) private view {
+        // The third value only details a malformed signature; any error falls through to ERC-1271.
+        // slither-disable-next-line unused-return
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == member) return;
         if (!SignatureChecker.isValidERC1271SignatureNowCalldata(member, digest, signature)) {

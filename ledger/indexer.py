@@ -27,6 +27,9 @@ _KINDS = {
     "PointsReversed": "reversed",
     "PointsRedeemed": "redeemed",
     "PointsExpired": "expired",
+    "RedemptionRefunded": "refunded",
+    "PointsConverted": "converted_out",
+    "PointsConvertedIn": "converted_in",
 }
 
 _sync_lock = threading.Lock()
@@ -86,15 +89,17 @@ class Indexer:
 
 def _row(kind: str, args: dict[str, Any], raw: Any, programs: dict[str, int],
          chain_id: int) -> dict[str, Any]:
-    order_ref = args.get("orderRef")
+    order_ref = args.get("orderRef", args.get("conversionId"))
     program = str(raw["address"])
+    # The other merchant of the event: where points were spent, converted to or from.
+    other = args.get("merchantId", args.get("toMerchantId", args.get("fromMerchantId")))
     return {
         "chain_id": chain_id,
         "program": program,
-        "merchant_id": int(args["merchantId"]) if "merchantId" in args else programs[program],
+        "merchant_id": int(other) if other is not None else programs[program],
         "member": str(args["member"]),
         "kind": kind,
-        "amount": int(args["amount"]),
+        "amount": int(args["amount"] if "amount" in args else args["spent"]),
         "order_ref": "0x" + order_ref.hex() if isinstance(order_ref, bytes) else None,
         "tx_hash": "0x" + bytes(raw["transactionHash"]).hex().removeprefix("0x"),
         "block_number": int(raw["blockNumber"]),

@@ -27,7 +27,8 @@ from typing import Any
 
 from .alliance import Alliance
 from .chain.sender import SentTx, TransactionSender
-from .contracts.clients import IssueItem, Redemption
+from .clearing import confirm_payment_calldata, deposit_calldata
+from .contracts.clients import Conversion, IssueItem, Redemption
 from .errors import ChainError, ContractRevertError, LedgerError
 from .merchants import merchant_signing_key
 from .store import repos
@@ -35,6 +36,9 @@ from .store import repos
 log = logging.getLogger(__name__)
 
 ISSUE_KINDS = ("issue", "issue_batch")
+REDEEM_KINDS = ("redeem", "redeem_batch")
+# Kinds whose operations are merged into one batch call per target contract.
+BATCH_KINDS = ISSUE_KINDS + REDEEM_KINDS
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
 
@@ -45,7 +49,14 @@ PIPELINE_TXS = 4
 GAS_BASE = 80_000
 GAS_PER_LINE = 90_000
 GAS_PER_PENDING_LINE = 140_000
-GAS_SINGLE = {"reverse": 250_000, "redeem": 300_000}
+# A redemption line: signature check, nonce, record, lots walk (a member's first nonce and a
+# lot walk over a few expired lots stay well inside); plus one clearing call per batch.
+GAS_PER_REDEEM_LINE = 150_000
+GAS_REDEEM_BASE = 200_000
+GAS_SINGLE = {"reverse": 250_000, "convert": 600_000, "refund_redemption": 300_000,
+              "deposit": 300_000, "confirm_payment": 250_000}
+
+Group = list[tuple[str, str, dict[str, Any]]]
 
 
 def gas_bound(group: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
@@ -55,7 +66,40 @@ def gas_bound(group: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
         lines = [line for _, _, p in group for line in p["items"]]
         pending = sum(1 for line in lines if int(line.get("release_at") or 0) > 0)
         return GAS_BASE + GAS_PER_LINE * (len(lines) - pending) + GAS_PER_PENDING_LINE * pending
+    if kind in REDEEM_KINDS:
+        return GAS_REDEEM_BASE + GAS_PER_REDEEM_LINE * sum(len(p["items"]) for _, _, p in group)
     return GAS_SINGLE.get(kind, 500_000)
+
+
+def batch_key(kind: str, payload: dict[str, Any], own_program: str) -> tuple[str, str] | None:
+    """Operations with the same key share one batch call; None: sent on their own."""
+    if kind in ISSUE_KINDS:
+        return ("issue", own_program)
+    if kind in REDEEM_KINDS:
+        return ("redeem", str(payload["program"]))
+    return None
+
+
+def group_operations(claimed: Sequence[tuple[str, str, dict[str, Any]]], own_program: str,
+                     limit: int) -> list[Group]:
+    """Split claimed operations into transactions: batchable ones by target, up to ``limit``
+    lines each, in the order claimed; the rest one per transaction."""
+    open_groups: dict[tuple[str, str], tuple[Group, int]] = {}
+    groups: list[Group] = []
+    for c in claimed:
+        key = batch_key(c[1], c[2], own_program)
+        if key is None:
+            groups.append([c])
+            continue
+        n = len(c[2]["items"])
+        current = open_groups.get(key)
+        if current is None or current[1] + n > limit:
+            group: Group = []
+            groups.append(group)
+            current = (group, 0)
+        current[0].append(c)
+        open_groups[key] = (current[0], current[1] + n)
+    return groups
 
 
 class OutboxWorker:
@@ -134,22 +178,9 @@ class OutboxWorker:
         if not claimed:
             return 0
         sender = self._sender(merchant_id)
-        issues = [c for c in claimed if c[1] in ISSUE_KINDS]
-        others = [c for c in claimed if c[1] not in ISSUE_KINDS]
-        # Issue operations share one issueBatch call, up to batch_max lines.
-        groups: list[list[tuple[str, str, dict[str, Any]]]] = []
-        current: list[tuple[str, str, dict[str, Any]]] = []
-        lines = 0
-        for c in issues:
-            n = len(c[2]["items"])
-            if current and lines + n > limit:
-                groups.append(current)
-                current, lines = [], 0
-            current.append(c)
-            lines += n
-        if current:
-            groups.append(current)
-        groups.extend([c] for c in others)
+        # Issues share one issueBatch call, redemptions one redeemBatch per program, up to
+        # batch_max lines; everything else goes alone.
+        groups = group_operations(claimed, program_address, limit)
         # Send every group first, then settle them: receipts of earlier transactions are
         # collected while later ones are already on their way.
         pending: list[tuple[list[tuple[str, str, dict[str, Any]]], SentTx]] = []
@@ -165,21 +196,47 @@ class OutboxWorker:
     # ------------------------------------------------------------------ submit / settle
 
     def _calldata(self, program_address: str, group: Sequence[tuple[str, str, dict[str, Any]]]
-                  ) -> bytes:
-        program = self.alliance.contracts.program(program_address)
+                  ) -> tuple[str, bytes]:
+        """The (target, calldata) of a group's transaction."""
+        contracts = self.alliance.contracts
         kind = group[0][1]
         if kind in ISSUE_KINDS:
+            program = contracts.program(program_address)
             items = [IssueItem(line["member"], int(line["points"]),
                                bytes.fromhex(line["order_ref"][2:]), int(line["release_at"]))
                      for _, _, p in group for line in p["items"]]
-            return program.encode_issue_batch(items)
+            return program.address, program.encode_issue_batch(items)
+        if kind in REDEEM_KINDS:
+            program = contracts.program(str(group[0][2]["program"]))
+            lines = [(Redemption(line["member"], int(line["points"]), int(line["merchant_id"]),
+                                 bytes.fromhex(line["order_ref"][2:]), int(line["nonce"]),
+                                 int(line["deadline"])), bytes.fromhex(line["signature"][2:]))
+                     for _, _, p in group for line in p["items"]]
+            if len(lines) == 1:
+                r, sig = lines[0]
+                return program.address, program.encode("redeem", r.as_tuple(), sig)
+            return program.address, program.encode_redeem_batch(lines)
         (_, _, p), = group
         if kind == "reverse":
-            return program.encode("reverse", bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
-        if kind == "redeem":
-            r = Redemption(p["member"], int(p["points"]), int(p["merchant_id"]),
-                           bytes.fromhex(p["order_ref"][2:]), int(p["nonce"]), int(p["deadline"]))
-            return program.encode("redeem", r.as_tuple(), bytes.fromhex(p["signature"][2:]))
+            program = contracts.program(program_address)
+            return program.address, program.encode(
+                "reverse", bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
+        if kind == "convert":
+            program = contracts.program(str(p["program"]))
+            c = Conversion(p["member"], int(p["points"]), int(p["merchant_id"]),
+                           int(p["min_out"]), bytes.fromhex(p["order_ref"][2:]), int(p["nonce"]),
+                           int(p["deadline"]))
+            return program.address, program.encode("convert", c.as_tuple(),
+                                                    bytes.fromhex(p["signature"][2:]))
+        if kind == "refund_redemption":
+            program = contracts.program(str(p["program"]))
+            return program.address, program.encode(
+                "refundRedemption", int(p["merchant_id"]),
+                bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
+        if kind == "deposit":
+            return deposit_calldata(self.alliance, p)
+        if kind == "confirm_payment":
+            return confirm_payment_calldata(self.alliance, p)
         raise LedgerError(f"unknown operation kind {kind}")
 
     def _isolate(self, sender: TransactionSender, program_address: str,
@@ -194,11 +251,11 @@ class OutboxWorker:
                 group: list[tuple[str, str, dict[str, Any]]], *, simulate: bool
                 ) -> SentTx | None:
         """Record, then broadcast one group (simulated first when ``simulate``)."""
-        data = self._calldata(program_address, group)
+        to, data = self._calldata(program_address, group)
         gas = gas_bound(group)
         if simulate:
             try:
-                gas = sender.estimate(program_address, data)
+                gas = sender.estimate(to, data)
             except ContractRevertError as exc:
                 if len(group) == 1:
                     self._fail([group[0][0]], exc)
@@ -207,7 +264,7 @@ class OutboxWorker:
                 self._isolate(sender, program_address, group[:mid])
                 self._isolate(sender, program_address, group[mid:])
                 return None
-        sent = sender.sign(to=program_address, data=data, gas=gas)
+        sent = sender.sign(to=to, data=data, gas=gas)
         op_ids = [g[0] for g in group]
         with self.alliance.store.session() as s:
             repos.record_submission(s, op_ids=op_ids, chain_id=self.alliance.gateway.chain_id,

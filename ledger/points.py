@@ -23,6 +23,8 @@ from .errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidation
 from .store import repos
 
 MAX_POINTS = 2**48 - 1
+# A redemption or conversion records its points in 32 bits (PointProgram.RedemptionRecord).
+MAX_REDEEM_POINTS = 2**32 - 1
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
 
@@ -194,7 +196,7 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: in
                       "order_ref": "0x" + order_ref(oid).hex(), "release_at": rel})
     op = repos.enqueue_operation(session, merchant_id=merchant.id, kind=kind,
                                  payload={"items": lines}, signer=merchant.account_address)
-    return _view(op)
+    return operation_view(op)
 
 
 def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, order_id: str,
@@ -205,14 +207,24 @@ def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, o
                "points": _points(points)}
     op = repos.enqueue_operation(session, merchant_id=merchant.id, kind="reverse",
                                  payload=payload, signer=merchant.account_address)
-    return _view(op)
+    return operation_view(op)
 
 
-def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
-                   points: int, order_id: str, nonce: int, deadline: int,
-                   signature: str) -> OperationView:
-    """Queue a redemption the member authorised by an EIP-712 signature; the merchant relays."""
-    merchant = _merchant(session, merchant_id)
+@dataclass(frozen=True)
+class SignedRedemption:
+    """A redemption a member signed: ``points`` of ``program_merchant_id``'s program (None:
+    the relaying merchant's own) spent at the relaying merchant for its order ``order_id``."""
+
+    member: str
+    points: int
+    order_id: str
+    nonce: int
+    deadline: int
+    signature: str
+    program_merchant_id: int | None = None
+
+
+def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None:
     if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
         raise LedgerValidationError("nonce must be a non-negative integer", field="nonce")
     if not isinstance(deadline, int) or isinstance(deadline, bool) or not 0 < deadline < 2**40:
@@ -221,13 +233,115 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
             signature) % 2:
         raise LedgerValidationError("signature must be 0x-prefixed hex of at least 65 bytes",
                                     field="signature")
-    payload = {"member": _address(member), "points": _points(points),
-               "order_id": _order_id(order_id), "order_ref": "0x" + order_ref(order_id).hex(),
-               "nonce": nonce, "deadline": deadline, "signature": signature,
-               "merchant_id": merchant.id}
-    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind="redeem",
-                                 payload=payload, signer=merchant.account_address)
-    return _view(op)
+
+
+def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption
+                     ) -> dict[str, Any]:
+    _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
+    program_merchant = acceptor if r.program_merchant_id in (None, acceptor.id) else _merchant(
+        session, _merchant_id(r.program_merchant_id, "program_merchant_id"))
+    points = _points(r.points)
+    if points > MAX_REDEEM_POINTS:
+        raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
+                                    field="points")
+    return {"member": _address(r.member), "points": points, "order_id": _order_id(r.order_id),
+            "order_ref": "0x" + order_ref(r.order_id).hex(), "nonce": r.nonce,
+            "deadline": r.deadline, "signature": r.signature, "merchant_id": acceptor.id,
+            "program_merchant_id": program_merchant.id,
+            "program": program_merchant.program_address}
+
+
+def _merchant_id(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**48:
+        raise LedgerValidationError(f"{field} must be a merchant id", field=field)
+    return value
+
+
+def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
+                   points: int, order_id: str, nonce: int, deadline: int,
+                   signature: str, program_merchant_id: int | None = None) -> OperationView:
+    """Queue a redemption the member authorised by an EIP-712 signature; the merchant relays.
+
+    ``program_merchant_id`` names whose points are spent (default: the merchant's own); at
+    another merchant's program the value clears in the same transaction."""
+    acceptor = _merchant(session, merchant_id)
+    line = _redemption_line(session, acceptor, SignedRedemption(
+        member, points, order_id, nonce, deadline, signature, program_merchant_id))
+    op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
+                                 payload={"program": line["program"], "items": [line]},
+                                 signer=acceptor.account_address)
+    return operation_view(op)
+
+
+def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: int,
+                         items: Sequence[SignedRedemption]) -> list[OperationView]:
+    """Queue many signed redemptions relayed by one merchant: one operation per program
+    (each lands in one transaction, all or none), in the order the programs first appear."""
+    if not items:
+        raise LedgerValidationError("a batch needs at least one item", field="items")
+    if len(items) > alliance.settings.max_batch_items:
+        raise LedgerValidationError(
+            f"a batch holds at most {alliance.settings.max_batch_items} items", field="items")
+    acceptor = _merchant(session, merchant_id)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        try:
+            line = _redemption_line(session, acceptor, it)
+        except (LedgerValidationError, LedgerNotFoundError) as exc:
+            raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
+        if line["order_id"] in seen:
+            raise LedgerValidationError(f"items[{i}]: order_id {line['order_id']} twice in one "
+                                        "batch", index=i, field="order_id")
+        seen.add(line["order_id"])
+        groups.setdefault(line["program"], []).append(line)
+    return [operation_view(repos.enqueue_operation(
+        session, merchant_id=acceptor.id, kind="redeem_batch",
+        payload={"program": program, "items": lines}, signer=acceptor.account_address))
+        for program, lines in groups.items()]
+
+
+def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
+                    from_merchant_id: int, points: int, min_out: int, order_id: str,
+                    nonce: int, deadline: int, signature: str) -> OperationView:
+    """Queue a conversion of ``points`` of ``from_merchant_id``'s program into the relaying
+    merchant's points, as the member signed it (EIP-712 ``Convert``)."""
+    target = _merchant(session, merchant_id)
+    source = _merchant(session, _merchant_id(from_merchant_id, "from_merchant_id"))
+    if source.id == target.id:
+        raise LedgerValidationError("convert from another merchant's program",
+                                    field="from_merchant_id")
+    _nonce_deadline_signature(nonce, deadline, signature)
+    if not isinstance(min_out, int) or isinstance(min_out, bool) or not 0 <= min_out <= MAX_POINTS:
+        raise LedgerValidationError("min_out must be a non-negative integer", field="min_out")
+    pts = _points(points)
+    if pts > MAX_REDEEM_POINTS:
+        raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
+                                    field="points")
+    payload = {"program": source.program_address, "member": _address(member), "points": pts,
+               "min_out": min_out, "order_id": _order_id(order_id),
+               "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
+               "deadline": deadline, "signature": signature, "merchant_id": target.id,
+               "from_merchant_id": source.id}
+    op = repos.enqueue_operation(session, merchant_id=target.id, kind="convert",
+                                 payload=payload, signer=target.account_address)
+    return operation_view(op)
+
+
+def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_id: int,
+                              order_id: str, points: int,
+                              program_merchant_id: int | None = None) -> OperationView:
+    """Queue a refund of ``points`` of what a redemption took for the merchant's order
+    ``order_id`` (points of ``program_merchant_id``'s program; default its own)."""
+    acceptor = _merchant(session, merchant_id)
+    program_merchant = acceptor if program_merchant_id in (None, acceptor.id) else _merchant(
+        session, _merchant_id(program_merchant_id, "program_merchant_id"))
+    payload = {"program": program_merchant.program_address, "merchant_id": acceptor.id,
+               "program_merchant_id": program_merchant.id, "order_id": _order_id(order_id),
+               "order_ref": "0x" + order_ref(order_id).hex(), "points": _points(points)}
+    op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="refund_redemption",
+                                 payload=payload, signer=acceptor.account_address)
+    return operation_view(op)
 
 
 # ---------------------------------------------------------------------- reads
@@ -242,7 +356,7 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
             raise LedgerNotFoundError(f"no operation {operation_id}")
         if merchant_id is not None and op.merchant_id != merchant_id:
             raise LedgerPermissionError("that operation belongs to another merchant")
-        return _view(op)
+        return operation_view(op)
 
 
 def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
@@ -277,7 +391,7 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
         return repos.member_events(s, member=address, limit=limit, cursor=cursor)
 
 
-def _view(op: repos.OperationRow) -> OperationView:
+def operation_view(op: repos.OperationRow) -> OperationView:
     payload = op.payload or {}
     items = len(payload.get("items", [])) if "items" in payload else 1
     return OperationView(id=op.id, kind=op.kind, status=op.status, merchant_id=op.merchant_id,

@@ -1,4 +1,5 @@
-"""Points: issue, batch issue, reverse, redeem. Each queues one outbox operation (202)."""
+"""Points: issue, batch issue, reverse, redeem (own or another merchant's points), convert,
+refund a redemption. Each queues outbox operations (202)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..idempotency import run_idempotent
 from ..schemas import (
+    ConvertRequest,
     IssueBatchRequest,
     IssueRequest,
     OperationOut,
+    OperationsOut,
+    RedeemBatchRequest,
     RedeemRequest,
+    RefundRedemptionRequest,
     ReverseRequest,
 )
 
@@ -34,15 +39,18 @@ def operation_out(view: OperationView) -> dict[str, Any]:
     return OperationOut.model_validate(asdict(view)).model_dump(mode="json")
 
 
-def _queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
-           call: Callable[[Session, int], OperationView]) -> Response:
-    """Queue one operation for the calling merchant, idempotently; 202 with its status."""
+def queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
+          call: Callable[[Session, int], OperationView | list[OperationView]]) -> Response:
+    """Queue operations for the calling merchant, idempotently; 202 with their status."""
     mid = who.merchant_id
     assert mid is not None
 
     def work(s: Session | None) -> tuple[int, Any]:
         assert s is not None
-        return 202, operation_out(call(s, mid))
+        result = call(s, mid)
+        if isinstance(result, list):
+            return 202, {"operations": [operation_out(v) for v in result]}
+        return 202, operation_out(result)
 
     return run_idempotent(request, body, alliance, who, work)
 
@@ -51,7 +59,7 @@ def _queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
 def issue(req: IssueRequest, request: Request, body: BodyDep, alliance: AllianceDep,
           who: MerchantDep) -> Response:
     """Issue points for one of your orders (the order id can never issue twice)."""
-    return _queue(request, body, alliance, who, lambda s, mid: points.request_issue(
+    return queue(request, body, alliance, who, lambda s, mid: points.request_issue(
         alliance, s, merchant_id=mid, member=req.member, member_id=req.member_id,
         points=req.points, order_id=req.order_id, release_at=req.release_at))
 
@@ -63,7 +71,7 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
     lines = [points.IssueLine(points=i.points, order_id=i.order_id, member=i.member,
                               member_id=i.member_id, release_at=i.release_at)
              for i in req.items]
-    return _queue(request, body, alliance, who, lambda s, mid: points.request_issue_batch(
+    return queue(request, body, alliance, who, lambda s, mid: points.request_issue_batch(
         alliance, s, merchant_id=mid, items=lines))
 
 
@@ -71,15 +79,47 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
 def reverse(req: ReverseRequest, request: Request, body: BodyDep, alliance: AllianceDep,
             who: MerchantDep) -> Response:
     """Take back points one of your orders issued (a refund), up to what it has left."""
-    return _queue(request, body, alliance, who, lambda s, mid: points.request_reverse(
+    return queue(request, body, alliance, who, lambda s, mid: points.request_reverse(
         alliance, s, merchant_id=mid, order_id=req.order_id, points=req.points))
 
 
 @router.post("/redeem", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def redeem(req: RedeemRequest, request: Request, body: BodyDep, alliance: AllianceDep,
            who: MerchantDep) -> Response:
-    """Relay a member's signed redemption; the member pays no gas."""
-    return _queue(request, body, alliance, who, lambda s, mid: points.request_redeem(
+    """Relay a member's signed redemption, of your points or (``program_merchant_id``)
+    another merchant's; the member pays no gas; foreign points clear in the same transaction."""
+    return queue(request, body, alliance, who, lambda s, mid: points.request_redeem(
         alliance, s, merchant_id=mid, member=req.member, points=req.points,
         order_id=req.order_id, nonce=req.nonce, deadline=req.deadline,
-        signature=req.signature))
+        signature=req.signature, program_merchant_id=req.program_merchant_id))
+
+
+@router.post("/redeem-batch", status_code=202, response_model=OperationsOut,
+             responses={202: {"model": OperationsOut}})
+def redeem_batch(req: RedeemBatchRequest, request: Request, body: BodyDep,
+                 alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Relay many signed redemptions: one operation (one transaction) per program spent."""
+    items = [points.SignedRedemption(i.member, i.points, i.order_id, i.nonce, i.deadline,
+                                     i.signature, i.program_merchant_id) for i in req.items]
+    return queue(request, body, alliance, who, lambda s, mid: points.request_redeem_batch(
+        alliance, s, merchant_id=mid, items=items))
+
+
+@router.post("/convert", status_code=202, responses=ACCEPTED, response_model=OperationOut)
+def convert(req: ConvertRequest, request: Request, body: BodyDep, alliance: AllianceDep,
+            who: MerchantDep) -> Response:
+    """Relay a member's signed conversion of another merchant's points into yours."""
+    return queue(request, body, alliance, who, lambda s, mid: points.request_convert(
+        alliance, s, merchant_id=mid, member=req.member, from_merchant_id=req.from_merchant_id,
+        points=req.points, min_out=req.min_out, order_id=req.order_id, nonce=req.nonce,
+        deadline=req.deadline, signature=req.signature))
+
+
+@router.post("/refund-redemption", status_code=202, responses=ACCEPTED,
+             response_model=OperationOut)
+def refund_redemption(req: RefundRedemptionRequest, request: Request, body: BodyDep,
+                      alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Give back points a redemption took for one of your orders; cleared value moves back."""
+    return queue(request, body, alliance, who, lambda s, mid: points.request_refund_redemption(
+        alliance, s, merchant_id=mid, order_id=req.order_id, points=req.points,
+        program_merchant_id=req.program_merchant_id))

@@ -160,6 +160,11 @@ class ChainGateway:
         selector, types = _function_signature(abi, fn)
         return selector + abi_encode(types, list(args))
 
+    def event_topic(self, abi: Abi, event: str) -> bytes:
+        """topic0 of ``event`` in ``abi`` (keccak-256 of its signature)."""
+        entry = next(e for e in abi if e.get("type") == "event" and e.get("name") == event)
+        return bytes(keccak(text=_signature(entry)))
+
     def selector(self, abi: Abi, fn: str) -> bytes:
         """The 4-byte selector of ``fn`` in ``abi``."""
         return _function_signature(abi, fn)[0]
@@ -274,8 +279,11 @@ class ChainGateway:
             raise self.map_error(exc) from exc
 
     def get_logs(self, *, address: str | Sequence[str] | None, from_block: int,
-                 to_block: int) -> list[Mapping[str, Any]]:
+                 to_block: int, topics: Sequence[Any] | None = None
+                 ) -> list[Mapping[str, Any]]:
         params: dict[str, Any] = {"fromBlock": from_block, "toBlock": to_block}
+        if topics is not None:
+            params["topics"] = list(topics)
         if address is not None:
             params["address"] = ([to_checksum_address(a) for a in address]
                                  if not isinstance(address, str) else to_checksum_address(address))
@@ -353,13 +361,9 @@ def _events_by_topic(abi: Abi) -> dict[bytes, Mapping[str, Any]]:
     hit = _topic_cache.get(id(abi))
     if hit is not None and hit[0] is abi:
         return hit[1]
-    table = {keccak(text=_event_signature(e)): e for e in abi if e.get("type") == "event"}
+    table = {keccak(text=_signature(e)): e for e in abi if e.get("type") == "event"}
     _topic_cache[id(abi)] = (abi, table)
     return table
-
-
-def _event_signature(entry: Mapping[str, Any]) -> str:
-    return f"{entry['name']}({','.join(_abi_type(i) for i in entry.get('inputs', []))})"
 
 
 def _plain(value: Any) -> Any:

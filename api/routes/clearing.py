@@ -1,0 +1,171 @@
+"""Clearing and settlement: merchants see positions and statements, deposit into escrow and
+confirm off-chain payments; the operator closes periods, settles, anchors statements, sets caps
+and acceptance, and mints settlement tokens."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from ledger import clearing
+from ledger.clearing import PeriodView, Statement
+
+from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep
+from ..idempotency import run_idempotent
+from ..schemas import (
+    AcceptanceUpdate,
+    CapsUpdate,
+    DepositRequest,
+    MintRequest,
+    OffChainPaymentRequest,
+    OperationOut,
+    PeriodOut,
+    PositionOut,
+    StatementOut,
+)
+from .points import ACCEPTED, queue
+
+router = APIRouter(prefix="/v1/clearing", tags=["clearing"])
+admin_router = APIRouter(prefix="/v1/admin/clearing", tags=["admin"])
+
+
+def _period_out(view: PeriodView) -> dict[str, Any]:
+    return PeriodOut.model_validate(asdict(view)).model_dump(mode="json")
+
+
+def _statement_out(st: Statement) -> StatementOut:
+    return StatementOut(hash=st.hash, anchored_hash=st.anchored_hash,
+                        matches_anchor=st.matches_anchor, statement=st.document)
+
+
+# ---------------------------------------------------------------------- merchants
+
+
+@router.get("/position", response_model=PositionOut)
+def my_position(alliance: AllianceDep, who: MerchantDep,
+                period: int | None = Query(default=None, ge=1)) -> PositionOut:
+    """Your net in a period (default: the open one): positive, the alliance owes you."""
+    assert who.merchant_id is not None
+    return PositionOut(**asdict(clearing.position(alliance, merchant_id=who.merchant_id,
+                                                  period=period)))
+
+
+@router.get("/statements/{period}", response_model=StatementOut,
+            responses={200: {"content": {"text/csv": {}}}})
+def my_statement(period: int, alliance: AllianceDep, who: MerchantDep,
+                 format: Literal["json", "csv"] = "json") -> Any:
+    """Your statement for a period: every counterparty (gross receivable, payable, net),
+    every underlying redemption/conversion/refund with its transaction; its keccak-256 and,
+    once the operator anchored it, the hash on chain. ``?format=csv`` for a spreadsheet."""
+    assert who.merchant_id is not None
+    st = clearing.statement(alliance, period=period, merchant_id=who.merchant_id)
+    if format == "csv":
+        return Response(st.to_csv(), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="statement-{period}-'
+                                   f'{who.merchant_id}.csv"', "X-Statement-Hash": st.hash})
+    return _statement_out(st)
+
+
+@router.post("/deposits", status_code=202, responses=ACCEPTED, response_model=OperationOut)
+def deposit(req: DepositRequest, request: Request, body: BodyDep, alliance: AllianceDep,
+            who: MerchantDep) -> Response:
+    """Pay settlement tokens into escrow for a closed period you owe in (at most what you
+    still owe)."""
+    return queue(request, body, alliance, who, lambda s, mid: clearing.request_deposit(
+        alliance, s, merchant_id=mid, period=req.period, amount=req.amount))
+
+
+@router.post("/offchain-payments", status_code=202, responses=ACCEPTED,
+             response_model=OperationOut)
+def confirm_offchain(req: OffChainPaymentRequest, request: Request, body: BodyDep,
+                     alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Confirm a debtor paid you off chain for a closed period; recorded on chain."""
+    return queue(request, body, alliance, who, lambda s, mid: clearing.request_confirm_payment(
+        alliance, s, merchant_id=mid, period=req.period, debtor=req.debtor, amount=req.amount))
+
+
+# ---------------------------------------------------------------------- operator
+
+
+def _operator(request: Request, body: bytes, alliance: Any, who: Any, status: int,
+              action: Any) -> Response:
+    def work(_: Session | None) -> tuple[int, Any]:
+        return status, action()
+
+    return run_idempotent(request, body, alliance, who, work, in_transaction=False)
+
+
+@admin_router.get("/periods/{period}", response_model=PeriodOut)
+def period_detail(period: int, alliance: AllianceDep, who: AdminDep) -> Any:
+    """Every merchant's position in a period, and its settlement progress once closed."""
+    return _period_out(clearing.period_view(alliance, period))
+
+
+@admin_router.get("/current", response_model=PeriodOut)
+def current(alliance: AllianceDep, who: AdminDep) -> Any:
+    """The open period's positions (they always sum to zero)."""
+    return _period_out(clearing.period_view(alliance))
+
+
+@admin_router.post("/close", response_model=PeriodOut)
+def close(request: Request, body: BodyDep, alliance: AllianceDep, who: AdminDep) -> Response:
+    """Close the open period: every merchant's net is recorded on chain."""
+    return _operator(request, body, alliance, who, 200,
+                     lambda: _period_out(clearing.close_period(alliance)))
+
+
+@admin_router.post("/periods/{period}/settle", response_model=PeriodOut)
+def settle(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
+           who: AdminDep) -> Response:
+    """Pay the period's creditors from escrow (pro rata while a debtor is short)."""
+    return _operator(request, body, alliance, who, 200,
+                     lambda: _period_out(clearing.settle(alliance, period=period)))
+
+
+@admin_router.post("/periods/{period}/anchor")
+def anchor(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
+           who: AdminDep) -> Response:
+    """Anchor every merchant's statement hash of a closed period on chain."""
+    return _operator(request, body, alliance, who, 200, lambda: {"statements": [
+        {"merchant_id": st.document["merchant_id"], "hash": st.hash}
+        for st in clearing.anchor_statements(alliance, period=period)]})
+
+
+@admin_router.get("/statements/{period}/{merchant_id}", response_model=StatementOut)
+def any_statement(period: int, merchant_id: int, alliance: AllianceDep,
+                  who: AdminDep) -> StatementOut:
+    """Any merchant's statement (the operator's and auditors' view)."""
+    return _statement_out(clearing.statement(alliance, period=period, merchant_id=merchant_id))
+
+
+@admin_router.put("/caps/{merchant_id}")
+def caps(merchant_id: int, req: CapsUpdate, alliance: AllianceDep, who: AdminDep
+         ) -> dict[str, int]:
+    """Set a merchant's liability cap and per-period foreign cap. Idempotent by nature."""
+    clearing.set_caps(alliance, merchant_id=merchant_id, liability_cap=req.liability_cap,
+                      foreign_cap=req.foreign_cap)
+    t = alliance.contracts.registry.terms_of(merchant_id)
+    return {"merchant_id": merchant_id, "rate": t.rate, "liability_cap": t.liability_cap,
+            "foreign_cap": t.foreign_cap}
+
+
+@admin_router.put("/acceptance")
+def acceptance(req: AcceptanceUpdate, alliance: AllianceDep, who: AdminDep) -> dict[str, Any]:
+    """Whether a merchant accepts another's points. Idempotent by nature."""
+    clearing.set_acceptance(alliance, acceptor=req.acceptor,
+                            program_merchant=req.program_merchant, accepted=req.accepted)
+    return {"acceptor": req.acceptor, "program_merchant": req.program_merchant,
+            "accepted": alliance.contracts.registry.accepts(req.acceptor, req.program_merchant)}
+
+
+@admin_router.post("/settlement-tokens/mint")
+def mint(req: MintRequest, request: Request, body: BodyDep, alliance: AllianceDep,
+         who: AdminDep) -> Response:
+    """Mint settlement tokens to a merchant against cash received into the escrow account."""
+    return _operator(request, body, alliance, who, 200, lambda: {
+        "merchant_id": req.merchant_id,
+        "balance": clearing.mint_settlement_tokens(alliance, merchant_id=req.merchant_id,
+                                                   amount=req.amount)})

@@ -1,0 +1,361 @@
+"""A stateful model of the whole clearing on a real anvil: random sequences of issuing,
+spending at the issuer and elsewhere, converting, refunding, closing periods, depositing,
+confirming off-chain payments and settling, checked after every step against a plain Python
+model of balances, supplies, positions and settlements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from ledger.chain.sender import TransactionSender
+from ledger.contracts.clients import Conversion
+from ledger.errors import ContractRevertError
+from ledger.settings import ANVIL_OPERATOR_KEY
+
+from .conftest import Chain, Merchant
+from .test_clearing import _redeem_at, _sign_convert
+from .test_point_program import ref, reverts
+
+RATES = (10, 25, 4, 7)
+MEMBERS = 4
+TRANSFER_AND_CALL = "transferAndCall(address,uint256,bytes)"
+
+
+@dataclass
+class RedemptionRec:
+    """A redemption the model remembers so it can be refunded."""
+
+    issuer: int
+    acceptor: int
+    member: int
+    order_ref: bytes
+    remaining: int
+    rate: int  # 0: spent at the issuer, nothing cleared
+
+
+@dataclass
+class ClosedPeriod:
+    nets: list[int]
+    total_owed: int
+    paid: list[int] = field(default_factory=lambda: [0] * len(RATES))
+    received: list[int] = field(default_factory=lambda: [0] * len(RATES))
+    paid_out: list[int] = field(default_factory=lambda: [0] * len(RATES))  # from escrow
+    total_received: int = 0
+    escrow: int = 0
+
+    def owes(self, m: int) -> int:
+        return -self.nets[m] - self.paid[m] if self.nets[m] < 0 else 0
+
+    def due(self, m: int) -> int:
+        return self.nets[m] - self.received[m] if self.nets[m] > 0 else 0
+
+
+def quote(amount: int, rate_a: int, rate_b: int) -> tuple[int, int, int]:
+    """IClearing.quoteConversion as documented: out floor, spent ceil, value out x rateB."""
+    out = amount * rate_a // rate_b
+    spent = -(-out * rate_b // rate_a)
+    return out, spent, out * rate_b
+
+
+def test_clearing_matches_the_model(chain: Chain) -> None:
+    gw = chain.gateway
+    clearing, token = chain.clearing, chain.token
+
+    class ClearingMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.snap = gw.rpc("evm_snapshot")
+            try:
+                # Nonces must follow the chain after the previous instance's revert.
+                chain.operator = TransactionSender(gw, ANVIL_OPERATOR_KEY)
+                self.ms: list[Merchant] = [chain.admit(symbol=f"M{i}", rate=r)
+                                           for i, r in enumerate(RATES)]
+            except BaseException:
+                gw.rpc("evm_revert", [self.snap])
+                raise
+            self.members: list[LocalAccount] = [Account.create() for _ in range(MEMBERS)]
+            self.bal = [[0] * MEMBERS for _ in RATES]
+            self.redemptions: list[RedemptionRec] = []
+            self.period = clearing.current_period()
+            self.nets = [0] * len(RATES)
+            self.closed: dict[int, ClosedPeriod] = {}
+            self.tokens = [0] * len(RATES)  # settlement tokens held by each merchant
+            self.serial = 0
+
+        def teardown(self) -> None:
+            gw.rpc("evm_revert", [self.snap])
+
+        # ------------------------------------------------------------ helpers
+
+        def _name(self, kind: str) -> str:
+            self.serial += 1
+            return f"{kind}-{self.serial}"
+
+        def _ref(self, kind: str) -> bytes:
+            return ref(self._name(kind))
+
+        def _holders(self) -> list[tuple[int, int]]:
+            return [(i, j) for i in range(len(RATES)) for j in range(MEMBERS)
+                    if self.bal[i][j] > 0]
+
+        def _value(self) -> int:
+            """Outstanding points x rate, over every program, as the chain has them."""
+            return sum(m.program.total_supply() * r for m, r in zip(self.ms, RATES))
+
+        def _redeem(self, issuer: int, acceptor: int, member: int, amount: int,
+                    expect_ok: bool) -> None:
+            name = self._name("sale")
+            order = ref(name)
+            before = self._value()
+            try:
+                _redeem_at(chain, self.ms[issuer], self.ms[acceptor], self.members[member],
+                           amount, name)
+            except ContractRevertError as exc:
+                assert not expect_ok, f"redeem {amount} failed: {exc}"
+                assert exc.name == "PointsInsufficientBalance", exc
+                assert self._value() == before
+                return
+            assert expect_ok, f"redeem of {amount} > balance {self.bal[issuer][member]} passed"
+            rate = RATES[issuer] if issuer != acceptor else 0
+            self.bal[issuer][member] -= amount
+            if rate:
+                self.nets[issuer] -= amount * rate
+                self.nets[acceptor] += amount * rate
+            self.redemptions.append(RedemptionRec(issuer, acceptor, member, order, amount,
+                                                  rate))
+            after = self._value()
+            assert after == before - amount * RATES[issuer] < before
+            got = self.ms[issuer].program.redemption_of(self.ms[acceptor].merchant_id, order)
+            assert got[:3] == (self.members[member].address, amount, rate)
+
+        # ------------------------------------------------------------ points
+
+        @rule(m=st.integers(0, len(RATES) - 1), member=st.integers(0, MEMBERS - 1),
+              amount=st.integers(1, 500))
+        def issue(self, m: int, member: int, amount: int) -> None:
+            self.ms[m].call("issue", self.members[member].address, amount, self._ref("issue"))
+            self.bal[m][member] += amount
+
+        @precondition(lambda self: bool(self._holders()))
+        @rule(data=st.data())
+        def redeem_here(self, data: st.DataObject) -> None:
+            i, j = data.draw(st.sampled_from(self._holders()), label="issuer, member")
+            over = data.draw(st.integers(0, 9), label="over") == 0
+            amount = (self.bal[i][j] + 1 if over
+                      else data.draw(st.integers(1, self.bal[i][j]), label="amount"))
+            self._redeem(i, i, j, amount, expect_ok=not over)
+
+        @precondition(lambda self: bool(self._holders()))
+        @rule(data=st.data())
+        def redeem_elsewhere(self, data: st.DataObject) -> None:
+            i, j = data.draw(st.sampled_from(self._holders()), label="issuer, member")
+            k = data.draw(st.sampled_from([k for k in range(len(RATES)) if k != i]),
+                          label="acceptor")
+            over = data.draw(st.integers(0, 9), label="over") == 0
+            amount = (self.bal[i][j] + 1 if over
+                      else data.draw(st.integers(1, self.bal[i][j]), label="amount"))
+            self._redeem(i, k, j, amount, expect_ok=not over)
+
+        @precondition(lambda self: bool(self._holders()))
+        @rule(data=st.data())
+        def convert(self, data: st.DataObject) -> None:
+            a, j = data.draw(st.sampled_from(self._holders()), label="from, member")
+            b = data.draw(st.sampled_from([k for k in range(len(RATES)) if k != a]),
+                          label="to")
+            # A little past the balance too: only `spent` is burnt, so that may still work.
+            amount = data.draw(st.integers(1, self.bal[a][j] + 3), label="amount")
+            min_out = data.draw(st.sampled_from([0, 1]), label="min_out")
+            frm, to, mem = self.ms[a], self.ms[b], self.members[j]
+            out, spent, value = quote(amount, RATES[a], RATES[b])
+            assert clearing.quote_conversion(frm.merchant_id, to.merchant_id, amount) == (
+                out, spent, value)
+            assert spent <= amount and value <= spent * RATES[a]
+            c = Conversion(mem.address, amount, to.merchant_id, min_out, self._ref("conv"),
+                           frm.program.nonce_of(mem.address), chain.now() + 600)
+            sig = _sign_convert(chain, mem, frm, c)
+            before = self._value()
+            if out < 1:
+                with reverts("ClearingConversionTooSmall", out, min_out):
+                    to.call_on(frm.program, "convert", c.as_tuple(), sig)
+                return
+            if spent > self.bal[a][j]:
+                with reverts("PointsInsufficientBalance"):
+                    to.call_on(frm.program, "convert", c.as_tuple(), sig)
+                return
+            to.call_on(frm.program, "convert", c.as_tuple(), sig)
+            self.bal[a][j] -= spent
+            self.bal[b][j] += out
+            self.nets[a] -= value
+            self.nets[b] += value
+            after = self._value()
+            assert after == before - spent * RATES[a] + out * RATES[b] <= before
+
+        @precondition(lambda self: any(r.remaining for r in self.redemptions))
+        @rule(data=st.data())
+        def refund(self, data: st.DataObject) -> None:
+            rec = data.draw(st.sampled_from([r for r in self.redemptions if r.remaining]),
+                            label="redemption")
+            over = data.draw(st.integers(0, 9), label="over") == 0
+            amount = (rec.remaining + 1 if over
+                      else data.draw(st.integers(1, rec.remaining), label="amount"))
+            iss, acc = self.ms[rec.issuer], self.ms[rec.acceptor]
+            if over:
+                with reverts("PointsReverseExceedsIssued", rec.order_ref, rec.remaining,
+                             amount):
+                    acc.call_on(iss.program, "refundRedemption", acc.merchant_id,
+                                rec.order_ref, amount)
+                return
+            acc.call_on(iss.program, "refundRedemption", acc.merchant_id, rec.order_ref,
+                        amount)
+            rec.remaining -= amount
+            self.bal[rec.issuer][rec.member] += amount
+            if rec.rate:
+                # The value moves back in the current period, at the redemption's rate.
+                self.nets[rec.acceptor] -= amount * rec.rate
+                self.nets[rec.issuer] += amount * rec.rate
+            assert iss.program.redemption_of(acc.merchant_id, rec.order_ref)[1] == rec.remaining
+
+        # ------------------------------------------------------------ clearing
+
+        @rule()
+        def close_period(self) -> None:
+            chain.op(clearing, "closePeriod")
+            owed = sum(-n for n in self.nets if n < 0)
+            self.closed[self.period] = ClosedPeriod(list(self.nets), owed)
+            info = clearing.period(self.period)
+            assert info.total_owed == owed and info.closed_at > 0
+            assert info.merchants == chain.registry.merchant_count()
+            self.period += 1
+            self.nets = [0] * len(RATES)
+            assert clearing.current_period() == self.period
+
+        def _debts(self) -> list[tuple[int, int]]:
+            return [(p, m) for p, cp in self.closed.items() for m in range(len(RATES))
+                    if cp.owes(m) > 0]
+
+        @precondition(lambda self: bool(self._debts()))
+        @rule(data=st.data())
+        def deposit(self, data: st.DataObject) -> None:
+            p, m = data.draw(st.sampled_from(self._debts()), label="period, debtor")
+            cp = self.closed[p]
+            owes = cp.owes(m)
+            over = data.draw(st.integers(0, 9), label="over") == 0
+            amount = (owes + 1 if over
+                      else data.draw(st.one_of(st.just(owes), st.integers(1, owes)),
+                                     label="amount"))
+            merchant = self.ms[m]
+            chain.op(token, "mint", merchant.account.address, amount)
+            self.tokens[m] += amount
+            args = (clearing.address, amount, abi_encode(["uint256"], [p]))
+            if over:
+                with reverts("ClearingExceedsOutstanding", p, merchant.merchant_id, owes,
+                             amount):
+                    merchant.call_on(token, TRANSFER_AND_CALL, *args)
+                return
+            merchant.call_on(token, TRANSFER_AND_CALL, *args)
+            self.tokens[m] -= amount
+            cp.paid[m] += amount
+            cp.escrow += amount
+
+        def _offchain(self) -> list[tuple[int, int, int]]:
+            return [(p, c, d) for p, cp in self.closed.items() for c in range(len(RATES))
+                    for d in range(len(RATES)) if cp.due(c) > 0 and cp.owes(d) > 0]
+
+        @precondition(lambda self: bool(self._offchain()))
+        @rule(data=st.data())
+        def confirm_off_chain(self, data: st.DataObject) -> None:
+            p, c, d = data.draw(st.sampled_from(self._offchain()),
+                                label="period, creditor, debtor")
+            cp = self.closed[p]
+            amount = data.draw(st.integers(1, min(cp.due(c), cp.owes(d))), label="amount")
+            self.ms[c].call_on(clearing, "confirmOffChainPayment", p, self.ms[d].merchant_id,
+                               amount)
+            cp.received[c] += amount
+            cp.paid[d] += amount
+            cp.total_received += amount
+
+        @precondition(lambda self: bool(self.closed))
+        @rule(data=st.data())
+        def settle(self, data: st.DataObject) -> None:
+            p = data.draw(st.sampled_from(sorted(self.closed)), label="period")
+            cp = self.closed[p]
+            remaining = cp.total_owed - cp.total_received
+            if remaining == 0:
+                with reverts("ClearingAlreadySettled", p):
+                    chain.op(clearing, "settle", p)
+                return
+            assert cp.escrow <= remaining
+            pays = [0] * len(RATES)
+            for m in sorted(range(len(RATES)), key=lambda m: self.ms[m].merchant_id):
+                due = cp.due(m)
+                if due == 0:
+                    continue
+                pays[m] = due if cp.escrow >= remaining else cp.escrow * due // remaining
+            if not any(pays):
+                with reverts("ClearingNothingToSettle", p):
+                    chain.op(clearing, "settle", p)
+                return
+            chain.op(clearing, "settle", p)
+            for m, pay in enumerate(pays):
+                cp.received[m] += pay
+                cp.paid_out[m] += pay
+                self.tokens[m] += pay
+            cp.escrow -= sum(pays)
+            cp.total_received += sum(pays)
+
+        # ------------------------------------------------------------ invariants
+
+        @invariant()
+        def points_match(self) -> None:
+            for i, m in enumerate(self.ms):
+                balances = [m.program.balance_of(x.address) for x in self.members]
+                assert balances == self.bal[i], (i, balances, self.bal[i])
+                assert m.program.total_supply() == sum(balances) == sum(self.bal[i])
+
+        @invariant()
+        def positions_match_and_sum_to_zero(self) -> None:
+            nets = {self.period: self.nets} | {p: cp.nets for p, cp in self.closed.items()}
+            for p, expected in nets.items():
+                got = [clearing.position_of(p, m.merchant_id)[0] for m in self.ms]
+                assert got == expected, (p, got, expected)
+                assert sum(got) == 0, (p, got)
+
+        @invariant()
+        def settlements_match(self) -> None:
+            escrow_total = 0
+            for p, cp in self.closed.items():
+                info = clearing.period(p)
+                assert (info.total_owed, info.total_received, info.escrow) == (
+                    cp.total_owed, cp.total_received, cp.escrow), (p, info, cp)
+                got = [clearing.settlement_of(p, m.merchant_id) for m in self.ms]
+                assert got == list(zip(cp.paid, cp.received)), (p, got, cp)
+                received = sum(r for _, r in got)
+                paid = sum(q for q, _ in got)
+                assert received == paid - info.escrow, (p, got, info)
+                assert received == info.total_received <= info.total_owed
+                for (q, r), net in zip(got, cp.nets):
+                    assert r <= max(net, 0) and q <= max(-net, 0), (p, got, cp.nets)
+                for m, merchant in enumerate(self.ms):
+                    expect = cp.nets[m] - cp.received[m] if cp.nets[m] >= 0 else (
+                        cp.nets[m] + cp.paid[m])
+                    assert clearing.outstanding(p, merchant.merchant_id) == expect
+                escrow_total += info.escrow
+            assert token.balance_of(clearing.address) == escrow_total
+            assert [token.balance_of(m.account.address) for m in self.ms] == self.tokens
+
+    run_state_machine_as_test(ClearingMachine, settings=settings(
+        max_examples=8, stateful_step_count=25, deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
