@@ -259,9 +259,12 @@ def _closed_period_with_debt(chain: Chain) -> tuple[list[Merchant], int]:
     return [a, b, c], p
 
 
+TRANSFER_AND_CALL = "transferAndCall(address,uint256,bytes)"
+
+
 def _mint_and_deposit(chain: Chain, m: Merchant, period: int, amount: int) -> None:
     chain.op(chain.token, "mint", m.account.address, amount)
-    m.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, amount,
+    m.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, amount,
               abi_encode(["uint256"], [period]))
 
 
@@ -308,11 +311,11 @@ def test_deposits_beyond_the_debt_or_by_creditors_or_for_open_periods_change_not
     chain.op(chain.token, "mint", b.account.address, 1_000)
     data = abi_encode(["uint256"], [p])
     with reverts("ClearingExceedsOutstanding", p, a.merchant_id, 300, 301):
-        a.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 301, data)
+        a.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, 301, data)
     with reverts("ClearingExceedsOutstanding", p, b.merchant_id, 0, 1):
-        b.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 1, data)
+        b.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, 1, data)
     with reverts("ClearingPeriodNotClosed", p + 1):
-        a.call_on(chain.token, "transferAndCall(address,uint256,bytes)", chain.clearing.address, 1,
+        a.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, 1,
                   abi_encode(["uint256"], [p + 1]))
     with reverts("ClearingInvalidDeposit"):
         a.call_on(chain.clearing, "onTransferReceived", a.account.address, a.account.address,
