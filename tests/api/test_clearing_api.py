@@ -1,0 +1,142 @@
+"""Cross-merchant points over HTTP: a member spends the store's points at the cafe, the
+operator closes the period and anchors statements, the cafe reads its statement as JSON and
+CSV; operator-only routes and bad input are refused."""
+
+from __future__ import annotations
+
+import time
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from tests.ledger.helpers import sign_conversion, sign_redemption
+
+from .conftest import ApiEnv
+
+
+def _funded_member(env: ApiEnv, points: int = 100) -> LocalAccount:
+    member = Account.create()
+    r = env.store.post("/v1/points/issue", {"member": member.address, "points": points,
+                                            "order_id": f"F-{member.address[2:10]}"})
+    assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
+    return member
+
+
+def _foreign_redeem(env: ApiEnv, member: LocalAccount, points: int, order_id: str,
+                    nonce: int) -> dict[str, object]:
+    deadline = int(time.time()) + 600
+    sig = sign_redemption(member, program=env.store_merchant.program,
+                          chain_id=env.alliance.gateway.chain_id, amount=points,
+                          merchant_id=env.cafe_merchant.merchant_id, order_id=order_id,
+                          nonce=nonce, deadline=deadline)
+    return {"member": member.address, "points": points, "order_id": order_id, "nonce": nonce,
+            "deadline": deadline, "signature": sig,
+            "program_merchant_id": env.store_merchant.merchant_id}
+
+
+def test_spend_elsewhere_close_and_read_the_anchored_statement(env: ApiEnv) -> None:
+    member = _funded_member(env)
+    r = env.cafe.post("/v1/points/redeem-batch", {"items": [
+        _foreign_redeem(env, member, 30, "CAFE-1", 0)]})
+    assert r.status_code == 202, r.text
+    (op,) = r.json()["operations"]
+    assert env.cafe.wait_operation(op["id"])["status"] == "confirmed"
+    pos = env.cafe.get("/v1/clearing/position").json()
+    assert pos["net"] == 30 * 1 and pos["foreign_accepted"] == 30
+    assert env.store.get("/v1/clearing/position").json()["net"] == -30
+
+    closed = env.admin.post("/v1/admin/clearing/close", None)
+    assert closed.status_code == 200, closed.text
+    period = closed.json()["period"]
+    assert closed.json()["total_owed"] == 30
+    anchored = env.admin.post(f"/v1/admin/clearing/periods/{period}/anchor", None).json()
+    assert len(anchored["statements"]) == 2
+
+    st = env.cafe.get(f"/v1/clearing/statements/{period}").json()
+    assert st["matches_anchor"] and st["hash"] == st["anchored_hash"]
+    assert st["statement"]["totals"] == {"receivable": 30, "payable": 0, "net": 30}
+    (line,) = st["statement"]["lines"]
+    assert line["kind"] == "redemption" and line["points"] == 30 and line["tx_hash"]
+    csv_resp = env.cafe.get(f"/v1/clearing/statements/{period}?format=csv")
+    assert csv_resp.headers["content-type"].startswith("text/csv")
+    assert csv_resp.headers["x-statement-hash"] == st["hash"]
+    assert "CAFE" not in csv_resp.text and st["hash"] in csv_resp.text
+
+
+def test_convert_store_points_into_cafe_points(env: ApiEnv) -> None:
+    member = _funded_member(env, 9)
+    deadline = int(time.time()) + 600
+    sig = sign_conversion(member, program=env.store_merchant.program,
+                          chain_id=env.alliance.gateway.chain_id, amount=9,
+                          to_merchant_id=env.cafe_merchant.merchant_id, min_out=4,
+                          order_id="CONV-1", nonce=0, deadline=deadline)
+    r = env.cafe.post("/v1/points/convert", {
+        "member": member.address, "from_merchant_id": env.store_merchant.merchant_id,
+        "points": 9, "min_out": 4, "order_id": "CONV-1", "nonce": 0, "deadline": deadline,
+        "signature": sig})
+    assert r.status_code == 202, r.text
+    assert env.cafe.wait_operation(r.json()["id"])["status"] == "confirmed"
+    balances = {p["merchant_id"]: p["spendable"] for p in env.cafe.get(
+        f"/v1/members/{member.address}/balances").json()["programs"]}
+    # 9 store points at 1 fen buy 4 cafe points at 2 fen; 8 pay for them, 1 stays.
+    assert balances == {env.store_merchant.merchant_id: 1, env.cafe_merchant.merchant_id: 4}
+
+
+def test_operator_routes_refuse_merchant_credentials(env: ApiEnv) -> None:
+    for method, path in [("POST", "/v1/admin/clearing/close"),
+                         ("POST", "/v1/admin/clearing/periods/1/settle"),
+                         ("GET", "/v1/admin/clearing/current"),
+                         ("PUT", "/v1/admin/clearing/caps/1")]:
+        r = env.cafe.request(method, path, {"liability_cap": 1, "foreign_cap": 1}
+                             if method == "PUT" else None)
+        assert r.status_code == 403, (path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    assert env.alliance.contracts.clearing.current_period() == 1
+
+
+def test_settling_an_open_or_settled_period_is_a_clear_conflict(env: ApiEnv) -> None:
+    r = env.admin.post("/v1/admin/clearing/periods/1/settle", None)
+    assert r.status_code == 409 and r.json()["code"] == "ClearingPeriodNotClosed"
+    env.admin.post("/v1/admin/clearing/close", None)
+    r = env.admin.post("/v1/admin/clearing/periods/1/settle", None)
+    assert r.status_code == 409 and r.json()["code"] == "ClearingAlreadySettled"
+
+
+def test_caps_and_acceptance_are_enforced_for_api_redemptions(env: ApiEnv) -> None:
+    member = _funded_member(env)
+    cafe, store = env.cafe_merchant.merchant_id, env.store_merchant.merchant_id
+    r = env.admin.request("PUT", "/v1/admin/clearing/acceptance",
+                          {"acceptor": cafe, "program_merchant": store, "accepted": False})
+    assert r.json()["accepted"] is False
+    r = env.cafe.post("/v1/points/redeem", _foreign_redeem(env, member, 5, "REF-1", 0))
+    failed = env.cafe.wait_operation(r.json()["id"])
+    assert failed["status"] == "failed" and failed["error_code"] == "RegistryNotAccepted"
+    env.admin.request("PUT", "/v1/admin/clearing/acceptance",
+                      {"acceptor": cafe, "program_merchant": store, "accepted": True})
+    r = env.admin.request("PUT", f"/v1/admin/clearing/caps/{cafe}",
+                          {"liability_cap": 0, "foreign_cap": 10})
+    assert r.json()["foreign_cap"] == 10
+    r = env.cafe.post("/v1/points/redeem", _foreign_redeem(env, member, 11, "CAP-1", 0))
+    failed = env.cafe.wait_operation(r.json()["id"])
+    assert failed["status"] == "failed" and failed["error_code"] == "ClearingForeignCapExceeded"
+    assert env.cafe.get("/v1/clearing/position").json()["net"] == 0
+
+
+def test_bad_clearing_input_is_refused_and_writes_nothing(env: ApiEnv) -> None:
+    good = _foreign_redeem(env, Account.create(), 5, "BAD-1", 0)
+    for body in [{**good, "points": 5.0}, {**good, "program_merchant_id": 0},
+                 {**good, "points": 2**32}, {"items": []}]:
+        path = "/v1/points/redeem-batch" if "items" in body else "/v1/points/redeem"
+        r = env.cafe.post(path, body)
+        assert r.status_code == 422, (body, r.text)
+    r = env.cafe.post("/v1/points/redeem", {**good, "program_merchant_id": 77})
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = env.cafe.post("/v1/clearing/deposits", {"period": 1, "amount": -5})
+    assert r.status_code == 422
+    r = env.cafe.post("/v1/clearing/offchain-payments",
+                      {"period": 1, "debtor": env.cafe_merchant.merchant_id, "amount": 5})
+    assert r.status_code == 422
+    with env.alliance.store.session() as s:
+        from ledger.store import repos
+
+        assert repos.count_operations(s) == 0
