@@ -23,6 +23,7 @@ from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from .alliance import Alliance
+    from .clearing import PeriodView
     from .merchants import MerchantView
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
@@ -30,7 +31,10 @@ app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
 chain_app = typer.Typer(help="The local anvil chain.", no_args_is_help=True)
 merchant_app = typer.Typer(help="Merchants of the alliance.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo alliance.", no_args_is_help=True)
+clearing_app = typer.Typer(help="Clearing and settlement between merchants.",
+                           no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
+app.add_typer(clearing_app, name="clearing")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 
@@ -219,6 +223,128 @@ def admin_key() -> None:
     finally:
         alliance.close()
     console.print(f"admin key id [bold]{key_id}[/bold]\nsecret      [bold]{secret}[/bold]")
+
+
+# ---------------------------------------------------------------------- clearing
+
+
+def _run(action: Callable[[Alliance], None]) -> None:
+    alliance = _open()
+    try:
+        action(alliance)
+    except LedgerError as exc:
+        _fail(exc)
+    finally:
+        alliance.close()
+
+
+def _period_table(view: PeriodView) -> None:
+    state = "open" if view.closed_at is None else f"closed at {view.closed_at}"
+    console.print(f"period {view.period} ({state}); owed {view.total_owed}, received "
+                  f"{view.total_received}, escrow {view.escrow}")
+    table = Table("merchant", "net", "foreign accepted", "paid", "received", "outstanding")
+    for p in view.positions:
+        table.add_row(str(p.merchant_id), str(p.net), str(p.foreign_accepted), str(p.paid),
+                      str(p.received), str(p.outstanding))
+    console.print(table)
+
+
+@clearing_app.command("positions")
+def clearing_positions(
+        period: Annotated[int | None, typer.Option(help="Period (default: the open one)")] = None
+) -> None:
+    """Every merchant's net in a period (settlement units; positive = owed to it)."""
+    from .clearing import period_view
+
+    _run(lambda a: _period_table(period_view(a, period)))
+
+
+@clearing_app.command("close")
+def clearing_close() -> None:
+    """Close the open period: each merchant's net is recorded on chain."""
+    from .clearing import close_period
+
+    _run(lambda a: _period_table(close_period(a)))
+
+
+@clearing_app.command("settle")
+def clearing_settle(period: int) -> None:
+    """Pay a closed period's creditors from escrow."""
+    from .clearing import settle
+
+    _run(lambda a: _period_table(settle(a, period=period)))
+
+
+@clearing_app.command("anchor")
+def clearing_anchor(period: int) -> None:
+    """Anchor every merchant's statement hash of a closed period."""
+    from .clearing import anchor_statements
+
+    def act(a: Alliance) -> None:
+        for st in anchor_statements(a, period=period):
+            console.print(f"merchant {st.document['merchant_id']}: {st.hash}")
+
+    _run(act)
+
+
+@clearing_app.command("statement")
+def clearing_statement(
+        period: int, merchant_id: int,
+        csv_out: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False
+) -> None:
+    """Print a merchant's statement for a period (JSON, or CSV with --csv)."""
+    from .clearing import statement
+
+    def act(a: Alliance) -> None:
+        st = statement(a, period=period, merchant_id=merchant_id)
+        if csv_out:
+            typer.echo(st.to_csv(), nl=False)
+        else:
+            typer.echo(json.dumps({"hash": st.hash, "anchored_hash": st.anchored_hash,
+                                   "statement": st.document}, indent=2))
+
+    _run(act)
+
+
+@clearing_app.command("caps")
+def clearing_caps(merchant_id: int, liability_cap: int, foreign_cap: int) -> None:
+    """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none)."""
+    from .clearing import set_caps
+
+    def act(a: Alliance) -> None:
+        set_caps(a, merchant_id=merchant_id, liability_cap=liability_cap,
+                 foreign_cap=foreign_cap)
+        console.print(f"merchant {merchant_id}: {a.contracts.registry.terms_of(merchant_id)}")
+
+    _run(act)
+
+
+@clearing_app.command("accept")
+def clearing_accept(acceptor: int, program_merchant: int,
+                    refuse: Annotated[bool, typer.Option(help="Refuse instead")] = False
+                    ) -> None:
+    """Let ACCEPTOR take PROGRAM_MERCHANT's points (or, with --refuse, stop it)."""
+    from .clearing import set_acceptance
+
+    def act(a: Alliance) -> None:
+        set_acceptance(a, acceptor=acceptor, program_merchant=program_merchant,
+                       accepted=not refuse)
+        console.print(f"merchant {acceptor} {'refuses' if refuse else 'accepts'} the points "
+                      f"of merchant {program_merchant}")
+
+    _run(act)
+
+
+@clearing_app.command("mint")
+def clearing_mint(merchant_id: int, amount: int) -> None:
+    """Mint settlement tokens to a merchant against cash received into escrow."""
+    from .clearing import mint_settlement_tokens
+
+    def act(a: Alliance) -> None:
+        bal = mint_settlement_tokens(a, merchant_id=merchant_id, amount=amount)
+        console.print(f"merchant {merchant_id} holds {bal} settlement units")
+
+    _run(act)
 
 
 # ---------------------------------------------------------------------- demo and up
