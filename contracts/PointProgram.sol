@@ -7,6 +7,7 @@ import {NoncesUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/Nonce
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 import {IPointProgram} from "./interfaces/IPointProgram.sol";
@@ -272,7 +273,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     /// @inheritdoc IPointProgram
     function redeem(Redemption calldata r, bytes calldata signature) external {
         uint256 rate = _clearRedemptions(r.merchantId, r.amount);
-        _redeemOne(r, signature, rate);
+        _redeemOne(r, signature, rate, _domainSeparatorV4());
     }
 
     /// @inheritdoc IPointProgram
@@ -286,8 +287,10 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
             total += rs[i].amount;
         }
         uint256 rate = _clearRedemptions(acceptor, total);
+        // The domain separator hashes the stored name and version: once per batch, not per line.
+        bytes32 domain = _domainSeparatorV4();
         for (uint256 i; i < n; ++i) {
-            _redeemOne(rs[i], signatures[i], rate);
+            _redeemOne(rs[i], signatures[i], rate, domain);
         }
     }
 
@@ -304,13 +307,13 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     // The clearing call above comes first so every line can record its rate; it is a trusted
     // alliance contract that calls nothing back, and the whole batch reverts on any failure.
     // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
-    function _redeemOne(Redemption calldata r, bytes calldata signature, uint256 rate) private {
+    function _redeemOne(Redemption calldata r, bytes calldata signature, uint256 rate, bytes32 domain) private {
         if (block.timestamp > r.deadline) revert PointsSignatureExpired(r.deadline);
         if (r.amount == 0 || r.amount > MAX_REDEEM_AMOUNT) revert PointsInvalidAmount(r.amount);
         bytes32 key = _redemptionKey(r.merchantId, r.orderRef);
         if (_redemptions[key].member != address(0)) revert PointsOrderRefUsed(r.orderRef);
         _useCheckedNonce(r.member, r.nonce);
-        _checkSignature(r.member, _redemptionDigest(r), signature);
+        _checkSignature(r.member, MessageHashUtils.toTypedDataHash(domain, _redemptionStructHash(r)), signature);
         _redemptions[key] = RedemptionRecord({
             member: r.member,
             amount: uint32(r.amount),
@@ -433,9 +436,11 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     }
 
     function _redemptionDigest(Redemption calldata r) private view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(REDEEM_TYPEHASH, r.member, r.amount, r.merchantId, r.orderRef, r.nonce, r.deadline))
-        );
+        return _hashTypedDataV4(_redemptionStructHash(r));
+    }
+
+    function _redemptionStructHash(Redemption calldata r) private pure returns (bytes32) {
+        return keccak256(abi.encode(REDEEM_TYPEHASH, r.member, r.amount, r.merchantId, r.orderRef, r.nonce, r.deadline));
     }
 
     function _redemptionKey(uint256 merchantId_, bytes32 orderRef) private pure returns (bytes32) {
@@ -449,9 +454,20 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     /// @dev Burns `amount` spendable points of `member`: first from lot `prefer` (if any), then
     /// soonest-expiring first. Expired lots met on the way are removed. Reverts if short.
     function _debit(address member, uint256 amount, uint256 prefer) private {
-        uint256 today = currentDay();
         uint256 minLive = _minLivePeriod(currentPeriod());
         Account memory a = _accounts[member];
+        // The common case - one live lot, nothing pending - touches only the account slot and
+        // the period's supply: no list walk, no pending scan.
+        if (
+            prefer == NO_PERIOD && a.tailPeriod == a.headPeriod && a.pendingStart == a.pendingEnd
+                && a.headPeriod >= minLive && a.headAmount >= amount
+        ) {
+            a.headAmount -= uint64(amount);
+            _accounts[member] = a;
+            _supplyByPeriod[a.headPeriod] -= amount;
+            return;
+        }
+        uint256 today = currentDay();
         (uint256[] memory pPeriods, uint256[] memory pAmounts) = _settlePending(member, a, today);
         uint256 need = amount;
         if (prefer != NO_PERIOD && prefer >= minLive) {

@@ -235,11 +235,17 @@ def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None
                                     field="signature")
 
 
-def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption
-                     ) -> dict[str, Any]:
+def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
+                     known: dict[int, repos.MerchantRow] | None = None) -> dict[str, Any]:
     _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
-    program_merchant = acceptor if r.program_merchant_id in (None, acceptor.id) else _merchant(
-        session, _merchant_id(r.program_merchant_id, "program_merchant_id"))
+    if r.program_merchant_id in (None, acceptor.id):
+        program_merchant = acceptor
+    else:
+        mid = _merchant_id(r.program_merchant_id, "program_merchant_id")
+        known = {} if known is None else known
+        if mid not in known:
+            known[mid] = _merchant(session, mid)
+        program_merchant = known[mid]
     points = _points(r.points)
     if points > MAX_REDEEM_POINTS:
         raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
@@ -285,9 +291,10 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
     acceptor = _merchant(session, merchant_id)
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
+    known: dict[int, repos.MerchantRow] = {}
     for i, it in enumerate(items):
         try:
-            line = _redemption_line(session, acceptor, it)
+            line = _redemption_line(session, acceptor, it, known)
         except (LedgerValidationError, LedgerNotFoundError) as exc:
             raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
         if line["order_id"] in seen:

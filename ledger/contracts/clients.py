@@ -274,7 +274,28 @@ class PointProgramClient(ContractClient):
         return str(member), int(amount), int(rate), int(at)
 
     def encode_redeem_batch(self, items: Sequence[tuple[Redemption, bytes]]) -> bytes:
-        """Calldata of ``redeemBatch(rs, signatures)``: the generic encoder is fine here
-        (signatures dominate); kept in one place for the outbox and the benchmark."""
-        return self.encode("redeemBatch", [r.as_tuple() for r, _ in items],
-                           [sig for _, sig in items])
+        """Calldata of ``redeemBatch(rs, signatures)``, written directly (like
+        :meth:`encode_issue_batch`; checked against eth_abi in tests/ledger/test_encoding.py).
+
+        Head: the offsets of the two arrays. ``rs``: its length, six words per (static)
+        Redemption. ``signatures``: its length, one offset per element (from the start of the
+        element area), then each as its length and its bytes padded to 32."""
+        n = len(items)
+        out = bytearray(self.gateway.selector(self.abi, "redeemBatch"))
+        out += (64).to_bytes(32, "big") + (64 + 32 + 192 * n).to_bytes(32, "big")
+        out += n.to_bytes(32, "big")
+        for r, _ in items:
+            if len(r.order_ref) != 32:
+                raise ValueError("order_ref must be 32 bytes")
+            out += bytes(12) + bytes.fromhex(r.member[2:])
+            out += r.amount.to_bytes(32, "big") + r.merchant_id.to_bytes(32, "big")
+            out += r.order_ref + r.nonce.to_bytes(32, "big") + r.deadline.to_bytes(32, "big")
+        out += n.to_bytes(32, "big")
+        offset = 32 * n
+        tails = bytearray()
+        for _, sig in items:
+            out += offset.to_bytes(32, "big")
+            padded = sig + bytes(-len(sig) % 32)
+            tails += len(sig).to_bytes(32, "big") + padded
+            offset += 32 + len(padded)
+        return bytes(out + tails)

@@ -1,0 +1,339 @@
+"""Clearing benchmark: cross-merchant redemptions and period closes on a fresh local anvil.
+
+Prints, each next to its reference, in one run:
+- gas to close a period with 10 and with 50 merchants, after 100 and after 10,000
+  cross-merchant redemptions in it (the close must not grow with redemptions: ratio ~1.0x);
+- gas per cross-merchant redemption in batches of 200, next to the floor computed for what
+  the contracts write (target <= 1.15x);
+- cross-merchant redemptions per second through the HTTP API with batch requests
+  (target >= 5,000/s), from the first request until every operation is confirmed on chain.
+
+The floor of a redemption line: its new nonce slot and new redemption record (22,100 each),
+the member's account slot update (5,000), its two logs (Transfer: 3 topics, 32 bytes;
+PointsRedeemed: 4 topics, 64 bytes; 375 + 375/topic + 8/byte), its calldata (16/4 per byte)
+and the ecrecover precompile (3,000) that checking a member's signature cannot avoid. Per
+batch: the 21,000 base, the period's supply slot update, the two clearing positions (new slot
+the first time a merchant is touched in a period, else an update) and the Cleared log
+(4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
+
+Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_api import _serve, _wait_confirmed  # noqa: E402
+from bench_points import (  # noqa: E402
+    NEW_SLOT,
+    TX_BASE,
+    UPDATE_SLOT,
+    calldata_cost,
+    log_cost,
+)
+
+from api.client import AllianceClient  # noqa: E402
+from ledger.alliance import Alliance  # noqa: E402
+from ledger.chain import anvil  # noqa: E402
+from ledger.chain.gateway import ChainGateway  # noqa: E402
+from ledger.chain.sender import SentTx, TransactionSender  # noqa: E402
+from ledger.contracts.clients import (  # noqa: E402
+    ClearingClient,
+    IssueItem,
+    PointProgramClient,
+    ProgramConfig,
+    Redemption,
+    RegistryClient,
+)
+from ledger.contracts.compiler import Artifact  # noqa: E402
+from ledger.contracts.deploy import deploy  # noqa: E402
+from ledger.merchants import AdmittedMerchant, admit_merchant  # noqa: E402
+from ledger.outbox import OutboxWorker  # noqa: E402
+from ledger.points import IssueLine, order_ref, request_issue_batch  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
+
+ECRECOVER = 3_000
+BATCH = 200
+REDEEM_TYPEHASH = keccak(text="Redeem(address member,uint256 amount,uint256 merchantId,"
+                               "bytes32 orderRef,uint256 nonce,uint256 deadline)")
+DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,"
+                              "address verifyingContract)")
+
+
+def _word(v: int | bytes | str) -> bytes:
+    if isinstance(v, str):
+        return bytes(12) + bytes.fromhex(v[2:])
+    if isinstance(v, bytes):
+        return v.rjust(32, b"\0")
+    return v.to_bytes(32, "big")
+
+
+def sign_redemption(member: LocalAccount, program: str, chain_id: int, r: Redemption) -> bytes:
+    """EIP-712 as the contract hashes it, signed straight from the digest (fast path for
+    thousands of signatures; tests check the same digest against eth-account's typed data)."""
+    domain = keccak(DOMAIN_TYPEHASH + keccak(text="Alliance Points") + keccak(text="1")
+                    + _word(chain_id) + _word(program))
+    struct = keccak(REDEEM_TYPEHASH + _word(r.member) + _word(r.amount) + _word(r.merchant_id)
+                    + r.order_ref + _word(r.nonce) + _word(r.deadline))
+    digest = keccak(b"\x19\x01" + domain + struct)
+    return bytes(Account.unsafe_sign_hash(digest, member.key).signature)
+
+
+class Bench:
+    """One alliance deployed straight on chain (no service), for gas figures."""
+
+    def __init__(self, gw: ChainGateway, artifacts: dict[str, Artifact], merchants: int) -> None:
+        self.gw = gw
+        self.artifacts = artifacts
+        # Its own operator key: the service's operator key has its own nonce manager.
+        op = Account.create()
+        gw.rpc("anvil_setBalance", [op.address, hex(10**22)])
+        self.operator = TransactionSender(gw, op.key)
+        dep = deploy(gw, self.operator, artifacts)
+        self.registry = RegistryClient(gw, artifacts["AllianceRegistry"].abi, dep.registry)
+        self.clearing = ClearingClient(gw, artifacts["Clearing"].abi, dep.clearing)
+        fac = dep.factory
+        fabi = artifacts["PointProgramFactory"].abi
+        self.accounts: list[LocalAccount] = []
+        self.senders: list[TransactionSender] = []
+        self.programs: list[PointProgramClient] = []
+        for i in range(merchants):
+            acct = Account.create()
+            gw.rpc("anvil_setBalance", [acct.address, hex(10**22)])
+            mid = i + 1
+            self.operator.transact(to=dep.registry, data=self.registry.encode(
+                "admitMerchant", acct.address, bytes(32)))
+            self.operator.transact(to=fac, data=gw.encode_call(fabi, "createProgram", [
+                mid, f"M{mid}", f"M{mid}", ProgramConfig().as_tuple()]))
+            self.operator.transact(to=dep.registry, data=self.registry.encode(
+                "setRate", mid, 5 + i % 7))
+            program = self.registry.merchant(mid).program
+            assert program is not None
+            self.accounts.append(acct)
+            self.senders.append(TransactionSender(gw, acct.key))
+            self.programs.append(PointProgramClient(gw, artifacts["PointProgram"].abi, program))
+        self.touched: set[tuple[int, int]] = set()
+        self.seq = 0
+
+    def _send_all(self, txs: list[tuple[TransactionSender, str, bytes, int]]
+                  ) -> list[dict[str, Any]]:
+        # In windows: anvil leaves a large backlog of pending transactions unmined.
+        receipts: list[dict[str, Any]] = []
+        for k in range(0, len(txs), 32):
+            sent: list[tuple[TransactionSender, SentTx]] = []
+            for sender, to, data, gas in txs[k:k + 32]:
+                s = sender.sign(to=to, data=data, gas=gas)
+                sender.broadcast(s)
+                sent.append((sender, s))
+            receipts.extend(sender.wait(s) for sender, s in sent)
+        return receipts
+
+    def redemptions(self, n: int) -> list[tuple[dict[str, Any], bytes, int, int, int]]:
+        """``n`` cross-merchant redemptions by fresh members, in batches per (issuer,
+        acceptor) pair; give (receipt, calldata, lines, issuer, acceptor) per batch."""
+        m = len(self.programs)
+        members = [Account.create() for _ in range(n)]
+        plan: dict[tuple[int, int], list[LocalAccount]] = defaultdict(list)
+        for k, mem in enumerate(members):
+            issuer = k % m
+            acceptor = (issuer + 1 + (k // m) % (m - 1)) % m
+            plan[(issuer, acceptor)].append(mem)
+        # Fund every member with points of its issuer (not measured).
+        funding: list[tuple[TransactionSender, str, bytes, int]] = []
+        for issuer in range(m):
+            mems = [mem for (i, _), ms in plan.items() if i == issuer for mem in ms]
+            for k in range(0, len(mems), BATCH):
+                items = [IssueItem(x.address, 100, keccak(text=f"fund-{self.seq}-{x.address}"))
+                         for x in mems[k:k + BATCH]]
+                funding.append((self.senders[issuer], self.programs[issuer].address,
+                                self.programs[issuer].encode_issue_batch(items),
+                                150_000 + 90_000 * len(items)))
+        self._send_all(funding)
+        deadline = int(self.gw.block("latest")["timestamp"]) + 86_400
+        batches: list[tuple[TransactionSender, str, bytes, int]] = []
+        meta: list[tuple[int, int, int]] = []
+        for (issuer, acceptor), mems in plan.items():
+            program = self.programs[issuer]
+            for k in range(0, len(mems), BATCH):
+                lines = []
+                for x in mems[k:k + BATCH]:
+                    self.seq += 1
+                    r = Redemption(x.address, 10, acceptor + 1, order_ref(f"o-{self.seq}"), 0,
+                                   deadline)
+                    lines.append((r, sign_redemption(x, program.address, self.gw.chain_id, r)))
+                batches.append((self.senders[acceptor], program.address,
+                                program.encode_redeem_batch(lines), 200_000 + 150_000 * len(lines)))
+                meta.append((len(lines), issuer, acceptor))
+        receipts = self._send_all(batches)
+        return [(rc, data, n_lines, i, a) for rc, (_, _, data, _), (n_lines, i, a)
+                in zip(receipts, batches, meta, strict=True)]
+
+    def redemption_floor(self, calldata: bytes, lines: int, period: int, issuer: int,
+                         acceptor: int, *, with_ecrecover: bool = True) -> int:
+        per_line = (2 * NEW_SLOT + UPDATE_SLOT + log_cost(3, 32) + log_cost(4, 64)
+                    + (ECRECOVER if with_ecrecover else 0))
+        per_batch = TX_BASE + calldata_cost(calldata) + UPDATE_SLOT + log_cost(4, 128)
+        for merchant in (issuer, acceptor):
+            per_batch += UPDATE_SLOT if (period, merchant) in self.touched else NEW_SLOT
+        return per_line * lines + per_batch
+
+    def close(self) -> int:
+        receipt = self.operator.transact(to=self.clearing.address,
+                                         data=self.clearing.encode("closePeriod"))
+        return int(receipt["gasUsed"])
+
+
+def close_and_redemption_gas(alliance: Alliance, n: int) -> None:
+    artifacts = dict(alliance.contracts.artifacts)
+    redemption_gas = floor = floor_no_ec = lines_total = 0
+    for merchants in (10, 50):
+        bench = Bench(alliance.gateway, artifacts, merchants)
+        closes = []
+        for count in (100, n):
+            period = bench.clearing.current_period()
+            for receipt, data, lines, issuer, acceptor in bench.redemptions(count):
+                if merchants == 10 and count == n:
+                    redemption_gas += int(receipt["gasUsed"])
+                    floor += bench.redemption_floor(data, lines, period, issuer, acceptor)
+                    floor_no_ec += bench.redemption_floor(data, lines, period, issuer, acceptor,
+                                                          with_ecrecover=False)
+                    lines_total += lines
+                bench.touched.update({(period, issuer), (period, acceptor)})
+            closes.append(bench.close())
+        print(f"close with {merchants} merchants: {closes[0]:,} gas after 100 redemptions, "
+              f"{closes[1]:,} after {n:,} = {closes[1] / closes[0]:.3f}x  (target: flat, ~1.0x);"
+              f" {closes[1] / merchants:,.0f} gas per merchant")
+    per = redemption_gas / lines_total
+    print(f"gas per cross-merchant redemption (batches of up to {BATCH}): {per:,.0f} vs floor "
+          f"{floor / lines_total:,.0f} = {redemption_gas / floor:.3f}x  (target <= 1.15x); "
+          f"vs the floor without ecrecover {floor_no_ec / lines_total:,.0f} = "
+          f"{redemption_gas / floor_no_ec:.3f}x")
+
+
+def api_redemptions(alliance: Alliance, n: int) -> None:
+    """Cross-merchant redemptions through a live server, batch requests of 200."""
+    merchants: list[AdmittedMerchant] = [
+        admit_merchant(alliance, name=f"API Merchant {i}", symbol=f"API{i}", rate=3 + i)
+        for i in range(4)]
+    members = [Account.create() for _ in range(n)]
+    worker = OutboxWorker(alliance)
+    for i, m in enumerate(merchants):
+        mine = members[i::4]
+        for k in range(0, len(mine), BATCH):
+            with alliance.store.session() as s:
+                request_issue_batch(alliance, s, merchant_id=m.merchant_id, items=[
+                    IssueLine(points=50, order_id=f"api-fund-{i}-{k + j}", member=x.address)
+                    for j, x in enumerate(mine[k:k + BATCH])])
+    worker.drain(timeout_s=600)
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 86_400
+    # Member j holds points of merchant j % 4 and spends them at the next merchant.
+    bodies: list[tuple[AdmittedMerchant, dict[str, Any]]] = []
+    for i, issuer in enumerate(merchants):
+        acceptor = merchants[(i + 1) % 4]
+        mine = members[i::4]
+        for k in range(0, len(mine), BATCH):
+            items = []
+            for j, x in enumerate(mine[k:k + BATCH]):
+                oid = f"api-r-{i}-{k + j}"
+                r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), 0, deadline)
+                sig = sign_redemption(x, issuer.program, alliance.gateway.chain_id, r)
+                items.append({"member": x.address, "points": 7, "order_id": oid, "nonce": 0,
+                              "deadline": deadline, "signature": "0x" + sig.hex(),
+                              "program_merchant_id": issuer.merchant_id})
+            bodies.append((acceptor, {"items": items}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server, thread = _serve(alliance, port)
+    # The clients run in their own process, as partners' systems would: the measured process
+    # is the service alone (API + outbox worker).
+    work = Path(alliance.settings.data_dir) / "bench-requests.json"
+    work.write_text(json.dumps([{"key_id": m.key_id, "secret": m.secret, "body": body}
+                                for m, body in bodies]))
+    try:
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--client", str(port), str(work)],
+                             check=True, capture_output=True, text=True)
+        accepted = time.perf_counter() - t0
+        op_ids = json.loads(out.stdout)
+        _wait_confirmed(alliance, op_ids, timeout_s=600)
+        elapsed = time.perf_counter() - t0
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    rate = n / elapsed
+    print(f"API: {n:,} cross-merchant redemptions in {len(bodies)} batch requests confirmed in "
+          f"{elapsed:.2f} s = {rate:,.0f}/s  (target >= 5,000/s: {rate / 5_000:.2f}x); accepted "
+          f"at {n / accepted:,.0f}/s")
+    nets = sum(alliance.contracts.clearing.position_of(
+        alliance.contracts.clearing.current_period(), m.merchant_id)[0] for m in merchants)
+    assert nets == 0, f"positions do not sum to zero: {nets}"
+
+
+def client(port: int, path: Path) -> None:
+    """Send the prepared batch requests from 4 threads; print the operation ids as JSON."""
+    import httpx
+
+    requests = json.loads(path.read_text())
+    op_ids: list[str] = []
+    lock = threading.Lock()
+
+    def send(part: list[dict[str, Any]]) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            for req in part:
+                c = AllianceClient(http, req["key_id"], req["secret"])
+                r = c.post("/v1/points/redeem-batch", req["body"])
+                assert r.status_code == 202, r.text
+                with lock:
+                    op_ids.extend(op["id"] for op in r.json()["operations"])
+
+    threads = [threading.Thread(target=send, args=(requests[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(op_ids))
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--client":
+        client(int(sys.argv[2]), Path(sys.argv[3]))
+        return 0
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--redemptions", type=int, default=10_000)
+    ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--skip-gas", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-", ignore_cleanup_errors=True) as tmp:
+        settings = Settings(data_dir=Path(tmp), batch_max=BATCH, max_batch_items=1000,
+                            rate_limit_per_minute=10**9)
+        try:
+            alliance = Alliance.open(settings)
+            if not args.skip_gas:
+                close_and_redemption_gas(alliance, args.redemptions)
+            if not args.skip_api:
+                api_redemptions(alliance, args.redemptions)
+            alliance.close()
+        finally:
+            anvil.stop(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
