@@ -5,15 +5,17 @@ model of balances, supplies, positions and settlements."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -21,7 +23,7 @@ from hypothesis.stateful import (
 )
 
 from ledger.chain.sender import TransactionSender
-from ledger.contracts.clients import Conversion
+from ledger.contracts.clients import Conversion, IssueItem
 from ledger.errors import ContractRevertError
 from ledger.settings import ANVIL_OPERATOR_KEY
 
@@ -96,7 +98,11 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             self.serial = 0
 
         def teardown(self) -> None:
-            gw.rpc("evm_revert", [self.snap])
+            try:
+                if sys.exc_info()[0] is None:  # after a failed step, only clean up
+                    self._drain()
+            finally:
+                gw.rpc("evm_revert", [self.snap])
 
         # ------------------------------------------------------------ helpers
 
@@ -113,7 +119,7 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
 
         def _value(self) -> int:
             """Outstanding points x rate, over every program, as the chain has them."""
-            return sum(m.program.total_supply() * r for m, r in zip(self.ms, RATES))
+            return sum(m.program.total_supply() * r for m, r in zip(self.ms, RATES, strict=True))
 
         def _redeem(self, issuer: int, acceptor: int, member: int, amount: int,
                     expect_ok: bool) -> None:
@@ -142,6 +148,21 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             assert got[:3] == (self.members[member].address, amount, rate)
 
         # ------------------------------------------------------------ points
+
+        @initialize(amounts=st.lists(st.integers(0, 300), min_size=len(RATES) * MEMBERS,
+                                     max_size=len(RATES) * MEMBERS))
+        def fund(self, amounts: list[int]) -> None:
+            """Start members with some points (one batch issue per program), so the first
+            steps already have something to spend."""
+            for i, m in enumerate(self.ms):
+                row = amounts[i * MEMBERS:(i + 1) * MEMBERS]
+                items = [IssueItem(x.address, a, self._ref("fund"))
+                         for x, a in zip(self.members, row, strict=True) if a > 0]
+                if items:
+                    m.sender.transact(to=m.program.address,
+                                      data=m.program.encode_issue_batch(items), gas=3_000_000)
+                for j, a in enumerate(row):
+                    self.bal[i][j] += a
 
         @rule(m=st.integers(0, len(RATES) - 1), member=st.integers(0, MEMBERS - 1),
               amount=st.integers(1, 500))
@@ -230,6 +251,7 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
 
         # ------------------------------------------------------------ clearing
 
+        @precondition(lambda self: any(self.nets))
         @rule()
         def close_period(self) -> None:
             chain.op(clearing, "closePeriod")
@@ -256,17 +278,23 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             amount = (owes + 1 if over
                       else data.draw(st.one_of(st.just(owes), st.integers(1, owes)),
                                      label="amount"))
-            merchant = self.ms[m]
-            chain.op(token, "mint", merchant.account.address, amount)
-            self.tokens[m] += amount
-            args = (clearing.address, amount, abi_encode(["uint256"], [p]))
             if over:
+                merchant = self.ms[m]
+                chain.op(token, "mint", merchant.account.address, amount)
+                self.tokens[m] += amount
                 with reverts("ClearingExceedsOutstanding", p, merchant.merchant_id, owes,
                              amount):
-                    merchant.call_on(token, TRANSFER_AND_CALL, *args)
+                    merchant.call_on(token, TRANSFER_AND_CALL, clearing.address, amount,
+                                     abi_encode(["uint256"], [p]))
                 return
-            merchant.call_on(token, TRANSFER_AND_CALL, *args)
-            self.tokens[m] -= amount
+            self._deposit(p, m, amount)
+
+        def _deposit(self, p: int, m: int, amount: int) -> None:
+            """Mint `amount` settlement tokens to debtor `m` and pay them in for period `p`."""
+            merchant, cp = self.ms[m], self.closed[p]
+            chain.op(token, "mint", merchant.account.address, amount)
+            merchant.call_on(token, TRANSFER_AND_CALL, clearing.address, amount,
+                             abi_encode(["uint256"], [p]))
             cp.paid[m] += amount
             cp.escrow += amount
 
@@ -290,31 +318,64 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
         @precondition(lambda self: bool(self.closed))
         @rule(data=st.data())
         def settle(self, data: st.DataObject) -> None:
-            p = data.draw(st.sampled_from(sorted(self.closed)), label="period")
+            funded = sorted(p for p, cp in self.closed.items() if cp.escrow)
+            use_funded: bool = bool(funded) and data.draw(st.booleans(), label="funded")
+            pick = funded if use_funded else sorted(self.closed)
+            p = data.draw(st.sampled_from(pick), label="period")
+            self._settle(p)
+
+        def _settle(self, p: int) -> None:
+            """Settle period `p` as the operator; the model says what it pays or why not."""
             cp = self.closed[p]
             remaining = cp.total_owed - cp.total_received
             if remaining == 0:
                 with reverts("ClearingAlreadySettled", p):
                     chain.op(clearing, "settle", p)
                 return
-            assert cp.escrow <= remaining
+            # Deposits are capped by what debtors owe, so escrow never exceeds what is due.
+            assert cp.escrow <= remaining == sum(cp.due(m) for m in range(len(RATES)))
             pays = [0] * len(RATES)
-            for m in sorted(range(len(RATES)), key=lambda m: self.ms[m].merchant_id):
+            for m in range(len(RATES)):
                 due = cp.due(m)
-                if due == 0:
-                    continue
-                pays[m] = due if cp.escrow >= remaining else cp.escrow * due // remaining
+                pays[m] = due if cp.escrow >= remaining else -(-cp.escrow * due // remaining)
             if not any(pays):
                 with reverts("ClearingNothingToSettle", p):
                     chain.op(clearing, "settle", p)
                 return
-            chain.op(clearing, "settle", p)
+            receipt = chain.op(clearing, "settle", p)
+            paid_out = {int(a["merchantId"]): int(a["amount"])
+                        for n, a, _ in clearing.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+                        if n == "PaidOut"}
+            assert paid_out == {self.ms[m].merchant_id: pay for m, pay in enumerate(pays)
+                                if pay}, (p, paid_out, pays)
             for m, pay in enumerate(pays):
                 cp.received[m] += pay
                 cp.paid_out[m] += pay
                 self.tokens[m] += pay
             cp.escrow -= sum(pays)
             cp.total_received += sum(pays)
+
+        def _drain(self) -> None:
+            """Close the open period; every debtor pays half of what it still owes, settle
+            (pro rata), then the rest, settle again: then every creditor has exactly its net
+            and the escrow is empty."""
+            if any(self.nets):
+                self.close_period()
+            for p, cp in self.closed.items():
+                for share in (2, 1):
+                    for m in range(len(RATES)):
+                        if cp.owes(m) // share:
+                            self._deposit(p, m, cp.owes(m) // share)
+                    self._settle(p)
+                assert cp.escrow == 0 and cp.total_received == cp.total_owed
+                assert cp.received == [max(n, 0) for n in cp.nets]
+                assert cp.paid == [max(-n, 0) for n in cp.nets]
+                self._settle(p)  # now ClearingAlreadySettled
+                assert [clearing.outstanding(p, m.merchant_id) for m in self.ms] == [0] * len(
+                    RATES)
+            self.points_match()
+            self.positions_match_and_sum_to_zero()
+            self.settlements_match()
 
         # ------------------------------------------------------------ invariants
 
@@ -341,12 +402,12 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
                 assert (info.total_owed, info.total_received, info.escrow) == (
                     cp.total_owed, cp.total_received, cp.escrow), (p, info, cp)
                 got = [clearing.settlement_of(p, m.merchant_id) for m in self.ms]
-                assert got == list(zip(cp.paid, cp.received)), (p, got, cp)
+                assert got == list(zip(cp.paid, cp.received, strict=True)), (p, got, cp)
                 received = sum(r for _, r in got)
                 paid = sum(q for q, _ in got)
                 assert received == paid - info.escrow, (p, got, info)
                 assert received == info.total_received <= info.total_owed
-                for (q, r), net in zip(got, cp.nets):
+                for (q, r), net in zip(got, cp.nets, strict=True):
                     assert r <= max(net, 0) and q <= max(-net, 0), (p, got, cp.nets)
                 for m, merchant in enumerate(self.ms):
                     expect = cp.nets[m] - cp.received[m] if cp.nets[m] >= 0 else (
@@ -357,5 +418,5 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             assert [token.balance_of(m.account.address) for m in self.ms] == self.tokens
 
     run_state_machine_as_test(ClearingMachine, settings=settings(
-        max_examples=8, stateful_step_count=25, deadline=None,
+        max_examples=12, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
