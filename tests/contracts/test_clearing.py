@@ -347,3 +347,23 @@ def test_a_statement_hash_is_anchored_once_for_a_closed_period(chain: Chain) -> 
     assert chain.clearing.statement_hash(p, b.merchant_id) == b"\2" * 32
     with reverts("ClearingStatementAlreadyAnchored", p, b.merchant_id):
         chain.op(chain.clearing, "anchorStatement", p, b.merchant_id, b"\3" * 32)
+
+
+def test_a_replayed_or_expired_foreign_redemption_changes_nothing(chain: Chain) -> None:
+    a, b, _ = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    r = Redemption(member.address, 10, b.merchant_id, ref("replay"), 0, chain.now() + 60)
+    sig = sign(member, chain, a, r)
+    b.call_on(a.program, "redeem", r.as_tuple(), sig)
+    with reverts("PointsOrderRefUsed", ref("replay")):
+        b.call_on(a.program, "redeem", r.as_tuple(), sig)
+    late = Redemption(member.address, 10, b.merchant_id, ref("late"), 1, chain.now() + 60)
+    late_sig = sign(member, chain, a, late)
+    other_chain = sign(member, chain, a, late, chain_id=1)
+    chain.travel(120)
+    with reverts("PointsSignatureExpired", late.deadline):
+        b.call_on(a.program, "redeem", late.as_tuple(), late_sig)
+    fresh = Redemption(member.address, 10, b.merchant_id, ref("late"), 1, chain.now() + 60)
+    with reverts("PointsInvalidSignature", member.address):
+        b.call_on(a.program, "redeem", fresh.as_tuple(), other_chain)
+    assert a.program.balance_of(member.address) == 90 and _net(chain, b) == 100
