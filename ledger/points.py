@@ -136,6 +136,14 @@ def resolve_members(alliance: Alliance, session: Session,
     return out
 
 
+def _check_batch_size(alliance: Alliance, items: Sequence[object]) -> None:
+    if not items:
+        raise LedgerValidationError("a batch needs at least one item", field="items")
+    if len(items) > alliance.settings.max_batch_items:
+        raise LedgerValidationError(
+            f"a batch holds at most {alliance.settings.max_batch_items} items", field="items")
+
+
 def _release_at(value: int | None) -> int:
     if value is None:
         return 0
@@ -169,11 +177,7 @@ def request_issue(alliance: Alliance, session: Session, *, merchant_id: int,
 def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: int,
                         items: Sequence[IssueLine], kind: str = "issue_batch") -> OperationView:
     """Queue many issue lines as one operation: they land in one transaction, all or none."""
-    if not items:
-        raise LedgerValidationError("a batch needs at least one item", field="items")
-    if len(items) > alliance.settings.max_batch_items:
-        raise LedgerValidationError(
-            f"a batch holds at most {alliance.settings.max_batch_items} items", field="items")
+    _check_batch_size(alliance, items)
     merchant = _merchant(session, merchant_id)
     lines: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -283,11 +287,7 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
                          items: Sequence[SignedRedemption]) -> list[OperationView]:
     """Queue many signed redemptions relayed by one merchant: one operation per program
     (each lands in one transaction, all or none), in the order the programs first appear."""
-    if not items:
-        raise LedgerValidationError("a batch needs at least one item", field="items")
-    if len(items) > alliance.settings.max_batch_items:
-        raise LedgerValidationError(
-            f"a batch holds at most {alliance.settings.max_batch_items} items", field="items")
+    _check_batch_size(alliance, items)
     acceptor = _merchant(session, merchant_id)
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()

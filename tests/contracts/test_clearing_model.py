@@ -337,7 +337,7 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             pays = [0] * len(RATES)
             for m in range(len(RATES)):
                 due = cp.due(m)
-                pays[m] = due if cp.escrow >= remaining else -(-cp.escrow * due // remaining)
+                pays[m] = due if cp.escrow >= remaining else cp.escrow * due // remaining
             if not any(pays):
                 with reverts("ClearingNothingToSettle", p):
                     chain.op(clearing, "settle", p)
