@@ -182,27 +182,41 @@ contract Clearing is IClearing, IERC1363Receiver {
         // slither-disable-next-line incorrect-equality
         if (remaining == 0) revert ClearingAlreadySettled(p);
         uint256 available = info.escrow;
+        // slither-disable-next-line incorrect-equality
+        if (available == 0) revert ClearingNothingToSettle(p);
+        uint256 n = info.merchants;
+        // Escrow never exceeds what creditors are still owed. Short of it, each creditor gets
+        // its share rounded down, then the units rounding left over go one each to creditors
+        // in merchant order: the whole escrow is paid out, no creditor beyond what it is due.
+        uint256[] memory dues = new uint256[](n + 1);
+        uint256[] memory pays = new uint256[](n + 1);
         uint256 paidTotal = 0;
-        for (uint256 m = 1; m <= info.merchants; ++m) {
+        for (uint256 m = 1; m <= n; ++m) {
             int256 net = _positions[p][m].net;
             if (net <= 0) continue;
-            Settlement storage s = _settlements[p][m];
-            uint256 due = uint256(net) - s.received;
-            if (due == 0) continue;
-            // Escrow never exceeds what creditors are still owed, so `pay` <= `due`.
+            uint256 due = uint256(net) - _settlements[p][m].received;
+            dues[m] = due;
             uint256 pay = available >= remaining ? due : Math.mulDiv(available, due, remaining);
-            // slither-disable-next-line incorrect-equality
-            if (pay == 0) continue;
-            s.received += uint128(pay);
+            pays[m] = pay;
             paidTotal += pay;
+        }
+        for (uint256 m = 1; m <= n && paidTotal < available; ++m) {
+            if (pays[m] < dues[m]) {
+                ++pays[m];
+                ++paidTotal;
+            }
+        }
+        Period storage stored = _periods[p];
+        stored.escrow = uint128(available - paidTotal);
+        stored.totalReceived = uint128(info.totalReceived + paidTotal);
+        for (uint256 m = 1; m <= n; ++m) {
+            uint256 pay = pays[m];
+            if (pay == 0) continue;
+            _settlements[p][m].received += uint128(pay);
             address account = _registry.merchant(m).account;
             emit PaidOut(p, m, account, pay);
             _token.safeTransfer(account, pay);
         }
-        if (paidTotal == 0) revert ClearingNothingToSettle(p);
-        Period storage stored = _periods[p];
-        stored.escrow = uint128(info.escrow - paidTotal);
-        stored.totalReceived = uint128(info.totalReceived + paidTotal);
     }
 
     /// @inheritdoc IClearing

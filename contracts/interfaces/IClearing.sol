@@ -137,8 +137,9 @@ interface IClearing {
     /// Requirements: caller has the registry's OPERATOR_ROLE.
     function closePeriod() external returns (uint256 period);
 
-    /// @notice Pays creditors of a closed period from its escrow, each in proportion to what it
-    /// is still owed (all of it when escrow covers everyone). Rounding dust stays in escrow.
+    /// @notice Pays out a closed period's whole escrow to its creditors: all each is still owed
+    /// when escrow covers everyone; otherwise each its share rounded down, and the units left by
+    /// rounding one each to creditors in merchant order.
     /// Requirements: caller has OPERATOR_ROLE; the period is closed, not fully settled, and
     /// has escrow to pay out.
     function settle(uint256 period) external;

@@ -367,3 +367,22 @@ def test_a_replayed_or_expired_foreign_redemption_changes_nothing(chain: Chain) 
     with reverts("PointsInvalidSignature", member.address):
         b.call_on(a.program, "redeem", fresh.as_tuple(), other_chain)
     assert a.program.balance_of(member.address) == 90 and _net(chain, b) == 100
+
+
+def test_a_small_escrow_is_paid_out_whole_despite_rounding(chain: Chain) -> None:
+    a, b, c = _alliance(chain, (1, 1, 1))
+    member = _member_with(chain, a, 10)
+    _redeem_at(chain, a, b, member, 3, "dust-b")
+    _redeem_at(chain, a, c, member, 3, "dust-c")
+    p = chain.clearing.current_period()
+    chain.op(chain.clearing, "closePeriod")
+    _mint_and_deposit(chain, a, p, 1)
+    # Pro rata each would get floor(1 x 3 / 6) = 0: the unit goes to the first creditor.
+    chain.op(chain.clearing, "settle", p)
+    assert chain.token.balance_of(b.account.address) == 1
+    assert chain.token.balance_of(c.account.address) == 0
+    assert chain.clearing.period(p).escrow == 0
+    _mint_and_deposit(chain, a, p, 5)
+    chain.op(chain.clearing, "settle", p)
+    assert chain.token.balance_of(b.account.address) == 3
+    assert chain.token.balance_of(c.account.address) == 3

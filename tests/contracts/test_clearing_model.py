@@ -55,6 +55,7 @@ class ClosedPeriod:
     paid: list[int] = field(default_factory=lambda: [0] * len(RATES))
     received: list[int] = field(default_factory=lambda: [0] * len(RATES))
     paid_out: list[int] = field(default_factory=lambda: [0] * len(RATES))  # from escrow
+    confirmed: list[int] = field(default_factory=lambda: [0] * len(RATES))  # off chain
     total_received: int = 0
     escrow: int = 0
 
@@ -312,6 +313,7 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             self.ms[c].call_on(clearing, "confirmOffChainPayment", p, self.ms[d].merchant_id,
                                amount)
             cp.received[c] += amount
+            cp.confirmed[c] += amount
             cp.paid[d] += amount
             cp.total_received += amount
 
@@ -338,6 +340,13 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             for m in range(len(RATES)):
                 due = cp.due(m)
                 pays[m] = due if cp.escrow >= remaining else cp.escrow * due // remaining
+            # The units rounding leaves go one each to creditors in merchant order.
+            left = cp.escrow - sum(pays)
+            for m in range(len(RATES)):
+                if left and pays[m] < cp.due(m):
+                    pays[m] += 1
+                    left -= 1
+            assert left == 0
             if not any(pays):
                 with reverts("ClearingNothingToSettle", p):
                     chain.op(clearing, "settle", p)
@@ -403,6 +412,10 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
                     cp.total_owed, cp.total_received, cp.escrow), (p, info, cp)
                 got = [clearing.settlement_of(p, m.merchant_id) for m in self.ms]
                 assert got == list(zip(cp.paid, cp.received, strict=True)), (p, got, cp)
+                # What each creditor received is what escrow paid it out plus what it
+                # confirmed off chain.
+                assert [r for _, r in got] == [
+                    o + c for o, c in zip(cp.paid_out, cp.confirmed, strict=True)], (p, got, cp)
                 received = sum(r for _, r in got)
                 paid = sum(q for q, _ in got)
                 assert received == paid - info.escrow, (p, got, info)
