@@ -211,6 +211,7 @@ contract Clearing is IClearing, IERC1363Receiver {
         stored.totalReceived = uint128(info.totalReceived + paidTotal);
         for (uint256 m = 1; m <= n; ++m) {
             uint256 pay = pays[m];
+            // slither-disable-next-line incorrect-equality
             if (pay == 0) continue;
             _settlements[p][m].received += uint128(pay);
             address account = _registry.merchant(m).account;
