@@ -90,7 +90,11 @@ contract Clearing is IClearing, IERC1363Receiver {
         uint256 value = points * rate;
         int128 v = _value(value);
         uint256 p = _currentPeriod;
-        _positions[p][acceptor].net -= v;
+        Position memory acc = _positions[p][acceptor];
+        // A refund gives back room under the acceptor's foreign cap of this period.
+        uint256 accepted = acc.foreignAccepted;
+        _positions[p][acceptor] =
+            Position({net: acc.net - v, foreignAccepted: uint128(accepted > value ? accepted - value : 0)});
         _positions[p][programMerchant].net += v;
         emit Cleared(p, acceptor, programMerchant, Kind.Refund, points, rate, value);
     }

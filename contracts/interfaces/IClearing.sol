@@ -129,7 +129,8 @@ interface IClearing {
     ) external returns (uint256 out, uint256 spent);
 
     /// @notice Called by the program of `programMerchant` when `acceptor` refunded `points`
-    /// of a redemption made at `rate`: the value moves back in the current period.
+    /// of a redemption made at `rate`: the value moves back in the current period, and the
+    /// acceptor's foreign value accepted in it shrinks by as much (never below zero).
     /// Requirements: caller is that program.
     function recordRefund(uint256 programMerchant, uint256 acceptor, uint256 points, uint256 rate) external;
 

@@ -153,6 +153,10 @@ def test_the_foreign_cap_limits_what_a_merchant_accepts_per_period(chain: Chain)
     with reverts("ClearingForeignCapExceeded", b.merchant_id, 500, 600):
         _redeem_at(chain, a, b, member, 20, "cap-2")
     assert a.program.balance_of(member.address) == 60
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("cap-1"), 10)
+    _redeem_at(chain, a, b, member, 20, "cap-2")  # the refund gave back room under the cap
+    assert chain.clearing.position_of(chain.clearing.current_period(), b.merchant_id) == (
+        500, 500)
     chain.op(chain.clearing, "closePeriod")
     _redeem_at(chain, a, b, member, 20, "cap-3")
     assert _net(chain, b) == 200
