@@ -149,15 +149,23 @@ class OutboxWorker:
     # ------------------------------------------------------------------ one round
 
     def process_once(self) -> int:
-        """Send one batch per signer with queued work and settle it; give operations done."""
+        """Send up to PIPELINE_TXS batches per signer with queued work, then settle them;
+        give the operations done. Every signer's transactions go out before any receipt is
+        awaited, so the chain works on one merchant's batch while the next is being sent."""
         depth = self.alliance.settings.confirmations
         with self.alliance.store.session() as s:
             merchant_ids = repos.merchants_with_queued(s)
             if depth > 0:
                 repos.promote_confirmed(s, max_block=self.alliance.gateway.block_number() - depth)
         done = 0
+        in_flight: list[tuple[TransactionSender, str, Group, SentTx]] = []
         for merchant_id in merchant_ids:
-            done += self._process_merchant(merchant_id)
+            n, sent = self._submit_merchant(merchant_id)
+            done += n
+            in_flight.extend(sent)
+        for sender, program_address, group, tx in in_flight:
+            if not self._settle(sender, [g[0] for g in group], tx):
+                self._isolate(sender, program_address, group)
         return done
 
     def _sender(self, merchant_id: int) -> TransactionSender:
@@ -168,7 +176,10 @@ class OutboxWorker:
             self._senders[merchant_id] = sender
         return sender
 
-    def _process_merchant(self, merchant_id: int) -> int:
+    def _submit_merchant(self, merchant_id: int
+                         ) -> tuple[int, list[tuple[TransactionSender, str, Group, SentTx]]]:
+        """Claim a merchant's queued operations and send them; give how many were claimed and
+        the transactions in flight."""
         limit = self.alliance.settings.batch_max
         with self.alliance.store.session() as s:
             ops = repos.claim_operations(s, merchant_id=merchant_id,
@@ -178,22 +189,16 @@ class OutboxWorker:
             assert program is not None and program.program_address is not None
             program_address = program.program_address
         if not claimed:
-            return 0
+            return 0, []
         sender = self._sender(merchant_id)
         # Issues share one issueBatch call, redemptions one redeemBatch per program, up to
         # batch_max lines; everything else goes alone.
-        groups = group_operations(claimed, program_address, limit)
-        # Send every group first, then settle them: receipts of earlier transactions are
-        # collected while later ones are already on their way.
-        pending: list[tuple[list[tuple[str, str, dict[str, Any]]], SentTx]] = []
-        for group in groups:
+        in_flight = []
+        for group in group_operations(claimed, program_address, limit):
             sent = self._submit(sender, program_address, group, simulate=False)
             if sent is not None:
-                pending.append((group, sent))
-        for group, sent in pending:
-            if not self._settle(sender, [g[0] for g in group], sent):
-                self._isolate(sender, program_address, group)
-        return len(claimed)
+                in_flight.append((sender, program_address, group, sent))
+        return len(claimed), in_flight
 
     # ------------------------------------------------------------------ submit / settle
 
