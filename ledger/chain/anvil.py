@@ -99,7 +99,11 @@ def start(settings: Settings, *, timeout_s: float = 20.0) -> str:
     url = f"http://127.0.0.1:{port}"
     cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
            "--state", str(cdir / "state.json"), "--state-interval", str(STATE_INTERVAL_S),
-           "--gas-limit", "60000000"]
+           "--gas-limit", "60000000",
+           # anvil writes old blocks' states to ~/.foundry/anvil/tmp by default and leaves them
+           # there: tens of GB after a few benchmark runs. The service reads state at the
+           # latest block only, so older states are not persisted, and any cache stays here.
+           "--max-persisted-states", "0", "--cache-path", str(cdir / "cache")]
     if settings.anvil_block_time:
         cmd += ["--block-time", str(settings.anvil_block_time)]
     log_file = (cdir / "anvil.log").open("ab")
