@@ -59,7 +59,7 @@ def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
         hit = _cache.get(key_id)
     if hit is not None and now - hit[0] < CREDENTIAL_TTL_S:
         return hit[1]
-    with alliance.store.session() as s:
+    with alliance.store.read_session() as s:
         cred = repos.get_credential(s, alliance.master_key, key_id)
     with _cache_lock:
         if len(_cache) > 10_000:

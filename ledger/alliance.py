@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 from eth_account import Account
+from sqlalchemy.orm import Session
 
 from .chain import anvil
 from .chain.gateway import ChainGateway
@@ -36,9 +37,14 @@ class StoreNonces:
 
     def reserve(self, count: int) -> int:
         with self.store.session() as s:
-            return repos.reserve_nonces(
-                s, chain_id=self.gateway.chain_id, address=self.address, count=count,
-                chain_nonce=lambda: self.gateway.nonce(self.address, "pending"))
+            return self.reserve_in(s, count)
+
+    def reserve_in(self, session: Session, count: int) -> int:
+        """Reserve ``count`` nonces inside the caller's write transaction (the outbox claims
+        operations and reserves their nonces in one)."""
+        return repos.reserve_nonces(
+            session, chain_id=self.gateway.chain_id, address=self.address, count=count,
+            chain_nonce=lambda: self.gateway.nonce(self.address, "pending"))
 
     def resync(self) -> None:
         """Align the counter with the node after a restart (drops gaps left by a crash)."""

@@ -141,7 +141,7 @@ def list_merchants(alliance: Alliance) -> list[MerchantView]:
 
 
 def merchant_signing_key(alliance: Alliance, merchant_id: int) -> bytes:
-    with alliance.store.session() as s:
+    with alliance.store.read_session() as s:
         row = repos.get_merchant(s, merchant_id)
         if row is None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)

@@ -25,7 +25,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from .alliance import Alliance
+from sqlalchemy.orm import Session
+
+from .alliance import Alliance, StoreNonces
 from .chain.sender import SentTx, TransactionSender
 from .clearing import confirm_payment_calldata, deposit_calldata
 from .contracts.clients import Conversion, IssueItem, Redemption
@@ -59,6 +61,8 @@ GAS_SINGLE = {"reverse": 250_000, "convert": 600_000, "refund_redemption": 300_0
               "deposit": 300_000, "confirm_payment": 250_000}
 
 Group = list[tuple[str, str, dict[str, Any]]]
+# Transactions sent and not yet settled: (sender, own program, group, transaction).
+InFlight = list[tuple[TransactionSender, str, Group, SentTx]]
 
 
 def gas_bound(group: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
@@ -152,21 +156,30 @@ class OutboxWorker:
         """Send up to PIPELINE_TXS batches per signer with queued work, then settle them;
         give the operations done. Every signer's transactions go out before any receipt is
         awaited, so the chain works on one merchant's batch while the next is being sent."""
+        done, in_flight = self._submit_round()
+        self._settle_round(in_flight)
+        return done
+
+    def _submit_round(self) -> tuple[int, InFlight]:
+        """Claim and send every signer's queued work; give the count and what is in flight."""
         depth = self.alliance.settings.confirmations
-        with self.alliance.store.session() as s:
-            merchant_ids = repos.merchants_with_queued(s)
-            if depth > 0:
+        if depth > 0:
+            with self.alliance.store.session() as s:
                 repos.promote_confirmed(s, max_block=self.alliance.gateway.block_number() - depth)
+        with self.alliance.store.read_session() as s:
+            merchant_ids = repos.merchants_with_queued(s)
         done = 0
-        in_flight: list[tuple[TransactionSender, str, Group, SentTx]] = []
+        in_flight: InFlight = []
         for merchant_id in merchant_ids:
             n, sent = self._submit_merchant(merchant_id)
             done += n
             in_flight.extend(sent)
+        return done, in_flight
+
+    def _settle_round(self, in_flight: InFlight) -> None:
         for sender, program_address, group, tx in in_flight:
             if not self._settle(sender, [g[0] for g in group], tx):
                 self._isolate(sender, program_address, group)
-        return done
 
     def _sender(self, merchant_id: int) -> TransactionSender:
         sender = self._senders.get(merchant_id)
@@ -176,11 +189,16 @@ class OutboxWorker:
             self._senders[merchant_id] = sender
         return sender
 
-    def _submit_merchant(self, merchant_id: int
-                         ) -> tuple[int, list[tuple[TransactionSender, str, Group, SentTx]]]:
+    def _submit_merchant(self, merchant_id: int) -> tuple[int, InFlight]:
         """Claim a merchant's queued operations and send them; give how many were claimed and
-        the transactions in flight."""
+        the transactions in flight.
+
+        Two write transactions per round, whatever the number of batches: one claims the
+        operations and reserves their nonces, one records every signed transaction; only then
+        is anything broadcast (so a crash leaves nothing sent that is not recorded)."""
         limit = self.alliance.settings.batch_max
+        sender = self._sender(merchant_id)
+        nonces = sender.nonces
         with self.alliance.store.session() as s:
             ops = repos.claim_operations(s, merchant_id=merchant_id,
                                          max_lines=limit * PIPELINE_TXS)
@@ -188,17 +206,41 @@ class OutboxWorker:
             program = repos.get_merchant(s, merchant_id)
             assert program is not None and program.program_address is not None
             program_address = program.program_address
-        if not claimed:
-            return 0, []
-        sender = self._sender(merchant_id)
-        # Issues share one issueBatch call, redemptions one redeemBatch per program, up to
-        # batch_max lines; everything else goes alone.
+            if not claimed:
+                return 0, []
+            # Issues share one issueBatch call, redemptions one redeemBatch per program, up to
+            # batch_max lines; everything else goes alone.
+            prepared = [(group, *self._calldata(program_address, group), gas_bound(group))
+                        for group in group_operations(claimed, program_address, limit)]
+            first = (nonces.reserve_in(s, len(prepared)) if isinstance(nonces, StoreNonces)
+                     else None)
+        if first is None:
+            first = nonces.reserve(len(prepared))
+        signed = [(group, sender.sign(to=to, data=data, gas=gas, nonce=first + i))
+                  for i, (group, to, data, gas) in enumerate(prepared)]
+        with self.alliance.store.session() as s:
+            for group, sent in signed:
+                self._record(s, sender, group, sent)
         in_flight = []
-        for group in group_operations(claimed, program_address, limit):
-            sent = self._submit(sender, program_address, group, simulate=False)
-            if sent is not None:
-                in_flight.append((sender, program_address, group, sent))
+        for group, sent in signed:
+            self._broadcast(sender, sent)
+            in_flight.append((sender, program_address, group, sent))
         return len(claimed), in_flight
+
+    def _record(self, s: Session, sender: TransactionSender, group: Group, sent: SentTx
+                ) -> None:
+        repos.record_submission(s, op_ids=[g[0] for g in group],
+                                chain_id=self.alliance.gateway.chain_id, signer=sender.address,
+                                tx_hash=sent.tx_hash, nonce=sent.nonce, raw="0x" + sent.raw.hex(),
+                                max_fee=sent.max_fee, priority_fee=sent.priority_fee)
+
+    @staticmethod
+    def _broadcast(sender: TransactionSender, sent: SentTx) -> None:
+        try:
+            sender.broadcast(sent)
+        except ChainError as exc:
+            # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.
+            log.warning("broadcast of %s failed (%s); will retry", sent.tx_hash, exc)
 
     # ------------------------------------------------------------------ submit / settle
 
@@ -272,17 +314,9 @@ class OutboxWorker:
                 self._isolate(sender, program_address, group[mid:])
                 return None
         sent = sender.sign(to=to, data=data, gas=gas)
-        op_ids = [g[0] for g in group]
         with self.alliance.store.session() as s:
-            repos.record_submission(s, op_ids=op_ids, chain_id=self.alliance.gateway.chain_id,
-                                    signer=sender.address, tx_hash=sent.tx_hash,
-                                    nonce=sent.nonce, raw="0x" + sent.raw.hex(),
-                                    max_fee=sent.max_fee, priority_fee=sent.priority_fee)
-        try:
-            sender.broadcast(sent)
-        except ChainError as exc:
-            # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.
-            log.warning("broadcast of %s failed (%s); will retry", sent.tx_hash, exc)
+            self._record(s, sender, group, sent)
+        self._broadcast(sender, sent)
         return sent
 
     def _settle(self, sender: TransactionSender, op_ids: list[str], sent: SentTx) -> bool:

@@ -357,7 +357,7 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
 def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | None
                   ) -> OperationView:
     """An operation's status; a merchant may only see its own (``None``: the operator)."""
-    with alliance.store.session() as s:
+    with alliance.store.read_session() as s:
         op = repos.get_operation(s, operation_id)
         if op is None:
             raise LedgerNotFoundError(f"no operation {operation_id}")
@@ -369,7 +369,7 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
 def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
     """The member's spendable and pending points in every program, read from the chain."""
     address = _address(member)
-    with alliance.store.session() as s:
+    with alliance.store.read_session() as s:
         merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
                      if m.program_address]
     out = []
@@ -394,7 +394,7 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
     from .indexer import Indexer
 
     Indexer(alliance).sync()
-    with alliance.store.session() as s:
+    with alliance.store.read_session() as s:
         return repos.member_events(s, member=address, limit=limit, cursor=cursor)
 
 

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Execution option marking the connections of read-only sessions.
+READ_ONLY = "alliance_read_only"
 
 
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock held while migrating.
@@ -56,7 +58,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read takes no lock in WAL mode: it must not queue behind a writer.
+            read = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
@@ -105,6 +109,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                          expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -117,6 +123,17 @@ class Store:
             s.rollback()
             raise
         finally:
+            s.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it takes no write lock, so it never waits for a
+        writer (WAL readers see the last commit); whatever it did is rolled back."""
+        s = self._read_factory()
+        try:
+            yield s
+        finally:
+            s.rollback()
             s.close()
 
     def dispose(self) -> None:
