@@ -388,13 +388,64 @@ def seed_demo(alliance: Alliance) -> dict[str, object]:
             progress.advance(task)
         progress.update(task, description="issuing demo members' points")
         OutboxWorker(alliance).drain()
+        wallet = _demo_cross_merchant(alliance, merchants)
         progress.advance(task)
     admin_id, admin_secret = create_admin_credential(alliance)
     creds: dict[str, object] = {"merchants": merchants,
-                                "admin": {"key_id": admin_id, "secret": admin_secret}}
+                                "admin": {"key_id": admin_id, "secret": admin_secret},
+                                "demo_wallet": wallet}
     path.write_text(json.dumps(creds, indent=2))
     os.chmod(path, 0o600)
     return creds
+
+
+def _demo_cross_merchant(alliance: Alliance, merchants: list[dict[str, object]]
+                         ) -> dict[str, str]:
+    """A demo wallet member earns at the department store, spends some of those points at the
+    cafe and converts some into cinema points: the clearing shows who owes whom. The wallet's
+    key goes into the demo credentials file (a local demo chain only), so it can sign more."""
+    import time
+
+    from eth_account import Account
+
+    from .outbox import OutboxWorker
+    from .points import IssueLine, order_ref, request_convert, request_issue_batch, request_redeem
+    from .signing import convert_typed_data, redeem_typed_data
+
+    store, cinema, cafe = (int(str(m["merchant_id"])) for m in merchants)
+    program = str(merchants[0]["program"])
+    wallet = Account.create()
+    chain_id = alliance.gateway.chain_id
+    deadline = int(time.time()) + 3600
+    with alliance.store.session() as s:
+        request_issue_batch(alliance, s, merchant_id=store, items=[
+            IssueLine(points=1000, order_id="demo-GPDS-wallet", member=wallet.address)])
+    OutboxWorker(alliance).drain()
+    redeem = redeem_typed_data(chain_id=chain_id, program=program, member=wallet.address,
+                               amount=120, merchant_id=cafe, order_ref=order_ref("demo-CAFE-1"),
+                               nonce=0, deadline=deadline)
+    convert = convert_typed_data(chain_id=chain_id, program=program, member=wallet.address,
+                                 amount=200, to_merchant_id=cinema, min_out=1,
+                                 order_ref=order_ref("demo-STAR-conv-1"), nonce=1,
+                                 deadline=deadline)
+    with alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=cafe, member=wallet.address, points=120,
+                       order_id="demo-CAFE-1", nonce=0, deadline=deadline,
+                       signature=_sign_typed(wallet.key, redeem), program_merchant_id=store)
+    OutboxWorker(alliance).drain()
+    with alliance.store.session() as s:
+        request_convert(alliance, s, merchant_id=cinema, member=wallet.address,
+                        from_merchant_id=store, points=200, min_out=1,
+                        order_id="demo-STAR-conv-1", nonce=1, deadline=deadline,
+                        signature=_sign_typed(wallet.key, convert))
+    OutboxWorker(alliance).drain()
+    return {"address": wallet.address, "private_key": "0x" + bytes(wallet.key).hex()}
+
+
+def _sign_typed(key: bytes, typed: dict[str, object]) -> str:
+    from eth_account import Account
+
+    return "0x" + bytes(Account.sign_typed_data(key, full_message=typed).signature).hex()
 
 
 @demo_app.command("seed")
@@ -417,6 +468,11 @@ def _show_demo(creds: dict[str, object], data_dir: Path) -> None:
     if isinstance(admin, dict):
         console.print(f"[bold]operator[/bold]\n  key id   {admin['key_id']}\n"
                       f"  secret   {admin['secret']}", soft_wrap=True)
+    wallet = creds.get("demo_wallet")
+    if isinstance(wallet, dict):
+        console.print(f"[bold]demo wallet member[/bold] {wallet['address']}: earned at the "
+                      "store, spent at the cafe, converted into cinema points (see `alliance "
+                      "clearing positions`)", soft_wrap=True)
     console.print(f"(kept in {data_dir / 'demo-credentials.json'}, mode 600)")
 
 

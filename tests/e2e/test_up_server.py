@@ -18,7 +18,7 @@ from eth_account import Account
 
 from api.client import AllianceClient
 from ledger.chain.gateway import ChainGateway
-from ledger.contracts.clients import PointProgramClient
+from ledger.contracts.clients import ClearingClient, PointProgramClient
 from ledger.contracts.compiler import compile_contracts
 from ledger.settings import Settings
 from tests.ledger.helpers import sign_redemption
@@ -99,3 +99,25 @@ def test_issue_and_redeem_over_http_land_on_chain(server: tuple[str, Path]) -> N
     assert program.balance_of(member.address) == 380
     receipt = gw.receipt(issued["tx_hash"])
     assert receipt is not None and receipt["status"] == 1
+
+
+def test_the_demo_shows_cross_merchant_clearing_on_chain(server: tuple[str, Path]) -> None:
+    url, data = server
+    creds = json.loads((data / "demo-credentials.json").read_text())
+    ids = {m["name"].split()[0]: m["merchant_id"] for m in creds["merchants"]}
+    wallet = creds["demo_wallet"]["address"]
+    dep = json.loads((data / "deployment.json").read_text())
+    chain_url = json.loads((data / "chain" / "anvil.json").read_text())["url"]
+    gw = ChainGateway(chain_url)
+    arts = compile_contracts(Settings(data_dir=data))
+    clearing = ClearingClient(gw, arts["Clearing"].abi, dep["clearing"])
+    # 120 store points (1 fen) spent at the cafe; 200 converted into 40 cinema points (5 fen).
+    nets = {name: clearing.position_of(1, mid)[0] for name, mid in ids.items()}
+    assert nets == {"Grand": -320, "Corner": 120, "Starlight": 200}
+    store = PointProgramClient(gw, arts["PointProgram"].abi, creds["merchants"][0]["program"])
+    assert store.balance_of(wallet) == 1000 - 120 - 200
+    admin = creds["admin"]
+    with httpx.Client(base_url=url, timeout=30) as http:
+        positions = AllianceClient(http, admin["key_id"], admin["secret"]).get(
+            "/v1/admin/clearing/current").json()["positions"]
+    assert sum(p["net"] for p in positions) == 0
