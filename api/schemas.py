@@ -166,26 +166,6 @@ class MintRequest(Strict):
     amount: Amount
 
 
-class PositionOut(BaseModel):
-    merchant_id: int
-    period: int
-    net: int
-    foreign_accepted: int
-    paid: int
-    received: int
-    outstanding: int
-
-
-class PeriodOut(BaseModel):
-    period: int
-    closed_at: int | None
-    merchants: int
-    total_owed: int
-    total_received: int
-    escrow: int
-    positions: list[PositionOut]
-
-
 class StatementOut(BaseModel):
     hash: str
     anchored_hash: str | None

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger import clearing
-from ledger.clearing import PeriodView, Statement
+from ledger.clearing import PeriodView, PositionView, Statement
 
 from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep
 from ..idempotency import run_idempotent
@@ -22,8 +22,6 @@ from ..schemas import (
     MintRequest,
     OffChainPaymentRequest,
     OperationOut,
-    PeriodOut,
-    PositionOut,
     StatementOut,
 )
 from .points import ACCEPTED, queue
@@ -33,7 +31,7 @@ admin_router = APIRouter(prefix="/v1/admin/clearing", tags=["admin"])
 
 
 def _period_out(view: PeriodView) -> dict[str, Any]:
-    return PeriodOut.model_validate(asdict(view)).model_dump(mode="json")
+    return asdict(view)
 
 
 def _statement_out(st: Statement) -> StatementOut:
@@ -44,13 +42,12 @@ def _statement_out(st: Statement) -> StatementOut:
 # ---------------------------------------------------------------------- merchants
 
 
-@router.get("/position", response_model=PositionOut)
+@router.get("/position", response_model=PositionView)
 def my_position(alliance: AllianceDep, who: MerchantDep,
-                period: int | None = Query(default=None, ge=1)) -> PositionOut:
+                period: int | None = Query(default=None, ge=1)) -> PositionView:
     """Your net in a period (default: the open one): positive, the alliance owes you."""
     assert who.merchant_id is not None
-    return PositionOut(**asdict(clearing.position(alliance, merchant_id=who.merchant_id,
-                                                  period=period)))
+    return clearing.position(alliance, merchant_id=who.merchant_id, period=period)
 
 
 @router.get("/statements/{period}", response_model=StatementOut,
@@ -98,26 +95,26 @@ def _operator(request: Request, body: bytes, alliance: Any, who: Any, status: in
     return run_idempotent(request, body, alliance, who, work, in_transaction=False)
 
 
-@admin_router.get("/periods/{period}", response_model=PeriodOut)
+@admin_router.get("/periods/{period}", response_model=PeriodView)
 def period_detail(period: int, alliance: AllianceDep, who: AdminDep) -> Any:
     """Every merchant's position in a period, and its settlement progress once closed."""
     return _period_out(clearing.period_view(alliance, period))
 
 
-@admin_router.get("/current", response_model=PeriodOut)
+@admin_router.get("/current", response_model=PeriodView)
 def current(alliance: AllianceDep, who: AdminDep) -> Any:
     """The open period's positions (they always sum to zero)."""
     return _period_out(clearing.period_view(alliance))
 
 
-@admin_router.post("/close", response_model=PeriodOut)
+@admin_router.post("/close", response_model=PeriodView)
 def close(request: Request, body: BodyDep, alliance: AllianceDep, who: AdminDep) -> Response:
     """Close the open period: every merchant's net is recorded on chain."""
     return _operator(request, body, alliance, who, 200,
                      lambda: _period_out(clearing.close_period(alliance)))
 
 
-@admin_router.post("/periods/{period}/settle", response_model=PeriodOut)
+@admin_router.post("/periods/{period}/settle", response_model=PeriodView)
 def settle(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
            who: AdminDep) -> Response:
     """Pay the period's creditors from escrow (pro rata while a debtor is short)."""
