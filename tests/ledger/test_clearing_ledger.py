@@ -20,6 +20,7 @@ from ledger.outbox import OutboxWorker
 from ledger.points import (
     SignedRedemption,
     get_operation,
+    history,
     request_convert,
     request_issue,
     request_redeem,
@@ -142,6 +143,12 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
     assert get_operation(alliance, operation_id=ref.id,
                          merchant_id=star.merchant_id).status == "confirmed"
     assert gp_prog.balance_of(member.address) == 75 and _net(alliance, star) == 250
+    # The member's history shows every step, each with the other merchant involved.
+    events, _ = history(alliance, member=member.address)
+    seen = [(e["kind"], e["merchant_id"], e["amount"]) for e in reversed(events)]
+    assert seen == [("issued", gp.merchant_id, 100), ("converted_out", star.merchant_id, 25),
+                    ("converted_in", gp.merchant_id, 10), ("redeemed", star.merchant_id, 30),
+                    ("refunded", star.merchant_id, 30)]
 
 
 def test_close_deposit_settle_and_statements_agree_with_the_chain(
