@@ -83,7 +83,8 @@ contract Clearing is IClearing, IERC1363Receiver {
 
     /// @inheritdoc IClearing
     function recordRefund(uint256 programMerchant, uint256 acceptor, uint256 points, uint256 rate) external {
-        // A refund must go through even if a side was suspended since: no status check here.
+        // The issuer may have been suspended since (the program checked the acceptor relays
+        // and is active): a member's refund is not held up by the issuer's status.
         if (_registry.merchant(programMerchant).program != msg.sender) {
             revert ClearingNotProgram(msg.sender, programMerchant);
         }
@@ -137,7 +138,7 @@ contract Clearing is IClearing, IERC1363Receiver {
         if (creditorCap != 0 && accepted > creditorCap) {
             revert ClearingForeignCapExceeded(creditor, creditorCap, accepted);
         }
-        _positions[p][creditor] = Position({net: c.net + v, foreignAccepted: uint128(accepted)});
+        _positions[p][creditor] = Position({net: c.net + v, foreignAccepted: accepted.toUint128()});
         _positions[p][debtor].net -= v;
         emit Cleared(p, debtor, creditor, kind, points, rate, value);
     }

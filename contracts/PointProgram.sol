@@ -57,6 +57,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
     uint256 private constant MAX_REDEEM_AMOUNT = type(uint32).max;
     uint256 private constant MAX_PENDING = 32;
+    uint256 private constant MAX_EXPIRY_PERIODS = 600;
     uint256 private constant NO_PERIOD = type(uint256).max;
 
     /// @dev The newest lot and the pending queue's bounds of one member, in one slot.
@@ -121,6 +122,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     ) external initializer {
         if (config_.expiryPeriods != 0 && config_.periodLength < 1 hours) revert PointsInvalidConfig();
         if (config_.maxPendingDays > 366) revert PointsInvalidConfig();
+        // totalSupply and the liability cap sum one slot per live period: keep that bounded.
+        if (config_.expiryPeriods > MAX_EXPIRY_PERIODS) revert PointsInvalidConfig();
         __ERC20_init(name_, symbol_);
         __EIP712_init("Alliance Points", "1");
         __Nonces_init();

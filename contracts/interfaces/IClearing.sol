@@ -20,7 +20,8 @@ interface IClearing {
 
     /// @notice One merchant's standing in one period, in one slot.
     /// @param net what it is owed (positive) or owes (negative)
-    /// @param foreignAccepted value of foreign points it accepted this period (for its cap)
+    /// @param foreignAccepted value of foreign points it accepted this period net of refunds
+    ///        made in it (for its cap)
     struct Position {
         int128 net;
         uint128 foreignAccepted;
@@ -75,7 +76,10 @@ interface IClearing {
 
     /// @notice `debtor` owes `creditor` `value` more in `period` because of an act of `kind`
     /// over `points` of the program of the merchant whose points they were, at `rate` units
-    /// per point. A refund is logged with debtor and creditor swapped.
+    /// per point: `value` = `points x rate`, except for a conversion, where `points` are those
+    /// spent, `rate` the first program's, and `value` = out x the target's rate (<= points x
+    /// rate: the rounding remainder stays with the debtor). A refund is logged with debtor and
+    /// creditor swapped.
     event Cleared(
         uint256 indexed period,
         uint256 indexed debtor,

@@ -10,7 +10,7 @@ interface IPointProgram {
     /// @notice A program's rules, fixed when the factory creates it.
     /// @param periodLength seconds in one expiry period (e.g. 30 days); ignored if `expiryPeriods` is 0
     /// @param expiryPeriods points earned in period p are spendable until the end of period
-    ///        p + expiryPeriods; 0 means points never expire
+    ///        p + expiryPeriods; 0 means points never expire; at most 600
     /// @param maxPendingDays the longest refund window an issue may hold points pending for
     struct Config {
         uint32 periodLength;

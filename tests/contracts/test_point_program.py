@@ -92,7 +92,7 @@ def test_program_lives_at_its_predicted_address_and_cannot_be_initialised_again(
             "initialize", chain.registry.address, 77, "x", "X", (86400, 0, 0)), gas=500_000)
 
 
-@pytest.mark.parametrize("config", [(600, 3, 7), (30 * DAY, 1, 367)])
+@pytest.mark.parametrize("config", [(600, 3, 7), (30 * DAY, 1, 367), (DAY, 601, 7)])
 def test_factory_rejects_configs_that_cannot_work(chain: Chain,
                                                   config: tuple[int, int, int]) -> None:
     mid = chain.admit_account(Account.create())
