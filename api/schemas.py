@@ -58,7 +58,7 @@ class ReverseRequest(Strict):
     points: Points
 
 
-MAX_REDEEM_POINTS = 2**32 - 1
+MAX_REDEEM_POINTS = 2**24 - 1
 RedeemPoints = Annotated[int, Field(strict=True, ge=1, le=MAX_REDEEM_POINTS, examples=[30])]
 Nonce = Annotated[int, Field(strict=True, ge=0, lt=2**64)]
 Signature = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){65,}$")]

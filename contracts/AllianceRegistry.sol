@@ -78,7 +78,7 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @inheritdoc IAllianceRegistry
     function setRate(uint256 merchantId, uint256 rate) external onlyRole(OPERATOR_ROLE) {
         _existing(merchantId);
-        if (rate == 0 || rate > type(uint32).max) revert RegistryInvalidRate(rate);
+        if (rate == 0 || rate > type(uint24).max) revert RegistryInvalidRate(rate);
         _terms[merchantId].rate = uint32(rate);
         emit RateSet(merchantId, rate);
     }

@@ -55,7 +55,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         "Convert(address member,uint256 amount,uint256 toMerchantId,uint256 minOut,bytes32 orderRef,uint256 nonce,uint256 deadline)"
     );
     uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
-    uint256 private constant MAX_REDEEM_AMOUNT = type(uint32).max;
+    uint256 private constant MAX_REDEEM_AMOUNT = type(uint24).max;
     uint256 private constant MAX_PENDING = 32;
     uint256 private constant MAX_EXPIRY_PERIODS = 600;
     uint256 private constant NO_PERIOD = type(uint256).max;
@@ -85,12 +85,15 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
 
     /// @dev One redemption (or conversion) against an accepting merchant's order, in one slot:
     /// who, the points not yet refunded, the rate it cleared at (0: at the issuer, no
-    /// clearing), and when (0 for a conversion, which cannot be refunded).
+    /// clearing), when (0 for a conversion, which cannot be refunded), and how many periods
+    /// before the redemption the oldest points it spent were earned - a refund puts the points
+    /// back in that lot, so refunding never extends their life.
     struct RedemptionRecord {
         address member;
-        uint32 amount;
-        uint32 rate;
+        uint24 amount;
+        uint24 rate;
         uint32 redeemedAt;
+        uint16 age;
     }
 
     IAllianceRegistry private _registry;
@@ -230,6 +233,40 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         }
     }
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
+    /// @dev Adds to the lot of period `p` (<= the head's period), creating it in its place in
+    /// the list if the member holds none of that period any more. Walks the list (refunds only).
+    function _creditLot(address member, Account memory a, uint256 p, uint256 amount) private {
+        if (p == a.headPeriod) {
+            a.headAmount = SafeCast.toUint64(a.headAmount + amount);
+            return;
+        }
+        uint256 q = a.tailPeriod;
+        if (p < q) {
+            _lots[member][p] = Lot({amount: uint224(amount), next: uint32(q)});
+            a.tailPeriod = uint32(p);
+            return;
+        }
+        while (true) {
+            Lot storage l = _lots[member][q];
+            if (q == p) {
+                l.amount += uint224(amount);
+                return;
+            }
+            uint256 next = l.next;
+            if (next > p) {
+                _lots[member][p] = Lot({amount: uint224(amount), next: uint32(next)});
+                l.next = uint32(p);
+                return;
+            }
+            q = next;
+        }
+    }
+
+    // slither-disable-end incorrect-equality
+
     function _releaseDay(uint256 releaseAt, uint256 cur) private view returns (uint256 day) {
         // Round up to a whole day: points are pending "until a date". The day is turned back
         // into its start time below on purpose (divide, then multiply).
@@ -317,13 +354,16 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         if (_redemptions[key].member != address(0)) revert PointsOrderRefUsed(r.orderRef);
         _useCheckedNonce(r.member, r.nonce);
         _checkSignature(r.member, MessageHashUtils.toTypedDataHash(domain, _redemptionStructHash(r)), signature);
+        uint256 cur = currentPeriod();
+        uint256 oldest = _debit(r.member, r.amount, NO_PERIOD);
         _redemptions[key] = RedemptionRecord({
             member: r.member,
-            amount: uint32(r.amount),
-            rate: uint32(rate),
-            redeemedAt: uint32(block.timestamp)
+            amount: uint24(r.amount),
+            rate: uint24(rate),
+            redeemedAt: uint32(block.timestamp),
+            // The debit takes live points only, at most expiryPeriods (<= 600) old.
+            age: uint16(cur - oldest)
         });
-        _debit(r.member, r.amount, NO_PERIOD);
         emit Transfer(r.member, address(0), r.amount);
         emit PointsRedeemed(r.member, r.merchantId, r.orderRef, r.amount, r.nonce);
     }
@@ -340,16 +380,21 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         }
         if (amount == 0) revert PointsInvalidAmount(amount);
         if (amount > rec.amount) revert PointsReverseExceedsIssued(orderRef, rec.amount, amount);
-        rec.amount -= uint32(amount);
+        rec.amount -= uint24(amount);
         _redemptions[key] = rec;
-        // The points come back as a lot of the current period: a refund never shortens their life.
-        uint256 cur = currentPeriod();
-        Account memory a = _accounts[rec.member];
-        _creditHead(rec.member, a, cur, amount);
-        _accounts[rec.member] = a;
-        _supplyByPeriod[cur] += amount;
-        emit Transfer(address(0), rec.member, amount);
+        // The points go back into the lot they were spent from (its oldest, if several): they
+        // expire when they would have. If that lot has expired meanwhile, so have they.
+        uint256 earned = _periodAt(rec.redeemedAt) - rec.age;
         emit RedemptionRefunded(rec.member, acceptor, orderRef, amount);
+        if (earned >= _minLivePeriod(currentPeriod())) {
+            Account memory a = _accounts[rec.member];
+            _creditLot(rec.member, a, earned, amount);
+            _accounts[rec.member] = a;
+            _supplyByPeriod[earned] += amount;
+            emit Transfer(address(0), rec.member, amount);
+        } else {
+            emit PointsExpired(rec.member, earned, amount);
+        }
         if (rec.rate != 0) _clearing().recordRefund(_merchantId, acceptor, amount, rec.rate);
     }
 
@@ -368,7 +413,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         // slither-disable-next-line unused-return
         (uint256 out, uint256 spent,) = clearing_.quoteConversion(_merchantId, c.toMerchantId, c.amount);
         if (out == 0 || out < c.minOut) revert IClearing.ClearingConversionTooSmall(out, c.minOut);
-        _redemptions[key] = RedemptionRecord({member: c.member, amount: uint32(spent), rate: 0, redeemedAt: 0});
+        _redemptions[key] = RedemptionRecord({member: c.member, amount: uint24(spent), rate: 0, redeemedAt: 0, age: 0});
         _debit(c.member, spent, NO_PERIOD);
         emit Transfer(c.member, address(0), spent);
         emit PointsConverted(c.member, c.toMerchantId, c.orderRef, spent, out, c.nonce);
@@ -454,9 +499,13 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     // Lots
     // ------------------------------------------------------------------
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
     /// @dev Burns `amount` spendable points of `member`: first from lot `prefer` (if any), then
     /// soonest-expiring first. Expired lots met on the way are removed. Reverts if short.
-    function _debit(address member, uint256 amount, uint256 prefer) private {
+    /// Gives the earn period of the oldest lot it took points from.
+    function _debit(address member, uint256 amount, uint256 prefer) private returns (uint256 oldest) {
         uint256 minLive = _minLivePeriod(currentPeriod());
         Account memory a = _accounts[member];
         // The common case - one live lot, nothing pending - touches only the account slot and
@@ -468,10 +517,10 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
             a.headAmount -= uint64(amount);
             _accounts[member] = a;
             _supplyByPeriod[a.headPeriod] -= amount;
-            return;
+            return a.headPeriod;
         }
-        uint256 today = currentDay();
-        (uint256[] memory pPeriods, uint256[] memory pAmounts) = _settlePending(member, a, today);
+        oldest = NO_PERIOD;
+        (uint256[] memory pPeriods, uint256[] memory pAmounts) = _settlePending(member, a, currentDay());
         uint256 need = amount;
         if (prefer != NO_PERIOD && prefer >= minLive) {
             uint256 held = _lotAmount(member, a, prefer);
@@ -481,6 +530,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
                 _reduceLot(member, a, prefer, take);
                 _supplyByPeriod[prefer] -= take;
                 need -= take;
+                oldest = prefer;
             }
         }
         uint256 p = a.tailPeriod;
@@ -501,6 +551,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
                     amt -= take;
                     need -= take;
                     _supplyByPeriod[p] -= take;
+                    if (p < oldest) oldest = p;
                 }
             }
             if (isHead) {
@@ -520,6 +571,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         if (need != 0) revert PointsInsufficientBalance(member, amount - need, amount);
         _accounts[member] = a;
     }
+
+    // slither-disable-end incorrect-equality
 
     function _lotAmount(address member, Account memory a, uint256 p) private view returns (uint256) {
         return p == a.headPeriod ? a.headAmount : _lots[member][p].amount;
@@ -564,6 +617,9 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
         }
     }
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
     function _pendingIn(uint256 p, uint256[] memory periods, uint256[] memory amounts)
         private
         pure
@@ -573,6 +629,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
             if (periods[i] == p) sum += amounts[i];
         }
     }
+
+    // slither-disable-end incorrect-equality
 
     /// @dev Points still pending for `member`: orders in its queue not yet released.
     function _pendingLive(address member, Account memory a, uint256 today) private view returns (uint256 sum) {

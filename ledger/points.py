@@ -23,8 +23,8 @@ from .errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidation
 from .store import repos
 
 MAX_POINTS = 2**48 - 1
-# A redemption or conversion records its points in 32 bits (PointProgram.RedemptionRecord).
-MAX_REDEEM_POINTS = 2**32 - 1
+# A redemption or conversion records its points in 24 bits (PointProgram.RedemptionRecord).
+MAX_REDEEM_POINTS = 2**24 - 1
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
 

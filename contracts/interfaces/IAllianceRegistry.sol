@@ -49,7 +49,7 @@ interface IAllianceRegistry {
     error RegistryNotFactory(address caller);
     /// @dev The factory was already set.
     error RegistryFactoryAlreadySet();
-    /// @dev A rate of zero would make a program's points worthless in clearing; above 2^32 - 1
+    /// @dev A rate of zero would make a program's points worthless in clearing; above 2^24 - 1
     /// it would not fit the redemption record.
     error RegistryInvalidRate(uint256 rate);
     /// @dev The merchant's program has no rate yet, so its points cannot be cleared.
@@ -93,7 +93,7 @@ interface IAllianceRegistry {
     function setMerchantAccount(uint256 merchantId, address account) external;
 
     /// @notice Sets a program's value in settlement units (e.g. fen) per point.
-    /// Requirements: caller has OPERATOR_ROLE; merchant exists; 0 < `rate` < 2^32.
+    /// Requirements: caller has OPERATOR_ROLE; merchant exists; 0 < `rate` < 2^24.
     function setRate(uint256 merchantId, uint256 rate) external;
 
     /// @notice Sets a merchant's caps in settlement units: the value its outstanding points may

@@ -148,7 +148,7 @@ interface IPointProgram {
     /// Requirements:
     /// - caller signs for `r.merchantId`, which is active; if it is not the issuer: the issuer
     ///   is active, both have rates, it accepts this program and stays within its foreign cap;
-    /// - 0 < `r.amount` < 2^32;
+    /// - 0 < `r.amount` < 2^24;
     /// - now <= `r.deadline`; `r.nonce` is the member's next nonce;
     /// - `signature` is the member's (EOA or ERC-1271 contract wallet) over exactly `r`;
     /// - `r.orderRef` was not redeemed against before; the member holds `r.amount` spendable.

@@ -7,7 +7,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.contracts.clients import Conversion, Redemption
+from ledger.contracts.clients import Conversion, ProgramConfig, Redemption
 from ledger.signing import convert_typed_data
 
 from .conftest import DAY, Chain, Merchant
@@ -390,3 +390,45 @@ def test_a_small_escrow_is_paid_out_whole_despite_rounding(chain: Chain) -> None
     chain.op(chain.clearing, "settle", p)
     assert chain.token.balance_of(b.account.address) == 3
     assert chain.token.balance_of(c.account.address) == 3
+
+
+def test_a_refund_puts_points_back_where_they_expire_as_before(chain: Chain) -> None:
+    """Redeem-and-refund cannot keep points alive: they return to the lot they came from."""
+    expiring = ProgramConfig(period_length=30 * DAY, expiry_periods=2, max_pending_days=7)
+    a = chain.admit(symbol="EXP", rate=10, config=expiring)
+    b = chain.admit(symbol="B", rate=10)
+    member = Account.create()
+    a.call("issue", member.address, 100, ref("old-points"))
+    chain.travel(60 * DAY + 3600)  # period 2: the period-0 lot is in its last live period
+    a.call("issue", member.address, 5, ref("new-points"))
+    _redeem_at(chain, a, b, member, 100, "spend-old")
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("spend-old"), 100)
+    assert a.program.lots_of(member.address) == [(0, 100), (2, 5)]
+    assert _net(chain, b) == 0
+    chain.travel(30 * DAY)  # period 3: period 0 has expired
+    assert a.program.balance_of(member.address) == 5
+    assert a.program.total_supply() == 5
+    # A refund after the lot expired gives nothing back, but the value still moves back.
+    chain.travel(50 * DAY)  # day 140, period 4: the period-2 lot is in its last live period
+    _redeem_at(chain, a, b, member, 5, "spend-new")
+    chain.travel(11 * DAY)  # day 151, period 5: period 2 has expired; still in the window
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("spend-new"), 5)
+    assert a.program.balance_of(member.address) == 0 and a.program.total_supply() == 0
+    assert _net(chain, b) == 0
+
+
+def test_refunds_rebuild_lots_in_period_order(chain: Chain) -> None:
+    expiring = ProgramConfig(period_length=30 * DAY, expiry_periods=3, max_pending_days=7)
+    a = chain.admit(symbol="EXP", rate=10, config=expiring)
+    b = chain.admit(symbol="B", rate=10)
+    member = Account.create()
+    for period in range(3):
+        a.call("issue", member.address, 10 * (period + 1), ref(f"earn-{period}"))
+        chain.travel(30 * DAY)
+    _redeem_at(chain, a, b, member, 10, "r-0")  # all of the period-0 lot
+    _redeem_at(chain, a, b, member, 20, "r-1")  # all of the period-1 lot
+    assert a.program.lots_of(member.address) == [(2, 30)]
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("r-0"), 10)
+    b.call_on(a.program, "refundRedemption", b.merchant_id, ref("r-1"), 20)
+    assert a.program.lots_of(member.address) == [(0, 10), (1, 20), (2, 30)]
+    assert a.program.total_supply() == a.program.balance_of(member.address) == 60
