@@ -160,8 +160,10 @@ interface IPointProgram {
     function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures) external;
 
     /// @notice The accepting merchant gives back up to what a redemption took (a refund of its
-    /// order): the points return to the member as a lot of the current period, and a cleared
-    /// redemption's value moves back in the current clearing period at the original rate.
+    /// order): the points return to the member into the lot they were spent from (the oldest,
+    /// if several), so they expire when they would have - if that lot has expired meanwhile,
+    /// nothing comes back; a cleared redemption's value moves back in the current clearing
+    /// period at the original rate either way.
     /// Requirements: caller signs for active `acceptor`; the redemption exists, is not a
     /// conversion, is within the registry's refund window; 0 < `amount` <= what is left of it.
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external;
