@@ -5,6 +5,7 @@ import {ERC20Upgradeable} from "@openzeppelin/contracts-upgradeable/token/ERC20/
 import {EIP712Upgradeable} from "@openzeppelin/contracts-upgradeable/utils/cryptography/EIP712Upgradeable.sol";
 import {NoncesUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/NoncesUpgradeable.sol";
 import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
@@ -56,6 +57,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     );
     uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
     uint256 private constant MAX_REDEEM_AMOUNT = type(uint24).max;
+    bytes32 private constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     uint256 private constant MAX_PENDING = 32;
     uint256 private constant MAX_EXPIRY_PERIODS = 600;
     uint256 private constant NO_PERIOD = type(uint256).max;
@@ -370,7 +372,9 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
 
     /// @inheritdoc IPointProgram
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external {
-        _requireSigner(acceptor);
+        // The acceptor refunds its own orders; the operator may do it for one that was
+        // suspended meanwhile, so its members are not left without their points.
+        if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) _requireSigner(acceptor);
         bytes32 key = _redemptionKey(acceptor, orderRef);
         RedemptionRecord memory rec = _redemptions[key];
         if (rec.member == address(0)) revert PointsUnknownOrder(orderRef);

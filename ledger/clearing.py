@@ -169,6 +169,22 @@ def mint_settlement_tokens(alliance: Alliance, *, merchant_id: int, amount: int)
     return token.balance_of(account)
 
 
+def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
+                    order_id: str, points: int) -> None:
+    """Refund, as the operator, what a redemption of ``program_merchant``'s points took for
+    ``acceptor``'s order ``order_id`` (for an acceptor suspended since)."""
+    from .points import order_ref
+
+    record = alliance.contracts.registry.merchant(_int(program_merchant, "program_merchant",
+                                                       low=1))
+    if record.program is None:
+        raise LedgerNotFoundError(f"merchant {program_merchant} has no point program")
+    program = alliance.contracts.program(record.program)
+    alliance.operator.transact(to=program.address, data=program.encode(
+        "refundRedemption", _int(acceptor, "acceptor", low=1), order_ref(order_id),
+        _int(points, "points", low=1, high=2**24 - 1)))
+
+
 def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     """Anchor the hash of every merchant's statement of a closed period (those not yet
     anchored); give the statements."""

@@ -335,6 +335,20 @@ def clearing_accept(acceptor: int, program_merchant: int,
     _run(act)
 
 
+@clearing_app.command("refund")
+def clearing_refund(program_merchant: int, acceptor: int, order_id: str, points: int) -> None:
+    """Refund, as the operator, a redemption of PROGRAM_MERCHANT's points that ACCEPTOR took
+    for its order ORDER_ID (when ACCEPTOR has been suspended since)."""
+    from .clearing import operator_refund
+
+    def act(a: Alliance) -> None:
+        operator_refund(a, program_merchant=program_merchant, acceptor=acceptor,
+                        order_id=order_id, points=points)
+        console.print(f"refunded {points} points of order {order_id} at merchant {acceptor}")
+
+    _run(act)
+
+
 @clearing_app.command("mint")
 def clearing_mint(merchant_id: int, amount: int) -> None:
     """Mint settlement tokens to a merchant against cash received into escrow."""

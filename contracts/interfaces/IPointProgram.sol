@@ -164,8 +164,9 @@ interface IPointProgram {
     /// if several), so they expire when they would have - if that lot has expired meanwhile,
     /// nothing comes back; a cleared redemption's value moves back in the current clearing
     /// period at the original rate either way.
-    /// Requirements: caller signs for active `acceptor`; the redemption exists, is not a
-    /// conversion, is within the registry's refund window; 0 < `amount` <= what is left of it.
+    /// Requirements: caller signs for active `acceptor` or has the registry's OPERATOR_ROLE (for
+    /// an acceptor suspended meanwhile); the redemption exists, is not a conversion, is within
+    /// the registry's refund window; 0 < `amount` <= what is left of it.
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external;
 
     /// @notice Converts a member's points into `c.toMerchantId`'s points (see

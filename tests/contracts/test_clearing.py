@@ -432,3 +432,17 @@ def test_refunds_rebuild_lots_in_period_order(chain: Chain) -> None:
     b.call_on(a.program, "refundRedemption", b.merchant_id, ref("r-1"), 20)
     assert a.program.lots_of(member.address) == [(0, 10), (1, 20), (2, 30)]
     assert a.program.total_supply() == a.program.balance_of(member.address) == 60
+
+
+def test_the_operator_refunds_for_a_suspended_acceptor_and_nobody_else_can(
+        chain: Chain) -> None:
+    a, b, c = _alliance(chain)
+    member = _member_with(chain, a, 100)
+    _redeem_at(chain, a, b, member, 40, "b-sale")
+    chain.op(chain.registry, "suspendMerchant", b.merchant_id)
+    with reverts("RegistryInvalidStatus"):
+        b.call_on(a.program, "refundRedemption", b.merchant_id, ref("b-sale"), 40)
+    with reverts("RegistryInvalidStatus"):
+        c.call_on(a.program, "refundRedemption", b.merchant_id, ref("b-sale"), 40)
+    chain.op(a.program, "refundRedemption", b.merchant_id, ref("b-sale"), 40)
+    assert a.program.balance_of(member.address) == 100 and _net(chain, b) == 0

@@ -62,6 +62,10 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
     assert alliance.contracts.settlement_token.balance_of(store.account) == 21
     failed = runner.invoke(app, ["clearing", "settle", "1"], env=env)
     assert failed.exit_code == 1 and "ClearingNothingToSettle" in failed.output
+    run("merchant", "suspend", str(cafe.merchant_id))
+    run("clearing", "refund", str(store.merchant_id), str(cafe.merchant_id), "c-1", "7")
+    assert alliance.contracts.program(store.program).balance_of(member.address) == 10
+    run("merchant", "reinstate", str(cafe.merchant_id))
     run("clearing", "caps", str(cafe.merchant_id), "0", "500")
     assert alliance.contracts.registry.terms_of(cafe.merchant_id).foreign_cap == 500
     run("clearing", "accept", str(cafe.merchant_id), str(store.merchant_id), "--refuse")
