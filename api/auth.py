@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
 from ledger.store import repos
@@ -98,8 +99,17 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
     expected = sign(cred.secret, ts, nonce, request.method, path, body)
     if not hmac.compare_digest(expected, sig.lower()):
         raise _unauthorized("the signature does not match the request")
-    with alliance.store.session() as s:
-        if not repos.remember_signature(s, key_id, expected,
-                                        max_age=timedelta(seconds=2 * max_age)):
-            raise _unauthorized("this request was already received (replay)")
+    if request.method == "POST":
+        # Every POST runs through run_idempotent, which records the signature in the same
+        # write transaction as its idempotency record: one write transaction per request.
+        request.state.replay_guard = (key_id, expected, 2 * max_age)
+    else:
+        with alliance.store.session() as s:
+            remember_or_refuse(s, key_id, expected, 2 * max_age)
     return Principal(key_id, cred.role, cred.merchant_id)
+
+
+def remember_or_refuse(s: Session, key_id: str, signature: str, max_age_s: int) -> None:
+    """Record a request's signature; a signature seen before is a replay (401)."""
+    if not repos.remember_signature(s, key_id, signature, max_age=timedelta(seconds=max_age_s)):
+        raise _unauthorized("this request was already received (replay)")

@@ -21,7 +21,7 @@ from ledger.alliance import Alliance
 from ledger.errors import LedgerConflictError, LedgerError
 from ledger.store import repos
 
-from .auth import Principal
+from .auth import Principal, remember_or_refuse
 from .errors import PROBLEM_JSON, ApiError, ledger_problem
 
 MAX_KEY_LENGTH = 255
@@ -49,6 +49,9 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
     ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
     fp = fingerprint(request, body)
     with alliance.store.session() as s:
+        guard = getattr(request.state, "replay_guard", None)
+        if guard is not None:
+            remember_or_refuse(s, *guard)
         try:
             stored = repos.idempotency_begin(s, principal=principal.key_id, key=key,
                                              fingerprint=fp, ttl=ttl)

@@ -8,8 +8,9 @@ busy timeout, so concurrent writers queue instead of failing. PostgreSQL is used
 from __future__ import annotations
 
 import fcntl
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -109,21 +110,28 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of this process queue for it here and wake
+        # the moment it is free, instead of in SQLite's busy handler, which sleeps in growing
+        # steps and starves some waiters (a long latency tail under load). Other processes
+        # still meet the busy handler.
+        self._write_lock: threading.RLock | None = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else None)
         self._read_factory = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                           expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception."""
-        s = self._factory()
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
-        finally:
-            s.close()
+        with self._write_lock if self._write_lock is not None else nullcontext():
+            s = self._factory()
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+            finally:
+                s.close()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
