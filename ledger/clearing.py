@@ -100,23 +100,31 @@ def period_view(alliance: Alliance, period: int | None = None) -> PeriodView:
     info = clearing.period(p)
     closed = info.closed_at != 0
     ids = _merchant_ids(alliance) if not closed else list(range(1, info.merchants + 1))
-    out = []
-    for mid in ids:
-        net, accepted = clearing.position_of(p, mid)
-        paid, received = clearing.settlement_of(p, mid) if closed else (0, 0)
-        outstanding = clearing.outstanding(p, mid) if closed else net
-        out.append(PositionView(mid, p, net, accepted, paid, received, outstanding))
+    out = [_position(alliance, p, mid, closed) for mid in ids]
     return PeriodView(p, info.closed_at or None, len(ids), info.total_owed, info.total_received,
                       info.escrow, out)
 
 
 def position(alliance: Alliance, *, merchant_id: int, period: int | None = None
              ) -> PositionView:
-    view = period_view(alliance, period)
-    for pos in view.positions:
-        if pos.merchant_id == merchant_id:
-            return pos
-    raise LedgerNotFoundError(f"merchant {merchant_id} has no position in period {view.period}")
+    """One merchant's position in ``period`` (default: the open one)."""
+    clearing = alliance.contracts.clearing
+    cur = clearing.current_period()
+    p = cur if period is None else _int(period, "period", low=1, high=cur)
+    info = clearing.period(p)
+    closed = info.closed_at != 0
+    count = info.merchants if closed else alliance.contracts.registry.merchant_count()
+    if not 1 <= merchant_id <= count:
+        raise LedgerNotFoundError(f"merchant {merchant_id} has no position in period {p}")
+    return _position(alliance, p, merchant_id, closed)
+
+
+def _position(alliance: Alliance, p: int, mid: int, closed: bool) -> PositionView:
+    clearing = alliance.contracts.clearing
+    net, accepted = clearing.position_of(p, mid)
+    paid, received = clearing.settlement_of(p, mid) if closed else (0, 0)
+    outstanding = clearing.outstanding(p, mid) if closed else net
+    return PositionView(mid, p, net, accepted, paid, received, outstanding)
 
 
 # ---------------------------------------------------------------------- operator actions
@@ -192,9 +200,10 @@ def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     info = clearing.period(_int(period, "period", low=1))
     if info.closed_at == 0:
         raise LedgerValidationError(f"period {period} is not closed", field="period")
+    acts = _period_acts(alliance, period)
     out = []
     for mid in range(1, info.merchants + 1):
-        st = statement(alliance, period=period, merchant_id=mid)
+        st = _statement_from(alliance, period, mid, info.closed_at, acts)
         if st.anchored_hash is None:
             alliance.operator.transact(to=clearing.address, data=clearing.encode(
                 "anchorStatement", period, mid, bytes.fromhex(st.hash[2:])))
@@ -260,37 +269,36 @@ def _hex(value: Any) -> str:
     return "0x" + raw.hex()
 
 
-def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement:
-    """The statement of ``merchant_id`` for ``period``, rebuilt from chain logs.
+@dataclass(frozen=True)
+class _Act:
+    """One ``Cleared`` event and the program events (redemptions, a conversion, refunds) of
+    its transaction that make it up, each as a statement line without the side it is seen
+    from."""
 
-    Every counterparty line (gross receivable, gross payable, net), every underlying
-    redemption, conversion and refund with its transaction, and totals; ``hash`` is the
-    keccak-256 of the canonical JSON (sorted keys, no spaces, UTF-8), the value anchored on
-    chain for a closed period."""
+    kind: str
+    debtor: int
+    creditor: int
+    value: int
+    lines: list[dict[str, Any]]
+
+
+def _period_acts(alliance: Alliance, p: int, *, involving: int | None = None) -> list[_Act]:
+    """Every act cleared in period ``p`` (only those ``involving`` a merchant, if given),
+    from the Clearing's logs and the receipts of their transactions."""
     gw = alliance.gateway
     contracts = alliance.contracts
     clearing = contracts.clearing
-    cur = clearing.current_period()
-    p = _int(period, "period", low=1, high=cur)
-    count = contracts.registry.merchant_count()
-    mid = _int(merchant_id, "merchant_id", low=1, high=max(count, 1))
-    if mid > count:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
-    info = clearing.period(p)
-    programs = {m: contracts.registry.merchant(m).program for m in range(1, count + 1)}
+    programs: dict[int, str] = {}
     cleared_topic = "0x" + gw.event_topic(clearing.abi, "Cleared").hex()
     logs = gw.get_logs(address=clearing.address, from_block=contracts.deployment.block,
                        to_block=gw.block_number(), topics=[cleared_topic, _topic(p)])
-    gross: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    lines: list[dict[str, Any]] = []
     receipts: dict[str, dict[str, Any]] = {}
+    acts = []
     for _, args, raw in clearing.decode_logs(logs):
         debtor, creditor = int(args["debtor"]), int(args["creditor"])
-        if mid not in (debtor, creditor):
+        if involving is not None and involving not in (debtor, creditor):
             continue
         value, rate, kind = int(args["value"]), int(args["rate"]), KIND_NAMES[int(args["kind"])]
-        other = creditor if mid == debtor else debtor
-        gross[other][0 if mid == creditor else 1] += value
         tx = _hex(raw["transactionHash"])
         if tx not in receipts:
             receipt = gw.receipt(tx)
@@ -299,8 +307,10 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
         # The program whose points moved: the debtor's, or for a refund the creditor's.
         points_merchant = creditor if kind == "refund" else debtor
         acceptor = debtor if kind == "refund" else creditor
-        program = contracts.program(str(programs[points_merchant]))
-        covered = 0
+        if points_merchant not in programs:
+            programs[points_merchant] = str(contracts.registry.merchant(points_merchant).program)
+        program = contracts.program(programs[points_merchant])
+        lines: list[dict[str, Any]] = []
         for name, ev, lg in program.decode_logs(
                 [lg for lg in receipts[tx]["logs"]
                  if str(lg["address"]).lower() == program.address.lower()]):
@@ -315,15 +325,49 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
                 pts, val = int(ev["spent"]), value
             else:
                 continue
-            covered += val
             lines.append({
                 "kind": kind, "tx_hash": tx, "block_number": int(lg["blockNumber"]),
-                "log_index": int(lg["logIndex"]), "counterparty": other,
-                "direction": "receivable" if mid == creditor else "payable",
-                "points_of": points_merchant, "accepted_by": acceptor,
-                "order_ref": _hex(ev["orderRef"]), "points": pts, "rate": rate, "value": val})
-        if covered != value:
+                "log_index": int(lg["logIndex"]), "points_of": points_merchant,
+                "accepted_by": acceptor, "order_ref": _hex(ev["orderRef"]), "points": pts,
+                "rate": rate, "value": val})
+        if sum(ln["value"] for ln in lines) != value:
             raise LedgerNotFoundError(f"the lines of {tx} do not add up to its cleared value")
+        acts.append(_Act(kind, debtor, creditor, value, lines))
+    return acts
+
+
+def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement:
+    """The statement of ``merchant_id`` for ``period``, rebuilt from chain logs.
+
+    Every counterparty line (gross receivable, gross payable, net), every underlying
+    redemption, conversion and refund with its transaction, and totals; ``hash`` is the
+    keccak-256 of the canonical JSON (sorted keys, no spaces, UTF-8), the value anchored on
+    chain for a closed period."""
+    contracts = alliance.contracts
+    p = _int(period, "period", low=1, high=contracts.clearing.current_period())
+    count = contracts.registry.merchant_count()
+    mid = _int(merchant_id, "merchant_id", low=1, high=max(count, 1))
+    if mid > count:
+        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    return _statement_from(alliance, p, mid, contracts.clearing.period(p).closed_at,
+                           _period_acts(alliance, p, involving=mid))
+
+
+def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int, acts: list[_Act]
+                    ) -> Statement:
+    """Merchant ``mid``'s statement of period ``p`` from the period's acts."""
+    contracts = alliance.contracts
+    clearing = contracts.clearing
+    gross: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    lines: list[dict[str, Any]] = []
+    for act in acts:
+        if mid not in (act.debtor, act.creditor):
+            continue
+        other = act.creditor if mid == act.debtor else act.debtor
+        gross[other][0 if mid == act.creditor else 1] += act.value
+        side = {"counterparty": other,
+                "direction": "receivable" if mid == act.creditor else "payable"}
+        lines.extend({**line, **side} for line in act.lines)
     counterparties = [{"merchant_id": other, "receivable": g[0], "payable": g[1],
                        "net": g[0] - g[1]} for other, g in sorted(gross.items())]
     receivable = sum(c["receivable"] for c in counterparties)
@@ -335,11 +379,11 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
     lines.sort(key=lambda ln: (ln["block_number"], ln["log_index"]))
     doc = {
         "statement_version": 1,
-        "chain_id": gw.chain_id,
+        "chain_id": alliance.gateway.chain_id,
         "clearing": clearing.address,
         "settlement_unit": contracts.deployment.settlement_unit,
         "period": p,
-        "closed_at": info.closed_at or None,
+        "closed_at": closed_at or None,
         "merchant_id": mid,
         "counterparties": counterparties,
         "totals": {"receivable": receivable, "payable": payable, "net": on_chain_net},
@@ -347,7 +391,7 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
     }
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     digest = "0x" + keccak(canonical).hex()
-    anchored = clearing.statement_hash(p, mid) if info.closed_at else bytes(32)
+    anchored = clearing.statement_hash(p, mid) if closed_at else bytes(32)
     return Statement(doc, canonical, digest,
                      None if anchored == bytes(32) else "0x" + anchored.hex())
 
