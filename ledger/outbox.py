@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 ISSUE_KINDS = ("issue", "issue_batch")
 REDEEM_KINDS = ("redeem", "redeem_batch")
-# Kinds whose operations are merged into one batch call per target contract.
-BATCH_KINDS = ISSUE_KINDS + REDEEM_KINDS
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
 
@@ -199,6 +197,7 @@ class OutboxWorker:
         limit = self.alliance.settings.batch_max
         sender = self._sender(merchant_id)
         nonces = sender.nonces
+        assert isinstance(nonces, StoreNonces)  # every signer from Alliance.sender_for_key
         with self.alliance.store.session() as s:
             ops = repos.claim_operations(s, merchant_id=merchant_id,
                                          max_lines=limit * PIPELINE_TXS)
@@ -212,10 +211,7 @@ class OutboxWorker:
             # batch_max lines; everything else goes alone.
             prepared = [(group, *self._calldata(program_address, group), gas_bound(group))
                         for group in group_operations(claimed, program_address, limit)]
-            first = (nonces.reserve_in(s, len(prepared)) if isinstance(nonces, StoreNonces)
-                     else None)
-        if first is None:
-            first = nonces.reserve(len(prepared))
+            first = nonces.reserve_in(s, len(prepared))
         signed = [(group, sender.sign(to=to, data=data, gas=gas, nonce=first + i))
                   for i, (group, to, data, gas) in enumerate(prepared)]
         with self.alliance.store.session() as s:

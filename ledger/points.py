@@ -239,21 +239,33 @@ def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None
                                     field="signature")
 
 
-def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
-                     known: dict[int, repos.MerchantRow] | None = None) -> dict[str, Any]:
-    _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
-    if r.program_merchant_id in (None, acceptor.id):
-        program_merchant = acceptor
-    else:
-        mid = _merchant_id(r.program_merchant_id, "program_merchant_id")
-        known = {} if known is None else known
-        if mid not in known:
-            known[mid] = _merchant(session, mid)
-        program_merchant = known[mid]
-    points = _points(r.points)
+def _program_merchant(session: Session, acceptor: repos.MerchantRow, program_merchant_id: Any,
+                      known: dict[int, repos.MerchantRow] | None = None) -> repos.MerchantRow:
+    """The merchant whose points are spent: the acceptor itself when none (or itself) is named;
+    ``known`` caches lookups across the lines of one batch."""
+    if program_merchant_id in (None, acceptor.id):
+        return acceptor
+    mid = _merchant_id(program_merchant_id, "program_merchant_id")
+    known = {} if known is None else known
+    if mid not in known:
+        known[mid] = _merchant(session, mid)
+    return known[mid]
+
+
+def _redeem_points(value: Any) -> int:
+    """Points of one redemption or conversion: what its on-chain record can hold."""
+    points = _points(value)
     if points > MAX_REDEEM_POINTS:
         raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
                                     field="points")
+    return points
+
+
+def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
+                     known: dict[int, repos.MerchantRow] | None = None) -> dict[str, Any]:
+    _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
+    program_merchant = _program_merchant(session, acceptor, r.program_merchant_id, known)
+    points = _redeem_points(r.points)
     return {"member": _address(r.member), "points": points, "order_id": _order_id(r.order_id),
             "order_ref": "0x" + order_ref(r.order_id).hex(), "nonce": r.nonce,
             "deadline": r.deadline, "signature": r.signature, "merchant_id": acceptor.id,
@@ -321,10 +333,7 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
     _nonce_deadline_signature(nonce, deadline, signature)
     if not isinstance(min_out, int) or isinstance(min_out, bool) or not 0 <= min_out <= MAX_POINTS:
         raise LedgerValidationError("min_out must be a non-negative integer", field="min_out")
-    pts = _points(points)
-    if pts > MAX_REDEEM_POINTS:
-        raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
-                                    field="points")
+    pts = _redeem_points(points)
     payload = {"program": source.program_address, "member": _address(member), "points": pts,
                "min_out": min_out, "order_id": _order_id(order_id),
                "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
@@ -341,8 +350,7 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     """Queue a refund of ``points`` of what a redemption took for the merchant's order
     ``order_id`` (points of ``program_merchant_id``'s program; default its own)."""
     acceptor = _merchant(session, merchant_id)
-    program_merchant = acceptor if program_merchant_id in (None, acceptor.id) else _merchant(
-        session, _merchant_id(program_merchant_id, "program_merchant_id"))
+    program_merchant = _program_merchant(session, acceptor, program_merchant_id)
     payload = {"program": program_merchant.program_address, "merchant_id": acceptor.id,
                "program_merchant_id": program_merchant.id, "order_id": _order_id(order_id),
                "order_ref": "0x" + order_ref(order_id).hex(), "points": _points(points)}
