@@ -4,13 +4,14 @@ pragma solidity ^0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
+import {Roles} from "./libraries/Roles.sol";
 
 /// @title AllianceRegistry
 /// @notice The merchants of the alliance, their signing accounts, statuses, point programs,
 /// rates in the settlement unit, caps, which programs each merchant accepts, and the clearing.
 contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @notice Admits, suspends and reinstates merchants; sets rates.
-    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+    bytes32 public constant OPERATOR_ROLE = Roles.OPERATOR_ROLE;
 
     string private _settlementUnit;
     address private _factory;

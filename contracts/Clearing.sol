@@ -10,6 +10,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 import {IClearing} from "./interfaces/IClearing.sol";
 import {IPointProgram} from "./interfaces/IPointProgram.sol";
+import {Roles} from "./libraries/Roles.sol";
 
 /// @title Clearing
 /// @notice Net positions between merchants per period, period close, and settlement through
@@ -23,7 +24,6 @@ contract Clearing is IClearing, IERC1363Receiver {
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    bytes32 private constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
 
     IAllianceRegistry private immutable _registry;
     IERC20 private immutable _token;
@@ -342,7 +342,7 @@ contract Clearing is IClearing, IERC1363Receiver {
     }
 
     function _requireOperator() private view {
-        if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) {
+        if (!IAccessControl(address(_registry)).hasRole(Roles.OPERATOR_ROLE, msg.sender)) {
             revert ClearingUnauthorized(msg.sender);
         }
     }

@@ -13,6 +13,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 import {IPointProgram} from "./interfaces/IPointProgram.sol";
 import {IClearing} from "./interfaces/IClearing.sol";
+import {Roles} from "./libraries/Roles.sol";
 
 /// @title PointProgram
 /// @notice One merchant's points: an ERC-20 with 0 decimals that speaks the alliance standard.
@@ -57,7 +58,6 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     );
     uint256 private constant MAX_ORDER_AMOUNT = type(uint48).max;
     uint256 private constant MAX_REDEEM_AMOUNT = type(uint24).max;
-    bytes32 private constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     uint256 private constant MAX_PENDING = 32;
     uint256 private constant MAX_EXPIRY_PERIODS = 600;
     uint256 private constant NO_PERIOD = type(uint256).max;
@@ -374,7 +374,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, EIP712U
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external {
         // The acceptor refunds its own orders; the operator may do it for one that was
         // suspended meanwhile, so its members are not left without their points.
-        if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) _requireSigner(acceptor);
+        if (!IAccessControl(address(_registry)).hasRole(Roles.OPERATOR_ROLE, msg.sender)) _requireSigner(acceptor);
         bytes32 key = _redemptionKey(acceptor, orderRef);
         RedemptionRecord memory rec = _redemptions[key];
         if (rec.member == address(0)) revert PointsUnknownOrder(orderRef);

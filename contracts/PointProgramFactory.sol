@@ -7,12 +7,12 @@ import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
 import {IPointProgram} from "./interfaces/IPointProgram.sol";
 import {IPointProgramFactory} from "./interfaces/IPointProgramFactory.sol";
 import {PointProgram} from "./PointProgram.sol";
+import {Roles} from "./libraries/Roles.sol";
 
 /// @title PointProgramFactory
 /// @notice Creates merchants' point programs as EIP-1167 clones of one PointProgram, so a new
 /// program costs a ~45-byte proxy instead of the whole token's code.
 contract PointProgramFactory is IPointProgramFactory {
-    bytes32 private constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
 
     IAllianceRegistry private immutable _registry;
     address private immutable _implementation;
@@ -29,7 +29,7 @@ contract PointProgramFactory is IPointProgramFactory {
         string calldata symbol,
         IPointProgram.Config calldata config
     ) external returns (address program) {
-        if (!IAccessControl(address(_registry)).hasRole(OPERATOR_ROLE, msg.sender)) {
+        if (!IAccessControl(address(_registry)).hasRole(Roles.OPERATOR_ROLE, msg.sender)) {
             revert FactoryUnauthorized(msg.sender);
         }
         // Say why before the clone would fail at its taken address.
