@@ -4,13 +4,20 @@ pragma solidity ^0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAllianceRegistry} from "./interfaces/IAllianceRegistry.sol";
+import {IPointProgramFactory} from "./interfaces/IPointProgramFactory.sol";
 import {Roles} from "./libraries/Roles.sol";
 
 /// @title AllianceRegistry
 /// @notice The merchants of the alliance, their signing accounts, statuses, point programs,
-/// rates in the settlement unit, caps, which programs each merchant accepts, and the clearing.
+/// rates in the settlement unit, caps, which programs each merchant accepts, payout
+/// addresses, and the clearing.
+/// @dev Two roles: DEFAULT_ADMIN_ROLE (held by the alliance's TimelockController, so every
+/// change of terms is scheduled before it takes effect) admits merchants, changes accounts,
+/// payout addresses, rates, caps, acceptance and the refund window, and reinstates;
+/// OPERATOR_ROLE runs the day-to-day (suspending in an emergency, closing periods, anchoring,
+/// settling, sweeping stray tokens) and cannot change anyone's terms or act as a merchant.
 contract AllianceRegistry is IAllianceRegistry, AccessControl {
-    /// @notice Admits, suspends and reinstates merchants; sets rates.
+    /// @notice Day-to-day operation: suspends merchants (an emergency brake, immediate).
     bytes32 public constant OPERATOR_ROLE = Roles.OPERATOR_ROLE;
 
     string private _settlementUnit;
@@ -22,35 +29,50 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     mapping(uint256 acceptor => mapping(uint256 programMerchant => bool)) private _refused;
     address private _clearing;
     uint256 private _refundWindow;
+    mapping(uint256 merchantId => address payout) private _payouts;
 
-    /// @param admin receives DEFAULT_ADMIN_ROLE and OPERATOR_ROLE
+    /// @param admin receives DEFAULT_ADMIN_ROLE (wires factory and clearing, then hands the
+    /// role to the timelock)
+    /// @param operator receives OPERATOR_ROLE
     /// @param settlementUnit_ the integer minor currency unit rates are expressed in, e.g. "CNY-fen"
-    constructor(address admin, string memory settlementUnit_) {
+    constructor(address admin, address operator, string memory settlementUnit_) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(OPERATOR_ROLE, admin);
+        _grantRole(OPERATOR_ROLE, operator);
         _settlementUnit = settlementUnit_;
         _refundWindow = 30 days;
     }
 
     // ------------------------------------------------------------------
-    // Operator actions
+    // Admin actions (through the timelock)
     // ------------------------------------------------------------------
 
     /// @inheritdoc IAllianceRegistry
-    function admitMerchant(address account, bytes32 recordHash)
+    function admitMerchant(address account, address payout, bytes32 recordHash)
         external
-        onlyRole(OPERATOR_ROLE)
+        onlyRole(DEFAULT_ADMIN_ROLE)
         returns (uint256 merchantId)
     {
-        _requireFreeAccount(account);
-        merchantId = ++_merchantCount;
-        _merchants[merchantId] = Merchant({account: account, status: MerchantStatus.Active, program: address(0)});
-        _merchantIdOf[account] = merchantId;
-        emit MerchantAdmitted(merchantId, account, recordHash);
+        return _admit(account, payout, recordHash);
     }
 
     /// @inheritdoc IAllianceRegistry
-    function suspendMerchant(uint256 merchantId) external onlyRole(OPERATOR_ROLE) {
+    function admitMerchantWithProgram(Admission calldata a)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+        returns (uint256 merchantId, address program)
+    {
+        merchantId = _admit(a.account, a.payout, a.recordHash);
+        _setRate(merchantId, a.rate);
+        // The factory checks the config, clones, and registers the program back here.
+        program = IPointProgramFactory(_factory).createProgram(merchantId, a.name, a.symbol, a.config);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function suspendMerchant(uint256 merchantId) external {
+        // The emergency brake: immediate for the operator (and the admin).
+        if (!hasRole(OPERATOR_ROLE, msg.sender) && !hasRole(DEFAULT_ADMIN_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, OPERATOR_ROLE);
+        }
         Merchant storage m = _existing(merchantId);
         if (m.status != MerchantStatus.Active) revert RegistryInvalidStatus(merchantId, m.status);
         m.status = MerchantStatus.Suspended;
@@ -58,7 +80,7 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     }
 
     /// @inheritdoc IAllianceRegistry
-    function reinstateMerchant(uint256 merchantId) external onlyRole(OPERATOR_ROLE) {
+    function reinstateMerchant(uint256 merchantId) external onlyRole(DEFAULT_ADMIN_ROLE) {
         Merchant storage m = _existing(merchantId);
         if (m.status != MerchantStatus.Suspended) revert RegistryInvalidStatus(merchantId, m.status);
         m.status = MerchantStatus.Active;
@@ -66,9 +88,10 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     }
 
     /// @inheritdoc IAllianceRegistry
-    function setMerchantAccount(uint256 merchantId, address account) external onlyRole(OPERATOR_ROLE) {
+    function setMerchantAccount(uint256 merchantId, address account) external onlyRole(DEFAULT_ADMIN_ROLE) {
         Merchant storage m = _existing(merchantId);
         _requireFreeAccount(account);
+        if (account == _payouts[merchantId]) revert RegistryInvalidAccount(account);
         address previous = m.account;
         delete _merchantIdOf[previous];
         _merchantIdOf[account] = merchantId;
@@ -77,15 +100,25 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     }
 
     /// @inheritdoc IAllianceRegistry
-    function setRate(uint256 merchantId, uint256 rate) external onlyRole(OPERATOR_ROLE) {
-        _existing(merchantId);
-        if (rate == 0 || rate > type(uint24).max) revert RegistryInvalidRate(rate);
-        _terms[merchantId].rate = uint32(rate);
-        emit RateSet(merchantId, rate);
+    function setPayout(uint256 merchantId, address payout) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Merchant storage m = _existing(merchantId);
+        _requireValidPayout(payout, m.account);
+        address previous = _payouts[merchantId];
+        _payouts[merchantId] = payout;
+        emit PayoutChanged(merchantId, previous, payout);
     }
 
     /// @inheritdoc IAllianceRegistry
-    function setCaps(uint256 merchantId, uint256 liabilityCap, uint256 foreignCap) external onlyRole(OPERATOR_ROLE) {
+    function setRate(uint256 merchantId, uint256 rate) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _existing(merchantId);
+        _setRate(merchantId, rate);
+    }
+
+    /// @inheritdoc IAllianceRegistry
+    function setCaps(uint256 merchantId, uint256 liabilityCap, uint256 foreignCap)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
         _existing(merchantId);
         Terms storage t = _terms[merchantId];
         t.liabilityCap = SafeCast.toUint112(liabilityCap);
@@ -96,7 +129,7 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     /// @inheritdoc IAllianceRegistry
     function setAcceptance(uint256 acceptor, uint256 programMerchant, bool accepted)
         external
-        onlyRole(OPERATOR_ROLE)
+        onlyRole(DEFAULT_ADMIN_ROLE)
     {
         _existing(acceptor);
         _existing(programMerchant);
@@ -105,7 +138,7 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     }
 
     /// @inheritdoc IAllianceRegistry
-    function setRefundWindow(uint256 window) external onlyRole(OPERATOR_ROLE) {
+    function setRefundWindow(uint256 window) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (window < 1 hours || window > 366 days) revert RegistryInvalidRefundWindow(window);
         _refundWindow = window;
         emit RefundWindowSet(window);
@@ -205,6 +238,12 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
     }
 
     /// @inheritdoc IAllianceRegistry
+    function payoutOf(uint256 merchantId) external view returns (address) {
+        _existing(merchantId);
+        return _payouts[merchantId];
+    }
+
+    /// @inheritdoc IAllianceRegistry
     function activeAccount(uint256 merchantId) external view returns (address) {
         Merchant storage m = _existing(merchantId);
         if (m.status != MerchantStatus.Active) revert RegistryInvalidStatus(merchantId, m.status);
@@ -226,6 +265,30 @@ contract AllianceRegistry is IAllianceRegistry, AccessControl {
         rate = _terms[merchantId].rate;
         program = m.program;
         if (rate == 0 || program == address(0)) revert RegistryRateNotSet(merchantId);
+    }
+
+    function _admit(address account, address payout, bytes32 recordHash) private returns (uint256 merchantId) {
+        _requireFreeAccount(account);
+        _requireValidPayout(payout, account);
+        merchantId = ++_merchantCount;
+        _merchants[merchantId] = Merchant({account: account, status: MerchantStatus.Active, program: address(0)});
+        _merchantIdOf[account] = merchantId;
+        _payouts[merchantId] = payout;
+        emit MerchantAdmitted(merchantId, account, recordHash);
+        emit PayoutChanged(merchantId, address(0), payout);
+    }
+
+    function _setRate(uint256 merchantId, uint256 rate) private {
+        if (rate == 0 || rate > type(uint24).max) revert RegistryInvalidRate(rate);
+        _terms[merchantId].rate = uint32(rate);
+        emit RateSet(merchantId, rate);
+    }
+
+    /// @dev A payout address receives settlement tokens: never zero, never a relaying key.
+    function _requireValidPayout(address payout, address account) private view {
+        if (payout == address(0) || payout == account || _merchantIdOf[payout] != 0) {
+            revert RegistryInvalidPayout(payout);
+        }
     }
 
     function _requireFreeAccount(address account) private view {

@@ -18,7 +18,9 @@ import {Roles} from "./libraries/Roles.sol";
 /// @dev Positions are kept per (period, merchant) - one slot each, holding the net and the
 /// foreign value accepted - so a redemption batch writes two slots whatever its size, and
 /// closing a period only reads one slot per merchant: the period's positions are already its
-/// record. Nothing in a close or a settle loops over redemptions.
+/// record. Nothing in a close or a claim loops over redemptions. Settlement is pulled: each
+/// creditor's claim is O(1) (its pro-rata share of what debtors paid so far); only the close
+/// reads one slot per merchant.
 contract Clearing is IClearing, IERC1363Receiver {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -33,6 +35,8 @@ contract Clearing is IClearing, IERC1363Receiver {
     mapping(uint256 period => mapping(uint256 merchantId => Settlement)) private _settlements;
     mapping(uint256 period => Period) private _periods;
     mapping(uint256 period => mapping(uint256 merchantId => bytes32)) private _statements;
+    /// @dev Settlement tokens held for every period's escrow (paid in, not yet claimed).
+    uint256 private _escrowed;
 
     constructor(IAllianceRegistry registry_, IERC20 token_) {
         _registry = registry_;
@@ -150,7 +154,7 @@ contract Clearing is IClearing, IERC1363Receiver {
     }
 
     // ------------------------------------------------------------------
-    // Operator: close, settle, anchor
+    // Operator: close, anchor, sweep; anyone: claim (to the payout address)
     // ------------------------------------------------------------------
 
     /// @inheritdoc IClearing
@@ -171,6 +175,7 @@ contract Clearing is IClearing, IERC1363Receiver {
             closedAt: uint64(block.timestamp),
             merchants: uint64(n),
             totalOwed: owed.toUint128(),
+            totalPaid: 0,
             totalReceived: 0,
             escrow: 0
         });
@@ -179,50 +184,41 @@ contract Clearing is IClearing, IERC1363Receiver {
     }
 
     /// @inheritdoc IClearing
-    function settle(uint256 p) external {
-        _requireOperator();
+    function claim(uint256 p, uint256[] calldata merchantIds) external returns (uint256 paid) {
         Period memory info = _closed(p);
-        uint256 remaining = info.totalOwed - info.totalReceived;
-        // Amounts we count ourselves, not token balances anyone can push: exact comparison is right.
-        // slither-disable-next-line incorrect-equality
-        if (remaining == 0) revert ClearingAlreadySettled(p);
-        uint256 available = info.escrow;
-        // slither-disable-next-line incorrect-equality
-        if (available == 0) revert ClearingNothingToSettle(p);
-        uint256 n = info.merchants;
-        // Escrow never exceeds what creditors are still owed. Short of it, each creditor gets
-        // its share rounded down, then the units rounding left over go one each to creditors
-        // in merchant order: the whole escrow is paid out, no creditor beyond what it is due.
-        uint256[] memory dues = new uint256[](n + 1);
-        uint256[] memory pays = new uint256[](n + 1);
-        uint256 paidTotal = 0;
-        for (uint256 m = 1; m <= n; ++m) {
-            int256 net = _positions[p][m].net;
-            if (net <= 0) continue;
-            uint256 due = uint256(net) - _settlements[p][m].received;
-            dues[m] = due;
-            uint256 pay = available >= remaining ? due : Math.mulDiv(available, due, remaining);
-            pays[m] = pay;
-            paidTotal += pay;
-        }
-        for (uint256 m = 1; m <= n && paidTotal < available; ++m) {
-            if (pays[m] < dues[m]) {
-                ++pays[m];
-                ++paidTotal;
-            }
-        }
         Period storage stored = _periods[p];
-        stored.escrow = uint128(available - paidTotal);
-        stored.totalReceived = uint128(info.totalReceived + paidTotal);
-        for (uint256 m = 1; m <= n; ++m) {
-            uint256 pay = pays[m];
+        // The escrow pays creditors pro rata of what debtors paid (into escrow or off chain):
+        // a creditor's share is floor(net x totalPaid / totalOwed), never above its net, and
+        // a claim never takes more than the period's escrow holds. Each payout is booked
+        // before its transfer.
+        for (uint256 i = 0; i < merchantIds.length; ++i) {
+            uint256 m = merchantIds[i];
+            uint256 pay = Math.min(_claimable(p, m, info), stored.escrow);
             // slither-disable-next-line incorrect-equality
             if (pay == 0) continue;
+            paid += pay;
             _settlements[p][m].received += uint128(pay);
-            address account = _registry.merchant(m).account;
-            emit PaidOut(p, m, account, pay);
-            _token.safeTransfer(account, pay);
+            stored.escrow -= uint128(pay);
+            stored.totalReceived += uint128(pay);
+            _escrowed -= pay;
+            address payout = _registry.payoutOf(m);
+            emit PaidOut(p, m, payout, pay);
+            _token.safeTransfer(payout, pay);
         }
+        // slither-disable-next-line incorrect-equality
+        if (paid == 0) revert ClearingNothingToClaim(p);
+    }
+
+    /// @inheritdoc IClearing
+    function sweep(address to) external returns (uint256 amount) {
+        _requireOperator();
+        // Only tokens that reached us without a deposit: escrow (paid in, not yet claimed)
+        // is counted in _escrowed and never swept.
+        amount = _token.balanceOf(address(this)) - _escrowed;
+        // slither-disable-next-line incorrect-equality
+        if (amount == 0 || to == address(0)) revert ClearingNothingToSweep();
+        emit StraySwept(to, amount);
+        _token.safeTransfer(to, amount);
     }
 
     /// @inheritdoc IClearing
@@ -258,18 +254,34 @@ contract Clearing is IClearing, IERC1363Receiver {
         uint256 owes = _owes(p, merchantId, s);
         if (amount > owes) revert ClearingExceedsOutstanding(p, merchantId, owes, amount);
         s.paid += uint128(amount);
-        _periods[p].escrow = uint128(info.escrow + amount);
+        Period storage stored = _periods[p];
+        stored.escrow = uint128(info.escrow + amount);
+        stored.totalPaid = uint128(info.totalPaid + amount);
+        _escrowed += amount;
         emit Deposited(p, merchantId, amount);
         return IERC1363Receiver.onTransferReceived.selector;
     }
 
     /// @inheritdoc IClearing
     function confirmOffChainPayment(uint256 p, uint256 debtor, uint256 amount) external {
-        Period memory info = _closed(p);
         uint256 creditor = _registry.merchantIdOf(msg.sender);
-        if (creditor == 0 || creditor > info.merchants || _registry.activeAccount(creditor) != msg.sender) {
+        if (creditor == 0 || _registry.activeAccount(creditor) != msg.sender) revert ClearingUnauthorized(msg.sender);
+        _confirm(p, debtor, creditor, amount);
+    }
+
+    /// @inheritdoc IClearing
+    function confirmOffChainPaymentFor(uint256 p, uint256 debtor, uint256 creditor, uint256 amount) external {
+        _requireOperator();
+        // Only for a creditor that cannot sign any more: an active one confirms for itself.
+        if (_registry.merchant(creditor).status != IAllianceRegistry.MerchantStatus.Suspended) {
             revert ClearingUnauthorized(msg.sender);
         }
+        _confirm(p, debtor, creditor, amount);
+    }
+
+    function _confirm(uint256 p, uint256 debtor, uint256 creditor, uint256 amount) private {
+        Period memory info = _closed(p);
+        if (creditor > info.merchants) revert ClearingUnauthorized(msg.sender);
         if (amount == 0) revert ClearingInvalidAmount(amount);
         Settlement storage cs = _settlements[p][creditor];
         int256 cNet = _positions[p][creditor].net;
@@ -280,7 +292,9 @@ contract Clearing is IClearing, IERC1363Receiver {
         if (amount > owes) revert ClearingExceedsOutstanding(p, debtor, owes, amount);
         cs.received += uint128(amount);
         ds.paid += uint128(amount);
-        _periods[p].totalReceived = uint128(info.totalReceived + amount);
+        Period storage stored = _periods[p];
+        stored.totalReceived = uint128(info.totalReceived + amount);
+        stored.totalPaid = uint128(info.totalPaid + amount);
         emit OffChainPaymentConfirmed(p, debtor, creditor, amount);
     }
 
@@ -319,6 +333,19 @@ contract Clearing is IClearing, IERC1363Receiver {
     }
 
     /// @inheritdoc IClearing
+    function claimable(uint256 p, uint256 merchantId) external view returns (uint256) {
+        Period memory info = _periods[p];
+        // slither-disable-next-line incorrect-equality
+        if (info.closedAt == 0) return 0;
+        return Math.min(_claimable(p, merchantId, info), info.escrow);
+    }
+
+    /// @inheritdoc IClearing
+    function escrowed() external view returns (uint256) {
+        return _escrowed;
+    }
+
+    /// @inheritdoc IClearing
     function outstanding(uint256 p, uint256 merchantId) external view returns (int256) {
         int256 net = _positions[p][merchantId].net;
         Settlement memory s = _settlements[p][merchantId];
@@ -328,6 +355,15 @@ contract Clearing is IClearing, IERC1363Receiver {
     // ------------------------------------------------------------------
     // Internals
     // ------------------------------------------------------------------
+
+    /// @dev A creditor's pro-rata share of what debtors paid so far, less what it received.
+    function _claimable(uint256 p, uint256 merchantId, Period memory info) private view returns (uint256) {
+        int256 net = _positions[p][merchantId].net;
+        if (net <= 0) return 0;
+        uint256 share = Math.mulDiv(uint256(net), info.totalPaid, info.totalOwed);
+        uint256 received = _settlements[p][merchantId].received;
+        return share > received ? share - received : 0;
+    }
 
     function _owes(uint256 p, uint256 merchantId, Settlement storage s) private view returns (uint256) {
         int256 net = _positions[p][merchantId].net;

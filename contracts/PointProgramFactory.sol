@@ -29,7 +29,12 @@ contract PointProgramFactory is IPointProgramFactory {
         string calldata symbol,
         IPointProgram.Config calldata config
     ) external returns (address program) {
-        if (!IAccessControl(address(_registry)).hasRole(Roles.OPERATOR_ROLE, msg.sender)) {
+        // The registry, admitting a merchant with its program in one transaction, or the
+        // admin (the timelock) for a merchant admitted without one.
+        if (
+            msg.sender != address(_registry)
+                && !IAccessControl(address(_registry)).hasRole(Roles.ADMIN_ROLE, msg.sender)
+        ) {
             revert FactoryUnauthorized(msg.sender);
         }
         // Say why before the clone would fail at its taken address.

@@ -2,7 +2,9 @@
 
 ``Alliance.open(settings)`` is the one way in for the API, the CLI, scripts and tests: it
 reaches (or starts) the chain, migrates the store, finds (or makes) the deployment, and hands
-out the per-key transaction senders and the outbox workers.
+out the per-key transaction senders and the outbox workers. Three alliance keys, one role
+each: ``admin`` (proposes and executes through the timelock), ``operator`` (day-to-day) and
+``minter`` (settlement tokens).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from .chain.gateway import ChainGateway
 from .chain.sender import TransactionSender
 from .contracts.deploy import Contracts, load_or_deploy
 from .crypto import MasterKey
-from .settings import Settings
+from .errors import LedgerConfigError
+from .settings import ANVIL_KEYS, Settings
 from .store import repos
 from .store.db import Store, migrate
 
@@ -63,6 +66,8 @@ class Alliance:
     contracts: Contracts
     master_key: MasterKey
     operator: TransactionSender
+    admin: TransactionSender
+    minter: TransactionSender
     _senders: dict[str, TransactionSender] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[object] = field(default_factory=list)
@@ -77,12 +82,21 @@ class Alliance:
         migrate(settings.effective_database_url)
         store = Store(settings.effective_database_url)
         master = MasterKey.load(settings)
-        key = settings.operator_key.get_secret_value()
-        address = Account.from_key(key).address
-        operator = TransactionSender(gateway, key, StoreNonces(store, gateway, address),
-                                     receipt_timeout_s=settings.receipt_timeout_s)
-        contracts = load_or_deploy(settings, gateway, operator)
-        return cls(settings, gateway, store, contracts, master, operator)
+        keys = [settings.operator_key.get_secret_value(), settings.admin_key.get_secret_value(),
+                settings.minter_key.get_secret_value()]
+        if not gateway.is_dev_chain:
+            if any(k in ANVIL_KEYS for k in keys):
+                raise LedgerConfigError("the anvil development keys are for a local dev chain "
+                                        "only: set ALLIANCE_ADMIN_KEY, ALLIANCE_OPERATOR_KEY "
+                                        "and ALLIANCE_MINTER_KEY")
+            if len(set(keys)) != len(keys):
+                raise LedgerConfigError("admin, operator and minter must be distinct keys")
+        operator, admin, minter = (
+            TransactionSender(gateway, k, StoreNonces(store, gateway, Account.from_key(k).address),
+                              receipt_timeout_s=settings.receipt_timeout_s) for k in keys)
+        contracts = load_or_deploy(settings, gateway, admin, operator=operator.address,
+                                   minter=minter.address)
+        return cls(settings, gateway, store, contracts, master, operator, admin, minter)
 
     def sender_for_key(self, private_key: bytes) -> TransactionSender:
         """The one sender of this key in this process."""

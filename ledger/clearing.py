@@ -1,9 +1,12 @@
 """Cross-merchant clearing: positions, period close, settlement, caps and statements.
 
-Operator actions (close, settle, caps, acceptance, settlement-token mints, statement anchors)
-are sent by the operator's sender and wait for their receipt. Merchant actions (escrow
-deposits, confirming an off-chain payment) go through the outbox like every merchant
-mutation. Statements are rebuilt from the chain's logs alone: the Clearing's ``Cleared``
+Operator actions (close, settle, sweep, statement anchors, off-chain confirmations for a
+suspended creditor) are sent by the operator's key and wait for their receipt; caps and
+acceptance are admin actions through the timelock; settlement tokens are minted by the
+minter's key. Settlement is pulled: each creditor claims its pro-rata share of what debtors
+paid, to its payout address; ``settle`` claims for every creditor of a period, in pages.
+Merchant actions (escrow deposits, confirming an off-chain payment) go through the outbox
+like every merchant mutation. Statements are rebuilt from the chain's logs alone: the Clearing's ``Cleared``
 events give every counterparty's value, the programs' events in the same transactions give
 the underlying redemptions and conversions.
 """
@@ -28,6 +31,8 @@ from .store import repos
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
 MAX_VALUE = 2**100
+# Creditors paid per claim transaction by ``settle`` (a claim costs ~40k gas per creditor).
+CLAIM_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class PeriodView:
     total_received: int
     escrow: int
     positions: list[PositionView]
+    total_paid: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ def period_view(alliance: Alliance, period: int | None = None) -> PeriodView:
     ids = _merchant_ids(alliance) if not closed else list(range(1, info.merchants + 1))
     out = [_position(alliance, p, mid, closed) for mid in ids]
     return PeriodView(p, info.closed_at or None, len(ids), info.total_owed, info.total_received,
-                      info.escrow, out)
+                      info.escrow, out, info.total_paid)
 
 
 def position(alliance: Alliance, *, merchant_id: int, period: int | None = None
@@ -138,41 +144,89 @@ def close_period(alliance: Alliance) -> PeriodView:
     return period_view(alliance, p)
 
 
-def settle(alliance: Alliance, *, period: int) -> PeriodView:
-    """Pay a closed period's creditors from its escrow (see Clearing.settle)."""
+def settle(alliance: Alliance, *, period: int, page: int = CLAIM_PAGE) -> PeriodView:
+    """Pay every creditor of a closed period what it can claim from escrow now (its net pro
+    rata of what debtors paid, to its payout address), ``page`` creditors per transaction.
+    Creditors with nothing to claim are skipped; nothing to pay at all is a validation error."""
     clearing = alliance.contracts.clearing
     p = _int(period, "period", low=1)
-    alliance.operator.transact(to=clearing.address, data=clearing.encode("settle", p))
+    info = clearing.period(p)
+    if info.closed_at == 0:
+        raise LedgerValidationError(f"period {p} is not closed", field="period")
+    ids = [m for m in range(1, info.merchants + 1) if clearing.claimable(p, m) > 0]
+    if not ids:
+        raise LedgerValidationError(f"nothing to pay out for period {p} now", field="period")
+    for i in range(0, len(ids), page):
+        alliance.operator.transact(to=clearing.address,
+                                   data=clearing.encode("claim", p, ids[i:i + page]))
     return period_view(alliance, p)
 
 
+def sweep_stray(alliance: Alliance, *, to: str) -> int:
+    """Send the settlement tokens the clearing holds beyond escrow (sent with a plain
+    transfer) to ``to``; give the amount. Escrowed tokens cannot be swept."""
+    from eth_utils.address import is_hex_address, to_checksum_address
+
+    if not isinstance(to, str) or not is_hex_address(to):
+        raise LedgerValidationError("to must be an address", field="to")
+    clearing = alliance.contracts.clearing
+    stray = alliance.contracts.settlement_token.balance_of(clearing.address) - clearing.escrowed()
+    if stray <= 0:
+        raise LedgerValidationError("the clearing holds no stray settlement tokens", field="to")
+    alliance.operator.transact(to=clearing.address,
+                               data=clearing.encode("sweep", to_checksum_address(to)))
+    return stray
+
+
+def confirm_for_suspended(alliance: Alliance, *, period: int, debtor: int, creditor: int,
+                          amount: int) -> PositionView:
+    """Record, as the operator, that ``debtor`` paid a suspended ``creditor`` off chain."""
+    clearing = alliance.contracts.clearing
+    alliance.operator.transact(to=clearing.address, data=clearing.encode(
+        "confirmOffChainPaymentFor", _int(period, "period", low=1),
+        _int(debtor, "debtor", low=1), _int(creditor, "creditor", low=1),
+        _int(amount, "amount", low=1)))
+    return position(alliance, merchant_id=creditor, period=period)
+
+
 def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
-             foreign_cap: int) -> None:
-    """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none)."""
+             foreign_cap: int) -> bool:
+    """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none),
+    through the timelock. True once in effect, False while pending."""
+    from .merchants import govern
+
     reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode(
-        "setCaps", _int(merchant_id, "merchant_id", low=1),
-        _int(liability_cap, "liability_cap", high=2**112 - 1),
-        _int(foreign_cap, "foreign_cap", high=2**112 - 1)))
+    mid = _int(merchant_id, "merchant_id", low=1)
+    return govern(alliance, kind="set_caps", target=reg.address, data=reg.encode(
+        "setCaps", mid, _int(liability_cap, "liability_cap", high=2**112 - 1),
+        _int(foreign_cap, "foreign_cap", high=2**112 - 1)),
+        summary=f"caps of merchant {mid}: liability {liability_cap}, foreign {foreign_cap}",
+        details={"merchant_id": mid}) is None
 
 
 def set_acceptance(alliance: Alliance, *, acceptor: int, program_merchant: int,
-                   accepted: bool) -> None:
-    """Whether ``acceptor`` takes ``program_merchant``'s points."""
+                   accepted: bool) -> bool:
+    """Whether ``acceptor`` takes ``program_merchant``'s points, through the timelock. True
+    once in effect, False while pending."""
+    from .merchants import govern
+
     if not isinstance(accepted, bool):
         raise LedgerValidationError("accepted must be true or false", field="accepted")
     reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode(
-        "setAcceptance", _int(acceptor, "acceptor", low=1),
-        _int(program_merchant, "program_merchant", low=1), accepted))
+    acc = _int(acceptor, "acceptor", low=1)
+    prog = _int(program_merchant, "program_merchant", low=1)
+    return govern(alliance, kind="set_acceptance", target=reg.address, data=reg.encode(
+        "setAcceptance", acc, prog, accepted),
+        summary=f"merchant {acc} {'accepts' if accepted else 'refuses'} the points of "
+                f"merchant {prog}") is None
 
 
 def mint_settlement_tokens(alliance: Alliance, *, merchant_id: int, amount: int) -> int:
-    """Mint settlement tokens to a merchant's account against cash the operator received;
-    give its new token balance."""
+    """Mint settlement tokens (the minter's key) to a merchant's account against cash
+    received; give its new token balance."""
     account = alliance.contracts.registry.merchant(_int(merchant_id, "merchant_id", low=1)).account
     token = alliance.contracts.settlement_token
-    alliance.operator.transact(to=token.address, data=token.encode(
+    alliance.minter.transact(to=token.address, data=token.encode(
         "mint", account, _int(amount, "amount", low=1)))
     return token.balance_of(account)
 

@@ -1,5 +1,6 @@
-"""Operator actions on merchants: admit (with program, rate and credentials), suspend,
-reinstate, rates, listing."""
+"""Actions on merchants: admit (with program, rate, payout address and credentials), rates,
+payout addresses and reinstatement (admin actions, through the timelock), suspension (the
+operator's immediate emergency brake), listing; and executing pending admin actions."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 
-from . import crypto
+from . import crypto, timelock
 from .alliance import Alliance
 from .contracts.clients import ProgramConfig
-from .errors import LedgerNotFoundError, LedgerValidationError
+from .errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
 from .store import repos
 
 log = logging.getLogger(__name__)
@@ -46,44 +48,173 @@ class MerchantView:
     account: str
     program: str | None
     rate: int
+    payout: str | None = None
+
+
+MAX_RATE = 2**24 - 1
+MAX_EXPIRY_PERIODS = 600
+
+
+@dataclass(frozen=True)
+class PendingAdmission:
+    """An admission scheduled in the timelock, not yet executed (``alliance admin execute``)."""
+
+    action_id: str
+    name: str
+    account: str
+    payout: str
+    ready_at: int
+
+
+def _check_rate(rate: object) -> int:
+    if not isinstance(rate, int) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
+        raise LedgerValidationError(f"rate must be an integer from 1 to {MAX_RATE} "
+                                    "(settlement units/point)", field="rate")
+    return rate
+
+
+def _check_config(config: ProgramConfig) -> ProgramConfig:
+    # The program's initialize rules (PointsInvalidConfig), checked before anything is sent.
+    if config.expiry_periods < 0 or config.expiry_periods > MAX_EXPIRY_PERIODS:
+        raise LedgerValidationError(f"expiry periods must be 0-{MAX_EXPIRY_PERIODS}",
+                                    field="expiry_periods")
+    if config.expiry_periods and config.period_length < 3600:
+        raise LedgerValidationError("an expiry period is at least one hour",
+                                    field="period_days")
+    if not 0 < config.period_length < 2**32:
+        raise LedgerValidationError("the period length is out of range", field="period_days")
+    if not 0 <= config.max_pending_days <= 366:
+        raise LedgerValidationError("max pending days must be 0-366", field="max_pending_days")
+    return config
+
+
+def _check_payout(payout: str | None) -> str | None:
+    if payout is None:
+        return None
+    if not is_checksum_address(payout) and not is_hex_address(payout):
+        raise LedgerValidationError("payout must be an address", field="payout")
+    return to_checksum_address(payout)
+
+
+def propose_admission(alliance: Alliance, *, name: str, symbol: str, rate: int,
+                      config: ProgramConfig | None = None, payout: str | None = None
+                      ) -> AdmittedMerchant | PendingAdmission:
+    """Admit a merchant with its point program, rate and payout address in one timelock
+    operation (one transaction on chain: all or nothing), and issue its API credentials.
+
+    Every bound is checked (and the call simulated as the timelock) before anything is sent.
+    The merchant's relaying key is generated here and recorded, encrypted, with the pending
+    action before the first transaction, so a crash at any point leaves nothing on chain the
+    store cannot finish (``alliance admin execute``). ``payout`` unset: a new address whose
+    key is kept encrypted by the service (a dev default; real merchants give their own).
+    With a zero timelock delay the admission completes at once; else it is pending.
+    """
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise LedgerValidationError("merchant name must be 1-120 characters", field="name")
+    if not symbol.isalnum() or not 1 <= len(symbol) <= 11:
+        raise LedgerValidationError("symbol must be 1-11 letters or digits", field="symbol")
+    rate = _check_rate(rate)
+    config = _check_config(config or ProgramConfig())
+    payout_address = _check_payout(payout)
+    key = crypto.new_signing_key()
+    account = Account.from_key(key).address
+    payout_key = b""
+    if payout_address is None:
+        payout_key = crypto.new_signing_key()
+        payout_address = Account.from_key(payout_key).address
+    reg = alliance.contracts.registry
+    # Only a hash of the off-chain record goes on chain; the name stays in the store.
+    record_hash = keccak(text=json.dumps({"name": name, "symbol": symbol}, sort_keys=True))
+    data = reg.encode("admitMerchantWithProgram", (
+        account, payout_address, record_hash, rate, f"{name} Points", symbol,
+        config.as_tuple()))
+    details = {"name": name, "symbol": symbol, "rate": rate, "account": account,
+               "payout": payout_address, "key": key.hex(), "payout_key": payout_key.hex()}
+    action = timelock.schedule(alliance, kind="admit", target=reg.address, data=data,
+                               summary=f"admit {name} ({symbol}) at {rate} units/point",
+                               details=details)
+    done = execute_action(alliance, action.id) if action.ready_at <= _now(alliance) else None
+    if isinstance(done, AdmittedMerchant):
+        return done
+    return PendingAdmission(action.id, name, account, payout_address, action.ready_at)
 
 
 def admit_merchant(alliance: Alliance, *, name: str, symbol: str, rate: int,
-                   config: ProgramConfig | None = None) -> AdmittedMerchant:
-    """Admit a merchant on chain, create its point program and rate, and issue its API
-    credentials. The merchant's relaying key is generated here and kept encrypted."""
-    name = name.strip()
-    if not name or len(name) > 120:
-        raise LedgerValidationError("merchant name must be 1-120 characters")
-    if not symbol.isalnum() or not 1 <= len(symbol) <= 11:
-        raise LedgerValidationError("symbol must be 1-11 letters or digits")
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-        raise LedgerValidationError("rate must be a positive integer (settlement units/point)")
-    config = config or ProgramConfig()
-    key = crypto.new_signing_key()
-    account = Account.from_key(key).address
-    contracts = alliance.contracts
-    reg = contracts.registry
-    op = alliance.operator
-    # Only a hash of the off-chain record goes on chain; the name stays in the store.
-    record_hash = keccak(text=json.dumps({"name": name, "symbol": symbol}, sort_keys=True))
-    receipt = op.transact(to=reg.address, data=reg.encode("admitMerchant", account, record_hash))
-    merchant_id = _event_arg(reg.decode_logs(receipt["logs"]), "MerchantAdmitted", "merchantId")
-    fac = contracts.factory
-    op.transact(to=fac.address, data=fac.encode("createProgram", merchant_id, f"{name} Points",
-                                                symbol, config.as_tuple()))
-    op.transact(to=reg.address, data=reg.encode("setRate", merchant_id, rate))
+                   config: ProgramConfig | None = None, payout: str | None = None
+                   ) -> AdmittedMerchant:
+    """Admit a merchant at once (a zero timelock delay: dev chains, tests, the demo)."""
+    out = propose_admission(alliance, name=name, symbol=symbol, rate=rate, config=config,
+                            payout=payout)
+    if isinstance(out, PendingAdmission):
+        raise LedgerConflictError(f"the admission is scheduled as admin action {out.action_id}"
+                                  f"; execute it once ready (at {out.ready_at})")
+    return out
+
+
+def _complete_admission(alliance: Alliance, action: timelock.AdminAction) -> AdmittedMerchant:
+    """Record an admission the chain executed: the merchant, its key and its credentials."""
+    d = action.details
+    reg = alliance.contracts.registry
+    merchant_id = reg.merchant_id_of(d["account"])
+    if merchant_id == 0:
+        raise LedgerNotFoundError(f"admission {action.id} is not on chain")
     program = reg.merchant(merchant_id).program
     assert program is not None
     if alliance.gateway.is_dev_chain:
-        alliance.gateway.rpc("anvil_setBalance", [account, hex(DEV_FUNDING_WEI)])
+        alliance.gateway.rpc("anvil_setBalance", [d["account"], hex(DEV_FUNDING_WEI)])
     with alliance.store.session() as s:
-        repos.add_merchant(s, merchant_id=merchant_id, name=name, account=account,
-                           program=program, signing_key=alliance.master_key.encrypt(key))
+        if repos.get_merchant(s, merchant_id) is None:
+            repos.add_merchant(s, merchant_id=merchant_id, name=d["name"],
+                               account=d["account"], program=program,
+                               signing_key=alliance.master_key.encrypt(bytes.fromhex(d["key"])))
+            if d.get("payout_key"):
+                repos.get_or_create_secret(s, alliance.master_key, f"payout:{merchant_id}",
+                                           lambda: bytes.fromhex(d["payout_key"]))
         key_id, secret = repos.create_credential(s, alliance.master_key,
                                                  merchant_id=merchant_id, role="merchant")
-    log.info("admitted merchant %d (%s) with program %s", merchant_id, name, program)
-    return AdmittedMerchant(merchant_id, name, account, program, rate, key_id, secret)
+    log.info("admitted merchant %d (%s) with program %s", merchant_id, d["name"], program)
+    return AdmittedMerchant(merchant_id, d["name"], d["account"], program, int(d["rate"]),
+                            key_id, secret)
+
+
+def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | MerchantView | None:
+    """Execute a pending admin action once ready and finish what it needs off chain (an
+    admission: the store's record and credentials, shown once; a reinstatement: the store's
+    status). A retry after a crash completes what the chain already did."""
+    action = timelock.find(alliance, action_id)
+    timelock.execute(alliance, action)
+    out: AdmittedMerchant | MerchantView | None = None
+    if action.kind == "admit":
+        out = _complete_admission(alliance, action)
+    elif action.kind == "reinstate":
+        mid = int(action.details["merchant_id"])
+        with alliance.store.session() as s:
+            repos.set_merchant_status(s, mid, "active")
+        out = get_merchant(alliance, merchant_id=mid)
+    elif "merchant_id" in action.details:
+        mid = int(action.details["merchant_id"])
+        with alliance.store.session() as s:
+            known = repos.get_merchant(s, mid) is not None
+        out = get_merchant(alliance, merchant_id=mid) if known else None
+    timelock.finish(alliance, action)
+    return out
+
+
+def govern(alliance: Alliance, *, kind: str, target: str, data: bytes, summary: str,
+           details: dict[str, Any] | None = None) -> timelock.AdminAction | None:
+    """Schedule an admin action; execute it at once when the delay is zero. Gives the pending
+    action, or None once executed."""
+    action = timelock.schedule(alliance, kind=kind, target=target, data=data, summary=summary,
+                               details=details)
+    if action.ready_at <= _now(alliance):
+        execute_action(alliance, action.id)
+        return None
+    return action
+
+
+def _now(alliance: Alliance) -> int:
+    return int(alliance.gateway.block("latest")["timestamp"])
 
 
 def create_admin_credential(alliance: Alliance) -> tuple[str, str]:
@@ -93,31 +224,48 @@ def create_admin_credential(alliance: Alliance) -> tuple[str, str]:
 
 
 def suspend_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
-    """Stop a merchant from issuing, reversing and redeeming (on chain)."""
-    return _change_status(alliance, merchant_id, "suspendMerchant", "suspended")
+    """Stop a merchant from issuing, reversing and redeeming (on chain, at once: the
+    operator's emergency brake)."""
+    _known(alliance, merchant_id)
+    reg = alliance.contracts.registry
+    alliance.operator.transact(to=reg.address, data=reg.encode("suspendMerchant", merchant_id))
+    with alliance.store.session() as s:
+        repos.set_merchant_status(s, merchant_id, "suspended")
+    return get_merchant(alliance, merchant_id=merchant_id)
 
 
 def reinstate_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
-    """Let a suspended merchant act again (on chain)."""
-    return _change_status(alliance, merchant_id, "reinstateMerchant", "active")
-
-
-def _change_status(alliance: Alliance, merchant_id: int, fn: str, status: str) -> MerchantView:
+    """Let a suspended merchant act again: an admin action through the timelock. Gives the
+    merchant (still suspended while the reinstatement is pending)."""
     _known(alliance, merchant_id)
     reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode(fn, merchant_id))
-    with alliance.store.session() as s:
-        repos.set_merchant_status(s, merchant_id, status)
+    govern(alliance, kind="reinstate", target=reg.address,
+           data=reg.encode("reinstateMerchant", merchant_id),
+           summary=f"reinstate merchant {merchant_id}", details={"merchant_id": merchant_id})
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
 def set_rate(alliance: Alliance, *, merchant_id: int, rate: int) -> MerchantView:
-    """Set a program's value in settlement units per point (on chain)."""
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-        raise LedgerValidationError("rate must be a positive integer")
+    """Set a program's value in settlement units per point (through the timelock)."""
+    rate = _check_rate(rate)
     _known(alliance, merchant_id)
     reg = alliance.contracts.registry
-    alliance.operator.transact(to=reg.address, data=reg.encode("setRate", merchant_id, rate))
+    govern(alliance, kind="set_rate", target=reg.address,
+           data=reg.encode("setRate", merchant_id, rate),
+           summary=f"set merchant {merchant_id}'s rate to {rate}",
+           details={"merchant_id": merchant_id})
+    return get_merchant(alliance, merchant_id=merchant_id)
+
+
+def set_payout(alliance: Alliance, *, merchant_id: int, payout: str) -> MerchantView:
+    """Change where the clearing pays a merchant (through the timelock)."""
+    address = _check_payout(payout)
+    _known(alliance, merchant_id)
+    reg = alliance.contracts.registry
+    govern(alliance, kind="set_payout", target=reg.address,
+           data=reg.encode("setPayout", merchant_id, address),
+           summary=f"pay merchant {merchant_id} at {address}",
+           details={"merchant_id": merchant_id})
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
@@ -128,9 +276,10 @@ def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
         if row is None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
         name = row.name
-    rec = alliance.contracts.registry.merchant(merchant_id)
+    reg = alliance.contracts.registry
+    rec = reg.merchant(merchant_id)
     return MerchantView(merchant_id, name, rec.status, rec.account, rec.program,
-                        alliance.contracts.registry.rate_of(merchant_id))
+                        reg.rate_of(merchant_id), reg.payout_of(merchant_id))
 
 
 def list_merchants(alliance: Alliance) -> list[MerchantView]:
@@ -154,8 +303,3 @@ def _known(alliance: Alliance, merchant_id: int) -> None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
 
 
-def _event_arg(events: list[tuple[str, dict[str, Any], Any]], name: str, arg: str) -> int:
-    for ev_name, args, _ in events:
-        if ev_name == name:
-            return int(args[arg])
-    raise LedgerNotFoundError(f"{name} not emitted")

@@ -12,8 +12,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# anvil's first well-known development account: public knowledge, fine for a local chain only.
+# anvil's well-known development accounts #0-#2: public knowledge, fine for a local chain only.
+# Each role has its own key by default, so the dev chain runs the same trust model.
 ANVIL_OPERATOR_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_ADMIN_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+ANVIL_MINTER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+ANVIL_KEYS = frozenset({ANVIL_OPERATOR_KEY, ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY})
 
 
 class Settings(BaseSettings):
@@ -37,7 +41,20 @@ class Settings(BaseSettings):
     """Seconds between anvil blocks; unset mines one block per transaction (automine)."""
 
     operator_key: SecretStr = SecretStr(ANVIL_OPERATOR_KEY)
-    """Private key of the alliance operator (deploys, admits merchants, sets rates)."""
+    """Private key of the alliance operator (OPERATOR_ROLE: suspends in an emergency, closes
+    periods, anchors statements, settles, sweeps stray settlement tokens)."""
+
+    admin_key: SecretStr = SecretStr(ANVIL_ADMIN_KEY)
+    """Private key of the alliance admin: deploys, then proposes and executes through the
+    timelock (admissions, rates, caps, acceptance, refund window, accounts, payouts,
+    reinstatement)."""
+
+    minter_key: SecretStr = SecretStr(ANVIL_MINTER_KEY)
+    """Private key of the settlement minter (SettlementToken MINTER_ROLE)."""
+
+    timelock_delay_s: int = Field(default=0, ge=0, le=30 * 86400)
+    """Seconds between scheduling an admin action and executing it. 0 (execute at once) is
+    allowed only on a local dev chain."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the store; unset uses SQLite in ``data_dir``."""

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {IPointProgram} from "./IPointProgram.sol";
+
 /// @title The alliance's register of merchants, their point programs and rates.
 /// @notice A merchant is known on chain by a sequential id, the account that signs for it,
-/// its status and its point program. Names and any personal data stay off chain; the
-/// admission event carries only a hash of the merchant's off-chain record.
+/// its status, its point program and its payout address (where the clearing pays it; never
+/// its signing account). Names and any personal data stay off chain; the admission event
+/// carries only a hash of the merchant's off-chain record.
+/// Changes of terms need DEFAULT_ADMIN_ROLE, held by the alliance's timelock, so they are
+/// announced before they take effect; the operator (OPERATOR_ROLE) may only suspend.
 interface IAllianceRegistry {
     enum MerchantStatus {
         None,
@@ -26,6 +31,18 @@ interface IAllianceRegistry {
         uint32 rate;
         uint112 liabilityCap;
         uint112 foreignCap;
+    }
+
+    /// @notice Everything one admission sets, in one transaction: the merchant, its payout
+    /// address, its rate and its point program.
+    struct Admission {
+        address account;
+        address payout;
+        bytes32 recordHash;
+        uint256 rate;
+        string name;
+        string symbol;
+        IPointProgram.Config config;
     }
 
     /// @notice What clearing needs to move value from a program's merchant to an accepting one.
@@ -60,6 +77,8 @@ interface IAllianceRegistry {
     error RegistryClearingAlreadySet();
     /// @dev A refund window must be between one hour and 366 days.
     error RegistryInvalidRefundWindow(uint256 window);
+    /// @dev A payout address must be non-zero and not a merchant's signing account.
+    error RegistryInvalidPayout(address payout);
 
     event MerchantAdmitted(uint256 indexed merchantId, address indexed account, bytes32 recordHash);
     event MerchantSuspended(uint256 indexed merchantId);
@@ -72,42 +91,60 @@ interface IAllianceRegistry {
     event AcceptanceSet(uint256 indexed acceptor, uint256 indexed programMerchant, bool accepted);
     event CapsSet(uint256 indexed merchantId, uint256 liabilityCap, uint256 foreignCap);
     event RefundWindowSet(uint256 window);
+    event PayoutChanged(uint256 indexed merchantId, address indexed previous, address indexed payout);
 
-    /// @notice Admits a merchant whose transactions `account` signs.
+    /// @notice Admits a merchant whose transactions `account` signs and whom the clearing
+    /// pays at `payout` (no program or rate yet: see `admitMerchantWithProgram`).
     /// @return merchantId the new merchant's id (1, 2, ...).
     /// Requirements:
-    /// - caller has OPERATOR_ROLE;
-    /// - `account` is non-zero and signs for no other merchant.
-    function admitMerchant(address account, bytes32 recordHash) external returns (uint256 merchantId);
+    /// - caller has DEFAULT_ADMIN_ROLE (the timelock);
+    /// - `account` is non-zero and signs for no other merchant;
+    /// - `payout` is non-zero, not `account` and signs for no merchant.
+    function admitMerchant(address account, address payout, bytes32 recordHash)
+        external
+        returns (uint256 merchantId);
 
-    /// @notice Stops a merchant from issuing, redeeming or reversing.
-    /// Requirements: caller has OPERATOR_ROLE; the merchant is active.
+    /// @notice Admits a merchant, sets its rate and creates its point program, all or nothing.
+    /// Requirements: as `admitMerchant`, `setRate` and the factory's `createProgram`.
+    function admitMerchantWithProgram(Admission calldata admission)
+        external
+        returns (uint256 merchantId, address program);
+
+    /// @notice Stops a merchant from issuing, redeeming or reversing (immediate: the
+    /// operator's emergency brake).
+    /// Requirements: caller has OPERATOR_ROLE or DEFAULT_ADMIN_ROLE; the merchant is active.
     function suspendMerchant(uint256 merchantId) external;
 
     /// @notice Lets a suspended merchant act again.
-    /// Requirements: caller has OPERATOR_ROLE; the merchant is suspended.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; the merchant is suspended.
     function reinstateMerchant(uint256 merchantId) external;
 
     /// @notice Rotates the account that signs for a merchant.
-    /// Requirements: caller has OPERATOR_ROLE; merchant exists; `account` is free and non-zero.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; merchant exists; `account` is free,
+    /// non-zero and not the merchant's payout address.
     function setMerchantAccount(uint256 merchantId, address account) external;
 
+    /// @notice Changes where the clearing pays a merchant.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; merchant exists; `payout` is non-zero, not
+    /// the merchant's account and signs for no merchant.
+    function setPayout(uint256 merchantId, address payout) external;
+
     /// @notice Sets a program's value in settlement units (e.g. fen) per point.
-    /// Requirements: caller has OPERATOR_ROLE; merchant exists; 0 < `rate` < 2^24.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; merchant exists; 0 < `rate` < 2^24.
     function setRate(uint256 merchantId, uint256 rate) external;
 
     /// @notice Sets a merchant's caps in settlement units: the value its outstanding points may
     /// reach (issuing beyond it reverts) and the value of foreign points it may accept per
     /// clearing period. 0 lifts a cap.
-    /// Requirements: caller has OPERATOR_ROLE; merchant exists; each cap < 2^112.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; merchant exists; each cap < 2^112.
     function setCaps(uint256 merchantId, uint256 liabilityCap, uint256 foreignCap) external;
 
     /// @notice Whether `acceptor` takes the points of `programMerchant` (default: yes).
-    /// Requirements: caller has OPERATOR_ROLE; both merchants exist.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; both merchants exist.
     function setAcceptance(uint256 acceptor, uint256 programMerchant, bool accepted) external;
 
     /// @notice How long after a redemption the accepting merchant may refund it.
-    /// Requirements: caller has OPERATOR_ROLE; 1 hour <= `window` <= 366 days.
+    /// Requirements: caller has DEFAULT_ADMIN_ROLE; 1 hour <= `window` <= 366 days.
     function setRefundWindow(uint256 window) external;
 
     /// @notice Names the one clearing contract programs report cross-merchant value to.
@@ -131,6 +168,8 @@ interface IAllianceRegistry {
     function accepts(uint256 acceptor, uint256 programMerchant) external view returns (bool);
     function refundWindow() external view returns (uint256);
     function clearing() external view returns (address);
+    /// @notice Where the clearing pays `merchantId` (never its signing account).
+    function payoutOf(uint256 merchantId) external view returns (address);
 
     /// @notice The terms for clearing `programMerchant`'s points at `acceptor`.
     /// Requirements (else the matching registry error): both merchants exist and are active,

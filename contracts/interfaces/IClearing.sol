@@ -8,7 +8,9 @@ pragma solidity ^0.8.28;
 /// Positions of a period always sum to zero. The operator closes a period (cost grows with
 /// the number of merchants, never with the acts in it); each merchant then pays in or receives
 /// its net once (multilateral netting), in the settlement token through escrow, or by a
-/// creditor confirming an off-chain payment.
+/// creditor confirming an off-chain payment. Creditors pull from escrow (`claim`, O(1) each,
+/// paid to the registry's payout address): while debtors are short, each creditor's share is
+/// its net pro rata of what debtors paid so far, rounded down; top-ups raise every share.
 interface IClearing {
     /// @notice Why value moved: a redemption, a conversion, or a refund of a redemption.
     enum Kind {
@@ -39,12 +41,14 @@ interface IClearing {
     /// @param closedAt when it closed (0: still open)
     /// @param merchants how many merchants it has nets for
     /// @param totalOwed the sum of all negative nets (= the sum of all positive ones)
-    /// @param totalReceived what creditors received so far
-    /// @param escrow settlement tokens deposited for it and not yet paid out
+    /// @param totalPaid what debtors paid so far (escrow deposits and off-chain payments)
+    /// @param totalReceived what creditors received so far (claims and off-chain payments)
+    /// @param escrow settlement tokens deposited for it and not yet claimed
     struct Period {
         uint64 closedAt;
         uint64 merchants;
         uint128 totalOwed;
+        uint128 totalPaid;
         uint128 totalReceived;
         uint128 escrow;
     }
@@ -59,10 +63,10 @@ interface IClearing {
     error ClearingConversionTooSmall(uint256 out, uint256 minOut);
     /// @dev The period is not closed (or does not exist).
     error ClearingPeriodNotClosed(uint256 period);
-    /// @dev Every creditor of the period has received its net.
-    error ClearingAlreadySettled(uint256 period);
-    /// @dev No escrowed value can be paid out now.
-    error ClearingNothingToSettle(uint256 period);
+    /// @dev None of the merchants named can claim anything from the period's escrow now.
+    error ClearingNothingToClaim(uint256 period);
+    /// @dev The clearing holds no settlement tokens beyond escrow (or no recipient given).
+    error ClearingNothingToSweep();
     /// @dev The merchant does not owe (or is not owed) that much in the period.
     error ClearingExceedsOutstanding(uint256 period, uint256 merchantId, uint256 outstanding, uint256 amount);
     /// @dev Zero amount, or a value past what a position can hold.
@@ -95,8 +99,10 @@ interface IClearing {
     event NetRecorded(uint256 indexed period, uint256 indexed merchantId, int256 net);
     /// @notice A debtor paid `amount` settlement tokens into escrow for `period`.
     event Deposited(uint256 indexed period, uint256 indexed merchantId, uint256 amount);
-    /// @notice A creditor was paid `amount` from escrow for `period`.
-    event PaidOut(uint256 indexed period, uint256 indexed merchantId, address account, uint256 amount);
+    /// @notice A creditor was paid `amount` from escrow for `period`, at its payout address.
+    event PaidOut(uint256 indexed period, uint256 indexed merchantId, address payout, uint256 amount);
+    /// @notice Settlement tokens sent here without a deposit were returned to `to`.
+    event StraySwept(address indexed to, uint256 amount);
     /// @notice A creditor confirmed it received `amount` from a debtor off chain.
     event OffChainPaymentConfirmed(
         uint256 indexed period, uint256 indexed debtor, uint256 indexed creditor, uint256 amount
@@ -142,17 +148,29 @@ interface IClearing {
     /// Requirements: caller has the registry's OPERATOR_ROLE.
     function closePeriod() external returns (uint256 period);
 
-    /// @notice Pays out a closed period's whole escrow to its creditors: all each is still owed
-    /// when escrow covers everyone; otherwise each its share rounded down, and the units left by
-    /// rounding one each to creditors in merchant order.
-    /// Requirements: caller has OPERATOR_ROLE; the period is closed, not fully settled, and
-    /// has escrow to pay out.
-    function settle(uint256 period) external;
+    /// @notice Pays each of `merchantIds` what it can claim from the period's escrow, to its
+    /// payout address: its net x totalPaid / totalOwed rounded down, less what it received
+    /// (escrow and off chain), and never more than the escrow holds. Anyone may call it (the
+    /// tokens go only to payout addresses); merchants that can claim nothing are skipped.
+    /// Requirements: the period is closed; at least one of them is paid something.
+    function claim(uint256 period, uint256[] calldata merchantIds) external returns (uint256 paid);
+
+    /// @notice Sends the settlement tokens held beyond every period's escrow (sent here with a
+    /// plain transfer instead of a deposit) to `to`. Escrowed tokens cannot be swept.
+    /// Requirements: caller has OPERATOR_ROLE; there are such tokens; `to` is non-zero.
+    function sweep(address to) external returns (uint256 amount);
 
     /// @notice A creditor's account confirms `debtor` paid it `amount` off chain for `period`.
     /// Requirements: caller signs for an active creditor owed at least `amount` in the
     /// period; the debtor owes at least `amount` there.
     function confirmOffChainPayment(uint256 period, uint256 debtor, uint256 amount) external;
+
+    /// @notice The operator records, for a suspended creditor (which can no longer sign),
+    /// that `debtor` paid it `amount` off chain for `period`.
+    /// Requirements: caller has OPERATOR_ROLE; `creditor` is suspended; as
+    /// `confirmOffChainPayment` otherwise.
+    function confirmOffChainPaymentFor(uint256 period, uint256 debtor, uint256 creditor, uint256 amount)
+        external;
 
     /// @notice Anchors the hash of a merchant's statement for a closed period.
     /// Requirements: caller has OPERATOR_ROLE; the period is closed; none anchored yet.
@@ -164,6 +182,10 @@ interface IClearing {
     function period(uint256 period) external view returns (Period memory);
     function statementHash(uint256 period, uint256 merchantId) external view returns (bytes32);
     function settlementToken() external view returns (address);
+    /// @notice What `merchantId` could claim from the period's escrow now.
+    function claimable(uint256 period, uint256 merchantId) external view returns (uint256);
+    /// @notice Settlement tokens held for all periods' escrow (the rest of the balance is stray).
+    function escrowed() external view returns (uint256);
     /// @notice What `merchantId` still owes (negative) or is owed (positive) for a closed period.
     function outstanding(uint256 period, uint256 merchantId) external view returns (int256);
 }

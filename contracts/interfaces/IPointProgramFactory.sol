@@ -5,14 +5,14 @@ import {IPointProgram} from "./IPointProgram.sol";
 
 /// @title Creates one point program per merchant as a minimal clone of one implementation.
 interface IPointProgramFactory {
-    /// @dev The caller is not an alliance operator.
+    /// @dev The caller is neither the registry nor the alliance admin.
     error FactoryUnauthorized(address caller);
 
     event ProgramCreated(uint256 indexed merchantId, address indexed program, string name, string symbol, IPointProgram.Config config);
 
     /// @notice Creates `merchantId`'s program at a deterministic address and registers it.
     /// Requirements:
-    /// - caller has the registry's OPERATOR_ROLE;
+    /// - caller is the registry, or has its DEFAULT_ADMIN_ROLE (the timelock);
     /// - the merchant exists and has no program (else the registry's error);
     /// - `config` is valid (else `PointsInvalidConfig`).
     function createProgram(uint256 merchantId, string calldata name, string calldata symbol, IPointProgram.Config calldata config)

@@ -103,6 +103,7 @@ class PeriodInfo:
     total_owed: int
     total_received: int
     escrow: int
+    total_paid: int = 0
 
 
 class ContractClient:
@@ -153,6 +154,16 @@ class RegistryClient(ContractClient):
     def refund_window(self) -> int:
         return int(self.view1("refundWindow"))
 
+    def merchant_id_of(self, account: str) -> int:
+        return int(self.view1("merchantIdOf", account))
+
+    def payout_of(self, merchant_id: int) -> str:
+        """Where the clearing pays the merchant (never its signing account)."""
+        return str(self.view1("payoutOf", merchant_id))
+
+    def has_role(self, role: bytes, account: str) -> bool:
+        return bool(self.view1("hasRole", role, account))
+
 
 class ClearingClient(ContractClient):
     """The Clearing: positions, periods, settlement."""
@@ -171,9 +182,17 @@ class ClearingClient(ContractClient):
         return int(paid), int(received)
 
     def period(self, period: int) -> PeriodInfo:
-        closed_at, merchants, owed, received, escrow = self.view1("period", period)
+        closed_at, merchants, owed, paid, received, escrow = self.view1("period", period)
         return PeriodInfo(period, int(closed_at), int(merchants), int(owed), int(received),
-                          int(escrow))
+                          int(escrow), int(paid))
+
+    def claimable(self, period: int, merchant_id: int) -> int:
+        """What a creditor could claim from the period's escrow now."""
+        return int(self.view1("claimable", period, merchant_id))
+
+    def escrowed(self) -> int:
+        """Settlement tokens held for every period's escrow (the rest is stray)."""
+        return int(self.view1("escrowed"))
 
     def outstanding(self, period: int, merchant_id: int) -> int:
         return int(self.view1("outstanding", period, merchant_id))
@@ -195,6 +214,23 @@ class SettlementTokenClient(ContractClient):
 
     def total_supply(self) -> int:
         return int(self.view1("totalSupply"))
+
+
+class TimelockClient(ContractClient):
+    """The alliance's TimelockController (holds the admin role)."""
+
+    def min_delay(self) -> int:
+        return int(self.view1("getMinDelay"))
+
+    def operation_id(self, target: str, data: bytes, salt: bytes) -> bytes:
+        return bytes(self.view1("hashOperation", target, 0, data, b"\0" * 32, salt))
+
+    def ready_at(self, operation_id: bytes) -> int:
+        """When the operation may be executed (0: unknown, 1: done)."""
+        return int(self.view1("getTimestamp", operation_id))
+
+    def is_done(self, operation_id: bytes) -> bool:
+        return bool(self.view1("isOperationDone", operation_id))
 
 
 class FactoryClient(ContractClient):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..chain.gateway import ChainGateway, error_selectors
 from ..chain.sender import TransactionSender
-from ..errors import LedgerNotFoundError
+from ..errors import LedgerConfigError, LedgerNotFoundError
 from ..settings import Settings
 from .clients import (
     ClearingClient,
@@ -22,6 +22,7 @@ from .clients import (
     PointProgramClient,
     RegistryClient,
     SettlementTokenClient,
+    TimelockClient,
 )
 from .compiler import Artifact, compile_contracts
 
@@ -40,6 +41,7 @@ class Deployment:
     block: int
     clearing: str
     settlement_token: str
+    timelock: str
     settlement_unit: str = SETTLEMENT_UNIT
 
     def save(self, path: Path) -> None:
@@ -80,6 +82,8 @@ class Contracts:
         self.clearing = ClearingClient(gateway, artifacts["Clearing"].abi, deployment.clearing)
         self.settlement_token = SettlementTokenClient(
             gateway, artifacts["SettlementToken"].abi, deployment.settlement_token)
+        self.timelock = TimelockClient(gateway, artifacts["AllianceTimelock"].abi,
+                                       deployment.timelock)
         self._programs: dict[str, PointProgramClient] = {}
 
     def program(self, address: str) -> PointProgramClient:
@@ -90,42 +94,53 @@ class Contracts:
         return client
 
 
-def deploy(gateway: ChainGateway, operator: TransactionSender, artifacts: Mapping[str, Artifact],
-           *, settlement_unit: str = SETTLEMENT_UNIT) -> Deployment:
-    """Deploy registry, factory, settlement token and clearing, wire them, and return the
-    deployment record."""
+def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[str, Artifact],
+           *, operator: str, minter: str, timelock_delay: int = 0,
+           settlement_unit: str = SETTLEMENT_UNIT) -> Deployment:
+    """Deploy timelock, registry, factory, settlement token and clearing, wire them, hand the
+    admin role to the timelock, and return the deployment record.
+
+    ``admin`` deploys and becomes the timelock's only proposer and executor; ``operator``
+    gets the registry's OPERATOR_ROLE and ``minter`` the token's MINTER_ROLE. Once wired,
+    the admin key holds no role on the registry itself: every admin action goes through the
+    timelock (``timelock_delay`` seconds; 0 only on a dev chain).
+    """
+    if timelock_delay == 0 and not gateway.is_dev_chain:
+        raise LedgerConfigError("a timelock delay of 0 is allowed on a local dev chain only; "
+                                "set ALLIANCE_TIMELOCK_DELAY_S")
     gateway.add_error_abis(error_selectors(a.abi for a in artifacts.values()))
-    reg = artifacts["AllianceRegistry"]
-    receipt = operator.transact(
-        to=None, data=gateway.encode_deploy(reg.abi, reg.bytecode,
-                                            [operator.address, settlement_unit]))
-    registry = str(receipt["contractAddress"])
-    fac = artifacts["PointProgramFactory"]
-    receipt = operator.transact(to=None, data=gateway.encode_deploy(fac.abi, fac.bytecode,
-                                                                     [registry]))
-    factory = str(receipt["contractAddress"])
-    block = int(receipt["blockNumber"])
-    operator.transact(to=registry, data=gateway.encode_call(reg.abi, "setFactory", [factory]))
-    tok = artifacts["SettlementToken"]
-    receipt = operator.transact(to=None, data=gateway.encode_deploy(
-        tok.abi, tok.bytecode, [operator.address, f"Alliance settlement {settlement_unit}",
-                                "ASU"]))
-    token = str(receipt["contractAddress"])
-    clr = artifacts["Clearing"]
-    receipt = operator.transact(to=None, data=gateway.encode_deploy(clr.abi, clr.bytecode,
-                                                                     [registry, token]))
-    clearing = str(receipt["contractAddress"])
-    operator.transact(to=registry, data=gateway.encode_call(reg.abi, "setClearing", [clearing]))
+
+    def create(name: str, *args: object) -> tuple[str, int]:
+        art = artifacts[name]
+        receipt = admin.transact(to=None, data=gateway.encode_deploy(art.abi, art.bytecode,
+                                                                      list(args)))
+        return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+    timelock, _ = create("AllianceTimelock", timelock_delay, admin.address)
+    reg = artifacts["AllianceRegistry"].abi
+    registry, _ = create("AllianceRegistry", admin.address, operator, settlement_unit)
+    factory, block = create("PointProgramFactory", registry)
+    admin.transact(to=registry, data=gateway.encode_call(reg, "setFactory", [factory]))
+    token, _ = create("SettlementToken", timelock, minter,
+                      f"Alliance settlement {settlement_unit}", "ASU")
+    clearing, _ = create("Clearing", registry, token)
+    admin.transact(to=registry, data=gateway.encode_call(reg, "setClearing", [clearing]))
+    admin_role = b"\0" * 32
+    admin.transact(to=registry, data=gateway.encode_call(reg, "grantRole",
+                                                         [admin_role, timelock]))
+    admin.transact(to=registry, data=gateway.encode_call(reg, "renounceRole",
+                                                         [admin_role, admin.address]))
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
                             block=block, clearing=clearing, settlement_token=token,
-                            settlement_unit=settlement_unit)
-    log.info("deployed registry %s, factory %s, clearing %s, settlement token %s on chain %d",
-             registry, factory, clearing, token, gateway.chain_id)
+                            timelock=timelock, settlement_unit=settlement_unit)
+    log.info("deployed registry %s, factory %s, clearing %s, settlement token %s, timelock %s "
+             "(delay %d s) on chain %d", registry, factory, clearing, token, timelock,
+             timelock_delay, gateway.chain_id)
     return deployment
 
 
-def load_or_deploy(settings: Settings, gateway: ChainGateway,
-                   operator: TransactionSender) -> Contracts:
+def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: TransactionSender, *,
+                   operator: str, minter: str) -> Contracts:
     """Give the recorded deployment if its contracts exist on this chain, else deploy anew."""
     artifacts = compile_contracts(settings)
     path = deployment_path(settings)
@@ -135,6 +150,7 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway,
         if dep.chain_id == gateway.chain_id and len(code) > 0:
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
-    dep = deploy(gateway, operator, artifacts)
+    dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,
+                 timelock_delay=settings.timelock_delay_s)
     dep.save(path)
     return Contracts(gateway, artifacts, dep)
