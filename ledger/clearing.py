@@ -6,9 +6,9 @@ acceptance are admin actions through the timelock; settlement tokens are minted 
 minter's key. Settlement is pulled: each creditor claims its pro-rata share of what debtors
 paid, to its payout address; ``settle`` claims for every creditor of a period, in pages.
 Merchant actions (escrow deposits, confirming an off-chain payment) go through the outbox
-like every merchant mutation. Statements are rebuilt from the chain's logs alone: the Clearing's ``Cleared``
-events give every counterparty's value, the programs' events in the same transactions give
-the underlying redemptions and conversions.
+like every merchant mutation. Statements are rebuilt from the chain's logs alone: the
+Clearing's ``Cleared`` events give every counterparty's value, the programs' events in the
+same transactions give the underlying redemptions and conversions.
 """
 
 from __future__ import annotations

@@ -109,12 +109,12 @@ def test_a_batch_for_two_acceptors_is_rejected_whole(chain: Chain) -> None:
 def test_a_merchant_that_refuses_a_program_cannot_take_its_points(chain: Chain) -> None:
     a, b, _ = _alliance(chain)
     member = _member_with(chain, a, 10)
-    chain.op(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, False)
+    chain.gov(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, False)
     assert not chain.registry.accepts(b.merchant_id, a.merchant_id)
     with reverts("RegistryNotAccepted", b.merchant_id, a.merchant_id):
         _redeem_at(chain, a, b, member, 5, "refused")
     assert a.program.balance_of(member.address) == 10 and _net(chain, b) == 0
-    chain.op(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, True)
+    chain.gov(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, True)
     _redeem_at(chain, a, b, member, 5, "accepted")
     assert _net(chain, b) == 50
 
@@ -125,7 +125,7 @@ def test_a_suspended_merchant_on_either_side_stops_spending(chain: Chain) -> Non
     chain.op(chain.registry, "suspendMerchant", a.merchant_id)
     with reverts("RegistryInvalidStatus"):
         _redeem_at(chain, a, b, member, 5, "issuer-suspended")
-    chain.op(chain.registry, "reinstateMerchant", a.merchant_id)
+    chain.gov(chain.registry, "reinstateMerchant", a.merchant_id)
     chain.op(chain.registry, "suspendMerchant", b.merchant_id)
     with reverts("RegistryInvalidStatus"):
         _redeem_at(chain, a, b, member, 5, "acceptor-suspended")
@@ -148,7 +148,7 @@ def test_a_signature_for_one_acceptor_cannot_be_used_by_another(chain: Chain) ->
 def test_the_foreign_cap_limits_what_a_merchant_accepts_per_period(chain: Chain) -> None:
     a, b, _ = _alliance(chain)
     member = _member_with(chain, a, 100)
-    chain.op(chain.registry, "setCaps", b.merchant_id, 0, 500)
+    chain.gov(chain.registry, "setCaps", b.merchant_id, 0, 500)
     _redeem_at(chain, a, b, member, 40, "cap-1")
     with reverts("ClearingForeignCapExceeded", b.merchant_id, 500, 600):
         _redeem_at(chain, a, b, member, 20, "cap-2")
@@ -164,7 +164,7 @@ def test_the_foreign_cap_limits_what_a_merchant_accepts_per_period(chain: Chain)
 
 def test_the_liability_cap_stops_issuing_beyond_it(chain: Chain) -> None:
     (a,) = _alliance(chain, (10,))
-    chain.op(chain.registry, "setCaps", a.merchant_id, 1_000, 0)
+    chain.gov(chain.registry, "setCaps", a.merchant_id, 1_000, 0)
     member = Account.create()
     a.call("issue", member.address, 100, ref("ok"))
     with reverts("PointsLiabilityCapExceeded", 1_000, 1_010):
@@ -267,7 +267,7 @@ TRANSFER_AND_CALL = "transferAndCall(address,uint256,bytes)"
 
 
 def _mint_and_deposit(chain: Chain, m: Merchant, period: int, amount: int) -> None:
-    chain.op(chain.token, "mint", m.account.address, amount)
+    chain.mint(m.account.address, amount)
     m.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, amount,
               abi_encode(["uint256"], [period]))
 
@@ -280,39 +280,147 @@ def test_closing_records_every_net_and_opens_a_new_period(chain: Chain) -> None:
     assert chain.clearing.current_period() == p + 1 and _net(chain, b) == 0
 
 
-def test_only_the_operator_closes_settles_and_anchors(chain: Chain) -> None:
-    (a, b, _), p = _closed_period_with_debt(chain)
-    for fn, args in [("closePeriod", ()), ("settle", (p,)),
-                     ("anchorStatement", (p, b.merchant_id, b"\1" * 32))]:
+def test_only_the_operator_closes_anchors_sweeps_and_confirms_for_others(
+        chain: Chain) -> None:
+    (a, b, c), p = _closed_period_with_debt(chain)
+    for fn, args in [("closePeriod", ()), ("sweep", (a.account.address,)),
+                     ("anchorStatement", (p, b.merchant_id, b"\1" * 32)),
+                     ("confirmOffChainPaymentFor", (p, a.merchant_id, b.merchant_id, 1))]:
         with reverts("ClearingUnauthorized", a.account.address):
             a.call_on(chain.clearing, fn, *args)
 
 
+def _two_creditors(chain: Chain) -> tuple[list[Merchant], int]:
+    """A owes 300 to B and 100 to C; D owes 100 to B: B is owed 400, C 100 (500 in all)."""
+    a, b, c, d = _alliance(chain, (10, 10, 10, 10))
+    member = _member_with(chain, a, 40)
+    _redeem_at(chain, a, b, member, 30, "ab")
+    _redeem_at(chain, a, c, member, 10, "ac")
+    _redeem_at(chain, d, b, _member_with(chain, d, 10), 10, "db")
+    p = chain.clearing.current_period()
+    chain.op(chain.clearing, "closePeriod")
+    return [a, b, c, d], p
+
+
+def _claim(chain: Chain, who: Merchant, p: int, *creditors: Merchant) -> dict[str, object]:
+    return who.call_on(chain.clearing, "claim", p, [m.merchant_id for m in creditors])
+
+
+def test_creditors_claim_pro_rata_of_what_debtors_paid_in_any_order(chain: Chain) -> None:
+    (a, b, c, d), p = _two_creditors(chain)
+    tok, clr = chain.token, chain.clearing
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, b, p, b, c)
+    _mint_and_deposit(chain, a, p, 200)  # 200 of 500 paid: each creditor may take 40%
+    assert (clr.claimable(p, b.merchant_id), clr.claimable(p, c.merchant_id)) == (160, 40)
+    _claim(chain, c, p, c)  # C first, alone
+    assert tok.balance_of(c.payout) == 40
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, c, p, c, a, d)  # debtors and a paid creditor have nothing to claim
+    _mint_and_deposit(chain, d, p, 100)  # a top-up raises every share: 300 of 500
+    _claim(chain, d, p, b)  # anyone may trigger a claim; it pays the payout address
+    assert tok.balance_of(b.payout) == 240 and clr.claimable(p, c.merchant_id) == 20
+    _mint_and_deposit(chain, a, p, 200)  # everything paid
+    receipt = _claim(chain, b, p, b, c, b)  # a repeated id is paid once
+    paid = [(int(x["merchantId"]), x["payout"], int(x["amount"]))
+            for n, x, _ in clr.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+            if n == "PaidOut"]
+    assert paid == [(b.merchant_id, b.payout, 160), (c.merchant_id, c.payout, 60)]
+    assert (tok.balance_of(b.payout), tok.balance_of(c.payout)) == (400, 100)
+    # Never to a relaying key; the escrow is empty and every outstanding is zero.
+    assert tok.balance_of(b.account.address) == tok.balance_of(c.account.address) == 0
+    info = clr.period(p)
+    assert (info.escrow, info.total_paid, info.total_received) == (0, 500, 500)
+    assert [clr.outstanding(p, m.merchant_id) for m in (a, b, c, d)] == [0, 0, 0, 0]
+    assert tok.balance_of(clr.address) == clr.escrowed() == 0
+
+
+def test_rounding_never_pays_out_more_than_escrow_and_the_rest_follows(chain: Chain) -> None:
+    # Was: one unit of escrow went whole to the first creditor in merchant order. Claims are
+    # now each creditor's floor share: a unit that nobody's share covers yet waits in escrow
+    # for the next payment, and once debtors paid everything every share is exact.
+    a, b, c = _alliance(chain, (1, 1, 1))
+    member = _member_with(chain, a, 10)
+    _redeem_at(chain, a, b, member, 3, "dust-b")
+    _redeem_at(chain, a, c, member, 3, "dust-c")
+    p = chain.clearing.current_period()
+    chain.op(chain.clearing, "closePeriod")
+    _mint_and_deposit(chain, a, p, 1)  # floor(3 x 1 / 6) = 0 for each
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, a, p, b, c)
+    _mint_and_deposit(chain, a, p, 2)  # 3 of 6: 1 each, nothing left over
+    _claim(chain, a, p, b, c)
+    assert chain.token.balance_of(b.payout) == chain.token.balance_of(c.payout) == 1
+    assert chain.clearing.period(p).escrow == 1  # 3 paid in, 2 out: the last unit waits
+    _mint_and_deposit(chain, a, p, 3)
+    _claim(chain, a, p, c, b)
+    assert chain.token.balance_of(b.payout) == chain.token.balance_of(c.payout) == 3
+    assert chain.clearing.period(p).escrow == 0
+
+
 def test_settlement_pays_creditors_short_debtors_stay_outstanding(chain: Chain) -> None:
     (a, b, c), p = _closed_period_with_debt(chain)
-    with reverts("ClearingNothingToSettle", p):
-        chain.op(chain.clearing, "settle", p)
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, b, p, b)
     _mint_and_deposit(chain, a, p, 300)
     _mint_and_deposit(chain, c, p, 40)  # short: owes 100
-    chain.op(chain.clearing, "settle", p)
-    assert chain.token.balance_of(b.account.address) == 340
+    _claim(chain, b, p, b)
+    assert chain.token.balance_of(b.payout) == 340
     assert chain.clearing.outstanding(p, c.merchant_id) == -60
     assert chain.clearing.outstanding(p, b.merchant_id) == 60
-    with reverts("ClearingNothingToSettle", p):
-        chain.op(chain.clearing, "settle", p)
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, b, p, b)
     _mint_and_deposit(chain, c, p, 60)
-    chain.op(chain.clearing, "settle", p)
-    assert chain.token.balance_of(b.account.address) == 400
+    _claim(chain, b, p, b)
+    assert chain.token.balance_of(b.payout) == 400
     assert chain.token.balance_of(chain.clearing.address) == 0
-    with reverts("ClearingAlreadySettled", p):
-        chain.op(chain.clearing, "settle", p)
+    with reverts("ClearingNothingToClaim", p):
+        _claim(chain, b, p, b)
+
+
+def test_stray_tokens_are_swept_and_escrow_is_not(chain: Chain) -> None:
+    (a, b, _), p = _closed_period_with_debt(chain)
+    _mint_and_deposit(chain, a, p, 300)
+    with reverts("ClearingNothingToSweep"):
+        chain.op(chain.clearing, "sweep", b.payout)
+    chain.mint(a.account.address, 7)
+    a.call_on(chain.token, "transfer", chain.clearing.address, 7)  # a plain transfer: stray
+    refund_to = Account.create().address
+    chain.op(chain.clearing, "sweep", refund_to)
+    assert chain.token.balance_of(refund_to) == 7
+    assert chain.token.balance_of(chain.clearing.address) == chain.clearing.escrowed() == 300
+    with reverts("ClearingNothingToSweep"):
+        chain.op(chain.clearing, "sweep", refund_to)
+    _claim(chain, b, p, b)
+    assert chain.token.balance_of(b.payout) == 300
+
+
+def test_a_suspended_creditor_is_still_paid_and_the_operator_confirms_for_it(
+        chain: Chain) -> None:
+    (a, b, c), p = _closed_period_with_debt(chain)
+    chain.op(chain.registry, "suspendMerchant", b.merchant_id)
+    with reverts("RegistryInvalidStatus"):
+        b.call_on(chain.clearing, "confirmOffChainPayment", p, a.merchant_id, 100)
+    with reverts("ClearingUnauthorized", chain.operator.address):  # only for a suspended one
+        chain.op(chain.clearing, "confirmOffChainPaymentFor", p, a.merchant_id,
+                 c.merchant_id, 1)
+    chain.op(chain.clearing, "confirmOffChainPaymentFor", p, a.merchant_id, b.merchant_id,
+             100)
+    with reverts("ClearingExceedsOutstanding", p, a.merchant_id, 200, 201):
+        chain.op(chain.clearing, "confirmOffChainPaymentFor", p, a.merchant_id,
+                 b.merchant_id, 201)
+    assert chain.clearing.outstanding(p, b.merchant_id) == 300
+    assert chain.clearing.outstanding(p, a.merchant_id) == -200
+    _mint_and_deposit(chain, c, p, 100)
+    _claim(chain, c, p, b)  # 200 of 400 paid: B's share 200, 100 of it received off chain
+    assert chain.token.balance_of(b.payout) == 100
 
 
 def test_deposits_beyond_the_debt_or_by_creditors_or_for_open_periods_change_nothing(
         chain: Chain) -> None:
     (a, b, _), p = _closed_period_with_debt(chain)
-    chain.op(chain.token, "mint", a.account.address, 1_000)
-    chain.op(chain.token, "mint", b.account.address, 1_000)
+    chain.mint(a.account.address, 1_000)
+    chain.mint(b.account.address, 1_000)
     data = abi_encode(["uint256"], [p])
     with reverts("ClearingExceedsOutstanding", p, a.merchant_id, 300, 301):
         a.call_on(chain.token, TRANSFER_AND_CALL, chain.clearing.address, 301, data)
@@ -338,9 +446,9 @@ def test_a_creditor_confirms_an_off_chain_payment(chain: Chain) -> None:
     with reverts("ClearingExceedsOutstanding", p, c.merchant_id, 0, 1):
         c.call_on(chain.clearing, "confirmOffChainPayment", p, a.merchant_id, 1)
     _mint_and_deposit(chain, c, p, 100)
-    chain.op(chain.clearing, "settle", p)
+    _claim(chain, c, p, b)
     assert chain.clearing.outstanding(p, b.merchant_id) == 0
-    assert chain.token.balance_of(b.account.address) == 100
+    assert chain.token.balance_of(b.payout) == 100
 
 
 def test_a_statement_hash_is_anchored_once_for_a_closed_period(chain: Chain) -> None:
@@ -371,25 +479,6 @@ def test_a_replayed_or_expired_foreign_redemption_changes_nothing(chain: Chain) 
     with reverts("PointsInvalidSignature", member.address):
         b.call_on(a.program, "redeem", fresh.as_tuple(), other_chain)
     assert a.program.balance_of(member.address) == 90 and _net(chain, b) == 100
-
-
-def test_a_small_escrow_is_paid_out_whole_despite_rounding(chain: Chain) -> None:
-    a, b, c = _alliance(chain, (1, 1, 1))
-    member = _member_with(chain, a, 10)
-    _redeem_at(chain, a, b, member, 3, "dust-b")
-    _redeem_at(chain, a, c, member, 3, "dust-c")
-    p = chain.clearing.current_period()
-    chain.op(chain.clearing, "closePeriod")
-    _mint_and_deposit(chain, a, p, 1)
-    # Pro rata each would get floor(1 x 3 / 6) = 0: the unit goes to the first creditor.
-    chain.op(chain.clearing, "settle", p)
-    assert chain.token.balance_of(b.account.address) == 1
-    assert chain.token.balance_of(c.account.address) == 0
-    assert chain.clearing.period(p).escrow == 0
-    _mint_and_deposit(chain, a, p, 5)
-    chain.op(chain.clearing, "settle", p)
-    assert chain.token.balance_of(b.account.address) == 3
-    assert chain.token.balance_of(c.account.address) == 3
 
 
 def test_a_refund_puts_points_back_where_they_expire_as_before(chain: Chain) -> None:
