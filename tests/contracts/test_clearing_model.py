@@ -1,6 +1,7 @@
 """A stateful model of the whole clearing on a real anvil: random sequences of issuing,
-spending at the issuer and elsewhere, converting, refunding, closing periods, depositing,
-confirming off-chain payments and settling, checked after every step against a plain Python
+spending at the issuer and elsewhere, converting, refunding, closing periods, depositing
+(short, then topped up), confirming off-chain payments, creditors claiming in any order and
+in part, stray token transfers and sweeps, checked after every step against a plain Python
 model of balances, supplies, positions and settlements."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hypothesis.stateful import (
 from ledger.chain.sender import TransactionSender
 from ledger.contracts.clients import Conversion, IssueItem
 from ledger.errors import ContractRevertError
-from ledger.settings import ANVIL_OPERATOR_KEY
+from ledger.settings import ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY, ANVIL_OPERATOR_KEY
 
 from .conftest import Chain, Merchant
 from .test_clearing import _redeem_at, _sign_convert
@@ -57,7 +58,16 @@ class ClosedPeriod:
     paid_out: list[int] = field(default_factory=lambda: [0] * len(RATES))  # from escrow
     confirmed: list[int] = field(default_factory=lambda: [0] * len(RATES))  # off chain
     total_received: int = 0
+    total_paid: int = 0
     escrow: int = 0
+
+    def share(self, m: int) -> int:
+        """What creditor `m` may have received by now: its net pro rata of what debtors
+        paid (escrow and off chain), rounded down."""
+        return self.nets[m] * self.total_paid // self.total_owed if self.nets[m] > 0 else 0
+
+    def claimable(self, m: int) -> int:
+        return max(self.share(m) - self.received[m], 0)
 
     def owes(self, m: int) -> int:
         return -self.nets[m] - self.paid[m] if self.nets[m] < 0 else 0
@@ -84,6 +94,8 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             try:
                 # Nonces must follow the chain after the previous instance's revert.
                 chain.operator = TransactionSender(gw, ANVIL_OPERATOR_KEY)
+                chain.admin = TransactionSender(gw, ANVIL_ADMIN_KEY)
+                chain.minter = TransactionSender(gw, ANVIL_MINTER_KEY)
                 self.ms: list[Merchant] = [chain.admit(symbol=f"M{i}", rate=r)
                                            for i, r in enumerate(RATES)]
             except BaseException:
@@ -95,7 +107,9 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             self.period = clearing.current_period()
             self.nets = [0] * len(RATES)
             self.closed: dict[int, ClosedPeriod] = {}
-            self.tokens = [0] * len(RATES)  # settlement tokens held by each merchant
+            self.tokens = [0] * len(RATES)  # settlement tokens held by each relaying key
+            self.payouts = [0] * len(RATES)  # ... and by each payout address
+            self.stray = 0  # tokens sent to the clearing with a plain transfer
             self.serial = 0
 
         def teardown(self) -> None:
@@ -281,7 +295,7 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
                                      label="amount"))
             if over:
                 merchant = self.ms[m]
-                chain.op(token, "mint", merchant.account.address, amount)
+                chain.mint(merchant.account.address, amount)
                 self.tokens[m] += amount
                 with reverts("ClearingExceedsOutstanding", p, merchant.merchant_id, owes,
                              amount):
@@ -293,11 +307,12 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
         def _deposit(self, p: int, m: int, amount: int) -> None:
             """Mint `amount` settlement tokens to debtor `m` and pay them in for period `p`."""
             merchant, cp = self.ms[m], self.closed[p]
-            chain.op(token, "mint", merchant.account.address, amount)
+            chain.mint(merchant.account.address, amount)
             merchant.call_on(token, TRANSFER_AND_CALL, clearing.address, amount,
                              abi_encode(["uint256"], [p]))
             cp.paid[m] += amount
             cp.escrow += amount
+            cp.total_paid += amount
 
         def _offchain(self) -> list[tuple[int, int, int]]:
             return [(p, c, d) for p, cp in self.closed.items() for c in range(len(RATES))
@@ -316,72 +331,93 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             cp.confirmed[c] += amount
             cp.paid[d] += amount
             cp.total_received += amount
+            cp.total_paid += amount
 
         @precondition(lambda self: bool(self.closed))
         @rule(data=st.data())
-        def settle(self, data: st.DataObject) -> None:
+        def claim(self, data: st.DataObject) -> None:
+            """Any merchant claims for any list of merchants (creditors in any order, some
+            of them only, debtors, repeats) of a closed period."""
             funded = sorted(p for p, cp in self.closed.items() if cp.escrow)
             use_funded: bool = bool(funded) and data.draw(st.booleans(), label="funded")
-            pick = funded if use_funded else sorted(self.closed)
-            p = data.draw(st.sampled_from(pick), label="period")
-            self._settle(p)
+            p = data.draw(st.sampled_from(funded if use_funded else sorted(self.closed)),
+                          label="period")
+            ids = data.draw(st.lists(st.integers(0, len(RATES) - 1), min_size=1, max_size=6),
+                            label="merchants")
+            caller = data.draw(st.integers(0, len(RATES) - 1), label="caller")
+            self._claim(p, ids, caller)
 
-        def _settle(self, p: int) -> None:
-            """Settle period `p` as the operator; the model says what it pays or why not."""
+        def _claim(self, p: int, ids: list[int], caller: int = 0) -> None:
+            """Claim for `ids` in period `p`; the model says what each is paid or why not."""
             cp = self.closed[p]
-            remaining = cp.total_owed - cp.total_received
-            if remaining == 0:
-                with reverts("ClearingAlreadySettled", p):
-                    chain.op(clearing, "settle", p)
+            escrow = cp.escrow
+            expected: list[tuple[int, str, int]] = []
+            got_paid = [0] * len(RATES)
+            for m in ids:
+                pay = min(max(cp.share(m) - cp.received[m] - got_paid[m], 0), escrow)
+                if pay:
+                    escrow -= pay
+                    got_paid[m] += pay
+                    expected.append((self.ms[m].merchant_id, self.ms[m].payout, pay))
+            # Deposits are capped by what debtors owe: escrow never exceeds what is due.
+            assert cp.escrow <= cp.total_owed - cp.total_received
+            args = (p, [self.ms[m].merchant_id for m in ids])
+            if not expected:
+                with reverts("ClearingNothingToClaim", p):
+                    self.ms[caller].call_on(clearing, "claim", *args)
                 return
-            # Deposits are capped by what debtors owe, so escrow never exceeds what is due.
-            assert cp.escrow <= remaining == sum(cp.due(m) for m in range(len(RATES)))
-            pays = [0] * len(RATES)
-            for m in range(len(RATES)):
-                due = cp.due(m)
-                pays[m] = due if cp.escrow >= remaining else cp.escrow * due // remaining
-            # The units rounding leaves go one each to creditors in merchant order.
-            left = cp.escrow - sum(pays)
-            for m in range(len(RATES)):
-                if left and pays[m] < cp.due(m):
-                    pays[m] += 1
-                    left -= 1
-            assert left == 0
-            if not any(pays):
-                with reverts("ClearingNothingToSettle", p):
-                    chain.op(clearing, "settle", p)
-                return
-            receipt = chain.op(clearing, "settle", p)
-            paid_out = {int(a["merchantId"]): int(a["amount"])
+            receipt = self.ms[caller].call_on(clearing, "claim", *args)
+            paid_out = [(int(a["merchantId"]), a["payout"], int(a["amount"]))
                         for n, a, _ in clearing.decode_logs(receipt["logs"])  # type: ignore[arg-type]
-                        if n == "PaidOut"}
-            assert paid_out == {self.ms[m].merchant_id: pay for m, pay in enumerate(pays)
-                                if pay}, (p, paid_out, pays)
-            for m, pay in enumerate(pays):
+                        if n == "PaidOut"]
+            assert paid_out == expected, (p, ids, paid_out, expected)
+            for m, pay in enumerate(got_paid):
                 cp.received[m] += pay
                 cp.paid_out[m] += pay
-                self.tokens[m] += pay
-            cp.escrow -= sum(pays)
-            cp.total_received += sum(pays)
+                self.payouts[m] += pay
+            cp.escrow -= sum(got_paid)
+            cp.total_received += sum(got_paid)
+
+        @rule(m=st.integers(0, len(RATES) - 1), amount=st.integers(1, 50))
+        def stray_transfer(self, m: int, amount: int) -> None:
+            """A merchant sends settlement tokens with a plain transfer: no deposit."""
+            merchant = self.ms[m]
+            chain.mint(merchant.account.address, amount)
+            merchant.call_on(token, "transfer", clearing.address, amount)
+            self.stray += amount
+
+        @rule()
+        def sweep(self) -> None:
+            to = Account.create().address
+            if not self.stray:
+                with reverts("ClearingNothingToSweep"):
+                    chain.op(clearing, "sweep", to)
+                return
+            chain.op(clearing, "sweep", to)
+            assert token.balance_of(to) == self.stray
+            self.stray = 0
 
         def _drain(self) -> None:
-            """Close the open period; every debtor pays half of what it still owes, settle
-            (pro rata), then the rest, settle again: then every creditor has exactly its net
-            and the escrow is empty."""
+            """Close the open period; every debtor pays half of what it still owes, every
+            creditor claims (pro rata), then the rest, claim again: then every creditor has
+            exactly its net and the escrow is empty; only stray tokens are left to sweep."""
             if any(self.nets):
                 self.close_period()
+            everyone = list(range(len(RATES)))
             for p, cp in self.closed.items():
                 for share in (2, 1):
-                    for m in range(len(RATES)):
+                    for m in everyone:
                         if cp.owes(m) // share:
                             self._deposit(p, m, cp.owes(m) // share)
-                    self._settle(p)
+                    self._claim(p, everyone[::-1])
                 assert cp.escrow == 0 and cp.total_received == cp.total_owed
                 assert cp.received == [max(n, 0) for n in cp.nets]
                 assert cp.paid == [max(-n, 0) for n in cp.nets]
-                self._settle(p)  # now ClearingAlreadySettled
+                self._claim(p, everyone)  # now ClearingNothingToClaim
                 assert [clearing.outstanding(p, m.merchant_id) for m in self.ms] == [0] * len(
                     RATES)
+            self.sweep()
+            assert token.balance_of(clearing.address) == 0
             self.points_match()
             self.positions_match_and_sum_to_zero()
             self.settlements_match()
@@ -408,8 +444,8 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
             escrow_total = 0
             for p, cp in self.closed.items():
                 info = clearing.period(p)
-                assert (info.total_owed, info.total_received, info.escrow) == (
-                    cp.total_owed, cp.total_received, cp.escrow), (p, info, cp)
+                assert (info.total_owed, info.total_paid, info.total_received, info.escrow) == (
+                    cp.total_owed, cp.total_paid, cp.total_received, cp.escrow), (p, info, cp)
                 got = [clearing.settlement_of(p, m.merchant_id) for m in self.ms]
                 assert got == list(zip(cp.paid, cp.received, strict=True)), (p, got, cp)
                 # What each creditor received is what escrow paid it out plus what it
@@ -420,15 +456,22 @@ def test_clearing_matches_the_model(chain: Chain) -> None:
                 paid = sum(q for q, _ in got)
                 assert received == paid - info.escrow, (p, got, info)
                 assert received == info.total_received <= info.total_owed
-                for (q, r), net in zip(got, cp.nets, strict=True):
+                for m, ((q, r), net) in enumerate(zip(got, cp.nets, strict=True)):
+                    # Nobody receives more than its net, nor from escrow more than its share.
                     assert r <= max(net, 0) and q <= max(-net, 0), (p, got, cp.nets)
+                    assert cp.paid_out[m] <= cp.share(m), (p, m, cp)
+                    assert clearing.claimable(p, self.ms[m].merchant_id) == min(
+                        cp.claimable(m), cp.escrow), (p, m, cp)
                 for m, merchant in enumerate(self.ms):
                     expect = cp.nets[m] - cp.received[m] if cp.nets[m] >= 0 else (
                         cp.nets[m] + cp.paid[m])
                     assert clearing.outstanding(p, merchant.merchant_id) == expect
                 escrow_total += info.escrow
-            assert token.balance_of(clearing.address) == escrow_total
+            # Escrow is the token balance less what was sent by plain transfer (stray).
+            assert clearing.escrowed() == escrow_total
+            assert token.balance_of(clearing.address) == escrow_total + self.stray
             assert [token.balance_of(m.account.address) for m in self.ms] == self.tokens
+            assert [token.balance_of(m.payout) for m in self.ms] == self.payouts
 
     run_state_machine_as_test(ClearingMachine, settings=settings(
         max_examples=12, stateful_step_count=30, deadline=None,

@@ -46,7 +46,8 @@ def sign(member: LocalAccount, chain: Chain, m: Merchant, r: Redemption, *,
 def test_only_the_operator_admits_suspends_and_sets_rates(chain: Chain) -> None:
     m = chain.admit()
     reg = chain.registry
-    for fn, args in [("admitMerchant", (Account.create().address, b"\0" * 32)),
+    for fn, args in [("admitMerchant", (Account.create().address, Account.create().address,
+                                        b"\0" * 32)),
                      ("suspendMerchant", (m.merchant_id,)), ("setRate", (m.merchant_id, 9))]:
         with reverts("AccessControlUnauthorizedAccount"):
             m.sender.transact(to=reg.address, data=reg.encode(fn, *args), gas=500_000)
@@ -61,25 +62,22 @@ def test_registry_rejects_reused_accounts_zero_rates_and_bad_transitions(chain: 
     m = chain.admit()
     reg, op = chain.registry, chain.operator
     with reverts("RegistryInvalidAccount", m.account.address):
-        op.transact(to=reg.address, data=reg.encode("admitMerchant", m.account.address,
-                                                     b"\0" * 32), gas=500_000)
+        chain.gov(reg, "admitMerchant", m.account.address, Account.create().address,
+                  b"\0" * 32)
     with reverts("RegistryInvalidRate", 0):
-        op.transact(to=reg.address, data=reg.encode("setRate", m.merchant_id, 0), gas=500_000)
+        chain.gov(reg, "setRate", m.merchant_id, 0)
     with reverts("RegistryInvalidStatus"):
-        op.transact(to=reg.address, data=reg.encode("reinstateMerchant", m.merchant_id),
-                    gas=500_000)
+        chain.gov(reg, "reinstateMerchant", m.merchant_id)
     with reverts("RegistryUnknownMerchant", 999):
         op.transact(to=reg.address, data=reg.encode("suspendMerchant", 999), gas=500_000)
     with reverts("RegistryProgramAlreadySet", m.merchant_id):
-        op.transact(to=chain.factory.address, data=chain.factory.encode(
-            "createProgram", m.merchant_id, "x", "X", ProgramConfig().as_tuple()),
-            gas=1_000_000)
+        chain.gov(chain.factory, "createProgram", m.merchant_id, "x", "X",
+                  ProgramConfig().as_tuple())
     with reverts("RegistryNotFactory"):
         op.transact(to=reg.address, data=reg.encode("registerProgram", m.merchant_id,
                                                      m.account.address), gas=500_000)
     with reverts("RegistryFactoryAlreadySet"):
-        op.transact(to=reg.address, data=reg.encode("setFactory", m.account.address),
-                    gas=500_000)
+        chain.gov(reg, "setFactory", m.account.address)
 
 
 def test_program_lives_at_its_predicted_address_and_cannot_be_initialised_again(
@@ -97,8 +95,7 @@ def test_factory_rejects_configs_that_cannot_work(chain: Chain,
                                                   config: tuple[int, int, int]) -> None:
     mid = chain.admit_account(Account.create())
     with reverts("PointsInvalidConfig"):
-        chain.operator.transact(to=chain.factory.address, data=chain.factory.encode(
-            "createProgram", mid, "x", "X", config), gas=2_000_000)
+        chain.gov(chain.factory, "createProgram", mid, "x", "X", config)
 
 
 # ---------------------------------------------------------------------- issue
@@ -172,7 +169,7 @@ def test_suspended_merchant_cannot_issue_until_reinstated(chain: Chain) -> None:
     chain.operator.transact(to=reg.address, data=reg.encode("suspendMerchant", m.merchant_id))
     with reverts("RegistryInvalidStatus", m.merchant_id, 2):
         m.call("issue", Account.create().address, 1, ref("s1"))
-    chain.operator.transact(to=reg.address, data=reg.encode("reinstateMerchant", m.merchant_id))
+    chain.gov(reg, "reinstateMerchant", m.merchant_id)
     m.call("issue", Account.create().address, 1, ref("s2"))
 
 
