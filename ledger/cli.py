@@ -33,7 +33,9 @@ merchant_app = typer.Typer(help="Merchants of the alliance.", no_args_is_help=Tr
 demo_app = typer.Typer(help="The demo alliance.", no_args_is_help=True)
 clearing_app = typer.Typer(help="Clearing and settlement between merchants.",
                            no_args_is_help=True)
+admin_app = typer.Typer(help="Admin actions waiting in the timelock.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
+app.add_typer(admin_app, name="admin")
 app.add_typer(clearing_app, name="clearing")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
@@ -136,27 +138,36 @@ def merchant_add(
     expiry_periods: Annotated[int, typer.Option(help="Periods points live; 0 = never")] = 0,
     period_days: Annotated[int, typer.Option(help="Days in one expiry period")] = 30,
     max_pending_days: Annotated[int, typer.Option(help="Longest refund window in days")] = 30,
+    payout: Annotated[str | None, typer.Option(
+        help="Address the clearing pays (default: a new one the service keeps)")] = None,
 ) -> None:
-    """Admit a merchant, create its point program, and print its API credentials once."""
+    """Admit a merchant with its point program, rate and payout address in one admin action;
+    print its API credentials once (or the pending action, with a timelock delay)."""
     from .contracts.clients import ProgramConfig
-    from .merchants import admit_merchant
+    from .merchants import PendingAdmission, propose_admission
 
     alliance = _open()
     try:
-        m = admit_merchant(alliance, name=name, symbol=symbol, rate=rate,
-                           config=ProgramConfig(period_days * 86400, expiry_periods,
-                                                max_pending_days))
+        m = propose_admission(alliance, name=name, symbol=symbol, rate=rate, payout=payout,
+                              config=ProgramConfig(period_days * 86400, expiry_periods,
+                                                   max_pending_days))
     except LedgerError as exc:
         _fail(exc)
         return
     finally:
         alliance.close()
+    if isinstance(m, PendingAdmission):
+        console.print(f"admission of {m.name} scheduled as admin action [bold]{m.action_id}"
+                      f"[/bold], ready at {m.ready_at}: run `alliance admin execute "
+                      f"{m.action_id[:12]}` then", soft_wrap=True)
+        return
     _print_credentials([(m.merchant_id, m.name, m.program, m.key_id, m.secret)])
 
 
 @merchant_app.command("suspend")
 def merchant_suspend(merchant_id: int) -> None:
-    """Suspend a merchant: it can no longer issue, reverse or redeem."""
+    """Suspend a merchant at once (the operator's emergency brake): it can no longer issue,
+    reverse or redeem."""
     from .merchants import suspend_merchant
 
     _status_command(suspend_merchant, merchant_id)
@@ -164,10 +175,23 @@ def merchant_suspend(merchant_id: int) -> None:
 
 @merchant_app.command("reinstate")
 def merchant_reinstate(merchant_id: int) -> None:
-    """Reinstate a suspended merchant."""
+    """Reinstate a suspended merchant (an admin action through the timelock)."""
     from .merchants import reinstate_merchant
 
     _status_command(reinstate_merchant, merchant_id)
+
+
+@merchant_app.command("payout")
+def merchant_payout(merchant_id: int, address: str) -> None:
+    """Change where the clearing pays a merchant (an admin action through the timelock)."""
+    from .merchants import set_payout
+
+    def act(a: Alliance) -> None:
+        v = set_payout(a, merchant_id=merchant_id, payout=address)
+        console.print(f"merchant {v.merchant_id} is paid at {v.payout}")
+        _say_pending(a)
+
+    _run(act)
 
 
 def _status_command(action: Callable[..., MerchantView], merchant_id: int) -> None:
@@ -175,10 +199,20 @@ def _status_command(action: Callable[..., MerchantView], merchant_id: int) -> No
     try:
         v = action(alliance, merchant_id=merchant_id)
         console.print(f"merchant {v.merchant_id} is now {v.status}")
+        _say_pending(alliance)
     except LedgerError as exc:
         _fail(exc)
     finally:
         alliance.close()
+
+
+def _say_pending(alliance: Alliance) -> None:
+    from .timelock import pending
+
+    waiting = pending(alliance)
+    if waiting:
+        console.print(f"{len(waiting)} admin action(s) waiting in the timelock: see "
+                      "`alliance admin pending`")
 
 
 @merchant_app.command("list")
@@ -206,6 +240,7 @@ def rate(merchant_id: int, fen_per_point: int) -> None:
     try:
         v = set_rate(alliance, merchant_id=merchant_id, rate=fen_per_point)
         console.print(f"merchant {v.merchant_id} rate = {v.rate} fen/point")
+        _say_pending(alliance)
     except LedgerError as exc:
         _fail(exc)
     finally:
@@ -269,10 +304,33 @@ def clearing_close() -> None:
 
 @clearing_app.command("settle")
 def clearing_settle(period: int) -> None:
-    """Pay a closed period's creditors from escrow."""
+    """Pay every creditor of a closed period what it can claim from escrow now (pro rata
+    of what debtors paid), to its payout address."""
     from .clearing import settle
 
     _run(lambda a: _period_table(settle(a, period=period)))
+
+
+@clearing_app.command("sweep")
+def clearing_sweep(to: str) -> None:
+    """Send settlement tokens the clearing holds beyond escrow (sent by plain transfer) to TO."""
+    from .clearing import sweep_stray
+
+    _run(lambda a: console.print(f"swept {sweep_stray(a, to=to)} settlement units to {to}"))
+
+
+@clearing_app.command("confirm-for")
+def clearing_confirm_for(period: int, debtor: int, creditor: int, amount: int) -> None:
+    """Record that DEBTOR paid the suspended CREDITOR AMOUNT off chain for PERIOD."""
+    from .clearing import confirm_for_suspended
+
+    def act(a: Alliance) -> None:
+        pos = confirm_for_suspended(a, period=period, debtor=debtor, creditor=creditor,
+                                    amount=amount)
+        console.print(f"merchant {creditor} is still owed {pos.outstanding} for period "
+                      f"{period}")
+
+    _run(act)
 
 
 @clearing_app.command("anchor")
@@ -315,6 +373,7 @@ def clearing_caps(merchant_id: int, liability_cap: int, foreign_cap: int) -> Non
         set_caps(a, merchant_id=merchant_id, liability_cap=liability_cap,
                  foreign_cap=foreign_cap)
         console.print(f"merchant {merchant_id}: {a.contracts.registry.terms_of(merchant_id)}")
+        _say_pending(a)
 
     _run(act)
 
@@ -327,10 +386,11 @@ def clearing_accept(acceptor: int, program_merchant: int,
     from .clearing import set_acceptance
 
     def act(a: Alliance) -> None:
-        set_acceptance(a, acceptor=acceptor, program_merchant=program_merchant,
-                       accepted=not refuse)
+        done = set_acceptance(a, acceptor=acceptor, program_merchant=program_merchant,
+                              accepted=not refuse)
         console.print(f"merchant {acceptor} {'refuses' if refuse else 'accepts'} the points "
-                      f"of merchant {program_merchant}")
+                      f"of merchant {program_merchant}{'' if done else ' (scheduled)'}")
+        _say_pending(a)
 
     _run(act)
 
@@ -357,6 +417,43 @@ def clearing_mint(merchant_id: int, amount: int) -> None:
     def act(a: Alliance) -> None:
         bal = mint_settlement_tokens(a, merchant_id=merchant_id, amount=amount)
         console.print(f"merchant {merchant_id} holds {bal} settlement units")
+
+    _run(act)
+
+
+# ---------------------------------------------------------------------- admin (timelock)
+
+
+@admin_app.command("pending")
+def admin_pending() -> None:
+    """List the admin actions scheduled in the timelock and when each may be executed."""
+    from .timelock import pending
+
+    def act(a: Alliance) -> None:
+        now = int(a.gateway.block("latest")["timestamp"])
+        table = Table("id", "action", "ready at", "ready")
+        for x in pending(a):
+            table.add_row(x.id[:18], x.summary, str(x.ready_at),
+                          "yes" if x.ready_at <= now else f"in {x.ready_at - now} s")
+        console.print(table)
+
+    _run(act)
+
+
+@admin_app.command("execute")
+def admin_execute(action_id: Annotated[str, typer.Argument(help="Action id (or a prefix)")]
+                  ) -> None:
+    """Execute a scheduled admin action once its delay has passed (and finish it in the
+    store: an admission prints the merchant's credentials once)."""
+    from .merchants import AdmittedMerchant, execute_action
+
+    def act(a: Alliance) -> None:
+        out = execute_action(a, action_id)
+        if isinstance(out, AdmittedMerchant):
+            _print_credentials([(out.merchant_id, out.name, out.program, out.key_id,
+                                 out.secret)])
+        else:
+            console.print(f"executed {action_id}")
 
     _run(act)
 

@@ -36,6 +36,7 @@ class AdmittedMerchant:
     rate: int
     key_id: str
     secret: str
+    payout: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def _complete_admission(alliance: Alliance, action: timelock.AdminAction) -> Adm
                                                  merchant_id=merchant_id, role="merchant")
     log.info("admitted merchant %d (%s) with program %s", merchant_id, d["name"], program)
     return AdmittedMerchant(merchant_id, d["name"], d["account"], program, int(d["rate"]),
-                            key_id, secret)
+                            key_id, secret, d["payout"])
 
 
 def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | MerchantView | None:
