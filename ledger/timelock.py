@@ -109,7 +109,7 @@ def schedule(alliance: Alliance, *, kind: str, target: str, data: bytes, summary
     delay = timelock.min_delay()
     action = AdminAction(id="0x" + op_id.hex(), kind=kind, summary=summary, target=target,
                          data="0x" + data.hex(), salt="0x" + salt.hex(), ready_at=0,
-                         scheduled_at=int(time.time()), details=details or {})
+                         scheduled_at=time.time_ns(), details=details or {})
     _save(alliance, action)
     alliance.admin.transact(to=timelock.address, data=timelock.encode(
         "schedule", target, 0, data, ZERO, salt, delay))
