@@ -250,3 +250,39 @@ class MerchantOut(BaseModel):
 class MerchantCreated(MerchantOut):
     key_id: str
     secret: str = Field(description="shown once; store it now")
+
+
+# ---------------------------------------------------------------------- trust model (admin
+# actions through the timelock, payout addresses, settlement claims and sweeps)
+
+
+class MerchantAdmission(MerchantCreate):
+    """Admit a merchant (program, rate and payout address in one admin action). ``payout``:
+    where the clearing pays it (default: a new address the service keeps)."""
+
+    payout: Address | None = None
+
+
+class PayoutUpdate(Strict):
+    payout: Address
+
+
+class AdminActionOut(BaseModel):
+    """An admin action scheduled in the timelock, executable from ``ready_at`` (unix time)."""
+
+    id: str
+    kind: str
+    summary: str
+    ready_at: int
+
+
+class SweepRequest(Strict):
+    to: Address
+
+
+class OperatorOffChainPayment(Strict):
+    """The operator records an off-chain payment to a suspended creditor."""
+
+    debtor: MerchantId
+    creditor: MerchantId
+    amount: Amount

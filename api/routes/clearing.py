@@ -22,7 +22,9 @@ from ..schemas import (
     MintRequest,
     OffChainPaymentRequest,
     OperationOut,
+    OperatorOffChainPayment,
     StatementOut,
+    SweepRequest,
 )
 from .points import ACCEPTED, queue
 
@@ -117,9 +119,29 @@ def close(request: Request, body: BodyDep, alliance: AllianceDep, who: AdminDep)
 @admin_router.post("/periods/{period}/settle", response_model=PeriodView)
 def settle(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
            who: AdminDep) -> Response:
-    """Pay the period's creditors from escrow (pro rata while a debtor is short)."""
+    """Pay every creditor what it can claim from escrow now (its net pro rata of what debtors
+    paid), at its payout address; 422 when nobody can claim anything."""
     return _operator(request, body, alliance, who, 200,
                      lambda: _period_out(clearing.settle(alliance, period=period)))
+
+
+@admin_router.post("/periods/{period}/offchain-payments", response_model=PositionView)
+def confirm_for_suspended(period: int, req: OperatorOffChainPayment, request: Request,
+                          body: BodyDep, alliance: AllianceDep, who: AdminDep) -> Response:
+    """Record that a debtor paid a suspended creditor off chain (an active creditor confirms
+    for itself)."""
+    return _operator(request, body, alliance, who, 200, lambda: asdict(
+        clearing.confirm_for_suspended(alliance, period=period, debtor=req.debtor,
+                                       creditor=req.creditor, amount=req.amount)))
+
+
+@admin_router.post("/sweep")
+def sweep(req: SweepRequest, request: Request, body: BodyDep, alliance: AllianceDep,
+          who: AdminDep) -> Response:
+    """Send settlement tokens the clearing holds beyond escrow (sent by plain transfer, not
+    deposited) to ``to``; escrowed tokens cannot be swept."""
+    return _operator(request, body, alliance, who, 200, lambda: {
+        "to": req.to, "amount": clearing.sweep_stray(alliance, to=req.to)})
 
 
 @admin_router.post("/periods/{period}/anchor")
@@ -141,7 +163,8 @@ def any_statement(period: int, merchant_id: int, alliance: AllianceDep,
 @admin_router.put("/caps/{merchant_id}")
 def caps(merchant_id: int, req: CapsUpdate, alliance: AllianceDep, who: AdminDep
          ) -> dict[str, int]:
-    """Set a merchant's liability cap and per-period foreign cap. Idempotent by nature."""
+    """Set a merchant's liability cap and per-period foreign cap, through the timelock (the
+    old caps hold while pending: see /v1/admin/actions). Idempotent by nature."""
     clearing.set_caps(alliance, merchant_id=merchant_id, liability_cap=req.liability_cap,
                       foreign_cap=req.foreign_cap)
     t = alliance.contracts.registry.terms_of(merchant_id)
@@ -151,7 +174,8 @@ def caps(merchant_id: int, req: CapsUpdate, alliance: AllianceDep, who: AdminDep
 
 @admin_router.put("/acceptance")
 def acceptance(req: AcceptanceUpdate, alliance: AllianceDep, who: AdminDep) -> dict[str, Any]:
-    """Whether a merchant accepts another's points. Idempotent by nature."""
+    """Whether a merchant accepts another's points, through the timelock. Idempotent by
+    nature."""
     clearing.set_acceptance(alliance, acceptor=req.acceptor,
                             program_merchant=req.program_merchant, accepted=req.accepted)
     return {"acceptor": req.acceptor, "program_merchant": req.program_merchant,
@@ -161,7 +185,7 @@ def acceptance(req: AcceptanceUpdate, alliance: AllianceDep, who: AdminDep) -> d
 @admin_router.post("/settlement-tokens/mint")
 def mint(req: MintRequest, request: Request, body: BodyDep, alliance: AllianceDep,
          who: AdminDep) -> Response:
-    """Mint settlement tokens to a merchant against cash received into the escrow account."""
+    """Mint settlement tokens (the minter's key) to a merchant against cash received."""
     return _operator(request, body, alliance, who, 200, lambda: {
         "merchant_id": req.merchant_id,
         "balance": clearing.mint_settlement_tokens(alliance, merchant_id=req.merchant_id,

@@ -99,7 +99,7 @@ def test_settling_an_open_or_settled_period_is_a_clear_conflict(env: ApiEnv) -> 
     assert r.status_code == 409 and r.json()["code"] == "ClearingPeriodNotClosed"
     env.admin.post("/v1/admin/clearing/close", None)
     r = env.admin.post("/v1/admin/clearing/periods/1/settle", None)
-    assert r.status_code == 409 and r.json()["code"] == "ClearingAlreadySettled"
+    assert r.status_code == 409 and r.json()["code"] == "ClearingNothingToClaim"
 
 
 def test_caps_and_acceptance_are_enforced_for_api_redemptions(env: ApiEnv) -> None:
@@ -140,3 +140,51 @@ def test_bad_clearing_input_is_refused_and_writes_nothing(env: ApiEnv) -> None:
         from ledger.store import repos
 
         assert repos.count_operations(s) == 0
+
+
+def test_an_admission_out_of_bounds_is_refused_before_anything_is_sent(env: ApiEnv) -> None:
+    reg = env.alliance.contracts.registry
+    admin = env.alliance.admin.address
+    sent = env.alliance.gateway.nonce(admin, "latest")
+    r = env.admin.post("/v1/admin/merchants", {"name": "Dear", "symbol": "DEAR",
+                                               "rate": 2**24})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert env.alliance.gateway.nonce(admin, "latest") == sent and reg.merchant_count() == 2
+    payout = Account.create().address
+    r = env.admin.post("/v1/admin/merchants", {"name": "Cinema", "symbol": "STAR",
+                                               "rate": 2**24 - 1, "payout": payout})
+    assert r.status_code == 201, r.text
+    mid = r.json()["merchant_id"]
+    assert reg.payout_of(mid) == payout and reg.merchant_count() == 3
+    assert env.admin.get("/v1/admin/actions").json() == []  # a zero delay: nothing waits
+
+
+def test_operator_sweeps_stray_tokens_and_confirms_for_a_suspended_creditor(
+        env: ApiEnv) -> None:
+    member = _funded_member(env)
+    r = env.cafe.post("/v1/points/redeem-batch", {"items": [
+        _foreign_redeem(env, member, 30, "SW-1", 0)]})
+    assert env.cafe.wait_operation(r.json()["operations"][0]["id"])["status"] == "confirmed"
+    period = env.admin.post("/v1/admin/clearing/close", None).json()["period"]
+    store, cafe = env.store_merchant, env.cafe_merchant
+    a = env.alliance
+    r = env.admin.post("/v1/admin/clearing/sweep", {"to": Account.create().address})
+    assert r.status_code == 422, r.text  # nothing stray yet
+    # The store mints itself tokens and sends 5 with a plain transfer: stray, sweepable.
+    from ledger import clearing
+    from ledger.merchants import merchant_signing_key
+
+    clearing.mint_settlement_tokens(a, merchant_id=store.merchant_id, amount=5)
+    token = a.contracts.settlement_token
+    a.sender_for_key(merchant_signing_key(a, store.merchant_id)).transact(
+        to=token.address, data=token.encode("transfer", a.contracts.clearing.address, 5))
+    back_to = Account.create().address
+    r = env.admin.post("/v1/admin/clearing/sweep", {"to": back_to})
+    assert r.status_code == 200 and r.json()["amount"] == 5 and token.balance_of(back_to) == 5
+    body = {"debtor": store.merchant_id, "creditor": cafe.merchant_id, "amount": 30}
+    r = env.admin.post(f"/v1/admin/clearing/periods/{period}/offchain-payments", body)
+    assert r.status_code == 409 and r.json()["code"] == "ClearingUnauthorized"  # active
+    env.admin.post(f"/v1/admin/merchants/{cafe.merchant_id}/suspend", None)
+    r = env.admin.post(f"/v1/admin/clearing/periods/{period}/offchain-payments", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["outstanding"] == 0

@@ -14,7 +14,7 @@ from eth_utils.crypto import keccak
 
 from ledger import clearing
 from ledger.alliance import Alliance
-from ledger.errors import LedgerNotFoundError, LedgerValidationError
+from ledger.errors import ContractRevertError, LedgerNotFoundError
 from ledger.merchants import AdmittedMerchant, admit_merchant
 from ledger.outbox import OutboxWorker
 from ledger.points import (
@@ -217,9 +217,9 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
     assert get_operation(alliance, operation_id=c.id, merchant_id=None).status == "confirmed"
     final = clearing.period_view(alliance, closed.period)
     assert all(p.outstanding == 0 for p in final.positions)
-    # Nothing left to claim: refused before anything is sent.
-    with pytest.raises(LedgerValidationError, match="nothing to pay out"):
+    with pytest.raises(ContractRevertError) as info:
         clearing.settle(alliance, period=closed.period)
+    assert info.value.name == "ClearingNothingToClaim"
 
 
 def test_an_overpaying_deposit_fails_and_moves_no_tokens(alliance: Alliance,

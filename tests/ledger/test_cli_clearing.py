@@ -61,7 +61,7 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
     run("clearing", "mint", str(store.merchant_id), "21")
     assert alliance.contracts.settlement_token.balance_of(store.account) == 21
     failed = runner.invoke(app, ["clearing", "settle", "1"], env=env)
-    assert failed.exit_code == 1 and "nothing to pay out" in failed.output
+    assert failed.exit_code == 1 and "ClearingNothingToClaim" in failed.output
     run("merchant", "suspend", str(cafe.merchant_id))
     run("clearing", "refund", str(store.merchant_id), str(cafe.merchant_id), "c-1", "7")
     assert alliance.contracts.program(store.program).balance_of(member.address) == 10
