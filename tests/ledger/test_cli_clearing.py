@@ -13,7 +13,7 @@ from ledger.cli import app
 from ledger.merchants import admit_merchant
 from ledger.outbox import OutboxWorker
 from ledger.points import request_issue, request_redeem
-from ledger.settings import Settings
+from ledger.settings import Settings, get_settings
 
 from .helpers import sign_redemption
 
@@ -70,3 +70,36 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
     assert alliance.contracts.registry.terms_of(cafe.merchant_id).foreign_cap == 500
     run("clearing", "accept", str(cafe.merchant_id), str(store.merchant_id), "--refuse")
     assert not alliance.contracts.registry.accepts(cafe.merchant_id, store.merchant_id)
+
+
+def test_admin_actions_wait_in_the_timelock_and_execute_from_the_cli(
+        settings: Settings, env: dict[str, str]) -> None:
+    env = {**env, "ALLIANCE_TIMELOCK_DELAY_S": "3600"}
+    runner = CliRunner()
+    get_settings.cache_clear()  # the CLI reads settings once per process: read these
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = run("merchant", "add", "Cafe", "--symbol", "CAFE", "--rate", "2")
+    assert "scheduled as admin action" in out
+    listed = run("admin", "pending")
+    assert "admit Cafe" in listed and "in 3" in listed
+    action = out.split("admin action ")[1].split(",")[0].strip()
+    early = runner.invoke(app, ["admin", "execute", action[:12]], env=env)
+    assert early.exit_code == 1 and "not ready" in early.output
+    alliance = Alliance.open(settings.model_copy(update={"timelock_delay_s": 3600}))
+    try:
+        alliance.gateway.rpc("evm_increaseTime", [3600])
+        alliance.gateway.rpc("evm_mine")
+    finally:
+        alliance.close()
+    done = run("admin", "execute", action[:12])
+    assert "merchant 1" in done and "secret" in done
+    assert "admit Cafe" not in run("admin", "pending")
+    refused = runner.invoke(app, ["merchant", "add", "Dear", "--symbol", "DEAR", "--rate",
+                                  str(2**24)], env=env)
+    assert refused.exit_code == 1 and "rate must be" in refused.output
+    get_settings.cache_clear()
