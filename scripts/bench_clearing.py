@@ -60,6 +60,8 @@ from ledger.contracts.clients import (  # noqa: E402
     ProgramConfig,
     Redemption,
     RegistryClient,
+    SettlementTokenClient,
+    TimelockClient,
 )
 from ledger.contracts.compiler import Artifact  # noqa: E402
 from ledger.contracts.deploy import deploy  # noqa: E402
@@ -101,15 +103,19 @@ class Bench:
     def __init__(self, gw: ChainGateway, artifacts: dict[str, Artifact], merchants: int) -> None:
         self.gw = gw
         self.artifacts = artifacts
-        # Its own operator key: the service's operator key has its own nonce manager.
-        op = Account.create()
-        gw.rpc("anvil_setBalance", [op.address, hex(10**22)])
+        # Its own keys: the service's keys have their own nonce managers.
+        op, admin, minter = Account.create(), Account.create(), Account.create()
+        for a in (op, admin, minter):
+            gw.rpc("anvil_setBalance", [a.address, hex(10**22)])
         self.operator = TransactionSender(gw, op.key)
-        dep = deploy(gw, self.operator, artifacts)
+        self.admin = TransactionSender(gw, admin.key)
+        self.minter = TransactionSender(gw, minter.key)
+        dep = deploy(gw, self.admin, artifacts, operator=op.address, minter=minter.address)
         self.registry = RegistryClient(gw, artifacts["AllianceRegistry"].abi, dep.registry)
         self.clearing = ClearingClient(gw, artifacts["Clearing"].abi, dep.clearing)
-        fac = dep.factory
-        fabi = artifacts["PointProgramFactory"].abi
+        self.token = SettlementTokenClient(gw, artifacts["SettlementToken"].abi,
+                                           dep.settlement_token)
+        tl = TimelockClient(gw, artifacts["AllianceTimelock"].abi, dep.timelock)
         self.accounts: list[LocalAccount] = []
         self.senders: list[TransactionSender] = []
         self.programs: list[PointProgramClient] = []
@@ -117,12 +123,15 @@ class Bench:
             acct = Account.create()
             gw.rpc("anvil_setBalance", [acct.address, hex(10**22)])
             mid = i + 1
-            self.operator.transact(to=dep.registry, data=self.registry.encode(
-                "admitMerchant", acct.address, bytes(32)))
-            self.operator.transact(to=fac, data=gw.encode_call(fabi, "createProgram", [
-                mid, f"M{mid}", f"M{mid}", ProgramConfig().as_tuple()]))
-            self.operator.transact(to=dep.registry, data=self.registry.encode(
-                "setRate", mid, 5 + i % 7))
+            # One admin action through the timelock (delay 0): admit + rate + program.
+            call = self.registry.encode("admitMerchantWithProgram", (
+                acct.address, Account.create().address, bytes(32), 5 + i % 7, f"M{mid}",
+                f"M{mid}", ProgramConfig().as_tuple()))
+            salt = keccak(text=f"admit-{mid}")
+            self.admin.transact(to=tl.address, data=tl.encode(
+                "schedule", dep.registry, 0, call, bytes(32), salt, 0))
+            self.admin.transact(to=tl.address, data=tl.encode(
+                "execute", dep.registry, 0, call, bytes(32), salt))
             program = self.registry.merchant(mid).program
             assert program is not None
             self.accounts.append(acct)
@@ -198,6 +207,25 @@ class Bench:
                                          data=self.clearing.encode("closePeriod"))
         return int(receipt["gasUsed"])
 
+    def settle(self, period: int) -> tuple[int, int, int]:
+        """Every debtor pays in full (deposit), then each creditor claims alone; give
+        (deposits, their gas, claims' gas per creditor)."""
+        m = len(self.programs)
+        nets = [self.clearing.position_of(period, i + 1)[0] for i in range(m)]
+        deposit_gas = deposits = 0
+        for i, net in enumerate(nets):
+            if net < 0:
+                self.minter.transact(to=self.token.address, data=self.token.encode(
+                    "mint", self.accounts[i].address, -net))
+                receipt = self.senders[i].transact(to=self.token.address, data=self.token.encode(
+                    "transferAndCall(address,uint256,bytes)", self.clearing.address, -net,
+                    period.to_bytes(32, "big")))
+                deposit_gas += int(receipt["gasUsed"])
+                deposits += 1
+        claims = [int(self.senders[i].transact(to=self.clearing.address, data=self.clearing.encode(
+            "claim", period, [i + 1]))["gasUsed"]) for i, net in enumerate(nets) if net > 0]
+        return deposits, deposit_gas, sum(claims) // max(len(claims), 1)
+
 
 def close_and_redemption_gas(alliance: Alliance, n: int) -> None:
     artifacts = dict(alliance.contracts.artifacts)
@@ -216,9 +244,12 @@ def close_and_redemption_gas(alliance: Alliance, n: int) -> None:
                     lines_total += lines
                 bench.touched.update({(period, issuer), (period, acceptor)})
             closes.append(bench.close())
+        deposits, deposit_gas, claim_gas = bench.settle(bench.clearing.current_period() - 1)
         print(f"close with {merchants} merchants: {closes[0]:,} gas after 100 redemptions, "
               f"{closes[1]:,} after {n:,} = {closes[1] / closes[0]:.3f}x  (target: flat, ~1.0x);"
-              f" {closes[1] / merchants:,.0f} gas per merchant")
+              f" {closes[1] / merchants:,.0f} gas per merchant; settling it: "
+              f"{deposit_gas // max(deposits, 1):,} gas per deposit, {claim_gas:,} gas per "
+              f"creditor's claim (O(1), paid to its payout address)")
     per = redemption_gas / lines_total
     print(f"gas per cross-merchant redemption (batches of up to {BATCH}): {per:,.0f} vs floor "
           f"{floor / lines_total:,.0f} = {redemption_gas / floor:.3f}x  (target <= 1.15x); "
