@@ -245,6 +245,7 @@ class MerchantOut(BaseModel):
     account: str
     program: str | None
     rate: int
+    payout: str | None = None
 
 
 class MerchantCreated(MerchantOut):
@@ -260,6 +261,8 @@ class MerchantAdmission(MerchantCreate):
     """Admit a merchant (program, rate and payout address in one admin action). ``payout``:
     where the clearing pays it (default: a new address the service keeps)."""
 
+    rate: Annotated[int, Field(strict=True, ge=1, le=2**24 - 1,
+                               description="settlement units per point (< 2^24)")]
     payout: Address | None = None
 
 

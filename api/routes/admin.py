@@ -27,13 +27,14 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 def _merchant_out(m: merchants.MerchantView) -> MerchantOut:
     return MerchantOut(merchant_id=m.merchant_id, name=m.name, status=m.status,
-                       account=m.account, program=m.program, rate=m.rate)
+                       account=m.account, program=m.program, rate=m.rate, payout=m.payout)
 
 
 def _created(m: merchants.AdmittedMerchant) -> dict[str, Any]:
     return MerchantCreated(merchant_id=m.merchant_id, name=m.name, status="active",
                            account=m.account, program=m.program, rate=m.rate,
-                           key_id=m.key_id, secret=m.secret).model_dump(mode="json")
+                           payout=m.payout, key_id=m.key_id,
+                           secret=m.secret).model_dump(mode="json")
 
 
 def _action_out(a: timelock.AdminAction) -> AdminActionOut:
