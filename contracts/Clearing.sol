@@ -166,6 +166,8 @@ contract Clearing is IClearing, IERC1363Receiver {
         uint256 owed = 0;
         for (uint256 m = 1; m <= n; ++m) {
             int256 net = _positions[p][m].net;
+            // A merchant without acts in the period has nothing to record (net 0).
+            if (net == 0) continue;
             sum += net;
             if (net < 0) owed += uint256(-net);
             emit NetRecorded(p, m, net);

@@ -95,7 +95,8 @@ interface IClearing {
     );
     /// @notice Period `period` closed with `merchants` nets summing to zero.
     event PeriodClosed(uint256 indexed period, uint256 merchants, uint256 totalOwed);
-    /// @notice One merchant's net in a closed period (emitted by the close, for every merchant).
+    /// @notice One merchant's net in a closed period (emitted by the close for every merchant
+    /// whose net is not zero).
     event NetRecorded(uint256 indexed period, uint256 indexed merchantId, int256 net);
     /// @notice A debtor paid `amount` settlement tokens into escrow for `period`.
     event Deposited(uint256 indexed period, uint256 indexed merchantId, uint256 amount);
