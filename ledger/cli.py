@@ -458,6 +458,20 @@ def admin_execute(action_id: Annotated[str, typer.Argument(help="Action id (or a
     _run(act)
 
 
+@admin_app.command("cancel")
+def admin_cancel(action_id: Annotated[str, typer.Argument(help="Action id (or a prefix)")]
+                 ) -> None:
+    """Cancel a scheduled admin action that was not executed."""
+    from .timelock import cancel, find
+
+    def act(a: Alliance) -> None:
+        action = find(a, action_id)
+        cancel(a, action)
+        console.print(f"cancelled {action.id}: {action.summary}")
+
+    _run(act)
+
+
 # ---------------------------------------------------------------------- demo and up
 
 

@@ -137,6 +137,19 @@ def execute(alliance: Alliance, action: AdminAction) -> dict[str, Any] | None:
         bytes.fromhex(action.salt[2:])))
 
 
+def cancel(alliance: Alliance, action: AdminAction) -> None:
+    """Cancel a scheduled action that was not executed (the admin key is its canceller) and
+    forget it; one the chain already executed cannot be cancelled."""
+    timelock = alliance.contracts.timelock
+    if timelock.is_done(action.id_bytes):
+        raise LedgerConflictError(f"admin action {action.id} was executed; run execute to "
+                                  "finish it")
+    if timelock.ready_at(action.id_bytes) != 0:
+        alliance.admin.transact(to=timelock.address,
+                                data=timelock.encode("cancel", action.id_bytes))
+    _forget(alliance, action.id)
+
+
 def finish(alliance: Alliance, action: AdminAction) -> None:
     """Forget a completed action."""
     _forget(alliance, action.id)

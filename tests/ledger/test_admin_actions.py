@@ -150,6 +150,13 @@ def test_with_a_delay_admin_actions_wait_until_executed(delayed: Alliance) -> No
         row = repos.get_merchant(s, cafe.merchant_id)
         assert row is not None and row.status == "active"
     assert timelock.pending(a) == []
+    # A scheduled action can be cancelled before it runs: it never takes effect.
+    merchants.set_rate(a, merchant_id=cafe.merchant_id, rate=11)
+    (w,) = timelock.pending(a)
+    timelock.cancel(a, w)
+    _travel(a, 3600)
+    assert timelock.pending(a) == [] and a.contracts.registry.rate_of(cafe.merchant_id) == 9
+    assert a.contracts.timelock.ready_at(w.id_bytes) == 0
 
 
 def test_a_zero_delay_is_refused_off_a_dev_chain(alliance: Alliance,
