@@ -386,8 +386,8 @@ def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
         client = alliance.contracts.program(program)
         out.append(ProgramBalance(
             merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
-            spendable=client.balance_of(address), pending=client.pending_of(address),
-            lots=client.lots_of(address), next_nonce=client.nonce_of(address)))
+            spendable=client.spendable_of(address), pending=client.pending_of(address),
+            lots=client.lots_of(address), next_nonce=client.free_nonce(address)))
     return out
 
 
