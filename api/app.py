@@ -11,8 +11,12 @@ from ledger.alliance import Alliance
 from ledger.settings import get_settings
 
 from . import errors
+from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, clearing, members, merchants, operations, points
+
+# Failed authentications allowed per minute per key id and per client address.
+FAILED_AUTH_PER_MINUTE = 30
 
 DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
 
@@ -34,10 +38,15 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
         finally:
             alliance.stop_workers()
 
+    # Every import is done by now (web3 pulled in py_ecc, which lifts the recursion limit to
+    # 100000): put it back; the guard checks it again on every request.
+    guard_recursion_limit()
     app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.alliance = alliance
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
+    app.state.failed_auth_limiter = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.add_middleware(RequestGuard, api=app)
     errors.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
               clearing.router, admin.router, clearing.admin_router):
