@@ -11,7 +11,6 @@ import time
 
 from .errors import ApiError
 
-
 MAX_KEYS = 100_000
 
 

@@ -21,7 +21,7 @@ from .contracts.deploy import Contracts, load_or_deploy
 from .crypto import MasterKey
 from .settings import Settings
 from .store import repos
-from .store.db import Store, migrate
+from .store.db import Store, migrate, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Alliance:
     def open(cls, settings: Settings) -> Alliance:
         """Connect to the chain (starting a local anvil if no RPC URL is set), migrate the
         store, and load or create the deployment."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)  # keys, credentials and the store: owner-only (0700)
         url = settings.rpc_url or anvil.ensure_running(settings)
         gateway = ChainGateway(url, expected_chain_id=settings.chain_id)
         migrate(settings.effective_database_url)

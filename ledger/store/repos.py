@@ -256,10 +256,13 @@ class StoredResponse:
 
 
 def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint: str,
-                      ttl: timedelta) -> StoredResponse | None:
+                      ttl: timedelta, lease: timedelta | None = None) -> StoredResponse | None:
     """Claim ``key`` for this request; give the stored response if the key was used before
     (``status_code`` None while that first request is still in progress), or None if the
     claim is new. Race-safe: the unique (principal, key) decides between concurrent claims.
+
+    A claim still in progress after ``lease`` (its request died with its process) is taken
+    over: the caller runs the request again.
 
     Raises LedgerConflictError if the key was used with another request body."""
     ttl = max(ttl, MIN_IDEMPOTENCY_TTL)
@@ -284,7 +287,18 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
     if existing.fingerprint != fingerprint:
         raise LedgerConflictError("this Idempotency-Key was used with another request",
                                   code="idempotency-key-reused")
+    if (existing.status_code is None and lease is not None
+            and existing.created_at < utcnow() - lease):
+        existing.created_at = utcnow()
+        return None
     return StoredResponse(existing.status_code, existing.body, existing.content_type)
+
+
+def idempotency_release(session: Session, *, principal: str, key: str) -> None:
+    """Forget a claim whose request failed without a response worth replaying (5xx)."""
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.principal == principal,
+                                                    IdempotencyRecord.key == key,
+                                                    IdempotencyRecord.status_code.is_(None)))
 
 
 def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
