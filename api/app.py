@@ -15,8 +15,10 @@ from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, clearing, members, merchants, operations, points
 
-# Failed authentications allowed per minute per key id and per client address.
+# Failed authentications allowed per minute per key id, and per client address (higher:
+# several merchants' tills may share one address behind a NAT). Past them: 429.
 FAILED_AUTH_PER_MINUTE = 30
+FAILED_AUTH_PER_MINUTE_PER_ADDRESS = 300
 
 DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
 
@@ -45,7 +47,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
                   lifespan=lifespan)
     app.state.alliance = alliance
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
-    app.state.failed_auth_limiter = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
     app.add_middleware(RequestGuard, api=app)
     errors.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,

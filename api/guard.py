@@ -198,19 +198,19 @@ class RequestGuard:
         alliance = self.api.state.alliance
         # Failed signatures are limited per key id and per client address: guessing a
         # secret, or hammering with garbage, soon meets 429 before any HMAC is computed.
-        failures: RateLimiter = self.api.state.failed_auth_limiter
         client = scope.get("client")
-        names = [f"ip:{client[0] if client else '-'}"]
+        buckets: list[tuple[RateLimiter, str]] = [
+            (self.api.state.failed_auth_by_ip, client[0] if client else "-")]
         if key_id := request.headers.get("x-alliance-key"):
-            names.append(f"key:{key_id[:64]}")
-        for name in names:
-            failures.refuse_if_empty(name, "too many failed authentications")
+            buckets.append((self.api.state.failed_auth_by_key, key_id[:64]))
+        for limiter, name in buckets:
+            limiter.refuse_if_empty(name, "too many failed authentications")
         try:
             principal = await authenticate(request, alliance)
         except ApiError as exc:
             if exc.status == 401:
-                for name in names:
-                    failures.spend(name)
+                for limiter, name in buckets:
+                    limiter.spend(name)
             raise
         self.api.state.rate_limiter.check(principal.key_id)
         request.state.principal = principal

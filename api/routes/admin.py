@@ -13,7 +13,7 @@ from ledger.contracts.clients import ProgramConfig
 
 from ..deps import AdminDep, AllianceDep, BodyDep
 from ..idempotency import run_idempotent
-from ..schemas import MerchantCreate, MerchantCreated, MerchantOut, RateUpdate
+from ..schemas import MerchantCreate, MerchantCreated, MerchantIdPath, MerchantOut, RateUpdate
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -45,7 +45,7 @@ def _status_change(request: Request, body: bytes, alliance: Any, who: Any,
 
 
 @router.post("/merchants/{merchant_id}/suspend", response_model=MerchantOut)
-def suspend(merchant_id: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def suspend(merchant_id: MerchantIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
             who: AdminDep) -> Response:
     """Suspend a merchant: it can no longer issue, reverse or redeem (on chain)."""
     return _status_change(request, body, alliance, who, merchants.suspend_merchant,
@@ -53,7 +53,7 @@ def suspend(merchant_id: int, request: Request, body: BodyDep, alliance: Allianc
 
 
 @router.post("/merchants/{merchant_id}/reinstate", response_model=MerchantOut)
-def reinstate(merchant_id: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def reinstate(merchant_id: MerchantIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
               who: AdminDep) -> Response:
     """Let a suspended merchant act again."""
     return _status_change(request, body, alliance, who, merchants.reinstate_merchant,
@@ -61,7 +61,7 @@ def reinstate(merchant_id: int, request: Request, body: BodyDep, alliance: Allia
 
 
 @router.put("/merchants/{merchant_id}/rate", response_model=MerchantOut)
-def set_rate(merchant_id: int, req: RateUpdate, alliance: AllianceDep,
+def set_rate(merchant_id: MerchantIdPath, req: RateUpdate, alliance: AllianceDep,
              who: AdminDep) -> MerchantOut:
     """Set the program's value in settlement units (fen) per point. Idempotent by nature."""
     return MerchantOut(**asdict(merchants.set_rate(alliance, merchant_id=merchant_id,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -563,10 +563,18 @@ def delete_events_after(session: Session, block: int) -> None:
     session.execute(delete(PointEvent).where(PointEvent.block_number > block))
 
 
-def member_events(session: Session, *, member: str, limit: int, cursor: int | None
-                  ) -> tuple[list[dict[str, Any]], int | None]:
-    """A member's events newest first; ``cursor`` is the id to continue below."""
+def member_events(session: Session, *, member: str, limit: int, cursor: int | None,
+                  merchant_id: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """A member's events newest first; ``cursor`` is the id to continue below.
+
+    With ``merchant_id``, only what that merchant may see: events of its own program, and
+    events at its store (other programs' points spent or converted there)."""
     q = select(PointEvent).where(PointEvent.member == member)
+    if merchant_id is not None:
+        program = session.scalar(select(Merchant.program_address)
+                                 .where(Merchant.id == merchant_id))
+        q = q.where(or_(PointEvent.program == (program or ""),
+                        PointEvent.merchant_id == merchant_id))
     if cursor is not None:
         q = q.where(PointEvent.id < cursor)
     # Ids follow chain order: the indexer inserts events block by block, log by log.
