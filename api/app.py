@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from ledger.alliance import Alliance
 from ledger.settings import get_settings
 
-from . import errors
+from . import errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, clearing, members, merchants, operations, points
@@ -51,6 +51,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
     app.add_middleware(RequestGuard, api=app)
     errors.install(app)
+    openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
               clearing.router, admin.router, clearing.admin_router):
         app.include_router(r)

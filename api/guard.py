@@ -89,13 +89,13 @@ class RoutePolicy:
     max_body: int
 
 
-def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    return dependant.call is call or any(_depends_on(d, call) for d in dependant.dependencies)
+def depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return dependant.call is call or any(depends_on(d, call) for d in dependant.dependencies)
 
 
 def route_policy(route: APIRoute, max_body_size: int | None) -> RoutePolicy:
     """The gate's policy for ``route`` (its ``max_body_size``, as FastAPI resolved it)."""
-    return RoutePolicy(authenticated=_depends_on(route.dependant, principal),
+    return RoutePolicy(authenticated=depends_on(route.dependant, principal),
                        json_body=route.body_field is not None,
                        max_body=max_body_size or DEFAULT_MAX_BODY)
 
