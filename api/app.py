@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from ledger.alliance import Alliance
 from ledger.settings import get_settings
 
-from . import errors, openapi
+from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, clearing, members, merchants, operations, points
@@ -44,7 +44,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     # 100000): put it back; the guard checks it again on every request.
     guard_recursion_limit()
     app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    docs.install(app)
     app.state.alliance = alliance
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
     app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)

@@ -100,7 +100,7 @@ def complete(app: FastAPI, spec: dict[str, Any]) -> None:
             continue
         path = ctx.path_format or route.path_format
         policy = route_policy(route, getattr(ctx, "max_body_size", None) or route.max_body_size)
-        for method in route.methods:
+        for method in route.methods or ():
             op = spec.get("paths", {}).get(path, {}).get(method.lower())
             if op is None:
                 continue
