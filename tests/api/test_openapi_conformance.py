@@ -95,3 +95,26 @@ def test_the_document_names_every_problem_and_bounds_every_integer(env: ApiEnv) 
                         assert "maximum" in alt and "minimum" in alt, (path, p["name"])
     issue = spec["components"]["schemas"]["IssueRequest"]
     assert len(issue["oneOf"]) == 2
+    # Every integer and string a request body carries is bounded.
+    schemas = spec["components"]["schemas"]
+    bodies = {op["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+              for item in spec["paths"].values() for op in item.values() if "requestBody" in op}
+    assert bodies
+
+    def bounded(name: str, s: dict[str, Any]) -> None:
+        if "$ref" in s:
+            bounded(name, schemas[s["$ref"].split("/")[-1]])
+        for alt in s.get("anyOf", [s]):
+            if alt.get("type") == "integer":
+                assert "maximum" in alt or "exclusiveMaximum" in alt, name
+            if alt.get("type") == "string":
+                assert "maxLength" in alt or "pattern" in alt, name
+            if alt.get("type") == "array":
+                assert "maxItems" in alt, name
+        for key, sub in s.get("properties", {}).items():
+            bounded(f"{name}.{key}", sub)
+        if "items" in s:
+            bounded(f"{name}[]", s["items"])
+
+    for body in bodies:
+        bounded(body, schemas[body])
