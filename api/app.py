@@ -10,9 +10,15 @@ from fastapi import FastAPI
 from ledger.alliance import Alliance
 from ledger.settings import get_settings
 
-from . import errors
+from . import docs, errors, openapi
+from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, clearing, members, merchants, operations, points
+
+# Failed authentications allowed per minute per key id, and per client address (higher:
+# several merchants' tills may share one address behind a NAT). Past them: 429.
+FAILED_AUTH_PER_MINUTE = 30
+FAILED_AUTH_PER_MINUTE_PER_ADDRESS = 300
 
 DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
 
@@ -34,11 +40,19 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
         finally:
             alliance.stop_workers()
 
+    # Every import is done by now (web3 pulled in py_ecc, which lifts the recursion limit to
+    # 100000): put it back; the guard checks it again on every request.
+    guard_recursion_limit()
     app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    docs.install(app)
     app.state.alliance = alliance
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
+    app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
+    app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
+    app.add_middleware(RequestGuard, api=app)
     errors.install(app)
+    openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
               clearing.router, admin.router, clearing.admin_router):
         app.include_router(r)

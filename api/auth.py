@@ -69,6 +69,14 @@ def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
     return cred
 
 
+def merchant_status(alliance: Alliance, merchant_id: int) -> str | None:
+    """The merchant's status in the store ("active", "suspended"), read fresh (one indexed
+    read, no lock): a suspension or reinstatement takes effect on the next request."""
+    with alliance.store.read_session() as s:
+        row = repos.get_merchant(s, merchant_id)
+        return None if row is None else row.status
+
+
 def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": "AllianceHMAC"})
 

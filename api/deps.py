@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from ledger.alliance import Alliance
 
-from .auth import Principal, authenticate
+from .auth import Principal, authenticate, merchant_status
 from .errors import ApiError
 
 
@@ -21,15 +21,41 @@ AllianceDep = Annotated[Alliance, Depends(get_alliance)]
 
 
 async def principal(request: Request, alliance: AllianceDep) -> Principal:
+    """Who sent the request. :class:`api.guard.RequestGuard` authenticated it on its raw
+    bytes before anything parsed the body; any route that depends on this is guarded so."""
+    p = getattr(request.state, "principal", None)
+    if isinstance(p, Principal):
+        return p
+    # Only without the guard (an app built by hand): authenticate here, after parsing.
     p = await authenticate(request, alliance)
     request.app.state.rate_limiter.check(p.key_id)
     return p
 
 
-async def merchant(p: Annotated[Principal, Depends(principal)]) -> Principal:
+def _merchant(p: Principal) -> Principal:
     if p.role != "merchant" or p.merchant_id is None:
         raise ApiError(403, "forbidden", "this route is for merchant credentials")
     return p
+
+
+async def merchant(request: Request, alliance: AllianceDep,
+                   p: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A merchant's credentials. A suspended merchant may read (its own record, statements,
+    positions, operations) but not write: every other method is refused with 403 before
+    anything is queued, instead of failing later on chain."""
+    _merchant(p)
+    assert p.merchant_id is not None
+    if request.method not in ("GET", "HEAD") and \
+            merchant_status(alliance, p.merchant_id) != "active":
+        raise ApiError(403, "merchant-suspended",
+                       f"merchant {p.merchant_id} is suspended: it can read but not act")
+    return p
+
+
+async def merchant_even_suspended(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A merchant's credentials, suspended or not: for what a suspended merchant must still
+    be able to do (pay what it owes into escrow)."""
+    return _merchant(p)
 
 
 async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -43,6 +69,7 @@ async def raw_body(request: Request) -> bytes:
 
 
 MerchantDep = Annotated[Principal, Depends(merchant)]
+MerchantEvenSuspendedDep = Annotated[Principal, Depends(merchant_even_suspended)]
 AdminDep = Annotated[Principal, Depends(admin)]
 AnyPrincipalDep = Annotated[Principal, Depends(principal)]
 BodyDep = Annotated[bytes, Depends(raw_body)]

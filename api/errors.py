@@ -7,6 +7,7 @@ code is the Solidity custom error's name (``PointsOrderRefUsed``) with its argum
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from ledger.errors import (
     LedgerPermissionError,
     LedgerValidationError,
 )
+
+log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://alliance-ledger.example/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -116,6 +119,13 @@ def install(app: FastAPI) -> None:
                            errors=errors)
         return problem(422, "validation-error", "the request does not match its schema",
                        errors=json.loads(json.dumps(errors, default=str)))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # Anything not mapped above is a defect: log it whole, answer problem+json (never a
+        # plain-text trace), and say nothing of the internals.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(500, "internal-error", "the service failed; the error is logged")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

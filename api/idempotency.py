@@ -3,6 +3,14 @@
 The operation a request writes and its idempotency record commit in one database
 transaction; the work runs in a savepoint, so a request that fails leaves only its recorded
 error response behind.
+
+A recorded response is encrypted with the master key (it may hold a secret: the credentials
+``POST /v1/admin/merchants`` shows once), so the store never keeps one in plain text.
+
+A request that fails with a server error (5xx, or an exception nothing mapped) records nothing:
+its key is released, so a retry with the same key runs again instead of meeting 409
+``request-in-progress`` for a day. A key whose first request died with its process is taken
+over after :data:`IN_PROGRESS_LEASE`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from .auth import Principal, remember_or_refuse
 from .errors import PROBLEM_JSON, ApiError, ledger_problem
 
 MAX_KEY_LENGTH = 255
+# A claim with no recorded response is taken over after this long: its request died with
+# its process (every request finishes well within it: receipts time out after a minute).
+IN_PROGRESS_LEASE = timedelta(minutes=10)
 
 
 def fingerprint(request: Request, body: bytes) -> str:
@@ -39,13 +50,14 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
     ``in_transaction``: ``work`` writes through the given session, in the same transaction as
     the idempotency record (the outbox case). Otherwise (operator actions that send their own
     transactions and open their own sessions) the key is claimed and committed first, and
-    the response recorded after; a crash in between leaves the key "in progress"."""
+    the response recorded after; a crash in between leaves the key "in progress" until
+    :data:`IN_PROGRESS_LEASE` has passed."""
     key = request.headers.get("idempotency-key")
     if not key:
         raise ApiError(400, "idempotency-key-missing", "every POST needs an Idempotency-Key")
-    if len(key) > MAX_KEY_LENGTH:
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ApiError(400, "idempotency-key-invalid",
-                       f"Idempotency-Key is at most {MAX_KEY_LENGTH} characters")
+                       f"Idempotency-Key is 1-{MAX_KEY_LENGTH} printable characters")
     ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
     fp = fingerprint(request, body)
     with alliance.store.session() as s:
@@ -54,26 +66,59 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
             remember_or_refuse(s, *guard)
         try:
             stored = repos.idempotency_begin(s, principal=principal.key_id, key=key,
-                                             fingerprint=fp, ttl=ttl)
+                                             fingerprint=fp, ttl=ttl, lease=IN_PROGRESS_LEASE)
         except LedgerConflictError as exc:
             raise ApiError(409, "idempotency-key-reused", exc.message) from exc
         if stored is not None:
             if stored.status_code is None:
                 raise ApiError(409, "request-in-progress",
                                "a request with this Idempotency-Key is still running")
-            return Response(stored.body or "", status_code=stored.status_code,
+            return Response(_open(alliance, stored.body), status_code=stored.status_code,
                             media_type=stored.content_type,
                             headers={"Idempotent-Replayed": "true"})
         if in_transaction:
+            # An unexpected exception leaves this block: the whole transaction, claim
+            # included, rolls back, so the key is free again.
             status, text, media = _run(work, s)
+            if status >= 500:
+                s.rollback()  # nothing of this request stays, not even its claim,
+                if guard is not None:  # but its signature stays spent
+                    remember_or_refuse(s, *guard)
+                return Response(text, status_code=status, media_type=media)
             repos.idempotency_complete(s, principal=principal.key_id, key=key,
-                                       status_code=status, body=text, content_type=media)
+                                       status_code=status, body=_seal(alliance, text),
+                                       content_type=media)
             return Response(text, status_code=status, media_type=media)
-    status, text, media = _run(work, None)
+    try:
+        status, text, media = _run(work, None)
+    except BaseException:
+        with alliance.store.session() as s:
+            repos.idempotency_release(s, principal=principal.key_id, key=key)
+        raise
     with alliance.store.session() as s:
-        repos.idempotency_complete(s, principal=principal.key_id, key=key, status_code=status,
-                                   body=text, content_type=media)
+        if status >= 500:
+            repos.idempotency_release(s, principal=principal.key_id, key=key)
+        else:
+            repos.idempotency_complete(s, principal=principal.key_id, key=key,
+                                       status_code=status, body=_seal(alliance, text),
+                                       content_type=media)
     return Response(text, status_code=status, media_type=media)
+
+
+_SEALED = "fernet:"
+
+
+def _seal(alliance: Alliance, text: str) -> str:
+    """The response body as stored: encrypted under the master key."""
+    return _SEALED + alliance.master_key.encrypt(text.encode()).decode()
+
+
+def _open(alliance: Alliance, stored: str | None) -> str:
+    if not stored:
+        return ""
+    if stored.startswith(_SEALED):
+        return alliance.master_key.decrypt(stored[len(_SEALED):].encode()).decode()
+    return stored  # recorded before responses were sealed (expires within a day)
 
 
 def _run(work: Callable[[Session | None], tuple[int, Any]], session: Session | None

@@ -1,4 +1,7 @@
-"""Per-key rate limit: a token bucket in memory (one process), 429 with Retry-After."""
+"""Rate limits: token buckets in memory (one process), 429 with Retry-After.
+
+Used per key (every authenticated request) and per key id / client address (failed
+authentications, see :mod:`api.guard`)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import threading
 import time
 
 from .errors import ApiError
+
+MAX_KEYS = 100_000
 
 
 class RateLimiter:
@@ -20,13 +25,27 @@ class RateLimiter:
 
     def check(self, key: str) -> None:
         """Take one token for ``key`` or raise 429."""
+        self.refuse_if_empty(key, "too many requests for this key", take=True)
+
+    def refuse_if_empty(self, key: str, detail: str, *, take: bool = False) -> None:
+        """Raise 429 if ``key`` has no token left; take one if ``take``."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > MAX_KEYS:
+                self._buckets.clear()  # bounded memory under a flood of fresh names
             tokens, at = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - at) * self.rate)
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 retry = max(1, math.ceil((1.0 - tokens) / self.rate))
-                raise ApiError(429, "rate-limited", "too many requests for this key",
+                raise ApiError(429, "rate-limited", detail,
                                {"Retry-After": str(retry)}, retry_after=retry)
-            self._buckets[key] = (tokens - 1.0, now)
+            self._buckets[key] = (tokens - 1.0 if take else tokens, now)
+
+    def spend(self, key: str) -> None:
+        """Take one token for ``key`` (down to none), without refusing anything."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - at) * self.rate)
+            self._buckets[key] = (max(0.0, tokens - 1.0), now)

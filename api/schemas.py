@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_POINTS = 2**48 - 1
@@ -19,7 +20,27 @@ Points = Annotated[int, Field(strict=True, ge=1, le=MAX_POINTS, examples=[120])]
 Address = Annotated[str, Field(pattern=ADDRESS,
                                examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])]
 OrderId = Annotated[str, Field(pattern=ORDER_ID, examples=["POS-20261124-0001"])]
+# Printable text only: no control characters (they end up in logs and in exports).
+MemberId = Annotated[str, Field(min_length=1, max_length=128,
+                                pattern=r"^[^\x00-\x1f\x7f-\x9f]{1,128}$",
+                                examples=["member-0001"])]
 UnixTime = Annotated[int, Field(strict=True, ge=0, lt=2**40, examples=[1764000000])]
+
+
+# ---------------------------------------------------------------------- path and query
+# Every path and query parameter is bounded here, so nothing unbounded reaches the database
+# (SQLite integers are 64-bit) or the ABI encoder. tests/api check the OpenAPI document:
+# an integer parameter without both bounds fails the suite.
+MAX_ID = 2**48 - 1
+AddressPath = Annotated[str, Path(pattern=ADDRESS, examples=[
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])]
+MerchantIdPath = Annotated[int, Path(ge=1, le=MAX_ID, examples=[2])]
+PeriodPath = Annotated[int, Path(ge=1, le=MAX_ID, examples=[1])]
+PeriodQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+Cursor = Annotated[int | None, Query(ge=0, le=2**63 - 1,
+                                     description="``next_cursor`` of the previous page")]
+OperationIdPath = Annotated[str, Path(min_length=1, max_length=64,
+                                      pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class Strict(BaseModel):
@@ -29,13 +50,20 @@ class Strict(BaseModel):
 class IssueRequest(Strict):
     """Issue points for one of the merchant's orders, to a wallet or an alliance member id."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        # Exactly one of member (a wallet) and member_id (null counts as absent).
+        "oneOf": [{"required": ["member"], "properties": {"member": {"type": "string"}}},
+                  {"required": ["member_id"],
+                   "properties": {"member_id": {"type": "string"}}}],
+        "examples": [
         {"member_id": "member-0001", "points": 120, "order_id": "POS-20261124-0001"},
         {"member": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "points": 50,
          "order_id": "WEB-778", "release_at": 1764604800}]})
 
-    member: Address | None = None
-    member_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    member: Address | None = Field(default=None, description="the member's wallet (or "
+                                   "``member_id``, not both)")
+    member_id: MemberId | None = Field(default=None, description="the alliance member id (or "
+                                       "``member``, not both); never put on chain")
     points: Points
     order_id: OrderId
     release_at: UnixTime | None = Field(
@@ -61,7 +89,8 @@ class ReverseRequest(Strict):
 MAX_REDEEM_POINTS = 2**24 - 1
 RedeemPoints = Annotated[int, Field(strict=True, ge=1, le=MAX_REDEEM_POINTS, examples=[30])]
 Nonce = Annotated[int, Field(strict=True, ge=0, lt=2**64)]
-Signature = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){65,}$")]
+# 65 bytes for a wallet's ECDSA signature; longer ones (a contract wallet's ERC-1271) up to 2 KiB.
+Signature = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")]
 MerchantId = Annotated[int, Field(strict=True, ge=1, lt=2**48, examples=[2])]
 Amount = Annotated[int, Field(strict=True, ge=1, le=2**100, examples=[12_000])]
 
@@ -220,6 +249,12 @@ class HistoryOut(BaseModel):
     next_cursor: int | None
 
 
+# The registry keeps a rate in 24 bits (AllianceRegistry.setRate refuses more).
+MAX_RATE = 2**24 - 1
+Rate = Annotated[int, Field(strict=True, ge=1, le=MAX_RATE,
+                            description="settlement units per point", examples=[5])]
+
+
 class MerchantCreate(Strict):
     """Admit a merchant: its program is created and its credentials returned once."""
 
@@ -228,14 +263,14 @@ class MerchantCreate(Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=120)]
     symbol: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,11}$")]
-    rate: Annotated[int, Field(strict=True, ge=1, description="settlement units per point")]
+    rate: Rate
     expiry_periods: Annotated[int, Field(strict=True, ge=0, le=600)] = 0
     period_days: Annotated[int, Field(strict=True, ge=1, le=3660)] = 30
     max_pending_days: Annotated[int, Field(strict=True, ge=0, le=366)] = 30
 
 
 class RateUpdate(Strict):
-    rate: Annotated[int, Field(strict=True, ge=1)]
+    rate: Rate
 
 
 class MerchantOut(BaseModel):
@@ -261,8 +296,6 @@ class MerchantAdmission(MerchantCreate):
     """Admit a merchant (program, rate and payout address in one admin action). ``payout``:
     where the clearing pays it (default: a new address the service keeps)."""
 
-    rate: Annotated[int, Field(strict=True, ge=1, le=2**24 - 1,
-                               description="settlement units per point (< 2^24)")]
     payout: Address | None = None
 
 

@@ -24,7 +24,7 @@ from .crypto import MasterKey
 from .errors import LedgerConfigError
 from .settings import ANVIL_KEYS, Settings
 from .store import repos
-from .store.db import Store, migrate
+from .store.db import Store, migrate, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Alliance:
     def open(cls, settings: Settings) -> Alliance:
         """Connect to the chain (starting a local anvil if no RPC URL is set), migrate the
         store, and load or create the deployment."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)  # keys, credentials and the store: owner-only (0700)
         url = settings.rpc_url or anvil.ensure_running(settings)
         gateway = ChainGateway(url, expected_chain_id=settings.chain_id)
         migrate(settings.effective_database_url)

@@ -41,6 +41,8 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 
 console = Console()
+# The width a merchant table needs to show every column whole (a 42-character address).
+WIDE_TABLE = 110
 
 DEMO_MERCHANTS = [
     # name, symbol, fen per point, expiry periods (of 30 days), refund-window days
@@ -216,19 +218,35 @@ def _say_pending(alliance: Alliance) -> None:
 
 
 @merchant_app.command("list")
-def merchant_list() -> None:
+def merchant_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, for scripts")] = False,
+) -> None:
     """List the merchants with status, program and rate."""
     from .merchants import list_merchants
 
     alliance = _open()
     try:
-        table = Table("id", "name", "status", "rate (fen/pt)")
-        table.add_column("program", overflow="fold", min_width=42)
-        for m in list_merchants(alliance):
-            table.add_row(str(m.merchant_id), m.name, m.status, str(m.rate), m.program or "-")
-        console.print(table)
+        merchants = list_merchants(alliance)
     finally:
         alliance.close()
+    if as_json:
+        typer.echo(json.dumps([{"merchant_id": m.merchant_id, "name": m.name,
+                                "status": m.status, "rate": m.rate, "program": m.program,
+                                "account": m.account} for m in merchants], indent=2))
+        return
+    if console.width >= WIDE_TABLE:
+        table = Table("id", "name", "status", "rate (fen/pt)")
+        table.add_column("program", no_wrap=True, min_width=42)
+        for m in merchants:
+            table.add_row(str(m.merchant_id), m.name, m.status, str(m.rate), m.program or "-")
+        console.print(table)
+        return
+    # Too narrow for the table (an 80-column terminal, or a pipe): one block per merchant,
+    # every address on a line of its own, never cut.
+    for m in merchants:
+        console.print(f"[bold]merchant {m.merchant_id}[/bold] {m.name}\n  status   {m.status}"
+                      f"\n  rate     {m.rate} fen/pt\n  program  {m.program or '-'}",
+                      soft_wrap=True)
 
 
 @app.command("rate")
@@ -581,15 +599,33 @@ def demo_seed() -> None:
     """Admit the demo merchants (department store, cinema, cafe) and seed member points."""
     alliance = _open()
     try:
+        created = _demo_missing(alliance)
         creds = seed_demo(alliance)
     finally:
         alliance.close()
-    _show_demo(creds, alliance.settings.data_dir)
+    _show_demo(creds, alliance.settings.data_dir, created=created)
 
 
-def _show_demo(creds: dict[str, object], data_dir: Path) -> None:
+def _demo_missing(alliance: Alliance) -> bool:
+    """Whether the demo alliance is still to be seeded (its secrets are then new)."""
+    from .merchants import list_merchants
+
+    return not list_merchants(alliance)
+
+
+def _show_demo(creds: dict[str, object], data_dir: Path, *, created: bool) -> None:
+    """The demo alliance; its secrets only when ``created`` (this run made them)."""
     merchants = creds.get("merchants") or []
     assert isinstance(merchants, list)
+    if not created:
+        for m in merchants:
+            console.print(f"[bold]merchant {m['merchant_id']}[/bold] {m['name']}\n"
+                          f"  program  {m['program']}\n  key id   {m['key_id']}",
+                          soft_wrap=True)
+        console.print(f"demo alliance already seeded: its secrets were shown when created and "
+                      f"are kept in {data_dir / 'demo-credentials.json'} (mode 600)",
+                      soft_wrap=True)
+        return
     _print_credentials([(m["merchant_id"], m["name"], m["program"], m["key_id"], m["secret"])
                         for m in merchants])
     admin = creds.get("admin")
@@ -617,14 +653,17 @@ def up(
     alliance = _open()
     settings = alliance.settings
     dep = alliance.contracts.deployment
-    console.print(f"chain {dep.chain_id} at {alliance.gateway.url}; registry {dep.registry}")
+    # One fact a line, never wrapped: an operator copies these.
+    console.print(f"chain     {dep.chain_id} at {alliance.gateway.url}\n"
+                  f"registry  {dep.registry}", soft_wrap=True)
     if seed:
-        _show_demo(seed_demo(alliance), settings.data_dir)
+        created = _demo_missing(alliance)
+        _show_demo(seed_demo(alliance), settings.data_dir, created=created)
     bind_host = host or settings.api_host
     bind_port = port or settings.api_port
     alliance.close()
     console.print(f"API on [bold]http://{bind_host}:{bind_port}[/bold]  "
-                  f"(docs: http://{bind_host}:{bind_port}/docs)")
+                  f"(docs: http://{bind_host}:{bind_port}/docs)", soft_wrap=True)
     # The API is named by import string: the ledger package never imports the api package.
     uvicorn.run("api.app:create_default_app", factory=True, host=bind_host, port=bind_port,
                 log_level="info")

@@ -374,12 +374,14 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
         return operation_view(op)
 
 
-def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
-    """The member's spendable and pending points in every program, read from the chain."""
+def balances(alliance: Alliance, *, member: str,
+             merchant_id: int | None = None) -> list[ProgramBalance]:
+    """The member's spendable and pending points in every program (with ``merchant_id``:
+    in that merchant's program only), read from the chain."""
     address = _address(member)
     with alliance.store.read_session() as s:
         merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
-                     if m.program_address]
+                     if m.program_address and merchant_id in (None, m.id)]
     out = []
     for mid, name, program in merchants:
         assert program is not None
@@ -392,8 +394,10 @@ def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
 
 
 def history(alliance: Alliance, *, member: str, limit: int = 50,
-            cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
-    """The member's point events, newest first, from the indexed read model.
+            cursor: int | None = None, merchant_id: int | None = None
+            ) -> tuple[list[dict[str, Any]], int | None]:
+    """The member's point events, newest first, from the indexed read model (with
+    ``merchant_id``: only its program's events and those at its store).
 
     Gives (events, next cursor or None)."""
     address = _address(member)
@@ -403,7 +407,8 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
 
     Indexer(alliance).sync()
     with alliance.store.read_session() as s:
-        return repos.member_events(s, member=address, limit=limit, cursor=cursor)
+        return repos.member_events(s, member=address, limit=limit, cursor=cursor,
+                                   merchant_id=merchant_id)
 
 
 def operation_view(op: repos.OperationRow) -> OperationView:

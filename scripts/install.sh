@@ -29,11 +29,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
-# Debian packages the tests use: a real PostgreSQL server.
+# Debian packages the tests use: a real PostgreSQL server, and Chromium for the browser tests
+# (driven by PyPI playwright; `playwright install` cannot download a browser here).
 if [ "$want_test" = 1 ]; then
     pkgs=()
     command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
         || pkgs+=(postgresql)
+    command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     if [ "${#pkgs[@]}" -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

@@ -3,9 +3,9 @@ addresses (admin actions through the timelock), list and execute pending admin a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger import merchants, timelock
@@ -17,10 +17,14 @@ from ..schemas import (
     AdminActionOut,
     MerchantAdmission,
     MerchantCreated,
+    MerchantIdPath,
     MerchantOut,
     PayoutUpdate,
     RateUpdate,
 )
+
+# A timelock operation id (bytes32, hex) or a prefix of one.
+ActionIdPath = Annotated[str, Path(min_length=1, max_length=66, pattern=r"^(0x)?[0-9a-fA-F]+$")]
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -74,7 +78,7 @@ def _status_change(request: Request, body: bytes, alliance: Any, who: Any,
 
 
 @router.post("/merchants/{merchant_id}/suspend", response_model=MerchantOut)
-def suspend(merchant_id: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def suspend(merchant_id: MerchantIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
             who: AdminDep) -> Response:
     """Suspend a merchant at once (the emergency brake): it can no longer issue, reverse or
     redeem (on chain)."""
@@ -83,7 +87,7 @@ def suspend(merchant_id: int, request: Request, body: BodyDep, alliance: Allianc
 
 
 @router.post("/merchants/{merchant_id}/reinstate", response_model=MerchantOut)
-def reinstate(merchant_id: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def reinstate(merchant_id: MerchantIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
               who: AdminDep) -> Response:
     """Let a suspended merchant act again: an admin action through the timelock (the merchant
     stays suspended while it is pending)."""
@@ -92,7 +96,7 @@ def reinstate(merchant_id: int, request: Request, body: BodyDep, alliance: Allia
 
 
 @router.put("/merchants/{merchant_id}/rate", response_model=MerchantOut)
-def set_rate(merchant_id: int, req: RateUpdate, alliance: AllianceDep,
+def set_rate(merchant_id: MerchantIdPath, req: RateUpdate, alliance: AllianceDep,
              who: AdminDep) -> MerchantOut:
     """Set the program's value in settlement units (fen) per point, through the timelock (the
     old rate holds while pending). Idempotent by nature."""
@@ -100,7 +104,7 @@ def set_rate(merchant_id: int, req: RateUpdate, alliance: AllianceDep,
 
 
 @router.put("/merchants/{merchant_id}/payout", response_model=MerchantOut)
-def set_payout(merchant_id: int, req: PayoutUpdate, alliance: AllianceDep,
+def set_payout(merchant_id: MerchantIdPath, req: PayoutUpdate, alliance: AllianceDep,
                who: AdminDep) -> MerchantOut:
     """Change where the clearing pays the merchant, through the timelock."""
     return _merchant_out(merchants.set_payout(alliance, merchant_id=merchant_id,
@@ -120,7 +124,7 @@ def pending_actions(alliance: AllianceDep, who: AdminDep) -> list[AdminActionOut
 
 
 @router.post("/actions/{action_id}/execute")
-def execute_action(action_id: str, request: Request, body: BodyDep, alliance: AllianceDep,
+def execute_action(action_id: ActionIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
                    who: AdminDep) -> Response:
     """Execute a scheduled admin action once its delay has passed (409 before). An admission
     gives the merchant's credentials, once."""

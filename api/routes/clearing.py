@@ -7,22 +7,25 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger import clearing
 from ledger.clearing import PeriodView, PositionView, Statement
 
-from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep
+from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep, MerchantEvenSuspendedDep
 from ..idempotency import run_idempotent
 from ..schemas import (
     AcceptanceUpdate,
     CapsUpdate,
     DepositRequest,
+    MerchantIdPath,
     MintRequest,
     OffChainPaymentRequest,
     OperationOut,
     OperatorOffChainPayment,
+    PeriodPath,
+    PeriodQuery,
     StatementOut,
     SweepRequest,
 )
@@ -46,7 +49,7 @@ def _statement_out(st: Statement) -> StatementOut:
 
 @router.get("/position", response_model=PositionView)
 def my_position(alliance: AllianceDep, who: MerchantDep,
-                period: int | None = Query(default=None, ge=1)) -> PositionView:
+                period: PeriodQuery = None) -> PositionView:
     """Your net in a period (default: the open one): positive, the alliance owes you."""
     assert who.merchant_id is not None
     return clearing.position(alliance, merchant_id=who.merchant_id, period=period)
@@ -54,7 +57,7 @@ def my_position(alliance: AllianceDep, who: MerchantDep,
 
 @router.get("/statements/{period}", response_model=StatementOut,
             responses={200: {"content": {"text/csv": {}}}})
-def my_statement(period: int, alliance: AllianceDep, who: MerchantDep,
+def my_statement(period: PeriodPath, alliance: AllianceDep, who: MerchantDep,
                  format: Literal["json", "csv"] = "json") -> Any:
     """Your statement for a period: every counterparty (gross receivable, payable, net),
     every underlying redemption/conversion/refund with its transaction; its keccak-256 and,
@@ -70,9 +73,9 @@ def my_statement(period: int, alliance: AllianceDep, who: MerchantDep,
 
 @router.post("/deposits", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def deposit(req: DepositRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-            who: MerchantDep) -> Response:
+            who: MerchantEvenSuspendedDep) -> Response:
     """Pay settlement tokens into escrow for a closed period you owe in (at most what you
-    still owe)."""
+    still owe). A suspended merchant may still pay its debts."""
     return queue(request, body, alliance, who, lambda s, mid: clearing.request_deposit(
         alliance, s, merchant_id=mid, period=req.period, amount=req.amount))
 
@@ -98,7 +101,7 @@ def _operator(request: Request, body: bytes, alliance: Any, who: Any, status: in
 
 
 @admin_router.get("/periods/{period}", response_model=PeriodView)
-def period_detail(period: int, alliance: AllianceDep, who: AdminDep) -> Any:
+def period_detail(period: PeriodPath, alliance: AllianceDep, who: AdminDep) -> Any:
     """Every merchant's position in a period, and its settlement progress once closed."""
     return _period_out(clearing.period_view(alliance, period))
 
@@ -117,7 +120,7 @@ def close(request: Request, body: BodyDep, alliance: AllianceDep, who: AdminDep)
 
 
 @admin_router.post("/periods/{period}/settle", response_model=PeriodView)
-def settle(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def settle(period: PeriodPath, request: Request, body: BodyDep, alliance: AllianceDep,
            who: AdminDep) -> Response:
     """Pay every creditor what it can claim from escrow now (its net pro rata of what debtors
     paid), at its payout address; 422 when nobody can claim anything."""
@@ -126,7 +129,7 @@ def settle(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
 
 
 @admin_router.post("/periods/{period}/offchain-payments", response_model=PositionView)
-def confirm_for_suspended(period: int, req: OperatorOffChainPayment, request: Request,
+def confirm_for_suspended(period: PeriodPath, req: OperatorOffChainPayment, request: Request,
                           body: BodyDep, alliance: AllianceDep, who: AdminDep) -> Response:
     """Record that a debtor paid a suspended creditor off chain (an active creditor confirms
     for itself)."""
@@ -145,7 +148,7 @@ def sweep(req: SweepRequest, request: Request, body: BodyDep, alliance: Alliance
 
 
 @admin_router.post("/periods/{period}/anchor")
-def anchor(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
+def anchor(period: PeriodPath, request: Request, body: BodyDep, alliance: AllianceDep,
            who: AdminDep) -> Response:
     """Anchor every merchant's statement hash of a closed period on chain."""
     return _operator(request, body, alliance, who, 200, lambda: {"statements": [
@@ -154,14 +157,14 @@ def anchor(period: int, request: Request, body: BodyDep, alliance: AllianceDep,
 
 
 @admin_router.get("/statements/{period}/{merchant_id}", response_model=StatementOut)
-def any_statement(period: int, merchant_id: int, alliance: AllianceDep,
+def any_statement(period: PeriodPath, merchant_id: MerchantIdPath, alliance: AllianceDep,
                   who: AdminDep) -> StatementOut:
     """Any merchant's statement (the operator's and auditors' view)."""
     return _statement_out(clearing.statement(alliance, period=period, merchant_id=merchant_id))
 
 
 @admin_router.put("/caps/{merchant_id}")
-def caps(merchant_id: int, req: CapsUpdate, alliance: AllianceDep, who: AdminDep
+def caps(merchant_id: MerchantIdPath, req: CapsUpdate, alliance: AllianceDep, who: AdminDep
          ) -> dict[str, int]:
     """Set a merchant's liability cap and per-period foreign cap, through the timelock (the
     old caps hold while pending: see /v1/admin/actions). Idempotent by nature."""

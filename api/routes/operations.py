@@ -7,14 +7,14 @@ from fastapi import APIRouter
 from ledger import points
 
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas import OperationOut
+from ..schemas import OperationIdPath, OperationOut
 from .points import operation_out
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])
 
 
 @router.get("/{operation_id}", response_model=OperationOut)
-def get_operation(operation_id: str, alliance: AllianceDep, who: AnyPrincipalDep
+def get_operation(operation_id: OperationIdPath, alliance: AllianceDep, who: AnyPrincipalDep
                   ) -> OperationOut:
     """queued, submitted, confirmed (with tx hash and block) or failed (with the reason).
     A merchant sees only its own operations."""

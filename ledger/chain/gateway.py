@@ -129,7 +129,9 @@ class ChainGateway:
             args = tuple(_plain(v) for v in abi_decode(types, body))
         except Exception:  # noqa: BLE001 - undecodable data is reported, not raised
             args = ()
-        return ContractRevertError(str(entry["name"]), args, data="0x" + raw.hex())
+        name = str(entry["name"])
+        return ContractRevertError(name, args, message=f"{name}({', '.join(map(_shown, args))})",
+                                   data="0x" + raw.hex())
 
     def map_error(self, exc: BaseException) -> LedgerError:
         """Map any exception web3 or the transport raised to a ledger error (once, here)."""
@@ -364,6 +366,15 @@ def _events_by_topic(abi: Abi) -> dict[bytes, Mapping[str, Any]]:
     table = {keccak(text=_signature(e)): e for e in abi if e.get("type") == "event"}
     _topic_cache[id(abi)] = (abi, table)
     return table
+
+
+def _shown(value: Any) -> str:
+    """A decoded argument as people read it in a message: bytes (bytes32) as 0x-hex."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_shown, value)) + ")"
+    return str(value)
 
 
 def _plain(value: Any) -> Any:

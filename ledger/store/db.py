@@ -8,6 +8,8 @@ busy timeout, so concurrent writers queue instead of failing. PostgreSQL is used
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -20,6 +22,8 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Execution option marking the connections of read-only sessions.
 READ_ONLY = "alliance_read_only"
@@ -27,6 +31,35 @@ READ_ONLY = "alliance_read_only"
 
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK = 0x616C6C69616E6365
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) for the service's data, readable by its owner only
+    (0700); an existing directory of ours that is open to others is closed (with a warning)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty if missing, mode 0600; tighten it (with a warning) if it is open
+    to others. SQLite gives its -wal and -shm files the mode of the database file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    _tighten(path, 0o600)
+    for side in ("-wal", "-shm", "-journal"):
+        extra = Path(f"{path}{side}")
+        if extra.exists():
+            _tighten(extra, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.getuid():
+        log.warning("%s was open to others (mode %o): set to %o", path, st.st_mode & 0o777,
+                    mode)
+        os.chmod(path, mode)
 
 
 def make_engine(url: str) -> Engine:
@@ -40,7 +73,10 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False},
                                    poolclass=StaticPool)
         else:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # The store holds encrypted secrets, pseudonyms and every merchant's operations:
+            # owner-only, from the first byte (the data dir 0700, the files 0600).
+            private_dir(Path(database).parent)
+            private_file(Path(database))
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                    pool_size=20, max_overflow=40)
 
@@ -76,8 +112,10 @@ def migrate(url: str) -> None:
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database and ":memory:" not in database:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{database}.migrate-lock", "a") as lock:
+        private_dir(Path(database).parent)
+        lock_path = Path(f"{database}.migrate-lock")
+        private_file(lock_path)
+        with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 _upgrade(url)

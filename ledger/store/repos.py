@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -256,10 +256,13 @@ class StoredResponse:
 
 
 def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint: str,
-                      ttl: timedelta) -> StoredResponse | None:
+                      ttl: timedelta, lease: timedelta | None = None) -> StoredResponse | None:
     """Claim ``key`` for this request; give the stored response if the key was used before
     (``status_code`` None while that first request is still in progress), or None if the
     claim is new. Race-safe: the unique (principal, key) decides between concurrent claims.
+
+    A claim still in progress after ``lease`` (its request died with its process) is taken
+    over: the caller runs the request again.
 
     Raises LedgerConflictError if the key was used with another request body."""
     ttl = max(ttl, MIN_IDEMPOTENCY_TTL)
@@ -284,7 +287,18 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
     if existing.fingerprint != fingerprint:
         raise LedgerConflictError("this Idempotency-Key was used with another request",
                                   code="idempotency-key-reused")
+    if (existing.status_code is None and lease is not None
+            and existing.created_at < utcnow() - lease):
+        existing.created_at = utcnow()
+        return None
     return StoredResponse(existing.status_code, existing.body, existing.content_type)
+
+
+def idempotency_release(session: Session, *, principal: str, key: str) -> None:
+    """Forget a claim whose request failed without a response worth replaying (5xx)."""
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.principal == principal,
+                                                    IdempotencyRecord.key == key,
+                                                    IdempotencyRecord.status_code.is_(None)))
 
 
 def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
@@ -549,10 +563,18 @@ def delete_events_after(session: Session, block: int) -> None:
     session.execute(delete(PointEvent).where(PointEvent.block_number > block))
 
 
-def member_events(session: Session, *, member: str, limit: int, cursor: int | None
-                  ) -> tuple[list[dict[str, Any]], int | None]:
-    """A member's events newest first; ``cursor`` is the id to continue below."""
+def member_events(session: Session, *, member: str, limit: int, cursor: int | None,
+                  merchant_id: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """A member's events newest first; ``cursor`` is the id to continue below.
+
+    With ``merchant_id``, only what that merchant may see: events of its own program, and
+    events at its store (other programs' points spent or converted there)."""
     q = select(PointEvent).where(PointEvent.member == member)
+    if merchant_id is not None:
+        program = session.scalar(select(Merchant.program_address)
+                                 .where(Merchant.id == merchant_id))
+        q = q.where(or_(PointEvent.program == (program or ""),
+                        PointEvent.merchant_id == merchant_id))
     if cursor is not None:
         q = q.where(PointEvent.id < cursor)
     # Ids follow chain order: the indexer inserts events block by block, log by log.

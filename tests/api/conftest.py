@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,6 +20,8 @@ from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -42,3 +51,72 @@ def make_env(settings: Settings) -> Iterator[ApiEnv]:
 @pytest.fixture
 def env(settings: Settings) -> Iterator[ApiEnv]:
     yield from make_env(settings)
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn process serving the API (a crash there is a dead process, not an
+    exception in the test)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    merchant: AdmittedMerchant
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+# The server is started by this script: it imports py_ecc first (as web3 does), checks that
+# py_ecc lifted the recursion limit, and only then builds the app, so the test proves the app
+# guards a process in exactly the state the outside probe crashed.
+_SERVER_SCRIPT = """
+import sys
+import py_ecc.optimized_bn128  # noqa: F401  (raises sys.setrecursionlimit to 100000)
+import web3  # noqa: F401
+assert sys.getrecursionlimit() >= 100000, sys.getrecursionlimit()
+import uvicorn
+uvicorn.run("api.app:create_default_app", factory=True, host="127.0.0.1",
+            port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+    alliance = Alliance.open(settings)
+    m = admit_merchant(alliance, name="Live Store", symbol="LIVE", rate=1)
+    alliance.close()
+    port = _free_port()
+    env = dict(os.environ, ALLIANCE_DATA_DIR=str(settings.data_dir),
+               ALLIANCE_RPC_URL=str(settings.rpc_url), ALLIANCE_CHAIN_ID="31337",
+               ALLIANCE_ARTIFACTS_DIR=str(settings.artifacts_dir))
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _SERVER_SCRIPT, str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not come up:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield LiveServer(url, proc, m, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

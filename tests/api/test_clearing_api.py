@@ -78,10 +78,14 @@ def test_convert_store_points_into_cafe_points(env: ApiEnv) -> None:
         "signature": sig})
     assert r.status_code == 202, r.text
     assert env.cafe.wait_operation(r.json()["id"])["status"] == "confirmed"
-    balances = {p["merchant_id"]: p["spendable"] for p in env.cafe.get(
+    # Read as the operator: a merchant sees only its own program (members' data is scoped).
+    balances = {p["merchant_id"]: p["spendable"] for p in env.admin.get(
         f"/v1/members/{member.address}/balances").json()["programs"]}
     # 9 store points at 1 fen buy 4 cafe points at 2 fen; 8 pay for them, 1 stays.
     assert balances == {env.store_merchant.merchant_id: 1, env.cafe_merchant.merchant_id: 4}
+    cafe_view = {p["merchant_id"]: p["spendable"] for p in env.cafe.get(
+        f"/v1/members/{member.address}/balances").json()["programs"]}
+    assert cafe_view == {env.cafe_merchant.merchant_id: 4}
 
 
 def test_operator_routes_refuse_merchant_credentials(env: ApiEnv) -> None:

@@ -88,13 +88,27 @@ def test_member_id_is_resolved_without_putting_it_on_chain(env: ApiEnv) -> None:
     assert "13800138000" not in bytes(tx["input"]).hex()
 
 
-def test_suspended_merchant_operations_fail_with_the_registry_error(env: ApiEnv) -> None:
+def test_suspended_merchant_is_refused_at_the_api_and_can_act_again_once_reinstated(
+        env: ApiEnv) -> None:
+    # Before: a suspended merchant's issue was accepted (202) and failed later on chain with
+    # RegistryInvalidStatus. Now the API refuses it (403) and queues nothing.
     r = env.admin.post(f"/v1/admin/merchants/{env.cafe_merchant.merchant_id}/suspend", None)
     assert r.status_code == 200 and r.json()["status"] == "suspended"
-    r = env.cafe.post("/v1/points/issue", {"member": Account.create().address, "points": 5,
-                                           "order_id": "S-1"})
-    failed = env.cafe.wait_operation(r.json()["id"])
-    assert failed["status"] == "failed" and failed["error_code"] == "RegistryInvalidStatus"
+    before = _count_ops(env)
+    member = Account.create().address
+    for path, payload in [
+            ("/v1/points/issue", {"member": member, "points": 5, "order_id": "S-1"}),
+            ("/v1/points/issue-batch", {"items": [{"member": member, "points": 5,
+                                                   "order_id": "S-1b"}]}),
+            ("/v1/points/reverse", {"order_id": "S-1", "points": 1}),
+            ("/v1/clearing/offchain-payments", {"period": 1, "debtor": 1, "amount": 5})]:
+        r = env.cafe.post(path, payload)
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["code"] == "merchant-suspended"
+    assert _count_ops(env) == before
+    # It may still read its own record.
+    me = env.cafe.get("/v1/merchants/me")
+    assert me.status_code == 200 and me.json()["status"] == "suspended"
     r = env.admin.post(f"/v1/admin/merchants/{env.cafe_merchant.merchant_id}/reinstate", None)
     assert r.json()["status"] == "active"
     r = env.cafe.post("/v1/points/issue", {"member": Account.create().address, "points": 5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,9 +37,10 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("up")
     port = _free_port()
-    env = dict(os.environ, ALLIANCE_DATA_DIR=str(data))
+    env = dict(os.environ, ALLIANCE_DATA_DIR=str(data), COLUMNS="80")
+    log = open(data / "up.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([str(ROOT / ".venv/bin/alliance"), "up", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -50,13 +52,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
+                out = (data / "up.log").read_text()
                 raise RuntimeError(f"alliance up did not come up:\n{out}")
             time.sleep(0.25)
         yield url, data
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        log.close()
         subprocess.run([str(ROOT / ".venv/bin/alliance"), "chain", "stop"], cwd=ROOT, env=env,
                        capture_output=True)
 
@@ -69,6 +72,15 @@ def test_up_serves_the_demo_alliance_and_its_docs(server: tuple[str, Path]) -> N
     assert httpx.get(url + "/docs").status_code == 200
     health = httpx.get(url + "/healthz").json()
     assert health["chain_id"] == 31337
+
+
+def test_up_prints_each_address_on_one_line_with_its_label(server: tuple[str, Path]) -> None:
+    _, data = server
+    out = (data / "up.log").read_text()
+    dep = json.loads((data / "deployment.json").read_text())
+    assert re.search(rf"registry\s+{dep['registry']}", out), out
+    creds = json.loads((data / "demo-credentials.json").read_text())
+    assert all(m["secret"] in out for m in creds["merchants"])  # created by this start
 
 
 def test_issue_and_redeem_over_http_land_on_chain(server: tuple[str, Path]) -> None:

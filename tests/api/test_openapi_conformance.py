@@ -1,0 +1,120 @@
+"""The OpenAPI document describes the API: schemathesis generates requests for every
+operation from it, signs them (as a partner's client would), and checks that no answer is a
+5xx and that every answer (status, media type, headers, body) is one the document declares."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.client import sign_request
+
+from .conftest import ApiEnv
+
+CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance,
+          content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+# Small on purpose: the suite stays fast; the explicit examples of every schema run too.
+MAX_EXAMPLES = 8
+
+def _send(env: ApiEnv, case: Any) -> httpx.Response:
+    kw = case.as_transport_kwargs(base_url="http://testserver")
+    body = b""
+    if "json" in kw:
+        body = json.dumps(kw["json"], separators=(",", ":")).encode()
+    elif kw.get("data") is not None:
+        body = kw["data"] if isinstance(kw["data"], bytes) else str(kw["data"]).encode()
+    request = env.http.build_request(kw["method"], kw["url"], params=kw.get("params"),
+                                     headers={k: str(v) for k, v in
+                                              (kw.get("headers") or {}).items()},
+                                     content=body)
+    creds = env.admin if case.path.startswith("/v1/admin") else env.store
+    target = request.url.raw_path.decode()
+    request.headers.update(sign_request(creds.key_id, creds.secret, request.method, target,
+                                        body))
+    if body and "content-type" not in request.headers:
+        request.headers["Content-Type"] = "application/json"
+    return env.http.send(request)
+
+
+def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
+    config = SchemathesisConfig.from_dict({"generation": {"mode": "positive"}})
+    schema = schemathesis.openapi.from_dict(env.http.app.openapi(), config=config)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20
+    seen: dict[str, set[int]] = {}
+    for operation in operations:
+        strategy = operation.as_strategy()
+        for example in operation.get_strategies_from_examples():
+            strategy = strategy | example
+
+        @given(case=strategy)
+        @settings(deadline=None, max_examples=MAX_EXAMPLES, database=None,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+        def answers(case: Any) -> None:
+            response = _send(env, case)
+            seen.setdefault(case.operation.label, set()).add(response.status_code)
+            case.validate_response(response, checks=CHECKS)
+
+        answers()
+    # Generated requests get through the gate, not only refused at it: most operations
+    # answered 2xx at least once.
+    succeeded = [label for label, codes in seen.items() if any(c < 300 for c in codes)]
+    assert len(succeeded) >= len(operations) // 2, seen
+
+
+def test_the_document_names_every_problem_and_bounds_every_integer(env: ApiEnv) -> None:
+    spec = env.http.app.openapi()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            for status in ("400", "404", "409", "422", "500"):
+                assert "application/problem+json" in responses[status]["content"], (path, status)
+            if path.startswith("/v1/"):
+                assert {"401", "403", "429"} <= responses.keys(), (path, method)
+            if "requestBody" in op:
+                assert {"413", "415"} <= responses.keys(), (path, method)
+            if method == "post" and path.startswith("/v1/"):
+                names = [p["name"] for p in op.get("parameters", [])]
+                assert "Idempotency-Key" in names, path
+            for p in op.get("parameters", []):
+                s = p["schema"]
+                for alt in s.get("anyOf", [s]):
+                    if alt.get("type") == "integer":
+                        assert "maximum" in alt and "minimum" in alt, (path, p["name"])
+    issue = spec["components"]["schemas"]["IssueRequest"]
+    assert len(issue["oneOf"]) == 2
+    # Every integer and string a request body carries is bounded.
+    schemas = spec["components"]["schemas"]
+    bodies = {op["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+              for item in spec["paths"].values() for op in item.values() if "requestBody" in op}
+    assert bodies
+
+    def bounded(name: str, s: dict[str, Any]) -> None:
+        if "$ref" in s:
+            bounded(name, schemas[s["$ref"].split("/")[-1]])
+        for alt in s.get("anyOf", [s]):
+            if alt.get("type") == "integer":
+                assert "maximum" in alt or "exclusiveMaximum" in alt, name
+            if alt.get("type") == "string":
+                assert "maxLength" in alt or "pattern" in alt, name
+            if alt.get("type") == "array":
+                assert "maxItems" in alt, name
+        for key, sub in s.get("properties", {}).items():
+            bounded(f"{name}.{key}", sub)
+        if "items" in s:
+            bounded(f"{name}[]", s["items"])
+
+    for body in bodies:
+        bounded(body, schemas[body])
