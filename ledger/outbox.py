@@ -292,6 +292,32 @@ class OutboxWorker:
         if sent is not None:
             self._settle(sender, [g[0] for g in group], sent)
 
+    def _name_line(self, sender: TransactionSender, program_address: str,
+                   op: tuple[str, str, dict[str, Any]], exc: ContractRevertError
+                   ) -> ContractRevertError:
+        """The revert of a many-line operation (sent all or none), named after its first
+        offending line: the shortest failing prefix of its lines, found in log2(lines)
+        simulations (a revert aborts every longer prefix, so failing is monotone)."""
+        op_id, kind, payload = op
+        items = payload.get("items") or []
+        if kind not in ISSUE_KINDS + REDEEM_KINDS or len(items) < 2:
+            return exc
+        lo, hi, culprit = 1, len(items), exc
+        while lo < hi:
+            mid = (lo + hi) // 2
+            prefix = {**payload, "items": items[:mid]}
+            try:
+                sender.estimate(*self._calldata(program_address, [(op_id, kind, prefix)]))
+                lo = mid + 1
+            except ContractRevertError as err:
+                hi, culprit = mid, err
+        line = items[hi - 1]
+        return ContractRevertError(
+            culprit.name, culprit.args_,
+            message=f"items[{hi - 1}] (member {line.get('member')}, order "
+                    f"{line.get('order_id')}): {culprit.message}",
+            index=hi - 1)
+
     def _submit(self, sender: TransactionSender, program_address: str,
                 group: list[tuple[str, str, dict[str, Any]]], *, simulate: bool
                 ) -> SentTx | None:
@@ -303,7 +329,8 @@ class OutboxWorker:
                 gas = sender.estimate(to, data)
             except ContractRevertError as exc:
                 if len(group) == 1:
-                    self._fail([group[0][0]], exc)
+                    self._fail([group[0][0]], self._name_line(sender, program_address,
+                                                              group[0], exc))
                     return None
                 mid = len(group) // 2
                 self._isolate(sender, program_address, group[:mid])
