@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
+from . import signing
 from .alliance import Alliance
-from .errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidationError
+from .errors import (
+    LedgerNotFoundError,
+    LedgerPermissionError,
+    LedgerSignatureError,
+    LedgerValidationError,
+)
 from .store import repos
 
 MAX_POINTS = 2**48 - 1
@@ -27,6 +35,8 @@ MAX_POINTS = 2**48 - 1
 MAX_REDEEM_POINTS = 2**24 - 1
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
+# How far ahead a member's signed deadline may be (PointProgram refuses later ones).
+MAX_DEADLINE_AHEAD_S = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -261,12 +271,91 @@ def _redeem_points(value: Any) -> int:
     return points
 
 
+class SignatureCheck:
+    """Checks a member's signed message the way the program will, before it is queued: a
+    relayed signature that cannot land is refused at once (4xx), not failed later on chain.
+
+    An EOA's signature is recovered locally against the program's EIP-712 domain; a contract
+    wallet (code at the member's address) signs by ERC-1271, which only the chain can judge,
+    so its signature is left to the program. Deadline and nonce are checked for both, against
+    the chain's clock and the program's nonce bitmap. One instance serves one request: the
+    chain's time and each member's code are read once."""
+
+    def __init__(self, alliance: Alliance) -> None:
+        self.alliance = alliance
+        self._now: int | None = None
+        self._contract: dict[str, bool] = {}
+
+    def now(self) -> int:
+        """The chain's latest block time (the clock the program checks deadlines by)."""
+        if self._now is None:
+            self._now = int(self.alliance.gateway.block("latest")["timestamp"])
+        return self._now
+
+    def is_contract(self, member: str) -> bool:
+        if member not in self._contract:
+            self._contract[member] = len(self.alliance.gateway.code(member)) > 0
+        return self._contract[member]
+
+    def check(self, typed: dict[str, Any], *, member: str, nonce: int, deadline: int,
+              signature: str) -> None:
+        """Raise LedgerSignatureError unless ``signature`` can authorise ``typed`` now."""
+        now = self.now()
+        if deadline < now:
+            raise LedgerSignatureError(f"the signature's deadline {deadline} has passed "
+                                       f"(chain time {now})", code="deadline-passed",
+                                       field="deadline")
+        if deadline > now + MAX_DEADLINE_AHEAD_S:
+            raise LedgerSignatureError(
+                f"the signature's deadline is more than {MAX_DEADLINE_AHEAD_S} s ahead",
+                code="deadline-too-far", field="deadline")
+        program = str(typed["domain"]["verifyingContract"])
+        if nonce_used(self.alliance, program=program, member=member, nonce=nonce):
+            raise LedgerSignatureError(f"nonce {nonce} of {member} is already used or "
+                                       "cancelled in this program", code="nonce-used",
+                                       field="nonce")
+        if self.is_contract(member):
+            return
+        try:
+            signer = Account.recover_message(encode_typed_data(full_message=typed),
+                                             signature=bytes.fromhex(signature[2:]))
+        except Exception:  # noqa: BLE001 - any unrecoverable signature is a mismatch
+            signer = None
+        if signer != member:
+            raise LedgerSignatureError(
+                f"the signature is not {member}'s over this {typed['primaryType']} in the "
+                f"domain of program {program} (chain {typed['domain']['chainId']}): sign in "
+                "the domain of the program whose points are spent, with exactly these fields",
+                field="signature")
+
+
+def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> bool:
+    """Whether a member's signature nonce is spent or cancelled in a program (unordered
+    nonces, as Permit2: bit ``nonce & 0xff`` of word ``nonce >> 8`` of ``nonceBitmap``)."""
+    client = alliance.contracts.program(program)
+    if not any(e.get("name") == "nonceBitmap" for e in client.abi):  # TEMP until the merge
+        return nonce < client.nonce_of(member)
+    word = int(client.view1("nonceBitmap", member, nonce >> 8))
+    return bool(word >> (nonce & 0xFF) & 1)
+
+
 def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
-                     known: dict[int, repos.MerchantRow] | None = None) -> dict[str, Any]:
+                     known: dict[int, repos.MerchantRow] | None = None,
+                     checker: SignatureCheck | None = None) -> dict[str, Any]:
     _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
     program_merchant = _program_merchant(session, acceptor, r.program_merchant_id, known)
     points = _redeem_points(r.points)
-    return {"member": _address(r.member), "points": points, "order_id": _order_id(r.order_id),
+    member = _address(r.member)
+    oid = _order_id(r.order_id)
+    if checker is not None:
+        assert program_merchant.program_address is not None
+        checker.check(signing.redeem_typed_data(
+            chain_id=checker.alliance.gateway.chain_id,
+            program=program_merchant.program_address, member=member, amount=points,
+            merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
+            deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
+            signature=r.signature)
+    return {"member": member, "points": points, "order_id": oid,
             "order_ref": "0x" + order_ref(r.order_id).hex(), "nonce": r.nonce,
             "deadline": r.deadline, "signature": r.signature, "merchant_id": acceptor.id,
             "program_merchant_id": program_merchant.id,
@@ -288,7 +377,8 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
     another merchant's program the value clears in the same transaction."""
     acceptor = _merchant(session, merchant_id)
     line = _redemption_line(session, acceptor, SignedRedemption(
-        member, points, order_id, nonce, deadline, signature, program_merchant_id))
+        member, points, order_id, nonce, deadline, signature, program_merchant_id),
+        checker=SignatureCheck(alliance))
     op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
                                  payload={"program": line["program"], "items": [line]},
                                  signer=acceptor.account_address)
@@ -304,9 +394,13 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
     known: dict[int, repos.MerchantRow] = {}
+    checker = SignatureCheck(alliance)
     for i, it in enumerate(items):
         try:
-            line = _redemption_line(session, acceptor, it, known)
+            line = _redemption_line(session, acceptor, it, known, checker)
+        except LedgerSignatureError as exc:
+            raise LedgerSignatureError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                                       **exc.details) from exc
         except (LedgerValidationError, LedgerNotFoundError) as exc:
             raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
         if line["order_id"] in seen:
@@ -334,8 +428,16 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
     if not isinstance(min_out, int) or isinstance(min_out, bool) or not 0 <= min_out <= MAX_POINTS:
         raise LedgerValidationError("min_out must be a non-negative integer", field="min_out")
     pts = _redeem_points(points)
-    payload = {"program": source.program_address, "member": _address(member), "points": pts,
-               "min_out": min_out, "order_id": _order_id(order_id),
+    account = _address(member)
+    oid = _order_id(order_id)
+    assert source.program_address is not None
+    SignatureCheck(alliance).check(signing.convert_typed_data(
+        chain_id=alliance.gateway.chain_id, program=source.program_address, member=account,
+        amount=pts, to_merchant_id=target.id, min_out=min_out, order_ref=order_ref(oid),
+        nonce=nonce, deadline=deadline), member=account, nonce=nonce, deadline=deadline,
+        signature=signature)
+    payload = {"program": source.program_address, "member": account, "points": pts,
+               "min_out": min_out, "order_id": oid,
                "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
                "deadline": deadline, "signature": signature, "merchant_id": target.id,
                "from_merchant_id": source.id}
