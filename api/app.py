@@ -12,7 +12,7 @@ from ledger.settings import get_settings
 
 from . import errors
 from .ratelimit import RateLimiter
-from .routes import admin, clearing, members, merchants, operations, points
+from .routes import admin, clearing, members, merchants, operations, points, public
 
 DESCRIPTION = """A loyalty ledger for an alliance of retail merchants.
 
@@ -38,9 +38,10 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
                   lifespan=lifespan)
     app.state.alliance = alliance
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
+    app.state.public_rate_limiter = RateLimiter(alliance.settings.public_rate_limit_per_minute)
     errors.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              clearing.router, admin.router, clearing.admin_router):
+              clearing.router, admin.router, clearing.admin_router, public.router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

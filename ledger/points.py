@@ -9,6 +9,7 @@ the idempotency record). The outbox worker sends it. Reads come from the chain's
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -333,10 +334,19 @@ def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> 
     """Whether a member's signature nonce is spent or cancelled in a program (unordered
     nonces, as Permit2: bit ``nonce & 0xff`` of word ``nonce >> 8`` of ``nonceBitmap``)."""
     client = alliance.contracts.program(program)
-    if not any(e.get("name") == "nonceBitmap" for e in client.abi):  # TEMP until the merge
+    if not _has_bitmap(client):  # TEMP until the merge
         return nonce < client.nonce_of(member)
     word = int(client.view1("nonceBitmap", member, nonce >> 8))
     return bool(word >> (nonce & 0xFF) & 1)
+
+
+def _has_bitmap(client: Any) -> bool:  # TEMP until the merge of points-contract
+    return any(e.get("name") == "nonceBitmap" for e in client.abi)
+
+
+def _sequential_word(client: Any, member: str, word_pos: int) -> int:  # TEMP, as above
+    used = client.nonce_of(member) - (word_pos << 8)
+    return 0 if used <= 0 else (1 << min(used, 256)) - 1
 
 
 def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
@@ -506,6 +516,127 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
     Indexer(alliance).sync()
     with alliance.store.read_session() as s:
         return repos.member_events(s, member=address, limit=limit, cursor=cursor)
+
+
+# ---------------------------------------------------------------------- public reads
+#
+# What a wallet needs to sign, without merchant credentials: served rate-limited by
+# api/routes/public.py. The chain's own views answer the same questions (registry
+# ``merchant(id)``, program ``eip712Domain()`` and ``nonceBitmap``).
+
+# ERC-5267 field bits of ``eip712Domain()``: name, version, chainId, verifyingContract, salt.
+_DOMAIN_FIELDS = (("name", "string"), ("version", "string"), ("chainId", "uint256"),
+                  ("verifyingContract", "address"), ("salt", "bytes32"))
+# How many unused nonces a suggestion lists (one per payment a wallet signs at once).
+NONCE_SUGGESTIONS = 8
+# Bitmap words scanned for unused nonces before the suggestion jumps to a random word.
+NONCE_WORDS_SCANNED = 16
+
+
+@dataclass(frozen=True)
+class PublicProgram:
+    """One program as a wallet needs it to sign: where, in which domain, at what rate."""
+
+    merchant_id: int
+    merchant_name: str
+    status: str
+    program: str
+    symbol: str
+    rate: int
+    domain: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PublicAlliance:
+    """The alliance as a wallet sees it: chain, registry, unit, programs and the types."""
+
+    chain_id: int
+    registry: str
+    settlement_unit: str
+    max_deadline_ahead_s: int
+    programs: list[PublicProgram]
+    types: dict[str, list[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class NonceInfo:
+    """A member's signature nonces in one program: ``nonce`` used or not (when asked), and
+    unused nonces to sign with (each payment signed at the same time takes its own)."""
+
+    merchant_id: int
+    program: str
+    member: str
+    nonce: int | None
+    used: bool | None
+    suggested: list[int]
+
+
+def program_domain(alliance: Alliance, program: str) -> dict[str, Any]:
+    """A program's EIP-712 domain, read from the contract (ERC-5267 ``eip712Domain``):
+    exactly the fields the contract hashes, so a wallet signs what the program verifies."""
+    fields, name, version, chain_id, contract, salt, _ = alliance.contracts.program(
+        program).view("eip712Domain")
+    values = (str(name), str(version), int(chain_id), str(contract), "0x" + bytes(salt).hex())
+    bits = bytes(fields)[0] if isinstance(fields, bytes | bytearray) else int(fields)
+    return {key: values[i] for i, (key, _) in enumerate(_DOMAIN_FIELDS) if bits >> i & 1}
+
+
+def domain_types(domain: dict[str, Any]) -> list[dict[str, str]]:
+    """The ``EIP712Domain`` type of a domain (its fields, in the standard's order)."""
+    return [{"name": k, "type": t} for k, t in _DOMAIN_FIELDS if k in domain]
+
+
+def public_alliance(alliance: Alliance) -> PublicAlliance:
+    """Chain id, registry, settlement unit, every program with its domain and rate, and the
+    EIP-712 types members sign (see README "The member's signature")."""
+    with alliance.store.read_session() as s:
+        merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
+                     if m.program_address]
+    registry = alliance.contracts.registry
+    programs = []
+    for mid, name, program in merchants:
+        assert program is not None
+        record = registry.merchant(mid)
+        programs.append(PublicProgram(
+            merchant_id=mid, merchant_name=name, status=record.status, program=program,
+            symbol=alliance.contracts.program(program).symbol(), rate=registry.rate_of(mid),
+            domain=program_domain(alliance, program)))
+    types: dict[str, list[dict[str, str]]] = {
+        "EIP712Domain": domain_types(programs[0].domain) if programs
+        else list(signing.EIP712_DOMAIN_TYPES),
+        "Redeem": list(signing.REDEEM_TYPES), "Convert": list(signing.CONVERT_TYPES)}
+    deployment = alliance.contracts.deployment
+    return PublicAlliance(chain_id=alliance.gateway.chain_id, registry=deployment.registry,
+                          settlement_unit=deployment.settlement_unit,
+                          max_deadline_ahead_s=MAX_DEADLINE_AHEAD_S, programs=programs,
+                          types=types)
+
+
+def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
+                  nonce: int | None = None) -> NonceInfo:
+    """Whether ``nonce`` is used in the merchant's program, and unused nonces to sign with:
+    the lowest free ones of the member's first bitmap word that has any (so the relayer
+    writes a slot already warm), or of a random word once the first words are full."""
+    address = _address(member)
+    if nonce is not None and (isinstance(nonce, bool) or not 0 <= nonce < 2**64):
+        raise LedgerValidationError("nonce must be 0 to 2^64 - 1", field="nonce")
+    with alliance.store.read_session() as s:
+        program = _merchant(s, _merchant_id(merchant_id, "merchant_id")).program_address
+    assert program is not None
+    client = alliance.contracts.program(program)
+    used = None if nonce is None else nonce_used(alliance, program=program, member=address,
+                                                 nonce=nonce)
+    suggested: list[int] = []
+    words = [*range(NONCE_WORDS_SCANNED), secrets.randbelow(2**56 - NONCE_WORDS_SCANNED)
+             + NONCE_WORDS_SCANNED]
+    for word_pos in words:
+        word = (int(client.view1("nonceBitmap", address, word_pos))
+                if _has_bitmap(client) else _sequential_word(client, address, word_pos))
+        suggested = [word_pos << 8 | bit for bit in range(256) if not word >> bit & 1]
+        if suggested:
+            break
+    return NonceInfo(merchant_id=merchant_id, program=program, member=address, nonce=nonce,
+                     used=used, suggested=suggested[:NONCE_SUGGESTIONS])
 
 
 def operation_view(op: repos.OperationRow) -> OperationView:
