@@ -29,6 +29,7 @@ from .errors import (
     LedgerSignatureError,
     LedgerValidationError,
 )
+from .indexer import Indexer
 from .store import repos
 
 MAX_POINTS = 2**48 - 1
@@ -503,19 +504,76 @@ def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
     return out
 
 
+# What a member's history says of each kind of event (README "Member history").
+HISTORY_KINDS = {
+    "issued": "points credited for a merchant's order (pending until release_at if set)",
+    "released": "pending points of an issue became spendable (at: the release time)",
+    "reversed": "points an order issued taken back by a refund (burned: what was taken)",
+    "redeemed": "points spent at a merchant (elsewhere: not the issuing merchant)",
+    "refunded": "points a redemption took given back",
+    "converted_out": "points turned into another merchant's points",
+    "converted_in": "points received from a conversion",
+    "expired": "a lot's points expired unspent (expired_at: when; at: when swept)",
+}
+NEVER = 2**256 - 1
+_expiries: dict[tuple[str, int], int] = {}
+
+
+def chain_now(alliance: Alliance) -> int:
+    """The chain's latest block time: the clock the programs release and expire by."""
+    return int(alliance.gateway.block("latest")["timestamp"])
+
+
+def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
+    """When points earned in ``period`` of a program expire (unix time; None: never)."""
+    key = (program, period)
+    if key not in _expiries:
+        client = alliance.contracts.program(program)
+        if any(e.get("name") == "expiryOf" for e in client.abi):
+            _expiries[key] = int(client.view1("expiryOf", period))
+        else:  # TEMP until the merge of points-contract: the same rule from the config
+            cfg = client.config()
+            _expiries[key] = NEVER if cfg.expiry_periods == 0 else client.origin() + (
+                period + cfg.expiry_periods + 1) * cfg.period_length
+    value = _expiries[key]
+    return None if value >= NEVER else value
+
+
 def history(alliance: Alliance, *, member: str, limit: int = 50,
             cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
-    """The member's point events, newest first, from the indexed read model.
+    """The member's point events, newest first, from the indexed read model, each with its
+    time (``at``) and what its kind needs (see :data:`HISTORY_KINDS`): an issue's release and
+    expiry times, a release's amount net of reversals before it, a reversal's ``burned``, a
+    redemption's ``elsewhere``, an expiry's ``expired_at``.
 
     Gives (events, next cursor or None)."""
     address = _address(member)
     if not 1 <= limit <= 500:
         raise LedgerValidationError("limit must be 1-500", field="limit")
-    from .indexer import Indexer
-
     Indexer(alliance).sync()
     with alliance.store.read_session() as s:
-        return repos.member_events(s, member=address, limit=limit, cursor=cursor)
+        issuers = {m.program_address: m.id for m in repos.list_merchants(s)}
+        events, nxt = repos.member_events(s, member=address, limit=limit, cursor=cursor)
+        released = [e for e in events if e["kind"] == "released" and e["order_ref"]]
+        reversals: dict[str, list[tuple[int, int]]] = {}
+        for program in {e["program"] for e in released}:
+            reversals.update(repos.reversed_before(
+                s, program=program,
+                order_refs=[e["order_ref"] for e in released if e["program"] == program]))
+    for e in events:
+        e["program_merchant_id"] = issuers.get(e["program"])
+        kind = e["kind"]
+        if kind == "issued":
+            e["expires_at"] = (None if e["period"] is None else
+                               expiry_of(alliance, program=e["program"], period=e["period"]))
+        elif kind == "released":
+            # Points of the order reversed while still pending never became spendable.
+            e["amount"] -= sum(p for t, p in reversals.get(e["order_ref"], []) if t < e["at"])
+        elif kind == "redeemed":
+            e["elsewhere"] = e["merchant_id"] != e["program_merchant_id"]
+        elif kind == "expired" and e["period"] is not None:
+            e["expired_at"] = expiry_of(alliance, program=e["program"], period=e["period"])
+    return events, nxt
 
 
 # ---------------------------------------------------------------------- public reads
