@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ISSUE_KINDS = ("issue", "issue_batch")
 REDEEM_KINDS = ("redeem", "redeem_batch")
+SWEEP_KIND = "sweep_expired"  # ledger/expiry.py queues it
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
 
@@ -55,6 +56,10 @@ GAS_PER_PENDING_LINE = 140_000
 # retry estimates its gas.
 GAS_PER_REDEEM_LINE = 110_000
 GAS_REDEEM_BASE = 200_000
+# sweepExpired: per member a bitmap / list walk, per lot a PointsExpired and a Transfer log
+# and the lot's slots cleared; bounds measured in tests/ledger/test_expiry_sweep.py.
+GAS_SWEEP_BASE = 60_000
+GAS_PER_SWEPT_MEMBER = 60_000
 GAS_SINGLE = {"reverse": 250_000, "convert": 600_000, "refund_redemption": 300_000,
               "deposit": 300_000, "confirm_payment": 250_000}
 
@@ -72,6 +77,8 @@ def gas_bound(group: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
         return GAS_BASE + GAS_PER_LINE * (len(lines) - pending) + GAS_PER_PENDING_LINE * pending
     if kind in REDEEM_KINDS:
         return GAS_REDEEM_BASE + GAS_PER_REDEEM_LINE * sum(len(p["items"]) for _, _, p in group)
+    if kind == SWEEP_KIND:
+        return GAS_SWEEP_BASE + GAS_PER_SWEPT_MEMBER * sum(len(p["items"]) for _, _, p in group)
     return GAS_SINGLE.get(kind, 500_000)
 
 
@@ -278,6 +285,9 @@ class OutboxWorker:
             return program.address, program.encode(
                 "refundRedemption", int(p["merchant_id"]),
                 bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
+        if kind == SWEEP_KIND:
+            program = contracts.program(str(p["program"]))
+            return program.address, program.encode("sweepExpired", list(p["items"]))
         if kind == "deposit":
             return deposit_calldata(self.alliance, p)
         if kind == "confirm_payment":

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 6000
     """Requests per minute one merchant may make before 429."""
 
+    expiry_sweep_interval_s: float = 60.0
+    """How often the expiry sweeper looks for lots expired at a period boundary."""
+
     public_rate_limit_per_minute: int = 120
     """Requests per minute one client IP may make to the public (unauthenticated) routes."""
 
