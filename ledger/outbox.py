@@ -61,7 +61,7 @@ GAS_REDEEM_BASE = 200_000
 GAS_SWEEP_BASE = 60_000
 GAS_PER_SWEPT_MEMBER = 60_000
 GAS_SINGLE = {"reverse": 250_000, "convert": 600_000, "refund_redemption": 300_000,
-              "deposit": 300_000, "confirm_payment": 250_000}
+              "deposit": 300_000, "confirm_payment": 250_000, "cancel_nonces": 120_000}
 
 Group = list[tuple[str, str, dict[str, Any]]]
 # Transactions sent and not yet settled: (sender, own program, group, transaction).
@@ -285,6 +285,11 @@ class OutboxWorker:
             return program.address, program.encode(
                 "refundRedemption", int(p["merchant_id"]),
                 bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
+        if kind == "cancel_nonces":
+            program = contracts.program(str(p["program"]))
+            return program.address, program.encode(
+                "cancelNonces", p["member"], int(p["word_pos"]), int(p["mask"], 16),
+                int(p["deadline"]), bytes.fromhex(p["signature"][2:]))
         if kind == SWEEP_KIND:
             program = contracts.program(str(p["program"]))
             return program.address, program.encode("sweepExpired", list(p["items"]))

@@ -70,16 +70,38 @@ class OperationView:
 
 
 @dataclass(frozen=True)
+class Lot:
+    """Points of one earn period a member holds, and when they expire (None: never)."""
+
+    period: int
+    points: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Pending points of one order and when they become spendable."""
+
+    order_ref: str | None
+    points: int
+    release_at: int
+
+
+@dataclass(frozen=True)
 class ProgramBalance:
-    """A member's points in one program."""
+    """A member's points in one program: ``balance`` (ERC-20 ``balanceOf``, what the Transfer
+    logs say) = ``spendable`` + ``pending`` + ``expired`` (expired, not swept yet)."""
 
     merchant_id: int
     merchant_name: str
     program: str
     symbol: str
+    balance: int
     spendable: int
     pending: int
-    lots: list[tuple[int, int]]
+    expired: int
+    releases: list[Release]
+    lots: list[Lot]
     next_nonce: int
 
 
@@ -299,9 +321,10 @@ class SignatureCheck:
             self._contract[member] = len(self.alliance.gateway.code(member)) > 0
         return self._contract[member]
 
-    def check(self, typed: dict[str, Any], *, member: str, nonce: int, deadline: int,
+    def check(self, typed: dict[str, Any], *, member: str, nonce: int | None, deadline: int,
               signature: str) -> None:
-        """Raise LedgerSignatureError unless ``signature`` can authorise ``typed`` now."""
+        """Raise LedgerSignatureError unless ``signature`` can authorise ``typed`` now
+        (``nonce`` None: a message without a nonce of its own, e.g. ``CancelNonces``)."""
         now = self.now()
         if deadline < now:
             raise LedgerSignatureError(f"the signature's deadline {deadline} has passed "
@@ -312,7 +335,8 @@ class SignatureCheck:
                 f"the signature's deadline is more than {MAX_DEADLINE_AHEAD_S} s ahead",
                 code="deadline-too-far", field="deadline")
         program = str(typed["domain"]["verifyingContract"])
-        if nonce_used(self.alliance, program=program, member=member, nonce=nonce):
+        if nonce is not None and nonce_used(self.alliance, program=program, member=member,
+                                            nonce=nonce):
             raise LedgerSignatureError(f"nonce {nonce} of {member} is already used or "
                                        "cancelled in this program", code="nonce-used",
                                        field="nonce")
@@ -472,6 +496,41 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     return operation_view(op)
 
 
+def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_id: int,
+                              member: str, word_pos: int, mask: int, deadline: int,
+                              signature: str, program_merchant_id: int | None = None
+                              ) -> OperationView:
+    """Queue a member's signed ``CancelNonces``: nonces ``word_pos * 256 + b`` for every bit
+    ``b`` of ``mask`` can never be used in ``program_merchant_id``'s program (default: the
+    relaying merchant's own). Refused at once if the signature is not the member's, or every
+    one of those nonces is already used."""
+    relayer = _merchant(session, merchant_id)
+    program_merchant = _program_merchant(session, relayer, program_merchant_id)
+    program = program_merchant.program_address
+    assert program is not None
+    account = _address(member)
+    if not isinstance(word_pos, int) or isinstance(word_pos, bool) or not 0 <= word_pos < 2**248:
+        raise LedgerValidationError("word_pos must be 0 to 2^248 - 1", field="word_pos")
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 < mask < 2**256:
+        raise LedgerValidationError("mask must be 1 to 2^256 - 1", field="mask")
+    _nonce_deadline_signature(0, deadline, signature)
+    SignatureCheck(alliance).check(signing.cancel_nonces_typed_data(
+        chain_id=alliance.gateway.chain_id, program=program,
+        registry=alliance.contracts.deployment.registry, member=account, word_pos=word_pos,
+        mask=mask, deadline=deadline), member=account, nonce=None, deadline=deadline,
+        signature=signature)
+    used = alliance.contracts.program(program).nonce_bitmap(account, word_pos)
+    if used & mask == mask:
+        raise LedgerSignatureError("every nonce of that mask is already used or cancelled",
+                                   code="nonce-used", field="mask")
+    payload = {"program": program, "program_merchant_id": program_merchant.id,
+               "member": account, "word_pos": word_pos, "mask": hex(mask),
+               "deadline": deadline, "signature": signature}
+    op = repos.enqueue_operation(session, merchant_id=relayer.id, kind="cancel_nonces",
+                                 payload=payload, signer=relayer.account_address)
+    return operation_view(op)
+
+
 # ---------------------------------------------------------------------- reads
 
 
@@ -488,19 +547,38 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
 
 
 def balances(alliance: Alliance, *, member: str) -> list[ProgramBalance]:
-    """The member's spendable and pending points in every program, read from the chain."""
+    """The member's points in every program, read from the chain (spendable, pending, expired
+    not yet swept, lots with their expiry times), with pending orders' release times from the
+    read model (net of reversals)."""
     address = _address(member)
+    Indexer(alliance).sync()
+    now = chain_now(alliance)
     with alliance.store.read_session() as s:
         merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
                      if m.program_address]
+        pending = repos.pending_issues(s, member=address, now=now)
+        reversals: dict[str, list[tuple[int, int]]] = {}
+        for program in {p.program for p in pending}:
+            reversals.update(repos.reversed_before(
+                s, program=program,
+                order_refs=[p.order_ref for p in pending if p.program == program and p.order_ref]))
     out = []
     for mid, name, program in merchants:
         assert program is not None
         client = alliance.contracts.program(program)
+        releases = []
+        for p in pending:
+            left = p.amount - sum(x for _, x in reversals.get(p.order_ref or "", []))
+            if p.program == program and left > 0:
+                releases.append(Release(p.order_ref, left, p.release_at))
         out.append(ProgramBalance(
             merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
-            spendable=client.balance_of(address), pending=client.pending_of(address),
-            lots=client.lots_of(address), next_nonce=client.nonce_of(address)))
+            balance=client.balance_of(address), spendable=client.spendable_of(address),
+            pending=client.pending_of(address), expired=client.expired_of(address),
+            releases=releases,
+            lots=[Lot(period, points, expiry_of(alliance, program=program, period=period))
+                  for period, points in client.lots_of(address)],
+            next_nonce=client.free_nonce(address)))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,21 +10,18 @@ from fastapi import APIRouter, Query
 from ledger import points
 
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas import BalancesOut, HistoryOut, LotOut, ProgramBalanceOut
+from ..schemas import BalancesOut, HistoryOut, ProgramBalanceOut
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
 
 @router.get("/{address}/balances", response_model=BalancesOut)
 def balances(address: str, alliance: AllianceDep, who: AnyPrincipalDep) -> BalancesOut:
-    """Spendable and pending points in every program, lots by earn period, next nonce."""
+    """Per program: balance (what the Transfer logs say) = spendable + pending + expired not
+    yet swept; pending orders' release times; lots with their expiry times; an unused nonce."""
     progs = points.balances(alliance, member=address)
     return BalancesOut(member=address, programs=[
-        ProgramBalanceOut(merchant_id=b.merchant_id, merchant_name=b.merchant_name,
-                          program=b.program, symbol=b.symbol, spendable=b.spendable,
-                          pending=b.pending, next_nonce=b.next_nonce,
-                          lots=[LotOut(period=p, points=a) for p, a in b.lots])
-        for b in progs])
+        ProgramBalanceOut.model_validate(asdict(b)) for b in progs])
 
 
 @router.get("/{address}/history", response_model=HistoryOut)
