@@ -8,6 +8,7 @@ import time
 
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from ledger.alliance import Alliance
 from ledger.errors import LedgerSignatureError
@@ -17,11 +18,13 @@ from ledger.points import (
     MAX_DEADLINE_AHEAD_S,
     SignedRedemption,
     get_operation,
+    request_cancel_signatures,
     request_convert,
     request_issue,
     request_redeem,
     request_redeem_batch,
 )
+from ledger.signing import cancel_nonces_typed_data
 from ledger.store import repos
 
 from .helpers import sign_conversion, sign_redemption
@@ -160,3 +163,63 @@ def test_contract_wallet_signature_is_left_to_the_chain(
         alliance, s, merchant_id=store_merchant.merchant_id, member=wallet, points=5,
         order_id="W-2", nonce=4, deadline=int(time.time()) - 10**6,
         signature="0x" + "ab" * 70))
+
+
+def _sign_cancel(member: LocalAccount, alliance: Alliance, program: str, *, word_pos: int,
+                 mask: int, deadline: int) -> str:
+    typed = cancel_nonces_typed_data(
+        chain_id=alliance.gateway.chain_id, program=program,
+        registry=alliance.contracts.deployment.registry, member=member.address,
+        word_pos=word_pos, mask=mask, deadline=deadline)
+    return "0x" + bytes(Account.sign_typed_data(member.key, full_message=typed).signature).hex()
+
+
+def test_a_cancelled_signature_can_never_land_and_others_still_do(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    member = Account.create()
+    mid = store_merchant.merchant_id
+    program = alliance.contracts.program(store_merchant.program)
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=mid, member=member.address, points=50,
+                      order_id="C-EARN")
+    OutboxWorker(alliance).drain()
+    deadline = _chain_now(alliance) + 600
+    registry = alliance.contracts.deployment.registry
+
+    def sig(order_id: str, nonce: int) -> str:
+        return sign_redemption(member, program=program.address, registry=registry,
+                               chain_id=alliance.gateway.chain_id, amount=5, merchant_id=mid,
+                               order_id=order_id, nonce=nonce, deadline=deadline)
+
+    # Two payments signed at once (unordered nonces 5 and 6); the first is abandoned.
+    abandoned, kept = sig("C-1", 5), sig("C-2", 6)
+    _refused(alliance, "signature-mismatch", lambda s: request_cancel_signatures(
+        alliance, s, merchant_id=mid, member=member.address, word_pos=0, mask=1 << 5,
+        deadline=deadline, signature=_sign_cancel(Account.create(), alliance, program.address,
+                                                  word_pos=0, mask=1 << 5,
+                                                  deadline=deadline)))
+    with alliance.store.session() as s:
+        cancel = request_cancel_signatures(
+            alliance, s, merchant_id=mid, member=member.address, word_pos=0, mask=1 << 5,
+            deadline=deadline, signature=_sign_cancel(member, alliance, program.address,
+                                                      word_pos=0, mask=1 << 5,
+                                                      deadline=deadline))
+    OutboxWorker(alliance).drain()
+    assert get_operation(alliance, operation_id=cancel.id, merchant_id=mid).status == \
+        "confirmed"
+    assert program.nonce_bitmap(member.address, 0) == 1 << 5
+    _refused(alliance, "nonce-used", lambda s: request_redeem(
+        alliance, s, merchant_id=mid, member=member.address, points=5, order_id="C-1",
+        nonce=5, deadline=deadline, signature=abandoned))
+    with alliance.store.session() as s:
+        ok = request_redeem(alliance, s, merchant_id=mid, member=member.address, points=5,
+                            order_id="C-2", nonce=6, deadline=deadline, signature=kept)
+    OutboxWorker(alliance).drain()
+    assert get_operation(alliance, operation_id=ok.id, merchant_id=mid).status == "confirmed"
+    assert program.spendable_of(member.address) == 45
+    # Cancelling what is already cancelled is refused before it costs gas.
+    _refused(alliance, "nonce-used", lambda s: request_cancel_signatures(
+        alliance, s, merchant_id=mid, member=member.address, word_pos=0, mask=1 << 5 | 1 << 6,
+        deadline=deadline, signature=_sign_cancel(member, alliance, program.address,
+                                                  word_pos=0, mask=1 << 5 | 1 << 6,
+                                                  deadline=deadline)))
