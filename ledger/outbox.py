@@ -187,8 +187,23 @@ class OutboxWorker:
 
     def _settle_round(self, in_flight: InFlight) -> None:
         for sender, program_address, group, tx in in_flight:
-            if not self._settle(sender, [g[0] for g in group], tx):
-                self._isolate(sender, program_address, group)
+            try:
+                if not self._settle(sender, [g[0] for g in group], tx):
+                    self._isolate(sender, program_address, group)
+            except ChainError as exc:
+                # The node failed while a reverted batch was being split: what was not sent
+                # again goes back to the queue (not left claimed until a restart), and the
+                # round goes on with the other transactions.
+                log.warning("settling %s failed (%s); its unsent operations are requeued",
+                            tx.tx_hash, exc.message)
+                self._requeue_claimed([g[0] for g in group], exc)
+
+    def _requeue_claimed(self, op_ids: list[str], exc: LedgerError) -> None:
+        with self.alliance.store.session() as s:
+            claimed = [i for i in op_ids
+                       if (op := repos.get_operation(s, i)) is not None and op.status == "sending"]
+            if claimed:
+                repos.requeue_operations(s, claimed, error_code=exc.code)
 
     def _sender(self, merchant_id: int) -> TransactionSender:
         sender = self._senders.get(merchant_id)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from eth_account import Account
 
 from ledger.alliance import Alliance
+from ledger.chain.sender import TransactionSender
+from ledger.errors import ChainError
 from ledger.merchants import AdmittedMerchant
 from ledger.outbox import OutboxWorker
 from ledger.points import (
@@ -101,3 +104,31 @@ def test_all_or_none_batch_operation_fails_naming_its_offending_line(
     assert failed.error_message.startswith(f"items[4] (member {members[4]}, order TAKEN-1)")
     program = alliance.contracts.program(store_merchant.program)
     assert [program.balance_of(m) for m in members] == [1, 0, 0, 0, 0, 0]  # all or none
+
+
+def test_node_failure_while_splitting_a_batch_requeues_instead_of_stranding(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mid = store_merchant.merchant_id
+    members = [Account.create().address for _ in range(4)]
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=mid, member=members[0], points=1,
+                      order_id="SPLIT-USED")
+    OutboxWorker(alliance).drain()
+    with alliance.store.session() as s:
+        ops = [request_issue(alliance, s, merchant_id=mid, member=m, points=3,
+                             order_id="SPLIT-USED" if i == 1 else f"SPLIT-{i}")
+               for i, m in enumerate(members)]
+
+    def node_down(self: TransactionSender, to: str | None, data: bytes) -> int:
+        raise ChainError("connection refused")
+
+    monkeypatch.setattr(TransactionSender, "estimate", node_down)
+    worker = OutboxWorker(alliance)
+    worker.process_once()  # the batch reverts; splitting it meets the node failure
+    assert [s for s, _ in _statuses(alliance, mid, [op.id for op in ops])] == ["queued"] * 4
+    monkeypatch.undo()
+    worker.drain()
+    statuses = _statuses(alliance, mid, [op.id for op in ops])
+    assert statuses[1] == ("failed", "PointsOrderRefUsed")
+    assert [statuses[i] for i in (0, 2, 3)] == [("confirmed", None)] * 3
