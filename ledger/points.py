@@ -37,6 +37,7 @@ MAX_POINTS = 2**48 - 1
 MAX_REDEEM_POINTS = 2**24 - 1
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
+SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 # How far ahead a member's signed deadline may be (PointProgram refuses later ones).
 MAX_DEADLINE_AHEAD_S = 7 * 86400
 
@@ -342,11 +343,17 @@ class SignatureCheck:
                                        field="nonce")
         if self.is_contract(member):
             return
-        try:
-            signer = Account.recover_message(encode_typed_data(full_message=typed),
-                                             signature=bytes.fromhex(signature[2:]))
-        except Exception:  # noqa: BLE001 - any unrecoverable signature is a mismatch
-            signer = None
+        raw = bytes.fromhex(signature[2:])
+        signer = None
+        # OpenZeppelin's ECDSA takes only 65-byte signatures with v 27/28 and a low s: a
+        # signature eth-account would also recover (v 0/1, high s) would still fail on chain.
+        if len(raw) == 65 and raw[64] in (27, 28) and \
+                int.from_bytes(raw[32:64], "big") <= SECP256K1_HALF_N:
+            try:
+                signer = Account.recover_message(encode_typed_data(full_message=typed),
+                                                 signature=raw)
+            except Exception:  # noqa: BLE001 - any unrecoverable signature is a mismatch
+                signer = None
         if signer != member:
             raise LedgerSignatureError(
                 f"the signature is not {member}'s over this {typed['primaryType']} in the "
