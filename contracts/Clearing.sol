@@ -70,7 +70,8 @@ contract Clearing is IClearing, IERC1363Receiver {
         uint256 acceptor,
         address member,
         uint256 amount,
-        bytes32 conversionId
+        bytes32 conversionId,
+        uint256 expiresAt
     ) external returns (uint256 out, uint256 spent) {
         IAllianceRegistry.PairTerms memory t = _pairFromProgram(programMerchant, acceptor);
         uint256 value;
@@ -78,7 +79,7 @@ contract Clearing is IClearing, IERC1363Receiver {
         if (out == 0) revert ClearingConversionTooSmall(out, 1);
         _move(programMerchant, acceptor, Kind.Conversion, spent, t.rate, value, t.acceptorForeignCap);
         // The acceptor's program credits the member; it checks the caller is this contract.
-        IPointProgram(t.acceptorProgram).creditConverted(member, out, programMerchant, conversionId);
+        IPointProgram(t.acceptorProgram).creditConverted(member, out, programMerchant, conversionId, expiresAt);
     }
 
     /// @inheritdoc IClearing

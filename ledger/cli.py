@@ -435,10 +435,13 @@ def _demo_cross_merchant(alliance: Alliance, merchants: list[dict[str, object]]
         request_issue_batch(alliance, s, merchant_id=store, items=[
             IssueLine(points=1000, order_id="demo-GPDS-wallet", member=wallet.address)])
     OutboxWorker(alliance).drain()
-    redeem = redeem_typed_data(chain_id=chain_id, program=program, member=wallet.address,
+    registry = alliance.contracts.registry.address
+    redeem = redeem_typed_data(chain_id=chain_id, program=program, registry=registry,
+                               member=wallet.address,
                                amount=120, merchant_id=cafe, order_ref=order_ref("demo-CAFE-1"),
                                nonce=0, deadline=deadline)
-    convert = convert_typed_data(chain_id=chain_id, program=program, member=wallet.address,
+    convert = convert_typed_data(chain_id=chain_id, program=program, registry=registry,
+                                 member=wallet.address,
                                  amount=200, to_merchant_id=cinema, min_out=1,
                                  order_ref=order_ref("demo-STAR-conv-1"), nonce=1,
                                  deadline=deadline)

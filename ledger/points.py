@@ -39,7 +39,7 @@ ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 # How far ahead a member's signed deadline may be (PointProgram refuses later ones).
-MAX_DEADLINE_AHEAD_S = 7 * 86400
+MAX_DEADLINE_AHEAD_S = signing.MAX_DEADLINE_AHEAD_S
 
 
 @dataclass(frozen=True)
@@ -365,20 +365,8 @@ class SignatureCheck:
 def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> bool:
     """Whether a member's signature nonce is spent or cancelled in a program (unordered
     nonces, as Permit2: bit ``nonce & 0xff`` of word ``nonce >> 8`` of ``nonceBitmap``)."""
-    client = alliance.contracts.program(program)
-    if not _has_bitmap(client):  # TEMP until the merge
-        return nonce < client.nonce_of(member)
-    word = int(client.view1("nonceBitmap", member, nonce >> 8))
+    word = alliance.contracts.program(program).nonce_bitmap(member, nonce >> 8)
     return bool(word >> (nonce & 0xFF) & 1)
-
-
-def _has_bitmap(client: Any) -> bool:  # TEMP until the merge of points-contract
-    return any(e.get("name") == "nonceBitmap" for e in client.abi)
-
-
-def _sequential_word(client: Any, member: str, word_pos: int) -> int:  # TEMP, as above
-    used = client.nonce_of(member) - (word_pos << 8)
-    return 0 if used <= 0 else (1 << min(used, 256)) - 1
 
 
 def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
@@ -393,7 +381,9 @@ def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRed
         assert program_merchant.program_address is not None
         checker.check(signing.redeem_typed_data(
             chain_id=checker.alliance.gateway.chain_id,
-            program=program_merchant.program_address, member=member, amount=points,
+            program=program_merchant.program_address,
+            registry=checker.alliance.contracts.deployment.registry, member=member,
+            amount=points,
             merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
             deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
             signature=r.signature)
@@ -474,7 +464,8 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
     oid = _order_id(order_id)
     assert source.program_address is not None
     SignatureCheck(alliance).check(signing.convert_typed_data(
-        chain_id=alliance.gateway.chain_id, program=source.program_address, member=account,
+        chain_id=alliance.gateway.chain_id, program=source.program_address,
+        registry=alliance.contracts.deployment.registry, member=account,
         amount=pts, to_merchant_id=target.id, min_out=min_out, order_ref=order_ref(oid),
         nonce=nonce, deadline=deadline), member=account, nonce=nonce, deadline=deadline,
         signature=signature)
@@ -613,13 +604,7 @@ def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
     """When points earned in ``period`` of a program expire (unix time; None: never)."""
     key = (program, period)
     if key not in _expiries:
-        client = alliance.contracts.program(program)
-        if any(e.get("name") == "expiryOf" for e in client.abi):
-            _expiries[key] = int(client.view1("expiryOf", period))
-        else:  # TEMP until the merge of points-contract: the same rule from the config
-            cfg = client.config()
-            _expiries[key] = NEVER if cfg.expiry_periods == 0 else client.origin() + (
-                period + cfg.expiry_periods + 1) * cfg.period_length
+        _expiries[key] = alliance.contracts.program(program).expiry_of(period)
     value = _expiries[key]
     return None if value >= NEVER else value
 
@@ -747,7 +732,8 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
     types: dict[str, list[dict[str, str]]] = {
         "EIP712Domain": domain_types(programs[0].domain) if programs
         else list(signing.EIP712_DOMAIN_TYPES),
-        "Redeem": list(signing.REDEEM_TYPES), "Convert": list(signing.CONVERT_TYPES)}
+        "Redeem": list(signing.REDEEM_TYPES), "Convert": list(signing.CONVERT_TYPES),
+        "CancelNonces": list(signing.CANCEL_NONCES_TYPES)}
     deployment = alliance.contracts.deployment
     return PublicAlliance(chain_id=alliance.gateway.chain_id, registry=deployment.registry,
                           settlement_unit=deployment.settlement_unit,
@@ -773,8 +759,7 @@ def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
     words = [*range(NONCE_WORDS_SCANNED), secrets.randbelow(2**56 - NONCE_WORDS_SCANNED)
              + NONCE_WORDS_SCANNED]
     for word_pos in words:
-        word = (int(client.view1("nonceBitmap", address, word_pos))
-                if _has_bitmap(client) else _sequential_word(client, address, word_pos))
+        word = client.nonce_bitmap(address, word_pos)
         suggested = [word_pos << 8 | bit for bit in range(256) if not word >> bit & 1]
         if suggested:
             break

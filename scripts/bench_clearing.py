@@ -73,7 +73,7 @@ BATCH = 200
 REDEEM_TYPEHASH = keccak(text="Redeem(address member,uint256 amount,uint256 merchantId,"
                                "bytes32 orderRef,uint256 nonce,uint256 deadline)")
 DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,"
-                              "address verifyingContract)")
+                              "address verifyingContract,bytes32 salt)")
 
 
 def _word(v: int | bytes | str) -> bytes:
@@ -84,11 +84,12 @@ def _word(v: int | bytes | str) -> bytes:
     return v.to_bytes(32, "big")
 
 
-def sign_redemption(member: LocalAccount, program: str, chain_id: int, r: Redemption) -> bytes:
+def sign_redemption(member: LocalAccount, program: str, registry: str, chain_id: int,
+                    r: Redemption) -> bytes:
     """EIP-712 as the contract hashes it, signed straight from the digest (fast path for
     thousands of signatures; tests check the same digest against eth-account's typed data)."""
-    domain = keccak(DOMAIN_TYPEHASH + keccak(text="Alliance Points") + keccak(text="1")
-                    + _word(chain_id) + _word(program))
+    domain = keccak(DOMAIN_TYPEHASH + keccak(text="Alliance Points") + keccak(text="2")
+                    + _word(chain_id) + _word(program) + _word(registry))
     struct = keccak(REDEEM_TYPEHASH + _word(r.member) + _word(r.amount) + _word(r.merchant_id)
                     + r.order_ref + _word(r.nonce) + _word(r.deadline))
     digest = keccak(b"\x19\x01" + domain + struct)
@@ -176,7 +177,8 @@ class Bench:
                     self.seq += 1
                     r = Redemption(x.address, 10, acceptor + 1, order_ref(f"o-{self.seq}"), 0,
                                    deadline)
-                    lines.append((r, sign_redemption(x, program.address, self.gw.chain_id, r)))
+                    lines.append((r, sign_redemption(x, program.address, self.registry.address,
+                                                         self.gw.chain_id, r)))
                 batches.append((self.senders[acceptor], program.address,
                                 program.encode_redeem_batch(lines), 200_000 + 150_000 * len(lines)))
                 meta.append((len(lines), issuer, acceptor))
@@ -252,7 +254,8 @@ def api_redemptions(alliance: Alliance, n: int) -> None:
             for j, x in enumerate(mine[k:k + BATCH]):
                 oid = f"api-r-{i}-{k + j}"
                 r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), 0, deadline)
-                sig = sign_redemption(x, issuer.program, alliance.gateway.chain_id, r)
+                sig = sign_redemption(x, issuer.program, alliance.contracts.registry.address,
+                                      alliance.gateway.chain_id, r)
                 items.append({"member": x.address, "points": 7, "order_id": oid, "nonce": 0,
                               "deadline": deadline, "signature": "0x" + sig.hex(),
                               "program_merchant_id": issuer.merchant_id})

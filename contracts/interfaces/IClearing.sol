@@ -122,14 +122,17 @@ interface IClearing {
         returns (uint256 out, uint256 spent, uint256 value);
 
     /// @notice Called by the program of `programMerchant` after it burnt the member's points:
-    /// records the value and credits `out` points of the acceptor's program to `member`.
+    /// records the value and credits `out` points of the acceptor's program to `member`,
+    /// expiring no later than `expiresAt` (when the burnt points would have; see
+    /// IPointProgram.creditConverted).
     /// Requirements: caller is that program; as `recordRedemption`; `out` >= 1.
     function recordConversion(
         uint256 programMerchant,
         uint256 acceptor,
         address member,
         uint256 amount,
-        bytes32 conversionId
+        bytes32 conversionId,
+        uint256 expiresAt
     ) external returns (uint256 out, uint256 spent);
 
     /// @notice Called by the program of `programMerchant` when `acceptor` refunded `points`

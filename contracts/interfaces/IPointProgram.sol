@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {ISignedActions} from "./ISignedActions.sol";
+
 /// @title The alliance point standard: what every merchant's point program speaks besides ERC-20.
-/// @notice Points have 0 decimals. `balanceOf` is what a member can spend now: pending points
-/// (issued inside a refund window) and expired points are not in it. Points are not
-/// transferable between members; they leave an account only by redemption, reversal of the
-/// order that issued them, or expiry.
-interface IPointProgram {
+/// @notice Points have 0 decimals. `balanceOf` is what the ERC-20 `Transfer` logs say a member
+/// holds: spendable + pending + expired-but-not-yet-swept points (`spendableOf`, `pendingOf`,
+/// `expiredOf` split it). `totalSupply` is the sum of all balances. Expired points leave a
+/// balance - with `PointsExpired` and `Transfer(member, 0, amount)` - when anyone sweeps them
+/// (`sweepExpired`, which the service calls at each period boundary) or when the member next
+/// spends. Points are not transferable between members; they leave an account only by
+/// redemption, conversion, reversal of the order that issued them, or expiry.
+/// Members sign EIP-712 messages (domain "Alliance Points", version "2", chainId, the program,
+/// salt = the registry's address) with unordered nonces (a bitmap, as Uniswap's Permit2).
+interface IPointProgram is ISignedActions {
     /// @notice A program's rules, fixed when the factory creates it.
     /// @param periodLength seconds in one expiry period (e.g. 30 days); ignored if `expiryPeriods` is 0
     /// @param expiryPeriods points earned in period p are spendable until the end of period
@@ -67,16 +74,16 @@ interface IPointProgram {
     error PointsInvalidMember(address member);
     /// @dev `releaseAt` is past the program's longest refund window or after the points expire.
     error PointsInvalidRelease(uint256 releaseAt);
-    /// @dev The signed redemption's deadline has passed.
-    error PointsSignatureExpired(uint256 deadline);
-    /// @dev The signature is not the member's (or a contract wallet refused it).
-    error PointsInvalidSignature(address member);
     /// @dev Points move only by issue, redemption, reversal and expiry.
     error PointsNonTransferable();
     /// @dev The member already has the most pending orders a program tracks.
     error PointsTooManyPending(address member);
     /// @dev A batch carried no item.
     error PointsEmptyBatch();
+    /// @dev A redemption batch carried a different number of signatures than redemptions.
+    error PointsBatchLengthMismatch(uint256 redemptions, uint256 signatures);
+    /// @dev A redemption batch names more than one accepting merchant.
+    error PointsMixedAcceptors(uint256 acceptor, uint256 other);
     /// @dev Points of this program cannot be redeemed at that merchant.
     error PointsNotAccepted(uint256 merchantId);
     /// @dev The program's configuration cannot work.
@@ -87,14 +94,20 @@ interface IPointProgram {
     error PointsNotRefundable(bytes32 orderRef);
     /// @dev The redemption is older than the alliance's refund window.
     error PointsRefundWindowClosed(bytes32 orderRef, uint256 redeemedAt);
+    /// @dev Converted points would live longer here than where they came from: they expire at
+    /// `expiresAt` and this program has no lot that expires by then and is still live (or
+    /// points here never expire).
+    error PointsConversionOutlivesSource(uint256 expiresAt);
 
     /// @notice Points credited to `member` for `orderRef`; pending until day `releaseDay`
     /// (0 when spendable at once), expiring with period `earnPeriod`.
     event PointsIssued(
         address indexed member, bytes32 indexed orderRef, uint256 amount, uint256 earnPeriod, uint256 releaseDay
     );
-    /// @notice `amount` of the points `orderRef` issued were taken back (refund).
-    event PointsReversed(address indexed member, bytes32 indexed orderRef, uint256 amount);
+    /// @notice `amount` of the points `orderRef` issued were taken back (refund); `burned` of
+    /// them left the member's balance. `burned` is 0 when the order's own lot had expired:
+    /// a reversal then takes nothing from the member's other points.
+    event PointsReversed(address indexed member, bytes32 indexed orderRef, uint256 amount, uint256 burned);
     /// @notice `member` spent `amount` at `merchantId` for that merchant's `orderRef`.
     event PointsRedeemed(
         address indexed member, uint256 indexed merchantId, bytes32 indexed orderRef, uint256 amount, uint256 nonce
@@ -113,9 +126,14 @@ interface IPointProgram {
         uint256 out,
         uint256 nonce
     );
-    /// @notice `member` received `amount` points converted from `fromMerchantId`'s program.
+    /// @notice `member` received `amount` points converted from `fromMerchantId`'s program,
+    /// into its lot of `period` (so they expire no later than the points they came from).
     event PointsConvertedIn(
-        address indexed member, uint256 indexed fromMerchantId, bytes32 indexed conversionId, uint256 amount
+        address indexed member,
+        uint256 indexed fromMerchantId,
+        bytes32 indexed conversionId,
+        uint256 amount,
+        uint256 period
     );
     /// @notice The member's points earned in `period` expired unspent and were removed.
     event PointsExpired(address indexed member, uint256 period, uint256 amount);
@@ -136,9 +154,12 @@ interface IPointProgram {
 
     /// @notice Takes back up to what `orderRef` issued and was not yet reversed (a refund).
     /// Pending points of the order go first; spendable points are then taken from the
-    /// order's own period first, then soonest-expiring first.
+    /// order's own period first, then soonest-expiring first. Once the order's own lot has
+    /// expired nothing is taken (its points are gone): the order's remainder drops by `amount`
+    /// and `PointsReversed` says `burned` = 0.
     /// Requirements: caller signs for this program's active merchant; the order exists here;
-    /// 0 < `amount` <= what is left of it; the member still holds enough spendable points.
+    /// 0 < `amount` <= what is left of it; unless its lot expired, the member still holds
+    /// enough spendable points.
     function reverse(bytes32 orderRef, uint256 amount) external;
 
     /// @notice Burns points a member authorised by signature (EIP-712 `Redeem`), spending the
@@ -149,24 +170,26 @@ interface IPointProgram {
     /// - caller signs for `r.merchantId`, which is active; if it is not the issuer: the issuer
     ///   is active, both have rates, it accepts this program and stays within its foreign cap;
     /// - 0 < `r.amount` < 2^24;
-    /// - now <= `r.deadline`; `r.nonce` is the member's next nonce;
+    /// - now <= `r.deadline` <= now + 7 days; `r.nonce` unused (see `nonceBitmap`);
     /// - `signature` is the member's (EOA or ERC-1271 contract wallet) over exactly `r`;
     /// - `r.orderRef` was not redeemed against before; the member holds `r.amount` spendable.
     function redeem(Redemption calldata r, bytes calldata signature) external;
 
     /// @notice Many redemptions relayed by one accepting merchant; all land or none does.
     /// Cleared once for the whole batch. Requirements: as `redeem` for every line, all lines
-    /// for the same merchant, one signature per line.
+    /// for the same merchant (else `PointsMixedAcceptors`), one signature per line (else
+    /// `PointsBatchLengthMismatch`).
     function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures) external;
 
     /// @notice The accepting merchant gives back up to what a redemption took (a refund of its
-    /// order): the points return to the member into the lot they were spent from (the oldest,
-    /// if several), so they expire when they would have - if that lot has expired meanwhile,
-    /// nothing comes back; a cleared redemption's value moves back in the current clearing
-    /// period at the original rate either way.
-    /// Requirements: caller signs for active `acceptor` or has the registry's OPERATOR_ROLE (for
-    /// an acceptor suspended meanwhile); the redemption exists, is not a conversion, is within
-    /// the registry's refund window; 0 < `amount` <= what is left of it.
+    /// order): the points return to the member into the lots they were spent from, newest
+    /// first up to what each gave (a redemption spanning more than 7 lots counts the points of
+    /// its oldest lots as the oldest lot's), so they never live longer than they would have;
+    /// points whose lot has expired meanwhile do not come back (`PointsExpired`). A cleared
+    /// redemption's value moves back in the current clearing period at the original rate.
+    /// Requirements: caller signs for active `acceptor`, or - only for an acceptor that is
+    /// suspended - has the registry's OPERATOR_ROLE; the redemption exists, is not a
+    /// conversion, is within the registry's refund window; 0 < `amount` <= what is left of it.
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external;
 
     /// @notice Converts a member's points into `c.toMerchantId`'s points (see
@@ -177,10 +200,26 @@ interface IPointProgram {
     /// and at least `c.minOut` come out; the target stays within its caps.
     function convert(Conversion calldata c, bytes calldata signature) external;
 
-    /// @notice Credits points converted from another program. Only the Clearing calls it.
-    /// Requirements: caller is the registry's clearing; the liability cap holds.
-    function creditConverted(address member, uint256 amount, uint256 fromMerchantId, bytes32 conversionId)
-        external;
+    /// @notice Credits points converted from another program, into the member's newest lot
+    /// here that expires no later than `expiresAt` (when the source points expire; the
+    /// source's `convert` reports the soonest expiry among the lots it spent;
+    /// type(uint256).max: never), so a conversion round trip cannot renew points.
+    /// Requirements: caller is the registry's clearing; the liability cap holds; a live lot
+    /// expiring by `expiresAt` exists here (else `PointsConversionOutlivesSource`: e.g. points
+    /// here never expire but the source's do, or they would arrive already expired).
+    function creditConverted(
+        address member,
+        uint256 amount,
+        uint256 fromMerchantId,
+        bytes32 conversionId,
+        uint256 expiresAt
+    ) external;
+
+    /// @notice Removes the expired lots of each member (emitting `PointsExpired` and
+    /// `Transfer(member, 0, amount)` per lot), so balances rebuilt from logs drop expired
+    /// points. Anyone may call it: it only applies the program's rules.
+    function sweepExpired(address[] calldata members) external;
+
 
     /// @notice The EIP-712 digest a member signs for `r` (for wallets and tests).
     function redemptionDigest(Redemption calldata r) external view returns (bytes32);
@@ -195,13 +234,23 @@ interface IPointProgram {
         view
         returns (address member, uint256 amount, uint256 rate, uint256 redeemedAt);
 
+    /// @notice Points `member` can spend now (live, not pending).
+    function spendableOf(address member) external view returns (uint256);
+
     /// @notice Points issued to `member` that are still pending.
     function pendingOf(address member) external view returns (uint256);
+
+    /// @notice Points of `member` that expired and were not swept yet (still in `balanceOf`).
+    function expiredOf(address member) external view returns (uint256);
 
     /// @notice The member's live lots: per earn period, the points left in it (pending included).
     function lotsOf(address member) external view returns (uint256[] memory periods, uint256[] memory amounts);
 
-    /// @notice What an order issued and has left after reversals, its member and release day.
+    /// @notice When points earned in `period` expire (unix time; type(uint256).max: never).
+    function expiryOf(uint256 period) external view returns (uint256);
+
+    /// @notice What an order issued and has left after reversals (0 once its lot expired),
+    /// its member and release day.
     function orderOf(bytes32 orderRef)
         external
         view

@@ -227,10 +227,27 @@ class PointProgramClient(ContractClient):
         return bytes(out)
 
     def balance_of(self, member: str) -> int:
+        """ERC-20 ``balanceOf``: spendable + pending + expired not yet swept (what the
+        ``Transfer`` logs say). What a member can spend is ``spendable_of``."""
         return int(self.view1("balanceOf", member))
+
+    def spendable_of(self, member: str) -> int:
+        """Points the member can spend now (live, not pending)."""
+        return int(self.view1("spendableOf", member))
 
     def pending_of(self, member: str) -> int:
         return int(self.view1("pendingOf", member))
+
+    def expired_of(self, member: str) -> int:
+        """Points that expired and were not swept yet (still in ``balance_of``)."""
+        return int(self.view1("expiredOf", member))
+
+    def expiry_of(self, period: int) -> int:
+        """Unix time at which points earned in ``period`` expire (2**256 - 1: never)."""
+        return int(self.view1("expiryOf", period))
+
+    def registry(self) -> str:
+        return str(self.view1("registry"))
 
     def lots_of(self, member: str) -> list[tuple[int, int]]:
         periods, amounts = self.view("lotsOf", member)
@@ -239,8 +256,24 @@ class PointProgramClient(ContractClient):
     def total_supply(self) -> int:
         return int(self.view1("totalSupply"))
 
+    def nonce_bitmap(self, member: str, word_pos: int) -> int:
+        """Bit b set: nonce ``word_pos * 256 + b`` of the member is used or cancelled."""
+        return int(self.view1("nonceBitmap", member, word_pos))
+
+    def free_nonce(self, member: str, *, start_word: int = 0, max_words: int = 16) -> int:
+        """The lowest unused nonce of the member from word ``start_word`` on (one call per
+        word). Nonces are unordered: any unused one works; the lowest keeps the member's
+        bitmap in one slot, which is cheapest on chain."""
+        for word in range(start_word, start_word + max_words):
+            bits = self.nonce_bitmap(member, word)
+            if bits != (1 << 256) - 1:
+                free = ~bits & (bits + 1)  # lowest zero bit
+                return word * 256 + free.bit_length() - 1
+        raise ValueError(f"no free nonce in words {start_word}..{start_word + max_words - 1}")
+
     def nonce_of(self, member: str) -> int:
-        return int(self.view1("nonces", member))
+        """A fresh nonce for the member's next signature (``free_nonce``)."""
+        return self.free_nonce(member)
 
     def order_of(self, order_ref: bytes) -> tuple[str, int, int, int]:
         member, remaining, period, day = self.view("orderOf", order_ref)

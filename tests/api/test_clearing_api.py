@@ -26,7 +26,8 @@ def _foreign_redeem(env: ApiEnv, member: LocalAccount, points: int, order_id: st
                     nonce: int) -> dict[str, object]:
     deadline = int(time.time()) + 600
     sig = sign_redemption(member, program=env.store_merchant.program,
-                          chain_id=env.alliance.gateway.chain_id, amount=points,
+                          chain_id=env.alliance.gateway.chain_id,
+                          registry=env.alliance.contracts.registry.address, amount=points,
                           merchant_id=env.cafe_merchant.merchant_id, order_id=order_id,
                           nonce=nonce, deadline=deadline)
     return {"member": member.address, "points": points, "order_id": order_id, "nonce": nonce,
@@ -67,7 +68,8 @@ def test_convert_store_points_into_cafe_points(env: ApiEnv) -> None:
     member = _funded_member(env, 9)
     deadline = int(time.time()) + 600
     sig = sign_conversion(member, program=env.store_merchant.program,
-                          chain_id=env.alliance.gateway.chain_id, amount=9,
+                          chain_id=env.alliance.gateway.chain_id,
+                          registry=env.alliance.contracts.registry.address, amount=9,
                           to_merchant_id=env.cafe_merchant.merchant_id, min_out=4,
                           order_id="CONV-1", nonce=0, deadline=deadline)
     r = env.cafe.post("/v1/points/convert", {

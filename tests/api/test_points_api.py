@@ -58,7 +58,8 @@ def test_redeem_relays_a_members_signature(env: ApiEnv) -> None:
     env.store.wait_operation(r.json()["id"])
     deadline = int(time.time()) + 600
     sig = sign_redemption(member, program=env.store_merchant.program,
-                          chain_id=env.alliance.gateway.chain_id, amount=40,
+                          chain_id=env.alliance.gateway.chain_id,
+                          registry=env.alliance.contracts.registry.address, amount=40,
                           merchant_id=env.store_merchant.merchant_id, order_id="SALE-9",
                           nonce=0, deadline=deadline)
     r = env.store.post("/v1/points/redeem", {"member": member.address, "points": 40,

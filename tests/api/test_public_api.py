@@ -10,6 +10,7 @@ from eth_account import Account
 
 from api.ratelimit import RateLimiter
 from ledger.points import order_ref
+from ledger.signing import domain, domain_salt
 
 from .conftest import ApiEnv
 
@@ -37,7 +38,13 @@ def test_alliance_info_is_public_and_enough_to_sign_a_redemption(env: ApiEnv) ->
     assert store["status"] == "active"
     assert store["domain"]["verifyingContract"] == env.store_merchant.program
     assert store["domain"]["chainId"] == info["chain_id"]
-    assert {"Redeem", "Convert", "EIP712Domain"} <= set(info["types"])
+    assert {"Redeem", "Convert", "CancelNonces", "EIP712Domain"} <= set(info["types"])
+    # The salt binds signatures to this alliance (its registry), as the program checks it.
+    assert store["domain"]["salt"] == domain_salt(info["registry"])
+    assert store["domain"] == domain(chain_id=info["chain_id"], program=store["program"],
+                                     registry=info["registry"])
+    assert [f["name"] for f in info["types"]["EIP712Domain"]] == [
+        "name", "version", "chainId", "verifyingContract", "salt"]
 
     member = Account.create()
     r = env.store.post("/v1/points/issue", {"member": member.address, "points": 30,

@@ -44,7 +44,7 @@ def _nets_sum(chain: Chain, ms: list[Merchant], period: int | None = None) -> in
 
 def _sign_convert(chain: Chain, member: LocalAccount, issuer: Merchant, c: Conversion) -> bytes:
     typed = convert_typed_data(chain_id=chain.gateway.chain_id, program=issuer.program.address,
-                               member=c.member, amount=c.amount,
+                               registry=chain.registry.address, member=c.member, amount=c.amount,
                                to_merchant_id=c.to_merchant_id, min_out=c.min_out,
                                order_ref=c.order_ref, nonce=c.nonce, deadline=c.deadline)
     return bytes(Account.sign_typed_data(member.key, full_message=typed).signature)

@@ -137,9 +137,10 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                     member = members[who]
                     r = Redemption(member.address, amount, m.merchant_id,
                                    keccak(text=f"sale{serial}"),
-                                   m.program.nonce_of(member.address), chain.now() + 10**7)
+                                   m.program.nonce_of(member.address), chain.now() + 6 * DAY)
                     typed = redeem_typed_data(
-                        chain_id=gw.chain_id, program=m.program.address, member=r.member,
+                        chain_id=gw.chain_id, program=m.program.address,
+                        registry=chain.registry.address, member=r.member,
                         amount=r.amount, merchant_id=r.merchant_id, order_ref=r.order_ref,
                         nonce=r.nonce, deadline=r.deadline)
                     sig = bytes(Account.sign_typed_data(member.key,

@@ -84,7 +84,11 @@ def test_issue_and_redeem_over_http_land_on_chain(server: tuple[str, Path]) -> N
         issued = client.wait_operation(r.json()["id"])
         assert issued["status"] == "confirmed"
         deadline = int(time.time()) + 600
-        sig = sign_redemption(member, program=store["program"], chain_id=31337, amount=120,
+        # The signing domain's salt is the program's registry (read from the chain).
+        chain_gw = ChainGateway(json.loads((data / "chain" / "anvil.json").read_text())["url"])
+        registry = chain_gw.call(store["program"], bytes.fromhex("7b103999"))[-20:].hex()
+        sig = sign_redemption(member, program=store["program"], registry="0x" + registry,
+                              chain_id=31337, amount=120,
                               merchant_id=store["merchant_id"], order_id="E2E-SALE",
                               nonce=0, deadline=deadline)
         r = client.post("/v1/points/redeem", {"member": member.address, "points": 120,

@@ -9,21 +9,24 @@ from ledger.points import order_ref
 from ledger.signing import convert_typed_data, redeem_typed_data
 
 
-def sign_redemption(member: LocalAccount, *, program: str, chain_id: int, amount: int,
-                    merchant_id: int, order_id: str, nonce: int, deadline: int) -> str:
+def sign_redemption(member: LocalAccount, *, program: str, registry: str, chain_id: int,
+                    amount: int, merchant_id: int, order_id: str, nonce: int,
+                    deadline: int) -> str:
     """The member's EIP-712 signature of a redemption, as 0x-hex."""
-    typed = redeem_typed_data(chain_id=chain_id, program=program, member=member.address,
+    typed = redeem_typed_data(chain_id=chain_id, program=program, registry=registry,
+                              member=member.address,
                               amount=amount, merchant_id=merchant_id,
                               order_ref=order_ref(order_id), nonce=nonce, deadline=deadline)
     signed = Account.sign_typed_data(member.key, full_message=typed)
     return "0x" + bytes(signed.signature).hex()
 
 
-def sign_conversion(member: LocalAccount, *, program: str, chain_id: int, amount: int,
-                    to_merchant_id: int, min_out: int, order_id: str, nonce: int,
+def sign_conversion(member: LocalAccount, *, program: str, registry: str, chain_id: int,
+                    amount: int, to_merchant_id: int, min_out: int, order_id: str, nonce: int,
                     deadline: int) -> str:
     """The member's EIP-712 signature of a conversion out of ``program``, as 0x-hex."""
-    typed = convert_typed_data(chain_id=chain_id, program=program, member=member.address,
+    typed = convert_typed_data(chain_id=chain_id, program=program, registry=registry,
+                               member=member.address,
                                amount=amount, to_merchant_id=to_merchant_id, min_out=min_out,
                                order_ref=order_ref(order_id), nonce=nonce, deadline=deadline)
     signed = Account.sign_typed_data(member.key, full_message=typed)

@@ -53,6 +53,7 @@ def _signed(alliance: Alliance, member: LocalAccount, issuer: AdmittedMerchant,
             *, tamper: bool = False) -> SignedRedemption:
     deadline = int(alliance.gateway.block("latest")["timestamp"]) + 3600
     sig = sign_redemption(member, program=issuer.program, chain_id=alliance.gateway.chain_id,
+                          registry=alliance.contracts.registry.address,
                           amount=points + (1 if tamper else 0), merchant_id=acceptor.merchant_id,
                           order_id=order_id, nonce=nonce, deadline=deadline)
     return SignedRedemption(member.address, points, order_id, nonce, deadline, sig,
@@ -115,6 +116,7 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
     _fund(alliance, gp, [member], 100)
     deadline = int(alliance.gateway.block("latest")["timestamp"]) + 3600
     sig = sign_conversion(member, program=gp.program, chain_id=alliance.gateway.chain_id,
+                          registry=alliance.contracts.registry.address,
                           amount=26, to_merchant_id=star.merchant_id, min_out=10,
                           order_id="conv-1", nonce=0, deadline=deadline)
     spend = _signed(alliance, member, gp, star, 30, "star-ticket", 1)

@@ -32,6 +32,7 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
     member = Account.create()
     deadline = int(alliance.gateway.block("latest")["timestamp"]) + 600
     sig = sign_redemption(member, program=store.program, chain_id=alliance.gateway.chain_id,
+                          registry=alliance.contracts.registry.address,
                           amount=7, merchant_id=cafe.merchant_id, order_id="c-1", nonce=0,
                           deadline=deadline)
     with alliance.store.session() as s:

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from eth_account import Account
 from sqlalchemy import select
 
 from ledger.alliance import Alliance
 from ledger.contracts.clients import PointProgramClient, ProgramConfig
-from ledger.expiry import ExpirySweeper
+from ledger.expiry import SWEEP_BATCH, ExpirySweeper
 from ledger.merchants import AdmittedMerchant, admit_merchant
 from ledger.outbox import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE, OutboxWorker
-from ledger.points import chain_now, get_operation, history, request_issue, request_redeem
+from ledger.points import (
+    IssueLine,
+    chain_now,
+    get_operation,
+    history,
+    request_issue,
+    request_issue_batch,
+    request_redeem,
+)
 from ledger.store.models import Operation
 
 from .helpers import sign_redemption
@@ -101,3 +110,37 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
     receipt = alliance.gateway.receipt(str(done.tx_hash))
     assert receipt is not None
     assert int(receipt["gasUsed"]) < GAS_SWEEP_BASE + 2 * GAS_PER_SWEPT_MEMBER
+
+
+def test_sweep_gas_per_lot_is_measured_and_within_the_outbox_bound(
+        alliance: Alliance, chain_snapshot: None, capsys: pytest.CaptureFixture[str]) -> None:
+    daily = admit_merchant(
+        alliance, name="Gas Bakery", symbol="GAS", rate=1,
+        config=ProgramConfig(period_length=86_400, expiry_periods=1, max_pending_days=1))
+    program = alliance.contracts.program(daily.program)
+    members = [Account.create().address for _ in range(SWEEP_BATCH)]
+    with alliance.store.session() as s:
+        request_issue_batch(alliance, s, merchant_id=daily.merchant_id, items=[
+            IssueLine(points=7, order_id=f"G-{i}", member=m) for i, m in enumerate(members)])
+    OutboxWorker(alliance).drain()
+    ((earned, _),) = program.lots_of(members[0])
+    _pass_until(alliance, program.expiry_of(earned) + 1)
+    assert ExpirySweeper(alliance).run_once() == SWEEP_BATCH
+    OutboxWorker(alliance).drain()
+    with alliance.store.read_session() as s:
+        (op_id,) = s.scalars(select(Operation.id).where(Operation.kind == "sweep_expired"))
+    done = get_operation(alliance, operation_id=op_id, merchant_id=daily.merchant_id)
+    assert done.status == "confirmed" and program.total_supply() == 0
+    receipt = alliance.gateway.receipt(str(done.tx_hash))
+    assert receipt is not None
+    used = int(receipt["gasUsed"])
+    per_lot = (used - 21_000) / SWEEP_BATCH
+    # Floor per one-lot member: its account slot read cold and rewritten (2,100 + 2,900),
+    # PointsExpired (LOG2, 64 data bytes: 1,637) and Transfer (LOG3, 32 bytes: 1,756), and its
+    # 32-byte calldata word (512): 8,905 gas.
+    floor = 2_100 + 2_900 + 1_637 + 1_756 + 512
+    with capsys.disabled():
+        print(f"\nsweepExpired of {SWEEP_BATCH} one-lot members: {used} gas, "
+              f"{per_lot:.0f} per lot, floor {floor} ({per_lot / floor:.2f}x)")
+    assert used <= GAS_SWEEP_BASE + GAS_PER_SWEPT_MEMBER * SWEEP_BATCH
+    assert per_lot < 2 * floor

@@ -72,6 +72,7 @@ def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_roun
         ops = []
         for i, m in enumerate(members):
             sig = sign_redemption(m, program=program.address,
+                                  registry=alliance.contracts.deployment.registry,
                                   chain_id=alliance.gateway.chain_id, amount=20,
                                   merchant_id=mid, order_id=f"SPEND-{i}", nonce=0,
                                   deadline=deadline)

@@ -210,6 +210,7 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
     prog = _program(alliance, store_merchant)
     deadline = int(time.time()) + 600
     sig = sign_redemption(member, program=prog.address, chain_id=alliance.gateway.chain_id,
+                          registry=alliance.contracts.registry.address,
                           amount=20, merchant_id=mid, order_id="SALE-1", nonce=0,
                           deadline=deadline)
     with alliance.store.session() as s:

@@ -53,6 +53,7 @@ def test_redeem_signed_in_the_acceptors_domain_for_foreign_points_is_refused(
     # Spending the store's points at the cafe: the member must sign in the *store's* program
     # domain; signing in the cafe's (the relayer's) is the mistake a README-only wallet made.
     wrong = sign_redemption(member, program=cafe_merchant.program,
+                            registry=alliance.contracts.deployment.registry,
                             chain_id=alliance.gateway.chain_id, amount=10,
                             merchant_id=cafe_merchant.merchant_id, order_id="CAFE-1", nonce=7,
                             deadline=deadline)
@@ -62,6 +63,7 @@ def test_redeem_signed_in_the_acceptors_domain_for_foreign_points_is_refused(
         program_merchant_id=store_merchant.merchant_id))
     assert store_merchant.program in err.message and err.details["field"] == "signature"
     right = sign_redemption(member, program=store_merchant.program,
+                            registry=alliance.contracts.deployment.registry,
                             chain_id=alliance.gateway.chain_id, amount=10,
                             merchant_id=cafe_merchant.merchant_id, order_id="CAFE-1", nonce=7,
                             deadline=deadline)
@@ -79,6 +81,7 @@ def test_redeem_signed_by_someone_else_or_garbage_is_refused(
     mid = store_merchant.merchant_id
     deadline = _chain_now(alliance) + 600
     by_thief = sign_redemption(thief, program=store_merchant.program,
+                               registry=alliance.contracts.deployment.registry,
                                chain_id=alliance.gateway.chain_id, amount=5, merchant_id=mid,
                                order_id="T-1", nonce=1, deadline=deadline)
     for sig in (by_thief, "0x" + "ab" * 65, "0x" + "00" * 65, "0x" + "11" * 66):
@@ -95,6 +98,7 @@ def test_deadline_already_past_or_too_far_ahead_is_refused(
     for deadline, code in ((now - 1, "deadline-passed"),
                            (now + MAX_DEADLINE_AHEAD_S + 60, "deadline-too-far")):
         sig = sign_redemption(member, program=store_merchant.program,
+                              registry=alliance.contracts.deployment.registry,
                               chain_id=alliance.gateway.chain_id, amount=5, merchant_id=mid,
                               order_id="D-1", nonce=2, deadline=deadline)
         err = _refused(alliance, code, lambda s, d=deadline, sig=sig: request_redeem(
@@ -115,7 +119,8 @@ def test_a_used_nonce_is_refused_and_a_batch_names_the_line(
 
     def signed(order_id: str, nonce: int) -> SignedRedemption:
         return SignedRedemption(member.address, 5, order_id, nonce, deadline, sign_redemption(
-            member, program=store_merchant.program, chain_id=alliance.gateway.chain_id,
+            member, program=store_merchant.program,
+            registry=alliance.contracts.deployment.registry, chain_id=alliance.gateway.chain_id,
             amount=5, merchant_id=mid, order_id=order_id, nonce=nonce, deadline=deadline))
 
     first = signed("N-1", 0)
@@ -138,6 +143,7 @@ def test_convert_signed_for_another_target_is_refused(
     deadline = _chain_now(alliance) + 600
     # toMerchantId must be the relaying (target) merchant; here it names the source.
     sig = sign_conversion(member, program=store_merchant.program,
+                          registry=alliance.contracts.deployment.registry,
                           chain_id=alliance.gateway.chain_id, amount=100,
                           to_merchant_id=store_merchant.merchant_id, min_out=1,
                           order_id="CONV-1", nonce=3, deadline=deadline)
