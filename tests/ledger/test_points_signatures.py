@@ -229,3 +229,25 @@ def test_a_cancelled_signature_can_never_land_and_others_still_do(
         deadline=deadline, signature=_sign_cancel(member, alliance, program.address,
                                                   word_pos=0, mask=1 << 5 | 1 << 6,
                                                   deadline=deadline)))
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def test_signature_forms_eth_account_takes_but_the_chain_refuses_are_refused(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    member = Account.create()
+    mid = store_merchant.merchant_id
+    deadline = _chain_now(alliance) + 600
+    good = bytes.fromhex(sign_redemption(
+        member, program=store_merchant.program, registry=alliance.contracts.deployment.registry,
+        chain_id=alliance.gateway.chain_id, amount=5, merchant_id=mid, order_id="M-1", nonce=9,
+        deadline=deadline)[2:])
+    r, s, v = good[:32], int.from_bytes(good[32:64], "big"), good[64]
+    # eth-account recovers the member from both; OpenZeppelin's ECDSA rejects both.
+    high_s = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+    v_01 = good[:64] + bytes([v - 27])
+    for sig in (high_s, v_01):
+        _refused(alliance, "signature-mismatch", lambda s, sig=sig: request_redeem(
+            alliance, s, merchant_id=mid, member=member.address, points=5, order_id="M-1",
+            nonce=9, deadline=deadline, signature="0x" + sig.hex()))
