@@ -13,7 +13,7 @@ from ledger.settings import get_settings
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
-from .routes import admin, clearing, members, merchants, operations, points
+from .routes import admin, clearing, members, merchants, operations, points, public
 
 # Failed authentications allowed per minute per key id, and per client address (higher:
 # several merchants' tills may share one address behind a NAT). Past them: 429.
@@ -51,10 +51,11 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
     app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
     app.add_middleware(RequestGuard, api=app)
+    app.state.public_rate_limiter = RateLimiter(alliance.settings.public_rate_limit_per_minute)
     errors.install(app)
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              clearing.router, admin.router, clearing.admin_router):
+              clearing.router, admin.router, clearing.admin_router, public.router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

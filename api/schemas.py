@@ -140,6 +140,25 @@ class ConvertRequest(Strict):
     signature: Signature
 
 
+class CancelSignaturesRequest(Strict):
+    """Relay a member's signed ``CancelNonces`` (EIP-712; see README): nonces
+    ``word_pos * 256 + b`` for each bit ``b`` set in ``mask`` can never be used, so signatures
+    carrying them can never land. In ``program_merchant_id``'s program (default: yours)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"member": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "word_pos": 0,
+         "mask": "0x6", "deadline": 1764000600, "signature": "0x" + "ab" * 65}]})
+
+    member: Address
+    word_pos: Annotated[int, Field(strict=True, ge=0, lt=2**248)]
+    mask: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{1,64}$",
+                               description="bits of the nonces to cancel, as 0x-hex")]
+    deadline: UnixTime
+    signature: Signature
+    program_merchant_id: MerchantId | None = Field(
+        default=None, description="whose program the nonces belong to (default: yours)")
+
+
 class RefundRedemptionRequest(Strict):
     """Give back points a redemption took for one of your orders (within the refund window);
     a cleared redemption's value moves back."""
@@ -225,17 +244,30 @@ class OperationOut(BaseModel):
 class LotOut(BaseModel):
     period: int
     points: int
+    expires_at: int | None = Field(description="unix time the lot expires (null: never)")
+
+
+class ReleaseOut(BaseModel):
+    order_ref: str | None
+    points: int
+    release_at: int = Field(description="unix time the pending points become spendable")
 
 
 class ProgramBalanceOut(BaseModel):
+    """``balance`` (ERC-20 ``balanceOf``, what the Transfer logs say) = ``spendable`` +
+    ``pending`` + ``expired`` (expired, not swept yet)."""
+
     merchant_id: int
     merchant_name: str
     program: str
     symbol: str
+    balance: int
     spendable: int
     pending: int
+    expired: int
+    releases: list[ReleaseOut]
     lots: list[LotOut]
-    next_nonce: int
+    next_nonce: int = Field(description="an unused signature nonce (nonces are unordered)")
 
 
 class BalancesOut(BaseModel):

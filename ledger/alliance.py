@@ -112,18 +112,23 @@ class Alliance:
 
     def start_workers(self) -> None:
         """Start the outbox workers that send queued operations."""
+        from .expiry import ExpirySweeper
         from .outbox import OutboxWorker
 
         if not self._workers:
             worker = OutboxWorker(self)
             worker.start()
             self._workers.append(worker)
+            sweeper = ExpirySweeper(self)
+            sweeper.start()
+            self._workers.append(sweeper)
 
     def stop_workers(self) -> None:
+        from .expiry import ExpirySweeper
         from .outbox import OutboxWorker
 
         for w in self._workers:
-            assert isinstance(w, OutboxWorker)
+            assert isinstance(w, OutboxWorker | ExpirySweeper)
             w.stop()
         self._workers.clear()
 

@@ -4,6 +4,9 @@ The whole tree, in one place (callers catch the most specific class they handle)
 
     LedgerError
     ├── LedgerValidationError (ValueError)      bad input, rejected before anything is written
+    │   └── LedgerSignatureError                a member's signature that cannot land: another
+    │                                           signer or domain, deadline out of range, nonce
+    │                                           already used (``code`` says which)
     ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
     ├── LedgerConflictError                     idempotency key reused with another body, …
@@ -42,6 +45,20 @@ class LedgerValidationError(LedgerError, ValueError):
     """The input was malformed or out of range; nothing was written."""
 
     code = "validation-error"
+
+
+class LedgerSignatureError(LedgerValidationError):
+    """A member's signed message that would fail on chain, refused before it is queued.
+
+    ``code`` is ``signature-mismatch`` (not the member's signature over this message in this
+    program's domain), ``deadline-passed``, ``deadline-too-far`` or ``nonce-used``."""
+
+    code = "signature-mismatch"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
 
 
 class LedgerNotFoundError(LedgerError, LookupError):

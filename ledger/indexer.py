@@ -19,6 +19,8 @@ from .store import repos
 log = logging.getLogger(__name__)
 
 CURSOR = "points"
+# Up to which chain time pending issues have their ``released`` rows.
+RELEASES = "points-releases"
 REORG_DEPTH = 64
 CHUNK = 5_000
 
@@ -32,7 +34,14 @@ _KINDS = {
     "PointsConvertedIn": "converted_in",
 }
 
+# A pending issue also gives a ``released`` row (the day its points become spendable), stored
+# with the issue's transaction and block (so a reorg drops both) at this log index offset.
+RELEASE_LOG_OFFSET = 1 << 20
+DAY = 86_400
+
 _sync_lock = threading.Lock()
+# Programs' origins (immutable): the day a pending issue releases counts from it.
+_origins: dict[str, int] = {}
 
 
 class Indexer:
@@ -47,8 +56,15 @@ class Indexer:
             return self._sync()
 
     def _sync(self) -> int:
+        head = self.alliance.gateway.block_number() - self.alliance.settings.confirmations
+        with self.alliance.store.session() as s:
+            released = repos.get_cursor(s, RELEASES)
+        released_until = released[0] if released is not None else -1
+        added = self._index_logs(head, released_until)
+        return added + self._release_due(head, released_until)
+
+    def _index_logs(self, head: int, released_until: int) -> int:
         gw = self.alliance.gateway
-        head = gw.block_number() - self.alliance.settings.confirmations
         start_default = self.alliance.contracts.deployment.block
         with self.alliance.store.session() as s:
             cursor = repos.get_cursor(s, CURSOR)
@@ -72,19 +88,64 @@ class Indexer:
             to = min(head, frm + CHUNK - 1)
             logs = gw.get_logs(address=list(programs), from_block=frm, to_block=to)
             rows = []
+            times: dict[int, int] = {}
             for lg in logs:
                 program = self.alliance.contracts.program(str(lg["address"]))
                 for name, args, raw in program.decode_logs([lg]):
                     kind = _KINDS.get(name)
                     if kind is None:
                         continue
-                    rows.append(_row(kind, args, raw, programs, gw.chain_id))
+                    block = int(raw["blockNumber"])
+                    if block not in times:
+                        times[block] = int(gw.block(block)["timestamp"])
+                    row = _row(kind, args, raw, programs, gw.chain_id)
+                    row["block_time"] = times[block]
+                    day = row.pop("release_day")
+                    if day:
+                        row["release_at"] = release_time(self.alliance,
+                                                         program=row["program"], day=day)
+                    rows.append(row)
+                    # Indexed after its release time passed (late, or again after a reorg):
+                    # its release row goes in now; later ones come with _release_due.
+                    if row["release_at"] is not None and row["release_at"] <= released_until:
+                        rows.append(released_row(row))
             to_hash = gw.block(to)["hash"].hex()
             with self.alliance.store.session() as s:
                 added += repos.insert_point_events(s, rows)
                 repos.set_cursor(s, CURSOR, to, to_hash)
             frm = to + 1
         return added
+
+    def _release_due(self, head: int, released_until: int) -> int:
+        """Add a ``released`` row for every pending issue whose release time passed since the
+        last sync (by the confirmed head's clock): it takes the next id, so the history,
+        ordered by id, shows the release when it happened, after what came before it."""
+        if head < 0:
+            return 0
+        now = int(self.alliance.gateway.block(head)["timestamp"])
+        if now <= released_until:
+            return 0
+        with self.alliance.store.session() as s:
+            due = repos.issues_released_between(s, after=released_until, until=now)
+            added = repos.insert_point_events(s, [released_row(r) for r in due])
+            # The cursor's block column holds a time here (seconds), not a block number.
+            repos.set_cursor(s, RELEASES, now, "")
+        return added
+
+
+def released_row(issued: dict[str, Any]) -> dict[str, Any]:
+    """The row of the moment a pending issue's points become spendable (same transaction and
+    block as the issue, so a reorg that drops the issue drops it too)."""
+    return {**issued, "kind": "released",
+            "log_index": issued["log_index"] + RELEASE_LOG_OFFSET,
+            "block_time": issued["release_at"]}
+
+
+def release_time(alliance: Alliance, *, program: str, day: int) -> int:
+    """The unix time at which day ``day`` of a program begins (pending points release then)."""
+    if program not in _origins:
+        _origins[program] = alliance.contracts.program(program).origin()
+    return _origins[program] + day * DAY
 
 
 def _row(kind: str, args: dict[str, Any], raw: Any, programs: dict[str, int],
@@ -100,8 +161,16 @@ def _row(kind: str, args: dict[str, Any], raw: Any, programs: dict[str, int],
         "member": str(args["member"]),
         "kind": kind,
         "amount": int(args["amount"] if "amount" in args else args["spent"]),
+        "period": _opt_int(args.get("earnPeriod", args.get("period"))),
+        "release_day": _opt_int(args.get("releaseDay")),
+        "release_at": None,
+        "burned": _opt_int(args.get("burned")),
         "order_ref": "0x" + order_ref.hex() if isinstance(order_ref, bytes) else None,
         "tx_hash": "0x" + bytes(raw["transactionHash"]).hex().removeprefix("0x"),
         "block_number": int(raw["blockNumber"]),
         "log_index": int(raw["logIndex"]),
     }
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -9,17 +9,27 @@ the idempotency record). The outbox worker sends it. Reads come from the chain's
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
+from . import signing
 from .alliance import Alliance
-from .errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidationError
+from .errors import (
+    LedgerNotFoundError,
+    LedgerPermissionError,
+    LedgerSignatureError,
+    LedgerValidationError,
+)
+from .indexer import Indexer
 from .store import repos
 
 MAX_POINTS = 2**48 - 1
@@ -27,6 +37,9 @@ MAX_POINTS = 2**48 - 1
 MAX_REDEEM_POINTS = 2**24 - 1
 ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
+SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+# How far ahead a member's signed deadline may be (PointProgram refuses later ones).
+MAX_DEADLINE_AHEAD_S = signing.MAX_DEADLINE_AHEAD_S
 
 
 @dataclass(frozen=True)
@@ -58,16 +71,38 @@ class OperationView:
 
 
 @dataclass(frozen=True)
+class Lot:
+    """Points of one earn period a member holds, and when they expire (None: never)."""
+
+    period: int
+    points: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Pending points of one order and when they become spendable."""
+
+    order_ref: str | None
+    points: int
+    release_at: int
+
+
+@dataclass(frozen=True)
 class ProgramBalance:
-    """A member's points in one program."""
+    """A member's points in one program: ``balance`` (ERC-20 ``balanceOf``, what the Transfer
+    logs say) = ``spendable`` + ``pending`` + ``expired`` (expired, not swept yet)."""
 
     merchant_id: int
     merchant_name: str
     program: str
     symbol: str
+    balance: int
     spendable: int
     pending: int
-    lots: list[tuple[int, int]]
+    expired: int
+    releases: list[Release]
+    lots: list[Lot]
     next_nonce: int
 
 
@@ -261,12 +296,98 @@ def _redeem_points(value: Any) -> int:
     return points
 
 
+class SignatureCheck:
+    """Checks a member's signed message the way the program will, before it is queued: a
+    relayed signature that cannot land is refused at once (4xx), not failed later on chain.
+
+    An EOA's signature is recovered locally against the program's EIP-712 domain; a contract
+    wallet (code at the member's address) signs by ERC-1271, which only the chain can judge,
+    so its signature is left to the program. Deadline and nonce are checked for both, against
+    the chain's clock and the program's nonce bitmap. One instance serves one request: the
+    chain's time and each member's code are read once."""
+
+    def __init__(self, alliance: Alliance) -> None:
+        self.alliance = alliance
+        self._now: int | None = None
+        self._contract: dict[str, bool] = {}
+
+    def now(self) -> int:
+        """The chain's latest block time (the clock the program checks deadlines by)."""
+        if self._now is None:
+            self._now = int(self.alliance.gateway.block("latest")["timestamp"])
+        return self._now
+
+    def is_contract(self, member: str) -> bool:
+        if member not in self._contract:
+            self._contract[member] = len(self.alliance.gateway.code(member)) > 0
+        return self._contract[member]
+
+    def check(self, typed: dict[str, Any], *, member: str, nonce: int | None, deadline: int,
+              signature: str) -> None:
+        """Raise LedgerSignatureError unless ``signature`` can authorise ``typed`` now
+        (``nonce`` None: a message without a nonce of its own, e.g. ``CancelNonces``)."""
+        now = self.now()
+        if deadline < now:
+            raise LedgerSignatureError(f"the signature's deadline {deadline} has passed "
+                                       f"(chain time {now})", code="deadline-passed",
+                                       field="deadline")
+        if deadline > now + MAX_DEADLINE_AHEAD_S:
+            raise LedgerSignatureError(
+                f"the signature's deadline is more than {MAX_DEADLINE_AHEAD_S} s ahead",
+                code="deadline-too-far", field="deadline")
+        program = str(typed["domain"]["verifyingContract"])
+        if nonce is not None and nonce_used(self.alliance, program=program, member=member,
+                                            nonce=nonce):
+            raise LedgerSignatureError(f"nonce {nonce} of {member} is already used or "
+                                       "cancelled in this program", code="nonce-used",
+                                       field="nonce")
+        if self.is_contract(member):
+            return
+        raw = bytes.fromhex(signature[2:])
+        signer = None
+        # OpenZeppelin's ECDSA takes only 65-byte signatures with v 27/28 and a low s: a
+        # signature eth-account would also recover (v 0/1, high s) would still fail on chain.
+        if len(raw) == 65 and raw[64] in (27, 28) and \
+                int.from_bytes(raw[32:64], "big") <= SECP256K1_HALF_N:
+            try:
+                signer = Account.recover_message(encode_typed_data(full_message=typed),
+                                                 signature=raw)
+            except Exception:  # noqa: BLE001 - any unrecoverable signature is a mismatch
+                signer = None
+        if signer != member:
+            raise LedgerSignatureError(
+                f"the signature is not {member}'s over this {typed['primaryType']} in the "
+                f"domain of program {program} (chain {typed['domain']['chainId']}): sign in "
+                "the domain of the program whose points are spent, with exactly these fields",
+                field="signature")
+
+
+def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> bool:
+    """Whether a member's signature nonce is spent or cancelled in a program (unordered
+    nonces, as Permit2: bit ``nonce & 0xff`` of word ``nonce >> 8`` of ``nonceBitmap``)."""
+    word = alliance.contracts.program(program).nonce_bitmap(member, nonce >> 8)
+    return bool(word >> (nonce & 0xFF) & 1)
+
+
 def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
-                     known: dict[int, repos.MerchantRow] | None = None) -> dict[str, Any]:
+                     known: dict[int, repos.MerchantRow] | None = None,
+                     checker: SignatureCheck | None = None) -> dict[str, Any]:
     _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
     program_merchant = _program_merchant(session, acceptor, r.program_merchant_id, known)
     points = _redeem_points(r.points)
-    return {"member": _address(r.member), "points": points, "order_id": _order_id(r.order_id),
+    member = _address(r.member)
+    oid = _order_id(r.order_id)
+    if checker is not None:
+        assert program_merchant.program_address is not None
+        checker.check(signing.redeem_typed_data(
+            chain_id=checker.alliance.gateway.chain_id,
+            program=program_merchant.program_address,
+            registry=checker.alliance.contracts.deployment.registry, member=member,
+            amount=points,
+            merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
+            deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
+            signature=r.signature)
+    return {"member": member, "points": points, "order_id": oid,
             "order_ref": "0x" + order_ref(r.order_id).hex(), "nonce": r.nonce,
             "deadline": r.deadline, "signature": r.signature, "merchant_id": acceptor.id,
             "program_merchant_id": program_merchant.id,
@@ -288,7 +409,8 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
     another merchant's program the value clears in the same transaction."""
     acceptor = _merchant(session, merchant_id)
     line = _redemption_line(session, acceptor, SignedRedemption(
-        member, points, order_id, nonce, deadline, signature, program_merchant_id))
+        member, points, order_id, nonce, deadline, signature, program_merchant_id),
+        checker=SignatureCheck(alliance))
     op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
                                  payload={"program": line["program"], "items": [line]},
                                  signer=acceptor.account_address)
@@ -304,9 +426,13 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
     known: dict[int, repos.MerchantRow] = {}
+    checker = SignatureCheck(alliance)
     for i, it in enumerate(items):
         try:
-            line = _redemption_line(session, acceptor, it, known)
+            line = _redemption_line(session, acceptor, it, known, checker)
+        except LedgerSignatureError as exc:
+            raise LedgerSignatureError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                                       **exc.details) from exc
         except (LedgerValidationError, LedgerNotFoundError) as exc:
             raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
         if line["order_id"] in seen:
@@ -334,8 +460,17 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
     if not isinstance(min_out, int) or isinstance(min_out, bool) or not 0 <= min_out <= MAX_POINTS:
         raise LedgerValidationError("min_out must be a non-negative integer", field="min_out")
     pts = _redeem_points(points)
-    payload = {"program": source.program_address, "member": _address(member), "points": pts,
-               "min_out": min_out, "order_id": _order_id(order_id),
+    account = _address(member)
+    oid = _order_id(order_id)
+    assert source.program_address is not None
+    SignatureCheck(alliance).check(signing.convert_typed_data(
+        chain_id=alliance.gateway.chain_id, program=source.program_address,
+        registry=alliance.contracts.deployment.registry, member=account,
+        amount=pts, to_merchant_id=target.id, min_out=min_out, order_ref=order_ref(oid),
+        nonce=nonce, deadline=deadline), member=account, nonce=nonce, deadline=deadline,
+        signature=signature)
+    payload = {"program": source.program_address, "member": account, "points": pts,
+               "min_out": min_out, "order_id": oid,
                "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
                "deadline": deadline, "signature": signature, "merchant_id": target.id,
                "from_merchant_id": source.id}
@@ -359,6 +494,41 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     return operation_view(op)
 
 
+def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_id: int,
+                              member: str, word_pos: int, mask: int, deadline: int,
+                              signature: str, program_merchant_id: int | None = None
+                              ) -> OperationView:
+    """Queue a member's signed ``CancelNonces``: nonces ``word_pos * 256 + b`` for every bit
+    ``b`` of ``mask`` can never be used in ``program_merchant_id``'s program (default: the
+    relaying merchant's own). Refused at once if the signature is not the member's, or every
+    one of those nonces is already used."""
+    relayer = _merchant(session, merchant_id)
+    program_merchant = _program_merchant(session, relayer, program_merchant_id)
+    program = program_merchant.program_address
+    assert program is not None
+    account = _address(member)
+    if not isinstance(word_pos, int) or isinstance(word_pos, bool) or not 0 <= word_pos < 2**248:
+        raise LedgerValidationError("word_pos must be 0 to 2^248 - 1", field="word_pos")
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 < mask < 2**256:
+        raise LedgerValidationError("mask must be 1 to 2^256 - 1", field="mask")
+    _nonce_deadline_signature(0, deadline, signature)
+    SignatureCheck(alliance).check(signing.cancel_nonces_typed_data(
+        chain_id=alliance.gateway.chain_id, program=program,
+        registry=alliance.contracts.deployment.registry, member=account, word_pos=word_pos,
+        mask=mask, deadline=deadline), member=account, nonce=None, deadline=deadline,
+        signature=signature)
+    used = alliance.contracts.program(program).nonce_bitmap(account, word_pos)
+    if used & mask == mask:
+        raise LedgerSignatureError("every nonce of that mask is already used or cancelled",
+                                   code="nonce-used", field="mask")
+    payload = {"program": program, "program_merchant_id": program_merchant.id,
+               "member": account, "word_pos": word_pos, "mask": hex(mask),
+               "deadline": deadline, "signature": signature}
+    op = repos.enqueue_operation(session, merchant_id=relayer.id, kind="cancel_nonces",
+                                 payload=payload, signer=relayer.account_address)
+    return operation_view(op)
+
+
 # ---------------------------------------------------------------------- reads
 
 
@@ -376,39 +546,229 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
 
 def balances(alliance: Alliance, *, member: str,
              merchant_id: int | None = None) -> list[ProgramBalance]:
-    """The member's spendable and pending points in every program (with ``merchant_id``:
-    in that merchant's program only), read from the chain."""
+    """The member's points in every program (with ``merchant_id``: in that merchant's program
+    only), read from the chain (spendable, pending, expired not yet swept, lots with their
+    expiry times), with pending orders' release times from the read model (net of reversals)."""
     address = _address(member)
+    Indexer(alliance).sync()
+    now = chain_now(alliance)
     with alliance.store.read_session() as s:
         merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
                      if m.program_address and merchant_id in (None, m.id)]
+        pending = repos.pending_issues(s, member=address, now=now)
+        reversals: dict[str, list[tuple[int, int]]] = {}
+        for program in {p.program for p in pending}:
+            reversals.update(repos.reversed_before(
+                s, program=program,
+                order_refs=[p.order_ref for p in pending if p.program == program and p.order_ref]))
     out = []
     for mid, name, program in merchants:
         assert program is not None
         client = alliance.contracts.program(program)
+        releases = []
+        for p in pending:
+            left = p.amount - sum(x for _, x in reversals.get(p.order_ref or "", []))
+            if p.program == program and left > 0:
+                releases.append(Release(p.order_ref, left, p.release_at))
         out.append(ProgramBalance(
             merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
-            spendable=client.spendable_of(address), pending=client.pending_of(address),
-            lots=client.lots_of(address), next_nonce=client.free_nonce(address)))
+            balance=client.balance_of(address), spendable=client.spendable_of(address),
+            pending=client.pending_of(address), expired=client.expired_of(address),
+            releases=releases,
+            lots=[Lot(period, points, expiry_of(alliance, program=program, period=period))
+                  for period, points in client.lots_of(address)],
+            next_nonce=client.free_nonce(address)))
     return out
+
+
+# What a member's history says of each kind of event (README "Member history").
+HISTORY_KINDS = {
+    "issued": "points credited for a merchant's order (pending until release_at if set)",
+    "released": "pending points of an issue became spendable (at: the release time)",
+    "reversed": "points an order issued taken back by a refund (burned: what was taken)",
+    "redeemed": "points spent at a merchant (elsewhere: not the issuing merchant)",
+    "refunded": "points a redemption took given back",
+    "converted_out": "points turned into another merchant's points",
+    "converted_in": "points received from a conversion",
+    "expired": "a lot's points expired unspent (expired_at: when; at: when swept)",
+}
+NEVER = 2**256 - 1
+_expiries: dict[tuple[str, int], int] = {}
+
+
+def chain_now(alliance: Alliance) -> int:
+    """The chain's latest block time: the clock the programs release and expire by."""
+    return int(alliance.gateway.block("latest")["timestamp"])
+
+
+def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
+    """When points earned in ``period`` of a program expire (unix time; None: never)."""
+    key = (program, period)
+    if key not in _expiries:
+        _expiries[key] = alliance.contracts.program(program).expiry_of(period)
+    value = _expiries[key]
+    return None if value >= NEVER else value
 
 
 def history(alliance: Alliance, *, member: str, limit: int = 50,
             cursor: int | None = None, merchant_id: int | None = None
             ) -> tuple[list[dict[str, Any]], int | None]:
     """The member's point events, newest first, from the indexed read model (with
-    ``merchant_id``: only its program's events and those at its store).
+    ``merchant_id``: only its program's events and those at its store), each with its
+    time (``at``) and what its kind needs (see :data:`HISTORY_KINDS`): an issue's release and
+    expiry times, a release's amount net of reversals before it, a reversal's ``burned``, a
+    redemption's ``elsewhere``, an expiry's ``expired_at``.
 
     Gives (events, next cursor or None)."""
     address = _address(member)
     if not 1 <= limit <= 500:
         raise LedgerValidationError("limit must be 1-500", field="limit")
-    from .indexer import Indexer
-
     Indexer(alliance).sync()
     with alliance.store.read_session() as s:
-        return repos.member_events(s, member=address, limit=limit, cursor=cursor,
-                                   merchant_id=merchant_id)
+        issuers = {m.program_address: m.id for m in repos.list_merchants(s)}
+        events, nxt = repos.member_events(s, member=address, limit=limit, cursor=cursor,
+                                           merchant_id=merchant_id)
+        released = [e for e in events if e["kind"] == "released" and e["order_ref"]]
+        reversals: dict[str, list[tuple[int, int]]] = {}
+        for program in {e["program"] for e in released}:
+            reversals.update(repos.reversed_before(
+                s, program=program,
+                order_refs=[e["order_ref"] for e in released if e["program"] == program]))
+    for e in events:
+        e["program_merchant_id"] = issuers.get(e["program"])
+        kind = e["kind"]
+        if kind == "issued":
+            e["expires_at"] = (None if e["period"] is None else
+                               expiry_of(alliance, program=e["program"], period=e["period"]))
+        elif kind == "released":
+            # Points of the order reversed while still pending never became spendable.
+            e["amount"] -= sum(p for t, p in reversals.get(e["order_ref"], []) if t < e["at"])
+        elif kind == "redeemed":
+            e["elsewhere"] = e["merchant_id"] != e["program_merchant_id"]
+        elif kind == "expired" and e["period"] is not None:
+            e["expired_at"] = expiry_of(alliance, program=e["program"], period=e["period"])
+    return events, nxt
+
+
+# ---------------------------------------------------------------------- public reads
+#
+# What a wallet needs to sign, without merchant credentials: served rate-limited by
+# api/routes/public.py. The chain's own views answer the same questions (registry
+# ``merchant(id)``, program ``eip712Domain()`` and ``nonceBitmap``).
+
+# ERC-5267 field bits of ``eip712Domain()``: name, version, chainId, verifyingContract, salt.
+_DOMAIN_FIELDS = (("name", "string"), ("version", "string"), ("chainId", "uint256"),
+                  ("verifyingContract", "address"), ("salt", "bytes32"))
+# How many unused nonces a suggestion lists (one per payment a wallet signs at once).
+NONCE_SUGGESTIONS = 8
+# Bitmap words scanned for unused nonces before the suggestion jumps to a random word.
+NONCE_WORDS_SCANNED = 16
+
+
+@dataclass(frozen=True)
+class PublicProgram:
+    """One program as a wallet needs it to sign: where, in which domain, at what rate."""
+
+    merchant_id: int
+    merchant_name: str
+    status: str
+    program: str
+    symbol: str
+    rate: int
+    domain: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PublicAlliance:
+    """The alliance as a wallet sees it: chain, registry, unit, programs and the types."""
+
+    chain_id: int
+    registry: str
+    settlement_unit: str
+    max_deadline_ahead_s: int
+    programs: list[PublicProgram]
+    types: dict[str, list[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class NonceInfo:
+    """A member's signature nonces in one program: ``nonce`` used or not (when asked), and
+    unused nonces to sign with (each payment signed at the same time takes its own)."""
+
+    merchant_id: int
+    program: str
+    member: str
+    nonce: int | None
+    used: bool | None
+    suggested: list[int]
+
+
+def program_domain(alliance: Alliance, program: str) -> dict[str, Any]:
+    """A program's EIP-712 domain, read from the contract (ERC-5267 ``eip712Domain``):
+    exactly the fields the contract hashes, so a wallet signs what the program verifies."""
+    fields, name, version, chain_id, contract, salt, _ = alliance.contracts.program(
+        program).view("eip712Domain")
+    values = (str(name), str(version), int(chain_id), str(contract), "0x" + bytes(salt).hex())
+    bits = bytes(fields)[0] if isinstance(fields, bytes | bytearray) else int(fields)
+    return {key: values[i] for i, (key, _) in enumerate(_DOMAIN_FIELDS) if bits >> i & 1}
+
+
+def domain_types(domain: dict[str, Any]) -> list[dict[str, str]]:
+    """The ``EIP712Domain`` type of a domain (its fields, in the standard's order)."""
+    return [{"name": k, "type": t} for k, t in _DOMAIN_FIELDS if k in domain]
+
+
+def public_alliance(alliance: Alliance) -> PublicAlliance:
+    """Chain id, registry, settlement unit, every program with its domain and rate, and the
+    EIP-712 types members sign (see README "The member's signature")."""
+    with alliance.store.read_session() as s:
+        merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
+                     if m.program_address]
+    registry = alliance.contracts.registry
+    programs = []
+    for mid, name, program in merchants:
+        assert program is not None
+        record = registry.merchant(mid)
+        programs.append(PublicProgram(
+            merchant_id=mid, merchant_name=name, status=record.status, program=program,
+            symbol=alliance.contracts.program(program).symbol(), rate=registry.rate_of(mid),
+            domain=program_domain(alliance, program)))
+    types: dict[str, list[dict[str, str]]] = {
+        "EIP712Domain": domain_types(programs[0].domain) if programs
+        else list(signing.EIP712_DOMAIN_TYPES),
+        "Redeem": list(signing.REDEEM_TYPES), "Convert": list(signing.CONVERT_TYPES),
+        "CancelNonces": list(signing.CANCEL_NONCES_TYPES)}
+    deployment = alliance.contracts.deployment
+    return PublicAlliance(chain_id=alliance.gateway.chain_id, registry=deployment.registry,
+                          settlement_unit=deployment.settlement_unit,
+                          max_deadline_ahead_s=MAX_DEADLINE_AHEAD_S, programs=programs,
+                          types=types)
+
+
+def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
+                  nonce: int | None = None) -> NonceInfo:
+    """Whether ``nonce`` is used in the merchant's program, and unused nonces to sign with:
+    the lowest free ones of the member's first bitmap word that has any (so the relayer
+    writes a slot already warm), or of a random word once the first words are full."""
+    address = _address(member)
+    if nonce is not None and (isinstance(nonce, bool) or not 0 <= nonce < 2**64):
+        raise LedgerValidationError("nonce must be 0 to 2^64 - 1", field="nonce")
+    with alliance.store.read_session() as s:
+        program = _merchant(s, _merchant_id(merchant_id, "merchant_id")).program_address
+    assert program is not None
+    client = alliance.contracts.program(program)
+    used = None if nonce is None else nonce_used(alliance, program=program, member=address,
+                                                 nonce=nonce)
+    suggested: list[int] = []
+    words = [*range(NONCE_WORDS_SCANNED), secrets.randbelow(2**56 - NONCE_WORDS_SCANNED)
+             + NONCE_WORDS_SCANNED]
+    for word_pos in words:
+        word = client.nonce_bitmap(address, word_pos)
+        suggested = [word_pos << 8 | bit for bit in range(256) if not word >> bit & 1]
+        if suggested:
+            break
+    return NonceInfo(merchant_id=merchant_id, program=program, member=address, nonce=nonce,
+                     used=used, suggested=suggested[:NONCE_SUGGESTIONS])
 
 
 def operation_view(op: repos.OperationRow) -> OperationView:

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 6000
     """Requests per minute one merchant may make before 429."""
 
+    expiry_sweep_interval_s: float = 60.0
+    """How often the expiry sweeper looks for lots expired at a period boundary."""
+
+    public_rate_limit_per_minute: int = 120
+    """Requests per minute one client IP may make to the public (unauthenticated) routes."""
+
     idempotency_ttl_hours: int = 24
     """How long idempotency records are kept (at least 24 h)."""
 

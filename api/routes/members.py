@@ -7,6 +7,7 @@ member app's session (not built yet)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,7 +16,7 @@ from ledger import points
 
 from ..auth import Principal
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas import AddressPath, BalancesOut, Cursor, HistoryOut, LotOut, ProgramBalanceOut
+from ..schemas import AddressPath, BalancesOut, Cursor, HistoryOut, ProgramBalanceOut
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -27,15 +28,12 @@ def _scope(who: Principal) -> int | None:
 
 @router.get("/{address}/balances", response_model=BalancesOut)
 def balances(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep) -> BalancesOut:
-    """Spendable and pending points, lots by earn period, next nonce: in your own program
-    (a merchant), or in every program (the operator)."""
+    """Per program: balance (what the Transfer logs say) = spendable + pending + expired not
+    yet swept; pending orders' release times; lots with their expiry times; an unused nonce.
+    In your own program (a merchant), or in every program (the operator)."""
     progs = points.balances(alliance, member=address, merchant_id=_scope(who))
     return BalancesOut(member=address, programs=[
-        ProgramBalanceOut(merchant_id=b.merchant_id, merchant_name=b.merchant_name,
-                          program=b.program, symbol=b.symbol, spendable=b.spendable,
-                          pending=b.pending, next_nonce=b.next_nonce,
-                          lots=[LotOut(period=p, points=a) for p, a in b.lots])
-        for b in progs])
+        ProgramBalanceOut.model_validate(asdict(b)) for b in progs])
 
 
 @router.get("/{address}/history", response_model=HistoryOut)

@@ -18,6 +18,7 @@ from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..idempotency import run_idempotent
 from ..schemas import (
+    CancelSignaturesRequest,
     ConvertRequest,
     IssueBatchRequest,
     IssueRequest,
@@ -127,4 +128,16 @@ def refund_redemption(req: RefundRedemptionRequest, request: Request, body: Body
     """Give back points a redemption took for one of your orders; cleared value moves back."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_refund_redemption(
         alliance, s, merchant_id=mid, order_id=req.order_id, points=req.points,
+        program_merchant_id=req.program_merchant_id))
+
+
+@router.post("/cancel-signatures", status_code=202, responses=ACCEPTED,
+             response_model=OperationOut)
+def cancel_signatures(req: CancelSignaturesRequest, request: Request, body: BodyDep,
+                      alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Relay a member's signed cancellation of unused signature nonces (a payment abandoned
+    before it landed): signatures with those nonces can never be used."""
+    return queue(request, body, alliance, who, lambda s, mid: points.request_cancel_signatures(
+        alliance, s, merchant_id=mid, member=req.member, word_pos=req.word_pos,
+        mask=int(req.mask, 16), deadline=req.deadline, signature=req.signature,
         program_merchant_id=req.program_merchant_id))

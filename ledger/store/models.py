@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -189,7 +190,8 @@ class PointEvent(Base):
 
     __tablename__ = "point_events"
     __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_point_events_log"),
-                      Index("ix_point_events_member", "member", "block_number", "log_index"))
+                      Index("ix_point_events_member", "member", "block_number", "log_index"),
+                      Index("ix_point_events_kind_release", "kind", "release_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chain_id: Mapped[int] = mapped_column(Integer)
@@ -202,6 +204,10 @@ class PointEvent(Base):
     tx_hash: Mapped[str] = mapped_column(String(66))
     block_number: Mapped[int] = mapped_column(Integer, index=True)
     log_index: Mapped[int] = mapped_column(Integer)
+    period: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    release_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    burned: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    block_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class IndexerCursor(Base):

@@ -67,12 +67,16 @@ def test_redeem_relays_a_members_signature(env: ApiEnv) -> None:
                                              "deadline": deadline, "signature": sig})
     assert r.status_code == 202, r.text
     assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
-    # The same signature for another amount is refused on chain, by name.
+    # The same signature for another amount is refused before it is queued (it used to be
+    # accepted with 202 and fail on chain with PointsInvalidSignature).
+    ops_before = _count_ops(env)
     r = env.store.post("/v1/points/redeem", {"member": member.address, "points": 41,
                                              "order_id": "SALE-10", "nonce": 1,
                                              "deadline": deadline, "signature": sig})
-    bad = env.store.wait_operation(r.json()["id"])
-    assert bad["status"] == "failed" and bad["error_code"] == "PointsInvalidSignature"
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "signature-mismatch" and r.json()["field"] == "signature"
+    assert _count_ops(env) == ops_before
     program = env.alliance.contracts.program(env.store_merchant.program)
     assert program.balance_of(member.address) == 60
 

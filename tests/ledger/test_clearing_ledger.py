@@ -14,7 +14,7 @@ from eth_utils.crypto import keccak
 
 from ledger import clearing
 from ledger.alliance import Alliance
-from ledger.errors import ContractRevertError, LedgerNotFoundError
+from ledger.errors import ContractRevertError, LedgerNotFoundError, LedgerSignatureError
 from ledger.merchants import AdmittedMerchant, admit_merchant
 from ledger.outbox import OutboxWorker
 from ledger.points import (
@@ -93,19 +93,27 @@ def test_one_bad_signature_fails_alone_and_clears_nothing_for_it(
     gp, _, cafe = trio
     members = [Account.create() for _ in range(3)]
     _fund(alliance, gp, members, 100)
+    # A tampered signature no longer reaches the chain: the service recovers the signer
+    # before queueing (issue 8) and refuses it at once.
+    tampered = _signed(alliance, members[1], gp, cafe, 20, "bad", 0, tamper=True)
+    with pytest.raises(LedgerSignatureError), alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=cafe.merchant_id, member=tampered.member,
+                       points=20, order_id="bad", nonce=0, deadline=tampered.deadline,
+                       signature=tampered.signature, program_merchant_id=gp.merchant_id)
+    # A line only the chain can refuse (more points than the member holds) fails alone.
     with alliance.store.session() as s:
         ops = [request_redeem(alliance, s, merchant_id=cafe.merchant_id, member=r.member,
                               points=r.points, order_id=r.order_id, nonce=r.nonce,
                               deadline=r.deadline, signature=r.signature,
                               program_merchant_id=gp.merchant_id)
                for r in [_signed(alliance, members[0], gp, cafe, 20, "ok-1", 0),
-                         _signed(alliance, members[1], gp, cafe, 20, "bad", 0, tamper=True),
+                         _signed(alliance, members[1], gp, cafe, 120, "bad", 0),
                          _signed(alliance, members[2], gp, cafe, 20, "ok-2", 0)]]
     OutboxWorker(alliance).drain()
     status = [get_operation(alliance, operation_id=op.id, merchant_id=cafe.merchant_id)
               for op in ops]
     assert [st.status for st in status] == ["confirmed", "failed", "confirmed"]
-    assert status[1].error_code == "PointsInvalidSignature"
+    assert status[1].error_code == "PointsInsufficientBalance"
     assert _net(alliance, cafe) == 2 * 20 * 10
 
 

@@ -11,7 +11,12 @@ from eth_account import Account
 
 from ledger.alliance import Alliance
 from ledger.chain.sender import TransactionSender
-from ledger.errors import LedgerNotFoundError, LedgerPermissionError, LedgerValidationError
+from ledger.errors import (
+    LedgerNotFoundError,
+    LedgerPermissionError,
+    LedgerSignatureError,
+    LedgerValidationError,
+)
 from ledger.merchants import AdmittedMerchant
 from ledger.outbox import OutboxWorker
 from ledger.points import (
@@ -211,13 +216,19 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
     with alliance.store.session() as s:
         op = request_redeem(alliance, s, merchant_id=mid, member=member.address, points=20,
                             order_id="SALE-1", nonce=0, deadline=deadline, signature=sig)
-        replay = request_redeem(alliance, s, merchant_id=mid, member=member.address, points=20,
-                                order_id="SALE-2", nonce=0, deadline=deadline, signature=sig)
+    # The signature reused for another order is refused before anything is queued (it
+    # used to be queued and fail on chain with PointsInvalidSignature).
+    with pytest.raises(LedgerSignatureError) as refused, alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=mid, member=member.address, points=20,
+                       order_id="SALE-2", nonce=0, deadline=deadline, signature=sig)
+    assert refused.value.code == "signature-mismatch"
     OutboxWorker(alliance).drain()
     assert get_operation(alliance, operation_id=op.id, merchant_id=mid).status == "confirmed"
-    assert get_operation(alliance, operation_id=replay.id,
-                         merchant_id=mid).error_code in {"InvalidAccountNonce",
-                                                         "PointsInvalidSignature"}
+    # Once it landed, the same signed message again is refused for its spent nonce.
+    with pytest.raises(LedgerSignatureError) as replayed, alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=mid, member=member.address, points=20,
+                       order_id="SALE-1", nonce=0, deadline=deadline, signature=sig)
+    assert replayed.value.code == "nonce-used"
     assert prog.balance_of(member.address) == 30
     (b,) = [b for b in balances(alliance, member=member.address) if b.merchant_id == mid]
     assert (b.spendable, b.pending, b.next_nonce) == (30, 0, 1)

@@ -1,0 +1,87 @@
+"""Public, read-only member info: what a wallet needs to sign, without credentials.
+
+No authentication; every request is rate-limited per client IP (``429`` problem+json with
+``Retry-After``). Nothing here reads personal data: the alliance's chain, registry and
+programs are public on chain anyway (registry ``merchant(id)``, program ``eip712Domain()``,
+``nonceBitmap``), and these routes only save a wallet the RPC endpoint and the ABI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from ledger import points
+
+from ..deps import AllianceDep
+from ..schemas import ADDRESS
+
+
+async def public_client(request: Request) -> None:
+    """Take one token of the caller's IP from the public rate limit, or raise 429."""
+    host = request.client.host if request.client is not None else "unknown"
+    request.app.state.public_rate_limiter.check("ip:" + host)
+
+
+router = APIRouter(prefix="/v1/public", tags=["public"], dependencies=[Depends(public_client)])
+
+TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many requests from this address (problem+json, Retry-After)"}}
+
+
+class Eip712Field(BaseModel):
+    name: str
+    type: str
+
+
+class PublicProgramOut(BaseModel):
+    """A program: where to sign for it (its EIP-712 domain) and what a point is worth."""
+
+    merchant_id: int
+    merchant_name: str
+    status: str
+    program: str
+    symbol: str
+    rate: int = Field(description="settlement units per point")
+    domain: dict[str, Any] = Field(description="the EIP-712 domain the program verifies "
+                                   "(name, version, chainId, verifyingContract, salt)")
+
+
+class PublicAllianceOut(BaseModel):
+    chain_id: int
+    registry: str
+    settlement_unit: str
+    max_deadline_ahead_s: int = Field(description="the latest deadline a signature may carry, "
+                                      "in seconds after the chain's current time")
+    programs: list[PublicProgramOut]
+    types: dict[str, list[Eip712Field]]
+
+
+class NoncesOut(BaseModel):
+    merchant_id: int
+    program: str
+    member: str
+    nonce: int | None = Field(description="the nonce asked about (?nonce=)")
+    used: bool | None = Field(description="whether that nonce is spent or cancelled")
+    suggested: list[int] = Field(description="unused nonces: one per payment signed at once")
+
+
+@router.get("/alliance", response_model=PublicAllianceOut, responses=TOO_MANY)
+def alliance_info(alliance: AllianceDep) -> PublicAllianceOut:
+    """Chain id, registry, settlement unit, every program (address, symbol, rate, EIP-712
+    domain) and the typed-data types members sign (``Redeem``, ``Convert``, ...)."""
+    return PublicAllianceOut.model_validate(asdict(points.public_alliance(alliance)))
+
+
+@router.get("/programs/{merchant_id}/nonces/{member}", response_model=NoncesOut,
+            responses=TOO_MANY)
+def nonces(merchant_id: Annotated[int, Path(ge=1, lt=2**48)],
+           member: Annotated[str, Path(pattern=ADDRESS)], alliance: AllianceDep,
+           nonce: Annotated[int | None, Query(ge=0, lt=2**64)] = None) -> NoncesOut:
+    """Unused signature nonces of ``member`` in the merchant's program to sign with, and with
+    ``?nonce=`` whether that one is used (nonces are unordered: any unused one works)."""
+    return NoncesOut.model_validate(asdict(points.member_nonces(
+        alliance, merchant_id=merchant_id, member=member, nonce=nonce)))
