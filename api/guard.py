@@ -100,10 +100,6 @@ def route_policy(route: APIRoute, max_body_size: int | None) -> RoutePolicy:
                        max_body=max_body_size or DEFAULT_MAX_BODY)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class RequestGuard:
     """The ASGI middleware described in the module docstring."""
 

@@ -9,7 +9,7 @@ import httpx
 
 from api.client import AllianceClient
 
-from .conftest import LiveServer
+from .conftest import ApiEnv, LiveServer
 
 MEMBER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -56,3 +56,19 @@ def test_a_chunked_body_without_content_length_is_capped_too(live_server: LiveSe
                    headers={"Content-Type": "application/json", "Idempotency-Key": "chunk-1"})
     assert r.status_code == 413 and r.json()["code"] == "body-too-large"
     assert live_server.alive()
+
+
+def test_the_app_puts_back_a_recursion_limit_a_dependency_lifted(env: ApiEnv) -> None:
+    import sys
+
+    import py_ecc.optimized_bn128  # noqa: F401
+
+    from api.guard import RECURSION_LIMIT
+
+    previous = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(100_000)  # as py_ecc does on import
+        assert env.store.get("/v1/merchants/me").status_code == 200
+        assert sys.getrecursionlimit() == RECURSION_LIMIT
+    finally:
+        sys.setrecursionlimit(previous)
