@@ -475,8 +475,13 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
     /// @inheritdoc IPointProgram
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external {
         // The acceptor refunds its own orders; the operator may do it only for one that is
-        // suspended, so its members are not left without their points.
-        if (!(_isOperator(msg.sender) && _isSuspended(acceptor))) _requireSigner(acceptor);
+        // suspended, so its members are not left without their points. One registry read
+        // decides the common case; anyone else gets the error `_requireSigner` gives.
+        IAllianceRegistry.Merchant memory acc = _registry.merchant(acceptor);
+        bool byAcceptor = acc.status == IAllianceRegistry.MerchantStatus.Active && acc.account == msg.sender;
+        if (!byAcceptor && !(acc.status == IAllianceRegistry.MerchantStatus.Suspended && _isOperator(msg.sender))) {
+            _requireSigner(acceptor);
+        }
         bytes32 key = _redemptionKey(acceptor, orderRef);
         RedemptionRecord memory rec = _redemptions[key];
         if (rec.member == address(0)) revert PointsUnknownOrder(orderRef);
