@@ -246,7 +246,8 @@ def test_redeem_digest_matches_eip712_and_burns_points(chain: Chain) -> None:
     m, member = _funded(chain)
     r = Redemption(member.address, 30, m.merchant_id, ref("sale-1"), 0, chain.now() + 600)
     typed = redeem_typed_data(chain_id=chain.gateway.chain_id, program=m.program.address,
-                              registry=chain.registry.address, member=r.member, amount=r.amount, merchant_id=r.merchant_id,
+                              registry=chain.registry.address, member=r.member,
+                              amount=r.amount, merchant_id=r.merchant_id,
                               order_ref=r.order_ref, nonce=r.nonce, deadline=r.deadline)
     signed = Account.sign_typed_data(member.key, full_message=typed)
     assert bytes(signed.message_hash) == m.program.redemption_digest(r)
