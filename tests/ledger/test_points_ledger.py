@@ -216,7 +216,7 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
     OutboxWorker(alliance).drain()
     assert get_operation(alliance, operation_id=op.id, merchant_id=mid).status == "confirmed"
     assert get_operation(alliance, operation_id=replay.id,
-                         merchant_id=mid).error_code in {"InvalidAccountNonce",
+                         merchant_id=mid).error_code in {"PointsNonceUsed",
                                                          "PointsInvalidSignature"}
     assert prog.balance_of(member.address) == 30
     (b,) = [b for b in balances(alliance, member=member.address) if b.merchant_id == mid]
