@@ -47,7 +47,9 @@ WIDE_TABLE = 110
 DEMO_MERCHANTS = [
     # name, symbol, fen per point, expiry periods (of 30 days), refund-window days
     ("Grand Plaza Department Store", "GPDS", 1, 12, 7),
-    ("Starlight Cinema", "STAR", 5, 0, 0),
+    # Expiring like the store's: store points converted into cinema points keep their expiry,
+    # which a program whose points never expire cannot (PointsConversionOutlivesSource).
+    ("Starlight Cinema", "STAR", 5, 12, 0),
     ("Corner Cafe", "CAFE", 2, 6, 0),
 ]
 DEMO_MEMBERS = ["demo-member-001", "demo-member-002", "demo-member-003", "demo-member-004",
