@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from ledger import points
 
 from ..deps import AllianceDep
-from ..schemas import ADDRESS
+from ..schemas import ADDRESS, MerchantIdPath
 
 
 async def public_client(request: Request) -> None:
@@ -78,9 +78,9 @@ def alliance_info(alliance: AllianceDep) -> PublicAllianceOut:
 
 @router.get("/programs/{merchant_id}/nonces/{member}", response_model=NoncesOut,
             responses=TOO_MANY)
-def nonces(merchant_id: Annotated[int, Path(ge=1, lt=2**48)],
+def nonces(merchant_id: MerchantIdPath,
            member: Annotated[str, Path(pattern=ADDRESS)], alliance: AllianceDep,
-           nonce: Annotated[int | None, Query(ge=0, lt=2**64)] = None) -> NoncesOut:
+           nonce: Annotated[int | None, Query(ge=0, le=2**64 - 1)] = None) -> NoncesOut:
     """Unused signature nonces of ``member`` in the merchant's program to sign with, and with
     ``?nonce=`` whether that one is used (nonces are unordered: any unused one works)."""
     return NoncesOut.model_validate(asdict(points.member_nonces(

@@ -4,11 +4,10 @@ CSV; operator-only routes and bad input are refused."""
 
 from __future__ import annotations
 
-import time
-
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger.points import chain_now
 from tests.ledger.helpers import sign_conversion, sign_redemption
 
 from .conftest import ApiEnv
@@ -24,7 +23,7 @@ def _funded_member(env: ApiEnv, points: int = 100) -> LocalAccount:
 
 def _foreign_redeem(env: ApiEnv, member: LocalAccount, points: int, order_id: str,
                     nonce: int) -> dict[str, object]:
-    deadline = int(time.time()) + 600
+    deadline = chain_now(env.alliance) + 600
     sig = sign_redemption(member, program=env.store_merchant.program,
                           chain_id=env.alliance.gateway.chain_id,
                           registry=env.alliance.contracts.registry.address, amount=points,
@@ -66,7 +65,7 @@ def test_spend_elsewhere_close_and_read_the_anchored_statement(env: ApiEnv) -> N
 
 def test_convert_store_points_into_cafe_points(env: ApiEnv) -> None:
     member = _funded_member(env, 9)
-    deadline = int(time.time()) + 600
+    deadline = chain_now(env.alliance) + 600
     sig = sign_conversion(member, program=env.store_merchant.program,
                           chain_id=env.alliance.gateway.chain_id,
                           registry=env.alliance.contracts.registry.address, amount=9,

@@ -81,7 +81,10 @@ def test_the_document_names_every_problem_and_bounds_every_integer(env: ApiEnv) 
             responses = op["responses"]
             for status in ("400", "404", "409", "422", "500"):
                 assert "application/problem+json" in responses[status]["content"], (path, status)
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/public/"):
+                # No credentials there, but a rate limit per client address.
+                assert "429" in responses and "401" not in responses, (path, method)
+            elif path.startswith("/v1/"):
                 assert {"401", "403", "429"} <= responses.keys(), (path, method)
             if "requestBody" in op:
                 assert {"413", "415"} <= responses.keys(), (path, method)

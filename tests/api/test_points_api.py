@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from eth_account import Account
 
+from ledger.points import chain_now
 from ledger.store import repos
 from tests.ledger.helpers import sign_redemption
 
@@ -56,7 +55,7 @@ def test_redeem_relays_a_members_signature(env: ApiEnv) -> None:
     r = env.store.post("/v1/points/issue", {"member": member.address, "points": 100,
                                             "order_id": "P-9"})
     env.store.wait_operation(r.json()["id"])
-    deadline = int(time.time()) + 600
+    deadline = chain_now(env.alliance) + 600
     sig = sign_redemption(member, program=env.store_merchant.program,
                           chain_id=env.alliance.gateway.chain_id,
                           registry=env.alliance.contracts.registry.address, amount=40,

@@ -3,8 +3,6 @@ out of a reverted batch in the same worker round (issue 8, item 1's service half
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from eth_account import Account
 
@@ -15,6 +13,7 @@ from ledger.merchants import AdmittedMerchant
 from ledger.outbox import OutboxWorker
 from ledger.points import (
     IssueLine,
+    chain_now,
     get_operation,
     request_issue,
     request_issue_batch,
@@ -67,7 +66,7 @@ def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_roun
             request_issue(alliance, s, merchant_id=mid, member=m.address,
                           points=5 if i == 2 else 50, order_id=f"EARN-{i}")
     OutboxWorker(alliance).drain()
-    deadline = int(time.time()) + 600
+    deadline = chain_now(alliance) + 600
     with alliance.store.session() as s:
         ops = []
         for i, m in enumerate(members):

@@ -4,7 +4,6 @@ real anvil and a real SQLite store."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from eth_account import Account
@@ -22,6 +21,7 @@ from ledger.outbox import OutboxWorker
 from ledger.points import (
     IssueLine,
     balances,
+    chain_now,
     get_operation,
     history,
     order_ref,
@@ -208,7 +208,7 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
                       order_id="P-1")
     OutboxWorker(alliance).drain()
     prog = _program(alliance, store_merchant)
-    deadline = int(time.time()) + 600
+    deadline = chain_now(alliance) + 600
     sig = sign_redemption(member, program=prog.address, chain_id=alliance.gateway.chain_id,
                           registry=alliance.contracts.registry.address,
                           amount=20, merchant_id=mid, order_id="SALE-1", nonce=0,
