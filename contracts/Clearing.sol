@@ -174,14 +174,11 @@ contract Clearing is IClearing, IERC1363Receiver {
             emit NetRecorded(p, m, net);
         }
         if (sum != 0) revert ClearingImbalance(p, sum);
-        _periods[p] = Period({
-            closedAt: uint64(block.timestamp),
-            merchants: uint64(n),
-            totalOwed: owed.toUint128(),
-            totalPaid: 0,
-            totalReceived: 0,
-            escrow: 0
-        });
+        // Only the first slot: the settlement counters of a new period are still zero.
+        Period storage stored = _periods[p];
+        stored.closedAt = uint64(block.timestamp);
+        stored.merchants = uint64(n);
+        stored.totalOwed = owed.toUint128();
         _currentPeriod = p + 1;
         emit PeriodClosed(p, n, owed);
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from eth_account import Account
@@ -75,7 +76,7 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
 
 def test_admin_actions_wait_in_the_timelock_and_execute_from_the_cli(
         settings: Settings, env: dict[str, str]) -> None:
-    env = {**env, "ALLIANCE_TIMELOCK_DELAY_S": "3600"}
+    env = {**env, "ALLIANCE_TIMELOCK_DELAY_S": "3"}
     runner = CliRunner()
     get_settings.cache_clear()  # the CLI reads settings once per process: read these
 
@@ -87,16 +88,11 @@ def test_admin_actions_wait_in_the_timelock_and_execute_from_the_cli(
     out = run("merchant", "add", "Cafe", "--symbol", "CAFE", "--rate", "2")
     assert "scheduled as admin action" in out
     listed = run("admin", "pending")
-    assert "admit Cafe" in listed and "in 3" in listed
+    assert "admit Cafe" in listed
     action = out.split("admin action ")[1].split(",")[0].strip()
-    early = runner.invoke(app, ["admin", "execute", action[:12]], env=env)
-    assert early.exit_code == 1 and "not ready" in early.output
-    alliance = Alliance.open(settings.model_copy(update={"timelock_delay_s": 3600}))
-    try:
-        alliance.gateway.rpc("evm_increaseTime", [3600])
-        alliance.gateway.rpc("evm_mine")
-    finally:
-        alliance.close()
+    # Wait in real seconds (too early is tested in test_admin_actions): the shared chain's
+    # clock must stay with the wall clock.
+    time.sleep(4)
     done = run("admin", "execute", action[:12])
     assert "merchant 1" in done and "secret" in done
     assert "admit Cafe" not in run("admin", "pending")
