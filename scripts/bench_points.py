@@ -8,7 +8,10 @@ Prints, each next to its target:
 - the rate around the 10,000th op vs around the 500th (decay);
 - gas per operation in a batch next to the protocol floor of what the contract writes.
 
-Usage: .venv/bin/python scripts/bench_points.py [--ops 10000] [--skip-api]
+- gas of single operations: issue, redeem at the issuer (one lot, then across lots), redeem
+  at another merchant, convert, refund, and sweeping expired lots (per lot, next to its floor).
+
+Usage: .venv/bin/python scripts/bench_points.py [--ops 10000] [--skip-api] [--op-gas-only]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -139,11 +143,119 @@ def gas_figures(alliance: Alliance, txs: list[tuple[str, int]]) -> tuple[float, 
     return used / lines, floor / lines
 
 
+def op_gas(alliance: Alliance) -> None:
+    """Gas of single operations on a fresh deployment (the service's own stays untouched).
+
+    Members sign the digests the program itself computes (``redemptionDigest`` /
+    ``conversionDigest``), so this runs unchanged against older contract versions."""
+    from eth_account import Account
+
+    from ledger.chain.sender import TransactionSender
+    from ledger.contracts.clients import (
+        Conversion,
+        PointProgramClient,
+        Redemption,
+        RegistryClient,
+    )
+    from ledger.contracts.compiler import compile_contracts
+    from ledger.contracts.deploy import deploy
+
+    gw = alliance.gateway
+    arts = compile_contracts(alliance.settings)
+    dep = deploy(gw, alliance.operator, arts)
+    reg = RegistryClient(gw, arts["AllianceRegistry"].abi, dep.registry)
+    factory = arts["PointProgramFactory"]
+    op = alliance.operator
+
+    def admit(symbol: str, config: ProgramConfig) -> tuple[int, TransactionSender,
+                                                          PointProgramClient]:
+        acct = Account.create()
+        receipt = op.transact(to=reg.address, data=reg.encode("admitMerchant", acct.address,
+                                                               b"\0" * 32))
+        (mid,) = [int(a["merchantId"]) for n, a, _ in reg.decode_logs(receipt["logs"])
+                  if n == "MerchantAdmitted"]
+        op.transact(to=dep.factory, data=gw.encode_call(factory.abi, "createProgram", [
+            mid, symbol, symbol, config.as_tuple()]))
+        op.transact(to=reg.address, data=reg.encode("setRate", mid, 10))
+        gw.rpc("anvil_setBalance", [acct.address, hex(10**21)])
+        program = reg.merchant(mid).program
+        assert program is not None
+        return mid, TransactionSender(gw, acct.key), PointProgramClient(
+            gw, arts["PointProgram"].abi, program)
+
+    def gas(sender: TransactionSender, to: str, data: bytes) -> int:
+        return int(sender.transact(to=to, data=data, gas=3_000_000)["gasUsed"])
+
+    monthly = ProgramConfig(30 * 86400, 12, 7)
+    a_id, a_tx, a = admit("A", monthly)
+    b_id, b_tx, b = admit("B", monthly)
+    now = int(gw.block("latest")["timestamp"])
+    member = Account.create()
+    figures: dict[str, int] = {}
+    figures["issue (new member)"] = gas(a_tx, a.address, a.encode(
+        "issue", member.address, 1000, keccak(text="o-1")))
+    figures["issue (same member, same period)"] = gas(a_tx, a.address, a.encode(
+        "issue", member.address, 1000, keccak(text="o-2")))
+
+    def sign(digest: bytes) -> bytes:
+        return bytes(Account.unsafe_sign_hash(digest, member.key).signature)
+
+    def redeem(acceptor: int, sender: TransactionSender, nonce: int, amount: int,
+               order: str) -> int:
+        r = Redemption(member.address, amount, acceptor, keccak(text=order), nonce, now + 3600)
+        return gas(sender, a.address, a.encode("redeem", r.as_tuple(),
+                                               sign(a.redemption_digest(r))))
+
+    figures["redeem at the issuer (one lot)"] = redeem(a_id, a_tx, 0, 100, "s-1")
+    figures["redeem at another merchant (cross-merchant)"] = redeem(b_id, b_tx, 1, 100, "s-2")
+    c = Conversion(member.address, 100, b_id, 1, keccak(text="c-1"), 2, now + 3600)
+    figures["convert (A -> B)"] = gas(b_tx, a.address, a.encode(
+        "convert", c.as_tuple(), sign(a.conversion_digest(c))))
+    figures["refund of a cross-merchant redemption"] = gas(b_tx, a.address, a.encode(
+        "refundRedemption", b_id, keccak(text="s-2"), 100))
+    gw.rpc("evm_increaseTime", [31 * 86400])
+    gw.rpc("evm_mine")
+    now = int(gw.block("latest")["timestamp"])
+    a_tx.transact(to=a.address, data=a.encode("issue", member.address, 1000,
+                                              keccak(text="o-3")), gas=3_000_000)
+    figures["redeem across two lots"] = redeem(a_id, a_tx, 3, 1500, "s-3")
+    for name, g in figures.items():
+        print(f"gas {name}: {g:,}")
+    sweep_gas(alliance, admit)
+
+
+def sweep_gas(alliance: Alliance, admit: Any) -> None:
+    """Sweep gas per expired lot next to its floor; skipped where there is no sweep."""
+    gw = alliance.gateway
+    mid, tx, p = admit("S", ProgramConfig(86400, 1, 1))
+    if not any(e.get("name") == "sweepExpired" for e in p.abi):
+        print("sweep: not in this contract version")
+        return
+    members = new_members(100)
+    from ledger.contracts.clients import IssueItem
+
+    tx.transact(to=p.address, data=p.encode_issue_batch(
+        [IssueItem(x, 5, keccak(text=f"sw-{i}")) for i, x in enumerate(members)]),
+        gas=20_000_000)
+    gw.rpc("evm_increaseTime", [3 * 86400])
+    gw.rpc("evm_mine")
+    data = p.encode("sweepExpired", members)
+    receipt = tx.transact(to=p.address, data=data, gas=20_000_000)
+    used = int(receipt["gasUsed"])
+    # Per lot: the lot lives in the account slot (rewritten: 5,000 cold, no refund since the
+    # balance stays in it) and the two logs; per tx: base, calldata and the supply slot.
+    per_lot = UPDATE_SLOT + log_cost(2, 64) + log_cost(3, 32)
+    floor = TX_BASE + calldata_cost(data) + UPDATE_SLOT + len(members) * per_lot
+    print(f"sweep of {len(members)} members' expired lots: {used / len(members):,.0f} gas per lot"
+          f" vs floor {floor / len(members):,.0f} = {used / floor:.3f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--op-gas-only", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
@@ -151,6 +263,9 @@ def main() -> int:
                             rate_limit_per_minute=10**9)
         try:
             alliance = Alliance.open(settings)
+            if args.op_gas_only:
+                op_gas(alliance)
+                return 0
             m = admit_merchant(alliance, name="Bench Department Store", symbol="BNCH", rate=1,
                                config=ProgramConfig(30 * 86400, 12, 7))
             res = ledger_layer(alliance, m.merchant_id, args.ops, args.batch)
@@ -170,6 +285,7 @@ def main() -> int:
                   f"(target >= 0.9x)")
             print(f"gas per op in a batch of {args.batch}: {gas_op:,.0f} vs floor {floor_op:,.0f}"
                   f" = {gas_op / floor_op:.3f}x  (target <= 1.10x)")
+            op_gas(alliance)
             if not args.skip_api:
                 from bench_api import api_figures
 

@@ -1,6 +1,9 @@
-"""Random sequences of issue / issue pending / reverse / redeem / time travel, checked after
-every step against a plain Python model of lots: spendable and pending balances per member,
-and total supply equal to the sum of balances."""
+"""Random sequences of issue / issue pending / reverse (pending, spendable or expired orders) /
+redeem / sweep / time travel (through pending release and expiry), checked after every step
+against a plain Python model of lots - spendable and pending points per member - and against
+what an outside ERC-20 reader sees: each balanceOf equals the sum of the member's Transfer
+logs, totalSupply equals the sum of balances, and spendable + pending + expired = balanceOf
+(expired = 0 right after a sweep)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass, field
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,7 +51,7 @@ class Model:
     def live(self, member: int, cur: int) -> dict[int, int]:
         return {p: a for p, a in self.lots[member].items() if p + EXPIRY >= cur}
 
-    def balance(self, member: int, cur: int, today: int) -> int:
+    def spendable(self, member: int, cur: int, today: int) -> int:
         return sum(self.live(member, cur).values()) - self.pending(member, today)
 
     def take(self, member: int, amount: int, cur: int, today: int,
@@ -71,7 +75,29 @@ actions = st.lists(st.one_of(
     st.tuples(st.just("reverse"), st.integers(0, 40), st.integers(1, 600)),
     st.tuples(st.just("redeem"), st.integers(0, 2), st.integers(1, 800)),
     st.tuples(st.just("travel"), st.integers(1, 25)),
+    st.tuples(st.just("sweep")),
 ), min_size=5, max_size=30)
+
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+
+
+def _hex(v: object) -> str:
+    return v if isinstance(v, str) else "0x" + bytes(v).hex()  # type: ignore[arg-type]
+
+
+def log_balances(chain: Chain, program: str) -> dict[str, int]:
+    """Balances as an outside ERC-20 reader rebuilds them: Transfer logs alone."""
+    logs = chain.gateway.rpc("eth_getLogs", [{"address": program, "fromBlock": "0x0",
+                                              "toBlock": "latest", "topics": [TRANSFER_TOPIC]}])
+    out: dict[str, int] = {}
+    for log in logs:
+        topics = [_hex(t) for t in log["topics"]]
+        value = int(_hex(log["data"]), 16)
+        for who, sign in ((topics[1], -1), (topics[2], 1)):
+            addr = to_checksum_address("0x" + who[-40:])
+            out[addr] = out.get(addr, 0) + sign * value
+    out.pop(to_checksum_address("0x" + "00" * 20), None)
+    return out
 
 
 def test_contract_lots_match_the_model(chain: Chain) -> None:
@@ -117,9 +143,10 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                     ref = refs[int(step[1]) % len(refs)]  # type: ignore[call-overload]
                     o = model.orders[ref]
                     amount = int(step[2])  # type: ignore[call-overload]
-                    pending = o.release_day > today
-                    spendable = model.balance(o.member, cur, today)
-                    ok = amount <= o.remaining and (pending or amount <= spendable)
+                    expired = o.period + EXPIRY < cur  # nothing to take, nothing else taken
+                    pending = not expired and o.release_day > today
+                    spendable = model.spendable(o.member, cur, today)
+                    ok = amount <= o.remaining and (expired or pending or amount <= spendable)
                     try:
                         sender.transact(to=m.program.address, data=m.program.encode(
                             "reverse", keccak(text=ref), amount), gas=1_000_000)
@@ -128,7 +155,9 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                         assert not ok, f"reverse {amount} of {o} failed: {exc}"
                         continue
                     o.remaining -= amount
-                    if pending:
+                    if expired:
+                        pass
+                    elif pending:
                         model.lots[o.member][o.period] -= amount
                     else:
                         model.take(o.member, amount, cur, today, prefer=o.period)
@@ -145,7 +174,7 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                         nonce=r.nonce, deadline=r.deadline)
                     sig = bytes(Account.sign_typed_data(member.key,
                                                         full_message=typed).signature)
-                    ok = amount <= model.balance(who, cur, today)
+                    ok = amount <= model.spendable(who, cur, today)
                     try:
                         sender.transact(to=m.program.address, data=m.program.encode(
                             "redeem", r.as_tuple(), sig), gas=2_000_000)
@@ -154,15 +183,26 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                         assert not ok and exc.name == "PointsInsufficientBalance", exc
                         continue
                     model.take(who, amount, cur, today)
+                elif kind == "sweep":
+                    sender.transact(to=m.program.address, data=m.program.encode(
+                        "sweepExpired", [x.address for x in members]), gas=2_000_000)
                 else:
                     chain.travel(int(step[1]) * DAY)  # type: ignore[call-overload]
                 cur = m.program.view1("currentPeriod")
                 today = m.program.view1("currentDay")
+                spendable = [m.program.spendable_of(x.address) for x in members]
+                assert spendable == [model.spendable(i, cur, today) for i in range(3)], step
+                pending = [m.program.pending_of(x.address) for x in members]
+                assert pending == [model.pending(i, today) for i in range(3)], step
+                expired = [m.program.expired_of(x.address) for x in members]
                 balances = [m.program.balance_of(x.address) for x in members]
-                assert balances == [model.balance(i, cur, today) for i in range(3)], step
-                assert [m.program.pending_of(x.address) for x in members] == [
-                    model.pending(i, today) for i in range(3)]
-                assert m.program.total_supply() == sum(balances)
+                logs = log_balances(chain, m.program.address)
+                assert balances == [logs.get(x.address, 0) for x in members], step
+                assert m.program.total_supply() == sum(balances) == sum(logs.values())
+                assert [s + p + e for s, p, e in zip(spendable, pending, expired,
+                                                     strict=True)] == balances, step
+                if kind == "sweep":
+                    assert expired == [0, 0, 0], step
         finally:
             gw.rpc("evm_revert", [snap])
 

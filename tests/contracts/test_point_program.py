@@ -8,12 +8,14 @@ from contextlib import contextmanager
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from ledger.contracts.clients import IssueItem, ProgramConfig, Redemption
+from ledger.chain.sender import TransactionSender
+from ledger.contracts.clients import Conversion, IssueItem, ProgramConfig, Redemption
 from ledger.contracts.compiler import Artifact
 from ledger.errors import ContractRevertError
-from ledger.signing import redeem_typed_data
+from ledger.signing import cancel_nonces_typed_data, convert_typed_data, redeem_typed_data
 
 from .conftest import DAY, Chain, Merchant
 
@@ -457,3 +459,304 @@ def test_a_release_exactly_one_window_ahead_is_accepted_at_any_time_of_day(
         m.call("issuePending", member, 1, ref("edge+1"), chain.now() + 14 * DAY + 3600)
     chain.travel(15 * DAY)
     assert m.program.balance_of(member) == 25 == m.program.total_supply()
+
+
+# ---------------------------------------------------------------------- hardening (issue 8)
+
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+HOURLY = ProgramConfig(period_length=3600, expiry_periods=600, max_pending_days=1)
+DAILY_2 = ProgramConfig(period_length=DAY, expiry_periods=2, max_pending_days=7)
+
+
+def _balances_from_logs(chain: Chain, program: str) -> dict[str, int]:
+    """Every balance as an outside ERC-20 reader rebuilds it: Transfer logs alone."""
+    logs = chain.gateway.rpc("eth_getLogs", [{"address": program, "fromBlock": "0x0",
+                                              "toBlock": "latest", "topics": [TRANSFER_TOPIC]}])
+    out: dict[str, int] = {}
+    for log in logs:
+        topics = [t if isinstance(t, str) else "0x" + bytes(t).hex() for t in log["topics"]]
+        data = log["data"] if isinstance(log["data"], str) else "0x" + bytes(log["data"]).hex()
+        frm, to, value = "0x" + topics[1][-40:], "0x" + topics[2][-40:], int(data, 16)
+        out[frm] = out.get(frm, 0) - value
+        out[to] = out.get(to, 0) + value
+    zero = "0x" + "00" * 20
+    return {to_checksum_address(k): v for k, v in out.items() if k != zero}
+
+
+def _gas(receipt: dict[str, object]) -> int:
+    return int(str(receipt["gasUsed"]), 0)
+
+
+def sign_convert(member: LocalAccount, chain: Chain, m: Merchant, c: Conversion) -> bytes:
+    typed = convert_typed_data(chain_id=chain.gateway.chain_id, program=m.program.address,
+                               registry=chain.registry.address, member=c.member,
+                               amount=c.amount, to_merchant_id=c.to_merchant_id,
+                               min_out=c.min_out, order_ref=c.order_ref, nonce=c.nonce,
+                               deadline=c.deadline)
+    return bytes(Account.sign_typed_data(member.key, full_message=typed).signature)
+
+
+def _convert(chain: Chain, member: LocalAccount, frm: Merchant, to: Merchant, amount: int,
+             order: str) -> dict[str, object]:
+    c = Conversion(member.address, amount, to.merchant_id, 1, ref(order),
+                   frm.program.nonce_of(member.address), chain.now() + 600)
+    return to.call_on(frm.program, "convert", c.as_tuple(), sign_convert(member, chain, frm, c))
+
+
+def test_a_33rd_pending_issue_succeeds_once_earlier_ones_were_released(chain: Chain) -> None:
+    m = chain.admit(config=EXPIRING)
+    member = Account.create().address
+    release = chain.now() + DAY
+    m.call("issueBatch", [IssueItem(member, 10, ref(f"q{i}"), release).as_tuple()
+                          for i in range(32)])
+    chain.travel(10 * DAY)
+    m.call("issuePending", member, 10, ref("q32"), chain.now() + DAY)
+    assert m.program.pending_of(member) == 10 and m.program.spendable_of(member) == 320
+    # Live pending orders still count: 31 more fill the queue again.
+    release = chain.now() + 2 * DAY
+    m.call("issueBatch", [IssueItem(member, 1, ref(f"r{i}"), release).as_tuple()
+                          for i in range(31)])
+    with reverts("PointsTooManyPending", member):
+        m.call("issuePending", member, 1, ref("r31"), release)
+
+
+def test_a_conversion_round_trip_does_not_renew_expiry(chain: Chain) -> None:
+    a = chain.admit(symbol="A", rate=10, config=DAILY_2)
+    b = chain.admit(symbol="B", rate=10, config=DAILY_2)
+    member = Account.create()
+    a.call("issue", member.address, 100, ref("earn"))
+    p0 = a.program.view1("currentPeriod")
+    chain.travel(2 * DAY)  # period p0 + 2: the lot's last live period
+    receipt = _convert(chain, member, a, b, 100, "a-to-b")
+    (into,) = [x for n, x, _ in b.program.decode_logs(receipt["logs"])
+               if n == "PointsConvertedIn"]
+    assert b.program.lots_of(member.address) == [(into["period"], 100)]
+    assert b.program.expiry_of(into["period"]) <= a.program.expiry_of(p0)
+    _convert(chain, member, b, a, 100, "b-to-a")
+    assert a.program.lots_of(member.address) == [(p0, 100)]
+    chain.travel(DAY)  # the points expire when the ones first earned would have
+    assert a.program.spendable_of(member.address) == 0
+
+
+def test_a_conversion_into_a_program_whose_points_never_expire_is_refused(
+        chain: Chain) -> None:
+    a = chain.admit(symbol="A", rate=10, config=DAILY_2)
+    forever = chain.admit(symbol="F", rate=10)
+    member = Account.create()
+    a.call("issue", member.address, 100, ref("earn"))
+    expires = a.program.expiry_of(a.program.view1("currentPeriod"))
+    with reverts("PointsConversionOutlivesSource", expires):
+        _convert(chain, member, a, forever, 100, "a-to-f")
+    assert a.program.spendable_of(member.address) == 100
+    # The other way round lands in the target's current lot.
+    forever.call("issue", member.address, 50, ref("earn-f"))
+    _convert(chain, member, forever, a, 50, "f-to-a")
+    assert a.program.lots_of(member.address) == [(a.program.view1("currentPeriod"), 150)]
+
+
+def test_a_conversion_that_would_arrive_expired_is_refused(chain: Chain) -> None:
+    short = chain.admit(symbol="S", rate=10, config=DAILY_2)
+    monthly = chain.admit(symbol="M", rate=10, config=EXPIRING)  # lots live 60-90 days
+    member = Account.create()
+    short.call("issue", member.address, 10, ref("earn"))
+    with reverts("PointsConversionOutlivesSource"):
+        _convert(chain, member, short, monthly, 10, "s-to-m")
+
+
+def test_reversing_an_order_whose_lot_expired_takes_nothing_else(chain: Chain) -> None:
+    m = chain.admit(config=DAILY_2)
+    member = Account.create().address
+    m.call("issue", member, 100, ref("old"))
+    chain.travel(2 * DAY)
+    m.call("issue", member, 40, ref("new"))
+    chain.travel(DAY)  # the "old" lot expired
+    assert m.program.order_of(ref("old"))[1] == 0
+    receipt = m.call("reverse", ref("old"), 100)
+    events = [(n, a) for n, a, _ in m.program.decode_logs(receipt["logs"])]
+    assert ("PointsReversed", {"member": member, "orderRef": ref("old"), "amount": 100,
+                               "burned": 0}) in events
+    assert "Transfer" not in [n for n, _ in events]
+    assert m.program.spendable_of(member) == 40 and m.program.order_of(ref("new"))[1] == 40
+    with reverts("PointsReverseExceedsIssued", ref("old"), 0, 1):
+        m.call("reverse", ref("old"), 1)
+
+
+def test_the_operator_cannot_refund_for_an_active_acceptor(chain: Chain) -> None:
+    m, member = _funded(chain)
+    r = Redemption(member.address, 40, m.merchant_id, ref("sale"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    with reverts("PointsUnauthorized", chain.operator.address, m.merchant_id):
+        chain.op(m.program, "refundRedemption", m.merchant_id, ref("sale"), 40)
+    assert m.program.spendable_of(member.address) == 60
+
+
+def test_a_refund_returns_points_newest_lot_first_up_to_what_each_gave(chain: Chain) -> None:
+    m = chain.admit(config=ProgramConfig(period_length=DAY, expiry_periods=1,
+                                         max_pending_days=1))
+    member = Account.create()
+    m.call("issue", member.address, 30, ref("old"))
+    p0 = m.program.view1("currentPeriod")
+    chain.travel(DAY)
+    m.call("issue", member.address, 100, ref("new"))
+    r = Redemption(member.address, 100, m.merchant_id, ref("sale"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))  # 30 from p0, 70 from p0 + 1
+    assert m.program.lots_of(member.address) == [(p0 + 1, 30)]
+    chain.travel(DAY)  # the p0 lot has expired; p0 + 1 lives on
+    m.call("refundRedemption", m.merchant_id, ref("sale"), 50)
+    assert m.program.lots_of(member.address) == [(p0 + 1, 80)]
+    receipt = m.call("refundRedemption", m.merchant_id, ref("sale"), 50)
+    expired = [a for n, a, _ in m.program.decode_logs(receipt["logs"]) if n == "PointsExpired"]
+    assert expired == [{"member": member.address, "period": p0, "amount": 30}]
+    assert m.program.lots_of(member.address) == [(p0 + 1, 100)]
+    assert m.program.spendable_of(member.address) == 100
+    assert m.program.balance_of(member.address) == 100 == m.program.total_supply()
+
+
+def test_transfer_logs_rebuild_every_balance_through_pending_release_and_expiry(
+        chain: Chain) -> None:
+    m = chain.admit(config=DAILY_2)
+    members = [Account.create() for _ in range(3)]
+    m.call("issue", members[0].address, 100, ref("a0"))
+    m.call("issuePending", members[1].address, 50, ref("b0"), chain.now() + DAY)
+    m.call("issue", members[2].address, 70, ref("c0"))
+    chain.travel(DAY)
+    m.call("issue", members[0].address, 5, ref("a1"))
+    r = Redemption(members[2].address, 20, m.merchant_id, ref("c-sale"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(members[2], chain, m, r))
+    chain.travel(2 * DAY)  # pending released, then the first day's lots expired
+    m.call("issuePending", members[1].address, 20, ref("b3"), chain.now() + DAY)
+
+    def check() -> dict[str, int]:
+        logs = _balances_from_logs(chain, m.program.address)
+        for x in members:
+            assert logs.get(x.address, 0) == m.program.balance_of(x.address)
+        assert sum(logs.values()) == m.program.total_supply()
+        return logs
+
+    before = check()
+    assert m.program.expired_of(members[2].address) == 50 and before[members[2].address] == 50
+    m.call("sweepExpired", [x.address for x in members])
+    after = check()
+    for x in members:
+        assert after.get(x.address, 0) == (m.program.spendable_of(x.address)
+                                           + m.program.pending_of(x.address))
+        assert m.program.expired_of(x.address) == 0
+    assert after[members[0].address] == 5 and after[members[1].address] == 20
+    assert m.program.total_supply() == 25
+
+
+def test_members_sign_with_unordered_nonces_and_can_cancel_them(chain: Chain) -> None:
+    m, member = _funded(chain)
+    deadline = chain.now() + 600
+    r7 = Redemption(member.address, 10, m.merchant_id, ref("n7"), 7, deadline)
+    r3 = Redemption(member.address, 10, m.merchant_id, ref("n3"), 3, deadline)
+    s7, s3 = sign(member, chain, m, r7), sign(member, chain, m, r3)
+    m.call("redeem", r7.as_tuple(), s7)  # out of order: both work
+    m.call("redeem", r3.as_tuple(), s3)
+    assert m.program.nonce_bitmap(member.address, 0) == (1 << 7) | (1 << 3)
+    assert m.program.free_nonce(member.address) == 0
+    # Cancelled directly by the member...
+    r0 = Redemption(member.address, 10, m.merchant_id, ref("n0"), 0, deadline)
+    s0 = sign(member, chain, m, r0)
+    receipt = chain.sender(member).transact(to=m.program.address, data=m.program.encode(
+        "invalidateNonces", 0, 1), gas=200_000)
+    assert [a for n, a, _ in m.program.decode_logs(receipt["logs"])] == [
+        {"member": member.address, "wordPos": 0, "mask": 1}]
+    with reverts("PointsNonceUsed", member.address, 0):
+        m.call("redeem", r0.as_tuple(), s0)
+    # ...or relayed with a signed CancelNonces, so members stay gasless.
+    word = 5
+    r = Redemption(member.address, 10, m.merchant_id, ref("far"), word * 256 + 9, deadline)
+    sr = sign(member, chain, m, r)
+    typed = cancel_nonces_typed_data(chain_id=chain.gateway.chain_id,
+                                     program=m.program.address,
+                                     registry=chain.registry.address, member=member.address,
+                                     word_pos=word, mask=1 << 9, deadline=deadline)
+    signed = Account.sign_typed_data(member.key, full_message=typed)
+    assert bytes(signed.message_hash) == bytes(m.program.view1(
+        "cancelNoncesDigest", member.address, word, 1 << 9, deadline))
+    with reverts("PointsInvalidSignature", member.address):
+        m.call("cancelNonces", member.address, word, 1 << 8, deadline, bytes(signed.signature))
+    m.call("cancelNonces", member.address, word, 1 << 9, deadline, bytes(signed.signature))
+    with reverts("PointsNonceUsed", member.address, word * 256 + 9):
+        m.call("redeem", r.as_tuple(), sr)
+    assert m.program.spendable_of(member.address) == 80
+
+
+def test_a_deadline_more_than_seven_days_ahead_is_refused(chain: Chain) -> None:
+    m, member = _funded(chain)
+    far = chain.now() + 8 * DAY
+    r = Redemption(member.address, 10, m.merchant_id, ref("far"), 0, far)
+    with reverts("PointsDeadlineTooFar"):
+        m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    with reverts("PointsDeadlineTooFar"):
+        m.call("cancelNonces", member.address, 0, 1, far, b"\0" * 65)
+
+
+def test_the_signing_domain_is_salted_with_the_registry(chain: Chain) -> None:
+    m, member = _funded(chain)
+    fields, name, version, chain_id, contract, salt, ext = m.program.view("eip712Domain")
+    assert (bytes(fields), name, version, chain_id) == (b"\x1f", "Alliance Points", "2",
+                                                         chain.gateway.chain_id)
+    assert contract == m.program.address and list(ext) == []
+    assert bytes(salt) == bytes(12) + bytes.fromhex(chain.registry.address[2:])
+    # Same program address and chain, another alliance's registry: not this program's.
+    r = Redemption(member.address, 10, m.merchant_id, ref("x"), 0, chain.now() + 600)
+    with reverts("PointsInvalidSignature", member.address):
+        m.call("redeem", r.as_tuple(), sign(member, chain, m, r,
+                                            registry=Account.create().address))
+
+
+def test_redeem_batch_errors_name_the_problem(chain: Chain) -> None:
+    m, member = _funded(chain)
+    other = chain.admit()
+    r = Redemption(member.address, 10, m.merchant_id, ref("b1"), 0, chain.now() + 600)
+    r2 = Redemption(member.address, 10, other.merchant_id, ref("b2"), 1, chain.now() + 600)
+    sig = sign(member, chain, m, r)
+    with reverts("PointsBatchLengthMismatch", 1, 2):
+        m.call("redeemBatch", [r.as_tuple()], [sig, sig])
+    with reverts("PointsMixedAcceptors", m.merchant_id, other.merchant_id):
+        m.call("redeemBatch", [r.as_tuple(), r2.as_tuple()], [sig, sig])
+
+
+def test_a_member_with_the_most_lots_stays_well_inside_a_block(chain: Chain) -> None:
+    """Hourly periods, 600 of them live: a member who earned every hour holds 601 lots."""
+    m = chain.admit(config=HOURLY)
+    member = Account.create()
+    for i in range(601):
+        m.call("issue", member.address, 1, ref(f"h{i}"))
+        chain.travel(3600)
+    gw = chain.gateway
+
+    def revert_to(snap: object) -> None:
+        gw.rpc("evm_revert", [snap])
+        m.sender = TransactionSender(gw, m.account.key)  # nonces follow the reverted chain
+
+    def big(fn: str, *args: object) -> dict[str, object]:  # up to a whole 30M block
+        return m.sender.transact(to=m.program.address, data=m.program.encode(fn, *args),
+                                 gas=29_000_000)
+
+    # The loop ended one period after the last issue: the oldest lot just expired, 600 live.
+    assert len(m.program.lots_of(member.address)) == 600
+    views = {fn: gw.estimate_gas(sender=member.address, to=m.program.address,
+                                 data=m.program.encode(fn, member.address))
+             for fn in ("spendableOf", "expiredOf", "lotsOf", "balanceOf")}
+    assert max(views.values()) < 3_000_000, views
+    snap = gw.rpc("evm_snapshot")
+    r = Redemption(member.address, 600, m.merchant_id, ref("all"), 0, chain.now() + 600)
+    walk = _gas(big("redeem", r.as_tuple(), sign(member, chain, m, r)))
+    assert walk < 10_000_000, walk
+    revert_to(snap)
+    snap = gw.rpc("evm_snapshot")
+    chain.travel(601 * 3600)  # every lot expired, none swept
+    m.call("issue", member.address, 1, ref("fresh"))  # prunes two on the way
+    r = Redemption(member.address, 1, m.merchant_id, ref("one"), 1, chain.now() + 600)
+    past_expired = _gas(big("redeem", r.as_tuple(), sign(member, chain, m, r)))
+    assert past_expired < 10_000_000, past_expired
+    revert_to(snap)
+    chain.travel(601 * 3600)
+    sweep = _gas(big("sweepExpired", [member.address]))
+    assert m.program.balance_of(member.address) == 0 == m.program.total_supply()
+    print(f"\n601 lots: views {views}; redeem walking 600 live lots {walk:,} gas; redeem past "
+          f"599 expired lots {past_expired:,} gas; sweep of 601 lots {sweep:,} gas = "
+          f"{sweep // 601:,} per lot")
