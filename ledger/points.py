@@ -714,6 +714,19 @@ class NonceInfo:
     suggested: list[int]
 
 
+# A program's symbol and EIP-712 domain never change: read once per program client (the
+# public route is unauthenticated; each request then costs two views per program, not four).
+_identities: WeakKeyDictionary[PointProgramClient, tuple[str, dict[str, Any]]] = \
+    WeakKeyDictionary()
+
+
+def _identity(alliance: Alliance, program: str) -> tuple[str, dict[str, Any]]:
+    client = alliance.contracts.program(program)
+    if client not in _identities:
+        _identities[client] = (client.symbol(), program_domain(alliance, program))
+    return _identities[client]
+
+
 def program_domain(alliance: Alliance, program: str) -> dict[str, Any]:
     """A program's EIP-712 domain, read from the contract (ERC-5267 ``eip712Domain``):
     exactly the fields the contract hashes, so a wallet signs what the program verifies."""
@@ -739,11 +752,10 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
     programs = []
     for mid, name, program in merchants:
         assert program is not None
-        record = registry.merchant(mid)
+        symbol, domain = _identity(alliance, program)
         programs.append(PublicProgram(
-            merchant_id=mid, merchant_name=name, status=record.status, program=program,
-            symbol=alliance.contracts.program(program).symbol(), rate=registry.rate_of(mid),
-            domain=program_domain(alliance, program)))
+            merchant_id=mid, merchant_name=name, status=registry.merchant(mid).status,
+            program=program, symbol=symbol, rate=registry.rate_of(mid), domain=dict(domain)))
     types: dict[str, list[dict[str, str]]] = {
         "EIP712Domain": domain_types(programs[0].domain) if programs
         else list(signing.EIP712_DOMAIN_TYPES),
