@@ -475,8 +475,13 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
     /// @inheritdoc IPointProgram
     function refundRedemption(uint256 acceptor, bytes32 orderRef, uint256 amount) external {
         // The acceptor refunds its own orders; the operator may do it only for one that is
-        // suspended, so its members are not left without their points.
-        if (!(_isOperator(msg.sender) && _isSuspended(acceptor))) _requireSigner(acceptor);
+        // suspended, so its members are not left without their points. One registry read
+        // decides the common case; anyone else gets the error `_requireSigner` gives.
+        IAllianceRegistry.Merchant memory acc = _registry.merchant(acceptor);
+        bool byAcceptor = acc.status == IAllianceRegistry.MerchantStatus.Active && acc.account == msg.sender;
+        if (!byAcceptor && !(acc.status == IAllianceRegistry.MerchantStatus.Suspended && _isOperator(msg.sender))) {
+            _requireSigner(acceptor);
+        }
         bytes32 key = _redemptionKey(acceptor, orderRef);
         RedemptionRecord memory rec = _redemptions[key];
         if (rec.member == address(0)) revert PointsUnknownOrder(orderRef);
@@ -492,7 +497,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         uint256 redeemedIn = _periodAt(rec.redeemedAt);
         uint256 minLive = _minLivePeriod(currentPeriod());
         Account memory a = _account(rec.member);
-        uint256 credited;
+        uint256 credited = 0;
         uint256 packed = _refundLots[key];
         if (packed == 0) {
             credited = _refundInto(rec.member, a, redeemedIn - rec.age, amount, minLive);
@@ -568,6 +573,9 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         clearing_.recordConversion(_merchantId, c.toMerchantId, c.member, c.amount, key, expiryOf(takes.periods[0]));
     }
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
     /// @inheritdoc IPointProgram
     function creditConverted(
         address member,
@@ -591,6 +599,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         emit Transfer(address(0), member, amount);
         emit PointsConvertedIn(member, fromMerchantId, conversionId, amount, p);
     }
+
+    // slither-disable-end incorrect-equality
 
     /// @dev The latest period <= `cur` whose points expire no later than `expiresAt`, or
     /// NO_PERIOD if there is none (points here never expire, or expire after `expiresAt` even
@@ -782,6 +792,9 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         _accounts[member] = a;
     }
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
     function _lotAmount(address member, Account memory a, uint256 p) private view returns (uint256) {
         return p == a.headPeriod ? a.headAmount : _lots[member][p].amount;
     }
@@ -790,6 +803,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         if (p == a.headPeriod) a.headAmount -= uint64(amount);
         else _lots[member][p].amount -= uint224(amount);
     }
+
+    // slither-disable-end incorrect-equality
 
     /// @dev Pops released (or fully reversed) orders off the front of the member's pending queue
     /// and returns, per earn period, the points still pending.
@@ -941,6 +956,9 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         return _pendingLive(member, _account(member), currentDay());
     }
 
+    // Equalities below compare period numbers and counters this contract keeps, never a
+    // balance anyone else can move: exact comparison is what is meant.
+    // slither-disable-start incorrect-equality
     /// @inheritdoc IPointProgram
     function lotsOf(address member) external view returns (uint256[] memory periods, uint256[] memory amounts) {
         Account memory a = _account(member);
@@ -968,6 +986,8 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
             mstore(amounts, k)
         }
     }
+
+    // slither-disable-end incorrect-equality
 
     /// @inheritdoc IPointProgram
     function orderOf(bytes32 orderRef)

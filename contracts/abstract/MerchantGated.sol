@@ -24,11 +24,6 @@ abstract contract MerchantGated {
         return _registry.activeAccount(merchantId_);
     }
 
-    /// @dev Whether `merchantId_` is suspended.
-    function _isSuspended(uint256 merchantId_) internal view returns (bool) {
-        return _registry.merchant(merchantId_).status == IAllianceRegistry.MerchantStatus.Suspended;
-    }
-
     /// @dev Whether `account` has the registry's OPERATOR_ROLE.
     function _isOperator(address account) internal view returns (bool) {
         return IAccessControl(address(_registry)).hasRole(Roles.OPERATOR_ROLE, account);

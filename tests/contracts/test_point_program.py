@@ -246,7 +246,8 @@ def test_redeem_digest_matches_eip712_and_burns_points(chain: Chain) -> None:
     m, member = _funded(chain)
     r = Redemption(member.address, 30, m.merchant_id, ref("sale-1"), 0, chain.now() + 600)
     typed = redeem_typed_data(chain_id=chain.gateway.chain_id, program=m.program.address,
-                              registry=chain.registry.address, member=r.member, amount=r.amount, merchant_id=r.merchant_id,
+                              registry=chain.registry.address, member=r.member,
+                              amount=r.amount, merchant_id=r.merchant_id,
                               order_ref=r.order_ref, nonce=r.nonce, deadline=r.deadline)
     signed = Account.sign_typed_data(member.key, full_message=typed)
     assert bytes(signed.message_hash) == m.program.redemption_digest(r)
@@ -760,3 +761,23 @@ def test_a_member_with_the_most_lots_stays_well_inside_a_block(chain: Chain) -> 
     print(f"\n601 lots: views {views}; redeem walking 600 live lots {walk:,} gas; redeem past "
           f"599 expired lots {past_expired:,} gas; sweep of 601 lots {sweep:,} gas = "
           f"{sweep // 601:,} per lot")
+
+
+def test_a_refund_over_more_than_seven_lots_counts_the_oldest_ones_as_the_oldest_lot(
+        chain: Chain) -> None:
+    m = chain.admit(config=ProgramConfig(period_length=DAY, expiry_periods=10,
+                                         max_pending_days=1))
+    member = Account.create()
+    p0 = m.program.view1("currentPeriod")
+    for i in range(9):
+        m.call("issue", member.address, 10 + i, ref(f"d{i}"))
+        chain.travel(DAY)
+    total = sum(10 + i for i in range(9))
+    r = Redemption(member.address, total, m.merchant_id, ref("all"), 0, chain.now() + 600)
+    m.call("redeem", r.as_tuple(), sign(member, chain, m, r))
+    assert m.program.spendable_of(member.address) == 0
+    m.call("refundRedemption", m.merchant_id, ref("all"), total)
+    # The newest six lots exactly; the three oldest all into the oldest (never a later lot).
+    assert m.program.lots_of(member.address) == (
+        [(p0, 10 + 11 + 12)] + [(p0 + i, 10 + i) for i in range(3, 9)])
+    assert m.program.balance_of(member.address) == total == m.program.total_supply()
