@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from .alliance import Alliance
+from .contracts.clients import PointProgramClient
 from .store import repos
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,9 @@ RELEASE_LOG_OFFSET = 1 << 20
 DAY = 86_400
 
 _sync_lock = threading.Lock()
-# Programs' origins (immutable): the day a pending issue releases counts from it.
-_origins: dict[str, int] = {}
+# Programs' origins (immutable; the day a pending issue releases counts from it), per program
+# client: a client belongs to one deployment, so a reused address never reads a stale origin.
+_origins: WeakKeyDictionary[PointProgramClient, int] = WeakKeyDictionary()
 
 
 class Indexer:
@@ -143,9 +146,10 @@ def released_row(issued: dict[str, Any]) -> dict[str, Any]:
 
 def release_time(alliance: Alliance, *, program: str, day: int) -> int:
     """The unix time at which day ``day`` of a program begins (pending points release then)."""
-    if program not in _origins:
-        _origins[program] = alliance.contracts.program(program).origin()
-    return _origins[program] + day * DAY
+    client = alliance.contracts.program(program)
+    if client not in _origins:
+        _origins[client] = client.origin()
+    return _origins[client] + day * DAY
 
 
 def _row(kind: str, args: dict[str, Any], raw: Any, programs: dict[str, int],

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from . import signing
 from .alliance import Alliance
+from .contracts.clients import PointProgramClient
 from .errors import (
     LedgerNotFoundError,
     LedgerPermissionError,
@@ -556,18 +558,15 @@ def balances(alliance: Alliance, *, member: str,
         merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
                      if m.program_address and merchant_id in (None, m.id)]
         pending = repos.pending_issues(s, member=address, now=now)
-        reversals: dict[str, list[tuple[int, int]]] = {}
-        for program in {p.program for p in pending}:
-            reversals.update(repos.reversed_before(
-                s, program=program,
-                order_refs=[p.order_ref for p in pending if p.program == program and p.order_ref]))
+        reversals = _reversals(s, [(p.program, p.order_ref) for p in pending])
     out = []
     for mid, name, program in merchants:
         assert program is not None
         client = alliance.contracts.program(program)
         releases = []
         for p in pending:
-            left = p.amount - sum(x for _, x in reversals.get(p.order_ref or "", []))
+            taken = reversals.get((p.program, p.order_ref or ""), [])
+            left = p.amount - sum(x for _, x in taken)
             if p.program == program and left > 0:
                 releases.append(Release(p.order_ref, left, p.release_at))
         out.append(ProgramBalance(
@@ -593,7 +592,9 @@ HISTORY_KINDS = {
     "expired": "a lot's points expired unspent (expired_at: when; at: when swept)",
 }
 NEVER = 2**256 - 1
-_expiries: dict[tuple[str, int], int] = {}
+# Expiry times per program client (a program's periods never change; a client belongs to one
+# deployment, so a program address reused by another deployment gets its own cache).
+_expiries: WeakKeyDictionary[PointProgramClient, dict[int, int]] = WeakKeyDictionary()
 
 
 def chain_now(alliance: Alliance) -> int:
@@ -603,11 +604,11 @@ def chain_now(alliance: Alliance) -> int:
 
 def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
     """When points earned in ``period`` of a program expire (unix time; None: never)."""
-    key = (program, period)
-    if key not in _expiries:
-        _expiries[key] = alliance.contracts.program(program).expiry_of(period)
-    value = _expiries[key]
-    return None if value >= NEVER else value
+    client = alliance.contracts.program(program)
+    known = _expiries.setdefault(client, {})
+    if period not in known:
+        known[period] = client.expiry_of(period)
+    return None if known[period] >= NEVER else known[period]
 
 
 def history(alliance: Alliance, *, member: str, limit: int = 50,
@@ -628,12 +629,9 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
         issuers = {m.program_address: m.id for m in repos.list_merchants(s)}
         events, nxt = repos.member_events(s, member=address, limit=limit, cursor=cursor,
                                            merchant_id=merchant_id)
-        released = [e for e in events if e["kind"] == "released" and e["order_ref"]]
-        reversals: dict[str, list[tuple[int, int]]] = {}
-        for program in {e["program"] for e in released}:
-            reversals.update(repos.reversed_before(
-                s, program=program,
-                order_refs=[e["order_ref"] for e in released if e["program"] == program]))
+        reversals = _reversals(s, [(e["program"], e["order_ref"]) for e in events
+                                   if e["kind"] == "released"])
+    shown = []
     for e in events:
         e["program_merchant_id"] = issuers.get(e["program"])
         kind = e["kind"]
@@ -641,13 +639,30 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
             e["expires_at"] = (None if e["period"] is None else
                                expiry_of(alliance, program=e["program"], period=e["period"]))
         elif kind == "released":
-            # Points of the order reversed while still pending never became spendable.
-            e["amount"] -= sum(p for t, p in reversals.get(e["order_ref"], []) if t < e["at"])
+            # Points of the order reversed while still pending never became spendable; an
+            # order reversed in full while pending releases nothing (no row).
+            e["amount"] -= sum(p for t, p in reversals.get((e["program"], e["order_ref"]), [])
+                               if t < e["at"])
+            if e["amount"] <= 0:
+                continue
         elif kind == "redeemed":
             e["elsewhere"] = e["merchant_id"] != e["program_merchant_id"]
         elif kind == "expired" and e["period"] is not None:
             e["expired_at"] = expiry_of(alliance, program=e["program"], period=e["period"])
-    return events, nxt
+        shown.append(e)
+    return shown, nxt
+
+
+def _reversals(session: Session, orders: Sequence[tuple[str, str | None]]
+               ) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(block time, points taken) of the reversals of these (program, order ref) orders."""
+    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for program in {p for p, _ in orders}:
+        refs = [r for p, r in orders if p == program and r]
+        for ref, taken in repos.reversed_before(session, program=program,
+                                                order_refs=refs).items():
+            out[(program, ref)] = taken
+    return out
 
 
 # ---------------------------------------------------------------------- public reads
@@ -703,6 +718,19 @@ class NonceInfo:
     suggested: list[int]
 
 
+# A program's symbol and EIP-712 domain never change: read once per program client (the
+# public route is unauthenticated; each request then costs two views per program, not four).
+_identities: WeakKeyDictionary[PointProgramClient, tuple[str, dict[str, Any]]] = \
+    WeakKeyDictionary()
+
+
+def _identity(alliance: Alliance, program: str) -> tuple[str, dict[str, Any]]:
+    client = alliance.contracts.program(program)
+    if client not in _identities:
+        _identities[client] = (client.symbol(), program_domain(alliance, program))
+    return _identities[client]
+
+
 def program_domain(alliance: Alliance, program: str) -> dict[str, Any]:
     """A program's EIP-712 domain, read from the contract (ERC-5267 ``eip712Domain``):
     exactly the fields the contract hashes, so a wallet signs what the program verifies."""
@@ -728,11 +756,10 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
     programs = []
     for mid, name, program in merchants:
         assert program is not None
-        record = registry.merchant(mid)
+        symbol, domain = _identity(alliance, program)
         programs.append(PublicProgram(
-            merchant_id=mid, merchant_name=name, status=record.status, program=program,
-            symbol=alliance.contracts.program(program).symbol(), rate=registry.rate_of(mid),
-            domain=program_domain(alliance, program)))
+            merchant_id=mid, merchant_name=name, status=registry.merchant(mid).status,
+            program=program, symbol=symbol, rate=registry.rate_of(mid), domain=dict(domain)))
     types: dict[str, list[dict[str, str]]] = {
         "EIP712Domain": domain_types(programs[0].domain) if programs
         else list(signing.EIP712_DOMAIN_TYPES),

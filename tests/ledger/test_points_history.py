@@ -127,3 +127,28 @@ def test_history_shows_what_a_reversal_burned_and_the_expiry_with_its_date(
     assert expired["amount"] == 100 and expired["expired_at"] == expires
     assert expired["period"] == earned
     assert program.spendable_of(member) == 70
+
+
+def test_same_order_id_at_two_merchants_keeps_their_reversals_apart(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None) -> None:
+    member = Account.create().address
+    release_at = chain_now(alliance) + 2 * DAY
+    with alliance.store.session() as s:
+        for m in (store_merchant, cafe_merchant):
+            request_issue(alliance, s, merchant_id=m.merchant_id, member=member, points=30,
+                          order_id="SAME-1", release_at=release_at)
+    OutboxWorker(alliance).drain()
+    with alliance.store.session() as s:
+        request_reverse(alliance, s, merchant_id=store_merchant.merchant_id,
+                        order_id="SAME-1", points=30)
+    OutboxWorker(alliance).drain()
+    pending = {b.merchant_id: [r.points for r in b.releases]
+               for b in balances(alliance, member=member)}
+    assert pending == {store_merchant.merchant_id: [], cafe_merchant.merchant_id: [30]}
+    _pass_time(alliance, 3 * DAY)
+    events, _ = history(alliance, member=member)
+    released = [(e["program_merchant_id"], e["amount"]) for e in events
+                if e["kind"] == "released"]
+    # The store's order was reversed in full while pending: it releases nothing.
+    assert released == [(cafe_merchant.merchant_id, 30)]
