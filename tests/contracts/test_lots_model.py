@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.sender import TransactionSender
@@ -104,8 +104,9 @@ actions = st.lists(st.one_of(
     st.tuples(st.just("pending"), PROG, WHO, st.integers(1, 500), st.integers(1, 14)),
     st.tuples(st.just("reverse"), PROG, st.integers(0, 40), st.integers(1, 600)),
     st.tuples(st.just("redeem"), PROG, WHO, st.integers(1, 800)),
-    st.tuples(st.just("convert_out"), WHO, st.integers(1, 600)),
-    st.tuples(st.just("convert_in"), WHO, st.integers(1, 600)),
+    # conversions: a share (percent, > 100: more than spendable) of the member's spendable points
+    st.tuples(st.just("convert_out"), WHO, st.integers(1, 110)),
+    st.tuples(st.just("convert_in"), WHO, st.integers(1, 110)),
     st.tuples(st.just("travel"), st.integers(1, 25)),
     st.tuples(st.just("sweep")),
 ), min_size=5, max_size=30)
@@ -140,6 +141,13 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
     @settings(max_examples=20, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.integers(0, 9), actions)
+    # B's periods start 3 days after A's. B points from two lots (B0, B1) land in A's lot 0;
+    # A points from A1 and A2 land back-dated in B's lot 0 (B's current period is 2); A0's
+    # points (expiring 30 days after A's origin) fit no live B lot: refused.
+    @example(3, [("issue", 1, 0, 100), ("travel", 10), ("issue", 1, 0, 50),
+                 ("issue", 0, 1, 100), ("convert_in", 0, 100), ("travel", 10),
+                 ("issue", 0, 1, 50), ("convert_out", 1, 100), ("convert_out", 0, 100),
+                 ("travel", 10), ("sweep",)])
     def run(b_offset_days: int, steps: list[tuple[object, ...]]) -> None:
         snap = gw.rpc("evm_snapshot")
         chain.admin = TransactionSender(gw, ANVIL_ADMIN_KEY)  # nonces follow the reverted chain
@@ -226,9 +234,14 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                     model.take(who, amount, curs[i], todays[i])
                 elif kind in ("convert_out", "convert_in"):
                     s, t = (0, 1) if kind == "convert_out" else (1, 0)
-                    who, amount = int(step[1]), int(step[2])  # type: ignore[call-overload]
+                    who, share = int(step[1]), int(step[2])  # type: ignore[call-overload]
+                    # A member with spendable points in the source, if there is one.
+                    rich = [i for i in range(3) if models[s].spendable(i, curs[s], todays[s])]
+                    who = rich[who % len(rich)] if rich else who
                     member = members[who]
                     frm, to = progs[s], progs[t]
+                    have = models[s].spendable(who, curs[s], todays[s])
+                    amount = max(1, -(-have * share // 100))
                     c = Conversion(member.address, amount, to.merchant_id, 1,
                                    keccak(text=f"conv{serial}"),
                                    frm.program.nonce_of(member.address), chain.now() + 600)
