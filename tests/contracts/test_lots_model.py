@@ -148,6 +148,11 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                  ("issue", 0, 1, 100), ("convert_in", 0, 100), ("travel", 10),
                  ("issue", 0, 1, 50), ("convert_out", 1, 100), ("convert_out", 0, 100),
                  ("travel", 10), ("sweep",)])
+    # B's current period 2, A's 3: B0's points expire before A's oldest live lot (A1) does,
+    # with or without B2's points taken along - refused; once B0 expired, B2's land in A2.
+    @example(3, [("issue", 1, 2, 80), ("travel", 27), ("convert_in", 2, 100),
+                 ("issue", 1, 2, 40), ("convert_in", 2, 100), ("travel", 4),
+                 ("convert_in", 2, 100)])
     def run(b_offset_days: int, steps: list[tuple[object, ...]]) -> None:
         snap = gw.rpc("evm_snapshot")
         chain.admin = TransactionSender(gw, ANVIL_ADMIN_KEY)  # nonces follow the reverted chain
