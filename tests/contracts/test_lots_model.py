@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -115,7 +116,7 @@ TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 
 
 def _hex(v: object) -> str:
-    return v if isinstance(v, str) else "0x" + bytes(v).hex()  # type: ignore[arg-type]
+    return v if isinstance(v, str) else "0x" + bytes(cast(bytes, v)).hex()
 
 
 def log_balances(chain: Chain, program: str) -> dict[str, int]:
@@ -277,7 +278,7 @@ def test_contract_lots_match_the_model(chain: Chain) -> None:
                             assert exc.args_ == (expires_at,), exc
                         continue
                     assert into is not None
-                    (arrived,) = [x for n, x, _ in to.program.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+                    (arrived,) = [x for n, x, _ in to.program.decode_logs(receipt["logs"])
                                   if n == "PointsConvertedIn"]
                     assert (arrived["period"], arrived["amount"]) == (into, amount), arrived
                     # The promise itself: no later than any of the points paid with.
