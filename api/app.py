@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error mapping, and the outbox workers' lifetime."""
+"""The FastAPI application: routers, error mapping, and the background workers' lifetime."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ledger.alliance import Alliance
+from ledger.runtime import Runtime
 from ledger.settings import get_settings
 
 from . import docs, errors, openapi
@@ -33,12 +34,13 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(alliance)
         if run_workers:
-            alliance.start_workers()
+            runtime.start()
         try:
             yield
         finally:
-            alliance.stop_workers()
+            runtime.stop()
 
     # Every import is done by now (web3 pulled in py_ecc, which lifts the recursion limit to
     # 100000): put it back; the guard checks it again on every request.

@@ -23,6 +23,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
+from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
 
 from .errors import ApiError
@@ -73,7 +74,7 @@ def merchant_status(alliance: Alliance, merchant_id: int) -> str | None:
     """The merchant's status in the store ("active", "suspended"), read fresh (one indexed
     read, no lock): a suspension or reinstatement takes effect on the next request."""
     with alliance.store.read_session() as s:
-        row = repos.get_merchant(s, merchant_id)
+        row = merchant_repos.get_merchant(s, merchant_id)
         return None if row is None else row.status
 
 

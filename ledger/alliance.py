@@ -2,7 +2,8 @@
 
 ``Alliance.open(settings)`` is the one way in for the API, the CLI, scripts and tests: it
 reaches (or starts) the chain, migrates the store, finds (or makes) the deployment, and hands
-out the per-key transaction senders and the outbox workers. Three alliance keys, one role
+out the per-key transaction senders. It runs nothing in the background: the workers are
+started and stopped by :mod:`ledger.runtime`. Three alliance keys, one role
 each: ``admin`` (proposes and executes through the timelock), ``operator`` (day-to-day) and
 ``minter`` (settlement tokens).
 """
@@ -14,46 +15,17 @@ import threading
 from dataclasses import dataclass, field
 
 from eth_account import Account
-from sqlalchemy.orm import Session
 
 from .chain import anvil
 from .chain.gateway import ChainGateway
-from .chain.sender import TransactionSender
-from .contracts.deploy import Contracts, load_or_deploy
+from .chain.sender import StoreNonces, TransactionSender
 from .crypto import MasterKey
+from .deployment import Contracts, load_or_deploy
 from .errors import LedgerConfigError
 from .settings import ANVIL_KEYS, Settings
-from .store import repos
 from .store.db import Store, migrate, private_dir
 
 log = logging.getLogger(__name__)
-
-
-class StoreNonces:
-    """The nonce manager of one signer, persisted in the store so restarts and several
-    processes never hand out the same nonce twice."""
-
-    def __init__(self, store: Store, gateway: ChainGateway, address: str) -> None:
-        self.store = store
-        self.gateway = gateway
-        self.address = address
-
-    def reserve(self, count: int) -> int:
-        with self.store.session() as s:
-            return self.reserve_in(s, count)
-
-    def reserve_in(self, session: Session, count: int) -> int:
-        """Reserve ``count`` nonces inside the caller's write transaction (the outbox claims
-        operations and reserves their nonces in one)."""
-        return repos.reserve_nonces(
-            session, chain_id=self.gateway.chain_id, address=self.address, count=count,
-            chain_nonce=lambda: self.gateway.nonce(self.address, "pending"))
-
-    def resync(self) -> None:
-        """Align the counter with the node after a restart (drops gaps left by a crash)."""
-        with self.store.session() as s:
-            repos.reset_nonce(s, chain_id=self.gateway.chain_id, address=self.address,
-                              next_nonce=self.gateway.nonce(self.address, "pending"))
 
 
 @dataclass
@@ -70,7 +42,6 @@ class Alliance:
     minter: TransactionSender
     _senders: dict[str, TransactionSender] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[object] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings) -> Alliance:
@@ -110,28 +81,5 @@ class Alliance:
                 self._senders[address] = sender
             return sender
 
-    def start_workers(self) -> None:
-        """Start the outbox workers that send queued operations."""
-        from .expiry import ExpirySweeper
-        from .outbox import OutboxWorker
-
-        if not self._workers:
-            worker = OutboxWorker(self)
-            worker.start()
-            self._workers.append(worker)
-            sweeper = ExpirySweeper(self)
-            sweeper.start()
-            self._workers.append(sweeper)
-
-    def stop_workers(self) -> None:
-        from .expiry import ExpirySweeper
-        from .outbox import OutboxWorker
-
-        for w in self._workers:
-            assert isinstance(w, OutboxWorker | ExpirySweeper)
-            w.stop()
-        self._workers.clear()
-
     def close(self) -> None:
-        self.stop_workers()
         self.store.dispose()

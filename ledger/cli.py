@@ -23,8 +23,8 @@ from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from .alliance import Alliance
-    from .clearing import PeriodView
-    from .merchants import MerchantView
+    from .clearing.service import PeriodView
+    from .merchants.service import MerchantView
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
                   no_args_is_help=True)
@@ -147,8 +147,8 @@ def merchant_add(
 ) -> None:
     """Admit a merchant with its point program, rate and payout address in one admin action;
     print its API credentials once (or the pending action, with a timelock delay)."""
-    from .contracts.clients import ProgramConfig
-    from .merchants import PendingAdmission, propose_admission
+    from .merchants.clients import ProgramConfig
+    from .merchants.service import PendingAdmission, propose_admission
 
     alliance = _open()
     try:
@@ -172,7 +172,7 @@ def merchant_add(
 def merchant_suspend(merchant_id: int) -> None:
     """Suspend a merchant at once (the operator's emergency brake): it can no longer issue,
     reverse or redeem."""
-    from .merchants import suspend_merchant
+    from .merchants.service import suspend_merchant
 
     _status_command(suspend_merchant, merchant_id)
 
@@ -180,7 +180,7 @@ def merchant_suspend(merchant_id: int) -> None:
 @merchant_app.command("reinstate")
 def merchant_reinstate(merchant_id: int) -> None:
     """Reinstate a suspended merchant (an admin action through the timelock)."""
-    from .merchants import reinstate_merchant
+    from .merchants.service import reinstate_merchant
 
     _status_command(reinstate_merchant, merchant_id)
 
@@ -188,7 +188,7 @@ def merchant_reinstate(merchant_id: int) -> None:
 @merchant_app.command("payout")
 def merchant_payout(merchant_id: int, address: str) -> None:
     """Change where the clearing pays a merchant (an admin action through the timelock)."""
-    from .merchants import set_payout
+    from .merchants.service import set_payout
 
     def act(a: Alliance) -> None:
         v = set_payout(a, merchant_id=merchant_id, payout=address)
@@ -211,7 +211,7 @@ def _status_command(action: Callable[..., MerchantView], merchant_id: int) -> No
 
 
 def _say_pending(alliance: Alliance) -> None:
-    from .timelock import pending
+    from .governance import pending
 
     waiting = pending(alliance)
     if waiting:
@@ -224,7 +224,7 @@ def merchant_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON, for scripts")] = False,
 ) -> None:
     """List the merchants with status, program and rate."""
-    from .merchants import list_merchants
+    from .merchants.service import list_merchants
 
     alliance = _open()
     try:
@@ -254,7 +254,7 @@ def merchant_list(
 @app.command("rate")
 def rate(merchant_id: int, fen_per_point: int) -> None:
     """Set a program's rate in settlement units (fen) per point."""
-    from .merchants import set_rate
+    from .merchants.service import set_rate
 
     alliance = _open()
     try:
@@ -270,7 +270,7 @@ def rate(merchant_id: int, fen_per_point: int) -> None:
 @app.command("admin-key")
 def admin_key() -> None:
     """Create operator (admin API) credentials and print them once."""
-    from .merchants import create_admin_credential
+    from .merchants.service import create_admin_credential
 
     alliance = _open()
     try:
@@ -309,7 +309,7 @@ def clearing_positions(
         period: Annotated[int | None, typer.Option(help="Period (default: the open one)")] = None
 ) -> None:
     """Every merchant's net in a period (settlement units; positive = owed to it)."""
-    from .clearing import period_view
+    from .clearing.service import period_view
 
     _run(lambda a: _period_table(period_view(a, period)))
 
@@ -317,7 +317,7 @@ def clearing_positions(
 @clearing_app.command("close")
 def clearing_close() -> None:
     """Close the open period: each merchant's net is recorded on chain."""
-    from .clearing import close_period
+    from .clearing.service import close_period
 
     _run(lambda a: _period_table(close_period(a)))
 
@@ -326,7 +326,7 @@ def clearing_close() -> None:
 def clearing_settle(period: int) -> None:
     """Pay every creditor of a closed period what it can claim from escrow now (pro rata
     of what debtors paid), to its payout address."""
-    from .clearing import settle
+    from .clearing.service import settle
 
     _run(lambda a: _period_table(settle(a, period=period)))
 
@@ -334,7 +334,7 @@ def clearing_settle(period: int) -> None:
 @clearing_app.command("sweep")
 def clearing_sweep(to: str) -> None:
     """Send settlement tokens the clearing holds beyond escrow (sent by plain transfer) to TO."""
-    from .clearing import sweep_stray
+    from .clearing.service import sweep_stray
 
     _run(lambda a: console.print(f"swept {sweep_stray(a, to=to)} settlement units to {to}"))
 
@@ -342,7 +342,7 @@ def clearing_sweep(to: str) -> None:
 @clearing_app.command("confirm-for")
 def clearing_confirm_for(period: int, debtor: int, creditor: int, amount: int) -> None:
     """Record that DEBTOR paid the suspended CREDITOR AMOUNT off chain for PERIOD."""
-    from .clearing import confirm_for_suspended
+    from .clearing.service import confirm_for_suspended
 
     def act(a: Alliance) -> None:
         pos = confirm_for_suspended(a, period=period, debtor=debtor, creditor=creditor,
@@ -356,7 +356,7 @@ def clearing_confirm_for(period: int, debtor: int, creditor: int, amount: int) -
 @clearing_app.command("anchor")
 def clearing_anchor(period: int) -> None:
     """Anchor every merchant's statement hash of a closed period."""
-    from .clearing import anchor_statements
+    from .clearing.service import anchor_statements
 
     def act(a: Alliance) -> None:
         for st in anchor_statements(a, period=period):
@@ -371,7 +371,7 @@ def clearing_statement(
         csv_out: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False
 ) -> None:
     """Print a merchant's statement for a period (JSON, or CSV with --csv)."""
-    from .clearing import statement
+    from .clearing.service import statement
 
     def act(a: Alliance) -> None:
         st = statement(a, period=period, merchant_id=merchant_id)
@@ -387,7 +387,7 @@ def clearing_statement(
 @clearing_app.command("caps")
 def clearing_caps(merchant_id: int, liability_cap: int, foreign_cap: int) -> None:
     """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none)."""
-    from .clearing import set_caps
+    from .clearing.service import set_caps
 
     def act(a: Alliance) -> None:
         set_caps(a, merchant_id=merchant_id, liability_cap=liability_cap,
@@ -403,7 +403,7 @@ def clearing_accept(acceptor: int, program_merchant: int,
                     refuse: Annotated[bool, typer.Option(help="Refuse instead")] = False
                     ) -> None:
     """Let ACCEPTOR take PROGRAM_MERCHANT's points (or, with --refuse, stop it)."""
-    from .clearing import set_acceptance
+    from .clearing.service import set_acceptance
 
     def act(a: Alliance) -> None:
         done = set_acceptance(a, acceptor=acceptor, program_merchant=program_merchant,
@@ -419,7 +419,7 @@ def clearing_accept(acceptor: int, program_merchant: int,
 def clearing_refund(program_merchant: int, acceptor: int, order_id: str, points: int) -> None:
     """Refund, as the operator, a redemption of PROGRAM_MERCHANT's points that ACCEPTOR took
     for its order ORDER_ID (when ACCEPTOR has been suspended since)."""
-    from .clearing import operator_refund
+    from .clearing.service import operator_refund
 
     def act(a: Alliance) -> None:
         operator_refund(a, program_merchant=program_merchant, acceptor=acceptor,
@@ -432,7 +432,7 @@ def clearing_refund(program_merchant: int, acceptor: int, order_id: str, points:
 @clearing_app.command("mint")
 def clearing_mint(merchant_id: int, amount: int) -> None:
     """Mint settlement tokens to a merchant against cash received into escrow."""
-    from .clearing import mint_settlement_tokens
+    from .clearing.service import mint_settlement_tokens
 
     def act(a: Alliance) -> None:
         bal = mint_settlement_tokens(a, merchant_id=merchant_id, amount=amount)
@@ -447,7 +447,7 @@ def clearing_mint(merchant_id: int, amount: int) -> None:
 @admin_app.command("pending")
 def admin_pending() -> None:
     """List the admin actions scheduled in the timelock and when each may be executed."""
-    from .timelock import pending
+    from .governance import pending
 
     def act(a: Alliance) -> None:
         now = int(a.gateway.block("latest")["timestamp"])
@@ -465,7 +465,7 @@ def admin_execute(action_id: Annotated[str, typer.Argument(help="Action id (or a
                   ) -> None:
     """Execute a scheduled admin action once its delay has passed (and finish it in the
     store: an admission prints the merchant's credentials once)."""
-    from .merchants import AdmittedMerchant, execute_action
+    from .merchants.service import AdmittedMerchant, execute_action
 
     def act(a: Alliance) -> None:
         out = execute_action(a, action_id)
@@ -482,7 +482,7 @@ def admin_execute(action_id: Annotated[str, typer.Argument(help="Action id (or a
 def admin_cancel(action_id: Annotated[str, typer.Argument(help="Action id (or a prefix)")]
                  ) -> None:
     """Cancel a scheduled admin action that was not executed."""
-    from .timelock import cancel, find
+    from .governance import cancel, find
 
     def act(a: Alliance) -> None:
         action = find(a, action_id)
@@ -505,10 +505,10 @@ def _print_credentials(rows: list[tuple[int, str, str, str, str]]) -> None:
 
 def seed_demo(alliance: Alliance) -> dict[str, object]:
     """Admit the three demo merchants and give the demo members some points."""
-    from .contracts.clients import ProgramConfig
-    from .merchants import admit_merchant, create_admin_credential, list_merchants
-    from .outbox import OutboxWorker
-    from .points import IssueLine, request_issue_batch
+    from .merchants.clients import ProgramConfig
+    from .merchants.service import admit_merchant, create_admin_credential, list_merchants
+    from .outbox.worker import OutboxWorker
+    from .points.service import IssueLine, request_issue_batch
 
     path = alliance.settings.data_dir / "demo-credentials.json"
     if list_merchants(alliance):
@@ -553,8 +553,14 @@ def _demo_cross_merchant(alliance: Alliance, merchants: list[dict[str, object]]
 
     from eth_account import Account
 
-    from .outbox import OutboxWorker
-    from .points import IssueLine, order_ref, request_convert, request_issue_batch, request_redeem
+    from .outbox.worker import OutboxWorker
+    from .points.service import (
+        IssueLine,
+        order_ref,
+        request_convert,
+        request_issue_batch,
+        request_redeem,
+    )
     from .signing import convert_typed_data, redeem_typed_data
 
     store, cinema, cafe = (int(str(m["merchant_id"])) for m in merchants)
@@ -610,7 +616,7 @@ def demo_seed() -> None:
 
 def _demo_missing(alliance: Alliance) -> bool:
     """Whether the demo alliance is still to be seeded (its secrets are then new)."""
-    from .merchants import list_merchants
+    from .merchants.service import list_merchants
 
     return not list_merchants(alliance)
 

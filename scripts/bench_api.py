@@ -16,9 +16,9 @@ from eth_utils.address import to_checksum_address
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
-from ledger.merchants import AdmittedMerchant
+from ledger.merchants.service import AdmittedMerchant
+from ledger.outbox import repos as outbox_repos
 from ledger.settings import Settings
-from ledger.store import repos
 
 
 def _serve(alliance: Alliance, port: int) -> tuple[uvicorn.Server, threading.Thread]:
@@ -38,7 +38,7 @@ def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 30
     while pending:
         with alliance.store.session() as s:
             for op_id in list(pending):
-                op = repos.get_operation(s, op_id)
+                op = outbox_repos.get_operation(s, op_id)
                 assert op is not None
                 if op.status == "failed":
                     raise RuntimeError(f"operation {op_id} failed: {op.error_code}")

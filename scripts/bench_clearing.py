@@ -53,21 +53,15 @@ from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.chain.gateway import ChainGateway  # noqa: E402
 from ledger.chain.sender import SentTx, TransactionSender  # noqa: E402
-from ledger.contracts.clients import (  # noqa: E402
-    ClearingClient,
-    IssueItem,
-    PointProgramClient,
-    ProgramConfig,
-    Redemption,
-    RegistryClient,
-    SettlementTokenClient,
-    TimelockClient,
-)
+from ledger.clearing.clients import ClearingClient, SettlementTokenClient
+from ledger.contracts.client import TimelockClient
 from ledger.contracts.compiler import Artifact  # noqa: E402
-from ledger.contracts.deploy import deploy  # noqa: E402
-from ledger.merchants import AdmittedMerchant, admit_merchant  # noqa: E402
-from ledger.outbox import OutboxWorker  # noqa: E402
-from ledger.points import IssueLine, order_ref, request_issue_batch  # noqa: E402
+from ledger.deployment import deploy
+from ledger.merchants.clients import ProgramConfig, RegistryClient
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.clients import IssueItem, PointProgramClient, Redemption
+from ledger.points.service import IssueLine, order_ref, request_issue_batch
 from ledger.settings import Settings  # noqa: E402
 
 ECRECOVER = 3_000

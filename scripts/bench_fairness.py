@@ -25,7 +25,7 @@ from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.chain import anvil
-from ledger.merchants import admit_merchant
+from ledger.merchants.service import admit_merchant
 from ledger.settings import Settings
 
 

@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
-from ledger.contracts.clients import ProgramConfig  # noqa: E402
-from ledger.merchants import admit_merchant  # noqa: E402
-from ledger.outbox import OutboxWorker  # noqa: E402
-from ledger.points import IssueLine, request_issue_batch  # noqa: E402
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import admit_merchant
+from ledger.outbox import repos as outbox_repos
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import IssueLine, request_issue_batch
 from ledger.settings import Settings  # noqa: E402
-from ledger.store import repos  # noqa: E402
 
 # Protocol gas prices the floor is computed from (EIP-2929/2200, yellow paper).
 NEW_SLOT = 22_100  # SSTORE 0 → non-zero, cold access included
@@ -109,7 +109,7 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
     worker.stop()
     round_trips = gw.round_trips - rt0
     with alliance.store.session() as s:
-        txs = repos.confirmed_transactions(s, merchant_id=merchant_id)
+        txs = outbox_repos.confirmed_transactions(s, merchant_id=merchant_id)
     return {"elapsed": elapsed, "accepted": accepted, "round_trips": round_trips,
             "done_at": done_at, "t0": t0, "txs": txs}
 
@@ -151,8 +151,8 @@ def op_gas(alliance: Alliance) -> None:
     from eth_account import Account
 
     from ledger.chain.sender import TransactionSender
-    from ledger.contracts.clients import Conversion, PointProgramClient, Redemption
-    from ledger.merchants import admit_merchant, merchant_signing_key
+    from ledger.merchants.service import admit_merchant, merchant_signing_key
+    from ledger.points.clients import Conversion, PointProgramClient, Redemption
 
     gw = alliance.gateway
 
@@ -214,7 +214,7 @@ def sweep_gas(alliance: Alliance, admit: Any) -> None:
         print("sweep: not in this contract version")
         return
     members = new_members(100)
-    from ledger.contracts.clients import IssueItem
+    from ledger.points.clients import IssueItem
 
     tx.transact(to=p.address, data=p.encode_issue_batch(
         [IssueItem(x, 5, keccak(text=f"sw-{i}")) for i, x in enumerate(members)]),

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
-from ledger import merchants, timelock
-from ledger.contracts.clients import ProgramConfig
+from ledger import governance
+from ledger.merchants import service as merchants
+from ledger.merchants.clients import ProgramConfig
 
 from ..deps import AdminDep, AllianceDep, BodyDep
 from ..idempotency import run_idempotent
@@ -41,7 +42,7 @@ def _created(m: merchants.AdmittedMerchant) -> dict[str, Any]:
                            secret=m.secret).model_dump(mode="json")
 
 
-def _action_out(a: timelock.AdminAction) -> AdminActionOut:
+def _action_out(a: governance.AdminAction) -> AdminActionOut:
     return AdminActionOut(id=a.id, kind=a.kind, summary=a.summary, ready_at=a.ready_at)
 
 
@@ -106,7 +107,7 @@ def set_rate(merchant_id: MerchantIdPath, req: RateUpdate, alliance: AllianceDep
 @router.put("/merchants/{merchant_id}/payout", response_model=MerchantOut)
 def set_payout(merchant_id: MerchantIdPath, req: PayoutUpdate, alliance: AllianceDep,
                who: AdminDep) -> MerchantOut:
-    """Change where the clearing pays the merchant, through the timelock."""
+    """Change where the clearing pays the merchant, through the governance."""
     return _merchant_out(merchants.set_payout(alliance, merchant_id=merchant_id,
                                               payout=req.payout))
 
@@ -120,7 +121,7 @@ def list_all(alliance: AllianceDep, who: AdminDep) -> list[MerchantOut]:
 @router.get("/actions", response_model=list[AdminActionOut])
 def pending_actions(alliance: AllianceDep, who: AdminDep) -> list[AdminActionOut]:
     """Admin actions scheduled in the timelock and not yet executed."""
-    return [_action_out(a) for a in timelock.pending(alliance)]
+    return [_action_out(a) for a in governance.pending(alliance)]
 
 
 @router.post("/actions/{action_id}/execute")

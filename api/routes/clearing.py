@@ -10,8 +10,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
-from ledger import clearing
-from ledger.clearing import PeriodView, PositionView, Statement
+from ledger.clearing import service as clearing
+from ledger.clearing.service import PeriodView, PositionView, Statement
 
 from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep, MerchantEvenSuspendedDep
 from ..idempotency import run_idempotent

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from ledger import merchants
+from ledger.merchants import service as merchants
 
 from ..deps import AllianceDep, MerchantDep
 from ..schemas import MerchantOut

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ledger import points
+from ledger.points import service as points
 
 from ..deps import AllianceDep, AnyPrincipalDep
 from ..schemas import OperationIdPath, OperationOut

@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
-from ledger import points
 from ledger.alliance import Alliance
-from ledger.points import OperationView
+from ledger.points import service as points
+from ledger.points.service import OperationView
 
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep

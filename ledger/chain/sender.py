@@ -17,8 +17,11 @@ from typing import Any, Protocol
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
+from sqlalchemy.orm import Session
 
 from ..errors import ChainError, ChainTimeoutError, ContractRevertError
+from ..store import repos
+from ..store.db import Store
 from .gateway import ChainGateway
 
 log = logging.getLogger(__name__)
@@ -219,3 +222,30 @@ class TransactionSender:
     def transact(self, *, to: str | None, data: bytes, gas: int | None = None) -> dict[str, Any]:
         """Send and wait: for operator actions that are not batched."""
         return self.wait(self.send(to=to, data=data, gas=gas))
+
+
+class StoreNonces:
+    """The nonce manager of one signer, persisted in the store so restarts and several
+    processes never hand out the same nonce twice."""
+
+    def __init__(self, store: Store, gateway: ChainGateway, address: str) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.address = address
+
+    def reserve(self, count: int) -> int:
+        with self.store.session() as s:
+            return self.reserve_in(s, count)
+
+    def reserve_in(self, session: Session, count: int) -> int:
+        """Reserve ``count`` nonces inside the caller's write transaction (the outbox claims
+        operations and reserves their nonces in one)."""
+        return repos.reserve_nonces(
+            session, chain_id=self.gateway.chain_id, address=self.address, count=count,
+            chain_nonce=lambda: self.gateway.nonce(self.address, "pending"))
+
+    def resync(self) -> None:
+        """Align the counter with the node after a restart (drops gaps left by a crash)."""
+        with self.store.session() as s:
+            repos.reset_nonce(s, chain_id=self.gateway.chain_id, address=self.address,
+                              next_nonce=self.gateway.nonce(self.address, "pending"))

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
-from ledger.merchants import AdmittedMerchant, admit_merchant, create_admin_credential
+from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from api.client import AllianceClient, sign_request
+from ledger.outbox import repos as outbox_repos
 from ledger.settings import Settings
 from ledger.store import repos
 
@@ -19,7 +20,7 @@ MEMBER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 def _ops(env: ApiEnv) -> int:
     with env.alliance.store.session() as s:
-        return repos.count_operations(s)
+        return outbox_repos.count_operations(s)
 
 
 def _issue_body(order: str = "G-1", points: int = 10) -> bytes:

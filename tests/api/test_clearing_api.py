@@ -7,7 +7,7 @@ from __future__ import annotations
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.points import chain_now
+from ledger.points.service import chain_now
 from tests.ledger.helpers import sign_conversion, sign_redemption
 
 from .conftest import ApiEnv
@@ -142,9 +142,9 @@ def test_bad_clearing_input_is_refused_and_writes_nothing(env: ApiEnv) -> None:
                       {"period": 1, "debtor": env.cafe_merchant.merchant_id, "amount": 5})
     assert r.status_code == 422
     with env.alliance.store.session() as s:
-        from ledger.store import repos
+        from ledger.outbox import repos as outbox_repos
 
-        assert repos.count_operations(s) == 0
+        assert outbox_repos.count_operations(s) == 0
 
 
 def test_an_admission_out_of_bounds_is_refused_before_anything_is_sent(env: ApiEnv) -> None:
@@ -176,8 +176,8 @@ def test_operator_sweeps_stray_tokens_and_confirms_for_a_suspended_creditor(
     r = env.admin.post("/v1/admin/clearing/sweep", {"to": Account.create().address})
     assert r.status_code == 422, r.text  # nothing stray yet
     # The store mints itself tokens and sends 5 with a plain transfer: stray, sweepable.
-    from ledger import clearing
-    from ledger.merchants import merchant_signing_key
+    from ledger.clearing import service as clearing
+    from ledger.merchants.service import merchant_signing_key
 
     clearing.mint_settlement_tokens(a, merchant_id=store.merchant_id, amount=5)
     token = a.contracts.settlement_token

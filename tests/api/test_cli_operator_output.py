@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ledger.alliance import Alliance
-from ledger.merchants import admit_merchant
+from ledger.merchants.service import admit_merchant
 from ledger.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

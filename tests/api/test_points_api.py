@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from eth_account import Account
 
-from ledger.points import chain_now
-from ledger.store import repos
+from ledger.outbox import repos as outbox_repos
+from ledger.points.service import chain_now
 from tests.ledger.helpers import sign_redemption
 
 from .conftest import ApiEnv
@@ -13,7 +13,7 @@ from .conftest import ApiEnv
 
 def _count_ops(env: ApiEnv) -> int:
     with env.alliance.store.session() as s:
-        return repos.count_operations(s)
+        return outbox_repos.count_operations(s)
 
 
 def test_issue_is_accepted_then_confirmed_on_chain(env: ApiEnv) -> None:

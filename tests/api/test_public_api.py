@@ -9,7 +9,7 @@ from typing import Any
 from eth_account import Account
 
 from api.ratelimit import RateLimiter
-from ledger.points import order_ref
+from ledger.points.service import order_ref
 from ledger.signing import domain, domain_salt
 
 from .conftest import ApiEnv

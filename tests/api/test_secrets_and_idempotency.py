@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from api.client import AllianceClient
 from api.idempotency import IN_PROGRESS_LEASE
-from ledger import merchants, points
 from ledger.errors import ChainError
-from ledger.store import repos
+from ledger.merchants import service as merchants
+from ledger.outbox import repos as outbox_repos
+from ledger.points import service as points
 from ledger.store.models import IdempotencyRecord, utcnow
 
 from .conftest import ApiEnv
@@ -82,7 +83,7 @@ def test_a_key_is_free_again_after_a_server_error_on_a_queued_request(
     assert retry.status_code == 202, retry.text
     assert "idempotent-replayed" not in retry.headers
     with env.alliance.store.session() as s:
-        assert repos.count_operations(s) == 1
+        assert outbox_repos.count_operations(s) == 1
 
 
 def test_a_key_is_free_again_after_a_server_error_on_an_operator_action(

@@ -14,18 +14,12 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.chain.gateway import ChainGateway, error_selectors
 from ledger.chain.sender import TransactionSender
-from ledger.contracts.clients import (
-    ClearingClient,
-    ContractClient,
-    FactoryClient,
-    PointProgramClient,
-    ProgramConfig,
-    RegistryClient,
-    SettlementTokenClient,
-    TimelockClient,
-)
+from ledger.clearing.clients import ClearingClient, SettlementTokenClient
+from ledger.contracts.client import ContractClient, TimelockClient
 from ledger.contracts.compiler import Artifact, compile_sources
-from ledger.contracts.deploy import deploy
+from ledger.deployment import deploy
+from ledger.merchants.clients import FactoryClient, ProgramConfig, RegistryClient
+from ledger.points.clients import PointProgramClient
 from ledger.settings import ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY, ANVIL_OPERATOR_KEY
 
 FIXTURES = Path(__file__).parent / "fixtures"

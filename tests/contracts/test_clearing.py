@@ -7,7 +7,8 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.contracts.clients import Conversion, ProgramConfig, Redemption
+from ledger.merchants.clients import ProgramConfig
+from ledger.points.clients import Conversion, Redemption
 from ledger.signing import convert_typed_data
 
 from .conftest import DAY, Chain, Merchant

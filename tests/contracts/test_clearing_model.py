@@ -24,8 +24,8 @@ from hypothesis.stateful import (
 )
 
 from ledger.chain.sender import TransactionSender
-from ledger.contracts.clients import Conversion, IssueItem
 from ledger.errors import ContractRevertError
+from ledger.points.clients import Conversion, IssueItem
 from ledger.settings import ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY, ANVIL_OPERATOR_KEY
 
 from .conftest import Chain, Merchant

@@ -10,7 +10,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from ledger.contracts.clients import ProgramConfig
+from ledger.merchants.clients import ProgramConfig
 
 from .conftest import Chain
 from .test_clearing import _alliance, _member_with, _mint_and_deposit, _redeem_at

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.sender import TransactionSender
-from ledger.contracts.clients import Conversion, ProgramConfig, Redemption
 from ledger.errors import ContractRevertError
+from ledger.merchants.clients import ProgramConfig
+from ledger.points.clients import Conversion, Redemption
 from ledger.settings import ANVIL_ADMIN_KEY
 from ledger.signing import convert_typed_data, redeem_typed_data
 

@@ -12,9 +12,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from ledger.chain.sender import TransactionSender
-from ledger.contracts.clients import Conversion, IssueItem, ProgramConfig, Redemption
 from ledger.contracts.compiler import Artifact
 from ledger.errors import ContractRevertError
+from ledger.merchants.clients import ProgramConfig
+from ledger.points.clients import Conversion, IssueItem, Redemption
 from ledger.signing import cancel_nonces_typed_data, convert_typed_data, redeem_typed_data
 
 from .conftest import DAY, Chain, Merchant

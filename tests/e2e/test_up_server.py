@@ -19,8 +19,9 @@ from eth_account import Account
 
 from api.client import AllianceClient
 from ledger.chain.gateway import ChainGateway
-from ledger.contracts.clients import ClearingClient, PointProgramClient
+from ledger.clearing.clients import ClearingClient
 from ledger.contracts.compiler import compile_contracts
+from ledger.points.clients import PointProgramClient
 from ledger.settings import Settings
 from tests.ledger.helpers import sign_redemption
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.points import order_ref
+from ledger.points.service import order_ref
 from ledger.signing import convert_typed_data, redeem_typed_data
 
 

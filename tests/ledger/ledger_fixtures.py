@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from ledger.alliance import Alliance
-from ledger.contracts.clients import ProgramConfig
-from ledger.merchants import AdmittedMerchant, admit_merchant
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.settings import Settings
 
 

@@ -10,17 +10,19 @@ from collections.abc import Iterator
 import pytest
 from eth_account import Account
 
-from ledger import clearing, merchants, timelock
+from ledger import governance
 from ledger.alliance import Alliance
-from ledger.contracts.clients import ProgramConfig
+from ledger.clearing import service as clearing
 from ledger.errors import (
     ContractRevertError,
     LedgerConflictError,
     LedgerValidationError,
 )
-from ledger.merchants import AdmittedMerchant, PendingAdmission, admit_merchant
+from ledger.merchants import repos as merchant_repos
+from ledger.merchants import service as merchants
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import AdmittedMerchant, PendingAdmission, admit_merchant
 from ledger.settings import Settings
-from ledger.store import repos
 
 from .ledger_fixtures import _alliance
 
@@ -31,7 +33,7 @@ def _sent_by_admin(alliance: Alliance) -> int:
 
 def _store_ids(alliance: Alliance) -> list[int]:
     with alliance.store.read_session() as s:
-        return [m.id for m in repos.list_merchants(s)]
+        return [m.id for m in merchant_repos.list_merchants(s)]
 
 
 @pytest.mark.parametrize("rate, config, field", [
@@ -49,7 +51,7 @@ def test_an_out_of_bounds_admission_is_refused_before_anything_is_sent(
     assert info.value.details.get("field") == field
     assert _sent_by_admin(alliance) == sent
     assert alliance.contracts.registry.merchant_count() == count == 0
-    assert timelock.pending(alliance) == [] and _store_ids(alliance) == []
+    assert governance.pending(alliance) == [] and _store_ids(alliance) == []
 
 
 def test_a_payout_that_the_chain_refuses_fails_in_simulation_before_anything_is_sent(
@@ -59,7 +61,7 @@ def test_a_payout_that_the_chain_refuses_fails_in_simulation_before_anything_is_
     with pytest.raises(ContractRevertError) as info:
         admit_merchant(alliance, name="Second", symbol="TWO", rate=1, payout=first.account)
     assert info.value.name == "RegistryInvalidPayout"
-    assert _sent_by_admin(alliance) == sent and timelock.pending(alliance) == []
+    assert _sent_by_admin(alliance) == sent and governance.pending(alliance) == []
     assert alliance.contracts.registry.merchant_count() == 1
 
 
@@ -84,7 +86,7 @@ def test_a_crash_mid_admission_is_finished_by_a_retry(
     """The service dies after scheduling (before the execute is sent), or after the chain
     executed the admission (before the store recorded it): the pending action is in the
     store with the merchant's key, and executing it again completes the admission."""
-    target = (timelock, "execute") if crash_in == "execute" else (
+    target = (governance, "execute") if crash_in == "execute" else (
         merchants, "_complete_admission")
     real = getattr(*target)
 
@@ -98,7 +100,7 @@ def test_a_crash_mid_admission_is_finished_by_a_retry(
     reg = alliance.contracts.registry
     assert reg.merchant_count() == (1 if crash_in == "complete" else 0)
     assert _store_ids(alliance) == []
-    (action,) = timelock.pending(alliance)
+    (action,) = governance.pending(alliance)
     assert action.kind == "admit"
     done = merchants.execute_action(alliance, action.id[:10])
     assert isinstance(done, AdmittedMerchant)
@@ -106,7 +108,7 @@ def test_a_crash_mid_admission_is_finished_by_a_retry(
     assert reg.merchant_count() == 1 and _store_ids(alliance) == [done.merchant_id]
     assert reg.merchant(done.merchant_id).account == done.account
     assert merchants.merchant_signing_key(alliance, done.merchant_id)
-    assert timelock.pending(alliance) == []
+    assert governance.pending(alliance) == []
 
 
 DELAY = 5
@@ -128,7 +130,7 @@ def test_with_a_delay_admin_actions_wait_until_executed(delayed: Alliance) -> No
     pending = merchants.propose_admission(a, name="Cafe", symbol="CAFE", rate=2)
     assert isinstance(pending, PendingAdmission)
     assert a.contracts.registry.merchant_count() == 0
-    (action,) = timelock.pending(a)
+    (action,) = governance.pending(a)
     with pytest.raises(LedgerConflictError, match="not ready"):
         merchants.execute_action(a, action.id)
     _wait_out_the_delay()
@@ -142,7 +144,7 @@ def test_with_a_delay_admin_actions_wait_until_executed(delayed: Alliance) -> No
     assert merchants.suspend_merchant(a, merchant_id=cafe.merchant_id).status == "suspended"
     merchants.reinstate_merchant(a, merchant_id=cafe.merchant_id)
     assert merchants.get_merchant(a, merchant_id=cafe.merchant_id).status == "suspended"
-    waiting = timelock.pending(a)
+    waiting = governance.pending(a)
     assert [w.kind for w in waiting] == ["set_rate", "set_caps", "reinstate"]
     _wait_out_the_delay()
     for w in waiting:
@@ -151,15 +153,15 @@ def test_with_a_delay_admin_actions_wait_until_executed(delayed: Alliance) -> No
     assert a.contracts.registry.terms_of(cafe.merchant_id).foreign_cap == 50
     assert merchants.get_merchant(a, merchant_id=cafe.merchant_id).status == "active"
     with a.store.read_session() as s:
-        row = repos.get_merchant(s, cafe.merchant_id)
+        row = merchant_repos.get_merchant(s, cafe.merchant_id)
         assert row is not None and row.status == "active"
-    assert timelock.pending(a) == []
+    assert governance.pending(a) == []
     # A scheduled action can be cancelled before it runs: it never takes effect.
     merchants.set_rate(a, merchant_id=cafe.merchant_id, rate=11)
-    (w,) = timelock.pending(a)
-    timelock.cancel(a, w)
+    (w,) = governance.pending(a)
+    governance.cancel(a, w)
     _wait_out_the_delay()
-    assert timelock.pending(a) == [] and a.contracts.registry.rate_of(cafe.merchant_id) == 9
+    assert governance.pending(a) == [] and a.contracts.registry.rate_of(cafe.merchant_id) == 9
     assert a.contracts.timelock.ready_at(w.id_bytes) == 0
 
 
@@ -167,7 +169,7 @@ def test_a_zero_delay_is_refused_off_a_dev_chain(alliance: Alliance,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from ledger.chain.gateway import ChainGateway
     from ledger.contracts.compiler import compile_contracts
-    from ledger.contracts.deploy import deploy
+    from ledger.deployment import deploy
     from ledger.errors import LedgerConfigError
 
     monkeypatch.setattr(ChainGateway, "is_dev_chain", property(lambda self: False))

@@ -12,12 +12,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from ledger import clearing
 from ledger.alliance import Alliance
+from ledger.clearing import service as clearing
 from ledger.errors import ContractRevertError, LedgerNotFoundError, LedgerSignatureError
-from ledger.merchants import AdmittedMerchant, admit_merchant
-from ledger.outbox import OutboxWorker
-from ledger.points import (
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import (
     SignedRedemption,
     get_operation,
     history,

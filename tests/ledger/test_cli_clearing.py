@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from ledger.alliance import Alliance
 from ledger.cli import app
-from ledger.merchants import admit_merchant
-from ledger.outbox import OutboxWorker
-from ledger.points import request_issue, request_redeem
+from ledger.merchants.service import admit_merchant
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import request_issue, request_redeem
 from ledger.settings import Settings, get_settings
 
 from .helpers import sign_redemption

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.gateway import ChainGateway
-from ledger.contracts.clients import IssueItem, PointProgramClient, Redemption
 from ledger.contracts.compiler import Artifact
+from ledger.points.clients import IssueItem, PointProgramClient, Redemption
 
 items = st.lists(st.builds(
     IssueItem,

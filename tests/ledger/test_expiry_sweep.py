@@ -10,11 +10,12 @@ from eth_account import Account
 from sqlalchemy import select
 
 from ledger.alliance import Alliance
-from ledger.contracts.clients import PointProgramClient, ProgramConfig
-from ledger.expiry import SWEEP_BATCH, ExpirySweeper
-from ledger.merchants import AdmittedMerchant, admit_merchant
-from ledger.outbox import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE, OutboxWorker
-from ledger.points import (
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.worker import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE, OutboxWorker
+from ledger.points.clients import PointProgramClient
+from ledger.points.expiry import SWEEP_BATCH, ExpirySweeper
+from ledger.points.service import (
     IssueLine,
     chain_now,
     get_operation,

@@ -9,9 +9,10 @@ from eth_account import Account
 from ledger.alliance import Alliance
 from ledger.chain.sender import TransactionSender
 from ledger.errors import ChainError
-from ledger.merchants import AdmittedMerchant
-from ledger.outbox import OutboxWorker
-from ledger.points import (
+from ledger.merchants.service import AdmittedMerchant
+from ledger.outbox import repos as outbox_repos
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import (
     IssueLine,
     chain_now,
     get_operation,
@@ -19,7 +20,6 @@ from ledger.points import (
     request_issue_batch,
     request_redeem,
 )
-from ledger.store import repos
 
 from .helpers import sign_redemption
 
@@ -53,7 +53,7 @@ def test_issue_batch_with_one_bad_line_confirms_the_others_in_the_same_round(
     program = alliance.contracts.program(store_merchant.program)
     assert [program.balance_of(m) for m in members] == [11, 11, 12, 0, 14, 15, 16]
     with alliance.store.read_session() as s:
-        assert repos.merchants_with_queued(s) == []
+        assert outbox_repos.merchants_with_queued(s) == []
 
 
 def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_round(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from eth_account import Account
 
 from ledger.alliance import Alliance
-from ledger.contracts.clients import ProgramConfig
-from ledger.merchants import AdmittedMerchant, admit_merchant
-from ledger.outbox import OutboxWorker
-from ledger.points import (
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import (
     balances,
     chain_now,
     history,

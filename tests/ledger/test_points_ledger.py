@@ -16,9 +16,11 @@ from ledger.errors import (
     LedgerSignatureError,
     LedgerValidationError,
 )
-from ledger.merchants import AdmittedMerchant
-from ledger.outbox import OutboxWorker
-from ledger.points import (
+from ledger.members import repos as member_repos
+from ledger.merchants.service import AdmittedMerchant
+from ledger.outbox import repos as outbox_repos
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import (
     IssueLine,
     balances,
     chain_now,
@@ -30,7 +32,6 @@ from ledger.points import (
     request_redeem,
     request_reverse,
 )
-from ledger.store import repos
 
 from .helpers import sign_redemption
 
@@ -64,7 +65,8 @@ def test_member_id_resolves_to_a_stable_custodial_account(alliance: Alliance,
                       member_id="member-13800138000", points=30, order_id="A-2001")
         request_issue(alliance, s, merchant_id=store_merchant.merchant_id,
                       member_id="member-13800138000", points=12, order_id="A-2002")
-        account = repos.member_account(s, alliance.master_key, member_id="member-13800138000")
+        account = member_repos.member_account(s, alliance.master_key,
+                                              member_id="member-13800138000")
     OutboxWorker(alliance).drain()
     assert _program(alliance, store_merchant).balance_of(account) == 42
     # The member id itself never reaches the chain: only the derived account does.
@@ -118,7 +120,7 @@ def test_fifty_concurrent_issues_land_with_contiguous_nonces(
     prog = _program(alliance, merchant)
     assert [prog.balance_of(m) for m in members] == [i + 1 for i in range(50)]
     with alliance.store.session() as s:
-        nonces = sorted(t.nonce for t in repos.transactions_of(s, signer=merchant.account))
+        nonces = sorted(t.nonce for t in outbox_repos.transactions_of(s, signer=merchant.account))
     assert len(nonces) == 50
     assert nonces == list(range(nonces[0], nonces[0] + 50))
     assert alliance.gateway.nonce(merchant.account, "latest") == nonces[-1] + 1
@@ -143,7 +145,7 @@ def test_crash_between_record_and_broadcast_is_sent_exactly_once(
         OutboxWorker(alliance).process_once()
     monkeypatch.undo()
     with alliance.store.session() as s:
-        assert repos.get_operation(s, op.id).status == "submitted"
+        assert outbox_repos.get_operation(s, op.id).status == "submitted"
     assert _program(alliance, store_merchant).balance_of(member) == 0
     # Restart: the recovery pass rebroadcasts the recorded transaction, once.
     worker = OutboxWorker(alliance)
@@ -261,7 +263,7 @@ def test_requests_reject_bad_input_and_write_nothing(alliance: Alliance,
     with pytest.raises(LedgerNotFoundError), alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=999, member=good, points=1, order_id="V-10")
     with alliance.store.session() as s:
-        assert repos.count_operations(s) == 0
+        assert outbox_repos.count_operations(s) == 0
 
 
 def test_merchant_cannot_read_another_merchants_operation(

@@ -12,9 +12,10 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.alliance import Alliance
 from ledger.errors import LedgerSignatureError
-from ledger.merchants import AdmittedMerchant
-from ledger.outbox import OutboxWorker
-from ledger.points import (
+from ledger.merchants.service import AdmittedMerchant
+from ledger.outbox import repos as outbox_repos
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import (
     MAX_DEADLINE_AHEAD_S,
     SignedRedemption,
     get_operation,
@@ -25,7 +26,6 @@ from ledger.points import (
     request_redeem_batch,
 )
 from ledger.signing import cancel_nonces_typed_data
-from ledger.store import repos
 
 from .helpers import sign_conversion, sign_redemption
 
@@ -36,12 +36,12 @@ def _chain_now(alliance: Alliance) -> int:
 
 def _refused(alliance: Alliance, code: str, call: object) -> LedgerSignatureError:
     with alliance.store.read_session() as s:
-        before = repos.count_operations(s)
+        before = outbox_repos.count_operations(s)
     with pytest.raises(LedgerSignatureError) as exc, alliance.store.session() as s:
         call(s)  # type: ignore[operator]
     assert exc.value.code == code, exc.value.message
     with alliance.store.read_session() as s:
-        assert repos.count_operations(s) == before
+        assert outbox_repos.count_operations(s) == before
     return exc.value
 
 

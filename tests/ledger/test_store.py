@@ -20,6 +20,11 @@ from sqlalchemy.orm import Session
 from ledger import crypto
 from ledger.crypto import MasterKey
 from ledger.errors import LedgerConflictError, LedgerNotFoundError
+from ledger.indexer import repos as cursors
+from ledger.members import repos as member_repos
+from ledger.merchants import repos as merchant_repos
+from ledger.outbox import repos as outbox_repos
+from ledger.points import repos as point_repos
 from ledger.store import repos
 from ledger.store.db import MIGRATIONS, Store, migrate
 from ledger.store.models import (
@@ -37,12 +42,12 @@ from tests.ledger.conftest import fresh_pg_database
 
 def _merchant(store: Store, master: MasterKey, mid: int = 1) -> None:
     with store.session() as s:
-        repos.add_merchant(s, merchant_id=mid, name=f"M{mid}", account=f"0x{mid:040x}",
+        merchant_repos.add_merchant(s, merchant_id=mid, name=f"M{mid}", account=f"0x{mid:040x}",
                            program=f"0x{mid + 100:040x}", signing_key=master.encrypt(b"k"))
 
 
 def _op(s: Session, op_id: str) -> Operation:
-    op = repos.get_operation(s, op_id)
+    op = outbox_repos.get_operation(s, op_id)
     assert op is not None
     return op
 
@@ -83,7 +88,7 @@ def test_migrate_twice_is_a_no_op(store: Store, master: MasterKey) -> None:
     _merchant(store, master)
     migrate(store.url)
     with store.session() as s:
-        assert [m.id for m in repos.list_merchants(s)] == [1]
+        assert [m.id for m in merchant_repos.list_merchants(s)] == [1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -97,7 +102,7 @@ def test_concurrent_first_migrations_all_succeed(backend: str, request: pytest.F
     store = Store(url)
     try:
         with store.session() as s:
-            assert repos.count_operations(s) == 0
+            assert outbox_repos.count_operations(s) == 0
     finally:
         store.dispose()
 
@@ -108,18 +113,18 @@ def test_in_memory_sqlite_store_works(master: MasterKey) -> None:
         Base.metadata.create_all(store.engine)
         _merchant(store, master)
         with store.session() as s:
-            assert [m.id for m in repos.list_merchants(s)] == [1]
+            assert [m.id for m in merchant_repos.list_merchants(s)] == [1]
     finally:
         store.dispose()
 
 
 def test_session_rolls_back_on_error(store: Store, master: MasterKey) -> None:
     with pytest.raises(RuntimeError), store.session() as s:
-        repos.add_merchant(s, merchant_id=9, name="x", account="0x" + "9" * 40, program=None,
-                           signing_key=master.encrypt(b"k"))
+        merchant_repos.add_merchant(s, merchant_id=9, name="x", account="0x" + "9" * 40,
+                                    program=None, signing_key=master.encrypt(b"k"))
         raise RuntimeError("boom")
     with store.session() as s:
-        assert repos.get_merchant(s, 9) is None
+        assert merchant_repos.get_merchant(s, 9) is None
 
 
 # ---------------------------------------------------------------------- merchants
@@ -127,16 +132,16 @@ def test_session_rolls_back_on_error(store: Store, master: MasterKey) -> None:
 
 def test_merchant_status_and_program_are_updated(store: Store, master: MasterKey) -> None:
     with store.session() as s:
-        repos.add_merchant(s, merchant_id=3, name="Cafe", account="0x" + "3" * 40, program=None,
-                           signing_key=master.encrypt(b"k"))
+        merchant_repos.add_merchant(s, merchant_id=3, name="Cafe", account="0x" + "3" * 40,
+                                    program=None, signing_key=master.encrypt(b"k"))
     with store.session() as s:
-        repos.set_merchant_status(s, 3, "suspended")
-        repos.set_merchant_program(s, 3, "0x" + "4" * 40)
+        merchant_repos.set_merchant_status(s, 3, "suspended")
+        merchant_repos.set_merchant_program(s, 3, "0x" + "4" * 40)
     with store.session() as s:
-        m = repos.get_merchant(s, 3)
+        m = merchant_repos.get_merchant(s, 3)
         assert m is not None and (m.status, m.program_address) == ("suspended", "0x" + "4" * 40)
         with pytest.raises(LedgerNotFoundError):
-            repos.set_merchant_status(s, 99, "active")
+            merchant_repos.set_merchant_status(s, 99, "active")
 
 
 # ---------------------------------------------------------------------- idempotency
@@ -285,7 +290,7 @@ def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
     _merchant(store, master)
     with store.session() as s:
         for i in range(40):
-            repos.enqueue_operation(s, merchant_id=1, kind="issue",
+            outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue",
                                     payload={"items": [{"n": i}]}, signer="0x1")
     claimed: list[str] = []
     lock = threading.Lock()
@@ -293,7 +298,7 @@ def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
     def worker(_: int) -> None:
         while True:
             with store.session() as s:
-                ids = [o.id for o in repos.claim_operations(s, merchant_id=1, max_lines=3)]
+                ids = [o.id for o in outbox_repos.claim_operations(s, merchant_id=1, max_lines=3)]
             if not ids:
                 return
             with lock:
@@ -306,45 +311,47 @@ def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
 def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: MasterKey) -> None:
     _merchant(store, master)
     with store.session() as s:
-        ops = [repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={"n": i},
+        ops = [outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={"n": i},
                                        signer="0x1") for i in range(3)]
         ids = [o.id for o in ops]
     with store.session() as s:
         assert _op(s, ids[0]).status == "queued"
-        assert repos.merchants_with_queued(s) == [1]
-        claimed = repos.claim_operations(s, merchant_id=1, max_lines=10)
+        assert outbox_repos.merchants_with_queued(s) == [1]
+        claimed = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
         assert [o.id for o in claimed] == ids and {o.status for o in claimed} == {"sending"}
-        assert repos.claim_operations(s, merchant_id=1, max_lines=10) == []
+        assert outbox_repos.claim_operations(s, merchant_id=1, max_lines=10) == []
     with store.session() as s:
-        repos.record_submission(s, op_ids=ids[:2], chain_id=1, signer="0x1",
+        outbox_repos.record_submission(s, op_ids=ids[:2], chain_id=1, signer="0x1",
                                 tx_hash="0x" + "a" * 64, nonce=0, raw="0x00", max_fee=2**96,
                                 priority_fee=1)
-        repos.fail_operations(s, ids[2:], error_code="PointsOrderRefUsed", error_message="dup")
+        outbox_repos.fail_operations(s, ids[2:], error_code="PointsOrderRefUsed",
+                                     error_message="dup")
     with store.session() as s:
-        (tx,) = repos.unsettled_transactions(s)
+        (tx,) = outbox_repos.unsettled_transactions(s)
         assert (tx.nonce, tx.max_fee, set(tx.op_ids)) == (0, 2**96, set(ids[:2]))
         links = s.scalars(select(ChainTxOperation.operation_id)).all()
         assert set(links) == set(ids[:2])
-        repos.confirm_operations(s, ids[:2], tx_hash="0x" + "a" * 64, block_number=12)
+        outbox_repos.confirm_operations(s, ids[:2], tx_hash="0x" + "a" * 64, block_number=12)
     with store.session() as s:
         assert [_op(s, i).status for i in ids] == ["confirmed", "confirmed", "failed"]
         assert _op(s, ids[0]).block_number == 12
         assert _op(s, ids[2]).error_code == "PointsOrderRefUsed"
         chain_tx = s.get(ChainTx, "0x" + "a" * 64)
         assert chain_tx is not None and (chain_tx.status, chain_tx.mined_block) == ("mined", 12)
-        assert repos.unsettled_transactions(s) == []
+        assert outbox_repos.unsettled_transactions(s) == []
 
 
 def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
                                                                master: MasterKey) -> None:
     _merchant(store, master)
     with store.session() as s:
-        op = repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={}, signer="0x1")
-        repos.claim_operations(s, merchant_id=1, max_lines=1)
+        op = outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={},
+                                            signer="0x1")
+        outbox_repos.claim_operations(s, merchant_id=1, max_lines=1)
     with store.session() as s:
-        assert repos.requeue_sending(s) == 1
+        assert outbox_repos.requeue_sending(s) == 1
     with store.session() as s:
-        again = repos.claim_operations(s, merchant_id=1, max_lines=1)
+        again = outbox_repos.claim_operations(s, merchant_id=1, max_lines=1)
         assert [o.id for o in again] == [op.id] and again[0].attempts == 2
 
 
@@ -354,7 +361,7 @@ def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
 def test_large_integers_round_trip_exactly(store: Store) -> None:
     big = 2**96 + 12345
     with store.session() as s:
-        repos.insert_point_events(s, [{
+        point_repos.insert_point_events(s, [{
             "chain_id": 1, "program": "0x" + "1" * 40, "merchant_id": 1,
             "member": "0x" + "2" * 40, "kind": "issued", "amount": big, "order_ref": None,
             "tx_hash": "0x" + "3" * 64, "block_number": 1, "log_index": 0}])
@@ -369,7 +376,7 @@ def test_large_integers_round_trip_exactly(store: Store) -> None:
 
 def test_amounts_refuse_floats(store: Store) -> None:
     with pytest.raises(Exception, match="IntText takes int"), store.session() as s:
-        repos.insert_point_events(s, [{
+        point_repos.insert_point_events(s, [{
             "chain_id": 1, "program": "0x1", "merchant_id": 1, "member": "0x2",
             "kind": "issued", "amount": 1.5, "order_ref": None, "tx_hash": "0x3",
             "block_number": 1, "log_index": 0}])
@@ -417,11 +424,11 @@ def test_revoked_credential_is_reported_revoked(store: Store, master: MasterKey)
 
 def test_member_ids_are_kept_only_as_keyed_pseudonyms(store: Store, master: MasterKey) -> None:
     with store.session() as s:
-        first = repos.get_or_create_member(s, master, member_id="13800138000")
+        first = member_repos.get_or_create_member(s, master, member_id="13800138000")
     with store.session() as s:
-        assert repos.get_or_create_member(s, master, member_id="13800138000") == first
-        assert repos.member_account(s, master, member_id="13800138000") == first.account
-        assert repos.member_account(s, master, member_id="13800138001") != first.account
+        assert member_repos.get_or_create_member(s, master, member_id="13800138000") == first
+        assert member_repos.member_account(s, master, member_id="13800138000") == first.account
+        assert member_repos.member_account(s, master, member_id="13800138001") != first.account
     with store.engine.connect() as c:
         dump = " ".join(str(v) for row in c.execute(text("SELECT * FROM members")) for v in row)
     assert "13800138000" not in dump and first.pseudonym in dump
@@ -433,7 +440,7 @@ def test_concurrent_first_sight_of_a_member_records_it_once(store: Store,
 
     def see(_: int) -> None:
         with store.session() as s:
-            accounts.append(repos.member_account(s, master, member_id="m-42"))
+            accounts.append(member_repos.member_account(s, master, member_id="m-42"))
 
     assert _in_threads(6, see) == []
     assert len(set(accounts)) == 1
@@ -445,13 +452,13 @@ def test_concurrent_first_sight_of_a_member_records_it_once(store: Store,
 def test_linked_wallet_becomes_the_member_address(store: Store, master: MasterKey) -> None:
     wallet = "0x" + "5" * 40
     with store.session() as s:
-        view = repos.link_wallet(s, master, member_id="m-1", wallet=wallet)
+        view = member_repos.link_wallet(s, master, member_id="m-1", wallet=wallet)
         assert view.wallet == wallet and view.address == wallet != view.account
     with store.session() as s:
-        assert repos.member_account(s, master, member_id="m-1") == wallet
-        assert repos.link_wallet(s, master, member_id="m-1", wallet=wallet).wallet == wallet
+        assert member_repos.member_account(s, master, member_id="m-1") == wallet
+        assert member_repos.link_wallet(s, master, member_id="m-1", wallet=wallet).wallet == wallet
     with pytest.raises(LedgerConflictError), store.session() as s:
-        repos.link_wallet(s, master, member_id="m-2", wallet=wallet)
+        member_repos.link_wallet(s, master, member_id="m-2", wallet=wallet)
 
 
 # ---------------------------------------------------------------------- read model
@@ -466,25 +473,25 @@ def _event(i: int, member: str = "0x" + "2" * 40) -> dict[str, object]:
 def test_point_events_insert_once_and_page_newest_first(store: Store) -> None:
     member = "0x" + "2" * 40
     with store.session() as s:
-        assert repos.insert_point_events(s, [_event(i) for i in range(5)]) == 5
-        assert repos.insert_point_events(s, [_event(i) for i in range(3, 7)]) == 2
-        assert repos.insert_point_events(s, [_event(9, member="0x" + "8" * 40)]) == 1
+        assert point_repos.insert_point_events(s, [_event(i) for i in range(5)]) == 5
+        assert point_repos.insert_point_events(s, [_event(i) for i in range(3, 7)]) == 2
+        assert point_repos.insert_point_events(s, [_event(9, member="0x" + "8" * 40)]) == 1
     with store.session() as s:
-        page, cursor = repos.member_events(s, member=member, limit=4, cursor=None)
+        page, cursor = point_repos.member_events(s, member=member, limit=4, cursor=None)
         assert [e["amount"] for e in page] == [6, 5, 4, 3] and cursor is not None
-        rest, end = repos.member_events(s, member=member, limit=4, cursor=cursor)
+        rest, end = point_repos.member_events(s, member=member, limit=4, cursor=cursor)
         assert [e["amount"] for e in rest] == [2, 1, 0] and end is None
-        repos.delete_events_after(s, 1)
+        point_repos.delete_events_after(s, 1)
     with store.session() as s:
-        page, _ = repos.member_events(s, member=member, limit=10, cursor=None)
+        page, _ = point_repos.member_events(s, member=member, limit=10, cursor=None)
         assert [e["amount"] for e in page] == [3, 2, 1, 0]
 
 
 def test_indexer_cursor_is_saved(store: Store) -> None:
     with store.session() as s:
-        assert repos.get_cursor(s, "points") is None
-        repos.set_cursor(s, "points", 5, "0xaa")
+        assert cursors.get_cursor(s, "points") is None
+        cursors.set_cursor(s, "points", 5, "0xaa")
     with store.session() as s:
-        repos.set_cursor(s, "points", 6, "0xbb")
+        cursors.set_cursor(s, "points", 6, "0xbb")
     with store.session() as s:
-        assert repos.get_cursor(s, "points") == (6, "0xbb")
+        assert cursors.get_cursor(s, "points") == (6, "0xbb")

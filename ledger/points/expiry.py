@@ -19,11 +19,14 @@ one round after the boundary:
 from __future__ import annotations
 
 import logging
-import threading
 
-from .alliance import Alliance
-from .indexer import Indexer
-from .store import repos
+from ..alliance import Alliance
+from ..indexer import repos as cursors
+from ..indexer.follower import Indexer
+from ..merchants import repos as merchant_repos
+from ..outbox import repos as outbox_repos
+from ..worker import Worker
+from . import repos as point_repos
 
 log = logging.getLogger(__name__)
 
@@ -35,34 +38,20 @@ CURSOR_PREFIX = "sweep:"  # + merchant id; the cursor's block column holds a per
 NEVER = 2**256 - 1
 
 
-class ExpirySweeper:
+class ExpirySweeper(Worker):
     """Queues the sweep of expired lots of every program; :meth:`run_once` is one round."""
 
+    name = "expiry-sweep"
+
     def __init__(self, alliance: Alliance, *, interval_s: float | None = None) -> None:
+        super().__init__(idle_sleep_s=interval_s if interval_s is not None
+                         else alliance.settings.expiry_sweep_interval_s)
         self.alliance = alliance
-        self.interval_s = (interval_s if interval_s is not None
-                           else alliance.settings.expiry_sweep_interval_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="expiry-sweep", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
-                log.exception("expiry sweep round failed; retrying")
-            self._stop.wait(self.interval_s)
+    def process_once(self) -> int:
+        """One round on the sweep's interval: it never runs back to back."""
+        self.run_once()
+        return 0
 
     def run_once(self) -> int:
         """Sync the read model, then queue sweeps of the lots expired since the last round;
@@ -70,7 +59,7 @@ class ExpirySweeper:
         Indexer(self.alliance).sync()
         with self.alliance.store.read_session() as s:
             programs = [(m.id, m.program_address, m.account_address)
-                        for m in repos.list_merchants(s) if m.program_address]
+                        for m in merchant_repos.list_merchants(s) if m.program_address]
         queued = 0
         for merchant_id, program, signer in programs:
             assert program is not None
@@ -86,23 +75,23 @@ class ExpirySweeper:
         last_expired = int(client.view1("currentPeriod")) - config.expiry_periods - 1
         cursor_name = f"{CURSOR_PREFIX}{merchant_id}"
         with self.alliance.store.read_session() as s:
-            cursor = repos.get_cursor(s, cursor_name)
+            cursor = cursors.get_cursor(s, cursor_name)
         swept_through = cursor[0] if cursor is not None else -1
         if last_expired <= swept_through:
             return 0
         periods = list(range(swept_through + 1, last_expired + 1))
         with self.alliance.store.read_session() as s:
-            candidates = repos.members_with_lots(s, program=program, earn_periods=periods)
+            candidates = point_repos.members_with_lots(s, program=program, earn_periods=periods)
         # Only members with something to sweep: one already spent (or swept by its own
         # redemption) costs a view here rather than gas in the batch.
         members = [m for m in candidates if expired_of(self.alliance, program, m) > 0]
         with self.alliance.store.session() as s:
             for start in range(0, len(members), SWEEP_BATCH):
-                repos.enqueue_operation(
+                outbox_repos.enqueue_operation(
                     s, merchant_id=merchant_id, kind=KIND,
                     payload={"program": program, "items": members[start:start + SWEEP_BATCH],
                              "periods": [periods[0], periods[-1]]}, signer=signer)
-            repos.set_cursor(s, cursor_name, last_expired, "")
+            cursors.set_cursor(s, cursor_name, last_expired, "")
         if members:
             log.info("queued the sweep of %d members' lots of periods %d-%d of %s",
                      len(members), periods[0], periods[-1], program)

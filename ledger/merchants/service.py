@@ -13,11 +13,12 @@ from eth_account import Account
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 
-from . import crypto, timelock
-from .alliance import Alliance
-from .contracts.clients import ProgramConfig
-from .errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
-from .store import repos
+from .. import crypto, governance
+from ..alliance import Alliance
+from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
+from ..store import repos
+from . import repos as merchant_repos
+from .clients import ProgramConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def propose_admission(alliance: Alliance, *, name: str, symbol: str, rate: int,
         config.as_tuple()))
     details = {"name": name, "symbol": symbol, "rate": rate, "account": account,
                "payout": payout_address, "key": key.hex(), "payout_key": payout_key.hex()}
-    action = timelock.schedule(alliance, kind="admit", target=reg.address, data=data,
+    action = governance.schedule(alliance, kind="admit", target=reg.address, data=data,
                                summary=f"admit {name} ({symbol}) at {rate} units/point",
                                details=details)
     done = execute_action(alliance, action.id) if _due_now(alliance, action) else None
@@ -153,7 +154,7 @@ def admit_merchant(alliance: Alliance, *, name: str, symbol: str, rate: int,
     return out
 
 
-def _complete_admission(alliance: Alliance, action: timelock.AdminAction) -> AdmittedMerchant:
+def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> AdmittedMerchant:
     """Record an admission the chain executed: the merchant, its key and its credentials."""
     d = action.details
     reg = alliance.contracts.registry
@@ -165,8 +166,8 @@ def _complete_admission(alliance: Alliance, action: timelock.AdminAction) -> Adm
     if alliance.gateway.is_dev_chain:
         alliance.gateway.rpc("anvil_setBalance", [d["account"], hex(DEV_FUNDING_WEI)])
     with alliance.store.session() as s:
-        if repos.get_merchant(s, merchant_id) is None:
-            repos.add_merchant(s, merchant_id=merchant_id, name=d["name"],
+        if merchant_repos.get_merchant(s, merchant_id) is None:
+            merchant_repos.add_merchant(s, merchant_id=merchant_id, name=d["name"],
                                account=d["account"], program=program,
                                signing_key=alliance.master_key.encrypt(bytes.fromhex(d["key"])))
             if d.get("payout_key"):
@@ -183,30 +184,30 @@ def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | Mer
     """Execute a pending admin action once ready and finish what it needs off chain (an
     admission: the store's record and credentials, shown once; a reinstatement: the store's
     status). A retry after a crash completes what the chain already did."""
-    action = timelock.find(alliance, action_id)
-    timelock.execute(alliance, action)
+    action = governance.find(alliance, action_id)
+    governance.execute(alliance, action)
     out: AdmittedMerchant | MerchantView | None = None
     if action.kind == "admit":
         out = _complete_admission(alliance, action)
     elif action.kind == "reinstate":
         mid = int(action.details["merchant_id"])
         with alliance.store.session() as s:
-            repos.set_merchant_status(s, mid, "active")
+            merchant_repos.set_merchant_status(s, mid, "active")
         out = get_merchant(alliance, merchant_id=mid)
     elif "merchant_id" in action.details:
         mid = int(action.details["merchant_id"])
         with alliance.store.session() as s:
-            known = repos.get_merchant(s, mid) is not None
+            known = merchant_repos.get_merchant(s, mid) is not None
         out = get_merchant(alliance, merchant_id=mid) if known else None
-    timelock.finish(alliance, action)
+    governance.finish(alliance, action)
     return out
 
 
 def govern(alliance: Alliance, *, kind: str, target: str, data: bytes, summary: str,
-           details: dict[str, Any] | None = None) -> timelock.AdminAction | None:
+           details: dict[str, Any] | None = None) -> governance.AdminAction | None:
     """Schedule an admin action; execute it at once when the delay is zero. Gives the pending
     action, or None once executed."""
-    action = timelock.schedule(alliance, kind=kind, target=target, data=data, summary=summary,
+    action = governance.schedule(alliance, kind=kind, target=target, data=data, summary=summary,
                                details=details)
     if _due_now(alliance, action):
         execute_action(alliance, action.id)
@@ -214,7 +215,7 @@ def govern(alliance: Alliance, *, kind: str, target: str, data: bytes, summary: 
     return action
 
 
-def _due_now(alliance: Alliance, action: timelock.AdminAction) -> bool:
+def _due_now(alliance: Alliance, action: governance.AdminAction) -> bool:
     """A zero delay: the action can run in the next block."""
     return alliance.contracts.timelock.min_delay() == 0
 
@@ -232,12 +233,12 @@ def suspend_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     reg = alliance.contracts.registry
     alliance.operator.transact(to=reg.address, data=reg.encode("suspendMerchant", merchant_id))
     with alliance.store.session() as s:
-        repos.set_merchant_status(s, merchant_id, "suspended")
+        merchant_repos.set_merchant_status(s, merchant_id, "suspended")
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
 def reinstate_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
-    """Let a suspended merchant act again: an admin action through the timelock. Gives the
+    """Let a suspended merchant act again: an admin action through the governance. Gives the
     merchant (still suspended while the reinstatement is pending)."""
     _known(alliance, merchant_id)
     reg = alliance.contracts.registry
@@ -274,7 +275,7 @@ def set_payout(alliance: Alliance, *, merchant_id: int, payout: str) -> Merchant
 def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     """The merchant's record: name from the store, status, program and rate from the chain."""
     with alliance.store.session() as s:
-        row = repos.get_merchant(s, merchant_id)
+        row = merchant_repos.get_merchant(s, merchant_id)
         if row is None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
         name = row.name
@@ -287,13 +288,13 @@ def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
 def list_merchants(alliance: Alliance) -> list[MerchantView]:
     """Every merchant of the alliance."""
     with alliance.store.session() as s:
-        ids = [m.id for m in repos.list_merchants(s)]
+        ids = [m.id for m in merchant_repos.list_merchants(s)]
     return [get_merchant(alliance, merchant_id=i) for i in ids]
 
 
 def merchant_signing_key(alliance: Alliance, merchant_id: int) -> bytes:
     with alliance.store.read_session() as s:
-        row = repos.get_merchant(s, merchant_id)
+        row = merchant_repos.get_merchant(s, merchant_id)
         if row is None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
         return alliance.master_key.decrypt(row.signing_key_enc)
@@ -301,7 +302,7 @@ def merchant_signing_key(alliance: Alliance, merchant_id: int) -> bytes:
 
 def _known(alliance: Alliance, merchant_id: int) -> None:
     with alliance.store.session() as s:
-        if repos.get_merchant(s, merchant_id) is None:
+        if merchant_repos.get_merchant(s, merchant_id) is None:
             raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
 
 

@@ -21,13 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
+from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
-from .alliance import Alliance
-from .errors import LedgerNotFoundError, LedgerValidationError
-from .points import OperationView, operation_view
-from .store import repos
+from ..alliance import Alliance
+from ..errors import LedgerNotFoundError, LedgerValidationError
+from ..merchants import repos as merchant_repos
+from ..merchants.service import govern
+from ..outbox import repos as outbox_repos
+from ..points.service import OperationView, operation_view, order_ref
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
 MAX_VALUE = 2**100
@@ -163,8 +166,6 @@ def settle(alliance: Alliance, *, period: int, page: int = CLAIM_PAGE) -> Period
 def sweep_stray(alliance: Alliance, *, to: str) -> int:
     """Send the settlement tokens the clearing holds beyond escrow (sent with a plain
     transfer) to ``to``; give the amount. Escrowed tokens cannot be swept."""
-    from eth_utils.address import is_hex_address, to_checksum_address
-
     if not isinstance(to, str) or not is_hex_address(to):
         raise LedgerValidationError("to must be an address", field="to")
     clearing = alliance.contracts.clearing
@@ -191,8 +192,6 @@ def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
              foreign_cap: int) -> bool:
     """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none),
     through the timelock. True once in effect, False while pending."""
-    from .merchants import govern
-
     reg = alliance.contracts.registry
     mid = _int(merchant_id, "merchant_id", low=1)
     return govern(alliance, kind="set_caps", target=reg.address, data=reg.encode(
@@ -206,8 +205,6 @@ def set_acceptance(alliance: Alliance, *, acceptor: int, program_merchant: int,
                    accepted: bool) -> bool:
     """Whether ``acceptor`` takes ``program_merchant``'s points, through the timelock. True
     once in effect, False while pending."""
-    from .merchants import govern
-
     if not isinstance(accepted, bool):
         raise LedgerValidationError("accepted must be true or false", field="accepted")
     reg = alliance.contracts.registry
@@ -233,8 +230,6 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
                     order_id: str, points: int) -> None:
     """Refund, as the operator, what a redemption of ``program_merchant``'s points took for
     ``acceptor``'s order ``order_id`` (for an acceptor suspended since)."""
-    from .points import order_ref
-
     record = alliance.contracts.registry.merchant(_int(program_merchant, "program_merchant",
                                                        low=1))
     if record.program is None:
@@ -270,12 +265,12 @@ def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
 def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, period: int,
                     amount: int) -> OperationView:
     """Queue a debtor's escrow deposit of settlement tokens for a closed period."""
-    merchant = repos.get_merchant(session, merchant_id)
+    merchant = merchant_repos.get_merchant(session, merchant_id)
     if merchant is None:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     payload = {"to": alliance.contracts.settlement_token.address,
                "period": _int(period, "period", low=1), "amount": _int(amount, "amount", low=1)}
-    op = repos.enqueue_operation(session, merchant_id=merchant_id, kind="deposit",
+    op = outbox_repos.enqueue_operation(session, merchant_id=merchant_id, kind="deposit",
                                  payload=payload, signer=merchant.account_address)
     return operation_view(op)
 
@@ -283,14 +278,14 @@ def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, p
 def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id: int,
                             period: int, debtor: int, amount: int) -> OperationView:
     """Queue a creditor's confirmation that ``debtor`` paid it ``amount`` off chain."""
-    merchant = repos.get_merchant(session, merchant_id)
+    merchant = merchant_repos.get_merchant(session, merchant_id)
     if merchant is None:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     if debtor == merchant_id:
         raise LedgerValidationError("a merchant cannot pay itself", field="debtor")
     payload = {"to": alliance.contracts.clearing.address, "period": _int(period, "period", low=1),
                "debtor": _int(debtor, "debtor", low=1), "amount": _int(amount, "amount", low=1)}
-    op = repos.enqueue_operation(session, merchant_id=merchant_id, kind="confirm_payment",
+    op = outbox_repos.enqueue_operation(session, merchant_id=merchant_id, kind="confirm_payment",
                                  payload=payload, signer=merchant.account_address)
     return operation_view(op)
 

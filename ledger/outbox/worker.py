@@ -19,7 +19,6 @@ issue of the same order reference.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,13 +26,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .alliance import Alliance, StoreNonces
-from .chain.sender import SentTx, TransactionSender
-from .clearing import confirm_payment_calldata, deposit_calldata
-from .contracts.clients import Conversion, IssueItem, Redemption
-from .errors import ChainError, ContractRevertError, LedgerError
-from .merchants import merchant_signing_key
-from .store import repos
+from ..alliance import Alliance
+from ..chain.sender import SentTx, StoreNonces, TransactionSender
+from ..clearing.service import confirm_payment_calldata, deposit_calldata
+from ..errors import ChainError, ContractRevertError, LedgerError
+from ..merchants import repos as merchant_repos
+from ..merchants.service import merchant_signing_key
+from ..points.clients import Conversion, IssueItem, Redemption
+from ..worker import Worker
+from . import repos as outbox_repos
 
 log = logging.getLogger(__name__)
 
@@ -117,47 +118,16 @@ def group_operations(claimed: Sequence[tuple[str, str, dict[str, Any]]], own_pro
     return groups
 
 
-class OutboxWorker:
+class OutboxWorker(Worker):
     """Sends the outbox's operations; one thread per process is enough for many signers."""
 
+    name = "outbox"
+
     def __init__(self, alliance: Alliance, *, idle_sleep_s: float | None = None) -> None:
+        super().__init__(idle_sleep_s=idle_sleep_s if idle_sleep_s is not None
+                         else alliance.settings.batch_window_ms / 1000)
         self.alliance = alliance
-        self.idle_sleep_s = (idle_sleep_s if idle_sleep_s is not None
-                             else alliance.settings.batch_window_ms / 1000)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._senders: dict[int, TransactionSender] = {}
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        self.recover()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                done = self.process_once()
-            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
-                log.exception("outbox round failed; retrying")
-                done = 0
-            if done == 0:
-                self._stop.wait(self.idle_sleep_s)
-
-    def drain(self, timeout_s: float = 60.0) -> None:
-        """Process until nothing is queued (for tools and tests that run no thread)."""
-        deadline = time.monotonic() + timeout_s
-        while self.process_once() > 0:
-            if time.monotonic() > deadline:
-                raise ChainError("outbox did not drain in time")
 
     # ------------------------------------------------------------------ one round
 
@@ -174,9 +144,10 @@ class OutboxWorker:
         depth = self.alliance.settings.confirmations
         if depth > 0:
             with self.alliance.store.session() as s:
-                repos.promote_confirmed(s, max_block=self.alliance.gateway.block_number() - depth)
+                outbox_repos.promote_confirmed(
+                    s, max_block=self.alliance.gateway.block_number() - depth)
         with self.alliance.store.read_session() as s:
-            merchant_ids = repos.merchants_with_queued(s)
+            merchant_ids = outbox_repos.merchants_with_queued(s)
         done = 0
         in_flight: InFlight = []
         for merchant_id in merchant_ids:
@@ -201,9 +172,10 @@ class OutboxWorker:
     def _requeue_claimed(self, op_ids: list[str], exc: LedgerError) -> None:
         with self.alliance.store.session() as s:
             claimed = [i for i in op_ids
-                       if (op := repos.get_operation(s, i)) is not None and op.status == "sending"]
+                       if (op := outbox_repos.get_operation(s, i)) is not None
+                       and op.status == "sending"]
             if claimed:
-                repos.requeue_operations(s, claimed, error_code=exc.code)
+                outbox_repos.requeue_operations(s, claimed, error_code=exc.code)
 
     def _sender(self, merchant_id: int) -> TransactionSender:
         sender = self._senders.get(merchant_id)
@@ -225,10 +197,10 @@ class OutboxWorker:
         nonces = sender.nonces
         assert isinstance(nonces, StoreNonces)  # every signer from Alliance.sender_for_key
         with self.alliance.store.session() as s:
-            ops = repos.claim_operations(s, merchant_id=merchant_id,
+            ops = outbox_repos.claim_operations(s, merchant_id=merchant_id,
                                          max_lines=limit * PIPELINE_TXS)
             claimed = [(op.id, op.kind, dict(op.payload)) for op in ops]
-            program = repos.get_merchant(s, merchant_id)
+            program = merchant_repos.get_merchant(s, merchant_id)
             assert program is not None and program.program_address is not None
             program_address = program.program_address
             if not claimed:
@@ -251,7 +223,7 @@ class OutboxWorker:
 
     def _record(self, s: Session, sender: TransactionSender, group: Group, sent: SentTx
                 ) -> None:
-        repos.record_submission(s, op_ids=[g[0] for g in group],
+        outbox_repos.record_submission(s, op_ids=[g[0] for g in group],
                                 chain_id=self.alliance.gateway.chain_id, signer=sender.address,
                                 tx_hash=sent.tx_hash, nonce=sent.nonce, raw="0x" + sent.raw.hex(),
                                 max_fee=sent.max_fee, priority_fee=sent.priority_fee)
@@ -385,10 +357,10 @@ class OutboxWorker:
             log.info("tx %s reverted with %s; retrying its %d operations with simulation",
                      sent.tx_hash, exc.name, len(op_ids))
             with self.alliance.store.session() as s:
-                repos.requeue_operations(s, op_ids, error_code=exc.name, status="sending")
+                outbox_repos.requeue_operations(s, op_ids, error_code=exc.name, status="sending")
             return False
         with self.alliance.store.session() as s:
-            repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
+            outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
                                      block_number=int(receipt["blockNumber"]),
                                      final=self.alliance.settings.confirmations == 0)
         return True
@@ -397,16 +369,16 @@ class OutboxWorker:
         name = exc.name if isinstance(exc, ContractRevertError) else exc.code
         log.info("operations %s failed: %s", op_ids, exc.message)
         with self.alliance.store.session() as s:
-            repos.fail_operations(s, op_ids, error_code=name, error_message=exc.message)
+            outbox_repos.fail_operations(s, op_ids, error_code=name, error_message=exc.message)
 
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> None:
         """Settle or resend what a crash left behind (see the module docstring)."""
         with self.alliance.store.session() as s:
-            repos.requeue_sending(s)
+            outbox_repos.requeue_sending(s)
             in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
-                          list(t.op_ids)) for t in repos.unsettled_transactions(s)]
+                          list(t.op_ids)) for t in outbox_repos.unsettled_transactions(s)]
         by_signer: dict[str, list[Any]] = defaultdict(list)
         for row in in_flight:
             by_signer[row[1]].append(row)
@@ -421,7 +393,8 @@ class OutboxWorker:
                     except ChainError as exc:
                         log.warning("rebroadcast failed: %s; operations requeued", exc)
                         with self.alliance.store.session() as s:
-                            repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
+                            outbox_repos.requeue_operations(
+                                s, op_ids, error_code="rebroadcast-failed")
                         continue
                 sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee,
                               prio, time.monotonic())
@@ -430,7 +403,7 @@ class OutboxWorker:
         # A crash between reserving a nonce and recording its transaction leaves a gap that
         # would stall every later transaction: every merchant signer restarts from the node.
         with self.alliance.store.session() as s:
-            signers = {m.account_address for m in repos.list_merchants(s)}
+            signers = {m.account_address for m in merchant_repos.list_merchants(s)}
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
 
@@ -441,17 +414,15 @@ class OutboxWorker:
             if receipt is not None:
                 with self.alliance.store.session() as s:
                     if int(receipt.get("status", 0)) == 1:
-                        repos.confirm_operations(
+                        outbox_repos.confirm_operations(
                             s, op_ids, tx_hash=sent.tx_hash,
                             block_number=int(receipt["blockNumber"]),
                             final=self.alliance.settings.confirmations == 0)
                     else:
-                        repos.requeue_operations(s, op_ids, error_code="reverted")
+                        outbox_repos.requeue_operations(s, op_ids, error_code="reverted")
                 return
             time.sleep(0.05)
         log.warning("recovered tx %s still unmined; left for the next start", sent.tx_hash)
 
     def _resync_nonces(self, signer: str) -> None:
-        from .alliance import StoreNonces
-
         StoreNonces(self.alliance.store, self.alliance.gateway, signer).resync()

@@ -22,17 +22,21 @@ from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
-from . import signing
-from .alliance import Alliance
-from .contracts.clients import PointProgramClient
-from .errors import (
+from .. import signing
+from ..alliance import Alliance
+from ..errors import (
     LedgerNotFoundError,
     LedgerPermissionError,
     LedgerSignatureError,
     LedgerValidationError,
 )
-from .indexer import Indexer
-from .store import repos
+from ..indexer.follower import Indexer
+from ..members import repos as member_repos
+from ..merchants import repos as merchant_repos
+from ..merchants.repos import MerchantRow
+from ..outbox import repos as outbox_repos
+from . import repos as point_repos
+from .clients import PointProgramClient
 
 MAX_POINTS = 2**48 - 1
 # A redemption or conversion records its points in 24 bits (PointProgram.RedemptionRecord).
@@ -164,7 +168,8 @@ def resolve_members(alliance: Alliance, session: Session,
             if not isinstance(member_id, str) or not member_id.strip() or len(member_id) > 128:
                 raise LedgerValidationError("member_id must be 1-128 characters",
                                             field="member_id")
-            out.append(repos.member_account(session, alliance.master_key, member_id=member_id))
+            out.append(member_repos.member_account(session, alliance.master_key,
+                                                   member_id=member_id))
         except LedgerValidationError as exc:
             if len(refs) == 1:
                 raise
@@ -190,8 +195,8 @@ def _release_at(value: int | None) -> int:
     return value
 
 
-def _merchant(session: Session, merchant_id: int) -> repos.MerchantRow:
-    row = repos.get_merchant(session, merchant_id)
+def _merchant(session: Session, merchant_id: int) -> MerchantRow:
+    row = merchant_repos.get_merchant(session, merchant_id)
     if row is None:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     if row.program_address is None:
@@ -235,7 +240,7 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: in
         seen.add(oid)
         lines.append({"member": account, "points": pts, "order_id": oid,
                       "order_ref": "0x" + order_ref(oid).hex(), "release_at": rel})
-    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind=kind,
+    op = outbox_repos.enqueue_operation(session, merchant_id=merchant.id, kind=kind,
                                  payload={"items": lines}, signer=merchant.account_address)
     return operation_view(op)
 
@@ -246,7 +251,7 @@ def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, o
     merchant = _merchant(session, merchant_id)
     payload = {"order_id": _order_id(order_id), "order_ref": "0x" + order_ref(order_id).hex(),
                "points": _points(points)}
-    op = repos.enqueue_operation(session, merchant_id=merchant.id, kind="reverse",
+    op = outbox_repos.enqueue_operation(session, merchant_id=merchant.id, kind="reverse",
                                  payload=payload, signer=merchant.account_address)
     return operation_view(op)
 
@@ -276,8 +281,8 @@ def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None
                                     field="signature")
 
 
-def _program_merchant(session: Session, acceptor: repos.MerchantRow, program_merchant_id: Any,
-                      known: dict[int, repos.MerchantRow] | None = None) -> repos.MerchantRow:
+def _program_merchant(session: Session, acceptor: MerchantRow, program_merchant_id: Any,
+                      known: dict[int, MerchantRow] | None = None) -> MerchantRow:
     """The merchant whose points are spent: the acceptor itself when none (or itself) is named;
     ``known`` caches lookups across the lines of one batch."""
     if program_merchant_id in (None, acceptor.id):
@@ -371,8 +376,8 @@ def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> 
     return bool(word >> (nonce & 0xFF) & 1)
 
 
-def _redemption_line(session: Session, acceptor: repos.MerchantRow, r: SignedRedemption,
-                     known: dict[int, repos.MerchantRow] | None = None,
+def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemption,
+                     known: dict[int, MerchantRow] | None = None,
                      checker: SignatureCheck | None = None) -> dict[str, Any]:
     _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
     program_merchant = _program_merchant(session, acceptor, r.program_merchant_id, known)
@@ -413,7 +418,7 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
     line = _redemption_line(session, acceptor, SignedRedemption(
         member, points, order_id, nonce, deadline, signature, program_merchant_id),
         checker=SignatureCheck(alliance))
-    op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
+    op = outbox_repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
                                  payload={"program": line["program"], "items": [line]},
                                  signer=acceptor.account_address)
     return operation_view(op)
@@ -427,7 +432,7 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
     acceptor = _merchant(session, merchant_id)
     groups: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
-    known: dict[int, repos.MerchantRow] = {}
+    known: dict[int, MerchantRow] = {}
     checker = SignatureCheck(alliance)
     for i, it in enumerate(items):
         try:
@@ -442,7 +447,7 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
                                         "batch", index=i, field="order_id")
         seen.add(line["order_id"])
         groups.setdefault(line["program"], []).append(line)
-    return [operation_view(repos.enqueue_operation(
+    return [operation_view(outbox_repos.enqueue_operation(
         session, merchant_id=acceptor.id, kind="redeem_batch",
         payload={"program": program, "items": lines}, signer=acceptor.account_address))
         for program, lines in groups.items()]
@@ -476,7 +481,7 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
                "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
                "deadline": deadline, "signature": signature, "merchant_id": target.id,
                "from_merchant_id": source.id}
-    op = repos.enqueue_operation(session, merchant_id=target.id, kind="convert",
+    op = outbox_repos.enqueue_operation(session, merchant_id=target.id, kind="convert",
                                  payload=payload, signer=target.account_address)
     return operation_view(op)
 
@@ -491,7 +496,7 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     payload = {"program": program_merchant.program_address, "merchant_id": acceptor.id,
                "program_merchant_id": program_merchant.id, "order_id": _order_id(order_id),
                "order_ref": "0x" + order_ref(order_id).hex(), "points": _points(points)}
-    op = repos.enqueue_operation(session, merchant_id=acceptor.id, kind="refund_redemption",
+    op = outbox_repos.enqueue_operation(session, merchant_id=acceptor.id, kind="refund_redemption",
                                  payload=payload, signer=acceptor.account_address)
     return operation_view(op)
 
@@ -526,7 +531,7 @@ def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_
     payload = {"program": program, "program_merchant_id": program_merchant.id,
                "member": account, "word_pos": word_pos, "mask": hex(mask),
                "deadline": deadline, "signature": signature}
-    op = repos.enqueue_operation(session, merchant_id=relayer.id, kind="cancel_nonces",
+    op = outbox_repos.enqueue_operation(session, merchant_id=relayer.id, kind="cancel_nonces",
                                  payload=payload, signer=relayer.account_address)
     return operation_view(op)
 
@@ -538,7 +543,7 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
                   ) -> OperationView:
     """An operation's status; a merchant may only see its own (``None``: the operator)."""
     with alliance.store.read_session() as s:
-        op = repos.get_operation(s, operation_id)
+        op = outbox_repos.get_operation(s, operation_id)
         if op is None:
             raise LedgerNotFoundError(f"no operation {operation_id}")
         if merchant_id is not None and op.merchant_id != merchant_id:
@@ -555,9 +560,9 @@ def balances(alliance: Alliance, *, member: str,
     Indexer(alliance).sync()
     now = chain_now(alliance)
     with alliance.store.read_session() as s:
-        merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
+        merchants = [(m.id, m.name, m.program_address) for m in merchant_repos.list_merchants(s)
                      if m.program_address and merchant_id in (None, m.id)]
-        pending = repos.pending_issues(s, member=address, now=now)
+        pending = point_repos.pending_issues(s, member=address, now=now)
         reversals = _reversals(s, [(p.program, p.order_ref) for p in pending])
     out = []
     for mid, name, program in merchants:
@@ -626,8 +631,8 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
         raise LedgerValidationError("limit must be 1-500", field="limit")
     Indexer(alliance).sync()
     with alliance.store.read_session() as s:
-        issuers = {m.program_address: m.id for m in repos.list_merchants(s)}
-        events, nxt = repos.member_events(s, member=address, limit=limit, cursor=cursor,
+        issuers = {m.program_address: m.id for m in merchant_repos.list_merchants(s)}
+        events, nxt = point_repos.member_events(s, member=address, limit=limit, cursor=cursor,
                                            merchant_id=merchant_id)
         reversals = _reversals(s, [(e["program"], e["order_ref"]) for e in events
                                    if e["kind"] == "released"])
@@ -659,7 +664,7 @@ def _reversals(session: Session, orders: Sequence[tuple[str, str | None]]
     out: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for program in {p for p, _ in orders}:
         refs = [r for p, r in orders if p == program and r]
-        for ref, taken in repos.reversed_before(session, program=program,
+        for ref, taken in point_repos.reversed_before(session, program=program,
                                                 order_refs=refs).items():
             out[(program, ref)] = taken
     return out
@@ -750,7 +755,7 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
     """Chain id, registry, settlement unit, every program with its domain and rate, and the
     EIP-712 types members sign (see README "The member's signature")."""
     with alliance.store.read_session() as s:
-        merchants = [(m.id, m.name, m.program_address) for m in repos.list_merchants(s)
+        merchants = [(m.id, m.name, m.program_address) for m in merchant_repos.list_merchants(s)
                      if m.program_address]
     registry = alliance.contracts.registry
     programs = []
@@ -798,7 +803,7 @@ def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
                      used=used, suggested=suggested[:NONCE_SUGGESTIONS])
 
 
-def operation_view(op: repos.OperationRow) -> OperationView:
+def operation_view(op: outbox_repos.OperationRow) -> OperationView:
     payload = op.payload or {}
     items = len(payload.get("items", [])) if "items" in payload else 1
     return OperationView(id=op.id, kind=op.kind, status=op.status, merchant_id=op.merchant_id,

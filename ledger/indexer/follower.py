@@ -14,9 +14,11 @@ import threading
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from .alliance import Alliance
-from .contracts.clients import PointProgramClient
-from .store import repos
+from ..alliance import Alliance
+from ..merchants import repos as merchant_repos
+from ..points import repos as point_repos
+from ..points.clients import PointProgramClient
+from . import repos as cursors
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class Indexer:
     def _sync(self) -> int:
         head = self.alliance.gateway.block_number() - self.alliance.settings.confirmations
         with self.alliance.store.session() as s:
-            released = repos.get_cursor(s, RELEASES)
+            released = cursors.get_cursor(s, RELEASES)
         released_until = released[0] if released is not None else -1
         added = self._index_logs(head, released_until)
         return added + self._release_due(head, released_until)
@@ -70,8 +72,8 @@ class Indexer:
         gw = self.alliance.gateway
         start_default = self.alliance.contracts.deployment.block
         with self.alliance.store.session() as s:
-            cursor = repos.get_cursor(s, CURSOR)
-            programs = {m.program_address: m.id for m in repos.list_merchants(s)
+            cursor = cursors.get_cursor(s, CURSOR)
+            programs = {m.program_address: m.id for m in merchant_repos.list_merchants(s)
                         if m.program_address}
         last = start_default - 1
         if cursor is not None:
@@ -81,7 +83,7 @@ class Indexer:
                 rewind = max(start_default - 1, last - REORG_DEPTH)
                 log.warning("reorg below block %d: re-indexing from %d", last, rewind + 1)
                 with self.alliance.store.session() as s:
-                    repos.delete_events_after(s, rewind)
+                    point_repos.delete_events_after(s, rewind)
                 last = rewind
         if not programs or last >= head:
             return 0
@@ -114,8 +116,8 @@ class Indexer:
                         rows.append(released_row(row))
             to_hash = gw.block(to)["hash"].hex()
             with self.alliance.store.session() as s:
-                added += repos.insert_point_events(s, rows)
-                repos.set_cursor(s, CURSOR, to, to_hash)
+                added += point_repos.insert_point_events(s, rows)
+                cursors.set_cursor(s, CURSOR, to, to_hash)
             frm = to + 1
         return added
 
@@ -129,10 +131,10 @@ class Indexer:
         if now <= released_until:
             return 0
         with self.alliance.store.session() as s:
-            due = repos.issues_released_between(s, after=released_until, until=now)
-            added = repos.insert_point_events(s, [released_row(r) for r in due])
+            due = point_repos.issues_released_between(s, after=released_until, until=now)
+            added = point_repos.insert_point_events(s, [released_row(r) for r in due])
             # The cursor's block column holds a time here (seconds), not a block number.
-            repos.set_cursor(s, RELEASES, now, "")
+            cursors.set_cursor(s, RELEASES, now, "")
         return added
 
 

@@ -12,19 +12,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..chain.gateway import ChainGateway, error_selectors
-from ..chain.sender import TransactionSender
-from ..errors import LedgerConfigError, LedgerNotFoundError
-from ..settings import Settings
-from .clients import (
-    ClearingClient,
-    FactoryClient,
-    PointProgramClient,
-    RegistryClient,
-    SettlementTokenClient,
-    TimelockClient,
-)
-from .compiler import Artifact, compile_contracts
+from .chain.gateway import ChainGateway, error_selectors
+from .chain.sender import TransactionSender
+from .clearing.clients import ClearingClient, SettlementTokenClient
+from .contracts.client import TimelockClient
+from .contracts.compiler import Artifact, compile_contracts
+from .errors import LedgerConfigError, LedgerNotFoundError
+from .merchants.clients import FactoryClient, RegistryClient
+from .points.clients import PointProgramClient
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 

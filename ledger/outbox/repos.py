@@ -1,0 +1,172 @@
+"""The outbox's tables: queued operations, their claims, and the transactions that carry them.
+
+Claims are single statements, so several workers never take the same operation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..store.models import ChainTx, ChainTxOperation, Merchant, Operation, utcnow
+
+OperationRow = Operation
+
+
+def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
+                      payload: dict[str, Any], signer: str) -> Operation:
+    op = Operation(id=str(uuid.uuid4()), merchant_id=merchant_id, kind=kind, payload=payload,
+                   lines=max(1, len(payload.get("items", ()))), status="queued", signer=signer)
+    session.add(op)
+    session.flush()
+    return op
+
+
+def get_operation(session: Session, operation_id: str) -> Operation | None:
+    return session.scalar(select(Operation).where(Operation.id == operation_id))
+
+
+def count_operations(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Operation)) or 0)
+
+
+def merchants_with_queued(session: Session) -> list[int]:
+    return list(session.scalars(select(Operation.merchant_id).where(Operation.status == "queued")
+                                .distinct()))
+
+
+def claim_operations(session: Session, *, merchant_id: int, max_lines: int
+                     ) -> list[Operation]:
+    """Move the oldest queued operations of a merchant, up to ``max_lines`` lines in all (at
+    least one operation), to ``sending``, and give them.
+
+    No operation is handed out twice: on PostgreSQL the candidates are locked with SKIP
+    LOCKED; on SQLite the session's transaction began IMMEDIATE, holding the write lock."""
+    candidates = (select(Operation.seq, Operation.lines)
+                  .where(Operation.merchant_id == merchant_id, Operation.status == "queued")
+                  .order_by(Operation.seq).limit(max_lines))
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    chosen: list[int] = []
+    total = 0
+    for seq, lines in session.execute(candidates):
+        if chosen and total + lines > max_lines:
+            break
+        chosen.append(seq)
+        total += lines
+    if not chosen:
+        return []
+    rows = session.scalars(
+        update(Operation).where(Operation.seq.in_(chosen), Operation.status == "queued")
+        .values(status="sending", attempts=Operation.attempts + 1, updated_at=utcnow())
+        .returning(Operation).execution_options(synchronize_session=False))
+    return sorted(rows, key=lambda o: o.seq)
+
+
+def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int, signer: str,
+                      tx_hash: str, nonce: int, raw: str, max_fee: int,
+                      priority_fee: int) -> None:
+    """Record a signed transaction and mark its operations submitted, before broadcasting."""
+    lines = 0
+    for op in session.scalars(select(Operation).where(Operation.id.in_(op_ids))):
+        lines += len(op.payload.get("items", [])) or 1
+    session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
+                        max_fee=max_fee, priority_fee=priority_fee, status="pending",
+                        lines=lines))
+    session.flush()
+    for op_id in op_ids:
+        session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="submitted", tx_hash=tx_hash, updated_at=utcnow()))
+
+
+def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
+                       block_number: int, final: bool = True) -> None:
+    """Record that the operations' transaction was mined; ``final`` marks them confirmed,
+    otherwise they stay ``submitted`` (with their block) until deep enough."""
+    tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="confirmed" if final else "submitted", tx_hash=tx_hash,
+                            block_number=block_number, error_code=None, error_message=None,
+                            updated_at=utcnow()))
+    session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
+                    .values(status="mined", mined_block=block_number))
+
+
+def promote_confirmed(session: Session, *, max_block: int) -> int:
+    """Mark mined operations at or below ``max_block`` confirmed; give how many."""
+    mined = select(ChainTx.tx_hash).where(ChainTx.status == "mined")
+    res = session.execute(update(Operation).where(
+        Operation.status == "submitted", Operation.block_number <= max_block,
+        Operation.tx_hash.in_(mined)).values(status="confirmed", updated_at=utcnow()))
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
+                    error_message: str) -> None:
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status="failed", error_code=error_code,
+                            error_message=error_message[:500], updated_at=utcnow()))
+
+
+def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
+                       status: str = "queued") -> None:
+    """Give operations another attempt: back to the queue, or kept claimed (``sending``) by
+    a worker that retries them at once."""
+    tx_hashes = list(session.scalars(select(Operation.tx_hash).where(Operation.id.in_(op_ids))))
+    session.execute(update(ChainTx).where(ChainTx.tx_hash.in_([h for h in tx_hashes if h]))
+                    .values(status="failed"))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status=status, error_code=error_code, tx_hash=None,
+                            updated_at=utcnow()))
+
+
+def requeue_sending(session: Session) -> int:
+    """Operations claimed but never signed (a crash) go back to the queue."""
+    res = session.execute(update(Operation).where(Operation.status == "sending")
+                          .values(status="queued", updated_at=utcnow()))
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class UnsettledTx:
+    tx_hash: str
+    signer: str
+    nonce: int
+    raw: str
+    max_fee: int
+    priority_fee: int
+    op_ids: tuple[str, ...]
+
+
+def unsettled_transactions(session: Session) -> list[UnsettledTx]:
+    """Recorded transactions whose operations are still ``submitted``."""
+    out = []
+    for tx in session.scalars(select(ChainTx).where(ChainTx.status == "pending")
+                              .order_by(ChainTx.signer, ChainTx.nonce)):
+        ops = tuple(session.scalars(
+            select(Operation.id).join(ChainTxOperation,
+                                      ChainTxOperation.operation_id == Operation.id)
+            .where(ChainTxOperation.tx_hash == tx.tx_hash, Operation.status == "submitted")))
+        if ops:
+            out.append(UnsettledTx(tx.tx_hash, tx.signer, tx.nonce, tx.raw, tx.max_fee,
+                                   tx.priority_fee, ops))
+    return out
+
+
+def transactions_of(session: Session, *, signer: str) -> list[ChainTx]:
+    return list(session.scalars(select(ChainTx).where(ChainTx.signer == signer)
+                                .order_by(ChainTx.nonce)))
+
+
+def confirmed_transactions(session: Session, *, merchant_id: int) -> list[tuple[str, int]]:
+    """(tx hash, lines) of a merchant's mined transactions, in nonce order."""
+    signer = session.scalar(select(Merchant.account_address).where(Merchant.id == merchant_id))
+    return [(t.tx_hash, t.lines) for t in session.scalars(
+        select(ChainTx).where(ChainTx.signer == signer, ChainTx.status == "mined")
+        .order_by(ChainTx.nonce))]

@@ -1,0 +1,75 @@
+"""One base for the service's background loops (the outbox, the indexer, the expiry sweep).
+
+A worker does its work in rounds: :meth:`Worker.process_once` does one and gives how much it
+did; the thread runs rounds until stopped, sleeping ``idle_sleep_s`` after a round that did
+nothing (a busy worker goes straight on). :meth:`Worker.recover` runs once before the thread
+starts (the outbox settles what a crash left). Tools and tests that run no thread call
+:meth:`Worker.process_once` or :meth:`Worker.drain` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .errors import LedgerError
+
+log = logging.getLogger(__name__)
+
+
+class WorkerTimeoutError(LedgerError):
+    """A drain did not finish in time."""
+
+    code = "worker-timeout"
+
+
+class Worker:
+    """A background loop of rounds; subclasses give :meth:`process_once`."""
+
+    name = "worker"
+
+    def __init__(self, *, idle_sleep_s: float) -> None:
+        self.idle_sleep_s = idle_sleep_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def recover(self) -> None:
+        """Put right what a crash left behind; runs before the thread starts."""
+
+    def process_once(self) -> int:
+        """Do one round; give how much was done (0: nothing to do)."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self.recover()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.process_once()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+                log.exception("%s round failed; retrying", self.name)
+                done = 0
+            if done == 0:
+                self._stop.wait(self.idle_sleep_s)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Run rounds until one does nothing (for tools and tests that run no thread)."""
+        deadline = time.monotonic() + timeout_s
+        while self.process_once() > 0:
+            if time.monotonic() > deadline:
+                raise WorkerTimeoutError(f"{self.name} did not drain in time")
