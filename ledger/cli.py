@@ -356,7 +356,7 @@ def clearing_confirm_for(period: int, debtor: int, creditor: int, amount: int) -
 @clearing_app.command("anchor")
 def clearing_anchor(period: int) -> None:
     """Anchor every merchant's statement hash of a closed period."""
-    from .clearing.service import anchor_statements
+    from .clearing.statements import anchor_statements
 
     def act(a: Alliance) -> None:
         for st in anchor_statements(a, period=period):
@@ -371,7 +371,7 @@ def clearing_statement(
         csv_out: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False
 ) -> None:
     """Print a merchant's statement for a period (JSON, or CSV with --csv)."""
-    from .clearing.service import statement
+    from .clearing.statements import statement
 
     def act(a: Alliance) -> None:
         st = statement(a, period=period, merchant_id=merchant_id)

@@ -11,7 +11,9 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger.clearing import service as clearing
-from ledger.clearing.service import PeriodView, PositionView, Statement
+from ledger.clearing import statements
+from ledger.clearing.service import PeriodView, PositionView
+from ledger.clearing.statements import Statement
 
 from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep, MerchantEvenSuspendedDep
 from ..idempotency import run_idempotent
@@ -63,7 +65,7 @@ def my_statement(period: PeriodPath, alliance: AllianceDep, who: MerchantDep,
     every underlying redemption/conversion/refund with its transaction; its keccak-256 and,
     once the operator anchored it, the hash on chain. ``?format=csv`` for a spreadsheet."""
     assert who.merchant_id is not None
-    st = clearing.statement(alliance, period=period, merchant_id=who.merchant_id)
+    st = statements.statement(alliance, period=period, merchant_id=who.merchant_id)
     if format == "csv":
         return Response(st.to_csv(), media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="statement-{period}-'
@@ -153,14 +155,14 @@ def anchor(period: PeriodPath, request: Request, body: BodyDep, alliance: Allian
     """Anchor every merchant's statement hash of a closed period on chain."""
     return _operator(request, body, alliance, who, 200, lambda: {"statements": [
         {"merchant_id": st.document["merchant_id"], "hash": st.hash}
-        for st in clearing.anchor_statements(alliance, period=period)]})
+        for st in statements.anchor_statements(alliance, period=period)]})
 
 
 @admin_router.get("/statements/{period}/{merchant_id}", response_model=StatementOut)
 def any_statement(period: PeriodPath, merchant_id: MerchantIdPath, alliance: AllianceDep,
                   who: AdminDep) -> StatementOut:
     """Any merchant's statement (the operator's and auditors' view)."""
-    return _statement_out(clearing.statement(alliance, period=period, merchant_id=merchant_id))
+    return _statement_out(statements.statement(alliance, period=period, merchant_id=merchant_id))
 
 
 @admin_router.put("/caps/{merchant_id}")

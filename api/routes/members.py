@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ledger.points import service as points
+from ledger.points import reads as points
 
 from ..auth import Principal
 from ..deps import AllianceDep, AnyPrincipalDep

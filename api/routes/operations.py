@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ledger.points import service as points
+from ledger.outbox import views as operations
 
 from ..deps import AllianceDep, AnyPrincipalDep
 from ..schemas import OperationIdPath, OperationOut
@@ -18,6 +18,6 @@ def get_operation(operation_id: OperationIdPath, alliance: AllianceDep, who: Any
                   ) -> OperationOut:
     """queued, submitted, confirmed (with tx hash and block) or failed (with the reason).
     A merchant sees only its own operations."""
-    view = points.get_operation(alliance, operation_id=operation_id,
+    view = operations.get_operation(alliance, operation_id=operation_id,
                                 merchant_id=None if who.role == "admin" else who.merchant_id)
     return OperationOut.model_validate(operation_out(view))

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
+from ledger.outbox.views import OperationView
 from ledger.points import service as points
-from ledger.points.service import OperationView
 
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from ledger.points import service as points
+from ledger.points import reads as points
 
 from ..deps import AllianceDep
 from ..schemas import ADDRESS, MerchantIdPath

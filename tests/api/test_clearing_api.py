@@ -7,7 +7,7 @@ from __future__ import annotations
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.points.service import chain_now
+from ledger.points.reads import chain_now
 from tests.ledger.helpers import sign_conversion, sign_redemption
 
 from .conftest import ApiEnv

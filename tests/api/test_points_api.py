@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_account import Account
 
 from ledger.outbox import repos as outbox_repos
-from ledger.points.service import chain_now
+from ledger.points.reads import chain_now
 from tests.ledger.helpers import sign_redemption
 
 from .conftest import ApiEnv

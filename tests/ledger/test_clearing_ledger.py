@@ -14,13 +14,14 @@ from eth_utils.crypto import keccak
 
 from ledger.alliance import Alliance
 from ledger.clearing import service as clearing
+from ledger.clearing import statements
 from ledger.errors import ContractRevertError, LedgerNotFoundError, LedgerSignatureError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.views import get_operation
 from ledger.outbox.worker import OutboxWorker
+from ledger.points.reads import history
 from ledger.points.service import (
     SignedRedemption,
-    get_operation,
-    history,
     request_convert,
     request_issue,
     request_redeem,
@@ -183,7 +184,7 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
                     cafe.merchant_id: -200 - 100}
     assert closed.total_owed == 600 and closed.closed_at
 
-    st = clearing.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
+    st = statements.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
     doc = st.document
     assert doc["totals"] == {"receivable": 600, "payable": 0, "net": 600}
     assert {c["merchant_id"]: c["net"] for c in doc["counterparties"]} == {
@@ -194,12 +195,12 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
                                                separators=(",", ":")).encode()).hex()
     rows = list(csv.reader(io.StringIO(st.to_csv())))
     assert rows[1][-1] == st.hash and rows[1][6] == "600"
-    gp_st = clearing.statement(alliance, period=closed.period, merchant_id=gp.merchant_id)
+    gp_st = statements.statement(alliance, period=closed.period, merchant_id=gp.merchant_id)
     assert gp_st.document["totals"] == {"receivable": 100, "payable": 400, "net": -300}
 
-    anchored = clearing.anchor_statements(alliance, period=closed.period)
+    anchored = statements.anchor_statements(alliance, period=closed.period)
     assert all(a.matches_anchor for a in anchored)
-    again = clearing.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
+    again = statements.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
     assert again.anchored_hash == st.hash
 
     clearing.mint_settlement_tokens(alliance, merchant_id=gp.merchant_id, amount=300)

@@ -12,18 +12,12 @@ from sqlalchemy import select
 from ledger.alliance import Alliance
 from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.views import get_operation
 from ledger.outbox.worker import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE, OutboxWorker
 from ledger.points.clients import PointProgramClient
 from ledger.points.expiry import SWEEP_BATCH, ExpirySweeper
-from ledger.points.service import (
-    IssueLine,
-    chain_now,
-    get_operation,
-    history,
-    request_issue,
-    request_issue_batch,
-    request_redeem,
-)
+from ledger.points.reads import chain_now, history
+from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
 from ledger.store.models import Operation
 
 from .helpers import sign_redemption

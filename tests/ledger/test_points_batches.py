@@ -11,15 +11,10 @@ from ledger.chain.sender import TransactionSender
 from ledger.errors import ChainError
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.views import get_operation
 from ledger.outbox.worker import OutboxWorker
-from ledger.points.service import (
-    IssueLine,
-    chain_now,
-    get_operation,
-    request_issue,
-    request_issue_batch,
-    request_redeem,
-)
+from ledger.points.reads import chain_now
+from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
 
 from .helpers import sign_redemption
 

@@ -9,14 +9,8 @@ from ledger.alliance import Alliance
 from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox.worker import OutboxWorker
-from ledger.points.service import (
-    balances,
-    chain_now,
-    history,
-    order_ref,
-    request_issue,
-    request_reverse,
-)
+from ledger.points.reads import balances, chain_now, history
+from ledger.points.service import order_ref, request_issue, request_reverse
 
 DAY = 86_400
 

@@ -19,13 +19,11 @@ from ledger.errors import (
 from ledger.members import repos as member_repos
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.views import get_operation
 from ledger.outbox.worker import OutboxWorker
+from ledger.points.reads import balances, chain_now, history
 from ledger.points.service import (
     IssueLine,
-    balances,
-    chain_now,
-    get_operation,
-    history,
     order_ref,
     request_issue,
     request_issue_batch,

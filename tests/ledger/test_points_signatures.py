@@ -14,11 +14,11 @@ from ledger.alliance import Alliance
 from ledger.errors import LedgerSignatureError
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.views import get_operation
 from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import (
     MAX_DEADLINE_AHEAD_S,
     SignedRedemption,
-    get_operation,
     request_cancel_signatures,
     request_convert,
     request_issue,
