@@ -12,13 +12,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.servers import free_port
 
 SERVER_USER = "postgres"
 
@@ -32,12 +33,6 @@ def _bin(name: str) -> str:
         raise RuntimeError(f"PostgreSQL's {name} is not installed: apt-get install -y postgresql "
                            "(scripts/test.sh does it)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -70,7 +65,7 @@ def postgres_server() -> Iterator[str]:
         if os.geteuid() == 0:
             _as_server_user([])  # fails clearly if the user is missing
             shutil.chown(base, SERVER_USER, SERVER_USER)
-        port = _free_port()
+        port = free_port()
         _run([initdb, "-D", str(data), "-U", "alliance", "--auth=trust", "-E", "UTF8"], "initdb")
         _run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
               f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c max_connections=200",

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,6 +17,7 @@ from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
+from tests.servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,18 +79,12 @@ uvicorn.run("api.app:create_default_app", factory=True, host="127.0.0.1",
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
     alliance = Alliance.open(settings)
     m = admit_merchant(alliance, name="Live Store", symbol="LIVE", rate=1)
     alliance.close()
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, ALLIANCE_DATA_DIR=str(settings.data_dir),
                ALLIANCE_RPC_URL=str(settings.rpc_url), ALLIANCE_CHAIN_ID="31337",
                ALLIANCE_ARTIFACTS_DIR=str(settings.artifacts_dir))
@@ -101,17 +93,8 @@ def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
         proc = subprocess.Popen([sys.executable, "-c", _SERVER_SCRIPT, str(port)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not come up:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_healthy(url, proc, log, timeout_s=60)
         yield LiveServer(url, proc, m, log)
     finally:
         proc.terminate()

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,38 +23,23 @@ from ledger.contracts.compiler import compile_contracts
 from ledger.points.clients import PointProgramClient
 from ledger.settings import Settings
 from tests.ledger.helpers import sign_redemption
+from tests.servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("up")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, ALLIANCE_DATA_DIR=str(data), COLUMNS="80")
     log = open(data / "up.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([str(ROOT / ".venv/bin/alliance"), "up", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = (data / "up.log").read_text()
-                raise RuntimeError(f"alliance up did not come up:\n{out}")
-            time.sleep(0.25)
+        wait_until_healthy(url, proc, data / "up.log", timeout_s=120)
         yield url, data
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
