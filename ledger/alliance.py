@@ -18,7 +18,7 @@ from eth_account import Account
 
 from .chain import anvil
 from .chain.gateway import ChainGateway
-from .chain.sender import StoreNonces, TransactionSender
+from .chain.sender import StoreSender
 from .crypto import MasterKey
 from .deployment import Contracts, load_or_deploy
 from .errors import LedgerConfigError
@@ -37,10 +37,10 @@ class Alliance:
     store: Store
     contracts: Contracts
     master_key: MasterKey
-    operator: TransactionSender
-    admin: TransactionSender
-    minter: TransactionSender
-    _senders: dict[str, TransactionSender] = field(default_factory=dict)
+    operator: StoreSender
+    admin: StoreSender
+    minter: StoreSender
+    _senders: dict[str, StoreSender] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -63,21 +63,20 @@ class Alliance:
             if len(set(keys)) != len(keys):
                 raise LedgerConfigError("admin, operator and minter must be distinct keys")
         operator, admin, minter = (
-            TransactionSender(gateway, k, StoreNonces(store, gateway, Account.from_key(k).address),
-                              receipt_timeout_s=settings.receipt_timeout_s) for k in keys)
+            StoreSender(gateway, k, store, receipt_timeout_s=settings.receipt_timeout_s)
+            for k in keys)
         contracts = load_or_deploy(settings, gateway, admin, operator=operator.address,
                                    minter=minter.address)
         return cls(settings, gateway, store, contracts, master, operator, admin, minter)
 
-    def sender_for_key(self, private_key: bytes) -> TransactionSender:
+    def sender_for_key(self, private_key: bytes) -> StoreSender:
         """The one sender of this key in this process."""
         address = Account.from_key(private_key).address
         with self._lock:
             sender = self._senders.get(address)
             if sender is None:
-                sender = TransactionSender(
-                    self.gateway, private_key, StoreNonces(self.store, self.gateway, address),
-                    receipt_timeout_s=self.settings.receipt_timeout_s)
+                sender = StoreSender(self.gateway, private_key, self.store,
+                                     receipt_timeout_s=self.settings.receipt_timeout_s)
                 self._senders[address] = sender
             return sender
 

@@ -14,16 +14,51 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .alliance import Alliance
-from .outbox.worker import OutboxWorker
+from .clearing import kinds as clearing_kinds
+from .errors import LedgerNotFoundError
+from .merchants import repos as merchant_repos
+from .merchants.service import merchant_signing_key
+from .outbox.kinds import KindRegistry, Signer
+from .outbox.worker import OutboxWorker, SignerLookup
+from .points import kinds as points_kinds
 from .points.expiry import ExpirySweeper
 from .worker import Worker
 
 log = logging.getLogger(__name__)
 
 
-def outbox_worker(alliance: Alliance) -> OutboxWorker:
+def operation_kinds() -> KindRegistry:
+    """Every capability's operation kinds."""
+    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS])
+
+
+def merchant_signers(alliance: Alliance) -> SignerLookup:
+    """``signer_for(merchant_id)``: the merchant's sender (its key, decrypted with the
+    master key) and its own point program. Kept once the program is known (it never moves)."""
+    known: dict[int, Signer] = {}
+
+    def signer_for(merchant_id: int) -> Signer:
+        signer = known.get(merchant_id)
+        if signer is not None:
+            return signer
+        with alliance.store.read_session() as s:
+            row = merchant_repos.get_merchant(s, merchant_id)
+            if row is None:
+                raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
+            home = row.program_address
+        sender = alliance.sender_for_key(merchant_signing_key(alliance, merchant_id))
+        signer = Signer(merchant_id, sender, home)
+        if home is not None:
+            known[merchant_id] = signer
+        return signer
+
+    return signer_for
+
+
+def outbox_worker(alliance: Alliance, *, idle_sleep_s: float | None = None) -> OutboxWorker:
     """The outbox sender of this alliance, with every capability's operation kinds."""
-    return OutboxWorker(alliance)
+    return OutboxWorker(alliance, registry=operation_kinds(),
+                        signer_for=merchant_signers(alliance), idle_sleep_s=idle_sleep_s)
 
 
 def workers(alliance: Alliance) -> list[Worker]:

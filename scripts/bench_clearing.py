@@ -59,9 +59,9 @@ from ledger.contracts.compiler import Artifact  # noqa: E402
 from ledger.deployment import deploy
 from ledger.merchants.clients import ProgramConfig, RegistryClient
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.clients import IssueItem, PointProgramClient, Redemption
 from ledger.points.service import IssueLine, order_ref, request_issue_batch
+from ledger.runtime import outbox_worker
 from ledger.settings import Settings  # noqa: E402
 
 ECRECOVER = 3_000
@@ -259,7 +259,7 @@ def api_redemptions(alliance: Alliance, n: int) -> None:
         admit_merchant(alliance, name=f"API Merchant {i}", symbol=f"API{i}", rate=3 + i)
         for i in range(4)]
     members = [Account.create() for _ in range(n)]
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     for i, m in enumerate(merchants):
         mine = members[i::4]
         for k in range(0, len(mine), BATCH):

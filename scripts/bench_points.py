@@ -36,6 +36,7 @@ from ledger.merchants.service import admit_merchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import IssueLine, request_issue_batch
+from ledger.runtime import merchant_signers, operation_kinds
 from ledger.settings import Settings  # noqa: E402
 
 # Protocol gas prices the floor is computed from (EIP-2929/2200, yellow paper).
@@ -86,7 +87,8 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
 
     # As in the service: requests are accepted in one thread (one DB transaction per batch
     # request) while the outbox worker's thread sends them.
-    worker = TimedWorker(alliance, idle_sleep_s=0.001)
+    worker = TimedWorker(alliance, registry=operation_kinds(),
+                         signer_for=merchant_signers(alliance), idle_sleep_s=0.001)
     gw = alliance.gateway
     # Warm-up, not counted: the merchant's key, nonce counter and connections get made.
     warm = new_members(batch)

@@ -25,8 +25,6 @@ ENGINE = ("ledger.alliance", "ledger.chain", "ledger.store", "ledger.contracts",
 # Engine packages being generalised by issue 9 (their capability imports are listed, so the
 # list can only shrink): empty once the outbox and indexer take kinds and projections.
 ENGINE_TO_GENERALISE: dict[str, set[str]] = {
-    "ledger.outbox.worker": {"ledger.clearing.service", "ledger.merchants.repos",
-                             "ledger.merchants.service", "ledger.points.clients"},
     "ledger.indexer.follower": {"ledger.merchants.repos", "ledger.points.clients",
                                 "ledger.points.repos"},
 }

@@ -224,6 +224,20 @@ class TransactionSender:
         return self.wait(self.send(to=to, data=data, gas=gas))
 
 
+class StoreSender(TransactionSender):
+    """A sender whose nonces are kept in the store (:class:`StoreNonces`): every signer of
+    the service (the alliance's keys and the merchants'), so the outbox can reserve a round's
+    nonces inside the transaction that claims its operations."""
+
+    nonces: StoreNonces
+
+    def __init__(self, gateway: ChainGateway, private_key: bytes | str, store: Store, *,
+                 receipt_timeout_s: float = 60.0, poll_s: float = 0.05) -> None:
+        address = Account.from_key(private_key).address
+        super().__init__(gateway, private_key, StoreNonces(store, gateway, address),
+                         receipt_timeout_s=receipt_timeout_s, poll_s=poll_s)
+
+
 class StoreNonces:
     """The nonce manager of one signer, persisted in the store so restarts and several
     processes never hand out the same nonce twice."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import encode as abi_encode
 from eth_utils.address import is_hex_address, to_checksum_address
 from sqlalchemy.orm import Session
 
@@ -24,9 +23,10 @@ from ..alliance import Alliance
 from ..errors import LedgerNotFoundError, LedgerValidationError
 from ..merchants import repos as merchant_repos
 from ..merchants.service import govern
-from ..outbox import repos as outbox_repos
+from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
+from .kinds import CONFIRM_PAYMENT, DEPOSIT, ConfirmPaymentPayload, DepositPayload
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
 MAX_VALUE = 2**100
@@ -228,10 +228,10 @@ def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, p
     merchant = merchant_repos.get_merchant(session, merchant_id)
     if merchant is None:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
-    payload = {"to": alliance.contracts.settlement_token.address,
-               "period": _int(period, "period", low=1), "amount": _int(amount, "amount", low=1)}
-    op = outbox_repos.enqueue_operation(session, merchant_id=merchant_id, kind="deposit",
-                                 payload=payload, signer=merchant.account_address)
+    payload = DepositPayload(alliance.contracts.settlement_token.address,
+                             _int(period, "period", low=1), _int(amount, "amount", low=1))
+    op = outbox.enqueue(session, kind=DEPOSIT, payload=payload, merchant_id=merchant_id,
+                        signer=merchant.account_address)
     return operation_view(op)
 
 
@@ -243,22 +243,10 @@ def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     if debtor == merchant_id:
         raise LedgerValidationError("a merchant cannot pay itself", field="debtor")
-    payload = {"to": alliance.contracts.clearing.address, "period": _int(period, "period", low=1),
-               "debtor": _int(debtor, "debtor", low=1), "amount": _int(amount, "amount", low=1)}
-    op = outbox_repos.enqueue_operation(session, merchant_id=merchant_id, kind="confirm_payment",
-                                 payload=payload, signer=merchant.account_address)
+    payload = ConfirmPaymentPayload(alliance.contracts.clearing.address,
+                                    _int(period, "period", low=1),
+                                    _int(debtor, "debtor", low=1), _int(amount, "amount", low=1))
+    op = outbox.enqueue(session, kind=CONFIRM_PAYMENT, payload=payload, merchant_id=merchant_id,
+                        signer=merchant.account_address)
     return operation_view(op)
 
-
-def deposit_calldata(alliance: Alliance, payload: dict[str, Any]) -> tuple[str, bytes]:
-    token = alliance.contracts.settlement_token
-    data = token.encode("transferAndCall(address,uint256,bytes)",
-                        alliance.contracts.clearing.address, int(payload["amount"]),
-                        abi_encode(["uint256"], [int(payload["period"])]))
-    return token.address, data
-
-
-def confirm_payment_calldata(alliance: Alliance, payload: dict[str, Any]) -> tuple[str, bytes]:
-    clearing = alliance.contracts.clearing
-    return clearing.address, clearing.encode("confirmOffChainPayment", int(payload["period"]),
-                                             int(payload["debtor"]), int(payload["amount"]))

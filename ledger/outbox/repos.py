@@ -13,15 +13,36 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..store.models import ChainTx, ChainTxOperation, Merchant, Operation, utcnow
+from ..store.models import (
+    ChainTx,
+    ChainTxOperation,
+    Merchant,
+    Operation,
+    OperationStatus,
+    utcnow,
+)
+from .kinds import OperationKind, P
 
 OperationRow = Operation
 
 
+def enqueue(session: Session, *, kind: OperationKind[P], payload: P, merchant_id: int,
+            signer: str) -> Operation:
+    """Queue an operation of ``kind`` in the caller's transaction; its payload is written
+    to the JSON column once, by the kind (a payload of another type is refused)."""
+    data = kind.dump(payload)
+    return enqueue_operation(session, merchant_id=merchant_id, kind=kind.name, payload=data,
+                             signer=signer, lines=kind.lines(payload))
+
+
 def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
-                      payload: dict[str, Any], signer: str) -> Operation:
+                      payload: dict[str, Any], signer: str, lines: int | None = None
+                      ) -> Operation:
+    """Queue an operation from its stored form (the kind's name and JSON payload)."""
+    if lines is None:
+        lines = max(1, len(payload.get("items", ())))
     op = Operation(id=str(uuid.uuid4()), merchant_id=merchant_id, kind=kind, payload=payload,
-                   lines=max(1, len(payload.get("items", ()))), status="queued", signer=signer)
+                   lines=lines, status=OperationStatus.QUEUED, signer=signer)
     session.add(op)
     session.flush()
     return op
@@ -36,8 +57,13 @@ def count_operations(session: Session) -> int:
 
 
 def merchants_with_queued(session: Session) -> list[int]:
-    return list(session.scalars(select(Operation.merchant_id).where(Operation.status == "queued")
-                                .distinct()))
+    return list(session.scalars(select(Operation.merchant_id)
+                                .where(Operation.status == OperationStatus.QUEUED).distinct()))
+
+
+def signers(session: Session) -> list[str]:
+    """Every signer that ever had an operation queued (the recovery aligns their nonces)."""
+    return list(session.scalars(select(Operation.signer).distinct()))
 
 
 def claim_operations(session: Session, *, merchant_id: int, max_lines: int
@@ -48,7 +74,8 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     No operation is handed out twice: on PostgreSQL the candidates are locked with SKIP
     LOCKED; on SQLite the session's transaction began IMMEDIATE, holding the write lock."""
     candidates = (select(Operation.seq, Operation.lines)
-                  .where(Operation.merchant_id == merchant_id, Operation.status == "queued")
+                  .where(Operation.merchant_id == merchant_id,
+                         Operation.status == OperationStatus.QUEUED)
                   .order_by(Operation.seq).limit(max_lines))
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
@@ -62,8 +89,10 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     if not chosen:
         return []
     rows = session.scalars(
-        update(Operation).where(Operation.seq.in_(chosen), Operation.status == "queued")
-        .values(status="sending", attempts=Operation.attempts + 1, updated_at=utcnow())
+        update(Operation).where(Operation.seq.in_(chosen),
+                                Operation.status == OperationStatus.QUEUED)
+        .values(status=OperationStatus.SENDING, attempts=Operation.attempts + 1,
+                updated_at=utcnow())
         .returning(Operation).execution_options(synchronize_session=False))
     return sorted(rows, key=lambda o: o.seq)
 
@@ -72,9 +101,8 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
                       tx_hash: str, nonce: int, raw: str, max_fee: int,
                       priority_fee: int) -> None:
     """Record a signed transaction and mark its operations submitted, before broadcasting."""
-    lines = 0
-    for op in session.scalars(select(Operation).where(Operation.id.in_(op_ids))):
-        lines += len(op.payload.get("items", [])) or 1
+    lines = int(session.scalar(select(func.sum(Operation.lines))
+                               .where(Operation.id.in_(op_ids))) or 0)
     session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
                         max_fee=max_fee, priority_fee=priority_fee, status="pending",
                         lines=lines))
@@ -82,7 +110,7 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
     for op_id in op_ids:
         session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status="submitted", tx_hash=tx_hash, updated_at=utcnow()))
+                    .values(status=OperationStatus.SUBMITTED, tx_hash=tx_hash, updated_at=utcnow()))
 
 
 def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
@@ -91,7 +119,8 @@ def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
     otherwise they stay ``submitted`` (with their block) until deep enough."""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status="confirmed" if final else "submitted", tx_hash=tx_hash,
+                    .values(status=OperationStatus.CONFIRMED if final
+                            else OperationStatus.SUBMITTED, tx_hash=tx_hash,
                             block_number=block_number, error_code=None, error_message=None,
                             updated_at=utcnow()))
     session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
@@ -102,20 +131,20 @@ def promote_confirmed(session: Session, *, max_block: int) -> int:
     """Mark mined operations at or below ``max_block`` confirmed; give how many."""
     mined = select(ChainTx.tx_hash).where(ChainTx.status == "mined")
     res = session.execute(update(Operation).where(
-        Operation.status == "submitted", Operation.block_number <= max_block,
-        Operation.tx_hash.in_(mined)).values(status="confirmed", updated_at=utcnow()))
+        Operation.status == OperationStatus.SUBMITTED, Operation.block_number <= max_block,
+        Operation.tx_hash.in_(mined)).values(status=OperationStatus.CONFIRMED, updated_at=utcnow()))
     return int(getattr(res, "rowcount", 0) or 0)
 
 
 def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
                     error_message: str) -> None:
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status="failed", error_code=error_code,
+                    .values(status=OperationStatus.FAILED, error_code=error_code,
                             error_message=error_message[:500], updated_at=utcnow()))
 
 
 def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
-                       status: str = "queued") -> None:
+                       status: OperationStatus = OperationStatus.QUEUED) -> None:
     """Give operations another attempt: back to the queue, or kept claimed (``sending``) by
     a worker that retries them at once."""
     tx_hashes = list(session.scalars(select(Operation.tx_hash).where(Operation.id.in_(op_ids))))
@@ -128,8 +157,8 @@ def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: s
 
 def requeue_sending(session: Session) -> int:
     """Operations claimed but never signed (a crash) go back to the queue."""
-    res = session.execute(update(Operation).where(Operation.status == "sending")
-                          .values(status="queued", updated_at=utcnow()))
+    res = session.execute(update(Operation).where(Operation.status == OperationStatus.SENDING)
+                          .values(status=OperationStatus.QUEUED, updated_at=utcnow()))
     return int(getattr(res, "rowcount", 0) or 0)
 
 
@@ -152,7 +181,8 @@ def unsettled_transactions(session: Session) -> list[UnsettledTx]:
         ops = tuple(session.scalars(
             select(Operation.id).join(ChainTxOperation,
                                       ChainTxOperation.operation_id == Operation.id)
-            .where(ChainTxOperation.tx_hash == tx.tx_hash, Operation.status == "submitted")))
+            .where(ChainTxOperation.tx_hash == tx.tx_hash,
+                   Operation.status == OperationStatus.SUBMITTED)))
         if ops:
             out.append(UnsettledTx(tx.tx_hash, tx.signer, tx.nonce, tx.raw, tx.max_fee,
                                    tx.priority_fee, ops))

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..alliance import Alliance
 from ..errors import LedgerNotFoundError, LedgerPermissionError
+from ..store.models import OperationStatus
 from . import repos as outbox_repos
 
 
@@ -16,7 +17,7 @@ class OperationView:
 
     id: str
     kind: str
-    status: str
+    status: OperationStatus
     merchant_id: int
     items: int
     tx_hash: str | None
@@ -43,7 +44,8 @@ def get_operation(alliance: Alliance, *, operation_id: str, merchant_id: int | N
 def operation_view(op: outbox_repos.OperationRow) -> OperationView:
     payload = op.payload or {}
     items = len(payload.get("items", [])) if "items" in payload else 1
-    return OperationView(id=op.id, kind=op.kind, status=op.status, merchant_id=op.merchant_id,
+    return OperationView(id=op.id, kind=op.kind, status=OperationStatus(op.status),
+                         merchant_id=op.merchant_id,
                          items=items, tx_hash=op.tx_hash, block_number=op.block_number,
                          error_code=op.error_code, error_message=op.error_message,
                          created_at=op.created_at, updated_at=op.updated_at)

@@ -21,113 +21,73 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
-from ..clearing.service import confirm_payment_calldata, deposit_calldata
 from ..errors import ChainError, ContractRevertError, LedgerError
-from ..merchants import repos as merchant_repos
-from ..merchants.service import merchant_signing_key
-from ..points.clients import Conversion, IssueItem, Redemption
+from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
+from .kinds import Call, Claimed, Group, KindRegistry, Signer
 
 log = logging.getLogger(__name__)
 
-ISSUE_KINDS = ("issue", "issue_batch")
-REDEEM_KINDS = ("redeem", "redeem_batch")
-SWEEP_KIND = "sweep_expired"  # ledger/expiry.py queues it
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
 
-# Gas bounds per line, above the worst case each path can take (measured: a new member's
-# line costs ~52k, a pending line ~100k, a lot moving out of the account slot +22k), so the
-# happy path needs no eth_estimateGas: estimating runs the batch several times over, sending
-# runs it once. A transaction that fails anyway is retried through simulation.
-GAS_BASE = 80_000
-GAS_PER_LINE = 90_000
-GAS_PER_PENDING_LINE = 140_000
-# A redemption line costs ~67-75k (signature, a member's first nonce, record, one lot); the
-# bound leaves room for a walk over a few lots while a 200-line batch stays far below a 30M
-# block. A line that needs more (many pending orders to scan) makes the batch fail once; the
-# retry estimates its gas.
-GAS_PER_REDEEM_LINE = 110_000
-GAS_REDEEM_BASE = 200_000
-# sweepExpired: per member its account slot, per lot a PointsExpired and a Transfer log (and
-# the lot's slot cleared when it is not the account's head lot). Measured: 9,118 gas per
-# one-lot member in a 200-member sweep, against a floor of 8,905 (1.02x;
-# tests/ledger/test_expiry_sweep.py); each further lot adds ~9k. The bound leaves room for
-# ~6 lots a member (a sweeper that was down over several boundaries); a batch that needs more
-# fails once and its retry estimates its gas. 200 members stay below 12.1M gas.
-GAS_SWEEP_BASE = 60_000
-GAS_PER_SWEPT_MEMBER = 60_000
-GAS_SINGLE = {"reverse": 250_000, "convert": 600_000, "refund_redemption": 300_000,
-              "deposit": 300_000, "confirm_payment": 250_000, "cancel_nonces": 120_000}
-
-Group = list[tuple[str, str, dict[str, Any]]]
-# Transactions sent and not yet settled: (sender, own program, group, transaction).
-InFlight = list[tuple[TransactionSender, str, Group, SentTx]]
+SignerLookup = Callable[[int], Signer]
 
 
-def gas_bound(group: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
-    """An upper bound of the gas a group's transaction can use."""
-    kind = group[0][1]
-    if kind in ISSUE_KINDS:
-        lines = [line for _, _, p in group for line in p["items"]]
-        pending = sum(1 for line in lines if int(line.get("release_at") or 0) > 0)
-        return GAS_BASE + GAS_PER_LINE * (len(lines) - pending) + GAS_PER_PENDING_LINE * pending
-    if kind in REDEEM_KINDS:
-        return GAS_REDEEM_BASE + GAS_PER_REDEEM_LINE * sum(len(p["items"]) for _, _, p in group)
-    if kind == SWEEP_KIND:
-        return GAS_SWEEP_BASE + GAS_PER_SWEPT_MEMBER * sum(len(p["items"]) for _, _, p in group)
-    return GAS_SINGLE.get(kind, 500_000)
+@dataclass(frozen=True)
+class InFlight:
+    """A transaction sent and not yet settled, and the group it carries."""
+
+    signer: Signer
+    group: Group
+    sent: SentTx
 
 
-def batch_key(kind: str, payload: dict[str, Any], own_program: str) -> tuple[str, str] | None:
-    """Operations with the same key share one batch call; None: sent on their own."""
-    if kind in ISSUE_KINDS:
-        return ("issue", own_program)
-    if kind in REDEEM_KINDS:
-        return ("redeem", str(payload["program"]))
-    return None
-
-
-def group_operations(claimed: Sequence[tuple[str, str, dict[str, Any]]], own_program: str,
-                     limit: int) -> list[Group]:
-    """Split claimed operations into transactions: batchable ones by target, up to ``limit``
-    lines each, in the order claimed; the rest one per transaction."""
-    open_groups: dict[tuple[str, str], tuple[Group, int]] = {}
-    groups: list[Group] = []
+def group_operations(claimed: Sequence[Claimed], home: str | None, limit: int
+                     ) -> list[Group]:
+    """Split claimed operations into transactions: batchable ones by batch key, up to
+    ``limit`` lines each, in the order claimed; the rest one per transaction."""
+    open_groups: dict[Hashable, tuple[list[Claimed], int]] = {}
+    groups: list[list[Claimed]] = []
     for c in claimed:
-        key = batch_key(c[1], c[2], own_program)
+        key = c.kind.batch_key(c.payload, home)
         if key is None:
             groups.append([c])
             continue
-        n = len(c[2]["items"])
+        n = c.lines
         current = open_groups.get(key)
         if current is None or current[1] + n > limit:
-            group: Group = []
+            group: list[Claimed] = []
             groups.append(group)
             current = (group, 0)
         current[0].append(c)
         open_groups[key] = (current[0], current[1] + n)
-    return groups
+    return [Group(tuple(g)) for g in groups]
 
 
 class OutboxWorker(Worker):
-    """Sends the outbox's operations; one thread per process is enough for many signers."""
+    """Sends the outbox's operations; one thread per process is enough for many signers.
+
+    It knows no capability: ``registry`` holds the kinds it can send, ``signer_for`` gives
+    a merchant's sender and own contract (both composed in :mod:`ledger.runtime`)."""
 
     name = "outbox"
 
-    def __init__(self, alliance: Alliance, *, idle_sleep_s: float | None = None) -> None:
+    def __init__(self, alliance: Alliance, *, registry: KindRegistry, signer_for: SignerLookup,
+                 idle_sleep_s: float | None = None) -> None:
         super().__init__(idle_sleep_s=idle_sleep_s if idle_sleep_s is not None
                          else alliance.settings.batch_window_ms / 1000)
         self.alliance = alliance
-        self._senders: dict[int, TransactionSender] = {}
+        self.registry = registry
+        self.signer_for = signer_for
 
     # ------------------------------------------------------------------ one round
 
@@ -139,7 +99,7 @@ class OutboxWorker(Worker):
         self._settle_round(in_flight)
         return done
 
-    def _submit_round(self) -> tuple[int, InFlight]:
+    def _submit_round(self) -> tuple[int, list[InFlight]]:
         """Claim and send every signer's queued work; give the count and what is in flight."""
         depth = self.alliance.settings.confirmations
         if depth > 0:
@@ -149,43 +109,45 @@ class OutboxWorker(Worker):
         with self.alliance.store.read_session() as s:
             merchant_ids = outbox_repos.merchants_with_queued(s)
         done = 0
-        in_flight: InFlight = []
+        in_flight: list[InFlight] = []
         for merchant_id in merchant_ids:
             n, sent = self._submit_merchant(merchant_id)
             done += n
             in_flight.extend(sent)
         return done, in_flight
 
-    def _settle_round(self, in_flight: InFlight) -> None:
-        for sender, program_address, group, tx in in_flight:
+    def _settle_round(self, in_flight: list[InFlight]) -> None:
+        for f in in_flight:
             try:
-                if not self._settle(sender, [g[0] for g in group], tx):
-                    self._isolate(sender, program_address, group)
+                if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
+                    self._isolate(f.signer, f.group)
             except ChainError as exc:
                 # The node failed while a reverted batch was being split: what was not sent
                 # again goes back to the queue (not left claimed until a restart), and the
                 # round goes on with the other transactions.
                 log.warning("settling %s failed (%s); its unsent operations are requeued",
-                            tx.tx_hash, exc.message)
-                self._requeue_claimed([g[0] for g in group], exc)
+                            f.sent.tx_hash, exc.message)
+                self._requeue_claimed(f.group.op_ids, exc)
 
     def _requeue_claimed(self, op_ids: list[str], exc: LedgerError) -> None:
         with self.alliance.store.session() as s:
             claimed = [i for i in op_ids
                        if (op := outbox_repos.get_operation(s, i)) is not None
-                       and op.status == "sending"]
+                       and op.status == OperationStatus.SENDING]
             if claimed:
                 outbox_repos.requeue_operations(s, claimed, error_code=exc.code)
 
-    def _sender(self, merchant_id: int) -> TransactionSender:
-        sender = self._senders.get(merchant_id)
-        if sender is None:
-            key = merchant_signing_key(self.alliance, merchant_id)
-            sender = self.alliance.sender_for_key(key)
-            self._senders[merchant_id] = sender
-        return sender
+    def _parse(self, op: outbox_repos.OperationRow) -> Claimed | LedgerError:
+        """A claimed row, its payload typed by its kind; the error if it cannot be sent."""
+        try:
+            kind = self.registry.get(op.kind)
+            return Claimed(op.id, kind, kind.parse(op.payload))
+        except (LedgerError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, LedgerError):
+                return exc
+            return LedgerError(f"operation {op.id}: unreadable {op.kind} payload ({exc!r})")
 
-    def _submit_merchant(self, merchant_id: int) -> tuple[int, InFlight]:
+    def _submit_merchant(self, merchant_id: int) -> tuple[int, list[InFlight]]:
         """Claim a merchant's queued operations and send them; give how many were claimed and
         the transactions in flight.
 
@@ -193,40 +155,47 @@ class OutboxWorker(Worker):
         operations and reserves their nonces, one records every signed transaction; only then
         is anything broadcast (so a crash leaves nothing sent that is not recorded)."""
         limit = self.alliance.settings.batch_max
-        sender = self._sender(merchant_id)
-        nonces = sender.nonces
-        assert isinstance(nonces, StoreNonces)  # every signer from Alliance.sender_for_key
+        signer = self.signer_for(merchant_id)
+        sender = signer.sender
         with self.alliance.store.session() as s:
             ops = outbox_repos.claim_operations(s, merchant_id=merchant_id,
-                                         max_lines=limit * PIPELINE_TXS)
-            claimed = [(op.id, op.kind, dict(op.payload)) for op in ops]
-            program = merchant_repos.get_merchant(s, merchant_id)
-            assert program is not None and program.program_address is not None
-            program_address = program.program_address
-            if not claimed:
+                                                max_lines=limit * PIPELINE_TXS)
+            if not ops:
                 return 0, []
-            # Issues share one issueBatch call, redemptions one redeemBatch per program, up to
-            # batch_max lines; everything else goes alone.
-            prepared = [(group, *self._calldata(program_address, group), gas_bound(group))
-                        for group in group_operations(claimed, program_address, limit)]
-            first = nonces.reserve_in(s, len(prepared))
-        signed = [(group, sender.sign(to=to, data=data, gas=gas, nonce=first + i))
-                  for i, (group, to, data, gas) in enumerate(prepared)]
+            claimed: list[Claimed] = []
+            for op in ops:
+                parsed = self._parse(op)
+                if isinstance(parsed, Claimed):
+                    claimed.append(parsed)
+                else:
+                    # A kind no capability registered (or a payload it cannot read) fails
+                    # alone, at once, instead of blocking the merchant's queue.
+                    log.error("operation %s cannot be sent: %s", op.id, parsed.message)
+                    outbox_repos.fail_operations(
+                        s, [op.id], error_code="unknown-kind", error_message=parsed.message)
+            # Operations with one batch key share a call, up to batch_max lines (issues one
+            # issueBatch, redemptions one redeemBatch per program); others go alone.
+            prepared = [(group, group.call(self.alliance.contracts, signer.home),
+                         group.gas_bound())
+                        for group in group_operations(claimed, signer.home, limit)]
+            first = sender.nonces.reserve_in(s, len(prepared)) if prepared else 0
+        signed = [(group, sender.sign(to=call.to, data=call.data, gas=gas, nonce=first + i))
+                  for i, (group, call, gas) in enumerate(prepared)]
         with self.alliance.store.session() as s:
             for group, sent in signed:
                 self._record(s, sender, group, sent)
         in_flight = []
         for group, sent in signed:
             self._broadcast(sender, sent)
-            in_flight.append((sender, program_address, group, sent))
-        return len(claimed), in_flight
+            in_flight.append(InFlight(signer, group, sent))
+        return len(ops), in_flight
 
     def _record(self, s: Session, sender: TransactionSender, group: Group, sent: SentTx
                 ) -> None:
-        outbox_repos.record_submission(s, op_ids=[g[0] for g in group],
-                                chain_id=self.alliance.gateway.chain_id, signer=sender.address,
-                                tx_hash=sent.tx_hash, nonce=sent.nonce, raw="0x" + sent.raw.hex(),
-                                max_fee=sent.max_fee, priority_fee=sent.priority_fee)
+        outbox_repos.record_submission(
+            s, op_ids=group.op_ids, chain_id=self.alliance.gateway.chain_id,
+            signer=sender.address, tx_hash=sent.tx_hash, nonce=sent.nonce,
+            raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee)
 
     @staticmethod
     def _broadcast(sender: TransactionSender, sent: SentTx) -> None:
@@ -238,111 +207,54 @@ class OutboxWorker(Worker):
 
     # ------------------------------------------------------------------ submit / settle
 
-    def _calldata(self, program_address: str, group: Sequence[tuple[str, str, dict[str, Any]]]
-                  ) -> tuple[str, bytes]:
-        """The (target, calldata) of a group's transaction."""
-        contracts = self.alliance.contracts
-        kind = group[0][1]
-        if kind in ISSUE_KINDS:
-            program = contracts.program(program_address)
-            items = [IssueItem(line["member"], int(line["points"]),
-                               bytes.fromhex(line["order_ref"][2:]), int(line["release_at"]))
-                     for _, _, p in group for line in p["items"]]
-            return program.address, program.encode_issue_batch(items)
-        if kind in REDEEM_KINDS:
-            program = contracts.program(str(group[0][2]["program"]))
-            lines = [(Redemption(line["member"], int(line["points"]), int(line["merchant_id"]),
-                                 bytes.fromhex(line["order_ref"][2:]), int(line["nonce"]),
-                                 int(line["deadline"])), bytes.fromhex(line["signature"][2:]))
-                     for _, _, p in group for line in p["items"]]
-            if len(lines) == 1:
-                r, sig = lines[0]
-                return program.address, program.encode("redeem", r.as_tuple(), sig)
-            return program.address, program.encode_redeem_batch(lines)
-        (_, _, p), = group
-        if kind == "reverse":
-            program = contracts.program(program_address)
-            return program.address, program.encode(
-                "reverse", bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
-        if kind == "convert":
-            program = contracts.program(str(p["program"]))
-            c = Conversion(p["member"], int(p["points"]), int(p["merchant_id"]),
-                           int(p["min_out"]), bytes.fromhex(p["order_ref"][2:]), int(p["nonce"]),
-                           int(p["deadline"]))
-            return program.address, program.encode("convert", c.as_tuple(),
-                                                    bytes.fromhex(p["signature"][2:]))
-        if kind == "refund_redemption":
-            program = contracts.program(str(p["program"]))
-            return program.address, program.encode(
-                "refundRedemption", int(p["merchant_id"]),
-                bytes.fromhex(p["order_ref"][2:]), int(p["points"]))
-        if kind == "cancel_nonces":
-            program = contracts.program(str(p["program"]))
-            return program.address, program.encode(
-                "cancelNonces", p["member"], int(p["word_pos"]), int(p["mask"], 16),
-                int(p["deadline"]), bytes.fromhex(p["signature"][2:]))
-        if kind == SWEEP_KIND:
-            program = contracts.program(str(p["program"]))
-            return program.address, program.encode("sweepExpired", list(p["items"]))
-        if kind == "deposit":
-            return deposit_calldata(self.alliance, p)
-        if kind == "confirm_payment":
-            return confirm_payment_calldata(self.alliance, p)
-        raise LedgerError(f"unknown operation kind {kind}")
-
-    def _isolate(self, sender: TransactionSender, program_address: str,
-                 group: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _isolate(self, signer: Signer, group: Group) -> None:
         """Send a group that failed again, simulating first, bisecting so only the
         operations that revert on their own fail (each with the Solidity error's name)."""
-        sent = self._submit(sender, program_address, group, simulate=True)
+        sent = self._submit(signer, group, simulate=True)
         if sent is not None:
-            self._settle(sender, [g[0] for g in group], sent)
+            self._settle(signer.sender, group.op_ids, sent)
 
-    def _name_line(self, sender: TransactionSender, program_address: str,
-                   op: tuple[str, str, dict[str, Any]], exc: ContractRevertError
+    def _name_line(self, signer: Signer, op: Claimed, exc: ContractRevertError
                    ) -> ContractRevertError:
         """The revert of a many-line operation (sent all or none), named after its first
         offending line: the shortest failing prefix of its lines, found in log2(lines)
         simulations (a revert aborts every longer prefix, so failing is monotone)."""
-        op_id, kind, payload = op
-        items = payload.get("items") or []
-        if kind not in ISSUE_KINDS + REDEEM_KINDS or len(items) < 2:
+        kind, payload = op.kind, op.payload
+        n = kind.lines(payload)
+        if n < 2 or kind.prefix(payload, n) is None:
             return exc
-        lo, hi, culprit = 1, len(items), exc
+        lo, hi, culprit = 1, n, exc
         while lo < hi:
             mid = (lo + hi) // 2
-            prefix = {**payload, "items": items[:mid]}
+            prefix = kind.prefix(payload, mid)
+            call = kind.encode(self.alliance.contracts, signer.home, [prefix])
             try:
-                sender.estimate(*self._calldata(program_address, [(op_id, kind, prefix)]))
+                signer.sender.estimate(call.to, call.data)
                 lo = mid + 1
             except ContractRevertError as err:
                 hi, culprit = mid, err
-        line = items[hi - 1]
         return ContractRevertError(
             culprit.name, culprit.args_,
-            message=f"items[{hi - 1}] (member {line.get('member')}, order "
-                    f"{line.get('order_id')}): {culprit.message}",
+            message=f"{kind.describe_line(payload, hi - 1)}: {culprit.message}",
             index=hi - 1)
 
-    def _submit(self, sender: TransactionSender, program_address: str,
-                group: list[tuple[str, str, dict[str, Any]]], *, simulate: bool
-                ) -> SentTx | None:
+    def _submit(self, signer: Signer, group: Group, *, simulate: bool) -> SentTx | None:
         """Record, then broadcast one group (simulated first when ``simulate``)."""
-        to, data = self._calldata(program_address, group)
-        gas = gas_bound(group)
+        sender = signer.sender
+        call: Call = group.call(self.alliance.contracts, signer.home)
+        gas = group.gas_bound()
         if simulate:
             try:
-                gas = sender.estimate(to, data)
+                gas = sender.estimate(call.to, call.data)
             except ContractRevertError as exc:
-                if len(group) == 1:
-                    self._fail([group[0][0]], self._name_line(sender, program_address,
-                                                              group[0], exc))
+                if len(group.ops) == 1:
+                    self._fail([group.ops[0].op_id], self._name_line(signer, group.ops[0], exc))
                     return None
-                mid = len(group) // 2
-                self._isolate(sender, program_address, group[:mid])
-                self._isolate(sender, program_address, group[mid:])
+                first, second = group.split()
+                self._isolate(signer, first)
+                self._isolate(signer, second)
                 return None
-        sent = sender.sign(to=to, data=data, gas=gas)
+        sent = sender.sign(to=call.to, data=call.data, gas=gas)
         with self.alliance.store.session() as s:
             self._record(s, sender, group, sent)
         self._broadcast(sender, sent)
@@ -357,12 +269,13 @@ class OutboxWorker(Worker):
             log.info("tx %s reverted with %s; retrying its %d operations with simulation",
                      sent.tx_hash, exc.name, len(op_ids))
             with self.alliance.store.session() as s:
-                outbox_repos.requeue_operations(s, op_ids, error_code=exc.name, status="sending")
+                outbox_repos.requeue_operations(s, op_ids, error_code=exc.name,
+                                                status=OperationStatus.SENDING)
             return False
         with self.alliance.store.session() as s:
             outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
-                                     block_number=int(receipt["blockNumber"]),
-                                     final=self.alliance.settings.confirmations == 0)
+                                            block_number=int(receipt["blockNumber"]),
+                                            final=self.alliance.settings.confirmations == 0)
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
@@ -379,7 +292,8 @@ class OutboxWorker(Worker):
             outbox_repos.requeue_sending(s)
             in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
                           list(t.op_ids)) for t in outbox_repos.unsettled_transactions(s)]
-        by_signer: dict[str, list[Any]] = defaultdict(list)
+        by_signer: dict[str, list[tuple[str, str, int, str, int, int, list[str]]]] = \
+            defaultdict(list)
         for row in in_flight:
             by_signer[row[1]].append(row)
         for signer, rows in by_signer.items():
@@ -401,9 +315,10 @@ class OutboxWorker(Worker):
                 self._settle_recovered(op_ids, sent)
             self._resync_nonces(signer)
         # A crash between reserving a nonce and recording its transaction leaves a gap that
-        # would stall every later transaction: every merchant signer restarts from the node.
+        # would stall every later transaction: every signer of the outbox restarts from the
+        # node.
         with self.alliance.store.session() as s:
-            signers = {m.account_address for m in merchant_repos.list_merchants(s)}
+            signers = set(outbox_repos.signers(s))
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
 

@@ -24,15 +24,15 @@ from ..alliance import Alliance
 from ..indexer import repos as cursors
 from ..indexer.follower import Indexer
 from ..merchants import repos as merchant_repos
-from ..outbox import repos as outbox_repos
+from ..outbox import repos as outbox
 from ..worker import Worker
 from . import repos as point_repos
+from .kinds import SWEEP_EXPIRED, SweepPayload
 
 log = logging.getLogger(__name__)
 
-KIND = "sweep_expired"  # ledger.outbox.SWEEP_KIND
-# Members per sweepExpired transaction: each swept lot costs ~GAS_PER_SWEPT_LOT (see
-# ledger/outbox.py); 200 members of one lot each stay far below a 30M-gas block.
+# Members per sweepExpired transaction: each swept member costs ~GAS_PER_SWEPT_MEMBER (see
+# ledger/points/kinds.py); 200 members of one lot each stay far below a 30M-gas block.
 SWEEP_BATCH = 200
 CURSOR_PREFIX = "sweep:"  # + merchant id; the cursor's block column holds a period
 NEVER = 2**256 - 1
@@ -87,10 +87,10 @@ class ExpirySweeper(Worker):
         members = [m for m in candidates if expired_of(self.alliance, program, m) > 0]
         with self.alliance.store.session() as s:
             for start in range(0, len(members), SWEEP_BATCH):
-                outbox_repos.enqueue_operation(
-                    s, merchant_id=merchant_id, kind=KIND,
-                    payload={"program": program, "items": members[start:start + SWEEP_BATCH],
-                             "periods": [periods[0], periods[-1]]}, signer=signer)
+                outbox.enqueue(
+                    s, kind=SWEEP_EXPIRED, payload=SweepPayload(
+                        program, tuple(members[start:start + SWEEP_BATCH]),
+                        (periods[0], periods[-1])), merchant_id=merchant_id, signer=signer)
             cursors.set_cursor(s, cursor_name, last_expired, "")
         if members:
             log.info("queued the sweep of %d members' lots of periods %d-%d of %s",

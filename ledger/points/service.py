@@ -29,8 +29,19 @@ from ..errors import (
 from ..members import repos as member_repos
 from ..merchants import repos as merchant_repos
 from ..merchants.repos import MerchantRow
-from ..outbox import repos as outbox_repos
+from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from . import kinds
+from .kinds import (
+    CancelNoncesPayload,
+    ConvertPayload,
+    IssueLinePayload,
+    IssuePayload,
+    RedeemLinePayload,
+    RedeemPayload,
+    RefundRedemptionPayload,
+    ReversePayload,
+)
 
 MAX_POINTS = 2**48 - 1
 # A redemption or conversion records its points in 24 bits (PointProgram.RedemptionRecord).
@@ -154,15 +165,16 @@ def request_issue(alliance: Alliance, session: Session, *, merchant_id: int,
     """Queue an issue of ``points`` to a member for the merchant's order ``order_id``."""
     line = IssueLine(points, order_id, member, member_id, release_at)
     return request_issue_batch(alliance, session, merchant_id=merchant_id, items=[line],
-                               kind="issue")
+                               kind=kinds.ISSUE)
 
 
 def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: int,
-                        items: Sequence[IssueLine], kind: str = "issue_batch") -> OperationView:
+                        items: Sequence[IssueLine], kind: kinds.IssueKind = kinds.ISSUE_BATCH
+                        ) -> OperationView:
     """Queue many issue lines as one operation: they land in one transaction, all or none."""
     _check_batch_size(alliance, items)
     merchant = _merchant(session, merchant_id)
-    lines: list[dict[str, Any]] = []
+    lines: list[IssueLinePayload] = []
     seen: set[str] = set()
     accounts = resolve_members(alliance, session, [(it.member, it.member_id) for it in items])
     for i, (it, account) in enumerate(zip(items, accounts, strict=True)):
@@ -179,10 +191,9 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: in
             raise LedgerValidationError(f"items[{i}]: order_id {oid} twice in one batch",
                                         index=i, field="order_id")
         seen.add(oid)
-        lines.append({"member": account, "points": pts, "order_id": oid,
-                      "order_ref": "0x" + order_ref(oid).hex(), "release_at": rel})
-    op = outbox_repos.enqueue_operation(session, merchant_id=merchant.id, kind=kind,
-                                 payload={"items": lines}, signer=merchant.account_address)
+        lines.append(IssueLinePayload(account, pts, oid, order_ref(oid), rel))
+    op = outbox.enqueue(session, kind=kind, payload=IssuePayload(tuple(lines)),
+                        merchant_id=merchant.id, signer=merchant.account_address)
     return operation_view(op)
 
 
@@ -190,10 +201,9 @@ def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, o
                     points: int) -> OperationView:
     """Queue a reversal (refund) of ``points`` of what the merchant's order issued."""
     merchant = _merchant(session, merchant_id)
-    payload = {"order_id": _order_id(order_id), "order_ref": "0x" + order_ref(order_id).hex(),
-               "points": _points(points)}
-    op = outbox_repos.enqueue_operation(session, merchant_id=merchant.id, kind="reverse",
-                                 payload=payload, signer=merchant.account_address)
+    payload = ReversePayload(_order_id(order_id), order_ref(order_id), _points(points))
+    op = outbox.enqueue(session, kind=kinds.REVERSE, payload=payload, merchant_id=merchant.id,
+                        signer=merchant.account_address)
     return operation_view(op)
 
 
@@ -319,7 +329,7 @@ def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> 
 
 def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemption,
                      known: dict[int, MerchantRow] | None = None,
-                     checker: SignatureCheck | None = None) -> dict[str, Any]:
+                     checker: SignatureCheck | None = None) -> RedeemLinePayload:
     _nonce_deadline_signature(r.nonce, r.deadline, r.signature)
     program_merchant = _program_merchant(session, acceptor, r.program_merchant_id, known)
     points = _redeem_points(r.points)
@@ -335,11 +345,10 @@ def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemptio
             merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
             deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
             signature=r.signature)
-    return {"member": member, "points": points, "order_id": oid,
-            "order_ref": "0x" + order_ref(r.order_id).hex(), "nonce": r.nonce,
-            "deadline": r.deadline, "signature": r.signature, "merchant_id": acceptor.id,
-            "program_merchant_id": program_merchant.id,
-            "program": program_merchant.program_address}
+    assert program_merchant.program_address is not None
+    return RedeemLinePayload(member, points, oid, order_ref(r.order_id), r.nonce, r.deadline,
+                             bytes.fromhex(r.signature[2:]), acceptor.id, program_merchant.id,
+                             program_merchant.program_address)
 
 
 def _merchant_id(value: Any, field: str) -> int:
@@ -359,9 +368,9 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
     line = _redemption_line(session, acceptor, SignedRedemption(
         member, points, order_id, nonce, deadline, signature, program_merchant_id),
         checker=SignatureCheck(alliance))
-    op = outbox_repos.enqueue_operation(session, merchant_id=acceptor.id, kind="redeem",
-                                 payload={"program": line["program"], "items": [line]},
-                                 signer=acceptor.account_address)
+    op = outbox.enqueue(session, kind=kinds.REDEEM,
+                        payload=RedeemPayload(line.program, (line,)),
+                        merchant_id=acceptor.id, signer=acceptor.account_address)
     return operation_view(op)
 
 
@@ -371,7 +380,7 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
     (each lands in one transaction, all or none), in the order the programs first appear."""
     _check_batch_size(alliance, items)
     acceptor = _merchant(session, merchant_id)
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[RedeemLinePayload]] = {}
     seen: set[str] = set()
     known: dict[int, MerchantRow] = {}
     checker = SignatureCheck(alliance)
@@ -383,14 +392,14 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
                                        **exc.details) from exc
         except (LedgerValidationError, LedgerNotFoundError) as exc:
             raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
-        if line["order_id"] in seen:
-            raise LedgerValidationError(f"items[{i}]: order_id {line['order_id']} twice in one "
+        if line.order_id in seen:
+            raise LedgerValidationError(f"items[{i}]: order_id {line.order_id} twice in one "
                                         "batch", index=i, field="order_id")
-        seen.add(line["order_id"])
-        groups.setdefault(line["program"], []).append(line)
-    return [operation_view(outbox_repos.enqueue_operation(
-        session, merchant_id=acceptor.id, kind="redeem_batch",
-        payload={"program": program, "items": lines}, signer=acceptor.account_address))
+        seen.add(line.order_id)
+        groups.setdefault(line.program, []).append(line)
+    return [operation_view(outbox.enqueue(
+        session, kind=kinds.REDEEM_BATCH, payload=RedeemPayload(program, tuple(lines)),
+        merchant_id=acceptor.id, signer=acceptor.account_address))
         for program, lines in groups.items()]
 
 
@@ -417,13 +426,11 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
         amount=pts, to_merchant_id=target.id, min_out=min_out, order_ref=order_ref(oid),
         nonce=nonce, deadline=deadline), member=account, nonce=nonce, deadline=deadline,
         signature=signature)
-    payload = {"program": source.program_address, "member": account, "points": pts,
-               "min_out": min_out, "order_id": oid,
-               "order_ref": "0x" + order_ref(order_id).hex(), "nonce": nonce,
-               "deadline": deadline, "signature": signature, "merchant_id": target.id,
-               "from_merchant_id": source.id}
-    op = outbox_repos.enqueue_operation(session, merchant_id=target.id, kind="convert",
-                                 payload=payload, signer=target.account_address)
+    payload = ConvertPayload(source.program_address, account, pts, min_out, oid,
+                             order_ref(order_id), nonce, deadline,
+                             bytes.fromhex(signature[2:]), target.id, source.id)
+    op = outbox.enqueue(session, kind=kinds.CONVERT, payload=payload, merchant_id=target.id,
+                        signer=target.account_address)
     return operation_view(op)
 
 
@@ -434,11 +441,12 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     ``order_id`` (points of ``program_merchant_id``'s program; default its own)."""
     acceptor = _merchant(session, merchant_id)
     program_merchant = _program_merchant(session, acceptor, program_merchant_id)
-    payload = {"program": program_merchant.program_address, "merchant_id": acceptor.id,
-               "program_merchant_id": program_merchant.id, "order_id": _order_id(order_id),
-               "order_ref": "0x" + order_ref(order_id).hex(), "points": _points(points)}
-    op = outbox_repos.enqueue_operation(session, merchant_id=acceptor.id, kind="refund_redemption",
-                                 payload=payload, signer=acceptor.account_address)
+    assert program_merchant.program_address is not None
+    payload = RefundRedemptionPayload(program_merchant.program_address, acceptor.id,
+                                      program_merchant.id, _order_id(order_id),
+                                      order_ref(order_id), _points(points))
+    op = outbox.enqueue(session, kind=kinds.REFUND_REDEMPTION, payload=payload,
+                        merchant_id=acceptor.id, signer=acceptor.account_address)
     return operation_view(op)
 
 
@@ -469,9 +477,8 @@ def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_
     if used & mask == mask:
         raise LedgerSignatureError("every nonce of that mask is already used or cancelled",
                                    code="nonce-used", field="mask")
-    payload = {"program": program, "program_merchant_id": program_merchant.id,
-               "member": account, "word_pos": word_pos, "mask": hex(mask),
-               "deadline": deadline, "signature": signature}
-    op = outbox_repos.enqueue_operation(session, merchant_id=relayer.id, kind="cancel_nonces",
-                                 payload=payload, signer=relayer.account_address)
+    payload = CancelNoncesPayload(program, program_merchant.id, account, word_pos, mask,
+                                  deadline, bytes.fromhex(signature[2:]))
+    op = outbox.enqueue(session, kind=kinds.CANCEL_NONCES, payload=payload,
+                        merchant_id=relayer.id, signer=relayer.account_address)
     return operation_view(op)

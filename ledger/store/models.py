@@ -8,6 +8,7 @@ encrypted with the master key.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -63,6 +64,33 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+class OperationStatus(StrEnum):
+    """Where an outbox operation is: ``queued`` (waiting), ``sending`` (claimed by a worker,
+    not signed yet), ``submitted`` (its transaction signed and recorded, then broadcast; mined
+    but not deep enough yet when ``block_number`` is set), ``confirmed`` (mined, deep
+    enough), ``failed`` (reverted on its own; ``error_code`` names the Solidity error)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+class StatusText(TypeDecorator[OperationStatus]):
+    """An :class:`OperationStatus` stored as its text (a plain ``VARCHAR(16)``)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else OperationStatus(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect
+                             ) -> OperationStatus | None:
+        return None if value is None else OperationStatus(value)
 
 
 class Base(DeclarativeBase):
@@ -136,7 +164,8 @@ class Operation(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     lines: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[OperationStatus] = mapped_column(StatusText,
+                                                    default=OperationStatus.QUEUED)
     signer: Mapped[str] = mapped_column(String(42))
     tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
     block_number: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -18,7 +18,6 @@ from ledger.clearing import statements
 from ledger.errors import ContractRevertError, LedgerNotFoundError, LedgerSignatureError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox.views import get_operation
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.reads import history
 from ledger.points.service import (
     SignedRedemption,
@@ -28,6 +27,7 @@ from ledger.points.service import (
     request_redeem_batch,
     request_refund_redemption,
 )
+from ledger.runtime import outbox_worker
 
 from .helpers import sign_conversion, sign_redemption
 
@@ -46,7 +46,7 @@ def _fund(alliance: Alliance, m: AdmittedMerchant, members: list[LocalAccount],
         for i, mem in enumerate(members):
             request_issue(alliance, s, merchant_id=m.merchant_id, member=mem.address,
                           points=points, order_id=f"fund-{m.merchant_id}-{i}")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
 
 
 def _signed(alliance: Alliance, member: LocalAccount, issuer: AdmittedMerchant,
@@ -77,7 +77,7 @@ def test_a_batch_of_foreign_redemptions_lands_as_one_transaction_per_program(
     with alliance.store.session() as s:
         ops = request_redeem_batch(alliance, s, merchant_id=cafe.merchant_id, items=items)
     assert [op.items for op in ops] == [4, 4]
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     done = [get_operation(alliance, operation_id=op.id, merchant_id=cafe.merchant_id)
             for op in ops]
     assert [d.status for d in done] == ["confirmed", "confirmed"]
@@ -110,7 +110,7 @@ def test_one_bad_signature_fails_alone_and_clears_nothing_for_it(
                for r in [_signed(alliance, members[0], gp, cafe, 20, "ok-1", 0),
                          _signed(alliance, members[1], gp, cafe, 120, "bad", 0),
                          _signed(alliance, members[2], gp, cafe, 20, "ok-2", 0)]]
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     status = [get_operation(alliance, operation_id=op.id, merchant_id=cafe.merchant_id)
               for op in ops]
     assert [st.status for st in status] == ["confirmed", "failed", "confirmed"]
@@ -137,7 +137,7 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
                              points=30, order_id="star-ticket", nonce=1,
                              deadline=spend.deadline, signature=spend.signature,
                              program_merchant_id=gp.merchant_id)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     for op in (conv, red):
         assert get_operation(alliance, operation_id=op.id,
                              merchant_id=star.merchant_id).status == "confirmed"
@@ -150,7 +150,7 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
         ref = request_refund_redemption(alliance, s, merchant_id=star.merchant_id,
                                         order_id="star-ticket", points=30,
                                         program_merchant_id=gp.merchant_id)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=ref.id,
                          merchant_id=star.merchant_id).status == "confirmed"
     assert gp_prog.balance_of(member.address) == 75 and _net(alliance, star) == 250
@@ -173,11 +173,11 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
             _signed(alliance, members[0], gp, star, 40, "t-1", 0),
             _signed(alliance, members[1], cafe, star, 50, "t-2", 0)])
     # Nonces are sequential per member and program: the member signs nonce 1 after 0 landed.
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         request_redeem_batch(alliance, s, merchant_id=gp.merchant_id, items=[
             _signed(alliance, members[1], cafe, gp, 25, "g-1", 1)])
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     closed = clearing.close_period(alliance)
     nets = {p.merchant_id: p.net for p in closed.positions}
     assert nets == {gp.merchant_id: -400 + 100, star.merchant_id: 400 + 200,
@@ -210,7 +210,7 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
                                       period=closed.period, amount=300)
         d2 = clearing.request_deposit(alliance, s, merchant_id=cafe.merchant_id,
                                       period=closed.period, amount=100)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     for op in (d1, d2):
         assert get_operation(alliance, operation_id=op.id, merchant_id=None).status == "confirmed"
     settled = clearing.settle(alliance, period=closed.period)
@@ -224,7 +224,7 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
         c = clearing.request_confirm_payment(alliance, s, merchant_id=star.merchant_id,
                                              period=closed.period, debtor=cafe.merchant_id,
                                              amount=200)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=c.id, merchant_id=None).status == "confirmed"
     final = clearing.period_view(alliance, closed.period)
     assert all(p.outstanding == 0 for p in final.positions)
@@ -241,13 +241,13 @@ def test_an_overpaying_deposit_fails_and_moves_no_tokens(alliance: Alliance,
     with alliance.store.session() as s:
         request_redeem_batch(alliance, s, merchant_id=star.merchant_id,
                              items=[_signed(alliance, member, gp, star, 10, "x", 0)])
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     p = clearing.close_period(alliance).period
     clearing.mint_settlement_tokens(alliance, merchant_id=gp.merchant_id, amount=1_000)
     with alliance.store.session() as s:
         op = clearing.request_deposit(alliance, s, merchant_id=gp.merchant_id, period=p,
                                       amount=101)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     failed = get_operation(alliance, operation_id=op.id, merchant_id=gp.merchant_id)
     assert failed.status == "failed" and failed.error_code == "ClearingExceedsOutstanding"
     assert alliance.contracts.settlement_token.balance_of(gp.account) == 1_000

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from ledger.alliance import Alliance
 from ledger.cli import app
 from ledger.merchants.service import admit_merchant
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import request_issue, request_redeem
+from ledger.runtime import outbox_worker
 from ledger.settings import Settings, get_settings
 
 from .helpers import sign_redemption
@@ -39,12 +39,12 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=store.merchant_id, member=member.address,
                       points=10, order_id="s-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         request_redeem(alliance, s, merchant_id=cafe.merchant_id, member=member.address,
                        points=7, order_id="c-1", nonce=0, deadline=deadline, signature=sig,
                        program_merchant_id=store.merchant_id)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     runner = CliRunner()
 
     def run(*args: str) -> str:

@@ -13,11 +13,12 @@ from ledger.alliance import Alliance
 from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox.views import get_operation
-from ledger.outbox.worker import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE, OutboxWorker
 from ledger.points.clients import PointProgramClient
 from ledger.points.expiry import SWEEP_BATCH, ExpirySweeper
+from ledger.points.kinds import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE
 from ledger.points.reads import chain_now, history
 from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
+from ledger.runtime import outbox_worker
 from ledger.store.models import Operation
 
 from .helpers import sign_redemption
@@ -63,7 +64,7 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
                       order_id="B-2")
         request_issue(alliance, s, merchant_id=mid, member=pending.address, points=40,
                       order_id="B-3", release_at=chain_now(alliance) + 86_400)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     deadline = chain_now(alliance) + 3600
     sig = sign_redemption(spend_all, program=daily.program,
                           registry=alliance.contracts.deployment.registry,
@@ -72,7 +73,7 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
     with alliance.store.session() as s:
         request_redeem(alliance, s, merchant_id=mid, member=spend_all.address, points=20,
                        order_id="EAT-1", nonce=0, deadline=deadline, signature=sig)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     ((earned, _),) = program.lots_of(keep.address)
     expires = program.expiry_of(earned)
     sweeper = ExpirySweeper(alliance)
@@ -84,7 +85,7 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
     assert sweeper.run_once() == 2  # the member who spent everything is not swept
     with alliance.store.read_session() as s:
         (op_id,) = s.scalars(select(Operation.id).where(Operation.kind == "sweep_expired"))
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert sweeper.run_once() == 0  # the boundary is done
 
     for m in (keep, spend_all, pending):
@@ -117,11 +118,11 @@ def test_sweep_gas_per_lot_is_measured_and_within_the_outbox_bound(
     with alliance.store.session() as s:
         request_issue_batch(alliance, s, merchant_id=daily.merchant_id, items=[
             IssueLine(points=7, order_id=f"G-{i}", member=m) for i, m in enumerate(members)])
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     ((earned, _),) = program.lots_of(members[0])
     _pass_until(alliance, program.expiry_of(earned) + 1)
     assert ExpirySweeper(alliance).run_once() == SWEEP_BATCH
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.read_session() as s:
         (op_id,) = s.scalars(select(Operation.id).where(Operation.kind == "sweep_expired"))
     done = get_operation(alliance, operation_id=op_id, merchant_id=daily.merchant_id)

@@ -12,9 +12,9 @@ from ledger.errors import ChainError
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.views import get_operation
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.reads import chain_now
 from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
+from ledger.runtime import outbox_worker
 
 from .helpers import sign_redemption
 
@@ -34,12 +34,12 @@ def test_issue_batch_with_one_bad_line_confirms_the_others_in_the_same_round(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=members[0], points=1,
                       order_id="USED-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         ops = [request_issue(alliance, s, merchant_id=mid, member=m, points=10 + i,
                              order_id="USED-1" if i == 3 else f"LINE-{i}")
                for i, m in enumerate(members)]
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     # One round: the batch goes out as one issueBatch, reverts, and is split at once.
     assert worker.process_once() == 7
     statuses = _statuses(alliance, mid, [op.id for op in ops])
@@ -60,7 +60,7 @@ def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_roun
         for i, m in enumerate(members):
             request_issue(alliance, s, merchant_id=mid, member=m.address,
                           points=5 if i == 2 else 50, order_id=f"EARN-{i}")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     deadline = chain_now(alliance) + 600
     with alliance.store.session() as s:
         ops = []
@@ -73,7 +73,7 @@ def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_roun
             ops.append(request_redeem(alliance, s, merchant_id=mid, member=m.address,
                                       points=20, order_id=f"SPEND-{i}", nonce=0,
                                       deadline=deadline, signature=sig))
-    assert OutboxWorker(alliance).process_once() == 5
+    assert outbox_worker(alliance).process_once() == 5
     statuses = _statuses(alliance, mid, [op.id for op in ops])
     assert statuses[2] == ("failed", "PointsInsufficientBalance")
     assert statuses[:2] + statuses[3:] == [("confirmed", None)] * 4
@@ -87,12 +87,12 @@ def test_all_or_none_batch_operation_fails_naming_its_offending_line(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=members[0], points=1,
                       order_id="TAKEN-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     lines = [IssueLine(points=5, order_id="TAKEN-1" if i == 4 else f"ALL-{i}", member=m)
              for i, m in enumerate(members)]
     with alliance.store.session() as s:
         op = request_issue_batch(alliance, s, merchant_id=mid, items=lines)
-    assert OutboxWorker(alliance).process_once() == 1
+    assert outbox_worker(alliance).process_once() == 1
     failed = get_operation(alliance, operation_id=op.id, merchant_id=mid)
     assert failed.status == "failed" and failed.error_code == "PointsOrderRefUsed"
     assert failed.error_message is not None
@@ -109,7 +109,7 @@ def test_node_failure_while_splitting_a_batch_requeues_instead_of_stranding(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=members[0], points=1,
                       order_id="SPLIT-USED")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         ops = [request_issue(alliance, s, merchant_id=mid, member=m, points=3,
                              order_id="SPLIT-USED" if i == 1 else f"SPLIT-{i}")
@@ -119,7 +119,7 @@ def test_node_failure_while_splitting_a_batch_requeues_instead_of_stranding(
         raise ChainError("connection refused")
 
     monkeypatch.setattr(TransactionSender, "estimate", node_down)
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     worker.process_once()  # the batch reverts; splitting it meets the node failure
     assert [s for s, _ in _statuses(alliance, mid, [op.id for op in ops])] == ["queued"] * 4
     monkeypatch.undo()

@@ -8,9 +8,9 @@ from eth_account import Account
 from ledger.alliance import Alliance
 from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.reads import balances, chain_now, history
 from ledger.points.service import order_ref, request_issue, request_reverse
+from ledger.runtime import outbox_worker
 
 DAY = 86_400
 
@@ -30,10 +30,10 @@ def test_history_shows_a_release_with_its_date_once_it_comes(
                       order_id="HOLD-1", release_at=release_at)
         request_issue(alliance, s, merchant_id=mid, member=member, points=30,
                       order_id="HOLD-2", release_at=release_at)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         request_reverse(alliance, s, merchant_id=mid, order_id="HOLD-2", points=10)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     events, _ = history(alliance, member=member)
     assert [e["kind"] for e in events] == ["reversed", "issued", "issued"]
     hold_ref = "0x" + order_ref("HOLD-1").hex()
@@ -69,7 +69,7 @@ def test_balances_say_what_is_pending_until_when_and_what_expires_when(
         request_issue(alliance, s, merchant_id=mid, member=member, points=60, order_id="F-1")
         request_issue(alliance, s, merchant_id=mid, member=member, points=25, order_id="F-2",
                       release_at=release_at)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     (b,) = [b for b in balances(alliance, member=member) if b.merchant_id == mid]
     assert (b.balance, b.spendable, b.pending, b.expired) == (85, 60, 25, 0)
     (release,) = b.releases
@@ -100,7 +100,7 @@ def test_history_shows_what_a_reversal_burned_and_the_expiry_with_its_date(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=100,
                       order_id="G-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     ((earned, _),) = program.lots_of(member)
     expires = program.expiry_of(earned)
     alliance.gateway.rpc("evm_increaseTime", [expires - chain_now(alliance) + 1])
@@ -108,10 +108,10 @@ def test_history_shows_what_a_reversal_burned_and_the_expiry_with_its_date(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=70,
                       order_id="G-2")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         request_reverse(alliance, s, merchant_id=mid, order_id="G-1", points=40)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     events, _ = history(alliance, member=member)
     kinds = [e["kind"] for e in events]
     # The member's own transaction (the second issue) swept the expired lot on its way.
@@ -132,11 +132,11 @@ def test_same_order_id_at_two_merchants_keeps_their_reversals_apart(
         for m in (store_merchant, cafe_merchant):
             request_issue(alliance, s, merchant_id=m.merchant_id, member=member, points=30,
                           order_id="SAME-1", release_at=release_at)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         request_reverse(alliance, s, merchant_id=store_merchant.merchant_id,
                         order_id="SAME-1", points=30)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     pending = {b.merchant_id: [r.points for r in b.releases]
                for b in balances(alliance, member=member)}
     assert pending == {store_merchant.merchant_id: [], cafe_merchant.merchant_id: [30]}

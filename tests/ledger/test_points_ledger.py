@@ -20,7 +20,6 @@ from ledger.members import repos as member_repos
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.views import get_operation
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.reads import balances, chain_now, history
 from ledger.points.service import (
     IssueLine,
@@ -30,6 +29,7 @@ from ledger.points.service import (
     request_redeem,
     request_reverse,
 )
+from ledger.runtime import outbox_worker
 
 from .helpers import sign_redemption
 
@@ -46,7 +46,7 @@ def test_issue_request_lands_on_chain_and_reports_confirmed(alliance: Alliance,
         op = request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
                            points=120, order_id="A-1001")
     assert op.status == "queued"
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     done = get_operation(alliance, operation_id=op.id, merchant_id=store_merchant.merchant_id)
     assert done.status == "confirmed"
     assert done.tx_hash and done.block_number
@@ -65,7 +65,7 @@ def test_member_id_resolves_to_a_stable_custodial_account(alliance: Alliance,
                       member_id="member-13800138000", points=12, order_id="A-2002")
         account = member_repos.member_account(s, alliance.master_key,
                                               member_id="member-13800138000")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert _program(alliance, store_merchant).balance_of(account) == 42
     # The member id itself never reaches the chain: only the derived account does.
     assert "13800138000" not in account
@@ -78,13 +78,13 @@ def test_batch_with_one_duplicate_order_fails_only_that_operation(
     with alliance.store.session() as s:
         first = request_issue(alliance, s, merchant_id=mid, member=members[0], points=5,
                               order_id="DUP-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         ops = [request_issue(alliance, s, merchant_id=mid, member=members[i], points=5,
                              order_id=f"OK-{i}") for i in range(1, 4)]
         dup = request_issue(alliance, s, merchant_id=mid, member=members[3], points=99,
                             order_id="DUP-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=first.id, merchant_id=mid).status == "confirmed"
     failed = get_operation(alliance, operation_id=dup.id, merchant_id=mid)
     assert failed.status == "failed" and failed.error_code == "PointsOrderRefUsed"
@@ -114,7 +114,7 @@ def test_fifty_concurrent_issues_land_with_contiguous_nonces(
     for t in threads:
         t.join()
     assert not errors
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     prog = _program(alliance, merchant)
     assert [prog.balance_of(m) for m in members] == [i + 1 for i in range(50)]
     with alliance.store.session() as s:
@@ -140,13 +140,13 @@ def test_crash_between_record_and_broadcast_is_sent_exactly_once(
 
     monkeypatch.setattr(TransactionSender, "broadcast", crash)
     with pytest.raises(Crash):
-        OutboxWorker(alliance).process_once()
+        outbox_worker(alliance).process_once()
     monkeypatch.undo()
     with alliance.store.session() as s:
         assert outbox_repos.get_operation(s, op.id).status == "submitted"
     assert _program(alliance, store_merchant).balance_of(member) == 0
     # Restart: the recovery pass rebroadcasts the recorded transaction, once.
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     worker.recover()
     worker.drain()
     assert get_operation(alliance, operation_id=op.id,
@@ -172,9 +172,9 @@ def test_crash_after_claim_before_signing_is_requeued_and_sent_once(
 
     monkeypatch.setattr(TransactionSender, "sign", crash)
     with pytest.raises(Crash):
-        OutboxWorker(alliance).process_once()
+        outbox_worker(alliance).process_once()
     monkeypatch.undo()
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     worker.recover()
     worker.drain()
     assert get_operation(alliance, operation_id=op.id,
@@ -188,11 +188,11 @@ def test_reverse_request_takes_points_back(alliance: Alliance,
     mid = store_merchant.merchant_id
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=100, order_id="R-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     with alliance.store.session() as s:
         ok = request_reverse(alliance, s, merchant_id=mid, order_id="R-1", points=60)
         too_much = request_reverse(alliance, s, merchant_id=mid, order_id="R-1", points=41)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=ok.id, merchant_id=mid).status == "confirmed"
     bad = get_operation(alliance, operation_id=too_much.id, merchant_id=mid)
     assert bad.status == "failed" and bad.error_code == "PointsReverseExceedsIssued"
@@ -206,7 +206,7 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member.address, points=50,
                       order_id="P-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     prog = _program(alliance, store_merchant)
     deadline = chain_now(alliance) + 600
     sig = sign_redemption(member, program=prog.address, chain_id=alliance.gateway.chain_id,
@@ -222,7 +222,7 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
         request_redeem(alliance, s, merchant_id=mid, member=member.address, points=20,
                        order_id="SALE-2", nonce=0, deadline=deadline, signature=sig)
     assert refused.value.code == "signature-mismatch"
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=op.id, merchant_id=mid).status == "confirmed"
     # Once it landed, the same signed message again is refused for its spent nonce.
     with pytest.raises(LedgerSignatureError) as replayed, alliance.store.session() as s:
@@ -280,7 +280,7 @@ def test_operations_wait_for_the_configured_confirmation_depth(
     with alliance.store.session() as s:
         op = request_issue(alliance, s, merchant_id=store_merchant.merchant_id,
                            member=Account.create().address, points=9, order_id="DEPTH-1")
-    worker = OutboxWorker(alliance)
+    worker = outbox_worker(alliance)
     worker.drain()
     mined = get_operation(alliance, operation_id=op.id, merchant_id=store_merchant.merchant_id)
     assert mined.status == "submitted" and mined.block_number is not None
@@ -297,12 +297,12 @@ def test_history_drops_events_of_blocks_lost_in_a_reorg(alliance: Alliance,
     mid = store_merchant.merchant_id
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=5, order_id="ORG-1")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     for _ in range(3):
         alliance.gateway.rpc("evm_mine")
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=7, order_id="ORG-2")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     events, _ = history(alliance, member=member)
     assert [e["amount"] for e in events] == [7, 5]
     # The block holding the second issue is replaced by an empty one.

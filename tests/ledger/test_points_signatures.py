@@ -15,7 +15,6 @@ from ledger.errors import LedgerSignatureError
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.views import get_operation
-from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import (
     MAX_DEADLINE_AHEAD_S,
     SignedRedemption,
@@ -25,6 +24,7 @@ from ledger.points.service import (
     request_redeem,
     request_redeem_batch,
 )
+from ledger.runtime import outbox_worker
 from ledger.signing import cancel_nonces_typed_data
 
 from .helpers import sign_conversion, sign_redemption
@@ -114,7 +114,7 @@ def test_a_used_nonce_is_refused_and_a_batch_names_the_line(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member.address, points=50,
                       order_id="N-EARN")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     deadline = _chain_now(alliance) + 600
 
     def signed(order_id: str, nonce: int) -> SignedRedemption:
@@ -128,7 +128,7 @@ def test_a_used_nonce_is_refused_and_a_batch_names_the_line(
         op = request_redeem(alliance, s, merchant_id=mid, member=member.address, points=5,
                             order_id="N-1", nonce=0, deadline=deadline,
                             signature=first.signature)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=op.id, merchant_id=mid).status == "confirmed"
     err = _refused(alliance, "nonce-used", lambda s: request_redeem_batch(
         alliance, s, merchant_id=mid, items=[signed("N-2", 1), signed("N-3", 0)]))
@@ -188,7 +188,7 @@ def test_a_cancelled_signature_can_never_land_and_others_still_do(
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member.address, points=50,
                       order_id="C-EARN")
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     deadline = _chain_now(alliance) + 600
     registry = alliance.contracts.deployment.registry
 
@@ -210,7 +210,7 @@ def test_a_cancelled_signature_can_never_land_and_others_still_do(
             deadline=deadline, signature=_sign_cancel(member, alliance, program.address,
                                                       word_pos=0, mask=1 << 5,
                                                       deadline=deadline))
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=cancel.id, merchant_id=mid).status == \
         "confirmed"
     assert program.nonce_bitmap(member.address, 0) == 1 << 5
@@ -220,7 +220,7 @@ def test_a_cancelled_signature_can_never_land_and_others_still_do(
     with alliance.store.session() as s:
         ok = request_redeem(alliance, s, merchant_id=mid, member=member.address, points=5,
                             order_id="C-2", nonce=6, deadline=deadline, signature=kept)
-    OutboxWorker(alliance).drain()
+    outbox_worker(alliance).drain()
     assert get_operation(alliance, operation_id=ok.id, merchant_id=mid).status == "confirmed"
     assert program.spendable_of(member.address) == 45
     # Cancelling what is already cancelled is refused before it costs gas.
