@@ -2,7 +2,7 @@
 
 The API's lifespan, the CLI and the tests run an :class:`~ledger.alliance.Alliance` through a
 :class:`Runtime`: it builds the workers of every capability (the outbox sender, the expiry
-sweep, and the indexer and webhook dispatcher as they come), runs each worker's recovery, and
+sweep, the indexer, and the webhook dispatcher as it comes), runs each worker's recovery, and
 starts their threads; :meth:`Runtime.stop` stops them in reverse order. The alliance itself
 imports no worker.
 """
@@ -14,8 +14,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .alliance import Alliance
+from .clearing.projection import ClearingProjection
+from .indexer.follower import Follower
 from .outbox.worker import OutboxWorker
 from .points.expiry import ExpirySweeper
+from .points.projection import PointsProjection
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -26,9 +29,15 @@ def outbox_worker(alliance: Alliance) -> OutboxWorker:
     return OutboxWorker(alliance)
 
 
+def indexer(alliance: Alliance) -> Follower:
+    """The indexer of this alliance, with every capability's projection (tools and tests
+    that read right after a write call its ``catch_up()``)."""
+    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance)])
+
+
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
-    return [outbox_worker(alliance), ExpirySweeper(alliance)]
+    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance)]
 
 
 class Runtime:

@@ -27,8 +27,6 @@ ENGINE = ("ledger.alliance", "ledger.chain", "ledger.store", "ledger.contracts",
 ENGINE_TO_GENERALISE: dict[str, set[str]] = {
     "ledger.outbox.worker": {"ledger.clearing.service", "ledger.merchants.repos",
                              "ledger.merchants.service", "ledger.points.clients"},
-    "ledger.indexer.follower": {"ledger.merchants.repos", "ledger.points.clients",
-                                "ledger.points.repos"},
 }
 
 
