@@ -28,6 +28,7 @@ from ledger.points.service import (
     request_redeem_batch,
     request_refund_redemption,
 )
+from ledger.runtime import indexer
 
 from .helpers import sign_conversion, sign_redemption
 
@@ -155,6 +156,7 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
                          merchant_id=star.merchant_id).status == "confirmed"
     assert gp_prog.balance_of(member.address) == 75 and _net(alliance, star) == 250
     # The member's history shows every step, each with the other merchant involved.
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member.address)
     seen = [(e["kind"], e["merchant_id"], e["amount"]) for e in reversed(events)]
     assert seen == [("issued", gp.merchant_id, 100), ("converted_out", star.merchant_id, 25),
@@ -184,6 +186,7 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
                     cafe.merchant_id: -200 - 100}
     assert closed.total_owed == 600 and closed.closed_at
 
+    indexer(alliance).catch_up()
     st = statements.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
     doc = st.document
     assert doc["totals"] == {"receivable": 600, "payable": 0, "net": 600}
