@@ -1,8 +1,11 @@
 """Clearing statements: per merchant and closed period, every act that moved value between
-it and another merchant, rebuilt from the chain alone, with the digest anchored on chain.
+it and another merchant, rebuilt from what the chain logged, with the digest anchored on chain.
 
 The Clearing's ``Cleared`` events give every counterparty's value; the programs' events in
-the same transactions give the underlying redemptions and conversions.
+the same transactions give the underlying redemptions and conversions. The indexer keeps both
+in the clearing read model (:mod:`ledger.clearing.projection`); a statement reads them there,
+with the chain's views read at the block that model reflects (``as_of_block``), instead of
+scanning the logs from the deployment block on every request.
 """
 
 from __future__ import annotations

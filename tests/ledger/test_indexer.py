@@ -4,17 +4,20 @@ rollback on a real anvil, and reads that say which block they reflect without sy
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
 from ledger.clearing import service as clearing
 from ledger.clearing import statements
 from ledger.clearing.projection import ClearingProjection
-from ledger.indexer.follower import Follower
+from ledger.contracts.client import ContractClient
+from ledger.indexer.follower import ChainEvent, Follower, Head
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox.worker import OutboxWorker
 from ledger.points.projection import PointsProjection
@@ -164,3 +167,49 @@ def test_a_reorg_drops_what_the_lost_blocks_gave_every_projection(
     # A second follower (another process) finds nothing left to undo or add.
     assert Follower(alliance, [PointsProjection(alliance),
                                ClearingProjection(alliance)]).catch_up() == 0
+
+
+class _Recorder:
+    """A projection that keeps what it is handed (the follower is the subject here)."""
+
+    events = frozenset({"PointsIssued"})
+
+    def __init__(self, name: str, follows: dict[str, ContractClient]) -> None:
+        self.name = name
+        self._follows = follows
+        self.seen: list[ChainEvent] = []
+        self.rolled_back: list[int] = []
+
+    def follows(self, session: Session) -> Mapping[str, ContractClient]:
+        return self._follows
+
+    def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
+        self.seen.extend(events)
+        return len(events)
+
+    def rollback(self, session: Session, after_block: int) -> None:
+        self.rolled_back.append(after_block)
+
+    def on_head(self, session: Session, head: Head) -> int:
+        return 0
+
+
+def test_each_projection_gets_only_the_events_of_the_contracts_it_follows(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None) -> None:
+    member = Account.create().address
+    with alliance.store.session() as s:
+        for m in (store_merchant, cafe_merchant):
+            request_issue(alliance, s, merchant_id=m.merchant_id, member=member, points=2,
+                          order_id=f"ONLY-{m.merchant_id}")
+    OutboxWorker(alliance).drain()
+    cafe = _Recorder("cafe-only", {cafe_merchant.program:
+                                   alliance.contracts.program(cafe_merchant.program)})
+    both = _Recorder("both", {m.program: alliance.contracts.program(m.program)
+                              for m in (store_merchant, cafe_merchant)})
+    Follower(alliance, [cafe, both]).catch_up()
+    assert [(e.name, e.address) for e in cafe.seen] == [("PointsIssued", cafe_merchant.program)]
+    assert sorted(e.address for e in both.seen) == sorted(
+        [store_merchant.program, cafe_merchant.program])
+    assert all(e.tx_hash.startswith("0x") and e.block_time > 0 for e in both.seen)
+    assert cafe.rolled_back == both.rolled_back == []
