@@ -162,6 +162,7 @@ class Follower(Worker):
                 follows[p.name] = {a.lower() for a in followed}
                 for address, client in followed.items():
                     clients.setdefault(address.lower(), client)
+        wanted = frozenset().union(*(p.events for p in self.projections))
         self._rewind_reorged(last, hashes, latest=latest, start=start)
         added = 0
         frm = min(last.values(), default=head) + 1
@@ -170,7 +171,7 @@ class Follower(Worker):
             # The hash before the logs: a reorg between the two leaves a hash the next round
             # finds changed (and reads again), never new logs under an old hash.
             to_hash = _hash_hex(gw.block(to)["hash"])
-            events = self._read(clients, frm, to) if clients else []
+            events = self._read(clients, wanted, frm, to) if clients else []
             with self.alliance.store.session() as s:
                 for p in self.projections:
                     if last[p.name] >= to:
@@ -213,11 +214,20 @@ class Follower(Worker):
             last[p.name] = rewind
             self._clock_at = None
 
-    def _read(self, clients: Mapping[str, ContractClient], frm: int,
+    def _read(self, clients: Mapping[str, ContractClient], wanted: frozenset[str], frm: int,
               to: int) -> list[ChainEvent]:
-        """The decoded events of every followed contract in blocks ``frm``..``to``."""
+        """The decoded events named ``wanted`` of every followed contract in blocks
+        ``frm``..``to``."""
         gw = self.alliance.gateway
-        logs = gw.get_logs(address=sorted(clients), from_block=frm, to_block=to)
+        # Only the wanted events' topics: a redemption's Transfer log, say, is not even sent.
+        abis = {id(c.abi): c.abi for c in clients.values()}  # every program shares one
+        topics = sorted({"0x" + gw.event_topic(abi, str(e["name"])).hex()
+                         for abi in abis.values() for e in abi
+                         if e.get("type") == "event" and e.get("name") in wanted})
+        if not topics:
+            return []
+        logs = gw.get_logs(address=sorted(clients), from_block=frm, to_block=to,
+                           topics=[topics])
         times: dict[int, int] = {}
         out = []
         for lg in logs:
