@@ -219,6 +219,8 @@ class StatementOut(BaseModel):
     anchored_hash: str | None
     matches_anchor: bool
     statement: dict[str, Any]
+    as_of_block: int = Field(
+        description="the block the statement reflects (read model and views alike)")
 
 
 class OperationsOut(BaseModel):
@@ -273,12 +275,16 @@ class ProgramBalanceOut(BaseModel):
 class BalancesOut(BaseModel):
     member: str
     programs: list[ProgramBalanceOut]
+    as_of_block: int = Field(description="the block every program's views were read at")
 
 
 class HistoryOut(BaseModel):
     member: str
     events: list[dict[str, Any]]
     next_cursor: int | None
+    as_of_block: int | None = Field(
+        default=None, description="the block the indexed history reflects (None: not yet "
+                                  "indexed)")
 
 
 # The registry keeps a rate in 24 bits (AllianceRegistry.setRate refuses more).

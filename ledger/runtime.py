@@ -2,7 +2,7 @@
 
 The API's lifespan, the CLI and the tests run an :class:`~ledger.alliance.Alliance` through a
 :class:`Runtime`: it builds the workers of every capability (the outbox sender, the expiry
-sweep, and the indexer and webhook dispatcher as they come), runs each worker's recovery, and
+sweep, the indexer, and the webhook dispatcher as it comes), runs each worker's recovery, and
 starts their threads; :meth:`Runtime.stop` stops them in reverse order. The alliance itself
 imports no worker.
 """
@@ -15,13 +15,16 @@ from contextlib import contextmanager
 
 from .alliance import Alliance
 from .clearing import kinds as clearing_kinds
+from .clearing.projection import ClearingProjection
 from .errors import LedgerNotFoundError
+from .indexer.follower import Follower
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .outbox.kinds import KindRegistry, Signer
 from .outbox.worker import OutboxWorker, SignerLookup
 from .points import kinds as points_kinds
 from .points.expiry import ExpirySweeper
+from .points.projection import PointsProjection
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -61,9 +64,15 @@ def outbox_worker(alliance: Alliance, *, idle_sleep_s: float | None = None) -> O
                         signer_for=merchant_signers(alliance), idle_sleep_s=idle_sleep_s)
 
 
+def indexer(alliance: Alliance) -> Follower:
+    """The indexer of this alliance, with every capability's projection (tools and tests
+    that read right after a write call its ``catch_up()``)."""
+    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance)])
+
+
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
-    return [outbox_worker(alliance), ExpirySweeper(alliance)]
+    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance)]
 
 
 class Runtime:

@@ -24,10 +24,7 @@ ENGINE = ("ledger.alliance", "ledger.chain", "ledger.store", "ledger.contracts",
           "ledger.types", "ledger.limits", "ledger.signing", "ledger.outbox", "ledger.indexer")
 # Engine packages being generalised by issue 9 (their capability imports are listed, so the
 # list can only shrink): empty once the outbox and indexer take kinds and projections.
-ENGINE_TO_GENERALISE: dict[str, set[str]] = {
-    "ledger.indexer.follower": {"ledger.merchants.repos", "ledger.points.clients",
-                                "ledger.points.repos"},
-}
+ENGINE_TO_GENERALISE: dict[str, set[str]] = {}
 
 
 def module_name(root: Path, path: Path) -> str:

@@ -43,7 +43,8 @@ def _period_out(view: PeriodView) -> dict[str, Any]:
 
 def _statement_out(st: Statement) -> StatementOut:
     return StatementOut(hash=st.hash, anchored_hash=st.anchored_hash,
-                        matches_anchor=st.matches_anchor, statement=st.document)
+                        matches_anchor=st.matches_anchor, statement=st.document,
+                        as_of_block=st.as_of_block)
 
 
 # ---------------------------------------------------------------------- merchants

@@ -31,9 +31,10 @@ def balances(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep) 
     """Per program: balance (what the Transfer logs say) = spendable + pending + expired not
     yet swept; pending orders' release times; lots with their expiry times; an unused nonce.
     In your own program (a merchant), or in every program (the operator)."""
-    progs = points.balances(alliance, member=address, merchant_id=_scope(who))
+    read = points.balances_at(alliance, member=address, merchant_id=_scope(who))
     return BalancesOut(member=address, programs=[
-        ProgramBalanceOut.model_validate(asdict(b)) for b in progs])
+        ProgramBalanceOut.model_validate(asdict(b)) for b in read.programs],
+        as_of_block=read.as_of_block)
 
 
 @router.get("/{address}/history", response_model=HistoryOut)
@@ -42,6 +43,7 @@ def history(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep,
             cursor: Cursor = None) -> HistoryOut:
     """The member's point events, newest first; pass ``next_cursor`` for the next page.
     A merchant sees its own program's events and those at its store."""
-    events, nxt = points.history(alliance, member=address, limit=limit, cursor=cursor,
-                                 merchant_id=_scope(who))
-    return HistoryOut(member=address, events=events, next_cursor=nxt)
+    page = points.history_page(alliance, member=address, limit=limit, cursor=cursor,
+                               merchant_id=_scope(who))
+    return HistoryOut(member=address, events=page.events, next_cursor=page.next_cursor,
+                      as_of_block=page.as_of_block)

@@ -27,9 +27,10 @@ class ClearingClient(ContractClient):
     def current_period(self) -> int:
         return int(self.view1("currentPeriod"))
 
-    def position_of(self, period: int, merchant_id: int) -> tuple[int, int]:
+    def position_of(self, period: int, merchant_id: int, *, block: str | int = "latest"
+                    ) -> tuple[int, int]:
         """(net, foreign value accepted) of a merchant in a period."""
-        net, accepted = self.view1("positionOf", period, merchant_id)
+        net, accepted = self.view1("positionOf", period, merchant_id, block=block)
         return int(net), int(accepted)
 
     def settlement_of(self, period: int, merchant_id: int) -> tuple[int, int]:
@@ -37,8 +38,9 @@ class ClearingClient(ContractClient):
         paid, received = self.view1("settlementOf", period, merchant_id)
         return int(paid), int(received)
 
-    def period(self, period: int) -> PeriodInfo:
-        closed_at, merchants, owed, paid, received, escrow = self.view1("period", period)
+    def period(self, period: int, *, block: str | int = "latest") -> PeriodInfo:
+        closed_at, merchants, owed, paid, received, escrow = self.view1("period", period,
+                                                                        block=block)
         return PeriodInfo(period, int(closed_at), int(merchants), int(owed), int(received),
                           int(escrow), int(paid))
 

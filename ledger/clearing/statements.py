@@ -1,8 +1,11 @@
 """Clearing statements: per merchant and closed period, every act that moved value between
-it and another merchant, rebuilt from the chain alone, with the digest anchored on chain.
+it and another merchant, rebuilt from what the chain logged, with the digest anchored on chain.
 
 The Clearing's ``Cleared`` events give every counterparty's value; the programs' events in
-the same transactions give the underlying redemptions and conversions.
+the same transactions give the underlying redemptions and conversions. The indexer keeps both
+in the clearing read model (:mod:`ledger.clearing.projection`); a statement reads them there,
+with the chain's views read at the block that model reflects (``as_of_block``), instead of
+scanning the logs from the deployment block on every request.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from ..alliance import Alliance
-from ..errors import LedgerNotFoundError, LedgerValidationError
-from .service import KIND_NAMES, _int
+from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
+from ..indexer import repos as cursors
+from ..indexer.follower import Follower
+from . import repos as clearing_repos
+from .projection import CURSOR, ClearingProjection
+from .repos import ActRecord
+from .service import _int
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,9 @@ class Statement:
     canonical: bytes
     hash: str
     anchored_hash: str | None
+    # The block the statement reflects (read model and chain views alike; not in the
+    # document, whose hash must not change as the chain grows).
+    as_of_block: int
 
     @property
     def matches_anchor(self) -> bool:
@@ -40,101 +51,58 @@ class Statement:
 
 def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     """Anchor the hash of every merchant's statement of a closed period (those not yet
-    anchored); give the statements."""
+    anchored); give the statements.
+
+    An anchor is final, so it is never taken from a read model that lags: the clearing
+    projection is first brought up to the confirmed head, and the period must be closed as
+    of that block."""
     clearing = alliance.contracts.clearing
-    info = clearing.period(_int(period, "period", low=1))
+    p = _int(period, "period", low=1)
+    Follower(alliance, [ClearingProjection(alliance)]).catch_up()
+    as_of = _synced_block(alliance)
+    info = clearing.period(p, block=as_of)
     if info.closed_at == 0:
         raise LedgerValidationError(f"period {period} is not closed", field="period")
-    acts = _period_acts(alliance, period)
+    acts = _period_acts(alliance, p)
     out = []
     for mid in range(1, info.merchants + 1):
-        st = _statement_from(alliance, period, mid, info.closed_at, acts)
+        st = _statement_from(alliance, p, mid, info.closed_at, acts, as_of)
         if st.anchored_hash is None:
             alliance.operator.transact(to=clearing.address, data=clearing.encode(
-                "anchorStatement", period, mid, bytes.fromhex(st.hash[2:])))
-            st = Statement(st.document, st.canonical, st.hash, st.hash)
+                "anchorStatement", p, mid, bytes.fromhex(st.hash[2:])))
+            st = Statement(st.document, st.canonical, st.hash, st.hash, as_of)
         out.append(st)
     return out
 
 
-def _topic(n: int) -> str:
-    return "0x" + n.to_bytes(32, "big").hex()
+def _synced_block(alliance: Alliance) -> int:
+    """The block the clearing read model reflects."""
+    with alliance.store.read_session() as s:
+        cursor = cursors.get_cursor(s, CURSOR)
+    if cursor is None:
+        raise LedgerConflictError("the clearing read model is not built yet: the indexer "
+                                  "has not run a round; retry shortly")
+    return cursor[0]
 
 
-def _hex(value: Any) -> str:
-    raw = bytes(value) if not isinstance(value, str) else bytes.fromhex(value.removeprefix("0x"))
-    return "0x" + raw.hex()
-
-
-@dataclass(frozen=True)
-class _Act:
-    """One ``Cleared`` event and the program events (redemptions, a conversion, refunds) of
-    its transaction that make it up, each as a statement line without the side it is seen
-    from."""
-
-    kind: str
-    debtor: int
-    creditor: int
-    value: int
-    lines: list[dict[str, Any]]
-
-
-def _period_acts(alliance: Alliance, p: int, *, involving: int | None = None) -> list[_Act]:
+def _period_acts(alliance: Alliance, p: int, *, involving: int | None = None
+                 ) -> list[ActRecord]:
     """Every act cleared in period ``p`` (only those ``involving`` a merchant, if given),
-    from the Clearing's logs and the receipts of their transactions."""
-    gw = alliance.gateway
-    contracts = alliance.contracts
-    clearing = contracts.clearing
-    programs: dict[int, str] = {}
-    cleared_topic = "0x" + gw.event_topic(clearing.abi, "Cleared").hex()
-    logs = gw.get_logs(address=clearing.address, from_block=contracts.deployment.block,
-                       to_block=gw.block_number(), topics=[cleared_topic, _topic(p)])
-    receipts: dict[str, dict[str, Any]] = {}
-    acts = []
-    for _, args, raw in clearing.decode_logs(logs):
-        debtor, creditor = int(args["debtor"]), int(args["creditor"])
-        if involving is not None and involving not in (debtor, creditor):
-            continue
-        value, rate, kind = int(args["value"]), int(args["rate"]), KIND_NAMES[int(args["kind"])]
-        tx = _hex(raw["transactionHash"])
-        if tx not in receipts:
-            receipt = gw.receipt(tx)
-            assert receipt is not None
-            receipts[tx] = receipt
-        # The program whose points moved: the debtor's, or for a refund the creditor's.
-        points_merchant = creditor if kind == "refund" else debtor
-        acceptor = debtor if kind == "refund" else creditor
-        if points_merchant not in programs:
-            programs[points_merchant] = str(contracts.registry.merchant(points_merchant).program)
-        program = contracts.program(programs[points_merchant])
-        lines: list[dict[str, Any]] = []
-        for name, ev, lg in program.decode_logs(
-                [lg for lg in receipts[tx]["logs"]
-                 if str(lg["address"]).lower() == program.address.lower()]):
-            if kind == "redemption" and name == "PointsRedeemed" \
-                    and int(ev["merchantId"]) == acceptor:
-                pts, val = int(ev["amount"]), int(ev["amount"]) * rate
-            elif kind == "refund" and name == "RedemptionRefunded" \
-                    and int(ev["merchantId"]) == acceptor:
-                pts, val = int(ev["amount"]), int(ev["amount"]) * rate
-            elif kind == "conversion" and name == "PointsConverted" \
-                    and int(ev["toMerchantId"]) == acceptor:
-                pts, val = int(ev["spent"]), value
-            else:
-                continue
-            lines.append({
-                "kind": kind, "tx_hash": tx, "block_number": int(lg["blockNumber"]),
-                "log_index": int(lg["logIndex"]), "points_of": points_merchant,
-                "accepted_by": acceptor, "order_ref": _hex(ev["orderRef"]), "points": pts,
-                "rate": rate, "value": val})
-        if sum(ln["value"] for ln in lines) != value:
+    from the read model."""
+    with alliance.store.read_session() as s:
+        acts = clearing_repos.period_acts(s, period=p, involving=involving)
+    for act in acts:
+        if sum(ln["value"] for ln in act.lines) != act.value:
+            tx = act.lines[0]["tx_hash"] if act.lines else "an act"
             raise LedgerNotFoundError(f"the lines of {tx} do not add up to its cleared value")
-        acts.append(_Act(kind, debtor, creditor, value, lines))
     return acts
 
 
 def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement:
-    """The statement of ``merchant_id`` for ``period``, rebuilt from chain logs.
+    """The statement of ``merchant_id`` for ``period``, from the clearing read model (the
+    indexed ``Cleared`` acts and their program events) and the chain's views read at the
+    block that model reflects (``as_of_block``: a consistent answer, never a mix of two
+    blocks).
 
     Every counterparty line (gross receivable, gross payable, net), every underlying
     redemption, conversion and refund with its transaction, and totals; ``hash`` is the
@@ -146,12 +114,13 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
     mid = _int(merchant_id, "merchant_id", low=1, high=max(count, 1))
     if mid > count:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
-    return _statement_from(alliance, p, mid, contracts.clearing.period(p).closed_at,
-                           _period_acts(alliance, p, involving=mid))
+    as_of = _synced_block(alliance)
+    return _statement_from(alliance, p, mid, contracts.clearing.period(p, block=as_of).closed_at,
+                           _period_acts(alliance, p, involving=mid), as_of)
 
 
-def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int, acts: list[_Act]
-                    ) -> Statement:
+def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int,
+                    acts: list[ActRecord], as_of: int) -> Statement:
     """Merchant ``mid``'s statement of period ``p`` from the period's acts."""
     contracts = alliance.contracts
     clearing = contracts.clearing
@@ -169,7 +138,7 @@ def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int, acts: 
                        "net": g[0] - g[1]} for other, g in sorted(gross.items())]
     receivable = sum(c["receivable"] for c in counterparties)
     payable = sum(c["payable"] for c in counterparties)
-    on_chain_net = clearing.position_of(p, mid)[0]
+    on_chain_net = clearing.position_of(p, mid, block=as_of)[0]
     if receivable - payable != on_chain_net:
         raise LedgerNotFoundError("statement lines do not add up to the on-chain net; "
                                   "the logs may be incomplete")
@@ -190,7 +159,7 @@ def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int, acts: 
     digest = "0x" + keccak(canonical).hex()
     anchored = clearing.statement_hash(p, mid) if closed_at else bytes(32)
     return Statement(doc, canonical, digest,
-                     None if anchored == bytes(32) else "0x" + anchored.hex())
+                     None if anchored == bytes(32) else "0x" + anchored.hex(), as_of)
 
 
 def statement_csv(doc: dict[str, Any], digest: str) -> str:

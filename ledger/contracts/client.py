@@ -30,8 +30,8 @@ class ContractClient:
         data = self.gateway.call(self.address, self.encode(fn, *args), block=block)
         return self.gateway.decode_output(self.abi, fn, data)
 
-    def view1(self, fn: str, *args: Any) -> Any:
-        return self.view(fn, *args)[0]
+    def view1(self, fn: str, *args: Any, block: str | int = "latest") -> Any:
+        return self.view(fn, *args, block=block)[0]
 
     def decode_logs(self, logs: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any],
                                                                           Mapping[str, Any]]]:

@@ -64,21 +64,21 @@ class PointProgramClient(ContractClient):
         """Calldata of ``issueBatch(items)`` (the fast encoder of ledger/chain/encoding.py)."""
         return encoding.encode_issue_batch(self.gateway.selector(self.abi, "issueBatch"), items)
 
-    def balance_of(self, member: str) -> int:
+    def balance_of(self, member: str, *, block: str | int = "latest") -> int:
         """ERC-20 ``balanceOf``: spendable + pending + expired not yet swept (what the
         ``Transfer`` logs say). What a member can spend is ``spendable_of``."""
-        return int(self.view1("balanceOf", member))
+        return int(self.view1("balanceOf", member, block=block))
 
-    def spendable_of(self, member: str) -> int:
+    def spendable_of(self, member: str, *, block: str | int = "latest") -> int:
         """Points the member can spend now (live, not pending)."""
-        return int(self.view1("spendableOf", member))
+        return int(self.view1("spendableOf", member, block=block))
 
-    def pending_of(self, member: str) -> int:
-        return int(self.view1("pendingOf", member))
+    def pending_of(self, member: str, *, block: str | int = "latest") -> int:
+        return int(self.view1("pendingOf", member, block=block))
 
-    def expired_of(self, member: str) -> int:
+    def expired_of(self, member: str, *, block: str | int = "latest") -> int:
         """Points that expired and were not swept yet (still in ``balance_of``)."""
-        return int(self.view1("expiredOf", member))
+        return int(self.view1("expiredOf", member, block=block))
 
     def expiry_of(self, period: int) -> int:
         """Unix time at which points earned in ``period`` expire (2**256 - 1: never)."""
@@ -87,23 +87,24 @@ class PointProgramClient(ContractClient):
     def registry(self) -> str:
         return str(self.view1("registry"))
 
-    def lots_of(self, member: str) -> list[tuple[int, int]]:
-        periods, amounts = self.view("lotsOf", member)
+    def lots_of(self, member: str, *, block: str | int = "latest") -> list[tuple[int, int]]:
+        periods, amounts = self.view("lotsOf", member, block=block)
         return list(zip((int(p) for p in periods), (int(a) for a in amounts), strict=True))
 
     def total_supply(self) -> int:
         return int(self.view1("totalSupply"))
 
-    def nonce_bitmap(self, member: str, word_pos: int) -> int:
+    def nonce_bitmap(self, member: str, word_pos: int, *, block: str | int = "latest") -> int:
         """Bit b set: nonce ``word_pos * 256 + b`` of the member is used or cancelled."""
-        return int(self.view1("nonceBitmap", member, word_pos))
+        return int(self.view1("nonceBitmap", member, word_pos, block=block))
 
-    def free_nonce(self, member: str, *, start_word: int = 0, max_words: int = 16) -> int:
+    def free_nonce(self, member: str, *, start_word: int = 0, max_words: int = 16,
+                   block: str | int = "latest") -> int:
         """The lowest unused nonce of the member from word ``start_word`` on (one call per
         word). Nonces are unordered: any unused one works; the lowest keeps the member's
         bitmap in one slot, which is cheapest on chain."""
         for word in range(start_word, start_word + max_words):
-            bits = self.nonce_bitmap(member, word)
+            bits = self.nonce_bitmap(member, word, block=block)
             if bits != (1 << 256) - 1:
                 free = ~bits & (bits + 1)  # lowest zero bit
                 return word * 256 + free.bit_length() - 1

@@ -6,7 +6,9 @@ until ``sweepExpired(members)`` burns them (a ``PointsExpired`` and a ``Transfer
 per lot), an outside reader of the logs still counts them. This worker closes that gap within
 one round after the boundary:
 
-1. the indexer is brought up to the head (the read model knows every lot credited so far);
+1. the read model, kept by the indexer (a worker of its own), knows every lot credited up to
+   its block (a lot expires periods after the last credit into it, so a lag of seconds
+   misses none);
 2. per program with expiry, the earn periods that expired since the last sweep are found from
    the chain's clock (``currentPeriod``, ``expiryOf``), and the members that were credited
    into them (PointsIssued / PointsConvertedIn, from the read model: no scan of every member
@@ -22,7 +24,6 @@ import logging
 
 from ..alliance import Alliance
 from ..indexer import repos as cursors
-from ..indexer.follower import Indexer
 from ..merchants import repos as merchant_repos
 from ..outbox import repos as outbox
 from ..worker import Worker
@@ -54,9 +55,8 @@ class ExpirySweeper(Worker):
         return 0
 
     def run_once(self) -> int:
-        """Sync the read model, then queue sweeps of the lots expired since the last round;
-        give how many members were queued."""
-        Indexer(self.alliance).sync()
+        """Queue sweeps of the lots expired since the last round (candidates from the read
+        model the indexer keeps); give how many members were queued."""
         with self.alliance.store.read_session() as s:
             programs = [(m.id, m.program_address, m.account_address)
                         for m in merchant_repos.list_merchants(s) if m.program_address]

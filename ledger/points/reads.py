@@ -17,10 +17,11 @@ from ..alliance import Alliance
 from ..errors import (
     LedgerValidationError,
 )
-from ..indexer.follower import Indexer
+from ..indexer import repos as cursors
 from ..merchants import repos as merchant_repos
 from . import repos as point_repos
 from .clients import PointProgramClient
+from .projection import CURSOR
 from .service import MAX_DEADLINE_AHEAD_S, _address, _merchant, _merchant_id, nonce_used
 
 
@@ -60,14 +61,39 @@ class ProgramBalance:
     next_nonce: int
 
 
+@dataclass(frozen=True)
+class Balances:
+    """A member's points in every program, all read at one block (``as_of_block``)."""
+
+    as_of_block: int
+    programs: list[ProgramBalance]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of a member's history, newest first, as of the block the read model reflects
+    (``as_of_block``; None: nothing indexed yet); ``next_cursor`` continues below it."""
+
+    as_of_block: int | None
+    events: list[dict[str, Any]]
+    next_cursor: int | None
+
+
 def balances(alliance: Alliance, *, member: str,
              merchant_id: int | None = None) -> list[ProgramBalance]:
+    """The member's points in every program (see :func:`balances_at`)."""
+    return balances_at(alliance, member=member, merchant_id=merchant_id).programs
+
+
+def balances_at(alliance: Alliance, *, member: str,
+                merchant_id: int | None = None) -> Balances:
     """The member's points in every program (with ``merchant_id``: in that merchant's program
-    only), read from the chain (spendable, pending, expired not yet swept, lots with their
-    expiry times), with pending orders' release times from the read model (net of reversals)."""
+    only), read from the chain's views at one block (spendable, pending, expired not yet
+    swept, lots with their expiry times), with pending orders' release times from the read
+    model (net of reversals)."""
     address = _address(member)
-    Indexer(alliance).sync()
-    now = chain_now(alliance)
+    head = alliance.gateway.block("latest")
+    block, now = int(head["number"]), int(head["timestamp"])
     with alliance.store.read_session() as s:
         merchants = [(m.id, m.name, m.program_address) for m in merchant_repos.list_merchants(s)
                      if m.program_address and merchant_id in (None, m.id)]
@@ -85,13 +111,15 @@ def balances(alliance: Alliance, *, member: str,
                 releases.append(Release(p.order_ref, left, p.release_at))
         out.append(ProgramBalance(
             merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
-            balance=client.balance_of(address), spendable=client.spendable_of(address),
-            pending=client.pending_of(address), expired=client.expired_of(address),
+            balance=client.balance_of(address, block=block),
+            spendable=client.spendable_of(address, block=block),
+            pending=client.pending_of(address, block=block),
+            expired=client.expired_of(address, block=block),
             releases=releases,
             lots=[Lot(period, points, expiry_of(alliance, program=program, period=period))
-                  for period, points in client.lots_of(address)],
-            next_nonce=client.free_nonce(address)))
-    return out
+                  for period, points in client.lots_of(address, block=block)],
+            next_nonce=client.free_nonce(address, block=block)))
+    return Balances(block, out)
 
 
 # What a member's history says of each kind of event (README "Member history").
@@ -128,18 +156,28 @@ def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
 def history(alliance: Alliance, *, member: str, limit: int = 50,
             cursor: int | None = None, merchant_id: int | None = None
             ) -> tuple[list[dict[str, Any]], int | None]:
+    """The member's point events, newest first, and the next cursor (see
+    :func:`history_page`)."""
+    page = history_page(alliance, member=member, limit=limit, cursor=cursor,
+                        merchant_id=merchant_id)
+    return page.events, page.next_cursor
+
+
+def history_page(alliance: Alliance, *, member: str, limit: int = 50,
+                 cursor: int | None = None, merchant_id: int | None = None) -> HistoryPage:
     """The member's point events, newest first, from the indexed read model (with
     ``merchant_id``: only its program's events and those at its store), each with its
     time (``at``) and what its kind needs (see :data:`HISTORY_KINDS`): an issue's release and
     expiry times, a release's amount net of reversals before it, a reversal's ``burned``, a
     redemption's ``elsewhere``, an expiry's ``expired_at``.
 
-    Gives (events, next cursor or None)."""
+    The read model is the indexer's (it runs as a worker; this read does not sync it):
+    ``as_of_block`` says which block it reflects."""
     address = _address(member)
     if not 1 <= limit <= 500:
         raise LedgerValidationError("limit must be 1-500", field="limit")
-    Indexer(alliance).sync()
     with alliance.store.read_session() as s:
+        synced = cursors.get_cursor(s, CURSOR)
         issuers = {m.program_address: m.id for m in merchant_repos.list_merchants(s)}
         events, nxt = point_repos.member_events(s, member=address, limit=limit, cursor=cursor,
                                            merchant_id=merchant_id)
@@ -164,7 +202,7 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
         elif kind == "expired" and e["period"] is not None:
             e["expired_at"] = expiry_of(alliance, program=e["program"], period=e["period"])
         shown.append(e)
-    return shown, nxt
+    return HistoryPage(synced[0] if synced is not None else None, shown, nxt)
 
 
 def _reversals(session: Session, orders: Sequence[tuple[str, str | None]]

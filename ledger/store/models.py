@@ -245,3 +245,46 @@ class IndexerCursor(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_block: Mapped[int] = mapped_column(Integer)
     last_block_hash: Mapped[str] = mapped_column(String(66))
+
+
+class ClearedAct(Base):
+    """The read model of the Clearing's ``Cleared`` acts: one row per event."""
+
+    __tablename__ = "cleared_acts"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_cleared_acts_log"),
+                      Index("ix_cleared_acts_period", "period", "block_number", "log_index"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(Integer)
+    period: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    debtor: Mapped[int] = mapped_column(Integer)
+    creditor: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(IntText)
+    rate: Mapped[int] = mapped_column(IntText)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+
+
+class ClearedLine(Base):
+    """What makes up a cleared act: a program's redemption, conversion or refund event of the
+    act's transaction, as a statement line (``act_log_index`` names the act in that
+    transaction)."""
+
+    __tablename__ = "cleared_lines"
+    __table_args__ = (UniqueConstraint("tx_hash", "act_log_index", "log_index",
+                                       name="uq_cleared_lines_log"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    act_log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    points_of: Mapped[int] = mapped_column(Integer)
+    accepted_by: Mapped[int] = mapped_column(Integer)
+    order_ref: Mapped[str] = mapped_column(String(66))
+    points: Mapped[int] = mapped_column(IntText)
+    rate: Mapped[int] = mapped_column(IntText)
+    value: Mapped[int] = mapped_column(IntText)

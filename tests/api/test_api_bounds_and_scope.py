@@ -10,6 +10,7 @@ from eth_account import Account
 
 from api.client import AllianceClient, sign_request
 from api.guard import MAX_JSON_DEPTH, json_depth
+from ledger.runtime import indexer
 from ledger.settings import Settings
 
 from .conftest import ApiEnv, make_env
@@ -54,6 +55,7 @@ def test_a_merchant_sees_its_own_program_and_its_store_the_operator_sees_all(
         r = client.post("/v1/points/issue", {"member": member, "points": 10, "order_id": order})
         assert client.wait_operation(r.json()["id"])["status"] == "confirmed"
     store_id, cafe_id = env.store_merchant.merchant_id, env.cafe_merchant.merchant_id
+    indexer(env.alliance).catch_up()  # history reads the indexer's read model
 
     def seen(client: AllianceClient) -> tuple[set[int], set[str]]:
         bal = client.get(f"/v1/members/{member}/balances").json()["programs"]

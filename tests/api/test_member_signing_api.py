@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from eth_account import Account
 
+from ledger.runtime import indexer
 from ledger.signing import cancel_nonces_typed_data
 
 from .conftest import ApiEnv
@@ -49,6 +50,7 @@ def test_balances_over_http_carry_releases_lots_and_expired(env: ApiEnv) -> None
     r = env.store.post("/v1/points/issue", {"member": member, "points": 9, "order_id": "H-1",
                                             "release_at": release_at})
     assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
+    indexer(env.alliance).catch_up()  # release times come from the indexer's read model
     bal = env.store.get(f"/v1/members/{member}/balances").json()
     (gpds,) = [p for p in bal["programs"] if p["symbol"] == "GPDS"]
     assert (gpds["balance"], gpds["spendable"], gpds["pending"], gpds["expired"]) == \

@@ -6,6 +6,7 @@ from eth_account import Account
 
 from ledger.outbox import repos as outbox_repos
 from ledger.points.reads import chain_now
+from ledger.runtime import indexer
 from tests.ledger.helpers import sign_redemption
 
 from .conftest import ApiEnv
@@ -27,11 +28,15 @@ def test_issue_is_accepted_then_confirmed_on_chain(env: ApiEnv) -> None:
     assert done["status"] == "confirmed" and done["tx_hash"].startswith("0x")
     program = env.alliance.contracts.program(env.store_merchant.program)
     assert program.balance_of(member) == 120  # checked on the chain itself
+    indexer(env.alliance).catch_up()  # history reads the indexer's read model
     bal = env.store.get(f"/v1/members/{member}/balances").json()
     (gpds,) = [p for p in bal["programs"] if p["symbol"] == "GPDS"]
     assert gpds["spendable"] == 120 and gpds["pending"] == 0
     hist = env.store.get(f"/v1/members/{member}/history").json()
     assert [e["kind"] for e in hist["events"]] == ["issued"]
+    # Each read says the block it reflects: at or past the issue's.
+    assert hist["as_of_block"] >= hist["events"][0]["block_number"]
+    assert bal["as_of_block"] >= hist["events"][0]["block_number"]
 
 
 def test_batch_issue_and_reverse_over_http(env: ApiEnv) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -15,6 +16,7 @@ from eth_utils.crypto import keccak
 from ledger.alliance import Alliance
 from ledger.clearing import service as clearing
 from ledger.clearing import statements
+from ledger.clearing.service import KIND_NAMES
 from ledger.errors import ContractRevertError, LedgerNotFoundError, LedgerSignatureError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox.views import get_operation
@@ -27,7 +29,7 @@ from ledger.points.service import (
     request_redeem_batch,
     request_refund_redemption,
 )
-from ledger.runtime import outbox_worker
+from ledger.runtime import indexer, outbox_worker
 
 from .helpers import sign_conversion, sign_redemption
 
@@ -59,6 +61,51 @@ def _signed(alliance: Alliance, member: LocalAccount, issuer: AdmittedMerchant,
                           order_id=order_id, nonce=nonce, deadline=deadline)
     return SignedRedemption(member.address, points, order_id, nonce, deadline, sig,
                             issuer.merchant_id)
+
+
+def _acts_from_logs(alliance: Alliance, period: int) -> list[tuple[Any, ...]]:
+    """The period's acts rebuilt from the Clearing's logs and their transactions' receipts,
+    as statements were built before they read the indexed read model: the reference the
+    read model must match line for line (so statements and their digests are unchanged)."""
+    gw, contracts = alliance.gateway, alliance.contracts
+    clearing_client = contracts.clearing
+    topic = "0x" + gw.event_topic(clearing_client.abi, "Cleared").hex()
+    logs = gw.get_logs(address=clearing_client.address, from_block=contracts.deployment.block,
+                       to_block=gw.block_number(),
+                       topics=[topic, "0x" + period.to_bytes(32, "big").hex()])
+    out = []
+    for _, args, raw in clearing_client.decode_logs(logs):
+        debtor, creditor = int(args["debtor"]), int(args["creditor"])
+        value, rate = int(args["value"]), int(args["rate"])
+        kind = KIND_NAMES[int(args["kind"])]
+        tx = "0x" + bytes(raw["transactionHash"]).hex()
+        receipt = gw.receipt(tx)
+        assert receipt is not None
+        points_of = creditor if kind == "refund" else debtor
+        acceptor = debtor if kind == "refund" else creditor
+        program = contracts.program(str(contracts.registry.merchant(points_of).program))
+        lines = []
+        for name, ev, lg in program.decode_logs(
+                [lg for lg in receipt["logs"]
+                 if str(lg["address"]).lower() == program.address.lower()]):
+            wanted = {"redemption": ("PointsRedeemed", "merchantId"),
+                      "refund": ("RedemptionRefunded", "merchantId"),
+                      "conversion": ("PointsConverted", "toMerchantId")}[kind]
+            if name != wanted[0] or int(ev[wanted[1]]) != acceptor:
+                continue
+            pts = int(ev["spent"]) if kind == "conversion" else int(ev["amount"])
+            val = value if kind == "conversion" else pts * rate
+            lines.append({"kind": kind, "tx_hash": tx, "block_number": int(lg["blockNumber"]),
+                          "log_index": int(lg["logIndex"]), "points_of": points_of,
+                          "accepted_by": acceptor, "order_ref": "0x" + bytes(ev["orderRef"]).hex(),
+                          "points": pts, "rate": rate, "value": val})
+        out.append((kind, debtor, creditor, value, lines))
+    return out
+
+
+def _indexed_acts(alliance: Alliance, period: int) -> list[tuple[Any, ...]]:
+    return [(a.kind, a.debtor, a.creditor, a.value, a.lines)
+            for a in statements._period_acts(alliance, period)]
 
 
 def _net(alliance: Alliance, m: AdmittedMerchant, period: int | None = None) -> int:
@@ -155,11 +202,18 @@ def test_convert_and_refund_through_the_outbox(alliance: Alliance,
                          merchant_id=star.merchant_id).status == "confirmed"
     assert gp_prog.balance_of(member.address) == 75 and _net(alliance, star) == 250
     # The member's history shows every step, each with the other merchant involved.
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member.address)
     seen = [(e["kind"], e["merchant_id"], e["amount"]) for e in reversed(events)]
     assert seen == [("issued", gp.merchant_id, 100), ("converted_out", star.merchant_id, 25),
                     ("converted_in", gp.merchant_id, 10), ("redeemed", star.merchant_id, 30),
                     ("refunded", star.merchant_id, 30)]
+    # The clearing read model holds the conversion, the redemption and its refund exactly as
+    # the chain's logs and receipts give them.
+    period = alliance.contracts.clearing.current_period()
+    acts = _indexed_acts(alliance, period)
+    assert [a[0] for a in acts] == ["conversion", "redemption", "refund"]
+    assert acts == _acts_from_logs(alliance, period)
 
 
 def test_close_deposit_settle_and_statements_agree_with_the_chain(
@@ -184,7 +238,10 @@ def test_close_deposit_settle_and_statements_agree_with_the_chain(
                     cafe.merchant_id: -200 - 100}
     assert closed.total_owed == 600 and closed.closed_at
 
+    indexer(alliance).catch_up()
     st = statements.statement(alliance, period=closed.period, merchant_id=star.merchant_id)
+    assert _indexed_acts(alliance, closed.period) == _acts_from_logs(alliance, closed.period)
+    assert st.as_of_block >= alliance.gateway.block_number() - 1  # caught up past the close
     doc = st.document
     assert doc["totals"] == {"receivable": 600, "payable": 0, "net": 600}
     assert {c["merchant_id"]: c["net"] for c in doc["counterparties"]} == {

@@ -18,7 +18,7 @@ from ledger.points.expiry import SWEEP_BATCH, ExpirySweeper
 from ledger.points.kinds import GAS_PER_SWEPT_MEMBER, GAS_SWEEP_BASE
 from ledger.points.reads import chain_now, history
 from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
-from ledger.runtime import outbox_worker
+from ledger.runtime import indexer, outbox_worker
 from ledger.store.models import Operation
 
 from .helpers import sign_redemption
@@ -77,15 +77,18 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
     ((earned, _),) = program.lots_of(keep.address)
     expires = program.expiry_of(earned)
     sweeper = ExpirySweeper(alliance)
+    indexer(alliance).catch_up()
     assert sweeper.run_once() == 0  # nothing expired yet
 
     _pass_until(alliance, expires + 1)
     assert program.expired_of(keep.address) == 100
     assert program.expired_of(pending.address) == 40  # released, then expired unspent
+    indexer(alliance).catch_up()
     assert sweeper.run_once() == 2  # the member who spent everything is not swept
     with alliance.store.read_session() as s:
         (op_id,) = s.scalars(select(Operation.id).where(Operation.kind == "sweep_expired"))
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     assert sweeper.run_once() == 0  # the boundary is done
 
     for m in (keep, spend_all, pending):
@@ -96,9 +99,11 @@ def test_sweep_at_the_period_boundary_makes_transfer_logs_agree(
     assert all(v == program.balance_of(k) for k, v in rebuilt.items())
     assert sum(rebuilt.values()) == program.total_supply()
 
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=keep.address)
     assert events[0]["kind"] == "expired" and events[0]["amount"] == 100
     assert events[0]["expired_at"] == expires and events[0]["at"] >= expires
+    indexer(alliance).catch_up()
     kinds = [e["kind"] for e in history(alliance, member=pending.address)[0]]
     assert kinds == ["expired", "released", "issued"]
     done = get_operation(alliance, operation_id=op_id, merchant_id=mid)
@@ -121,6 +126,7 @@ def test_sweep_gas_per_lot_is_measured_and_within_the_outbox_bound(
     outbox_worker(alliance).drain()
     ((earned, _),) = program.lots_of(members[0])
     _pass_until(alliance, program.expiry_of(earned) + 1)
+    indexer(alliance).catch_up()
     assert ExpirySweeper(alliance).run_once() == SWEEP_BATCH
     outbox_worker(alliance).drain()
     with alliance.store.read_session() as s:

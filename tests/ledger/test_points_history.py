@@ -10,7 +10,7 @@ from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.points.reads import balances, chain_now, history
 from ledger.points.service import order_ref, request_issue, request_reverse
-from ledger.runtime import outbox_worker
+from ledger.runtime import indexer, outbox_worker
 
 DAY = 86_400
 
@@ -34,6 +34,7 @@ def test_history_shows_a_release_with_its_date_once_it_comes(
     with alliance.store.session() as s:
         request_reverse(alliance, s, merchant_id=mid, order_id="HOLD-2", points=10)
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     assert [e["kind"] for e in events] == ["reversed", "issued", "issued"]
     hold_ref = "0x" + order_ref("HOLD-1").hex()
@@ -45,6 +46,7 @@ def test_history_shows_a_release_with_its_date_once_it_comes(
     assert all(e["at"] and e["program_merchant_id"] == mid for e in events)
 
     _pass_time(alliance, 3 * DAY)
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     # Releases come in when they happen: newer than the reversal before them.
     assert [e["kind"] for e in events] == ["released", "released", "reversed", "issued",
@@ -70,6 +72,7 @@ def test_balances_say_what_is_pending_until_when_and_what_expires_when(
         request_issue(alliance, s, merchant_id=mid, member=member, points=25, order_id="F-2",
                       release_at=release_at)
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     (b,) = [b for b in balances(alliance, member=member) if b.merchant_id == mid]
     assert (b.balance, b.spendable, b.pending, b.expired) == (85, 60, 25, 0)
     (release,) = b.releases
@@ -84,6 +87,7 @@ def test_balances_say_what_is_pending_until_when_and_what_expires_when(
     assert lot.expires_at is not None
     alliance.gateway.rpc("evm_increaseTime", [lot.expires_at - chain_now(alliance) + 1])
     alliance.gateway.rpc("evm_mine")
+    indexer(alliance).catch_up()
     (b,) = [b for b in balances(alliance, member=member) if b.merchant_id == mid]
     assert (b.balance, b.spendable, b.pending, b.expired) == (85, 0, 0, 85)
     assert b.releases == [] and b.lots == []
@@ -112,6 +116,7 @@ def test_history_shows_what_a_reversal_burned_and_the_expiry_with_its_date(
     with alliance.store.session() as s:
         request_reverse(alliance, s, merchant_id=mid, order_id="G-1", points=40)
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     kinds = [e["kind"] for e in events]
     # The member's own transaction (the second issue) swept the expired lot on its way.
@@ -137,10 +142,12 @@ def test_same_order_id_at_two_merchants_keeps_their_reversals_apart(
         request_reverse(alliance, s, merchant_id=store_merchant.merchant_id,
                         order_id="SAME-1", points=30)
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     pending = {b.merchant_id: [r.points for r in b.releases]
                for b in balances(alliance, member=member)}
     assert pending == {store_merchant.merchant_id: [], cafe_merchant.merchant_id: [30]}
     _pass_time(alliance, 3 * DAY)
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     released = [(e["program_merchant_id"], e["amount"]) for e in events
                 if e["kind"] == "released"]

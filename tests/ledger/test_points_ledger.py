@@ -29,7 +29,7 @@ from ledger.points.service import (
     request_redeem,
     request_reverse,
 )
-from ledger.runtime import outbox_worker
+from ledger.runtime import indexer, outbox_worker
 
 from .helpers import sign_redemption
 
@@ -152,6 +152,7 @@ def test_crash_between_record_and_broadcast_is_sent_exactly_once(
     assert get_operation(alliance, operation_id=op.id,
                          merchant_id=store_merchant.merchant_id).status == "confirmed"
     assert _program(alliance, store_merchant).balance_of(member) == 77
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     assert [e["kind"] for e in events] == ["issued"]
 
@@ -230,8 +231,10 @@ def test_redeem_request_relays_the_members_signature(alliance: Alliance,
                        order_id="SALE-1", nonce=0, deadline=deadline, signature=sig)
     assert replayed.value.code == "nonce-used"
     assert prog.balance_of(member.address) == 30
+    indexer(alliance).catch_up()
     (b,) = [b for b in balances(alliance, member=member.address) if b.merchant_id == mid]
     assert (b.spendable, b.pending, b.next_nonce) == (30, 0, 1)
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member.address)
     assert [e["kind"] for e in events] == ["redeemed", "issued"]
 
@@ -303,10 +306,12 @@ def test_history_drops_events_of_blocks_lost_in_a_reorg(alliance: Alliance,
     with alliance.store.session() as s:
         request_issue(alliance, s, merchant_id=mid, member=member, points=7, order_id="ORG-2")
     outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     assert [e["amount"] for e in events] == [7, 5]
     # The block holding the second issue is replaced by an empty one.
     alliance.gateway.rpc("anvil_reorg", [1, []])
+    indexer(alliance).catch_up()
     events, _ = history(alliance, member=member)
     assert [e["amount"] for e in events] == [5]
     assert _program(alliance, store_merchant).balance_of(member) == 5

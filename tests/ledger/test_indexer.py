@@ -1,0 +1,214 @@
+"""The indexer as a worker: one follower, cursors per projection, confirmation depth, reorg
+rollback on a real anvil, and reads that say which block they reflect without syncing it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ledger.alliance import Alliance
+from ledger.clearing import service as clearing
+from ledger.clearing import statements
+from ledger.clearing.projection import ClearingProjection
+from ledger.contracts.client import ContractClient
+from ledger.indexer.follower import ChainEvent, Follower, Head
+from ledger.merchants.service import AdmittedMerchant
+from ledger.points.projection import PointsProjection
+from ledger.points.reads import history, history_page
+from ledger.points.service import request_issue, request_redeem
+from ledger.runtime import Runtime, indexer, outbox_worker, workers
+from ledger.store.models import ClearedAct, ClearedLine, PointEvent
+
+from .helpers import sign_redemption
+
+
+def _spend_at_the_cafe(alliance: Alliance, store: AdmittedMerchant, cafe: AdmittedMerchant,
+                       member: LocalAccount, *, points: int, order_id: str) -> None:
+    """Issue the member ``points + 5`` store points and redeem ``points`` at the cafe (one
+    cleared act)."""
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 3600
+    sig = sign_redemption(member, program=store.program, chain_id=alliance.gateway.chain_id,
+                          registry=alliance.contracts.registry.address, amount=points,
+                          merchant_id=cafe.merchant_id, order_id=order_id, nonce=0,
+                          deadline=deadline)
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store.merchant_id, member=member.address,
+                      points=points + 5, order_id=f"{order_id}-earn")
+    outbox_worker(alliance).drain()
+    with alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=cafe.merchant_id, member=member.address,
+                       points=points, order_id=order_id, nonce=0, deadline=deadline,
+                       signature=sig, program_merchant_id=store.merchant_id)
+    outbox_worker(alliance).drain()
+
+
+def _rows(alliance: Alliance) -> tuple[int, int, int]:
+    with alliance.store.read_session() as s:
+        return tuple(int(s.scalar(select(func.count()).select_from(t)) or 0)  # type: ignore
+                     for t in (PointEvent, ClearedAct, ClearedLine))
+
+
+def test_reads_do_not_sync_the_indexer_and_say_the_block_they_reflect(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    member = Account.create().address
+    before = history_page(alliance, member=member)
+    assert before.events == [] and before.as_of_block is None  # nothing indexed yet
+    indexer(alliance).catch_up()
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                      points=12, order_id="LAG-1")
+    outbox_worker(alliance).drain()
+    page = history_page(alliance, member=member)
+    # The GET read the read model as it was: the issue's block is not in it yet.
+    assert page.events == [] and page.as_of_block is not None
+    assert page.as_of_block < alliance.gateway.block_number()
+    indexer(alliance).catch_up()
+    page = history_page(alliance, member=member)
+    assert [e["amount"] for e in page.events] == [12]
+    assert page.as_of_block == alliance.gateway.block_number()
+    assert page.events[0]["block_number"] <= page.as_of_block
+
+
+def test_the_runtime_runs_the_indexer_as_a_worker(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    assert any(isinstance(w, Follower) for w in workers(alliance))
+    member = Account.create().address
+    runtime = Runtime(alliance, [indexer(alliance)])
+    runtime.start()
+    try:
+        with alliance.store.session() as s:
+            request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                          points=3, order_id="BG-1")
+        outbox_worker(alliance).drain()
+        deadline = time.monotonic() + 30
+        while not history(alliance, member=member)[0]:
+            assert time.monotonic() < deadline, "the indexer worker never indexed the issue"
+            time.sleep(0.1)
+    finally:
+        runtime.stop()
+
+
+def test_the_indexer_stays_the_confirmation_depth_behind_the_head(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    alliance.settings = alliance.settings.model_copy(update={"confirmations": 3})
+    member = Account.create().address
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                      points=4, order_id="DEEP-1")
+    worker = outbox_worker(alliance)
+    worker.drain()
+    follower = indexer(alliance)
+    follower.catch_up()
+    assert follower.synced_blocks()["points"] == alliance.gateway.block_number() - 3
+    assert history(alliance, member=member)[0] == []
+    for _ in range(3):
+        alliance.gateway.rpc("evm_mine")
+    follower.catch_up()
+    assert [e["amount"] for e in history(alliance, member=member)[0]] == [4]
+
+
+def test_a_new_projection_reads_from_the_deployment_block(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None) -> None:
+    """A store upgraded to a new projection (the clearing one, say) fills it from the start,
+    while the projections it already had read on from their own cursors."""
+    _spend_at_the_cafe(alliance, store_merchant, cafe_merchant, Account.create(), points=6,
+                       order_id="LATE-1")
+    Follower(alliance, [PointsProjection(alliance)]).catch_up()
+    points_rows, acts, _ = _rows(alliance)
+    assert points_rows == 2 and acts == 0
+    indexer(alliance).catch_up()
+    assert _rows(alliance) == (2, 1, 1)  # the points rows were not read twice
+
+
+@pytest.mark.parametrize("blocks_after", ["fewer", "more"])
+def test_a_reorg_drops_what_the_lost_blocks_gave_every_projection(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None, blocks_after: str) -> None:
+    member = Account.create()
+    _spend_at_the_cafe(alliance, store_merchant, cafe_merchant, member, points=10,
+                       order_id="KEEP-1")
+    follower = indexer(alliance)
+    follower.catch_up()
+    kept = _rows(alliance)
+    assert kept == (2, 1, 1)
+    snap = alliance.gateway.rpc("evm_snapshot")
+    start = alliance.gateway.block_number()
+    _spend_at_the_cafe(alliance, store_merchant, cafe_merchant, Account.create(), points=7,
+                       order_id="LOST-1")
+    follower.catch_up()
+    assert _rows(alliance) == (4, 2, 2)
+    lost = alliance.gateway.block_number() - start
+    period = alliance.contracts.clearing.current_period()
+    net_then = statements.statement(alliance, period=period,
+                                    merchant_id=cafe_merchant.merchant_id).document["totals"]
+    assert net_then["net"] == 17
+
+    # The blocks after the snapshot are replaced: by fewer blocks (the cursor's block is
+    # gone) or by more (it is there with another hash).
+    alliance.gateway.rpc("evm_revert", [snap])
+    alliance.gateway.rpc("evm_increaseTime", [60])
+    for _ in range(1 if blocks_after == "fewer" else lost + 3):
+        alliance.gateway.rpc("evm_mine")
+    follower.catch_up()
+    assert _rows(alliance) == kept
+    assert [e["amount"] for e in history(alliance, member=member.address)[0]] == [10, 15]
+    st = statements.statement(alliance, period=period, merchant_id=cafe_merchant.merchant_id)
+    assert st.document["totals"]["net"] == 10 == clearing.position(
+        alliance, merchant_id=cafe_merchant.merchant_id, period=period).net
+    assert st.as_of_block == alliance.gateway.block_number()
+    # A second follower (another process) finds nothing left to undo or add.
+    assert Follower(alliance, [PointsProjection(alliance),
+                               ClearingProjection(alliance)]).catch_up() == 0
+
+
+class _Recorder:
+    """A projection that keeps what it is handed (the follower is the subject here)."""
+
+    events = frozenset({"PointsIssued"})
+
+    def __init__(self, name: str, follows: dict[str, ContractClient]) -> None:
+        self.name = name
+        self._follows = follows
+        self.seen: list[ChainEvent] = []
+        self.rolled_back: list[int] = []
+
+    def follows(self, session: Session) -> Mapping[str, ContractClient]:
+        return self._follows
+
+    def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
+        self.seen.extend(events)
+        return len(events)
+
+    def rollback(self, session: Session, after_block: int) -> None:
+        self.rolled_back.append(after_block)
+
+    def on_head(self, session: Session, head: Head) -> int:
+        return 0
+
+
+def test_each_projection_gets_only_the_events_of_the_contracts_it_follows(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None) -> None:
+    member = Account.create().address
+    with alliance.store.session() as s:
+        for m in (store_merchant, cafe_merchant):
+            request_issue(alliance, s, merchant_id=m.merchant_id, member=member, points=2,
+                          order_id=f"ONLY-{m.merchant_id}")
+    outbox_worker(alliance).drain()
+    cafe = _Recorder("cafe-only", {cafe_merchant.program:
+                                   alliance.contracts.program(cafe_merchant.program)})
+    both = _Recorder("both", {m.program: alliance.contracts.program(m.program)
+                              for m in (store_merchant, cafe_merchant)})
+    Follower(alliance, [cafe, both]).catch_up()
+    assert [(e.name, e.address) for e in cafe.seen] == [("PointsIssued", cafe_merchant.program)]
+    assert sorted(e.address for e in both.seen) == sorted(
+        [store_merchant.program, cafe_merchant.program])
+    assert all(e.tx_hash.startswith("0x") and e.block_time > 0 for e in both.seen)
+    assert cafe.rolled_back == both.rolled_back == []
