@@ -20,16 +20,16 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import is_hex_address, to_checksum_address
 from sqlalchemy.orm import Session
 
+from .. import limits
 from ..alliance import Alliance
 from ..errors import LedgerNotFoundError, LedgerValidationError
-from ..merchants import repos as merchant_repos
-from ..merchants.service import govern
+from ..limits import MAX_CAP, MAX_REDEEM_POINTS
+from ..merchants.service import govern, require_merchant
 from ..outbox import repos as outbox_repos
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
-MAX_VALUE = 2**100
 # Creditors paid per claim transaction by ``settle`` (a claim costs ~40k gas per creditor).
 CLAIM_PAGE = 200
 
@@ -62,11 +62,7 @@ class PeriodView:
     total_paid: int = 0
 
 
-def _int(value: Any, field: str, *, low: int = 0, high: int = MAX_VALUE) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise LedgerValidationError(f"{field} must be an integer from {low} to {high}",
-                                    field=field)
-    return value
+_int = limits.value
 
 
 def _merchant_ids(alliance: Alliance) -> list[int]:
@@ -174,8 +170,8 @@ def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
     reg = alliance.contracts.registry
     mid = _int(merchant_id, "merchant_id", low=1)
     return govern(alliance, kind="set_caps", target=reg.address, data=reg.encode(
-        "setCaps", mid, _int(liability_cap, "liability_cap", high=2**112 - 1),
-        _int(foreign_cap, "foreign_cap", high=2**112 - 1)),
+        "setCaps", mid, _int(liability_cap, "liability_cap", high=MAX_CAP),
+        _int(foreign_cap, "foreign_cap", high=MAX_CAP)),
         summary=f"caps of merchant {mid}: liability {liability_cap}, foreign {foreign_cap}",
         details={"merchant_id": mid}) is None
 
@@ -216,7 +212,7 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
     program = alliance.contracts.program(record.program)
     alliance.operator.transact(to=program.address, data=program.encode(
         "refundRedemption", _int(acceptor, "acceptor", low=1), order_ref(order_id),
-        _int(points, "points", low=1, high=2**24 - 1)))
+        _int(points, "points", low=1, high=MAX_REDEEM_POINTS)))
 
 
 # ---------------------------------------------------------------------- merchant requests
@@ -225,9 +221,7 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
 def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, period: int,
                     amount: int) -> OperationView:
     """Queue a debtor's escrow deposit of settlement tokens for a closed period."""
-    merchant = merchant_repos.get_merchant(session, merchant_id)
-    if merchant is None:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    merchant = require_merchant(session, merchant_id)
     payload = {"to": alliance.contracts.settlement_token.address,
                "period": _int(period, "period", low=1), "amount": _int(amount, "amount", low=1)}
     op = outbox_repos.enqueue_operation(session, merchant_id=merchant_id, kind="deposit",
@@ -238,9 +232,7 @@ def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, p
 def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id: int,
                             period: int, debtor: int, amount: int) -> OperationView:
     """Queue a creditor's confirmation that ``debtor`` paid it ``amount`` off chain."""
-    merchant = merchant_repos.get_merchant(session, merchant_id)
-    if merchant is None:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    merchant = require_merchant(session, merchant_id)
     if debtor == merchant_id:
         raise LedgerValidationError("a merchant cannot pay itself", field="debtor")
     payload = {"to": alliance.contracts.clearing.address, "period": _int(period, "period", low=1),
