@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
     ChainError,
+    ChainUnavailableError,
     ContractRevertError,
     LedgerConfigError,
     LedgerConflictError,
@@ -55,7 +56,13 @@ STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404:
 # Seconds a client waits before retrying a 503 (the chain node or the database was
 # unreachable: a restart or a lock holder typically clears within seconds).
 RETRY_AFTER_S = 5
-INTEGRITY_DETAIL = "the ledger's records are inconsistent; the error is logged"
+# Errors whose message names internals (the RPC URL, which may carry a provider's key; the
+# store's records): logged whole, answered with a fixed detail.
+HIDDEN_DETAIL: dict[type[LedgerError], tuple[int, str]] = {
+    LedgerIntegrityError: (logging.ERROR,
+                           "the ledger's records are inconsistent; the error is logged"),
+    ChainUnavailableError: (logging.WARNING, "the chain node cannot be reached; retry later"),
+}
 
 
 class ApiError(Exception):
@@ -105,14 +112,22 @@ def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
 
 
 def ledger_problem(exc: LedgerError) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, problem body) of a ledger error. A broken invariant is logged whole and
-    answered without its message (it names the store's internals)."""
+    """(HTTP status, problem body) of a ledger error. One whose message names internals
+    (:data:`HIDDEN_DETAIL`) is logged whole and answered with a fixed detail."""
     status, code, extra = ledger_error_status(exc)
     detail = exc.message
-    if isinstance(exc, LedgerIntegrityError):
-        log.error("integrity error: %s", exc.message, exc_info=exc)
-        detail = INTEGRITY_DETAIL
+    for cls, (level, hidden) in HIDDEN_DETAIL.items():
+        if isinstance(exc, cls):
+            log.log(level, "%s: %s", exc.code, exc.message, exc_info=exc)
+            detail = hidden
     return status, problem_body(status, code, detail, **extra)
+
+
+def ledger_response(exc: LedgerError) -> JSONResponse:
+    """The problem+json response of a ledger error (``Retry-After`` on a 503)."""
+    status, body = ledger_problem(exc)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers=problem_headers(status))
 
 
 def problem_headers(status: int) -> dict[str, str]:
@@ -135,9 +150,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        status, body = ledger_problem(exc)
-        return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
-                            headers=problem_headers(status))
+        return ledger_response(exc)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
