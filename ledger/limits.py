@@ -167,8 +167,9 @@ def unix_time(value: object, field: str, *, low: int = 0) -> int:
 
 
 def order_id(value: object) -> str:
-    """A merchant's order id (:data:`ORDER_ID_PATTERN`)."""
-    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
+    """A merchant's order id (:data:`ORDER_ID_PATTERN`). Matched whole: Python's ``$`` also
+    matches before a trailing newline, which the schema's regex engine does not."""
+    if not isinstance(value, str) or not ORDER_ID_RE.fullmatch(value):
         raise LedgerValidationError(
             "order_id must be 1-64 characters of letters, digits and . _ : / # -",
             field="order_id")
@@ -177,7 +178,7 @@ def order_id(value: object) -> str:
 
 def signature(value: object) -> str:
     """A member's signature as 0x-hex (:data:`SIGNATURE_PATTERN`)."""
-    if not isinstance(value, str) or not SIGNATURE_RE.match(value):
+    if not isinstance(value, str) or not SIGNATURE_RE.fullmatch(value):
         raise LedgerValidationError(
             "signature must be 0x-prefixed hex of 65 to 2048 bytes", field="signature")
     return value
