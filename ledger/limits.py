@@ -17,7 +17,7 @@ from typing import Final
 from eth_utils.address import is_hex_address, to_checksum_address
 
 from .errors import LedgerValidationError
-from .types import Address
+from .types import Address, MerchantId, Points
 
 # ---------------------------------------------------------------------- amounts
 
@@ -126,20 +126,20 @@ def bounded_int(value: object, field: str, *, low: int, high: int,
     return value
 
 
-def points(value: object, field: str = "points") -> int:
+def points(value: object, field: str = "points") -> Points:
     """Points of an issue, reversal or refund: 1 to :data:`MAX_POINTS`."""
-    return bounded_int(value, field, low=1, high=MAX_POINTS)
+    return Points(bounded_int(value, field, low=1, high=MAX_POINTS))
 
 
-def redeem_points(value: object, field: str = "points") -> int:
+def redeem_points(value: object, field: str = "points") -> Points:
     """Points of one redemption or conversion: 1 to :data:`MAX_REDEEM_POINTS`."""
-    return bounded_int(value, field, low=1, high=MAX_REDEEM_POINTS)
+    return Points(bounded_int(value, field, low=1, high=MAX_REDEEM_POINTS))
 
 
-def merchant_id(value: object, field: str = "merchant_id") -> int:
+def merchant_id(value: object, field: str = "merchant_id") -> MerchantId:
     """A merchant id: 1 to :data:`MAX_ID`."""
-    return bounded_int(value, field, low=1, high=MAX_ID,
-                       message=f"{field} must be a merchant id")
+    return MerchantId(bounded_int(value, field, low=1, high=MAX_ID,
+                                  message=f"{field} must be a merchant id"))
 
 
 def rate(value: object) -> int:

@@ -28,6 +28,7 @@ from ..merchants.service import govern, require_merchant
 from ..outbox import repos as outbox_repos
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
+from ..types import Fen, MerchantId
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
 # Creditors paid per claim transaction by ``settle`` (a claim costs ~40k gas per creditor).
@@ -39,13 +40,13 @@ class PositionView:
     """A merchant's net in a period (positive: owed to it) and, for a closed period, what it
     still has to pay or receive."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     period: int
-    net: int
-    foreign_accepted: int
-    paid: int
-    received: int
-    outstanding: int
+    net: Fen
+    foreign_accepted: Fen
+    paid: Fen
+    received: Fen
+    outstanding: Fen
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ class PeriodView:
     period: int
     closed_at: int | None
     merchants: int
-    total_owed: int
-    total_received: int
-    escrow: int
+    total_owed: Fen
+    total_received: Fen
+    escrow: Fen
     positions: list[PositionView]
-    total_paid: int = 0
+    total_paid: Fen = Fen(0)
 
 
 _int = limits.value
@@ -85,8 +86,8 @@ def period_view(alliance: Alliance, period: int | None = None) -> PeriodView:
     closed = info.closed_at != 0
     ids = _merchant_ids(alliance) if not closed else list(range(1, info.merchants + 1))
     out = [_position(alliance, p, mid, closed) for mid in ids]
-    return PeriodView(p, info.closed_at or None, len(ids), info.total_owed, info.total_received,
-                      info.escrow, out, info.total_paid)
+    return PeriodView(p, info.closed_at or None, len(ids), Fen(info.total_owed),
+                      Fen(info.total_received), Fen(info.escrow), out, Fen(info.total_paid))
 
 
 def position(alliance: Alliance, *, merchant_id: int, period: int | None = None
@@ -108,7 +109,8 @@ def _position(alliance: Alliance, p: int, mid: int, closed: bool) -> PositionVie
     net, accepted = clearing.position_of(p, mid)
     paid, received = clearing.settlement_of(p, mid) if closed else (0, 0)
     outstanding = clearing.outstanding(p, mid) if closed else net
-    return PositionView(mid, p, net, accepted, paid, received, outstanding)
+    return PositionView(MerchantId(mid), p, Fen(net), Fen(accepted), Fen(paid), Fen(received),
+                        Fen(outstanding))
 
 
 # ---------------------------------------------------------------------- operator actions

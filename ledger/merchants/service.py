@@ -39,27 +39,27 @@ DEV_FUNDING_WEI = 10_000 * 10**18
 class AdmittedMerchant:
     """A newly admitted merchant; ``secret`` is shown this once and never again."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     name: str
-    account: str
-    program: str
+    account: Address
+    program: Address
     rate: int
     key_id: str
     secret: str
-    payout: str = ""
+    payout: Address = Address("")
 
 
 @dataclass(frozen=True)
 class MerchantView:
     """A merchant as the operator sees it."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     name: str
     status: str
-    account: str
-    program: str | None
+    account: Address
+    program: Address | None
     rate: int
-    payout: str | None = None
+    payout: Address | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,9 @@ def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> A
         key_id, secret = repos.create_credential(s, alliance.master_key,
                                                  merchant_id=merchant_id, role="merchant")
     log.info("admitted merchant %d (%s) with program %s", merchant_id, d["name"], program)
-    return AdmittedMerchant(merchant_id, d["name"], d["account"], program, int(d["rate"]),
-                            key_id, secret, d["payout"])
+    return AdmittedMerchant(MerchantId(merchant_id), d["name"], Address(d["account"]),
+                            Address(program), int(d["rate"]), key_id, secret,
+                            Address(d["payout"]))
 
 
 def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | MerchantView | None:
@@ -283,8 +284,9 @@ def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
         name = require_merchant(s, merchant_id).name
     reg = alliance.contracts.registry
     rec = reg.merchant(merchant_id)
-    return MerchantView(merchant_id, name, rec.status, rec.account, rec.program,
-                        reg.rate_of(merchant_id), reg.payout_of(merchant_id))
+    return MerchantView(MerchantId(merchant_id), name, rec.status, Address(rec.account),
+                        None if rec.program is None else Address(rec.program),
+                        reg.rate_of(merchant_id), Address(reg.payout_of(merchant_id)))
 
 
 def list_merchants(alliance: Alliance) -> list[MerchantView]:
