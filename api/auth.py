@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from ledger.alliance import Alliance
 from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
+from ledger.types import MerchantId
 
 from .errors import ApiError
 
@@ -35,7 +36,7 @@ class Principal:
 
     key_id: str
     role: str  # "merchant" | "admin"
-    merchant_id: int | None
+    merchant_id: MerchantId | None
 
 
 def canonical(ts: str, nonce: str, method: str, path: str, body: bytes) -> bytes:
@@ -115,7 +116,8 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
     else:
         with alliance.store.session() as s:
             remember_or_refuse(s, key_id, expected, 2 * max_age)
-    return Principal(key_id, cred.role, cred.merchant_id)
+    return Principal(key_id, cred.role,
+                     None if cred.merchant_id is None else MerchantId(cred.merchant_id))
 
 
 def remember_or_refuse(s: Session, key_id: str, signature: str, max_age_s: int) -> None:

@@ -2,6 +2,20 @@
 
 Every ledger error becomes a problem whose ``type`` ends in its code; a contract revert's
 code is the Solidity custom error's name (``PointsOrderRefUsed``) with its arguments.
+
+=========================  ======  ==========================================================
+ledger error               status  notes
+=========================  ======  ==========================================================
+ContractRevertError        409     ``code`` is the Solidity error's name, ``args`` its values
+LedgerValidationError      422     ``field`` / ``index`` say which input
+LedgerNotFoundError        404
+LedgerPermissionError      403
+LedgerConflictError        409
+ChainError                 503     ``Retry-After``; ``chain-unavailable`` when unreachable
+StoreUnavailableError      503     ``Retry-After``: the database is down or locked
+LedgerIntegrityError       500     ``integrity-error``; the detail stays in the log
+LedgerConfigError, others  500
+=========================  ======  ==========================================================
 """
 
 from __future__ import annotations
@@ -13,17 +27,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
     ChainError,
+    ChainUnavailableError,
     ContractRevertError,
     LedgerConfigError,
     LedgerConflictError,
     LedgerError,
+    LedgerIntegrityError,
     LedgerNotFoundError,
     LedgerPermissionError,
     LedgerValidationError,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +53,16 @@ STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404:
                  405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
                  422: "Unprocessable Content", 429: "Too Many Requests",
                  500: "Internal Server Error", 503: "Service Unavailable"}
+# Seconds a client waits before retrying a 503 (the chain node or the database was
+# unreachable: a restart or a lock holder typically clears within seconds).
+RETRY_AFTER_S = 5
+# Errors whose message names internals (the RPC URL, which may carry a provider's key; the
+# store's records): logged whole, answered with a fixed detail.
+HIDDEN_DETAIL: dict[type[LedgerError], tuple[int, str]] = {
+    LedgerIntegrityError: (logging.ERROR,
+                           "the ledger's records are inconsistent; the error is logged"),
+    ChainUnavailableError: (logging.WARNING, "the chain node cannot be reached; retry later"),
+}
 
 
 class ApiError(Exception):
@@ -76,7 +104,7 @@ def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
         return 403, exc.code, {}
     if isinstance(exc, LedgerConflictError):
         return 409, str(exc.details.get("code", exc.code)), {}
-    if isinstance(exc, ChainError):
+    if isinstance(exc, ChainError | StoreUnavailableError):
         return 503, exc.code, {}
     if isinstance(exc, LedgerConfigError):
         return 500, exc.code, {}
@@ -84,8 +112,27 @@ def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
 
 
 def ledger_problem(exc: LedgerError) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, problem body) of a ledger error. One whose message names internals
+    (:data:`HIDDEN_DETAIL`) is logged whole and answered with a fixed detail."""
     status, code, extra = ledger_error_status(exc)
-    return status, problem_body(status, code, exc.message, **extra)
+    detail = exc.message
+    for cls, (level, hidden) in HIDDEN_DETAIL.items():
+        if isinstance(exc, cls):
+            log.log(level, "%s: %s", exc.code, exc.message, exc_info=exc)
+            detail = hidden
+    return status, problem_body(status, code, detail, **extra)
+
+
+def ledger_response(exc: LedgerError) -> JSONResponse:
+    """The problem+json response of a ledger error (``Retry-After`` on a 503)."""
+    status, body = ledger_problem(exc)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers=problem_headers(status))
+
+
+def problem_headers(status: int) -> dict[str, str]:
+    """The headers a problem response of ``status`` carries (``Retry-After`` on a 503)."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
 
 
 def _jsonable(v: Any) -> Any:
@@ -103,8 +150,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        status, body = ledger_problem(exc)
-        return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+        return ledger_response(exc)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -119,6 +165,15 @@ def install(app: FastAPI) -> None:
                            errors=errors)
         return problem(422, "validation-error", "the request does not match its schema",
                        errors=json.loads(json.dumps(errors, default=str)))
+
+    @app.exception_handler(OperationalError)
+    async def _store_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The store maps its own sessions' errors to StoreUnavailableError; this catches one
+        # met outside a session (a connection taken straight from the engine).
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
+                    exc.orig)
+        return problem(503, StoreUnavailableError.code,
+                       "the database cannot answer now; retry later", problem_headers(503))
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

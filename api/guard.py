@@ -34,9 +34,11 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.requests import Request
 from starlette.routing import Match
 
+from ledger.errors import LedgerError
+
 from .auth import authenticate
 from .deps import principal
-from .errors import ApiError, problem
+from .errors import ApiError, ledger_response, problem
 from .ratelimit import RateLimiter
 
 Scope = MutableMapping[str, Any]
@@ -143,6 +145,9 @@ class RequestGuard:
         except ApiError as exc:
             await problem(exc.status, exc.code, exc.detail, exc.headers,
                           **exc.extra)(scope, receive, send)
+            return
+        except LedgerError as exc:  # the store down while authenticating: 503, not a crash
+            await ledger_response(exc)(scope, receive, send)
             return
         if key is None:
             await self.app(scope, replay_factory(body, receive), send)

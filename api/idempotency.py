@@ -30,7 +30,7 @@ from ledger.errors import LedgerConflictError, LedgerError
 from ledger.store import repos
 
 from .auth import Principal, remember_or_refuse
-from .errors import PROBLEM_JSON, ApiError, ledger_problem
+from .errors import PROBLEM_JSON, ApiError, ledger_problem, problem_headers
 
 MAX_KEY_LENGTH = 255
 # A claim with no recorded response is taken over after this long: its request died with
@@ -84,7 +84,8 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
                 s.rollback()  # nothing of this request stays, not even its claim,
                 if guard is not None:  # but its signature stays spent
                     remember_or_refuse(s, *guard)
-                return Response(text, status_code=status, media_type=media)
+                return Response(text, status_code=status, media_type=media,
+                                headers=problem_headers(status))
             repos.idempotency_complete(s, principal=principal.key_id, key=key,
                                        status_code=status, body=_seal(alliance, text),
                                        content_type=media)
@@ -102,7 +103,7 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
             repos.idempotency_complete(s, principal=principal.key_id, key=key,
                                        status_code=status, body=_seal(alliance, text),
                                        content_type=media)
-    return Response(text, status_code=status, media_type=media)
+    return Response(text, status_code=status, media_type=media, headers=problem_headers(status))
 
 
 _SEALED = "fernet:"

@@ -51,7 +51,8 @@ class Alliance:
         url = settings.rpc_url or anvil.ensure_running(settings)
         gateway = ChainGateway(url, expected_chain_id=settings.chain_id)
         migrate(settings.effective_database_url)
-        store = Store(settings.effective_database_url)
+        store = Store(settings.effective_database_url,
+                      busy_timeout_s=settings.store_busy_timeout_s)
         master = MasterKey.load(settings)
         keys = [settings.operator_key.get_secret_value(), settings.admin_key.get_secret_value(),
                 settings.minter_key.get_secret_value()]

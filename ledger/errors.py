@@ -11,14 +11,23 @@ The whole tree, in one place (callers catch the most specific class they handle)
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
     ├── LedgerConflictError                     idempotency key reused with another body, …
     ├── LedgerConfigError                       settings that cannot work (no key, bad URL …)
+    ├── LedgerIntegrityError                    a broken invariant of the ledger's own records
+    │                                           (a merchant without the program it must have …):
+    │                                           a defect or a damaged store, never the caller's
+    ├── StoreUnavailableError                   the database cannot answer now (outage, lock
+    │                                           timeout): retry later
     ├── ChainError                              the node could not be reached or misbehaved
+    │   ├── ChainUnavailableError               the node cannot be reached (connection refused,
+    │   │   (ConnectionError)                   reset, DNS …): retry later
     │   └── ChainTimeoutError (TimeoutError)    a receipt did not arrive in time
     ├── ContractRevertError                     a contract reverted; ``name`` is the Solidity
     │                                           custom error (``PointsOrderRefUsed`` …)
     └── CompilerError                           solc rejected a source or could not run
 
 Lower-level errors (web3, RPC, SQLAlchemy) are mapped to these once, at the boundary that
-meets them, with ``raise … from exc``; nothing above that boundary sees a web3 exception.
+meets them, with ``raise … from exc``: web3's in ``ledger/chain/gateway.py``, SQLAlchemy's
+operational errors in ``ledger/store/db.py``; nothing above those boundaries sees a web3 or a
+SQLAlchemy exception, and nothing the ledger raises on purpose is a bare ``ValueError``.
 """
 
 from __future__ import annotations
@@ -85,10 +94,32 @@ class LedgerConfigError(LedgerError):
     code = "config-error"
 
 
+class LedgerIntegrityError(LedgerError):
+    """An invariant of the ledger's own records does not hold (a merchant row without the
+    point program every admitted merchant has, …): a defect or a damaged store. Never the
+    caller's fault, never "not found"; the message is for the log, not for the caller."""
+
+    code = "integrity-error"
+
+
+class StoreUnavailableError(LedgerError):
+    """The database could not answer now (it is down, or a lock was not granted in time);
+    nothing was written. Worth retrying later."""
+
+    code = "store-unavailable"
+
+
 class ChainError(LedgerError):
     """The chain node could not be reached, or answered in a way we cannot use."""
 
     code = "chain-error"
+
+
+class ChainUnavailableError(ChainError, ConnectionError):
+    """The chain node cannot be reached at all (connection refused or reset, no route):
+    nothing was sent. Worth retrying later."""
+
+    code = "chain-unavailable"
 
 
 class ChainTimeoutError(ChainError, TimeoutError):

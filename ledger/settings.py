@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import limits
+
 # anvil's well-known development accounts #0-#2: public knowledge, fine for a local chain only.
 # Each role has its own key by default, so the dev chain runs the same trust model.
 ANVIL_OPERATOR_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -59,6 +61,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the store; unset uses SQLite in ``data_dir``."""
 
+    store_busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long a SQLite writer waits for another process's lock before the request fails
+    as ``store-unavailable`` (503, Retry-After)."""
+
     master_key: SecretStr | None = None
     """Key (urlsafe base64, 32 bytes) encrypting secrets at rest; unset: kept in data_dir."""
 
@@ -101,8 +107,9 @@ class Settings(BaseSettings):
     request_max_age_s: int = 300
     """Oldest request timestamp the API accepts in a signed request."""
 
-    max_batch_items: int = 1000
-    """Largest batch a single API request may carry."""
+    max_batch_items: int = limits.MAX_BATCH_ITEMS
+    """Largest batch a single request may carry (the API's schemas allow
+    :data:`ledger.limits.MAX_BATCH_ITEMS`)."""
 
     @property
     def sqlite_path(self) -> Path:

@@ -2,6 +2,13 @@
 
 They are ``NewType`` aliases: free at run time, but mypy keeps a ``Points`` from
 being passed where ``Fen`` is expected.
+
+Where they are made: a value is branded once it is known good — by the checkers of
+:mod:`ledger.limits` (``merchant_id``, ``points``, ``address``), by
+``points.service.order_ref``, by ``merchants.service.program_of``, and in the views the
+capabilities give back (``MerchantView``, ``AdmittedMerchant``, clearing's ``PositionView``
+in ``Fen``); the API brands the merchant of its credentials (``Principal.merchant_id``). Each
+is an ``int``/``str``/``bytes`` too, so it flows into code that takes the plain type.
 """
 
 from typing import NewType

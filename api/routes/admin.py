@@ -14,15 +14,9 @@ from ledger.merchants.clients import ProgramConfig
 
 from ..deps import AdminDep, AllianceDep, BodyDep
 from ..idempotency import run_idempotent
-from ..schemas import (
-    AdminActionOut,
-    MerchantAdmission,
-    MerchantCreated,
-    MerchantIdPath,
-    MerchantOut,
-    PayoutUpdate,
-    RateUpdate,
-)
+from ..schemas.admin import AdminActionOut, MerchantAdmission, PayoutUpdate
+from ..schemas.common import MerchantIdPath
+from ..schemas.merchants import MerchantCreated, MerchantOut, RateUpdate
 
 # A timelock operation id (bytes32, hex) or a prefix of one.
 ActionIdPath = Annotated[str, Path(min_length=1, max_length=66, pattern=r"^(0x)?[0-9a-fA-F]+$")]

@@ -17,20 +17,17 @@ from ledger.clearing.statements import Statement
 
 from ..deps import AdminDep, AllianceDep, BodyDep, MerchantDep, MerchantEvenSuspendedDep
 from ..idempotency import run_idempotent
-from ..schemas import (
+from ..schemas.clearing import (
     AcceptanceUpdate,
     CapsUpdate,
     DepositRequest,
-    MerchantIdPath,
     MintRequest,
     OffChainPaymentRequest,
-    OperationOut,
     OperatorOffChainPayment,
-    PeriodPath,
-    PeriodQuery,
     StatementOut,
     SweepRequest,
 )
+from ..schemas.common import MerchantIdPath, OperationOut, PeriodPath, PeriodQuery
 from .points import ACCEPTED, queue
 
 router = APIRouter(prefix="/v1/clearing", tags=["clearing"])

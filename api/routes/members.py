@@ -8,15 +8,15 @@ member app's session (not built yet)."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ledger.points import reads as points
 
 from ..auth import Principal
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas import AddressPath, BalancesOut, Cursor, HistoryOut, ProgramBalanceOut
+from ..schemas.common import AddressPath, Cursor, HistoryLimit
+from ..schemas.members import BalancesOut, HistoryOut, ProgramBalanceOut
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -39,7 +39,7 @@ def balances(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep) 
 
 @router.get("/{address}/history", response_model=HistoryOut)
 def history(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep,
-            limit: Annotated[int, Query(ge=1, le=500)] = 50,
+            limit: HistoryLimit = 50,
             cursor: Cursor = None) -> HistoryOut:
     """The member's point events, newest first; pass ``next_cursor`` for the next page.
     A merchant sees its own program's events and those at its store."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from ledger.merchants import service as merchants
 
 from ..deps import AllianceDep, MerchantDep
-from ..schemas import MerchantOut
+from ..schemas.merchants import MerchantOut
 
 router = APIRouter(prefix="/v1/merchants", tags=["merchants"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from ledger.outbox import views as operations
 
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas import OperationIdPath, OperationOut
+from ..schemas.common import OperationIdPath, OperationOut
 from .points import operation_out
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])

@@ -17,13 +17,12 @@ from ledger.points import service as points
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..idempotency import run_idempotent
-from ..schemas import (
+from ..schemas.common import OperationOut, OperationsOut
+from ..schemas.points import (
     CancelSignaturesRequest,
     ConvertRequest,
     IssueBatchRequest,
     IssueRequest,
-    OperationOut,
-    OperationsOut,
     RedeemBatchRequest,
     RedeemRequest,
     RefundRedemptionRequest,

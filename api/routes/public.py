@@ -9,15 +9,15 @@ programs are public on chain anyway (registry ``merchant(id)``, program ``eip712
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request
 
 from ledger.points import reads as points
 
 from ..deps import AllianceDep
-from ..schemas import ADDRESS, MerchantIdPath
+from ..schemas.common import AddressPath, MerchantIdPath, NonceQuery
+from ..schemas.public import NoncesOut, PublicAllianceOut
 
 
 async def public_client(request: Request) -> None:
@@ -32,43 +32,6 @@ TOO_MANY: dict[int | str, dict[str, Any]] = {
     429: {"description": "too many requests from this address (problem+json, Retry-After)"}}
 
 
-class Eip712Field(BaseModel):
-    name: str
-    type: str
-
-
-class PublicProgramOut(BaseModel):
-    """A program: where to sign for it (its EIP-712 domain) and what a point is worth."""
-
-    merchant_id: int
-    merchant_name: str
-    status: str
-    program: str
-    symbol: str
-    rate: int = Field(description="settlement units per point")
-    domain: dict[str, Any] = Field(description="the EIP-712 domain the program verifies "
-                                   "(name, version, chainId, verifyingContract, salt)")
-
-
-class PublicAllianceOut(BaseModel):
-    chain_id: int
-    registry: str
-    settlement_unit: str
-    max_deadline_ahead_s: int = Field(description="the latest deadline a signature may carry, "
-                                      "in seconds after the chain's current time")
-    programs: list[PublicProgramOut]
-    types: dict[str, list[Eip712Field]]
-
-
-class NoncesOut(BaseModel):
-    merchant_id: int
-    program: str
-    member: str
-    nonce: int | None = Field(description="the nonce asked about (?nonce=)")
-    used: bool | None = Field(description="whether that nonce is spent or cancelled")
-    suggested: list[int] = Field(description="unused nonces: one per payment signed at once")
-
-
 @router.get("/alliance", response_model=PublicAllianceOut, responses=TOO_MANY)
 def alliance_info(alliance: AllianceDep) -> PublicAllianceOut:
     """Chain id, registry, settlement unit, every program (address, symbol, rate, EIP-712
@@ -78,9 +41,8 @@ def alliance_info(alliance: AllianceDep) -> PublicAllianceOut:
 
 @router.get("/programs/{merchant_id}/nonces/{member}", response_model=NoncesOut,
             responses=TOO_MANY)
-def nonces(merchant_id: MerchantIdPath,
-           member: Annotated[str, Path(pattern=ADDRESS)], alliance: AllianceDep,
-           nonce: Annotated[int | None, Query(ge=0, le=2**64 - 1)] = None) -> NoncesOut:
+def nonces(merchant_id: MerchantIdPath, member: AddressPath, alliance: AllianceDep,
+           nonce: NonceQuery = None) -> NoncesOut:
     """Unused signature nonces of ``member`` in the merchant's program to sign with, and with
     ``?nonce=`` whether that one is used (nonces are unordered: any unused one works)."""
     return NoncesOut.model_validate(asdict(points.member_nonces(

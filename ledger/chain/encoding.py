@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ..errors import LedgerValidationError
+
 
 class IssueLine(Protocol):
     """``IPointProgram.IssueItem``: member, amount, order reference, release time."""
@@ -52,7 +54,7 @@ def encode_issue_batch(selector: bytes, items: Sequence[IssueLine]) -> bytes:
     out += (32).to_bytes(32, "big") + len(items).to_bytes(32, "big")
     for it in items:
         if len(it.order_ref) != 32:
-            raise ValueError("order_ref must be 32 bytes")
+            raise LedgerValidationError("order_ref must be 32 bytes", field="order_ref")
         out += bytes(12) + bytes.fromhex(it.member[2:])
         out += it.amount.to_bytes(32, "big")
         out += it.order_ref
@@ -72,7 +74,7 @@ def encode_redeem_batch(selector: bytes, items: Sequence[tuple[RedeemLine, bytes
     out += n.to_bytes(32, "big")
     for r, _ in items:
         if len(r.order_ref) != 32:
-            raise ValueError("order_ref must be 32 bytes")
+            raise LedgerValidationError("order_ref must be 32 bytes", field="order_ref")
         out += bytes(12) + bytes.fromhex(r.member[2:])
         out += r.amount.to_bytes(32, "big") + r.merchant_id.to_bytes(32, "big")
         out += r.order_ref + r.nonce.to_bytes(32, "big") + r.deadline.to_bytes(32, "big")

@@ -32,7 +32,7 @@ from web3.exceptions import (
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from ..errors import ChainError, ContractRevertError, LedgerError
+from ..errors import ChainError, ChainUnavailableError, ContractRevertError, LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class ChainGateway:
         try:
             self.chain_id = int(self.w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError) as exc:
-            raise ChainError(f"cannot reach the chain node at {url}: {exc}") from exc
+            raise self.map_error(exc) from exc
         if expected_chain_id is not None and self.chain_id != expected_chain_id:
             raise ChainError(
                 f"{url} serves chain {self.chain_id}, settings expect {expected_chain_id}",
@@ -150,6 +150,8 @@ class ChainGateway:
             if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
                 return self.decode_revert(data)
             return ChainError(f"node rejected the request: {err.get('message', err)}", rpc=err)
+        if isinstance(exc, requests.ConnectionError | ConnectionError):
+            return ChainUnavailableError(f"cannot reach the chain node at {self.url}: {exc}")
         return ChainError(f"chain request failed: {exc}")
 
     # ------------------------------------------------------------------ ABI

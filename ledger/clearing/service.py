@@ -14,22 +14,22 @@ same transactions give the underlying redemptions and conversions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from eth_utils.address import is_hex_address, to_checksum_address
 from sqlalchemy.orm import Session
 
+from .. import limits
 from ..alliance import Alliance
 from ..errors import LedgerNotFoundError, LedgerValidationError
-from ..merchants import repos as merchant_repos
-from ..merchants.service import govern
+from ..limits import MAX_CAP, MAX_REDEEM_POINTS
+from ..merchants.service import govern, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
+from ..types import Fen, MerchantId
 from .kinds import CONFIRM_PAYMENT, DEPOSIT, ConfirmPaymentPayload, DepositPayload
 
 KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
-MAX_VALUE = 2**100
 # Creditors paid per claim transaction by ``settle`` (a claim costs ~40k gas per creditor).
 CLAIM_PAGE = 200
 
@@ -39,13 +39,13 @@ class PositionView:
     """A merchant's net in a period (positive: owed to it) and, for a closed period, what it
     still has to pay or receive."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     period: int
-    net: int
-    foreign_accepted: int
-    paid: int
-    received: int
-    outstanding: int
+    net: Fen
+    foreign_accepted: Fen
+    paid: Fen
+    received: Fen
+    outstanding: Fen
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,14 @@ class PeriodView:
     period: int
     closed_at: int | None
     merchants: int
-    total_owed: int
-    total_received: int
-    escrow: int
+    total_owed: Fen
+    total_received: Fen
+    escrow: Fen
     positions: list[PositionView]
-    total_paid: int = 0
+    total_paid: Fen = Fen(0)
 
 
-def _int(value: Any, field: str, *, low: int = 0, high: int = MAX_VALUE) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise LedgerValidationError(f"{field} must be an integer from {low} to {high}",
-                                    field=field)
-    return value
+_int = limits.value
 
 
 def _merchant_ids(alliance: Alliance) -> list[int]:
@@ -89,8 +85,8 @@ def period_view(alliance: Alliance, period: int | None = None) -> PeriodView:
     closed = info.closed_at != 0
     ids = _merchant_ids(alliance) if not closed else list(range(1, info.merchants + 1))
     out = [_position(alliance, p, mid, closed) for mid in ids]
-    return PeriodView(p, info.closed_at or None, len(ids), info.total_owed, info.total_received,
-                      info.escrow, out, info.total_paid)
+    return PeriodView(p, info.closed_at or None, len(ids), Fen(info.total_owed),
+                      Fen(info.total_received), Fen(info.escrow), out, Fen(info.total_paid))
 
 
 def position(alliance: Alliance, *, merchant_id: int, period: int | None = None
@@ -112,7 +108,8 @@ def _position(alliance: Alliance, p: int, mid: int, closed: bool) -> PositionVie
     net, accepted = clearing.position_of(p, mid)
     paid, received = clearing.settlement_of(p, mid) if closed else (0, 0)
     outstanding = clearing.outstanding(p, mid) if closed else net
-    return PositionView(mid, p, net, accepted, paid, received, outstanding)
+    return PositionView(MerchantId(mid), p, Fen(net), Fen(accepted), Fen(paid), Fen(received),
+                        Fen(outstanding))
 
 
 # ---------------------------------------------------------------------- operator actions
@@ -174,8 +171,8 @@ def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
     reg = alliance.contracts.registry
     mid = _int(merchant_id, "merchant_id", low=1)
     return govern(alliance, kind="set_caps", target=reg.address, data=reg.encode(
-        "setCaps", mid, _int(liability_cap, "liability_cap", high=2**112 - 1),
-        _int(foreign_cap, "foreign_cap", high=2**112 - 1)),
+        "setCaps", mid, _int(liability_cap, "liability_cap", high=MAX_CAP),
+        _int(foreign_cap, "foreign_cap", high=MAX_CAP)),
         summary=f"caps of merchant {mid}: liability {liability_cap}, foreign {foreign_cap}",
         details={"merchant_id": mid}) is None
 
@@ -216,7 +213,7 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
     program = alliance.contracts.program(record.program)
     alliance.operator.transact(to=program.address, data=program.encode(
         "refundRedemption", _int(acceptor, "acceptor", low=1), order_ref(order_id),
-        _int(points, "points", low=1, high=2**24 - 1)))
+        _int(points, "points", low=1, high=MAX_REDEEM_POINTS)))
 
 
 # ---------------------------------------------------------------------- merchant requests
@@ -225,9 +222,7 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
 def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, period: int,
                     amount: int) -> OperationView:
     """Queue a debtor's escrow deposit of settlement tokens for a closed period."""
-    merchant = merchant_repos.get_merchant(session, merchant_id)
-    if merchant is None:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    merchant = require_merchant(session, merchant_id)
     payload = DepositPayload(alliance.contracts.settlement_token.address,
                              _int(period, "period", low=1), _int(amount, "amount", low=1))
     op = outbox.enqueue(session, kind=DEPOSIT, payload=payload, merchant_id=merchant_id,
@@ -238,9 +233,7 @@ def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, p
 def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id: int,
                             period: int, debtor: int, amount: int) -> OperationView:
     """Queue a creditor's confirmation that ``debtor`` paid it ``amount`` off chain."""
-    merchant = merchant_repos.get_merchant(session, merchant_id)
-    if merchant is None:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
+    merchant = require_merchant(session, merchant_id)
     if debtor == merchant_id:
         raise LedgerValidationError("a merchant cannot pay itself", field="debtor")
     payload = ConfirmPaymentPayload(alliance.contracts.clearing.address,

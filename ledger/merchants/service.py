@@ -12,13 +12,22 @@ from typing import Any
 from eth_account import Account
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
+from sqlalchemy.orm import Session
 
-from .. import crypto, governance
+from .. import crypto, governance, limits
 from ..alliance import Alliance
-from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
+from ..errors import (
+    LedgerConflictError,
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    LedgerValidationError,
+)
+from ..limits import MAX_EXPIRY_PERIODS, MAX_PENDING_DAYS, MIN_EXPIRY_PERIOD_S
 from ..store import repos
+from ..types import Address, MerchantId
 from . import repos as merchant_repos
 from .clients import ProgramConfig
+from .repos import MerchantRow
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +39,27 @@ DEV_FUNDING_WEI = 10_000 * 10**18
 class AdmittedMerchant:
     """A newly admitted merchant; ``secret`` is shown this once and never again."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     name: str
-    account: str
-    program: str
+    account: Address
+    program: Address
     rate: int
     key_id: str
     secret: str
-    payout: str = ""
+    payout: Address = Address("")
 
 
 @dataclass(frozen=True)
 class MerchantView:
     """A merchant as the operator sees it."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     name: str
     status: str
-    account: str
-    program: str | None
+    account: Address
+    program: Address | None
     rate: int
-    payout: str | None = None
-
-
-MAX_RATE = 2**24 - 1
-MAX_EXPIRY_PERIODS = 600
+    payout: Address | None = None
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,7 @@ class PendingAdmission:
     ready_at: int
 
 
-def _check_rate(rate: object) -> int:
-    if not isinstance(rate, int) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
-        raise LedgerValidationError(f"rate must be an integer from 1 to {MAX_RATE} "
-                                    "(settlement units/point)", field="rate")
-    return rate
+_check_rate = limits.rate
 
 
 def _check_config(config: ProgramConfig) -> ProgramConfig:
@@ -80,13 +81,14 @@ def _check_config(config: ProgramConfig) -> ProgramConfig:
     if config.expiry_periods < 0 or config.expiry_periods > MAX_EXPIRY_PERIODS:
         raise LedgerValidationError(f"expiry periods must be 0-{MAX_EXPIRY_PERIODS}",
                                     field="expiry_periods")
-    if config.expiry_periods and config.period_length < 3600:
+    if config.expiry_periods and config.period_length < MIN_EXPIRY_PERIOD_S:
         raise LedgerValidationError("an expiry period is at least one hour",
                                     field="period_days")
     if not 0 < config.period_length < 2**32:
         raise LedgerValidationError("the period length is out of range", field="period_days")
-    if not 0 <= config.max_pending_days <= 366:
-        raise LedgerValidationError("max pending days must be 0-366", field="max_pending_days")
+    if not 0 <= config.max_pending_days <= MAX_PENDING_DAYS:
+        raise LedgerValidationError(f"max pending days must be 0-{MAX_PENDING_DAYS}",
+                                    field="max_pending_days")
     return config
 
 
@@ -112,8 +114,9 @@ def propose_admission(alliance: Alliance, *, name: str, symbol: str, rate: int,
     With a zero timelock delay the admission completes at once; else it is pending.
     """
     name = name.strip()
-    if not name or len(name) > 120:
-        raise LedgerValidationError("merchant name must be 1-120 characters", field="name")
+    if not name or len(name) > limits.MAX_NAME_LENGTH:
+        raise LedgerValidationError(f"merchant name must be 1-{limits.MAX_NAME_LENGTH} "
+                                    "characters", field="name")
     if not symbol.isalnum() or not 1 <= len(symbol) <= 11:
         raise LedgerValidationError("symbol must be 1-11 letters or digits", field="symbol")
     rate = _check_rate(rate)
@@ -162,7 +165,9 @@ def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> A
     if merchant_id == 0:
         raise LedgerNotFoundError(f"admission {action.id} is not on chain")
     program = reg.merchant(merchant_id).program
-    assert program is not None
+    if program is None:
+        raise LedgerIntegrityError(f"admission {action.id} put merchant {merchant_id} on chain "
+                                   "without its point program")
     if alliance.gateway.is_dev_chain:
         alliance.gateway.rpc("anvil_setBalance", [d["account"], hex(DEV_FUNDING_WEI)])
     with alliance.store.session() as s:
@@ -176,8 +181,9 @@ def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> A
         key_id, secret = repos.create_credential(s, alliance.master_key,
                                                  merchant_id=merchant_id, role="merchant")
     log.info("admitted merchant %d (%s) with program %s", merchant_id, d["name"], program)
-    return AdmittedMerchant(merchant_id, d["name"], d["account"], program, int(d["rate"]),
-                            key_id, secret, d["payout"])
+    return AdmittedMerchant(MerchantId(merchant_id), d["name"], Address(d["account"]),
+                            Address(program), int(d["rate"]), key_id, secret,
+                            Address(d["payout"]))
 
 
 def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | MerchantView | None:
@@ -275,14 +281,12 @@ def set_payout(alliance: Alliance, *, merchant_id: int, payout: str) -> Merchant
 def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     """The merchant's record: name from the store, status, program and rate from the chain."""
     with alliance.store.session() as s:
-        row = merchant_repos.get_merchant(s, merchant_id)
-        if row is None:
-            raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
-        name = row.name
+        name = require_merchant(s, merchant_id).name
     reg = alliance.contracts.registry
     rec = reg.merchant(merchant_id)
-    return MerchantView(merchant_id, name, rec.status, rec.account, rec.program,
-                        reg.rate_of(merchant_id), reg.payout_of(merchant_id))
+    return MerchantView(MerchantId(merchant_id), name, rec.status, Address(rec.account),
+                        None if rec.program is None else Address(rec.program),
+                        reg.rate_of(merchant_id), Address(reg.payout_of(merchant_id)))
 
 
 def list_merchants(alliance: Alliance) -> list[MerchantView]:
@@ -294,15 +298,43 @@ def list_merchants(alliance: Alliance) -> list[MerchantView]:
 
 def merchant_signing_key(alliance: Alliance, merchant_id: int) -> bytes:
     with alliance.store.read_session() as s:
-        row = merchant_repos.get_merchant(s, merchant_id)
-        if row is None:
-            raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
-        return alliance.master_key.decrypt(row.signing_key_enc)
+        return alliance.master_key.decrypt(require_merchant(s, merchant_id).signing_key_enc)
 
 
 def _known(alliance: Alliance, merchant_id: int) -> None:
-    with alliance.store.session() as s:
-        if merchant_repos.get_merchant(s, merchant_id) is None:
-            raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
+    with alliance.store.read_session() as s:
+        require_merchant(s, merchant_id)
+
+
+# ---------------------------------------------------------------------- the one lookup
+
+
+def require_merchant(session: Session, merchant_id: MerchantId | int, *,
+                     program: bool = False) -> MerchantRow:
+    """The store's record of a merchant, or LedgerNotFoundError if there is none.
+
+    ``program``: the caller needs its point program. Every admitted merchant has one (the
+    registry admits a merchant and creates its program in one transaction), so a record
+    without it is a broken invariant, LedgerIntegrityError, not "not found".
+
+    Suspension is not checked here: the chain refuses a suspended merchant's actions
+    (``MerchantSuspended``, at the gas estimate), and the store's status can lag the chain
+    (a reinstatement executed by the timelock)."""
+    row = merchant_repos.get_merchant(session, merchant_id)
+    if row is None:
+        raise LedgerNotFoundError(f"no merchant {merchant_id}", merchant_id=merchant_id)
+    if program:
+        program_of(row)
+    return row
+
+
+def program_of(merchant: MerchantRow) -> Address:
+    """The address of a merchant's point program (LedgerIntegrityError if its record has
+    none: see :func:`require_merchant`)."""
+    if merchant.program_address is None:
+        raise LedgerIntegrityError(f"merchant {merchant.id} is recorded without the point "
+                                   "program every admitted merchant has",
+                                   merchant_id=merchant.id)
+    return Address(merchant.program_address)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..chain import encoding
 from ..contracts.client import ContractClient
+from ..errors import LedgerNotFoundError
 from ..merchants.clients import ProgramConfig
 
 
@@ -108,7 +109,9 @@ class PointProgramClient(ContractClient):
             if bits != (1 << 256) - 1:
                 free = ~bits & (bits + 1)  # lowest zero bit
                 return word * 256 + free.bit_length() - 1
-        raise ValueError(f"no free nonce in words {start_word}..{start_word + max_words - 1}")
+        raise LedgerNotFoundError(
+            f"no free nonce in words {start_word}..{start_word + max_words - 1}",
+            member=member)
 
     def nonce_of(self, member: str) -> int:
         """A fresh nonce for the member's next signature (``free_nonce``)."""

@@ -12,17 +12,16 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy.orm import Session
 
-from .. import signing
+from .. import limits, signing
 from ..alliance import Alliance
-from ..errors import (
-    LedgerValidationError,
-)
 from ..indexer import repos as cursors
+from ..limits import address as _address
 from ..merchants import repos as merchant_repos
+from ..merchants.service import program_of, require_merchant
 from . import repos as point_repos
 from .clients import PointProgramClient
 from .projection import CURSOR
-from .service import MAX_DEADLINE_AHEAD_S, _address, _merchant, _merchant_id, nonce_used
+from .service import MAX_DEADLINE_AHEAD_S, nonce_used
 
 
 @dataclass(frozen=True)
@@ -174,8 +173,8 @@ def history_page(alliance: Alliance, *, member: str, limit: int = 50,
     The read model is the indexer's (it runs as a worker; this read does not sync it):
     ``as_of_block`` says which block it reflects."""
     address = _address(member)
-    if not 1 <= limit <= 500:
-        raise LedgerValidationError("limit must be 1-500", field="limit")
+    limits.bounded_int(limit, "limit", low=1, high=limits.MAX_HISTORY_LIMIT,
+                       message=f"limit must be 1-{limits.MAX_HISTORY_LIMIT}")
     with alliance.store.read_session() as s:
         synced = cursors.get_cursor(s, CURSOR)
         issuers = {m.program_address: m.id for m in merchant_repos.list_merchants(s)}
@@ -330,11 +329,10 @@ def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
     the lowest free ones of the member's first bitmap word that has any (so the relayer
     writes a slot already warm), or of a random word once the first words are full."""
     address = _address(member)
-    if nonce is not None and (isinstance(nonce, bool) or not 0 <= nonce < 2**64):
-        raise LedgerValidationError("nonce must be 0 to 2^64 - 1", field="nonce")
+    if nonce is not None:
+        limits.nonce(nonce)
     with alliance.store.read_session() as s:
-        program = _merchant(s, _merchant_id(merchant_id, "merchant_id")).program_address
-    assert program is not None
+        program = program_of(require_merchant(s, limits.merchant_id(merchant_id)))
     client = alliance.contracts.program(program)
     used = None if nonce is None else nonce_used(alliance, program=program, member=address,
                                                  nonce=nonce)

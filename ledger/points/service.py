@@ -8,29 +8,29 @@ the idempotency record). The outbox worker sends it. Reads come from the chain's
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
 
-from .. import signing
+from .. import limits, signing
 from ..alliance import Alliance
 from ..errors import (
     LedgerNotFoundError,
     LedgerSignatureError,
     LedgerValidationError,
 )
+from ..limits import address as _address
 from ..members import repos as member_repos
-from ..merchants import repos as merchant_repos
 from ..merchants.repos import MerchantRow
+from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from ..types import OrderRef
 from . import kinds
 from .kinds import (
     CancelNoncesPayload,
@@ -43,11 +43,6 @@ from .kinds import (
     ReversePayload,
 )
 
-MAX_POINTS = 2**48 - 1
-# A redemption or conversion records its points in 24 bits (PointProgram.RedemptionRecord).
-MAX_REDEEM_POINTS = 2**24 - 1
-ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:/#-]{1,64}$")
-SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130,}$")
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 # How far ahead a member's signed deadline may be (PointProgram refuses later ones).
 MAX_DEADLINE_AHEAD_S = signing.MAX_DEADLINE_AHEAD_S
@@ -64,41 +59,18 @@ class IssueLine:
     release_at: int | None = None
 
 
-def order_ref(order_id: str) -> bytes:
+def order_ref(order_id: str) -> OrderRef:
     """The on-chain reference of a merchant's order id (keccak-256 of its UTF-8 bytes)."""
-    return keccak(text=order_id)
+    return OrderRef(keccak(text=order_id))
 
 
 # ---------------------------------------------------------------------- validation
+# Bounds and checkers live in ledger/limits.py (the API's schemas read the same ones).
 
-
-def _points(value: Any, field: str = "points") -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise LedgerValidationError(f"{field} must be an integer", field=field)
-    if value <= 0 or value > MAX_POINTS:
-        raise LedgerValidationError(f"{field} must be between 1 and {MAX_POINTS}", field=field)
-    return value
-
-
-def _order_id(value: str) -> str:
-    if not isinstance(value, str) or not ORDER_ID_RE.match(value):
-        raise LedgerValidationError(
-            "order_id must be 1-64 characters of letters, digits and . _ : / # -",
-            field="order_id")
-    return value
-
-
-def _address(value: str, field: str = "member") -> str:
-    """A checksummed address; mixed case must be a valid EIP-55 checksum."""
-    if not isinstance(value, str) or not is_hex_address(value):
-        raise LedgerValidationError(f"{field} is not an address", field=field)
-    checksummed = to_checksum_address(value)
-    mixed = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
-    if mixed and value != checksummed:
-        raise LedgerValidationError(f"{field} has a wrong checksum", field=field)
-    if int(value, 16) == 0:
-        raise LedgerValidationError(f"{field} cannot be the zero address", field=field)
-    return checksummed
+_points = limits.points
+_order_id = limits.order_id
+_redeem_points = limits.redeem_points
+_merchant_id = limits.merchant_id
 
 
 def resolve_members(alliance: Alliance, session: Session,
@@ -116,12 +88,8 @@ def resolve_members(alliance: Alliance, session: Session,
             if member is not None:
                 out.append(_address(member))
                 continue
-            assert member_id is not None
-            if not isinstance(member_id, str) or not member_id.strip() or len(member_id) > 128:
-                raise LedgerValidationError("member_id must be 1-128 characters",
-                                            field="member_id")
             out.append(member_repos.member_account(session, alliance.master_key,
-                                                   member_id=member_id))
+                                                   member_id=limits.member_id(member_id)))
         except LedgerValidationError as exc:
             if len(refs) == 1:
                 raise
@@ -139,21 +107,12 @@ def _check_batch_size(alliance: Alliance, items: Sequence[object]) -> None:
 
 
 def _release_at(value: int | None) -> int:
-    if value is None:
-        return 0
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 2**40:
-        raise LedgerValidationError("release_at must be a unix time in seconds",
-                                    field="release_at")
-    return value
+    return 0 if value is None else limits.unix_time(value, "release_at")
 
 
 def _merchant(session: Session, merchant_id: int) -> MerchantRow:
-    row = merchant_repos.get_merchant(session, merchant_id)
-    if row is None:
-        raise LedgerNotFoundError(f"no merchant {merchant_id}")
-    if row.program_address is None:
-        raise LedgerNotFoundError(f"merchant {merchant_id} has no point program")
-    return row
+    """A merchant with its point program (every admitted merchant has one)."""
+    return require_merchant(session, merchant_id, program=True)
 
 
 # ---------------------------------------------------------------------- requests
@@ -222,14 +181,9 @@ class SignedRedemption:
 
 
 def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None:
-    if not isinstance(nonce, int) or isinstance(nonce, bool) or not 0 <= nonce < 2**64:
-        raise LedgerValidationError("nonce must be a non-negative integer", field="nonce")
-    if not isinstance(deadline, int) or isinstance(deadline, bool) or not 0 < deadline < 2**40:
-        raise LedgerValidationError("deadline must be a unix time in seconds", field="deadline")
-    if not isinstance(signature, str) or not SIGNATURE_RE.match(signature) or len(
-            signature) % 2:
-        raise LedgerValidationError("signature must be 0x-prefixed hex of at least 65 bytes",
-                                    field="signature")
+    limits.nonce(nonce)
+    limits.unix_time(deadline, "deadline", low=1)
+    limits.signature(signature)
 
 
 def _program_merchant(session: Session, acceptor: MerchantRow, program_merchant_id: Any,
@@ -243,15 +197,6 @@ def _program_merchant(session: Session, acceptor: MerchantRow, program_merchant_
     if mid not in known:
         known[mid] = _merchant(session, mid)
     return known[mid]
-
-
-def _redeem_points(value: Any) -> int:
-    """Points of one redemption or conversion: what its on-chain record can hold."""
-    points = _points(value)
-    if points > MAX_REDEEM_POINTS:
-        raise LedgerValidationError(f"points must be at most {MAX_REDEEM_POINTS}",
-                                    field="points")
-    return points
 
 
 class SignatureCheck:
@@ -336,25 +281,17 @@ def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemptio
     member = _address(r.member)
     oid = _order_id(r.order_id)
     if checker is not None:
-        assert program_merchant.program_address is not None
         checker.check(signing.redeem_typed_data(
             chain_id=checker.alliance.gateway.chain_id,
-            program=program_merchant.program_address,
+            program=program_of(program_merchant),
             registry=checker.alliance.contracts.deployment.registry, member=member,
             amount=points,
             merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
             deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
             signature=r.signature)
-    assert program_merchant.program_address is not None
     return RedeemLinePayload(member, points, oid, order_ref(r.order_id), r.nonce, r.deadline,
                              bytes.fromhex(r.signature[2:]), acceptor.id, program_merchant.id,
-                             program_merchant.program_address)
-
-
-def _merchant_id(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**48:
-        raise LedgerValidationError(f"{field} must be a merchant id", field=field)
-    return value
+                             program_of(program_merchant))
 
 
 def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
@@ -414,19 +351,18 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
         raise LedgerValidationError("convert from another merchant's program",
                                     field="from_merchant_id")
     _nonce_deadline_signature(nonce, deadline, signature)
-    if not isinstance(min_out, int) or isinstance(min_out, bool) or not 0 <= min_out <= MAX_POINTS:
-        raise LedgerValidationError("min_out must be a non-negative integer", field="min_out")
+    limits.bounded_int(min_out, "min_out", low=0, high=limits.MAX_POINTS,
+                       message="min_out must be a non-negative integer")
     pts = _redeem_points(points)
     account = _address(member)
     oid = _order_id(order_id)
-    assert source.program_address is not None
     SignatureCheck(alliance).check(signing.convert_typed_data(
-        chain_id=alliance.gateway.chain_id, program=source.program_address,
+        chain_id=alliance.gateway.chain_id, program=program_of(source),
         registry=alliance.contracts.deployment.registry, member=account,
         amount=pts, to_merchant_id=target.id, min_out=min_out, order_ref=order_ref(oid),
         nonce=nonce, deadline=deadline), member=account, nonce=nonce, deadline=deadline,
         signature=signature)
-    payload = ConvertPayload(source.program_address, account, pts, min_out, oid,
+    payload = ConvertPayload(program_of(source), account, pts, min_out, oid,
                              order_ref(order_id), nonce, deadline,
                              bytes.fromhex(signature[2:]), target.id, source.id)
     op = outbox.enqueue(session, kind=kinds.CONVERT, payload=payload, merchant_id=target.id,
@@ -441,8 +377,7 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     ``order_id`` (points of ``program_merchant_id``'s program; default its own)."""
     acceptor = _merchant(session, merchant_id)
     program_merchant = _program_merchant(session, acceptor, program_merchant_id)
-    assert program_merchant.program_address is not None
-    payload = RefundRedemptionPayload(program_merchant.program_address, acceptor.id,
+    payload = RefundRedemptionPayload(program_of(program_merchant), acceptor.id,
                                       program_merchant.id, _order_id(order_id),
                                       order_ref(order_id), _points(points))
     op = outbox.enqueue(session, kind=kinds.REFUND_REDEMPTION, payload=payload,
@@ -460,13 +395,12 @@ def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_
     one of those nonces is already used."""
     relayer = _merchant(session, merchant_id)
     program_merchant = _program_merchant(session, relayer, program_merchant_id)
-    program = program_merchant.program_address
-    assert program is not None
+    program = program_of(program_merchant)
     account = _address(member)
-    if not isinstance(word_pos, int) or isinstance(word_pos, bool) or not 0 <= word_pos < 2**248:
-        raise LedgerValidationError("word_pos must be 0 to 2^248 - 1", field="word_pos")
-    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 < mask < 2**256:
-        raise LedgerValidationError("mask must be 1 to 2^256 - 1", field="mask")
+    limits.bounded_int(word_pos, "word_pos", low=0, high=limits.MAX_WORD_POS,
+                       message="word_pos must be 0 to 2^248 - 1")
+    limits.bounded_int(mask, "mask", low=1, high=limits.MAX_MASK,
+                       message="mask must be 1 to 2^256 - 1")
     _nonce_deadline_signature(0, deadline, signature)
     SignatureCheck(alliance).check(signing.cancel_nonces_typed_data(
         chain_id=alliance.gateway.chain_id, program=program,

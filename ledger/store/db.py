@@ -19,8 +19,11 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from ..errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def _tighten(path: Path, mode: int) -> None:
         os.chmod(path, mode)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
     """An engine for ``url`` with the pragmas and pool settings the service relies on."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -77,7 +80,8 @@ def make_engine(url: str) -> Engine:
             # owner-only, from the first byte (the data dir 0700, the files 0600).
             private_dir(Path(database).parent)
             private_file(Path(database))
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+            engine = create_engine(url, connect_args={"timeout": busy_timeout_s,
+                                                     "check_same_thread": False},
                                    pool_size=20, max_overflow=40)
 
         @event.listens_for(engine, "connect")
@@ -89,7 +93,7 @@ def make_engine(url: str) -> Engine:
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
@@ -144,9 +148,9 @@ def _upgrade(url: str) -> None:
 class Store:
     """Sessions on one database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout_s=busy_timeout_s)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time. Threads of this process queue for it here and wake
         # the moment it is free, instead of in SQLite's busy handler, which sleeps in growing
@@ -159,12 +163,16 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose work commits on success and rolls back on any exception."""
+        """A session whose work commits on success and rolls back on any exception. The
+        database being down or locked past the busy timeout raises StoreUnavailableError."""
         with self._write_lock if self._write_lock is not None else nullcontext():
             s = self._factory()
             try:
                 yield s
                 s.commit()
+            except OperationalError as exc:
+                _rollback_quietly(s)
+                raise _unavailable(exc) from exc
             except BaseException:
                 s.rollback()
                 raise
@@ -178,9 +186,25 @@ class Store:
         s = self._read_factory()
         try:
             yield s
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
         finally:
-            s.rollback()
+            _rollback_quietly(s)
             s.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _unavailable(exc: OperationalError) -> StoreUnavailableError:
+    """The ledger error of the database failing to answer (down, locked, connection lost)."""
+    log.warning("the store could not answer: %s", exc.orig)
+    return StoreUnavailableError("the database cannot answer now; retry later")
+
+
+def _rollback_quietly(session: Session) -> None:
+    """Roll back; a database that is gone cannot roll back, and has nothing to keep either."""
+    try:
+        session.rollback()
+    except OperationalError:
+        log.warning("rollback failed on an unavailable store", exc_info=True)

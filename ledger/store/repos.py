@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from .. import crypto
 from ..crypto import MasterKey
-from ..errors import LedgerConflictError, LedgerNotFoundError
+from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
 from .models import ApiCredential, IdempotencyRecord, Secret, SignerNonce, UsedSignature, utcnow
 
 # Expired replay and idempotency records are purged at most this often (seconds), not on
@@ -197,7 +197,7 @@ def reserve_nonces(session: Session, *, chain_id: int, address: str, count: int,
     nonce anyway, lifts a counter the chain has moved past (transactions sent elsewhere).
     One UPDATE … RETURNING does the reservation, so concurrent callers never overlap."""
     if count < 1:
-        raise ValueError("count must be at least 1")
+        raise LedgerValidationError("count must be at least 1", field="count")
     for _ in range(5):
         bumped: ColumnElement[int] = SignerNonce.next_nonce + count
         if chain_floor is not None:
