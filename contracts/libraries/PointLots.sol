@@ -230,9 +230,6 @@ library PointLots {
         emit IPointProgram.PointsIssued(member, orderRef, amount, cur, releaseDay);
     }
 
-    // Equalities below compare period numbers and counters this library keeps, never a
-    // balance anyone else can move: exact comparison is what is meant.
-    // slither-disable-start incorrect-equality
     /// @dev Credits `amount` points of period `p` (<= the current period) to `member`: as the
     /// new head if `p` is no older than the member's newest lot, else into its place in the
     /// list. Gives the expired points removed on the way (the caller takes them off the supply).
@@ -245,8 +242,6 @@ library PointLots {
         else _creditLot(self, member, a, p, amount);
         save(self, member, a);
     }
-
-    // slither-disable-end incorrect-equality
 
     /// @dev Puts refunded points back into lot `p` if it is still live; gives what went back.
     /// The caller saves `a` and adds what went back to the supply.
