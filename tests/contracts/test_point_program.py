@@ -779,3 +779,22 @@ def test_a_refund_over_more_than_seven_lots_counts_the_oldest_ones_as_the_oldest
     assert m.program.lots_of(member.address) == (
         [(p0, 10 + 11 + 12)] + [(p0 + i, 10 + i) for i in range(3, 9)])
     assert m.program.balance_of(member.address) == total == m.program.total_supply()
+
+
+# ---------------------------------------------------------------------- code shape (issue 9)
+
+EIP170_CODE_LIMIT = 24_576
+
+
+def test_point_program_code_fits_under_the_eip170_limit(artifacts: dict[str, Artifact]) -> None:
+    size = len(bytes.fromhex(artifacts["PointProgram"].deployed_bytecode))
+    assert size <= EIP170_CODE_LIMIT, f"PointProgram is {size:,} bytes"
+
+
+def test_point_lots_is_inlined_so_the_program_needs_no_linking(
+        artifacts: dict[str, Artifact]) -> None:
+    # An external library function would put a `__$…$__` placeholder in the program's code
+    # (a deploy-time link step) and turn each call into a DELEGATECALL.
+    assert artifacts["PointLots"].abi == []
+    assert "__$" not in artifacts["PointProgram"].bytecode
+    assert "__$" not in artifacts["PointProgram"].deployed_bytecode
