@@ -82,15 +82,26 @@ SIGNATURES = ["0x" + "ab" * 65, "0x" + "AB" * 2048, "0x" + "ab" * 2049, "0x" + "
               "0x" + "a" * 131, "ab" * 65, "0x" + "zz" * 65, "0x" + "ab" * 65 + "\n"]
 
 
+MEMBER_IDS = ["member-0001", "m", "x" * 128, "x" * 129, "", "tab\there", "nl\n", "del\x7f",
+              "c1\x85", "名前", "with space"]
+
+
 @pytest.mark.parametrize(("field_type", "check", "values"), [
     (common.OrderId, limits.order_id, ORDER_IDS),
     (common.Signature, limits.signature, SIGNATURES),
-], ids=["order id", "signature"])
+    (common.MemberId, limits.member_id, MEMBER_IDS),
+], ids=["order id", "signature", "member id"])
 def test_schema_and_ledger_take_the_same_patterns(field_type: Any,
                                                   check: Callable[[object], str],
                                                   values: list[str]) -> None:
     for value in values:
         assert _schema_takes(field_type, value) == _ledger_takes(check, value), value
+
+
+def test_a_blank_member_id_is_refused_by_the_ledger() -> None:
+    """The one place the two differ: the ledger also refuses a member id of spaces only."""
+    with pytest.raises(LedgerValidationError):
+        limits.member_id("   ")
 
 
 def test_batch_bodies_and_the_ledgers_default_batch_bound_agree() -> None:
