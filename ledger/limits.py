@@ -73,6 +73,8 @@ MAX_MEMBER_ID_LENGTH: Final = 128
 MEMBER_ID_PATTERN: Final = rf"^[^\x00-\x1f\x7f-\x9f]{{1,{MAX_MEMBER_ID_LENGTH}}}$"
 """Printable text only: no control characters (they end up in logs and in exports)."""
 
+MEMBER_ID_RE: Final = re.compile(MEMBER_ID_PATTERN)
+
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
 """A 0x-prefixed EVM address (any case; a mixed-case one must be a valid EIP-55 checksum)."""
 
@@ -185,10 +187,11 @@ def signature(value: object) -> str:
 
 
 def member_id(value: object) -> str:
-    """An alliance member id: 1 to :data:`MAX_MEMBER_ID_LENGTH` characters, not blank."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MEMBER_ID_LENGTH:
-        raise LedgerValidationError(f"member_id must be 1-{MAX_MEMBER_ID_LENGTH} characters",
-                                    field="member_id")
+    """An alliance member id: 1 to :data:`MAX_MEMBER_ID_LENGTH` printable characters (no
+    control characters: :data:`MEMBER_ID_PATTERN`), not blank."""
+    if not isinstance(value, str) or not value.strip() or not MEMBER_ID_RE.fullmatch(value):
+        raise LedgerValidationError(f"member_id must be 1-{MAX_MEMBER_ID_LENGTH} printable "
+                                    "characters", field="member_id")
     return value
 
 

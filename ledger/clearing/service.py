@@ -212,7 +212,8 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
         raise LedgerNotFoundError(f"merchant {program_merchant} has no point program")
     program = alliance.contracts.program(record.program)
     alliance.operator.transact(to=program.address, data=program.encode(
-        "refundRedemption", _int(acceptor, "acceptor", low=1), order_ref(order_id),
+        "refundRedemption", _int(acceptor, "acceptor", low=1),
+        order_ref(limits.order_id(order_id)),
         _int(points, "points", low=1, high=MAX_REDEEM_POINTS)))
 
 

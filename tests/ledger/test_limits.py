@@ -16,8 +16,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from api.schemas import common, merchants, points
 from ledger import limits
+from ledger.alliance import Alliance
 from ledger.chain import encoding
 from ledger.chain.gateway import ChainGateway
+from ledger.clearing import service as clearing
 from ledger.contracts.compiler import Artifact
 from ledger.errors import (
     LedgerError,
@@ -26,7 +28,7 @@ from ledger.errors import (
     LedgerValidationError,
 )
 from ledger.merchants import repos as merchant_repos
-from ledger.merchants.service import program_of, require_merchant
+from ledger.merchants.service import AdmittedMerchant, program_of, require_merchant
 from ledger.points.clients import IssueItem, PointProgramClient, Redemption
 from ledger.settings import Settings
 from ledger.store.db import Store, migrate
@@ -80,15 +82,26 @@ SIGNATURES = ["0x" + "ab" * 65, "0x" + "AB" * 2048, "0x" + "ab" * 2049, "0x" + "
               "0x" + "a" * 131, "ab" * 65, "0x" + "zz" * 65, "0x" + "ab" * 65 + "\n"]
 
 
+MEMBER_IDS = ["member-0001", "m", "x" * 128, "x" * 129, "", "tab\there", "nl\n", "del\x7f",
+              "c1\x85", "名前", "with space"]
+
+
 @pytest.mark.parametrize(("field_type", "check", "values"), [
     (common.OrderId, limits.order_id, ORDER_IDS),
     (common.Signature, limits.signature, SIGNATURES),
-], ids=["order id", "signature"])
+    (common.MemberId, limits.member_id, MEMBER_IDS),
+], ids=["order id", "signature", "member id"])
 def test_schema_and_ledger_take_the_same_patterns(field_type: Any,
                                                   check: Callable[[object], str],
                                                   values: list[str]) -> None:
     for value in values:
         assert _schema_takes(field_type, value) == _ledger_takes(check, value), value
+
+
+def test_a_blank_member_id_is_refused_by_the_ledger() -> None:
+    """The one place the two differ: the ledger also refuses a member id of spaces only."""
+    with pytest.raises(LedgerValidationError):
+        limits.member_id("   ")
 
 
 def test_batch_bodies_and_the_ledgers_default_batch_bound_agree() -> None:
@@ -148,3 +161,19 @@ def test_require_merchant_tells_unknown_from_broken(tmp_path: Path) -> None:
         assert not isinstance(caught.value, LookupError)  # never mistaken for "not found"
         assert isinstance(caught.value, LedgerError)
     store.dispose()
+
+
+def test_an_operator_refund_with_a_malformed_order_id_is_refused_before_anything_is_sent(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant
+        ) -> None:
+    def sent() -> int:
+        return int(alliance.gateway.rpc("eth_getTransactionCount",
+                                        [alliance.operator.address, "latest"]), 16)
+
+    before = sent()
+    with pytest.raises(LedgerValidationError) as caught:
+        clearing.operator_refund(alliance, program_merchant=store_merchant.merchant_id,
+                                 acceptor=cafe_merchant.merchant_id, order_id="CAFE 1\n",
+                                 points=1)
+    assert caught.value.details == {"field": "order_id"}
+    assert sent() == before
