@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from ledger import crypto
@@ -24,7 +25,10 @@ from ledger.indexer import repos as cursors
 from ledger.members import repos as member_repos
 from ledger.merchants import repos as merchant_repos
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.views import operation_view
+from ledger.points import kinds as points_kinds
 from ledger.points import repos as point_repos
+from ledger.points.kinds import IssueLinePayload, IssuePayload
 from ledger.store import repos
 from ledger.store.db import MIGRATIONS, Store, migrate
 from ledger.store.models import (
@@ -33,6 +37,7 @@ from ledger.store.models import (
     ChainTxOperation,
     IdempotencyRecord,
     Operation,
+    OperationStatus,
     PointEvent,
     UsedSignature,
     utcnow,
@@ -353,6 +358,42 @@ def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
     with store.session() as s:
         again = outbox_repos.claim_operations(s, merchant_id=1, max_lines=1)
         assert [o.id for o in again] == [op.id] and again[0].attempts == 2
+
+
+def test_operation_status_reads_back_as_its_enum_and_refuses_other_text(
+        store: Store, master: MasterKey) -> None:
+    _merchant(store, master)
+    with store.session() as s:
+        op_id = outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={},
+                                               signer="0x1").id
+    with store.session() as s:
+        op = _op(s, op_id)
+        assert type(op.status) is OperationStatus and op.status is OperationStatus.QUEUED
+        outbox_repos.claim_operations(s, merchant_id=1, max_lines=1)
+    with store.session() as s:
+        assert _op(s, op_id).status is OperationStatus.SENDING
+    with pytest.raises(StatementError, match="'lost' is not a valid OperationStatus"), \
+            store.session() as s:
+        s.execute(update(Operation).where(Operation.id == op_id).values(status="lost"))
+
+
+def test_a_typed_payload_is_stored_as_the_json_the_views_read(store: Store,
+                                                              master: MasterKey) -> None:
+    _merchant(store, master)
+    member = "0x" + "ab" * 20
+    lines = tuple(IssueLinePayload(member, 10 + i, f"O-{i}", bytes([i]) * 32, 0)
+                  for i in range(3))
+    with store.session() as s:
+        op = outbox_repos.enqueue(s, kind=points_kinds.ISSUE_BATCH, payload=IssuePayload(lines),
+                                  merchant_id=1, signer="0x1")
+        op_id = op.id
+    with store.session() as s:
+        row = _op(s, op_id)
+        assert (row.kind, row.lines) == ("issue_batch", 3)
+        assert row.payload["items"][1] == {"member": member, "points": 11, "order_id": "O-1",
+                                           "order_ref": "0x" + "01" * 32, "release_at": 0}
+        assert operation_view(row).items == 3
+        assert points_kinds.ISSUE_BATCH.parse(row.payload) == IssuePayload(lines)
 
 
 # ---------------------------------------------------------------------- exact integers
