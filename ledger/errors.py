@@ -109,6 +109,13 @@ class StoreUnavailableError(LedgerError):
     code = "store-unavailable"
 
 
+class ReadModelNotReadyError(StoreUnavailableError):
+    """The indexed read model a read needs has not been built yet (the indexer has not run
+    its first round since the store was created). Worth retrying shortly."""
+
+    code = "read-model-not-ready"
+
+
 class ChainError(LedgerError):
     """The chain node could not be reached, or answered in a way we cannot use."""
 

@@ -22,7 +22,7 @@ from .service import (
     settle,
     sweep_stray,
 )
-from .statements import anchor_statements, statement
+from .statements import anchor_statements, catch_up, statement
 
 clearing_app = typer.Typer(help="Clearing and settlement between merchants.",
                            no_args_is_help=True)
@@ -98,6 +98,7 @@ def clearing_statement(
     """Print a merchant's statement for a period (JSON, or CSV with --csv)."""
 
     def act(a: Alliance) -> None:
+        catch_up(a)  # the CLI runs no indexer worker: read the chain up to its head first
         st = statement(a, period=period, merchant_id=merchant_id)
         if csv_out:
             typer.echo(st.to_csv(), nl=False)

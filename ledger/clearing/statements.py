@@ -20,7 +20,12 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from ..alliance import Alliance
-from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
+from ..errors import (
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    LedgerValidationError,
+    ReadModelNotReadyError,
+)
 from ..indexer import repos as cursors
 from ..indexer.follower import Follower
 from . import repos as clearing_repos
@@ -58,7 +63,7 @@ def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     of that block."""
     clearing = alliance.contracts.clearing
     p = _int(period, "period", low=1)
-    Follower(alliance, [ClearingProjection(alliance)]).catch_up()
+    catch_up(alliance)
     as_of = _synced_block(alliance)
     info = clearing.period(p, block=as_of)
     if info.closed_at == 0:
@@ -75,13 +80,19 @@ def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     return out
 
 
+def catch_up(alliance: Alliance) -> None:
+    """Bring the clearing read model up to the confirmed head now (tools that run without the
+    service's indexer worker, and anchors, which must not lag)."""
+    Follower(alliance, [ClearingProjection(alliance)]).catch_up()
+
+
 def _synced_block(alliance: Alliance) -> int:
     """The block the clearing read model reflects."""
     with alliance.store.read_session() as s:
         cursor = cursors.get_cursor(s, CURSOR)
     if cursor is None:
-        raise LedgerConflictError("the clearing read model is not built yet: the indexer "
-                                  "has not run a round; retry shortly")
+        raise ReadModelNotReadyError("the clearing read model is not built yet: the indexer "
+                                     "has not run a round; retry shortly")
     return cursor[0]
 
 
@@ -94,7 +105,7 @@ def _period_acts(alliance: Alliance, p: int, *, involving: int | None = None
     for act in acts:
         if sum(ln["value"] for ln in act.lines) != act.value:
             tx = act.lines[0]["tx_hash"] if act.lines else "an act"
-            raise LedgerNotFoundError(f"the lines of {tx} do not add up to its cleared value")
+            raise LedgerIntegrityError(f"the lines of {tx} do not add up to its cleared value")
     return acts
 
 
@@ -140,8 +151,8 @@ def _statement_from(alliance: Alliance, p: int, mid: int, closed_at: int,
     payable = sum(c["payable"] for c in counterparties)
     on_chain_net = clearing.position_of(p, mid, block=as_of)[0]
     if receivable - payable != on_chain_net:
-        raise LedgerNotFoundError("statement lines do not add up to the on-chain net; "
-                                  "the logs may be incomplete")
+        raise LedgerIntegrityError("statement lines do not add up to the on-chain net; "
+                                   "the logs may be incomplete")
     lines.sort(key=lambda ln: (ln["block_number"], ln["log_index"]))
     doc = {
         "statement_version": 1,

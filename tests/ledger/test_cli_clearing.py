@@ -13,7 +13,7 @@ from ledger.alliance import Alliance
 from ledger.cli import app
 from ledger.merchants.service import admit_merchant
 from ledger.points.service import request_issue, request_redeem
-from ledger.runtime import indexer, outbox_worker
+from ledger.runtime import outbox_worker
 from ledger.settings import Settings, get_settings
 
 from .helpers import sign_redemption
@@ -54,7 +54,6 @@ def test_operator_closes_settles_and_prints_statements_from_the_cli(
 
     assert "21" in run("clearing", "positions")
     assert "closed" in run("clearing", "close")
-    indexer(alliance).catch_up()  # the server's indexer, which statements read
     out = run("clearing", "statement", "1", str(cafe.merchant_id))
     doc = json.loads(out)
     assert doc["statement"]["totals"]["net"] == 21 and doc["anchored_hash"] is None
