@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
+from .. import limits
 from ..alliance import Alliance
 from ..errors import (
     LedgerIntegrityError,
@@ -31,7 +32,6 @@ from ..indexer.follower import Follower
 from . import repos as clearing_repos
 from .projection import CURSOR, ClearingProjection
 from .repos import ActRecord
-from .service import _int
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def anchor_statements(alliance: Alliance, *, period: int) -> list[Statement]:
     projection is first brought up to the confirmed head, and the period must be closed as
     of that block."""
     clearing = alliance.contracts.clearing
-    p = _int(period, "period", low=1)
+    p = limits.value(period, "period", low=1)
     catch_up(alliance)
     as_of = _synced_block(alliance)
     info = clearing.period(p, block=as_of)
@@ -120,9 +120,9 @@ def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement
     keccak-256 of the canonical JSON (sorted keys, no spaces, UTF-8), the value anchored on
     chain for a closed period."""
     contracts = alliance.contracts
-    p = _int(period, "period", low=1, high=contracts.clearing.current_period())
+    p = limits.value(period, "period", low=1, high=contracts.clearing.current_period())
     count = contracts.registry.merchant_count()
-    mid = _int(merchant_id, "merchant_id", low=1, high=max(count, 1))
+    mid = limits.value(merchant_id, "merchant_id", low=1, high=max(count, 1))
     if mid > count:
         raise LedgerNotFoundError(f"no merchant {merchant_id}")
     as_of = _synced_block(alliance)
