@@ -71,7 +71,7 @@ def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
     return cred
 
 
-def merchant_status(alliance: Alliance, merchant_id: int) -> str | None:
+def merchant_status(alliance: Alliance, merchant_id: MerchantId) -> str | None:
     """The merchant's status in the store ("active", "suspended"), read fresh (one indexed
     read, no lock): a suspension or reinstatement takes effect on the next request."""
     with alliance.store.read_session() as s:

@@ -28,6 +28,7 @@ from .points.service import (
 from .runtime import outbox_worker
 from .signing import convert_typed_data, redeem_typed_data
 from .terminal import console, open_alliance, print_credentials
+from .types import MerchantId
 
 demo_app = typer.Typer(help="The demo alliance.", no_args_is_help=True)
 
@@ -86,7 +87,7 @@ def _demo_cross_merchant(alliance: Alliance, merchants: list[dict[str, object]]
     key goes into the demo credentials file (a local demo chain only), so it can sign more."""
 
 
-    store, cinema, cafe = (int(str(m["merchant_id"])) for m in merchants)
+    store, cinema, cafe = (MerchantId(int(str(m["merchant_id"]))) for m in merchants)
     program = str(merchants[0]["program"])
     wallet = Account.create()
     chain_id = alliance.gateway.chain_id

@@ -9,6 +9,13 @@ Where they are made: a value is branded once it is known good — by the checker
 capabilities give back (``MerchantView``, ``AdmittedMerchant``, clearing's ``PositionView``
 in ``Fen``); the API brands the merchant of its credentials (``Principal.merchant_id``). Each
 is an ``int``/``str``/``bytes`` too, so it flows into code that takes the plain type.
+
+Where they are required: every merchant parameter of the capabilities' service functions
+(``points``, ``clearing``, ``merchants``) is a ``MerchantId``, so a caller must have checked
+the number first — the API's schemas and path parameters brand it after pydantic checks its
+bounds, the CLI through ``limits.merchant_id``, the demo from the admitted merchants. The layers
+below the services (contract clients, repositories, outbox payloads) take plain ``int``: they
+speak the ABI and the database, and only services call them.
 """
 
 from typing import NewType

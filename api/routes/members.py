@@ -12,6 +12,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from ledger.points import reads as points
+from ledger.types import MerchantId
 
 from ..auth import Principal
 from ..deps import AllianceDep, AnyPrincipalDep
@@ -21,9 +22,9 @@ from ..schemas.members import BalancesOut, HistoryOut, ProgramBalanceOut
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
 
-def _scope(who: Principal) -> int | None:
+def _scope(who: Principal) -> MerchantId | None:
     """The merchant whose view this is (None: the operator's, everything)."""
-    return None if who.role == "admin" else who.merchant_id or -1
+    return None if who.role == "admin" else who.merchant_id or MerchantId(-1)
 
 
 @router.get("/{address}/balances", response_model=BalancesOut)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ledger.alliance import Alliance
 from ledger.outbox.views import OperationView
 from ledger.points import service as points
+from ledger.types import MerchantId
 
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantDep
@@ -43,7 +44,7 @@ def operation_out(view: OperationView) -> dict[str, Any]:
 
 
 def queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
-          call: Callable[[Session, int], OperationView | list[OperationView]]) -> Response:
+          call: Callable[[Session, MerchantId], OperationView | list[OperationView]]) -> Response:
     """Queue operations for the calling merchant, idempotently; 202 with their status."""
     mid = who.merchant_id
     assert mid is not None

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger import limits
+from ledger import limits, types
 
 ADDRESS = limits.ADDRESS_PATTERN
 ADDRESS_EXAMPLE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -35,14 +35,14 @@ UnixTime = Annotated[int, Field(strict=True, ge=0, le=limits.MAX_UNIX_TIME,
 # and 2^64 - 1 would round up to 2^64 (a client generating "the maximum" would be refused).
 Nonce = Annotated[int, Field(strict=True, ge=0, lt=limits.MAX_NONCE + 1)]
 Signature = Annotated[str, Field(pattern=limits.SIGNATURE_PATTERN)]
-MerchantId = Annotated[int, Field(strict=True, ge=1, le=limits.MAX_ID, examples=[2])]
+MerchantId = Annotated[types.MerchantId, Field(strict=True, ge=1, le=limits.MAX_ID, examples=[2])]
 Amount = Annotated[int, Field(strict=True, ge=1, le=limits.MAX_VALUE, examples=[12_000])]
 
 # ---------------------------------------------------------------------- path and query
 
 MAX_ID = limits.MAX_ID
 AddressPath = Annotated[str, Path(pattern=ADDRESS, examples=[ADDRESS_EXAMPLE])]
-MerchantIdPath = Annotated[int, Path(ge=1, le=limits.MAX_ID, examples=[2])]
+MerchantIdPath = Annotated[types.MerchantId, Path(ge=1, le=limits.MAX_ID, examples=[2])]
 PeriodPath = Annotated[int, Path(ge=1, le=limits.MAX_ID, examples=[1])]
 PeriodQuery = Annotated[int | None, Query(ge=1, le=limits.MAX_ID)]
 Cursor = Annotated[int | None, Query(ge=0, le=limits.MAX_CURSOR,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..alliance import Alliance
+from ..limits import merchant_id as merchant_id_of
 from ..terminal import console, run, say_pending
 from .service import (
     PeriodView,
@@ -71,7 +72,8 @@ def clearing_confirm_for(period: int, debtor: int, creditor: int, amount: int) -
     """Record that DEBTOR paid the suspended CREDITOR AMOUNT off chain for PERIOD."""
 
     def act(a: Alliance) -> None:
-        pos = confirm_for_suspended(a, period=period, debtor=debtor, creditor=creditor,
+        pos = confirm_for_suspended(a, period=period, debtor=merchant_id_of(debtor, "debtor"),
+                                    creditor=merchant_id_of(creditor, "creditor"),
                                     amount=amount)
         console.print(f"merchant {creditor} is still owed {pos.outstanding} for period "
                       f"{period}")
@@ -99,7 +101,7 @@ def clearing_statement(
 
     def act(a: Alliance) -> None:
         catch_up(a)  # the CLI runs no indexer worker: read the chain up to its head first
-        st = statement(a, period=period, merchant_id=merchant_id)
+        st = statement(a, period=period, merchant_id=merchant_id_of(merchant_id))
         if csv_out:
             typer.echo(st.to_csv(), nl=False)
         else:
@@ -114,7 +116,7 @@ def clearing_caps(merchant_id: int, liability_cap: int, foreign_cap: int) -> Non
     """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none)."""
 
     def act(a: Alliance) -> None:
-        set_caps(a, merchant_id=merchant_id, liability_cap=liability_cap,
+        set_caps(a, merchant_id=merchant_id_of(merchant_id), liability_cap=liability_cap,
                  foreign_cap=foreign_cap)
         console.print(f"merchant {merchant_id}: {a.contracts.registry.terms_of(merchant_id)}")
         say_pending(a)
@@ -129,7 +131,8 @@ def clearing_accept(acceptor: int, program_merchant: int,
     """Let ACCEPTOR take PROGRAM_MERCHANT's points (or, with --refuse, stop it)."""
 
     def act(a: Alliance) -> None:
-        done = set_acceptance(a, acceptor=acceptor, program_merchant=program_merchant,
+        done = set_acceptance(a, acceptor=merchant_id_of(acceptor, "acceptor"),
+                              program_merchant=merchant_id_of(program_merchant, "program_merchant"),
                               accepted=not refuse)
         console.print(f"merchant {acceptor} {'refuses' if refuse else 'accepts'} the points "
                       f"of merchant {program_merchant}{'' if done else ' (scheduled)'}")
@@ -144,7 +147,8 @@ def clearing_refund(program_merchant: int, acceptor: int, order_id: str, points:
     for its order ORDER_ID (when ACCEPTOR has been suspended since)."""
 
     def act(a: Alliance) -> None:
-        operator_refund(a, program_merchant=program_merchant, acceptor=acceptor,
+        operator_refund(a, program_merchant=merchant_id_of(program_merchant, "program_merchant"),
+                        acceptor=merchant_id_of(acceptor, "acceptor"),
                         order_id=order_id, points=points)
         console.print(f"refunded {points} points of order {order_id} at merchant {acceptor}")
 
@@ -156,7 +160,7 @@ def clearing_mint(merchant_id: int, amount: int) -> None:
     """Mint settlement tokens to a merchant against cash received into escrow."""
 
     def act(a: Alliance) -> None:
-        bal = mint_settlement_tokens(a, merchant_id=merchant_id, amount=amount)
+        bal = mint_settlement_tokens(a, merchant_id=merchant_id_of(merchant_id), amount=amount)
         console.print(f"merchant {merchant_id} holds {bal} settlement units")
 
     run(act)

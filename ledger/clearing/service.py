@@ -89,7 +89,7 @@ def period_view(alliance: Alliance, period: int | None = None) -> PeriodView:
                       Fen(info.total_received), Fen(info.escrow), out, Fen(info.total_paid))
 
 
-def position(alliance: Alliance, *, merchant_id: int, period: int | None = None
+def position(alliance: Alliance, *, merchant_id: MerchantId, period: int | None = None
              ) -> PositionView:
     """One merchant's position in ``period`` (default: the open one)."""
     clearing = alliance.contracts.clearing
@@ -153,8 +153,8 @@ def sweep_stray(alliance: Alliance, *, to: str) -> int:
     return stray
 
 
-def confirm_for_suspended(alliance: Alliance, *, period: int, debtor: int, creditor: int,
-                          amount: int) -> PositionView:
+def confirm_for_suspended(alliance: Alliance, *, period: int, debtor: MerchantId,
+                          creditor: MerchantId, amount: int) -> PositionView:
     """Record, as the operator, that ``debtor`` paid a suspended ``creditor`` off chain."""
     clearing = alliance.contracts.clearing
     alliance.operator.transact(to=clearing.address, data=clearing.encode(
@@ -164,7 +164,7 @@ def confirm_for_suspended(alliance: Alliance, *, period: int, debtor: int, credi
     return position(alliance, merchant_id=creditor, period=period)
 
 
-def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
+def set_caps(alliance: Alliance, *, merchant_id: MerchantId, liability_cap: int,
              foreign_cap: int) -> bool:
     """Set a merchant's liability cap and per-period foreign cap (settlement units; 0: none),
     through the timelock. True once in effect, False while pending."""
@@ -177,7 +177,7 @@ def set_caps(alliance: Alliance, *, merchant_id: int, liability_cap: int,
         details={"merchant_id": mid}) is None
 
 
-def set_acceptance(alliance: Alliance, *, acceptor: int, program_merchant: int,
+def set_acceptance(alliance: Alliance, *, acceptor: MerchantId, program_merchant: MerchantId,
                    accepted: bool) -> bool:
     """Whether ``acceptor`` takes ``program_merchant``'s points, through the timelock. True
     once in effect, False while pending."""
@@ -192,7 +192,7 @@ def set_acceptance(alliance: Alliance, *, acceptor: int, program_merchant: int,
                 f"merchant {prog}") is None
 
 
-def mint_settlement_tokens(alliance: Alliance, *, merchant_id: int, amount: int) -> int:
+def mint_settlement_tokens(alliance: Alliance, *, merchant_id: MerchantId, amount: int) -> int:
     """Mint settlement tokens (the minter's key) to a merchant's account against cash
     received; give its new token balance."""
     account = alliance.contracts.registry.merchant(_int(merchant_id, "merchant_id", low=1)).account
@@ -202,7 +202,7 @@ def mint_settlement_tokens(alliance: Alliance, *, merchant_id: int, amount: int)
     return token.balance_of(account)
 
 
-def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
+def operator_refund(alliance: Alliance, *, program_merchant: MerchantId, acceptor: MerchantId,
                     order_id: str, points: int) -> None:
     """Refund, as the operator, what a redemption of ``program_merchant``'s points took for
     ``acceptor``'s order ``order_id`` (for an acceptor suspended since)."""
@@ -220,7 +220,7 @@ def operator_refund(alliance: Alliance, *, program_merchant: int, acceptor: int,
 # ---------------------------------------------------------------------- merchant requests
 
 
-def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, period: int,
+def request_deposit(alliance: Alliance, session: Session, *, merchant_id: MerchantId, period: int,
                     amount: int) -> OperationView:
     """Queue a debtor's escrow deposit of settlement tokens for a closed period."""
     merchant = require_merchant(session, merchant_id)
@@ -231,8 +231,8 @@ def request_deposit(alliance: Alliance, session: Session, *, merchant_id: int, p
     return operation_view(op)
 
 
-def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id: int,
-                            period: int, debtor: int, amount: int) -> OperationView:
+def request_confirm_payment(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
+                            period: int, debtor: MerchantId, amount: int) -> OperationView:
     """Queue a creditor's confirmation that ``debtor`` paid it ``amount`` off chain."""
     merchant = require_merchant(session, merchant_id)
     if debtor == merchant_id:

@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..indexer import repos as cursors
 from ..indexer.follower import Follower
+from ..types import MerchantId
 from . import repos as clearing_repos
 from .projection import CURSOR, ClearingProjection
 from .repos import ActRecord
@@ -109,7 +110,7 @@ def _period_acts(alliance: Alliance, p: int, *, involving: int | None = None
     return acts
 
 
-def statement(alliance: Alliance, *, period: int, merchant_id: int) -> Statement:
+def statement(alliance: Alliance, *, period: int, merchant_id: MerchantId) -> Statement:
     """The statement of ``merchant_id`` for ``period``, from the clearing read model (the
     indexed ``Cleared`` acts and their program events) and the chain's views read at the
     block that model reflects (``as_of_block``: a consistent answer, never a mix of two

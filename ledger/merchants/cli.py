@@ -13,6 +13,7 @@ from rich.table import Table
 from ..alliance import Alliance
 from ..errors import LedgerError
 from ..governance import cancel, find, pending
+from ..limits import merchant_id as merchant_id_of
 from ..terminal import WIDE_TABLE, console, fail, open_alliance, print_credentials, run, say_pending
 from .clients import ProgramConfig
 from .service import (
@@ -82,7 +83,7 @@ def merchant_payout(merchant_id: int, address: str) -> None:
     """Change where the clearing pays a merchant (an admin action through the timelock)."""
 
     def act(a: Alliance) -> None:
-        v = set_payout(a, merchant_id=merchant_id, payout=address)
+        v = set_payout(a, merchant_id=merchant_id_of(merchant_id), payout=address)
         console.print(f"merchant {v.merchant_id} is paid at {v.payout}")
         say_pending(a)
 
@@ -135,7 +136,7 @@ def rate(merchant_id: int, fen_per_point: int) -> None:
     """Set a program's rate in settlement units (fen) per point."""
     alliance = open_alliance()
     try:
-        v = set_rate(alliance, merchant_id=merchant_id, rate=fen_per_point)
+        v = set_rate(alliance, merchant_id=merchant_id_of(merchant_id), rate=fen_per_point)
         console.print(f"merchant {v.merchant_id} rate = {v.rate} fen/point")
         say_pending(alliance)
     except LedgerError as exc:

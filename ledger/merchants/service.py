@@ -196,12 +196,12 @@ def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | Mer
     if action.kind == "admit":
         out = _complete_admission(alliance, action)
     elif action.kind == "reinstate":
-        mid = int(action.details["merchant_id"])
+        mid = MerchantId(int(action.details["merchant_id"]))
         with alliance.store.session() as s:
             merchant_repos.set_merchant_status(s, mid, "active")
         out = get_merchant(alliance, merchant_id=mid)
     elif "merchant_id" in action.details:
-        mid = int(action.details["merchant_id"])
+        mid = MerchantId(int(action.details["merchant_id"]))
         with alliance.store.session() as s:
             known = merchant_repos.get_merchant(s, mid) is not None
         out = get_merchant(alliance, merchant_id=mid) if known else None
@@ -232,7 +232,7 @@ def create_admin_credential(alliance: Alliance) -> tuple[str, str]:
         return repos.create_credential(s, alliance.master_key, merchant_id=None, role="admin")
 
 
-def suspend_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
+def suspend_merchant(alliance: Alliance, *, merchant_id: MerchantId) -> MerchantView:
     """Stop a merchant from issuing, reversing and redeeming (on chain, at once: the
     operator's emergency brake)."""
     _known(alliance, merchant_id)
@@ -243,7 +243,7 @@ def suspend_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
-def reinstate_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
+def reinstate_merchant(alliance: Alliance, *, merchant_id: MerchantId) -> MerchantView:
     """Let a suspended merchant act again: an admin action through the governance. Gives the
     merchant (still suspended while the reinstatement is pending)."""
     _known(alliance, merchant_id)
@@ -254,7 +254,7 @@ def reinstate_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
-def set_rate(alliance: Alliance, *, merchant_id: int, rate: int) -> MerchantView:
+def set_rate(alliance: Alliance, *, merchant_id: MerchantId, rate: int) -> MerchantView:
     """Set a program's value in settlement units per point (through the timelock)."""
     rate = _check_rate(rate)
     _known(alliance, merchant_id)
@@ -266,7 +266,7 @@ def set_rate(alliance: Alliance, *, merchant_id: int, rate: int) -> MerchantView
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
-def set_payout(alliance: Alliance, *, merchant_id: int, payout: str) -> MerchantView:
+def set_payout(alliance: Alliance, *, merchant_id: MerchantId, payout: str) -> MerchantView:
     """Change where the clearing pays a merchant (through the timelock)."""
     address = _check_payout(payout)
     _known(alliance, merchant_id)
@@ -278,7 +278,7 @@ def set_payout(alliance: Alliance, *, merchant_id: int, payout: str) -> Merchant
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
-def get_merchant(alliance: Alliance, *, merchant_id: int) -> MerchantView:
+def get_merchant(alliance: Alliance, *, merchant_id: MerchantId) -> MerchantView:
     """The merchant's record: name from the store, status, program and rate from the chain."""
     with alliance.store.session() as s:
         name = require_merchant(s, merchant_id).name
@@ -293,15 +293,15 @@ def list_merchants(alliance: Alliance) -> list[MerchantView]:
     """Every merchant of the alliance."""
     with alliance.store.session() as s:
         ids = [m.id for m in merchant_repos.list_merchants(s)]
-    return [get_merchant(alliance, merchant_id=i) for i in ids]
+    return [get_merchant(alliance, merchant_id=MerchantId(i)) for i in ids]
 
 
-def merchant_signing_key(alliance: Alliance, merchant_id: int) -> bytes:
+def merchant_signing_key(alliance: Alliance, merchant_id: MerchantId) -> bytes:
     with alliance.store.read_session() as s:
         return alliance.master_key.decrypt(require_merchant(s, merchant_id).signing_key_enc)
 
 
-def _known(alliance: Alliance, merchant_id: int) -> None:
+def _known(alliance: Alliance, merchant_id: MerchantId) -> None:
     with alliance.store.read_session() as s:
         require_merchant(s, merchant_id)
 

@@ -18,6 +18,7 @@ from ..indexer import repos as cursors
 from ..limits import address as _address
 from ..merchants import repos as merchant_repos
 from ..merchants.service import program_of, require_merchant
+from ..types import MerchantId
 from . import repos as point_repos
 from .clients import PointProgramClient
 from .projection import CURSOR
@@ -47,7 +48,7 @@ class ProgramBalance:
     """A member's points in one program: ``balance`` (ERC-20 ``balanceOf``, what the Transfer
     logs say) = ``spendable`` + ``pending`` + ``expired`` (expired, not swept yet)."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     merchant_name: str
     program: str
     symbol: str
@@ -79,13 +80,13 @@ class HistoryPage:
 
 
 def balances(alliance: Alliance, *, member: str,
-             merchant_id: int | None = None) -> list[ProgramBalance]:
+             merchant_id: MerchantId | None = None) -> list[ProgramBalance]:
     """The member's points in every program (see :func:`balances_at`)."""
     return balances_at(alliance, member=member, merchant_id=merchant_id).programs
 
 
 def balances_at(alliance: Alliance, *, member: str,
-                merchant_id: int | None = None) -> Balances:
+                merchant_id: MerchantId | None = None) -> Balances:
     """The member's points in every program (with ``merchant_id``: in that merchant's program
     only), read from the chain's views at one block (spendable, pending, expired not yet
     swept, lots with their expiry times), with pending orders' release times from the read
@@ -109,7 +110,8 @@ def balances_at(alliance: Alliance, *, member: str,
             if p.program == program and left > 0:
                 releases.append(Release(p.order_ref, left, p.release_at))
         out.append(ProgramBalance(
-            merchant_id=mid, merchant_name=name, program=program, symbol=client.symbol(),
+            merchant_id=MerchantId(mid), merchant_name=name, program=program,
+            symbol=client.symbol(),
             balance=client.balance_of(address, block=block),
             spendable=client.spendable_of(address, block=block),
             pending=client.pending_of(address, block=block),
@@ -153,7 +155,7 @@ def expiry_of(alliance: Alliance, *, program: str, period: int) -> int | None:
 
 
 def history(alliance: Alliance, *, member: str, limit: int = 50,
-            cursor: int | None = None, merchant_id: int | None = None
+            cursor: int | None = None, merchant_id: MerchantId | None = None
             ) -> tuple[list[dict[str, Any]], int | None]:
     """The member's point events, newest first, and the next cursor (see
     :func:`history_page`)."""
@@ -163,7 +165,7 @@ def history(alliance: Alliance, *, member: str, limit: int = 50,
 
 
 def history_page(alliance: Alliance, *, member: str, limit: int = 50,
-                 cursor: int | None = None, merchant_id: int | None = None) -> HistoryPage:
+                 cursor: int | None = None, merchant_id: MerchantId | None = None) -> HistoryPage:
     """The member's point events, newest first, from the indexed read model (with
     ``merchant_id``: only its program's events and those at its store), each with its
     time (``at``) and what its kind needs (see :data:`HISTORY_KINDS`): an issue's release and
@@ -235,7 +237,7 @@ NONCE_WORDS_SCANNED = 16
 class PublicProgram:
     """One program as a wallet needs it to sign: where, in which domain, at what rate."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     merchant_name: str
     status: str
     program: str
@@ -261,7 +263,7 @@ class NonceInfo:
     """A member's signature nonces in one program: ``nonce`` used or not (when asked), and
     unused nonces to sign with (each payment signed at the same time takes its own)."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     program: str
     member: str
     nonce: int | None
@@ -309,7 +311,8 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
         assert program is not None
         symbol, domain = _identity(alliance, program)
         programs.append(PublicProgram(
-            merchant_id=mid, merchant_name=name, status=registry.merchant(mid).status,
+            merchant_id=MerchantId(mid), merchant_name=name,
+            status=registry.merchant(mid).status,
             program=program, symbol=symbol, rate=registry.rate_of(mid), domain=dict(domain)))
     types: dict[str, list[dict[str, str]]] = {
         "EIP712Domain": domain_types(programs[0].domain) if programs
@@ -323,7 +326,7 @@ def public_alliance(alliance: Alliance) -> PublicAlliance:
                           types=types)
 
 
-def member_nonces(alliance: Alliance, *, merchant_id: int, member: str,
+def member_nonces(alliance: Alliance, *, merchant_id: MerchantId, member: str,
                   nonce: int | None = None) -> NonceInfo:
     """Whether ``nonce`` is used in the merchant's program, and unused nonces to sign with:
     the lowest free ones of the member's first bitmap word that has any (so the relayer

@@ -30,7 +30,7 @@ from ..merchants.repos import MerchantRow
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
-from ..types import OrderRef
+from ..types import MerchantId, OrderRef
 from . import kinds
 from .kinds import (
     CancelNoncesPayload,
@@ -110,7 +110,7 @@ def _release_at(value: int | None) -> int:
     return 0 if value is None else limits.unix_time(value, "release_at")
 
 
-def _merchant(session: Session, merchant_id: int) -> MerchantRow:
+def _merchant(session: Session, merchant_id: MerchantId) -> MerchantRow:
     """A merchant with its point program (every admitted merchant has one)."""
     return require_merchant(session, merchant_id, program=True)
 
@@ -118,7 +118,7 @@ def _merchant(session: Session, merchant_id: int) -> MerchantRow:
 # ---------------------------------------------------------------------- requests
 
 
-def request_issue(alliance: Alliance, session: Session, *, merchant_id: int,
+def request_issue(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                   member: str | None = None, member_id: str | None = None, points: int,
                   order_id: str, release_at: int | None = None) -> OperationView:
     """Queue an issue of ``points`` to a member for the merchant's order ``order_id``."""
@@ -127,7 +127,7 @@ def request_issue(alliance: Alliance, session: Session, *, merchant_id: int,
                                kind=kinds.ISSUE)
 
 
-def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: int,
+def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                         items: Sequence[IssueLine], kind: kinds.IssueKind = kinds.ISSUE_BATCH
                         ) -> OperationView:
     """Queue many issue lines as one operation: they land in one transaction, all or none."""
@@ -156,7 +156,7 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: in
     return operation_view(op)
 
 
-def request_reverse(alliance: Alliance, session: Session, *, merchant_id: int, order_id: str,
+def request_reverse(alliance: Alliance, session: Session, *, merchant_id: MerchantId, order_id: str,
                     points: int) -> OperationView:
     """Queue a reversal (refund) of ``points`` of what the merchant's order issued."""
     merchant = _merchant(session, merchant_id)
@@ -177,7 +177,7 @@ class SignedRedemption:
     nonce: int
     deadline: int
     signature: str
-    program_merchant_id: int | None = None
+    program_merchant_id: MerchantId | None = None
 
 
 def _nonce_deadline_signature(nonce: Any, deadline: Any, signature: Any) -> None:
@@ -294,9 +294,9 @@ def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemptio
                              program_of(program_merchant))
 
 
-def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
+def request_redeem(alliance: Alliance, session: Session, *, merchant_id: MerchantId, member: str,
                    points: int, order_id: str, nonce: int, deadline: int,
-                   signature: str, program_merchant_id: int | None = None) -> OperationView:
+                   signature: str, program_merchant_id: MerchantId | None = None) -> OperationView:
     """Queue a redemption the member authorised by an EIP-712 signature; the merchant relays.
 
     ``program_merchant_id`` names whose points are spent (default: the merchant's own); at
@@ -311,7 +311,7 @@ def request_redeem(alliance: Alliance, session: Session, *, merchant_id: int, me
     return operation_view(op)
 
 
-def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: int,
+def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                          items: Sequence[SignedRedemption]) -> list[OperationView]:
     """Queue many signed redemptions relayed by one merchant: one operation per program
     (each lands in one transaction, all or none), in the order the programs first appear."""
@@ -340,8 +340,8 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: i
         for program, lines in groups.items()]
 
 
-def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, member: str,
-                    from_merchant_id: int, points: int, min_out: int, order_id: str,
+def request_convert(alliance: Alliance, session: Session, *, merchant_id: MerchantId, member: str,
+                    from_merchant_id: MerchantId, points: int, min_out: int, order_id: str,
                     nonce: int, deadline: int, signature: str) -> OperationView:
     """Queue a conversion of ``points`` of ``from_merchant_id``'s program into the relaying
     merchant's points, as the member signed it (EIP-712 ``Convert``)."""
@@ -370,9 +370,9 @@ def request_convert(alliance: Alliance, session: Session, *, merchant_id: int, m
     return operation_view(op)
 
 
-def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_id: int,
+def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                               order_id: str, points: int,
-                              program_merchant_id: int | None = None) -> OperationView:
+                              program_merchant_id: MerchantId | None = None) -> OperationView:
     """Queue a refund of ``points`` of what a redemption took for the merchant's order
     ``order_id`` (points of ``program_merchant_id``'s program; default its own)."""
     acceptor = _merchant(session, merchant_id)
@@ -385,9 +385,9 @@ def request_refund_redemption(alliance: Alliance, session: Session, *, merchant_
     return operation_view(op)
 
 
-def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_id: int,
+def request_cancel_signatures(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                               member: str, word_pos: int, mask: int, deadline: int,
-                              signature: str, program_merchant_id: int | None = None
+                              signature: str, program_merchant_id: MerchantId | None = None
                               ) -> OperationView:
     """Queue a member's signed ``CancelNonces``: nonces ``word_pos * 256 + b`` for every bit
     ``b`` of ``mask`` can never be used in ``program_merchant_id``'s program (default: the
