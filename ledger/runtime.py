@@ -73,9 +73,6 @@ def indexer(alliance: Alliance) -> Follower:
 
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
-    import os
-    if os.environ.get("BENCH_NO_INDEXER"):
-        return [outbox_worker(alliance), ExpirySweeper(alliance)]
     return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance)]
 
 

@@ -2,8 +2,9 @@
 
 A worker does its work in rounds: :meth:`Worker.process_once` does one and gives how much it
 did; the thread runs rounds until stopped, sleeping ``idle_sleep_s`` after a round that did
-nothing (a busy worker goes straight on). :meth:`Worker.recover` runs once before the thread
-starts (the outbox settles what a crash left). Tools and tests that run no thread call
+nothing and ``busy_sleep_s`` (by default none: it goes straight on) after one that did some.
+:meth:`Worker.recover` runs once before the thread starts (the outbox settles what a crash
+left). Tools and tests that run no thread call
 :meth:`Worker.process_once` or :meth:`Worker.drain` themselves.
 """
 
@@ -29,8 +30,9 @@ class Worker:
 
     name = "worker"
 
-    def __init__(self, *, idle_sleep_s: float) -> None:
+    def __init__(self, *, idle_sleep_s: float, busy_sleep_s: float = 0.0) -> None:
         self.idle_sleep_s = idle_sleep_s
+        self.busy_sleep_s = busy_sleep_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,6 +68,8 @@ class Worker:
                 done = 0
             if done == 0:
                 self._stop.wait(self.idle_sleep_s)
+            elif self.busy_sleep_s > 0:
+                self._stop.wait(self.busy_sleep_s)
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """Run rounds until one does nothing (for tools and tests that run no thread)."""

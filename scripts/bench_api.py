@@ -108,6 +108,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
                         single_ids.append(r.json()["id"])
 
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         clients = [threading.Thread(target=client_loop, args=(i,)) for i in range(50)]
         for c in clients:
             c.start()
@@ -116,6 +117,9 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         accepted_s = len(latencies) / (time.perf_counter() - t0)
         _wait_confirmed(alliance, single_ids)
         confirmed_s = len(latencies) / (time.perf_counter() - t0)
+        cpu_ms = (time.process_time() - cpu0) * 1000 / len(latencies)
+        print(f"CPU of this process (server, workers and clients) per single request, to "
+              f"confirmed: {cpu_ms:.2f} ms")
         lat = sorted(latencies)
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000

@@ -26,6 +26,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
+from ..chain.gateway import ChainGateway
 from ..contracts.client import ContractClient
 from ..store.db import Store
 from ..worker import Worker, WorkerTimeoutError
@@ -38,6 +39,12 @@ REORG_DEPTH = 64
 CHUNK = 5_000
 # Seconds the follower waits for new blocks after a round that found none.
 POLL_S = 0.5
+# Seconds between two rounds that found something. A round reads every block up to the head
+# however many there are, and costs about the same for one block as for twenty (a tip, one
+# eth_getLogs, one store transaction), so on a chain that makes a block per transaction (anvil
+# mining on demand) reading each block as it comes would spend the API's CPU for nothing:
+# the read model is at most this much behind instead.
+ROUND_GAP_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -103,11 +110,14 @@ class Follower(Worker):
     name = "indexer"
 
     def __init__(self, alliance: Alliance, projections: Sequence[Projection], *,
-                 idle_sleep_s: float = POLL_S) -> None:
-        super().__init__(idle_sleep_s=idle_sleep_s)
+                 idle_sleep_s: float = POLL_S, busy_sleep_s: float = ROUND_GAP_S) -> None:
+        super().__init__(idle_sleep_s=idle_sleep_s, busy_sleep_s=busy_sleep_s)
         self.alliance = alliance
         self.projections = list(projections)
         self._clock_at: Head | None = None
+        # The hash of the tip the last complete round read from: a round that finds the same
+        # tip has nothing to do (one eth_getBlockByNumber, no store access).
+        self._tip_read: str | None = None
 
     def process_once(self) -> int:
         return self.sync()
@@ -144,17 +154,20 @@ class Follower(Worker):
 
     def _sync(self) -> int:
         gw = self.alliance.gateway
-        # The head first, then the followed addresses: a program admitted before an event of
+        # The tip first, then the followed addresses: a program admitted before an event of
         # it was mined is in the store by then (its operations are queued after admission).
-        latest = gw.block_number()
+        blocks = _RoundBlocks(gw)
+        tip = blocks.tip()
+        latest = int(tip["number"])
+        tip_hash = _hash_hex(tip["hash"])
+        if tip_hash == self._tip_read:
+            return 0  # the same tip as the last full round: nothing new, nothing reorged
         head = latest - self.alliance.settings.confirmations
         start = self.alliance.contracts.deployment.block
         if head < start:
             return 0
         with self.alliance.store.read_session() as s:
-            last = {p.name: _block_of(cursors.get_cursor(s, p.name), start - 1)
-                    for p in self.projections}
-            hashes = {p.name: cursors.get_cursor(s, p.name) for p in self.projections}
+            stored = {p.name: cursors.get_cursor(s, p.name) for p in self.projections}
             clients: dict[str, ContractClient] = {}
             follows: dict[str, set[str]] = {}
             for p in self.projections:
@@ -162,16 +175,17 @@ class Follower(Worker):
                 follows[p.name] = {a.lower() for a in followed}
                 for address, client in followed.items():
                     clients.setdefault(address.lower(), client)
+        last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
         wanted = frozenset().union(*(p.events for p in self.projections))
-        self._rewind_reorged(last, hashes, latest=latest, start=start)
+        self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
         added = 0
         frm = min(last.values(), default=head) + 1
         while frm <= head:
             to = min(head, frm + CHUNK - 1)
             # The hash before the logs: a reorg between the two leaves a hash the next round
             # finds changed (and reads again), never new logs under an old hash.
-            to_hash = _hash_hex(gw.block(to)["hash"])
-            events = self._read(clients, wanted, frm, to) if clients else []
+            to_hash = blocks.hash_of(to)
+            events = self._read(clients, wanted, frm, to, blocks) if clients else []
             with self.alliance.store.session() as s:
                 for p in self.projections:
                     if last[p.name] >= to:
@@ -183,31 +197,29 @@ class Follower(Worker):
                     last[p.name] = to
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
-            now = Head(head, int(gw.block(head)["timestamp"]))
+            now = Head(head, int(blocks.get(head)["timestamp"]))
             with self.alliance.store.session() as s:
                 for p in self.projections:
                     added += p.on_head(s, now)
             self._clock_at = now
+        self._tip_read = tip_hash
         return added
 
-    def _rewind_reorged(self, last: dict[str, int], stored: Mapping[str, Any], *,
-                        latest: int, start: int) -> None:
+    def _rewind_reorged(self, last: dict[str, int], stored: Mapping[str, Any],
+                        blocks: _RoundBlocks, *, latest: int, start: int) -> None:
         """Rewind every projection whose cursor block is gone or has another hash now."""
-        gw = self.alliance.gateway
-        seen: dict[int, str | None] = {}
         for p in self.projections:
             cursor = stored[p.name]
             block = last[p.name]
             if cursor is None or block < start:
                 continue
-            if block not in seen:
-                seen[block] = _hash_hex(gw.block(block)["hash"]) if block <= latest else None
-            if seen[block] == _hash_hex(cursor[1]):
+            now = blocks.hash_of(block) if block <= latest else None
+            if now == _hash_hex(cursor[1]):
                 continue
             rewind = max(start - 1, block - REORG_DEPTH)
             log.warning("reorg below block %d: %s re-reads from block %d", block, p.name,
                         rewind + 1)
-            rewind_hash = _hash_hex(gw.block(rewind)["hash"]) if rewind >= start else ""
+            rewind_hash = blocks.hash_of(rewind) if rewind >= start else ""
             with self.alliance.store.session() as s:
                 p.rollback(s, rewind)
                 cursors.set_cursor(s, p.name, rewind, rewind_hash)
@@ -215,7 +227,7 @@ class Follower(Worker):
             self._clock_at = None
 
     def _read(self, clients: Mapping[str, ContractClient], wanted: frozenset[str], frm: int,
-              to: int) -> list[ChainEvent]:
+              to: int, blocks: _RoundBlocks) -> list[ChainEvent]:
         """The decoded events named ``wanted`` of every followed contract in blocks
         ``frm``..``to``."""
         gw = self.alliance.gateway
@@ -228,7 +240,6 @@ class Follower(Worker):
             return []
         logs = gw.get_logs(address=sorted(clients), from_block=frm, to_block=to,
                            topics=[topics])
-        times: dict[int, int] = {}
         out = []
         for lg in logs:
             client = clients.get(str(lg["address"]).lower())
@@ -236,15 +247,41 @@ class Follower(Worker):
                 continue
             for name, args, raw in client.decode_logs([lg]):
                 block = int(raw["blockNumber"])
-                if block not in times:
-                    times[block] = int(gw.block(block)["timestamp"])
                 out.append(ChainEvent(
                     name=name, args=args, address=str(raw["address"]),
                     tx_hash="0x" + _hash_hex(raw["transactionHash"]),
                     block_number=block, log_index=int(raw["logIndex"]),
-                    block_time=times[block]))
+                    block_time=int(blocks.get(block)["timestamp"])))
         out.sort(key=lambda e: (e.block_number, e.log_index))
         return out
+
+
+class _RoundBlocks:
+    """The blocks one round has fetched, so that no block is asked for twice in a round (the
+    tip is also the confirmed head with no confirmation depth, the block of its logs and the
+    block whose time the projections' clocks take), and the hash of a block whose child is
+    known comes from the child's parent hash."""
+
+    def __init__(self, gateway: ChainGateway) -> None:
+        self._gateway = gateway
+        self._blocks: dict[int, Mapping[str, Any]] = {}
+
+    def tip(self) -> Mapping[str, Any]:
+        block = self._gateway.block("latest")
+        self._blocks[int(block["number"])] = block
+        return block
+
+    def get(self, number: int) -> Mapping[str, Any]:
+        block = self._blocks.get(number)
+        if block is None:
+            block = self._blocks[number] = self._gateway.block(number)
+        return block
+
+    def hash_of(self, number: int) -> str:
+        child = self._blocks.get(number + 1)
+        if number not in self._blocks and child is not None:
+            return _hash_hex(child["parentHash"])
+        return _hash_hex(self.get(number)["hash"])
 
 
 def _block_of(cursor: tuple[int, str] | None, default: int = -1) -> int:

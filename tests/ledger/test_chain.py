@@ -3,13 +3,16 @@ sender gets a dropped transaction mined by rebroadcast or a fee-bumped replaceme
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from ledger.chain import anvil
-from ledger.chain.gateway import ChainGateway
+from ledger.chain.gateway import ChainGateway, CountingProvider
 from ledger.chain.sender import SentTx, TransactionSender
 from ledger.settings import ANVIL_OPERATOR_KEY, Settings
 
@@ -75,3 +78,42 @@ def test_wait_returns_the_original_receipt_when_it_lands_before_its_replacement(
     finally:
         gateway.rpc("evm_setAutomine", [True])
     assert receipt["status"] == 1 and receipt["transactionHash"] == sent.tx_hash
+
+
+def test_the_node_is_reached_through_the_proxy_the_environment_names(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment is read once per process, not per request, and still honoured: a
+    node behind an HTTP proxy (HTTP_PROXY) is reached through it, and NO_PROXY exempts it."""
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(self.path)  # a proxied request names the whole URL
+            out = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        node = "http://alliance-node.invalid:8545"
+        provider = CountingProvider(node, timeout=5)
+        for _ in range(2):
+            assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
+        assert seen == [node + "/", node + "/"]
+        monkeypatch.setenv("NO_PROXY", "alliance-node.invalid")
+        with pytest.raises(Exception):  # noqa: B017 - any connection error: the name is unknown
+            CountingProvider(node, timeout=5).make_request("eth_chainId", [])
+        assert len(seen) == 2
+    finally:
+        server.shutdown()

@@ -212,3 +212,26 @@ def test_each_projection_gets_only_the_events_of_the_contracts_it_follows(
         [store_merchant.program, cafe_merchant.program])
     assert all(e.tx_hash.startswith("0x") and e.block_time > 0 for e in both.seen)
     assert cafe.rolled_back == both.rolled_back == []
+
+
+def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """The follower shares the process with the API: a round after one new block asks the
+    node for the tip and the logs only (the tip is also the block whose time and hash it
+    keeps, and the cursor block's hash is the tip's parent hash), and a round that finds the
+    same tip asks for nothing else and does not touch the store."""
+    follower = indexer(alliance)
+    follower.catch_up()
+    member = Account.create().address
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                      points=9, order_id="RT-1")
+    outbox_worker(alliance).drain()
+    gw = alliance.gateway
+    before = gw.round_trips
+    assert follower.process_once() == 1  # the issue's row
+    assert gw.round_trips - before == 2
+    assert [e["amount"] for e in history(alliance, member=member)[0]] == [9]
+    before = gw.round_trips
+    assert follower.process_once() == 0
+    assert gw.round_trips - before == 1
