@@ -4,78 +4,38 @@ deposit and a creditor's confirmation of an off-chain payment (see :mod:`ledger.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
 
 from ..deployment import Contracts
-from ..errors import LedgerValidationError
-from ..outbox.kinds import Call, OperationKind
+from ..outbox.kinds import AddressField, Call, JsonPayload, OperationKind, Uint256
 
 GAS_DEPOSIT = 300_000
 GAS_CONFIRM_PAYMENT = 250_000
 
 
-def _uint(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
-        raise LedgerValidationError(f"{field} must be an integer of 0 to 2^256 - 1",
-                                    field=field)
-    return value
-
-
-def _address(value: Any, field: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise LedgerValidationError(f"{field} must be an address", field=field)
-    return value
-
-
 @dataclass(frozen=True)
-class DepositPayload:
+class DepositPayload(JsonPayload):
     """``deposit``: ``amount`` settlement tokens into the Clearing's escrow for ``period``
     (``to``: the token, which the deposit calls)."""
 
-    to: str
-    period: int
-    amount: int
-
-    def __post_init__(self) -> None:
-        _address(self.to, "to")
-        _uint(self.period, "period")
-        _uint(self.amount, "amount")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"to": self.to, "period": self.period, "amount": self.amount}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DepositPayload:
-        return cls(data["to"], data["period"], data["amount"])
+    to: AddressField
+    period: Uint256
+    amount: Uint256
 
 
 @dataclass(frozen=True)
-class ConfirmPaymentPayload:
+class ConfirmPaymentPayload(JsonPayload):
     """``confirm_payment``: the creditor confirms ``debtor`` paid it ``amount`` for
     ``period`` off chain (``to``: the Clearing)."""
 
-    to: str
-    period: int
-    debtor: int
-    amount: int
-
-    def __post_init__(self) -> None:
-        _address(self.to, "to")
-        _uint(self.period, "period")
-        _uint(self.debtor, "debtor")
-        _uint(self.amount, "amount")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"to": self.to, "period": self.period, "debtor": self.debtor,
-                "amount": self.amount}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ConfirmPaymentPayload:
-        return cls(data["to"], data["period"], data["debtor"], data["amount"])
+    to: AddressField
+    period: Uint256
+    debtor: Uint256
+    amount: Uint256
 
 
 class DepositKind(OperationKind[DepositPayload]):

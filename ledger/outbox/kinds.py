@@ -15,16 +15,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, Self, TypeVar
+from dataclasses import MISSING, dataclass, fields
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from ..chain.sender import StoreSender
 from ..deployment import Contracts
 from ..errors import LedgerError, LedgerValidationError
 from ..store.models import OperationStatus
 
-__all__ = ["Call", "Claimed", "Group", "KindRegistry", "OperationKind", "OperationStatus",
-           "Payload", "Signer", "hex_bytes", "parse_hex"]
+__all__ = ["Call", "Claimed", "Group", "JsonPayload", "KindRegistry", "OperationKind",
+           "OperationStatus", "Payload", "Signer", "hex_bytes", "parse_hex"]
 
 
 class Payload(Protocol):
@@ -213,3 +224,196 @@ def parse_hex(value: Any, field: str, *, size: int | None = None) -> bytes:
     if size is not None and len(out) != size:
         raise LedgerValidationError(f"{field} must be {size} bytes", field=field)
     return out
+
+
+# ---------------------------------------------------------------------- the payload codec
+
+
+class FieldCodec:
+    """How one payload field is checked when the payload is built, written to the JSON
+    column and read back."""
+
+    def check(self, value: Any, field: str) -> None:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+    def load(self, raw: Any, field: str) -> Any:
+        return raw
+
+
+@dataclass(frozen=True)
+class Uint(FieldCodec):
+    """An unsigned integer of ``bits`` bits (``as_hex``: stored as hex text, for values that
+    a JSON number would round, past 2^53)."""
+
+    bits: int = 256
+    as_hex: bool = False
+
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or \
+                not 0 <= value < 2**self.bits:
+            raise LedgerValidationError(
+                f"{field} must be an integer of 0 to 2^{self.bits} - 1", field=field)
+
+    def dump(self, value: Any) -> Any:
+        return hex(value) if self.as_hex else value
+
+    def load(self, raw: Any, field: str) -> Any:
+        if not self.as_hex:
+            return raw
+        try:
+            return int(raw, 16)
+        except (TypeError, ValueError) as exc:
+            raise LedgerValidationError(f"{field} must be hex text", field=field) from exc
+
+
+class _Address(FieldCodec):
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+            raise LedgerValidationError(f"{field} must be an address", field=field)
+
+
+class _Text(FieldCodec):
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, str):
+            raise LedgerValidationError(f"{field} must be text", field=field)
+
+
+@dataclass(frozen=True)
+class Hex(FieldCodec):
+    """Bytes (of ``size`` bytes when given), stored as ``0x`` hex."""
+
+    size: int | None = None
+
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, bytes) or (self.size is not None and len(value) != self.size):
+            raise LedgerValidationError(f"{field} must be {self.size or 'some'} bytes",
+                                        field=field)
+
+    def dump(self, value: Any) -> Any:
+        return hex_bytes(value)
+
+    def load(self, raw: Any, field: str) -> Any:
+        return parse_hex(raw, field, size=self.size)
+
+
+@dataclass(frozen=True)
+class Many(FieldCodec):
+    """A tuple of values of one codec (``length``: exactly that many; ``least``: at least that
+    many, or ``empty`` is the error), stored as a JSON list. A tuple of payloads (the lines of
+    a many-line operation) needs no annotation."""
+
+    each: FieldCodec
+    length: int | None = None
+    least: int = 0
+    empty: str = ""
+
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, tuple):
+            raise LedgerValidationError(f"{field} must be a tuple", field=field)
+        if self.length is not None and len(value) != self.length:
+            raise LedgerValidationError(f"{field} must have {self.length} values", field=field)
+        if len(value) < self.least:
+            raise LedgerValidationError(self.empty or f"{field} must have at least "
+                                        f"{self.least} values", field=field)
+        for item in value:
+            self.each.check(item, field)
+
+    def dump(self, value: Any) -> Any:
+        return [self.each.dump(v) for v in value]
+
+    def load(self, raw: Any, field: str) -> Any:
+        if not isinstance(raw, list):
+            raise LedgerValidationError(f"{field} must be a list", field=field)
+        return tuple(self.each.load(v, field) for v in raw)
+
+
+@dataclass(frozen=True)
+class _Nested(FieldCodec):
+    cls: type[JsonPayload]
+
+    def check(self, value: Any, field: str) -> None:
+        if not isinstance(value, self.cls):
+            raise LedgerValidationError(f"{field} must be a {self.cls.__name__}", field=field)
+
+    def dump(self, value: Any) -> Any:
+        return value.to_json()
+
+    def load(self, raw: Any, field: str) -> Any:
+        if not isinstance(raw, Mapping):
+            raise LedgerValidationError(f"{field} must be an object", field=field)
+        return self.cls.from_json(raw)
+
+
+ADDRESS = _Address()
+TEXT = _Text()
+UINT = Uint()
+AddressField = Annotated[str, ADDRESS]
+TextField = Annotated[str, TEXT]
+Uint256 = Annotated[int, UINT]
+Uint64 = Annotated[int, Uint(64)]
+Bytes32 = Annotated[bytes, Hex(32)]
+AnyBytes = Annotated[bytes, Hex()]
+
+
+class JsonPayload:
+    """Base of the payload dataclasses: from the annotations of its fields (the aliases above,
+    a codec in ``Annotated``, or a tuple of payloads for the lines) it checks a payload when it
+    is built and writes and reads its JSON. A field with a default may be missing (or null)
+    in stored JSON, so a field added later reads old rows."""
+
+    def __post_init__(self) -> None:
+        for name, codec in _codecs(type(self)).items():
+            codec.check(getattr(self, name), name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: codec.dump(getattr(self, name))
+                for name, codec in _codecs(type(self)).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        if not isinstance(data, Mapping):
+            raise LedgerValidationError(f"a {cls.__name__} is a JSON object")
+        args: dict[str, Any] = {}
+        for name, codec in _codecs(cls).items():
+            raw = data.get(name)
+            if raw is None and name in _defaulted(cls):
+                continue
+            if name not in data:
+                raise LedgerValidationError(f"{name} is missing", field=name)
+            args[name] = codec.load(raw, name)
+        return cls(**args)
+
+
+_CODECS: dict[type, dict[str, FieldCodec]] = {}
+
+
+def _codecs(cls: type) -> dict[str, FieldCodec]:
+    known = _CODECS.get(cls)
+    if known is None:
+        hints = get_type_hints(cls, include_extras=True)
+        known = _CODECS[cls] = {f.name: _codec_of(cls, f.name, hints[f.name])
+                                for f in fields(cast(Any, cls))}
+    return known
+
+
+def _defaulted(cls: type) -> set[str]:
+    return {f.name for f in fields(cast(Any, cls))
+            if f.default is not MISSING or f.default_factory is not MISSING}
+
+
+def _codec_of(cls: type, name: str, hint: Any) -> FieldCodec:
+    if get_origin(hint) is Annotated:
+        base, *extras = get_args(hint)
+        for extra in extras:
+            if isinstance(extra, FieldCodec):
+                return extra
+        hint = base
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis and isinstance(args[0], type) and \
+                issubclass(args[0], JsonPayload):
+            return Many(_Nested(args[0]))
+    raise TypeError(f"{cls.__name__}.{name}: no payload codec for {hint!r}")

@@ -8,13 +8,27 @@ Payloads keep the JSON the outbox has always stored (``items`` lists for the man
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
 from ..deployment import Contracts
 from ..errors import LedgerValidationError
-from ..outbox.kinds import Call, OperationKind, hex_bytes, parse_hex
+from ..outbox.kinds import (
+    ADDRESS,
+    UINT,
+    AddressField,
+    AnyBytes,
+    Bytes32,
+    Call,
+    JsonPayload,
+    Many,
+    OperationKind,
+    TextField,
+    Uint,
+    Uint64,
+    Uint256,
+)
 from .clients import Conversion, IssueItem, Redemption
 
 # Gas bounds per line, above the worst case each path can take (measured: a new member's
@@ -45,127 +59,52 @@ GAS_REFUND_REDEMPTION = 300_000
 GAS_CANCEL_NONCES = 120_000
 
 
-# ---------------------------------------------------------------------- field checks
-
-
-def _uint(value: Any, field: str, bits: int = 256) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
-        raise LedgerValidationError(f"{field} must be an integer of 0 to 2^{bits} - 1",
-                                    field=field)
-    return value
-
-
-def _address(value: Any, field: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise LedgerValidationError(f"{field} must be an address", field=field)
-    return value
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise LedgerValidationError(f"{field} must be text", field=field)
-    return value
-
-
-def _bytes(value: Any, field: str, size: int | None = None) -> bytes:
-    if not isinstance(value, bytes) or (size is not None and len(value) != size):
-        raise LedgerValidationError(f"{field} must be {size or 'some'} bytes", field=field)
-    return value
-
-
 # ---------------------------------------------------------------------- payloads
+# Their checks and JSON come from the field annotations (``JsonPayload``); the JSON keeps
+# the shape the outbox has always stored.
 
 
 @dataclass(frozen=True)
-class IssueLinePayload:
+class IssueLinePayload(JsonPayload):
     """One line of an issue: points to a member for a merchant's order."""
 
-    member: str
-    points: int
-    order_id: str
-    order_ref: bytes
-    release_at: int = 0
-
-    def __post_init__(self) -> None:
-        _address(self.member, "member")
-        _uint(self.points, "points", 256)
-        _text(self.order_id, "order_id")
-        _bytes(self.order_ref, "order_ref", 32)
-        _uint(self.release_at, "release_at", 64)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"member": self.member, "points": self.points, "order_id": self.order_id,
-                "order_ref": hex_bytes(self.order_ref), "release_at": self.release_at}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> IssueLinePayload:
-        return cls(data["member"], data["points"], data["order_id"],
-                   parse_hex(data["order_ref"], "order_ref", size=32),
-                   data.get("release_at") or 0)
+    member: AddressField
+    points: Uint256
+    order_id: TextField
+    order_ref: Bytes32
+    release_at: Uint64 = 0
 
     def item(self) -> IssueItem:
         return IssueItem(self.member, self.points, self.order_ref, self.release_at)
 
 
 @dataclass(frozen=True)
-class IssuePayload:
+class IssuePayload(JsonPayload):
     """``issue`` / ``issue_batch``: lines issued all or none, in the merchant's program."""
 
     items: tuple[IssueLinePayload, ...]
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.items:
             raise LedgerValidationError("an issue needs at least one line", field="items")
 
-    def to_json(self) -> dict[str, Any]:
-        return {"items": [line.to_json() for line in self.items]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> IssuePayload:
-        return cls(tuple(IssueLinePayload.from_json(line) for line in data["items"]))
-
 
 @dataclass(frozen=True)
-class RedeemLinePayload:
+class RedeemLinePayload(JsonPayload):
     """One signed redemption, relayed by the acceptor ``merchant_id``, spending points of
     ``program`` (merchant ``program_merchant_id``'s)."""
 
-    member: str
-    points: int
-    order_id: str
-    order_ref: bytes
-    nonce: int
-    deadline: int
-    signature: bytes
-    merchant_id: int
-    program_merchant_id: int
-    program: str
-
-    def __post_init__(self) -> None:
-        _address(self.member, "member")
-        _uint(self.points, "points", 256)
-        _text(self.order_id, "order_id")
-        _bytes(self.order_ref, "order_ref", 32)
-        _uint(self.nonce, "nonce")
-        _uint(self.deadline, "deadline")
-        _bytes(self.signature, "signature")
-        _uint(self.merchant_id, "merchant_id")
-        _uint(self.program_merchant_id, "program_merchant_id")
-        _address(self.program, "program")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"member": self.member, "points": self.points, "order_id": self.order_id,
-                "order_ref": hex_bytes(self.order_ref), "nonce": self.nonce,
-                "deadline": self.deadline, "signature": hex_bytes(self.signature),
-                "merchant_id": self.merchant_id,
-                "program_merchant_id": self.program_merchant_id, "program": self.program}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RedeemLinePayload:
-        return cls(data["member"], data["points"], data["order_id"],
-                   parse_hex(data["order_ref"], "order_ref", size=32), data["nonce"],
-                   data["deadline"], parse_hex(data["signature"], "signature"),
-                   data["merchant_id"], data["program_merchant_id"], data["program"])
+    member: AddressField
+    points: Uint256
+    order_id: TextField
+    order_ref: Bytes32
+    nonce: Uint256
+    deadline: Uint256
+    signature: AnyBytes
+    merchant_id: Uint256
+    program_merchant_id: Uint256
+    program: AddressField
 
     def redemption(self) -> Redemption:
         return Redemption(self.member, self.points, self.merchant_id, self.order_ref,
@@ -173,92 +112,43 @@ class RedeemLinePayload:
 
 
 @dataclass(frozen=True)
-class RedeemPayload:
+class RedeemPayload(JsonPayload):
     """``redeem`` / ``redeem_batch``: signed redemptions of one program, all or none."""
 
-    program: str
+    program: AddressField
     items: tuple[RedeemLinePayload, ...]
 
     def __post_init__(self) -> None:
-        _address(self.program, "program")
+        super().__post_init__()
         if not self.items:
             raise LedgerValidationError("a redemption needs at least one line", field="items")
 
-    def to_json(self) -> dict[str, Any]:
-        return {"program": self.program, "items": [line.to_json() for line in self.items]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RedeemPayload:
-        return cls(data["program"],
-                   tuple(RedeemLinePayload.from_json(line) for line in data["items"]))
-
 
 @dataclass(frozen=True)
-class ReversePayload:
+class ReversePayload(JsonPayload):
     """``reverse``: take back points the merchant's order issued (a refund)."""
 
-    order_id: str
-    order_ref: bytes
-    points: int
-
-    def __post_init__(self) -> None:
-        _text(self.order_id, "order_id")
-        _bytes(self.order_ref, "order_ref", 32)
-        _uint(self.points, "points")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"order_id": self.order_id, "order_ref": hex_bytes(self.order_ref),
-                "points": self.points}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ReversePayload:
-        return cls(data["order_id"], parse_hex(data["order_ref"], "order_ref", size=32),
-                   data["points"])
+    order_id: TextField
+    order_ref: Bytes32
+    points: Uint256
 
 
 @dataclass(frozen=True)
-class ConvertPayload:
+class ConvertPayload(JsonPayload):
     """``convert``: a member's signed conversion of ``program``'s points (merchant
     ``from_merchant_id``) into the relaying merchant ``merchant_id``'s."""
 
-    program: str
-    member: str
-    points: int
-    min_out: int
-    order_id: str
-    order_ref: bytes
-    nonce: int
-    deadline: int
-    signature: bytes
-    merchant_id: int
-    from_merchant_id: int
-
-    def __post_init__(self) -> None:
-        _address(self.program, "program")
-        _address(self.member, "member")
-        _uint(self.points, "points")
-        _uint(self.min_out, "min_out")
-        _text(self.order_id, "order_id")
-        _bytes(self.order_ref, "order_ref", 32)
-        _uint(self.nonce, "nonce")
-        _uint(self.deadline, "deadline")
-        _bytes(self.signature, "signature")
-        _uint(self.merchant_id, "merchant_id")
-        _uint(self.from_merchant_id, "from_merchant_id")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"program": self.program, "member": self.member, "points": self.points,
-                "min_out": self.min_out, "order_id": self.order_id,
-                "order_ref": hex_bytes(self.order_ref), "nonce": self.nonce,
-                "deadline": self.deadline, "signature": hex_bytes(self.signature),
-                "merchant_id": self.merchant_id, "from_merchant_id": self.from_merchant_id}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ConvertPayload:
-        return cls(data["program"], data["member"], data["points"], data["min_out"],
-                   data["order_id"], parse_hex(data["order_ref"], "order_ref", size=32),
-                   data["nonce"], data["deadline"], parse_hex(data["signature"], "signature"),
-                   data["merchant_id"], data["from_merchant_id"])
+    program: AddressField
+    member: AddressField
+    points: Uint256
+    min_out: Uint256
+    order_id: TextField
+    order_ref: Bytes32
+    nonce: Uint256
+    deadline: Uint256
+    signature: AnyBytes
+    merchant_id: Uint256
+    from_merchant_id: Uint256
 
     def conversion(self) -> Conversion:
         return Conversion(self.member, self.points, self.merchant_id, self.min_out,
@@ -266,98 +156,41 @@ class ConvertPayload:
 
 
 @dataclass(frozen=True)
-class RefundRedemptionPayload:
+class RefundRedemptionPayload(JsonPayload):
     """``refund_redemption``: give back what a redemption took for the acceptor
     ``merchant_id``'s order, in ``program`` (merchant ``program_merchant_id``'s)."""
 
-    program: str
-    merchant_id: int
-    program_merchant_id: int
-    order_id: str
-    order_ref: bytes
-    points: int
-
-    def __post_init__(self) -> None:
-        _address(self.program, "program")
-        _uint(self.merchant_id, "merchant_id")
-        _uint(self.program_merchant_id, "program_merchant_id")
-        _text(self.order_id, "order_id")
-        _bytes(self.order_ref, "order_ref", 32)
-        _uint(self.points, "points")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"program": self.program, "merchant_id": self.merchant_id,
-                "program_merchant_id": self.program_merchant_id, "order_id": self.order_id,
-                "order_ref": hex_bytes(self.order_ref), "points": self.points}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RefundRedemptionPayload:
-        return cls(data["program"], data["merchant_id"], data["program_merchant_id"],
-                   data["order_id"], parse_hex(data["order_ref"], "order_ref", size=32),
-                   data["points"])
+    program: AddressField
+    merchant_id: Uint256
+    program_merchant_id: Uint256
+    order_id: TextField
+    order_ref: Bytes32
+    points: Uint256
 
 
 @dataclass(frozen=True)
-class CancelNoncesPayload:
+class CancelNoncesPayload(JsonPayload):
     """``cancel_nonces``: a member's signed cancellation of the nonces ``word_pos * 256 + b``
-    for every bit ``b`` of ``mask`` in ``program``."""
+    for every bit ``b`` of ``mask`` in ``program``. The mask is stored as hex text: JSON
+    numbers lose precision above 2^53."""
 
-    program: str
-    program_merchant_id: int
-    member: str
-    word_pos: int
-    mask: int
-    deadline: int
-    signature: bytes
-
-    def __post_init__(self) -> None:
-        _address(self.program, "program")
-        _uint(self.program_merchant_id, "program_merchant_id")
-        _address(self.member, "member")
-        _uint(self.word_pos, "word_pos", 248)
-        _uint(self.mask, "mask")
-        _uint(self.deadline, "deadline")
-        _bytes(self.signature, "signature")
-
-    def to_json(self) -> dict[str, Any]:
-        # The mask is stored as hex text: JSON numbers lose precision above 2^53.
-        return {"program": self.program, "program_merchant_id": self.program_merchant_id,
-                "member": self.member, "word_pos": self.word_pos, "mask": hex(self.mask),
-                "deadline": self.deadline, "signature": hex_bytes(self.signature)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CancelNoncesPayload:
-        return cls(data["program"], data["program_merchant_id"], data["member"],
-                   data["word_pos"], int(data["mask"], 16), data["deadline"],
-                   parse_hex(data["signature"], "signature"))
+    program: AddressField
+    program_merchant_id: Uint256
+    member: AddressField
+    word_pos: Annotated[int, Uint(248)]
+    mask: Annotated[int, Uint(256, as_hex=True)]
+    deadline: Uint256
+    signature: AnyBytes
 
 
 @dataclass(frozen=True)
-class SweepPayload:
+class SweepPayload(JsonPayload):
     """``sweep_expired``: the members whose lots of ``periods`` (first, last) expired in
     ``program``; queued by :class:`ledger.points.expiry.ExpirySweeper`."""
 
-    program: str
-    items: tuple[str, ...]
-    periods: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        _address(self.program, "program")
-        for member in self.items:
-            _address(member, "items")
-        if len(self.periods) != 2:
-            raise LedgerValidationError("periods is (first, last)", field="periods")
-        for period in self.periods:
-            _uint(period, "periods")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"program": self.program, "items": list(self.items),
-                "periods": list(self.periods)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SweepPayload:
-        first, last = data["periods"]
-        return cls(data["program"], tuple(data["items"]), (first, last))
+    program: AddressField
+    items: Annotated[tuple[str, ...], Many(ADDRESS)]
+    periods: Annotated[tuple[int, int], Many(UINT, length=2)]
 
 
 # ---------------------------------------------------------------------- kinds
