@@ -35,7 +35,7 @@ from ..errors import LedgerError, LedgerValidationError
 from ..store.models import OperationStatus
 
 __all__ = ["Call", "Claimed", "Group", "JsonPayload", "KindRegistry", "OperationKind",
-           "OperationStatus", "Payload", "Signer", "hex_bytes", "parse_hex"]
+           "NonEmpty", "OperationStatus", "Payload", "Signer", "hex_bytes", "parse_hex"]
 
 
 class Payload(Protocol):
@@ -404,16 +404,27 @@ def _defaulted(cls: type) -> set[str]:
             if f.default is not MISSING or f.default_factory is not MISSING}
 
 
+@dataclass(frozen=True)
+class NonEmpty:
+    """Marks the lines of a many-line payload that must have one at least (``message``: the
+    error otherwise)."""
+
+    message: str
+
+
 def _codec_of(cls: type, name: str, hint: Any) -> FieldCodec:
+    least, empty = 0, ""
     if get_origin(hint) is Annotated:
         base, *extras = get_args(hint)
         for extra in extras:
             if isinstance(extra, FieldCodec):
                 return extra
+            if isinstance(extra, NonEmpty):
+                least, empty = 1, extra.message
         hint = base
     if get_origin(hint) is tuple:
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis and isinstance(args[0], type) and \
                 issubclass(args[0], JsonPayload):
-            return Many(_Nested(args[0]))
+            return Many(_Nested(args[0]), least=least, empty=empty)
     raise TypeError(f"{cls.__name__}.{name}: no payload codec for {hint!r}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from ..deployment import Contracts
-from ..errors import LedgerValidationError
 from ..outbox.kinds import (
     ADDRESS,
     UINT,
@@ -23,6 +22,7 @@ from ..outbox.kinds import (
     Call,
     JsonPayload,
     Many,
+    NonEmpty,
     OperationKind,
     TextField,
     Uint,
@@ -82,12 +82,7 @@ class IssueLinePayload(JsonPayload):
 class IssuePayload(JsonPayload):
     """``issue`` / ``issue_batch``: lines issued all or none, in the merchant's program."""
 
-    items: tuple[IssueLinePayload, ...]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.items:
-            raise LedgerValidationError("an issue needs at least one line", field="items")
+    items: Annotated[tuple[IssueLinePayload, ...], NonEmpty("an issue needs at least one line")]
 
 
 @dataclass(frozen=True)
@@ -116,12 +111,8 @@ class RedeemPayload(JsonPayload):
     """``redeem`` / ``redeem_batch``: signed redemptions of one program, all or none."""
 
     program: AddressField
-    items: tuple[RedeemLinePayload, ...]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.items:
-            raise LedgerValidationError("a redemption needs at least one line", field="items")
+    items: Annotated[tuple[RedeemLinePayload, ...],
+                     NonEmpty("a redemption needs at least one line")]
 
 
 @dataclass(frozen=True)
