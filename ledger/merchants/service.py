@@ -246,35 +246,32 @@ def suspend_merchant(alliance: Alliance, *, merchant_id: MerchantId) -> Merchant
 def reinstate_merchant(alliance: Alliance, *, merchant_id: MerchantId) -> MerchantView:
     """Let a suspended merchant act again: an admin action through the governance. Gives the
     merchant (still suspended while the reinstatement is pending)."""
-    _known(alliance, merchant_id)
-    reg = alliance.contracts.registry
-    govern(alliance, kind="reinstate", target=reg.address,
-           data=reg.encode("reinstateMerchant", merchant_id),
-           summary=f"reinstate merchant {merchant_id}", details={"merchant_id": merchant_id})
-    return get_merchant(alliance, merchant_id=merchant_id)
+    return _govern_registry(alliance, merchant_id, "reinstate", "reinstateMerchant", (),
+                            f"reinstate merchant {merchant_id}")
 
 
 def set_rate(alliance: Alliance, *, merchant_id: MerchantId, rate: int) -> MerchantView:
     """Set a program's value in settlement units per point (through the timelock)."""
     rate = _check_rate(rate)
-    _known(alliance, merchant_id)
-    reg = alliance.contracts.registry
-    govern(alliance, kind="set_rate", target=reg.address,
-           data=reg.encode("setRate", merchant_id, rate),
-           summary=f"set merchant {merchant_id}'s rate to {rate}",
-           details={"merchant_id": merchant_id})
-    return get_merchant(alliance, merchant_id=merchant_id)
+    return _govern_registry(alliance, merchant_id, "set_rate", "setRate", (rate,),
+                            f"set merchant {merchant_id}'s rate to {rate}")
 
 
 def set_payout(alliance: Alliance, *, merchant_id: MerchantId, payout: str) -> MerchantView:
     """Change where the clearing pays a merchant (through the timelock)."""
     address = _check_payout(payout)
+    return _govern_registry(alliance, merchant_id, "set_payout", "setPayout", (address,),
+                            f"pay merchant {merchant_id} at {address}")
+
+
+def _govern_registry(alliance: Alliance, merchant_id: MerchantId, kind: str, fn: str,
+                     args: tuple[Any, ...], summary: str) -> MerchantView:
+    """Schedule (and, with no delay, execute) the registry call ``fn(merchant_id, *args)``
+    as an admin action through the timelock; gives the merchant as it is now."""
     _known(alliance, merchant_id)
     reg = alliance.contracts.registry
-    govern(alliance, kind="set_payout", target=reg.address,
-           data=reg.encode("setPayout", merchant_id, address),
-           summary=f"pay merchant {merchant_id} at {address}",
-           details={"merchant_id": merchant_id})
+    govern(alliance, kind=kind, target=reg.address, data=reg.encode(fn, merchant_id, *args),
+           summary=summary, details={"merchant_id": merchant_id})
     return get_merchant(alliance, merchant_id=merchant_id)
 
 
