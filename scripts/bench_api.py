@@ -92,6 +92,20 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         per_client = singles // 50
         latencies: list[float] = []
         single_ids: list[str] = []
+        client_cpu: list[float] = []
+
+        def thread_cpu() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for t in threading.enumerate():
+                try:
+                    f = open(f"/proc/self/task/{t.native_id}/stat").read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                name = t.name.split("_")[0].split("-")[0].split(" ")[0]
+                out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+            return out
+
+        threads0 = thread_cpu()
 
         def client_loop(c_index: int) -> None:
             with httpx.Client(base_url=base, timeout=60) as http:
@@ -106,6 +120,8 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
                     with lock:
                         latencies.append(dt)
                         single_ids.append(r.json()["id"])
+            with lock:
+                client_cpu.append(time.thread_time())
 
         t0 = time.perf_counter()
         cpu0 = time.process_time()
@@ -118,6 +134,10 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         _wait_confirmed(alliance, single_ids)
         confirmed_s = len(latencies) / (time.perf_counter() - t0)
         cpu_ms = (time.process_time() - cpu0) * 1000 / len(latencies)
+        threads1 = thread_cpu()
+        per = {k: round((v - threads0.get(k, 0.0)) * 1000 / len(latencies), 2) for k, v in threads1.items()}
+        per["clients"] = round(sum(client_cpu) * 1000 / len(latencies), 2)
+        print("CPU ms per request by thread:", sorted(per.items(), key=lambda kv: -kv[1]))
         print(f"CPU of this process (server, workers and clients) per single request, to "
               f"confirmed: {cpu_ms:.2f} ms")
         lat = sorted(latencies)

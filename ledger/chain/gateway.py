@@ -8,10 +8,12 @@ RPC failures become :class:`~ledger.errors.ChainError`, reverts become
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
@@ -91,6 +93,48 @@ class CountingProvider(HTTPProvider):
         with self._count_lock:
             self.round_trips += 1
         return super().make_batch_request(batch_requests)
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    """What the indexer keeps of a block: hashes as lowercase hex without ``0x``."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> BlockHeader:
+        return cls(int(raw["number"], 16), str(raw["hash"]).removeprefix("0x").lower(),
+                   str(raw["parentHash"]).removeprefix("0x").lower(), int(raw["timestamp"], 16))
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """A log as the indexer reads it (see :meth:`ChainGateway.raw_logs`); it has the keys
+    :meth:`ChainGateway.decode_logs` reads (``topics``, ``data``)."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@functools.lru_cache(maxsize=4096)
+def checksum(address: str) -> str:
+    """An address checksummed (kept: the indexer sees the same contracts' addresses in every
+    log)."""
+    return str(to_checksum_address(address))
+
+
+def _block_tag(number: int | str) -> str:
+    return hex(number) if isinstance(number, int) else number
 
 
 def error_selectors(abis: Iterable[Abi]) -> dict[bytes, Mapping[str, Any]]:
@@ -312,6 +356,33 @@ class ChainGateway:
         except Exception as exc:
             raise self.map_error(exc) from exc
 
+    def header(self, number: int | str) -> BlockHeader:
+        """A block's number, hash, parent hash and time ("latest" or a number), read raw: no
+        web3 result formatting, which costs more than the call for what the indexer needs."""
+        raw = self.rpc("eth_getBlockByNumber", [_block_tag(number), False])
+        if raw is None:
+            raise ChainError(f"no block {number}", block=number)
+        return BlockHeader.of(raw)
+
+    def headers(self, numbers: Sequence[int]) -> list[BlockHeader]:
+        """The headers of ``numbers``, in one JSON-RPC batch (one round trip)."""
+        if len(numbers) <= 1:
+            return [self.header(n) for n in numbers]
+        calls = [(RPCEndpoint("eth_getBlockByNumber"), [_block_tag(n), False]) for n in numbers]
+        try:
+            resps = self.provider.make_batch_request(calls)
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        if not isinstance(resps, list):
+            raise ChainError(f"eth_getBlockByNumber batch failed: {resps.get('error')}",
+                             rpc=resps.get("error"))
+        out = []
+        for n, resp in zip(numbers, resps, strict=True):
+            if "error" in resp or resp.get("result") is None:
+                raise ChainError(f"no block {n}", block=n, rpc=resp.get("error"))
+            out.append(BlockHeader.of(resp["result"]))
+        return out
+
     def get_logs(self, *, address: str | Sequence[str] | None, from_block: int,
                  to_block: int, topics: Sequence[Any] | None = None
                  ) -> list[Mapping[str, Any]]:
@@ -325,6 +396,20 @@ class ChainGateway:
             return [dict(lg) for lg in self.w3.eth.get_logs(cast(Any, params))]
         except Exception as exc:
             raise self.map_error(exc) from exc
+
+    def raw_logs(self, *, addresses: Sequence[str], from_block: int, to_block: int,
+                 topics: Sequence[Any]) -> list[RawLog]:
+        """``eth_getLogs`` read raw (no web3 result formatting, which costs more than the
+        call): numbers as ints, hashes and data as ``0x`` hex, the address checksummed."""
+        params = {"fromBlock": hex(from_block), "toBlock": hex(to_block),
+                  "address": [a.lower() for a in addresses], "topics": list(topics)}
+        out = []
+        for lg in self.rpc("eth_getLogs", [params]) or []:
+            out.append(RawLog(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
+                              data=lg["data"], block_number=int(lg["blockNumber"], 16),
+                              tx_hash=str(lg["transactionHash"]).lower(),
+                              log_index=int(lg["logIndex"], 16)))
+        return out
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
         """A raw JSON-RPC call (anvil_*, evm_* helpers); errors become ChainError."""

@@ -33,8 +33,9 @@ class ContractClient:
     def view1(self, fn: str, *args: Any, block: str | int = "latest") -> Any:
         return self.view(fn, *args, block=block)[0]
 
-    def decode_logs(self, logs: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any],
-                                                                          Mapping[str, Any]]]:
+    def decode_logs(self, logs: Sequence[Any]) -> list[tuple[str, dict[str, Any],
+                                                          Mapping[str, Any]]]:
+        """Decode a receipt's logs (or the indexer's ``RawLog`` s) that this ABI knows."""
         return self.gateway.decode_logs(self.abi, logs)
 
 

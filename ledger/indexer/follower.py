@@ -26,7 +26,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
-from ..chain.gateway import ChainGateway
+from ..chain.gateway import BlockHeader, ChainGateway
 from ..contracts.client import ContractClient
 from ..store.db import Store
 from ..worker import Worker, WorkerTimeoutError
@@ -158,8 +158,8 @@ class Follower(Worker):
         # it was mined is in the store by then (its operations are queued after admission).
         blocks = _RoundBlocks(gw)
         tip = blocks.tip()
-        latest = int(tip["number"])
-        tip_hash = _hash_hex(tip["hash"])
+        latest = tip.number
+        tip_hash = tip.hash
         if tip_hash == self._tip_read:
             return 0  # the same tip as the last full round: nothing new, nothing reorged
         head = latest - self.alliance.settings.confirmations
@@ -197,7 +197,7 @@ class Follower(Worker):
                     last[p.name] = to
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
-            now = Head(head, int(blocks.get(head)["timestamp"]))
+            now = Head(head, blocks.get(head).timestamp)
             with self.alliance.store.session() as s:
                 for p in self.projections:
                     added += p.on_head(s, now)
@@ -238,50 +238,56 @@ class Follower(Worker):
                          if e.get("type") == "event" and e.get("name") in wanted})
         if not topics:
             return []
-        logs = gw.get_logs(address=sorted(clients), from_block=frm, to_block=to,
+        logs = gw.raw_logs(addresses=sorted(clients), from_block=frm, to_block=to,
                            topics=[topics])
+        blocks.fetch({lg.block_number for lg in logs})
         out = []
         for lg in logs:
-            client = clients.get(str(lg["address"]).lower())
+            client = clients.get(lg.address.lower())
             if client is None:
                 continue
-            for name, args, raw in client.decode_logs([lg]):
-                block = int(raw["blockNumber"])
+            for name, args, _ in client.decode_logs([lg]):
                 out.append(ChainEvent(
-                    name=name, args=args, address=str(raw["address"]),
-                    tx_hash="0x" + _hash_hex(raw["transactionHash"]),
-                    block_number=block, log_index=int(raw["logIndex"]),
-                    block_time=int(blocks.get(block)["timestamp"])))
+                    name=name, args=args, address=lg.address, tx_hash=lg.tx_hash,
+                    block_number=lg.block_number, log_index=lg.log_index,
+                    block_time=blocks.get(lg.block_number).timestamp))
         out.sort(key=lambda e: (e.block_number, e.log_index))
         return out
 
 
 class _RoundBlocks:
-    """The blocks one round has fetched, so that no block is asked for twice in a round (the
-    tip is also the confirmed head with no confirmation depth, the block of its logs and the
-    block whose time the projections' clocks take), and the hash of a block whose child is
-    known comes from the child's parent hash."""
+    """The block headers one round has fetched, so that no block is asked for twice in a
+    round (the tip is also the confirmed head with no confirmation depth, the block of its
+    logs and the block whose time the projections' clocks take); the hash of a block whose
+    child is known comes from the child's parent hash, and the blocks of a chunk's logs come
+    in one batch."""
 
     def __init__(self, gateway: ChainGateway) -> None:
         self._gateway = gateway
-        self._blocks: dict[int, Mapping[str, Any]] = {}
+        self._blocks: dict[int, BlockHeader] = {}
 
-    def tip(self) -> Mapping[str, Any]:
-        block = self._gateway.block("latest")
-        self._blocks[int(block["number"])] = block
+    def tip(self) -> BlockHeader:
+        block = self._gateway.header("latest")
+        self._blocks[block.number] = block
         return block
 
-    def get(self, number: int) -> Mapping[str, Any]:
+    def get(self, number: int) -> BlockHeader:
         block = self._blocks.get(number)
         if block is None:
-            block = self._blocks[number] = self._gateway.block(number)
+            block = self._blocks[number] = self._gateway.header(number)
         return block
+
+    def fetch(self, numbers: set[int]) -> None:
+        """Fetch the headers of ``numbers`` not fetched yet, in one round trip."""
+        missing = sorted(n for n in numbers if n not in self._blocks)
+        for block in self._gateway.headers(missing):
+            self._blocks[block.number] = block
 
     def hash_of(self, number: int) -> str:
         child = self._blocks.get(number + 1)
         if number not in self._blocks and child is not None:
-            return _hash_hex(child["parentHash"])
-        return _hash_hex(self.get(number)["hash"])
+            return child.parent_hash
+        return self.get(number).hash
 
 
 def _block_of(cursor: tuple[int, str] | None, default: int = -1) -> int:

@@ -25,15 +25,13 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
         return 0
     dialect = session.get_bind().dialect.name
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    added = 0
-    for start in range(0, len(rows), 500):
-        # A multi-row VALUES needs the same columns in every row.
-        chunk = [{"order_ref": None, **r} for r in rows[start:start + 500]]
-        stmt = insert_fn(PointEvent).values(chunk).on_conflict_do_nothing(
-            index_elements=["tx_hash", "log_index"]).returning(PointEvent.id)
-        # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
-        added += len(session.execute(stmt).all())
-    return added
+    # One statement, compiled once per process and cached, executed over the rows (SQLAlchemy
+    # sends them as multi-row VALUES batches); a multi-row VALUES built from the rows instead
+    # is compiled anew for every round. Every row has the same columns.
+    stmt = insert_fn(PointEvent).on_conflict_do_nothing(
+        index_elements=["tx_hash", "log_index"]).returning(PointEvent.id)
+    # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
+    return len(session.execute(stmt, [{"order_ref": None, **r} for r in rows]).all())
 
 
 def delete_events_after(session: Session, block: int) -> None:
