@@ -1,0 +1,317 @@
+"""What the audit reads from the chain, and nothing else: the alliance's contracts found from
+the registry alone, their logs in chunks, views answered in batches, transaction senders.
+
+The audit never opens the service's store and needs no key: everything here is public chain
+data, asked of any JSON-RPC endpoint through the one gateway (``ledger.chain.gateway``), with
+the ABIs of the compiled contracts. Logs are read raw (``eth_getLogs`` as JSON) and decoded
+here, word by word for the static events that make up nearly every log: web3's formatters
+and a generic ABI decoder cost more per log than the node does to send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from ..chain.gateway import Abi, ChainGateway, error_selectors
+from ..contracts.compiler import Artifact
+from ..errors import ChainError, LedgerNotFoundError
+
+# Blocks per eth_getLogs: nodes cap the range or the answer's size; a chunk that is refused
+# is halved and read again.
+CHUNK = 5_000
+# Calls per JSON-RPC batch for views and transactions.
+BATCH = 500
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+class Kind:
+    """What an alliance contract is, as rules subscribe to it (plain strings: hot path)."""
+
+    REGISTRY = "registry"
+    FACTORY = "factory"
+    PROGRAM = "program"
+    CLEARING = "clearing"
+    TOKEN = "settlement_token"
+    TIMELOCK = "timelock"
+
+
+# The compiled artifact whose ABI each kind of contract speaks.
+ARTIFACT_OF = {Kind.REGISTRY: "AllianceRegistry", Kind.FACTORY: "PointProgramFactory",
+               Kind.PROGRAM: "PointProgram", Kind.CLEARING: "Clearing",
+               Kind.TOKEN: "SettlementToken", Kind.TIMELOCK: "AllianceTimelock"}
+
+
+class Event:
+    """One decoded log. Addresses are lowercase 0x-hex, bytes32 values 0x-hex, numbers int."""
+
+    __slots__ = ("address", "args", "block", "kind", "log_index", "name", "tx")
+
+    def __init__(self, name: str, kind: str, address: str, args: dict[str, Any], block: int,
+                 log_index: int, tx: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.address = address
+        self.args = args
+        self.block = block
+        self.log_index = log_index
+        self.tx = tx
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.block, self.log_index)
+
+
+@dataclass
+class AllianceAddresses:
+    """The alliance's contracts as the registry names them (lowercase addresses)."""
+
+    registry: str
+    factory: str
+    clearing: str
+    settlement_token: str
+    timelock: str | None
+    programs: dict[int, str] = field(default_factory=dict)
+
+    def kinds(self) -> dict[str, str]:
+        """Address → kind of every contract the audit reads."""
+        out = {self.registry: Kind.REGISTRY, self.factory: Kind.FACTORY,
+               self.clearing: Kind.CLEARING, self.settlement_token: Kind.TOKEN}
+        if self.timelock:
+            out[self.timelock] = Kind.TIMELOCK
+        out.update(dict.fromkeys(self.programs.values(), Kind.PROGRAM))
+        return out
+
+    def merchant_of(self) -> dict[str, int]:
+        return {a: m for m, a in self.programs.items()}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    indexed: tuple[tuple[str, str], ...]
+    data: tuple[tuple[str, str], ...]
+    static: bool
+    abi: Abi
+
+
+_STATIC = ("uint", "int", "address", "bytes32", "bool")
+
+
+def _is_static(t: str) -> bool:
+    return not t.endswith("]") and not t.startswith("tuple") and t.startswith(_STATIC) \
+        and t not in {"bytes", "string"}
+
+
+def _word(w: str, t: str) -> Any:
+    if t == "address":
+        return "0x" + w[24:]
+    if t.startswith("uint"):
+        return int(w, 16)
+    if t.startswith("int"):
+        v = int(w, 16)
+        return v - (1 << 256) if v >= 1 << 255 else v
+    if t == "bool":
+        return int(w, 16) != 0
+    return "0x" + w  # bytes32
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, str) and v.startswith("0x") and len(v) == 42:
+        return v.lower()
+    if isinstance(v, tuple):
+        return tuple(_norm(x) for x in v)
+    return v
+
+
+class ChainSource:
+    """Read-only access to one alliance on one chain, pinned at one head block."""
+
+    def __init__(self, gateway: ChainGateway, artifacts: Mapping[str, Artifact], *,
+                 registry: str, head: int | None = None) -> None:
+        self.gateway = gateway
+        self.artifacts = artifacts
+        gateway.add_error_abis(error_selectors(a.abi for a in artifacts.values()))
+        self.abis: dict[str, Abi] = {k: artifacts[a].abi for k, a in ARTIFACT_OF.items()}
+        self.head = gateway.block_number() if head is None else head
+        self.registry = registry.lower()
+        if not gateway.code(to_checksum_address(self.registry)):
+            raise LedgerNotFoundError(f"no contract at {registry} on chain {gateway.chain_id}")
+        self._specs: dict[str, dict[str, _Spec]] = {k: self._event_specs(abi)
+                                                    for k, abi in self.abis.items()}
+        self.logs_read = 0
+
+    # ------------------------------------------------------------------ discovery
+
+    def discover(self, *, from_block: int) -> AllianceAddresses:
+        """The alliance's contracts, asked of the registry and the clearing at the head; the
+        timelock is the contract that holds the registry's admin role there."""
+        reg = self.registry
+        factory = str(self.view(Kind.REGISTRY, reg, "factory")[0]).lower()
+        clearing = str(self.view(Kind.REGISTRY, reg, "clearing")[0]).lower()
+        token = str(self.view(Kind.CLEARING, clearing, "settlementToken")[0]).lower()
+        count = int(self.view(Kind.REGISTRY, reg, "merchantCount")[0])
+        answers = self.views([(Kind.REGISTRY, reg, "merchant", (m,))
+                              for m in range(1, count + 1)])
+        programs = {}
+        for m, ans in enumerate(answers, start=1):
+            if isinstance(ans, ChainError):
+                raise ans
+            program = str(ans[0][2]).lower()
+            if program != ZERO_ADDRESS:
+                programs[m] = program
+        return AllianceAddresses(registry=reg, factory=factory, clearing=clearing,
+                                 settlement_token=token, timelock=self._timelock(from_block),
+                                 programs=programs)
+
+    def _timelock(self, from_block: int) -> str | None:
+        topic = "0x" + self.gateway.event_topic(self.abis[Kind.REGISTRY], "RoleGranted").hex()
+        candidates: list[str] = []
+        for frm in range(from_block, self.head + 1, CHUNK):
+            logs = self.gateway.rpc("eth_getLogs", [{
+                "address": to_checksum_address(self.registry), "fromBlock": hex(frm),
+                "toBlock": hex(min(self.head, frm + CHUNK - 1)),
+                "topics": [topic, "0x" + "00" * 32]}])
+            candidates += ["0x" + str(lg["topics"][2])[-40:] for lg in logs]
+        for account in reversed(candidates):
+            held = self.view(Kind.REGISTRY, self.registry, "hasRole", b"\0" * 32, account)[0]
+            if held and self.gateway.code(to_checksum_address(account)):
+                return account
+        return None
+
+    # ------------------------------------------------------------------ logs
+
+    def events(self, kinds: Mapping[str, str], *, from_block: int,
+               on_chunk: Callable[[int, int], None] | None = None) -> Iterator[list[Event]]:
+        """The decoded logs of ``kinds``' contracts from ``from_block`` to the head, chunk by
+        chunk in chain order; ``on_chunk(to_block, logs)`` after each."""
+        addresses = [to_checksum_address(a) for a in sorted(kinds)]
+        frm = from_block
+        step = CHUNK
+        while frm <= self.head:
+            to = min(self.head, frm + step - 1)
+            try:
+                raw = self.gateway.rpc("eth_getLogs", [{"address": addresses,
+                                                        "fromBlock": hex(frm),
+                                                        "toBlock": hex(to)}])
+            except ChainError:
+                if step == 1:
+                    raise
+                step = max(1, step // 2)
+                continue
+            self.logs_read += len(raw)
+            out = self.decode(raw, kinds)
+            if on_chunk is not None:
+                on_chunk(to, len(raw))
+            yield out
+            frm = to + 1
+
+    def raw_logs(self, kinds: Mapping[str, str], *, from_block: int) -> int:
+        """Read the same range as :meth:`events` without decoding; give the logs read (the
+        benchmark's floor: what the node alone costs)."""
+        addresses = [to_checksum_address(a) for a in sorted(kinds)]
+        n = 0
+        for frm in range(from_block, self.head + 1, CHUNK):
+            to = min(self.head, frm + CHUNK - 1)
+            n += len(self.gateway.rpc("eth_getLogs", [{"address": addresses,
+                                                       "fromBlock": hex(frm),
+                                                       "toBlock": hex(to)}]))
+        return n
+
+    def decode(self, raw: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]) -> list[Event]:
+        out: list[Event] = []
+        for lg in raw:
+            address = str(lg["address"]).lower()
+            kind = kinds.get(address)
+            topics = lg.get("topics") or []
+            if kind is None or not topics:
+                continue
+            spec = self._specs[kind].get(str(topics[0]).lower())
+            if spec is None:
+                continue
+            args: dict[str, Any]
+            if spec.static:
+                data = str(lg["data"])
+                args = {n: _word(data[2 + 64 * i: 66 + 64 * i], t)
+                        for i, (n, t) in enumerate(spec.data)}
+                for (n, t), topic in zip(spec.indexed, topics[1:], strict=False):
+                    args[n] = _word(str(topic)[2:], t)
+            else:
+                decoded = self.gateway.decode_logs(spec.abi, [lg])
+                args = {k: _norm(v) for k, v in decoded[0][1].items()} if decoded else {}
+            out.append(Event(spec.name, kind, address, args, int(lg["blockNumber"], 16),
+                             int(lg["logIndex"], 16), str(lg["transactionHash"])))
+        return out
+
+    def _event_specs(self, abi: Abi) -> dict[str, _Spec]:
+        out = {}
+        for e in abi:
+            if e.get("type") != "event" or e.get("anonymous"):
+                continue
+            inputs = e.get("inputs", [])
+            indexed = tuple((str(i["name"]), str(i["type"])) for i in inputs if i.get("indexed"))
+            data = tuple((str(i["name"]), str(i["type"])) for i in inputs
+                         if not i.get("indexed"))
+            static = all(_is_static(t) for _, t in indexed + data)
+            topic = "0x" + self.gateway.event_topic(abi, str(e["name"])).hex()
+            out[topic] = _Spec(str(e["name"]), indexed, data, static, abi)
+        return out
+
+    # ------------------------------------------------------------------ views, txs, blocks
+
+    def view(self, kind: str, address: str, fn: str, *args: Any) -> tuple[Any, ...]:
+        abi = self.abis[kind]
+        data = self.gateway.call(to_checksum_address(address),
+                                 self.gateway.encode_call(abi, fn, args), block=self.head)
+        return tuple(_norm(v) for v in self.gateway.decode_output(abi, fn, data))
+
+    def views(self, calls: Sequence[tuple[str, str, str, tuple[Any, ...]]]
+              ) -> list[tuple[Any, ...] | ChainError]:
+        """Many views at the head, :data:`BATCH` per round trip; a reverted one gives its
+        error in its place."""
+        out: list[tuple[Any, ...] | ChainError] = []
+        head = hex(self.head)
+        for i in range(0, len(calls), BATCH):
+            part = calls[i:i + BATCH]
+            reqs = [("eth_call", [{"to": to_checksum_address(addr),
+                                   "data": "0x" + self.gateway.encode_call(
+                                       self.abis[kind], fn, list(args)).hex()}, head])
+                    for kind, addr, fn, args in part]
+            for (kind, _, fn, _), res in zip(part, self.gateway.rpc_batch(reqs), strict=True):
+                if isinstance(res, ChainError):
+                    out.append(res)
+                    continue
+                raw = bytes.fromhex(str(res)[2:])
+                out.append(tuple(_norm(v) for v in
+                                 self.gateway.decode_output(self.abis[kind], fn, raw)))
+        return out
+
+    def senders(self, tx_hashes: Sequence[str]) -> dict[str, str]:
+        """The sender (lowercase) of each transaction."""
+        out: dict[str, str] = {}
+        hashes = sorted(set(tx_hashes))
+        for i in range(0, len(hashes), BATCH):
+            part = hashes[i:i + BATCH]
+            res = self.gateway.rpc_batch([("eth_getTransactionByHash", [h]) for h in part])
+            for h, tx in zip(part, res, strict=True):
+                if isinstance(tx, dict):
+                    out[h] = str(tx["from"]).lower()
+        return out
+
+    def block_times(self, blocks: Sequence[int]) -> dict[int, int]:
+        """The timestamp of each block."""
+        out: dict[int, int] = {}
+        wanted = sorted(set(blocks))
+        for i in range(0, len(wanted), BATCH):
+            part = wanted[i:i + BATCH]
+            res = self.gateway.rpc_batch([("eth_getBlockByNumber", [hex(b), False])
+                                          for b in part])
+            for b, blk in zip(part, res, strict=True):
+                if isinstance(blk, dict):
+                    out[b] = int(str(blk["timestamp"]), 16)
+        return out

@@ -1,0 +1,131 @@
+"""The auditor's kit on a real anvil: an alliance that followed the rules audits clean from
+the chain alone; writes the contracts allow but the alliance did not intend are findings."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+from ledger.alliance import Alliance
+from ledger.audit.engine import AuditReport, run_audit
+from ledger.audit.report import write_html, write_json
+from ledger.clearing import service as clearing
+from ledger.contracts.compiler import Artifact
+from ledger.demo import seed_demo
+from ledger.runtime import outbox_worker
+
+MINTER_ROLE = keccak(text="MINTER_ROLE")
+
+
+def _audit(alliance: Alliance, artifacts: dict[str, Artifact], **kw: Any) -> AuditReport:
+    return run_audit(alliance.gateway, artifacts, registry=alliance.contracts.registry.address,
+                     from_block=0, **kw)
+
+
+def _demo_with_settlement(alliance: Alliance) -> None:
+    """The demo alliance, then its period closed, statements anchored, the debtor paying in
+    settlement tokens and the creditors paid out: every kind of clearing event."""
+    seed_demo(alliance)
+    closed = clearing.close_period(alliance)
+    debtors = [p for p in closed.positions if p.net < 0]
+    assert debtors, "the demo leaves a debtor"
+    with alliance.store.session() as s:
+        for p in debtors:
+            clearing.mint_settlement_tokens(alliance, merchant_id=p.merchant_id, amount=-p.net)
+            clearing.request_deposit(alliance, s, merchant_id=p.merchant_id,
+                                     period=closed.period, amount=-p.net)
+    outbox_worker(alliance).drain()
+    clearing.settle(alliance, period=closed.period)
+
+
+def _send_as(alliance: Alliance, sender: str, to: str, data: bytes) -> None:
+    """A transaction from any address (anvil impersonation): what a holder of that key could
+    send."""
+    gw = alliance.gateway
+    gw.rpc("anvil_setBalance", [sender, hex(10**18)])
+    gw.rpc("anvil_impersonateAccount", [sender])
+    try:
+        tx = gw.rpc("eth_sendTransaction", [{"from": sender, "to": to, "data": "0x" + data.hex()}])
+        receipt = gw.receipt(tx)
+        deadline = time.monotonic() + 10
+        while receipt is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            receipt = gw.receipt(tx)
+        assert receipt is not None and receipt["status"] == 1
+    finally:
+        gw.rpc("anvil_stopImpersonatingAccount", [sender])
+
+
+def test_a_demo_alliance_with_a_settled_period_audits_clean(
+        alliance: Alliance, artifacts: dict[str, Artifact], tmp_path: Path) -> None:
+    _demo_with_settlement(alliance)
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    assert report.clean
+    doc = report.as_dict()
+    # It did compare: every holder's balance, every order, position and settlement.
+    assert report.views_asked > 100 and report.events > 60
+    assert {"PointsIssued", "PointsRedeemed", "PointsConverted", "Cleared", "PeriodClosed",
+            "Deposited", "PaidOut", "RoleGranted"} <= set(doc["event_counts"])
+    programs = doc["sections"]["points"]["programs"]
+    assert len(programs) == 3 and all(p["issued"] > 0 for p in programs)
+    periods = doc["sections"]["clearing"]["periods"]
+    assert periods[0]["closed"] and periods[0]["paid"] == periods[0]["total_owed"] > 0
+    assert sum(periods[0]["positions"].values()) == 0
+    assert doc["contracts"]["timelock"] == alliance.contracts.deployment.timelock.lower()
+    # Both reports are written; the JSON one is the same document.
+    write_json(report, tmp_path / "audit.json")
+    assert json.loads((tmp_path / "audit.json").read_text())["clean"] is True
+    write_html(report, tmp_path / "audit.html")
+    html = (tmp_path / "audit.html").read_text()
+    assert "uPlot" in html and "src=" not in html and "href=" not in html
+
+
+def test_a_minter_role_granted_to_an_outside_key_that_then_mints_is_a_violation(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    seed_demo(alliance)
+    outsider = Account.create().address
+    token = alliance.contracts.settlement_token
+    # The timelock (the token's admin) grants the role: the contracts allow it.
+    _send_as(alliance, alliance.contracts.deployment.timelock, token.address,
+             token.encode("grantRole", MINTER_ROLE, outsider))
+    _send_as(alliance, outsider, token.address, token.encode("mint", outsider, 1_000_000))
+    report = _audit(alliance, artifacts)
+    codes = sorted(f.code for f in report.violations)
+    assert codes == ["MintByNewMinter", "RoleGrantedAfterDeployment"]
+    minted = next(f for f in report.violations if f.code == "MintByNewMinter")
+    assert minted.details["minter"] == outsider.lower()
+    # An auditor who was told of the new minter can expect it.
+    assert _audit(alliance, artifacts, expected_holders=[outsider]).clean
+
+
+def test_a_merchant_account_changed_by_the_admin_is_listed_and_its_issues_audit_clean(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    seed_demo(alliance)
+    registry = alliance.contracts.registry
+    new_account = Account.create().address
+    _send_as(alliance, alliance.contracts.deployment.timelock, registry.address,
+             registry.encode("setMerchantAccount", 1, new_account))
+    program = alliance.contracts.program(registry.merchant(1).program or "")
+    _send_as(alliance, new_account, program.address,
+             program.encode("issue", Account.create().address, 5, b"\x01" * 32))
+    report = _audit(alliance, artifacts)
+    assert report.clean, [f.as_dict() for f in report.findings]
+    changes = report.as_dict()["sections"]["governance"]["admin_changes"]
+    assert any(c["event"] == "MerchantAccountChanged" for c in changes)
+
+
+def test_an_audit_from_a_later_block_misses_history_and_says_so(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    seed_demo(alliance)
+    head = alliance.gateway.block_number()
+    report = run_audit(alliance.gateway, artifacts,
+                       registry=alliance.contracts.registry.address, from_block=head)
+    # Balances built from no logs cannot match the programs: the audit is not clean.
+    assert not report.clean
+    assert any(f.code == "ViewMismatch" for f in report.violations)
