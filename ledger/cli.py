@@ -15,6 +15,7 @@ import typer
 import uvicorn
 from rich.table import Table
 
+from .audit.cli import audit
 from .chain import anvil
 from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
@@ -33,6 +34,7 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
+app.command("audit")(audit)
 
 
 # ---------------------------------------------------------------------- chain

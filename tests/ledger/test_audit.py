@@ -10,10 +10,12 @@ from typing import Any
 
 from eth_account import Account
 from eth_utils.crypto import keccak
+from typer.testing import CliRunner
 
 from ledger.alliance import Alliance
 from ledger.audit.engine import AuditReport, run_audit
 from ledger.audit.report import write_html, write_json
+from ledger.cli import app
 from ledger.clearing import service as clearing
 from ledger.contracts.compiler import Artifact
 from ledger.demo import seed_demo
@@ -129,3 +131,28 @@ def test_an_audit_from_a_later_block_misses_history_and_says_so(
     # Balances built from no logs cannot match the programs: the audit is not clean.
     assert not report.clean
     assert any(f.code == "ViewMismatch" for f in report.violations)
+
+
+def test_the_audit_command_exits_zero_when_clean_and_one_on_a_violation(
+        alliance: Alliance, tmp_path: Path) -> None:
+    seed_demo(alliance)
+    runner = CliRunner()
+    args = ["audit", "--rpc-url", alliance.gateway.url,
+            "--registry", alliance.contracts.registry.address,
+            "--json", str(tmp_path / "a.json"), "--html", str(tmp_path / "a.html")]
+    clean = runner.invoke(app, args)
+    assert clean.exit_code == 0, clean.output
+    assert json.loads((tmp_path / "a.json").read_text())["clean"] is True
+    outsider = Account.create().address
+    token = alliance.contracts.settlement_token
+    _send_as(alliance, alliance.contracts.deployment.timelock, token.address,
+             token.encode("grantRole", MINTER_ROLE, outsider))
+    _send_as(alliance, outsider, token.address, token.encode("mint", outsider, 5))
+    rogue = runner.invoke(app, args)
+    assert rogue.exit_code == 1
+    assert "MintByNewMinter" in rogue.output
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["clean"] is False and doc["summary"]["violations"] == 2
+    unreachable = runner.invoke(app, [*args[:1], "--rpc-url", "http://127.0.0.1:9",
+                                      *args[3:]])
+    assert unreachable.exit_code == 2
