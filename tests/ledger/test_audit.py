@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from ledger.alliance import Alliance
 from ledger.audit.engine import AuditReport, run_audit
 from ledger.audit.report import write_html, write_json
-from ledger.cli import app
 from ledger.clearing import service as clearing
+from ledger.cli import app
 from ledger.contracts.compiler import Artifact
 from ledger.demo import seed_demo
 from ledger.runtime import outbox_worker
