@@ -173,9 +173,11 @@ class PointsRule:
         for address, book in self.books.items():
             days: dict[int, list[int]] = defaultdict(lambda: [0, 0])
             for b, v in book.issued_by_block.items():
-                days[times.get(b, 0) // DAY][0] += v
+                if b in times:
+                    days[times[b] // DAY][0] += v
             for b, v in book.redeemed_by_block.items():
-                days[times.get(b, 0) // DAY][1] += v
+                if b in times:
+                    days[times[b] // DAY][1] += v
             self.series[address] = [(d * DAY, i, r) for d, (i, r) in sorted(days.items())]
         return out
 

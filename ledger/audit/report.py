@@ -45,6 +45,12 @@ def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "-"
 
 
+def _short(value: Any, keep: int = 66) -> str:
+    """A long value (call data, a hash) cut in the middle for a table cell."""
+    text = str(value)
+    return text if len(text) <= keep else f"{text[:keep - 12]}…{text[-10:]}"
+
+
 def _table(head: list[str], rows: list[list[Any]], cls: str = "") -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -105,8 +111,8 @@ def render_html(report: AuditReport) -> str:
                      "YES" if r["after_deployment"] else "no"] for r in gov["role_holders"]])
     changes = _table(["block", "contract", "event", "details"],
                      [[c["block"], c["contract"], c["event"],
-                       ", ".join(f"{k}={v}" for k, v in c["args"].items())]
-                      for c in gov["admin_changes"][-200:]])
+                       ", ".join(f"{k}={_short(v)}" for k, v in c["args"].items())]
+                      for c in gov["admin_changes"][-200:]], "changes")
     contracts = _table(["contract", "address"],
                        [[k, v] for k, v in doc["contracts"].items() if k != "programs"]
                        + [[f"program #{m}", a] for m, a in doc["contracts"]["programs"].items()])
@@ -130,8 +136,10 @@ color:#8a1c1c}}
 .fact{{background:#f4f6f9;border-radius:6px;padding:8px 10px}}
 .fact b{{display:block;font-size:18px}}
 table{{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0}}
-th,td{{border-bottom:1px solid #e3e7ee;padding:4px 6px;text-align:left;vertical-align:top;
-word-break:break-all}}
+th,td{{border-bottom:1px solid #e3e7ee;padding:4px 6px;text-align:left;vertical-align:top}}
+td{{overflow-wrap:anywhere}} th{{white-space:nowrap}}
+table.findings td:nth-child(-n+3),table.changes td:nth-child(-n+3){{white-space:nowrap;
+overflow-wrap:normal}}
 th{{background:#f4f6f9}} table.num td{{text-align:right}} td.none{{color:#888}}
 table.findings td:first-child{{font-weight:600;color:#8a1c1c}}
 .chart{{margin:8px 0 4px}} footer{{color:#667;font-size:12px;margin-top:30px}}
@@ -169,10 +177,22 @@ report is embedded in this page (<code>#audit-json</code>).</footer>
   var width = Math.min(1050, document.body.clientWidth - 48);
   var palette = ['#2b6cb0', '#c05621', '#2f855a', '#6b46c1', '#b83280', '#2c7a7b'];
   if (d.days.length) {{
-    new uPlot({{width: width, height: 260, scales: {{x: {{time: true}}}},
-      series: [{{}}, {{label: 'issued', stroke: palette[0], width: 2, points: {{show: true}}}},
-               {{label: 'redeemed', stroke: palette[1], width: 2, points: {{show: true}}}}]}},
-      [d.days, d.issued, d.redeemed], document.getElementById('daily'));
+    // One bar pair per day, days as categories: a time scale stretches a single day's
+    // data across years.
+    var idx = d.days.map(function (_, i) {{ return i; }});
+    var label = d.days.map(function (t) {{
+      return new Date(t * 1000).toISOString().slice(0, 10); }});
+    new uPlot({{width: width, height: 260,
+      scales: {{x: {{time: false, auto: false, range: [-0.6, idx.length - 0.4]}}}},
+      axes: [{{splits: function () {{ return idx; }},
+               values: function (u, splits) {{ return splits.map(function (i) {{
+                 return label[i] || ''; }}); }}}}, {{size: 70}}],
+      series: [{{label: 'day', value: function (u, i) {{ return i == null ? '--' : label[i]; }}}},
+        {{label: 'issued', stroke: palette[0], fill: palette[0] + '99', width: 1,
+          paths: uPlot.paths.bars({{size: [0.35, 60], align: -1}})}},
+        {{label: 'redeemed', stroke: palette[1], fill: palette[1] + '99', width: 1,
+          paths: uPlot.paths.bars({{size: [0.35, 60], align: 1}})}}]}},
+      [idx, d.issued, d.redeemed], document.getElementById('daily'));
   }}
   var ms = Object.keys(d.positions);
   if (d.periods.length && ms.length) {{
@@ -182,8 +202,11 @@ report is embedded in this page (<code>#audit-json</code>).</footer>
                    points: {{show: true, size: 8}}}});
       data.push(d.positions[m]);
     }});
-    new uPlot({{width: width, height: 260, scales: {{x: {{time: false}}}},
-      axes: [{{label: 'period'}}, {{}}], series: series}}, data,
+    var lo = d.periods[0], hi = d.periods[d.periods.length - 1];
+    new uPlot({{width: width, height: 260,
+      scales: {{x: {{time: false, auto: false, range: [lo - 0.3, hi + 0.3]}}}},
+      axes: [{{label: 'period', splits: function () {{ return d.periods; }}}}, {{size: 70}}],
+      series: series}}, data,
       document.getElementById('positions'));
   }}
   document.body.setAttribute('data-rendered', 'yes');
