@@ -11,6 +11,7 @@ and a generic ABI decoder cost more per log than the node does to send it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +21,11 @@ from ..chain.gateway import Abi, ChainGateway, error_selectors
 from ..contracts.compiler import Artifact
 from ..errors import ChainError, LedgerNotFoundError
 
-# Blocks per eth_getLogs: nodes cap the range or the answer's size; a chunk that is refused
-# is halved and read again.
+# Blocks per eth_getLogs at most (nodes cap the range or the answer's size; a range that is
+# refused is read in halves), the first range, and the logs a range aims at.
 CHUNK = 5_000
+FIRST_STEP = 64
+LOGS_PER_CHUNK = 4_000
 # Calls per JSON-RPC batch for views and transactions.
 BATCH = 500
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -189,27 +192,44 @@ class ChainSource:
     def events(self, kinds: Mapping[str, str], *, from_block: int,
                on_chunk: Callable[[int, int], None] | None = None) -> Iterator[list[Event]]:
         """The decoded logs of ``kinds``' contracts from ``from_block`` to the head, chunk by
-        chunk in chain order; ``on_chunk(to_block, logs)`` after each."""
+        chunk in chain order; ``on_chunk(to_block, logs)`` after each.
+
+        Chunks aim at :data:`LOGS_PER_CHUNK` logs (the block range adapts to the density
+        met so far) and the next one is fetched while this one is decoded and applied: the
+        node and the rules work at the same time."""
         addresses = [to_checksum_address(a) for a in sorted(kinds)]
-        frm = from_block
-        step = CHUNK
-        while frm <= self.head:
+        step = FIRST_STEP
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-logs") as pool:
+            frm = from_block
             to = min(self.head, frm + step - 1)
-            try:
-                raw = self.gateway.rpc("eth_getLogs", [{"address": addresses,
-                                                        "fromBlock": hex(frm),
-                                                        "toBlock": hex(to)}])
-            except ChainError:
-                if step == 1:
-                    raise
-                step = max(1, step // 2)
-                continue
-            self.logs_read += len(raw)
-            out = self.decode(raw, kinds)
-            if on_chunk is not None:
-                on_chunk(to, len(raw))
-            yield out
-            frm = to + 1
+            pending = pool.submit(self._fetch, addresses, frm, to) if frm <= self.head else None
+            while pending is not None:
+                raw, frm, to = pending.result()
+                # Adapt the next range to the density of this one, then fetch it at once.
+                step = max(1, min(CHUNK, (to - frm + 1) * LOGS_PER_CHUNK // max(1, len(raw))))
+                nxt = to + 1
+                pending = (pool.submit(self._fetch, addresses, nxt, min(self.head, nxt + step - 1))
+                           if nxt <= self.head else None)
+                self.logs_read += len(raw)
+                out = self.decode(raw, kinds)
+                if on_chunk is not None:
+                    on_chunk(to, len(raw))
+                yield out
+
+    def _fetch(self, addresses: list[str], frm: int, to: int
+               ) -> tuple[list[Mapping[str, Any]], int, int]:
+        """One range's raw logs; a range the node refuses is read in halves."""
+        try:
+            raw = self.gateway.rpc("eth_getLogs", [{"address": addresses, "fromBlock": hex(frm),
+                                                    "toBlock": hex(to)}])
+            return list(raw), frm, to
+        except ChainError:
+            if frm == to:
+                raise
+        mid = (frm + to) // 2
+        first, _, _ = self._fetch(addresses, frm, mid)
+        second, _, _ = self._fetch(addresses, mid + 1, to)
+        return first + second, frm, to
 
     def raw_logs(self, kinds: Mapping[str, str], *, from_block: int) -> int:
         """Read the same range as :meth:`events` without decoding; give the logs read (the
