@@ -216,7 +216,7 @@ class ChainSource:
                     on_chunk(to, len(raw))
                 yield out
 
-    def _fetch(self, addresses: list[str], frm: int, to: int
+    def _fetch(self, addresses: Sequence[str], frm: int, to: int
                ) -> tuple[list[Mapping[str, Any]], int, int]:
         """One range's raw logs; a range the node refuses is read in halves."""
         try:
