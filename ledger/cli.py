@@ -16,6 +16,7 @@ import uvicorn
 from rich.table import Table
 
 from .audit.cli import audit
+from .audit.operator_cli import auditor_key, drift
 from .chain import anvil
 from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
@@ -35,6 +36,8 @@ app.add_typer(demo_app, name="demo")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
 app.command("audit")(audit)
+app.command("auditor-key")(auditor_key)
+app.command("drift")(drift)
 
 
 # ---------------------------------------------------------------------- chain
