@@ -83,7 +83,8 @@ def main() -> int:
     ap.add_argument("--members", type=int, default=2_000)
     ap.add_argument("--batch", type=int, default=200)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="alliance-bench-audit-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-audit-",
+                                     ignore_cleanup_errors=True) as tmp:
         settings = Settings(data_dir=Path(tmp))
         try:
             alliance = Alliance.open(settings)

@@ -10,8 +10,9 @@ and a generic ABI decoder cost more per log than the node does to send it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,10 @@ from ..errors import ChainError, LedgerNotFoundError
 # Blocks per eth_getLogs at most (nodes cap the range or the answer's size; a range that is
 # refused is read in halves), the first range, and the logs a range aims at.
 CHUNK = 5_000
-FIRST_STEP = 64
-LOGS_PER_CHUNK = 4_000
+FIRST_STEP = 4
+LOGS_PER_CHUNK = 20_000
+# Ranges asked of the node at once, ahead of the one being applied.
+IN_FLIGHT = 2
 # Calls per JSON-RPC batch for views and transactions.
 BATCH = 500
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -92,11 +95,16 @@ class AllianceAddresses:
         return {a: m for m, a in self.programs.items()}
 
 
+Word = Callable[[str], Any]
+
+
 @dataclass(frozen=True)
 class _Spec:
     name: str
-    indexed: tuple[tuple[str, str], ...]
-    data: tuple[tuple[str, str], ...]
+    # (name, converter) of each indexed argument, in topic order
+    indexed: tuple[tuple[str, Word], ...]
+    # (name, start, end, converter) of each data word, as slices of the 0x-hex data
+    data: tuple[tuple[str, int, int, Word], ...]
     static: bool
     abi: Abi
 
@@ -109,17 +117,38 @@ def _is_static(t: str) -> bool:
         and t not in {"bytes", "string"}
 
 
-def _word(w: str, t: str) -> Any:
+def _address(w: str) -> str:
+    return "0x" + w[-40:]
+
+
+def _uint(w: str) -> int:
+    return int(w, 16)
+
+
+def _int(w: str) -> int:
+    v = int(w, 16)
+    return v - (1 << 256) if v >= 1 << 255 else v
+
+
+def _bool(w: str) -> bool:
+    return int(w, 16) != 0
+
+
+def _bytes32(w: str) -> str:
+    return "0x" + w[-64:]
+
+
+def _converter(t: str) -> Word:
+    """How one 32-byte word (64 hex digits) of ABI type ``t`` becomes a Python value."""
     if t == "address":
-        return "0x" + w[24:]
+        return _address
     if t.startswith("uint"):
-        return int(w, 16)
+        return _uint
     if t.startswith("int"):
-        v = int(w, 16)
-        return v - (1 << 256) if v >= 1 << 255 else v
+        return _int
     if t == "bool":
-        return int(w, 16) != 0
-    return "0x" + w  # bytes32
+        return _bool
+    return _bytes32
 
 
 def _norm(v: Any) -> Any:
@@ -195,21 +224,24 @@ class ChainSource:
         chunk in chain order; ``on_chunk(to_block, logs)`` after each.
 
         Chunks aim at :data:`LOGS_PER_CHUNK` logs (the block range adapts to the density
-        met so far) and the next one is fetched while this one is decoded and applied: the
-        node and the rules work at the same time."""
+        met so far) and the next :data:`IN_FLIGHT` ranges are fetched while this one is
+        decoded and applied: the node (which answers requests in parallel) and the rules work
+        at the same time."""
         addresses = [to_checksum_address(a) for a in sorted(kinds)]
         step = FIRST_STEP
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-logs") as pool:
-            frm = from_block
-            to = min(self.head, frm + step - 1)
-            pending = pool.submit(self._fetch, addresses, frm, to) if frm <= self.head else None
-            while pending is not None:
-                raw, frm, to = pending.result()
-                # Adapt the next range to the density of this one, then fetch it at once.
+        nxt = from_block
+        pending: deque[Future[tuple[list[Mapping[str, Any]], int, int]]] = deque()
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="audit-logs") as pool:
+            while True:
+                while len(pending) < IN_FLIGHT and nxt <= self.head:
+                    to = min(self.head, nxt + step - 1)
+                    pending.append(pool.submit(self._fetch, addresses, nxt, to))
+                    nxt = to + 1
+                if not pending:
+                    return
+                raw, frm, to = pending.popleft().result()
+                # The next ranges aim at LOGS_PER_CHUNK logs at the density of this one.
                 step = max(1, min(CHUNK, (to - frm + 1) * LOGS_PER_CHUNK // max(1, len(raw))))
-                nxt = to + 1
-                pending = (pool.submit(self._fetch, addresses, nxt, min(self.head, nxt + step - 1))
-                           if nxt <= self.head else None)
                 self.logs_read += len(raw)
                 out = self.decode(raw, kinds)
                 if on_chunk is not None:
@@ -256,11 +288,10 @@ class ChainSource:
                 continue
             args: dict[str, Any]
             if spec.static:
-                data = str(lg["data"])
-                args = {n: _word(data[2 + 64 * i: 66 + 64 * i], t)
-                        for i, (n, t) in enumerate(spec.data)}
-                for (n, t), topic in zip(spec.indexed, topics[1:], strict=False):
-                    args[n] = _word(str(topic)[2:], t)
+                data = lg["data"]
+                args = {n: f(data[a:b]) for n, a, b, f in spec.data}
+                for (n, f), topic in zip(spec.indexed, topics[1:], strict=False):
+                    args[n] = f(topic)
             else:
                 decoded = self.gateway.decode_logs(spec.abi, [lg])
                 args = {k: _norm(v) for k, v in decoded[0][1].items()} if decoded else {}
@@ -274,12 +305,14 @@ class ChainSource:
             if e.get("type") != "event" or e.get("anonymous"):
                 continue
             inputs = e.get("inputs", [])
-            indexed = tuple((str(i["name"]), str(i["type"])) for i in inputs if i.get("indexed"))
-            data = tuple((str(i["name"]), str(i["type"])) for i in inputs
-                         if not i.get("indexed"))
+            indexed = [(str(i["name"]), str(i["type"])) for i in inputs if i.get("indexed")]
+            data = [(str(i["name"]), str(i["type"])) for i in inputs if not i.get("indexed")]
             static = all(_is_static(t) for _, t in indexed + data)
             topic = "0x" + self.gateway.event_topic(abi, str(e["name"])).hex()
-            out[topic] = _Spec(str(e["name"]), indexed, data, static, abi)
+            out[topic] = _Spec(
+                str(e["name"]), tuple((n, _converter(t)) for n, t in indexed),
+                tuple((n, 2 + 64 * i, 66 + 64 * i, _converter(t))
+                      for i, (n, t) in enumerate(data)), static, abi)
         return out
 
     # ------------------------------------------------------------------ views, txs, blocks
