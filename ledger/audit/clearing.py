@@ -145,6 +145,11 @@ class ClearingRule:
             book.received[m] += amount
             book.escrow -= amount
             self._check_received(ev, book, m)
+            payout = self.governance.payout_of(m, ev.position)
+            if payout is not None and a["payout"] != payout.lower():
+                self._violation("PaidOutElsewhere",
+                                f"merchant {m} paid {amount} at {a['payout']}, its payout "
+                                f"address was {payout}", ev)
             if book.escrow < 0:
                 self._violation("EscrowOverdrawn", f"period {a['period']} escrow went to "
                                 f"{book.escrow}", ev)

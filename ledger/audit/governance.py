@@ -104,6 +104,10 @@ class GovernanceRule:
         m = self.merchants.get(merchant_id)
         return m.account.get(pos) if m else None
 
+    def payout_of(self, merchant_id: int, pos: Position) -> str | None:
+        m = self.merchants.get(merchant_id)
+        return m.payout.get(pos) if m else None
+
     def rate_of(self, merchant_id: int, pos: Position) -> int:
         m = self.merchants.get(merchant_id)
         return int(m.rate.get(pos, 0)) if m else 0
