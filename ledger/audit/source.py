@@ -325,16 +325,17 @@ class ChainSource:
 
     def views(self, calls: Sequence[tuple[str, str, str, tuple[Any, ...]]]
               ) -> list[tuple[Any, ...] | ChainError]:
-        """Many views at the head, :data:`BATCH` per round trip; a reverted one gives its
-        error in its place."""
-        out: list[tuple[Any, ...] | ChainError] = []
+        """Many views at the head, :data:`BATCH` per round trip and :data:`IN_FLIGHT`
+        round trips at once; a reverted one gives its error in its place."""
         head = hex(self.head)
-        for i in range(0, len(calls), BATCH):
-            part = calls[i:i + BATCH]
+
+        def batch(part: Sequence[tuple[str, str, str, tuple[Any, ...]]]
+                  ) -> list[tuple[Any, ...] | ChainError]:
             reqs = [("eth_call", [{"to": to_checksum_address(addr),
                                    "data": "0x" + self.gateway.encode_call(
                                        self.abis[kind], fn, list(args)).hex()}, head])
                     for kind, addr, fn, args in part]
+            out: list[tuple[Any, ...] | ChainError] = []
             for (kind, _, fn, _), res in zip(part, self.gateway.rpc_batch(reqs), strict=True):
                 if isinstance(res, ChainError):
                     out.append(res)
@@ -342,7 +343,13 @@ class ChainSource:
                 raw = bytes.fromhex(str(res)[2:])
                 out.append(tuple(_norm(v) for v in
                                  self.gateway.decode_output(self.abis[kind], fn, raw)))
-        return out
+            return out
+
+        parts = [calls[i:i + BATCH] for i in range(0, len(calls), BATCH)]
+        if len(parts) <= 1:
+            return batch(parts[0]) if parts else []
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="audit-views") as pool:
+            return [r for answers in pool.map(batch, parts) for r in answers]
 
     def senders(self, tx_hashes: Sequence[str]) -> dict[str, str]:
         """The sender (lowercase) of each transaction."""
