@@ -141,7 +141,7 @@ def deliver(url: str, *, secret: str, event_id: str, body: bytes,
 
 def retry_delay(failures: int) -> float:
     """Seconds before the next attempt after ``failures`` failed ones in a row."""
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1))
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** max(0, failures - 1)))
 
 
 def should_pause(failures: int) -> bool:
