@@ -19,7 +19,18 @@ from ledger.clearing import service as clearing
 from ledger.cli import app
 from ledger.contracts.compiler import Artifact
 from ledger.demo import seed_demo
+from ledger.merchants.clients import ProgramConfig
+from ledger.merchants.service import admit_merchant
+from ledger.points.service import (
+    request_convert,
+    request_issue,
+    request_redeem,
+    request_refund_redemption,
+    request_reverse,
+)
 from ledger.runtime import outbox_worker
+
+from .helpers import sign_conversion, sign_redemption
 
 MINTER_ROLE = keccak(text="MINTER_ROLE")
 
@@ -156,3 +167,61 @@ def test_the_audit_command_exits_zero_when_clean_and_one_on_a_violation(
     unreachable = runner.invoke(app, [*args[:1], "--rpc-url", "http://127.0.0.1:9",
                                       *args[3:]])
     assert unreachable.exit_code == 2
+
+
+def test_reversals_refunds_pending_points_and_expiry_all_audit_clean(
+        alliance: Alliance, artifacts: dict[str, Artifact], chain_snapshot: None) -> None:
+    """Every kind of point event the programs emit, the way the service sends them: the audit
+    finds nothing to say (no false alarm on the paths the demo does not take)."""
+    store = admit_merchant(alliance, name="Store", symbol="ST", rate=10,
+                           config=ProgramConfig(30 * 86400, 1, 7))
+    cinema = admit_merchant(alliance, name="Cinema", symbol="CI", rate=25,
+                            config=ProgramConfig(30 * 86400, 1, 7))
+    member = Account.create()
+    gw = alliance.gateway
+    now = int(gw.block("latest")["timestamp"])
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store.merchant_id, member=member.address,
+                      points=500, order_id="o-1")
+        request_issue(alliance, s, merchant_id=store.merchant_id, member=member.address,
+                      points=80, order_id="o-pending", release_at=now + 3 * 86400)
+    outbox_worker(alliance).drain()
+    deadline = now + 3600
+    spend = sign_redemption(member, program=store.program, registry=alliance.contracts.registry
+                            .address, chain_id=gw.chain_id, amount=60,
+                            merchant_id=cinema.merchant_id, order_id="ticket-1", nonce=0,
+                            deadline=deadline)
+    conv = sign_conversion(member, program=store.program,
+                           registry=alliance.contracts.registry.address, chain_id=gw.chain_id,
+                           amount=26, to_merchant_id=cinema.merchant_id, min_out=1,
+                           order_id="conv-1", nonce=1, deadline=deadline)
+    with alliance.store.session() as s:
+        request_reverse(alliance, s, merchant_id=store.merchant_id, order_id="o-1", points=40)
+        request_reverse(alliance, s, merchant_id=store.merchant_id, order_id="o-pending",
+                        points=30)
+        request_redeem(alliance, s, merchant_id=cinema.merchant_id, member=member.address,
+                       points=60, order_id="ticket-1", nonce=0, deadline=deadline,
+                       signature=spend, program_merchant_id=store.merchant_id)
+        request_convert(alliance, s, merchant_id=cinema.merchant_id, member=member.address,
+                        from_merchant_id=store.merchant_id, points=26, min_out=1,
+                        order_id="conv-1", nonce=1, deadline=deadline, signature=conv)
+    outbox_worker(alliance).drain()
+    with alliance.store.session() as s:
+        request_refund_redemption(alliance, s, merchant_id=cinema.merchant_id,
+                                  order_id="ticket-1", points=20,
+                                  program_merchant_id=store.merchant_id)
+    outbox_worker(alliance).drain()
+    first = _audit(alliance, artifacts)
+    assert first.clean, [f.as_dict() for f in first.findings]
+    counts = first.event_counts
+    assert {"PointsReversed", "RedemptionRefunded", "PointsConvertedIn"} <= set(counts)
+    assert first.as_dict()["sections"]["points"]["programs"][-2]["reversed"] == 70
+    # Two periods later every lot has expired: the sweep burns them, orders read 0 left.
+    gw.rpc("evm_increaseTime", [61 * 86400])
+    gw.rpc("evm_mine", [])
+    program = alliance.contracts.program(store.program)
+    _send_as(alliance, Account.create().address, program.address,
+             program.encode("sweepExpired", [member.address]))
+    later = _audit(alliance, artifacts)
+    assert later.clean, [f.as_dict() for f in later.findings]
+    assert "PointsExpired" in later.event_counts
