@@ -20,7 +20,7 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from ..errors import ChainError
-from .governance import GovernanceRule
+from .governance import OPERATOR_ROLE, GovernanceRule
 from .model import Checks, Finding, Severity
 from .source import ZERO_ADDRESS, Event, Kind
 
@@ -28,7 +28,6 @@ NAME = "clearing"
 KINDS = {1: "redemption", 2: "conversion", 3: "refund"}
 # The Clearing's constructor opens period 1.
 FIRST_PERIOD = 1
-OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 MINTER_ROLE = "0x" + keccak(text="MINTER_ROLE").hex()
 
 

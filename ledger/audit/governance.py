@@ -23,6 +23,7 @@ from .source import Event, Kind
 
 NAME = "governance"
 ADMIN_ROLE = "0x" + "00" * 32
+OPERATOR_ROLE = "0x" + keccak(text="OPERATOR_ROLE").hex()
 ROLE_NAMES = {ADMIN_ROLE: "DEFAULT_ADMIN_ROLE"} | {
     "0x" + keccak(text=n).hex(): n
     for n in ("OPERATOR_ROLE", "MINTER_ROLE", "PROPOSER_ROLE", "EXECUTOR_ROLE",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ChainError
-from .governance import GovernanceRule
+from .governance import OPERATOR_ROLE, GovernanceRule
 from .model import Checks, Finding, Severity
 from .source import ZERO_ADDRESS, Event, Kind
 
@@ -51,8 +51,10 @@ class ProgramBook:
         self.orders: dict[str, Order] = {}
         self.redemptions: dict[tuple[int, str], Redeemed] = {}
         self.totals: dict[str, int] = defaultdict(int)
-        # Writes the merchant's account must have sent: tx -> (block, log index) of one event.
-        self.merchant_txs: dict[str, tuple[int, int]] = {}
+        # Writes a merchant's account must have sent: tx -> (block, log index) of one event,
+        # the merchant, whether the operator may send it instead (a suspended acceptor's
+        # refund).
+        self.merchant_txs: dict[str, tuple[tuple[int, int], int, bool]] = {}
         self.issued_by_block: dict[int, int] = defaultdict(int)
         self.redeemed_by_block: dict[int, int] = defaultdict(int)
 
@@ -100,11 +102,11 @@ class PointsRule:
                                      a["releaseDay"], ev.block)
             book.totals["issued"] += amount
             book.issued_by_block[ev.block] += amount
-            book.merchant_txs.setdefault(ev.tx, ev.position)
+            book.merchant_txs.setdefault(ev.tx, (ev.position, self._own(ev), False))
         elif name == "PointsReversed":
             ref = a["orderRef"]
             order = book.orders.get(ref)
-            book.merchant_txs.setdefault(ev.tx, ev.position)
+            book.merchant_txs.setdefault(ev.tx, (ev.position, self._own(ev), False))
             book.totals["reversed"] += a["amount"]
             if order is None:
                 self._violation("ReversalOfUnknownOrder", f"order {ref} reversed, never issued",
@@ -126,6 +128,7 @@ class PointsRule:
                                 f"order {a['orderRef']} of merchant {a['merchantId']} redeemed "
                                 "twice", ev, order_ref=a["orderRef"])
             book.redemptions[key] = Redeemed(a["member"], a["amount"], a["amount"], ev.block)
+            book.merchant_txs.setdefault(ev.tx, (ev.position, a["merchantId"], False))
             own = a["merchantId"] == self.merchant_of.get(ev.address)
             book.totals["redeemed_here" if own else "redeemed_elsewhere"] += a["amount"]
             book.redeemed_by_block[ev.block] += a["amount"]
@@ -133,6 +136,7 @@ class PointsRule:
             key = (a["merchantId"], a["orderRef"])
             red = book.redemptions.get(key)
             book.totals["refunded"] += a["amount"]
+            book.merchant_txs.setdefault(ev.tx, (ev.position, a["merchantId"], True))
             if red is None or red.conversion or a["amount"] > red.remaining:
                 self._violation("RefundExceedsRedemption",
                                 f"refund of {a['amount']} for order {a['orderRef']} of merchant "
@@ -150,10 +154,14 @@ class PointsRule:
             book.totals["converted_out"] += a["spent"]
             book.redemptions[key] = Redeemed(a["member"], a["spent"], a["spent"], ev.block,
                                              conversion=True)
+            book.merchant_txs.setdefault(ev.tx, (ev.position, a["toMerchantId"], False))
         elif name == "PointsConvertedIn":
             book.totals["converted_in"] += a["amount"]
         elif name == "PointsExpired":
             book.totals["expired"] += a["amount"]
+
+    def _own(self, ev: Event) -> int:
+        return self.merchant_of.get(ev.address, 0)
 
     def _violation(self, code: str, message: str, ev: Event, **details: Any) -> None:
         self.findings.append(Finding(NAME, code, Severity.VIOLATION, message,
@@ -251,19 +259,26 @@ class PointsRule:
         return out
 
     def _check_senders(self, checks: Checks) -> list[Finding]:
-        txs = {tx: (address, pos) for address, book in self.books.items()
-               for tx, pos in book.merchant_txs.items()}
+        """Issues and reversals come from the program's merchant's account of the time;
+        redemptions and conversions from the accepting merchant's, which relays them; refunds
+        from the acceptor's, or the operator's for a suspended acceptor."""
+        txs = {tx: (address, *need) for address, book in self.books.items()
+               for tx, need in book.merchant_txs.items()}
         senders = checks.senders(sorted(txs))
+        registry = checks.addresses.registry
         out = []
-        for tx, (address, pos) in sorted(txs.items()):
-            merchant = self.merchant_of.get(address)
-            account = None if merchant is None else self.governance.account_of(merchant, pos)
+        for tx, (address, pos, merchant, operator_ok) in sorted(txs.items()):
+            account = self.governance.account_of(merchant, pos)
             sender = senders.get(tx)
-            if sender is None or account is None or sender != account.lower():
-                out.append(Finding(NAME, "WriteByNonMerchant", Severity.VIOLATION,
-                                   f"issue or reversal sent by {sender}, while merchant "
-                                   f"{merchant} signed with {account}", contract=address,
-                                   block=pos[0], tx=tx))
+            if sender is not None and account is not None and sender == account.lower():
+                continue
+            if operator_ok and sender is not None and self.governance.holds(
+                    registry, OPERATOR_ROLE, sender, pos):
+                continue
+            out.append(Finding(NAME, "WriteByNonMerchant", Severity.VIOLATION,
+                               f"a write of merchant {merchant} sent by {sender}, while it "
+                               f"signed with {account}", contract=address, block=pos[0],
+                               tx=tx))
         return out
 
     def section(self) -> dict[str, Any]:

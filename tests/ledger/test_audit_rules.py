@@ -144,3 +144,27 @@ def test_a_balance_going_negative_and_supply_are_rebuilt_from_transfers() -> Non
                                                             "to": ZERO_ADDRESS, "value": 7}))
     book = points.books[PROGRAM_A]
     assert book.supply == -2 and book.balances[MEMBER] == -2
+
+
+def test_writes_must_come_from_the_merchant_that_signs_for_them() -> None:
+    _, points, _ = rules()
+    issue_tx, redeem_tx, stray_tx = ("0x" + c * 64 for c in "abc")
+    points.apply(ev("PointsIssued", Kind.PROGRAM, PROGRAM_A, tx=issue_tx, member=MEMBER,
+                    orderRef=REF, amount=5, earnPeriod=0, releaseDay=0))
+    points.apply(ev("PointsRedeemed", Kind.PROGRAM, PROGRAM_A, tx=redeem_tx, member=MEMBER,
+                    merchantId=2, orderRef=REF, amount=1, nonce=0))
+    points.apply(ev("PointsIssued", Kind.PROGRAM, PROGRAM_A, tx=stray_tx, member=MEMBER,
+                    orderRef="0x" + "02" * 32, amount=5, earnPeriod=0, releaseDay=0))
+
+    class Senders:
+        class addresses:  # noqa: N801 - the shape Checks has
+            registry = "0x" + "99" * 20
+
+        @staticmethod
+        def senders(txs: list[str]) -> dict[str, str]:
+            # Merchant 1 issued; merchant 2 relayed the redemption; someone else issued.
+            return {issue_tx: "0x" + "01" * 20, redeem_tx: "0x" + "02" * 20,
+                    stray_tx: "0x" + "66" * 20}
+
+    found = points._check_senders(Senders())  # type: ignore[arg-type]
+    assert [(f.code, f.tx) for f in found] == [("WriteByNonMerchant", stray_tx)]
