@@ -15,6 +15,8 @@ import typer
 import uvicorn
 from rich.table import Table
 
+from .audit.cli import audit
+from .audit.operator_cli import auditor_key, drift
 from .chain import anvil
 from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
@@ -33,6 +35,9 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
+app.command("audit")(audit)
+app.command("auditor-key")(auditor_key)
+app.command("drift")(drift)
 
 
 # ---------------------------------------------------------------------- chain

@@ -176,6 +176,35 @@ def test_the_alliance_imports_no_worker() -> None:
     assert not edges["ledger.alliance"] & workers
 
 
+def closure(edges: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for t in edges.get(todo.pop(), set()):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return seen
+
+
+def test_the_audit_never_reaches_the_store() -> None:
+    """Auditors must not have to trust the service's database: the chain audit (everything
+    under ledger.audit but the service side: the drift report, which compares the store with
+    the chain, auditor credentials and the operator's commands) imports nothing that opens
+    it, not even indirectly."""
+    edges, _ = graph(ROOT)
+    service_side = ["ledger.audit.drift", "ledger.audit.service", "ledger.audit.operator_cli"]
+    audit = [m for m in edges if _under(m, ["ledger.audit"]) and m not in service_side]
+    assert "ledger.audit.engine" in audit and "ledger.audit.cli" in audit
+    store_side = ["ledger.store", "ledger.alliance", "ledger.runtime", "ledger.terminal",
+                  *service_side]
+    for m in audit:
+        reached = sorted(t for t in closure(edges, m) | {m}
+                         if _under(t, store_side) or t.endswith(".repos"))
+        assert reached == [], f"{m} reaches {reached}"
+
+
 def test_every_capability_is_a_package_with_its_service() -> None:
     mods = modules(ROOT)
     for cap in CAPABILITIES:
