@@ -32,6 +32,22 @@ def _serve(alliance: Alliance, port: int) -> tuple[uvicorn.Server, threading.Thr
     return server, thread
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by this process's live threads, by the first word of their
+    names (Linux: /proc/self/task/<id>/stat, user + system time)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                stat = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = t.name.split("_")[0].split("-")[0].split(" ")[0]
+        out[name] = out.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+    return out
+
+
 def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     pending = set(op_ids)
@@ -94,18 +110,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         single_ids: list[str] = []
         client_cpu: list[float] = []
 
-        def thread_cpu() -> dict[str, float]:
-            out: dict[str, float] = {}
-            for t in threading.enumerate():
-                try:
-                    f = open(f"/proc/self/task/{t.native_id}/stat").read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                name = t.name.split("_")[0].split("-")[0].split(" ")[0]
-                out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-            return out
-
-        threads0 = thread_cpu()
+        threads0 = _thread_cpu()
 
         def client_loop(c_index: int) -> None:
             with httpx.Client(base_url=base, timeout=60) as http:
@@ -134,12 +139,13 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         _wait_confirmed(alliance, single_ids)
         confirmed_s = len(latencies) / (time.perf_counter() - t0)
         cpu_ms = (time.process_time() - cpu0) * 1000 / len(latencies)
-        threads1 = thread_cpu()
-        per = {k: round((v - threads0.get(k, 0.0)) * 1000 / len(latencies), 2) for k, v in threads1.items()}
-        per["clients"] = round(sum(client_cpu) * 1000 / len(latencies), 2)
-        print("CPU ms per request by thread:", sorted(per.items(), key=lambda kv: -kv[1]))
+        per = {k: (v - threads0.get(k, 0.0)) * 1000 / len(latencies)
+               for k, v in _thread_cpu().items()}
+        per["clients"] = sum(client_cpu) * 1000 / len(latencies)
         print(f"CPU of this process (server, workers and clients) per single request, to "
               f"confirmed: {cpu_ms:.2f} ms")
+        print("  of which, by thread: " + ", ".join(
+            f"{k} {v:.2f} ms" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0))
         lat = sorted(latencies)
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000
