@@ -22,8 +22,12 @@ from sqlalchemy.orm import Session
 
 from .. import limits, signing
 from ..alliance import Alliance
-from ..errors import LedgerConflictError, LedgerExpiredError, LedgerNotFoundError
-from ..errors import LedgerValidationError
+from ..errors import (
+    LedgerConflictError,
+    LedgerExpiredError,
+    LedgerNotFoundError,
+    LedgerValidationError,
+)
 from ..merchants.repos import get_merchant
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox_repos
