@@ -99,7 +99,7 @@ def _expiry(parsed: SiweMessage) -> datetime:
     if raw is None:
         raise LedgerValidationError("the sign-in message must carry an Expiration Time",
                                     field="message")
-    when = datetime_from_iso8601_string(str(raw))
+    when: datetime = datetime_from_iso8601_string(str(raw))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
