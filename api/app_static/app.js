@@ -104,6 +104,8 @@
       box.appendChild(b);
     } else if (x.retry && retry) {
       box.appendChild(button(t("retry"), "btn btn-ghost btn-small", retry));
+    } else if (state.session) {
+      box.appendChild(button(t("backHome"), "btn btn-ghost btn-small", () => go("card")));
     }
     return box;
   }
@@ -477,7 +479,7 @@
       <section class="card"><h3>${esc(t("myPoints"))}</h3>
         ${held.length ? `<ul class="programs" id="programs">${held.map(programCard).join("")}</ul>`
           : `<p class="muted empty">${esc(t("noPoints"))}</p>`}
-        <p class="foot muted">${esc(t("updated", { n: num(b.as_of_block) }))}</p></section>`;
+        <p class="foot muted">${esc(t("updated", { time: when(Date.now() / 1000) }))}</p></section>`;
     $("#act-code").addEventListener("click", showMemberCode);
     $("#act-pay").addEventListener("click", () => go("pay"));
     $("#act-convert").addEventListener("click", () => go("convert"));
@@ -520,7 +522,16 @@
     busy(main, t("loading"));
     const [pr, b] = await Promise.all([api("GET", `/app/api/payment-requests/${id}`), loadBalances()]);
     if (pr.status === "paying" || pr.status === "paid") { renderPaid(main, pr, true); return; }
-    if (pr.status === "expired") { main.innerHTML = ""; main.appendChild(errorBox({ code: "payment-request-expired" })); return; }
+    if (pr.status === "expired") {
+      main.innerHTML = `<section class="card pay-head">
+        <div class="avatar avatar-${pr.merchant_id % 6} avatar-lg">${initial(pr.merchant_name)}</div>
+        <h2>${esc(t("payAt", { name: pr.merchant_name }))}</h2>
+        <div class="due due-off">${esc(money(pr.amount))}</div>
+        <div class="muted small">${esc(t("order"))} ${esc(pr.order_id)}</div></section>`;
+      main.appendChild(errorBox({ code: "payment-request-expired" }));
+      ready();
+      return;
+    }
     const options = b.programs.map((p) => {
       const need = Math.ceil(pr.amount / p.rate);
       return { p, need, ok: p.spendable >= need };
@@ -723,7 +734,7 @@
     return `<li class="event event-${esc(e.kind)}" data-kind="${esc(e.kind)}">
       <div class="event-dot ${cls}" aria-hidden="true"></div>
       <div class="event-main"><div class="event-title">${esc(title)}</div>
-        <div class="event-sub muted">${esc(sub)} · ${esc(when(e.at))}</div></div>
+        <div class="event-sub muted">${esc(sub)} · <span class="nowrap">${esc(when(e.at))}</span></div></div>
       <div class="event-amount ${cls}">${esc(fig)}</div></li>`;
   }
 

@@ -59,7 +59,7 @@
       preview: "查看兑换结果",
       convertResult: "将得到 {out} 分 {to} 积分",
       convertSpent: "实际使用 {spent} 分 {from} 积分",
-      convertRest: "不足一分的 {rest} 分留在 {from}，不会损失",
+      convertRest: "余下 {rest} 分不够再换 1 分，仍留在 {from}，不会损失",
       convertRate: "折算：{from} 1 分 = {a}，{to} 1 分 = {b}",
       convertRounding: "按价值向下取整，绝不多扣。",
       confirmConvert: "确认互换",
@@ -128,7 +128,7 @@
       cancel: "取消",
       continue: "继续",
       loading: "加载中…",
-      updated: "数据截至第 {n} 号区块",
+      updated: "更新于 {time}",
     },
     en: {
       appName: "Alliance Members",
@@ -186,7 +186,7 @@
       preview: "See what I get",
       convertResult: "You get {out} {to} points",
       convertSpent: "Uses {spent} {from} points",
-      convertRest: "{rest} pts worth less than one point stay with {from}: nothing is lost",
+      convertRest: "The other {rest} pts are not enough for one more point and stay with {from}: nothing is lost",
       convertRate: "Values: 1 {from} pt = {a}, 1 {to} pt = {b}",
       convertRounding: "Rounded down by value: never charged more.",
       confirmConvert: "Exchange now",
@@ -255,7 +255,7 @@
       cancel: "Cancel",
       continue: "Continue",
       loading: "Loading…",
-      updated: "As of block {n}",
+      updated: "Updated {time}",
     },
   };
   let lang = "zh-CN";
