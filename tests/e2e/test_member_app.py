@@ -267,7 +267,7 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     page.wait_for_selector("#er button")
     j.shot("me")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download my data").last.click()
+        page.locator("#dl button").click()
     mine = json.loads(Path(download.value.path()).read_text())
     assert mine["address"] == address and mine["payments"][0]["order_id"] == "CAFE-0042"
     page.locator("#er button").click()
