@@ -29,7 +29,8 @@
     { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const locale = () => (I18n.lang === "en" ? "en-GB" : "zh-CN");
   const num = (n) => new Intl.NumberFormat(locale()).format(n);
-  const money = (fen) => new Intl.NumberFormat(locale(), { style: "currency", currency: "CNY" })
+  // Prices in yuan as the malls print them (¥12.00), in both languages.
+  const money = (fen) => new Intl.NumberFormat("zh-CN", { style: "currency", currency: "CNY" })
     .format(fen / 100);
   const day = (unix) => new Intl.DateTimeFormat(locale(), { year: "numeric", month: "short",
     day: "numeric" }).format(new Date(unix * 1000));
