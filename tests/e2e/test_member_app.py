@@ -5,8 +5,9 @@ One journey, in the order a member lives it: get a card (a key created in the pa
 passphrase, backup words shown once), sign in (SIWE), see balances of two programs, pay a
 cafe's payment request with the department store's points (the balance and the cafe's
 clearing position change on chain), convert points with the rounding shown, read the history,
-switch to English, download and then delete the member's data. Errors on the way: an expired
-payment request, a session ended under the page. A screenshot of every step is kept under
+switch to English, download and then delete the member's data. Errors on the way: the member
+backing out of a payment, the connection dropping after the service took it (retried: paid
+once), an expired payment request, a session ended under the page. A screenshot of every step is kept under
 ``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir), never committed.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 from sqlalchemy import delete, select, update
 
 from api.app import create_app
@@ -188,8 +189,29 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     page.click("#pay-button")
     page.wait_for_selector("#dlg-pass")  # the page was reloaded: the card opens again
     j.shot("pay-passphrase")
+    page.click("#dlg-cancel")  # the member backs out: told nothing was taken
+    page.wait_for_selector(".notice-error[data-code=ACTION_REJECTED]")
+    j.shot("pay-cancelled")
+    assert program.balance_of(address) == 5000
+    # The connection drops after the service took the payment: the member sees a plain
+    # message, taps "try again", and the same payment comes back (charged once).
+    dropped: list[int] = []
+
+    def drop_the_answer(route: Route) -> None:
+        if dropped:
+            route.continue_()
+            return
+        dropped.append(route.fetch().status)
+        route.abort("connectionreset")
+
+    page.route("**/pay", drop_the_answer)
+    page.click("#pay-button")
     page.fill("#dlg-pass", PASSPHRASE)
     page.click("#dlg-ok")
+    page.wait_for_selector(".notice-error[data-code=network]", timeout=60_000)
+    j.shot("pay-connection-lost")
+    assert dropped == [200]
+    page.get_by_role("button", name="重试").click()
     page.wait_for_selector("#result-title:has-text('支付成功')", timeout=60_000)
     j.shot("paid")
     assert program.balance_of(address) == 5000 - 3600
