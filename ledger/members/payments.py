@@ -88,10 +88,13 @@ def _unix(dt: datetime) -> int:
     return int(dt.timestamp())
 
 
-def _request(session: Session, request_id: str) -> PaymentRequest:
+def _request(session: Session, request_id: str, *, lock: bool = False) -> PaymentRequest:
+    """The payment request (``lock``: its row locked until the transaction ends, so two
+    payments of one request queue one after the other on PostgreSQL as on SQLite, whose
+    writers already take the database's lock at BEGIN IMMEDIATE)."""
     if not isinstance(request_id, str) or not 8 <= len(request_id) <= 32:
         raise LedgerNotFoundError("no such payment request")
-    row = session.get(PaymentRequest, request_id)
+    row = session.get(PaymentRequest, request_id, with_for_update=lock)
     if row is None:
         raise LedgerNotFoundError("no such payment request")
     return row
@@ -196,7 +199,7 @@ def pay(alliance: Alliance, session: Session, *, request_id: str, member: str,
     again: nothing is paid twice. Raises LedgerExpiredError (``payment-request-expired``),
     LedgerValidationError (too few points signed), or LedgerSignatureError (the signature
     cannot land: see :class:`ledger.points.service.SignatureCheck`)."""
-    row = _request(session, request_id)
+    row = _request(session, request_id, lock=True)
     view = _view(session, row)
     if view.status in (PaymentStatus.PAYING, PaymentStatus.PAID):
         return view

@@ -33,6 +33,7 @@ from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from ledger.store.models import MemberSession, PaymentRequest
 from tests.servers import free_port
@@ -113,9 +114,10 @@ class Journey:
         self.page.screenshot(path=str(self.shots / f"{self.n:02d}-{name}.png"), full_page=True)
 
 
-def _issue(client: AllianceClient, member: str, points: int, order_id: str) -> None:
+def _issue(client: AllianceClient, member: str, points: int, order_id: str,
+           release_at: int | None = None) -> None:
     r = client.post("/v1/points/issue", {"member": member, "points": points,
-                                         "order_id": order_id})
+                                         "order_id": order_id, "release_at": release_at})
     assert r.status_code == 202, r.text
     assert client.wait_operation(r.json()["id"])["status"] == "confirmed"
 
@@ -162,11 +164,14 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     # --- see balances of every program, with their value
     _issue(env.store, address, 5000, "GP-1001")
     _issue(env.cafe, address, 800, "CAFE-1001")
+    _issue(env.store, address, 200, "GP-1002",  # pending: spendable in three days
+           release_at=chain_now(env.alliance) + 3 * 86_400)
     page.reload()
     page.wait_for_selector("#programs li >> nth=1")
     assert page.locator("#programs li").count() == 2
     store_row = page.locator(f"#programs li[data-merchant='{env.store_merchant.merchant_id}']")
     assert store_row.locator("[data-points]").inner_text() == "5,000"
+    assert "200 分将于" in store_row.inner_text()  # the pending points and when they arrive
     # 5000 x 1 fen + 800 x 2 fen = 66.00 yuan
     assert "66.00" in page.locator("#total-value").inner_text()
     j.shot("card-balances")
@@ -192,7 +197,7 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     page.click("#dlg-cancel")  # the member backs out: told nothing was taken
     page.wait_for_selector(".notice-error[data-code=ACTION_REJECTED]")
     j.shot("pay-cancelled")
-    assert program.balance_of(address) == 5000
+    assert program.balance_of(address) == 5200
     # The connection drops after the service took the payment: the member sees a plain
     # message, taps "try again", and the same payment comes back (charged once).
     dropped: list[int] = []
@@ -214,7 +219,7 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     page.get_by_role("button", name="重试").click()
     page.wait_for_selector("#result-title:has-text('支付成功')", timeout=60_000)
     j.shot("paid")
-    assert program.balance_of(address) == 5000 - 3600
+    assert program.balance_of(address) == 5200 - 3600
     assert clearing.position_of(period, env.cafe_merchant.merchant_id)[0] == cafe_before + 3600
     # Opening the same request again says it is paid; nothing is charged twice.
     page.goto(env.url + pr.json()["link"])
@@ -241,7 +246,7 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     page.wait_for_selector("#result-title:has-text('互换成功')", timeout=60_000)
     j.shot("converted")
     cafe_program = env.alliance.contracts.program(env.cafe_merchant.program)
-    assert program.balance_of(address) == 1400 - 1000
+    assert program.balance_of(address) == 1600 - 1000
     assert cafe_program.balance_of(address) == 800 + 500
 
     # --- history: issued, spent elsewhere, converted out and in
@@ -301,7 +306,7 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     with env.alliance.store.read_session() as s:
         assert s.scalar(select(MemberSession).where(MemberSession.address == address)) is None
         assert s.scalar(select(PaymentRequest).where(PaymentRequest.payer == address)) is None
-    assert program.balance_of(address) == 400 and cafe_program.balance_of(address) == 1300
+    assert program.balance_of(address) == 600 and cafe_program.balance_of(address) == 1300
     assert clearing.position_of(period, env.cafe_merchant.merchant_id)[0] == \
         cafe_before + 3600 + 500 * 2  # the conversion: the store owes the cafe 500 x 2 fen
     assert errors == [] and outside == []
