@@ -7,8 +7,8 @@ cafe's payment request with the department store's points (the balance and the c
 clearing position change on chain), convert points with the rounding shown, read the history,
 switch to English, download and then delete the member's data. Errors on the way: the member
 backing out of a payment, the connection dropping after the service took it (retried: paid
-once), an expired payment request, a session ended under the page. A screenshot of every step is kept under
-``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir), never committed.
+once), an expired payment request, a session ended under the page. A screenshot of every step
+is kept under ``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir), never committed.
 """
 
 from __future__ import annotations
