@@ -121,15 +121,19 @@ def create_payment_request(req: PaymentRequestCreate, request: Request, body: Bo
         assert s is not None
         view = payments.create_payment_request(s, merchant_id=mid, order_id=req.order_id,
                                                amount=req.amount, ttl_s=req.ttl_s)
-        return 201, payment_out(view).model_dump(mode="json")
+        return 201, _with_url(request, payment_out(view)).model_dump(mode="json")
 
     return run_idempotent(request, body, alliance, who, work)
 
 
 @merchant_router.get("/{request_id}", response_model=PaymentRequestOut)
-def get_payment_request(request_id: PaymentRequestIdPath, alliance: AllianceDep,
-                        who: MerchantDep) -> PaymentRequestOut:
+def get_payment_request(request_id: PaymentRequestIdPath, request: Request,
+                        alliance: AllianceDep, who: MerchantDep) -> PaymentRequestOut:
     """One of your payment requests and where its payment is."""
     with alliance.store.read_session() as s:
-        return payment_out(payments.payment_request(s, request_id=request_id,
-                                                    merchant_id=who.merchant_id))
+        return _with_url(request, payment_out(payments.payment_request(
+            s, request_id=request_id, merchant_id=who.merchant_id)))
+
+
+def _with_url(request: Request, out: PaymentRequestOut) -> PaymentRequestOut:
+    return out.model_copy(update={"url": str(request.base_url).rstrip("/") + out.link})

@@ -110,6 +110,8 @@ class PaymentRequestOut(BaseModel):
     tx_hash: str | None
     error_code: str | None
     link: str = Field(description="path of the member app page that pays it")
+    url: str | None = Field(default=None, description="the same as an absolute URL, for the "
+                            "till's QR code (from the host this request was sent to)")
 
 
 class PayQuoteRequest(BaseModel):

@@ -164,6 +164,7 @@ def test_a_payment_request_is_paid_once_whatever_is_sent_again(env: ApiEnv) -> N
     assert created.status_code == 201, created.text
     pr = created.json()
     assert pr["status"] == "open" and pr["link"] == f"/app?pay={pr['id']}"
+    assert pr["url"] == f"http://testserver/app?pay={pr['id']}"  # for the till's QR code
     assert sign_in(env, member).status_code == 200
     body = _pay_signed(env, member, pr["id"])
     assert body["points"] == 360  # the store's rate is 1 fen a point

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from eth_account import Account
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 from sqlalchemy import delete, select, update
 
@@ -310,4 +311,43 @@ def test_member_journey_in_chromium(app_server: AppServer, browser: Browser,
     assert clearing.position_of(period, env.cafe_merchant.merchant_id)[0] == \
         cafe_before + 3600 + 500 * 2  # the conversion: the store owes the cafe 500 x 2 fen
     assert errors == [] and outside == []
+    context.close()
+
+
+def test_a_card_is_recovered_from_its_words_on_another_phone(
+        app_server: AppServer, browser: Browser, shots: Path) -> None:
+    env = app_server
+    Account.enable_unaudited_hdwallet_features()
+    member, words = Account.create_with_mnemonic()
+    _issue(env.store, member.address, 300, "GP-2001")
+    context = browser.new_context(viewport=PIXEL_7, is_mobile=True, locale="en-GB")
+    page = context.new_page()
+    j = Journey(page, shots)
+    page.goto(env.url + "/app?lang=en")
+    page.get_by_role("button", name="Recover my card with its recovery words").click()
+    page.fill("#words", "  " + words.upper() + " ")  # as typed on a phone keyboard
+    page.fill("#pass1", PASSPHRASE)
+    page.fill("#pass2", PASSPHRASE)
+    j.shot("recover")
+    page.locator("#restore-go button").click()
+    page.wait_for_selector("#programs li", timeout=60_000)
+    j.shot("recovered-card")
+    assert page.evaluate("window.AllianceApp.state.session.address") == member.address
+    assert page.locator("#programs li [data-points]").inner_text() == "300"
+    assert page.evaluate("localStorage.getItem('alliance.card.v1')") is not None
+    context.close()
+
+
+def test_wrong_recovery_words_are_refused_in_plain_words(
+        app_server: AppServer, browser: Browser) -> None:
+    context = browser.new_context(viewport=PIXEL_7, is_mobile=True)
+    page = context.new_page()
+    page.goto(app_server.url + "/app?lang=en")
+    page.get_by_role("button", name="Recover my card with its recovery words").click()
+    page.fill("#words", "apple " * 12)
+    page.fill("#pass1", PASSPHRASE)
+    page.fill("#pass2", PASSPHRASE)
+    page.locator("#restore-go button").click()
+    page.wait_for_selector("#pass-err:has-text('recovery words are not right')")
+    assert page.evaluate("localStorage.getItem('alliance.card.v1')") is None
     context.close()
