@@ -44,6 +44,36 @@ PIXEL_7 = {"width": 390, "height": 844}
 PASSPHRASE = "mall-card-2026"
 
 
+class Service:
+    """The real service in this process (uvicorn on a loopback port, its workers running),
+    which a test can stop and start again on the same port: a restart."""
+
+    def __init__(self, alliance: Alliance) -> None:
+        self.alliance = alliance
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(create_app(self.alliance),
+                                                     host="127.0.0.1", port=self.port,
+                                                     log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            assert time.monotonic() < deadline, "the service did not start"
+            assert self._thread.is_alive(), "the service exited at start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=30)
+        self._server = self._thread = None
+
+
 @dataclass
 class AppServer:
     url: str
@@ -52,6 +82,7 @@ class AppServer:
     cafe: AllianceClient
     store_merchant: AdmittedMerchant
     cafe_merchant: AdmittedMerchant
+    service: Service
 
 
 @pytest.fixture
@@ -59,24 +90,15 @@ def app_server(settings: Settings) -> Iterator[AppServer]:
     alliance = Alliance.open(settings)
     store = admit_merchant(alliance, name="Grand Plaza Department Store", symbol="GPDS", rate=1)
     cafe = admit_merchant(alliance, name="Corner Cafe", symbol="CAFE", rate=2)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(alliance), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    http = httpx.Client(base_url=url, timeout=30)
+    service = Service(alliance)
+    service.start()
+    http = httpx.Client(base_url=service.url, timeout=30)
     try:
-        yield AppServer(url, alliance, AllianceClient(http, store.key_id, store.secret),
-                        AllianceClient(http, cafe.key_id, cafe.secret), store, cafe)
+        yield AppServer(service.url, alliance, AllianceClient(http, store.key_id, store.secret),
+                        AllianceClient(http, cafe.key_id, cafe.secret), store, cafe, service)
     finally:
         http.close()
-        server.should_exit = True
-        thread.join(timeout=30)
+        service.stop()
         alliance.close()
 
 
@@ -350,4 +372,47 @@ def test_wrong_recovery_words_are_refused_in_plain_words(
     page.locator("#restore-go button").click()
     page.wait_for_selector("#pass-err:has-text('recovery words are not right')")
     assert page.evaluate("localStorage.getItem('alliance.card.v1')") is None
+    context.close()
+
+
+def test_the_service_restarting_mid_payment_pays_once(
+        app_server: AppServer, browser: Browser, shots: Path) -> None:
+    env = app_server
+    Account.enable_unaudited_hdwallet_features()
+    member, words = Account.create_with_mnemonic()
+    _issue(env.store, member.address, 1000, "GP-3001")
+    context = browser.new_context(viewport=PIXEL_7, is_mobile=True, locale="zh-CN")
+    page = context.new_page()
+    j = Journey(page, shots)
+    page.goto(env.url + "/app")
+    page.get_by_role("button", name="用恢复词找回会员卡").click()
+    page.fill("#words", words)
+    page.fill("#pass1", PASSPHRASE)
+    page.fill("#pass2", PASSPHRASE)
+    page.locator("#restore-go button").click()
+    page.wait_for_selector("#programs li", timeout=60_000)
+    pr = env.cafe.post("/v1/payment-requests", {"order_id": "CAFE-0077", "amount": 500}).json()
+    page.evaluate(f"window.AllianceApp.go('pay', '{pr['id']}')")  # the card stays open
+    page.wait_for_selector("#pay-button:not([disabled])")
+    page.check(f"input[name=program][value='{env.store_merchant.merchant_id}']")
+
+    # The service takes the payment, and its answer never arrives: it went down.
+    def answer_lost(route: Route) -> None:
+        route.fetch()
+        route.abort("connectionreset")
+
+    page.route("**/pay", answer_lost, times=1)
+    page.click("#pay-button")
+    page.wait_for_selector(".notice-error[data-code=network]", timeout=60_000)
+    env.service.stop()
+    page.get_by_role("button", name="重试").click()  # still down: the same plain message
+    page.wait_for_selector(".notice-error[data-code=network]", timeout=60_000)
+    j.shot("service-down")
+    env.service.start()
+    page.get_by_role("button", name="重试").click()
+    page.wait_for_selector("#result-title:has-text('支付成功')", timeout=60_000)
+    j.shot("paid-after-restart")
+    program = env.alliance.contracts.program(env.store_merchant.program)
+    assert program.balance_of(member.address) == 1000 - 500  # charged once
+    assert env.cafe.get(f"/v1/payment-requests/{pr['id']}").json()["status"] == "paid"
     context.close()
