@@ -511,10 +511,17 @@
     setTitle(t("payTitle"));
     if (!id) {
       main.innerHTML = `<section class="card"><h2>${esc(t("payTitle"))}</h2>
-        <p class="muted">${esc(t("payPaste"))}</p>
+        <p class="muted">${esc(t("payPaste"))}</p><div id="pay-scan"></div>
         <label class="field"><span>${esc(t("payLink"))}</span><input id="pay-link" autocomplete="off"></label>
         <div id="pay-open"></div></section>`;
-      $("#pay-open").appendChild(button(t("openPay"), "btn btn-primary btn-block", () => {
+      const camera = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+      if (camera) {
+        const scan = button("▣  " + t("scan"), "btn btn-primary btn-block btn-lg", () => scanPayCode(main));
+        scan.id = "scan-button";
+        $("#pay-scan").appendChild(scan);
+      }
+      $("#pay-open").appendChild(button(t("openPay"), camera ? "btn btn-ghost btn-block"
+        : "btn btn-primary btn-block", () => {
         const pid = payIdFrom($("#pay-link").value);
         if (pid) go("pay", pid); else toast(t("errNotFound"));
       }));
@@ -580,6 +587,53 @@
     };
     tick();
     ready();
+  }
+
+  // Scanning the till's code: the camera's frames drawn on a canvas and read by jsQR
+  // (npm jsqr, loaded only when the member taps "scan"). The code holds the payment link.
+  async function scanPayCode(main) {
+    const box = document.createElement("section");
+    box.className = "card scanner";
+    box.innerHTML = `<div class="scan-frame"><video id="scan-video" playsinline muted></video>
+      <div class="scan-mark" aria-hidden="true"></div></div>
+      <p class="muted center">${esc(t("scanHint"))}</p><div id="scan-msg"></div>`;
+    main.replaceChildren(box);
+    let stream;
+    try {
+      if (!window.jsQR) await loadScript("/app/vendor/jsQR.js");
+      stream = await navigator.mediaDevices.getUserMedia(
+        { video: { facingMode: "environment" }, audio: false });
+    } catch (_) {
+      $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
+        className: "notice notice-error", textContent: t("scanNoCamera") }));
+      box.appendChild(button(t("payLink"), "btn btn-ghost btn-block", () => go("pay")));
+      return;
+    }
+    const video = $("#scan-video");
+    video.srcObject = stream;
+    await video.play();
+    const canvas = document.createElement("canvas");
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    const stop = () => stream.getTracks().forEach((tr) => tr.stop());
+    box.appendChild(button(t("cancel"), "btn btn-ghost btn-block", () => { stop(); go("pay"); }));
+    const frame = () => {
+      if (!box.isConnected) { stop(); return; }
+      if (video.readyState >= 2 && video.videoWidth) {
+        canvas.width = video.videoWidth;
+        canvas.height = video.videoHeight;
+        ctx.drawImage(video, 0, 0);
+        const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+        const code = window.jsQR(img.data, img.width, img.height, { inversionAttempts: "dontInvert" });
+        if (code) {
+          const pid = payIdFrom(code.data);
+          if (pid) { stop(); go("pay", pid); return; }
+          $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
+            className: "notice notice-error", textContent: t("scanNotPay") }));
+        }
+      }
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
   }
 
   async function doPay(main, pr) {

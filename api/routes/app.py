@@ -31,6 +31,7 @@ NODE_MODULES = ROOT / "node_modules"
 VENDOR = {
     "ethers.umd.min.js": NODE_MODULES / "ethers" / "dist" / "ethers.umd.min.js",
     "qrcode.js": NODE_MODULES / "qrcode-generator" / "dist" / "qrcode.js",
+    "jsQR.js": NODE_MODULES / "jsqr" / "dist" / "jsQR.js",
 }
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml",

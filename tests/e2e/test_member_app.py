@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from ledger.store.models import MemberSession, PaymentRequest
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 PIXEL_7 = {"width": 390, "height": 844}
 PASSPHRASE = "mall-card-2026"
 
@@ -416,3 +418,76 @@ def test_the_service_restarting_mid_payment_pays_once(
     assert program.balance_of(member.address) == 1000 - 500  # charged once
     assert env.cafe.get(f"/v1/payment-requests/{pr['id']}").json()["status"] == "paid"
     context.close()
+
+
+def _qr_matrix(text: str) -> list[list[bool]]:
+    """The QR modules of ``text``, from the same npm package the page draws codes with."""
+    script = ("const q = require('qrcode-generator')(0, 'M'); q.addData(process.argv[1]); "
+              "q.make(); const n = q.getModuleCount(); const rows = []; "
+              "for (let r = 0; r < n; r++) { const row = []; "
+              "for (let c = 0; c < n; c++) row.push(q.isDark(r, c)); rows.push(row); } "
+              "console.log(JSON.stringify(rows));")
+    out = subprocess.run(["node", "-e", script, text], capture_output=True, check=True,
+                         cwd=ROOT, text=True).stdout
+    rows: list[list[bool]] = json.loads(out)
+    return rows
+
+
+def _camera_file(path: Path, text: str, *, width: int = 640, height: int = 480) -> None:
+    """A Y4M video (what Chromium's fake camera plays) of one frame showing ``text``'s QR
+    code, black on white, as a till's screen would."""
+    rows = _qr_matrix(text)
+    cell = min(width, height) // (len(rows) + 8)
+    left = (width - cell * len(rows)) // 2
+    top = (height - cell * len(rows)) // 2
+    luma = bytearray(b"\xff" * (width * height))
+    for r, row in enumerate(rows):
+        for c, dark in enumerate(row):
+            if dark:
+                for y in range(top + r * cell, top + (r + 1) * cell):
+                    start = y * width + left + c * cell
+                    luma[start:start + cell] = b"\x10" * cell
+    chroma = b"\x80" * (width // 2 * height // 2)
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode()
+                     + b"FRAME\n" + bytes(luma) + chroma + chroma)
+
+
+def test_scanning_the_till_code_opens_the_payment(app_server: AppServer, browser: Browser,
+                                                  shots: Path, tmp_path: Path) -> None:
+    env = app_server
+    Account.enable_unaudited_hdwallet_features()
+    member, words = Account.create_with_mnemonic()
+    _issue(env.store, member.address, 1000, "GP-4001")
+    pr = env.cafe.post("/v1/payment-requests", {"order_id": "CAFE-0088", "amount": 300}).json()
+    video = tmp_path / "till.y4m"
+    _camera_file(video, pr["url"])
+    chromium = shutil.which("chromium")
+    assert chromium
+    camera = browser.browser_type.launch(executable_path=chromium, args=[
+        "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}"])
+    try:
+        context = camera.new_context(viewport=PIXEL_7, is_mobile=True, locale="zh-CN")
+        context.grant_permissions(["camera"], origin=env.url)
+        page = context.new_page()
+        j = Journey(page, shots)
+        page.goto(env.url + "/app")
+        page.get_by_role("button", name="用恢复词找回会员卡").click()
+        page.fill("#words", words)
+        page.fill("#pass1", PASSPHRASE)
+        page.fill("#pass2", PASSPHRASE)
+        page.locator("#restore-go button").click()
+        page.wait_for_selector("#programs li", timeout=60_000)
+        page.click("[data-tab=pay]")
+        j.shot("pay-start")
+        page.click("#scan-button")
+        page.wait_for_selector("#pay-button:not([disabled])", timeout=30_000)
+        j.shot("scanned-payment")
+        assert "¥3.00" in page.locator("#due").inner_text()
+        page.click("#pay-button")
+        page.wait_for_selector("#result-title:has-text('支付成功')", timeout=60_000)
+        program = env.alliance.contracts.program(env.store_merchant.program)
+        assert program.balance_of(member.address) == 700
+        context.close()
+    finally:
+        camera.close()
