@@ -67,7 +67,8 @@ def page_weight(base: str) -> dict[str, tuple[int, int]]:
 def paint_after_ready(page: Page) -> tuple[float, float]:
     """(ms to the app-ready mark, ms to the first contentful paint) of the loaded page; the
     meaningful paint is the later of the two (a paint at or after the content was drawn)."""
-    page.wait_for_function("document.body.dataset.ready === '1'", timeout=60_000)
+    # Selectors, not wait_for_function: the page's CSP forbids the eval that polling uses.
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=60_000)
     page.wait_for_timeout(100)
     marks = page.evaluate(PAINT)
     return float(marks["ready"]), float(marks["fcp"] or 0.0)
@@ -156,7 +157,7 @@ def main() -> None:
             page.evaluate("() => { window.AllianceApp.needSigner(); }")
             page.fill("#dlg-pass", PASSPHRASE)
             page.click("#dlg-ok")
-            page.wait_for_function("window.AllianceApp.state.signer !== null", timeout=60_000)
+            page.wait_for_selector("#dialog", state="hidden", timeout=60_000)
             times = []
             for i in range(args.payments):
                 pr = cafe_api.post("/v1/payment-requests", {"order_id": f"BENCH-{i}",
