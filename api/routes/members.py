@@ -132,9 +132,8 @@ def sign_in(req: SignInRequest, request: Request, response: Response,
     """Verify the signed SIWE message and set the session cookie (httpOnly, SameSite=Strict,
     Secure over TLS)."""
     _require_app_header(request)
-    with alliance.store.session() as s:
-        opened = sessions.sign_in(s, message=req.message, signature=req.signature,
-                                  domain=_host(request), chain_id=alliance.gateway.chain_id)
+    opened = sessions.sign_in(alliance.store, message=req.message, signature=req.signature,
+                              domain=_host(request), chain_id=alliance.gateway.chain_id)
     max_age = max(1, int(opened.expires_at.timestamp() - time.time()))
     response.set_cookie(SESSION_COOKIE, opened.token, max_age=max_age, path="/app",
                         httponly=True, samesite="strict",
@@ -166,8 +165,7 @@ def my_balances(me: MemberDep, alliance: AllianceDep) -> MyBalancesOut:
     programs = []
     for b in read.programs:
         rate = registry.rate_of(b.merchant_id)
-        data = asdict(b)
-        data.pop("program"), data.pop("next_nonce")
+        data = {k: v for k, v in asdict(b).items() if k not in ("program", "next_nonce")}
         programs.append(ProgramValueOut.model_validate(
             {**data, "rate": rate, "value": b.spendable * rate}))
     return MyBalancesOut(member=me.address,

@@ -28,6 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..errors import LedgerExpiredError, LedgerSignatureError, LedgerValidationError
+from ..store.db import Store
 from ..store.models import MemberLoginNonce, MemberSession
 
 # Time to sign in with a nonce once it is handed out.
@@ -103,19 +104,20 @@ def _expiry(parsed: SiweMessage) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def sign_in(session: Session, *, message: str, signature: str, domain: str,
+def sign_in(store: Store, *, message: str, signature: str, domain: str,
             chain_id: int) -> OpenedSession:
     """Verify a signed SIWE message and open a session for its address.
 
     The message must name ``domain`` (the host the page was served from) and ``chain_id``,
     carry a nonce this service handed out and nobody used yet, and an expiry in the future
     at most :data:`MAX_MESSAGE_LIFETIME` away; the signature must be the address's.
-    The nonce is spent whatever the outcome of the signature check, so a message can be
-    tried once.
+    The nonce is spent (in its own transaction) before the signature is checked, so a
+    message is tried once, whatever the outcome.
 
-    Raises LedgerValidationError (malformed message, wrong chain), LedgerExpiredError
+    Raises LedgerValidationError (malformed message, expiry too far), LedgerExpiredError
     (``sign-in-expired``: the nonce or the message expired) or LedgerSignatureError
-    (``sign-in-rejected``: wrong domain, unknown nonce, not the address's signature)."""
+    (``wrong-chain``; ``sign-in-rejected``: wrong domain, unknown or used nonce, not the
+    address's signature)."""
     parsed = _parse(message)
     if int(parsed.chain_id) != chain_id:
         raise LedgerSignatureError(f"the message is for chain {parsed.chain_id}, this "
@@ -126,12 +128,13 @@ def sign_in(session: Session, *, message: str, signature: str, domain: str,
     if expires - now > MAX_MESSAGE_LIFETIME:
         raise LedgerValidationError("the sign-in message's expiry is too far ahead",
                                     field="message")
-    nonce_row = session.get(MemberLoginNonce, str(parsed.nonce))
+    with store.session() as session:
+        nonce_row = session.get(MemberLoginNonce, str(parsed.nonce))
+        if nonce_row is not None:
+            session.delete(nonce_row)
     if nonce_row is None:
         raise LedgerSignatureError("this sign-in nonce was not handed out here or is used",
                                    code="sign-in-rejected", field="message")
-    session.delete(nonce_row)
-    session.flush()
     if nonce_row.expires_at < now:
         raise LedgerExpiredError("the sign-in nonce expired: ask for a new one",
                                  code="sign-in-expired")
@@ -149,8 +152,9 @@ def sign_in(session: Session, *, message: str, signature: str, domain: str,
     token = secrets.token_urlsafe(32)
     until = min(expires, now + SESSION_TTL)
     address = str(parsed.address)
-    session.add(MemberSession(token_hash=_hash(token), address=address, created_at=now,
-                              expires_at=until))
+    with store.session() as session:
+        session.add(MemberSession(token_hash=_hash(token), address=address, created_at=now,
+                                  expires_at=until))
     return OpenedSession(token, address, until)
 
 

@@ -77,6 +77,20 @@ def test_a_sign_in_nonce_works_once(env: ApiEnv) -> None:
     assert again.status_code == 422 and again.json()["code"] == "sign-in-rejected"
 
 
+def test_a_refused_sign_in_spends_its_nonce(env: ApiEnv) -> None:
+    member = Account.create()
+    challenge = env.http.post("/app/api/sign-in/challenge", json={}, headers=APP).json()
+    message = siwe_message(challenge, member.address)
+    wrong = env.http.post("/app/api/sign-in", json={
+        "message": message, "signature": _sign(Account.create(), message)}, headers=APP)
+    assert wrong.status_code == 422 and wrong.json()["code"] == "sign-in-rejected"
+    # The right signature of the same message comes too late: its nonce is gone.
+    late = env.http.post("/app/api/sign-in", json={"message": message,
+                                                   "signature": _sign(member, message)},
+                         headers=APP)
+    assert late.status_code == 422 and late.json()["code"] == "sign-in-rejected"
+
+
 def test_sign_in_refuses_a_nonce_the_service_never_gave(env: ApiEnv) -> None:
     r = sign_in(env, Account.create(), nonce="a" * 24)
     assert r.status_code == 422 and r.json()["code"] == "sign-in-rejected"
