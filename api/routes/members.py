@@ -233,7 +233,7 @@ def convert(req: MemberConvertRequest, me: MemberDep, alliance: AllianceDep
                                  min_out=req.min_out, order_id=req.order_id, nonce=req.nonce,
                                  deadline=req.deadline, signature=req.signature)
         return MemberOperationOut.model_validate(
-            payments.member_operation(s, operation_id=op_id, member=me.address))
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
 
 
 @app_router.get("/operations/{operation_id}", response_model=MemberOperationOut)
@@ -241,7 +241,7 @@ def my_operation(operation_id: OperationIdPath, me: MemberDep,
                  alliance: AllianceDep) -> MemberOperationOut:
     with alliance.store.read_session() as s:
         return MemberOperationOut.model_validate(
-            payments.member_operation(s, operation_id=operation_id, member=me.address))
+            asdict(payments.member_operation(s, operation_id=operation_id, member=me.address)))
 
 
 @app_router.get("/my-data")

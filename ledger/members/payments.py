@@ -268,8 +268,19 @@ def convert(alliance: Alliance, session: Session, *, member: str, from_merchant_
     return op.id
 
 
-def member_operation(session: Session, *, operation_id: str, member: str
-                     ) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MemberOperation:
+    """An operation carrying the member's own signature, as the member app shows it."""
+
+    id: str
+    kind: str
+    status: OperationStatus
+    tx_hash: str | None
+    block_number: int | None
+    error_code: str | None
+
+
+def member_operation(session: Session, *, operation_id: str, member: str) -> MemberOperation:
     """Status of an operation carrying the member's own signature (else not found)."""
     op = outbox_repos.get_operation(session, operation_id) if isinstance(
         operation_id, str) and len(operation_id) <= 36 else None
@@ -277,5 +288,5 @@ def member_operation(session: Session, *, operation_id: str, member: str
     members = {payload.get("member")} | {i.get("member") for i in payload.get("items", [])}
     if op is None or member not in members:
         raise LedgerNotFoundError("no such operation of yours")
-    return {"id": op.id, "kind": op.kind, "status": str(op.status), "tx_hash": op.tx_hash,
-            "block_number": op.block_number, "error_code": op.error_code}
+    return MemberOperation(op.id, op.kind, OperationStatus(op.status), op.tx_hash,
+                           op.block_number, op.error_code)

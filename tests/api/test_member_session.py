@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import select, update
 
 from ledger.store.models import Member, MemberLoginNonce, PaymentRequest
-from tests.ledger.helpers import sign_redemption
+from tests.ledger.helpers import sign_conversion, sign_redemption
 
 from .conftest import ApiEnv
 
@@ -231,6 +231,34 @@ def test_convert_quote_spells_out_the_rounding(env: ApiEnv) -> None:
     assert (q["points"], q["points_spent"], q["min_out"], q["value"]) == (500, 1000, 500, 1000)
     assert q["typed_data"]["primaryType"] == "Convert"
     assert q["typed_data"]["message"]["toMerchantId"] == env.cafe_merchant.merchant_id
+
+
+def test_a_signed_conversion_is_relayed_and_only_its_member_reads_it(env: ApiEnv) -> None:
+    member = _funded(env, 1001)
+    assert sign_in(env, member).status_code == 200
+    req = {"from_merchant_id": env.store_merchant.merchant_id,
+           "to_merchant_id": env.cafe_merchant.merchant_id, "points": 1001}
+    q = env.http.post("/app/api/convert/quote", json=req, headers=APP).json()
+    sig = sign_conversion(member, program=env.store_merchant.program,
+                          registry=env.alliance.contracts.registry.address,
+                          chain_id=env.alliance.gateway.chain_id, amount=1001,
+                          to_merchant_id=env.cafe_merchant.merchant_id, min_out=q["min_out"],
+                          order_id=q["order_id"], nonce=q["nonce"], deadline=q["deadline"])
+    r = env.http.post("/app/api/convert", json={**req, "min_out": q["min_out"],
+                                                "order_id": q["order_id"], "nonce": q["nonce"],
+                                                "deadline": q["deadline"], "signature": sig},
+                      headers=APP)
+    assert r.status_code == 202, r.text
+    op_id = r.json()["id"]
+    assert env.cafe.wait_operation(op_id)["status"] == "confirmed"
+    mine = env.http.get(f"/app/api/operations/{op_id}")
+    assert mine.status_code == 200 and mine.json()["status"] == "confirmed"
+    cafe = env.alliance.contracts.program(env.cafe_merchant.program)
+    assert cafe.balance_of(member.address) == 500
+    assert env.alliance.contracts.program(env.store_merchant.program).balance_of(
+        member.address) == 1
+    assert sign_in(env, Account.create()).status_code == 200  # someone else's session
+    assert env.http.get(f"/app/api/operations/{op_id}").status_code == 404
 
 
 def test_delete_my_data_removes_links_and_sessions_and_leaves_the_ledger(env: ApiEnv) -> None:
