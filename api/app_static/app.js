@@ -863,7 +863,7 @@
     dialog(`<h2>${esc(t("erase"))}</h2><p class="muted">${esc(t("eraseBody"))}</p>
       <label class="field"><span>${esc(t("eraseType"))}</span><input id="erase-word" autocomplete="off"></label>
       <div class="row"><button type="button" class="btn btn-ghost" id="dlg-cancel">${esc(t("cancel"))}</button>
-      <button type="button" class="btn btn-danger" id="dlg-erase" disabled>${esc(t("eraseConfirm"))}</button></div><div id="erase-msg"></div>`,
+      <button type="button" class="btn btn-danger-solid" id="dlg-erase" disabled>${esc(t("eraseConfirm"))}</button></div><div id="erase-msg"></div>`,
     (d) => {
       $("#dlg-cancel", d).addEventListener("click", closeDialog);
       $("#erase-word", d).addEventListener("input", (e) => {

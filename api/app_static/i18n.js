@@ -245,7 +245,7 @@
       erase: "Delete my data",
       eraseBody: "Deletes the personal records this service keeps about you (sign-ins, member number link, you as payer). Your points and the stores' accounts stay as they are, but can no longer be tied to you.",
       eraseConfirm: "Delete",
-      eraseType: "Type “DELETE” to confirm",
+      eraseType: "Type DELETE to confirm",
       eraseWord: "DELETE",
       erased: "Your data is deleted",
       erasedBody: "{n} records deleted; you are signed out.",
