@@ -15,6 +15,7 @@ from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
 from .routes import admin, audit, clearing, members, merchants, operations, points, public
+from .routes import app as member_app
 
 # Failed authentications allowed per minute per key id, and per client address (higher:
 # several merchants' tills may share one address behind a NAT). Past them: 429.
@@ -58,7 +59,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
               clearing.router, admin.router, clearing.admin_router, public.router,
-              audit.router, audit.admin_router):
+              audit.router, audit.admin_router,
+              members.app_router, member_app.router, member_app.merchant_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

@@ -4,9 +4,11 @@ The whole tree, in one place (callers catch the most specific class they handle)
 
     LedgerError
     ├── LedgerValidationError (ValueError)      bad input, rejected before anything is written
-    │   └── LedgerSignatureError                a member's signature that cannot land: another
-    │                                           signer or domain, deadline out of range, nonce
-    │                                           already used (``code`` says which)
+    │   ├── LedgerSignatureError                a member's signature that cannot land: another
+    │   │                                       signer or domain, deadline out of range, nonce
+    │   │                                       already used (``code`` says which)
+    │   └── LedgerExpiredError                  something that was valid for a while no longer
+    │                                           is (a payment request; ``code`` says which)
     ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
     ├── LedgerConflictError                     idempotency key reused with another body, …
@@ -63,6 +65,18 @@ class LedgerSignatureError(LedgerValidationError):
     program's domain), ``deadline-passed``, ``deadline-too-far`` or ``nonce-used``."""
 
     code = "signature-mismatch"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
+
+
+class LedgerExpiredError(LedgerValidationError):
+    """A time-limited thing (a payment request, a sign-in nonce) is past its expiry; nothing
+    was written. ``code`` says which (``payment-request-expired`` ...)."""
+
+    code = "expired"
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message, **details)

@@ -36,6 +36,8 @@ if [ "$want_test" = 1 ]; then
     command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
         || pkgs+=(postgresql)
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+    # A CJK font, so the member app's Chinese screens render in headless screenshots.
+    fc-list :lang=zh 2>/dev/null | grep -q . || pkgs+=(fonts-wqy-microhei)
     if [ "${#pkgs[@]}" -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

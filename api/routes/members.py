@@ -3,21 +3,47 @@
 Scoped by who asks: a merchant sees its own program (balances, history) and what happened at
 its store (other programs' points spent or converted there); the operator (and auditors, with
 operator read credentials) sees everything. The member sees everything of its own through the
-member app's session (not built yet)."""
+member app's session: ``app_router`` below, behind a Sign-In with Ethereum cookie."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
+from ledger.members import payments, privacy, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
 from ..auth import Principal
 from ..deps import AllianceDep, AnyPrincipalDep
-from ..schemas.common import AddressPath, Cursor, HistoryLimit
-from ..schemas.members import BalancesOut, HistoryOut, ProgramBalanceOut
+from ..errors import ApiError
+from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
+from ..schemas.members import (
+    BalancesOut,
+    ConvertQuoteRequest,
+    ErasedOut,
+    HistoryOut,
+    MemberConvertRequest,
+    MemberOperationOut,
+    MyBalancesOut,
+    PaymentRequestOut,
+    PayQuoteRequest,
+    PayRequest,
+    ProgramBalanceOut,
+    ProgramValueOut,
+    SessionOut,
+    SignInChallengeOut,
+    SignInRequest,
+    SignRequestOut,
+)
+from .public import public_client
+
+PaymentRequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -48,3 +74,198 @@ def history(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep,
                                merchant_id=_scope(who))
     return HistoryOut(member=address, events=page.events, next_cursor=page.next_cursor,
                       as_of_block=page.as_of_block)
+
+
+# ---------------------------------------------------------------------- the member app
+# The member's own routes, behind the session cookie the app gets by Sign-In with Ethereum.
+# Not in the OpenAPI document (it describes the merchants' and operator's signed API); the
+# README lists them. Every change (POST, DELETE) must carry ``X-Alliance-App: 1``: a
+# cross-site form cannot set it and a cross-site script would need CORS, which is never
+# granted; the cookie is SameSite=Strict as well.
+
+SESSION_COOKIE = "alliance_member"
+APP_HEADER = "x-alliance-app"
+SIGN_IN_STATEMENT = "Sign in to the Alliance member app."
+
+app_router = APIRouter(prefix="/app/api", tags=["member app"], include_in_schema=False)
+
+
+def _host(request: Request) -> str:
+    return request.headers.get("host") or request.url.netloc
+
+
+def _require_app_header(request: Request) -> None:
+    if request.method not in ("GET", "HEAD") and request.headers.get(APP_HEADER) != "1":
+        raise ApiError(403, "app-header-missing", f"send {APP_HEADER}: 1 with every change")
+
+
+def member_session(request: Request, alliance: AllianceDep) -> sessions.SessionView:
+    """The signed-in member of the request's session cookie, or 401 ``session-expired``."""
+    _require_app_header(request)
+    with alliance.store.read_session() as s:
+        view = sessions.current(s, request.cookies.get(SESSION_COOKIE))
+    if view is None:
+        raise ApiError(401, "session-expired", "your session has ended: sign in again",
+                       {"WWW-Authenticate": 'Cookie realm="member-app"'})
+    return view
+
+
+MemberDep = Annotated[sessions.SessionView, Depends(member_session)]
+
+
+@app_router.post("/sign-in/challenge", response_model=SignInChallengeOut,
+                 dependencies=[Depends(public_client)])
+def sign_in_challenge(request: Request, alliance: AllianceDep) -> SignInChallengeOut:
+    """A fresh single-use nonce and what the SIWE message must name."""
+    _require_app_header(request)
+    with alliance.store.session() as s:
+        challenge = sessions.new_challenge(s)
+    host = _host(request)
+    return SignInChallengeOut(nonce=challenge.nonce,
+                              expires_at=int(challenge.expires_at.timestamp()), domain=host,
+                              uri=f"{request.url.scheme}://{host}/app",
+                              chain_id=alliance.gateway.chain_id, statement=SIGN_IN_STATEMENT)
+
+
+@app_router.post("/sign-in", response_model=SessionOut, dependencies=[Depends(public_client)])
+def sign_in(req: SignInRequest, request: Request, response: Response,
+            alliance: AllianceDep) -> SessionOut:
+    """Verify the signed SIWE message and set the session cookie (httpOnly, SameSite=Strict,
+    Secure over TLS)."""
+    _require_app_header(request)
+    opened = sessions.sign_in(alliance.store, message=req.message, signature=req.signature,
+                              domain=_host(request), chain_id=alliance.gateway.chain_id)
+    max_age = max(1, int(opened.expires_at.timestamp() - time.time()))
+    response.set_cookie(SESSION_COOKIE, opened.token, max_age=max_age, path="/app",
+                        httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return SessionOut(address=opened.address, expires_at=int(opened.expires_at.timestamp()))
+
+
+@app_router.delete("/session", status_code=204)
+def sign_out(request: Request, alliance: AllianceDep) -> Response:
+    """End the session (always 204) and clear the cookie."""
+    _require_app_header(request)
+    with alliance.store.session() as s:
+        sessions.sign_out(s, request.cookies.get(SESSION_COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/app", httponly=True, samesite="strict")
+    return response
+
+
+@app_router.get("/session", response_model=SessionOut)
+def my_session(me: MemberDep) -> SessionOut:
+    return SessionOut(address=me.address, expires_at=int(me.expires_at.timestamp()))
+
+
+@app_router.get("/balances", response_model=MyBalancesOut)
+def my_balances(me: MemberDep, alliance: AllianceDep) -> MyBalancesOut:
+    """Every program's points of the member, with their value in settlement units."""
+    read = points.balances_at(alliance, member=me.address, merchant_id=None)
+    registry = alliance.contracts.registry
+    programs = []
+    for b in read.programs:
+        rate = registry.rate_of(b.merchant_id)
+        data = {k: v for k, v in asdict(b).items() if k not in ("program", "next_nonce")}
+        programs.append(ProgramValueOut.model_validate(
+            {**data, "rate": rate, "value": b.spendable * rate}))
+    return MyBalancesOut(member=me.address,
+                         settlement_unit=alliance.contracts.deployment.settlement_unit,
+                         programs=programs, total_value=sum(p.value for p in programs),
+                         as_of_block=read.as_of_block)
+
+
+@app_router.get("/history", response_model=HistoryOut)
+def my_history(me: MemberDep, alliance: AllianceDep, limit: HistoryLimit = 50,
+               cursor: Cursor = None) -> HistoryOut:
+    page = points.history_page(alliance, member=me.address, limit=limit, cursor=cursor)
+    return HistoryOut(member=me.address, events=page.events, next_cursor=page.next_cursor,
+                      as_of_block=page.as_of_block)
+
+
+@app_router.get("/payment-requests/{request_id}", response_model=PaymentRequestOut)
+def payment_request(request_id: PaymentRequestIdPath, me: MemberDep,
+                    alliance: AllianceDep) -> PaymentRequestOut:
+    with alliance.store.read_session() as s:
+        return payment_out(payments.payment_request(s, request_id=request_id))
+
+
+@app_router.post("/payment-requests/{request_id}/quote", response_model=SignRequestOut)
+def quote_payment(request_id: PaymentRequestIdPath, req: PayQuoteRequest, me: MemberDep,
+                  alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to pay the request with one program's points (and what it costs)."""
+    with alliance.store.read_session() as s:
+        quote = payments.quote_payment(alliance, s, request_id=request_id, member=me.address,
+                                       program_merchant_id=req.program_merchant_id)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/payment-requests/{request_id}/pay", response_model=PaymentRequestOut)
+def pay(request_id: PaymentRequestIdPath, req: PayRequest, me: MemberDep,
+        alliance: AllianceDep) -> PaymentRequestOut:
+    """Queue the signed payment, once per request: asking again answers with the same
+    payment (the request is its own idempotency key)."""
+    with alliance.store.session() as s:
+        view = payments.pay(alliance, s, request_id=request_id, member=me.address,
+                            program_merchant_id=req.program_merchant_id,
+                            points_signed=req.points, nonce=req.nonce, deadline=req.deadline,
+                            signature=req.signature)
+    return payment_out(view)
+
+
+@app_router.post("/convert/quote", response_model=SignRequestOut)
+def quote_convert(req: ConvertQuoteRequest, me: MemberDep,
+                  alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to convert points, with the rate's rounding spelled out."""
+    with alliance.store.read_session() as s:
+        quote = payments.quote_convert(alliance, s, member=me.address,
+                                       from_merchant_id=req.from_merchant_id,
+                                       to_merchant_id=req.to_merchant_id, points_in=req.points)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/convert", response_model=MemberOperationOut, status_code=202)
+def convert(req: MemberConvertRequest, me: MemberDep, alliance: AllianceDep
+            ) -> MemberOperationOut:
+    with alliance.store.session() as s:
+        op_id = payments.convert(alliance, s, member=me.address,
+                                 from_merchant_id=req.from_merchant_id,
+                                 to_merchant_id=req.to_merchant_id, points_in=req.points,
+                                 min_out=req.min_out, order_id=req.order_id, nonce=req.nonce,
+                                 deadline=req.deadline, signature=req.signature)
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+@app_router.get("/operations/{operation_id}", response_model=MemberOperationOut)
+def my_operation(operation_id: OperationIdPath, me: MemberDep,
+                 alliance: AllianceDep) -> MemberOperationOut:
+    with alliance.store.read_session() as s:
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=operation_id, member=me.address)))
+
+
+@app_router.get("/my-data")
+def my_data(me: MemberDep, alliance: AllianceDep) -> JSONResponse:
+    """Everything the service keeps about the member off chain, with the member's balances
+    and history as the chain has them, as a JSON download."""
+    with alliance.store.read_session() as s:
+        data = privacy.export(s, address=me.address)
+    data["balances"] = [asdict(b) for b in points.balances_at(
+        alliance, member=me.address, merchant_id=None).programs]
+    data["history"] = points.history_page(alliance, member=me.address, limit=200).events
+    return JSONResponse(jsonable_encoder(data), headers={
+        "Content-Disposition": 'attachment; filename="my-alliance-data.json"'})
+
+
+@app_router.delete("/my-data", response_model=ErasedOut)
+def erase_my_data(me: MemberDep, alliance: AllianceDep, response: Response) -> ErasedOut:
+    """Remove the member's off-chain personal records and sign out; the ledger is intact."""
+    with alliance.store.session() as s:
+        erased = privacy.erase(s, address=me.address)
+    response.delete_cookie(SESSION_COOKIE, path="/app", httponly=True, samesite="strict")
+    return ErasedOut.model_validate(asdict(erased))
+
+
+def payment_out(view: payments.PaymentRequestView) -> PaymentRequestOut:
+    return PaymentRequestOut.model_validate({**asdict(view), "link": f"/app?pay={view.id}"})

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger import limits
+from ledger.members import payments
+
+from .common import MerchantId, Nonce, OrderId, RedeemPoints, Signature, UnixTime
 
 
 class LotOut(BaseModel):
@@ -49,3 +54,141 @@ class HistoryOut(BaseModel):
     as_of_block: int | None = Field(
         default=None, description="the block the indexed history reflects (None: not yet "
                                   "indexed)")
+
+
+# ---------------------------------------------------------------------- the member app
+# (cookie session routes under /app/api and the merchant's payment requests)
+
+class SignInChallengeOut(BaseModel):
+    """What the page puts in its Sign-In with Ethereum (EIP-4361) message."""
+
+    nonce: str
+    expires_at: int
+    domain: str
+    uri: str
+    chain_id: int
+    statement: str
+
+
+class SignInRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[str, Field(min_length=1, max_length=2048)]
+    signature: Signature
+
+
+class SessionOut(BaseModel):
+    address: str
+    expires_at: int
+
+
+class PaymentRequestCreate(BaseModel):
+    """A request to be paid with points for one of your orders: the member opens its link
+    (or scans its QR) in the member app and signs."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"order_id": "CAFE-20261126-0042", "amount": 3600, "ttl_s": 900}]})
+
+    order_id: OrderId
+    amount: Annotated[int, Field(strict=True, ge=1, le=payments.MAX_AMOUNT,
+                                 description="settlement units (fen)", examples=[3600])]
+    ttl_s: Annotated[int, Field(strict=True, ge=payments.MIN_TTL_S, le=payments.MAX_TTL_S)] = \
+        payments.DEFAULT_TTL_S
+
+
+class PaymentRequestOut(BaseModel):
+    id: str
+    merchant_id: int
+    merchant_name: str
+    order_id: str
+    amount: int = Field(description="settlement units (fen)")
+    expires_at: int
+    status: str = Field(description="open, paying, paid or expired")
+    program_merchant_id: int | None
+    points: int | None
+    operation_id: str | None
+    tx_hash: str | None
+    error_code: str | None
+    link: str = Field(description="path of the member app page that pays it")
+    url: str | None = Field(default=None, description="the same as an absolute URL, for the "
+                            "till's QR code (from the host this request was sent to)")
+
+
+class PayQuoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    program_merchant_id: MerchantId
+
+
+class SignRequestOut(BaseModel):
+    typed_data: dict[str, Any]
+    points: int
+    value: int
+    nonce: int
+    deadline: int
+    order_id: str
+    min_out: int
+    points_spent: int
+
+
+class PayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    program_merchant_id: MerchantId
+    points: RedeemPoints
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class ConvertQuoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_merchant_id: MerchantId
+    to_merchant_id: MerchantId
+    points: RedeemPoints
+
+
+class MemberConvertRequest(ConvertQuoteRequest):
+    min_out: Annotated[int, Field(strict=True, ge=1, le=limits.MAX_POINTS)]
+    order_id: OrderId
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class MemberOperationOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    tx_hash: str | None
+    block_number: int | None
+    error_code: str | None
+
+
+class ProgramValueOut(BaseModel):
+    merchant_id: int
+    merchant_name: str
+    symbol: str
+    rate: int = Field(description="settlement units per point")
+    balance: int
+    spendable: int
+    pending: int
+    expired: int
+    value: int = Field(description="spendable x rate, settlement units")
+    releases: list[ReleaseOut]
+    lots: list[LotOut]
+
+
+class MyBalancesOut(BaseModel):
+    member: str
+    settlement_unit: str
+    programs: list[ProgramValueOut]
+    total_value: int
+    as_of_block: int
+
+
+class ErasedOut(BaseModel):
+    sessions: int
+    wallet_links: int
+    payments_forgotten: int

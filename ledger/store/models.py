@@ -288,3 +288,44 @@ class ClearedLine(Base):
     points: Mapped[int] = mapped_column(IntText)
     rate: Mapped[int] = mapped_column(IntText)
     value: Mapped[int] = mapped_column(IntText)
+
+
+class MemberLoginNonce(Base):
+    """A Sign-In with Ethereum nonce the service handed out: used once (deleted on sign-in),
+    refused after ``expires_at``."""
+
+    __tablename__ = "member_login_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class MemberSession(Base):
+    """A member app session: the cookie's token is kept only as its SHA-256."""
+
+    __tablename__ = "member_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PaymentRequest(Base):
+    """A merchant's request to be paid with points (a link / QR for the member app): one
+    payment at most; ``operation_id`` is the redemption queued for it."""
+
+    __tablename__ = "payment_requests"
+    __table_args__ = (UniqueConstraint("merchant_id", "order_id",
+                                       name="uq_payment_requests_order"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    order_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(IntText)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payer: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
+    program_merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    points: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
