@@ -397,18 +397,36 @@ class ChainGateway:
         except Exception as exc:
             raise self.map_error(exc) from exc
 
-    def raw_logs(self, *, addresses: Sequence[str], from_block: int, to_block: int,
-                 topics: Sequence[Any]) -> list[RawLog]:
-        """``eth_getLogs`` read raw (no web3 result formatting, which costs more than the
-        call): numbers as ints, hashes and data as ``0x`` hex, the address checksummed."""
-        params = {"fromBlock": hex(from_block), "toBlock": hex(to_block),
-                  "address": [a.lower() for a in addresses], "topics": list(topics)}
+    def raw_logs(self, queries: Sequence[tuple[Sequence[str], Sequence[str]]], *,
+                 from_block: int, to_block: int) -> list[RawLog]:
+        """The logs of blocks ``from_block``..``to_block`` matching any of ``queries`` (each
+        contract addresses and the topic0 values wanted of them), in one round trip (a
+        JSON-RPC batch of ``eth_getLogs``), read raw (no web3 result formatting, which costs
+        more than the call): numbers as ints, hashes and data as ``0x`` hex, the address
+        checksummed."""
+        calls = [(RPCEndpoint("eth_getLogs"), [{
+            "fromBlock": hex(from_block), "toBlock": hex(to_block),
+            "address": [a.lower() for a in addresses], "topics": [list(topics)]}])
+            for addresses, topics in queries]
+        if not calls:
+            return []
+        if len(calls) == 1:
+            results = [self.rpc("eth_getLogs", calls[0][1])]
+        else:
+            try:
+                resps = self.provider.make_batch_request(calls)
+            except Exception as exc:
+                raise self.map_error(exc) from exc
+            if not isinstance(resps, list) or any("error" in r for r in resps):
+                raise ChainError("eth_getLogs batch failed", rpc=str(resps)[:500])
+            results = [r.get("result") for r in resps]
         out = []
-        for lg in self.rpc("eth_getLogs", [params]) or []:
-            out.append(RawLog(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
-                              data=lg["data"], block_number=int(lg["blockNumber"], 16),
-                              tx_hash=str(lg["transactionHash"]).lower(),
-                              log_index=int(lg["logIndex"], 16)))
+        for logs in results:
+            for lg in logs or []:
+                out.append(RawLog(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
+                                  data=lg["data"], block_number=int(lg["blockNumber"], 16),
+                                  tx_hash=str(lg["transactionHash"]).lower(),
+                                  log_index=int(lg["logIndex"], 16)))
         return out
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:

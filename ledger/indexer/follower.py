@@ -118,6 +118,7 @@ class Follower(Worker):
         # The hash of the tip the last complete round read from: a round that finds the same
         # tip has nothing to do (one eth_getBlockByNumber, no store access).
         self._tip_read: str | None = None
+        self._topic_cache: dict[tuple[int, frozenset[str]], set[str]] = {}
 
     def process_once(self) -> int:
         return self.sync()
@@ -170,13 +171,14 @@ class Follower(Worker):
             stored = {p.name: cursors.get_cursor(s, p.name) for p in self.projections}
             clients: dict[str, ContractClient] = {}
             follows: dict[str, set[str]] = {}
+            wanted: dict[str, set[str]] = {}  # by address: the events a projection wants
             for p in self.projections:
                 followed = p.follows(s)
                 follows[p.name] = {a.lower() for a in followed}
                 for address, client in followed.items():
                     clients.setdefault(address.lower(), client)
+                    wanted.setdefault(address.lower(), set()).update(p.events)
         last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
-        wanted = frozenset().union(*(p.events for p in self.projections))
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
         added = 0
         frm = min(last.values(), default=head) + 1
@@ -226,27 +228,41 @@ class Follower(Worker):
             last[p.name] = rewind
             self._clock_at = None
 
-    def _read(self, clients: Mapping[str, ContractClient], wanted: frozenset[str], frm: int,
-              to: int, blocks: _RoundBlocks) -> list[ChainEvent]:
-        """The decoded events named ``wanted`` of every followed contract in blocks
-        ``frm``..``to``."""
+    def _topics(self, abi: Sequence[Mapping[str, Any]], names: frozenset[str]) -> set[str]:
+        """The topics of the events ``names`` that ``abi`` declares (kept per ABI and names:
+        every program shares one ABI)."""
+        key = (id(abi), names)
+        known = self._topic_cache.get(key)
+        if known is None:
+            gw = self.alliance.gateway
+            known = self._topic_cache[key] = {
+                "0x" + gw.event_topic(abi, str(e["name"])).hex() for e in abi
+                if e.get("type") == "event" and e.get("name") in names}
+        return known
+
+    def _read(self, clients: Mapping[str, ContractClient], wanted: Mapping[str, set[str]],
+              frm: int, to: int, blocks: _RoundBlocks) -> list[ChainEvent]:
+        """The decoded events of every followed contract in blocks ``frm``..``to``, each
+        contract's only of the events some projection wants of it."""
         gw = self.alliance.gateway
-        # Only the wanted events' topics: a redemption's Transfer log, say, is not even sent.
-        abis = {id(c.abi): c.abi for c in clients.values()}  # every program shares one
-        topics = sorted({"0x" + gw.event_topic(abi, str(e["name"])).hex()
-                         for abi in abis.values() for e in abi
-                         if e.get("type") == "event" and e.get("name") in wanted})
-        if not topics:
-            return []
-        logs = gw.raw_logs(addresses=sorted(clients), from_block=frm, to_block=to,
-                           topics=[topics])
+        # Only the wanted events' topics, per contract: a redemption's Transfer log, say, is
+        # not even sent (the coupon book's Transfer is wanted, a point program's is not).
+        # Contracts wanting the same topics (every program) share one eth_getLogs, and the
+        # group's queries go in one JSON-RPC batch.
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for address, client in clients.items():
+            topics = tuple(sorted(self._topics(client.abi, frozenset(wanted[address]))))
+            if topics:
+                groups.setdefault(topics, []).append(address)
+        logs = gw.raw_logs([(sorted(addresses), topics) for topics, addresses in groups.items()],
+                           from_block=frm, to_block=to)
         blocks.fetch({lg.block_number for lg in logs})
         out = []
         for lg in logs:
-            client = clients.get(lg.address.lower())
-            if client is None:
+            reader = clients.get(lg.address.lower())
+            if reader is None:
                 continue
-            for name, args, _ in client.decode_logs([lg]):
+            for name, args, _ in reader.decode_logs([lg]):
                 out.append(ChainEvent(
                     name=name, args=args, address=lg.address, tx_hash=lg.tx_hash,
                     block_number=lg.block_number, log_index=lg.log_index,
