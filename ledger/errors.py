@@ -4,9 +4,11 @@ The whole tree, in one place (callers catch the most specific class they handle)
 
     LedgerError
     ├── LedgerValidationError (ValueError)      bad input, rejected before anything is written
-    │   └── LedgerSignatureError                a member's signature that cannot land: another
-    │                                           signer or domain, deadline out of range, nonce
-    │                                           already used (``code`` says which)
+    │   ├── LedgerSignatureError                a member's signature that cannot land: another
+    │   │                                       signer or domain, deadline out of range, nonce
+    │   │                                       already used (``code`` says which)
+    │   └── ItemCodeError                       a scanned or given item code that cannot be one:
+    │                                           bad GTIN check digit, serial, secret, URI
     ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
     ├── LedgerConflictError                     idempotency key reused with another body, …
@@ -63,6 +65,19 @@ class LedgerSignatureError(LedgerValidationError):
     program's domain), ``deadline-passed``, ``deadline-too-far`` or ``nonce-used``."""
 
     code = "signature-mismatch"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
+
+
+class ItemCodeError(LedgerValidationError):
+    """An item code (GS1 Digital Link URI, GTIN, serial, label secret) that is malformed:
+    ``code`` is ``invalid-gtin``, ``invalid-serial``, ``invalid-secret`` or
+    ``invalid-item-code``."""
+
+    code = "invalid-item-code"
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message, **details)
