@@ -8,7 +8,7 @@ same event finds it on chain. An item's history exports as one ``EPCISDocument``
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -68,7 +68,8 @@ def document(events: Sequence[Mapping[str, Any]], *, created: int) -> dict[str, 
 def event_hash(event: Mapping[str, Any]) -> bytes:
     """The event hash ID (``ni:///sha-256;<hex>?ver=CBV2.0``) of one EPCIS event, as the 32
     bytes of its SHA-256 (what the chain stores): GS1's reference implementation."""
-    doc = document([event], created=0)
+    # The generator rewrites the document it reads (bare CBV names become URIs): a copy.
+    doc = copy.deepcopy(document([event], created=0))
     py_events = json_to_py.event_list_from_epcis_document_json(doc)
     (hash_id,) = epcis_hashes_from_events(py_events)
     hex_part = hash_id.split(";", 1)[1].split("?", 1)[0]
@@ -77,7 +78,3 @@ def event_hash(event: Mapping[str, Any]) -> bytes:
 
 def hash_uri(digest: bytes) -> str:
     return f"ni:///sha-256;{digest.hex()}?ver=CBV2.0"
-
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()

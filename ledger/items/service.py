@@ -27,6 +27,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from sqlalchemy.orm import Session
 
+from .. import governance
 from ..alliance import Alliance
 from ..errors import (
     ItemCodeError,
@@ -41,6 +42,7 @@ from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from . import epcis, kinds, repos
 from .clients import (
+    BRAND_ROLE,
     DEFAULT_DISPOSITION,
     BizStep,
     CustodyEvent,
@@ -95,6 +97,23 @@ def _now() -> int:
 
 
 # ---------------------------------------------------------------------- registration
+
+
+def grant_brand(alliance: Alliance, *, merchant_id: int) -> governance.AdminAction:
+    """Schedule the admin action that gives a merchant's account the BRAND_ROLE (timelock);
+    on a dev chain with no delay it is executed at once."""
+    with alliance.store.read_session() as s:
+        merchant = require_merchant(s, merchant_id)
+        account = merchant.account_address
+    registry = alliance.contracts.registry
+    action = governance.schedule(alliance, kind="grant-brand", target=registry.address,
+                                 data=registry.encode("grantRole", BRAND_ROLE, account),
+                                 summary=f"merchant {merchant_id} becomes a brand",
+                                 details={"merchant_id": merchant_id})
+    if alliance.contracts.timelock.min_delay() == 0:
+        governance.execute(alliance, action)
+        governance.finish(alliance, action)
+    return action
 
 
 def register_product(alliance: Alliance, session: Session, *, merchant_id: int, gtin: str,
@@ -372,7 +391,10 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
                                       code="ItemNotShippedToYou")
         if step != BizStep.RECEIVING and state is not None and state.custodian != merchant_id:
             raise LedgerPermissionError("you do not hold this item")
-        if step == BizStep.RETAIL_SELLING and state is not None and state.recalled:
+        batch = repos.batch(session, serial_row.batch_id)
+        recalled = state is not None and (state.recalled or (batch is not None
+                                                             and batch.recalled))
+        if step == BizStep.RETAIL_SELLING and recalled:
             raise LedgerConflictError("the item is recalled", code="ItemUnderRecall")
     when = line.event_time if line.event_time is not None else _now()
     doc = epcis.object_event(code=code, biz_step=step, disposition=disp, event_time=when,
@@ -428,11 +450,30 @@ def recall(alliance: Alliance, session: Session, *, merchant_id: int,
 # ---------------------------------------------------------------------- claim
 
 
-def claim(alliance: Alliance, session: Session, *, code: str, member: str, nonce: int,
-          deadline: int, signature: str) -> OperationView:
+class _ClaimedBefore(Exception):
+    def __init__(self, brand_id: int, item_id: bytes) -> None:
+        self.brand_id, self.item_id = brand_id, item_id
+
+
+def claim(alliance: Alliance, *, code: str, member: str, nonce: int, deadline: int,
+          signature: str) -> OperationView:
     """Queue the buyer's claim of a sold item (relayed by the brand). On the chain's
     ``ItemClaimed`` the projection issues the product's points once (order ``item:<gtin>:
-    <serial>``, so it can never pay twice)."""
+    <serial>``, so it can never pay twice). A claim of an item claimed before is refused
+    (409 ``ItemAlreadyClaimed``) and flags the item on chain as a possible clone."""
+    try:
+        with alliance.store.session() as s:
+            return _claim(alliance, s, code=code, member=member, nonce=nonce,
+                          deadline=deadline, signature=signature)
+    except _ClaimedBefore as again:
+        with alliance.store.session() as s:
+            _flag_once(s, again.brand_id, again.item_id, REASON_CLAIMED_TWICE)
+        raise LedgerConflictError("the item was claimed already",
+                                  code="ItemAlreadyClaimed") from None
+
+
+def _claim(alliance: Alliance, session: Session, *, code: str, member: str, nonce: int,
+           deadline: int, signature: str) -> OperationView:
     c = parse_code(code)
     if c.secret is None:
         raise ItemCodeError("the code carries no label secret (?s=)", code="invalid-secret")
@@ -444,8 +485,7 @@ def claim(alliance: Alliance, session: Session, *, code: str, member: str, nonce
         raise ItemCodeError("the label secret does not match", code="wrong-secret")
     state = repos.state(session, _hex(c.item_id))
     if state is not None and state.claimed_by is not None:
-        _flag_once(session, prod.brand_id, c.item_id, REASON_CLAIMED_TWICE)
-        raise LedgerConflictError("the item was claimed already", code="ItemAlreadyClaimed")
+        raise _ClaimedBefore(prod.brand_id, c.item_id)
     if state is None or state.status != ItemStatus.SOLD:
         raise LedgerConflictError("only a sold item can be claimed", code="ItemNotSold")
     items = alliance.contracts.items
