@@ -16,10 +16,13 @@ Code = Annotated[str, Field(min_length=10, max_length=300, examples=[
     "https://id.alliance.example/01/09506000134352/21/JT00001?s=q2Wc0v8mB1m2n3b4v5c6xA"])]
 LocationLabel = Annotated[str, Field(min_length=1, max_length=128,
                                      examples=["urn:epc:id:sgln:9506000.13435.0"])]
-BizStepName = Literal["commissioning", "shipping", "receiving", "retail_selling", "returning",
-                      "recalling", "destroying"]
-DispositionName = Literal["active", "in_transit", "in_progress", "sellable_accessible",
-                          "retail_sold", "returned", "recalled", "destroyed"]
+# CBV 2.0 names (snake case), as patterns: every string a body carries is bounded.
+BizStepName = Annotated[str, Field(
+    pattern=r"^(commissioning|shipping|receiving|retail_selling|returning|recalling|"
+            r"destroying)$", examples=["shipping"])]
+DispositionName = Annotated[str, Field(
+    pattern=r"^(active|in_transit|in_progress|sellable_accessible|retail_sold|returned|"
+            r"recalled|destroyed)$", examples=["in_transit"])]
 
 
 class ProductRequest(Strict):
