@@ -235,3 +235,18 @@ def test_the_epcis_export_holds_the_events_whose_hashes_are_on_chain(setup: Setu
                                               "retailSelling"]
     assert ["0x" + epcis.event_hash(e).hex() for e in events] == [h["event_hash"]
                                                                  for h in hist]
+
+
+def test_the_demo_brand_has_sold_items_that_verify_genuine(alliance: Alliance,
+                                                           store_merchant: AdmittedMerchant,
+                                                           cafe_merchant: AdmittedMerchant
+                                                           ) -> None:
+    from ledger.items.demo import seed_items_demo
+
+    out = seed_items_demo(alliance, brand_id=store_merchant.merchant_id,
+                          shop_id=cafe_merchant.merchant_id)
+    sold = out["sold_labels"]
+    assert isinstance(sold, list) and len(sold) == 5
+    with alliance.store.session() as s:
+        v = items.verify(s, code=sold[0])
+    assert v.verdict == "genuine" and v.status == "sold"
