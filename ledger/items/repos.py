@@ -36,6 +36,16 @@ def serial(session: Session, item_id_hex: str) -> ItemSerial | None:
     return session.get(ItemSerial, item_id_hex)
 
 
+def existing_serials(session: Session, item_ids: Sequence[str]) -> set[str]:
+    """Which of these item ids are registered already (asked in chunks)."""
+    out: set[str] = set()
+    for start in range(0, len(item_ids), 900):
+        chunk = list(item_ids[start:start + 900])
+        out.update(session.scalars(select(ItemSerial.item_id)
+                                   .where(ItemSerial.item_id.in_(chunk))))
+    return out
+
+
 def batch(session: Session, batch_id: int) -> ItemBatch | None:
     return session.get(ItemBatch, batch_id)
 

@@ -201,12 +201,14 @@ def register_batch(alliance: Alliance, session: Session, *, merchant_id: int, gt
     seed = os.urandom(32)
     rows: list[dict[str, Any]] = []
     leaves: list[bytes] = []
+    ids = [_hex(item_id(g, s)) for s in serials]
+    taken = repos.existing_serials(session, ids)
+    if taken:
+        raise LedgerConflictError(f"{len(taken)} serials of {g:014d} are registered already "
+                                  f"(e.g. {sorted(taken)[0]})", code="serial-taken")
     for s in serials:
         iid = item_id(g, s)
         sh = secret_hash(_label_secret(seed, s))
-        if repos.serial(session, _hex(iid)) is not None:
-            raise LedgerConflictError(f"serial {s} of {g:014d} is registered already",
-                                      code="serial-taken")
         rows.append({"item_id": _hex(iid), "serial": s, "secret_hash": _hex(sh)})
         leaves.append(leaf_hash(iid, sh))
     root = StandardMerkleTree(leaves).root
