@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .chain.gateway import ChainGateway, error_selectors
@@ -149,6 +149,14 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: Transaction
         dep = Deployment.load(path)
         code = gateway.code(dep.registry) if dep.chain_id == gateway.chain_id else b""
         if dep.chain_id == gateway.chain_id and len(code) > 0:
+            if not dep.items:
+                # A deployment from before the ItemRegistry: add it (it needs no role).
+                art = artifacts["ItemRegistry"]
+                receipt = admin.transact(to=None, data=gateway.encode_deploy(
+                    art.abi, art.bytecode, [dep.registry]))
+                dep = replace(dep, items=str(receipt["contractAddress"]))
+                dep.save(path)
+                log.info("added the ItemRegistry %s to the recorded deployment", dep.items)
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
     dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,

@@ -250,3 +250,25 @@ def test_the_demo_brand_has_sold_items_that_verify_genuine(alliance: Alliance,
     with alliance.store.session() as s:
         v = items.verify(s, code=sold[0])
     assert v.verdict == "genuine" and v.status == "sold"
+
+
+def test_a_deployment_recorded_before_items_gets_its_item_registry(settings: object) -> None:
+    import json
+
+    from ledger.deployment import deployment_path
+    from ledger.settings import Settings
+
+    assert isinstance(settings, Settings)
+    first = Alliance.open(settings)
+    first.close()
+    path = deployment_path(settings)
+    old = json.loads(path.read_text())
+    del old["items"]
+    path.write_text(json.dumps(old))
+    again = Alliance.open(settings)
+    try:
+        assert again.contracts.items is not None
+        assert len(again.gateway.code(again.contracts.items.address)) > 0
+        assert json.loads(path.read_text())["items"] == again.contracts.items.address
+    finally:
+        again.close()
