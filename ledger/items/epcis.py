@@ -23,14 +23,19 @@ from .codes import DEFAULT_RESOLVER, ItemCode
 log = logging.getLogger(__name__)
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
-CBV_BIZSTEP = "https://ref.gs1.org/cbv/BizStep-"
-CBV_DISP = "https://ref.gs1.org/cbv/Disp-"
 ACTION = {BizStep.COMMISSIONING: "ADD", BizStep.DESTROYING: "DELETE"}
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.capitalize() for p in rest)
+# CBV 2.0 defines these bizSteps by bare name (snake case, as every CBV disposition here);
+# "returning" and "recalling" are not CBV bizSteps: they go out as URIs of our own vocabulary,
+# which EPCIS 2.0 allows for any term outside CBV.
+CBV_BIZSTEPS = {BizStep.COMMISSIONING, BizStep.SHIPPING, BizStep.RECEIVING,
+                BizStep.RETAIL_SELLING, BizStep.DESTROYING}
+OWN_VOCABULARY = "https://id.alliance.example/voc/BizStep-"
+
+
+def biz_step_term(step: BizStep) -> str:
+    return step.cbv if step in CBV_BIZSTEPS else OWN_VOCABULARY + step.cbv
 
 
 def _iso(ts: int) -> str:
@@ -49,8 +54,8 @@ def object_event(*, code: ItemCode, biz_step: BizStep, disposition: Disposition,
         "eventTimeZoneOffset": "+00:00",
         "epcList": [epc],
         "action": ACTION.get(biz_step, "OBSERVE"),
-        "bizStep": _camel(biz_step.cbv),
-        "disposition": _camel(disposition.cbv),
+        "bizStep": biz_step_term(biz_step),
+        "disposition": disposition.cbv,
         "readPoint": {"id": location},
         "bizLocation": {"id": location},
     }

@@ -7,7 +7,7 @@ import pytest
 
 from ledger.errors import ItemCodeError
 from ledger.items import epcis
-from ledger.items.clients import BizStep, Disposition
+from ledger.items.clients import DEFAULT_DISPOSITION, BizStep, Disposition
 from ledger.items.codes import (
     ItemCode,
     item_id,
@@ -80,6 +80,24 @@ def test_the_epcis_hash_is_canonical_and_covers_every_field() -> None:
     later = epcis.object_event(**{**kw, "event_time": 1_764_000_001})  # type: ignore[arg-type]
     assert epcis.event_hash(later) != epcis.event_hash(ev)
     assert ev["bizStep"] == "shipping"  # hashing does not rewrite the stored document
+
+
+def test_every_custody_step_exports_as_valid_epcis_2() -> None:
+    """Checked against GS1's published EPCIS 2.0 JSON schema (shipped with the tests). It
+    caught dispositions written in camel case ("inTransit"): CBV 2.0 names are snake case."""
+    from .test_items_ledger import schema_errors
+
+    code = ItemCode(9506000134352, "A1")
+    events = [epcis.object_event(code=code, biz_step=step, disposition=disp,
+                                 event_time=1_764_000_000 + i,
+                                 location="urn:epc:id:sgln:9506000.13435.0",
+                                 destination=("urn:epc:id:sgln:9506000.13435.1"
+                                              if step == BizStep.SHIPPING else None))
+              for i, (step, disp) in enumerate(DEFAULT_DISPOSITION.items())]
+    doc = epcis.document(events, created=1_764_000_100)
+    assert schema_errors(doc) == []
+    broken = epcis.document([{**events[0], "disposition": "inTransit"}], created=0)
+    assert schema_errors(broken)
 
 
 def test_labels_come_out_as_csv_png_and_svg() -> None:

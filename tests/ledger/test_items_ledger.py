@@ -4,8 +4,11 @@ scan-to-earn paying once."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import jsonschema_rs
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -28,6 +31,13 @@ from ledger.points.reads import balances
 from ledger.runtime import indexer, outbox_worker
 
 GTIN = "09506000134352"
+EPCIS_SCHEMA = Path(__file__).parent / "fixtures" / "items" / "EPCIS-JSON-Schema.json"
+
+
+def schema_errors(doc: object) -> list[str]:
+    """What GS1's published EPCIS 2.0 JSON schema finds wrong in ``doc``."""
+    validator = jsonschema_rs.validator_for(json.loads(EPCIS_SCHEMA.read_text()))
+    return [str(e) for e in validator.iter_errors(doc)]
 FACTORY, SHOP, CAFE_SHOP = "urn:epc:id:sgln:9506000.13435.0", "store:gpds:1", "store:cafe:1"
 
 
@@ -232,7 +242,8 @@ def test_the_epcis_export_holds_the_events_whose_hashes_are_on_chain(setup: Setu
         hist = items.item_history(s, code=code.uri())
     events = doc["epcisBody"]["eventList"]
     assert [e["bizStep"] for e in events] == ["commissioning", "shipping", "receiving",
-                                              "retailSelling"]
+                                              "retail_selling"]
+    assert schema_errors(doc) == []
     assert ["0x" + epcis.event_hash(e).hex() for e in events] == [h["event_hash"]
                                                                  for h in hist]
 
