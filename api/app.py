@@ -58,7 +58,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
               clearing.router, admin.router, clearing.admin_router, public.router,
-              items.router, items.public_router):
+              items.router, items.public_router, items.scan_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

@@ -6,6 +6,7 @@ client address) and reads only the store's read model: no chain call per scan.""
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -178,3 +179,35 @@ def verify(code: CodeQuery, alliance: AllianceDep,
     with alliance.store.session() as s:
         v = items.verify(s, code=code, lat=lat, lon=lon)
     return VerifyOut.model_validate(asdict(v))
+
+
+# The GS1 Digital Link path itself: a label's URI, resolved by this service, opens the public
+# scan page (HTML; not part of the JSON API's document).
+scan_router = APIRouter(tags=["public"], dependencies=[Depends(public_client)],
+                        include_in_schema=False)
+
+
+@scan_router.get("/01/{gtin}/21/{serial}")
+def scan_page(gtin: Annotated[str, Path(pattern=r"^[0-9]{8,14}$")], serial: Serial,
+              request: Request, alliance: AllianceDep,
+              s: Annotated[str | None, Query(pattern=r"^[0-9A-Za-z\-_]{22}$")] = None
+              ) -> Response:
+    """The public scan page: the verdict, its reason in Chinese and English, and the
+    history, from the read model."""
+    code = f"https://{request.url.hostname or 'scan'}/01/{gtin}/21/{serial}"
+    if s is not None:
+        code += f"?s={s}"
+    with alliance.store.session() as session:
+        v = items.verify(session, code=code)
+    rows = "".join(
+        f"<li>{html.escape(h['kind'])} — {html.escape(str(h['disposition'] or ''))} "
+        f"(block {h['block_number']})</li>" for h in v.history)
+    page = (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(v.verdict)}</title></head><body>"
+        f"<h1 class='verdict {html.escape(v.verdict)}'>{html.escape(v.message['zh-CN'])}</h1>"
+        f"<p lang='en'>{html.escape(v.message['en'])}</p>"
+        f"<p>{html.escape(v.product or '')} · GTIN {html.escape(v.gtin or '')} · "
+        f"{html.escape(v.serial or '')}</p><ol>{rows}</ol></body></html>")
+    return Response(page, media_type="text/html; charset=utf-8")

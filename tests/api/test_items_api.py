@@ -86,6 +86,9 @@ def test_a_brands_item_goes_from_label_to_sold_to_claimed_over_http(env: ApiEnv)
     v = _until(lambda: (x := _verify(env, code))["status"] == "sold" and x)
     assert v["verdict"] == "genuine" and len(v["history"]) == 4
     assert set(v["message"]) == {"en", "zh-CN"}
+    page = env.http.get("/" + code.split("/", 3)[3])  # the label's own URI, resolved here
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "正品" in page.text and "Genuine" in page.text
 
     buyer = Account.create()
     deadline = int(time.time()) + 3600
@@ -103,6 +106,9 @@ def test_a_brands_item_goes_from_label_to_sold_to_claimed_over_http(env: ApiEnv)
                             merchant_id=env.store_merchant.merchant_id)[0].balance == 7)
     again = env.cafe.post("/v1/items/claim", claim)
     assert again.status_code == 409 and again.json()["code"] == "ItemAlreadyClaimed"
+    # the second claim is a clone signal: the item is flagged on chain, and verify says so
+    flagged = _until(lambda: (x := _verify(env, code))["verdict"] == "suspicious" and x)
+    assert "flagged" in flagged["reasons"]
 
     hist = env.store.get(f"/v1/items/history?code={quote(code, safe='')}&format=epcis")
     assert hist.headers["content-type"].startswith("application/ld+json")
