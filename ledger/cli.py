@@ -22,6 +22,7 @@ from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
 from .demo import demo_app, demo_missing, seed_demo, show_demo
 from .errors import LedgerError
+from .items.cli import items_app
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .terminal import console, fail, open_alliance, settings
 
@@ -33,6 +34,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(clearing_app, name="clearing")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
+app.add_typer(items_app, name="items")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
 app.command("audit")(audit)

@@ -16,6 +16,7 @@ from eth_account import Account
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 
 from .alliance import Alliance
+from .items.demo import seed_items_demo
 from .merchants.clients import ProgramConfig
 from .merchants.service import admit_merchant, create_admin_credential, list_merchants
 from .points.service import (
@@ -70,11 +71,14 @@ def seed_demo(alliance: Alliance) -> dict[str, object]:
         progress.update(task, description="issuing demo members' points")
         outbox_worker(alliance).drain()
         wallet = _demo_cross_merchant(alliance, merchants)
+        progress.update(task, description="registering the demo brand's items")
+        demo_items = seed_items_demo(alliance, brand_id=int(str(merchants[0]["merchant_id"])),
+                                     shop_id=int(str(merchants[2]["merchant_id"])))
         progress.advance(task)
     admin_id, admin_secret = create_admin_credential(alliance)
     creds: dict[str, object] = {"merchants": merchants,
                                 "admin": {"key_id": admin_id, "secret": admin_secret},
-                                "demo_wallet": wallet}
+                                "demo_wallet": wallet, "items": demo_items}
     path.write_text(json.dumps(creds, indent=2))
     os.chmod(path, 0o600)
     return creds

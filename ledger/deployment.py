@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .chain.gateway import ChainGateway, error_selectors
@@ -18,6 +18,7 @@ from .clearing.clients import ClearingClient, SettlementTokenClient
 from .contracts.client import TimelockClient
 from .contracts.compiler import Artifact, compile_contracts
 from .errors import LedgerConfigError, LedgerNotFoundError
+from .items.clients import ItemRegistryClient
 from .merchants.clients import FactoryClient, RegistryClient
 from .points.clients import PointProgramClient
 from .settings import Settings
@@ -39,6 +40,7 @@ class Deployment:
     settlement_token: str
     timelock: str
     settlement_unit: str = SETTLEMENT_UNIT
+    items: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,8 @@ class Contracts:
         self.timelock = TimelockClient(gateway, artifacts["AllianceTimelock"].abi,
                                        deployment.timelock)
         self._programs: dict[str, PointProgramClient] = {}
+        self.items = (ItemRegistryClient(gateway, artifacts["ItemRegistry"].abi, deployment.items)
+                      if deployment.items else None)
 
     def program(self, address: str) -> PointProgramClient:
         client = self._programs.get(address)
@@ -121,6 +125,7 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
                       f"Alliance settlement {settlement_unit}", "ASU")
     clearing, _ = create("Clearing", registry, token)
     admin.transact(to=registry, data=gateway.encode_call(reg, "setClearing", [clearing]))
+    items, _ = create("ItemRegistry", registry)
     admin_role = b"\0" * 32
     admin.transact(to=registry, data=gateway.encode_call(reg, "grantRole",
                                                          [admin_role, timelock]))
@@ -128,7 +133,7 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
                                                          [admin_role, admin.address]))
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
                             block=block, clearing=clearing, settlement_token=token,
-                            timelock=timelock, settlement_unit=settlement_unit)
+                            timelock=timelock, settlement_unit=settlement_unit, items=items)
     log.info("deployed registry %s, factory %s, clearing %s, settlement token %s, timelock %s "
              "(delay %d s) on chain %d", registry, factory, clearing, token, timelock,
              timelock_delay, gateway.chain_id)
@@ -144,6 +149,14 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: Transaction
         dep = Deployment.load(path)
         code = gateway.code(dep.registry) if dep.chain_id == gateway.chain_id else b""
         if dep.chain_id == gateway.chain_id and len(code) > 0:
+            if not dep.items:
+                # A deployment from before the ItemRegistry: add it (it needs no role).
+                art = artifacts["ItemRegistry"]
+                receipt = admin.transact(to=None, data=gateway.encode_deploy(
+                    art.abi, art.bytecode, [dep.registry]))
+                dep = replace(dep, items=str(receipt["contractAddress"]))
+                dep.save(path)
+                log.info("added the ItemRegistry %s to the recorded deployment", dep.items)
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
     dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,

@@ -7,8 +7,10 @@ The whole tree, in one place (callers catch the most specific class they handle)
     │   ├── LedgerSignatureError                a member's signature that cannot land: another
     │   │                                       signer or domain, deadline out of range, nonce
     │   │                                       already used (``code`` says which)
-    │   └── LedgerExpiredError                  something that was valid for a while no longer
-    │                                           is (a payment request; ``code`` says which)
+    │   ├── LedgerExpiredError                  something that was valid for a while no longer
+    │   │                                       is (a payment request; ``code`` says which)
+    │   └── ItemCodeError                       a scanned or given item code that cannot be one:
+    │                                           bad GTIN check digit, serial, secret, URI
     ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
     ├── LedgerConflictError                     idempotency key reused with another body, …
@@ -77,6 +79,14 @@ class LedgerExpiredError(LedgerValidationError):
     was written. ``code`` says which (``payment-request-expired`` ...)."""
 
     code = "expired"
+
+
+class ItemCodeError(LedgerValidationError):
+    """An item code (GS1 Digital Link URI, GTIN, serial, label secret) that is malformed:
+    ``code`` is ``invalid-gtin``, ``invalid-serial``, ``invalid-secret`` or
+    ``invalid-item-code``."""
+
+    code = "invalid-item-code"
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message, **details)

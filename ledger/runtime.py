@@ -18,6 +18,8 @@ from .clearing import kinds as clearing_kinds
 from .clearing.projection import ClearingProjection
 from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
+from .items import kinds as items_kinds
+from .items.projection import ItemsProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .outbox.kinds import KindRegistry, Signer
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
-    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS])
+    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -68,7 +70,8 @@ def outbox_worker(alliance: Alliance, *, idle_sleep_s: float | None = None) -> O
 def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
-    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance)])
+    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
+                               ItemsProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:

@@ -13,4 +13,6 @@ library Roles {
     bytes32 internal constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     /// @notice Mints settlement tokens against cash received (the SettlementToken's role).
     bytes32 internal constant MINTER_ROLE = keccak256("MINTER_ROLE");
+    /// @notice A merchant account that registers products and serials (the ItemRegistry's).
+    bytes32 internal constant BRAND_ROLE = keccak256("BRAND_ROLE");
 }

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -329,3 +330,120 @@ class PaymentRequest(Base):
     program_merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     points: Mapped[int | None] = mapped_column(IntText, nullable=True)
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+# ---------------------------------------------------------------------- items (issue 11)
+
+
+class ItemProduct(Base):
+    """A brand's product (GTIN-14 as an integer) and the points a claim of one of its items
+    earns in the brand's program (0: none)."""
+
+    __tablename__ = "item_products"
+
+    gtin: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    brand_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    claim_points: Mapped[int] = mapped_column(Integer)
+
+
+class ItemLocation(Base):
+    """A merchant's location: its on-chain id (keccak256 of the GLN or store id)."""
+
+    __tablename__ = "item_locations"
+
+    location: Mapped[str] = mapped_column(String(66), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, index=True)
+    label: Mapped[str] = mapped_column(String(128))
+
+
+class ItemBatch(Base):
+    """A production batch: its Merkle root and the seed its label secrets derive from
+    (encrypted with the master key); ``chain_batch_id`` once the indexer saw it registered."""
+
+    __tablename__ = "item_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    brand_id: Mapped[int] = mapped_column(Integer, index=True)
+    gtin: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(String(66), unique=True)
+    seed: Mapped[bytes] = mapped_column(LargeBinary)
+    chain_batch_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    recalled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ItemSerial(Base):
+    """A serial of a batch and what its leaf commits to (never the secret itself)."""
+
+    __tablename__ = "item_serials"
+
+    item_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer, index=True)
+    serial: Mapped[str] = mapped_column(String(20))
+    secret_hash: Mapped[str] = mapped_column(String(66))
+
+
+class ItemState(Base):
+    """The indexed read model of an item's state (as the ItemRegistry's events left it)."""
+
+    __tablename__ = "item_states"
+
+    item_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    custodian: Mapped[int] = mapped_column(Integer)
+    destination: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    chain_batch_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    recalled: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class ItemEvent(Base):
+    """The indexed read model of the ItemRegistry's item events (custody, recall, claim,
+    flag), in chain order: an item's history."""
+
+    __tablename__ = "item_events"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_item_events_log"),
+                      Index("ix_item_events_item", "item_id", "block_number", "log_index"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(66))
+    kind: Mapped[str] = mapped_column(String(24))
+    merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    location: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    destination: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    disposition: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    event_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    event_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    member: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    reason: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class ItemEpcisDocument(Base):
+    """The full EPCIS 2.0 event kept off chain, under the EPCIS event hash the chain carries."""
+
+    __tablename__ = "item_epcis_documents"
+
+    event_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(66), index=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ItemScan(Base):
+    """A public verification of a code (where, when): what clone detection reads."""
+
+    __tablename__ = "item_scans"
+    __table_args__ = (Index("ix_item_scans_item", "item_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(66))
+    at: Mapped[int] = mapped_column(BigInteger)
+    lat_e6: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lon_e6: Mapped[int | None] = mapped_column(Integer, nullable=True)

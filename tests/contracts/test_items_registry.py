@@ -1,0 +1,332 @@
+"""ItemRegistry on anvil: products, batches as OpenZeppelin standard Merkle roots, custody
+rules, recall, claims and clone flags. Every refusal is a named custom error and leaves the
+item as it was."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.errors import ContractRevertError
+from ledger.items.clients import (
+    BRAND_ROLE,
+    BizStep,
+    CustodyEvent,
+    ItemRegistryClient,
+    ItemStatus,
+    location_id,
+)
+from ledger.items.codes import item_id, new_secret, secret_hash, secret_word
+from ledger.items.merkle import StandardMerkleTree, leaf_hash
+from ledger.items.signing import claim_typed_data
+
+from .conftest import Chain, Merchant
+
+GTIN = 9506000134352
+BAD_GTIN = 9506000134353
+ZERO = b"\0" * 32
+
+
+@dataclass
+class Batch:
+    batch_id: int
+    serials: list[str]
+    secrets: dict[str, str]
+    tree: StandardMerkleTree
+
+    def leaf(self, serial: str) -> bytes:
+        return leaf_hash(item_id(GTIN, serial), secret_hash(self.secrets[serial]))
+
+    def proof(self, serial: str) -> list[bytes]:
+        return self.tree.proof(self.leaf(serial))
+
+
+@dataclass
+class World:
+    chain: Chain
+    items: ItemRegistryClient
+    brand: Merchant
+    store: Merchant
+    other: Merchant
+    factory_loc: bytes
+    store_loc: bytes
+    other_loc: bytes
+
+    def send(self, who: Merchant, fn: str, *args: object) -> dict[str, object]:
+        return who.call_on(self.items, fn, *args)
+
+    def make_batch(self, serials: list[str]) -> Batch:
+        secrets = {s: new_secret() for s in serials}
+        tree = StandardMerkleTree([leaf_hash(item_id(GTIN, s), secret_hash(secrets[s]))
+                                   for s in serials])
+        receipt = self.send(self.brand, "registerBatch", GTIN, tree.root, len(serials))
+        (bid,) = [int(a["batchId"]) for n, a, _ in self.items.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+                  if n == "BatchRegistered"]
+        return Batch(bid, serials, secrets, tree)
+
+    def activate(self, b: Batch, serials: list[str]) -> dict[str, object]:
+        now = self.chain.now()
+        evs = [CustodyEvent(item_id(GTIN, s), b"\x01" * 32, self.factory_loc,
+                            BizStep.COMMISSIONING, now).as_tuple() for s in serials]
+        return self.send(self.brand, "activate", evs, [b.batch_id] * len(serials),
+                         [secret_hash(b.secrets[s]) for s in serials],
+                         [b.proof(s) for s in serials])
+
+    def event(self, who: Merchant, serial: str, step: BizStep, loc: bytes,
+              dest: bytes = ZERO) -> dict[str, object]:
+        ev = CustodyEvent(item_id(GTIN, serial), b"\x02" * 32, loc, step, self.chain.now(),
+                          destination=dest)
+        return self.send(who, "recordEvents", [ev.as_tuple()])
+
+    def sell_path(self, serial: str) -> None:
+        """factory -> ship to store -> received -> sold."""
+        self.event(self.brand, serial, BizStep.SHIPPING, self.factory_loc, self.store_loc)
+        self.event(self.store, serial, BizStep.RECEIVING, self.store_loc)
+        self.event(self.store, serial, BizStep.RETAIL_SELLING, self.store_loc)
+
+    def status(self, serial: str) -> ItemStatus:
+        return self.items.item(item_id(GTIN, serial)).status
+
+    def claim_args(self, b: Batch, serial: str, member: LocalAccount, *, nonce: int = 1,
+                   secret: str | None = None) -> tuple[object, ...]:
+        deadline = self.chain.now() + 3600
+        iid = item_id(GTIN, serial)
+        typed = claim_typed_data(chain_id=self.chain.gateway.chain_id, items=self.items.address,
+                                 registry=self.chain.registry.address, member=member.address,
+                                 item_id=iid, nonce=nonce, deadline=deadline)
+        sig = bytes(Account.sign_typed_data(member.key, full_message=typed).signature)
+        return (iid, secret_word(secret or b.secrets[serial]), b.proof(serial), member.address,
+                nonce, deadline, sig)
+
+
+def reverts(name: str, fn: object, *args: object) -> ContractRevertError:
+    with pytest.raises(ContractRevertError) as exc:
+        fn(*args)  # type: ignore[operator]
+    assert exc.value.name == name, exc.value
+    return exc.value
+
+
+@pytest.fixture
+def world(chain: Chain) -> World:
+    art = chain.artifacts["ItemRegistry"]
+    receipt = chain.admin.transact(to=None, data=chain.gateway.encode_deploy(
+        art.abi, art.bytecode, [chain.registry.address]))
+    items = ItemRegistryClient(chain.gateway, art.abi, str(receipt["contractAddress"]))
+    brand, store, other = chain.admit(symbol="BRD"), chain.admit(symbol="STO"), chain.admit(
+        symbol="OTH")
+    chain.gov(chain.registry, "grantRole", BRAND_ROLE, brand.account.address)
+    w = World(chain, items, brand, store, other, location_id("gln:factory"),
+              location_id("gln:store"), location_id("gln:other"))
+    w.send(brand, "registerProduct", brand.merchant_id, GTIN)
+    w.send(brand, "registerLocations", brand.merchant_id, [w.factory_loc])
+    w.send(store, "registerLocations", store.merchant_id, [w.store_loc])
+    w.send(other, "registerLocations", other.merchant_id, [w.other_loc])
+    return w
+
+
+# ---------------------------------------------------------------- products and batches
+
+def test_register_product_rejects_a_bad_check_digit(world: World) -> None:
+    reverts("ItemInvalidGtin", world.send, world.brand, "registerProduct",
+            world.brand.merchant_id, BAD_GTIN)
+
+
+def test_register_product_needs_the_brand_role(world: World) -> None:
+    reverts("ItemNotBrand", world.send, world.store, "registerProduct",
+            world.store.merchant_id, 4006381333931)
+
+
+def test_batch_of_an_unknown_gtin_is_refused(world: World) -> None:
+    reverts("ItemUnknownProduct", world.send, world.brand, "registerBatch", 4006381333931,
+            b"\x01" * 32, 10)
+
+
+def test_item_id_matches_the_contract(world: World) -> None:
+    assert world.items.view1("itemIdOf", GTIN, b"SN-0001".ljust(20, b"\0")) == item_id(
+        GTIN, "SN-0001")
+
+
+# ---------------------------------------------------------------- activation
+
+def test_activation_with_its_proof_commissions_the_item_at_the_brand(world: World) -> None:
+    b = world.make_batch([f"SN{i}" for i in range(7)])
+    world.activate(b, ["SN3", "SN5"])
+    rec = world.items.item(item_id(GTIN, "SN3"))
+    assert (rec.status, rec.custodian, rec.batch_id) == (
+        ItemStatus.COMMISSIONED, world.brand.merchant_id, b.batch_id)
+    assert world.status("SN4") == ItemStatus.UNKNOWN
+
+
+def test_activation_with_a_wrong_proof_is_refused_and_changes_nothing(world: World) -> None:
+    b = world.make_batch(["A", "B", "C"])
+    now = world.chain.now()
+    ev = CustodyEvent(item_id(GTIN, "A"), ZERO, world.factory_loc, BizStep.COMMISSIONING, now)
+    reverts("ItemInvalidProof", world.send, world.brand, "activate", [ev.as_tuple()],
+            [b.batch_id], [secret_hash(b.secrets["A"])], [b.proof("B")])
+    # the right proof with another label's secret hash fails too
+    reverts("ItemInvalidProof", world.send, world.brand, "activate", [ev.as_tuple()],
+            [b.batch_id], [secret_hash(b.secrets["B"])], [b.proof("A")])
+    assert world.status("A") == ItemStatus.UNKNOWN
+
+
+def test_an_item_is_activated_once(world: World) -> None:
+    b = world.make_batch(["A", "B"])
+    world.activate(b, ["A"])
+    reverts("ItemAlreadyActivated", world.activate, b, ["A"])
+
+
+def test_a_single_serial_is_a_batch_of_one_with_an_empty_proof(world: World) -> None:
+    b = world.make_batch(["ONLY"])
+    assert b.proof("ONLY") == []
+    world.activate(b, ["ONLY"])
+    assert world.status("ONLY") == ItemStatus.COMMISSIONED
+
+
+# ---------------------------------------------------------------- custody rules
+
+def test_the_whole_path_ship_receive_sell(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    world.sell_path("A")
+    rec = world.items.item(item_id(GTIN, "A"))
+    assert (rec.status, rec.custodian) == (ItemStatus.SOLD, world.store.merchant_id)
+
+
+def test_receiving_what_was_not_shipped_is_refused(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    reverts("ItemInvalidTransition", world.event, world.store, "A", BizStep.RECEIVING,
+            world.store_loc)
+    world.event(world.brand, "A", BizStep.SHIPPING, world.factory_loc, world.store_loc)
+    reverts("ItemNotShippedToYou", world.event, world.other, "A", BizStep.RECEIVING,
+            world.other_loc)
+    assert world.status("A") == ItemStatus.IN_TRANSIT
+
+
+def test_a_merchant_cannot_record_at_another_merchants_location(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    world.event(world.brand, "A", BizStep.SHIPPING, world.factory_loc, world.store_loc)
+    reverts("ItemNotLocationOwner", world.event, world.other, "A", BizStep.RECEIVING,
+            world.store_loc)
+    assert world.status("A") == ItemStatus.IN_TRANSIT
+
+
+def test_only_the_custodian_ships(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    reverts("ItemNotCustodian", world.event, world.other, "A", BizStep.SHIPPING,
+            world.other_loc, world.store_loc)
+
+
+def test_no_selling_twice_or_after_destruction(world: World) -> None:
+    b = world.make_batch(["A", "B"])
+    world.activate(b, ["A", "B"])
+    world.sell_path("A")
+    reverts("ItemInvalidTransition", world.event, world.store, "A", BizStep.RETAIL_SELLING,
+            world.store_loc)
+    world.event(world.brand, "B", BizStep.DESTROYING, world.factory_loc)
+    reverts("ItemInvalidTransition", world.event, world.brand, "B", BizStep.RETAIL_SELLING,
+            world.factory_loc)
+
+
+def test_events_of_an_item_never_activated_are_refused(world: World) -> None:
+    world.make_batch(["A"])
+    reverts("ItemUnknown", world.event, world.brand, "A", BizStep.SHIPPING, world.factory_loc,
+            world.store_loc)
+
+
+def test_a_batch_of_events_is_all_or_nothing(world: World) -> None:
+    b = world.make_batch(["A", "B"])
+    world.activate(b, ["A", "B"])
+    now = world.chain.now()
+    good = CustodyEvent(item_id(GTIN, "A"), ZERO, world.factory_loc, BizStep.SHIPPING, now,
+                        destination=world.store_loc)
+    bad = CustodyEvent(item_id(GTIN, "B"), ZERO, world.factory_loc, BizStep.RECEIVING, now)
+    reverts("ItemInvalidTransition", world.send, world.brand, "recordEvents",
+            [good.as_tuple(), bad.as_tuple()])
+    assert world.status("A") == ItemStatus.COMMISSIONED
+
+
+# ---------------------------------------------------------------- recall
+
+def test_recall_of_a_batch_and_of_serials_in_one_transaction_stops_sales(world: World) -> None:
+    b1, b2 = world.make_batch(["A", "B"]), world.make_batch(["C", "D"])
+    world.activate(b1, ["A"])
+    world.activate(b2, ["C", "D"])
+    for s in ("A", "C", "D"):
+        world.event(world.brand, s, BizStep.SHIPPING, world.factory_loc, world.store_loc)
+        world.event(world.store, s, BizStep.RECEIVING, world.store_loc)
+    world.send(world.brand, "recall", [b1.batch_id], [item_id(GTIN, "C")], b"\x09" * 32)
+    reverts("ItemUnderRecall", world.event, world.store, "A", BizStep.RETAIL_SELLING,
+            world.store_loc)
+    reverts("ItemUnderRecall", world.event, world.store, "C", BizStep.RETAIL_SELLING,
+            world.store_loc)
+    world.event(world.store, "D", BizStep.RETAIL_SELLING, world.store_loc)
+    # B was not activated when its batch was recalled: once it is, it is recalled too
+    world.activate(b1, ["B"])
+    assert world.items.is_recalled(item_id(GTIN, "B"))
+    # the holder logs taking it off the shelf
+    world.event(world.store, "A", BizStep.RECALLING, world.store_loc)
+
+
+def test_only_the_brand_recalls(world: World) -> None:
+    b = world.make_batch(["A"])
+    reverts("ItemNotProductOwner", world.send, world.store, "recall", [b.batch_id], [], ZERO)
+
+
+# ---------------------------------------------------------------- claims
+
+def test_the_buyer_claims_a_sold_item_once(world: World) -> None:
+    b = world.make_batch(["A", "B"])
+    world.activate(b, ["A"])
+    world.sell_path("A")
+    buyer = Account.create()
+    receipt = world.send(world.brand, "claim", *world.claim_args(b, "A", buyer))
+    logs = [(n, a) for n, a, _ in world.items.decode_logs(receipt["logs"])]  # type: ignore[arg-type]
+    assert ("ItemClaimed", {"itemId": item_id(GTIN, "A"), "member": buyer.address}) in logs
+    assert world.items.item(item_id(GTIN, "A")).claimed
+    reverts("ItemAlreadyClaimed", world.send, world.brand, "claim",
+            *world.claim_args(b, "A", Account.create(), nonce=2))
+
+
+def test_a_claim_with_a_wrong_secret_is_refused(world: World) -> None:
+    b = world.make_batch(["A", "B"])
+    world.activate(b, ["A"])
+    world.sell_path("A")
+    reverts("ItemInvalidProof", world.send, world.brand, "claim",
+            *world.claim_args(b, "A", Account.create(), secret=b.secrets["B"]))
+    assert not world.items.item(item_id(GTIN, "A")).claimed
+
+
+def test_an_unsold_item_cannot_be_claimed(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    reverts("ItemNotSold", world.send, world.brand, "claim",
+            *world.claim_args(b, "A", Account.create()))
+
+
+def test_a_claim_signed_by_someone_else_is_refused(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    world.sell_path("A")
+    buyer, thief = Account.create(), Account.create()
+    args = list(world.claim_args(b, "A", thief))
+    args[3] = buyer.address
+    reverts("PointsInvalidSignature", world.send, world.brand, "claim", *args)
+
+
+# ---------------------------------------------------------------- flags
+
+def test_the_operator_or_the_brand_flags_a_suspected_clone(world: World) -> None:
+    b = world.make_batch(["A"])
+    world.activate(b, ["A"])
+    iid = item_id(GTIN, "A")
+    reverts("ItemNotFlagger", world.send, world.store, "flag", iid, 1)
+    world.chain.op(world.items, "flag", iid, 2)
+    receipt = world.send(world.brand, "flag", iid, 3)
+    assert [n for n, _, _ in world.items.decode_logs(receipt["logs"])] == ["ItemFlagged"]  # type: ignore[arg-type]
+    assert world.items.item(iid).flags & 4
