@@ -64,6 +64,8 @@ class ClearingProjection:
                          "creditor": creditor, "value": value, "rate": rate,
                          "tx_hash": c.tx_hash, "block_number": c.block_number,
                          "log_index": c.log_index})
+            if kind not in LINE_EVENTS:
+                continue  # a coupon act: its line is the coupon projection's redemption
             # The program whose points moved: the debtor's, or for a refund the creditor's.
             points_of = creditor if kind == "refund" else debtor
             acceptor = debtor if kind == "refund" else creditor

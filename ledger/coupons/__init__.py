@@ -1,0 +1,1 @@
+"""Coupons: campaigns of ERC-721 coupons (the CouponBook), vouchers, redemption and rollback."""
