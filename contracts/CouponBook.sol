@@ -20,8 +20,10 @@ import {SignedActions} from "./abstract/SignedActions.sol";
 /// - a batch grant uses `_mint` (no receiver call, no code-size lookup per member) and writes
 ///   the campaign's counter once;
 /// - a used coupon is one bit in a per-campaign bitmap (a word holds 256 serials), not a
-///   burn: it stays in its holder's wallet and history; the redemption record (two slots)
-///   exists only so that a rollback knows what to undo.
+///   burn: it stays in its holder's wallet and history; the redemption record (one slot, the
+///   order ref's low bits standing for it: a rollback names the order and they must match)
+///   exists only so that a rollback knows what to undo;
+/// - the acceptor's status is read once (its account check), the issuer's once.
 contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGated, SignedActions {
     using SafeCast for uint256;
 
@@ -194,7 +196,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         _useNonce(holder, r.nonce);
         Campaign storage c = _campaigns[campaignId];
         Refusal refusal;
-        (refusal, discount) = _check(r.couponId, c, r.acceptor, r.orderRef, r.orderAmount);
+        (refusal, discount) = _check(r.couponId, c, r.acceptor, r.orderRef, r.orderAmount, false);
         if (refusal != Refusal.None) _revertFor(refusal, r.couponId, c, r.acceptor, r.orderRef, r.orderAmount, discount);
 
         // Effects: used bit, order, budget, record.
@@ -206,7 +208,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
             acceptor: uint32(r.acceptor),
             redeemedAt: uint40(block.timestamp),
             discount: uint96(discount),
-            orderRef: r.orderRef
+            orderTag: uint88(uint256(r.orderRef))
         });
         emit CouponRedeemed(r.couponId, r.acceptor, holder, r.orderRef, r.orderAmount, discount);
         // Interaction: the Clearing (a contract of the alliance, no callback to us).
@@ -217,10 +219,10 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     }
 
     /// @inheritdoc ICouponBook
-    function rollback(uint256 couponId) external nonReentrant {
+    function rollback(uint256 couponId, bytes32 orderRef) external nonReentrant {
         RedemptionRecord memory rec = _redemptions[couponId];
         // slither-disable-next-line incorrect-equality
-        if (rec.redeemedAt == 0) revert CouponNotRedeemed(couponId);
+        if (rec.redeemedAt == 0 || rec.orderTag != uint88(uint256(orderRef))) revert CouponNotRedeemed(couponId);
         _requireAccount(rec.acceptor);
         uint256 closesAt = uint256(rec.redeemedAt) + _registry.refundWindow();
         if (block.timestamp > closesAt) revert CouponRefundWindowClosed(couponId, closesAt);
@@ -228,13 +230,13 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         Campaign storage c = _campaigns[campaignId];
         uint256 serial = uint32(couponId);
         _used[campaignId][serial >> 8] &= ~(1 << (serial & 0xff));
-        uint256 order = _orders[rec.acceptor][rec.orderRef] - ORDER_ONE;
+        uint256 order = _orders[rec.acceptor][orderRef] - ORDER_ONE;
         // The order's exclusive bit goes with its one non-stackable coupon.
         if (!c.stackable || order < ORDER_ONE) order = order & ~ORDER_EXCLUSIVE;
-        _orders[rec.acceptor][rec.orderRef] = order;
+        _orders[rec.acceptor][orderRef] = order;
         c.budgetUsed -= uint128(rec.discount);
         delete _redemptions[couponId];
-        emit CouponRedemptionRolledBack(couponId, rec.acceptor, rec.orderRef, rec.discount);
+        emit CouponRedemptionRolledBack(couponId, rec.acceptor, orderRef, rec.discount);
         uint256 issuer = c.issuer;
         if (issuer != rec.acceptor && rec.discount != 0) {
             _clearing().recordCouponRollback(issuer, rec.acceptor, rec.discount);
@@ -265,7 +267,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         if (acceptor == 0 || acceptor > _registry.merchantCount()) {
             revert IAllianceRegistry.RegistryUnknownMerchant(acceptor);
         }
-        return _check(couponId, _campaigns[couponId >> 72], acceptor, orderRef, orderAmount);
+        return _check(couponId, _campaigns[couponId >> 72], acceptor, orderRef, orderAmount, true);
     }
 
     /// @inheritdoc ICouponBook
@@ -370,7 +372,14 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     }
 
     /// @dev The first reason the coupon would not apply, else None and the discount.
-    function _check(uint256 couponId, Campaign storage c, uint256 acceptor, bytes32 orderRef, uint256 orderAmount)
+    function _check(
+        uint256 couponId,
+        Campaign storage c,
+        uint256 acceptor,
+        bytes32 orderRef,
+        uint256 orderAmount,
+        bool checkAcceptor
+    )
         private
         view
         returns (Refusal, uint256 discount)
@@ -382,7 +391,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         if (_registry.merchant(c.issuer).status != IAllianceRegistry.MerchantStatus.Active) {
             return (Refusal.IssuerSuspended, 0);
         }
-        if (_registry.merchant(acceptor).status != IAllianceRegistry.MerchantStatus.Active) {
+        if (checkAcceptor && _registry.merchant(acceptor).status != IAllianceRegistry.MerchantStatus.Active) {
             return (Refusal.AcceptorSuspended, 0);
         }
         if (block.timestamp < c.startsAt) return (Refusal.NotYetValid, 0);

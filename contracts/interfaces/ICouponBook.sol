@@ -91,12 +91,13 @@ interface ICouponBook {
         uint256 deadline;
     }
 
-    /// @notice What a redemption gave, kept for its rollback.
+    /// @notice What a redemption gave, kept for its rollback, in one slot: the order ref's
+    /// low 88 bits (`orderTag`) check the order a rollback names (order refs are hashes).
     struct RedemptionRecord {
         uint32 acceptor;
         uint40 redeemedAt;
         uint96 discount;
-        bytes32 orderRef;
+        uint88 orderTag;
     }
 
     /// @notice A voucher its issuer's account signs (EIP-712 `Voucher(uint256 campaignId,
@@ -161,7 +162,7 @@ interface ICouponBook {
     error CouponOrderHasCoupon(uint256 acceptor, bytes32 orderRef);
     /// @dev The order amount is zero or past 2^64 - 1.
     error CouponInvalidOrderAmount(uint256 orderAmount);
-    /// @dev The coupon has no redemption to roll back.
+    /// @dev The coupon has no redemption to roll back (for that order).
     error CouponNotRedeemed(uint256 couponId);
     /// @dev The refund window of the redemption closed at `closedAt`.
     error CouponRefundWindowClosed(uint256 couponId, uint256 closedAt);
@@ -233,8 +234,9 @@ interface ICouponBook {
 
     /// @notice Rolls back the coupon's redemption (a refund of the order): the discount back
     /// into the budget and, if cleared, back from the acceptor to the issuer.
-    /// Requirements: caller is the acceptor's active account; within the refund window.
-    function rollback(uint256 couponId) external;
+    /// Requirements: caller is the acceptor's active account; `orderRef` is the redemption's;
+    /// within the refund window.
+    function rollback(uint256 couponId, bytes32 orderRef) external;
 
     /// @notice Mints the voucher's coupon to `to`; gives its id.
     /// Requirements: caller is the issuer's active account; the issuer's account signed the

@@ -139,7 +139,7 @@ class CouponBookClient(ContractClient):
     def voucher_state(self, campaign_id: int, voucher_id: int) -> int:
         return int(self.view1("voucherState", campaign_id, voucher_id))
 
-    def redemption_of(self, coupon_id: int) -> tuple[int, int, int, bytes]:
-        """(acceptor, redeemed at, discount, order ref); redeemed at 0: none."""
-        acceptor, at, discount, ref = self.view1("redemptionOf", coupon_id)
-        return int(acceptor), int(at), int(discount), bytes(ref)
+    def redemption_of(self, coupon_id: int) -> tuple[int, int, int, int]:
+        """(acceptor, redeemed at, discount, order tag); redeemed at 0: none."""
+        acceptor, at, discount, tag = self.view1("redemptionOf", coupon_id)
+        return int(acceptor), int(at), int(discount), int(tag)

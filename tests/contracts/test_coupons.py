@@ -186,7 +186,7 @@ def test_rollback_restores_the_coupon_the_budget_and_the_clearing(book: Book) ->
     tid = book.grant(cid)
     before = book.state(cid, tid)
     book.redeem(tid)
-    book.call(book.acceptor, "rollback", tid)
+    book.call(book.acceptor, "rollback", tid, ref("o-1"))
     assert book.state(cid, tid)[:3] == before[:3]
     p = book.chain.clearing.current_period()
     assert book.chain.clearing.position_of(p, book.issuer.merchant_id)[0] == 0
@@ -211,7 +211,7 @@ def test_stackable_coupons_share_an_order_and_an_exclusive_one_does_not(book: Bo
     with reverts("CouponOrderHasCoupon"):
         book.redeem(y, order="other")
     # Rolling back the exclusive coupon frees the order for a stackable one.
-    book.call(book.acceptor, "rollback", x)
+    book.call(book.acceptor, "rollback", x, ref("other"))
     book.redeem(y, order="other")
 
 
@@ -322,14 +322,16 @@ def test_rollback_after_the_refund_window_or_by_another_merchant_is_refused(book
     cid = book.create()
     tid = book.grant(cid)
     with reverts("CouponNotRedeemed", tid):
-        book.call(book.acceptor, "rollback", tid)
+        book.call(book.acceptor, "rollback", tid, ref("o-1"))
     book.redeem(tid)
     with reverts("CouponUnauthorized"):
-        book.call(book.issuer, "rollback", tid)
+        book.call(book.issuer, "rollback", tid, ref("o-1"))
+    with reverts("CouponNotRedeemed", tid):
+        book.call(book.acceptor, "rollback", tid, ref("another order"))
     book.chain.travel(book.chain.registry.refund_window() + 10)
     before = book.state(cid, tid)
     with reverts("CouponRefundWindowClosed"):
-        book.call(book.acceptor, "rollback", tid)
+        book.call(book.acceptor, "rollback", tid, ref("o-1"))
     assert book.state(cid, tid) == before
 
 
