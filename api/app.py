@@ -14,7 +14,7 @@ from ledger.settings import get_settings
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
-from .routes import admin, clearing, members, merchants, operations, points, public
+from .routes import admin, clearing, coupons, members, merchants, operations, points, public
 
 # Failed authentications allowed per minute per key id, and per client address (higher:
 # several merchants' tills may share one address behind a NAT). Past them: 429.
@@ -57,7 +57,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              clearing.router, admin.router, clearing.admin_router, public.router):
+              clearing.router, admin.router, clearing.admin_router, public.router,
+              coupons.router, coupons.public_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

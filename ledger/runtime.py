@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from .alliance import Alliance
 from .clearing import kinds as clearing_kinds
 from .clearing.projection import ClearingProjection
+from .coupons import kinds as coupons_kinds
+from .coupons.projection import CouponsProjection
 from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
 from .merchants import repos as merchant_repos
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
-    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS])
+    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *coupons_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -67,7 +69,8 @@ def outbox_worker(alliance: Alliance, *, idle_sleep_s: float | None = None) -> O
 def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
-    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance)])
+    return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
+                               CouponsProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:
