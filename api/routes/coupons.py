@@ -15,7 +15,6 @@ from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..schemas.common import AddressPath, OperationOut
 from ..schemas.coupons import (
     CampaignCreateRequest,
-    CampaignId,
     CampaignsOut,
     CampaignStatsOut,
     CouponRedeemRequest,
@@ -35,6 +34,7 @@ from .public import TOO_MANY, public_client
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
 
 CouponIdPath = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,77}$")]
+CampaignIdPath = Annotated[int, Path(ge=1, le=2**64 - 1, examples=[1])]
 
 
 @router.post("/campaigns", status_code=202, responses=ACCEPTED, response_model=OperationOut)
@@ -47,7 +47,7 @@ def create_campaign(req: CampaignCreateRequest, request: Request, body: BodyDep,
 
 @router.post("/campaigns/{campaign_id}/pause", status_code=202, responses=ACCEPTED,
              response_model=OperationOut)
-def pause_campaign(campaign_id: CampaignId, request: Request, body: BodyDep,
+def pause_campaign(campaign_id: CampaignIdPath, request: Request, body: BodyDep,
                    alliance: AllianceDep, who: MerchantDep) -> Response:
     """Pause one of your campaigns: no grants, claims or redemptions until resumed."""
     return queue(request, body, alliance, who, lambda s, mid: coupons.request_set_paused(
@@ -56,7 +56,7 @@ def pause_campaign(campaign_id: CampaignId, request: Request, body: BodyDep,
 
 @router.post("/campaigns/{campaign_id}/resume", status_code=202, responses=ACCEPTED,
              response_model=OperationOut)
-def resume_campaign(campaign_id: CampaignId, request: Request, body: BodyDep,
+def resume_campaign(campaign_id: CampaignIdPath, request: Request, body: BodyDep,
                     alliance: AllianceDep, who: MerchantDep) -> Response:
     """Resume one of your paused campaigns."""
     return queue(request, body, alliance, who, lambda s, mid: coupons.request_set_paused(
@@ -72,7 +72,7 @@ def list_campaigns(alliance: AllianceDep, who: MerchantDep) -> dict[str, Any]:
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStatsOut)
-def campaign_stats(campaign_id: CampaignId, alliance: AllianceDep,
+def campaign_stats(campaign_id: CampaignIdPath, alliance: AllianceDep,
                    who: MerchantDep) -> dict[str, Any]:
     """Live counts of one of your campaigns: granted, claimed, redeemed, budget used."""
     assert who.merchant_id is not None

@@ -109,7 +109,9 @@ def test_cross_merchant_coupon_is_validated_redeemed_cleared_and_rolled_back(
     assert clr.position_of(p, env.store_merchant.merchant_id)[0] == -500
     assert clr.position_of(p, env.cafe_merchant.merchant_id)[0] == 500
     catch_up(env)
-    stats = env.store.get(f"/v1/coupons/campaigns/{cid}/stats").json()
+    r = env.store.get(f"/v1/coupons/campaigns/{cid}/stats")
+    assert r.status_code == 200, r.text
+    stats = r.json()
     assert (stats["granted"], stats["redeemed"], stats["budget_used"]) == (1, 1, 500)
     mine = env.store.get(f"/v1/coupons/members/{member.address}").json()["coupons"]
     assert [(c["coupon_id"], c["status"], c["discount"]) for c in mine] == [(coupon, "used", 500)]
