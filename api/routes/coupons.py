@@ -8,10 +8,12 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
+from sqlalchemy.orm import Session
 
 from ledger.coupons import service as coupons
 
 from ..deps import AllianceDep, BodyDep, MerchantDep
+from ..idempotency import run_idempotent
 from ..schemas.common import AddressPath, OperationOut
 from ..schemas.coupons import (
     CampaignCreateRequest,
@@ -90,16 +92,19 @@ def grant(req: GrantRequest, request: Request, body: BodyDep, alliance: Alliance
 
 
 @router.post("/vouchers", response_model=VoucherOut)
-def create_voucher(req: VoucherCreateRequest, alliance: AllianceDep,
-                   who: MerchantDep) -> dict[str, Any]:
+def create_voucher(req: VoucherCreateRequest, request: Request, body: BodyDep,
+                   alliance: AllianceDep, who: MerchantDep) -> Response:
     """Sign a voucher of one of your campaigns: a code for a link or QR; nothing goes on
-    chain until it is claimed."""
-    assert who.merchant_id is not None
-    with alliance.store.read_session() as s:
+    chain until it is claimed (a retry with the same Idempotency-Key gives the same code)."""
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None and who.merchant_id is not None
         v = coupons.create_voucher(alliance, s, merchant_id=who.merchant_id,
                                    campaign_id=req.campaign_id, expires_at=req.expires_at)
-    return {"campaign_id": v.campaign_id, "voucher_id": str(v.voucher_id),
-            "expires_at": v.expires_at, "code": v.code}
+        return 200, {"campaign_id": v.campaign_id, "voucher_id": str(v.voucher_id),
+                     "expires_at": v.expires_at, "code": v.code}
+
+    return run_idempotent(request, body, alliance, who, work)
 
 
 @router.post("/vouchers/claim", status_code=202, responses=ACCEPTED,
@@ -121,14 +126,18 @@ def cancel_voucher(req: VoucherCancelRequest, request: Request, body: BodyDep,
 
 
 @router.post("/validate", response_model=ValidateOut)
-def validate(req: ValidateRequest, alliance: AllianceDep, who: MerchantDep) -> dict[str, Any]:
+def validate(req: ValidateRequest, request: Request, body: BodyDep, alliance: AllianceDep,
+             who: MerchantDep) -> Response:
     """Would this coupon apply to this order of yours now, and with what discount (nothing
     is used)."""
-    assert who.merchant_id is not None
-    with alliance.store.read_session() as s:
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None and who.merchant_id is not None
         v = coupons.validate(alliance, s, merchant_id=who.merchant_id, coupon_id=req.coupon_id,
                              order_id=req.order_id, order_amount=req.order_amount)
-    return {**asdict(v), "coupon_id": str(v.coupon_id)}
+        return 200, {**asdict(v), "coupon_id": str(v.coupon_id)}
+
+    return run_idempotent(request, body, alliance, who, work)
 
 
 @router.post("/redeem", status_code=202, responses=ACCEPTED, response_model=OperationOut)
