@@ -18,6 +18,7 @@ from rich.table import Table
 from .chain import anvil
 from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
+from .coupons.cli import coupons_app
 from .demo import demo_app, demo_missing, seed_demo, show_demo
 from .errors import LedgerError
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
@@ -29,6 +30,7 @@ chain_app = typer.Typer(help="The local anvil chain.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 app.add_typer(admin_app, name="admin")
 app.add_typer(clearing_app, name="clearing")
+app.add_typer(coupons_app, name="coupons")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 app.command("rate")(rate)

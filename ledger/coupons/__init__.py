@@ -1,1 +1,0 @@
-"""Coupons: campaigns of ERC-721 coupons (the CouponBook), vouchers, redemption and rollback."""

@@ -6,14 +6,17 @@ rows of undone blocks."""
 from __future__ import annotations
 
 from eth_account import Account
+from typer.testing import CliRunner
 
 from ledger import runtime
 from ledger.alliance import Alliance
+from ledger.cli import app
 from ledger.coupons import repos
 from ledger.coupons.demo import seed_demo_coupons
 from ledger.coupons.service import campaign_stats, member_coupons, request_create_campaign
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox.kinds import KindRegistry
+from ledger.settings import Settings, get_settings
 from ledger.store.models import Operation, OperationStatus
 
 
@@ -77,3 +80,36 @@ def test_projection_rollback_drops_the_rows_of_later_blocks(
         repos.delete_after(s, 0)
     with alliance.store.read_session() as s:
         assert repos.campaigns(s) == [] and block == 1
+
+
+def test_operator_lists_pauses_and_validates_coupons_from_the_cli(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        settings: Settings) -> None:
+    wallet = Account.create()
+    cid = seed_demo_coupons(alliance, runtime.outbox_worker(alliance),
+                            store=store_merchant.merchant_id, cafe=cafe_merchant.merchant_id,
+                            member_ids=["cli-a"], wallet_key=bytes(wallet.key))
+    env = {"ALLIANCE_DATA_DIR": str(settings.data_dir), "ALLIANCE_RPC_URL": settings.rpc_url,
+           "ALLIANCE_CHAIN_ID": str(settings.chain_id),
+           "ALLIANCE_ARTIFACTS_DIR": str(settings.artifacts_dir), "COLUMNS": "200"}
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        get_settings.cache_clear()
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = run("coupons", "campaigns", "--merchant", str(store_merchant.merchant_id))
+    assert "fixed_off" in out and "1000" in out
+    out = run("coupons", "wallet", wallet.address)
+    assert "used" in out
+    with alliance.store.read_session() as s:
+        held = member_coupons(alliance, s, holder=wallet.address)
+    coupon = held[0]["coupon_id"]
+    out = run("coupons", "validate", coupon, "--merchant", str(cafe_merchant.merchant_id),
+              "--order", "x-1", "--amount", "9000")
+    assert "does not apply (coupon-used)" in out
+    run("coupons", "pause", str(cid), "--merchant", str(store_merchant.merchant_id))
+    book = alliance.contracts.coupons
+    assert book is not None and book.campaign(cid).paused
