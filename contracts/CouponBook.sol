@@ -157,6 +157,8 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         if (state == VOUCHER_CANCELLED) revert CouponVoucherCancelled(v.campaignId, v.voucherId);
         if (block.timestamp > v.expiresAt) revert CouponVoucherExpired(v.campaignId, v.voucherId, v.expiresAt);
         // The issuer's account signs vouchers; a rotated account's old vouchers no longer claim.
+        // The third value only details a malformed signature: any error is a forged voucher.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_voucherDigest(v), signature);
         if (err != ECDSA.RecoverError.NoError || signer != issuerAccount) {
             revert CouponVoucherInvalidSignature(v.campaignId, v.voucherId);

@@ -28,7 +28,8 @@ class CampaignCreateRequest(Strict):
         {"kind": "fixed_off", "value": 1000, "budget": 1_000_000, "min_spend": 5000,
          "valid_days": 30, "all_merchants": True}]})
 
-    kind: Literal["fixed_off", "percent_off", "gift"]
+    kind: Annotated[str, Field(pattern=r"^(fixed_off|percent_off|gift)$",
+                               examples=["fixed_off"])]
     value: Annotated[int, Field(strict=True, ge=1, le=2**80 - 1)]
     budget: Annotated[int, Field(strict=True, ge=1, le=2**128 - 1)]
     max_discount: Annotated[int, Field(strict=True, ge=0, le=2**80 - 1)] = 0
