@@ -10,10 +10,16 @@ from typer.testing import CliRunner
 
 from ledger import runtime
 from ledger.alliance import Alliance
+from ledger.clearing.statements import statement
 from ledger.cli import app
 from ledger.coupons import repos
 from ledger.coupons.demo import seed_demo_coupons
-from ledger.coupons.service import campaign_stats, member_coupons, request_create_campaign
+from ledger.coupons.service import (
+    campaign_stats,
+    member_coupons,
+    request_create_campaign,
+    request_rollback,
+)
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox.kinds import KindRegistry
 from ledger.settings import Settings, get_settings
@@ -113,3 +119,27 @@ def test_operator_lists_pauses_and_validates_coupons_from_the_cli(
     run("coupons", "pause", str(cid), "--merchant", str(store_merchant.merchant_id))
     book = alliance.contracts.coupons
     assert book is not None and book.campaign(cid).paused
+
+
+def test_a_statement_lists_a_coupon_used_elsewhere_and_its_rollback(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant) -> None:
+    # Coupon acts used to be cleared without lines: the statement then refused as an
+    # integrity error ("the lines ... do not add up to its cleared value").
+    wallet = Account.create()
+    seed_demo_coupons(alliance, runtime.outbox_worker(alliance),
+                      store=store_merchant.merchant_id, cafe=cafe_merchant.merchant_id,
+                      member_ids=[], wallet_key=bytes(wallet.key))
+    with alliance.store.read_session() as s:
+        runtime.indexer(alliance).catch_up()
+        (held,) = member_coupons(alliance, s, holder=wallet.address)
+    with alliance.store.session() as s:
+        request_rollback(alliance, s, merchant_id=cafe_merchant.merchant_id,
+                         coupon_id=held["coupon_id"], order_id="demo-CAFE-coupon-1")
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    p = alliance.contracts.clearing.current_period()
+    doc = statement(alliance, period=p, merchant_id=cafe_merchant.merchant_id).document
+    assert [(ln["kind"], ln["direction"], ln["value"]) for ln in doc["lines"]] == [
+        ("coupon", "receivable", 1000), ("coupon_rollback", "payable", 1000)]
+    assert doc["totals"] == {"receivable": 1000, "payable": 1000, "net": 0}
