@@ -12,8 +12,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..store.models import Operation, OperationStatus
-from .models import CouponCampaign, CouponEvent, CouponRedemptionLock
+from ..store.models import (
+    CouponCampaign,
+    CouponEvent,
+    CouponRedemptionLock,
+    Operation,
+    OperationStatus,
+)
 
 
 class EventKind(StrEnum):
