@@ -154,7 +154,7 @@ def run(alliance: Alliance, batch: int) -> None:
               f" {g / (f + NEW_SLOT):.3f}x")
     print("  beyond the used-bitmap floor: the redemption record a rollback needs (1 new slot), "
           "registry reads (acceptor, issuer), campaign reads (3 cold slots), the clearing's "
-          "address and pair reads")
+          "address (read from the registry) and its period and position reads")
     bit = UPDATE_SLOT
     burn = 2 * UPDATE_SLOT + TRANSFER_LOG - CLEAR_REFUND
     print(f"marking used: bitmap bit {bit:,} gas (word already open; {NEW_SLOT:,} for a new "
