@@ -14,7 +14,18 @@ from ledger.settings import get_settings
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
 from .ratelimit import RateLimiter
-from .routes import admin, audit, clearing, items, members, merchants, operations, points, public
+from .routes import (
+    admin,
+    audit,
+    clearing,
+    coupons,
+    items,
+    members,
+    merchants,
+    operations,
+    points,
+    public,
+)
 from .routes import app as member_app
 
 # Failed authentications allowed per minute per key id, and per client address (higher:
@@ -61,7 +72,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               clearing.router, admin.router, clearing.admin_router, public.router,
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
-              items.router, items.public_router, items.scan_router):
+              items.router, items.public_router, items.scan_router,
+              coupons.router, coupons.public_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

@@ -37,6 +37,7 @@ contract Clearing is IClearing, IERC1363Receiver {
     mapping(uint256 period => mapping(uint256 merchantId => bytes32)) private _statements;
     /// @dev Settlement tokens held for every period's escrow (paid in, not yet claimed).
     uint256 private _escrowed;
+    address private _couponBook;
 
     constructor(IAllianceRegistry registry_, IERC20 token_) {
         _registry = registry_;
@@ -103,6 +104,37 @@ contract Clearing is IClearing, IERC1363Receiver {
             Position({net: acc.net - v, foreignAccepted: uint128(accepted > value ? accepted - value : 0)});
         _positions[p][programMerchant].net += v;
         emit Cleared(p, acceptor, programMerchant, Kind.Refund, points, rate, value);
+    }
+
+    // ------------------------------------------------------------------
+    // Called by the coupon book
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IClearing
+    function setCouponBook(address couponBook_) external {
+        if (!IAccessControl(address(_registry)).hasRole(Roles.ADMIN_ROLE, msg.sender)) {
+            revert ClearingUnauthorized(msg.sender);
+        }
+        if (_couponBook != address(0)) revert ClearingCouponBookAlreadySet();
+        if (couponBook_ == address(0)) revert ClearingNotCouponBook(couponBook_);
+        _couponBook = couponBook_;
+        emit CouponBookSet(couponBook_);
+    }
+
+    /// @inheritdoc IClearing
+    function recordCouponRedemption(uint256 issuer, uint256 acceptor, uint256 value) external {
+        if (msg.sender != _couponBook) revert ClearingNotCouponBook(msg.sender);
+        _move(issuer, acceptor, Kind.Coupon, value, 1, value, 0);
+    }
+
+    /// @inheritdoc IClearing
+    function recordCouponRollback(uint256 issuer, uint256 acceptor, uint256 value) external {
+        if (msg.sender != _couponBook) revert ClearingNotCouponBook(msg.sender);
+        int128 v = _value(value);
+        uint256 p = _currentPeriod;
+        _positions[p][acceptor].net -= v;
+        _positions[p][issuer].net += v;
+        emit Cleared(p, acceptor, issuer, Kind.CouponRollback, value, 1, value);
     }
 
     function _pairFromProgram(uint256 programMerchant, uint256 acceptor)
@@ -330,6 +362,11 @@ contract Clearing is IClearing, IERC1363Receiver {
     /// @inheritdoc IClearing
     function settlementToken() external view returns (address) {
         return address(_token);
+    }
+
+    /// @inheritdoc IClearing
+    function couponBook() external view returns (address) {
+        return _couponBook;
     }
 
     /// @inheritdoc IClearing

@@ -20,6 +20,7 @@ from .audit.operator_cli import auditor_key, drift
 from .chain import anvil
 from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
+from .coupons.cli import coupons_app
 from .demo import demo_app, demo_missing, seed_demo, show_demo
 from .errors import LedgerError
 from .items.cli import items_app
@@ -32,6 +33,7 @@ chain_app = typer.Typer(help="The local anvil chain.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 app.add_typer(admin_app, name="admin")
 app.add_typer(clearing_app, name="clearing")
+app.add_typer(coupons_app, name="coupons")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(demo_app, name="demo")
 app.add_typer(items_app, name="items")

@@ -16,6 +16,7 @@ from eth_account import Account
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 
 from .alliance import Alliance
+from .coupons.demo import seed_demo_coupons
 from .items.demo import seed_items_demo
 from .merchants.clients import ProgramConfig
 from .merchants.service import admit_merchant, create_admin_credential, list_merchants
@@ -74,6 +75,9 @@ def seed_demo(alliance: Alliance) -> dict[str, object]:
         progress.update(task, description="registering the demo brand's items")
         demo_items = seed_items_demo(alliance, brand_id=int(str(merchants[0]["merchant_id"])),
                                      shop_id=int(str(merchants[2]["merchant_id"])))
+        seed_demo_coupons(alliance, outbox_worker(alliance), store=int(str(
+            merchants[0]["merchant_id"])), cafe=int(str(merchants[2]["merchant_id"])),
+            member_ids=DEMO_MEMBERS, wallet_key=bytes.fromhex(wallet["private_key"][2:]))
         progress.advance(task)
     admin_id, admin_secret = create_admin_credential(alliance)
     creds: dict[str, object] = {"merchants": merchants,

@@ -17,6 +17,7 @@ from .chain.sender import TransactionSender
 from .clearing.clients import ClearingClient, SettlementTokenClient
 from .contracts.client import TimelockClient
 from .contracts.compiler import Artifact, compile_contracts
+from .coupons.clients import CouponBookClient
 from .errors import LedgerConfigError, LedgerNotFoundError
 from .items.clients import ItemRegistryClient
 from .merchants.clients import FactoryClient, RegistryClient
@@ -41,6 +42,7 @@ class Deployment:
     timelock: str
     settlement_unit: str = SETTLEMENT_UNIT
     items: str = ""
+    coupon_book: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,10 @@ class Contracts:
             gateway, artifacts["SettlementToken"].abi, deployment.settlement_token)
         self.timelock = TimelockClient(gateway, artifacts["AllianceTimelock"].abi,
                                        deployment.timelock)
+        # Deployments recorded before coupons existed have none (coupon calls then refuse).
+        self.coupons: CouponBookClient | None = (
+            CouponBookClient(gateway, artifacts["CouponBook"].abi, deployment.coupon_book)
+            if deployment.coupon_book else None)
         self._programs: dict[str, PointProgramClient] = {}
         self.items = (ItemRegistryClient(gateway, artifacts["ItemRegistry"].abi, deployment.items)
                       if deployment.items else None)
@@ -96,7 +102,7 @@ class Contracts:
 
 def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[str, Artifact],
            *, operator: str, minter: str, timelock_delay: int = 0,
-           settlement_unit: str = SETTLEMENT_UNIT) -> Deployment:
+           settlement_unit: str = SETTLEMENT_UNIT, coupon_base_uri: str = "") -> Deployment:
     """Deploy timelock, registry, factory, settlement token and clearing, wire them, hand the
     admin role to the timelock, and return the deployment record.
 
@@ -126,6 +132,10 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     clearing, _ = create("Clearing", registry, token)
     admin.transact(to=registry, data=gateway.encode_call(reg, "setClearing", [clearing]))
     items, _ = create("ItemRegistry", registry)
+    # The coupon book is named in the clearing while the deployer still holds the admin role.
+    coupon_book, _ = create("CouponBook", registry, coupon_base_uri)
+    admin.transact(to=clearing, data=gateway.encode_call(artifacts["Clearing"].abi,
+                                                         "setCouponBook", [coupon_book]))
     admin_role = b"\0" * 32
     admin.transact(to=registry, data=gateway.encode_call(reg, "grantRole",
                                                          [admin_role, timelock]))
@@ -133,7 +143,8 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
                                                          [admin_role, admin.address]))
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
                             block=block, clearing=clearing, settlement_token=token,
-                            timelock=timelock, settlement_unit=settlement_unit, items=items)
+                            timelock=timelock, settlement_unit=settlement_unit, items=items,
+                            coupon_book=coupon_book)
     log.info("deployed registry %s, factory %s, clearing %s, settlement token %s, timelock %s "
              "(delay %d s) on chain %d", registry, factory, clearing, token, timelock,
              timelock_delay, gateway.chain_id)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from .alliance import Alliance
 from .clearing import kinds as clearing_kinds
 from .clearing.projection import ClearingProjection
+from .coupons import kinds as coupons_kinds
+from .coupons.projection import CouponsProjection
 from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
 from .items import kinds as items_kinds
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
-    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS])
+    return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS,
+                         *coupons_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -71,7 +74,7 @@ def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
-                               ItemsProjection(alliance)])
+                               ItemsProjection(alliance), CouponsProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:

@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ledger", "api")
 # Capability packages: the engine below them must not import them.
-CAPABILITIES = ("ledger.merchants", "ledger.members", "ledger.points", "ledger.clearing")
+CAPABILITIES = ("ledger.merchants", "ledger.members", "ledger.points", "ledger.clearing",
+                "ledger.coupons")
 # Shared infrastructure that knows no capability (the composition root, ledger.runtime, and
 # ledger.deployment, which builds every contract's typed client, are the exceptions).
 ENGINE = ("ledger.alliance", "ledger.chain", "ledger.store", "ledger.contracts",

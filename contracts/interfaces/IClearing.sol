@@ -12,12 +12,15 @@ pragma solidity ^0.8.28;
 /// paid to the registry's payout address): while debtors are short, each creditor's share is
 /// its net pro rata of what debtors paid so far, rounded down; top-ups raise every share.
 interface IClearing {
-    /// @notice Why value moved: a redemption, a conversion, or a refund of a redemption.
+    /// @notice Why value moved: a redemption, a conversion, a refund of a redemption, a
+    /// coupon of one merchant used at another, or the rollback of such a coupon redemption.
     enum Kind {
         None,
         Redemption,
         Conversion,
-        Refund
+        Refund,
+        Coupon,
+        CouponRollback
     }
 
     /// @notice One merchant's standing in one period, in one slot.
@@ -57,6 +60,10 @@ interface IClearing {
     error ClearingNotProgram(address caller, uint256 merchantId);
     /// @dev The caller may not do this.
     error ClearingUnauthorized(address caller);
+    /// @dev The caller is not the alliance's coupon book.
+    error ClearingNotCouponBook(address caller);
+    /// @dev The coupon book was already named.
+    error ClearingCouponBookAlreadySet();
     /// @dev Accepting this value would take `merchantId` over its per-period foreign cap.
     error ClearingForeignCapExceeded(uint256 merchantId, uint256 cap, uint256 wanted);
     /// @dev A conversion would give the member no points, or fewer than they signed for.
@@ -108,6 +115,8 @@ interface IClearing {
     event OffChainPaymentConfirmed(
         uint256 indexed period, uint256 indexed debtor, uint256 indexed creditor, uint256 amount
     );
+    /// @notice The one coupon book whose cross-merchant coupon redemptions clear here.
+    event CouponBookSet(address indexed couponBook);
     /// @notice The statement of `merchantId` for `period` hashes to `statementHash`.
     event StatementAnchored(uint256 indexed period, uint256 indexed merchantId, bytes32 statementHash);
 
@@ -148,6 +157,23 @@ interface IClearing {
     /// Requirements: caller is that program.
     function recordRefund(uint256 programMerchant, uint256 acceptor, uint256 points, uint256 rate) external;
 
+    /// @notice Names the coupon book allowed to record coupon redemptions, once.
+    /// Requirements: caller has the registry's DEFAULT_ADMIN_ROLE (the timelock; the deployer
+    /// while it wires the alliance); no coupon book named yet; `couponBook` non-zero.
+    function setCouponBook(address couponBook) external;
+
+    /// @notice Called by the coupon book when a coupon of `issuer` gave `value` settlement
+    /// units of discount at `acceptor`: moves `value` from the issuer to the acceptor (logged
+    /// as `Cleared` of kind Coupon with points = value, rate = 1). Coupons do not count toward
+    /// the acceptor's foreign cap (which bounds foreign points accepted).
+    /// Requirements: caller is the coupon book; 0 < `value` <= 2^100.
+    function recordCouponRedemption(uint256 issuer, uint256 acceptor, uint256 value) external;
+
+    /// @notice Called by the coupon book when `acceptor` rolled back such a redemption: the
+    /// value moves back in the current period (logged with debtor and creditor swapped).
+    /// Requirements: caller is the coupon book; 0 < `value` <= 2^100.
+    function recordCouponRollback(uint256 issuer, uint256 acceptor, uint256 value) external;
+
     /// @notice Closes the current period; records every merchant's net.
     /// Requirements: caller has the registry's OPERATOR_ROLE.
     function closePeriod() external returns (uint256 period);
@@ -186,6 +212,7 @@ interface IClearing {
     function period(uint256 period) external view returns (Period memory);
     function statementHash(uint256 period, uint256 merchantId) external view returns (bytes32);
     function settlementToken() external view returns (address);
+    function couponBook() external view returns (address);
     /// @notice What `merchantId` could claim from the period's escrow now.
     function claimable(uint256 period, uint256 merchantId) external view returns (uint256);
     /// @notice Settlement tokens held for all periods' escrow (the rest of the balance is stray).

@@ -23,7 +23,14 @@ CURSOR = "clearing"
 # merchant that accepted the points.
 LINE_EVENTS = {"redemption": ("PointsRedeemed", "merchantId"),
                "refund": ("RedemptionRefunded", "merchantId"),
-               "conversion": ("PointsConverted", "toMerchantId")}
+               "conversion": ("PointsConverted", "toMerchantId"),
+               # A coupon of the debtor used at the creditor, and its rollback: the coupon
+               # book's event carries the discount (points = value, rate 1).
+               "coupon": ("CouponRedeemed", "acceptor"),
+               "coupon_rollback": ("CouponRedemptionRolledBack", "acceptor")}
+# The kinds whose debtor and creditor are the acceptor and the issuer (value moving back).
+REVERSED = {"refund", "coupon_rollback"}
+COUPON_KINDS = {"coupon", "coupon_rollback"}
 
 
 class ClearingProjection:
@@ -38,6 +45,8 @@ class ClearingProjection:
     def follows(self, session: Session) -> Mapping[str, ContractClient]:
         contracts = self.alliance.contracts
         out: dict[str, ContractClient] = {contracts.clearing.address: contracts.clearing}
+        if contracts.coupons is not None:
+            out[contracts.coupons.address] = contracts.coupons
         for m in merchant_repos.list_merchants(session):
             if m.program_address:
                 out[m.program_address] = contracts.program(m.program_address)
@@ -64,10 +73,15 @@ class ClearingProjection:
                          "creditor": creditor, "value": value, "rate": rate,
                          "tx_hash": c.tx_hash, "block_number": c.block_number,
                          "log_index": c.log_index})
-            # The program whose points moved: the debtor's, or for a refund the creditor's.
-            points_of = creditor if kind == "refund" else debtor
-            acceptor = debtor if kind == "refund" else creditor
-            program = programs.get(points_of) or self._program_on_chain(points_of)
+            # The program whose points moved (for a coupon: the issuer's, its book the
+            # emitter): the debtor's, or for a refund or rollback the creditor's.
+            points_of = creditor if kind in REVERSED else debtor
+            acceptor = debtor if kind in REVERSED else creditor
+            book = self.alliance.contracts.coupons
+            if kind in COUPON_KINDS:
+                program = book.address if book is not None else ""
+            else:
+                program = programs.get(points_of) or self._program_on_chain(points_of)
             event_name, acceptor_arg = LINE_EVENTS[kind]
             for ev in of_tx[c.tx_hash]:
                 if ev.address.lower() != program.lower() or ev.name != event_name \
@@ -75,6 +89,8 @@ class ClearingProjection:
                     continue
                 if kind == "conversion":
                     pts, val = int(ev.args["spent"]), value
+                elif kind in COUPON_KINDS:
+                    pts = val = int(ev.args["discount"])
                 else:
                     pts, val = int(ev.args["amount"]), int(ev.args["amount"]) * rate
                 lines.append({

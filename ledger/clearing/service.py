@@ -29,7 +29,7 @@ from ..points.service import order_ref
 from ..types import Fen, MerchantId
 from .kinds import CONFIRM_PAYMENT, DEPOSIT, ConfirmPaymentPayload, DepositPayload
 
-KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund"}
+KIND_NAMES = {1: "redemption", 2: "conversion", 3: "refund", 4: "coupon", 5: "coupon_rollback"}
 # Creditors paid per claim transaction by ``settle`` (a claim costs ~40k gas per creditor).
 CLAIM_PAGE = 200
 

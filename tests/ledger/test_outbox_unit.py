@@ -11,6 +11,7 @@ registry, so a new kind is covered without editing this file).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import types
 import typing
@@ -276,8 +277,10 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
         return st.tuples(*(_strategy(a) for a in args))
     if origin in (typing.Union, types.UnionType):
         return st.one_of(*(_strategy(a) for a in typing.get_args(tp)))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return st.sampled_from(list(tp))
     leaves: dict[Any, st.SearchStrategy[Any]] = {
-        int: st.integers(0, 2**24 - 1), str: _addresses(),
+        bool: st.booleans(), int: st.integers(0, 2**24 - 1), str: _addresses(),
         bytes: st.binary(min_size=32, max_size=32), type(None): st.none()}
     assert tp in leaves, f"no strategy for payload field type {tp!r}: add one here"
     return leaves[tp]

@@ -1,7 +1,7 @@
 """items: products, locations, batches, serials, item read model, EPCIS documents, scans
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-26 00:33:25.904726
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import ledger.store.models
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """member app: sign-in nonces, member sessions, merchants' payment requests
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-26 00:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import ledger.store.models
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

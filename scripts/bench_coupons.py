@@ -1,0 +1,175 @@
+"""Coupons benchmark: gas of a batch grant and of a redemption, each next to its floor, in one
+run on a fresh local anvil.
+
+Prints:
+- gas per coupon in one batch grant of 1,000 new members, next to the floor of what ERC-721
+  must write per coupon (owner slot, balance slot, Transfer) plus the transaction's base,
+  calldata and the campaign counter (target <= 1.15x);
+- gas of a redemption at the issuer and at another merchant, next to the used-bitmap floor:
+  what any redemption that marks a coupon used in a bitmap must pay (base, calldata, signature
+  recovery, the member's nonce bit, the coupon's used bit, the order's dedup slot, the budget,
+  the redemption log; plus the two clearing positions and their log when cross-merchant)
+  (target <= 1.5x), with what the book writes beyond that floor named;
+- what marking used costs as a bitmap bit next to OpenZeppelin's plain `_burn` (owner slot
+  cleared, balance decremented, Transfer), both in protocol gas.
+
+Usage: .venv/bin/python scripts/bench_coupons.py [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.alliance import Alliance  # noqa: E402
+from ledger.chain.sender import TransactionSender  # noqa: E402
+from ledger.coupons.clients import CampaignTerms, CouponBookClient, CouponKind  # noqa: E402
+from ledger.merchants.clients import ProgramConfig  # noqa: E402
+from ledger.merchants.service import admit_merchant, merchant_signing_key  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
+
+# Protocol gas prices the floors are computed from (EIP-2929/2200/3529, yellow paper).
+NEW_SLOT = 22_100  # SSTORE 0 -> non-zero, cold access included
+UPDATE_SLOT = 5_000  # SSTORE non-zero -> non-zero, cold access included
+CLEAR_REFUND = 4_800  # SSTORE non-zero -> 0 refund
+TX_BASE = 21_000
+ECRECOVER = 3_000
+LOG_BASE, LOG_TOPIC, LOG_BYTE = 375, 375, 8
+
+
+def log_cost(topics: int, data_bytes: int) -> int:
+    return LOG_BASE + LOG_TOPIC * topics + LOG_BYTE * data_bytes
+
+
+def calldata_cost(data: bytes) -> int:
+    nonzero = sum(1 for b in data if b)
+    return 16 * nonzero + 4 * (len(data) - nonzero)
+
+
+TRANSFER_LOG = log_cost(4, 0)  # ERC-721 Transfer: three indexed arguments, no data
+
+
+def grant_floor(calldata: bytes, n: int) -> int:
+    """Per coupon: owner slot and balance slot of a new holder, Transfer. Per batch: base,
+    calldata, the campaign's counter slot."""
+    return n * (2 * NEW_SLOT + TRANSFER_LOG) + TX_BASE + calldata_cost(calldata) + UPDATE_SLOT
+
+
+def redeem_floor(calldata: bytes, *, cross: bool, used_word_new: bool,
+                 nonce_word_new: bool) -> int:
+    """The used-bitmap floor of one redemption (see the module docstring)."""
+    floor = TX_BASE + calldata_cost(calldata) + ECRECOVER
+    floor += NEW_SLOT if nonce_word_new else UPDATE_SLOT
+    floor += NEW_SLOT if used_word_new else UPDATE_SLOT
+    floor += NEW_SLOT  # the order's dedup slot
+    floor += UPDATE_SLOT  # the campaign's budget used
+    floor += log_cost(4, 96)  # CouponRedeemed
+    if cross:
+        floor += 2 * UPDATE_SLOT + log_cost(4, 96)  # two positions, Cleared
+    return floor
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
+        alliance = Alliance.open(Settings(data_dir=Path(tmp), rate_limit_per_minute=10**9))
+        try:
+            run(alliance, args.batch)
+        finally:
+            alliance.close()
+    return 0
+
+
+def run(alliance: Alliance, batch: int) -> None:
+    gw = alliance.gateway
+    book = alliance.contracts.coupons
+    assert book is not None, "this deployment has no coupon book"
+    ids, senders = [], []
+    for sym in ("CI", "CA"):
+        m = admit_merchant(alliance, name=f"Bench {sym}", symbol=sym, rate=1,
+                           config=ProgramConfig())
+        ids.append(m.merchant_id)
+        senders.append(TransactionSender(gw, merchant_signing_key(alliance, m.merchant_id)))
+    (issuer, acceptor), (iss_tx, acc_tx) = ids, senders
+
+    def send(tx: TransactionSender, data: bytes) -> dict[str, object]:
+        return tx.transact(to=book.address, data=data, gas=59_000_000)
+
+    terms = CampaignTerms(issuer=issuer, kind=CouponKind.FIXED_OFF, value=100,
+                          budget=10**12, acceptors=(acceptor,))
+    send(iss_tx, book.encode("createCampaign", terms.as_tuple()))
+    cid = book.campaign_count()
+
+    # ---- batch grant
+    members = [to_checksum_address(os.urandom(20)) for _ in range(batch)]
+    data = book.encode("grantBatch", cid, members)
+    used = int(send(iss_tx, data)["gasUsed"])  # type: ignore[call-overload]
+    floor = grant_floor(data, batch)
+    print(f"batch grant of {batch}: {used / batch:,.0f} gas per coupon vs floor "
+          f"{floor / batch:,.0f} = {used / floor:.3f}x  (target <= 1.15x)")
+
+    # ---- redemptions (holders with keys)
+    holders = [Account.create() for _ in range(4)]
+    send(iss_tx, book.encode("grantBatch", cid, [h.address for h in holders]))
+    coupon0 = _first_coupon(book, cid, batch)
+    now = int(gw.block("latest")["timestamp"])
+
+    def redeem(i: int, at: int, tx: TransactionSender, nonce: int) -> tuple[int, bytes]:
+        coupon = coupon0 + i
+        order = keccak(text=f"bench-{i}")
+        digest = book.redeem_digest(holder=holders[i].address, coupon_id=coupon, acceptor=at,
+                                    order_ref=order, order_amount=1000, nonce=nonce,
+                                    deadline=now + 3600)
+        sig = bytes(Account.unsafe_sign_hash(digest, holders[i].key).signature)
+        data = book.encode("redeem", (coupon, at, order, 1000, nonce, now + 3600), sig)
+        return int(send(tx, data)["gasUsed"]), data  # type: ignore[call-overload]
+
+    # The bench's coupons all sit in the campaign's first used-bitmap words, which the
+    # grants left at zero: the first redemption opens the word, later ones update it.
+    rows = [("at the issuer, first in its used word", 0, issuer, iss_tx, True),
+            ("at the issuer", 1, issuer, iss_tx, False),
+            ("at another merchant (cleared; first act of the period: positions new)", 2,
+             acceptor, acc_tx, False),
+            ("at another merchant (cleared; positions already open)", 3, acceptor, acc_tx,
+             False)]
+    for label, i, at, tx, word_new in rows:
+        g, data = redeem(i, at, tx, nonce=1)
+        f = redeem_floor(data, cross=at != issuer, used_word_new=word_new, nonce_word_new=True)
+        if i == 2:
+            f += 2 * (NEW_SLOT - UPDATE_SLOT)  # both positions written for the first time
+        print(f"redeem {label}: {g:,} gas vs used-bitmap floor {f:,} = {g / f:.3f}x"
+              "  (target <= 1.5x)")
+        print(f"  with the rollback record's slot in the floor ({f + NEW_SLOT:,}):"
+              f" {g / (f + NEW_SLOT):.3f}x")
+    print("  beyond the used-bitmap floor: the redemption record a rollback needs (1 new slot), "
+          "registry reads (acceptor, issuer), campaign reads (3 cold slots), the clearing's "
+          "address (read from the registry) and its period and position reads")
+    bit = UPDATE_SLOT
+    burn = 2 * UPDATE_SLOT + TRANSFER_LOG - CLEAR_REFUND
+    print(f"marking used: bitmap bit {bit:,} gas (word already open; {NEW_SLOT:,} for a new "
+          f"word, i.e. once per 256 serials) vs OZ _burn {burn:,} gas (owner cleared with "
+          f"refund, balance, Transfer) = {bit / burn:.3f}x")
+
+
+def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int) -> int:
+    """The id of the coupon following the first batch: read from the last Transfer logs."""
+    logs = book.gateway.rpc("eth_getLogs", [{
+        "address": book.address, "fromBlock": "latest", "toBlock": "latest"}])
+    ids = sorted(int(a["tokenId"]) for n, a, _ in book.decode_logs(logs) if n == "Transfer")
+    assert ids and ids[0] >> 72 == campaign_id and (ids[0] & 0xFFFFFFFF) == granted_before + 1
+    return ids[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
