@@ -37,6 +37,7 @@ from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
 from ..signing import MAX_DEADLINE_AHEAD_S
+from ..types import MerchantId
 from . import kinds, repos
 from .clients import (
     CampaignState,
@@ -258,7 +259,7 @@ def create_voucher(alliance: Alliance, session: Session, *, merchant_id: int,
     typed = voucher_typed_data(chain_id=alliance.gateway.chain_id, book=_book(alliance).address,
                                registry=alliance.contracts.deployment.registry,
                                campaign_id=campaign_id, voucher_id=voucher_id, expires_at=exp)
-    key = merchant_signing_key(alliance, merchant.id)
+    key = merchant_signing_key(alliance, MerchantId(merchant.id))
     sig = bytes(Account.sign_typed_data(key, full_message=typed).signature)
     return Voucher(campaign_id, voucher_id, exp, sig)
 

@@ -17,6 +17,7 @@ from ..contracts.client import ContractClient
 from ..errors import LedgerError
 from ..indexer.follower import ChainEvent, Head
 from ..points import service as points_service
+from ..types import MerchantId
 from . import repos
 from .clients import BizStep, ItemStatus, unpack_custody
 from .codes import split_item_id
@@ -165,7 +166,7 @@ class ItemsProjection:
         if prod is None or prod.claim_points <= 0:
             return
         try:
-            points_service.request_issue(self.alliance, session, merchant_id=prod.brand_id,
+            points_service.request_issue(self.alliance, session, merchant_id=MerchantId(prod.brand_id),
                                          member=member, points=prod.claim_points,
                                          order_id=claim_order_id(gtin, serial))
         except LedgerError:

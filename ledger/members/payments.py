@@ -34,6 +34,7 @@ from ..outbox import repos as outbox_repos
 from ..points import reads as point_reads
 from ..points import service as points
 from ..store.models import OperationStatus, PaymentRequest
+from ..types import MerchantId
 
 # A payment request lives 1 minute to 1 day; 15 minutes unless the merchant says.
 MIN_TTL_S = 60
@@ -163,7 +164,7 @@ def _deadline(alliance: Alliance, cap: int | None = None) -> int:
     return now + ahead
 
 
-def _nonce(alliance: Alliance, *, merchant_id: int, member: str) -> int:
+def _nonce(alliance: Alliance, *, merchant_id: MerchantId, member: str) -> int:
     return point_reads.member_nonces(alliance, merchant_id=merchant_id,
                                      member=member).suggested[0]
 
@@ -211,7 +212,8 @@ def pay(alliance: Alliance, session: Session, *, request_id: str, member: str,
     if limits.redeem_points(points_signed) * rate < row.amount:
         raise LedgerValidationError(f"{points_signed} points at {rate} units a point do not "
                                     f"cover {row.amount} units", field="points")
-    op = points.request_redeem(alliance, session, merchant_id=row.merchant_id, member=member,
+    op = points.request_redeem(alliance, session, merchant_id=MerchantId(row.merchant_id),
+                               member=member,
                                points=points_signed, order_id=row.order_id, nonce=nonce,
                                deadline=deadline, signature=signature,
                                program_merchant_id=pm)
@@ -261,8 +263,12 @@ def convert(alliance: Alliance, session: Session, *, member: str, from_merchant_
     id. The same signature can land once (its nonce), so a repeat cannot convert twice."""
     if not isinstance(order_id, str) or not order_id.startswith("app-cv-"):
         raise LedgerValidationError("order_id must be the quote's", field="order_id")
-    op = points.request_convert(alliance, session, merchant_id=to_merchant_id, member=member,
-                                from_merchant_id=from_merchant_id, points=points_in,
+    op = points.request_convert(alliance, session,
+                                merchant_id=limits.merchant_id(to_merchant_id, "to_merchant_id"),
+                                member=member,
+                                from_merchant_id=limits.merchant_id(from_merchant_id,
+                                                                    "from_merchant_id"),
+                                points=points_in,
                                 min_out=min_out, order_id=order_id, nonce=nonce,
                                 deadline=deadline, signature=signature)
     return op.id
