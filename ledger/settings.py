@@ -54,6 +54,23 @@ class Settings(BaseSettings):
     minter_key: SecretStr = SecretStr(ANVIL_MINTER_KEY)
     """Private key of the settlement minter (SettlementToken MINTER_ROLE)."""
 
+    funder_key: SecretStr | None = None
+    """Private key whose ether pays merchant relaying keys' gas: each new key is funded, and
+    topped up when low, by a plain transfer from it. Unset: the operator key funds them. Not
+    needed on a chain whose gas costs nothing (``priority_fee_wei`` 0 and a zero base fee)."""
+
+    relayer_funding_wei: int = Field(default=10 * 10**18, ge=0)
+    """Balance a relaying key is topped up to (wei); 0: the service funds no key (fund them
+    by hand, e.g. ``alliance merchant fund ID``)."""
+
+    relayer_min_balance_wei: int = Field(default=1 * 10**18, ge=0)
+    """Balance below which a relaying key is topped up (wei)."""
+
+    priority_fee_wei: int | None = Field(default=None, ge=0)
+    """Priority fee (tip) per gas of every transaction. Unset: the node's suggestion
+    (``eth_maxPriorityFeePerGas``). 0 on a zero-gas-price chain (Besu ``zeroBaseFee`` and
+    ``--min-gas-price=0``), so no key needs ether."""
+
     timelock_delay_s: int = Field(default=0, ge=0, le=30 * 86400)
     """Seconds between scheduling an admin action and executing it. 0 (execute at once) is
     allowed only on a local dev chain."""
