@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ledger.alliance import Alliance
+from ledger.health import state_samples
+from ledger.metrics import install_state
 from ledger.runtime import Runtime
 from ledger.settings import get_settings
 
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
+from .metrics import MetricsMiddleware
 from .ratelimit import RateLimiter
-from .routes import admin, clearing, members, merchants, operations, points, public
+from .routes import admin, clearing, members, merchants, operations, ops, points, public
 
 # Failed authentications allowed per minute per key id, and per client address (higher:
 # several merchants' tills may share one address behind a NAT). Past them: 429.
@@ -32,9 +35,10 @@ carries an `Idempotency-Key`. Errors are RFC 9457 `application/problem+json` wit
 def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     """The API on an opened alliance; the outbox worker runs while the app does."""
 
+    runtime = Runtime(alliance)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(alliance)
         if run_workers:
             runtime.start()
         try:
@@ -49,15 +53,18 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     docs.install(app)
     app.state.alliance = alliance
+    app.state.runtime = runtime
+    install_state(lambda: state_samples(alliance, runtime))
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
     app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
     app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
     app.add_middleware(RequestGuard, api=app)
     app.state.public_rate_limiter = RateLimiter(alliance.settings.public_rate_limit_per_minute)
+    app.add_middleware(MetricsMiddleware, api=app)  # outermost: counts the guard's refusals
     errors.install(app)
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              clearing.router, admin.router, clearing.admin_router, public.router):
+              clearing.router, admin.router, clearing.admin_router, public.router, ops.router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

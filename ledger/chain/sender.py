@@ -20,6 +20,7 @@ from hexbytes import HexBytes
 from sqlalchemy.orm import Session
 
 from ..errors import ChainError, ChainTimeoutError, ContractRevertError
+from ..metrics import CONFIRMATION_LAG, TX_CONFIRMED, TX_FAILED, TX_FEE_BUMPS, TX_SENT
 from ..store import repos
 from ..store.db import Store
 from .gateway import ChainGateway
@@ -150,6 +151,7 @@ class TransactionSender:
             if "already known" not in msg and "already imported" not in msg:
                 raise
         sent.sent_at = time.monotonic()
+        TX_SENT.inc()
         log.debug("sent %s nonce=%d gas=%d", sent.tx_hash, sent.nonce, sent.gas)
 
     def _current_fees(self) -> tuple[int, int]:
@@ -207,14 +209,18 @@ class TransactionSender:
         base_now, _ = self._current_fees()
         max_fee = max(max_fee, base_now + priority)
         log.warning("replacing stuck tx %s (nonce %d) with a fee bump", stuck.tx_hash, stuck.nonce)
+        TX_FEE_BUMPS.inc()
         return self._sign_and_send(to=stuck.to, data=stuck.data, gas=stuck.gas,
                                    nonce=stuck.nonce, max_fee=max_fee, priority=priority,
                                    value=stuck.value)
 
     def check(self, receipt: dict[str, Any], sent: SentTx) -> dict[str, Any]:
         """Return the receipt if it succeeded, else raise the decoded revert."""
+        CONFIRMATION_LAG.observe(max(time.monotonic() - sent.sent_at, 0.0))
         if int(receipt.get("status", 0)) == 1:
+            TX_CONFIRMED.inc()
             return receipt
+        TX_FAILED.inc()
         raise self.revert_reason(sent, int(receipt["blockNumber"]))
 
     def revert_reason(self, sent: SentTx, block: int) -> ContractRevertError:

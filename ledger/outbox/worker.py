@@ -30,6 +30,7 @@ from ..alliance import Alliance
 from ..chain.funding import ether
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
 from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
+from ..metrics import OPS_CONFIRMED
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
@@ -54,6 +55,7 @@ class UnfundedSigner:
     address: str
     reason: str
     since: float  # unix time
+    need_wei: int = 0  # what its last round needed up front (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class OutboxWorker(Worker):
         is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
         the two the signer's balance is checked against what the round costs up front: a key
         that cannot pay keeps its operations queued, saying why (``signer-unfunded``)."""
-        if self._retry_at.get(merchant_id, 0.0) > time.monotonic():
+        if merchant_id in self._retry_at and not self._funds_back(merchant_id):
             return 0, []
         limit = self.alliance.settings.batch_max
         signer = self.signer_for(merchant_id)
@@ -251,9 +253,30 @@ class OutboxWorker(Worker):
             if budget < cost:
                 raise SignerUnfundedError(
                     f"relaying key {address} holds {ether(budget)}; this round needs "
-                    f"{ether(cost)}", address=address)
+                    f"{ether(cost)}", address=address, need=cost)
         self._budget[address] = budget - cost
         self._funded(merchant_id, address)
+
+    def _funds_back(self, merchant_id: int) -> bool:
+        """Whether a merchant waiting for gas money may be tried again: its retry time came
+        and its key now holds what its last round needed (read before anything is claimed,
+        so waiting operations stay ``queued`` and say why)."""
+        if self._retry_at[merchant_id] > time.monotonic():
+            return False
+        waiting = next((u for u in self.unfunded.values() if u.merchant_id == merchant_id),
+                       None)
+        if waiting is None:
+            return True
+        try:
+            self.alliance.funder.ensure(waiting.address, need_wei=waiting.need_wei)
+        except SignerUnfundedError:
+            self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
+            return False
+        except ChainError as exc:
+            log.warning("cannot read %s's balance: %s", waiting.address, exc.message)
+            self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
+            return False
+        return True
 
     def _funded(self, merchant_id: int, address: str) -> None:
         if self.unfunded.pop(address, None) is not None:
@@ -266,9 +289,10 @@ class OutboxWorker(Worker):
         not ready, and the merchant is retried after UNFUNDED_RETRY_S."""
         self._budget.pop(address, None)
         first = address not in self.unfunded
-        self.unfunded[address] = UnfundedSigner(merchant_id, address, exc.message,
-                                                self.unfunded[address].since if not first
-                                                else time.time())
+        self.unfunded[address] = UnfundedSigner(
+            merchant_id, address, exc.message,
+            self.unfunded[address].since if not first else time.time(),
+            int(exc.details.get("need", 0)))
         self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
         (log.error if first else log.debug)(
             "merchant %d's relaying key %s cannot pay; its operations wait: %s", merchant_id,
@@ -368,6 +392,7 @@ class OutboxWorker(Worker):
             outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
                                             block_number=int(receipt["blockNumber"]),
                                             final=self.alliance.settings.confirmations == 0)
+        OPS_CONFIRMED.inc(len(op_ids))
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
