@@ -80,3 +80,9 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
 def create_default_app() -> FastAPI:
     """The app from the environment's settings (``uvicorn --factory`` entry point)."""
     return create_app(Alliance.open(get_settings()))
+
+
+def create_api_only_app() -> FastAPI:
+    """The app without background workers (``alliance serve --workers N``: the workers run
+    in the elected ``alliance worker`` process)."""
+    return create_app(Alliance.open(get_settings()), run_workers=False)

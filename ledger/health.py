@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, text
 
 from .alliance import Alliance
-from .errors import LedgerError
+from .errors import LedgerError, SignerUnfundedError
 from .indexer.follower import Follower
 from .metrics import Sample
 from .outbox.worker import OutboxWorker
@@ -80,11 +80,28 @@ def readiness(alliance: Alliance, runtime: Runtime | None) -> Readiness:
     else:
         checks["workers"] = Check(True, {"running": [], "note": "no workers in this process"})
     outbox = _outbox(runtime) if started else None
-    unfunded = [] if outbox is None else list(outbox.unfunded.values())
-    checks["signers"] = Check(not unfunded, {"unfunded": [
-        {"merchant_id": u.merchant_id, "address": u.address, "reason": u.reason,
-         "since": datetime.fromtimestamp(u.since, UTC).isoformat()} for u in unfunded]}
-        if unfunded else {})
+    unfunded: dict[str, dict[str, object]] = {}
+    if checks["store"].ok:
+        # What any process's outbox recorded: an API process beside an `alliance worker`
+        # sees its keys' state too.
+        try:
+            with alliance.store.read_session() as s:
+                for merchant_id, signer, reason in s.execute(
+                        select(Operation.merchant_id, Operation.signer,
+                               func.max(Operation.error_message))
+                        .where(Operation.status == OperationStatus.QUEUED,
+                               Operation.error_code == SignerUnfundedError.code)
+                        .group_by(Operation.merchant_id, Operation.signer)):
+                    unfunded[signer] = {"merchant_id": merchant_id, "address": signer,
+                                        "reason": reason}
+        except LedgerError:
+            pass
+    for u in [] if outbox is None else list(outbox.unfunded.values()):
+        unfunded[u.address] = {"merchant_id": u.merchant_id, "address": u.address,
+                               "reason": u.reason,
+                               "since": datetime.fromtimestamp(u.since, UTC).isoformat()}
+    checks["signers"] = Check(not unfunded, {"unfunded": list(unfunded.values())}
+                              if unfunded else {})
     return Readiness(checks)
 
 
