@@ -144,7 +144,10 @@ def serve(
                   "processes, without background workers (run `alliance worker`)",
                   soft_wrap=True)
     uvicorn.run("api.app:create_api_only_app", factory=True, host=bind_host, port=bind_port,
-                workers=workers, log_level="info")
+                workers=workers, log_level="info",
+                # A process imports web3 and opens the alliance (chain, store, deployment)
+                # before it answers: seconds on a busy machine, more than uvicorn's 5 s default.
+                timeout_worker_healthcheck=120)
 
 
 @app.command()
