@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from ledger.alliance import Alliance
 from ledger.health import state_samples
+from ledger.logs import configure as configure_logs
 from ledger.metrics import install_state
 from ledger.runtime import Runtime
 from ledger.settings import get_settings
@@ -79,10 +80,12 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
 
 def create_default_app() -> FastAPI:
     """The app from the environment's settings (``uvicorn --factory`` entry point)."""
+    configure_logs(get_settings().log_format)
     return create_app(Alliance.open(get_settings()))
 
 
 def create_api_only_app() -> FastAPI:
     """The app without background workers (``alliance serve --workers N``: the workers run
     in the elected ``alliance worker`` process)."""
+    configure_logs(get_settings().log_format)
     return create_app(Alliance.open(get_settings()), run_workers=False)

@@ -8,7 +8,6 @@ puts them together with the chain, contracts and API commands.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -24,6 +23,7 @@ from .contracts.compiler import compile_contracts
 from .demo import demo_app, demo_missing, seed_demo, show_demo
 from .election import WorkerLock
 from .errors import LedgerError
+from .logs import configure as configure_logs
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .runtime import Runtime
 from .terminal import console, fail, open_alliance, settings
@@ -99,9 +99,9 @@ def up(
     seed: Annotated[bool, typer.Option(help="Seed the demo alliance if empty")] = True,
 ) -> None:
     """Bring everything up: chain, contracts, demo alliance, and the API with /docs."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     alliance = open_alliance()
     settings = alliance.settings
+    configure_logs(settings.log_format)
     dep = alliance.contracts.deployment
     # One fact a line, never wrapped: an operator copies these.
     console.print(f"chain     {dep.chain_id} at {alliance.gateway.url}\n"
@@ -131,7 +131,7 @@ def serve(
     if workers is None:
         up(host=host, port=port, seed=False)
         return
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logs(settings().log_format)
     # Migrate and deploy (or find the deployment) once, here, before N processes open it.
     alliance = open_alliance()
     bind_host = host or alliance.settings.api_host
@@ -155,7 +155,7 @@ def worker() -> None:
     """Run the background workers only (outbox, indexer, expiry sweep), in the elected
     process: a second `alliance worker` stands by and takes over within seconds if the
     first dies (PostgreSQL advisory lock; on SQLite a file lock in the data dir)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logs(settings().log_format)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
 
     receipt_timeout_s: float = 60.0
     """How long to wait for a receipt before rebroadcasting with a fee bump."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log lines of ``alliance up|serve|worker``: text, or one JSON object a line; both carry
+    the ids of the outbox operations a line is about."""
 
     api_host: str = "127.0.0.1"
     """Interface the API binds to."""

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from ..alliance import Alliance
 from ..chain.funding import ether
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
 from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
+from ..logs import operations as log_operations
 from ..metrics import OPS_CONFIRMED
 from ..store.models import OperationStatus
 from ..worker import Worker
@@ -139,8 +141,9 @@ class OutboxWorker(Worker):
     def _settle_round(self, in_flight: list[InFlight]) -> None:
         for f in in_flight:
             try:
-                if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
-                    self._isolate(f.signer, f.group)
+                with log_operations(f.group.op_ids):
+                    if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
+                        self._isolate(f.signer, f.group)
             except ChainError as exc:
                 # The node failed while a reverted batch was being split: what was not sent
                 # again goes back to the queue (not left claimed until a restart), and the
@@ -176,6 +179,11 @@ class OutboxWorker(Worker):
         is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
         the two the signer's balance is checked against what the round costs up front: a key
         that cannot pay keeps its operations queued, saying why (``signer-unfunded``)."""
+        with ExitStack() as context:
+            return self._submit_merchant_in(merchant_id, context)
+
+    def _submit_merchant_in(self, merchant_id: int, context: ExitStack
+                            ) -> tuple[int, list[InFlight]]:
         if merchant_id in self._retry_at and not self._funds_back(merchant_id):
             return 0, []
         limit = self.alliance.settings.batch_max
@@ -186,6 +194,8 @@ class OutboxWorker(Worker):
                                                 max_lines=limit * PIPELINE_TXS)
             if not ops:
                 return 0, []
+            # Every line logged from here on names the operations it is about.
+            context.enter_context(log_operations(o.id for o in ops))
             claimed: list[Claimed] = []
             for op in ops:
                 parsed = self._parse(op)
@@ -416,20 +426,8 @@ class OutboxWorker(Worker):
         for signer, rows in by_signer.items():
             rows.sort(key=lambda r: r[2])
             for tx_hash, _, nonce, raw, max_fee, prio, op_ids in rows:
-                receipt = self.alliance.gateway.receipt(tx_hash)
-                if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
-                    log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
-                    try:
-                        self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
-                    except ChainError as exc:
-                        log.warning("rebroadcast failed: %s; operations requeued", exc)
-                        with self.alliance.store.session() as s:
-                            outbox_repos.requeue_operations(
-                                s, op_ids, error_code="rebroadcast-failed")
-                        continue
-                sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee,
-                              prio, time.monotonic())
-                self._settle_recovered(op_ids, sent)
+                with log_operations(op_ids):
+                    self._recover_one(tx_hash, nonce, raw, max_fee, prio, op_ids)
             self._resync_nonces(signer)
         # A crash between reserving a nonce and recording its transaction leaves a gap that
         # would stall every later transaction: every signer of the outbox restarts from the
@@ -438,6 +436,23 @@ class OutboxWorker(Worker):
             signers = set(outbox_repos.signers(s))
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
+
+    def _recover_one(self, tx_hash: str, nonce: int, raw: str, max_fee: int, prio: int,
+                     op_ids: list[str]) -> None:
+        """Settle, or rebroadcast then settle, one transaction a crash left unsettled."""
+        receipt = self.alliance.gateway.receipt(tx_hash)
+        if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
+            log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
+            try:
+                self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
+            except ChainError as exc:
+                log.warning("rebroadcast failed: %s; operations requeued", exc)
+                with self.alliance.store.session() as s:
+                    outbox_repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
+                return
+        sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee, prio,
+                      time.monotonic())
+        self._settle_recovered(op_ids, sent)
 
     def _settle_recovered(self, op_ids: list[str], sent: SentTx) -> None:
         deadline = time.monotonic() + self.alliance.settings.receipt_timeout_s
