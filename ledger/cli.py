@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 from rich.table import Table
 
 from .chain import anvil
@@ -23,8 +24,10 @@ from .contracts.compiler import compile_contracts
 from .demo import demo_app, demo_missing, seed_demo, show_demo
 from .election import WorkerLock
 from .errors import LedgerError
+from .health import state_samples
 from .logs import configure as configure_logs
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
+from .metrics import REGISTRY, install_state
 from .runtime import Runtime
 from .terminal import console, fail, open_alliance, settings
 
@@ -151,7 +154,10 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics")] = None,
+) -> None:
     """Run the background workers only (outbox, indexer, expiry sweep), in the elected
     process: a second `alliance worker` stands by and takes over within seconds if the
     first dies (PostgreSQL advisory lock; on SQLite a file lock in the data dir)."""
@@ -166,6 +172,9 @@ def worker() -> None:
             return
         runtime = Runtime(alliance)
         runtime.start()
+        if metrics_port is not None:
+            install_state(lambda: state_samples(alliance, runtime))
+            start_http_server(metrics_port, addr="127.0.0.1", registry=REGISTRY)
         console.print(f"workers running (pid {os.getpid()}): "
                       f"{', '.join(w.name for w in runtime.workers)}")
         try:

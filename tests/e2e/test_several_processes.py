@@ -100,7 +100,8 @@ def test_two_api_processes_and_an_elected_worker_send_everything_once(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
-        procs.start("worker-a", "worker")
+        metrics_port = free_port()
+        procs.start("worker-a", "worker", "--metrics-port", str(metrics_port))
         _until(lambda: "workers running" in procs.log("worker-a"), "worker a")
         procs.start("worker-b", "worker")
         _until(lambda: "standing by" in procs.log("worker-b"), "worker b to stand by")
@@ -136,6 +137,13 @@ def test_two_api_processes_and_an_elected_worker_send_everything_once(
                 return not s.scalar(select(func.count()).select_from(Operation)
                                     .where(Operation.status != "confirmed"))
         _until(all_confirmed, "every operation confirmed")
+
+        # The worker process exports what the outbox counts there.
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        sent = next(line for line in metrics.splitlines()
+                    if line.startswith("alliance_transactions_sent_total "))
+        assert float(sent.split()[1]) >= 1
+        assert 'alliance_outbox_operations{status="queued"} 0.0' in metrics
 
         # Worker a dies hard; b takes over and sends what comes next.
         procs.kill("worker-a", signal.SIGKILL)
