@@ -16,7 +16,7 @@ from ledger.chain.sender import TransactionSender
 from ledger.merchants.service import admit_merchant, fund_merchant, merchant_signing_key
 from ledger.outbox import worker as outbox_worker_module
 from ledger.outbox.views import get_operation
-from ledger.points.service import request_issue
+from ledger.points.service import IssueLine, request_issue, request_issue_batch
 from ledger.runtime import outbox_worker
 from ledger.settings import Settings
 from tests.conftest import ARTIFACT_CACHE
@@ -157,5 +157,24 @@ def test_a_key_drained_behind_the_workers_back_is_refused_visibly_and_recovers(
         assert get_operation(a, operation_id=op.id, merchant_id=m.merchant_id).status == \
             "confirmed"
         assert a.contracts.program(m.program).balance_of(member) == 3
+    finally:
+        a.close()
+
+
+def test_a_full_batch_of_issues_confirms_on_hardhat(hardhat_url: str, tmp_path: Path) -> None:
+    # A 200-line issue batch is bounded at ~18 Mgas: above the 2^24 per-transaction cap of
+    # Hardhat 2.29's default fork (Osaka, EIP-7825), so `hardhat node` runs the fork the
+    # contracts are compiled for (hardhat.config.js).
+    a = _open(hardhat_url, tmp_path)
+    try:
+        m = admit_merchant(a, name="Hardhat Bulk", symbol="HHBK", rate=1)
+        member = Account.create().address
+        with a.store.session() as s:
+            op = request_issue_batch(a, s, merchant_id=m.merchant_id, items=[
+                IssueLine(member=member, points=1, order_id=f"HH-B{i}") for i in range(200)])
+        outbox_worker(a).drain(timeout_s=60)
+        assert get_operation(a, operation_id=op.id, merchant_id=m.merchant_id).status == \
+            "confirmed"
+        assert a.contracts.program(m.program).balance_of(member) == 200
     finally:
         a.close()
