@@ -24,6 +24,12 @@ const { outputSelection, ...settings } = solcConfig.settings;
 
 module.exports = {
   solidity: { version: solcConfig.version, settings },
+  networks: {
+    // `hardhat node` runs the fork the contracts are compiled for (contracts/solc.json).
+    // Hardhat 2.29's default (Osaka) caps a transaction at 2^24 gas (EIP-7825), below the
+    // outbox's 200-line batches: every batch was refused and the merchant's queue stalled.
+    hardhat: { hardfork: settings.evmVersion },
+  },
   paths: {
     sources: "./contracts",
     artifacts: "./build/hardhat/artifacts",

@@ -8,11 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ledger.alliance import Alliance
+from ledger.health import state_samples
+from ledger.logs import configure as configure_logs
+from ledger.metrics import install_state
 from ledger.runtime import Runtime
 from ledger.settings import get_settings
 
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
+from .metrics import MetricsMiddleware
 from .ratelimit import RateLimiter
 from .routes import (
     admin,
@@ -23,6 +27,7 @@ from .routes import (
     members,
     merchants,
     operations,
+    ops,
     points,
     public,
 )
@@ -44,9 +49,10 @@ carries an `Idempotency-Key`. Errors are RFC 9457 `application/problem+json` wit
 def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
     """The API on an opened alliance; the outbox worker runs while the app does."""
 
+    runtime = Runtime(alliance)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(alliance)
         if run_workers:
             runtime.start()
         try:
@@ -61,15 +67,18 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     docs.install(app)
     app.state.alliance = alliance
+    app.state.runtime = runtime
+    install_state(lambda: state_samples(alliance, runtime))
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
     app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
     app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
     app.add_middleware(RequestGuard, api=app)
     app.state.public_rate_limiter = RateLimiter(alliance.settings.public_rate_limit_per_minute)
+    app.add_middleware(MetricsMiddleware, api=app)  # outermost: counts the guard's refusals
     errors.install(app)
     openapi.install(app)
     for r in (points.router, operations.router, members.router, merchants.router,
-              clearing.router, admin.router, clearing.admin_router, public.router,
+              clearing.router, admin.router, clearing.admin_router, public.router, ops.router,
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
               items.router, items.public_router, items.scan_router,
@@ -88,4 +97,12 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
 
 def create_default_app() -> FastAPI:
     """The app from the environment's settings (``uvicorn --factory`` entry point)."""
+    configure_logs(get_settings().log_format)
     return create_app(Alliance.open(get_settings()))
+
+
+def create_api_only_app() -> FastAPI:
+    """The app without background workers (``alliance serve --workers N``: the workers run
+    in the elected ``alliance worker`` process)."""
+    configure_logs(get_settings().log_format)
+    return create_app(Alliance.open(get_settings()), run_workers=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from eth_account import Account
 
 from .chain import anvil
+from .chain.funding import Funder
 from .chain.gateway import ChainGateway
 from .chain.sender import StoreSender
 from .crypto import MasterKey
@@ -42,6 +43,7 @@ class Alliance:
     minter: StoreSender
     _senders: dict[str, StoreSender] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _funder: Funder | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Alliance:
@@ -49,7 +51,8 @@ class Alliance:
         store, and load or create the deployment."""
         private_dir(settings.data_dir)  # keys, credentials and the store: owner-only (0700)
         url = settings.rpc_url or anvil.ensure_running(settings)
-        gateway = ChainGateway(url, expected_chain_id=settings.chain_id)
+        gateway = ChainGateway(url, expected_chain_id=settings.chain_id,
+                               priority_fee=settings.priority_fee_wei)
         migrate(settings.effective_database_url)
         store = Store(settings.effective_database_url,
                       busy_timeout_s=settings.store_busy_timeout_s)
@@ -72,14 +75,30 @@ class Alliance:
 
     def sender_for_key(self, private_key: bytes) -> StoreSender:
         """The one sender of this key in this process."""
-        address = Account.from_key(private_key).address
         with self._lock:
-            sender = self._senders.get(address)
-            if sender is None:
-                sender = StoreSender(self.gateway, private_key, self.store,
-                                     receipt_timeout_s=self.settings.receipt_timeout_s)
-                self._senders[address] = sender
-            return sender
+            return self.sender_for_key_locked(private_key)
+
+    def sender_for_key_locked(self, private_key: bytes | str) -> StoreSender:
+        address = Account.from_key(private_key).address
+        sender = self._senders.get(address)
+        if sender is None:
+            sender = StoreSender(self.gateway, private_key, self.store,
+                                 receipt_timeout_s=self.settings.receipt_timeout_s)
+            self._senders[address] = sender
+        return sender
+
+    @property
+    def funder(self) -> Funder:
+        """Tops up relaying keys from the funder key (the operator's unless one is set)."""
+        with self._lock:
+            if self._funder is None:
+                key = self.settings.funder_key
+                sender = (self.operator if key is None
+                          else self.sender_for_key_locked(key.get_secret_value()))
+                self._funder = Funder(self.gateway, sender,
+                                      target_wei=self.settings.relayer_funding_wei,
+                                      low_wei=self.settings.relayer_min_balance_wei)
+            return self._funder
 
     def close(self) -> None:
         self.store.dispose()

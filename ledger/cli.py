@@ -8,11 +8,14 @@ puts them together with the chain, contracts and API commands.
 
 from __future__ import annotations
 
-import logging
+import os
+import signal
+import threading
 from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 from rich.table import Table
 
 from .audit.cli import audit
@@ -22,9 +25,14 @@ from .clearing.cli import clearing_app
 from .contracts.compiler import compile_contracts
 from .coupons.cli import coupons_app
 from .demo import demo_app, demo_missing, seed_demo, show_demo
+from .election import WorkerLock
 from .errors import LedgerError
+from .health import state_samples
 from .items.cli import items_app
+from .logs import configure as configure_logs
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
+from .metrics import REGISTRY, install_state
+from .runtime import Runtime
 from .terminal import console, fail, open_alliance, settings
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
@@ -103,9 +111,9 @@ def up(
     seed: Annotated[bool, typer.Option(help="Seed the demo alliance if empty")] = True,
 ) -> None:
     """Bring everything up: chain, contracts, demo alliance, and the API with /docs."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     alliance = open_alliance()
     settings = alliance.settings
+    configure_logs(settings.log_format)
     dep = alliance.contracts.deployment
     # One fact a line, never wrapped: an operator copies these.
     console.print(f"chain     {dep.chain_id} at {alliance.gateway.url}\n"
@@ -127,9 +135,70 @@ def up(
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
     port: Annotated[int | None, typer.Option(help="API port")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="API processes, none running the background workers (run "
+        "`alliance worker` beside them). Unset: one process that runs them too")] = None,
 ) -> None:
-    """Run the API only (chain and deployment must be reachable)."""
-    up(host=host, port=port, seed=False)
+    """Run the API (chain and deployment must be reachable)."""
+    if workers is None:
+        up(host=host, port=port, seed=False)
+        return
+    configure_logs(settings().log_format)
+    # Migrate and deploy (or find the deployment) once, here, before N processes open it.
+    alliance = open_alliance()
+    bind_host = host or alliance.settings.api_host
+    bind_port = port or alliance.settings.api_port
+    if alliance.store.engine.dialect.name == "sqlite" and workers > 1:
+        console.print("[yellow]several API processes on SQLite share one write lock; use "
+                      "PostgreSQL (ALLIANCE_DATABASE_URL) for scale[/yellow]")
+    alliance.close()
+    console.print(f"API on [bold]http://{bind_host}:{bind_port}[/bold] in {workers} "
+                  "processes, without background workers (run `alliance worker`)",
+                  soft_wrap=True)
+    uvicorn.run("api.app:create_api_only_app", factory=True, host=bind_host, port=bind_port,
+                workers=workers, log_level="info",
+                # A process imports web3 and opens the alliance (chain, store, deployment)
+                # before it answers: seconds on a busy machine, more than uvicorn's 5 s default.
+                timeout_worker_healthcheck=120)
+
+
+@app.command()
+def worker(
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics")] = None,
+) -> None:
+    """Run the background workers only (outbox, indexer, expiry sweep), in the elected
+    process: a second `alliance worker` stands by and takes over within seconds if the
+    first dies (PostgreSQL advisory lock; on SQLite a file lock in the data dir)."""
+    configure_logs(settings().log_format)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    alliance = open_alliance()
+    lock = WorkerLock(alliance.store, alliance.settings.data_dir)
+    try:
+        if not lock.acquire(stop):
+            return
+        runtime = Runtime(alliance)
+        runtime.start()
+        if metrics_port is not None:
+            install_state(lambda: state_samples(alliance, runtime))
+            start_http_server(metrics_port, addr="127.0.0.1", registry=REGISTRY)
+        console.print(f"workers running (pid {os.getpid()}): "
+                      f"{', '.join(w.name for w in runtime.workers)}")
+        try:
+            while not stop.wait(1.0):
+                dead = [w.name for w in runtime.workers if not w.running]
+                if dead:
+                    # A worker thread never dies on a failed round (it logs and retries);
+                    # one that did is a defect: exit so a standby takes over.
+                    console.print(f"[red]worker threads died: {', '.join(dead)}[/red]")
+                    raise typer.Exit(code=1)
+        finally:
+            runtime.stop()
+    finally:
+        lock.release()
+        alliance.close()
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ The whole tree, in one place (callers catch the most specific class they handle)
     ├── ChainError                              the node could not be reached or misbehaved
     │   ├── ChainUnavailableError               the node cannot be reached (connection refused,
     │   │   (ConnectionError)                   reset, DNS …): retry later
+    │   ├── SignerUnfundedError                 a signing key holds too little ether for the
+    │   │                                       gas of what it must send: fund it, retry later
     │   └── ChainTimeoutError (TimeoutError)    a receipt did not arrive in time
     ├── ContractRevertError                     a contract reverted; ``name`` is the Solidity
     │                                           custom error (``PointsOrderRefUsed`` …)
@@ -144,6 +146,14 @@ class ChainError(LedgerError):
     """The chain node could not be reached, or answered in a way we cannot use."""
 
     code = "chain-error"
+
+
+class SignerUnfundedError(ChainError):
+    """A signing key cannot pay the gas of its transaction (the node refused it for
+    insufficient funds, or its balance is below the upfront cost). Nothing was sent; the
+    operation waits until the key is funded (``alliance merchant fund``, or a funder key)."""
+
+    code = "signer-unfunded"
 
 
 class ChainUnavailableError(ChainError, ConnectionError):

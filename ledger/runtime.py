@@ -90,6 +90,11 @@ class Runtime:
         self.workers = list(workers_) if workers_ is not None else workers(alliance)
         self._started: list[Worker] = []
 
+    @property
+    def started(self) -> bool:
+        """Whether this runtime's workers were started (and not stopped)."""
+        return bool(self._started)
+
     def start(self) -> None:
         """Recover and start every worker (each recovers before its thread starts)."""
         for w in self.workers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,23 @@ class Settings(BaseSettings):
     minter_key: SecretStr = SecretStr(ANVIL_MINTER_KEY)
     """Private key of the settlement minter (SettlementToken MINTER_ROLE)."""
 
+    funder_key: SecretStr | None = None
+    """Private key whose ether pays merchant relaying keys' gas: each new key is funded, and
+    topped up when low, by a plain transfer from it. Unset: the operator key funds them. Not
+    needed on a chain whose gas costs nothing (``priority_fee_wei`` 0 and a zero base fee)."""
+
+    relayer_funding_wei: int = Field(default=10 * 10**18, ge=0)
+    """Balance a relaying key is topped up to (wei); 0: the service funds no key (fund them
+    by hand, e.g. ``alliance merchant fund ID``)."""
+
+    relayer_min_balance_wei: int = Field(default=1 * 10**18, ge=0)
+    """Balance below which a relaying key is topped up (wei)."""
+
+    priority_fee_wei: int | None = Field(default=None, ge=0)
+    """Priority fee (tip) per gas of every transaction. Unset: the node's suggestion
+    (``eth_maxPriorityFeePerGas``). 0 on a zero-gas-price chain (Besu ``zeroBaseFee`` and
+    ``--min-gas-price=0``), so no key needs ether."""
+
     timelock_delay_s: int = Field(default=0, ge=0, le=30 * 86400)
     """Seconds between scheduling an admin action and executing it. 0 (execute at once) is
     allowed only on a local dev chain."""
@@ -85,6 +103,10 @@ class Settings(BaseSettings):
 
     receipt_timeout_s: float = 60.0
     """How long to wait for a receipt before rebroadcasting with a fee bump."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log lines of ``alliance up|serve|worker``: text, or one JSON object a line; both carry
+    the ids of the outbox operations a line is about."""
 
     api_host: str = "127.0.0.1"
     """Interface the API binds to."""

@@ -15,6 +15,7 @@ import threading
 import time
 
 from .errors import LedgerError
+from .metrics import WORKER_ITEMS
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,14 @@ class Worker:
             self._thread = None
 
     def _run(self) -> None:
+        items = WORKER_ITEMS.labels(self.name)
         while not self._stop.is_set():
             try:
                 done = self.process_once()
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
                 log.exception("%s round failed; retrying", self.name)
                 done = 0
+            items.inc(done)
             if done == 0:
                 self._stop.wait(self.idle_sleep_s)
             elif self.busy_sleep_s > 0:

@@ -37,12 +37,24 @@ from web3.exceptions import (
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from ..errors import ChainError, ChainUnavailableError, ContractRevertError, LedgerError
+from ..errors import (
+    ChainError,
+    ChainUnavailableError,
+    ContractRevertError,
+    LedgerError,
+    SignerUnfundedError,
+)
 
 log = logging.getLogger(__name__)
 
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 PANIC_SELECTOR = bytes.fromhex("4e487b71")
+# How nodes word "this sender cannot pay": geth/besu/anvil "insufficient funds for gas * price
+# + value", Hardhat "Sender doesn't have enough funds to send tx".
+UNFUNDED_MESSAGES = ("insufficient funds", "doesn't have enough funds",
+                     "does not have enough funds")
+# web3_clientVersion prefixes of local development nodes.
+DEV_CLIENTS = ("anvil", "hardhatnetwork")
 
 Abi = Sequence[Mapping[str, Any]]
 
@@ -157,11 +169,14 @@ class ChainGateway:
         error_abis: Mapping[bytes, Mapping[str, Any]] | None = None,
         expected_chain_id: int | None = None,
         timeout: float = 30.0,
+        priority_fee: int | None = None,
     ) -> None:
         self.url = url
+        self.priority_fee = priority_fee
         self.provider = CountingProvider(url, timeout)
         self.w3 = Web3(self.provider)
         self._errors = dict(error_abis or {})
+        self._client: str | None = None
         try:
             self.chain_id = int(self.w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError) as exc:
@@ -173,12 +188,21 @@ class ChainGateway:
             )
 
     @property
+    def client(self) -> str:
+        """The node's client version (``web3_clientVersion``), lower case; "" if it cannot say."""
+        if self._client is None:
+            try:
+                self._client = str(self.w3.client_version).lower()
+            except Exception:  # noqa: BLE001 - a node that cannot say is an unknown node
+                return ""
+        return self._client
+
+    @property
     def is_dev_chain(self) -> bool:
-        """True on a local anvil, where test helpers (anvil_setBalance …) exist."""
-        try:
-            return str(self.w3.client_version).lower().startswith("anvil")
-        except Exception:  # noqa: BLE001 - any node that cannot say is not a dev chain
-            return False
+        """True on a local development node (anvil, Hardhat Network): the well-known dev keys,
+        a zero timelock delay and ``evm_mine`` are allowed there. Nothing the service needs
+        to work (funding a relaying key, sending, confirming) depends on it."""
+        return self.client.startswith(DEV_CLIENTS)
 
     # ------------------------------------------------------------------ errors
 
@@ -223,9 +247,19 @@ class ChainGateway:
             data = err.get("data")
             if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
                 return self.decode_revert(data)
-            return ChainError(f"node rejected the request: {err.get('message', err)}", rpc=err)
+            message = str(err.get("message", err))
+            if any(m in message.lower() for m in UNFUNDED_MESSAGES):
+                return SignerUnfundedError(f"the signer cannot pay: {message}", rpc=err)
+            return ChainError(f"node rejected the request: {message}", rpc=err)
         if isinstance(exc, requests.ConnectionError | ConnectionError):
             return ChainUnavailableError(f"cannot reach the chain node at {self.url}: {exc}")
+        # web3 7 raises Web3RPCError (not a ValueError) for a node's JSON-RPC error.
+        rpc_error = getattr(exc, "rpc_response", None)
+        message = str(rpc_error.get("error", {}).get("message", exc)
+                      if isinstance(rpc_error, dict) and isinstance(rpc_error.get("error"), dict)
+                      else exc)
+        if any(m in message.lower() for m in UNFUNDED_MESSAGES):
+            return SignerUnfundedError(f"the signer cannot pay: {message}")
         return ChainError(f"chain request failed: {exc}")
 
     # ------------------------------------------------------------------ ABI
@@ -332,10 +366,19 @@ class ChainGateway:
         try:
             block = self.w3.eth.get_block("latest")
             base = int(block.get("baseFeePerGas") or 0)
-            priority = int(self.w3.eth.max_priority_fee)
+            priority = (int(self.w3.eth.max_priority_fee) if self.priority_fee is None
+                        else self.priority_fee)
         except Exception as exc:
             raise self.map_error(exc) from exc
+        # Twice the base fee: the transaction stays valid through six full blocks of +12.5 %.
         return base * 2 + priority, priority
+
+    def balance(self, address: str, block: str = "latest") -> int:
+        """The ether balance of ``address`` in wei."""
+        try:
+            return int(self.w3.eth.get_balance(to_checksum_address(address), cast(Any, block)))
+        except Exception as exc:
+            raise self.map_error(exc) from exc
 
     def code(self, address: str) -> bytes:
         """The deployed code at ``address`` (empty if none)."""

@@ -20,6 +20,7 @@ from hexbytes import HexBytes
 from sqlalchemy.orm import Session
 
 from ..errors import ChainError, ChainTimeoutError, ContractRevertError
+from ..metrics import CONFIRMATION_LAG, TX_CONFIRMED, TX_FAILED, TX_FEE_BUMPS, TX_SENT
 from ..store import repos
 from ..store.db import Store
 from .gateway import ChainGateway
@@ -65,6 +66,12 @@ class SentTx:
     max_fee: int
     priority_fee: int
     sent_at: float
+    value: int = 0
+
+    @property
+    def upfront_cost(self) -> int:
+        """Wei the signer must hold for the node to accept it: gas × max fee + value."""
+        return self.gas * self.max_fee + self.value
 
 
 class TransactionSender:
@@ -90,7 +97,7 @@ class TransactionSender:
         return gas + gas * GAS_HEADROOM_PERCENT // 100
 
     def send(self, *, to: str | None, data: bytes, gas: int | None = None,
-             nonce: int | None = None) -> SentTx:
+             nonce: int | None = None, value: int = 0) -> SentTx:
         """Sign and broadcast one transaction; estimate its gas first unless given."""
         if gas is None:
             gas = self.estimate(to, data)
@@ -98,17 +105,22 @@ class TransactionSender:
         if nonce is None:
             nonce = self.nonces.reserve(1)
         return self._sign_and_send(to=to, data=data, gas=gas, nonce=nonce, max_fee=max_fee,
-                                   priority=priority)
+                                   priority=priority, value=value)
 
     def _sign_and_send(self, *, to: str | None, data: bytes, gas: int, nonce: int,
-                       max_fee: int, priority: int) -> SentTx:
+                       max_fee: int, priority: int, value: int = 0) -> SentTx:
         sent = self.sign(to=to, data=data, gas=gas, nonce=nonce, max_fee=max_fee,
-                         priority=priority)
+                         priority=priority, value=value)
         self.broadcast(sent)
         return sent
 
+    def fees(self) -> tuple[int, int]:
+        """(max fee, priority fee) per gas a transaction signed now would carry."""
+        return self._current_fees()
+
     def sign(self, *, to: str | None, data: bytes, gas: int, nonce: int | None = None,
-             max_fee: int | None = None, priority: int | None = None) -> SentTx:
+             max_fee: int | None = None, priority: int | None = None,
+             value: int = 0) -> SentTx:
         """Sign a transaction without sending it (so it can be recorded first)."""
         if max_fee is None or priority is None:
             max_fee, priority = self._current_fees()
@@ -121,14 +133,14 @@ class TransactionSender:
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": priority,
             "data": HexBytes(data),
-            "value": 0,
+            "value": value,
             "type": 2,
         }
         if to is not None:
             tx["to"] = to
         signed = self.account.sign_transaction(tx)
         return SentTx("0x" + bytes(signed.hash).hex(), nonce, bytes(signed.raw_transaction), to,
-                      data, gas, max_fee, priority, time.monotonic())
+                      data, gas, max_fee, priority, time.monotonic(), value)
 
     def broadcast(self, sent: SentTx) -> None:
         """Send a signed transaction; one the node already has is not an error."""
@@ -139,6 +151,7 @@ class TransactionSender:
             if "already known" not in msg and "already imported" not in msg:
                 raise
         sent.sent_at = time.monotonic()
+        TX_SENT.inc()
         log.debug("sent %s nonce=%d gas=%d", sent.tx_hash, sent.nonce, sent.gas)
 
     def _current_fees(self) -> tuple[int, int]:
@@ -196,13 +209,18 @@ class TransactionSender:
         base_now, _ = self._current_fees()
         max_fee = max(max_fee, base_now + priority)
         log.warning("replacing stuck tx %s (nonce %d) with a fee bump", stuck.tx_hash, stuck.nonce)
+        TX_FEE_BUMPS.inc()
         return self._sign_and_send(to=stuck.to, data=stuck.data, gas=stuck.gas,
-                                   nonce=stuck.nonce, max_fee=max_fee, priority=priority)
+                                   nonce=stuck.nonce, max_fee=max_fee, priority=priority,
+                                   value=stuck.value)
 
     def check(self, receipt: dict[str, Any], sent: SentTx) -> dict[str, Any]:
         """Return the receipt if it succeeded, else raise the decoded revert."""
+        CONFIRMATION_LAG.observe(max(time.monotonic() - sent.sent_at, 0.0))
         if int(receipt.get("status", 0)) == 1:
+            TX_CONFIRMED.inc()
             return receipt
+        TX_FAILED.inc()
         raise self.revert_reason(sent, int(receipt["blockNumber"]))
 
     def revert_reason(self, sent: SentTx, block: int) -> ContractRevertError:
@@ -219,9 +237,10 @@ class TransactionSender:
                 return err
         return ContractRevertError("OutOfGasOrUnknown", (), tx_hash=sent.tx_hash)
 
-    def transact(self, *, to: str | None, data: bytes, gas: int | None = None) -> dict[str, Any]:
-        """Send and wait: for operator actions that are not batched."""
-        return self.wait(self.send(to=to, data=data, gas=gas))
+    def transact(self, *, to: str | None, data: bytes, gas: int | None = None,
+                 value: int = 0) -> dict[str, Any]:
+        """Send and wait: for operator actions that are not batched (and ether transfers)."""
+        return self.wait(self.send(to=to, data=data, gas=gas, value=value))
 
 
 class StoreSender(TransactionSender):

@@ -166,7 +166,8 @@ class ItemsProjection:
         if prod is None or prod.claim_points <= 0:
             return
         try:
-            points_service.request_issue(self.alliance, session, merchant_id=MerchantId(prod.brand_id),
+            points_service.request_issue(self.alliance, session,
+                                         merchant_id=MerchantId(prod.brand_id),
                                          member=member, points=prod.claim_points,
                                          order_id=claim_order_id(gtin, serial))
         except LedgerError:

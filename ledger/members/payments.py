@@ -181,7 +181,7 @@ def quote_payment(alliance: Alliance, session: Session, *, request_id: str, memb
     rate = alliance.contracts.registry.rate_of(program_merchant.id)
     pts = points_for(row.amount, rate)
     address = limits.address(member)
-    nonce = _nonce(alliance, merchant_id=program_merchant.id, member=address)
+    nonce = _nonce(alliance, merchant_id=MerchantId(program_merchant.id), member=address)
     deadline = _deadline(alliance, _unix(row.expires_at) - int(datetime.now(UTC).timestamp()))
     typed = signing.redeem_typed_data(
         chain_id=alliance.gateway.chain_id, program=program_of(program_merchant),
@@ -244,7 +244,7 @@ def quote_convert(alliance: Alliance, session: Session, *, member: str, from_mer
                                     "other program", field="points")
     spent = -(-out * rate_b // rate_a)
     address = limits.address(member)
-    nonce = _nonce(alliance, merchant_id=source.id, member=address)
+    nonce = _nonce(alliance, merchant_id=MerchantId(source.id), member=address)
     deadline = _deadline(alliance)
     order_id = "app-cv-" + secrets.token_hex(12)
     typed = signing.convert_typed_data(

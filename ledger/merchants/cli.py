@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..alliance import Alliance
+from ..chain.funding import ether
 from ..errors import LedgerError
 from ..governance import cancel, find, pending
 from ..limits import merchant_id as merchant_id_of
@@ -22,6 +23,7 @@ from .service import (
     PendingAdmission,
     create_admin_credential,
     execute_action,
+    fund_merchant,
     list_merchants,
     propose_admission,
     reinstate_merchant,
@@ -70,6 +72,21 @@ def merchant_suspend(merchant_id: int) -> None:
     """Suspend a merchant at once (the operator's emergency brake): it can no longer issue,
     reverse or redeem."""
     _status_command(suspend_merchant, merchant_id)
+
+
+@merchant_app.command("fund")
+def merchant_fund(
+    merchant_id: int,
+    wei: Annotated[int | None, typer.Option(help="Wei to send; unset: up to "
+                                            "ALLIANCE_RELAYER_FUNDING_WEI")] = None,
+) -> None:
+    """Send a merchant's relaying key gas money from the funder key (a plain transfer)."""
+
+    def action(a: Alliance) -> None:
+        balance = fund_merchant(a, merchant_id=merchant_id, wei=wei)
+        console.print(f"merchant {merchant_id}'s relaying key holds {ether(balance)}")
+
+    run(action)
 
 
 @merchant_app.command("reinstate")

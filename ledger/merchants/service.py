@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .. import crypto, governance, limits
 from ..alliance import Alliance
 from ..errors import (
+    ChainError,
     LedgerConflictError,
     LedgerIntegrityError,
     LedgerNotFoundError,
@@ -30,9 +31,6 @@ from .clients import ProgramConfig
 from .repos import MerchantRow
 
 log = logging.getLogger(__name__)
-
-# Gas money a new merchant's relaying key gets on a local dev chain (anvil_setBalance).
-DEV_FUNDING_WEI = 10_000 * 10**18
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,7 @@ def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> A
     if program is None:
         raise LedgerIntegrityError(f"admission {action.id} put merchant {merchant_id} on chain "
                                    "without its point program")
-    if alliance.gateway.is_dev_chain:
-        alliance.gateway.rpc("anvil_setBalance", [d["account"], hex(DEV_FUNDING_WEI)])
+    fund_relaying_key(alliance, d["account"])
     with alliance.store.session() as s:
         if merchant_repos.get_merchant(s, merchant_id) is None:
             merchant_repos.add_merchant(s, merchant_id=merchant_id, name=d["name"],
@@ -184,6 +181,31 @@ def _complete_admission(alliance: Alliance, action: governance.AdminAction) -> A
     return AdmittedMerchant(MerchantId(merchant_id), d["name"], Address(d["account"]),
                             Address(program), int(d["rate"]), key_id, secret,
                             Address(d["payout"]))
+
+
+def fund_relaying_key(alliance: Alliance, account: str) -> int | None:
+    """Give a merchant's relaying key gas money from the funder key, by a plain transfer
+    (nothing on a chain whose gas is free); give its balance, or None if it could not be
+    funded: the admission stands, and its operations wait, visibly, until it is."""
+    try:
+        return alliance.funder.ensure(account)
+    except ChainError as exc:
+        log.warning("relaying key %s is not funded: %s", account, exc.message)
+        return None
+
+
+def fund_merchant(alliance: Alliance, *, merchant_id: int, wei: int | None = None) -> int:
+    """Send a merchant's relaying key ``wei`` from the funder key now (unset: what tops it up
+    to ``relayer_funding_wei``); give its balance afterwards."""
+    if wei is not None and not 0 < wei < 2**128:
+        raise LedgerValidationError("the amount must be a positive number of wei", field="wei")
+    with alliance.store.read_session() as s:
+        account = require_merchant(s, merchant_id).account_address
+    if wei is None:
+        wei = max(alliance.settings.relayer_funding_wei - alliance.gateway.balance(account), 0)
+        if wei == 0:
+            return alliance.gateway.balance(account)
+    return alliance.funder.send(account, wei)
 
 
 def execute_action(alliance: Alliance, action_id: str) -> AdmittedMerchant | MerchantView | None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -144,7 +144,8 @@ def fail_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
 
 
 def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: str,
-                       status: OperationStatus = OperationStatus.QUEUED) -> None:
+                       status: OperationStatus = OperationStatus.QUEUED,
+                       error_message: str | None = None) -> None:
     """Give operations another attempt: back to the queue, or kept claimed (``sending``) by
     a worker that retries them at once."""
     tx_hashes = list(session.scalars(select(Operation.tx_hash).where(Operation.id.in_(op_ids))))
@@ -152,6 +153,22 @@ def requeue_operations(session: Session, op_ids: Sequence[str], *, error_code: s
                     .values(status="failed"))
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
                     .values(status=status, error_code=error_code, tx_hash=None,
+                            error_message=None if error_message is None
+                            else error_message[:500], updated_at=utcnow()))
+
+
+def unrecord_submissions(session: Session, tx_hashes: Sequence[str], *, error_code: str,
+                         error_message: str) -> None:
+    """Forget transactions the node refused outright (never in any mempool; their nonces are
+    given back) and put their operations back in the queue, saying why. The same operations
+    signed again at the same nonce give the same hash, so the records must go, not linger."""
+    op_ids = list(session.scalars(select(ChainTxOperation.operation_id)
+                                  .where(ChainTxOperation.tx_hash.in_(tx_hashes))))
+    session.execute(delete(ChainTxOperation).where(ChainTxOperation.tx_hash.in_(tx_hashes)))
+    session.execute(delete(ChainTx).where(ChainTx.tx_hash.in_(tx_hashes)))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+                    .values(status=OperationStatus.QUEUED, error_code=error_code,
+                            error_message=error_message[:500], tx_hash=None,
                             updated_at=utcnow()))
 
 

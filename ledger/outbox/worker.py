@@ -22,13 +22,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
+from ..chain.funding import ether
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
-from ..errors import ChainError, ContractRevertError, LedgerError
+from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
+from ..logs import operations as log_operations
+from ..metrics import OPS_CONFIRMED
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
@@ -39,7 +43,21 @@ log = logging.getLogger(__name__)
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
 
+# Seconds before a merchant whose relaying key cannot pay is tried again.
+UNFUNDED_RETRY_S = 5.0
+
 SignerLookup = Callable[[int], Signer]
+
+
+@dataclass(frozen=True)
+class UnfundedSigner:
+    """A relaying key whose operations wait for gas money, and why."""
+
+    merchant_id: int
+    address: str
+    reason: str
+    since: float  # unix time
+    need_wei: int = 0  # what its last round needed up front (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,10 @@ class OutboxWorker(Worker):
         self.alliance = alliance
         self.registry = registry
         self.signer_for = signer_for
+        # Relaying keys that cannot pay, by address (``/ready`` reports them).
+        self.unfunded: dict[str, UnfundedSigner] = {}
+        self._budget: dict[str, int] = {}  # wei a key is known to hold beyond what it sent
+        self._retry_at: dict[int, float] = {}  # merchant id -> monotonic time
 
     # ------------------------------------------------------------------ one round
 
@@ -119,8 +141,9 @@ class OutboxWorker(Worker):
     def _settle_round(self, in_flight: list[InFlight]) -> None:
         for f in in_flight:
             try:
-                if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
-                    self._isolate(f.signer, f.group)
+                with log_operations(f.group.op_ids):
+                    if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
+                        self._isolate(f.signer, f.group)
             except ChainError as exc:
                 # The node failed while a reverted batch was being split: what was not sent
                 # again goes back to the queue (not left claimed until a restart), and the
@@ -152,8 +175,17 @@ class OutboxWorker(Worker):
         the transactions in flight.
 
         Two write transactions per round, whatever the number of batches: one claims the
-        operations and reserves their nonces, one records every signed transaction; only then
-        is anything broadcast (so a crash leaves nothing sent that is not recorded)."""
+        operations, one reserves their nonces and records every signed transaction; only then
+        is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
+        the two the signer's balance is checked against what the round costs up front: a key
+        that cannot pay keeps its operations queued, saying why (``signer-unfunded``)."""
+        with ExitStack() as context:
+            return self._submit_merchant_in(merchant_id, context)
+
+    def _submit_merchant_in(self, merchant_id: int, context: ExitStack
+                            ) -> tuple[int, list[InFlight]]:
+        if merchant_id in self._retry_at and not self._funds_back(merchant_id):
+            return 0, []
         limit = self.alliance.settings.batch_max
         signer = self.signer_for(merchant_id)
         sender = signer.sender
@@ -162,6 +194,8 @@ class OutboxWorker(Worker):
                                                 max_lines=limit * PIPELINE_TXS)
             if not ops:
                 return 0, []
+            # Every line logged from here on names the operations it is about.
+            context.enter_context(log_operations(o.id for o in ops))
             claimed: list[Claimed] = []
             for op in ops:
                 parsed = self._parse(op)
@@ -178,17 +212,105 @@ class OutboxWorker(Worker):
             prepared = [(group, group.call(self.alliance.contracts, signer.home),
                          group.gas_bound())
                         for group in group_operations(claimed, signer.home, limit)]
-            first = sender.nonces.reserve_in(s, len(prepared)) if prepared else 0
-        signed = [(group, sender.sign(to=call.to, data=call.data, gas=gas, nonce=first + i))
-                  for i, (group, call, gas) in enumerate(prepared)]
+        if not prepared:
+            return len(ops), []
+        max_fee, priority = sender.fees()
+        try:
+            self._ensure_funds(merchant_id, sender.address,
+                               sum(gas for _, _, gas in prepared) * max_fee)
+        except SignerUnfundedError as exc:
+            self._wait_for_funds(merchant_id, sender.address,
+                                 [i for g, _, _ in prepared for i in g.op_ids], exc)
+            return 0, []
         with self.alliance.store.session() as s:
+            first = sender.nonces.reserve_in(s, len(prepared))
+            signed = [(group, sender.sign(to=call.to, data=call.data, gas=gas, nonce=first + i,
+                                          max_fee=max_fee, priority=priority))
+                      for i, (group, call, gas) in enumerate(prepared)]
             for group, sent in signed:
                 self._record(s, sender, group, sent)
         in_flight = []
-        for group, sent in signed:
-            self._broadcast(sender, sent)
+        for i, (group, sent) in enumerate(signed):
+            try:
+                self._broadcast(sender, sent)
+            except SignerUnfundedError as exc:
+                # The node refused it for want of ether (the key was drained since its
+                # balance was read): this one and the rest of the round go back to the queue,
+                # and the key's nonces restart from the node (none of them was taken).
+                refused = signed[i:]
+                with self.alliance.store.session() as s:
+                    outbox_repos.unrecord_submissions(
+                        s, [t.tx_hash for _, t in refused], error_code=exc.code,
+                        error_message=exc.message)
+                sender.nonces.resync()
+                self._wait_for_funds(merchant_id, sender.address, [], exc)
+                break
             in_flight.append(InFlight(signer, group, sent))
-        return len(ops), in_flight
+        return sum(len(f.group.op_ids) for f in in_flight), in_flight
+
+    # ------------------------------------------------------------------ gas money
+
+    def _ensure_funds(self, merchant_id: int, address: str, cost: int) -> None:
+        """Make sure ``address`` can pay ``cost`` wei up front (topping it up from the funder
+        key when low); raise SignerUnfundedError if it cannot. The balance is read from the
+        node only when what is known of it would not cover the round."""
+        if cost == 0:
+            self._funded(merchant_id, address)
+            return
+        budget = self._budget.get(address)
+        if budget is None or budget < cost:
+            budget = self.alliance.funder.ensure(address, need_wei=cost)
+            if budget < cost:
+                raise SignerUnfundedError(
+                    f"relaying key {address} holds {ether(budget)}; this round needs "
+                    f"{ether(cost)}", address=address, need=cost)
+        self._budget[address] = budget - cost
+        self._funded(merchant_id, address)
+
+    def _funds_back(self, merchant_id: int) -> bool:
+        """Whether a merchant waiting for gas money may be tried again: its retry time came
+        and its key now holds what its last round needed (read before anything is claimed,
+        so waiting operations stay ``queued`` and say why)."""
+        if self._retry_at[merchant_id] > time.monotonic():
+            return False
+        waiting = next((u for u in self.unfunded.values() if u.merchant_id == merchant_id),
+                       None)
+        if waiting is None:
+            return True
+        try:
+            self.alliance.funder.ensure(waiting.address, need_wei=waiting.need_wei)
+        except SignerUnfundedError:
+            self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
+            return False
+        except ChainError as exc:
+            log.warning("cannot read %s's balance: %s", waiting.address, exc.message)
+            self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
+            return False
+        return True
+
+    def _funded(self, merchant_id: int, address: str) -> None:
+        if self.unfunded.pop(address, None) is not None:
+            log.info("relaying key %s of merchant %d is funded again", address, merchant_id)
+        self._retry_at.pop(merchant_id, None)
+
+    def _wait_for_funds(self, merchant_id: int, address: str, op_ids: list[str],
+                        exc: SignerUnfundedError) -> None:
+        """Put operations back in the queue, visibly: their status says why, ``/ready`` says
+        not ready, and the merchant is retried after UNFUNDED_RETRY_S."""
+        self._budget.pop(address, None)
+        first = address not in self.unfunded
+        self.unfunded[address] = UnfundedSigner(
+            merchant_id, address, exc.message,
+            self.unfunded[address].since if not first else time.time(),
+            int(exc.details.get("need", 0)))
+        self._retry_at[merchant_id] = time.monotonic() + UNFUNDED_RETRY_S
+        (log.error if first else log.debug)(
+            "merchant %d's relaying key %s cannot pay; its operations wait: %s", merchant_id,
+            address, exc.message)
+        if op_ids:
+            with self.alliance.store.session() as s:
+                outbox_repos.requeue_operations(s, op_ids, error_code=exc.code,
+                                                error_message=exc.message)
 
     def _record(self, s: Session, sender: TransactionSender, group: Group, sent: SentTx
                 ) -> None:
@@ -199,8 +321,12 @@ class OutboxWorker(Worker):
 
     @staticmethod
     def _broadcast(sender: TransactionSender, sent: SentTx) -> None:
+        """Broadcast; a node that is down or busy is retried by the recovery pass, a signer
+        that cannot pay raises SignerUnfundedError to the caller."""
         try:
             sender.broadcast(sent)
+        except SignerUnfundedError:
+            raise
         except ChainError as exc:
             # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.
             log.warning("broadcast of %s failed (%s); will retry", sent.tx_hash, exc)
@@ -276,6 +402,7 @@ class OutboxWorker(Worker):
             outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
                                             block_number=int(receipt["blockNumber"]),
                                             final=self.alliance.settings.confirmations == 0)
+        OPS_CONFIRMED.inc(len(op_ids))
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
@@ -299,20 +426,8 @@ class OutboxWorker(Worker):
         for signer, rows in by_signer.items():
             rows.sort(key=lambda r: r[2])
             for tx_hash, _, nonce, raw, max_fee, prio, op_ids in rows:
-                receipt = self.alliance.gateway.receipt(tx_hash)
-                if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
-                    log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
-                    try:
-                        self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
-                    except ChainError as exc:
-                        log.warning("rebroadcast failed: %s; operations requeued", exc)
-                        with self.alliance.store.session() as s:
-                            outbox_repos.requeue_operations(
-                                s, op_ids, error_code="rebroadcast-failed")
-                        continue
-                sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee,
-                              prio, time.monotonic())
-                self._settle_recovered(op_ids, sent)
+                with log_operations(op_ids):
+                    self._recover_one(tx_hash, nonce, raw, max_fee, prio, op_ids)
             self._resync_nonces(signer)
         # A crash between reserving a nonce and recording its transaction leaves a gap that
         # would stall every later transaction: every signer of the outbox restarts from the
@@ -321,6 +436,23 @@ class OutboxWorker(Worker):
             signers = set(outbox_repos.signers(s))
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
+
+    def _recover_one(self, tx_hash: str, nonce: int, raw: str, max_fee: int, prio: int,
+                     op_ids: list[str]) -> None:
+        """Settle, or rebroadcast then settle, one transaction a crash left unsettled."""
+        receipt = self.alliance.gateway.receipt(tx_hash)
+        if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
+            log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
+            try:
+                self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
+            except ChainError as exc:
+                log.warning("rebroadcast failed: %s; operations requeued", exc)
+                with self.alliance.store.session() as s:
+                    outbox_repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
+                return
+        sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee, prio,
+                      time.monotonic())
+        self._settle_recovered(op_ids, sent)
 
     def _settle_recovered(self, op_ids: list[str], sent: SentTx) -> None:
         deadline = time.monotonic() + self.alliance.settings.receipt_timeout_s

@@ -1,0 +1,147 @@
+"""The ledger layer's issue throughput on three chain shapes, measured in one run on this machine:
+anvil mining on every transaction (the reference), Hardhat Network (``hardhat node``, the second
+node implementation) and anvil mining a block every second with a 30M gas limit (next to its
+gas-bound ceiling: 30M / gas per op).
+
+For each: a fresh node on a loopback port, a fresh alliance (SQLite), one merchant, ``--ops``
+issue operations queued in batch requests of 200 up front, then the outbox worker (its own
+thread, as in the service) until every one is confirmed. Prints ops/s, latency from queueing to
+confirmation (p50 / p99), gas per op, and on the block-time chain the ceiling and the ratio.
+
+Usage: .venv/bin/python scripts/bench_nodes.py [--ops 4000] [--only anvil,hardhat,blocktime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from eth_account import Account
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.alliance import Alliance  # noqa: E402
+from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id  # noqa: E402
+from ledger.merchants.service import admit_merchant  # noqa: E402
+from ledger.outbox import repos as outbox_repos  # noqa: E402
+from ledger.points.service import IssueLine, request_issue_batch  # noqa: E402
+from ledger.runtime import Runtime, outbox_worker  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
+from ledger.store.models import Operation, OperationStatus  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HARDHAT = ROOT / "node_modules" / ".bin" / "hardhat"
+BLOCK_GAS = 30_000_000
+
+
+@contextmanager
+def node(cmd: list[str], port: int, log: Path) -> Iterator[str]:
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while rpc_chain_id(url, timeout=0.5) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{cmd[0]} did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+def shapes(tmp: Path) -> dict[str, tuple[list[str], int]]:
+    def anvil(*flags: str) -> tuple[list[str], int]:
+        port = free_port()
+        return [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id",
+                str(CHAIN_ID), "--gas-limit", str(BLOCK_GAS), *flags], port
+
+    port = free_port()
+    return {"anvil": anvil(),
+            "hardhat": ([str(HARDHAT), "node", "--hostname", "127.0.0.1", "--port", str(port)],
+                        port),
+            "blocktime": anvil("--block-time", "1")}
+
+
+def run(name: str, url: str, ops: int, tmp: Path) -> dict[str, float]:
+    settings = Settings(data_dir=tmp / name, rpc_url=url, chain_id=CHAIN_ID,
+                        artifacts_dir=ROOT / ".alliance-test-cache" / "artifacts")
+    a = Alliance.open(settings)
+    try:
+        m = admit_merchant(a, name=f"Bench {name}", symbol="BNCH", rate=1)
+        members = [Account.create().address for _ in range(50)]
+        with a.store.session() as s:
+            for b in range(0, ops, 200):
+                request_issue_batch(a, s, merchant_id=m.merchant_id, items=[
+                    IssueLine(member=members[i % 50], points=1 + i % 9, order_id=f"B-{i}")
+                    for i in range(b, min(b + 200, ops))])
+        worker = outbox_worker(a)
+        runtime = Runtime(a, [worker])
+        t0 = time.monotonic()
+        runtime.start()
+        try:
+            while True:
+                with a.store.read_session() as s:
+                    left = s.scalar(select(Operation.id).where(
+                        Operation.status != OperationStatus.CONFIRMED).limit(1))
+                if left is None:
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+        finally:
+            runtime.stop()
+        with a.store.read_session() as s:
+            lat = sorted((o.updated_at - o.created_at).total_seconds()
+                         for o in s.scalars(select(Operation)))
+            txs = outbox_repos.transactions_of(s, signer=m.account)
+            hashes = [t.tx_hash for t in txs if t.status == "mined"]
+        gas = sum(int((a.gateway.receipt(h) or {}).get("gasUsed", 0)) for h in hashes)
+        return {"ops_s": ops / elapsed, "p50": statistics.median(lat),
+                "p99": lat[int(len(lat) * 0.99) - 1], "gas_per_op": gas / ops,
+                "txs": len(hashes), "elapsed": elapsed}
+    finally:
+        a.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ops", type=int, default=4000)
+    ap.add_argument("--only", default="anvil,hardhat,blocktime")
+    args = ap.parse_args()
+    wanted = args.only.split(",")
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name, (cmd, port) in shapes(tmp).items():
+            if name not in wanted:
+                continue
+            with node(cmd, port, tmp / f"{name}.log") as url:
+                out[name] = run(name, url, args.ops, tmp)
+            r = out[name]
+            print(f"{name:9s} {r['ops_s']:8.0f} ops/s  latency p50 {r['p50']:.2f} s "
+                  f"p99 {r['p99']:.2f} s  {r['gas_per_op']:,.0f} gas/op  {r['txs']:.0f} txs "
+                  f"in {r['elapsed']:.1f} s", flush=True)
+    if "anvil" in out and "hardhat" in out:
+        print(f"hardhat / anvil: {out['hardhat']['ops_s'] / out['anvil']['ops_s']:.2f}x")
+    if "blocktime" in out:
+        r = out["blocktime"]
+        ceiling = BLOCK_GAS / r["gas_per_op"]
+        print(f"one-second blocks: {r['ops_s']:.0f} ops/s vs the gas-bound ceiling "
+              f"{ceiling:,.0f} ops/s (30M / {r['gas_per_op']:,.0f}): {r['ops_s'] / ceiling:.2f}x "
+              "(target >= 0.95x)")
+
+
+if __name__ == "__main__":
+    main()
