@@ -82,6 +82,11 @@ class LedgerExpiredError(LedgerValidationError):
 
     code = "expired"
 
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
+
 
 class ItemCodeError(LedgerValidationError):
     """An item code (GS1 Digital Link URI, GTIN, serial, label secret) that is malformed:
