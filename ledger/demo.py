@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import typer
@@ -20,6 +19,7 @@ from .coupons.demo import seed_demo_coupons
 from .items.demo import seed_items_demo
 from .merchants.clients import ProgramConfig
 from .merchants.service import admit_merchant, create_admin_credential, list_merchants
+from .points.reads import chain_now
 from .points.service import (
     IssueLine,
     order_ref,
@@ -99,7 +99,7 @@ def _demo_cross_merchant(alliance: Alliance, merchants: list[dict[str, object]]
     program = str(merchants[0]["program"])
     wallet = Account.create()
     chain_id = alliance.gateway.chain_id
-    deadline = int(time.time()) + 3600
+    deadline = chain_now(alliance) + 3600  # the chain's clock, which a dev chain may have moved
     with alliance.store.session() as s:
         request_issue_batch(alliance, s, merchant_id=store, items=[
             IssueLine(points=1000, order_id="demo-GPDS-wallet", member=wallet.address)])

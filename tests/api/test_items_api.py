@@ -101,7 +101,7 @@ def test_a_brands_item_goes_from_label_to_sold_to_claimed_over_http(env: ApiEnv)
     assert "正品" in page.text and "Genuine" in page.text
 
     buyer = Account.create()
-    deadline = int(time.time()) + 3600
+    deadline = int(env.alliance.gateway.block("latest")["timestamp"]) + 3600  # chain clock
     assert env.alliance.contracts.items is not None
     typed = claim_typed_data(chain_id=env.alliance.gateway.chain_id,
                              items=env.alliance.contracts.items.address,

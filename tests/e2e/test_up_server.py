@@ -112,9 +112,10 @@ def test_the_demo_shows_cross_merchant_clearing_on_chain(server: tuple[str, Path
     gw = ChainGateway(chain_url)
     arts = compile_contracts(Settings(data_dir=data))
     clearing = ClearingClient(gw, arts["Clearing"].abi, dep["clearing"])
-    # 120 store points (1 fen) spent at the cafe; 200 converted into 40 cinema points (5 fen).
+    # 120 store points (1 fen) spent at the cafe; 200 converted into 40 cinema points (5 fen);
+    # and a store coupon of 1,000 fen off used at the cafe (the demo's coupon campaign).
     nets = {name: clearing.position_of(1, mid)[0] for name, mid in ids.items()}
-    assert nets == {"Grand": -320, "Corner": 120, "Starlight": 200}
+    assert nets == {"Grand": -320 - 1000, "Corner": 120 + 1000, "Starlight": 200}
     store = PointProgramClient(gw, arts["PointProgram"].abi, creds["merchants"][0]["program"])
     assert store.balance_of(wallet) == 1000 - 120 - 200
     admin = creds["admin"]
