@@ -25,7 +25,11 @@ from .model import Checks, Finding, Severity
 from .source import ZERO_ADDRESS, Event, Kind
 
 NAME = "clearing"
-KINDS = {1: "redemption", 2: "conversion", 3: "refund"}
+# The Clearing's act kinds. Coupon acts (a coupon used at another merchant, and its rollback)
+# move value between positions and are summed with the rest; they are not matched to the
+# coupon book's events yet (no coupon rule module). As in the contract, a coupon adds to the
+# acceptor's foreign value accepted (no cap is enforced on it) and a rollback takes nothing off.
+KINDS = {1: "redemption", 2: "conversion", 3: "refund", 4: "coupon", 5: "coupon_rollback"}
 # The Clearing's constructor opens period 1.
 FIRST_PERIOD = 1
 MINTER_ROLE = "0x" + keccak(text="MINTER_ROLE").hex()
@@ -218,7 +222,7 @@ class ClearingRule:
         book.by_kind[kind] += value
         if kind == "refund":
             book.accepted[debtor] = max(0, book.accepted[debtor] - value)
-        else:
+        elif kind in ("redemption", "conversion", "coupon"):
             book.accepted[creditor] += value
         acts = self.txs.setdefault(ev.tx, _TxActs(position=ev.position))
         acts.cleared_points[(kind, debtor, creditor)] += points
