@@ -60,8 +60,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
         finally:
             runtime.stop()
 
-    # Every import is done by now (web3 pulled in py_ecc, which lifts the recursion limit to
-    # 100000): put it back; the guard checks it again on every request.
+    # Every import is done by now, and a dependency may have lifted the recursion limit (py_ecc
+    # does, to 100000, on import): put it back; the guard checks it again on every request.
     guard_recursion_limit()
     app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -2,7 +2,7 @@
 
 In this order, for the route the request matches:
 
-1. the recursion limit is put back if a dependency lifted it (``py_ecc``, imported by web3,
+1. the recursion limit is put back if a dependency lifted it (``py_ecc``, pulled in by some web3 stacks,
    sets it to 100000; with it Python's depth guard never fires and a deeply nested JSON body
    overflows the C stack of the server process);
 2. the body is read from the stream with a cap (the route's FastAPI ``max_body_size``, by
