@@ -2,9 +2,9 @@
 
 In this order, for the route the request matches:
 
-1. the recursion limit is put back if a dependency lifted it (``py_ecc``, pulled in by some web3 stacks,
-   sets it to 100000; with it Python's depth guard never fires and a deeply nested JSON body
-   overflows the C stack of the server process);
+1. the recursion limit is put back if a dependency lifted it (``py_ecc``, which some web3
+   stacks pull in, sets it to 100000; with it Python's depth guard never fires and a deeply
+   nested JSON body overflows the C stack of the server process);
 2. the body is read from the stream with a cap (the route's FastAPI ``max_body_size``, by
    default :data:`DEFAULT_MAX_BODY`): a larger ``Content-Length`` is refused unread, a stream that
    runs past the cap is refused as soon as it does (413);
