@@ -44,6 +44,11 @@ class Worker:
         """Do one round; give how much was done (0: nothing to do)."""
         raise NotImplementedError
 
+    def step(self) -> int:
+        """One round of the thread (by default :meth:`process_once`; the outbox overrides it
+        with a round that does not wait for receipts)."""
+        return self.process_once()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -64,7 +69,7 @@ class Worker:
         items = WORKER_ITEMS.labels(self.name)
         while not self._stop.is_set():
             try:
-                done = self.process_once()
+                done = self.step()
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
                 log.exception("%s round failed; retrying", self.name)
                 done = 0

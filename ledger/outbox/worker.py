@@ -8,6 +8,17 @@ Crash safety comes from the order of steps, each its own database commit:
 3. broadcast, then wait for the receipt; mark ``confirmed`` (block number) or, on a revert,
    bisect the batch so only the offending operations fail, each with the Solidity error name.
 
+The service's thread does not wait for receipts (:meth:`OutboxWorker.step`): each signer keeps
+a window of transactions in flight, up to ``WINDOW_BLOCKS`` blocks' gas limit, sends more while
+the window has room and collects receipts as they come, so a chain that mines a block every
+second always finds the next block's worth waiting in its pool. On such a chain (receipts seen
+later than ``BLOCK_LAG_S`` after broadcast) a batch's gas limit is its gas used as one
+``eth_createAccessList`` measures it plus headroom instead of the kind's worst-case bound (a
+block takes a transaction while the gas used before it plus its gas limit fits), and a signer's
+batches are sized so that whole blocks fill: full batches, then one that takes what room the
+block has left. Tools and tests call :meth:`OutboxWorker.process_once`, which sends a round and
+waits for all of it.
+
 On start, :meth:`OutboxWorker.recover` looks at what a crash may have left: ``submitted``
 operations whose transaction was mined are settled from the receipt; ones the node never saw
 are rebroadcast from the recorded raw bytes (same nonce, so it cannot land twice); ``sending``
@@ -23,7 +34,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -46,6 +58,24 @@ PIPELINE_TXS = 4
 # Seconds before a merchant whose relaying key cannot pay is tried again.
 UNFUNDED_RETRY_S = 5.0
 
+# The thread's window per signer: the gas limits of its unsettled transactions, in blocks'
+# gas limits (a block-producing chain finds the next block's worth waiting while one is mined).
+WINDOW_BLOCKS = 2
+# Receipts seen later than this after broadcast (a smoothed mean) mean a chain that mines in
+# blocks: batches then get gas limits measured, not bounded, and are sized to fill blocks.
+BLOCK_LAG_S = 0.3
+# A measured batch's gas limit: its gas used (eth_createAccessList) plus this much.
+MEASURED_HEADROOM_PERCENT = 5
+MEASURED_HEADROOM_GAS = 30_000
+# The smallest batch, in a fraction of batch_max, sent to take the rest of a block.
+TAIL_MIN_FRACTION = 8
+# Seconds an unmined transaction waits before the node is asked whether it still has it (a
+# node may drop a transaction from its pool: anvil drops a sender's later transactions when
+# one does not fit the block it builds); one it lost is rebroadcast at once.
+DROP_CHECK_S = 3.0
+# The key of the block plan shared by every signer in block mode.
+ALL_SIGNERS = ""
+
 SignerLookup = Callable[[int], Signer]
 
 
@@ -60,20 +90,29 @@ class UnfundedSigner:
     need_wei: int = 0  # what its last round needed up front (0: unknown)
 
 
-@dataclass(frozen=True)
+@dataclass
 class InFlight:
-    """A transaction sent and not yet settled, and the group it carries."""
+    """A transaction sent and not yet settled, and the group it carries; ``candidates`` are
+    the transactions of its nonce sent so far (the first, then fee-bumped replacements)."""
 
     signer: Signer
     group: Group
     sent: SentTx
+    candidates: list[SentTx] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            self.candidates.append(self.sent)
 
 
-def group_operations(claimed: Sequence[Claimed], home: str | None, limit: int
-                     ) -> list[Group]:
+def group_operations(claimed: Sequence[Claimed], home: str | None,
+                     limit: int | Callable[[Claimed], int]) -> list[Group]:
     """Split claimed operations into transactions: batchable ones by batch key, up to
-    ``limit`` lines each, in the order claimed; the rest one per transaction."""
-    open_groups: dict[Hashable, tuple[list[Claimed], int]] = {}
+    ``limit`` lines each, in the order claimed; the rest one per transaction. ``limit`` may
+    be a function giving the line limit of each group as it is opened (by its first
+    operation): the outbox sizes batches to fill blocks that way."""
+    limit_of: Callable[[Claimed], int] = limit if callable(limit) else (lambda _c: limit)
+    open_groups: dict[Hashable, tuple[list[Claimed], int, int]] = {}
     groups: list[list[Claimed]] = []
     for c in claimed:
         key = c.kind.batch_key(c.payload, home)
@@ -82,12 +121,12 @@ def group_operations(claimed: Sequence[Claimed], home: str | None, limit: int
             continue
         n = c.lines
         current = open_groups.get(key)
-        if current is None or current[1] + n > limit:
+        if current is None or current[1] + n > current[2]:
             group: list[Claimed] = []
             groups.append(group)
-            current = (group, 0)
+            current = (group, 0, limit_of(c))
         current[0].append(c)
-        open_groups[key] = (current[0], current[1] + n)
+        open_groups[key] = (current[0], current[1] + n, current[2])
     return [Group(tuple(g)) for g in groups]
 
 
@@ -110,6 +149,16 @@ class OutboxWorker(Worker):
         self.unfunded: dict[str, UnfundedSigner] = {}
         self._budget: dict[str, int] = {}  # wei a key is known to hold beyond what it sent
         self._retry_at: dict[int, float] = {}  # merchant id -> monotonic time
+        # The thread's rounds (:meth:`step`): transactions in flight by signer, in nonce
+        # order; the smoothed seconds from broadcast to receipt; the block gas limit; per
+        # signer the gas used planned into the block being filled; per kind the gas used per
+        # line last measured.
+        self._in_flight: dict[str, list[InFlight]] = {}
+        self._lag_s: float | None = None
+        self._block_gas: int | None = None
+        self._fill: dict[str, int] = {}
+        self._line_gas: dict[str, int] = {}
+        self._turn = 0
 
     # ------------------------------------------------------------------ one round
 
@@ -123,22 +172,157 @@ class OutboxWorker(Worker):
 
     def _submit_round(self) -> tuple[int, list[InFlight]]:
         """Claim and send every signer's queued work; give the count and what is in flight."""
+        done = 0
+        in_flight: list[InFlight] = []
+        for merchant_id in self._queued_merchants():
+            n, sent = self._submit_merchant(merchant_id)
+            done += n
+            in_flight.extend(sent)
+        return done, in_flight
+
+    def _queued_merchants(self) -> list[int]:
         depth = self.alliance.settings.confirmations
         if depth > 0:
             with self.alliance.store.session() as s:
                 outbox_repos.promote_confirmed(
                     s, max_block=self.alliance.gateway.block_number() - depth)
         with self.alliance.store.read_session() as s:
-            merchant_ids = outbox_repos.merchants_with_queued(s)
-        done = 0
-        in_flight: list[InFlight] = []
+            return outbox_repos.merchants_with_queued(s)
+
+    # ------------------------------------------------------------------ the thread's round
+
+    def step(self) -> int:
+        """The thread's round: send more of each signer's queue while its window has room,
+        then settle whatever receipts have come, waiting for none. Gives the operations sent
+        and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
+        done = self._collect()
+        block_mode = self.block_mode
+        window = WINDOW_BLOCKS * self._block_gas_limit()
+        if block_mode:
+            if not self._in_flight:
+                self._fill.pop(ALL_SIGNERS, None)  # idle: the next batch starts a block
+            elif self._in_flight_gas() >= window:
+                return done
+        merchant_ids = self._queued_merchants()
+        if merchant_ids and block_mode:
+            k = self._turn % len(merchant_ids)  # every merchant opens a block in turn
+            merchant_ids = merchant_ids[k:] + merchant_ids[:k]
+            self._turn += 1
         for merchant_id in merchant_ids:
+            address = self.signer_for(merchant_id).sender.address
+            flights = self._in_flight.get(address, [])
+            if not flights:
+                self._fill.pop(address, None)  # idle: its next batch starts a block
+            elif sum(f.candidates[-1].gas for f in flights) >= \
+                    WINDOW_BLOCKS * self._block_gas_limit():
+                continue
+            if block_mode and self._in_flight_gas() >= window:
+                break
             n, sent = self._submit_merchant(merchant_id)
             done += n
-            in_flight.extend(sent)
-        return done, in_flight
+            if sent:
+                self._in_flight.setdefault(address, []).extend(sent)
+        return done + (self._collect() if not block_mode else 0)
+
+    def _in_flight_gas(self) -> int:
+        return sum(f.candidates[-1].gas for v in self._in_flight.values() for f in v)
+
+    @property
+    def in_flight(self) -> int:
+        """Transactions sent by the thread's rounds and not settled yet."""
+        return sum(len(v) for v in self._in_flight.values())
+
+    @property
+    def block_mode(self) -> bool:
+        """Whether receipts come a block later (batches then get measured gas limits)."""
+        return self._lag_s is not None and self._lag_s > BLOCK_LAG_S
+
+    def _block_gas_limit(self) -> int:
+        if self._block_gas is None:
+            raw = self.alliance.gateway.rpc("eth_getBlockByNumber", ["latest", False])
+            self._block_gas = int(str(raw["gasLimit"]), 16)
+        return self._block_gas
+
+    def _collect(self) -> int:
+        """Settle each signer's transactions whose receipts are in, oldest first (a later
+        nonce cannot be mined before an earlier one); nudge the oldest still waiting."""
+        settled = 0
+        mined = False
+        for address, flights in list(self._in_flight.items()):
+            while flights:
+                f = flights[0]
+                found = self._receipt_candidate(f)
+                if found is None:
+                    if not self._nudge(f):
+                        flights.pop(0)
+                        continue
+                    break
+                flights.pop(0)
+                mined = True
+                lag = max(time.monotonic() - f.sent.sent_at, 0.0)
+                self._lag_s = lag if self._lag_s is None else 0.8 * self._lag_s + 0.2 * lag
+                self._settle_flights([InFlight(f.signer, f.group, found)])
+                settled += len(f.group.op_ids)
+            if not flights:
+                del self._in_flight[address]
+        if mined and self.block_mode and self._in_flight:
+            self._rebroadcast_waiting()
+        return settled
+
+    def _rebroadcast_waiting(self) -> None:
+        """After a block: send again, in one JSON-RPC batch, what is still waiting. A node
+        building a block from its pool may drop a sender's transactions that follow one
+        that did not fit (anvil does); the copies it kept answer "already known"."""
+        raws = [f.candidates[-1].raw for v in self._in_flight.values() for f in v]
+        try:
+            self.alliance.gateway.rpc_batch(
+                [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
+        except ChainError as exc:
+            log.debug("rebroadcast after a block failed: %s", exc.message)
+
+    def _receipt_candidate(self, f: InFlight) -> SentTx | None:
+        """The candidate of ``f``'s nonce that was mined, if one was."""
+        for cand in f.candidates:
+            if self.alliance.gateway.receipt(cand.tx_hash) is not None:
+                return cand
+        return None
+
+    def _nudge(self, f: InFlight) -> bool:
+        """A transaction still unmined: rebroadcast or replace it with a fee bump once it
+        has waited ``receipt_timeout_s``; give False once it has waited three times that
+        (then it stays ``submitted`` for the recovery pass, as a timed-out wait leaves it)."""
+        sender = f.signer.sender
+        now = time.monotonic()
+        if now - f.sent.sent_at > sender.receipt_timeout_s * 3:
+            log.warning("no receipt for %s (nonce %d) in time; left for recovery",
+                        f.sent.tx_hash, f.sent.nonce)
+            return False
+        last = f.candidates[-1]
+        if now - last.sent_at > DROP_CHECK_S and now - last.sent_at <= sender.receipt_timeout_s \
+                and self.alliance.gateway.transaction(last.tx_hash) is None:
+            try:
+                self.alliance.gateway.send_raw(last.raw)
+                log.warning("rebroadcast %s (nonce %d): the node had dropped it",
+                            last.tx_hash, last.nonce)
+            except ChainError as exc:
+                log.warning("rebroadcast of dropped %s failed: %s", last.tx_hash, exc.message)
+            last.sent_at = now
+        elif now - last.sent_at > sender.receipt_timeout_s:
+            try:
+                with log_operations(f.group.op_ids):
+                    f.candidates.append(sender.replace(last))
+            except ChainError as exc:
+                if "nonce too low" not in str(exc).lower():
+                    log.warning("replacing %s failed: %s", last.tx_hash, exc.message)
+                last.sent_at = now
+        return True
+
+    # ------------------------------------------------------------------ settling
 
     def _settle_round(self, in_flight: list[InFlight]) -> None:
+        self._settle_flights(in_flight)
+
+    def _settle_flights(self, in_flight: list[InFlight]) -> None:
         for f in in_flight:
             try:
                 with log_operations(f.group.op_ids):
@@ -189,9 +373,10 @@ class OutboxWorker(Worker):
         limit = self.alliance.settings.batch_max
         signer = self.signer_for(merchant_id)
         sender = signer.sender
+        measure = self.block_mode
+        max_lines = self._block_room_lines(limit) if measure else limit * PIPELINE_TXS
         with self.alliance.store.session() as s:
-            ops = outbox_repos.claim_operations(s, merchant_id=merchant_id,
-                                                max_lines=limit * PIPELINE_TXS)
+            ops = outbox_repos.claim_operations(s, merchant_id=merchant_id, max_lines=max_lines)
             if not ops:
                 return 0, []
             # Every line logged from here on names the operations it is about.
@@ -209,11 +394,15 @@ class OutboxWorker(Worker):
                         s, [op.id], error_code="unknown-kind", error_message=parsed.message)
             # Operations with one batch key share a call, up to batch_max lines (issues one
             # issueBatch, redemptions one redeemBatch per program); others go alone.
+            groups = group_operations(
+                claimed, signer.home,
+                self._block_filler(limit) if measure else limit)
             prepared = [(group, group.call(self.alliance.contracts, signer.home),
-                         group.gas_bound())
-                        for group in group_operations(claimed, signer.home, limit)]
+                         group.gas_bound()) for group in groups]
         if not prepared:
             return len(ops), []
+        if measure:
+            prepared = self._measure(sender, prepared)
         max_fee, priority = sender.fees()
         try:
             self._ensure_funds(merchant_id, sender.address,
@@ -247,6 +436,79 @@ class OutboxWorker(Worker):
                 break
             in_flight.append(InFlight(signer, group, sent))
         return sum(len(f.group.op_ids) for f in in_flight), in_flight
+
+    # ------------------------------------------------------------------ filling blocks
+
+    def _block_room_lines(self, limit: int) -> int:
+        """Lines to claim in block mode: what the room left in the block being planned
+        takes at the cheapest kind's gas per line measured (a whole block's worth when the
+        room left takes no useful batch; batch_max × PIPELINE_TXS before any measure)."""
+        if not self._line_gas:
+            return limit * PIPELINE_TXS
+        per_line = min(self._line_gas.values()) * (100 + MEASURED_HEADROOM_PERCENT) // 100
+        block = self._block_gas_limit()
+        room = block - self._fill.get(ALL_SIGNERS, 0) - 2 * MEASURED_HEADROOM_GAS
+        if room // max(per_line, 1) < max(1, limit // TAIL_MIN_FRACTION):
+            room = block - 2 * MEASURED_HEADROOM_GAS
+        return max(room // max(per_line, 1), 1)
+
+    def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
+        """The line limit of each batch a signer opens, so that its batches fill blocks: a
+        full batch while one fits in what is left of the block being planned, else one that
+        takes the rest (if at least batch_max / TAIL_MIN_FRACTION lines fit), else a full one
+        starting the next block. A block takes a transaction while the gas used before it
+        plus its gas limit fits; gas per line is the kind's last measure."""
+        block = self._block_gas_limit()
+        fill = self._fill.get(ALL_SIGNERS, 0)
+
+        def next_limit(c: Claimed) -> int:
+            nonlocal fill
+            per_line = self._line_gas.get(c.kind.name)
+            if per_line is None:
+                return limit
+            limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
+            room = block - fill - 2 * MEASURED_HEADROOM_GAS
+            if limit * limit_per_line <= room:
+                fill += limit * per_line
+                return limit
+            fit = max(room // limit_per_line, 0)
+            if fit >= max(1, limit // TAIL_MIN_FRACTION):
+                fill = block
+                return int(fit)
+            fill = limit * per_line
+            return limit
+
+        return next_limit
+
+    def _measure(self, sender: TransactionSender,
+                 prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
+        """Gas limits measured: each batch's gas used by one ``eth_createAccessList`` (one
+        execution, where eth_estimateGas runs a batch some twenty times), all in one JSON-RPC
+        batch, plus headroom; a batch the node cannot measure (a revert, a node without the
+        method) keeps its kind's bound. Notes each kind's gas per line and the block fill
+        the signer's transactions plan (as the node will pack them)."""
+        calls = [("eth_createAccessList",
+                  [{"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
+                    "gas": hex(bound)}, "latest"]) for _, call, bound in prepared]
+        try:
+            results: list[Any] = self.alliance.gateway.rpc_batch(calls)
+        except ChainError as exc:
+            log.debug("cannot measure gas (%s); kinds' bounds used", exc.message)
+            return prepared
+        block = self._block_gas_limit()
+        fill = self._fill.get(ALL_SIGNERS, 0)
+        out: list[tuple[Group, Call, int]] = []
+        for (group, call, bound), res in zip(prepared, results, strict=True):
+            gas, used = bound, bound
+            if isinstance(res, dict) and res.get("gasUsed") and not res.get("error"):
+                used = int(str(res["gasUsed"]), 16)
+                gas = used + used * MEASURED_HEADROOM_PERCENT // 100 + MEASURED_HEADROOM_GAS
+                lines = sum(c.lines for c in group.ops)
+                self._line_gas[group.ops[0].kind.name] = max(used // max(lines, 1), 1)
+            fill = used if fill + gas > block else fill + used
+            out.append((group, call, gas))
+        self._fill[ALL_SIGNERS] = fill
+        return out
 
     # ------------------------------------------------------------------ gas money
 
@@ -415,6 +677,8 @@ class OutboxWorker(Worker):
 
     def recover(self) -> None:
         """Settle or resend what a crash left behind (see the module docstring)."""
+        self._in_flight.clear()  # what this process had in flight is recovered from the store
+        self._fill.clear()
         with self.alliance.store.session() as s:
             outbox_repos.requeue_sending(s)
             in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
