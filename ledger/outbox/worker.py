@@ -60,7 +60,7 @@ UNFUNDED_RETRY_S = 5.0
 
 # The thread's window per signer: the gas limits of its unsettled transactions, in blocks'
 # gas limits (a block-producing chain finds the next block's worth waiting while one is mined).
-WINDOW_BLOCKS = 2
+WINDOW_BLOCKS = 3
 # Receipts seen later than this after broadcast (a smoothed mean) mean a chain that mines in
 # blocks: batches then get gas limits measured, not bounded, and are sized to fill blocks.
 BLOCK_LAG_S = 0.3
@@ -445,12 +445,24 @@ class OutboxWorker(Worker):
         room left takes no useful batch; batch_max × PIPELINE_TXS before any measure)."""
         if not self._line_gas:
             return limit * PIPELINE_TXS
-        per_line = min(self._line_gas.values()) * (100 + MEASURED_HEADROOM_PERCENT) // 100
+        per_line = max(min(self._line_gas.values()), 1)
+        limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
         block = self._block_gas_limit()
-        room = block - self._fill.get(ALL_SIGNERS, 0) - 2 * MEASURED_HEADROOM_GAS
-        if room // max(per_line, 1) < max(1, limit // TAIL_MIN_FRACTION):
-            room = block - 2 * MEASURED_HEADROOM_GAS
-        return max(room // max(per_line, 1), 1)
+        for fill in (self._fill.get(ALL_SIGNERS, 0), 0):
+            lines = 0
+            while True:  # as _block_filler will cut them: full batches, then the rest
+                room = block - fill - 2 * MEASURED_HEADROOM_GAS
+                if limit * limit_per_line <= room:
+                    fill += limit * per_line
+                    lines += limit
+                    continue
+                fit = room // limit_per_line
+                if fit >= max(1, limit // TAIL_MIN_FRACTION):
+                    lines += fit
+                break
+            if lines:
+                return lines
+        return limit
 
     def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
         """The line limit of each batch a signer opens, so that its batches fill blocks: a

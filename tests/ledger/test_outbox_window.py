@@ -1,0 +1,110 @@
+"""The outbox thread's rounds (:meth:`OutboxWorker.step`) keep a window of transactions in
+flight and collect receipts without waiting (issue 14, item 1): on an automining anvil and on
+a chain that mines a block every second, every operation is confirmed once, nonces stay
+contiguous, and on the block chain later batches carry measured gas limits and share blocks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from ledger.alliance import Alliance
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox import repos as outbox_repos
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
+from ledger.points.service import IssueLine, request_issue_batch
+from ledger.runtime import indexer, outbox_worker
+from ledger.settings import Settings
+from ledger.store.models import Operation, OperationStatus
+from ledger.types import MerchantId
+from tests.conftest import ARTIFACT_CACHE
+from tests.nodes import anvil_node
+
+
+@pytest.fixture(scope="module")
+def block_time_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with anvil_node(tmp_path_factory.mktemp("window-block-time"), "--block-time", "1") as url:
+        yield url
+
+
+def _queue(a: Alliance, merchant_id: MerchantId, ops: int, lines: int, tag: str) -> list[str]:
+    members = [Account.create().address for _ in range(20)]
+    with a.store.session() as s:
+        return [request_issue_batch(a, s, merchant_id=merchant_id, items=[
+            IssueLine(member=members[(o * lines + i) % 20], points=1, order_id=f"{tag}-{o}-{i}")
+            for i in range(lines)]).id for o in range(ops)]
+
+
+def _step_until_confirmed(a: Alliance, worker: OutboxWorker, op_ids: list[str],
+                          timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with a.store.read_session() as s:
+            left = sum(1 for o in s.query(Operation).filter(Operation.id.in_(op_ids))
+                       if o.status != OperationStatus.CONFIRMED)
+        if left == 0 and worker.in_flight == 0:
+            return
+        assert time.monotonic() < deadline, f"{left} operations not confirmed in time"
+        if worker.step() == 0:
+            time.sleep(0.02)
+
+
+def _txs(a: Alliance, account: str) -> list[tuple[str, int, str]]:
+    """(hash, nonce, status) of the account's transactions."""
+    with a.store.read_session() as s:
+        return [(t.tx_hash, t.nonce, t.status)
+                for t in outbox_repos.transactions_of(s, signer=account)]
+
+
+def test_the_threads_rounds_confirm_everything_once_on_an_automining_chain(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    ops = _queue(alliance, store_merchant.merchant_id, 30, 20, "WIN")
+    worker = outbox_worker(alliance)
+    before = {h for h, _, _ in _txs(alliance, store_merchant.account)}
+    _step_until_confirmed(alliance, worker, ops, 60)
+    assert not worker.block_mode  # receipts came at once: kinds' bounds, no measuring
+    txs = [t for t in _txs(alliance, store_merchant.account) if t[0] not in before]
+    nonces = sorted(n for _, n, _ in txs)
+    assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
+    assert all(status == "mined" for _, _, status in txs)
+    with alliance.store.read_session() as s:
+        assert {o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))} <= \
+            {h for h, _, _ in txs}
+
+
+def test_on_one_second_blocks_batches_get_measured_gas_and_share_blocks(
+        block_time_url: str, tmp_path: Path) -> None:
+    a = Alliance.open(Settings(data_dir=tmp_path, rpc_url=block_time_url, chain_id=31337,
+                               artifacts_dir=ARTIFACT_CACHE))
+    try:
+        m = admit_merchant(a, name="Window", symbol="WIN", rate=1)
+        ops = _queue(a, m.merchant_id, 240, 10, "BT")  # 2,400 lines: 12+ batches
+        worker = outbox_worker(a)
+        _step_until_confirmed(a, worker, ops, 90)
+        assert worker.block_mode  # receipts a block later
+        txs = _txs(a, m.account)
+        nonces = [n for _, n, _ in txs]
+        assert sorted(nonces) == list(range(len(nonces)))  # contiguous, none twice
+        receipts = {h: a.gateway.receipt(h) or {} for h, _, _ in txs}
+        assert all(int(r["status"]) == 1 for r in receipts.values())
+        limits = {h: int(a.gateway.transaction(h)["gas"])  # type: ignore[index]
+                  for h, _, _ in txs}
+        static = GAS_BASE + GAS_PER_LINE * 200
+        measured = [h for h, g in limits.items() if g < static // 2]
+        assert measured, "no batch carried a measured gas limit"
+        for h in measured:  # measured: within headroom of what it used
+            assert limits[h] <= int(receipts[h]["gasUsed"]) * 1.10 + 30_000
+        per_block: dict[int, int] = {}
+        for r in receipts.values():
+            per_block[int(r["blockNumber"])] = per_block.get(int(r["blockNumber"]), 0) + 1
+        assert max(per_block.values()) >= 4  # the window put several batches in one block
+        indexer(a).catch_up()
+        with a.store.read_session() as s:
+            assert {o.status for o in s.query(Operation)} == {OperationStatus.CONFIRMED}
+    finally:
+        a.close()
