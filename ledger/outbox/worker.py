@@ -11,8 +11,8 @@ Crash safety comes from the order of steps, each its own database commit:
 The service's thread does not wait for receipts (:meth:`OutboxWorker.step`): each signer keeps
 a window of transactions in flight, up to ``WINDOW_BLOCKS`` blocks' gas limit, sends more while
 the window has room and collects receipts as they come, so a chain that mines a block every
-second always finds the next block's worth waiting in its pool. On such a chain (receipts seen
-later than ``BLOCK_LAG_S`` after broadcast) a batch's gas limit is its gas used as one
+second always finds the next block's worth waiting in its pool. On such a chain (two of its
+transactions seen in one block) a batch's gas limit is its gas used as one
 ``eth_createAccessList`` measures it plus headroom instead of the kind's worst-case bound (a
 block takes a transaction while the gas used before it plus its gas limit fits), and a signer's
 batches are sized so that whole blocks fill: full batches, then one that takes what room the
@@ -61,9 +61,10 @@ UNFUNDED_RETRY_S = 5.0
 # The thread's window per signer: the gas limits of its unsettled transactions, in blocks'
 # gas limits (a block-producing chain finds the next block's worth waiting while one is mined).
 WINDOW_BLOCKS = 3
-# Receipts seen later than this after broadcast (a smoothed mean) mean a chain that mines in
-# blocks: batches then get gas limits measured, not bounded, and are sized to fill blocks.
-BLOCK_LAG_S = 0.3
+# Two of the thread's transactions mined in one block mean a chain that mines in blocks (an
+# automining node gives each its own): for this many seconds after, batches get gas limits
+# measured, not bounded, and are sized to fill blocks.
+BLOCK_MODE_S = 30.0
 # A measured batch's gas limit: its gas used (eth_createAccessList) plus this much.
 MEASURED_HEADROOM_PERCENT = 5
 MEASURED_HEADROOM_GAS = 30_000
@@ -150,11 +151,13 @@ class OutboxWorker(Worker):
         self._budget: dict[str, int] = {}  # wei a key is known to hold beyond what it sent
         self._retry_at: dict[int, float] = {}  # merchant id -> monotonic time
         # The thread's rounds (:meth:`step`): transactions in flight by signer, in nonce
-        # order; the smoothed seconds from broadcast to receipt; the block gas limit; per
+        # order; the last block a receipt came from, and until when the chain is known to
+        # mine in blocks; the block gas limit; per
         # signer the gas used planned into the block being filled; per kind the gas used per
         # line last measured.
         self._in_flight: dict[str, list[InFlight]] = {}
-        self._lag_s: float | None = None
+        self._last_block = -1
+        self._block_mode_until = 0.0
         self._block_gas: int | None = None
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
@@ -234,8 +237,8 @@ class OutboxWorker(Worker):
 
     @property
     def block_mode(self) -> bool:
-        """Whether receipts come a block later (batches then get measured gas limits)."""
-        return self._lag_s is not None and self._lag_s > BLOCK_LAG_S
+        """Whether the chain mines in blocks (batches then get measured gas limits)."""
+        return time.monotonic() < self._block_mode_until
 
     def _block_gas_limit(self) -> int:
         if self._block_gas is None:
@@ -251,7 +254,7 @@ class OutboxWorker(Worker):
         for address, flights in list(self._in_flight.items()):
             while flights:
                 f = flights[0]
-                found = self._receipt_candidate(f)
+                found, block_number = self._receipt_candidate(f)
                 if found is None:
                     if not self._nudge(f):
                         flights.pop(0)
@@ -259,8 +262,9 @@ class OutboxWorker(Worker):
                     break
                 flights.pop(0)
                 mined = True
-                lag = max(time.monotonic() - f.sent.sent_at, 0.0)
-                self._lag_s = lag if self._lag_s is None else 0.8 * self._lag_s + 0.2 * lag
+                if block_number == self._last_block:
+                    self._block_mode_until = time.monotonic() + BLOCK_MODE_S
+                self._last_block = block_number
                 self._settle_flights([InFlight(f.signer, f.group, found)])
                 settled += len(f.group.op_ids)
             if not flights:
@@ -280,12 +284,13 @@ class OutboxWorker(Worker):
         except ChainError as exc:
             log.debug("rebroadcast after a block failed: %s", exc.message)
 
-    def _receipt_candidate(self, f: InFlight) -> SentTx | None:
-        """The candidate of ``f``'s nonce that was mined, if one was."""
+    def _receipt_candidate(self, f: InFlight) -> tuple[SentTx | None, int]:
+        """The candidate of ``f``'s nonce that was mined, if one was, and its block."""
         for cand in f.candidates:
-            if self.alliance.gateway.receipt(cand.tx_hash) is not None:
-                return cand
-        return None
+            receipt = self.alliance.gateway.receipt(cand.tx_hash)
+            if receipt is not None:
+                return cand, int(receipt["blockNumber"])
+        return None, -1
 
     def _nudge(self, f: InFlight) -> bool:
         """A transaction still unmined: rebroadcast or replace it with a fee bump once it
