@@ -100,6 +100,7 @@ class InFlight:
     group: Group
     sent: SentTx
     candidates: list[SentTx] = field(default_factory=list)
+    checked_at: float = 0.0  # when the node was last asked whether it still has it
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -303,8 +304,12 @@ class OutboxWorker(Worker):
                         f.sent.tx_hash, f.sent.nonce)
             return False
         last = f.candidates[-1]
-        if now - last.sent_at > DROP_CHECK_S and now - last.sent_at <= sender.receipt_timeout_s \
-                and self.alliance.gateway.transaction(last.tx_hash) is None:
+        waited = now - last.sent_at
+        if waited > DROP_CHECK_S and now - f.checked_at > DROP_CHECK_S \
+                and waited <= sender.receipt_timeout_s:
+            f.checked_at = now
+            if self.alliance.gateway.transaction(last.tx_hash) is not None:
+                return True
             try:
                 self.alliance.gateway.send_raw(last.raw)
                 log.warning("rebroadcast %s (nonce %d): the node had dropped it",
