@@ -23,7 +23,9 @@ from typing import Any
 from ..chain.gateway import ChainGateway
 from ..contracts.compiler import Artifact
 from .clearing import ClearingRule
+from .coupons import CouponsRule
 from .governance import GovernanceRule
+from .items import ItemsRule
 from .model import Checks, Finding, Rule, Severity
 from .points import PointsRule
 from .source import AllianceAddresses, ChainSource, Event
@@ -81,17 +83,19 @@ def rules(addresses: AllianceAddresses, *, expected_holders: frozenset[str] = fr
     governance = GovernanceRule(expected_holders=expected_holders)
     merchant_of = addresses.merchant_of()
     return [governance, PointsRule(governance, merchant_of),
-            ClearingRule(governance, merchant_of, addresses.registry)]
+            ClearingRule(governance, merchant_of, addresses.registry),
+            CouponsRule(governance), ItemsRule(governance, addresses.registry)]
 
 
 def run_audit(gateway: ChainGateway, artifacts: Mapping[str, Artifact], *, registry: str,
               from_block: int = 0, head: int | None = None,
               expected_holders: Sequence[str] = (), progress: Progress | None = None,
-              check_views: bool = True) -> AuditReport:
-    """Audit the alliance of ``registry`` from ``from_block`` to ``head`` (default: now)."""
+              check_views: bool = True, items: str | None = None) -> AuditReport:
+    """Audit the alliance of ``registry`` from ``from_block`` to ``head`` (default: now);
+    ``items``: the item registry's address, to audit it too (the chain does not name it)."""
     started = time.perf_counter()
     source = ChainSource(gateway, artifacts, registry=registry, head=head)
-    addresses = source.discover(from_block=from_block)
+    addresses = source.discover(from_block=from_block, items=items)
     all_rules = rules(addresses, expected_holders=frozenset(expected_holders))
     by_event: dict[tuple[str, str], list[Callable[[Event], None]]] = {}
     for rule in all_rules:
@@ -131,7 +135,8 @@ def run_audit(gateway: ChainGateway, artifacts: Mapping[str, Artifact], *, regis
         addresses={"registry": addresses.registry, "factory": addresses.factory,
                    "clearing": addresses.clearing,
                    "settlement_token": addresses.settlement_token,
-                   "timelock": addresses.timelock,
+                   "timelock": addresses.timelock, "coupon_book": addresses.coupon_book,
+                   "items": addresses.items,
                    "programs": {str(m): a for m, a in sorted(addresses.programs.items())}},
         from_block=from_block, head=source.head, head_time=head_time, events=events,
         logs_read=source.logs_read, event_counts=dict(sorted(counts.items())),
