@@ -52,9 +52,9 @@ def _require_console_header(request: Request) -> None:
         raise ApiError(400, "console-header-missing", "console requests carry X-Console: 1")
 
 
-def signed_in(request: Request, alliance: AllianceDep) -> ConsoleSession:
-    """The session of the request's console cookie, or 401 ``session-expired``."""
-    _require_console_header(request)
+def cookie_session(request: Request, alliance: AllianceDep) -> ConsoleSession:
+    """The session of the request's console cookie, or 401 ``session-expired`` (for a plain
+    link's download: the SameSite=Strict cookie is never sent from another site)."""
     found = console.current(alliance, request.cookies.get(COOKIE))
     if found is None:
         raise ApiError(401, "session-expired", "sign in to the console again",
@@ -62,7 +62,15 @@ def signed_in(request: Request, alliance: AllianceDep) -> ConsoleSession:
     return found
 
 
+def signed_in(request: Request, me: Annotated[ConsoleSession, Depends(cookie_session)]
+              ) -> ConsoleSession:
+    """The cookie's session, for the page's own calls (with ``X-Console: 1``)."""
+    _require_console_header(request)
+    return me
+
+
 SessionDep = Annotated[ConsoleSession, Depends(signed_in)]
+CookieDep = Annotated[ConsoleSession, Depends(cookie_session)]
 
 
 def _scope(me: ConsoleSession, merchant_id: int | None) -> MerchantId | None:
@@ -198,7 +206,7 @@ def periods(alliance: AllianceDep, me: SessionDep,
 
 
 @api_router.get("/statements/{period}.csv")
-def statement_csv(period: int, alliance: AllianceDep, me: SessionDep,
+def statement_csv(period: int, alliance: AllianceDep, me: CookieDep,
                   merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None
                   ) -> Response:
     """A merchant's statement of a period as CSV (a merchant: its own)."""

@@ -115,9 +115,9 @@ def today(alliance: Alliance, *, merchant_id: MerchantId | None) -> Figures:
     head_time = alliance.gateway.header("latest").timestamp
     start = head_time - head_time % DAY
     with alliance.store.read_session() as s:
-        merchants = merchant_repos.list_merchants(s)
-        if merchant_id is not None:
-            merchants = [m for m in merchants if m.id == merchant_id]
+        merchants = [(m.id, m.name, (m.program_address or "").lower())
+                     for m in merchant_repos.list_merchants(s)
+                     if merchant_id is None or m.id == merchant_id]
         cursor = cursors.get_cursor(s, POINTS_CURSOR)
         rows = s.execute(
             select(PointEvent.kind, PointEvent.program, PointEvent.merchant_id,
@@ -126,19 +126,18 @@ def today(alliance: Alliance, *, merchant_id: MerchantId | None) -> Figures:
                    PointEvent.kind.in_(("issued", "redeemed")))
             .group_by(PointEvent.kind, PointEvent.program, PointEvent.merchant_id)).all()
     out = []
-    for m in merchants:
-        program = (m.program_address or "").lower()
+    for merchant, name, program in merchants:
         issued = issues = redeemed = redemptions = foreign = 0
         for kind, prog, mid, n, total in rows:
             amount = int(total or 0)
             if kind == "issued" and str(prog).lower() == program:
                 issued += amount
                 issues += int(n)
-            elif kind == "redeemed" and mid == m.id:
+            elif kind == "redeemed" and mid == merchant:
                 redeemed += amount
                 redemptions += int(n)
                 if str(prog).lower() != program:
                     foreign += amount
-        out.append(DayFigures(MerchantId(m.id), m.name, issued, redeemed, foreign, issues,
+        out.append(DayFigures(MerchantId(merchant), name, issued, redeemed, foreign, issues,
                               redemptions))
     return Figures(start, cursor[0] if cursor is not None else 0, out)
