@@ -141,7 +141,7 @@
       el("h3", {}, t("trend")),
       el("div", { id: "trend", class: "trend" }),
       isOperator ? el("div", {}, el("h3", {}, t("perMerchant")),
-        el("table", { id: "per-merchant", class: "table num" })) : null);
+        el("table", { id: "per-merchant", class: "table num-all" })) : null);
   }
 
   function setKpi(id, value, sub) {
@@ -188,8 +188,9 @@
     const width = Math.max(280, box.clientWidth);
     if (!chart) {
       chart = new window.uPlot({
-        width, height: 180, legend: { show: true },
-        scales: { x: { time: true } },
+        width, height: 180, legend: { show: true, live: false },
+        // At least the last minute on the x axis: one sample alone would span years.
+        scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 60), hi + 1] } },
         series: [{}, { label: t("issued"), stroke: "#9e1b32", width: 2 },
           { label: t("redeemed"), stroke: "#1f6feb", width: 2 },
           { label: t("foreign"), stroke: "#d9a441", width: 2 }],

@@ -18,13 +18,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import admit_merchant, create_admin_credential
+from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from tests.e2e.test_member_app import Service
+from tests.ledger.helpers import sign_redemption
 
 pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 900}
@@ -147,7 +150,8 @@ def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
     _shot(page, shots, "03-signed-in-empty")
 
     # Issued through the API: the figure changes on the page without a reload.
-    member = "0x" + "ab" * 20
+    holder = Account.create()
+    member = holder.address
     _issue(env.store_api, member, 1200, "GP-2001")
     _wait_kpi(page, "issued", "1,200")
     _issue(env.store_api, member, 300, "GP-2002")
@@ -159,6 +163,23 @@ def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
     _issue(env.cafe_api, member, 700, "CAFE-2001")
     page.wait_for_timeout(2500)
     assert _kpi(page, "issued") == "1,500"
+
+    # The member spends 250 of the cafe's points here: redeemed and foreign-accepted move.
+    cafe_program = env.alliance.contracts.registry.merchant(env.cafe.merchant_id).program
+    assert cafe_program
+    deadline = chain_now(env.alliance) + 600
+    signature = sign_redemption(
+        holder, program=cafe_program, registry=env.alliance.contracts.registry.address,
+        chain_id=env.alliance.gateway.chain_id, amount=250, merchant_id=env.store.merchant_id,
+        order_id="GP-2003", nonce=0, deadline=deadline)
+    r = env.store_api.post("/v1/points/redeem", {
+        "member": member, "points": 250, "order_id": "GP-2003", "nonce": 0,
+        "deadline": deadline, "signature": signature,
+        "program_merchant_id": env.cafe.merchant_id})
+    assert r.status_code == 202, r.text
+    assert env.store_api.wait_operation(r.json()["id"])["status"] == "confirmed"
+    _wait_kpi(page, "foreign", "250")
+    assert _kpi(page, "redeemed") == "250" and _kpi(page, "issued") == "1,500"
 
     # The open period's statement downloads as CSV.
     page.wait_for_selector("#periods tr[data-period='1'] a.download")

@@ -4,8 +4,12 @@ ever said otherwise; a coupon act the clearing books without a coupon is a findi
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
+
+from typer.testing import CliRunner
 
 from ledger.alliance import Alliance
 from ledger.audit.coupons import CouponsRule
@@ -14,6 +18,7 @@ from ledger.audit.governance import GovernanceRule
 from ledger.audit.items import ItemsRule, Step
 from ledger.audit.report import render_html
 from ledger.audit.source import ZERO_ADDRESS, Event, Kind
+from ledger.cli import app
 from ledger.contracts.compiler import Artifact
 from ledger.demo import seed_demo
 
@@ -265,3 +270,21 @@ def _send_as(alliance: Alliance, sender: str, to: str, data: bytes) -> None:
     finally:
         gw.rpc("anvil_stopImpersonatingAccount", [sender])
 
+
+
+def test_the_audit_command_audits_the_items_it_is_pointed_at(
+        alliance: Alliance, tmp_path: Path) -> None:
+    seed_demo(alliance)
+    items = alliance.contracts.items
+    assert items is not None
+    args = ["audit", "--rpc-url", alliance.gateway.url,
+            "--registry", alliance.contracts.registry.address, "--items", items.address,
+            "--json", str(tmp_path / "a.json"), "--html", str(tmp_path / "a.html")]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["contracts"]["items"] == items.address.lower()
+    assert doc["sections"]["items"]["status"]["sold"] == 5
+    # Named wrong (no contract there), the audit cannot run: exit 2.
+    wrong = CliRunner().invoke(app, [*args[:5], "--items", "0x" + "42" * 20, *args[7:]])
+    assert wrong.exit_code == 2
