@@ -136,8 +136,8 @@
       el("p", { class: "muted small", id: "today-note" }, ""),
       el("div", { class: "kpis" },
         card("kpi-issued", t("issued")),
-        card("kpi-redeemed", t("redeemed")),
-        card("kpi-foreign", t("foreign"))),
+        card("kpi-redeemed", isOperator ? t("redeemedAll") : t("redeemed")),
+        card("kpi-foreign", isOperator ? t("foreignAll") : t("foreign"))),
       el("h3", {}, t("trend")),
       el("div", { id: "trend", class: "trend" }),
       isOperator ? el("div", {}, el("h3", {}, t("perMerchant")),
@@ -166,6 +166,10 @@
     setKpi("kpi-issued", issued, t("issues", { n: sum("issues") }));
     setKpi("kpi-redeemed", redeemed, t("redemptions", { n: sum("redemptions") }));
     setKpi("kpi-foreign", foreign, "");
+    // Positions move with redemptions: read them again when today's figures moved.
+    const key = [issued, redeemed, foreign].join("/");
+    if (refreshFigures.last !== undefined && refreshFigures.last !== key) loadPeriods();
+    refreshFigures.last = key;
     $("#today-note").textContent = t("todayNote", { block: f.as_of_block });
     const now = Date.now() / 1000;
     trend[0].push(now); trend[1].push(issued); trend[2].push(redeemed); trend[3].push(foreign);
@@ -189,8 +193,7 @@
     if (!chart) {
       chart = new window.uPlot({
         width, height: 180, legend: { show: true, live: false },
-        // At least the last minute on the x axis: one sample alone would span years.
-        scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 60), hi + 1] } },
+        scales: { x: { time: true } },
         series: [{}, { label: t("issued"), stroke: "#9e1b32", width: 2 },
           { label: t("redeemed"), stroke: "#1f6feb", width: 2 },
           { label: t("foreign"), stroke: "#d9a441", width: 2 }],
@@ -199,6 +202,9 @@
     } else {
       chart.setData(trend);
     }
+    // At least the last minute on the x axis: one sample alone would span years.
+    const last = trend[0][trend[0].length - 1];
+    if (last !== undefined) chart.setScale("x", { min: Math.min(trend[0][0], last - 60), max: last + 1 });
   }
 
   function startPolling() {
@@ -208,6 +214,7 @@
   }
 
   function stopPolling() {
+    refreshFigures.last = undefined;
     if (poller) clearInterval(poller);
     poller = null;
     if (chart) { chart.destroy(); chart = null; }

@@ -156,7 +156,7 @@ def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
     _wait_kpi(page, "issued", "1,200")
     _issue(env.store_api, member, 300, "GP-2002")
     _wait_kpi(page, "issued", "1,500")
-    assert "2 issues" in page.inner_text("#kpi-issued")
+    assert "Issues: 2" in page.inner_text("#kpi-issued")
     _shot(page, shots, "04-issued-live")
 
     # Another merchant's issue is not this merchant's figure.
@@ -180,6 +180,12 @@ def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
     assert env.store_api.wait_operation(r.json()["id"])["status"] == "confirmed"
     _wait_kpi(page, "foreign", "250")
     assert _kpi(page, "redeemed") == "250" and _kpi(page, "issued") == "1,500"
+    # ... and the open period's position follows: 250 cafe points at 2 fen each are owed here.
+    net = page.locator("#periods tr[data-period='1'] td >> nth=2")
+    deadline = time.monotonic() + 30
+    while net.inner_text() != "5.00":
+        assert time.monotonic() < deadline, net.inner_text()
+        page.wait_for_timeout(200)
 
     # The open period's statement downloads as CSV.
     page.wait_for_selector("#periods tr[data-period='1'] a.download")
