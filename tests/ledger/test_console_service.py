@@ -46,3 +46,12 @@ def test_today_counts_a_merchants_own_issues_only(alliance: Alliance) -> None:
     every = console.today(alliance, merchant_id=None)
     assert len(every.merchants) == 2
     assert every.day_start % 86_400 == 0
+
+
+def test_the_first_block_of_the_day_is_found_by_its_time(alliance: Alliance) -> None:
+    gw = alliance.gateway
+    head = gw.header("latest")
+    start = head.timestamp - head.timestamp % 86_400
+    first = console.first_block_of_day(alliance, day_start=start, head=head.number)
+    assert gw.header(first).timestamp >= start
+    assert first == 0 or gw.header(first - 1).timestamp < start
