@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
 from typer.testing import CliRunner
 
+from ledger import runtime
 from ledger.alliance import Alliance
 from ledger.audit.coupons import CouponsRule
 from ledger.audit.engine import AuditReport, run_audit
@@ -20,7 +22,10 @@ from ledger.audit.report import render_html
 from ledger.audit.source import ZERO_ADDRESS, Event, Kind
 from ledger.cli import app
 from ledger.contracts.compiler import Artifact
+from ledger.coupons.demo import seed_demo_coupons
+from ledger.coupons.service import member_coupons, request_rollback
 from ledger.demo import seed_demo
+from ledger.merchants.service import AdmittedMerchant
 
 BOOK, ITEMS, CLEARING = "0x" + "c0" * 20, "0x" + "1e" * 20, "0x" + "c3" * 20
 REGISTRY = "0x" + "99" * 20
@@ -288,3 +293,26 @@ def test_the_audit_command_audits_the_items_it_is_pointed_at(
     # Named wrong (no contract there), the audit cannot run: exit 2.
     wrong = CliRunner().invoke(app, [*args[:5], "--items", "0x" + "42" * 20, *args[7:]])
     assert wrong.exit_code == 2
+
+
+def test_a_coupon_used_elsewhere_and_rolled_back_audits_clean(
+        alliance: Alliance, artifacts: dict[str, Artifact], store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant) -> None:
+    """The rollback path the demo does not take: the coupon is free again, its budget given
+    back, the clearing's act reversed; the audit has nothing to say."""
+    wallet = Account.create()
+    seed_demo_coupons(alliance, runtime.outbox_worker(alliance),
+                      store=store_merchant.merchant_id, cafe=cafe_merchant.merchant_id,
+                      member_ids=[], wallet_key=bytes(wallet.key))
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        (held,) = member_coupons(alliance, s, holder=wallet.address)
+    with alliance.store.session() as s:
+        request_rollback(alliance, s, merchant_id=cafe_merchant.merchant_id,
+                         coupon_id=held["coupon_id"], order_id="demo-CAFE-coupon-1")
+    runtime.outbox_worker(alliance).drain()
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    (campaign,) = report.as_dict()["sections"]["coupons"]["campaigns"]
+    assert (campaign["redeemed"], campaign["rolled_back"], campaign["used"],
+            campaign["budget_used"]) == (1, 1, 0, 0)
