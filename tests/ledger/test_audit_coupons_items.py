@@ -25,6 +25,7 @@ from ledger.contracts.compiler import Artifact
 from ledger.coupons.demo import seed_demo_coupons
 from ledger.coupons.service import member_coupons, request_rollback
 from ledger.demo import seed_demo
+from ledger.items import service as items_service
 from ledger.merchants.service import AdmittedMerchant
 
 BOOK, ITEMS, CLEARING = "0x" + "c0" * 20, "0x" + "1e" * 20, "0x" + "c3" * 20
@@ -316,3 +317,22 @@ def test_a_coupon_used_elsewhere_and_rolled_back_audits_clean(
     (campaign,) = report.as_dict()["sections"]["coupons"]["campaigns"]
     assert (campaign["redeemed"], campaign["rolled_back"], campaign["used"],
             campaign["budget_used"]) == (1, 1, 0, 0)
+
+
+def test_recalls_of_a_batch_and_of_single_items_audit_clean(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    """The recall paths the demo does not take (a whole batch with sold items in it, and an
+    item never activated): flags and batch state match, and no sale came after a recall."""
+    creds = seed_demo(alliance)
+    demo_items = creds["items"]
+    assert isinstance(demo_items, dict)
+    brand = int(str(creds["merchants"][0]["merchant_id"]))  # type: ignore[index]
+    with alliance.store.session() as s:
+        items_service.recall(alliance, s, merchant_id=brand,
+                             batch_ids=[int(demo_items["batch_id"])],
+                             codes=[str(demo_items["unsold_labels"][0])])
+    runtime.outbox_worker(alliance).drain()
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    section = report.as_dict()["sections"]["items"]
+    assert len(section["recalled_batches"]) == 1 and section["brands"][0]["sold"] == 5
