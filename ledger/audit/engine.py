@@ -2,14 +2,16 @@
 check it against the contracts' views and the invariants, and give the report.
 
 The rules are a list built in :func:`rules`: one module per kind of contract (governance,
-points, clearing). Each says which (contract kind, event) pairs it wants; the engine reads
-each chunk of logs once and hands every event to the rules that want it, in chain order.
+points, clearing, coupons, items). Each says which (contract kind, event) pairs it wants;
+the engine reads each chunk of logs once and hands every event to the rules that want it, in
+chain order.
 
-A new contract (coupons, items) plugs in with: a :class:`~ledger.audit.source.Kind` and its
-artifact in ``ARTIFACT_OF``, its address in :meth:`ChainSource.discover` (asked of the
-registry or the deployment's contracts, never of the store), and a rule module of its own
-(``ledger/audit/coupons.py``: ``events``, ``apply``, ``check``, ``section``) added to
-:func:`rules`; the HTML report shows its section's tables once ``report.py`` names them.
+A new contract plugs in as coupons and items did: a :class:`~ledger.audit.source.Kind` and
+its artifact in ``ARTIFACT_OF``, its address in :meth:`ChainSource.discover` (asked of the
+registry or the clearing, as the coupon book is, or named by the auditor, as the item registry
+is: never read from the store), and a rule module of its own (``events``, ``apply``, ``check``,
+``section``) added to :func:`rules`; the HTML report shows its section's tables once
+``report.py`` names them.
 """
 
 from __future__ import annotations
