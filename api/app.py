@@ -22,6 +22,7 @@ from .routes import (
     admin,
     audit,
     clearing,
+    console,
     coupons,
     items,
     members,
@@ -82,7 +83,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
               items.router, items.public_router, items.scan_router,
-              coupons.router, coupons.public_router):
+              coupons.router, coupons.public_router,
+              console.router, console.api_router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

@@ -26,9 +26,10 @@ from .source import ZERO_ADDRESS, Event, Kind
 
 NAME = "clearing"
 # The Clearing's act kinds. Coupon acts (a coupon used at another merchant, and its rollback)
-# move value between positions and are summed with the rest; they are not matched to the
-# coupon book's events yet (no coupon rule module). As in the contract, a coupon adds to the
-# acceptor's foreign value accepted (no cap is enforced on it) and a rollback takes nothing off.
+# move value between positions and are summed with the rest here; the coupon rule
+# (``ledger/audit/coupons.py``) matches each with its coupon book event. As in the contract, a
+# coupon adds to the acceptor's foreign value accepted (no cap is enforced on it) and a
+# rollback takes nothing off.
 KINDS = {1: "redemption", 2: "conversion", 3: "refund", 4: "coupon", 5: "coupon_rollback"}
 # The Clearing's constructor opens period 1.
 FIRST_PERIOD = 1

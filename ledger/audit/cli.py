@@ -44,6 +44,9 @@ def audit(
         "audit.json"),
     html_out: Annotated[Path, typer.Option("--html", help="HTML report path")] = Path(
         "audit.html"),
+    items: Annotated[str | None, typer.Option(
+        "--items", help="The ItemRegistry's address, to audit the items too (nothing on chain "
+        "names it: take it from the deployment)")] = None,
     expect_holder: Annotated[list[str] | None, typer.Option(
         "--expect-holder", help="An address the auditor knows was granted a role after the "
         "deployment (repeatable)")] = None,
@@ -64,7 +67,7 @@ def audit(
 
             report = run_audit(gateway, artifacts, registry=registry, from_block=from_block,
                                head=to_block, expected_holders=expect_holder or (),
-                               progress=tick)
+                               progress=tick, items=items)
         write_json(report, json_out)
         write_html(report, html_out)
     except LedgerError as exc:

@@ -2,14 +2,16 @@
 check it against the contracts' views and the invariants, and give the report.
 
 The rules are a list built in :func:`rules`: one module per kind of contract (governance,
-points, clearing). Each says which (contract kind, event) pairs it wants; the engine reads
-each chunk of logs once and hands every event to the rules that want it, in chain order.
+points, clearing, coupons, items). Each says which (contract kind, event) pairs it wants;
+the engine reads each chunk of logs once and hands every event to the rules that want it, in
+chain order.
 
-A new contract (coupons, items) plugs in with: a :class:`~ledger.audit.source.Kind` and its
-artifact in ``ARTIFACT_OF``, its address in :meth:`ChainSource.discover` (asked of the
-registry or the deployment's contracts, never of the store), and a rule module of its own
-(``ledger/audit/coupons.py``: ``events``, ``apply``, ``check``, ``section``) added to
-:func:`rules`; the HTML report shows its section's tables once ``report.py`` names them.
+A new contract plugs in as coupons and items did: a :class:`~ledger.audit.source.Kind` and
+its artifact in ``ARTIFACT_OF``, its address in :meth:`ChainSource.discover` (asked of the
+registry or the clearing, as the coupon book is, or named by the auditor, as the item registry
+is: never read from the store), and a rule module of its own (``events``, ``apply``, ``check``,
+``section``) added to :func:`rules`; the HTML report shows its section's tables once
+``report.py`` names them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 from ..chain.gateway import ChainGateway
 from ..contracts.compiler import Artifact
 from .clearing import ClearingRule
+from .coupons import CouponsRule
 from .governance import GovernanceRule
+from .items import ItemsRule
 from .model import Checks, Finding, Rule, Severity
 from .points import PointsRule
 from .source import AllianceAddresses, ChainSource, Event
@@ -81,17 +85,19 @@ def rules(addresses: AllianceAddresses, *, expected_holders: frozenset[str] = fr
     governance = GovernanceRule(expected_holders=expected_holders)
     merchant_of = addresses.merchant_of()
     return [governance, PointsRule(governance, merchant_of),
-            ClearingRule(governance, merchant_of, addresses.registry)]
+            ClearingRule(governance, merchant_of, addresses.registry),
+            CouponsRule(governance), ItemsRule(governance, addresses.registry)]
 
 
 def run_audit(gateway: ChainGateway, artifacts: Mapping[str, Artifact], *, registry: str,
               from_block: int = 0, head: int | None = None,
               expected_holders: Sequence[str] = (), progress: Progress | None = None,
-              check_views: bool = True) -> AuditReport:
-    """Audit the alliance of ``registry`` from ``from_block`` to ``head`` (default: now)."""
+              check_views: bool = True, items: str | None = None) -> AuditReport:
+    """Audit the alliance of ``registry`` from ``from_block`` to ``head`` (default: now);
+    ``items``: the item registry's address, to audit it too (the chain does not name it)."""
     started = time.perf_counter()
     source = ChainSource(gateway, artifacts, registry=registry, head=head)
-    addresses = source.discover(from_block=from_block)
+    addresses = source.discover(from_block=from_block, items=items)
     all_rules = rules(addresses, expected_holders=frozenset(expected_holders))
     by_event: dict[tuple[str, str], list[Callable[[Event], None]]] = {}
     for rule in all_rules:
@@ -131,7 +137,8 @@ def run_audit(gateway: ChainGateway, artifacts: Mapping[str, Artifact], *, regis
         addresses={"registry": addresses.registry, "factory": addresses.factory,
                    "clearing": addresses.clearing,
                    "settlement_token": addresses.settlement_token,
-                   "timelock": addresses.timelock,
+                   "timelock": addresses.timelock, "coupon_book": addresses.coupon_book,
+                   "items": addresses.items,
                    "programs": {str(m): a for m, a in sorted(addresses.programs.items())}},
         from_block=from_block, head=source.head, head_time=head_time, events=events,
         logs_read=source.logs_read, event_counts=dict(sorted(counts.items())),

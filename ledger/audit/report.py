@@ -116,6 +116,21 @@ def render_html(report: AuditReport) -> str:
     contracts = _table(["contract", "address"],
                        [[k, v] for k, v in doc["contracts"].items() if k != "programs"]
                        + [[f"program #{m}", a] for m, a in doc["contracts"]["programs"].items()])
+    cpn, itm = secs.get("coupons", {}), secs.get("items", {})
+    campaigns = _table(
+        ["campaign", "issuer", "granted", "supply cap", "used now", "redeemed", "rolled back",
+         "budget", "budget used", "paused"],
+        [[c["campaign_id"], c["issuer"], c["granted"], c["supply_cap"] or "none", c["used"],
+          c["redeemed"], c["rolled_back"], c["budget"], c["budget_used"],
+          "yes" if c["paused"] else "no"] for c in cpn.get("campaigns", [])], "num")
+    vouchers = ", ".join(f"{k}: {v}" for k, v in cpn.get("vouchers", {}).items()) or "none"
+    brands = _table(
+        ["brand", "products", "batches", "items activated", "sold", "recalled", "claimed",
+         "flagged"],
+        [[b["brand"], b["products"], b["batches"], b["items"], b["sold"], b["recalled"],
+          b["claimed"], b["flagged"]] for b in itm.get("brands", [])], "num")
+    steps = ", ".join(f"{k}: {v}" for k, v in itm.get("steps", {}).items()) or "none"
+    item_status = ", ".join(f"{k}: {v}" for k, v in itm.get("status", {}).items()) or "none"
     data = json.dumps(_series(doc)).replace("</", "<\\/")
     full = json.dumps(doc, indent=1).replace("</", "<\\/")
     status = "clean" if report.clean else "violations"
@@ -162,6 +177,11 @@ alone, compared with the contracts' own views.</div>
 <div id="positions" class="chart"></div>
 <h2>Merchants' point programs</h2>{merchants}
 <h2>Clearing periods and settlement</h2>{periods}
+<h2>Coupons: campaigns of the coupon book</h2>{campaigns}
+<div>{cpn.get('coupons', 0)} coupons granted; vouchers: {_e(vouchers)}</div>
+<h2>Items: brands of the item registry</h2>{brands}
+<div>Items by status: {_e(item_status)}. Custody events by step: {_e(steps)}.
+Recalled batches: {_e(itm.get('recalled_batches', []) or 'none')}.</div>
 <h2>Role holders</h2>{roles}
 <h2>Role grants, admissions and admin changes (latest 200)</h2>{changes}
 <h2>Contracts</h2>{contracts}

@@ -36,8 +36,10 @@ def chain_audit(alliance: Alliance) -> AuditReport:
         head = alliance.gateway.block_number()
         hit = _last.get((registry, head))
         if hit is None:
+            items = alliance.contracts.items
             hit = run_audit(alliance.gateway, alliance.contracts.artifacts, registry=registry,
-                            from_block=0, head=head)
+                            from_block=0, head=head,
+                            items=items.address if items is not None else None)
             _last.clear()
             _last[(registry, head)] = hit
         return hit

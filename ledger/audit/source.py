@@ -43,12 +43,15 @@ class Kind:
     CLEARING = "clearing"
     TOKEN = "settlement_token"
     TIMELOCK = "timelock"
+    COUPONS = "coupon_book"
+    ITEMS = "items"
 
 
 # The compiled artifact whose ABI each kind of contract speaks.
 ARTIFACT_OF = {Kind.REGISTRY: "AllianceRegistry", Kind.FACTORY: "PointProgramFactory",
                Kind.PROGRAM: "PointProgram", Kind.CLEARING: "Clearing",
-               Kind.TOKEN: "SettlementToken", Kind.TIMELOCK: "AllianceTimelock"}
+               Kind.TOKEN: "SettlementToken", Kind.TIMELOCK: "AllianceTimelock",
+               Kind.COUPONS: "CouponBook", Kind.ITEMS: "ItemRegistry"}
 
 
 class Event:
@@ -81,6 +84,10 @@ class AllianceAddresses:
     settlement_token: str
     timelock: str | None
     programs: dict[int, str] = field(default_factory=dict)
+    # The coupon book as the clearing names it; the item registry as the auditor names it
+    # (nothing on chain points at it): None when the alliance has none.
+    coupon_book: str | None = None
+    items: str | None = None
 
     def kinds(self) -> dict[str, str]:
         """Address → kind of every contract the audit reads."""
@@ -89,6 +96,10 @@ class AllianceAddresses:
         if self.timelock:
             out[self.timelock] = Kind.TIMELOCK
         out.update(dict.fromkeys(self.programs.values(), Kind.PROGRAM))
+        if self.coupon_book:
+            out[self.coupon_book] = Kind.COUPONS
+        if self.items:
+            out[self.items] = Kind.ITEMS
         return out
 
     def merchant_of(self) -> dict[str, int]:
@@ -180,9 +191,11 @@ class ChainSource:
 
     # ------------------------------------------------------------------ discovery
 
-    def discover(self, *, from_block: int) -> AllianceAddresses:
+    def discover(self, *, from_block: int, items: str | None = None) -> AllianceAddresses:
         """The alliance's contracts, asked of the registry and the clearing at the head; the
-        timelock is the contract that holds the registry's admin role there."""
+        timelock is the contract that holds the registry's admin role there; the coupon book
+        is the one the clearing names; ``items`` is the item registry's address, which only
+        the auditor can name (the registry does not know it)."""
         reg = self.registry
         factory = str(self.view(Kind.REGISTRY, reg, "factory")[0]).lower()
         clearing = str(self.view(Kind.REGISTRY, reg, "clearing")[0]).lower()
@@ -197,9 +210,15 @@ class ChainSource:
             program = str(ans[0][2]).lower()
             if program != ZERO_ADDRESS:
                 programs[m] = program
+        book = str(self.view(Kind.CLEARING, clearing, "couponBook")[0]).lower()
+        if items is not None and not self.gateway.code(to_checksum_address(items)):
+            raise LedgerNotFoundError(f"no item registry at {items} on chain "
+                                      f"{self.gateway.chain_id}")
         return AllianceAddresses(registry=reg, factory=factory, clearing=clearing,
                                  settlement_token=token, timelock=self._timelock(from_block),
-                                 programs=programs)
+                                 programs=programs,
+                                 coupon_book=None if book == ZERO_ADDRESS else book,
+                                 items=items.lower() if items else None)
 
     def _timelock(self, from_block: int) -> str | None:
         topic = "0x" + self.gateway.event_topic(self.abis[Kind.REGISTRY], "RoleGranted").hex()

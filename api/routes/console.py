@@ -1,0 +1,219 @@
+"""The web console (``/console``) for merchants and the operator: its page, scripts and pinned
+libraries, served by the service (no CDN), and the JSON routes the page calls.
+
+Sign-in: the page signs one request with the API key's secret (the same HMAC scheme as every
+API call, computed in the browser: the secret never leaves it), ``POST /console/api/session``;
+the answer sets an httpOnly, SameSite=Strict cookie scoped to ``/console``. A merchant's key
+sees that merchant only; the operator's (``admin``) key sees every merchant. Every JSON route
+also wants the ``X-Console: 1`` header, which no cross-site form or image can send.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from ledger.clearing import service as clearing
+from ledger.clearing import statements
+from ledger.console import service as console
+from ledger.console.service import ConsoleSession
+from ledger.merchants import repos as merchant_repos
+from ledger.types import MerchantId
+
+from ..auth import Principal, remember_or_refuse
+from ..deps import AllianceDep, principal
+from ..errors import ApiError
+from ..schemas.console import (
+    ConsoleFeatures,
+    ConsoleSessionOut,
+    DayFiguresOut,
+    FiguresOut,
+    PeriodRowOut,
+)
+from .app import CSP, NODE_MODULES, ROOT, _serve
+
+STATIC = ROOT / "api" / "console_static"
+VENDOR = {"ethers.umd.min.js": NODE_MODULES / "ethers" / "dist" / "ethers.umd.min.js",
+          "uPlot.iife.min.js": NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
+          "uPlot.min.css": NODE_MODULES / "uplot" / "dist" / "uPlot.min.css"}
+COOKIE = "alliance_console"
+# The webhooks API is built on its own branch; its panel says "not available" until then.
+FEATURES = ConsoleFeatures(webhooks=False)
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix="/console/api", tags=["console"], include_in_schema=False)
+
+
+def _require_console_header(request: Request) -> None:
+    if request.headers.get("x-console") != "1":
+        raise ApiError(400, "console-header-missing", "console requests carry X-Console: 1")
+
+
+def cookie_session(request: Request, alliance: AllianceDep) -> ConsoleSession:
+    """The session of the request's console cookie, or 401 ``session-expired`` (for a plain
+    link's download: the SameSite=Strict cookie is never sent from another site)."""
+    found = console.current(alliance, request.cookies.get(COOKIE))
+    if found is None:
+        raise ApiError(401, "session-expired", "sign in to the console again",
+                       {"WWW-Authenticate": 'Cookie realm="console"'})
+    return found
+
+
+def signed_in(request: Request, me: Annotated[ConsoleSession, Depends(cookie_session)]
+              ) -> ConsoleSession:
+    """The cookie's session, for the page's own calls (with ``X-Console: 1``)."""
+    _require_console_header(request)
+    return me
+
+
+SessionDep = Annotated[ConsoleSession, Depends(signed_in)]
+CookieDep = Annotated[ConsoleSession, Depends(cookie_session)]
+
+
+def _scope(me: ConsoleSession, merchant_id: int | None) -> MerchantId | None:
+    """The merchant a request may read: a merchant's own, whatever it asks; the operator's
+    choice (None: all)."""
+    if me.role == "merchant":
+        if merchant_id is not None and merchant_id != me.merchant_id:
+            raise ApiError(403, "forbidden", "a merchant sees its own figures only")
+        return me.merchant_id
+    if me.role != "admin":
+        raise ApiError(403, "forbidden", "the console is for merchants and the operator")
+    return None if merchant_id is None else MerchantId(merchant_id)
+
+
+def _session_out(alliance: Any, me: ConsoleSession) -> ConsoleSessionOut:
+    name = None
+    if me.merchant_id is not None:
+        with alliance.store.read_session() as s:
+            row = merchant_repos.get_merchant(s, me.merchant_id)
+            name = row.name if row is not None else None
+    return ConsoleSessionOut(key_id=me.key_id, role=me.role, merchant_id=me.merchant_id,
+                             merchant_name=name, expires_at=me.expires_at, features=FEATURES)
+
+
+# ---------------------------------------------------------------------- page
+
+
+@router.get("/console", response_class=HTMLResponse)
+def console_page(request: Request) -> Response:
+    """The console's one page (every panel is drawn by console.js)."""
+    response = _serve(request, STATIC / "index.html", cache="no-cache")
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get("/console/static/{name}")
+def console_static(name: str, request: Request) -> Response:
+    """The page's own scripts and styles (flat directory: no path walks out of it)."""
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ApiError(404, "not-found", "no such file")
+    return _serve(request, STATIC / name, cache="no-cache")
+
+
+@router.get("/console/vendor/{name}")
+def console_vendor(name: str, request: Request) -> Response:
+    """A pinned front-end library (only those listed in :data:`VENDOR`)."""
+    path = VENDOR.get(name)
+    if path is None:
+        raise ApiError(404, "not-found", "no such library")
+    return _serve(request, path, cache="public, max-age=86400")
+
+
+# ---------------------------------------------------------------------- session
+
+
+@api_router.post("/session", response_model=ConsoleSessionOut)
+def sign_in(request: Request, response: Response, alliance: AllianceDep,
+            who: Annotated[Principal, Depends(principal)]) -> ConsoleSessionOut:
+    """Exchange a signed request (the key's HMAC, checked before this runs) for the console's
+    cookie (httpOnly, SameSite=Strict, path /console, Secure over TLS)."""
+    _require_console_header(request)
+    guard = getattr(request.state, "replay_guard", None)
+    if guard is not None:
+        with alliance.store.session() as s:
+            remember_or_refuse(s, *guard)
+    if who.role not in ("merchant", "admin"):
+        raise ApiError(403, "forbidden", "the console is for merchants and the operator")
+    opened = console.open_session(alliance, key_id=who.key_id)
+    if opened is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked key")
+    token, me = opened
+    response.set_cookie(COOKIE, token, max_age=max(1, me.expires_at - int(time.time())),
+                        path="/console", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return _session_out(alliance, me)
+
+
+@api_router.get("/session", response_model=ConsoleSessionOut)
+def my_session(alliance: AllianceDep, me: SessionDep) -> ConsoleSessionOut:
+    return _session_out(alliance, me)
+
+
+@api_router.delete("/session", status_code=204)
+def sign_out(request: Request) -> Response:
+    """Clear the cookie (always 204)."""
+    _require_console_header(request)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+    return response
+
+
+# ---------------------------------------------------------------------- figures
+
+
+@api_router.get("/figures", response_model=FiguresOut)
+def figures(alliance: AllianceDep, me: SessionDep,
+            merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None) -> FiguresOut:
+    """Today's issued, redeemed and foreign-accepted points (the page polls this)."""
+    found = console.today(alliance, merchant_id=_scope(me, merchant_id))
+    return FiguresOut(day_start=found.day_start, as_of_block=found.as_of_block,
+                      merchants=[DayFiguresOut(**vars(m)) for m in found.merchants])
+
+
+@api_router.get("/periods", response_model=list[PeriodRowOut])
+def periods(alliance: AllianceDep, me: SessionDep,
+            merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None
+            ) -> list[PeriodRowOut]:
+    """Every clearing period, newest first: a merchant's own position in each (the operator:
+    the chosen merchant's, or the period's totals)."""
+    mid = _scope(me, merchant_id)
+    out = []
+    for p in range(clearing.current_period(alliance), 0, -1):
+        view = clearing.period_view(alliance, p)
+        mine = [x for x in view.positions if x.merchant_id == mid] if mid is not None else []
+        if mid is not None and not mine:
+            continue
+        if mine:
+            x = mine[0]
+            out.append(PeriodRowOut(period=p, closed_at=view.closed_at, merchant_id=mid,
+                                    net=x.net, foreign_accepted=x.foreign_accepted,
+                                    paid=x.paid, received=x.received,
+                                    outstanding=x.outstanding, total_owed=view.total_owed))
+        else:
+            out.append(PeriodRowOut(
+                period=p, closed_at=view.closed_at, merchant_id=None,
+                net=sum(x.net for x in view.positions),
+                foreign_accepted=sum(x.foreign_accepted for x in view.positions),
+                paid=view.total_paid, received=view.total_received,
+                outstanding=sum(x.outstanding for x in view.positions if x.outstanding > 0),
+                total_owed=view.total_owed))
+    return out
+
+
+@api_router.get("/statements/{period}.csv")
+def statement_csv(period: int, alliance: AllianceDep, me: CookieDep,
+                  merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None
+                  ) -> Response:
+    """A merchant's statement of a period as CSV (a merchant: its own)."""
+    mid = _scope(me, merchant_id)
+    if mid is None:
+        raise ApiError(422, "validation-error", "name the merchant (merchant_id)")
+    st = statements.statement(alliance, period=period, merchant_id=mid)
+    return Response(st.to_csv(), media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="statement-{period}-{mid}.csv"',
+        "X-Statement-Hash": st.hash})

@@ -1,0 +1,262 @@
+"""The merchant console in a real browser (Debian's Chromium, headless, desktop-sized) against
+the real service on loopback (uvicorn, its workers sending to anvil and indexing, SQLite).
+
+A merchant signs in with its API key (the request signed in the page; the cookie httpOnly),
+sees today's figures change after points are issued through the API (and foreign points
+accepted), downloads a statement as CSV; a wrong secret is refused; a merchant never sees
+another merchant's figures; the operator sees every merchant. Screenshots of every step go to
+``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir), never committed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from api.client import AllianceClient
+from ledger.alliance import Alliance
+from ledger.merchants.service import admit_merchant, create_admin_credential
+from ledger.points.reads import chain_now
+from ledger.settings import Settings
+from tests.e2e.test_member_app import Service
+from tests.ledger.helpers import sign_redemption
+
+pytestmark = pytest.mark.e2e
+DESKTOP = {"width": 1280, "height": 900}
+DAY = 86_400
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (scripts/install.sh --test installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    root = os.environ.get("ALLIANCE_TEST_ARTIFACTS")
+    base = Path(root) if root else tmp_path_factory.getbasetemp() / "artifacts"
+    out = base / request.node.name
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class Env:
+    def __init__(self, settings: Settings) -> None:
+        self.alliance = Alliance.open(settings)
+        # "Today" is the chain's UTC day: keep the test clear of its midnight (figures would
+        # start again from zero under it).
+        now = chain_now(self.alliance)
+        if now % DAY > DAY - 900:
+            self.alliance.gateway.rpc("evm_setNextBlockTimestamp", [now - now % DAY + DAY + 3600])
+            self.alliance.gateway.rpc("evm_mine", [])
+        self.store = admit_merchant(self.alliance, name="Grand Plaza Department Store",
+                                    symbol="GPDS", rate=1)
+        self.cafe = admit_merchant(self.alliance, name="Corner Cafe", symbol="CAFE", rate=2)
+        self.admin_key, self.admin_secret = create_admin_credential(self.alliance)
+        self.service = Service(self.alliance)
+        self.service.start()
+        self.url = self.service.url
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.store_api = AllianceClient(self.http, self.store.key_id, self.store.secret)
+        self.cafe_api = AllianceClient(self.http, self.cafe.key_id, self.cafe.secret)
+
+    def close(self) -> None:
+        self.http.close()
+        self.service.stop()
+        self.alliance.close()
+
+
+@pytest.fixture
+def env(settings: Settings) -> Iterator[Env]:
+    e = Env(settings)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _context(browser: Browser, env: Env, outside: list[str], locale: str = "en-US"
+             ) -> BrowserContext:
+    context = browser.new_context(viewport=DESKTOP, locale=locale, accept_downloads=True)
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        env.url) else (outside.append(route.request.url), route.abort())[1])
+    return context
+
+
+def _shot(page: Page, shots: Path, name: str) -> None:
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: Page, env: Env, key_id: str, secret: str) -> None:
+    page.goto(env.url + "/console")
+    page.wait_for_selector("#signin-form")
+    page.fill("#key-id", key_id)
+    page.fill("#secret", secret)
+    page.click("#signin")
+
+
+def _issue(client: AllianceClient, member: str, points: int, order_id: str) -> None:
+    r = client.post("/v1/points/issue", {"member": member, "points": points,
+                                         "order_id": order_id})
+    assert r.status_code == 202, r.text
+    assert client.wait_operation(r.json()["id"])["status"] == "confirmed"
+
+
+def _kpi(page: Page, name: str) -> str:
+    return page.locator(f"#kpi-{name} .kpi-value").inner_text()
+
+
+def _wait_kpi(page: Page, name: str, want: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _kpi(page, name) != want:
+        assert time.monotonic() < deadline, f"{name} stayed {_kpi(page, name)}, not {want}"
+        page.wait_for_timeout(200)
+
+
+def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
+        env: Env, browser: Browser, shots: Path) -> None:
+    outside: list[str] = []
+    context = _context(browser, env, outside)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(env.url + "/console")
+    page.wait_for_selector("#signin-form")
+    _shot(page, shots, "01-sign-in")
+
+    # A wrong secret is refused, and no cookie is set.
+    _sign_in(page, env, env.store.key_id, "not-the-secret")
+    page.wait_for_selector("#signin-error:not([hidden])")
+    assert "Wrong key" in page.inner_text("#signin-error")
+    assert not [c for c in context.cookies() if c["name"] == "alliance_console"]
+    _shot(page, shots, "02-wrong-key")
+
+    page.fill("#secret", env.store.secret)
+    page.click("#signin")
+    page.wait_for_selector("#today")
+    cookie = next(c for c in context.cookies() if c["name"] == "alliance_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert "Grand Plaza" in page.inner_text("#who")
+    _wait_kpi(page, "issued", "0")
+    _shot(page, shots, "03-signed-in-empty")
+
+    # Issued through the API: the figure changes on the page without a reload.
+    holder = Account.create()
+    member = holder.address
+    _issue(env.store_api, member, 1200, "GP-2001")
+    _wait_kpi(page, "issued", "1,200")
+    _issue(env.store_api, member, 300, "GP-2002")
+    _wait_kpi(page, "issued", "1,500")
+    assert "Issues: 2" in page.inner_text("#kpi-issued")
+    _shot(page, shots, "04-issued-live")
+
+    # Another merchant's issue is not this merchant's figure.
+    _issue(env.cafe_api, member, 700, "CAFE-2001")
+    page.wait_for_timeout(2500)
+    assert _kpi(page, "issued") == "1,500"
+
+    # The member spends 250 of the cafe's points here: redeemed and foreign-accepted move.
+    cafe_program = env.alliance.contracts.registry.merchant(env.cafe.merchant_id).program
+    assert cafe_program
+    deadline = chain_now(env.alliance) + 600
+    signature = sign_redemption(
+        holder, program=cafe_program, registry=env.alliance.contracts.registry.address,
+        chain_id=env.alliance.gateway.chain_id, amount=250, merchant_id=env.store.merchant_id,
+        order_id="GP-2003", nonce=0, deadline=deadline)
+    r = env.store_api.post("/v1/points/redeem", {
+        "member": member, "points": 250, "order_id": "GP-2003", "nonce": 0,
+        "deadline": deadline, "signature": signature,
+        "program_merchant_id": env.cafe.merchant_id})
+    assert r.status_code == 202, r.text
+    assert env.store_api.wait_operation(r.json()["id"])["status"] == "confirmed"
+    _wait_kpi(page, "foreign", "250")
+    assert _kpi(page, "redeemed") == "250" and _kpi(page, "issued") == "1,500"
+    # ... and the open period's position follows: 250 cafe points at 2 fen each are owed here.
+    net = page.locator("#periods tr[data-period='1'] td >> nth=2")
+    deadline = time.monotonic() + 30
+    while net.inner_text() != "5.00":
+        assert time.monotonic() < deadline, net.inner_text()
+        page.wait_for_timeout(200)
+
+    # The open period's statement downloads as CSV.
+    page.wait_for_selector("#periods tr[data-period='1'] a.download")
+    with page.expect_download() as dl:
+        page.click("#periods tr[data-period='1'] a.download")
+    path = dl.value.path()
+    assert path is not None
+    text = Path(path).read_text()
+    assert dl.value.suggested_filename == f"statement-1-{env.store.merchant_id}.csv"
+    assert text.strip() and "," in text.splitlines()[0]
+    # The webhooks panel says plainly it is not there yet.
+    assert page.locator("#webhooks-state").inner_text() == "Not available"
+    _shot(page, shots, "05-positions-webhooks")
+
+    # 中文 (zh-CN) at one click, the figures still live.
+    page.click("#lang")
+    page.wait_for_selector("text=今日发放积分")
+    _wait_kpi(page, "issued", "1,500")
+    _shot(page, shots, "06-zh-CN")
+    assert not errors, errors
+    assert not outside, outside  # no CDN, no third party
+    context.close()
+
+
+def test_a_merchant_never_reads_another_merchants_figures(env: Env, browser: Browser,
+                                                          shots: Path) -> None:
+    context = _context(browser, env, [])
+    page = context.new_page()
+    _sign_in(page, env, env.cafe.key_id, env.cafe.secret)
+    page.wait_for_selector("#today")
+    headers = {"X-Console": "1"}
+    mine = page.request.get(env.url + "/console/api/figures", headers=headers).json()
+    assert [m["merchant_id"] for m in mine["merchants"]] == [env.cafe.merchant_id]
+    other = env.store.merchant_id
+    for path in (f"/console/api/figures?merchant_id={other}",
+                 f"/console/api/periods?merchant_id={other}",
+                 f"/console/api/statements/1.csv?merchant_id={other}"):
+        r = page.request.get(env.url + path, headers=headers)
+        assert r.status == 403, (path, r.status)
+    # Without the cookie (another browser), nothing.
+    r = httpx.get(env.url + "/console/api/figures", headers=headers)
+    assert r.status_code == 401
+    # A cookie forged for another key opens nothing either.
+    forged = page.request.get(env.url + "/console/api/figures", headers={
+        **headers, "Cookie": "alliance_console=" + "x" * 40 + ".00"})
+    assert forged.status == 401
+    assert page.locator("#per-merchant").count() == 0
+    _shot(page, shots, "cafe-own-figures")
+    context.close()
+
+
+def test_the_operator_sees_every_merchant(env: Env, browser: Browser, shots: Path) -> None:
+    member = "0x" + "cd" * 20
+    _issue(env.store_api, member, 900, "GP-3001")
+    _issue(env.cafe_api, member, 400, "CAFE-3001")
+    context = _context(browser, env, [], locale="zh-CN")
+    page = context.new_page()
+    _sign_in(page, env, env.admin_key, env.admin_secret)
+    page.wait_for_selector("#per-merchant tbody tr >> nth=1")
+    _wait_kpi(page, "issued", "1,300")
+    assert "联盟运营方" in page.inner_text("#who")
+    rows = page.locator("#per-merchant tbody tr")
+    assert rows.count() == 2
+    page.select_option("#merchant-select", str(env.store.merchant_id))
+    page.wait_for_selector("#periods tr[data-period='1'] a.download")
+    _shot(page, shots, "operator")
+    context.close()
