@@ -409,6 +409,9 @@ def request_gift_redemption(alliance: Alliance, session: Session, *, merchant_id
         raise LedgerConflictError(f"member {account} has had gift {gift_id} "
                                   f"{g.per_member_limit} time(s)",
                                   code="offers-gift-member-limit")
+    if g.reserved >= g.stock:
+        raise LedgerConflictError(f"gift {gift_id} is out of stock",
+                                  code="offers-gift-out-of-stock")
     c = _campaign(alliance, merchant_id, g.campaign_id)
     if c.paused:
         raise LedgerConflictError(f"the gift's campaign {g.campaign_id} is paused",
@@ -417,7 +420,7 @@ def request_gift_redemption(alliance: Alliance, session: Session, *, merchant_id
     if spendable < g.points:
         raise LedgerConflictError(f"member {account} holds {spendable} spendable points; the "
                                   f"gift takes {g.points}", code="offers-insufficient-points")
-    if not repos.reserve_stock(session, g.id):
+    if not repos.reserve_stock(session, g.id):  # taken by a concurrent request meanwhile
         raise LedgerConflictError(f"gift {gift_id} is out of stock",
                                   code="offers-gift-out-of-stock")
     oid = gift_order_id(g.id, rid)
