@@ -289,3 +289,34 @@ def test_gift_refusals_change_nothing(alliance: Alliance, store_merchant: Admitt
     with alliance.store.read_session() as s:
         assert s.query(Operation).count() == ops_before
         assert [g["left"] for g in offers.list_gifts(s, merchant_id=mid)] == [5, 0, 5]
+
+
+def test_a_gift_redemption_the_chain_refuses_grants_nothing_and_gives_its_stock_back(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    # Two requests each pass the balance check (150 spendable, 100 each) before either is
+    # sent: the chain takes the first and refuses the second.
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant, kind="gift", value=3000)
+    member = Account.create()
+    issue(alliance, store_merchant, member.address, 150, "buy-1")
+    settle(alliance)
+    with alliance.store.session() as s:
+        gid = offers.create_gift(alliance, s, merchant_id=mid, name="Scarf", points=100,
+                                 campaign_id=cid, stock=5)["gift_id"]
+    for rid in ("a", "b"):
+        with alliance.store.session() as s:
+            offers.request_gift_redemption(alliance, s, merchant_id=mid, gift_id=gid,
+                                           **_sign_gift(alliance, store_merchant, member,
+                                                        gift_id=gid, request_id=rid,
+                                                        points=100))  # type: ignore[arg-type]
+    with alliance.store.read_session() as s:
+        assert offers.show_gift(s, merchant_id=mid, gift_id=gid)["left"] == 3
+    settle(alliance)
+    with alliance.store.read_session() as s:
+        states = {rid: offers.show_gift_redemption(s, merchant_id=mid, gift_id=gid,
+                                                   request_id=rid) for rid in ("a", "b")}
+        assert offers.show_gift(s, merchant_id=mid, gift_id=gid)["left"] == 4
+    assert {r["status"] for r in states.values()} == {"paid", "failed"}
+    assert [r["grant_operation_id"] is None for r in states.values()].count(True) == 1
+    assert len(held(alliance, member.address, cid)) == 1
+    assert alliance.contracts.program(store_merchant.program).spendable_of(member.address) == 50
