@@ -9,12 +9,13 @@ from eth_account import Account
 
 from ..alliance import Alliance
 from ..coupons.service import request_create_campaign
+from ..indexer.follower import Follower
 from ..outbox.worker import OutboxWorker
 from ..points.service import order_ref, request_issue
-from ..runtime import indexer
 from ..signing import redeem_typed_data
 from ..types import MerchantId
 from . import service
+from .projection import OffersProjection
 
 PARKING_MIN_POINTS = 500
 PARKING_ORDER = "demo-GPDS-parking-1"
@@ -25,9 +26,10 @@ GIFT_NONCE = 2
 
 
 def _settle(alliance: Alliance, worker: OutboxWorker) -> None:
-    """Send what is queued, index it (rules fire, gift grants are queued), send those."""
+    """Send what is queued, index it (rules fire, gift grants are queued), send those. Only
+    the offers projection reads here: the service's indexer builds the rest when it starts."""
     worker.drain()
-    indexer(alliance).catch_up()
+    Follower(alliance, [OffersProjection(alliance)]).catch_up()
     worker.drain()
 
 

@@ -22,6 +22,7 @@ from ledger.errors import LedgerConflictError, LedgerPermissionError
 from ledger.indexer import repos as cursors
 from ledger.merchants.service import AdmittedMerchant
 from ledger.offers import service as offers
+from ledger.offers.demo import seed_demo_offers
 from ledger.offers.projection import CURSOR
 from ledger.points.service import order_ref, request_issue
 from ledger.store.models import OfferBirthMonth, OfferFiring, Operation, OperationStatus
@@ -320,3 +321,17 @@ def test_a_gift_redemption_the_chain_refuses_grants_nothing_and_gives_its_stock_
     assert [r["grant_operation_id"] is None for r in states.values()].count(True) == 1
     assert len(held(alliance, member.address, cid)) == 1
     assert alliance.contracts.program(store_merchant.program).spendable_of(member.address) == 50
+
+
+def test_the_demo_wallet_gets_the_parking_coupon_and_the_tote_bag(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    wallet = Account.create()
+    ids = seed_demo_offers(alliance, runtime.outbox_worker(alliance),
+                           store=store_merchant.merchant_id, program=store_merchant.program,
+                           wallet_key=bytes(wallet.key))
+    runtime.indexer(alliance).catch_up()
+    assert [c["status"] for c in held(alliance, wallet.address, ids["parking_campaign"])] == [
+        "valid"]
+    assert [c["kind"] for c in held(alliance, wallet.address, ids["gift_campaign"])] == ["gift"]
+    program = alliance.contracts.program(store_merchant.program)
+    assert program.spendable_of(wallet.address) == 600 - 100
