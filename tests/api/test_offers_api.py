@@ -6,7 +6,9 @@ codes and referrals; every refusal is problem+json with nothing queued."""
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -176,3 +178,38 @@ def test_gift_is_paid_with_signed_points_and_its_coupon_arrives(env: ApiEnv) -> 
     assert [g["name"] for g in env.store.get("/v1/offers/gifts").json()["gifts"]] == [
         "Umbrella"]
     problem(env.cafe.get(f"/v1/offers/gifts/{gid}"), 404, "not-found")
+
+
+def test_20_concurrent_redemptions_of_a_gift_with_3_left_exactly_3_are_queued(
+        env: ApiEnv) -> None:
+    gift_campaign = create_campaign(env, kind="gift", value=800)
+    r = env.store.post("/v1/offers/gifts", {"name": "Keyring", "points": 10,
+                                            "campaign_id": gift_campaign, "stock": 3})
+    gid = r.json()["gift_id"]
+    member = Account.create()
+    assert issue(env, member.address, 1000, "BUY-RUSH")["status"] == "confirmed"
+    bodies = [gift_body(env, member, gift_id=gid, request_id=f"rush-{i}", points=10)
+              for i in range(20)]
+    results: list[Any] = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def send(i: int) -> None:
+        start.wait()
+        results[i] = env.store.post(f"/v1/offers/gifts/{gid}/redeem", bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = Counter(r.status_code for r in results)
+    assert statuses == {202: 3, 409: 17}, [r.text for r in results if r.status_code >= 500][:3]
+    assert {r.json()["code"] for r in results if r.status_code == 409} == {
+        "offers-gift-out-of-stock"}
+    for r in results:
+        if r.status_code == 202:
+            assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
+    poll(lambda: len(coupons_of(env, member.address, gift_campaign)) == 3)
+    assert env.store.get(f"/v1/offers/gifts/{gid}").json()["left"] == 0
+    program = env.alliance.contracts.program(env.store_merchant.program)
+    assert program.spendable_of(member.address) == 1000 - 3 * 10
