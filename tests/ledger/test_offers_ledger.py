@@ -16,7 +16,12 @@ from sqlalchemy import select
 from ledger import runtime
 from ledger.alliance import Alliance
 from ledger.coupons import repos as coupon_repos
-from ledger.coupons.service import member_coupons, request_create_campaign, request_redeem
+from ledger.coupons.service import (
+    member_coupons,
+    request_create_campaign,
+    request_redeem,
+    request_set_paused,
+)
 from ledger.coupons.signing import redeem_coupon_typed_data
 from ledger.errors import LedgerConflictError, LedgerPermissionError
 from ledger.indexer import repos as cursors
@@ -335,3 +340,30 @@ def test_the_demo_wallet_gets_the_parking_coupon_and_the_tote_bag(
     assert [c["kind"] for c in held(alliance, wallet.address, ids["gift_campaign"])] == ["gift"]
     program = alliance.contracts.program(store_merchant.program)
     assert program.spendable_of(wallet.address) == 600 - 100
+
+
+def test_a_rule_whose_campaign_is_paused_records_the_firing_as_skipped_and_grants_nothing(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_points=10)
+        request_set_paused(alliance, s, merchant_id=mid, campaign_id=cid, paused=True)
+    settle(alliance)
+    member = Account.create().address
+    issue(alliance, store_merchant, member, 50, "while-paused")
+    settle(alliance)
+    assert firings(alliance, rule["rule_id"]) == [
+        (f"order:0x{order_ref('while-paused').hex()}", [member], "skipped")]
+    assert held(alliance, member, cid) == []
+    with alliance.store.session() as s:
+        request_set_paused(alliance, s, merchant_id=mid, campaign_id=cid, paused=False)
+    settle(alliance)
+    issue(alliance, store_merchant, member, 50, "after-resume")
+    settle(alliance)
+    assert [f[2] for f in firings(alliance, rule["rule_id"])] == ["skipped", "queued"]
+    assert len(held(alliance, member, cid)) == 1
+    with alliance.store.read_session() as s:
+        shown = offers.show_rule(s, merchant_id=mid, rule_id=rule["rule_id"])
+    assert (shown["fired"], shown["skipped"]) == (1, 1)
