@@ -32,6 +32,7 @@ from .items.cli import items_app
 from .logs import configure as configure_logs
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .metrics import REGISTRY, install_state
+from .offers.cli import offers_app
 from .runtime import Runtime
 from .terminal import console, fail, open_alliance, settings
 
@@ -43,6 +44,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(clearing_app, name="clearing")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(merchant_app, name="merchant")
+app.add_typer(offers_app, name="offers")
 app.add_typer(demo_app, name="demo")
 app.add_typer(items_app, name="items")
 app.command("rate")(rate)

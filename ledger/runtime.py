@@ -24,6 +24,8 @@ from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
+from .offers.jobs import BirthdayJob
+from .offers.projection import OffersProjection
 from .outbox.kinds import KindRegistry, Signer
 from .outbox.worker import OutboxWorker, SignerLookup
 from .points import kinds as points_kinds
@@ -74,12 +76,14 @@ def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
-                               ItemsProjection(alliance), CouponsProjection(alliance)])
+                               ItemsProjection(alliance), CouponsProjection(alliance),
+                               OffersProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
-    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance)]
+    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance),
+            BirthdayJob(alliance)]
 
 
 class Runtime:

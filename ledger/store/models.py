@@ -500,3 +500,115 @@ class CouponRedemptionLock(Base):
     merchant_id: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------------- offers (branch offers)
+
+
+class OfferRule(Base):
+    """A merchant's triggered offer: on a purchase (points issued >= ``min_points`` for one
+    order), in a member's birth month, or on a referred member's first purchase, grant a coupon
+    of ``campaign_id`` (one of the merchant's own campaigns)."""
+
+    __tablename__ = "offer_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    min_points: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OfferFiring(Base):
+    """A rule fired once for one cause (an order's reference, a member and year, a referral
+    pair): the unique (rule, cause) pair is what keeps a rule from granting twice, across
+    retries, restarts and concurrent runs. ``operation_id`` is the queued grant; a firing the
+    coupons service refused (campaign paused, supply used up) is ``skipped`` with ``reason``."""
+
+    __tablename__ = "offer_firings"
+    __table_args__ = (UniqueConstraint("rule_id", "cause", name="uq_offer_firings_cause"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(Integer, index=True)
+    cause: Mapped[str] = mapped_column(String(160))
+    members: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OfferBirthMonth(Base):
+    """A member's birth month as a merchant recorded it, encrypted with the master key (never
+    on chain, never logged)."""
+
+    __tablename__ = "offer_birth_months"
+
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    member: Mapped[str] = mapped_column(String(42), primary_key=True)
+    month_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OfferInvite(Base):
+    """A member's invite code at a merchant (what the member shares with a friend)."""
+
+    __tablename__ = "offer_invites"
+    __table_args__ = (UniqueConstraint("merchant_id", "inviter", name="uq_offer_invites_inviter"),)
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    inviter: Mapped[str] = mapped_column(String(42))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OfferReferral(Base):
+    """A member who joined a merchant by another's invite code (once per merchant)."""
+
+    __tablename__ = "offer_referrals"
+
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    invitee: Mapped[str] = mapped_column(String(42), primary_key=True)
+    inviter: Mapped[str] = mapped_column(String(42))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Gift(Base):
+    """A gift a merchant lists for ``points`` of its program: the member receives a coupon of
+    ``campaign_id`` (kind gift) to collect in store. ``reserved`` counts redemptions paying or
+    paid (a conditional update keeps it within ``stock``)."""
+
+    __tablename__ = "gifts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    points: Mapped[int] = mapped_column(IntText)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    stock: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    per_member_limit: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftRedemption(Base):
+    """A member's redemption of points for a gift: ``paying`` while its points redemption is
+    queued, ``paid`` once the redemption is confirmed (the coupon grant is queued in that same
+    store transaction), ``failed`` if the redemption failed (its stock is released)."""
+
+    __tablename__ = "gift_redemptions"
+    __table_args__ = (UniqueConstraint("gift_id", "request_id", name="uq_gift_redemptions_req"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gift_id: Mapped[int] = mapped_column(Integer, index=True)
+    request_id: Mapped[str] = mapped_column(String(40))
+    member: Mapped[str] = mapped_column(String(42), index=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(66), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    redeem_operation_id: Mapped[str] = mapped_column(String(36))
+    grant_operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,69 @@
+"""The offers projection: confirmed point events fire the merchants' rules and pay gifts.
+
+It follows every program's ``PointsIssued`` (purchase and referral rules of the program's
+merchant) and ``PointsRedeemed`` (a gift redemption's points taken: its coupon grant is
+queued), with a cursor of its own, in the indexer's store transaction: a firing, the grant it
+queues and the cursor move together, so a crash or a retried round never fires twice, and
+the unique (rule, cause) record keeps a re-read block (after a reorg) from firing again.
+The points capability knows nothing of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.orm import Session
+
+from ..alliance import Alliance
+from ..contracts.client import ContractClient
+from ..indexer.follower import ChainEvent, Head
+from ..merchants import repos as merchant_repos
+from . import service
+
+CURSOR = "offers"
+
+
+class OffersProjection:
+    """Rules fired and gift coupons queued from the point programs' events."""
+
+    name = CURSOR
+    events = frozenset({"PointsIssued", "PointsRedeemed"})
+
+    def __init__(self, alliance: Alliance) -> None:
+        self.alliance = alliance
+
+    def follows(self, session: Session) -> Mapping[str, ContractClient]:
+        return {m.program_address: self.alliance.contracts.program(m.program_address)
+                for m in merchant_repos.list_merchants(session) if m.program_address}
+
+    def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
+        if not events:
+            return 0
+        programs = {m.program_address.lower(): m.id
+                    for m in merchant_repos.list_merchants(session) if m.program_address}
+        issues: dict[int, list[tuple[str, bytes, int]]] = {}
+        redeemed: list[str] = []
+        for e in events:
+            ref = bytes(e.args["orderRef"])
+            if e.name == "PointsIssued":
+                merchant = programs.get(e.address.lower())
+                if merchant is not None:
+                    issues.setdefault(merchant, []).append(
+                        (str(e.args["member"]), ref, int(e.args["amount"])))
+            else:
+                redeemed.append("0x" + ref.hex())
+        done = 0
+        for merchant, lines in issues.items():
+            done += service.on_points_issued(self.alliance, session, merchant_id=merchant,
+                                             issues=lines)
+        return done + service.on_points_redeemed(session, redeemed)
+
+    def rollback(self, session: Session, after_block: int) -> None:
+        """Nothing to drop: what fired stays fired (a grant queued for an issue a reorg
+        undid is not taken back; the firing record keeps the re-mined issue from firing
+        again)."""
+
+    def on_head(self, session: Session, head: Head) -> int:
+        return service.release_failed_gift_redemptions(session)
+
+

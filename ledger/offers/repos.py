@@ -1,0 +1,139 @@
+"""Offers in the store: rules, firings (one per rule and cause), birth months, invites,
+referrals, gifts and gift redemptions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..store.models import (
+    Gift,
+    GiftRedemption,
+    OfferFiring,
+    OfferRule,
+    Operation,
+    OperationStatus,
+)
+
+
+class RuleKind(StrEnum):
+    """What makes a rule fire."""
+
+    PURCHASE = "purchase"
+    BIRTHDAY = "birthday"
+    REFERRAL = "referral"
+
+
+class FiringStatus(StrEnum):
+    """A firing's grant: ``queued`` in the outbox, or ``skipped`` (the coupons service refused
+    it: ``reason`` says why)."""
+
+    QUEUED = "queued"
+    SKIPPED = "skipped"
+
+
+class GiftRedemptionStatus(StrEnum):
+    PAYING = "paying"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+def rule(session: Session, rule_id: int) -> OfferRule | None:
+    return session.get(OfferRule, rule_id)
+
+
+def rules(session: Session, *, merchant_id: int | None = None, kind: RuleKind | None = None,
+          active: bool | None = None) -> Sequence[OfferRule]:
+    q = select(OfferRule).order_by(OfferRule.id)
+    if merchant_id is not None:
+        q = q.where(OfferRule.merchant_id == merchant_id)
+    if kind is not None:
+        q = q.where(OfferRule.kind == kind.value)
+    if active is not None:
+        q = q.where(OfferRule.active == active)
+    return session.scalars(q).all()
+
+
+def fired_causes(session: Session, rule_id: int, causes: Sequence[str]) -> set[str]:
+    """Which of ``causes`` the rule already fired for."""
+    if not causes:
+        return set()
+    return set(session.scalars(select(OfferFiring.cause).where(
+        OfferFiring.rule_id == rule_id, OfferFiring.cause.in_(list(causes)))).all())
+
+
+def insert_firing(session: Session, *, rule_id: int, cause: str,
+                  members: list[str]) -> OfferFiring | None:
+    """Record that the rule fires for ``cause``; None if it already did (the unique pair
+    decides, also against a concurrent run in another process)."""
+    try:
+        with session.begin_nested():
+            row = OfferFiring(rule_id=rule_id, cause=cause, members=members,
+                              status=FiringStatus.QUEUED.value)
+            session.add(row)
+    except IntegrityError:
+        return None
+    return row
+
+
+def firings(session: Session, rule_id: int) -> Sequence[OfferFiring]:
+    return session.scalars(select(OfferFiring).where(OfferFiring.rule_id == rule_id)
+                           .order_by(OfferFiring.id)).all()
+
+
+def gift(session: Session, gift_id: int) -> Gift | None:
+    return session.get(Gift, gift_id)
+
+
+def gifts(session: Session, *, merchant_id: int) -> Sequence[Gift]:
+    return session.scalars(select(Gift).where(Gift.merchant_id == merchant_id)
+                           .order_by(Gift.id)).all()
+
+
+def reserve_stock(session: Session, gift_id: int) -> bool:
+    """Take one unit of a gift's stock (an atomic conditional update: two concurrent requests
+    for the last unit cannot both get it)."""
+    res = session.execute(update(Gift).where(Gift.id == gift_id, Gift.reserved < Gift.stock)
+                          .values(reserved=Gift.reserved + 1))
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def release_stock(session: Session, gift_id: int) -> None:
+    session.execute(update(Gift).where(Gift.id == gift_id, Gift.reserved > 0)
+                    .values(reserved=Gift.reserved - 1))
+
+
+def member_gift_count(session: Session, *, gift_id: int, member: str) -> int:
+    return len(session.scalars(select(GiftRedemption.id).where(
+        GiftRedemption.gift_id == gift_id, GiftRedemption.member == member,
+        GiftRedemption.status != GiftRedemptionStatus.FAILED.value)).all())
+
+
+def gift_redemption_by_request(session: Session, *, gift_id: int,
+                               request_id: str) -> GiftRedemption | None:
+    return session.scalar(select(GiftRedemption).where(GiftRedemption.gift_id == gift_id,
+                                                       GiftRedemption.request_id == request_id))
+
+
+def paying_by_refs(session: Session, refs: Sequence[str]) -> Sequence[GiftRedemption]:
+    if not refs:
+        return []
+    return session.scalars(select(GiftRedemption).where(
+        GiftRedemption.order_ref.in_(list(refs)),
+        GiftRedemption.status == GiftRedemptionStatus.PAYING.value)).all()
+
+
+def paying_whose_redemption_failed(session: Session) -> Sequence[GiftRedemption]:
+    return session.scalars(select(GiftRedemption).join(
+        Operation, Operation.id == GiftRedemption.redeem_operation_id).where(
+        GiftRedemption.status == GiftRedemptionStatus.PAYING.value,
+        Operation.status == OperationStatus.FAILED)).all()
+
+
+def gift_redemptions(session: Session, *, member: str) -> Sequence[GiftRedemption]:
+    return session.scalars(select(GiftRedemption).where(GiftRedemption.member == member)
+                           .order_by(GiftRedemption.id)).all()
