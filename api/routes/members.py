@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from ledger.members import payments, privacy, sessions
+from ledger.members import payments, presentations, privacy, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
@@ -26,6 +26,8 @@ from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
 from ..schemas.members import (
     BalancesOut,
     ConvertQuoteRequest,
+    CouponPresentationOut,
+    CouponRedeemSigned,
     ErasedOut,
     HistoryOut,
     MemberConvertRequest,
@@ -40,10 +42,13 @@ from ..schemas.members import (
     SignInChallengeOut,
     SignInRequest,
     SignRequestOut,
+    VoucherClaimIn,
 )
 from .public import public_client
 
 PaymentRequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
+CouponCodePath = Annotated[str, Path(pattern=r"^ALC-[A-Za-z0-9_-]{16,40}$")]
+CouponIdPath = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,77}$")]
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -265,6 +270,75 @@ def erase_my_data(me: MemberDep, alliance: AllianceDep, response: Response) -> E
         erased = privacy.erase(s, address=me.address)
     response.delete_cookie(SESSION_COOKIE, path="/app", httponly=True, samesite="strict")
     return ErasedOut.model_validate(asdict(erased))
+
+
+# ---------------------------------------------------------------------- coupons
+
+
+@app_router.get("/coupons")
+def my_coupons(me: MemberDep, alliance: AllianceDep) -> dict[str, object]:
+    """The member's coupons: valid first (soonest to expire first), then used, expired."""
+    with alliance.store.read_session() as s:
+        return {"coupons": presentations.my_coupons(alliance, s, holder=me.address)}
+
+
+@app_router.post("/coupons/{coupon_id}/present", response_model=CouponPresentationOut,
+                 status_code=201)
+def present_coupon(coupon_id: CouponIdPath, me: MemberDep,
+                   alliance: AllianceDep) -> CouponPresentationOut:
+    """A fresh one-time code of a valid coupon of the member's, for the till to scan."""
+    with alliance.store.session() as s:
+        return presentation_out(presentations.present(alliance, s, holder=me.address,
+                                                      coupon_id=coupon_id))
+
+
+@app_router.get("/coupon-codes/{code}", response_model=CouponPresentationOut)
+def my_coupon_code(code: CouponCodePath, me: MemberDep,
+                   alliance: AllianceDep) -> CouponPresentationOut:
+    """Where one of the member's coupon codes is (shown, scanned: confirm, used …)."""
+    with alliance.store.read_session() as s:
+        return presentation_out(presentations.member_presentation(s, holder=me.address,
+                                                                  code=code))
+
+
+@app_router.post("/coupon-codes/{code}/quote", response_model=SignRequestOut)
+def quote_coupon(code: CouponCodePath, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to use the coupon on the order the till scanned it for."""
+    with alliance.store.read_session() as s:
+        quote = presentations.quote(alliance, s, holder=me.address, code=code)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/coupon-codes/{code}/redeem", response_model=CouponPresentationOut)
+def redeem_coupon(code: CouponCodePath, req: CouponRedeemSigned, me: MemberDep,
+                  alliance: AllianceDep) -> CouponPresentationOut:
+    """Queue the member's signed redemption, once (asking again answers the same)."""
+    with alliance.store.session() as s:
+        return presentation_out(presentations.redeem(
+            alliance, s, holder=me.address, code=code, nonce=req.nonce,
+            deadline=req.deadline, signature=req.signature))
+
+
+@app_router.post("/vouchers/claim", response_model=MemberOperationOut, status_code=202)
+def claim_voucher(req: VoucherClaimIn, me: MemberDep, alliance: AllianceDep
+                  ) -> MemberOperationOut:
+    """Claim a merchant's voucher (its link or code) into the member's wallet."""
+    with alliance.store.session() as s:
+        op_id = presentations.claim_voucher(alliance, s, holder=me.address, code=req.code)
+        return MemberOperationOut.model_validate(asdict(presentations.voucher_claim(
+            s, holder=me.address, operation_id=op_id)))
+
+
+@app_router.get("/vouchers/claims/{operation_id}", response_model=MemberOperationOut)
+def voucher_claim(operation_id: OperationIdPath, me: MemberDep,
+                  alliance: AllianceDep) -> MemberOperationOut:
+    with alliance.store.read_session() as s:
+        return MemberOperationOut.model_validate(asdict(presentations.voucher_claim(
+            s, holder=me.address, operation_id=operation_id)))
+
+
+def presentation_out(view: presentations.PresentationView) -> CouponPresentationOut:
+    return CouponPresentationOut.model_validate(asdict(view))
 
 
 def payment_out(view: payments.PaymentRequestView) -> PaymentRequestOut:

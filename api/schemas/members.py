@@ -192,3 +192,48 @@ class ErasedOut(BaseModel):
     sessions: int
     wallet_links: int
     payments_forgotten: int
+
+
+# ---------------------------------------------------------------------- coupons at the till
+
+
+class CouponPresentationOut(BaseModel):
+    """A coupon shown at a till as a one-time code (``code``: only in the answer that makes
+    it; the QR carries it) and where its redemption is."""
+
+    code: str | None
+    coupon_id: str
+    status: str = Field(description="shown, scanned, redeeming, used, failed or expired")
+    expires_at: int
+    merchant_id: int | None
+    merchant_name: str | None
+    order_id: str | None
+    order_amount: int | None
+    discount: int | None
+    operation_id: str | None
+    tx_hash: str | None
+    error_code: str | None
+
+
+class CouponScanRequest(BaseModel):
+    """The order the scanned coupon code is for (settlement units)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"order_id": "POS-20261126-0042", "order_amount": 12800}]})
+
+    order_id: OrderId
+    order_amount: Annotated[int, Field(strict=True, ge=1, le=2**64 - 1)]
+
+
+class CouponRedeemSigned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class VoucherClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=400)]

@@ -500,3 +500,25 @@ class CouponRedemptionLock(Base):
     merchant_id: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------------- member-app2 (issue 12)
+
+
+class CouponPresentation(Base):
+    """A coupon shown at a till as a one-time code (only its SHA-256 is kept): the first
+    merchant to scan it binds its order; ``operation_id`` is the member's signed redemption
+    queued for that order (see ``ledger.members.presentations``)."""
+
+    __tablename__ = "coupon_presentations"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(42), index=True)
+    coupon_id: Mapped[str] = mapped_column(String(80), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    order_amount: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    discount: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
