@@ -435,8 +435,23 @@
     }));
   }
 
+  // Links into a screen (``/app?voucher=…``) that a capability's script registers: the
+  // first that knows the page's query opens its screen once signed in, once.
+  const linkHandlers = [];
+  function onLink(handler) { linkHandlers.push(handler); }
+
   function afterSignIn() {
-    if (state.payId) { const id = state.payId; state.payId = null; go("pay", id); } else go("card");
+    if (state.payId) { const id = state.payId; state.payId = null; go("pay", id); return; }
+    const params = new URLSearchParams(location.search);
+    for (const h of linkHandlers) {
+      const to = h(params);
+      if (to) {
+        history.replaceState(null, "", location.pathname);
+        go(to.tab, to.arg);
+        return;
+      }
+    }
+    go("card");
   }
 
   // ------------------------------------------------------------------ card (balances)
@@ -591,12 +606,23 @@
 
   // Scanning the till's code: the camera's frames drawn on a canvas and read by jsQR
   // (npm jsqr, loaded only when the member taps "scan"). The code holds the payment link.
-  async function scanPayCode(main) {
+  function scanPayCode(main) {
+    return scanQr(main, { hint: t("scanHint"), wrong: t("scanNotPay"), back: () => go("pay"),
+      backLabel: t("payLink"), accept: (text) => {
+        const pid = payIdFrom(text);
+        if (pid) go("pay", pid);
+        return !!pid;
+      } });
+  }
+
+  // The camera's QR reader (jsQR over video frames); ``accept(text)`` says whether the code
+  // was what this screen wanted (else a plain "not this kind of code" and scanning goes on).
+  async function scanQr(main, opts) {
     const box = document.createElement("section");
     box.className = "card scanner";
     box.innerHTML = `<div class="scan-frame"><video id="scan-video" playsinline muted></video>
       <div class="scan-mark" aria-hidden="true"></div></div>
-      <p class="muted center">${esc(t("scanHint"))}</p><div id="scan-msg"></div>`;
+      <p class="muted center">${esc(opts.hint)}</p><div id="scan-msg"></div>`;
     main.replaceChildren(box);
     let stream;
     try {
@@ -606,7 +632,7 @@
     } catch (_) {
       $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
         className: "notice notice-error", textContent: t("scanNoCamera") }));
-      box.appendChild(button(t("payLink"), "btn btn-ghost btn-block", () => go("pay")));
+      box.appendChild(button(opts.backLabel, "btn btn-ghost btn-block", opts.back));
       return;
     }
     const video = $("#scan-video");
@@ -615,7 +641,7 @@
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
     const stop = () => stream.getTracks().forEach((tr) => tr.stop());
-    box.appendChild(button(t("cancel"), "btn btn-ghost btn-block", () => { stop(); go("pay"); }));
+    box.appendChild(button(t("cancel"), "btn btn-ghost btn-block", () => { stop(); opts.back(); }));
     const frame = () => {
       if (!box.isConnected) { stop(); return; }
       if (video.readyState >= 2 && video.videoWidth) {
@@ -625,10 +651,9 @@
         const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
         const code = window.jsQR(img.data, img.width, img.height, { inversionAttempts: "dontInvert" });
         if (code) {
-          const pid = payIdFrom(code.data);
-          if (pid) { stop(); go("pay", pid); return; }
+          if (opts.accept(code.data)) { stop(); return; }
           $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
-            className: "notice notice-error", textContent: t("scanNotPay") }));
+            className: "notice notice-error", textContent: opts.wrong }));
         }
       }
       requestAnimationFrame(frame);
@@ -924,6 +949,7 @@
     afterSignIn();
   }
 
-  window.AllianceApp = { addTab, go, api, t, needSigner, state, money, num, esc, errorBox, button, ready };
+  window.AllianceApp = { addTab, go, api, t, needSigner, state, money, num, esc, errorBox, button, ready,
+    setTitle, busy, dialog, closeDialog, toast, day, when, scanQr, initial, onLink };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();
