@@ -5,6 +5,7 @@ member shows it at the till (a one-time code as a QR); the cafe's till scans it 
 card's passphrase; the coupon is used on chain once and shown as used. Screenshots of every
 step under ``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir)."""
 
+# ruff: noqa: F811 - the fixtures imported from test_member_app are the parameters below
 from __future__ import annotations
 
 import time
