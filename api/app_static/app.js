@@ -492,6 +492,7 @@
         <button type="button" class="action" id="act-code"><span class="action-icon">▦</span><span>${esc(t("showCode"))}</span></button>
         <button type="button" class="action" id="act-pay"><span class="action-icon">¥</span><span>${esc(t("tabPay"))}</span></button>
         <button type="button" class="action" id="act-convert"><span class="action-icon">⇄</span><span>${esc(t("convert"))}</span></button>
+        <button type="button" class="action" id="act-item"><span class="action-icon">▣</span><span>${esc(t("scanItem"))}</span></button>
       </section>
       <section class="card"><h3>${esc(t("myPoints"))}</h3>
         ${held.length ? `<ul class="programs" id="programs">${held.map(programCard).join("")}</ul>`
@@ -500,6 +501,7 @@
     $("#act-code").addEventListener("click", showMemberCode);
     $("#act-pay").addEventListener("click", () => go("pay"));
     $("#act-convert").addEventListener("click", () => go("convert"));
+    $("#act-item").addEventListener("click", () => go("items"));
     ready();
   }
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from ledger.members import payments, presentations, privacy, sessions
+from ledger.members import payments, presentations, privacy, scans, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
@@ -30,6 +30,8 @@ from ..schemas.members import (
     CouponRedeemSigned,
     ErasedOut,
     HistoryOut,
+    ItemClaimSigned,
+    ItemCodeIn,
     MemberConvertRequest,
     MemberOperationOut,
     MyBalancesOut,
@@ -335,6 +337,42 @@ def voucher_claim(operation_id: OperationIdPath, me: MemberDep,
     with alliance.store.read_session() as s:
         return MemberOperationOut.model_validate(asdict(presentations.voucher_claim(
             s, holder=me.address, operation_id=operation_id)))
+
+
+# ---------------------------------------------------------------------- items (scan a product)
+
+
+@app_router.post("/items/verify")
+def verify_item(req: ItemCodeIn, me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Is this product genuine (history, recall), and can the member claim its points."""
+    with alliance.store.session() as s:
+        return scans.verify(s, code=req.code)
+
+
+@app_router.post("/items/claim/quote", response_model=SignRequestOut)
+def quote_item_claim(req: ItemCodeIn, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to claim the item's points (``points``: what the brand pays)."""
+    with alliance.store.read_session() as s:
+        quote = scans.quote_claim(alliance, s, member=me.address, code=req.code)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/items/claim", response_model=MemberOperationOut, status_code=202)
+def claim_item(req: ItemClaimSigned, me: MemberDep, alliance: AllianceDep
+               ) -> MemberOperationOut:
+    """Queue the member's signed claim (the brand relays it); poll ``/operations/{id}``."""
+    op_id = scans.claim(alliance, member=me.address, code=req.code, nonce=req.nonce,
+                        deadline=req.deadline, signature=req.signature)
+    with alliance.store.read_session() as s:
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+@app_router.get("/items")
+def my_items(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """The items the member claimed, with recall notices."""
+    with alliance.store.read_session() as s:
+        return {"items": scans.my_items(s, member=me.address)}
 
 
 def presentation_out(view: presentations.PresentationView) -> CouponPresentationOut:

@@ -237,3 +237,17 @@ class VoucherClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Annotated[str, Field(min_length=1, max_length=400)]
+
+
+class ItemCodeIn(BaseModel):
+    """A product label's code as scanned (a GS1 Digital Link URI, with ``?s=`` to claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class ItemClaimSigned(ItemCodeIn):
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
