@@ -22,6 +22,7 @@ from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
 from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
+from .members import kinds as members_kinds
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .outbox.kinds import KindRegistry, Signer
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
     return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS,
-                         *coupons_kinds.KINDS])
+                         *coupons_kinds.KINDS, *members_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from ledger.members import payments, presentations, privacy, scans, sessions
+from ledger.errors import ConsentRequiredError
+from ledger.members import consent, payments, presentations, privacy, scans, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
@@ -25,6 +26,8 @@ from ..errors import ApiError
 from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
 from ..schemas.members import (
     BalancesOut,
+    ConsentQuoteIn,
+    ConsentSigned,
     ConvertQuoteRequest,
     CouponPresentationOut,
     CouponRedeemSigned,
@@ -34,10 +37,12 @@ from ..schemas.members import (
     ItemCodeIn,
     MemberConvertRequest,
     MemberOperationOut,
+    MemberProfileOut,
     MyBalancesOut,
     PaymentRequestOut,
     PayQuoteRequest,
     PayRequest,
+    ProfileIn,
     ProgramBalanceOut,
     ProgramValueOut,
     SessionOut,
@@ -74,13 +79,33 @@ def balances(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep) 
 @router.get("/{address}/history", response_model=HistoryOut)
 def history(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep,
             limit: HistoryLimit = 50,
-            cursor: Cursor = None) -> HistoryOut:
+            cursor: Cursor = None,
+            scope: Literal["mine", "alliance"] = "mine") -> HistoryOut:
     """The member's point events, newest first; pass ``next_cursor`` for the next page.
-    A merchant sees its own program's events and those at its store."""
+    A merchant sees its own program's events and those at its store; ``scope=alliance``
+    (the member's history at every merchant) only under the member's live on-chain consent
+    ``history`` to you (else 403 ``consent-required``)."""
+    merchant = _scope(who)
+    if scope == "alliance" and merchant is not None:
+        consent.require_consent(alliance, member=address, merchant_id=merchant, kind="history")
+        merchant = None
     page = points.history_page(alliance, member=address, limit=limit, cursor=cursor,
-                               merchant_id=_scope(who))
+                               merchant_id=merchant)
     return HistoryOut(member=address, events=page.events, next_cursor=page.next_cursor,
                       as_of_block=page.as_of_block)
+
+
+@router.get("/{address}/profile", response_model=MemberProfileOut)
+def member_profile(address: AddressPath, alliance: AllianceDep,
+                   who: AnyPrincipalDep) -> MemberProfileOut:
+    """The profile fields (birth month, phone) the member granted you, each under a live
+    on-chain consent of its kind; none granted (or all revoked): 403 ``consent-required``."""
+    if who.merchant_id is None:
+        raise ConsentRequiredError("a member's profile is shared with merchants it consents "
+                                   "to, not with the operator")
+    with alliance.store.read_session() as s:
+        return MemberProfileOut.model_validate(consent.merchant_profile(
+            alliance, s, merchant_id=who.merchant_id, member=address))
 
 
 # ---------------------------------------------------------------------- the member app
@@ -373,6 +398,53 @@ def my_items(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
     """The items the member claimed, with recall notices."""
     with alliance.store.read_session() as s:
         return {"items": scans.my_items(s, member=me.address)}
+
+
+# ---------------------------------------------------------------------- consent, profile
+
+
+@app_router.get("/consents")
+def my_consents(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Every merchant and consent kind, live or not (from the chain), with the texts."""
+    with alliance.store.read_session() as s:
+        return {"consents": consent.consents_of(alliance, s, member=me.address)}
+
+
+@app_router.post("/consents/quote", response_model=SignRequestOut)
+def quote_consent(req: ConsentQuoteIn, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to grant (or revoke) a consent."""
+    with alliance.store.read_session() as s:
+        q = consent.quote(alliance, s, grant=req.grant, member=me.address,
+                          merchant_id=req.merchant_id, kind=req.kind)
+    return SignRequestOut.model_validate(asdict(q))
+
+
+@app_router.post("/consents", response_model=MemberOperationOut, status_code=202)
+def submit_consent(req: ConsentSigned, me: MemberDep, alliance: AllianceDep
+                   ) -> MemberOperationOut:
+    """Queue the member's signed grant (or revocation), relayed by the merchant it names;
+    poll ``/operations/{id}``."""
+    with alliance.store.session() as s:
+        op_id = consent.submit(alliance, s, grant=req.grant, member=me.address,
+                               merchant_id=req.merchant_id, kind=req.kind, nonce=req.nonce,
+                               deadline=req.deadline, signature=req.signature)
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+@app_router.get("/profile")
+def my_profile(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    with alliance.store.read_session() as s:
+        return consent.profile(s, member=me.address)
+
+
+@app_router.put("/profile")
+def set_my_profile(req: ProfileIn, me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Keep (or clear) the member's birth month and phone; merchants see them only under the
+    member's consent."""
+    with alliance.store.session() as s:
+        return consent.set_profile(s, member=me.address, birth_month=req.birth_month,
+                                   phone=req.phone)
 
 
 def presentation_out(view: presentations.PresentationView) -> CouponPresentationOut:

@@ -251,3 +251,33 @@ class ItemClaimSigned(ItemCodeIn):
     nonce: Nonce
     deadline: UnixTime
     signature: Signature
+
+
+class ConsentQuoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merchant_id: MerchantId
+    kind: Annotated[str, Field(pattern=r"^(birth_month|phone|history)$")]
+    grant: bool
+
+
+class ConsentSigned(ConsentQuoteIn):
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    birth_month: Annotated[int | None, Field(strict=True, ge=1, le=12)] = None
+    phone: Annotated[str | None, Field(pattern=r"^\+?[0-9 -]{5,20}$")] = None
+
+
+class MemberProfileOut(BaseModel):
+    """The profile fields the member granted you (each under a live on-chain consent of its
+    kind; a field not granted is absent)."""
+
+    member: str
+    birth_month: int | None = None
+    phone: str | None = None

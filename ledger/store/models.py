@@ -522,3 +522,15 @@ class CouponPresentation(Base):
     order_amount: Mapped[int | None] = mapped_column(IntText, nullable=True)
     discount: Mapped[int | None] = mapped_column(IntText, nullable=True)
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class MemberProfile(Base):
+    """Profile fields a member chose to keep with the service (the member app), shared with a
+    merchant only under a live on-chain consent of that kind; erased with the member's data."""
+
+    __tablename__ = "member_profiles"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    birth_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,5 @@
-"""member app, second half: coupon presentations (the coupon QR shown at a till)
+"""member app, second half: coupon presentations (the coupon QR shown at a till), member
+profiles (shared only under an on-chain consent)
 
 Revision ID: 0010
 Revises: 0006
@@ -37,9 +38,18 @@ def upgrade() -> None:
                     ["holder"], unique=False)
     op.create_index(op.f("ix_coupon_presentations_coupon_id"), "coupon_presentations",
                     ["coupon_id"], unique=False)
+    op.create_table(
+        "member_profiles",
+        sa.Column("address", sa.String(length=42), nullable=False),
+        sa.Column("birth_month", sa.Integer(), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("updated_at", ledger.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("address"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("member_profiles")
     op.drop_index(op.f("ix_coupon_presentations_coupon_id"), table_name="coupon_presentations")
     op.drop_index(op.f("ix_coupon_presentations_holder"), table_name="coupon_presentations")
     op.drop_table("coupon_presentations")
