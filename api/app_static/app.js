@@ -852,6 +852,7 @@
       </div></section>
       <section class="card"><h3>${esc(t("myData"))}</h3>
         <div class="menu-item"><div><b>${esc(t("download"))}</b><p class="muted small">${esc(t("downloadBody"))}</p></div><div id="dl"></div></div>
+        <div class="menu-item"><div><b>${esc(t("sharing"))}</b><p class="muted small">${esc(t("sharingShort"))}</p></div><div id="sh"></div></div>
         <div class="menu-item"><div><b>${esc(t("erase"))}</b><p class="muted small">${esc(t("eraseBody"))}</p></div><div id="er"></div></div>
       </section>
       <section class="card" id="me-session"></section>`;
@@ -859,6 +860,9 @@
       setLang(b.dataset.lang); go("me");
     }));
     $("#dl").appendChild(button(t("downloadShort"), "btn btn-ghost btn-small", downloadMyData));
+    const sh = button(t("manage"), "btn btn-ghost btn-small", () => go("sharing"));
+    sh.id = "open-sharing";
+    $("#sh").appendChild(sh);
     $("#er").appendChild(button(t("eraseShort"), "btn btn-danger btn-small", confirmErase));
     $("#me-session").appendChild(button(t("logout"), "btn btn-ghost btn-block", async () => {
       try { await api("DELETE", "/app/api/session"); } catch (_) { /* signed out locally anyway */ }
