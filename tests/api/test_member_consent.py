@@ -93,3 +93,15 @@ def test_profile_and_history_are_read_only_under_a_live_consent(env: ApiEnv) -> 
     r = env.http.post("/app/api/consents/quote", headers=APP,
                       json={"merchant_id": cafe, "kind": "phone", "grant": False})
     assert r.status_code == 409 and r.json()["code"] == "ConsentNotGranted"
+
+
+def test_my_data_carries_the_profile_and_erasure_removes_it(env: ApiEnv) -> None:
+    member = Account.create()
+    assert sign_in(env, member).status_code == 200
+    env.http.put("/app/api/profile", json={"birth_month": 11, "phone": "13800000000"},
+                 headers=APP)
+    assert env.http.get("/app/api/my-data").json()["profile"] == \
+        {"birth_month": 11, "phone": "13800000000"}
+    assert env.http.delete("/app/api/my-data", headers=APP).status_code == 200
+    assert sign_in(env, member).status_code == 200
+    assert env.http.get("/app/api/profile").json() == {"birth_month": None, "phone": None}
