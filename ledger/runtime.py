@@ -23,6 +23,7 @@ from .indexer.follower import Follower
 from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
 from .members import kinds as members_kinds
+from .members.projection import ConsentProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .outbox.kinds import KindRegistry, Signer
@@ -75,7 +76,8 @@ def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
-                               ItemsProjection(alliance), CouponsProjection(alliance)])
+                               ItemsProjection(alliance), CouponsProjection(alliance),
+                               ConsentProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:

@@ -27,6 +27,7 @@
       revokeGo: "撤销",
       updating: "正在记录…",
       consentDone: "已记录在联盟账本上",
+      rewardPts: "授权送 {n} 积分",
     },
     en: {
       sharing: "Data sharing",
@@ -45,6 +46,7 @@
       revokeGo: "Revoke",
       updating: "Recording…",
       consentDone: "Recorded on the alliance ledger",
+      rewardPts: "+{n} points for sharing",
     },
   });
 
@@ -68,7 +70,7 @@
       ${[...byShop.entries()].map(([mid, shop]) => `<section class="card shop-consents" data-merchant="${mid}">
         <div class="shop-head"><div class="avatar avatar-${mid % 6}">${A.initial(shop.name)}</div><b>${esc(shop.name)}</b></div>
         <ul class="consents">${shop.rows.map((r) => `<li data-kind="${esc(r.kind)}" data-live="${r.live ? 1 : 0}">
-          <div class="consent-main"><div class="consent-name">${esc(t("k_" + r.kind))}${r.live ? ` <span class="pill-ok">${esc(t("granted"))}</span>` : ""}</div>
+          <div class="consent-main"><div class="consent-name">${esc(t("k_" + r.kind))}${r.live ? ` <span class="pill-ok">${esc(t("granted"))}</span>` : ""}${!r.live && r.reward_points > 0 ? ` <span class="pill-gift">${esc(t("rewardPts", { n: A.num(r.reward_points) }))}</span>` : ""}</div>
           <div class="muted small">${esc(r.text[lang] || r.text["zh-CN"])}</div></div>
           <div class="consent-go"></div></li>`).join("")}</ul><div class="consent-msg"></div></section>`).join("")}`;
     const save = button(t("save"), "btn btn-primary btn-block", async () => {

@@ -10,18 +10,21 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from ledger.members import payments, presentations
+from ledger.members import consent, payments, presentations
 
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..errors import ApiError
 from ..idempotency import run_idempotent
 from ..schemas.members import (
+    ConsentRewardIn,
+    ConsentRewardOut,
     CouponPresentationOut,
     CouponScanRequest,
     PaymentRequestCreate,
@@ -50,6 +53,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 router = APIRouter(include_in_schema=False)
 merchant_router = APIRouter(prefix="/v1/payment-requests", tags=["payment requests"])
 coupon_code_router = APIRouter(prefix="/v1/coupon-codes", tags=["coupons"])
+consent_router = APIRouter(prefix="/v1/consent-rewards", tags=["members"])
+ConsentKindPath = Annotated[str, FastApiPath(pattern=r"^(birth_month|phone|history)$")]
 
 
 @dataclass(frozen=True)
@@ -174,3 +179,18 @@ def get_coupon_code(code: CouponCodePath, alliance: AllianceDep,
     with alliance.store.read_session() as s:
         return presentation_out(presentations.merchant_presentation(
             s, merchant_id=who.merchant_id, code=code))
+
+
+@consent_router.post("/{kind}", response_model=ConsentRewardOut)
+def set_consent_reward(kind: ConsentKindPath, req: ConsentRewardIn, request: Request,
+                       body: BodyDep, alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Offer points of your program to a member who grants you this consent (``birth_month``,
+    ``phone``, ``history``); paid once per member and kind, when the grant is on chain."""
+    mid = who.merchant_id
+    assert mid is not None
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None
+        return 200, consent.set_reward(s, merchant_id=mid, kind=kind, points=req.points)
+
+    return run_idempotent(request, body, alliance, who, work)

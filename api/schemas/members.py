@@ -281,3 +281,17 @@ class MemberProfileOut(BaseModel):
     member: str
     birth_month: int | None = None
     phone: str | None = None
+
+
+class ConsentRewardIn(BaseModel):
+    """Points of your program for a member's grant of this consent kind (0: none); paid once
+    per member and kind when the grant is on chain."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"points": 200}]})
+
+    points: Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
+
+
+class ConsentRewardOut(BaseModel):
+    kind: str
+    points: int

@@ -37,7 +37,7 @@ from ..merchants.service import require_merchant
 from ..outbox import repos as outbox
 from ..points import reads as point_reads
 from ..signing import EIP712_DOMAIN_TYPES, MAX_DEADLINE_AHEAD_S, domain_salt
-from ..store.models import MemberProfile
+from ..store.models import ConsentReward, MemberProfile
 from .clients import DOMAIN_NAME, DOMAIN_VERSION, GRANT_TYPES, REVOKE_TYPES
 from .kinds import GRANT, REVOKE, GrantConsentPayload, RevokeConsentPayload, ledger_of
 from .payments import SIGNATURE_TTL_S, SignRequest
@@ -193,6 +193,7 @@ def consents_of(alliance: Alliance, session: Session, *, member: str) -> list[di
         for k in KINDS.values():
             out.append({"merchant_id": m.id, "merchant_name": m.name, "kind": k.name,
                         "live": is_live(alliance, member=address, merchant_id=m.id, kind=k),
+                        "reward_points": reward_of(session, merchant_id=m.id, kind=k.name),
                         "text": {"en": k.en, "zh-CN": k.zh},
                         "text_hash": "0x" + k.text_hash.hex()})
     return out
@@ -234,3 +235,32 @@ def merchant_profile(alliance: Alliance, session: Session, *, merchant_id: int,
         raise ConsentRequiredError("the member has granted you none of its profile fields")
     mine = profile(session, member=address)
     return {"member": address, **{f: mine[f] for f in granted}}
+
+
+# ---------------------------------------------------------------------- points for a consent
+
+MAX_REWARD = 1_000_000
+
+
+def reward_order_id(kind: ConsentKind, member: str) -> str:
+    """The order id a consent's points are issued under: one per member, merchant (its own
+    program) and kind, so revoking and granting again never pays twice."""
+    return f"consent:{kind.name}:{member}"
+
+
+def set_reward(session: Session, *, merchant_id: int, kind: str, points: int) -> dict[str, Any]:
+    """Offer ``points`` of the merchant's program for a member's grant of ``kind`` (0: none)."""
+    k = consent_kind(kind)
+    pts = limits.bounded_int(points, "points", low=0, high=MAX_REWARD)
+    row = session.get(ConsentReward, (merchant_id, k.name))
+    if row is None:
+        row = ConsentReward(merchant_id=merchant_id, kind=k.name, points=pts)
+        session.add(row)
+    row.points = pts
+    session.flush()
+    return {"kind": k.name, "points": pts}
+
+
+def reward_of(session: Session, *, merchant_id: int, kind: str) -> int:
+    row = session.get(ConsentReward, (merchant_id, kind))
+    return row.points if row is not None else 0

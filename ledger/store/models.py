@@ -534,3 +534,14 @@ class MemberProfile(Base):
     birth_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
     phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentReward(Base):
+    """Points a merchant offers a member for granting it a consent of ``kind`` (paid once per
+    member, merchant and kind, when the grant is on chain)."""
+
+    __tablename__ = "consent_rewards"
+
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)

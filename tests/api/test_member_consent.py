@@ -13,6 +13,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger import runtime
 from ledger.settings import Settings
 
 from .conftest import ApiEnv, make_env
@@ -105,3 +106,32 @@ def test_my_data_carries_the_profile_and_erasure_removes_it(env: ApiEnv) -> None
     assert env.http.delete("/app/api/my-data", headers=APP).status_code == 200
     assert sign_in(env, member).status_code == 200
     assert env.http.get("/app/api/profile").json() == {"birth_month": None, "phone": None}
+
+
+def test_points_offered_for_a_consent_are_paid_once_per_member_and_kind(env: ApiEnv) -> None:
+    member = Account.create()
+    assert sign_in(env, member).status_code == 200
+    cafe = env.cafe_merchant.merchant_id
+    r = env.cafe.post("/v1/consent-rewards/phone", {"points": 30})
+    assert r.status_code == 200, r.text
+    offered = [c for c in env.http.get("/app/api/consents").json()["consents"]
+               if (c["merchant_id"], c["kind"]) == (cafe, "phone")]
+    assert offered[0]["reward_points"] == 30
+    program = env.alliance.contracts.program(env.cafe_merchant.program)
+    body = {"merchant_id": cafe, "kind": "phone"}
+    _consent(env, member, {**body, "grant": True})
+    for _ in range(2):
+        runtime.indexer(env.alliance).catch_up()  # the grant's event queues the issue
+        runtime.outbox_worker(env.alliance).drain()
+    deadline = time.monotonic() + 30
+    while program.balance_of(member.address) != 30 and time.monotonic() < deadline:
+        runtime.indexer(env.alliance).catch_up()
+        time.sleep(0.2)
+    assert program.balance_of(member.address) == 30
+    # Revoked and granted again: no second payment.
+    _consent(env, member, {**body, "grant": False})
+    _consent(env, member, {**body, "grant": True})
+    runtime.indexer(env.alliance).catch_up()
+    runtime.outbox_worker(env.alliance).drain()
+    runtime.indexer(env.alliance).catch_up()
+    assert program.balance_of(member.address) == 30

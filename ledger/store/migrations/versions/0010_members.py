@@ -1,5 +1,5 @@
 """member app, second half: coupon presentations (the coupon QR shown at a till), member
-profiles (shared only under an on-chain consent)
+profiles (shared only under an on-chain consent), merchants' consent rewards
 
 Revision ID: 0010
 Revises: 0006
@@ -46,9 +46,17 @@ def upgrade() -> None:
         sa.Column("updated_at", ledger.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("address"),
     )
+    op.create_table(
+        "consent_rewards",
+        sa.Column("merchant_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("merchant_id", "kind"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("consent_rewards")
     op.drop_table("member_profiles")
     op.drop_index(op.f("ix_coupon_presentations_coupon_id"), table_name="coupon_presentations")
     op.drop_index(op.f("ix_coupon_presentations_holder"), table_name="coupon_presentations")
