@@ -20,6 +20,7 @@ from .contracts.compiler import Artifact, compile_contracts
 from .coupons.clients import CouponBookClient
 from .errors import LedgerConfigError, LedgerNotFoundError
 from .items.clients import ItemRegistryClient
+from .members.clients import ConsentLedgerClient
 from .merchants.clients import FactoryClient, RegistryClient
 from .points.clients import PointProgramClient
 from .settings import Settings
@@ -43,6 +44,7 @@ class Deployment:
     settlement_unit: str = SETTLEMENT_UNIT
     items: str = ""
     coupon_book: str = ""
+    consent_ledger: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,9 @@ class Contracts:
         self._programs: dict[str, PointProgramClient] = {}
         self.items = (ItemRegistryClient(gateway, artifacts["ItemRegistry"].abi, deployment.items)
                       if deployment.items else None)
+        self.consent = (ConsentLedgerClient(gateway, artifacts["ConsentLedger"].abi,
+                                            deployment.consent_ledger)
+                        if deployment.consent_ledger else None)
 
     def program(self, address: str) -> PointProgramClient:
         client = self._programs.get(address)
@@ -132,6 +137,7 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     clearing, _ = create("Clearing", registry, token)
     admin.transact(to=registry, data=gateway.encode_call(reg, "setClearing", [clearing]))
     items, _ = create("ItemRegistry", registry)
+    consent, _ = create("ConsentLedger", registry)
     # The coupon book is named in the clearing while the deployer still holds the admin role.
     coupon_book, _ = create("CouponBook", registry, coupon_base_uri)
     admin.transact(to=clearing, data=gateway.encode_call(artifacts["Clearing"].abi,
@@ -144,7 +150,7 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
                             block=block, clearing=clearing, settlement_token=token,
                             timelock=timelock, settlement_unit=settlement_unit, items=items,
-                            coupon_book=coupon_book)
+                            coupon_book=coupon_book, consent_ledger=consent)
     log.info("deployed registry %s, factory %s, clearing %s, settlement token %s, timelock %s "
              "(delay %d s) on chain %d", registry, factory, clearing, token, timelock,
              timelock_delay, gateway.chain_id)
@@ -168,6 +174,15 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: Transaction
                 dep = replace(dep, items=str(receipt["contractAddress"]))
                 dep.save(path)
                 log.info("added the ItemRegistry %s to the recorded deployment", dep.items)
+            if not dep.consent_ledger:
+                # A deployment from before the ConsentLedger: add it (it needs no role).
+                art = artifacts["ConsentLedger"]
+                receipt = admin.transact(to=None, data=gateway.encode_deploy(
+                    art.abi, art.bytecode, [dep.registry]))
+                dep = replace(dep, consent_ledger=str(receipt["contractAddress"]))
+                dep.save(path)
+                log.info("added the ConsentLedger %s to the recorded deployment",
+                         dep.consent_ledger)
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
     dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,

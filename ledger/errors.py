@@ -13,6 +13,8 @@ The whole tree, in one place (callers catch the most specific class they handle)
     │                                           bad GTIN check digit, serial, secret, URI
     ├── LedgerNotFoundError (LookupError)       unknown merchant, member, operation, order …
     ├── LedgerPermissionError (PermissionError) acting on another merchant's program or orders
+    │   └── ConsentRequiredError                reading a member's data the member has not
+    │                                           granted this merchant (``consent-required``)
     ├── LedgerConflictError                     idempotency key reused with another body, …
     ├── LedgerConfigError                       settings that cannot work (no key, bad URL …)
     ├── LedgerIntegrityError                    a broken invariant of the ledger's own records
@@ -111,6 +113,13 @@ class LedgerPermissionError(LedgerError, PermissionError):
     """The caller may not act on this thing (another merchant's program or order)."""
 
     code = "forbidden"
+
+
+class ConsentRequiredError(LedgerPermissionError):
+    """A merchant asked for a member's data (profile fields, history at other merchants)
+    that the member has not granted it on chain, or has revoked."""
+
+    code = "consent-required"
 
 
 class LedgerConflictError(LedgerError):

@@ -22,6 +22,8 @@ from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
 from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
+from .members import kinds as members_kinds
+from .members.projection import ConsentProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .offers.jobs import BirthdayJob
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
     return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS,
-                         *coupons_kinds.KINDS])
+                         *coupons_kinds.KINDS, *members_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -77,7 +79,9 @@ def indexer(alliance: Alliance) -> Follower:
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
                                ItemsProjection(alliance), CouponsProjection(alliance),
-                               OffersProjection(alliance)])
+                               OffersProjection(alliance),
+                               ConsentProjection(alliance),
+                               ])
 
 
 def workers(alliance: Alliance) -> list[Worker]:

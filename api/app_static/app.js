@@ -435,8 +435,23 @@
     }));
   }
 
+  // Links into a screen (``/app?voucher=…``) that a capability's script registers: the
+  // first that knows the page's query opens its screen once signed in, once.
+  const linkHandlers = [];
+  function onLink(handler) { linkHandlers.push(handler); }
+
   function afterSignIn() {
-    if (state.payId) { const id = state.payId; state.payId = null; go("pay", id); } else go("card");
+    if (state.payId) { const id = state.payId; state.payId = null; go("pay", id); return; }
+    const params = new URLSearchParams(location.search);
+    for (const h of linkHandlers) {
+      const to = h(params);
+      if (to) {
+        history.replaceState(null, "", location.pathname);
+        go(to.tab, to.arg);
+        return;
+      }
+    }
+    go("card");
   }
 
   // ------------------------------------------------------------------ card (balances)
@@ -477,6 +492,7 @@
         <button type="button" class="action" id="act-code"><span class="action-icon">▦</span><span>${esc(t("showCode"))}</span></button>
         <button type="button" class="action" id="act-pay"><span class="action-icon">¥</span><span>${esc(t("tabPay"))}</span></button>
         <button type="button" class="action" id="act-convert"><span class="action-icon">⇄</span><span>${esc(t("convert"))}</span></button>
+        <button type="button" class="action" id="act-item"><span class="action-icon">▣</span><span>${esc(t("scanItem"))}</span></button>
       </section>
       <section class="card"><h3>${esc(t("myPoints"))}</h3>
         ${held.length ? `<ul class="programs" id="programs">${held.map(programCard).join("")}</ul>`
@@ -485,6 +501,7 @@
     $("#act-code").addEventListener("click", showMemberCode);
     $("#act-pay").addEventListener("click", () => go("pay"));
     $("#act-convert").addEventListener("click", () => go("convert"));
+    $("#act-item").addEventListener("click", () => go("items"));
     ready();
   }
 
@@ -591,12 +608,23 @@
 
   // Scanning the till's code: the camera's frames drawn on a canvas and read by jsQR
   // (npm jsqr, loaded only when the member taps "scan"). The code holds the payment link.
-  async function scanPayCode(main) {
+  function scanPayCode(main) {
+    return scanQr(main, { hint: t("scanHint"), wrong: t("scanNotPay"), back: () => go("pay"),
+      backLabel: t("payLink"), accept: (text) => {
+        const pid = payIdFrom(text);
+        if (pid) go("pay", pid);
+        return !!pid;
+      } });
+  }
+
+  // The camera's QR reader (jsQR over video frames); ``accept(text)`` says whether the code
+  // was what this screen wanted (else a plain "not this kind of code" and scanning goes on).
+  async function scanQr(main, opts) {
     const box = document.createElement("section");
     box.className = "card scanner";
     box.innerHTML = `<div class="scan-frame"><video id="scan-video" playsinline muted></video>
       <div class="scan-mark" aria-hidden="true"></div></div>
-      <p class="muted center">${esc(t("scanHint"))}</p><div id="scan-msg"></div>`;
+      <p class="muted center">${esc(opts.hint)}</p><div id="scan-msg"></div>`;
     main.replaceChildren(box);
     let stream;
     try {
@@ -606,7 +634,7 @@
     } catch (_) {
       $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
         className: "notice notice-error", textContent: t("scanNoCamera") }));
-      box.appendChild(button(t("payLink"), "btn btn-ghost btn-block", () => go("pay")));
+      box.appendChild(button(opts.backLabel, "btn btn-ghost btn-block", opts.back));
       return;
     }
     const video = $("#scan-video");
@@ -615,7 +643,7 @@
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
     const stop = () => stream.getTracks().forEach((tr) => tr.stop());
-    box.appendChild(button(t("cancel"), "btn btn-ghost btn-block", () => { stop(); go("pay"); }));
+    box.appendChild(button(t("cancel"), "btn btn-ghost btn-block", () => { stop(); opts.back(); }));
     const frame = () => {
       if (!box.isConnected) { stop(); return; }
       if (video.readyState >= 2 && video.videoWidth) {
@@ -625,10 +653,9 @@
         const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
         const code = window.jsQR(img.data, img.width, img.height, { inversionAttempts: "dontInvert" });
         if (code) {
-          const pid = payIdFrom(code.data);
-          if (pid) { stop(); go("pay", pid); return; }
+          if (opts.accept(code.data)) { stop(); return; }
           $("#scan-msg").replaceChildren(Object.assign(document.createElement("div"), {
-            className: "notice notice-error", textContent: t("scanNotPay") }));
+            className: "notice notice-error", textContent: opts.wrong }));
         }
       }
       requestAnimationFrame(frame);
@@ -825,6 +852,7 @@
       </div></section>
       <section class="card"><h3>${esc(t("myData"))}</h3>
         <div class="menu-item"><div><b>${esc(t("download"))}</b><p class="muted small">${esc(t("downloadBody"))}</p></div><div id="dl"></div></div>
+        <div class="menu-item"><div><b>${esc(t("sharing"))}</b><p class="muted small">${esc(t("sharingShort"))}</p></div><div id="sh"></div></div>
         <div class="menu-item"><div><b>${esc(t("erase"))}</b><p class="muted small">${esc(t("eraseBody"))}</p></div><div id="er"></div></div>
       </section>
       <section class="card" id="me-session"></section>`;
@@ -832,6 +860,9 @@
       setLang(b.dataset.lang); go("me");
     }));
     $("#dl").appendChild(button(t("downloadShort"), "btn btn-ghost btn-small", downloadMyData));
+    const sh = button(t("manage"), "btn btn-ghost btn-small", () => go("sharing"));
+    sh.id = "open-sharing";
+    $("#sh").appendChild(sh);
     $("#er").appendChild(button(t("eraseShort"), "btn btn-danger btn-small", confirmErase));
     $("#me-session").appendChild(button(t("logout"), "btn btn-ghost btn-block", async () => {
       try { await api("DELETE", "/app/api/session"); } catch (_) { /* signed out locally anyway */ }
@@ -924,6 +955,7 @@
     afterSignIn();
   }
 
-  window.AllianceApp = { addTab, go, api, t, needSigner, state, money, num, esc, errorBox, button, ready };
+  window.AllianceApp = { addTab, go, api, t, needSigner, state, money, num, esc, errorBox, button, ready,
+    setTitle, busy, dialog, closeDialog, toast, day, when, scanQr, initial, onLink };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();

@@ -10,19 +10,27 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from ledger.members import payments
+from ledger.members import consent, payments, presentations
 
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..errors import ApiError
 from ..idempotency import run_idempotent
-from ..schemas.members import PaymentRequestCreate, PaymentRequestOut
-from .members import PaymentRequestIdPath, payment_out
+from ..schemas.members import (
+    ConsentRewardIn,
+    ConsentRewardOut,
+    CouponPresentationOut,
+    CouponScanRequest,
+    PaymentRequestCreate,
+    PaymentRequestOut,
+)
+from .members import CouponCodePath, PaymentRequestIdPath, payment_out, presentation_out
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "api" / "app_static"
@@ -44,6 +52,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 router = APIRouter(include_in_schema=False)
 merchant_router = APIRouter(prefix="/v1/payment-requests", tags=["payment requests"])
+coupon_code_router = APIRouter(prefix="/v1/coupon-codes", tags=["coupons"])
+consent_router = APIRouter(prefix="/v1/consent-rewards", tags=["members"])
+ConsentKindPath = Annotated[str, FastApiPath(pattern=r"^(birth_month|phone|history)$")]
 
 
 @dataclass(frozen=True)
@@ -138,3 +149,48 @@ def get_payment_request(request_id: PaymentRequestIdPath, request: Request,
 
 def _with_url(request: Request, out: PaymentRequestOut) -> PaymentRequestOut:
     return out.model_copy(update={"url": str(request.base_url).rstrip("/") + out.link})
+
+
+@coupon_code_router.post("/{code}/scan", response_model=CouponPresentationOut)
+def scan_coupon_code(code: CouponCodePath, req: CouponScanRequest, request: Request,
+                     body: BodyDep, alliance: AllianceDep, who: MerchantDep) -> Response:
+    """The till scanned a member's coupon QR (``ALC-…``): bind it to this order of yours.
+    The coupon is checked against the order (nothing is used); the member then confirms the
+    discount in the app and signs; ``GET`` the code to see it ``used``. First merchant to
+    scan takes the code: 409 ``coupon-code-taken`` for any other order; 422
+    ``coupon-code-expired`` after five minutes unscanned."""
+    mid = who.merchant_id
+    assert mid is not None
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None
+        view = presentations.scan(alliance, s, merchant_id=mid, code=code,
+                                  order_id=req.order_id, order_amount=req.order_amount)
+        return 200, presentation_out(view).model_dump(mode="json")
+
+    return run_idempotent(request, body, alliance, who, work)
+
+
+@coupon_code_router.get("/{code}", response_model=CouponPresentationOut)
+def get_coupon_code(code: CouponCodePath, alliance: AllianceDep,
+                    who: MerchantDep) -> CouponPresentationOut:
+    """A coupon code you scanned and where its redemption is (``used`` once on chain)."""
+    assert who.merchant_id is not None
+    with alliance.store.read_session() as s:
+        return presentation_out(presentations.merchant_presentation(
+            s, merchant_id=who.merchant_id, code=code))
+
+
+@consent_router.post("/{kind}", response_model=ConsentRewardOut)
+def set_consent_reward(kind: ConsentKindPath, req: ConsentRewardIn, request: Request,
+                       body: BodyDep, alliance: AllianceDep, who: MerchantDep) -> Response:
+    """Offer points of your program to a member who grants you this consent (``birth_month``,
+    ``phone``, ``history``); paid once per member and kind, when the grant is on chain."""
+    mid = who.merchant_id
+    assert mid is not None
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None
+        return 200, consent.set_reward(s, merchant_id=mid, kind=kind, points=req.points)
+
+    return run_idempotent(request, body, alliance, who, work)

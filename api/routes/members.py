@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from ledger.members import payments, privacy, sessions
+from ledger.errors import ConsentRequiredError
+from ledger.members import consent, payments, presentations, privacy, scans, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
@@ -25,25 +26,36 @@ from ..errors import ApiError
 from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
 from ..schemas.members import (
     BalancesOut,
+    ConsentQuoteIn,
+    ConsentSigned,
     ConvertQuoteRequest,
+    CouponPresentationOut,
+    CouponRedeemSigned,
     ErasedOut,
     HistoryOut,
+    ItemClaimSigned,
+    ItemCodeIn,
     MemberConvertRequest,
     MemberOperationOut,
+    MemberProfileOut,
     MyBalancesOut,
     PaymentRequestOut,
     PayQuoteRequest,
     PayRequest,
+    ProfileIn,
     ProgramBalanceOut,
     ProgramValueOut,
     SessionOut,
     SignInChallengeOut,
     SignInRequest,
     SignRequestOut,
+    VoucherClaimIn,
 )
 from .public import public_client
 
 PaymentRequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
+CouponCodePath = Annotated[str, Path(pattern=r"^ALC-[A-Za-z0-9_-]{16,40}$")]
+CouponIdPath = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,77}$")]
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -67,13 +79,33 @@ def balances(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep) 
 @router.get("/{address}/history", response_model=HistoryOut)
 def history(address: AddressPath, alliance: AllianceDep, who: AnyPrincipalDep,
             limit: HistoryLimit = 50,
-            cursor: Cursor = None) -> HistoryOut:
+            cursor: Cursor = None,
+            scope: Literal["mine", "alliance"] = "mine") -> HistoryOut:
     """The member's point events, newest first; pass ``next_cursor`` for the next page.
-    A merchant sees its own program's events and those at its store."""
+    A merchant sees its own program's events and those at its store; ``scope=alliance``
+    (the member's history at every merchant) only under the member's live on-chain consent
+    ``history`` to you (else 403 ``consent-required``)."""
+    merchant = _scope(who)
+    if scope == "alliance" and merchant is not None:
+        consent.require_consent(alliance, member=address, merchant_id=merchant, kind="history")
+        merchant = None
     page = points.history_page(alliance, member=address, limit=limit, cursor=cursor,
-                               merchant_id=_scope(who))
+                               merchant_id=merchant)
     return HistoryOut(member=address, events=page.events, next_cursor=page.next_cursor,
                       as_of_block=page.as_of_block)
+
+
+@router.get("/{address}/profile", response_model=MemberProfileOut)
+def member_profile(address: AddressPath, alliance: AllianceDep,
+                   who: AnyPrincipalDep) -> MemberProfileOut:
+    """The profile fields (birth month, phone) the member granted you, each under a live
+    on-chain consent of its kind; none granted (or all revoked): 403 ``consent-required``."""
+    if who.merchant_id is None:
+        raise ConsentRequiredError("a member's profile is shared with merchants it consents "
+                                   "to, not with the operator")
+    with alliance.store.read_session() as s:
+        return MemberProfileOut.model_validate(consent.merchant_profile(
+            alliance, s, merchant_id=who.merchant_id, member=address))
 
 
 # ---------------------------------------------------------------------- the member app
@@ -265,6 +297,158 @@ def erase_my_data(me: MemberDep, alliance: AllianceDep, response: Response) -> E
         erased = privacy.erase(s, address=me.address)
     response.delete_cookie(SESSION_COOKIE, path="/app", httponly=True, samesite="strict")
     return ErasedOut.model_validate(asdict(erased))
+
+
+# ---------------------------------------------------------------------- coupons
+
+
+@app_router.get("/coupons")
+def my_coupons(me: MemberDep, alliance: AllianceDep) -> dict[str, object]:
+    """The member's coupons: valid first (soonest to expire first), then used, expired."""
+    with alliance.store.read_session() as s:
+        return {"coupons": presentations.my_coupons(alliance, s, holder=me.address)}
+
+
+@app_router.post("/coupons/{coupon_id}/present", response_model=CouponPresentationOut,
+                 status_code=201)
+def present_coupon(coupon_id: CouponIdPath, me: MemberDep,
+                   alliance: AllianceDep) -> CouponPresentationOut:
+    """A fresh one-time code of a valid coupon of the member's, for the till to scan."""
+    with alliance.store.session() as s:
+        return presentation_out(presentations.present(alliance, s, holder=me.address,
+                                                      coupon_id=coupon_id))
+
+
+@app_router.get("/coupon-codes/{code}", response_model=CouponPresentationOut)
+def my_coupon_code(code: CouponCodePath, me: MemberDep,
+                   alliance: AllianceDep) -> CouponPresentationOut:
+    """Where one of the member's coupon codes is (shown, scanned: confirm, used …)."""
+    with alliance.store.read_session() as s:
+        return presentation_out(presentations.member_presentation(s, holder=me.address,
+                                                                  code=code))
+
+
+@app_router.post("/coupon-codes/{code}/quote", response_model=SignRequestOut)
+def quote_coupon(code: CouponCodePath, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to use the coupon on the order the till scanned it for."""
+    with alliance.store.read_session() as s:
+        quote = presentations.quote(alliance, s, holder=me.address, code=code)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/coupon-codes/{code}/redeem", response_model=CouponPresentationOut)
+def redeem_coupon(code: CouponCodePath, req: CouponRedeemSigned, me: MemberDep,
+                  alliance: AllianceDep) -> CouponPresentationOut:
+    """Queue the member's signed redemption, once (asking again answers the same)."""
+    with alliance.store.session() as s:
+        return presentation_out(presentations.redeem(
+            alliance, s, holder=me.address, code=code, nonce=req.nonce,
+            deadline=req.deadline, signature=req.signature))
+
+
+@app_router.post("/vouchers/claim", response_model=MemberOperationOut, status_code=202)
+def claim_voucher(req: VoucherClaimIn, me: MemberDep, alliance: AllianceDep
+                  ) -> MemberOperationOut:
+    """Claim a merchant's voucher (its link or code) into the member's wallet."""
+    with alliance.store.session() as s:
+        op_id = presentations.claim_voucher(alliance, s, holder=me.address, code=req.code)
+        return MemberOperationOut.model_validate(asdict(presentations.voucher_claim(
+            s, holder=me.address, operation_id=op_id)))
+
+
+@app_router.get("/vouchers/claims/{operation_id}", response_model=MemberOperationOut)
+def voucher_claim(operation_id: OperationIdPath, me: MemberDep,
+                  alliance: AllianceDep) -> MemberOperationOut:
+    with alliance.store.read_session() as s:
+        return MemberOperationOut.model_validate(asdict(presentations.voucher_claim(
+            s, holder=me.address, operation_id=operation_id)))
+
+
+# ---------------------------------------------------------------------- items (scan a product)
+
+
+@app_router.post("/items/verify")
+def verify_item(req: ItemCodeIn, me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Is this product genuine (history, recall), and can the member claim its points."""
+    with alliance.store.session() as s:
+        return scans.verify(s, code=req.code)
+
+
+@app_router.post("/items/claim/quote", response_model=SignRequestOut)
+def quote_item_claim(req: ItemCodeIn, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to claim the item's points (``points``: what the brand pays)."""
+    with alliance.store.read_session() as s:
+        quote = scans.quote_claim(alliance, s, member=me.address, code=req.code)
+    return SignRequestOut.model_validate(asdict(quote))
+
+
+@app_router.post("/items/claim", response_model=MemberOperationOut, status_code=202)
+def claim_item(req: ItemClaimSigned, me: MemberDep, alliance: AllianceDep
+               ) -> MemberOperationOut:
+    """Queue the member's signed claim (the brand relays it); poll ``/operations/{id}``."""
+    op_id = scans.claim(alliance, member=me.address, code=req.code, nonce=req.nonce,
+                        deadline=req.deadline, signature=req.signature)
+    with alliance.store.read_session() as s:
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+@app_router.get("/items")
+def my_items(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """The items the member claimed, with recall notices."""
+    with alliance.store.read_session() as s:
+        return {"items": scans.my_items(s, member=me.address)}
+
+
+# ---------------------------------------------------------------------- consent, profile
+
+
+@app_router.get("/consents")
+def my_consents(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Every merchant and consent kind, live or not (from the chain), with the texts."""
+    with alliance.store.read_session() as s:
+        return {"consents": consent.consents_of(alliance, s, member=me.address)}
+
+
+@app_router.post("/consents/quote", response_model=SignRequestOut)
+def quote_consent(req: ConsentQuoteIn, me: MemberDep, alliance: AllianceDep) -> SignRequestOut:
+    """What to sign to grant (or revoke) a consent."""
+    with alliance.store.read_session() as s:
+        q = consent.quote(alliance, s, grant=req.grant, member=me.address,
+                          merchant_id=req.merchant_id, kind=req.kind)
+    return SignRequestOut.model_validate(asdict(q))
+
+
+@app_router.post("/consents", response_model=MemberOperationOut, status_code=202)
+def submit_consent(req: ConsentSigned, me: MemberDep, alliance: AllianceDep
+                   ) -> MemberOperationOut:
+    """Queue the member's signed grant (or revocation), relayed by the merchant it names;
+    poll ``/operations/{id}``."""
+    with alliance.store.session() as s:
+        op_id = consent.submit(alliance, s, grant=req.grant, member=me.address,
+                               merchant_id=req.merchant_id, kind=req.kind, nonce=req.nonce,
+                               deadline=req.deadline, signature=req.signature)
+        return MemberOperationOut.model_validate(
+            asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+@app_router.get("/profile")
+def my_profile(me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    with alliance.store.read_session() as s:
+        return consent.profile(s, member=me.address)
+
+
+@app_router.put("/profile")
+def set_my_profile(req: ProfileIn, me: MemberDep, alliance: AllianceDep) -> dict[str, Any]:
+    """Keep (or clear) the member's birth month and phone; merchants see them only under the
+    member's consent."""
+    with alliance.store.session() as s:
+        return consent.set_profile(s, member=me.address, birth_month=req.birth_month,
+                                   phone=req.phone)
+
+
+def presentation_out(view: presentations.PresentationView) -> CouponPresentationOut:
+    return CouponPresentationOut.model_validate(asdict(view))
 
 
 def payment_out(view: payments.PaymentRequestView) -> PaymentRequestOut:

@@ -192,3 +192,106 @@ class ErasedOut(BaseModel):
     sessions: int
     wallet_links: int
     payments_forgotten: int
+
+
+# ---------------------------------------------------------------------- coupons at the till
+
+
+class CouponPresentationOut(BaseModel):
+    """A coupon shown at a till as a one-time code (``code``: only in the answer that makes
+    it; the QR carries it) and where its redemption is."""
+
+    code: str | None
+    coupon_id: str
+    status: str = Field(description="shown, scanned, redeeming, used, failed or expired")
+    expires_at: int
+    merchant_id: int | None
+    merchant_name: str | None
+    order_id: str | None
+    order_amount: int | None
+    discount: int | None
+    operation_id: str | None
+    tx_hash: str | None
+    error_code: str | None
+
+
+class CouponScanRequest(BaseModel):
+    """The order the scanned coupon code is for (settlement units)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"order_id": "POS-20261126-0042", "order_amount": 12800}]})
+
+    order_id: OrderId
+    order_amount: Annotated[int, Field(strict=True, ge=1, le=2**64 - 1)]
+
+
+class CouponRedeemSigned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class VoucherClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=400)]
+
+
+class ItemCodeIn(BaseModel):
+    """A product label's code as scanned (a GS1 Digital Link URI, with ``?s=`` to claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class ItemClaimSigned(ItemCodeIn):
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class ConsentQuoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merchant_id: MerchantId
+    kind: Annotated[str, Field(pattern=r"^(birth_month|phone|history)$")]
+    grant: bool
+
+
+class ConsentSigned(ConsentQuoteIn):
+    nonce: Nonce
+    deadline: UnixTime
+    signature: Signature
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    birth_month: Annotated[int | None, Field(strict=True, ge=1, le=12)] = None
+    phone: Annotated[str | None, Field(pattern=r"^\+?[0-9 -]{5,20}$")] = None
+
+
+class MemberProfileOut(BaseModel):
+    """The profile fields the member granted you (each under a live on-chain consent of its
+    kind; a field not granted is absent)."""
+
+    member: str
+    birth_month: int | None = None
+    phone: str | None = None
+
+
+class ConsentRewardIn(BaseModel):
+    """Points of your program for a member's grant of this consent kind (0: none); paid once
+    per member and kind when the grant is on chain."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"points": 200}]})
+
+    points: Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
+
+
+class ConsentRewardOut(BaseModel):
+    kind: str
+    points: int

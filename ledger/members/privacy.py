@@ -1,7 +1,8 @@
 """A member's own data off chain: download it (JSON), or erase it.
 
 What the service keeps about a wallet off chain: its app sessions, the link of an alliance
-member id (kept only as a keyed pseudonym) to the wallet, and which payment requests it paid.
+member id (kept only as a keyed pseudonym) to the wallet, which payment requests it paid, the
+profile fields the member chose to keep, and the coupon codes it showed at tills.
 Erasure deletes the sessions, unlinks the wallet from the pseudonym, and forgets who paid
 each payment request; the chain (balances, history, clearing) is left exactly as it is, and
 nothing off chain ties the address to the person any more.
@@ -15,7 +16,13 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..store.models import Member, MemberSession, PaymentRequest
+from ..store.models import (
+    CouponPresentation,
+    Member,
+    MemberProfile,
+    MemberSession,
+    PaymentRequest,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ def export(session: Session, *, address: str) -> dict[str, Any]:
     sessions = session.scalars(select(MemberSession).where(MemberSession.address == address))
     links = session.scalars(select(Member).where(Member.wallet == address))
     paid = session.scalars(select(PaymentRequest).where(PaymentRequest.payer == address))
+    profile = session.get(MemberProfile, address)
     return {
         "address": address,
         "sessions": [{"created_at": s.created_at.isoformat(),
@@ -42,6 +50,8 @@ def export(session: Session, *, address: str) -> dict[str, Any]:
                       "order_id": p.order_id, "amount": p.amount,
                       "program_merchant_id": p.program_merchant_id, "points": p.points,
                       "operation_id": p.operation_id} for p in paid],
+        "profile": ({"birth_month": profile.birth_month, "phone": profile.phone}
+                    if profile is not None else None),
     }
 
 
@@ -52,6 +62,11 @@ def erase(session: Session, *, address: str) -> Erased:
     paid = session.execute(update(PaymentRequest).where(PaymentRequest.payer == address)
                            .values(payer=None))
     gone = session.execute(delete(MemberSession).where(MemberSession.address == address))
+    # The profile goes whole; open coupon codes of the address go (their holder is the
+    # address); consents stay on chain as the member's own record (address, merchant, kind,
+    # text hash: nothing personal).
+    session.execute(delete(MemberProfile).where(MemberProfile.address == address))
+    session.execute(delete(CouponPresentation).where(CouponPresentation.holder == address))
     return Erased(sessions=int(gone.rowcount or 0),  # type: ignore[attr-defined]
                   wallet_links=int(links.rowcount or 0),  # type: ignore[attr-defined]
                   payments_forgotten=int(paid.rowcount or 0))  # type: ignore[attr-defined]

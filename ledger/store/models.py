@@ -612,3 +612,48 @@ class GiftRedemption(Base):
     redeem_operation_id: Mapped[str] = mapped_column(String(36))
     grant_operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------------- member-app2 (issue 12)
+
+
+class CouponPresentation(Base):
+    """A coupon shown at a till as a one-time code (only its SHA-256 is kept): the first
+    merchant to scan it binds its order; ``operation_id`` is the member's signed redemption
+    queued for that order (see ``ledger.members.presentations``)."""
+
+    __tablename__ = "coupon_presentations"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(42), index=True)
+    coupon_id: Mapped[str] = mapped_column(String(80), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    order_amount: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    discount: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class MemberProfile(Base):
+    """Profile fields a member chose to keep with the service (the member app), shared with a
+    merchant only under a live on-chain consent of that kind; erased with the member's data."""
+
+    __tablename__ = "member_profiles"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    birth_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentReward(Base):
+    """Points a merchant offers a member for granting it a consent of ``kind`` (paid once per
+    member, merchant and kind, when the grant is on chain)."""
+
+    __tablename__ = "consent_rewards"
+
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)
