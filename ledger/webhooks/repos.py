@@ -48,8 +48,11 @@ def event_by_id(session: Session, merchant_id: int, event_id: str) -> WebhookEve
         WebhookEvent.id == event_id, WebhookEvent.merchant_id == merchant_id)).first()
 
 
-def ids_like(session: Session, base: str) -> set[str]:
-    return set(session.scalars(select(WebhookEvent.id).where(WebhookEvent.id.like(f"{base}%"))))
+def ids_like(session: Session, base: str) -> dict[str, bool]:
+    """Ids of the events whose id starts with ``base`` (the same log for the same merchant,
+    written again after a reorg), and whether each was reverted."""
+    return {i: bool(r) for i, r in session.execute(
+        select(WebhookEvent.id, WebhookEvent.reverted).where(WebhookEvent.id.like(f"{base}%")))}
 
 
 def add_event(session: Session, row: dict[str, Any], endpoints: Sequence[WebhookEndpoint],
