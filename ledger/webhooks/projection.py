@@ -7,14 +7,15 @@ head, the same reorg rollback), so an event is announced only once the read mode
 Events of merchants with no endpoint for them are not written: an endpoint receives events
 from when it was registered (replay goes back as far as events were kept for the merchant).
 
-Reorg: the follower calls :meth:`WebhookProjection.rollback` with the common ancestor. An
-event of the blocks undone that no endpoint has received yet is withdrawn (dropped with its
-deliveries: no one ever sees it; if the same log comes back in the new chain, it comes back
-with the same id). One already delivered somewhere cannot be taken back (delivery is at least
-once): it is marked reverted, its undelivered copies are dropped, and every endpoint that
-received it gets an ``event.reverted`` event naming it. If the same log comes back after that,
-it is a new event (its id gets a ``.2`` suffix), so a receiver that de-duplicates by id takes
-it again.
+Reorg: the follower calls :meth:`WebhookProjection.rollback` with a block at or below the
+common ancestor. An event whose log the chain still has (same transaction, block and index)
+is kept as it is. An event of the blocks undone that no endpoint has received yet is
+withdrawn (dropped with its deliveries: no one ever sees it; if the same log comes back in
+the new chain, it comes back with the same id). One already delivered somewhere cannot be
+taken back (delivery is at least once): it is marked reverted, its undelivered copies are
+dropped, and every endpoint that received it gets an ``event.reverted`` event naming it. If
+the same log comes back after that, it is a new event (its id gets a ``.2`` suffix), so a
+receiver that de-duplicates by id takes it again.
 """
 
 from __future__ import annotations
@@ -119,7 +120,15 @@ class WebhookProjection:
 
     def rollback(self, session: Session, after_block: int) -> None:
         now = utcnow()
-        for ev in repos.events_after(session, after_block):
+        events = repos.events_after(session, after_block)
+        # The follower rewinds further than the reorg reached (REORG_DEPTH blocks): an event
+        # whose log is still on the chain, in the same block, at the same index, was not
+        # undone; it stays as it is (and is not written again when its block is re-read).
+        kept = self._still_on_chain({(e.tx_hash, e.block_number, e.log_index)
+                                     for e in events})
+        for ev in events:
+            if (ev.tx_hash, ev.block_number, ev.log_index) in kept:
+                continue
             deliveries = repos.deliveries_of_event(session, ev.seq)
             got = [d.endpoint_id for d in deliveries if d.state == DeliveryState.DELIVERED]
             if not got:
@@ -145,6 +154,24 @@ class WebhookProjection:
 
     def on_head(self, session: Session, head: Head) -> int:
         return 0
+
+    def _still_on_chain(self, logs: set[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+        """Which of ``logs`` (tx hash, block, log index) the chain has now, as they were
+        (the receipts of their transactions, in one JSON-RPC batch)."""
+        hashes = sorted({tx for tx, _, _ in logs})
+        if not hashes:
+            return set()
+        receipts = self.alliance.gateway.rpc_batch(
+            [("eth_getTransactionReceipt", [h]) for h in hashes])
+        now: set[tuple[str, int, int]] = set()
+        for h, r in zip(hashes, receipts, strict=True):
+            if isinstance(r, Exception):
+                raise r  # the round fails and is retried: never revert on a lost answer
+            if not r:
+                continue
+            block = int(r["blockNumber"], 16)
+            now.update((h, block, int(lg["logIndex"], 16)) for lg in r.get("logs", []))
+        return logs & now
 
     # ------------------------------------------------------------------ addressing
 

@@ -51,8 +51,11 @@ def event_by_id(session: Session, merchant_id: int, event_id: str) -> WebhookEve
 def ids_like(session: Session, base: str) -> dict[str, bool]:
     """Ids of the events whose id starts with ``base`` (the same log for the same merchant,
     written again after a reorg), and whether each was reverted."""
-    return {i: bool(r) for i, r in session.execute(
-        select(WebhookEvent.id, WebhookEvent.reverted).where(WebhookEvent.id.like(f"{base}%")))}
+    rows = session.execute(select(WebhookEvent.id, WebhookEvent.reverted).where(
+        WebhookEvent.id.like(f"{base}%")))
+    # base itself and base.2, base.3 ... (not base.reverted, the notice of one of them)
+    return {i: bool(r) for i, r in rows
+            if i == base or i.removeprefix(base + ".").isdigit()}
 
 
 def add_event(session: Session, row: dict[str, Any], endpoints: Sequence[WebhookEndpoint],
@@ -69,10 +72,10 @@ def add_event(session: Session, row: dict[str, Any], endpoints: Sequence[Webhook
 
 def events_after(session: Session, after_block: int) -> list[WebhookEvent]:
     """Events of blocks after ``after_block`` a reorg may undo (reverted notices excluded:
-    they are never withdrawn), newest first."""
+    they are never withdrawn), in the order they were written."""
     return list(session.scalars(select(WebhookEvent).where(
         WebhookEvent.block_number > after_block, WebhookEvent.reverted.is_(False),
-        WebhookEvent.type != EventType.EVENT_REVERTED).order_by(WebhookEvent.seq.desc())))
+        WebhookEvent.type != EventType.EVENT_REVERTED).order_by(WebhookEvent.seq)))
 
 
 def deliveries_of_event(session: Session, seq: int) -> list[WebhookDelivery]:
