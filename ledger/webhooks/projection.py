@@ -93,7 +93,8 @@ class WebhookProjection:
             if e.name == "NetRecorded":
                 nets[(e.tx_hash, int(e.args["merchantId"]))] = int(e.args["net"])
         now = utcnow()
-        added = 0
+        new: list[tuple[dict[str, Any], Sequence[repos.WebhookEndpoint]]] = []
+        written: set[str] = set()
         for e in events:
             for merchant, type_, payload in self._address(session, e, programs, nets,
                                                           by_merchant):
@@ -103,6 +104,8 @@ class WebhookProjection:
                     continue
                 base = event_id(tx_hash=e.tx_hash, log_index=e.log_index,
                                 merchant_id=merchant, type_=type_)
+                if base in written:
+                    continue
                 taken = repos.ids_like(session, base)
                 if any(not reverted for reverted in taken.values()):
                     continue  # a chunk read again: written once
@@ -111,12 +114,14 @@ class WebhookProjection:
                 while eid in taken:
                     n += 1
                     eid = f"{base}.{n}"
-                repos.add_event(session, {
+                written.add(base)
+                new.append(({
                     "id": eid, "merchant_id": merchant, "type": str(type_),
                     "payload": payload, "tx_hash": e.tx_hash, "block_number": e.block_number,
-                    "log_index": e.log_index, "block_time": e.block_time}, wanting, now)
-                added += 1
-        return added
+                    "log_index": e.log_index, "block_time": e.block_time}, wanting))
+        if new:
+            repos.add_events(session, new, now)
+        return len(new)
 
     def rollback(self, session: Session, after_block: int) -> None:
         now = utcnow()

@@ -51,8 +51,9 @@ def event_by_id(session: Session, merchant_id: int, event_id: str) -> WebhookEve
 def ids_like(session: Session, base: str) -> dict[str, bool]:
     """Ids of the events whose id starts with ``base`` (the same log for the same merchant,
     written again after a reorg), and whether each was reverted."""
+    # A range on the unique index ("." < "/"): LIKE would scan the table on SQLite.
     rows = session.execute(select(WebhookEvent.id, WebhookEvent.reverted).where(
-        WebhookEvent.id.like(f"{base}%")))
+        WebhookEvent.id >= base, WebhookEvent.id < base + "/"))
     # base itself and base.2, base.3 ... (not base.reverted, the notice of one of them)
     return {i: bool(r) for i, r in rows
             if i == base or i.removeprefix(base + ".").isdigit()}
@@ -61,13 +62,22 @@ def ids_like(session: Session, base: str) -> dict[str, bool]:
 def add_event(session: Session, row: dict[str, Any], endpoints: Sequence[WebhookEndpoint],
               now: datetime) -> WebhookEvent:
     """Insert one event and a pending delivery of it to each of ``endpoints``."""
-    ev = WebhookEvent(**row)
-    session.add(ev)
+    return add_events(session, [(row, endpoints)], now)[0]
+
+
+def add_events(session: Session,
+               rows: Sequence[tuple[dict[str, Any], Sequence[WebhookEndpoint]]],
+               now: datetime) -> list[WebhookEvent]:
+    """Insert events in order (their ``seq`` follows it), each with a pending delivery to
+    each of its endpoints; one flush for all."""
+    events = [WebhookEvent(**row) for row, _ in rows]
+    session.add_all(events)
     session.flush()
-    for ep in endpoints:
-        session.add(WebhookDelivery(endpoint_id=ep.id, event_seq=ev.seq, event_id=ev.id,
-                                    state=DeliveryState.PENDING, attempts=0, next_at=now))
-    return ev
+    session.add_all([WebhookDelivery(endpoint_id=ep.id, event_seq=ev.seq, event_id=ev.id,
+                                     state=DeliveryState.PENDING, attempts=0, next_at=now)
+                     for ev, (_, endpoints) in zip(events, rows, strict=True)
+                     for ep in endpoints])
+    return events
 
 
 def events_after(session: Session, after_block: int) -> list[WebhookEvent]:
@@ -91,13 +101,20 @@ def drop_event(session: Session, ev: WebhookEvent) -> None:
 def head_pending(session: Session, endpoint_id: str) -> tuple[WebhookDelivery, WebhookEvent] | None:
     """An endpoint's oldest undelivered delivery and its event (deliveries go in order: the
     next one waits for this one)."""
-    row = session.execute(
+    rows = pending(session, endpoint_id, 1)
+    return rows[0] if rows else None
+
+
+def pending(session: Session, endpoint_id: str, limit: int
+            ) -> list[tuple[WebhookDelivery, WebhookEvent]]:
+    """An endpoint's oldest ``limit`` undelivered deliveries with their events, in order."""
+    rows = session.execute(
         select(WebhookDelivery, WebhookEvent)
         .join(WebhookEvent, WebhookEvent.seq == WebhookDelivery.event_seq)
         .where(WebhookDelivery.endpoint_id == endpoint_id,
                WebhookDelivery.state == DeliveryState.PENDING)
-        .order_by(WebhookDelivery.event_seq).limit(1)).first()
-    return None if row is None else (row[0], row[1])
+        .order_by(WebhookDelivery.event_seq).limit(limit)).all()
+    return [(r[0], r[1]) for r in rows]
 
 
 def delivery(session: Session, endpoint_id: str, seq: int) -> WebhookDelivery | None:

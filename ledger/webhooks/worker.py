@@ -34,6 +34,8 @@ POLL_S = 0.5
 # Deliveries one endpoint gets in one round before the others' turn (they run side by side
 # anyway; this bounds how long a round lasts).
 PER_ROUND = 200
+# Pending deliveries read at a time (in order; each one's outcome is still stored on its own).
+PAGE = 50
 THREADS = 4
 
 
@@ -61,6 +63,9 @@ class WebhookWorker(Worker):
         self.timeout_s = timeout_s
         self.transport = transport
         self._secrets: dict[str, tuple[str, str]] = {}
+        # One client per endpoint (its connection kept open); an endpoint is served by one
+        # thread at a time, so a client is never used by two at once.
+        self._clients: dict[str, httpx.Client] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -88,6 +93,9 @@ class WebhookWorker(Worker):
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     def _serve(self, endpoint_id: str, url: str) -> int:
         """Deliver the endpoint's due deliveries in order until one fails or none is due;
@@ -96,28 +104,33 @@ class WebhookWorker(Worker):
         secret = self._secrets[endpoint_id][1]
         while attempts < PER_ROUND:
             with self.alliance.store.read_session() as s:
-                head = repos.head_pending(s, endpoint_id)
-                if head is None:
-                    return attempts
-                d, ev = head
-                if d.next_at is not None and d.next_at > utcnow():
-                    return attempts
-                seq, event_id, body = d.event_seq, ev.id, body_of(ev)
-            attempt = self._attempt(url, secret, event_id, body)
-            attempts += 1
-            if not self._record(endpoint_id, seq, attempt):
+                page = [(d.event_seq, d.next_at, ev.id, body_of(ev))
+                        for d, ev in repos.pending(s, endpoint_id, PAGE)]
+            if not page:
                 return attempts
+            for seq, next_at, event_id, body in page:
+                if next_at is not None and next_at > utcnow():
+                    return attempts
+                attempt = self._attempt(endpoint_id, url, secret, event_id, body)
+                attempts += 1
+                if not self._record(endpoint_id, seq, attempt):
+                    return attempts
         return attempts
 
-    def _attempt(self, url: str, secret: str, event_id: str, body: bytes) -> delivery.Attempt:
+    def _attempt(self, endpoint_id: str, url: str, secret: str, event_id: str, body: bytes
+                 ) -> delivery.Attempt:
         try:
             # Checked again before every attempt: a name may resolve elsewhere by now.
             delivery.validate_url(url, api_port=self.alliance.settings.api_port,
                                   allow_private=self.alliance.settings.webhooks_allow_private)
         except LedgerValidationError as exc:
             return delivery.Attempt(False, None, f"refused: {exc.message}", 0.0)
+        client = self._clients.get(endpoint_id)
+        if client is None:
+            client = self._clients[endpoint_id] = delivery.new_client(self.timeout_s,
+                                                                      self.transport)
         return delivery.deliver(url, secret=secret, event_id=event_id, body=body,
-                                timeout_s=self.timeout_s, transport=self.transport)
+                                timeout_s=self.timeout_s, client=client)
 
     def _record(self, endpoint_id: str, seq: int, attempt: delivery.Attempt) -> bool:
         """Store what an attempt gave; True if the endpoint may go on to its next event."""
