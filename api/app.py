@@ -32,6 +32,7 @@ from .routes import (
     ops,
     points,
     public,
+    webhooks,
 )
 from .routes import app as member_app
 
@@ -88,6 +89,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               coupons.router, coupons.public_router,
               console.router, console.api_router,
               offers.router,
+              webhooks.router,
               ):
         app.include_router(r)
 

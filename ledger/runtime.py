@@ -34,6 +34,8 @@ from .points import kinds as points_kinds
 from .points.expiry import ExpirySweeper
 from .points.projection import PointsProjection
 from .types import MerchantId
+from .webhooks.projection import WebhookProjection
+from .webhooks.worker import WebhookWorker
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -81,13 +83,16 @@ def indexer(alliance: Alliance) -> Follower:
                                ItemsProjection(alliance), CouponsProjection(alliance),
                                OffersProjection(alliance),
                                ConsentProjection(alliance),
+                               WebhookProjection(alliance),
                                ])
 
 
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
     return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance),
-            BirthdayJob(alliance)]
+            BirthdayJob(alliance),
+            WebhookWorker(alliance),
+            ]
 
 
 class Runtime:
