@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, proc, data / "up.log", timeout_s=120)
+        wait_until_healthy(url, proc, data / "up.log", timeout_s=300)
         yield url, data
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
