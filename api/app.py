@@ -25,6 +25,7 @@ from .routes import (
     coupons,
     items,
     members,
+    memberships,
     merchants,
     operations,
     ops,
@@ -82,7 +83,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
               items.router, items.public_router, items.scan_router,
-              coupons.router, coupons.public_router):
+              coupons.router, coupons.public_router, memberships.router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

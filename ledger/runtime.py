@@ -22,6 +22,8 @@ from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
 from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
+from .memberships import kinds as memberships_kinds
+from .memberships.projection import MembershipsProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .outbox.kinds import KindRegistry, Signer
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
     return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS,
-                         *coupons_kinds.KINDS])
+                         *coupons_kinds.KINDS, *memberships_kinds.KINDS])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -74,7 +76,8 @@ def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
-                               ItemsProjection(alliance), CouponsProjection(alliance)])
+                               ItemsProjection(alliance), CouponsProjection(alliance),
+                               MembershipsProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:
