@@ -55,6 +55,8 @@ MAX_WINDOW_DAYS = 3660
 BPS = 10_000
 MAX_MULTIPLIER_BPS = 100_000
 MAX_PAYMENT_REF = 128
+# Problem code of a grant refused because a member is below the campaign's tier (409).
+TIER_TOO_LOW = "tier-too-low"
 
 
 class CardStatus(StrEnum):
@@ -124,7 +126,7 @@ def payment_ref_of(reference: str) -> bytes:
 def _require_fresh_ref(alliance: Alliance, merchant_id: int, ref: bytes) -> None:
     if _cards(alliance).payment_ref_used(merchant_id, ref):
         raise LedgerConflictError("this payment reference already paid for a card",
-                                  merchant_id=merchant_id)
+                                  code="membership-payment-ref-used", merchant_id=merchant_id)
 
 
 def _card_exists(alliance: Alliance, token_id: int) -> bool:
@@ -164,7 +166,8 @@ def request_earn_card(alliance: Alliance, session: Session, *, merchant_id: int,
     if spent < price:
         raise LedgerConflictError(
             f"no indexed redemption of {price} points by {account} for order {oid} at "
-            f"merchant {merchant.id} (found {spent})", field="points_order_id")
+            f"merchant {merchant.id} (found {spent})", code="membership-points-not-redeemed",
+            field="points_order_id")
     return _issue(alliance, session, merchant, member=account, tier=tier, days=days, ref=ref)
 
 
@@ -176,7 +179,7 @@ def _issue(alliance: Alliance, session: Session, merchant: MerchantRow, *, membe
     tid = card_id(merchant.id, account)
     if _card_exists(alliance, tid):
         raise LedgerConflictError(f"{account} already holds a card of merchant {merchant.id}; "
-                                  "renew it", token_id=str(tid))
+                                  "renew it", code="membership-card-exists", token_id=str(tid))
     _require_fresh_ref(alliance, merchant.id, ref)
     payload = IssueCardPayload(merchant.id, account, t, _now(alliance) + d * DAY, ref)
     return _enqueue(session, merchant, kinds.ISSUE_CARD, payload)
@@ -318,9 +321,9 @@ def check_tier_gate(alliance: Alliance, session: Session, *, campaign_id: int,
     for i, m in enumerate(members):
         t = member_tier(alliance, session, merchant_id=lock.scope_merchant_id, member=m)
         if t.level < lock.min_level:
-            raise TierTooLowError(
+            raise LedgerConflictError(
                 f"campaign {campaign_id} needs tier {lock.min_level}; {t.member} is at "
-                f"tier {t.level}", index=i, campaign_id=campaign_id)
+                f"tier {t.level}", code=TIER_TOO_LOW, index=i, campaign_id=campaign_id)
 
 
 def request_tier_grant(alliance: Alliance, session: Session, *, merchant_id: int,
@@ -331,8 +334,3 @@ def request_tier_grant(alliance: Alliance, session: Session, *, merchant_id: int
     return coupons.request_grant(alliance, session, merchant_id=merchant_id,
                                  campaign_id=campaign_id, members=accounts)
 
-
-class TierTooLowError(LedgerConflictError):
-    """A member is below the tier a campaign is locked to; nothing was queued."""
-
-    code = "tier-too-low"

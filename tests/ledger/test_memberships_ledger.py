@@ -14,7 +14,7 @@ from ledger.coupons.service import request_create_campaign
 from ledger.errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
 from ledger.memberships import service
 from ledger.memberships.clients import card_id
-from ledger.memberships.service import CardStatus, TierDef, TierTooLowError
+from ledger.memberships.service import TIER_TOO_LOW, CardStatus, TierDef
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox
 from ledger.outbox.views import OperationView
@@ -246,10 +246,10 @@ def test_a_tier_locked_campaign_refuses_a_member_below_the_tier(
     _earn_points(alliance, cafe_merchant, gold, 6000, "big")
     with alliance.store.session() as s:
         service.lock_campaign(s, merchant_id=mid, campaign_id=1, min_level=2)
-    with pytest.raises(TierTooLowError) as info, alliance.store.session() as s:
+    with pytest.raises(LedgerConflictError) as info, alliance.store.session() as s:
         service.request_tier_grant(alliance, s, merchant_id=mid, campaign_id=1,
                                    members=[gold, plain])
-    assert info.value.details["index"] == 1
+    assert info.value.details["code"] == TIER_TOO_LOW and info.value.details["index"] == 1
     with alliance.store.session() as s:
         op = service.request_tier_grant(alliance, s, merchant_id=mid, campaign_id=1,
                                         members=[gold])
