@@ -106,6 +106,9 @@ def test_tiers_raise_issued_points_and_lock_a_campaign(env: ApiEnv) -> None:
     before = ops_count(env)
     problem(env.store.post(f"/v1/memberships/campaigns/{cid}/grant",
                            {"members": [gold, plain]}), 409, "tier-too-low")
+    # The coupons' own grant route checks the lock too.
+    problem(env.store.post("/v1/coupons/grant", {"campaign_id": cid, "members": [plain]}),
+            409, "tier-too-low")
     assert ops_count(env) == before
     confirmed(env, env.store.post(f"/v1/memberships/campaigns/{cid}/grant",
                                   {"members": [gold]}))
