@@ -91,7 +91,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         }
         if (t.budget == 0) revert CouponInvalidTerms("budget");
         if (t.validDays > 3660) revert CouponInvalidTerms("validDays");
-        uint256 n = _registry.merchantCount();
+        uint256 n = _REGISTRY.merchantCount();
         campaignId = ++_campaignCount;
         for (uint256 i = 0; i < t.acceptors.length; ++i) {
             uint256 m = t.acceptors[i];
@@ -259,7 +259,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         // slither-disable-next-line incorrect-equality
         if (rec.redeemedAt == 0 || rec.orderTag != uint88(uint256(orderRef))) revert CouponNotRedeemed(couponId);
         _requireAccount(rec.acceptor);
-        uint256 closesAt = uint256(rec.redeemedAt) + _registry.refundWindow();
+        uint256 closesAt = uint256(rec.redeemedAt) + _REGISTRY.refundWindow();
         if (block.timestamp > closesAt) revert CouponRefundWindowClosed(couponId, closesAt);
         uint256 campaignId = couponId >> 72;
         Campaign storage c = _campaigns[campaignId];
@@ -300,7 +300,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         returns (Refusal refusal, uint256 discount)
     {
         if (_ownerOf(couponId) == address(0)) revert CouponUnknownCoupon(couponId);
-        if (acceptor == 0 || acceptor > _registry.merchantCount()) {
+        if (acceptor == 0 || acceptor > _REGISTRY.merchantCount()) {
             revert IAllianceRegistry.RegistryUnknownMerchant(acceptor);
         }
         return _check(couponId, _campaigns[couponId >> 72], acceptor, orderRef, orderAmount, true);
@@ -407,7 +407,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
 
     /// @dev Reverts unless the caller is the active account of `merchantId`; gives it.
     function _requireAccount(uint256 merchantId) private view returns (address account) {
-        IAllianceRegistry.Merchant memory m = _registry.merchant(merchantId);
+        IAllianceRegistry.Merchant memory m = _REGISTRY.merchant(merchantId);
         if (m.account != msg.sender) revert CouponUnauthorized(msg.sender, merchantId);
         if (m.status != IAllianceRegistry.MerchantStatus.Active) revert CouponMerchantNotActive(merchantId);
         return m.account;
@@ -438,7 +438,7 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     function _acceptsAt(uint256 campaignId, Campaign storage c, uint256 acceptor) private view returns (bool) {
         uint256 issuer = c.issuer;
         if (acceptor == issuer) return true;
-        if (c.allMerchants) return _registry.accepts(acceptor, issuer);
+        if (c.allMerchants) return _REGISTRY.accepts(acceptor, issuer);
         return _acceptors[campaignId][acceptor];
     }
 
@@ -459,10 +459,10 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         if (orderAmount == 0 || orderAmount > type(uint64).max) revert CouponInvalidOrderAmount(orderAmount);
         if (isUsed(couponId)) return (Refusal.Used, 0);
         if (c.paused) return (Refusal.Paused, 0);
-        if (_registry.merchant(c.issuer).status != IAllianceRegistry.MerchantStatus.Active) {
+        if (_REGISTRY.merchant(c.issuer).status != IAllianceRegistry.MerchantStatus.Active) {
             return (Refusal.IssuerSuspended, 0);
         }
-        if (checkAcceptor && _registry.merchant(acceptor).status != IAllianceRegistry.MerchantStatus.Active) {
+        if (checkAcceptor && _REGISTRY.merchant(acceptor).status != IAllianceRegistry.MerchantStatus.Active) {
             return (Refusal.AcceptorSuspended, 0);
         }
         if (block.timestamp < c.startsAt) return (Refusal.NotYetValid, 0);
@@ -548,6 +548,6 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
 
     /// @dev The registry's address: coupon books of two alliances never share signatures.
     function _domainSalt() internal view override returns (bytes32) {
-        return bytes32(uint256(uint160(address(_registry))));
+        return bytes32(uint256(uint160(address(_REGISTRY))));
     }
 }

@@ -11,9 +11,16 @@ Prints:
   the redemption log; plus the two clearing positions and their log when cross-merchant)
   (target <= 1.5x), with what the book writes beyond that floor named;
 - what marking used costs as a bitmap bit next to OpenZeppelin's plain `_burn` (owner slot
-  cleared, balance decremented, Transfer), both in protocol gas.
+  cleared, balance decremented, Transfer), both in protocol gas;
+- the gas of every other coupon operation (campaign, single grant, pause, resume, voucher
+  claim and cancel, rollback, transfer), each next to the figure main's CouponBook gave on this
+  machine before the redemption work (the "reference" column);
+- with ``--api``: coupons granted/s (batches of 1,000 through ``POST /v1/coupons/grant``) and
+  redeemed/s (``POST /v1/coupons/redeem`` from concurrent clients) through a real uvicorn
+  server, each next to points issued/s through the same server and batching (its reference).
 
-Usage: .venv/bin/python scripts/bench_coupons.py [--batch 1000]
+Usage: .venv/bin/python scripts/bench_coupons.py [--batch 1000] [--api] [--api-grants 5000]
+       [--api-redeems 200]
 """
 
 from __future__ import annotations
@@ -81,17 +88,25 @@ def redeem_floor(calldata: bytes, *, cross: bool, used_word_new: bool,
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--api", action="store_true", help="also the API throughput figures")
+    ap.add_argument("--api-grants", type=int, default=5000)
+    ap.add_argument("--api-redeems", type=int, default=200)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
         alliance = Alliance.open(Settings(data_dir=Path(tmp), rate_limit_per_minute=10**9))
         try:
             run(alliance, args.batch)
+            other_ops(alliance)
+            if args.api:
+                api_throughput(alliance, grants=args.api_grants, redeems=args.api_redeems)
         finally:
             alliance.close()
     return 0
 
 
-def run(alliance: Alliance, batch: int) -> None:
+def run(alliance: Alliance, batch: int) -> dict[str, float]:
+    """Print the grant and redemption figures; give each ratio to its floor by name."""
+    ratios: dict[str, float] = {}
     gw = alliance.gateway
     book = alliance.contracts.coupons
     assert book is not None, "this deployment has no coupon book"
@@ -116,6 +131,7 @@ def run(alliance: Alliance, batch: int) -> None:
     data = book.encode("grantBatch", cid, members)
     used = int(send(iss_tx, data)["gasUsed"])  # type: ignore[call-overload]
     floor = grant_floor(data, batch)
+    ratios["grant"] = used / floor
     print(f"batch grant of {batch}: {used / batch:,.0f} gas per coupon vs floor "
           f"{floor / batch:,.0f} = {used / floor:.3f}x  (target <= 1.15x)")
 
@@ -148,18 +164,18 @@ def run(alliance: Alliance, batch: int) -> None:
         f = redeem_floor(data, cross=at != issuer, used_word_new=word_new, nonce_word_new=True)
         if i == 2:
             f += 2 * (NEW_SLOT - UPDATE_SLOT)  # both positions written for the first time
+        ratios[f"redeem {label}"] = g / f
         print(f"redeem {label}: {g:,} gas vs used-bitmap floor {f:,} = {g / f:.3f}x"
               "  (target <= 1.5x)")
-        print(f"  with the rollback record's slot in the floor ({f + NEW_SLOT:,}):"
-              f" {g / (f + NEW_SLOT):.3f}x")
-    print("  beyond the used-bitmap floor: the redemption record a rollback needs (1 new slot), "
-          "registry reads (acceptor, issuer), campaign reads (3 cold slots), the clearing's "
-          "address (read from the registry) and its period and position reads")
+    print("  beyond the used-bitmap floor: registry reads (acceptor, issuer: calls and cold "
+          "slots), the holder's owner slot, campaign reads (3 cold slots), the clearing's call "
+          "with its period and position reads; the rollback record rides in the order slot")
     bit = UPDATE_SLOT
     burn = 2 * UPDATE_SLOT + TRANSFER_LOG - CLEAR_REFUND
     print(f"marking used: bitmap bit {bit:,} gas (word already open; {NEW_SLOT:,} for a new "
           f"word, i.e. once per 256 serials) vs OZ _burn {burn:,} gas (owner cleared with "
           f"refund, balance, Transfer) = {bit / burn:.3f}x")
+    return ratios
 
 
 def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int) -> int:
@@ -173,3 +189,82 @@ def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int)
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# Gas of main's CouponBook (commit 2e73908, before the redemption work) for the same calls,
+# measured by this script's other_ops on the same machine: the reference of "unchanged or
+# better" (tests/contracts/test_coupons_gas.py asserts it).
+REFERENCE_GAS = {
+    "createCampaign (one acceptor)": 160_345,
+    "grant (one, _safeMint)": 91_420,
+    "pause": 39_559,
+    "resume": 39_547,
+    "claimVoucher": 122_749,
+    "cancelVoucher": 58_793,
+    "transferFrom": 57_504,
+    "rollback (cross-merchant)": 69_761,
+}
+
+
+def other_ops(alliance: Alliance) -> dict[str, int]:
+    """Gas of every coupon operation besides batch grants and redemptions, printed next to
+    the reference; gives them by name."""
+    gas = measure_other_ops(alliance)
+    print("other coupon operations (gas, reference = main before the redemption work):")
+    for name, g in gas.items():
+        ref = REFERENCE_GAS.get(name, 0)
+        ratio = f"{g / ref:.3f}x" if ref else "-"
+        print(f"  {name}: {g:,} vs reference {ref:,} = {ratio}")
+    return gas
+
+
+def measure_other_ops(alliance: Alliance) -> dict[str, int]:
+    gw = alliance.gateway
+    book = alliance.contracts.coupons
+    assert book is not None
+    ids, senders = [], []
+    for sym in ("OI", "OA"):
+        m = admit_merchant(alliance, name=f"Ops {sym}", symbol=sym, rate=1,
+                           config=ProgramConfig())
+        ids.append(m.merchant_id)
+        senders.append(TransactionSender(gw, merchant_signing_key(alliance, m.merchant_id)))
+    (issuer, acceptor), (iss_tx, acc_tx) = ids, senders
+    out: dict[str, int] = {}
+
+    def send(name: str | None, tx: TransactionSender, data: bytes) -> dict[str, object]:
+        receipt = tx.transact(to=book.address, data=data, gas=5_000_000)
+        if name:
+            out[name] = int(receipt["gasUsed"])  # type: ignore[call-overload]
+        return receipt
+
+    terms = CampaignTerms(issuer=issuer, kind=CouponKind.FIXED_OFF, value=100,
+                          budget=10**12, acceptors=(acceptor,))
+    send("createCampaign (one acceptor)", iss_tx, book.encode("createCampaign",
+                                                              terms.as_tuple()))
+    cid = book.campaign_count()
+    holder = Account.create()
+    receipt = send("grant (one, _safeMint)", iss_tx, book.encode("grant", cid, holder.address))
+    (coupon,) = [int(a["tokenId"]) for n, a, _ in book.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+                 if n == "Transfer"]
+    send("pause", iss_tx, book.encode("setCampaignPaused", cid, True))
+    send("resume", iss_tx, book.encode("setCampaignPaused", cid, False))
+    now = int(gw.block("latest")["timestamp"])
+    voucher = (cid, 7, now + 3600)
+    sig = bytes(Account.unsafe_sign_hash(
+        book.voucher_digest(campaign_id=cid, voucher_id=7, expires_at=now + 3600),
+        merchant_signing_key(alliance, issuer)).signature)
+    send("claimVoucher", iss_tx, book.encode("claimVoucher", voucher,
+                                             Account.create().address, sig))
+    send("cancelVoucher", iss_tx, book.encode("cancelVoucher", cid, 8))
+    order = keccak(text="ops-1")
+    digest = book.redeem_digest(holder=holder.address, coupon_id=coupon, acceptor=acceptor,
+                                order_ref=order, order_amount=1000, nonce=1,
+                                deadline=now + 3600)
+    rsig = bytes(Account.unsafe_sign_hash(digest, holder.key).signature)
+    send(None, acc_tx, book.encode("redeem", (coupon, acceptor, order, 1000, 1, now + 3600),
+                                   rsig))
+    send("rollback (cross-merchant)", acc_tx, book.encode("rollback", coupon, order))
+    gw.rpc("anvil_setBalance", [holder.address, hex(10**20)])
+    send("transferFrom", TransactionSender(gw, bytes(holder.key)),
+         book.encode("transferFrom", holder.address, Account.create().address, coupon))
+    return out
