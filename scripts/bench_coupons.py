@@ -27,21 +27,37 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_api import _serve, _wait_confirmed  # noqa: E402
+
+from api.client import AllianceClient  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain.sender import TransactionSender  # noqa: E402
 from ledger.coupons.clients import CampaignTerms, CouponBookClient, CouponKind  # noqa: E402
+from ledger.coupons.signing import redeem_coupon_typed_data  # noqa: E402
 from ledger.merchants.clients import ProgramConfig  # noqa: E402
-from ledger.merchants.service import admit_merchant, merchant_signing_key  # noqa: E402
+from ledger.merchants.service import (  # noqa: E402
+    AdmittedMerchant,  # noqa: E402
+    admit_merchant,
+    merchant_signing_key,
+)
+from ledger.points.service import order_ref  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
 # Protocol gas prices the floors are computed from (EIP-2929/2200/3529, yellow paper).
@@ -268,3 +284,122 @@ def measure_other_ops(alliance: Alliance) -> dict[str, int]:
     send("transferFrom", TransactionSender(gw, bytes(holder.key)),
          book.encode("transferFrom", holder.address, Account.create().address, coupon))
     return out
+
+
+# ---------------------------------------------------------------------- API throughput
+
+
+def _timed_posts(base: str, who: AdmittedMerchant, path: str, bodies: list[dict[str, Any]],
+                 clients: int) -> tuple[float, list[str]]:
+    """POST every body from ``clients`` concurrent clients; the time they took to be
+    accepted and the operation ids."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def loop(part: list[dict[str, Any]]) -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, who.key_id, who.secret)
+            for b in part:
+                r = c.post(path, b)
+                assert r.status_code == 202, r.text
+                with lock:
+                    ids.append(r.json()["id"])
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(bodies[i::clients],))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, ids
+
+
+def _rate(alliance: Alliance, n: int, post: Callable[[], tuple[float, list[str]]]) -> float:
+    """Items per second from the first request until every operation is confirmed."""
+    t0 = time.perf_counter()
+    _, ids = post()
+    _wait_confirmed(alliance, ids)
+    return n / (time.perf_counter() - t0)
+
+
+def api_throughput(alliance: Alliance, *, grants: int, redeems: int) -> None:
+    """Coupons granted/s and redeemed/s through a real server, each next to points issued/s
+    through the same server with the same batching (grants: batches of 1,000 lines from 4
+    clients; redemptions: one request each, as points' single issues, from 20 clients)."""
+    issuer = admit_merchant(alliance, name="API issuer", symbol="AI", rate=1)
+    acceptor = admit_merchant(alliance, name="API acceptor", symbol="AA", rate=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server, thread = _serve(alliance, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, issuer.key_id, issuer.secret)
+            r = c.post("/v1/coupons/campaigns", {
+                "kind": "fixed_off", "value": 100, "budget": 10**15,
+                "acceptors": [acceptor.merchant_id]})
+            assert c.wait_operation(r.json()["id"], 120)["status"] == "confirmed"
+            deadline = time.monotonic() + 60
+            while not (cs := c.get("/v1/coupons/campaigns").json()["campaigns"]):
+                assert time.monotonic() < deadline, "campaign not indexed"
+                time.sleep(0.05)
+            cid = int(cs[-1]["campaign_id"])
+
+        # ---- grants vs points issue, batches of 1,000 from 4 clients
+        members = [to_checksum_address(os.urandom(20)) for _ in range(grants)]
+        chunks = [members[k:k + 1000] for k in range(0, grants, 1000)]
+        granted = _rate(alliance, grants, lambda: _timed_posts(
+            base, issuer, "/v1/coupons/grant",
+            [{"campaign_id": cid, "members": ch} for ch in chunks], 4))
+        issued = _rate(alliance, grants, lambda: _timed_posts(
+            base, issuer, "/v1/points/issue-batch",
+            [{"items": [{"member": m, "points": 5, "order_id": f"ref-{k}-{i}"}
+                        for i, m in enumerate(ch)]} for k, ch in enumerate(chunks)], 4))
+        print(f"API: {grants:,} coupons granted at {granted:,.0f}/s (grant batches of 1,000, "
+              f"4 clients) vs points issued at {issued:,.0f}/s the same way = "
+              f"{granted / issued:.2f}x")
+
+        # ---- redemptions vs single points issues, 20 clients
+        holders = [Account.create() for _ in range(redeems)]
+        granted_ids: list[str] = []
+        _, granted_ids = _timed_posts(base, issuer, "/v1/coupons/grant", [
+            {"campaign_id": cid, "members": [h.address for h in holders]}], 1)
+        _wait_confirmed(alliance, granted_ids)
+        book = alliance.contracts.coupons
+        assert book is not None
+        coupons: dict[str, str] = {}
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, issuer.key_id, issuer.secret)
+            deadline = time.monotonic() + 120
+            for h in holders:
+                while not (mine := c.get(f"/v1/coupons/members/{h.address}").json()["coupons"]):
+                    assert time.monotonic() < deadline, "grants not indexed"
+                    time.sleep(0.05)
+                coupons[h.address] = mine[0]["coupon_id"]
+        now = int(alliance.gateway.block("latest")["timestamp"])
+        bodies = []
+        for i, h in enumerate(holders):
+            oid = f"api-redeem-{i}"
+            typed = redeem_coupon_typed_data(
+                chain_id=alliance.gateway.chain_id, book=book.address,
+                registry=alliance.contracts.deployment.registry, holder=h.address,
+                coupon_id=int(coupons[h.address]), acceptor=acceptor.merchant_id,
+                order_ref=order_ref(oid), order_amount=1000, nonce=i, deadline=now + 3600)
+            sig = Account.sign_typed_data(h.key, full_message=typed).signature
+            bodies.append({"coupon_id": coupons[h.address], "order_id": oid,
+                           "order_amount": 1000, "nonce": i, "deadline": now + 3600,
+                           "signature": "0x" + bytes(sig).hex()})
+        redeemed = _rate(alliance, redeems, lambda: _timed_posts(
+            base, acceptor, "/v1/coupons/redeem", bodies, 20))
+        singles = _rate(alliance, redeems, lambda: _timed_posts(
+            base, issuer, "/v1/points/issue",
+            [{"member": to_checksum_address(os.urandom(20)), "points": 3,
+              "order_id": f"ref-s-{i}"} for i in range(redeems)], 20))
+        print(f"API: {redeems:,} coupons redeemed at {redeemed:,.0f}/s (one request each, "
+              f"cleared across merchants, 20 clients) vs single points issues at "
+              f"{singles:,.0f}/s the same way = {redeemed / singles:.2f}x")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
