@@ -203,9 +203,6 @@ def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int)
     return ids[0]
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 # Gas of main's CouponBook (commit 2e73908, before the redemption work) for the same calls,
 # measured by this script's other_ops on the same machine: the reference of "unchanged or
@@ -403,3 +400,7 @@ def api_throughput(alliance: Alliance, *, grants: int, redeems: int) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,8 +13,9 @@ from ..errors import LedgerConfigError, LedgerValidationError
 from ..outbox.kinds import Call, OperationKind, hex_bytes, parse_hex
 from .clients import MembershipCardsClient
 
-# Gas bounds above what each call was measured to take (tests/contracts/test_memberships.py:
-# an issue ~120k - owner, balance, card slot, payment ref, three events; a renewal ~45k).
+# Gas bounds above what each call was measured to take (an issue 129,994: owner, balance, card
+# slot, payment ref, three events; a renewal 66,140; tests/contracts/test_memberships.py keeps
+# them under these bounds).
 GAS_ISSUE = 200_000
 GAS_RENEW = 100_000
 MAX_TIER = 255
