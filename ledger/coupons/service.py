@@ -217,7 +217,15 @@ def request_grant(alliance: Alliance, session: Session, *, merchant_id: int, cam
         raise LedgerConflictError(
             f"campaign {campaign_id} has {c.supply_cap - c.granted} coupons left to grant",
             code="coupon-supply-cap-exceeded")
-    return _enqueue(session, merchant, kinds.GRANT, GrantPayload(campaign_id, tuple(addrs)))
+    payload = GrantPayload(campaign_id, tuple(addrs), member_capped=c.per_member_cap != 0)
+    ceiling = int(alliance.gateway.block("latest")["gasLimit"])
+    if payload.gas > ceiling:
+        per = kinds.GAS_PER_GRANT_CAPPED if payload.member_capped else kinds.GAS_PER_GRANT
+        most = (ceiling - kinds.GAS_GRANT_BASE) // per
+        raise LedgerValidationError(
+            f"a grant of this campaign fits at most {most} members in one transaction "
+            f"(block gas limit {ceiling:,})", field="members")
+    return _enqueue(session, merchant, kinds.GRANT, payload)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,21 @@ redemption work (scripts/bench_coupons.py holds the floors and the reference fig
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from eth_utils.address import to_checksum_address
 
 from ledger.alliance import Alliance
+from ledger.coupons.service import request_create_campaign, request_grant
+from ledger.errors import LedgerValidationError
+from ledger.merchants.service import admit_merchant
+from ledger.outbox.repos import get_operation
+from ledger.runtime import outbox_worker
 from ledger.settings import Settings
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_coupons.py"
@@ -57,3 +64,31 @@ def test_every_other_coupon_operation_costs_no_more_than_before(
     worse = {k: (g, bench.REFERENCE_GAS[k]) for k, g in gas.items()
              if g > bench.REFERENCE_GAS[k] + DISPATCH_SLACK}
     assert not worse, worse
+
+
+def test_a_grant_of_1000_members_lands_through_the_outbox_and_a_capped_one_is_sized(
+        alliance: Alliance) -> None:
+    """The grant's gas bound is the transaction's gas limit: at 75k a coupon a batch of 1,000
+    asked for 75M gas, past the 60M block, and stayed queued for ever. Now an uncapped
+    campaign's 1,000 land in one transaction; a per-member-capped campaign's grant is refused
+    when it cannot fit a block, before anything is queued."""
+    m = admit_merchant(alliance, name="Gas Shop", symbol="GAS", rate=1)
+    with alliance.store.session() as s:
+        request_create_campaign(alliance, s, merchant_id=m.merchant_id, kind="fixed_off",
+                                value=100, budget=10**9)
+        request_create_campaign(alliance, s, merchant_id=m.merchant_id, kind="fixed_off",
+                                value=100, budget=10**9, per_member_cap=1)
+    outbox_worker(alliance).drain()
+    members = [to_checksum_address(os.urandom(20)) for _ in range(1000)]
+    with alliance.store.session() as s:
+        op = request_grant(alliance, s, merchant_id=m.merchant_id, campaign_id=1,
+                           members=members)
+        with pytest.raises(LedgerValidationError, match="at most 798 members"):
+            request_grant(alliance, s, merchant_id=m.merchant_id, campaign_id=2,
+                          members=members)
+    outbox_worker(alliance).drain()
+    with alliance.store.read_session() as s:
+        row = get_operation(s, op.id)
+        assert row is not None and str(row.status) == "confirmed", row.error_message
+    book = alliance.contracts.coupons
+    assert book is not None and book.campaign(1).granted == 1000
