@@ -334,6 +334,8 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         returns (RedemptionRecord memory rec)
     {
         rec = _redemptions[couponId];
+        // No own slot: the order's slot may hold it (a time is never 0 on chain).
+        // slither-disable-next-line incorrect-equality
         if (rec.redeemedAt == 0) rec = _recordInOrder(couponId, acceptor, orderRef);
         if (rec.acceptor != acceptor || rec.orderTag != uint88(uint256(orderRef))) {
             rec = RedemptionRecord({acceptor: 0, redeemedAt: 0, discount: 0, orderTag: 0});
