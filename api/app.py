@@ -26,6 +26,7 @@ from .routes import (
     coupons,
     items,
     members,
+    memberships,
     merchants,
     offers,
     operations,
@@ -90,6 +91,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               console.router, console.api_router,
               offers.router,
               webhooks.router,
+              memberships.router,
               ):
         app.include_router(r)
 

@@ -30,6 +30,7 @@ from .errors import LedgerError
 from .health import state_samples
 from .items.cli import items_app
 from .logs import configure as configure_logs
+from .memberships.cli import memberships_app
 from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .metrics import REGISTRY, install_state
 from .offers.cli import offers_app
@@ -47,6 +48,7 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(offers_app, name="offers")
 app.add_typer(demo_app, name="demo")
 app.add_typer(items_app, name="items")
+app.add_typer(memberships_app, name="memberships")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
 app.command("audit")(audit)

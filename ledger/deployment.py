@@ -21,6 +21,7 @@ from .coupons.clients import CouponBookClient
 from .errors import LedgerConfigError, LedgerNotFoundError
 from .items.clients import ItemRegistryClient
 from .members.clients import ConsentLedgerClient
+from .memberships.clients import MembershipCardsClient
 from .merchants.clients import FactoryClient, RegistryClient
 from .points.clients import PointProgramClient
 from .settings import Settings
@@ -45,6 +46,7 @@ class Deployment:
     items: str = ""
     coupon_book: str = ""
     consent_ledger: str = ""
+    memberships: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,10 @@ class Contracts:
         self.consent = (ConsentLedgerClient(gateway, artifacts["ConsentLedger"].abi,
                                             deployment.consent_ledger)
                         if deployment.consent_ledger else None)
+        self.memberships = (
+            MembershipCardsClient(gateway, artifacts["MembershipCards"].abi,
+                                  deployment.memberships)
+            if deployment.memberships else None)
 
     def program(self, address: str) -> PointProgramClient:
         client = self._programs.get(address)
@@ -142,6 +148,7 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     coupon_book, _ = create("CouponBook", registry, coupon_base_uri)
     admin.transact(to=clearing, data=gateway.encode_call(artifacts["Clearing"].abi,
                                                          "setCouponBook", [coupon_book]))
+    memberships, _ = create("MembershipCards", registry)
     admin_role = b"\0" * 32
     admin.transact(to=registry, data=gateway.encode_call(reg, "grantRole",
                                                          [admin_role, timelock]))
@@ -150,7 +157,8 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     deployment = Deployment(chain_id=gateway.chain_id, registry=registry, factory=factory,
                             block=block, clearing=clearing, settlement_token=token,
                             timelock=timelock, settlement_unit=settlement_unit, items=items,
-                            coupon_book=coupon_book, consent_ledger=consent)
+                            coupon_book=coupon_book, consent_ledger=consent,
+                            memberships=memberships)
     log.info("deployed registry %s, factory %s, clearing %s, settlement token %s, timelock %s "
              "(delay %d s) on chain %d", registry, factory, clearing, token, timelock,
              timelock_delay, gateway.chain_id)
@@ -183,6 +191,14 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: Transaction
                 dep.save(path)
                 log.info("added the ConsentLedger %s to the recorded deployment",
                          dep.consent_ledger)
+            if not dep.memberships:
+                # A deployment from before membership cards: add them (they need no role).
+                art = artifacts["MembershipCards"]
+                receipt = admin.transact(to=None, data=gateway.encode_deploy(
+                    art.abi, art.bytecode, [dep.registry]))
+                dep = replace(dep, memberships=str(receipt["contractAddress"]))
+                dep.save(path)
+                log.info("added MembershipCards %s to the recorded deployment", dep.memberships)
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
     dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,

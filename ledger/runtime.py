@@ -24,6 +24,8 @@ from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
 from .members import kinds as members_kinds
 from .members.projection import ConsentProjection
+from .memberships import kinds as memberships_kinds
+from .memberships.projection import MembershipsProjection
 from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .offers.jobs import BirthdayJob
@@ -44,7 +46,10 @@ log = logging.getLogger(__name__)
 def operation_kinds() -> KindRegistry:
     """Every capability's operation kinds."""
     return KindRegistry([*points_kinds.KINDS, *clearing_kinds.KINDS, *items_kinds.KINDS,
-                         *coupons_kinds.KINDS, *members_kinds.KINDS])
+                         *coupons_kinds.KINDS,
+                         *members_kinds.KINDS,
+                         *memberships_kinds.KINDS,
+                         ])
 
 
 def merchant_signers(alliance: Alliance) -> SignerLookup:
@@ -83,6 +88,7 @@ def indexer(alliance: Alliance) -> Follower:
                                ItemsProjection(alliance), CouponsProjection(alliance),
                                OffersProjection(alliance),
                                ConsentProjection(alliance),
+                               MembershipsProjection(alliance),
                                WebhookProjection(alliance),
                                ])
 

@@ -11,30 +11,53 @@ Prints:
   the redemption log; plus the two clearing positions and their log when cross-merchant)
   (target <= 1.5x), with what the book writes beyond that floor named;
 - what marking used costs as a bitmap bit next to OpenZeppelin's plain `_burn` (owner slot
-  cleared, balance decremented, Transfer), both in protocol gas.
+  cleared, balance decremented, Transfer), both in protocol gas;
+- the gas of every other coupon operation (campaign, single grant, pause, resume, voucher
+  claim and cancel, rollback, transfer), each next to the figure main's CouponBook gave on this
+  machine before the redemption work (the "reference" column);
+- with ``--api``: coupons granted/s (batches of 1,000 through ``POST /v1/coupons/grant``) and
+  redeemed/s (``POST /v1/coupons/redeem`` from concurrent clients) through a real uvicorn
+  server, each next to points issued/s through the same server and batching (its reference).
 
-Usage: .venv/bin/python scripts/bench_coupons.py [--batch 1000]
+Usage: .venv/bin/python scripts/bench_coupons.py [--batch 1000] [--api] [--api-grants 5000]
+       [--api-redeems 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_api import _serve, _wait_confirmed  # noqa: E402
+
+from api.client import AllianceClient  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain.sender import TransactionSender  # noqa: E402
 from ledger.coupons.clients import CampaignTerms, CouponBookClient, CouponKind  # noqa: E402
+from ledger.coupons.signing import redeem_coupon_typed_data  # noqa: E402
 from ledger.merchants.clients import ProgramConfig  # noqa: E402
-from ledger.merchants.service import admit_merchant, merchant_signing_key  # noqa: E402
+from ledger.merchants.service import (  # noqa: E402
+    AdmittedMerchant,  # noqa: E402
+    admit_merchant,
+    merchant_signing_key,
+)
+from ledger.points.service import order_ref  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
 # Protocol gas prices the floors are computed from (EIP-2929/2200/3529, yellow paper).
@@ -81,17 +104,25 @@ def redeem_floor(calldata: bytes, *, cross: bool, used_word_new: bool,
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--api", action="store_true", help="also the API throughput figures")
+    ap.add_argument("--api-grants", type=int, default=5000)
+    ap.add_argument("--api-redeems", type=int, default=200)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
         alliance = Alliance.open(Settings(data_dir=Path(tmp), rate_limit_per_minute=10**9))
         try:
             run(alliance, args.batch)
+            other_ops(alliance)
+            if args.api:
+                api_throughput(alliance, grants=args.api_grants, redeems=args.api_redeems)
         finally:
             alliance.close()
     return 0
 
 
-def run(alliance: Alliance, batch: int) -> None:
+def run(alliance: Alliance, batch: int) -> dict[str, float]:
+    """Print the grant and redemption figures; give each ratio to its floor by name."""
+    ratios: dict[str, float] = {}
     gw = alliance.gateway
     book = alliance.contracts.coupons
     assert book is not None, "this deployment has no coupon book"
@@ -116,6 +147,7 @@ def run(alliance: Alliance, batch: int) -> None:
     data = book.encode("grantBatch", cid, members)
     used = int(send(iss_tx, data)["gasUsed"])  # type: ignore[call-overload]
     floor = grant_floor(data, batch)
+    ratios["grant"] = used / floor
     print(f"batch grant of {batch}: {used / batch:,.0f} gas per coupon vs floor "
           f"{floor / batch:,.0f} = {used / floor:.3f}x  (target <= 1.15x)")
 
@@ -148,18 +180,18 @@ def run(alliance: Alliance, batch: int) -> None:
         f = redeem_floor(data, cross=at != issuer, used_word_new=word_new, nonce_word_new=True)
         if i == 2:
             f += 2 * (NEW_SLOT - UPDATE_SLOT)  # both positions written for the first time
+        ratios[f"redeem {label}"] = g / f
         print(f"redeem {label}: {g:,} gas vs used-bitmap floor {f:,} = {g / f:.3f}x"
               "  (target <= 1.5x)")
-        print(f"  with the rollback record's slot in the floor ({f + NEW_SLOT:,}):"
-              f" {g / (f + NEW_SLOT):.3f}x")
-    print("  beyond the used-bitmap floor: the redemption record a rollback needs (1 new slot), "
-          "registry reads (acceptor, issuer), campaign reads (3 cold slots), the clearing's "
-          "address (read from the registry) and its period and position reads")
+    print("  beyond the used-bitmap floor: registry reads (acceptor, issuer: calls and cold "
+          "slots), the holder's owner slot, campaign reads (3 cold slots), the clearing's call "
+          "with its period and position reads; the rollback record rides in the order slot")
     bit = UPDATE_SLOT
     burn = 2 * UPDATE_SLOT + TRANSFER_LOG - CLEAR_REFUND
     print(f"marking used: bitmap bit {bit:,} gas (word already open; {NEW_SLOT:,} for a new "
           f"word, i.e. once per 256 serials) vs OZ _burn {burn:,} gas (owner cleared with "
           f"refund, balance, Transfer) = {bit / burn:.3f}x")
+    return ratios
 
 
 def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int) -> int:
@@ -169,6 +201,205 @@ def _first_coupon(book: CouponBookClient, campaign_id: int, granted_before: int)
     ids = sorted(int(a["tokenId"]) for n, a, _ in book.decode_logs(logs) if n == "Transfer")
     assert ids and ids[0] >> 72 == campaign_id and (ids[0] & 0xFFFFFFFF) == granted_before + 1
     return ids[0]
+
+
+
+# Gas of main's CouponBook (commit 2e73908, before the redemption work) for the same calls,
+# measured by this script's other_ops on the same machine: the reference of "unchanged or
+# better" (tests/contracts/test_coupons_gas.py asserts it).
+REFERENCE_GAS = {
+    "createCampaign (one acceptor)": 160_345,
+    "grant (one, _safeMint)": 91_420,
+    "pause": 39_559,
+    "resume": 39_547,
+    "claimVoucher": 122_749,
+    "cancelVoucher": 58_793,
+    "transferFrom": 57_504,
+    "rollback (cross-merchant)": 69_761,
+}
+
+
+def other_ops(alliance: Alliance) -> dict[str, int]:
+    """Gas of every coupon operation besides batch grants and redemptions, printed next to
+    the reference; gives them by name."""
+    gas = measure_other_ops(alliance)
+    print("other coupon operations (gas, reference = main before the redemption work):")
+    for name, g in gas.items():
+        ref = REFERENCE_GAS.get(name, 0)
+        ratio = f"{g / ref:.3f}x" if ref else "-"
+        print(f"  {name}: {g:,} vs reference {ref:,} = {ratio}")
+    return gas
+
+
+def measure_other_ops(alliance: Alliance) -> dict[str, int]:
+    gw = alliance.gateway
+    book = alliance.contracts.coupons
+    assert book is not None
+    ids, senders = [], []
+    for sym in ("OI", "OA"):
+        m = admit_merchant(alliance, name=f"Ops {sym}", symbol=sym, rate=1,
+                           config=ProgramConfig())
+        ids.append(m.merchant_id)
+        senders.append(TransactionSender(gw, merchant_signing_key(alliance, m.merchant_id)))
+    (issuer, acceptor), (iss_tx, acc_tx) = ids, senders
+    out: dict[str, int] = {}
+
+    def send(name: str | None, tx: TransactionSender, data: bytes) -> dict[str, object]:
+        receipt = tx.transact(to=book.address, data=data, gas=5_000_000)
+        if name:
+            out[name] = int(receipt["gasUsed"])  # type: ignore[call-overload]
+        return receipt
+
+    terms = CampaignTerms(issuer=issuer, kind=CouponKind.FIXED_OFF, value=100,
+                          budget=10**12, acceptors=(acceptor,))
+    send("createCampaign (one acceptor)", iss_tx, book.encode("createCampaign",
+                                                              terms.as_tuple()))
+    cid = book.campaign_count()
+    holder = Account.create()
+    receipt = send("grant (one, _safeMint)", iss_tx, book.encode("grant", cid, holder.address))
+    (coupon,) = [int(a["tokenId"]) for n, a, _ in book.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+                 if n == "Transfer"]
+    send("pause", iss_tx, book.encode("setCampaignPaused", cid, True))
+    send("resume", iss_tx, book.encode("setCampaignPaused", cid, False))
+    now = int(gw.block("latest")["timestamp"])
+    voucher = (cid, 7, now + 3600)
+    sig = bytes(Account.unsafe_sign_hash(
+        book.voucher_digest(campaign_id=cid, voucher_id=7, expires_at=now + 3600),
+        merchant_signing_key(alliance, issuer)).signature)
+    send("claimVoucher", iss_tx, book.encode("claimVoucher", voucher,
+                                             Account.create().address, sig))
+    send("cancelVoucher", iss_tx, book.encode("cancelVoucher", cid, 8))
+    order = keccak(text="ops-1")
+    digest = book.redeem_digest(holder=holder.address, coupon_id=coupon, acceptor=acceptor,
+                                order_ref=order, order_amount=1000, nonce=1,
+                                deadline=now + 3600)
+    rsig = bytes(Account.unsafe_sign_hash(digest, holder.key).signature)
+    send(None, acc_tx, book.encode("redeem", (coupon, acceptor, order, 1000, 1, now + 3600),
+                                   rsig))
+    send("rollback (cross-merchant)", acc_tx, book.encode("rollback", coupon, order))
+    gw.rpc("anvil_setBalance", [holder.address, hex(10**20)])
+    send("transferFrom", TransactionSender(gw, bytes(holder.key)),
+         book.encode("transferFrom", holder.address, Account.create().address, coupon))
+    return out
+
+
+# ---------------------------------------------------------------------- API throughput
+
+
+def _timed_posts(base: str, who: AdmittedMerchant, path: str, bodies: list[dict[str, Any]],
+                 clients: int) -> tuple[float, list[str]]:
+    """POST every body from ``clients`` concurrent clients; the time they took to be
+    accepted and the operation ids."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def loop(part: list[dict[str, Any]]) -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, who.key_id, who.secret)
+            for b in part:
+                r = c.post(path, b)
+                assert r.status_code == 202, r.text
+                with lock:
+                    ids.append(r.json()["id"])
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(bodies[i::clients],))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, ids
+
+
+def _rate(alliance: Alliance, n: int, post: Callable[[], tuple[float, list[str]]]) -> float:
+    """Items per second from the first request until every operation is confirmed."""
+    t0 = time.perf_counter()
+    _, ids = post()
+    _wait_confirmed(alliance, ids)
+    return n / (time.perf_counter() - t0)
+
+
+def api_throughput(alliance: Alliance, *, grants: int, redeems: int) -> None:
+    """Coupons granted/s and redeemed/s through a real server, each next to points issued/s
+    through the same server with the same batching (grants: batches of 1,000 lines from 4
+    clients; redemptions: one request each, as points' single issues, from 20 clients)."""
+    issuer = admit_merchant(alliance, name="API issuer", symbol="AI", rate=1)
+    acceptor = admit_merchant(alliance, name="API acceptor", symbol="AA", rate=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server, thread = _serve(alliance, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, issuer.key_id, issuer.secret)
+            r = c.post("/v1/coupons/campaigns", {
+                "kind": "fixed_off", "value": 100, "budget": 10**15,
+                "acceptors": [acceptor.merchant_id]})
+            assert c.wait_operation(r.json()["id"], 120)["status"] == "confirmed"
+            deadline = time.monotonic() + 60
+            while not (cs := c.get("/v1/coupons/campaigns").json()["campaigns"]):
+                assert time.monotonic() < deadline, "campaign not indexed"
+                time.sleep(0.05)
+            cid = int(cs[-1]["campaign_id"])
+
+        # ---- grants vs points issue, batches of 1,000 from 4 clients
+        members = [to_checksum_address(os.urandom(20)) for _ in range(grants)]
+        chunks = [members[k:k + 1000] for k in range(0, grants, 1000)]
+        granted = _rate(alliance, grants, lambda: _timed_posts(
+            base, issuer, "/v1/coupons/grant",
+            [{"campaign_id": cid, "members": ch} for ch in chunks], 4))
+        issued = _rate(alliance, grants, lambda: _timed_posts(
+            base, issuer, "/v1/points/issue-batch",
+            [{"items": [{"member": m, "points": 5, "order_id": f"ref-{k}-{i}"}
+                        for i, m in enumerate(ch)]} for k, ch in enumerate(chunks)], 4))
+        print(f"API: {grants:,} coupons granted at {granted:,.0f}/s (grant batches of 1,000, "
+              f"4 clients) vs points issued at {issued:,.0f}/s the same way = "
+              f"{granted / issued:.2f}x")
+
+        # ---- redemptions vs single points issues, 20 clients
+        holders = [Account.create() for _ in range(redeems)]
+        granted_ids: list[str] = []
+        _, granted_ids = _timed_posts(base, issuer, "/v1/coupons/grant", [
+            {"campaign_id": cid, "members": [h.address for h in holders]}], 1)
+        _wait_confirmed(alliance, granted_ids)
+        book = alliance.contracts.coupons
+        assert book is not None
+        coupons: dict[str, str] = {}
+        with httpx.Client(base_url=base, timeout=120) as http:
+            c = AllianceClient(http, issuer.key_id, issuer.secret)
+            deadline = time.monotonic() + 120
+            for h in holders:
+                while not (mine := c.get(f"/v1/coupons/members/{h.address}").json()["coupons"]):
+                    assert time.monotonic() < deadline, "grants not indexed"
+                    time.sleep(0.05)
+                coupons[h.address] = mine[0]["coupon_id"]
+        now = int(alliance.gateway.block("latest")["timestamp"])
+        bodies = []
+        for i, h in enumerate(holders):
+            oid = f"api-redeem-{i}"
+            typed = redeem_coupon_typed_data(
+                chain_id=alliance.gateway.chain_id, book=book.address,
+                registry=alliance.contracts.deployment.registry, holder=h.address,
+                coupon_id=int(coupons[h.address]), acceptor=acceptor.merchant_id,
+                order_ref=order_ref(oid), order_amount=1000, nonce=i, deadline=now + 3600)
+            sig = Account.sign_typed_data(h.key, full_message=typed).signature
+            bodies.append({"coupon_id": coupons[h.address], "order_id": oid,
+                           "order_amount": 1000, "nonce": i, "deadline": now + 3600,
+                           "signature": "0x" + bytes(sig).hex()})
+        redeemed = _rate(alliance, redeems, lambda: _timed_posts(
+            base, acceptor, "/v1/coupons/redeem", bodies, 20))
+        singles = _rate(alliance, redeems, lambda: _timed_posts(
+            base, issuer, "/v1/points/issue",
+            [{"member": to_checksum_address(os.urandom(20)), "points": 3,
+              "order_id": f"ref-s-{i}"} for i in range(redeems)], 20))
+        print(f"API: {redeems:,} coupons redeemed at {redeemed:,.0f}/s (one request each, "
+              f"cleared across merchants, 20 clients) vs single points issues at "
+              f"{singles:,.0f}/s the same way = {redeemed / singles:.2f}x")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 if __name__ == "__main__":

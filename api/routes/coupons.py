@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from ledger.coupons import service as coupons
+from ledger.memberships import service as memberships
 
 from ..deps import AllianceDep, BodyDep, MerchantDep
 from ..idempotency import run_idempotent
@@ -86,8 +87,9 @@ def campaign_stats(campaign_id: CampaignIdPath, alliance: AllianceDep,
              max_body_size=BATCH_MAX_BODY)
 def grant(req: GrantRequest, request: Request, body: BodyDep, alliance: AllianceDep,
           who: MerchantDep) -> Response:
-    """Grant coupons of one of your campaigns, one per member (one or a batch)."""
-    return queue(request, body, alliance, who, lambda s, mid: coupons.request_grant(
+    """Grant coupons of one of your campaigns, one per member (one or a batch); a campaign
+    locked to a tier refuses members below it (409 ``tier-too-low``)."""
+    return queue(request, body, alliance, who, lambda s, mid: memberships.request_tier_grant(
         alliance, s, merchant_id=mid, campaign_id=req.campaign_id, members=req.members))
 
 

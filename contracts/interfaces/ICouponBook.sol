@@ -91,8 +91,10 @@ interface ICouponBook {
         uint256 deadline;
     }
 
-    /// @notice What a redemption gave, kept for its rollback, in one slot: the order ref's
-    /// low 88 bits (`orderTag`) check the order a rollback names (order refs are hashes).
+    /// @notice What a redemption gave, kept for its rollback: the order ref's low 88 bits
+    /// (`orderTag`) check the order a rollback names (order refs are hashes). The first
+    /// coupon on an order keeps its record inside the order's slot (which the redemption
+    /// writes anyway); a further, stacked coupon on the same order gets a slot of its own.
     struct RedemptionRecord {
         uint32 acceptor;
         uint40 redeemedAt;
@@ -260,7 +262,14 @@ interface ICouponBook {
     function campaignCount() external view returns (uint256);
     function acceptsAt(uint256 campaignId, uint256 merchantId) external view returns (bool);
     function isUsed(uint256 couponId) external view returns (bool);
-    function redemptionOf(uint256 couponId) external view returns (RedemptionRecord memory);
+    /// @notice The redemption of `couponId` at `acceptor` for `orderRef` (redeemedAt 0: none).
+    function redemptionOf(uint256 couponId, uint256 acceptor, bytes32 orderRef)
+        external
+        view
+        returns (RedemptionRecord memory);
+    /// @notice The order's state: bit 0 set once a non-stackable coupon is on it, bits 1-8
+    /// the count of coupons on it, above them the record of its first coupon.
+    function orderState(uint256 acceptor, bytes32 orderRef) external view returns (uint256);
     function grantedTo(uint256 campaignId, address member) external view returns (uint256);
     /// @notice 0 unused, 1 claimed, 2 cancelled.
     function voucherState(uint256 campaignId, uint256 voucherId) external view returns (uint256);

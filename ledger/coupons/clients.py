@@ -139,7 +139,23 @@ class CouponBookClient(ContractClient):
     def voucher_state(self, campaign_id: int, voucher_id: int) -> int:
         return int(self.view1("voucherState", campaign_id, voucher_id))
 
-    def redemption_of(self, coupon_id: int) -> tuple[int, int, int, int]:
-        """(acceptor, redeemed at, discount, order tag); redeemed at 0: none."""
-        acceptor, at, discount, tag = self.view1("redemptionOf", coupon_id)
+    def redemption_of(self, coupon_id: int, *, acceptor: int,
+                      order_ref: bytes) -> tuple[int, int, int, int]:
+        """(acceptor, redeemed at, discount, order tag) of the coupon's redemption at
+        ``acceptor`` for ``order_ref``; redeemed at 0: none."""
+        acceptor, at, discount, tag = self.view1("redemptionOf", coupon_id, acceptor, order_ref)
         return int(acceptor), int(at), int(discount), int(tag)
+
+    def order_state(self, acceptor: int, order_ref: bytes) -> int:
+        """The order's slot (exclusive bit, coupon count, its first coupon's record)."""
+        return int(self.view1("orderState", acceptor, order_ref))
+
+    def last_redeemed_at(self, coupon_id: int, *, from_block: int) -> int | None:
+        """The merchant that last redeemed the coupon (its ``CouponRedeemed`` logs), if any."""
+        topic = "0x" + self.gateway.event_topic(self.abi, "CouponRedeemed").hex()
+        logs = self.gateway.get_logs(address=self.address, from_block=from_block,
+                                     to_block=self.gateway.block_number(),
+                                     topics=[topic, "0x" + coupon_id.to_bytes(32, "big").hex()])
+        found = [int(a["acceptor"]) for n, a, _ in self.decode_logs(logs)
+                 if n == "CouponRedeemed"]
+        return found[-1] if found else None

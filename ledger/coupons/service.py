@@ -217,7 +217,15 @@ def request_grant(alliance: Alliance, session: Session, *, merchant_id: int, cam
         raise LedgerConflictError(
             f"campaign {campaign_id} has {c.supply_cap - c.granted} coupons left to grant",
             code="coupon-supply-cap-exceeded")
-    return _enqueue(session, merchant, kinds.GRANT, GrantPayload(campaign_id, tuple(addrs)))
+    payload = GrantPayload(campaign_id, tuple(addrs), member_capped=c.per_member_cap != 0)
+    ceiling = int(alliance.gateway.block("latest")["gasLimit"])
+    if payload.gas > ceiling:
+        per = kinds.GAS_PER_GRANT_CAPPED if payload.member_capped else kinds.GAS_PER_GRANT
+        most = (ceiling - kinds.GAS_GRANT_BASE) // per
+        raise LedgerValidationError(
+            f"a grant of this campaign fits at most {most} members in one transaction "
+            f"(block gas limit {ceiling:,})", field="members")
+    return _enqueue(session, merchant, kinds.GRANT, payload)
 
 
 @dataclass(frozen=True)
@@ -400,12 +408,18 @@ def request_rollback(alliance: Alliance, session: Session, *, merchant_id: int, 
     cid = coupon_id_of(coupon_id)
     oid = limits.order_id(order_id)
     ref = order_ref(oid)
-    acceptor, at, _, tag = _book(alliance).redemption_of(cid)
-    if at == 0 or tag != int.from_bytes(ref, "big") & (2**88 - 1):
+    book = _book(alliance)
+    _, at, _, _ = book.redemption_of(cid, acceptor=merchant.id, order_ref=ref)
+    if at == 0:
+        # No record at this merchant's order: the chain keeps none per coupon (the record
+        # rides in the order's slot), so the coupon's last redemption log names where it
+        # was used, if it is used.
+        used_at = (book.last_redeemed_at(cid, from_block=alliance.contracts.deployment.block)
+                   if book.is_used(cid) else None)
+        if used_at is not None and used_at != merchant.id:
+            raise LedgerPermissionError(f"coupon {cid} was used at merchant {used_at}")
         raise LedgerNotFoundError(f"coupon {cid} has no redemption for order {oid}",
                                   coupon_id=str(cid))
-    if acceptor != merchant.id:
-        raise LedgerPermissionError(f"coupon {cid} was used at merchant {acceptor}")
     closes = at + alliance.contracts.registry.refund_window()
     if _now(alliance) > closes:
         raise LedgerConflictError(f"the refund window closed at {closes}",

@@ -696,6 +696,30 @@ class WebhookEvent(Base):
     merchant_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# ---------------------------------------------------------------------- memberships
+# (branch memberships: membership cards' read model, tiers, tier-locked campaigns)
+
+
+class MembershipEvent(Base):
+    """One MembershipCards event: a card issued or renewed (its tier and expiry then). A
+    card's state is its latest row; a reorg drops the rows of the blocks it undoes."""
+
+    __tablename__ = "membership_events"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_membership_events_log"),
+                      Index("ix_membership_events_card", "token_id", "block_number",
+                            "log_index"),
+                      Index("ix_membership_events_member", "member"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(80))
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    member: Mapped[str] = mapped_column(String(42))
+    tier: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    payment_ref: Mapped[str] = mapped_column(String(66))
     tx_hash: Mapped[str] = mapped_column(String(66))
     block_number: Mapped[int] = mapped_column(Integer, index=True)
     log_index: Mapped[int] = mapped_column(Integer)
@@ -720,3 +744,33 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+
+
+class MembershipTier(Base):
+    """A tier of a merchant's program (``merchant_id``) or alliance-wide (0): reached with
+    ``min_points`` earned over the last ``window_days``; points earned at that merchant are
+    multiplied by ``multiplier_bps`` / 10,000."""
+
+    __tablename__ = "membership_tiers"
+    __table_args__ = (UniqueConstraint("merchant_id", "level", name="uq_membership_tiers_level"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, index=True)
+    level: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    min_points: Mapped[int] = mapped_column(IntText)
+    window_days: Mapped[int] = mapped_column(Integer)
+    multiplier_bps: Mapped[int] = mapped_column(Integer)
+
+
+class CampaignTierLock(Base):
+    """A coupon campaign that only members of ``min_level`` (of ``scope_merchant_id``'s tiers,
+    0: alliance-wide) may be granted."""
+
+    __tablename__ = "coupon_campaign_tiers"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scope_merchant_id: Mapped[int] = mapped_column(Integer)
+    min_level: Mapped[int] = mapped_column(Integer)

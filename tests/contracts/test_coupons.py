@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -52,6 +52,8 @@ class Book:
     acceptor: Merchant
     outsider: Merchant
     member: LocalAccount
+    # Every (acceptor, order ref) a redemption was signed for: where records can be.
+    orders: set[tuple[int, bytes]] = field(default_factory=set)
 
     def call(self, m: Merchant, fn: str, *args: object) -> dict[str, Any]:
         return m.sender.transact(to=self.client.address, data=self.client.encode(fn, *args),
@@ -77,6 +79,7 @@ class Book:
              signer: LocalAccount | None = None, holder: str | None = None) -> tuple[Any, bytes]:
         nonce = int.from_bytes(os.urandom(8)) if nonce is None else nonce
         deadline = deadline or self.chain.now() + DAY
+        self.orders.add((acceptor, order))
         typed = redeem_coupon_typed_data(
             chain_id=self.chain.gateway.chain_id, book=self.client.address,
             registry=self.chain.registry.address, holder=holder or self.member.address,
@@ -108,11 +111,17 @@ class Book:
         """Everything a refused call must leave as it was."""
         c, clr = self.client, self.chain.clearing
         p = clr.current_period()
-        return (c.campaign(campaign_id), [c.is_used(t) for t in coupons],
-                [c.redemption_of(t) for t in coupons],
+        # Records and order slots at every order signed for so far (empty ones left out, so
+        # a state taken before an order was first signed compares equal).
+        orders = sorted(self.orders)
+        records = [[(a, o, rec) for a, o in orders
+                    if (rec := c.redemption_of(t, acceptor=a, order_ref=o))[1] != 0]
+                   for t in coupons]
+        return (c.campaign(campaign_id), [c.is_used(t) for t in coupons], records,
                 clr.position_of(p, self.issuer.merchant_id),
                 clr.position_of(p, self.acceptor.merchant_id),
-                int(c.view1("balanceOf", self.member.address)))
+                int(c.view1("balanceOf", self.member.address)),
+                [(a, o, st) for a, o in orders if (st := c.order_state(a, o)) != 0])
 
 
 @pytest.fixture
@@ -324,8 +333,15 @@ def test_rollback_after_the_refund_window_or_by_another_merchant_is_refused(book
     with reverts("CouponNotRedeemed", tid):
         book.call(book.acceptor, "rollback", tid, ref("o-1"))
     book.redeem(tid)
-    with reverts("CouponUnauthorized"):
+    used = book.state(cid, tid)
+    # The record rides in the order's slot at the acceptor: another merchant naming the
+    # order finds no redemption of the coupon on its own order (the service answers 403 from
+    # the redemption's log before anything is sent).
+    with reverts("CouponNotRedeemed", tid):
         book.call(book.issuer, "rollback", tid, ref("o-1"))
+    with reverts("CouponNotRedeemed", tid):
+        book.call(book.outsider, "rollback", tid, ref("o-1"))
+    assert book.state(cid, tid) == used
     with reverts("CouponNotRedeemed", tid):
         book.call(book.acceptor, "rollback", tid, ref("another order"))
     book.chain.travel(book.chain.registry.refund_window() + 10)
@@ -459,3 +475,28 @@ def test_campaign_terms_round_trip_in_field_order(book: Book) -> None:
     c = book.client.campaign(cid)
     assert (c.min_spend, c.valid_days, c.supply_cap, c.per_member_cap, c.stackable,
             c.transferable, c.max_discount) == (7, 3, 9, 4, True, False, 11)
+
+
+def test_stacked_coupons_keep_their_records_and_roll_back_in_any_order(book: Book) -> None:
+    """The first coupon of an order keeps its record in the order's slot, a stacked one in its
+    own: both roll back, in either order, and the order is empty afterwards."""
+    stack = book.create(stackable=True)
+    s1, s2 = book.grant(stack), book.grant(stack)
+    before = book.state(stack, s1, s2)
+    book.redeem(s1, order="o")
+    book.redeem(s2, order="o")
+    acc = book.acceptor.merchant_id
+    r1 = book.client.redemption_of(s1, acceptor=acc, order_ref=ref("o"))
+    r2 = book.client.redemption_of(s2, acceptor=acc, order_ref=ref("o"))
+    assert (r1[0], r1[2]) == (acc, 500) and (r2[0], r2[2]) == (acc, 500)
+    assert r1[1] != 0 and r2[1] != 0
+    assert book.client.order_state(acc, ref("o")) >> 1 & 0xFF == 2
+    book.call(book.acceptor, "rollback", s1, ref("o"))
+    with reverts("CouponNotRedeemed", s1):
+        book.call(book.acceptor, "rollback", s1, ref("o"))
+    # The freed in-order record takes the next coupon redeemed on the order.
+    book.redeem(s1, order="o")
+    book.call(book.acceptor, "rollback", s2, ref("o"))
+    book.call(book.acceptor, "rollback", s1, ref("o"))
+    assert book.state(stack, s1, s2)[:3] == before[:3]
+    assert book.client.order_state(acc, ref("o")) == 0
