@@ -31,6 +31,7 @@ from .routes import (
     ops,
     points,
     public,
+    webhooks,
 )
 from .routes import app as member_app
 
@@ -84,7 +85,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               members.app_router, member_app.router, member_app.merchant_router,
               items.router, items.public_router, items.scan_router,
               coupons.router, coupons.public_router,
-              console.router, console.api_router):
+              console.router, console.api_router, webhooks.router):
         app.include_router(r)
 
     @app.get("/healthz", tags=["public"])

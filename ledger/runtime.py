@@ -30,6 +30,8 @@ from .points import kinds as points_kinds
 from .points.expiry import ExpirySweeper
 from .points.projection import PointsProjection
 from .types import MerchantId
+from .webhooks.projection import WebhookProjection
+from .webhooks.worker import WebhookWorker
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -74,12 +76,14 @@ def indexer(alliance: Alliance) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
     that read right after a write call its ``catch_up()``)."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
-                               ItemsProjection(alliance), CouponsProjection(alliance)])
+                               ItemsProjection(alliance), CouponsProjection(alliance),
+                               WebhookProjection(alliance)])
 
 
 def workers(alliance: Alliance) -> list[Worker]:
     """Every background worker of the service, in start order."""
-    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance)]
+    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance),
+            WebhookWorker(alliance)]
 
 
 class Runtime:

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     """Largest batch a single request may carry (the API's schemas allow
     :data:`ledger.limits.MAX_BATCH_ITEMS`)."""
 
+    webhooks_allow_private: bool = False
+    """Whether webhook URLs may point at private or loopback addresses (a receiver inside
+    the alliance's network, or a test's); never at this service's own API port."""
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "alliance.db"

@@ -500,3 +500,66 @@ class CouponRedemptionLock(Base):
     merchant_id: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------------- webhooks (branch webhooks)
+
+
+class WebhookEndpoint(Base):
+    """A merchant's webhook endpoint: where events of the types it chose are delivered.
+    Its signing secret is kept only encrypted with the master key (deliveries need it in
+    clear to sign); ``failures`` counts failed attempts in a row (reset by a success)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_fingerprint: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookEvent(Base):
+    """One event for one merchant, from the confirmed read model, in chain order (``seq``).
+    ``id`` is stable (tx hash, log index, merchant, type): the receiver's de-duplication key.
+    ``reverted``: a reorg undid it after it was delivered (an ``event.reverted`` follows)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_merchant", "merchant_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(80), unique=True)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_time: Mapped[int] = mapped_column(BigInteger)
+    reverted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The delivery of one event to one endpoint: pending (``next_at`` is when the next
+    attempt is due), delivered, or withdrawn (a reorg undid the event before delivery)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "endpoint_id", "state", "event_seq"),)
+
+    endpoint_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
