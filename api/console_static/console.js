@@ -371,7 +371,7 @@
     if (!hookChosen && list.length) hookChosen = list[0].id;
     table.replaceChildren(
       el("thead", {}, el("tr", {}, [t("whUrl"), t("whEvents"), t("status"), t("whFailures"),
-        t("whPending"), ""].map((h) => el("th", {}, h)))),
+        t("whPending"), ""].map((h, i) => el("th", { class: i === 3 || i === 4 ? "num" : "" }, h)))),
       el("tbody", {}, list.length ? list.map((w) => el("tr", {
         "data-webhook": w.id, class: w.id === hookChosen ? "chosen" : "" },
       el("td", { class: "url" }, el("div", {}, w.url), el("div", { class: "muted small mono" }, w.id)),
@@ -432,7 +432,7 @@
           toast(t("whReplayed", { n: r.queued }));
         }) }, t("whReplay")))))
         : [el("tr", {}, el("td", { colspan: "8", class: "muted" }, t("whNoDeliveries")))]),
-      page.next_after ? el("tfoot", {}, el("tr", {}, el("td", { colspan: "8", class: "muted small" }, t("whMore")))) : null);
+      ...(page.next_after ? [el("tfoot", {}, el("tr", {}, el("td", { colspan: "8", class: "muted small" }, t("whMore"))))] : []));
   }
 
   // ------------------------------------------------------------------ boot
