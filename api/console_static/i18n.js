@@ -182,7 +182,7 @@
       whState_withdrawn: "Withdrawn",
       whReplay: "Replay from here",
       whReplayHint: "Queue this event and every later one again, in order (delivered ones too)",
-      whReplayed: "{n} events queued again",
+      whReplayed: "Events queued again: {n}",
       whNoDeliveries: "No deliveries yet",
       whMore: "Showing the first 100 only",
       points: "points",

@@ -360,7 +360,7 @@ def test_a_merchant_registers_a_webhook_sees_the_delivery_resumes_and_replays(
     # Replay from that event: the receiver gets it again, same id.
     page.click(f"#wh-log tr[data-event='{event_id}'] .wh-replay")
     page.wait_for_selector("#toast:not([hidden])")
-    assert "1 events queued again" in page.inner_text("#toast")
+    assert "Events queued again: 1" in page.inner_text("#toast")
     _wait(page, lambda: len(receiver.requests) == 2, "the replay did not arrive")
     assert receiver.requests[1][1]["X-Alliance-Event-Id"] == event_id
 
