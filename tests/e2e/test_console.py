@@ -364,6 +364,14 @@ def test_a_merchant_registers_a_webhook_sees_the_delivery_resumes_and_replays(
     _wait(page, lambda: len(receiver.requests) == 2, "the replay did not arrive")
     assert receiver.requests[1][1]["X-Alliance-Event-Id"] == event_id
 
+    def replay_recorded() -> bool:
+        log = page.request.get(f"{env.url}/console/api/webhooks/{wid}/deliveries",
+                               headers={"X-Console": "1"}).json()["deliveries"]
+        return [(d["state"], d["attempts"]) for d in log] == [("delivered", 2)]
+
+    # (the worker has stored the replay's outcome before the endpoint is touched below)
+    _wait(page, replay_recorded, "the replay's outcome is not in the log")
+
     # Paused (as the worker leaves it after 8 failures in a row): the page says so, and
     # Resume makes it active again.
     with env.alliance.store.session() as s:
