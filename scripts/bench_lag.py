@@ -49,7 +49,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--no-webhook", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="alliance-bench-lag-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-lag-",
+                                     ignore_cleanup_errors=True) as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
                             max_batch_items=max(1000, args.batch), webhooks_allow_private=True)
         try:

@@ -3,6 +3,7 @@ delete, resume, the delivery log, replay."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -13,11 +14,10 @@ from ledger.webhooks import events
 
 from .common import Strict
 
-EventTypeName = Literal[
-    "*", "points.issued", "points.reversed", "points.redeemed", "points.foreign_accepted",
-    "points.refunded", "points.converted_in", "clearing.period_closed",
-    "clearing.statement_ready", "coupons.redeemed", "coupons.rolled_back", "items.recalled",
-    "items.flagged", "items.claimed"]
+# One of the subscribable types or "*" (the service checks against the same list).
+EventTypeName = Annotated[str, Field(
+    max_length=40, examples=["points.issued"],
+    pattern="^(" + "|".join(re.escape(t) for t in (events.ALL, *events.SUBSCRIBABLE)) + ")$")]
 EventId = Annotated[str, Field(max_length=80, pattern=events.EVENT_ID_PATTERN,
                                examples=["evt_6c1f0e3b9a7d4c2e8f5a1b0c9d8e7f6a"])]
 WebhookIdPath = Annotated[str, Path(pattern=events.ENDPOINT_ID_PATTERN,
