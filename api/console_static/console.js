@@ -39,9 +39,12 @@
     toast.timer = setTimeout(() => { box.hidden = true; }, 4000);
   }
 
-  async function api(method, path) {
+  async function api(method, path, body) {
+    const headers = { "X-Console": "1" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch("/console/api" + path, {
-      method, credentials: "same-origin", headers: { "X-Console": "1" },
+      method, credentials: "same-origin", headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (res.status === 401) { showSignIn(); throw new Error("session-expired"); }
     if (!res.ok) throw new Error((await res.json().catch(() => ({}))).detail || res.status);
@@ -122,6 +125,11 @@
     $("#main").replaceChildren(el("div", { class: "grid" }, sections));
     startPolling();
     loadPeriods();
+  }
+
+  function pollAll() {
+    refreshFigures();
+    if (!hookBusy) refreshWebhooks();
   }
 
   function figuresSection(isOperator) {
@@ -209,8 +217,8 @@
 
   function startPolling() {
     stopPolling();
-    refreshFigures();
-    poller = setInterval(refreshFigures, POLL_MS);
+    pollAll();
+    poller = setInterval(pollAll, POLL_MS);
   }
 
   function stopPolling() {
@@ -263,12 +271,168 @@
         t("download")) : "–")))));
   }
 
+  // ------------------------------------------------------------------ webhooks
+
+  const EVENT_TYPES = ["*", "points.issued", "points.reversed", "points.redeemed",
+    "points.foreign_accepted", "points.refunded", "points.converted_in",
+    "clearing.period_closed", "clearing.statement_ready", "coupons.redeemed",
+    "coupons.rolled_back", "items.recalled", "items.flagged", "items.claimed"];
+  let hookChosen = null;   // the endpoint whose delivery log is shown
+  let hookBusy = false;
+  let hookArmed = null;    // the endpoint whose delete button asks "sure?"
+
   function webhooksSection() {
-    if (me.features && me.features.webhooks) return null;
-    return el("section", { class: "card wide", id: "webhooks" },
-      el("div", { class: "card-head" }, el("h2", {}, t("webhooks")),
-        el("span", { class: "pill muted-pill", id: "webhooks-state" }, t("notAvailable"))),
-      el("p", { class: "muted" }, t("webhooksNA")));
+    const head = el("div", { class: "card-head" }, el("h2", {}, t("webhooks")));
+    if (!(me.features && me.features.webhooks)) {
+      head.append(el("span", { class: "pill muted-pill", id: "webhooks-state" }, t("notAvailable")));
+      return el("section", { class: "card wide", id: "webhooks" }, head,
+        el("p", { class: "muted" }, t("webhooksNA")));
+    }
+    if (me.role !== "merchant") {
+      head.append(el("span", { class: "pill muted-pill", id: "webhooks-state" }, t("merchantsOnly")));
+      return el("section", { class: "card wide", id: "webhooks" }, head,
+        el("p", { class: "muted" }, t("webhooksOperator")));
+    }
+    const url = el("input", { id: "wh-url", name: "wh-url", type: "url", required: true,
+      placeholder: "https://pos.example.com/alliance/hooks", spellcheck: "false" });
+    const boxes = el("div", { class: "wh-events", id: "wh-events", role: "group",
+      "aria-label": t("whEvents") },
+    EVENT_TYPES.map((ev) => el("label", { class: "check" },
+      el("input", { type: "checkbox", value: ev, checked: ev === "*" }),
+      el("span", {}, ev === "*" ? t("whAll") : ev))));
+    const err = el("p", { class: "error", id: "wh-error", role: "alert", hidden: true });
+    const add = el("button", { type: "submit", id: "wh-add", class: "primary" }, t("whAdd"));
+    const form = el("form", { id: "wh-form", class: "wh-form",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        err.hidden = true;
+        const events = [...boxes.querySelectorAll("input:checked")].map((b) => b.value);
+        if (!events.length) { err.textContent = t("whNoEvents"); err.hidden = false; return; }
+        add.disabled = true;
+        try {
+          const made = await api("POST", "/webhooks", { url: url.value.trim(), events });
+          url.value = "";
+          showSecret(made);
+          hookChosen = made.id;
+          await refreshWebhooks();
+        } catch (x) {
+          err.textContent = t("whRefused", { why: x.message });
+          err.hidden = false;
+        }
+        add.disabled = false;
+      } },
+    el("label", { class: "grow" }, t("whUrl"), url),
+    el("fieldset", {}, el("legend", {}, t("whEvents")), boxes),
+    err, add);
+    return el("section", { class: "card wide", id: "webhooks" }, head,
+      el("p", { class: "muted small" }, t("whNote")),
+      form,
+      el("div", { id: "wh-secret-box", hidden: true }),
+      el("h3", {}, t("whEndpoints")),
+      el("table", { id: "wh-list", class: "table" }),
+      el("h3", { id: "wh-log-title" }, t("whLog")),
+      el("p", { class: "muted small", id: "wh-log-note" }, t("whPick")),
+      el("table", { id: "wh-log", class: "table" }));
+  }
+
+  function showSecret(made) {
+    const box = document.getElementById("wh-secret-box");
+    const code = el("code", { id: "wh-secret" }, made.secret);
+    box.replaceChildren(el("div", { class: "secret-once", role: "alert" },
+      el("strong", {}, t("whSecretTitle")),
+      el("p", { class: "small" }, t("whSecretBody", { id: made.id })),
+      el("div", { class: "secret-row" }, code,
+        el("button", { type: "button", class: "ghost", id: "wh-copy", onclick: async () => {
+          try { await navigator.clipboard.writeText(made.secret); toast(t("copied")); }
+          catch (e) { window.getSelection().selectAllChildren(code); }
+        } }, t("copy")),
+        el("button", { type: "button", class: "ghost", id: "wh-secret-done", onclick: () => {
+          box.hidden = true; box.replaceChildren();
+        } }, t("whSecretDone")))));
+    box.hidden = false;
+  }
+
+  const when = (iso) => iso ? new Date(iso).toLocaleString(window.ConsoleI18n.lang()) : "–";
+
+  async function hookAction(fn) {
+    if (hookBusy) return;
+    hookBusy = true;
+    try { await fn(); } catch (x) { toast(String(x.message), true); }
+    hookBusy = false;
+    await refreshWebhooks();
+  }
+
+  async function refreshWebhooks() {
+    const table = document.getElementById("wh-list");
+    if (!table) return;
+    let list;
+    try { list = (await api("GET", "/webhooks")).webhooks; } catch (e) { return; }
+    if (hookChosen && !list.some((w) => w.id === hookChosen)) hookChosen = null;
+    if (!hookChosen && list.length) hookChosen = list[0].id;
+    table.replaceChildren(
+      el("thead", {}, el("tr", {}, [t("whUrl"), t("whEvents"), t("status"), t("whFailures"),
+        t("whPending"), ""].map((h, i) => el("th", { class: i === 3 || i === 4 ? "num" : "" }, h)))),
+      el("tbody", {}, list.length ? list.map((w) => el("tr", {
+        "data-webhook": w.id, class: w.id === hookChosen ? "chosen" : "" },
+      el("td", { class: "url" }, el("div", {}, w.url), el("div", { class: "muted small mono" }, w.id)),
+      el("td", { class: "small" }, w.events.map((e) => e === "*" ? t("whAll") : e).join(", ")),
+      el("td", {}, el("span", { class: "pill " + (w.status === "active" ? "done" : "warn"),
+        "data-status": w.status, title: w.paused_reason || "" },
+      w.status === "active" ? t("whActive") : t("whPaused")),
+      w.paused_reason ? el("div", { class: "muted small" }, w.paused_reason) : null),
+      el("td", { class: "num" }, fmt(w.failures)),
+      el("td", { class: "num" }, fmt(w.pending)),
+      el("td", { class: "actions-cell" },
+        el("button", { type: "button", class: "ghost small-btn wh-show",
+          onclick: () => { hookChosen = w.id; refreshWebhooks(); } }, t("whShowLog")),
+        w.status === "paused" ? el("button", { type: "button", class: "primary small-btn wh-resume",
+          onclick: () => hookAction(async () => {
+            await api("POST", `/webhooks/${w.id}/resume`);
+            toast(t("whResumed"));
+          }) }, t("whResume")) : null,
+        el("button", { type: "button", class: "danger small-btn wh-delete",
+          onclick: () => {
+            if (hookArmed !== w.id) { hookArmed = w.id; refreshWebhooks(); return; }
+            hookArmed = null;
+            hookAction(async () => { await api("DELETE", `/webhooks/${w.id}`); toast(t("whDeleted")); });
+          } }, hookArmed === w.id ? t("whDeleteSure") : t("whDelete")))))
+        : [el("tr", {}, el("td", { colspan: "6", class: "muted" }, t("whNone")))]));
+    await refreshLog();
+  }
+
+  async function refreshLog() {
+    const table = document.getElementById("wh-log");
+    const note = document.getElementById("wh-log-note");
+    if (!table) return;
+    if (!hookChosen) { table.replaceChildren(); note.textContent = t("whPick"); return; }
+    let page;
+    try {
+      page = await api("GET", `/webhooks/${hookChosen}/deliveries?limit=100`);
+    } catch (e) { return; }
+    note.textContent = t("whLogNote", { id: hookChosen });
+    const chosenId = hookChosen;
+    table.replaceChildren(
+      el("thead", {}, el("tr", {}, [t("whEvent"), t("whType"), t("whBlock"), t("whState"),
+        t("whAttempts"), t("whLast"), t("whWhen"), ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, page.deliveries.length ? page.deliveries.map((d) => el("tr", {
+        "data-event": d.event_id, "data-state": d.state },
+      el("td", { class: "mono small", title: d.tx_hash }, d.event_id),
+      el("td", {}, d.type),
+      el("td", { class: "num" }, "#" + d.block),
+      el("td", {}, el("span", { class: "pill " + (d.state === "delivered" ? "done" : d.state === "pending" ? "open" : "muted-pill") },
+        t("whState_" + d.state))),
+      el("td", { class: "num" }, fmt(d.attempts)),
+      el("td", { class: "small" }, d.last_status ? "HTTP " + d.last_status : "", d.last_error ? el("div", { class: "muted" }, d.last_error) : null),
+      el("td", { class: "small" }, d.state === "delivered" ? when(d.delivered_at)
+        : d.next_at ? t("whNext", { when: when(d.next_at) }) : "–"),
+      el("td", {}, el("button", { type: "button", class: "ghost small-btn wh-replay",
+        title: t("whReplayHint"),
+        onclick: () => hookAction(async () => {
+          const r = await api("POST", `/webhooks/${chosenId}/replay`, { from_event_id: d.event_id });
+          toast(t("whReplayed", { n: r.queued }));
+        }) }, t("whReplay")))))
+        : [el("tr", {}, el("td", { colspan: "8", class: "muted" }, t("whNoDeliveries")))]),
+      ...(page.next_after ? [el("tfoot", {}, el("tr", {}, el("td", { colspan: "8", class: "muted small" }, t("whMore"))))] : []));
   }
 
   // ------------------------------------------------------------------ boot

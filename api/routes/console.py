@@ -11,6 +11,7 @@ also wants the ``X-Console: 1`` header, which no cross-site form or image can se
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -22,6 +23,7 @@ from ledger.console import service as console
 from ledger.console.service import ConsoleSession
 from ledger.merchants import repos as merchant_repos
 from ledger.types import MerchantId
+from ledger.webhooks import service as webhooks
 
 from ..auth import Principal, remember_or_refuse
 from ..deps import AllianceDep, principal
@@ -33,6 +35,18 @@ from ..schemas.console import (
     FiguresOut,
     PeriodRowOut,
 )
+from ..schemas.webhooks import (
+    AfterQuery,
+    DeliveriesOut,
+    LimitQuery,
+    ReplayOut,
+    ReplayRequest,
+    WebhookCreatedOut,
+    WebhookCreateRequest,
+    WebhookIdPath,
+    WebhookOut,
+    WebhooksOut,
+)
 from .app import CSP, NODE_MODULES, ROOT, _serve
 
 STATIC = ROOT / "api" / "console_static"
@@ -40,8 +54,8 @@ VENDOR = {"ethers.umd.min.js": NODE_MODULES / "ethers" / "dist" / "ethers.umd.mi
           "uPlot.iife.min.js": NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
           "uPlot.min.css": NODE_MODULES / "uplot" / "dist" / "uPlot.min.css"}
 COOKIE = "alliance_console"
-# The webhooks API is built on its own branch; its panel says "not available" until then.
-FEATURES = ConsoleFeatures(webhooks=False)
+# The webhooks panel: a merchant's endpoints through the console's own routes (below).
+FEATURES = ConsoleFeatures(webhooks=True)
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/console/api", tags=["console"], include_in_schema=False)
@@ -217,3 +231,75 @@ def statement_csv(period: int, alliance: AllianceDep, me: CookieDep,
     return Response(st.to_csv(), media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="statement-{period}-{mid}.csv"',
         "X-Statement-Hash": st.hash})
+
+
+# ---------------------------------------------------------------------- webhooks
+#
+# The page manages the signed-in merchant's webhook endpoints through these routes: the
+# cookie session (and ``X-Console: 1``) stands for the merchant, and each route calls the
+# same ``ledger.webhooks.service`` function as ``/v1/webhooks`` (the browser signs nothing
+# after sign-in). The operator has no endpoints of its own: 403.
+
+
+def _webhook_merchant(me: ConsoleSession) -> MerchantId:
+    if me.role != "merchant" or me.merchant_id is None:
+        raise ApiError(403, "forbidden", "webhook endpoints belong to a merchant: sign in with "
+                       "the merchant's key")
+    return me.merchant_id
+
+
+@api_router.get("/webhooks", response_model=WebhooksOut)
+def console_webhooks(alliance: AllianceDep, me: SessionDep) -> dict[str, Any]:
+    """The merchant's endpoints with their status (never a secret)."""
+    mid = _webhook_merchant(me)
+    with alliance.store.read_session() as s:
+        return {"webhooks": [asdict(v) for v in webhooks.list_endpoints(s, merchant_id=mid)]}
+
+
+@api_router.post("/webhooks", status_code=201, response_model=WebhookCreatedOut)
+def console_create_webhook(req: WebhookCreateRequest, alliance: AllianceDep,
+                           me: SessionDep) -> dict[str, Any]:
+    """Register an endpoint: the answer holds its signing secret, this once."""
+    mid = _webhook_merchant(me)
+    with alliance.store.session() as s:
+        made = webhooks.create_endpoint(alliance, s, merchant_id=mid, url=req.url,
+                                        events=req.events)
+        return {**asdict(made.endpoint), "secret": made.secret}
+
+
+@api_router.delete("/webhooks/{webhook_id}", response_model=WebhookOut)
+def console_delete_webhook(webhook_id: WebhookIdPath, alliance: AllianceDep,
+                           me: SessionDep) -> dict[str, Any]:
+    mid = _webhook_merchant(me)
+    with alliance.store.session() as s:
+        return asdict(webhooks.delete_endpoint(s, merchant_id=mid, endpoint_id=webhook_id))
+
+
+@api_router.post("/webhooks/{webhook_id}/resume", response_model=WebhookOut)
+def console_resume_webhook(webhook_id: WebhookIdPath, alliance: AllianceDep,
+                           me: SessionDep) -> dict[str, Any]:
+    """Deliver again to a paused endpoint, from its oldest undelivered event."""
+    mid = _webhook_merchant(me)
+    with alliance.store.session() as s:
+        return asdict(webhooks.resume_endpoint(s, merchant_id=mid, endpoint_id=webhook_id))
+
+
+@api_router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveriesOut)
+def console_webhook_deliveries(webhook_id: WebhookIdPath, alliance: AllianceDep,
+                               me: SessionDep, after: AfterQuery = None,
+                               limit: LimitQuery = 100) -> dict[str, Any]:
+    """The endpoint's delivery log in event order (``next_after`` pages on)."""
+    mid = _webhook_merchant(me)
+    with alliance.store.read_session() as s:
+        return asdict(webhooks.deliveries(s, merchant_id=mid, endpoint_id=webhook_id,
+                                          after=after, limit=limit))
+
+
+@api_router.post("/webhooks/{webhook_id}/replay", response_model=ReplayOut)
+def console_replay_webhook(webhook_id: WebhookIdPath, req: ReplayRequest,
+                           alliance: AllianceDep, me: SessionDep) -> dict[str, int]:
+    """Queue the endpoint's events again from ``from_event_id`` on, in order."""
+    mid = _webhook_merchant(me)
+    with alliance.store.session() as s:
+        return {"queued": webhooks.replay(s, merchant_id=mid, endpoint_id=webhook_id,
+                                          from_event_id=req.from_event_id)}

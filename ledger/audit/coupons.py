@@ -310,24 +310,33 @@ class CouponsRule:
         tokens = sorted(self.coupons)
         calls: list[tuple[str, str, str, tuple[Any, ...]]] = []
         for t in tokens:
-            calls += [(Kind.COUPONS, book, f, (t,)) for f in ("ownerOf", "isUsed",
-                                                              "redemptionOf")]
+            calls += [(Kind.COUPONS, book, f, (t,)) for f in ("ownerOf", "isUsed")]
+        # The book keeps a redemption's record with its order (acceptor, order ref): asked
+        # for each live redemption where it was made.
+        redeemed = [t for t in tokens if self.coupons[t].redemption is not None]
+        for t in redeemed:
+            r = self.coupons[t].redemption
+            assert r is not None
+            calls.append((Kind.COUPONS, book, "redemptionOf",
+                          (t, r.acceptor, bytes.fromhex(r.order_ref.removeprefix("0x")))))
         answers = [_one(x) for x in checks.views(calls)]
         for i, t in enumerate(tokens):
-            owner, used, record = answers[3 * i: 3 * i + 3]
+            owner, used = answers[2 * i: 2 * i + 2]
             coupon = self.coupons[t]
             if owner != coupon.owner:
                 mismatch(f"ownerOf({t})", coupon.owner, owner)
             if used is not (coupon.redemption is not None):
                 mismatch(f"isUsed({t})", coupon.redemption is not None, used)
-            r = coupon.redemption
-            want_rec = (0, 0, 0) if r is None else (
-                r.acceptor, r.discount, int(r.order_ref, 16) & ((1 << ORDER_TAG_BITS) - 1))
+        for t, record in zip(redeemed, answers[2 * len(tokens):], strict=True):
+            r = self.coupons[t].redemption
+            assert r is not None
+            want_rec = (r.acceptor, r.discount,
+                        int(r.order_ref, 16) & ((1 << ORDER_TAG_BITS) - 1))
             have_rec = record if isinstance(record, ChainError) else (record[0], record[2],
                                                                       record[3])
             if have_rec != want_rec:
-                mismatch(f"redemptionOf({t}) (acceptor, discount, orderTag)", want_rec,
-                         have_rec)
+                mismatch(f"redemptionOf({t}, {r.acceptor}, {r.order_ref}) "
+                         "(acceptor, discount, orderTag)", want_rec, have_rec)
         # The book counts a member's grants only in campaigns with a per-member cap.
         members = sorted((cid, m) for cid, c in self.campaigns.items() if c.per_member_cap
                          for m in c.per_member)

@@ -10,10 +10,11 @@ another merchant's figures; the operator sees every merchant. Screenshots of eve
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,13 +22,16 @@ import pytest
 from eth_account import Account
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from api.auth import sign as request_signature
 from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import admit_merchant, create_admin_credential
 from ledger.points.reads import chain_now
 from ledger.settings import Settings
+from ledger.store.models import WebhookEndpoint
 from tests.e2e.test_member_app import Service
 from tests.ledger.helpers import sign_redemption
+from tests.ledger.test_webhooks_flow import Receiver
 
 pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 900}
@@ -203,8 +207,9 @@ def test_a_merchant_signs_in_sees_today_change_live_and_downloads_a_statement(
     text = Path(path).read_text()
     assert dl.value.suggested_filename == f"statement-1-{env.store.merchant_id}.csv"
     assert text.strip() and "," in text.splitlines()[0]
-    # The webhooks panel says plainly it is not there yet.
-    assert page.locator("#webhooks-state").inner_text() == "Not available"
+    # The webhooks panel is there, with nothing registered yet.
+    page.wait_for_selector("#wh-list tbody tr")
+    assert "No endpoint registered" in page.inner_text("#wh-list")
     _shot(page, shots, "05-positions-webhooks")
 
     # 中文 (zh-CN) at one click, the figures still live.
@@ -240,6 +245,9 @@ def test_a_merchant_never_reads_another_merchants_figures(env: Env, browser: Bro
         **headers, "Cookie": "alliance_console=" + "x" * 40 + ".00"})
     assert forged.status == 401
     assert page.locator("#per-merchant").count() == 0
+    # Nor another merchant's webhook endpoints.
+    assert page.request.get(env.url + "/console/api/webhooks", headers=headers).json() == {
+        "webhooks": []}
     _shot(page, shots, "cafe-own-figures")
     context.close()
 
@@ -258,5 +266,141 @@ def test_the_operator_sees_every_merchant(env: Env, browser: Browser, shots: Pat
     assert rows.count() == 2
     page.select_option("#merchant-select", str(env.store.merchant_id))
     page.wait_for_selector("#periods tr[data-period='1'] a.download")
+    # Webhook endpoints are a merchant's: the operator's panel says so (no form).
+    assert page.locator("#webhooks-state").inner_text() == "仅限商户"
+    assert page.locator("#wh-form").count() == 0
     _shot(page, shots, "operator")
+    context.close()
+
+
+@pytest.fixture
+def wenv(settings: Settings) -> Iterator[Env]:
+    """The service with loopback webhook receivers allowed (tests only)."""
+    e = Env(settings.model_copy(update={"webhooks_allow_private": True}))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def _wait(page: Page, check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        page.wait_for_timeout(200)
+
+
+def test_a_merchant_registers_a_webhook_sees_the_delivery_resumes_and_replays(
+        wenv: Env, browser: Browser, shots: Path, receiver: Receiver) -> None:
+    env = wenv
+    outside: list[str] = []
+    context = _context(browser, env, outside)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _sign_in(page, env, env.store.key_id, env.store.secret)
+    page.wait_for_selector("#wh-form")
+
+    # A URL the service refuses is said on the page; nothing is registered.
+    page.fill("#wh-url", "ftp://example.com/hooks")
+    page.click("#wh-add")
+    page.wait_for_selector("#wh-error:not([hidden])")
+    assert "Refused" in page.inner_text("#wh-error")
+    assert "No endpoint registered" in page.inner_text("#wh-list")
+
+    # Register the loopback receiver for points.issued (the "all" box unticked).
+    page.fill("#wh-url", receiver.url)
+    page.uncheck("#wh-events input[value='*']")
+    page.check("#wh-events input[value='points.issued']")
+    page.click("#wh-add")
+    page.wait_for_selector("#wh-secret")
+    secret = page.inner_text("#wh-secret").strip()
+    assert secret.startswith("whsec_")
+    row = page.locator("#wh-list tbody tr[data-webhook]")
+    _wait(page, lambda: row.count() == 1, "the endpoint is not listed")
+    wid = row.get_attribute("data-webhook")
+    assert wid and wid.startswith("wh_")
+    assert receiver.url in row.inner_text() and "points.issued" in row.inner_text()
+    assert row.locator("[data-status]").inner_text() == "Active"
+    _shot(page, shots, "wh-01-registered-secret-once")
+    # Shown once: dismissed, it is nowhere on the page, and the list never carries it.
+    page.click("#wh-secret-done")
+    assert page.locator("#wh-secret").count() == 0
+    assert secret not in page.content()
+
+    # An issue through the API: the delivery appears in the log as delivered.
+    _issue(env.store_api, Account.create().address, 420, "GP-4001")
+    delivered = page.locator("#wh-log tbody tr[data-state='delivered']")
+    _wait(page, lambda: delivered.count() == 1, "no delivered row in the log")
+    event_id = delivered.get_attribute("data-event")
+    assert event_id and "points.issued" in delivered.inner_text()
+    assert "HTTP 200" in delivered.inner_text()
+    # Nothing stray after the table (a null once printed as "null" under the log).
+    assert "null" not in page.inner_text("#webhooks")
+    _shot(page, shots, "wh-02-delivered")
+    # The receiver got that very event, signed with the secret the page showed.
+    assert len(receiver.requests) == 1
+    path, headers, body = receiver.requests[0]
+    payload = json.loads(body)
+    assert payload["id"] == headers["X-Alliance-Event-Id"] == event_id
+    assert payload["type"] == "points.issued" and payload["merchant_id"] == env.store.merchant_id
+    assert headers["X-Alliance-Signature"] == request_signature(
+        secret, headers["X-Alliance-Timestamp"], event_id, "POST", path, body)
+
+    # Replay from that event: the receiver gets it again, same id.
+    page.click(f"#wh-log tr[data-event='{event_id}'] .wh-replay")
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "Events queued again: 1" in page.inner_text("#toast")
+    _wait(page, lambda: len(receiver.requests) == 2, "the replay did not arrive")
+    assert receiver.requests[1][1]["X-Alliance-Event-Id"] == event_id
+
+    def replay_recorded() -> bool:
+        log = page.request.get(f"{env.url}/console/api/webhooks/{wid}/deliveries",
+                               headers={"X-Console": "1"}).json()["deliveries"]
+        return [(d["state"], d["attempts"]) for d in log] == [("delivered", 2)]
+
+    # (the worker has stored the replay's outcome before the endpoint is touched below)
+    _wait(page, replay_recorded, "the replay's outcome is not in the log")
+
+    # Paused (as the worker leaves it after 8 failures in a row): the page says so, and
+    # Resume makes it active again.
+    with env.alliance.store.session() as s:
+        ep = s.get(WebhookEndpoint, wid)
+        assert ep is not None
+        ep.status, ep.failures = "paused", 8
+        ep.paused_reason = "8 failed deliveries in a row; last: 500"
+    status = page.locator(f"#wh-list tr[data-webhook='{wid}'] [data-status]")
+    _wait(page, lambda: status.inner_text() == "Paused", "the pause is not shown")
+    assert "8 failed deliveries in a row" in page.inner_text("#wh-list")
+    _shot(page, shots, "wh-03-paused")
+    page.click(f"#wh-list tr[data-webhook='{wid}'] .wh-resume")
+    _wait(page, lambda: status.inner_text() == "Active", "resume did not show")
+    assert page.locator(".wh-resume").count() == 0
+
+    # 中文: the same panel.
+    page.click("#lang")
+    page.wait_for_selector("text=投递记录")
+    _wait(page, lambda: page.locator("#wh-log tbody tr[data-state='delivered']").count() == 1,
+          "the log is gone after the language switch")
+    assert "已送达" in page.inner_text("#wh-log")
+    _shot(page, shots, "wh-04-zh-CN")
+
+    # Delete asks once more, then the endpoint is gone.
+    page.click(f"#wh-list tr[data-webhook='{wid}'] .wh-delete")
+    page.wait_for_selector("text=确认删除？")
+    page.click(f"#wh-list tr[data-webhook='{wid}'] .wh-delete")
+    _wait(page, lambda: page.locator("#wh-list tr[data-webhook]").count() == 0,
+          "the endpoint was not deleted")
+    assert not errors, errors
+    assert not outside, outside
     context.close()
