@@ -502,6 +502,7 @@ class CouponRedemptionLock(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+
 # ---------------------------------------------------------------------- offers (branch offers)
 
 
@@ -614,6 +615,7 @@ class GiftRedemption(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+
 # ---------------------------------------------------------------------- member-app2 (issue 12)
 
 
@@ -659,6 +661,7 @@ class ConsentReward(Base):
     points: Mapped[int] = mapped_column(Integer)
 
 
+
 # ---------------------------------------------------------------------- webhooks (branch webhooks)
 
 
@@ -696,6 +699,31 @@ class WebhookEvent(Base):
     merchant_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_time: Mapped[int] = mapped_column(BigInteger)
+    reverted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The delivery of one event to one endpoint: pending (``next_at`` is when the next
+    attempt is due), delivered, or withdrawn (a reorg undid the event before delivery)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "endpoint_id", "state", "event_seq"),)
+
+    endpoint_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
 
 
 # ---------------------------------------------------------------------- memberships
@@ -724,28 +752,6 @@ class MembershipEvent(Base):
     block_number: Mapped[int] = mapped_column(Integer, index=True)
     log_index: Mapped[int] = mapped_column(Integer)
     block_time: Mapped[int] = mapped_column(BigInteger)
-    reverted: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class WebhookDelivery(Base):
-    """The delivery of one event to one endpoint: pending (``next_at`` is when the next
-    attempt is due), delivered, or withdrawn (a reorg undid the event before delivery)."""
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "endpoint_id", "state", "event_seq"),)
-
-    endpoint_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    event_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    event_id: Mapped[str] = mapped_column(String(80))
-    state: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
 
 
 class MembershipTier(Base):
