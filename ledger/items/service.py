@@ -15,6 +15,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import math
 import os
 import time
@@ -48,6 +49,7 @@ from .clients import (
     CustodyEvent,
     Disposition,
     ItemStatus,
+    item_key,
     location_id,
 )
 from .codes import ItemCode, check_serial, item_id, parse_code, parse_gtin, secret_hash, secret_word
@@ -206,11 +208,12 @@ def register_batch(alliance: Alliance, session: Session, *, merchant_id: int, gt
     if taken:
         raise LedgerConflictError(f"{len(taken)} serials of {g:014d} are registered already "
                                   f"(e.g. {sorted(taken)[0]})", code="serial-taken")
-    for s in serials:
+    for index, s in enumerate(serials):
         iid = item_id(g, s)
         sh = secret_hash(_label_secret(seed, s))
-        rows.append({"item_id": _hex(iid), "serial": s, "secret_hash": _hex(sh)})
-        leaves.append(leaf_hash(iid, sh))
+        rows.append({"item_id": _hex(iid), "serial": s, "secret_hash": _hex(sh),
+                     "batch_index": index})
+        leaves.append(leaf_hash(iid, index, sh))
     root = StandardMerkleTree(leaves).root
     batch = repos.ItemBatch(brand_id=merchant.id, gtin=g, count=len(serials), root=_hex(root),
                             seed=alliance.master_key.encrypt(seed), recalled=False)
@@ -233,8 +236,8 @@ def batch_tree(session: Session, batch: repos.ItemBatch) -> StandardMerkleTree:
     key = (batch.id, batch.root)
     tree = _TREES.get(key)
     if tree is None:
-        tree = StandardMerkleTree([leaf_hash(bytes.fromhex(i[2:]), bytes.fromhex(h[2:]))
-                                   for i, h in repos.batch_leaves(session, batch.id)])
+        tree = StandardMerkleTree([leaf_hash(bytes.fromhex(i[2:]), k, bytes.fromhex(h[2:]))
+                                   for i, k, h in repos.batch_leaves(session, batch.id)])
         if _hex(tree.root) != batch.root:
             raise LedgerValidationError("the batch's serials do not make its root")
         if len(_TREES) > 16:
@@ -248,9 +251,25 @@ def proof_of(session: Session, serial_row: repos.ItemSerial) -> tuple[repos.Item
     if batch is None:
         raise LedgerNotFoundError("batch of the serial is missing")
     tree = batch_tree(session, batch)
-    leaf = leaf_hash(bytes.fromhex(serial_row.item_id[2:]),
+    leaf = leaf_hash(bytes.fromhex(serial_row.item_id[2:]), _index(serial_row),
                      bytes.fromhex(serial_row.secret_hash[2:]))
     return batch, tree.proof(leaf)
+
+
+def _index(serial_row: repos.ItemSerial) -> int:
+    if serial_row.batch_index is None:
+        raise LedgerValidationError("the serial has no position in its batch (registered "
+                                    "before item keys; register its batch again)")
+    return serial_row.batch_index
+
+
+def chain_key(session: Session, serial_row: repos.ItemSerial) -> int:
+    """The serial's on-chain item key (its batch must be registered on chain)."""
+    batch = repos.batch(session, serial_row.batch_id)
+    if batch is None or batch.chain_batch_id is None:
+        raise LedgerConflictError("the batch is not registered on chain yet",
+                                  code="batch-not-registered")
+    return item_key(batch.chain_batch_id, _index(serial_row))
 
 
 # ---------------------------------------------------------------------- labels
@@ -405,13 +424,10 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
     if session.get(repos.ItemEpcisDocument, _hex(digest)) is None:
         session.add(repos.ItemEpcisDocument(event_hash=_hex(digest), item_id=_hex(code.item_id),
                                             document=doc))
-    event = CustodyEvent(code.item_id, digest, loc, step, when, disp, dest)
+    event = CustodyEvent(chain_key(session, serial_row), digest, loc, step, when, disp, dest)
     if step == BizStep.COMMISSIONING:
-        batch, proof = proof_of(session, serial_row)
-        if batch.chain_batch_id is None:
-            raise LedgerConflictError("the batch is not registered on chain yet",
-                                      code="batch-not-registered")
-        return kinds.ACTIVATE, EventPayload(event, batch.chain_batch_id,
+        _, proof = proof_of(session, serial_row)
+        return kinds.ACTIVATE, EventPayload(event, code.item_id,
                                             bytes.fromhex(serial_row.secret_hash[2:]),
                                             tuple(proof))
     return kinds.RECORD_EVENTS, EventPayload(event)
@@ -421,8 +437,11 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
 
 
 def recall(alliance: Alliance, session: Session, *, merchant_id: int,
-           batch_ids: Sequence[int] = (), codes: Sequence[str] = ()) -> OperationView:
-    """Recall whole batches and single items of the calling brand, in one transaction."""
+           batch_ids: Sequence[int] = (), codes: Sequence[str] = (), reason: str = "",
+           reason_zh: str | None = None) -> OperationView:
+    """Recall whole batches and single items of the calling brand, in one transaction. The
+    reason (English, and Chinese if given) is kept off chain under the hash the chain's
+    recall events carry; verify, the scan page and the member's items show it."""
     if not 1 <= len(batch_ids) + len(codes) <= 256:
         raise LedgerValidationError("1 to 256 batches and items", field="batch_ids")
     merchant = require_merchant(session, merchant_id)
@@ -435,16 +454,26 @@ def recall(alliance: Alliance, session: Session, *, merchant_id: int,
             raise LedgerConflictError("the batch is not registered on chain yet",
                                       code="batch-not-registered")
         chain_ids.append(batch.chain_batch_id)
-    ids: list[bytes] = []
+    keys: list[int] = []
     for c in codes:
         code = parse_code(c)
         prod = repos.product(session, code.gtin)
         if prod is None or prod.brand_id != merchant.id:
             raise LedgerNotFoundError(f"no product {code.gtin:014d} of this brand")
-        ids.append(code.item_id)
-    digest = hashlib.sha256(repr((sorted(chain_ids), sorted(ids), _now())).encode()).digest()
+        serial_row = repos.serial(session, _hex(code.item_id))
+        if serial_row is None:
+            raise LedgerNotFoundError(f"serial {code.serial} of {code.gtin:014d} is not "
+                                      "registered")
+        keys.append(chain_key(session, serial_row))
+    notice = {"brand": merchant.id, "batches": sorted(chain_ids), "items": sorted(keys),
+              "reason": reason, "reason_zh": reason_zh, "at": _now(),
+              "nonce": os.urandom(8).hex()}
+    digest = hashlib.sha256(json.dumps(notice, sort_keys=True).encode()).digest()
+    session.add(repos.ItemRecallNotice(event_hash=_hex(digest), brand_id=merchant.id,
+                                       reason=reason[:500],
+                                       reason_zh=reason_zh[:500] if reason_zh else None))
     op = outbox.enqueue(session, kind=kinds.RECALL,
-                        payload=RecallPayload(tuple(chain_ids), tuple(ids), digest),
+                        payload=RecallPayload(tuple(chain_ids), tuple(keys), digest),
                         merchant_id=merchant.id, signer=merchant.account_address)
     return operation_view(op)
 
@@ -511,7 +540,8 @@ def _claim(alliance: Alliance, session: Session, *, code: str, member: str, nonc
     _, proof = proof_of(session, serial_row)
     brand = require_merchant(session, prod.brand_id)
     op = outbox.enqueue(session, kind=kinds.CLAIM,
-                        payload=ClaimPayload(c.item_id, secret_word(c.secret), tuple(proof),
+                        payload=ClaimPayload(chain_key(session, serial_row), c.item_id,
+                                             secret_word(c.secret), tuple(proof),
                                              signer, nonce, deadline, sig),
                         merchant_id=brand.id, signer=brand.account_address)
     return operation_view(op)
@@ -526,8 +556,12 @@ def _flag_once(session: Session, brand_id: int, iid: bytes, reason: int) -> None
     state = repos.state(session, _hex(iid))
     if state is not None and state.flagged:
         return
+    serial_row = repos.serial(session, _hex(iid))
+    if serial_row is None:
+        return
     brand = require_merchant(session, brand_id)
-    outbox.enqueue(session, kind=kinds.FLAG, payload=FlagPayload(iid, reason),
+    outbox.enqueue(session, kind=kinds.FLAG,
+                   payload=FlagPayload(chain_key(session, serial_row), reason),
                    merchant_id=brand.id, signer=brand.account_address)
 
 
@@ -545,6 +579,7 @@ class Verdict:
     product: str | None = None
     status: str | None = None
     recalled: bool = False
+    recall_reason: dict[str, str] | None = None
     claimed: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     message: dict[str, str] = field(default_factory=dict)
@@ -586,6 +621,8 @@ def verify(session: Session, *, code: str, lat: float | None = None, lon: float 
         v.history = [history_entry(e) for e in repos.history(session, iid)]
     if batch is not None and batch.recalled:
         v.recalled = True
+    if v.recalled:
+        v.recall_reason = recall_reason(session, iid, batch)
     point = None
     if lat is not None and lon is not None:
         point = (round(lat * 1e6), round(lon * 1e6))
@@ -616,9 +653,26 @@ def _finish(v: Verdict) -> Verdict:
     key = v.reasons[0] if v.reasons else v.verdict
     v.message = dict(MESSAGES[key])
     if v.recalled:
+        reason = v.recall_reason or {}
         v.message = {lang: f"{text} {MESSAGES['recalled'][lang]}"
+                     + (f" {RECALL_REASON_LABEL[lang]}{reason[lang]}" if reason.get(lang) else "")
                      for lang, text in v.message.items()}
     return v
+
+
+RECALL_REASON_LABEL = {"en": "Reason: ", "zh-CN": "原因："}
+
+
+def recall_reason(session: Session, iid: str, batch: repos.ItemBatch | None
+                  ) -> dict[str, str] | None:
+    """The brand's reason of the latest recall that reached the item (item or batch recall),
+    in English and Chinese (the English text when no Chinese was given)."""
+    notice = repos.latest_recall(session, iid)
+    if notice is None and batch is not None and batch.chain_batch_id is not None:
+        notice = repos.batch_recall_notice(session, batch.chain_batch_id)
+    if notice is None or not notice.reason:
+        return None
+    return {"en": notice.reason, "zh-CN": notice.reason_zh or notice.reason}
 
 
 def history_entry(e: repos.ItemEvent) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def test_the_item_id_packs_gtin_and_serial_reversibly() -> None:
 
 
 def test_every_leaf_of_a_standard_tree_proves_against_its_root() -> None:
-    leaves = [leaf_hash(item_id(9506000134352, f"S{i}"), secret_hash(new_secret()))
+    leaves = [leaf_hash(item_id(9506000134352, f"S{i}"), i, secret_hash(new_secret()))
               for i in range(37)]
     tree = StandardMerkleTree(leaves)
     for leaf in leaves:
