@@ -54,7 +54,8 @@ interface IItemRegistry {
         uint64 eventTime;
     }
 
-    /// @notice An item's state (a 32-bit lane of a word shared by 8 items of its batch).
+    /// @notice An item's state (a 21-bit lane of a word shared by 12 consecutive items of its
+    /// batch: status 3 bits, flags 3 bits, holder 15 bits).
     /// @param status where it stands
     /// @param flags ITEM_RECALLED (1) | ITEM_CLAIMED (2) | ITEM_FLAGGED (4) bits
     /// @param holder merchant holding it (the seller once sold; while in transit, the merchant
@@ -119,6 +120,11 @@ interface IItemRegistry {
     error ItemNotSold(uint256 item, ItemStatus status);
     /// @dev Only the operator or the item's brand may flag it.
     error ItemNotFlagger(address caller);
+    /// @dev A merchant id that does not fit an item's 15-bit holder field (>= 32,768) cannot
+    /// register locations here.
+    error ItemMerchantOutOfRange(uint256 merchantId);
+    /// @dev A custody event's bizStep, disposition or eventTime is out of its type's range.
+    error ItemInvalidEvent(uint256 item);
     /// @dev An empty list, or one longer than the batch bound.
     error ItemInvalidCount(uint256 count);
 
@@ -149,8 +155,8 @@ interface IItemRegistry {
     function registerProduct(uint256 merchantId, uint256 gtin) external;
 
     /// @notice Registers locations (e.g. keccak256 of a GLN or a store id) of `merchantId`.
-    /// Requirements: caller is the active account of `merchantId`; each location is new or
-    /// already its own; 1 <= length <= 256.
+    /// Requirements: caller is the active account of `merchantId`; merchantId < 32,768 (an
+    /// item's holder field); each location is new or already its own; 1 <= length <= 256.
     function registerLocations(uint256 merchantId, bytes32[] calldata locations) external;
 
     /// @notice Registers a production batch of `count` serials of `gtin` as one Merkle root.

@@ -344,3 +344,38 @@ def test_the_operator_or_the_brand_flags_a_suspected_clone(world: World) -> None
     receipt = world.send(world.brand, "flag", key, 3)
     assert [n for n, _, _ in world.items.decode_logs(receipt["logs"])] == ["ItemFlagged"]  # type: ignore[arg-type]
     assert world.items.item(key).flags & 4
+
+
+# ---------------------------------------------------------------- cost per event
+
+def _calldata_gas(data: bytes) -> int:
+    nonzero = sum(1 for b in data if b)
+    return 16 * nonzero + 4 * (len(data) - nonzero)
+
+
+def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> None:
+    """The marginal gas of a shipping event in a 200-event transaction (items of one batch,
+    in order, as a pallet ships) against the floor: its LOG3 with three data words (2,268)
+    plus its own calldata. It was 2.71x (12,337 gas) with a slot per item; 1.34x (5,913) with
+    12 items per word and the lean loop. The issue's target is 1.3x: not reached yet, so
+    this guards the figure reached (anvil's gas is deterministic)."""
+    serials = [f"P{i:03d}" for i in range(201)]
+    b = world.make_batch(serials)
+    for start in range(0, 201, 101):
+        world.activate(b, serials[start:start + 101])
+    now = world.chain.now()
+
+    def ship(ss: list[str]) -> tuple[int, int]:
+        evs = [CustodyEvent(b.key(s), b"\x5a" * 32, world.factory_loc, BizStep.SHIPPING, now,
+                            destination=world.store_loc).as_tuple() for s in ss]
+        receipt = world.send(world.brand, "recordEvents", evs)
+        tx = world.chain.gateway.rpc("eth_getTransactionByHash",
+                                     [receipt["transactionHash"]])
+        return int(str(receipt["gasUsed"])), _calldata_gas(bytes.fromhex(tx["input"][2:]))
+
+    g1, _ = ship(serials[:1])
+    gn, cd = ship(serials[1:])
+    per_event = (gn - g1) / 199
+    floor = 2_268 + cd / 200
+    print(f"custody event {per_event:,.0f} gas; floor {floor:,.0f}; {per_event / floor:.2f}x")
+    assert per_event <= 1.35 * floor
