@@ -81,7 +81,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               clearing.router, admin.router, clearing.admin_router, public.router, ops.router,
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
-              items.router, items.public_router, items.scan_router,
+              items.router, items.public_router, items.scan_router, items.member_router,
               coupons.router, coupons.public_router):
         app.include_router(r)
 

@@ -149,5 +149,10 @@ class ItemRegistryClient(ContractClient):
     def location_owner(self, location: bytes) -> int:
         return int(self.view1("locationOwner", location))
 
+    def nonce_used(self, member: str, nonce: int) -> bool:
+        """Whether ``member``'s claim nonce is used (``nonceBitmap``, bit ``nonce & 0xff``)."""
+        word = int(self.view1("nonceBitmap", member, nonce >> 8))
+        return bool(word >> (nonce & 0xFF) & 1)
+
     def claim_digest(self, *, member: str, item_id: bytes, nonce: int, deadline: int) -> bytes:
         return bytes(self.view1("claimDigest", member, item_id, nonce, deadline))

@@ -154,3 +154,10 @@ def batch_recall_notice(session: Session, chain_batch_id: int) -> ItemRecallNoti
         ItemEvent.item_id == f"batch:{chain_batch_id}", ItemEvent.kind == "batch_recalled")
         .order_by(ItemEvent.block_number.desc(), ItemEvent.log_index.desc()).limit(1))
     return None if h is None else session.get(ItemRecallNotice, h)
+
+
+def claim_event(session: Session, item_id_hex: str) -> ItemEvent | None:
+    """The item's (first) ``claimed`` event."""
+    return session.scalar(select(ItemEvent).where(ItemEvent.item_id == item_id_hex,
+                                                  ItemEvent.kind == "claimed")
+                          .order_by(ItemEvent.block_number, ItemEvent.log_index).limit(1))

@@ -26,9 +26,11 @@ from typing import Any
 import segno
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session
 
 from .. import governance
+from ..signing import MAX_DEADLINE_AHEAD_S
 from ..alliance import Alliance
 from ..errors import (
     ItemCodeError,
@@ -52,7 +54,16 @@ from .clients import (
     item_key,
     location_id,
 )
-from .codes import ItemCode, check_serial, item_id, parse_code, parse_gtin, secret_hash, secret_word
+from .codes import (
+    ItemCode,
+    check_serial,
+    item_id,
+    parse_code,
+    parse_gtin,
+    secret_hash,
+    secret_word,
+    split_item_id,
+)
 from .kinds import ClaimPayload, EventPayload, FlagPayload, RecallPayload, RegistrationPayload
 from .merkle import StandardMerkleTree, leaf_hash
 from .signing import claim_typed_data
@@ -535,8 +546,17 @@ def _claim(alliance: Alliance, session: Session, *, code: str, member: str, nonc
         raise LedgerSignatureError("not a valid signature") from exc
     if signer.lower() != member.lower():
         raise LedgerSignatureError("the claim is not signed by the member")
-    if deadline < _now():
-        raise LedgerSignatureError("deadline passed", code="deadline-passed")
+    # The contract judges the deadline by its block's time, not this machine's clock.
+    now = int(alliance.gateway.block("latest")["timestamp"])
+    if deadline < now:
+        raise LedgerSignatureError(f"the claim's deadline {deadline} has passed (chain time "
+                                   f"{now})", code="deadline-passed", field="deadline")
+    if deadline > now + MAX_DEADLINE_AHEAD_S:
+        raise LedgerSignatureError(f"the claim's deadline is more than {MAX_DEADLINE_AHEAD_S}"
+                                   " s ahead", code="deadline-too-far", field="deadline")
+    if items.nonce_used(signer, nonce):
+        raise LedgerSignatureError(f"nonce {nonce} of {signer} is already used",
+                                   code="nonce-used", field="nonce")
     _, proof = proof_of(session, serial_row)
     brand = require_merchant(session, prod.brand_id)
     op = outbox.enqueue(session, kind=kinds.CLAIM,
@@ -688,6 +708,30 @@ def item_history(session: Session, *, code: str) -> list[dict[str, Any]]:
     if repos.serial(session, _hex(c.item_id)) is None:
         raise LedgerNotFoundError("unknown code")
     return [history_entry(e) for e in repos.history(session, _hex(c.item_id))]
+
+
+def member_items(alliance: Alliance, session: Session, *, holder: str) -> list[dict[str, Any]]:
+    """The items a wallet claimed (scan to earn), newest first, with their recall state: what
+    the member app shows a signed-in member. From the read model only."""
+    try:
+        address = to_checksum_address(holder)
+    except ValueError as exc:
+        raise LedgerValidationError("not an address", field="holder") from exc
+    out: list[dict[str, Any]] = []
+    for state in repos.claimed_by(session, address):
+        gtin, serial = split_item_id(bytes.fromhex(state.item_id[2:]))
+        prod = repos.product(session, gtin)
+        serial_row = repos.serial(session, state.item_id)
+        batch = repos.batch(session, serial_row.batch_id) if serial_row is not None else None
+        recalled = bool(state.recalled or (batch is not None and batch.recalled))
+        claimed = repos.claim_event(session, state.item_id)
+        out.append({"gtin": f"{gtin:014d}", "serial": serial,
+                    "product": prod.name if prod is not None else None,
+                    "claimed_at": claimed.block_time if claimed is not None else None,
+                    "status": state.status, "recalled": recalled,
+                    "recall_reason": (recall_reason(session, state.item_id, batch)
+                                      if recalled else None)})
+    return out
 
 
 def epcis_export(session: Session, *, code: str) -> dict[str, Any]:
