@@ -30,7 +30,6 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session
 
 from .. import governance
-from ..signing import MAX_DEADLINE_AHEAD_S
 from ..alliance import Alliance
 from ..errors import (
     ItemCodeError,
@@ -43,6 +42,7 @@ from ..errors import (
 from ..merchants.service import require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from ..signing import MAX_DEADLINE_AHEAD_S
 from . import epcis, kinds, repos
 from .clients import (
     BRAND_ROLE,
