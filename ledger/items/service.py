@@ -365,10 +365,10 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
     if not 1 <= len(lines) <= MAX_EVENTS_PER_REQUEST:
         raise LedgerValidationError(f"1 to {MAX_EVENTS_PER_REQUEST} events", field="events")
     merchant = require_merchant(session, merchant_id)
-    queued: list[tuple[kinds.RecordEventsKind, EventPayload]] = []
+    checked: list[_CheckedEvent] = []
     for i, line in enumerate(lines):
         try:
-            queued.append(_event_payload(session, merchant.id, line))
+            checked.append(_check_event(session, merchant.id, line))
         except (LedgerValidationError, LedgerPermissionError, LedgerConflictError,
                 LedgerNotFoundError) as exc:
             if len(lines) == 1:
@@ -376,6 +376,8 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
             exc.details["index"] = i
             exc.message = f"events[{i}]: {exc.message}"
             raise
+    digests = epcis.event_hashes([c.doc for c in checked])  # one JSON-LD expansion
+    queued = [_event_payload(session, c, d) for c, d in zip(checked, digests, strict=True)]
     views = []
     for kind, payload in queued:
         op = outbox.enqueue(session, kind=kind, payload=payload, merchant_id=merchant.id,
@@ -384,8 +386,21 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
     return views
 
 
-def _event_payload(session: Session, merchant_id: int, line: EventLine
-                   ) -> tuple[kinds.RecordEventsKind, EventPayload]:
+@dataclass(frozen=True)
+class _CheckedEvent:
+    """An event line the store let through, with its EPCIS document (hash still to come)."""
+
+    code: ItemCode
+    step: BizStep
+    disposition: Disposition
+    when: int
+    location: bytes
+    destination: bytes
+    serial_row: repos.ItemSerial
+    doc: dict[str, Any]
+
+
+def _check_event(session: Session, merchant_id: int, line: EventLine) -> _CheckedEvent:
     code = parse_code(line.code)
     step = _step(line.biz_step)
     disp = _disposition(line.disposition, step)
@@ -431,11 +446,17 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
     when = line.event_time if line.event_time is not None else _now()
     doc = epcis.object_event(code=code, biz_step=step, disposition=disp, event_time=when,
                              location=line.location, destination=line.destination)
-    digest = epcis.event_hash(doc)
+    return _CheckedEvent(code, step, disp, when, loc, dest, serial_row, doc)
+
+
+def _event_payload(session: Session, c: _CheckedEvent, digest: bytes
+                   ) -> tuple[kinds.RecordEventsKind, EventPayload]:
+    code, step, serial_row = c.code, c.step, c.serial_row
     if session.get(repos.ItemEpcisDocument, _hex(digest)) is None:
         session.add(repos.ItemEpcisDocument(event_hash=_hex(digest), item_id=_hex(code.item_id),
-                                            document=doc))
-    event = CustodyEvent(chain_key(session, serial_row), digest, loc, step, when, disp, dest)
+                                            document=c.doc))
+    event = CustodyEvent(chain_key(session, serial_row), digest, c.location, step, c.when,
+                         c.disposition, c.destination)
     if step == BizStep.COMMISSIONING:
         _, proof = proof_of(session, serial_row)
         return kinds.ACTIVATE, EventPayload(event, code.item_id,
