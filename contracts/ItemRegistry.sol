@@ -130,8 +130,8 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
         uint256 n = events.length;
         _requireCount(n);
         if (itemIds.length != n || secretHashes.length != n || proofs.length != n) revert ItemInvalidCount(n);
-        Run memory cache;
-        Run memory w;
+        Run memory cache = _newRun();
+        Run memory w = _newRun();
         for (uint256 i; i < n; ++i) {
             _activateOne(w, cache, events[i], itemIds[i], secretHashes[i], proofs[i]);
         }
@@ -173,7 +173,7 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
     function recordEvents(CustodyEvent[] calldata events) external {
         uint256 n = events.length;
         _requireCount(n);
-        Run memory run;
+        Run memory run = _newRun();
         for (uint256 i; i < n; ++i) {
             _record(run, events[i]);
         }
@@ -237,8 +237,8 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
             b.recalled = true;
             emit BatchRecalled(batchId, eventHash);
         }
-        Run memory w;
-        uint256 checkedBrand;
+        Run memory w = _newRun();
+        uint256 checkedBrand = 0;
         for (uint256 i; i < items.length; ++i) {
             uint256 key = items[i];
             Batch storage b = _knownItem(key);
@@ -268,7 +268,7 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
         uint256 deadline,
         bytes calldata signature
     ) external {
-        Run memory w;
+        Run memory w = _newRun();
         uint256 lane = _claimable(w, key, itemId, secret, proof);
         _requireDeadline(deadline);
         _requireSignedBy(member, _claimDigest(member, itemId, nonce, deadline), signature);
@@ -297,7 +297,7 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
     function flag(uint256 key, uint256 reason) external {
         Batch storage b = _knownItem(key);
         if (!_isOperator(msg.sender) && _activeAccount(b.brand) != msg.sender) revert ItemNotFlagger(msg.sender);
-        Run memory w;
+        Run memory w = _newRun();
         _setLane(w, key, _lane(w, key) | (ITEM_FLAGGED << FLAGS_SHIFT));
         _flush(w);
         emit ItemFlagged(key, reason);
@@ -374,7 +374,7 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
             return (lane & FLAG_BITS) | uint256(ItemStatus.InTransit) | (to << HOLDER_SHIFT);
         }
         if (destination != bytes32(0)) revert ItemInvalidDestination(key, destination);
-        uint256 next;
+        uint256 next = 0;
         if (step == uint256(BizStep.Receiving)) {
             if (status != uint256(ItemStatus.InTransit)) {
                 revert ItemInvalidTransition(key, ItemStatus(status), BizStep.Receiving);
@@ -403,6 +403,19 @@ contract ItemRegistry is IItemRegistry, MerchantGated, SignedActions {
         }
         if (step == uint256(BizStep.RetailSelling) && _recalled(lane, key)) revert ItemUnderRecall(key);
         return (lane & ~STATUS_MASK) | next;
+    }
+
+    /// @dev A fresh loop state: nothing cached, no word loaded.
+    function _newRun() private pure returns (Run memory) {
+        return Run({
+            location: bytes32(0),
+            merchantId: 0,
+            destination: bytes32(0),
+            destinationMerchant: 0,
+            wordKey: 0,
+            word: 0,
+            loaded: false
+        });
     }
 
     /// @dev Whether the item of `lane` is recalled, itself or with its whole batch.
