@@ -28,11 +28,13 @@ from ..schemas.items import (
     EventsRequest,
     HistoryOut,
     LocationsRequest,
+    MemberItemsOut,
     ProductRequest,
     RecallRequest,
     Serial,
     VerifyOut,
 )
+from .members import MemberDep
 from .points import ACCEPTED, operation_out, queue
 from .public import TOO_MANY, public_client
 
@@ -138,7 +140,8 @@ def recall(req: RecallRequest, request: Request, body: BodyDep, alliance: Allian
            who: MerchantDep) -> Response:
     """Recall batches and single items of yours, in one transaction."""
     return queue(request, body, alliance, who, lambda s, mid: items.recall(
-        alliance, s, merchant_id=mid, batch_ids=req.batch_ids, codes=req.codes))
+        alliance, s, merchant_id=mid, batch_ids=req.batch_ids, codes=req.codes,
+        reason=req.reason, reason_zh=req.reason_zh))
 
 
 @router.post("/claim", status_code=202, responses=ACCEPTED, response_model=OperationOut)
@@ -168,6 +171,30 @@ def history(code: CodeQuery, alliance: AllianceDep, who: MerchantDep,
                     return Response(json.dumps(items.epcis_export(s, code=code)),
                             media_type="application/ld+json")
         return HistoryOut.model_validate({"events": items.item_history(s, code=code)})
+
+
+# The signed-in member's own items (the member app's session cookie, path /app): at
+# /app/api/items where the browser sends the cookie, and at /v1/items/mine for clients that
+# send it themselves.
+member_router = APIRouter(include_in_schema=False)
+
+
+def _member_items(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
+    with alliance.store.read_session() as s:
+        rows = items.member_items(alliance, s, holder=me.address)
+    return MemberItemsOut.model_validate({"member": me.address, "items": rows})
+
+
+@member_router.get("/app/api/items", response_model=MemberItemsOut)
+def my_items(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
+    """The items you claimed, with their recall state and reason (en, zh-CN)."""
+    return _member_items(me, alliance)
+
+
+@member_router.get("/v1/items/mine", response_model=MemberItemsOut)
+def my_items_v1(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
+    """The items you claimed, with their recall state and reason (en, zh-CN)."""
+    return _member_items(me, alliance)
 
 
 @public_router.get("/verify", response_model=VerifyOut, responses=TOO_MANY)

@@ -89,6 +89,11 @@ class RecallRequest(Strict):
     batch_ids: list[Annotated[int, Field(strict=True, ge=1, le=limits.MAX_ID)]] = Field(
         default_factory=list, max_length=256)
     codes: list[Code] = Field(default_factory=list, max_length=256)
+    reason: str = Field(default="", max_length=500, examples=["Battery may overheat"],
+                        description="why (English); shown on verify, the scan page and the "
+                                    "member app")
+    reason_zh: str | None = Field(default=None, max_length=500, examples=["电池可能过热"],
+                                  description="why, in Chinese (else the English text)")
 
 
 class ClaimRequest(Strict):
@@ -128,9 +133,28 @@ class VerifyOut(BaseModel):
     product: str | None
     status: str | None
     recalled: bool
+    recall_reason: dict[str, str] | None = Field(
+        default=None, description="the brand's reason of the recall, by language (en, zh-CN)")
     claimed: bool
     history: list[HistoryEntry]
     message: dict[str, str]
+
+
+class MemberItem(BaseModel):
+    """An item the member claimed, and whether it is recalled (and why)."""
+
+    gtin: str
+    serial: str
+    product: str | None
+    claimed_at: int | None
+    status: str
+    recalled: bool
+    recall_reason: dict[str, str] | None
+
+
+class MemberItemsOut(BaseModel):
+    member: str
+    items: list[MemberItem]
 
 
 class HistoryOut(BaseModel):

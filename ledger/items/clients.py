@@ -74,11 +74,21 @@ STATUS_BY_CODE = list(ItemStatus)
 FLAG_RECALLED, FLAG_CLAIMED, FLAG_FLAGGED = 1, 2, 4
 
 
+def item_key(chain_batch_id: int, index: int) -> int:
+    """An item's on-chain key: ``batchId << 32 | index`` (the contract's ``itemKey``)."""
+    return (chain_batch_id << 32) | index
+
+
+def split_item_key(key: int) -> tuple[int, int]:
+    """(chain batch id, index) of an item key."""
+    return key >> 32, key & 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class CustodyEvent:
-    """One custody event as the contract takes it."""
+    """One custody event as the contract takes it (``item``: the item's key)."""
 
-    item_id: bytes
+    item: int
     event_hash: bytes
     location: bytes
     biz_step: BizStep
@@ -86,22 +96,27 @@ class CustodyEvent:
     disposition: Disposition = Disposition.ACTIVE
     destination: bytes = b"\0" * 32
 
-    def as_tuple(self) -> tuple[bytes, bytes, bytes, bytes, int, int, int]:
-        return (self.item_id, self.event_hash, self.location, self.destination,
+    def as_tuple(self) -> tuple[int, bytes, bytes, bytes, int, int, int]:
+        return (self.item, self.event_hash, self.location, self.destination,
                 int(self.biz_step), int(self.disposition), self.event_time)
 
 
 @dataclass(frozen=True)
 class ItemRecord:
+    """An item's lane on chain: status, flags and the merchant holding it (while in transit,
+    the merchant it was shipped to)."""
+
     status: ItemStatus
     flags: int
-    custodian: int
-    destination: int
-    batch_id: int
+    holder: int
 
     @property
     def claimed(self) -> bool:
         return bool(self.flags & FLAG_CLAIMED)
+
+    @property
+    def recalled(self) -> bool:
+        return bool(self.flags & FLAG_RECALLED)
 
 
 def location_id(gln_or_name: str) -> bytes:
@@ -118,22 +133,26 @@ def unpack_custody(packed: int) -> tuple[BizStep, Disposition, int, int]:
 class ItemRegistryClient(ContractClient):
     """The alliance's ItemRegistry."""
 
-    def item(self, item_id: bytes) -> ItemRecord:
-        status, flags, custodian, destination, batch_id = self.view1("item", item_id)
-        return ItemRecord(STATUS_BY_CODE[int(status)], int(flags), int(custodian),
-                          int(destination), int(batch_id))
+    def item(self, key: int) -> ItemRecord:
+        status, flags, holder = self.view1("item", key)
+        return ItemRecord(STATUS_BY_CODE[int(status)], int(flags), int(holder))
 
     def batch_root(self, batch_id: int) -> bytes:
         return bytes(self.view1("batch", batch_id)[0])
 
-    def is_recalled(self, item_id: bytes) -> bool:
-        return bool(self.view1("isRecalled", item_id))
+    def is_recalled(self, key: int) -> bool:
+        return bool(self.view1("isRecalled", key))
 
     def product_brand(self, gtin: int) -> int:
         return int(self.view1("productBrand", gtin))
 
     def location_owner(self, location: bytes) -> int:
         return int(self.view1("locationOwner", location))
+
+    def nonce_used(self, member: str, nonce: int) -> bool:
+        """Whether ``member``'s claim nonce is used (``nonceBitmap``, bit ``nonce & 0xff``)."""
+        word = int(self.view1("nonceBitmap", member, nonce >> 8))
+        return bool(word >> (nonce & 0xFF) & 1)
 
     def claim_digest(self, *, member: str, item_id: bytes, nonce: int, deadline: int) -> bytes:
         return bytes(self.view1("claimDigest", member, item_id, nonce, deadline))

@@ -16,6 +16,7 @@ from typing import Any
 
 from epcis_event_hash_generator import json_to_py
 from epcis_event_hash_generator.hash_generator import epcis_hashes_from_events
+from pyld import jsonld  # type: ignore[import-untyped]
 
 from .clients import BizStep, Disposition
 from .codes import DEFAULT_RESOLVER, ItemCode
@@ -70,15 +71,40 @@ def document(events: Sequence[Mapping[str, Any]], *, created: int) -> dict[str, 
             "creationDate": _iso(created), "epcisBody": {"eventList": list(events)}}
 
 
+# GS1's generator installs a pyld document loader that reads and parses the EPCIS context
+# file from its package on every expansion: ~20 ms of the ~35 ms one event hash took, and
+# so most of the time a custody event spent in the service. The files never change: each
+# is read once here (the same documents; a test checks the hashes against a fresh load).
+_package_loader = jsonld.get_document_loader()
+_loaded: dict[str, Any] = {}
+
+
+def _cached_loader(url: str, options: Mapping[str, Any] | None = None) -> Any:
+    if url not in _loaded:
+        _loaded[url] = _package_loader(url, dict(options or {}))
+    return _loaded[url]
+
+
+jsonld.set_document_loader(_cached_loader)
+
+
 def event_hash(event: Mapping[str, Any]) -> bytes:
     """The event hash ID (``ni:///sha-256;<hex>?ver=CBV2.0``) of one EPCIS event, as the 32
     bytes of its SHA-256 (what the chain stores): GS1's reference implementation."""
+    (digest,) = event_hashes([event])
+    return digest
+
+
+def event_hashes(events: Sequence[Mapping[str, Any]]) -> list[bytes]:
+    """:func:`event_hash` of many events at once: one document, one JSON-LD expansion (~9 ms
+    an event in a 200-event document against ~23 ms alone; the same hashes, tested)."""
     # The generator rewrites the document it reads (bare CBV names become URIs): a copy.
-    doc = copy.deepcopy(document([event], created=0))
+    doc = copy.deepcopy(document(events, created=0))
     py_events = json_to_py.event_list_from_epcis_document_json(doc)
-    (hash_id,) = epcis_hashes_from_events(py_events)
-    hex_part = hash_id.split(";", 1)[1].split("?", 1)[0]
-    return bytes.fromhex(hex_part)
+    ids = epcis_hashes_from_events(py_events)
+    if len(ids) != len(events):
+        raise ValueError("the EPCIS hash generator gave a hash per event")
+    return [bytes.fromhex(i.split(";", 1)[1].split("?", 1)[0]) for i in ids]
 
 
 def hash_uri(digest: bytes) -> str:

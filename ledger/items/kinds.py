@@ -47,33 +47,32 @@ def _words(values: Any, field: str) -> tuple[bytes, ...]:
 @dataclass(frozen=True)
 class EventPayload:
     """One custody event (``record_events``, ``activate``); activation lines also carry the
-    batch, the secret hash and the Merkle proof."""
+    item id, the secret hash and the Merkle proof binding them to the event's item key."""
 
     event: CustodyEvent
-    batch_id: int = 0
+    item_id: bytes = b""
     secret_hash: bytes = b""
     proof: tuple[bytes, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
-        return {"item_id": hex_bytes(e.item_id), "event_hash": hex_bytes(e.event_hash),
+        return {"item": e.item, "item_id": hex_bytes(self.item_id),
+                "event_hash": hex_bytes(e.event_hash),
                 "location": hex_bytes(e.location), "destination": hex_bytes(e.destination),
                 "biz_step": int(e.biz_step), "disposition": int(e.disposition),
-                "event_time": e.event_time, "batch_id": self.batch_id,
-                "secret_hash": hex_bytes(self.secret_hash),
+                "event_time": e.event_time, "secret_hash": hex_bytes(self.secret_hash),
                 "proof": [hex_bytes(p) for p in self.proof]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EventPayload:
-        ev = CustodyEvent(parse_hex(data["item_id"], "item_id", size=32),
+        ev = CustodyEvent(_int(data["item"], "item"),
                           parse_hex(data["event_hash"], "event_hash", size=32),
                           parse_hex(data["location"], "location", size=32),
                           BizStep(int(data["biz_step"])), _int(data["event_time"], "event_time"),
                           Disposition(int(data["disposition"])),
                           parse_hex(data["destination"], "destination", size=32))
-        return cls(ev, _int(data["batch_id"], "batch_id"), parse_hex(data["secret_hash"],
-                                                                     "secret_hash"),
-                   _words(data["proof"], "proof"))
+        return cls(ev, parse_hex(data["item_id"], "item_id"),
+                   parse_hex(data["secret_hash"], "secret_hash"), _words(data["proof"], "proof"))
 
 
 class RecordEventsKind(OperationKind[EventPayload]):
@@ -93,7 +92,7 @@ class RecordEventsKind(OperationKind[EventPayload]):
         items = _items(contracts)
         events = [p.event.as_tuple() for p in payloads]
         if self.name == "item_activate":
-            data = items.encode("activate", events, [p.batch_id for p in payloads],
+            data = items.encode("activate", events, [p.item_id for p in payloads],
                                 [p.secret_hash for p in payloads],
                                 [list(p.proof) for p in payloads])
         else:
@@ -145,21 +144,20 @@ class RegisterKind(OperationKind[RegistrationPayload]):
 
 @dataclass(frozen=True)
 class RecallPayload:
-    """``item_recall``: whole batches (chain ids) and single items, one transaction."""
+    """``item_recall``: whole batches (chain ids) and single items (keys), one transaction."""
 
     batch_ids: tuple[int, ...]
-    item_ids: tuple[bytes, ...]
+    items: tuple[int, ...]
     event_hash: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"batch_ids": list(self.batch_ids),
-                "item_ids": [hex_bytes(x) for x in self.item_ids],
+        return {"batch_ids": list(self.batch_ids), "items": list(self.items),
                 "event_hash": hex_bytes(self.event_hash)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RecallPayload:
         return cls(tuple(_int(b, "batch_ids") for b in data["batch_ids"]),
-                   _words(data["item_ids"], "item_ids"),
+                   tuple(_int(k, "items") for k in data["items"]),
                    parse_hex(data["event_hash"], "event_hash", size=32))
 
 
@@ -167,14 +165,14 @@ class RecallKind(OperationKind[RecallPayload]):
     payload_type = RecallPayload
 
     def gas_bound(self, payloads: Sequence[RecallPayload]) -> int:
-        return GAS_BASE + sum(GAS_RECALL_PER_ENTRY * (len(p.batch_ids) + len(p.item_ids))
+        return GAS_BASE + sum(GAS_RECALL_PER_ENTRY * (len(p.batch_ids) + len(p.items))
                               for p in payloads)
 
     def encode(self, contracts: Contracts, home: str | None,
                payloads: Sequence[RecallPayload]) -> Call:
         items = _items(contracts)
         (p,) = payloads
-        return Call(items.address, items.encode("recall", list(p.batch_ids), list(p.item_ids),
+        return Call(items.address, items.encode("recall", list(p.batch_ids), list(p.items),
                                                 p.event_hash))
 
 
@@ -182,6 +180,7 @@ class RecallKind(OperationKind[RecallPayload]):
 class ClaimPayload:
     """``item_claim``: a buyer's signed claim with the label's secret and the proof."""
 
+    item: int
     item_id: bytes
     secret: bytes
     proof: tuple[bytes, ...]
@@ -191,14 +190,15 @@ class ClaimPayload:
     signature: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"item_id": hex_bytes(self.item_id), "secret": hex_bytes(self.secret),
+        return {"item": self.item, "item_id": hex_bytes(self.item_id),
+                "secret": hex_bytes(self.secret),
                 "proof": [hex_bytes(p) for p in self.proof], "member": self.member,
                 "nonce": self.nonce, "deadline": self.deadline,
                 "signature": hex_bytes(self.signature)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClaimPayload:
-        return cls(parse_hex(data["item_id"], "item_id", size=32),
+        return cls(_int(data["item"], "item"), parse_hex(data["item_id"], "item_id", size=32),
                    parse_hex(data["secret"], "secret", size=32), _words(data["proof"], "proof"),
                    str(data["member"]), _int(data["nonce"], "nonce"),
                    _int(data["deadline"], "deadline"), parse_hex(data["signature"], "signature"))
@@ -214,23 +214,24 @@ class ClaimKind(OperationKind[ClaimPayload]):
                payloads: Sequence[ClaimPayload]) -> Call:
         items = _items(contracts)
         (p,) = payloads
-        return Call(items.address, items.encode("claim", p.item_id, p.secret, list(p.proof),
+        return Call(items.address, items.encode("claim", p.item, p.item_id, p.secret,
+                                                list(p.proof),
                                                 p.member, p.nonce, p.deadline, p.signature))
 
 
 @dataclass(frozen=True)
 class FlagPayload:
-    """``item_flag``: a suspected clone, flagged on chain by the item's brand."""
+    """``item_flag``: a suspected clone (its key), flagged on chain by the item's brand."""
 
-    item_id: bytes
+    item: int
     reason: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"item_id": hex_bytes(self.item_id), "reason": self.reason}
+        return {"item": self.item, "reason": self.reason}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FlagPayload:
-        return cls(parse_hex(data["item_id"], "item_id", size=32), _int(data["reason"], "reason"))
+        return cls(_int(data["item"], "item"), _int(data["reason"], "reason"))
 
 
 class FlagKind(OperationKind[FlagPayload]):
@@ -243,7 +244,7 @@ class FlagKind(OperationKind[FlagPayload]):
                payloads: Sequence[FlagPayload]) -> Call:
         items = _items(contracts)
         (p,) = payloads
-        return Call(items.address, items.encode("flag", p.item_id, p.reason))
+        return Call(items.address, items.encode("flag", p.item, p.reason))
 
 
 REGISTER = RegisterKind("item_register")

@@ -1,7 +1,9 @@
 """The OpenZeppelin standard Merkle tree of a production batch, built off chain.
 
 Same layout as ``@openzeppelin/merkle-tree``'s ``StandardMerkleTree.of(values,
-["bytes32", "bytes32"])``: leaves are ``keccak256(keccak256(abi.encode(itemId, secretHash)))``
+["bytes32", "uint256", "bytes32"])``: leaves are ``keccak256(keccak256(abi.encode(itemId,
+index, secretHash)))`` (``index`` the serial's position in its batch, so a proof binds the
+item id to its on-chain key)
 sorted ascending, stored at the end of a flat array (``tree[len - 1 - i]``), each parent the
 commutative keccak of its two children, so the contract checks proofs with OpenZeppelin's
 ``MerkleProof.verifyCalldata`` unchanged (the contract tests prove the two agree).
@@ -14,9 +16,9 @@ from collections.abc import Sequence
 from eth_utils.crypto import keccak
 
 
-def leaf_hash(item_id: bytes, secret_hash: bytes) -> bytes:
-    # abi.encode of two bytes32 words is their concatenation
-    return keccak(keccak(item_id + secret_hash))
+def leaf_hash(item_id: bytes, index: int, secret_hash: bytes) -> bytes:
+    # abi.encode of (bytes32, uint256, bytes32) is the three words concatenated
+    return keccak(keccak(item_id + index.to_bytes(32, "big") + secret_hash))
 
 
 def _pair(a: bytes, b: bytes) -> bytes:

@@ -19,7 +19,7 @@ from ..indexer.follower import ChainEvent, Head
 from ..points import service as points_service
 from ..types import MerchantId
 from . import repos
-from .clients import BizStep, ItemStatus, unpack_custody
+from .clients import BizStep, ItemStatus, split_item_key, unpack_custody
 from .codes import split_item_id
 from .service import claim_order_id
 
@@ -53,19 +53,30 @@ class ItemsProjection:
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
         n = 0
         touched: set[str] = set()
+        keys: dict[int, str | None] = {}
         for e in events:
             if repos.event_at(session, e.tx_hash, e.log_index):
                 continue  # a chunk read again: rows (and scan-to-earn) happen once
-            row = self._row(session, e)
+            if e.name in ("ItemRecalled", "BatchRecalled"):
+                # recall rows name who holds each item then: states up to date first
+                self._settle(session, touched)
+            row = self._row(session, e, keys)
             if row is None:
                 continue
             session.add(row)
             touched.add(row.item_id)
+            if e.name in ("ItemRecalled", "BatchRecalled"):
+                self._recall_rows(session, e, row, touched)
             n += 1
-        session.flush()
-        for iid in touched:
-            self._refold(session, iid)
+        self._settle(session, touched)
         return n
+
+    def _settle(self, session: Session, touched: set[str]) -> None:
+        session.flush()
+        for iid in sorted(touched):
+            self._refold(session, iid)
+        touched.clear()
+        session.flush()
 
     def rollback(self, session: Session, after_block: int) -> None:
         touched = repos.delete_after(session, after_block)
@@ -78,7 +89,17 @@ class ItemsProjection:
 
     # ------------------------------------------------------------------
 
-    def _row(self, session: Session, e: ChainEvent) -> repos.ItemEvent | None:
+    def _item_of(self, session: Session, key: int, keys: dict[int, str | None]) -> str | None:
+        """The item id of an on-chain item key, from the store's serials (cached per chunk)."""
+        if key not in keys:
+            chain_batch, index = split_item_key(key)
+            batch = repos.batch_by_chain_id(session, chain_batch)
+            serial = None if batch is None else repos.serial_at(session, batch.id, index)
+            keys[key] = None if serial is None else serial.item_id
+        return keys[key]
+
+    def _row(self, session: Session, e: ChainEvent, keys: dict[int, str | None]
+             ) -> repos.ItemEvent | None:
         a = e.args
         base: dict[str, Any] = {"tx_hash": e.tx_hash, "block_number": e.block_number,
                                 "log_index": e.log_index, "block_time": e.block_time}
@@ -93,24 +114,65 @@ class ItemsProjection:
                 batch.recalled = True
             return repos.ItemEvent(item_id=f"batch:{int(a['batchId'])}", kind="batch_recalled",
                                    event_hash=_hex(a["eventHash"]), **base)
-        iid = _hex(a["itemId"])
-        if e.name == "CustodyRecorded":
-            step, disp, when, merchant = unpack_custody(int(a["packed"]))
-            dest = _hex(a["destination"])
-            return repos.ItemEvent(item_id=iid, kind=step.cbv, merchant_id=merchant,
-                                   location=_hex(a["location"]),
-                                   destination=None if int(dest, 16) == 0 else dest,
-                                   disposition=disp.cbv, event_time=when,
-                                   event_hash=_hex(a["eventHash"]), **base)
         if e.name == "ItemClaimed":
             self._pay(session, bytes(a["itemId"]), str(a["member"]))
-            return repos.ItemEvent(item_id=iid, kind="claimed", member=str(a["member"]), **base)
+            return repos.ItemEvent(item_id=_hex(a["itemId"]), kind="claimed",
+                                   member=str(a["member"]), **base)
+        key = int(a["item"])
+        iid: str | None
+        if e.name == "CustodyRecorded":
+            step, disp, when, merchant = unpack_custody(int(a["packed"]))
+            ref = _hex(a["ref"])
+            if step == BizStep.COMMISSIONING:
+                iid = ref  # the id the activation's proof bound to the key
+                keys[key] = ref
+            else:
+                iid = self._item_of(session, key, keys)
+            if iid is None:
+                log.warning("custody event of item key %#x unknown to the store", key)
+                return None
+            return repos.ItemEvent(item_id=iid, kind=step.cbv, merchant_id=merchant,
+                                   location=_hex(a["location"]),
+                                   destination=ref if step == BizStep.SHIPPING else None,
+                                   disposition=disp.cbv, event_time=when,
+                                   event_hash=_hex(a["eventHash"]), **base)
+        iid = self._item_of(session, key, keys)
+        if iid is None:
+            log.warning("%s of item key %#x unknown to the store", e.name, key)
+            return None
         if e.name == "ItemFlagged":
             return repos.ItemEvent(item_id=iid, kind="flagged", reason=int(a["reason"]), **base)
         if e.name == "ItemRecalled":
             return repos.ItemEvent(item_id=iid, kind="recalled",
                                    event_hash=_hex(a["eventHash"]), **base)
         return None
+
+    def _recall_rows(self, session: Session, e: ChainEvent, row: repos.ItemEvent,
+                     touched: set[str]) -> None:
+        """One ``item_recalls`` row per activated item a recall reached, with the merchant
+        holding it then (what a webhook to merchants, and the member's items, derive from)."""
+        if e.name == "BatchRecalled":
+            chain_batch = int(e.args["batchId"])
+            states = repos.states_of_batch(session, chain_batch)
+        else:
+            state = repos.state(session, row.item_id)
+            chain_batch = split_item_key(int(e.args["item"]))[0]
+            states = [state] if state is not None else []
+            if state is None:  # recalled before its activation: no holder yet
+                session.add(repos.ItemRecall(
+                    item_id=row.item_id, event_hash=str(row.event_hash),
+                    chain_batch_id=chain_batch, merchant_id=None,
+                    status=ItemStatus.UNKNOWN.value, claimed_by=None, tx_hash=e.tx_hash,
+                    block_number=e.block_number, log_index=e.log_index,
+                    block_time=e.block_time))
+        for st in states:
+            holder = st.destination if st.status == ItemStatus.IN_TRANSIT.value else st.custodian
+            session.add(repos.ItemRecall(
+                item_id=st.item_id, event_hash=str(row.event_hash), chain_batch_id=chain_batch,
+                merchant_id=holder or None, status=st.status, claimed_by=st.claimed_by,
+                tx_hash=e.tx_hash, block_number=e.block_number, log_index=e.log_index,
+                block_time=e.block_time))
+            touched.add(st.item_id)
 
     def _refold(self, session: Session, iid: str) -> None:
         """An item's state from its whole history (the rules are the contract's)."""

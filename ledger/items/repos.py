@@ -15,13 +15,15 @@ from ..store.models import (
     ItemEvent,
     ItemLocation,
     ItemProduct,
+    ItemRecall,
+    ItemRecallNotice,
     ItemScan,
     ItemSerial,
     ItemState,
 )
 
 __all__ = ["ItemBatch", "ItemEpcisDocument", "ItemEvent", "ItemLocation", "ItemProduct",
-           "ItemScan", "ItemSerial", "ItemState"]
+           "ItemRecall", "ItemRecallNotice", "ItemScan", "ItemSerial", "ItemState"]
 
 
 def product(session: Session, gtin: int) -> ItemProduct | None:
@@ -64,15 +66,23 @@ def insert_serials(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def batch_serials(session: Session, batch_id: int) -> list[ItemSerial]:
+    """A batch's serials in their order in the batch (their on-chain indexes)."""
     return list(session.scalars(select(ItemSerial).where(ItemSerial.batch_id == batch_id)
-                                .order_by(ItemSerial.serial)))
+                                .order_by(ItemSerial.batch_index, ItemSerial.serial)))
 
 
-def batch_leaves(session: Session, batch_id: int) -> list[tuple[str, str]]:
-    """(item_id, secret_hash) of every serial of a batch."""
-    rows = session.execute(select(ItemSerial.item_id, ItemSerial.secret_hash)
+def batch_leaves(session: Session, batch_id: int) -> list[tuple[str, int, str]]:
+    """(item_id, index, secret_hash) of every serial of a batch."""
+    rows = session.execute(select(ItemSerial.item_id, ItemSerial.batch_index,
+                                  ItemSerial.secret_hash)
                            .where(ItemSerial.batch_id == batch_id))
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], int(r[1] or 0), r[2]) for r in rows]
+
+
+def serial_at(session: Session, batch_id: int, index: int) -> ItemSerial | None:
+    """The serial at ``index`` of the store's batch ``batch_id``."""
+    return session.scalar(select(ItemSerial).where(ItemSerial.batch_id == batch_id,
+                                                   ItemSerial.batch_index == index))
 
 
 def state(session: Session, item_id_hex: str) -> ItemState | None:
@@ -107,9 +117,47 @@ def event_at(session: Session, tx_hash: str, log_index: int) -> bool:
 
 
 def delete_after(session: Session, after_block: int) -> list[str]:
-    """Drop the events of blocks after ``after_block`` (a reorg); give the items they
-    touched, whose states the projection folds again from what is left."""
-    touched = list(session.scalars(select(ItemEvent.item_id).where(
+    """Drop the events (and per-item recall rows) of blocks after ``after_block`` (a reorg);
+    give the items they touched, whose states the projection folds again from what is left."""
+    touched = set(session.scalars(select(ItemEvent.item_id).where(
         ItemEvent.block_number > after_block).distinct()))
+    touched.update(session.scalars(select(ItemRecall.item_id).where(
+        ItemRecall.block_number > after_block).distinct()))
     session.execute(delete(ItemEvent).where(ItemEvent.block_number > after_block))
-    return touched
+    session.execute(delete(ItemRecall).where(ItemRecall.block_number > after_block))
+    return sorted(touched)
+
+
+def states_of_batch(session: Session, chain_batch_id: int) -> list[ItemState]:
+    """The indexed states of a chain batch's activated items."""
+    return list(session.scalars(select(ItemState).where(
+        ItemState.chain_batch_id == chain_batch_id)))
+
+
+def latest_recall(session: Session, item_id_hex: str) -> ItemRecallNotice | None:
+    """The notice of the latest recall that reached the item (batch or item recall)."""
+    row = session.scalar(select(ItemRecall).where(ItemRecall.item_id == item_id_hex)
+                         .order_by(ItemRecall.block_number.desc(), ItemRecall.id.desc())
+                         .limit(1))
+    return None if row is None else session.get(ItemRecallNotice, row.event_hash)
+
+
+def claimed_by(session: Session, holder: str) -> list[ItemState]:
+    """The items a wallet claimed (the claimer's address as the chain logged it)."""
+    return list(session.scalars(select(ItemState).where(ItemState.claimed_by == holder)
+                                .order_by(ItemState.block_number.desc())))
+
+
+def batch_recall_notice(session: Session, chain_batch_id: int) -> ItemRecallNotice | None:
+    """The notice of a chain batch's latest recall (from its ``batch_recalled`` event)."""
+    h = session.scalar(select(ItemEvent.event_hash).where(
+        ItemEvent.item_id == f"batch:{chain_batch_id}", ItemEvent.kind == "batch_recalled")
+        .order_by(ItemEvent.block_number.desc(), ItemEvent.log_index.desc()).limit(1))
+    return None if h is None else session.get(ItemRecallNotice, h)
+
+
+def claim_event(session: Session, item_id_hex: str) -> ItemEvent | None:
+    """The item's (first) ``claimed`` event."""
+    return session.scalar(select(ItemEvent).where(ItemEvent.item_id == item_id_hex,
+                                                  ItemEvent.kind == "claimed")
+                          .order_by(ItemEvent.block_number, ItemEvent.log_index).limit(1))

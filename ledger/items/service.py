@@ -15,6 +15,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import segno
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session
 
 from .. import governance
@@ -40,6 +42,7 @@ from ..errors import (
 from ..merchants.service import require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from ..signing import MAX_DEADLINE_AHEAD_S
 from . import epcis, kinds, repos
 from .clients import (
     BRAND_ROLE,
@@ -48,9 +51,19 @@ from .clients import (
     CustodyEvent,
     Disposition,
     ItemStatus,
+    item_key,
     location_id,
 )
-from .codes import ItemCode, check_serial, item_id, parse_code, parse_gtin, secret_hash, secret_word
+from .codes import (
+    ItemCode,
+    check_serial,
+    item_id,
+    parse_code,
+    parse_gtin,
+    secret_hash,
+    secret_word,
+    split_item_id,
+)
 from .kinds import ClaimPayload, EventPayload, FlagPayload, RecallPayload, RegistrationPayload
 from .merkle import StandardMerkleTree, leaf_hash
 from .signing import claim_typed_data
@@ -206,11 +219,12 @@ def register_batch(alliance: Alliance, session: Session, *, merchant_id: int, gt
     if taken:
         raise LedgerConflictError(f"{len(taken)} serials of {g:014d} are registered already "
                                   f"(e.g. {sorted(taken)[0]})", code="serial-taken")
-    for s in serials:
+    for index, s in enumerate(serials):
         iid = item_id(g, s)
         sh = secret_hash(_label_secret(seed, s))
-        rows.append({"item_id": _hex(iid), "serial": s, "secret_hash": _hex(sh)})
-        leaves.append(leaf_hash(iid, sh))
+        rows.append({"item_id": _hex(iid), "serial": s, "secret_hash": _hex(sh),
+                     "batch_index": index})
+        leaves.append(leaf_hash(iid, index, sh))
     root = StandardMerkleTree(leaves).root
     batch = repos.ItemBatch(brand_id=merchant.id, gtin=g, count=len(serials), root=_hex(root),
                             seed=alliance.master_key.encrypt(seed), recalled=False)
@@ -233,8 +247,8 @@ def batch_tree(session: Session, batch: repos.ItemBatch) -> StandardMerkleTree:
     key = (batch.id, batch.root)
     tree = _TREES.get(key)
     if tree is None:
-        tree = StandardMerkleTree([leaf_hash(bytes.fromhex(i[2:]), bytes.fromhex(h[2:]))
-                                   for i, h in repos.batch_leaves(session, batch.id)])
+        tree = StandardMerkleTree([leaf_hash(bytes.fromhex(i[2:]), k, bytes.fromhex(h[2:]))
+                                   for i, k, h in repos.batch_leaves(session, batch.id)])
         if _hex(tree.root) != batch.root:
             raise LedgerValidationError("the batch's serials do not make its root")
         if len(_TREES) > 16:
@@ -248,9 +262,26 @@ def proof_of(session: Session, serial_row: repos.ItemSerial) -> tuple[repos.Item
     if batch is None:
         raise LedgerNotFoundError("batch of the serial is missing")
     tree = batch_tree(session, batch)
-    leaf = leaf_hash(bytes.fromhex(serial_row.item_id[2:]),
+    leaf = leaf_hash(bytes.fromhex(serial_row.item_id[2:]), _index(serial_row),
                      bytes.fromhex(serial_row.secret_hash[2:]))
     return batch, tree.proof(leaf)
+
+
+def _index(serial_row: repos.ItemSerial) -> int:
+    if serial_row.batch_index is None:
+        raise LedgerValidationError("the serial has no position in its batch (registered "
+                                    "before item keys; register its batch again)")
+    return serial_row.batch_index
+
+
+def chain_key(session: Session, serial_row: repos.ItemSerial,
+              batch: repos.ItemBatch | None = None) -> int:
+    """The serial's on-chain item key (its batch must be registered on chain)."""
+    batch = batch if batch is not None else repos.batch(session, serial_row.batch_id)
+    if batch is None or batch.chain_batch_id is None:
+        raise LedgerConflictError("the batch is not registered on chain yet",
+                                  code="batch-not-registered")
+    return item_key(batch.chain_batch_id, _index(serial_row))
 
 
 # ---------------------------------------------------------------------- labels
@@ -335,10 +366,11 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
     if not 1 <= len(lines) <= MAX_EVENTS_PER_REQUEST:
         raise LedgerValidationError(f"1 to {MAX_EVENTS_PER_REQUEST} events", field="events")
     merchant = require_merchant(session, merchant_id)
-    queued: list[tuple[kinds.RecordEventsKind, EventPayload]] = []
+    checked: list[_CheckedEvent] = []
+    memo = _Memo(session)
     for i, line in enumerate(lines):
         try:
-            queued.append(_event_payload(session, merchant.id, line))
+            checked.append(_check_event(session, merchant.id, line, memo))
         except (LedgerValidationError, LedgerPermissionError, LedgerConflictError,
                 LedgerNotFoundError) as exc:
             if len(lines) == 1:
@@ -346,6 +378,9 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
             exc.details["index"] = i
             exc.message = f"events[{i}]: {exc.message}"
             raise
+    digests = epcis.event_hashes([c.doc for c in checked])  # one JSON-LD expansion
+    queued = [_event_payload(session, c, d, memo) for c, d in zip(checked, digests,
+                                                                  strict=True)]
     views = []
     for kind, payload in queued:
         op = outbox.enqueue(session, kind=kind, payload=payload, merchant_id=merchant.id,
@@ -354,19 +389,60 @@ def record_events(alliance: Alliance, session: Session, *, merchant_id: int,
     return views
 
 
-def _event_payload(session: Session, merchant_id: int, line: EventLine
-                   ) -> tuple[kinds.RecordEventsKind, EventPayload]:
+@dataclass(frozen=True)
+class _CheckedEvent:
+    """An event line the store let through, with its EPCIS document (hash still to come)."""
+
+    code: ItemCode
+    step: BizStep
+    disposition: Disposition
+    when: int
+    location: bytes
+    destination: bytes
+    serial_row: repos.ItemSerial
+    doc: dict[str, Any]
+
+
+class _Memo:
+    """Products, locations and batches looked up once per request (the identity map holds
+    rows weakly, so a 200-event request asked the store for each again: ~40% of its time)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.products: dict[int, repos.ItemProduct | None] = {}
+        self.locations: dict[str, repos.ItemLocation | None] = {}
+        self.batches: dict[int, repos.ItemBatch | None] = {}
+
+    def product(self, gtin: int) -> repos.ItemProduct | None:
+        if gtin not in self.products:
+            self.products[gtin] = repos.product(self.session, gtin)
+        return self.products[gtin]
+
+    def location(self, location_hex: str) -> repos.ItemLocation | None:
+        if location_hex not in self.locations:
+            self.locations[location_hex] = repos.location(self.session, location_hex)
+        return self.locations[location_hex]
+
+    def batch(self, batch_id: int) -> repos.ItemBatch | None:
+        if batch_id not in self.batches:
+            self.batches[batch_id] = repos.batch(self.session, batch_id)
+        return self.batches[batch_id]
+
+
+def _check_event(session: Session, merchant_id: int, line: EventLine,
+                 memo: _Memo | None = None) -> _CheckedEvent:
+    memo = memo or _Memo(session)
     code = parse_code(line.code)
     step = _step(line.biz_step)
     disp = _disposition(line.disposition, step)
-    if repos.product(session, code.gtin) is None:
+    if memo.product(code.gtin) is None:
         raise ItemCodeError(f"GTIN {code.gtin:014d} is not a registered product",
                             code="unknown-gtin")
     serial_row = repos.serial(session, _hex(code.item_id))
     if serial_row is None:
         raise LedgerNotFoundError(f"serial {code.serial} of {code.gtin:014d} is not registered")
     loc = location_id(line.location)
-    loc_row = repos.location(session, _hex(loc))
+    loc_row = memo.location(_hex(loc))
     if loc_row is None or loc_row.merchant_id != merchant_id:
         raise LedgerPermissionError(f"location {line.location} is not one of yours")
     dest = b"\0" * 32
@@ -374,7 +450,7 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
         if not line.destination:
             raise LedgerValidationError("shipping needs a destination", field="destination")
         dest = location_id(line.destination)
-        if repos.location(session, _hex(dest)) is None:
+        if memo.location(_hex(dest)) is None:
             raise LedgerNotFoundError(f"destination {line.destination} is not registered")
     elif line.destination:
         raise LedgerValidationError("only shipping names a destination", field="destination")
@@ -393,7 +469,7 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
                                       code="ItemNotShippedToYou")
         if step != BizStep.RECEIVING and state is not None and state.custodian != merchant_id:
             raise LedgerPermissionError("you do not hold this item")
-        batch = repos.batch(session, serial_row.batch_id)
+        batch = memo.batch(serial_row.batch_id)
         recalled = state is not None and (state.recalled or (batch is not None
                                                              and batch.recalled))
         if step == BizStep.RETAIL_SELLING and recalled:
@@ -401,17 +477,21 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
     when = line.event_time if line.event_time is not None else _now()
     doc = epcis.object_event(code=code, biz_step=step, disposition=disp, event_time=when,
                              location=line.location, destination=line.destination)
-    digest = epcis.event_hash(doc)
+    return _CheckedEvent(code, step, disp, when, loc, dest, serial_row, doc)
+
+
+def _event_payload(session: Session, c: _CheckedEvent, digest: bytes, memo: _Memo
+                   ) -> tuple[kinds.RecordEventsKind, EventPayload]:
+    code, step, serial_row = c.code, c.step, c.serial_row
     if session.get(repos.ItemEpcisDocument, _hex(digest)) is None:
         session.add(repos.ItemEpcisDocument(event_hash=_hex(digest), item_id=_hex(code.item_id),
-                                            document=doc))
-    event = CustodyEvent(code.item_id, digest, loc, step, when, disp, dest)
+                                            document=c.doc))
+    event = CustodyEvent(chain_key(session, serial_row, memo.batch(serial_row.batch_id)),
+                         digest, c.location, step, c.when,
+                         c.disposition, c.destination)
     if step == BizStep.COMMISSIONING:
-        batch, proof = proof_of(session, serial_row)
-        if batch.chain_batch_id is None:
-            raise LedgerConflictError("the batch is not registered on chain yet",
-                                      code="batch-not-registered")
-        return kinds.ACTIVATE, EventPayload(event, batch.chain_batch_id,
+        _, proof = proof_of(session, serial_row)
+        return kinds.ACTIVATE, EventPayload(event, code.item_id,
                                             bytes.fromhex(serial_row.secret_hash[2:]),
                                             tuple(proof))
     return kinds.RECORD_EVENTS, EventPayload(event)
@@ -421,8 +501,11 @@ def _event_payload(session: Session, merchant_id: int, line: EventLine
 
 
 def recall(alliance: Alliance, session: Session, *, merchant_id: int,
-           batch_ids: Sequence[int] = (), codes: Sequence[str] = ()) -> OperationView:
-    """Recall whole batches and single items of the calling brand, in one transaction."""
+           batch_ids: Sequence[int] = (), codes: Sequence[str] = (), reason: str = "",
+           reason_zh: str | None = None) -> OperationView:
+    """Recall whole batches and single items of the calling brand, in one transaction. The
+    reason (English, and Chinese if given) is kept off chain under the hash the chain's
+    recall events carry; verify, the scan page and the member's items show it."""
     if not 1 <= len(batch_ids) + len(codes) <= 256:
         raise LedgerValidationError("1 to 256 batches and items", field="batch_ids")
     merchant = require_merchant(session, merchant_id)
@@ -435,16 +518,26 @@ def recall(alliance: Alliance, session: Session, *, merchant_id: int,
             raise LedgerConflictError("the batch is not registered on chain yet",
                                       code="batch-not-registered")
         chain_ids.append(batch.chain_batch_id)
-    ids: list[bytes] = []
+    keys: list[int] = []
     for c in codes:
         code = parse_code(c)
         prod = repos.product(session, code.gtin)
         if prod is None or prod.brand_id != merchant.id:
             raise LedgerNotFoundError(f"no product {code.gtin:014d} of this brand")
-        ids.append(code.item_id)
-    digest = hashlib.sha256(repr((sorted(chain_ids), sorted(ids), _now())).encode()).digest()
+        serial_row = repos.serial(session, _hex(code.item_id))
+        if serial_row is None:
+            raise LedgerNotFoundError(f"serial {code.serial} of {code.gtin:014d} is not "
+                                      "registered")
+        keys.append(chain_key(session, serial_row))
+    notice = {"brand": merchant.id, "batches": sorted(chain_ids), "items": sorted(keys),
+              "reason": reason, "reason_zh": reason_zh, "at": _now(),
+              "nonce": os.urandom(8).hex()}
+    digest = hashlib.sha256(json.dumps(notice, sort_keys=True).encode()).digest()
+    session.add(repos.ItemRecallNotice(event_hash=_hex(digest), brand_id=merchant.id,
+                                       reason=reason[:500],
+                                       reason_zh=reason_zh[:500] if reason_zh else None))
     op = outbox.enqueue(session, kind=kinds.RECALL,
-                        payload=RecallPayload(tuple(chain_ids), tuple(ids), digest),
+                        payload=RecallPayload(tuple(chain_ids), tuple(keys), digest),
                         merchant_id=merchant.id, signer=merchant.account_address)
     return operation_view(op)
 
@@ -506,12 +599,22 @@ def _claim(alliance: Alliance, session: Session, *, code: str, member: str, nonc
         raise LedgerSignatureError("not a valid signature") from exc
     if signer.lower() != member.lower():
         raise LedgerSignatureError("the claim is not signed by the member")
-    if deadline < _now():
-        raise LedgerSignatureError("deadline passed", code="deadline-passed")
+    # The contract judges the deadline by its block's time, not this machine's clock.
+    now = int(alliance.gateway.block("latest")["timestamp"])
+    if deadline < now:
+        raise LedgerSignatureError(f"the claim's deadline {deadline} has passed (chain time "
+                                   f"{now})", code="deadline-passed", field="deadline")
+    if deadline > now + MAX_DEADLINE_AHEAD_S:
+        raise LedgerSignatureError(f"the claim's deadline is more than {MAX_DEADLINE_AHEAD_S}"
+                                   " s ahead", code="deadline-too-far", field="deadline")
+    if items.nonce_used(signer, nonce):
+        raise LedgerSignatureError(f"nonce {nonce} of {signer} is already used",
+                                   code="nonce-used", field="nonce")
     _, proof = proof_of(session, serial_row)
     brand = require_merchant(session, prod.brand_id)
     op = outbox.enqueue(session, kind=kinds.CLAIM,
-                        payload=ClaimPayload(c.item_id, secret_word(c.secret), tuple(proof),
+                        payload=ClaimPayload(chain_key(session, serial_row), c.item_id,
+                                             secret_word(c.secret), tuple(proof),
                                              signer, nonce, deadline, sig),
                         merchant_id=brand.id, signer=brand.account_address)
     return operation_view(op)
@@ -526,8 +629,12 @@ def _flag_once(session: Session, brand_id: int, iid: bytes, reason: int) -> None
     state = repos.state(session, _hex(iid))
     if state is not None and state.flagged:
         return
+    serial_row = repos.serial(session, _hex(iid))
+    if serial_row is None:
+        return
     brand = require_merchant(session, brand_id)
-    outbox.enqueue(session, kind=kinds.FLAG, payload=FlagPayload(iid, reason),
+    outbox.enqueue(session, kind=kinds.FLAG,
+                   payload=FlagPayload(chain_key(session, serial_row), reason),
                    merchant_id=brand.id, signer=brand.account_address)
 
 
@@ -545,6 +652,7 @@ class Verdict:
     product: str | None = None
     status: str | None = None
     recalled: bool = False
+    recall_reason: dict[str, str] | None = None
     claimed: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     message: dict[str, str] = field(default_factory=dict)
@@ -586,6 +694,8 @@ def verify(session: Session, *, code: str, lat: float | None = None, lon: float 
         v.history = [history_entry(e) for e in repos.history(session, iid)]
     if batch is not None and batch.recalled:
         v.recalled = True
+    if v.recalled:
+        v.recall_reason = recall_reason(session, iid, batch)
     point = None
     if lat is not None and lon is not None:
         point = (round(lat * 1e6), round(lon * 1e6))
@@ -616,9 +726,26 @@ def _finish(v: Verdict) -> Verdict:
     key = v.reasons[0] if v.reasons else v.verdict
     v.message = dict(MESSAGES[key])
     if v.recalled:
+        reason = v.recall_reason or {}
         v.message = {lang: f"{text} {MESSAGES['recalled'][lang]}"
+                     + (f" {RECALL_REASON_LABEL[lang]}{reason[lang]}" if reason.get(lang) else "")
                      for lang, text in v.message.items()}
     return v
+
+
+RECALL_REASON_LABEL = {"en": "Reason: ", "zh-CN": "原因："}
+
+
+def recall_reason(session: Session, iid: str, batch: repos.ItemBatch | None
+                  ) -> dict[str, str] | None:
+    """The brand's reason of the latest recall that reached the item (item or batch recall),
+    in English and Chinese (the English text when no Chinese was given)."""
+    notice = repos.latest_recall(session, iid)
+    if notice is None and batch is not None and batch.chain_batch_id is not None:
+        notice = repos.batch_recall_notice(session, batch.chain_batch_id)
+    if notice is None or not notice.reason:
+        return None
+    return {"en": notice.reason, "zh-CN": notice.reason_zh or notice.reason}
 
 
 def history_entry(e: repos.ItemEvent) -> dict[str, Any]:
@@ -634,6 +761,30 @@ def item_history(session: Session, *, code: str) -> list[dict[str, Any]]:
     if repos.serial(session, _hex(c.item_id)) is None:
         raise LedgerNotFoundError("unknown code")
     return [history_entry(e) for e in repos.history(session, _hex(c.item_id))]
+
+
+def member_items(alliance: Alliance, session: Session, *, holder: str) -> list[dict[str, Any]]:
+    """The items a wallet claimed (scan to earn), newest first, with their recall state: what
+    the member app shows a signed-in member. From the read model only."""
+    try:
+        address = to_checksum_address(holder)
+    except ValueError as exc:
+        raise LedgerValidationError("not an address", field="holder") from exc
+    out: list[dict[str, Any]] = []
+    for state in repos.claimed_by(session, address):
+        gtin, serial = split_item_id(bytes.fromhex(state.item_id[2:]))
+        prod = repos.product(session, gtin)
+        serial_row = repos.serial(session, state.item_id)
+        batch = repos.batch(session, serial_row.batch_id) if serial_row is not None else None
+        recalled = bool(state.recalled or (batch is not None and batch.recalled))
+        claimed = repos.claim_event(session, state.item_id)
+        out.append({"gtin": f"{gtin:014d}", "serial": serial,
+                    "product": prod.name if prod is not None else None,
+                    "claimed_at": claimed.block_time if claimed is not None else None,
+                    "status": state.status, "recalled": recalled,
+                    "recall_reason": (recall_reason(session, state.item_id, batch)
+                                      if recalled else None)})
+    return out
 
 
 def epcis_export(session: Session, *, code: str) -> dict[str, Any]:

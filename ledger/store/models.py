@@ -378,11 +378,15 @@ class ItemSerial(Base):
     """A serial of a batch and what its leaf commits to (never the secret itself)."""
 
     __tablename__ = "item_serials"
+    __table_args__ = (Index("ix_item_serials_batch_index", "batch_id", "batch_index",
+                            unique=True),)
 
     item_id: Mapped[str] = mapped_column(String(66), primary_key=True)
     batch_id: Mapped[int] = mapped_column(Integer, index=True)
     serial: Mapped[str] = mapped_column(String(20))
     secret_hash: Mapped[str] = mapped_column(String(66))
+    # the serial's position in its batch: its on-chain key is chain_batch_id << 32 | index
+    batch_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ItemState(Base):
@@ -396,7 +400,7 @@ class ItemState(Base):
     destination: Mapped[int | None] = mapped_column(Integer, nullable=True)
     chain_batch_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     recalled: Mapped[bool] = mapped_column(Boolean, default=False)
-    claimed_by: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     block_number: Mapped[int] = mapped_column(Integer, index=True)
 
@@ -780,3 +784,41 @@ class CampaignTierLock(Base):
     campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     scope_merchant_id: Mapped[int] = mapped_column(Integer)
     min_level: Mapped[int] = mapped_column(Integer)
+
+
+# ---------------------------------------------------------------------- items2 (issue 11)
+
+
+class ItemRecallNotice(Base):
+    """What a brand says of a recall (its reason, in English and Chinese), under the hash the
+    chain's BatchRecalled / ItemRecalled events carry."""
+
+    __tablename__ = "item_recall_notices"
+
+    event_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    brand_id: Mapped[int] = mapped_column(Integer, index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    reason_zh: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ItemRecall(Base):
+    """A recall as it reached one activated item (indexed): the merchant holding it then (so a
+    webhook can tell that merchant), its status and claimer then."""
+
+    __tablename__ = "item_recalls"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", "item_id",
+                                       name="uq_item_recalls_log_item"),
+                      Index("ix_item_recalls_item", "item_id", "block_number"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(66))
+    event_hash: Mapped[str] = mapped_column(String(66), index=True)
+    chain_batch_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    merchant_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(Integer, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_time: Mapped[int] = mapped_column(BigInteger)

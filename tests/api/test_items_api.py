@@ -150,3 +150,21 @@ def test_a_bad_check_digit_is_a_problem_and_queues_nothing(env: ApiEnv) -> None:
     bad = env.http.get("/v1/public/items/verify?code=" + quote(
         "https://id.alliance.example/01/09506000134353/21/X", safe=""))
     assert bad.status_code == 422 and bad.json()["code"] == "invalid-gtin"
+
+
+def test_a_members_own_items_need_the_member_session(env: ApiEnv) -> None:
+    """The member app's read of the items a member claimed: 401 without the session cookie,
+    the member's (here none yet) with it, at /app/api/items (where the browser sends the
+    cookie, path /app) and at /v1/items/mine for a client sending the cookie itself."""
+    from .test_member_session import sign_in
+
+    assert env.http.get("/app/api/items").status_code == 401
+    member = Account.create()
+    r = sign_in(env, member)
+    assert r.status_code == 200, r.text
+    mine = env.http.get("/app/api/items")
+    assert mine.status_code == 200 and mine.json() == {"member": member.address, "items": []}
+    token = env.http.cookies.get("alliance_member")
+    assert token
+    v1 = env.http.get("/v1/items/mine", headers={"Cookie": f"alliance_member={token}"})
+    assert v1.status_code == 200 and v1.json()["member"] == member.address

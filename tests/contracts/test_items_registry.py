@@ -17,6 +17,7 @@ from ledger.items.clients import (
     CustodyEvent,
     ItemRegistryClient,
     ItemStatus,
+    item_key,
     location_id,
 )
 from ledger.items.codes import item_id, new_secret, secret_hash, secret_word
@@ -37,8 +38,12 @@ class Batch:
     secrets: dict[str, str]
     tree: StandardMerkleTree
 
+    def key(self, serial: str) -> int:
+        return item_key(self.batch_id, self.serials.index(serial))
+
     def leaf(self, serial: str) -> bytes:
-        return leaf_hash(item_id(GTIN, serial), secret_hash(self.secrets[serial]))
+        return leaf_hash(item_id(GTIN, serial), self.serials.index(serial),
+                         secret_hash(self.secrets[serial]))
 
     def proof(self, serial: str) -> list[bytes]:
         return self.tree.proof(self.leaf(serial))
@@ -54,30 +59,33 @@ class World:
     factory_loc: bytes
     store_loc: bytes
     other_loc: bytes
+    keys: dict[str, int]
 
     def send(self, who: Merchant, fn: str, *args: object) -> dict[str, object]:
         return who.call_on(self.items, fn, *args)
 
     def make_batch(self, serials: list[str]) -> Batch:
         secrets = {s: new_secret() for s in serials}
-        tree = StandardMerkleTree([leaf_hash(item_id(GTIN, s), secret_hash(secrets[s]))
-                                   for s in serials])
+        tree = StandardMerkleTree([leaf_hash(item_id(GTIN, s), i, secret_hash(secrets[s]))
+                                   for i, s in enumerate(serials)])
         receipt = self.send(self.brand, "registerBatch", GTIN, tree.root, len(serials))
         (bid,) = [int(a["batchId"]) for n, a, _ in self.items.decode_logs(receipt["logs"])  # type: ignore[arg-type]
                   if n == "BatchRegistered"]
-        return Batch(bid, serials, secrets, tree)
+        b = Batch(bid, serials, secrets, tree)
+        self.keys.update({s: b.key(s) for s in serials})
+        return b
 
     def activate(self, b: Batch, serials: list[str]) -> dict[str, object]:
         now = self.chain.now()
-        evs = [CustodyEvent(item_id(GTIN, s), b"\x01" * 32, self.factory_loc,
+        evs = [CustodyEvent(b.key(s), b"\x01" * 32, self.factory_loc,
                             BizStep.COMMISSIONING, now).as_tuple() for s in serials]
-        return self.send(self.brand, "activate", evs, [b.batch_id] * len(serials),
+        return self.send(self.brand, "activate", evs, [item_id(GTIN, s) for s in serials],
                          [secret_hash(b.secrets[s]) for s in serials],
                          [b.proof(s) for s in serials])
 
     def event(self, who: Merchant, serial: str, step: BizStep, loc: bytes,
               dest: bytes = ZERO) -> dict[str, object]:
-        ev = CustodyEvent(item_id(GTIN, serial), b"\x02" * 32, loc, step, self.chain.now(),
+        ev = CustodyEvent(self.keys[serial], b"\x02" * 32, loc, step, self.chain.now(),
                           destination=dest)
         return self.send(who, "recordEvents", [ev.as_tuple()])
 
@@ -88,7 +96,7 @@ class World:
         self.event(self.store, serial, BizStep.RETAIL_SELLING, self.store_loc)
 
     def status(self, serial: str) -> ItemStatus:
-        return self.items.item(item_id(GTIN, serial)).status
+        return self.items.item(self.keys[serial]).status
 
     def claim_args(self, b: Batch, serial: str, member: LocalAccount, *, nonce: int = 1,
                    secret: str | None = None) -> tuple[object, ...]:
@@ -98,7 +106,8 @@ class World:
                                  registry=self.chain.registry.address, member=member.address,
                                  item_id=iid, nonce=nonce, deadline=deadline)
         sig = bytes(Account.sign_typed_data(member.key, full_message=typed).signature)
-        return (iid, secret_word(secret or b.secrets[serial]), b.proof(serial), member.address,
+        return (b.key(serial), iid, secret_word(secret or b.secrets[serial]), b.proof(serial),
+                member.address,
                 nonce, deadline, sig)
 
 
@@ -119,7 +128,7 @@ def world(chain: Chain) -> World:
         symbol="OTH")
     chain.gov(chain.registry, "grantRole", BRAND_ROLE, brand.account.address)
     w = World(chain, items, brand, store, other, location_id("gln:factory"),
-              location_id("gln:store"), location_id("gln:other"))
+              location_id("gln:store"), location_id("gln:other"), {})
     w.send(brand, "registerProduct", brand.merchant_id, GTIN)
     w.send(brand, "registerLocations", brand.merchant_id, [w.factory_loc])
     w.send(store, "registerLocations", store.merchant_id, [w.store_loc])
@@ -154,22 +163,27 @@ def test_item_id_matches_the_contract(world: World) -> None:
 def test_activation_with_its_proof_commissions_the_item_at_the_brand(world: World) -> None:
     b = world.make_batch([f"SN{i}" for i in range(7)])
     world.activate(b, ["SN3", "SN5"])
-    rec = world.items.item(item_id(GTIN, "SN3"))
-    assert (rec.status, rec.custodian, rec.batch_id) == (
-        ItemStatus.COMMISSIONED, world.brand.merchant_id, b.batch_id)
+    rec = world.items.item(b.key("SN3"))
+    assert (rec.status, rec.holder) == (ItemStatus.COMMISSIONED, world.brand.merchant_id)
     assert world.status("SN4") == ItemStatus.UNKNOWN
 
 
 def test_activation_with_a_wrong_proof_is_refused_and_changes_nothing(world: World) -> None:
     b = world.make_batch(["A", "B", "C"])
     now = world.chain.now()
-    ev = CustodyEvent(item_id(GTIN, "A"), ZERO, world.factory_loc, BizStep.COMMISSIONING, now)
+    ev = CustodyEvent(b.key("A"), ZERO, world.factory_loc, BizStep.COMMISSIONING, now)
+    iid = item_id(GTIN, "A")
     reverts("ItemInvalidProof", world.send, world.brand, "activate", [ev.as_tuple()],
-            [b.batch_id], [secret_hash(b.secrets["A"])], [b.proof("B")])
+            [iid], [secret_hash(b.secrets["A"])], [b.proof("B")])
     # the right proof with another label's secret hash fails too
     reverts("ItemInvalidProof", world.send, world.brand, "activate", [ev.as_tuple()],
-            [b.batch_id], [secret_hash(b.secrets["B"])], [b.proof("A")])
+            [iid], [secret_hash(b.secrets["B"])], [b.proof("A")])
+    # and so does A's proof for the key of B (a proof binds the item id to its position)
+    at_b = CustodyEvent(b.key("B"), ZERO, world.factory_loc, BizStep.COMMISSIONING, now)
+    reverts("ItemInvalidProof", world.send, world.brand, "activate", [at_b.as_tuple()],
+            [iid], [secret_hash(b.secrets["A"])], [b.proof("A")])
     assert world.status("A") == ItemStatus.UNKNOWN
+    assert world.status("B") == ItemStatus.UNKNOWN
 
 
 def test_an_item_is_activated_once(world: World) -> None:
@@ -191,8 +205,8 @@ def test_the_whole_path_ship_receive_sell(world: World) -> None:
     b = world.make_batch(["A"])
     world.activate(b, ["A"])
     world.sell_path("A")
-    rec = world.items.item(item_id(GTIN, "A"))
-    assert (rec.status, rec.custodian) == (ItemStatus.SOLD, world.store.merchant_id)
+    rec = world.items.item(b.key("A"))
+    assert (rec.status, rec.holder) == (ItemStatus.SOLD, world.store.merchant_id)
 
 
 def test_receiving_what_was_not_shipped_is_refused(world: World) -> None:
@@ -243,9 +257,9 @@ def test_a_batch_of_events_is_all_or_nothing(world: World) -> None:
     b = world.make_batch(["A", "B"])
     world.activate(b, ["A", "B"])
     now = world.chain.now()
-    good = CustodyEvent(item_id(GTIN, "A"), ZERO, world.factory_loc, BizStep.SHIPPING, now,
+    good = CustodyEvent(b.key("A"), ZERO, world.factory_loc, BizStep.SHIPPING, now,
                         destination=world.store_loc)
-    bad = CustodyEvent(item_id(GTIN, "B"), ZERO, world.factory_loc, BizStep.RECEIVING, now)
+    bad = CustodyEvent(b.key("B"), ZERO, world.factory_loc, BizStep.RECEIVING, now)
     reverts("ItemInvalidTransition", world.send, world.brand, "recordEvents",
             [good.as_tuple(), bad.as_tuple()])
     assert world.status("A") == ItemStatus.COMMISSIONED
@@ -260,7 +274,7 @@ def test_recall_of_a_batch_and_of_serials_in_one_transaction_stops_sales(world: 
     for s in ("A", "C", "D"):
         world.event(world.brand, s, BizStep.SHIPPING, world.factory_loc, world.store_loc)
         world.event(world.store, s, BizStep.RECEIVING, world.store_loc)
-    world.send(world.brand, "recall", [b1.batch_id], [item_id(GTIN, "C")], b"\x09" * 32)
+    world.send(world.brand, "recall", [b1.batch_id], [b2.key("C")], b"\x09" * 32)
     reverts("ItemUnderRecall", world.event, world.store, "A", BizStep.RETAIL_SELLING,
             world.store_loc)
     reverts("ItemUnderRecall", world.event, world.store, "C", BizStep.RETAIL_SELLING,
@@ -268,7 +282,7 @@ def test_recall_of_a_batch_and_of_serials_in_one_transaction_stops_sales(world: 
     world.event(world.store, "D", BizStep.RETAIL_SELLING, world.store_loc)
     # B was not activated when its batch was recalled: once it is, it is recalled too
     world.activate(b1, ["B"])
-    assert world.items.is_recalled(item_id(GTIN, "B"))
+    assert world.items.is_recalled(b1.key("B"))
     # the holder logs taking it off the shelf
     world.event(world.store, "A", BizStep.RECALLING, world.store_loc)
 
@@ -288,7 +302,7 @@ def test_the_buyer_claims_a_sold_item_once(world: World) -> None:
     receipt = world.send(world.brand, "claim", *world.claim_args(b, "A", buyer))
     logs = [(n, a) for n, a, _ in world.items.decode_logs(receipt["logs"])]  # type: ignore[arg-type]
     assert ("ItemClaimed", {"itemId": item_id(GTIN, "A"), "member": buyer.address}) in logs
-    assert world.items.item(item_id(GTIN, "A")).claimed
+    assert world.items.item(b.key("A")).claimed
     reverts("ItemAlreadyClaimed", world.send, world.brand, "claim",
             *world.claim_args(b, "A", Account.create(), nonce=2))
 
@@ -299,7 +313,7 @@ def test_a_claim_with_a_wrong_secret_is_refused(world: World) -> None:
     world.sell_path("A")
     reverts("ItemInvalidProof", world.send, world.brand, "claim",
             *world.claim_args(b, "A", Account.create(), secret=b.secrets["B"]))
-    assert not world.items.item(item_id(GTIN, "A")).claimed
+    assert not world.items.item(b.key("A")).claimed
 
 
 def test_an_unsold_item_cannot_be_claimed(world: World) -> None:
@@ -315,7 +329,7 @@ def test_a_claim_signed_by_someone_else_is_refused(world: World) -> None:
     world.sell_path("A")
     buyer, thief = Account.create(), Account.create()
     args = list(world.claim_args(b, "A", thief))
-    args[3] = buyer.address
+    args[4] = buyer.address
     reverts("PointsInvalidSignature", world.send, world.brand, "claim", *args)
 
 
@@ -324,9 +338,44 @@ def test_a_claim_signed_by_someone_else_is_refused(world: World) -> None:
 def test_the_operator_or_the_brand_flags_a_suspected_clone(world: World) -> None:
     b = world.make_batch(["A"])
     world.activate(b, ["A"])
-    iid = item_id(GTIN, "A")
-    reverts("ItemNotFlagger", world.send, world.store, "flag", iid, 1)
-    world.chain.op(world.items, "flag", iid, 2)
-    receipt = world.send(world.brand, "flag", iid, 3)
+    key = b.key("A")
+    reverts("ItemNotFlagger", world.send, world.store, "flag", key, 1)
+    world.chain.op(world.items, "flag", key, 2)
+    receipt = world.send(world.brand, "flag", key, 3)
     assert [n for n, _, _ in world.items.decode_logs(receipt["logs"])] == ["ItemFlagged"]  # type: ignore[arg-type]
-    assert world.items.item(iid).flags & 4
+    assert world.items.item(key).flags & 4
+
+
+# ---------------------------------------------------------------- cost per event
+
+def _calldata_gas(data: bytes) -> int:
+    nonzero = sum(1 for b in data if b)
+    return 16 * nonzero + 4 * (len(data) - nonzero)
+
+
+def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> None:
+    """The marginal gas of a shipping event in a 200-event transaction (items of one batch,
+    in order, as a pallet ships) against the floor: its LOG3 with three data words (2,268)
+    plus its own calldata. It was 2.71x (12,337 gas) with a slot per item; 1.34x (5,913) with
+    12 items per word and the lean loop. The issue's target is 1.3x: not reached yet, so
+    this guards the figure reached (anvil's gas is deterministic)."""
+    serials = [f"P{i:03d}" for i in range(201)]
+    b = world.make_batch(serials)
+    for start in range(0, 201, 101):
+        world.activate(b, serials[start:start + 101])
+    now = world.chain.now()
+
+    def ship(ss: list[str]) -> tuple[int, int]:
+        evs = [CustodyEvent(b.key(s), b"\x5a" * 32, world.factory_loc, BizStep.SHIPPING, now,
+                            destination=world.store_loc).as_tuple() for s in ss]
+        receipt = world.send(world.brand, "recordEvents", evs)
+        tx = world.chain.gateway.rpc("eth_getTransactionByHash",
+                                     [receipt["transactionHash"]])
+        return int(str(receipt["gasUsed"])), _calldata_gas(bytes.fromhex(tx["input"][2:]))
+
+    g1, _ = ship(serials[:1])
+    gn, cd = ship(serials[1:])
+    per_event = (gn - g1) / 199
+    floor = 2_268 + cd / 200
+    print(f"custody event {per_event:,.0f} gas; floor {floor:,.0f}; {per_event / floor:.2f}x")
+    assert per_event <= 1.35 * floor

@@ -60,7 +60,7 @@ def test_the_item_id_packs_gtin_and_serial_reversibly() -> None:
 
 
 def test_every_leaf_of_a_standard_tree_proves_against_its_root() -> None:
-    leaves = [leaf_hash(item_id(9506000134352, f"S{i}"), secret_hash(new_secret()))
+    leaves = [leaf_hash(item_id(9506000134352, f"S{i}"), i, secret_hash(new_secret()))
               for i in range(37)]
     tree = StandardMerkleTree(leaves)
     for leaf in leaves:
@@ -106,3 +106,27 @@ def test_labels_come_out_as_csv_png_and_svg() -> None:
     assert text.splitlines()[1].startswith("09506000134352,JT1,https://id.example/01/")
     assert label_image(code, "id.example", kind="png")[:4] == b"\x89PNG"
     assert b"<svg" in label_image(code, "id.example", kind="svg")
+
+
+def test_hashing_events_together_gives_each_its_own_event_hash() -> None:
+    """The service hashes a request's events in one EPCIS document (one JSON-LD expansion);
+    each hash must be the one GS1's generator gives the event alone, with the context files
+    loaded afresh (not through the cached loader)."""
+    from pyld import jsonld  # type: ignore[import-untyped]
+
+    events = [epcis.object_event(code=ItemCode(9506000134352, f"B{i}"), biz_step=step,
+                                 disposition=DEFAULT_DISPOSITION[step],
+                                 event_time=1_764_000_000 + i,
+                                 location="urn:epc:id:sgln:9506000.13435.0",
+                                 destination=("store:cafe:1" if step == BizStep.SHIPPING
+                                              else None))
+              for i, step in enumerate([BizStep.SHIPPING, BizStep.RECEIVING,
+                                        BizStep.RETAIL_SELLING])]
+    together = epcis.event_hashes(events)
+    cached = jsonld.get_document_loader()
+    jsonld.set_document_loader(epcis._package_loader)
+    try:
+        alone = [epcis.event_hash(e) for e in events]
+    finally:
+        jsonld.set_document_loader(cached)
+    assert together == alone and len(set(alone)) == 3

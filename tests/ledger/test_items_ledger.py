@@ -5,6 +5,7 @@ scan-to-earn paying once."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,3 +284,103 @@ def test_a_deployment_recorded_before_items_gets_its_item_registry(settings: obj
         assert json.loads(path.read_text())["items"] == again.contracts.items.address
     finally:
         again.close()
+
+
+def test_a_recall_reaches_each_item_its_holder_and_its_claimer_with_the_reason(setup: Setup
+                                                                             ) -> None:
+    """A batch recall lands in the read model per item: verify and the member's items say
+    recalled with the brand's reason in English and Chinese, and one recall row per item
+    names the merchant holding it then (what a webhook to merchants derives from)."""
+    from sqlalchemy import select
+
+    sold, stocked, buyer = setup.labels[2], setup.labels[3], Account.create()
+    setup.sell(sold)
+    setup.claim(sold, buyer)
+    setup.events(setup.brand, items.EventLine(stocked.uri(), "commissioning", FACTORY))
+    setup.settle()
+    setup.events(setup.brand, items.EventLine(stocked.uri(), "shipping", FACTORY,
+                                              destination=SHOP))
+    setup.settle()
+    with setup.alliance.store.session() as s:
+        items.recall(setup.alliance, s, merchant_id=setup.brand.merchant_id,
+                     batch_ids=[setup.batch_id], reason="Glaze may contain lead",
+                     reason_zh="釉料可能含铅")
+    setup.settle()
+    v = setup.verify(sold)
+    assert v.recalled and v.recall_reason == {"en": "Glaze may contain lead",
+                                              "zh-CN": "釉料可能含铅"}
+    assert "釉料可能含铅" in v.message["zh-CN"] and "Glaze may contain lead" in v.message["en"]
+    with setup.alliance.store.read_session() as s:
+        mine = items.member_items(setup.alliance, s, holder=buyer.address.lower())
+        by_serial = {r.item_id: (r.merchant_id, r.status, r.claimed_by)
+                     for r in s.scalars(select(repos.ItemRecall))}
+    assert [(m["serial"], m["product"], m["status"], m["recalled"]) for m in mine] == [
+        (sold.serial, "Jade tea set", "sold", True)]
+    assert mine[0]["recall_reason"]["zh-CN"] == "釉料可能含铅" and mine[0]["claimed_at"]
+    assert by_serial == {
+        "0x" + sold.item_id.hex(): (setup.shop.merchant_id, "sold", buyer.address),
+        "0x" + stocked.item_id.hex(): (setup.shop.merchant_id, "in_transit", None)}
+
+
+def test_a_recall_of_one_serial_is_shown_for_that_serial_only(setup: Setup) -> None:
+    one, other = setup.labels[0], setup.labels[1]
+    for code in (one, other):
+        setup.events(setup.brand, items.EventLine(code.uri(), "commissioning", FACTORY))
+    setup.settle()
+    with setup.alliance.store.session() as s:
+        items.recall(setup.alliance, s, merchant_id=setup.brand.merchant_id,
+                     codes=[one.uri()], reason="Cracked lid")
+    setup.settle()
+    v = setup.verify(one)
+    assert v.recalled and v.recall_reason == {"en": "Cracked lid", "zh-CN": "Cracked lid"}
+    assert "已召回" in v.message["zh-CN"]
+    assert not setup.verify(other).recalled
+    with pytest.raises(LedgerConflictError) as exc:
+        setup.events(setup.brand, items.EventLine(one.uri(), "retail_selling", FACTORY))
+    assert exc.value.details["code"] == "ItemUnderRecall"
+
+
+def test_a_claim_deadline_is_judged_by_chain_time_not_the_wall_clock(setup: Setup) -> None:
+    """The chain's clock runs two days ahead of this machine: a deadline one hour ahead of
+    the wall clock has passed for the contract, so it is refused before anything is queued
+    (it used to be checked against the wall clock and failed on chain)."""
+    from ledger.errors import LedgerSignatureError
+
+    code, buyer = setup.labels[1], Account.create()
+    setup.sell(code)
+    setup.alliance.gateway.rpc("evm_increaseTime", [2 * 86400])
+    setup.alliance.gateway.rpc("evm_mine", [])
+    assert setup.alliance.contracts.items is not None
+    before = setup.queued()
+    for deadline, why in ((int(time.time()) + 3600, "deadline-passed"),
+                          (chain_now(setup) + 8 * 86400, "deadline-too-far")):
+        typed = claim_typed_data(chain_id=setup.alliance.gateway.chain_id,
+                                 items=setup.alliance.contracts.items.address,
+                                 registry=setup.alliance.contracts.registry.address,
+                                 member=buyer.address, item_id=code.item_id, nonce=1,
+                                 deadline=deadline)
+        sig = Account.sign_typed_data(buyer.key, full_message=typed).signature.hex()
+        with pytest.raises(LedgerSignatureError) as exc:
+            items.claim(setup.alliance, code=code.uri(), member=buyer.address, nonce=1,
+                        deadline=deadline, signature=sig)
+        assert exc.value.code == why
+    assert setup.queued() == before
+
+
+def test_a_used_claim_nonce_is_refused_before_anything_is_queued(setup: Setup) -> None:
+    from ledger.errors import LedgerSignatureError
+
+    first, second, buyer = setup.labels[0], setup.labels[1], Account.create()
+    setup.sell(first)
+    setup.sell(second)
+    setup.claim(first, buyer, nonce=7)
+    setup.settle()
+    before = setup.queued()
+    with pytest.raises(LedgerSignatureError) as exc:
+        setup.claim(second, buyer, nonce=7)
+    assert exc.value.code == "nonce-used"
+    assert setup.queued() == before
+
+
+def chain_now(setup: Setup) -> int:
+    return int(setup.alliance.gateway.block("latest")["timestamp"])
