@@ -185,12 +185,6 @@ def _member_items(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
     return MemberItemsOut.model_validate({"member": me.address, "items": rows})
 
 
-@member_router.get("/app/api/items", response_model=MemberItemsOut)
-def my_items(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
-    """The items you claimed, with their recall state and reason (en, zh-CN)."""
-    return _member_items(me, alliance)
-
-
 @member_router.get("/v1/items/mine", response_model=MemberItemsOut)
 def my_items_v1(me: MemberDep, alliance: AllianceDep) -> MemberItemsOut:
     """The items you claimed, with their recall state and reason (en, zh-CN)."""

@@ -90,5 +90,7 @@ def my_items(session: Session, *, member: str) -> list[dict[str, Any]]:
                     "brand_name": brand.name if brand is not None else None,
                     "claim_points": prod.claim_points if prod is not None else 0,
                     "status": state.status, "recalled": state.recalled or batch.recalled,
+                    "recall_reason": (items.recall_reason(session, state.item_id, batch)
+                                      if state.recalled or batch.recalled else None),
                     "flagged": state.flagged})
     return out
