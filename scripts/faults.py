@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import shutil
 import signal
@@ -56,7 +57,7 @@ from ledger.chain import anvil  # noqa: E402
 from ledger.merchants.service import AdmittedMerchant, admit_merchant  # noqa: E402
 from ledger.points.service import order_ref  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
-from ledger.store.models import SignerNonce  # noqa: E402
+from ledger.store.models import Operation, SignerNonce  # noqa: E402
 from tests.pg import _as_server_user, _bin, _run  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -241,6 +242,7 @@ class Harness:
         self.pg.base.mkdir()
         self.rows: list[Row] = []
         self.standby = 0
+        self.keep_logs = False
 
     # ------------------------------------------------------------------ start and stop
     def __enter__(self) -> Harness:
@@ -310,6 +312,11 @@ class Harness:
         if getattr(self, "settings", None) is not None:
             anvil.stop(self.settings)
         self.pg.stop("immediate")
+        if self.keep_logs:
+            kept = Path(tempfile.mkdtemp(prefix="alliance-faults-logs-"))
+            for log in self.tmp.glob("*.log"):
+                shutil.copy(log, kept / log.name)
+            print(f"logs of the processes kept in {kept}")
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ faults
@@ -340,6 +347,18 @@ class Harness:
         after = self.alliance.gateway.block_number()
         if after < before:
             raise RuntimeError(f"anvil came back at block {after}, it was at {before}")
+
+    def kill_chain(self) -> None:
+        """kill -9 of anvil, started again from the state file it last wrote (every
+        STATE_INTERVAL_S): the blocks mined since are gone, as after a crash of a node
+        without durable storage. Not in the default list: the brief's chain fault is the
+        clean restart."""
+        info = anvil.chain_dir(self.settings) / "anvil.json"
+        pid = int(json.loads(info.read_text())["pid"])
+        os.killpg(pid, signal.SIGKILL)  # the npm wrapper and the anvil binary under it
+        os.waitpid(pid, 0)
+        info.unlink()
+        anvil.start(self.settings, timeout_s=60)
 
     def restart_pg(self) -> None:
         self.pg.stop("fast")
@@ -401,13 +420,20 @@ class Harness:
         doubled = [refs[r] for r in refs if seen[r] > 1]
         if lost or doubled:
             print(f"  {fault}: lost {sorted(lost)[:10]}, doubled {sorted(doubled)[:10]}")
+            with self.alliance.store.read_session() as s:
+                for o in sorted(lost)[:10]:
+                    op = s.scalar(select(Operation).where(Operation.id == accepted[o]))
+                    if op is not None:
+                        print(f"    {o}: store status {op.status}, tx {op.tx_hash}, "
+                              f"attempts {op.attempts}, updated {op.updated_at}")
+            self.keep_logs = True
         row = Row(fault, len(refs), confirmed, len(lost), len(doubled), recovery_s,
                   self.nonce_gaps(quiet=quiet))
         self.rows.append(row)
         return row
 
     def inject(self, fault: str, action: Callable[[], None], *,
-               recovery_timeout_s: float = 120.0) -> Row:
+               recovery_timeout_s: float = 120.0, settle_s: float = 120.0) -> Row:
         """Inject ``fault`` during the load; the recovery time runs until an order submitted
         after the fault is on chain."""
         t0 = time.monotonic()
@@ -421,7 +447,7 @@ class Harness:
             recovery = time.monotonic() - t0
         except TimeoutError:
             recovery = float("inf")
-        return self.check(fault, recovery)
+        return self.check(fault, recovery, settle_s=settle_s)
 
 
 def order_ref_hex(order_id: str) -> str:
@@ -434,20 +460,22 @@ FAULTS: dict[str, Callable[[Harness], None]] = {
     "chain-restart": Harness.restart_chain,
     "pg-restart": Harness.restart_pg,
 }
+EXTRA_FAULTS: dict[str, Callable[[Harness], None]] = {"chain-kill9": Harness.kill_chain}
 
 
 def run(faults: list[str], *, seconds_per_fault: float, rate: float, clients: int = 4,
-        out: Callable[[str], None] = print) -> list[Row]:
+        settle_s: float = 120.0, out: Callable[[str], None] = print) -> list[Row]:
     with Harness(rate=rate, clients=clients) as h:
         h.load.start()
         out(f"load: {rate:g} issue requests/s from {clients} clients on {h.url}")
         for fault in faults:
             _steady(seconds_per_fault)
-            row = h.inject(fault, functools.partial(FAULTS[fault], h))
+            row = h.inject(fault, functools.partial({**FAULTS, **EXTRA_FAULTS}[fault], h),
+                           settle_s=settle_s)
             out(f"  {fault}: recovered in {row.recovery_s:.1f} s")
         _steady(seconds_per_fault)
         h.load.stop()
-        h.check("end (load stopped)", 0.0, quiet=True)
+        h.check("end (load stopped)", 0.0, quiet=True, settle_s=settle_s)
         out(table(h.rows))
         out(f"retries on connection errors / 5xx: {h.load.retries}; refused: "
             f"{len(h.load.refused)} {list(h.load.refused.items())[:3]}")
@@ -474,14 +502,17 @@ def main() -> int:
                    help="load time before each fault and after the last")
     p.add_argument("--rate", type=float, default=20.0, help="issue requests per second")
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--faults", default=",".join(FAULTS), help="comma separated, in order")
+    p.add_argument("--settle-s", type=float, default=120.0,
+                   help="how long accepted operations get to reach the chain at each check")
+    p.add_argument("--faults", default=",".join(FAULTS),
+                   help=f"comma separated, in order; also: {', '.join(EXTRA_FAULTS)}")
     args = p.parse_args()
     faults = [f for f in args.faults.split(",") if f]
-    unknown = set(faults) - set(FAULTS)
+    unknown = set(faults) - set(FAULTS) - set(EXTRA_FAULTS)
     if unknown:
         p.error(f"unknown faults {sorted(unknown)}; known: {list(FAULTS)}")
     rows = run(faults, seconds_per_fault=args.seconds_per_fault, rate=args.rate,
-               clients=args.clients)
+               clients=args.clients, settle_s=args.settle_s)
     return 0 if all(r.lost == 0 and r.doubled == 0 and r.nonce_gaps == 0 for r in rows) else 1
 
 

@@ -32,7 +32,7 @@ faults = _faults()
 
 def test_accepted_issues_land_once_across_a_worker_kill_and_a_chain_restart() -> None:
     rows = faults.run(["worker-kill9", "chain-restart"], seconds_per_fault=3.0, rate=8.0,
-                      clients=4, out=lambda _: None)
+                      clients=4, settle_s=60.0, out=print)
     table = faults.table(rows)
     assert len(rows) == 3, table
     for row in rows:
