@@ -15,6 +15,11 @@ Faults, one after the other, during the load:
                 on the same port
   pg-restart    PostgreSQL stopped (fast) and started again on the same port and data
 
+Opt-in (``--faults ...,chain-kill9``): kill -9 of anvil, restarted from the state file it
+last wrote, so the chain loses its last seconds of blocks. On 2026-11-26 the service did NOT
+recover from it: the store's nonce counters stayed hundreds above the node's, every later
+transaction waited behind the gap (see the branch's report).
+
 After each fault and at the end the harness reads the chain's PointsIssued logs (not the
 store): every accepted order reference must appear exactly once (lost = accepted and absent,
 doubled = more than once), and every signer's node nonce at "latest" must equal its "pending"
