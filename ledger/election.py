@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from .store.db import Store
 
@@ -70,7 +71,14 @@ class WorkerLock:
         """Wait until this process holds the lock (True) or ``stop`` is set (False)."""
         waited = False
         while not stop.is_set():
-            if self.try_acquire():
+            try:
+                got = self.try_acquire()
+            except OperationalError as exc:
+                # The database is away (a restart): a standby keeps standing by.
+                log.warning("cannot reach the database to take the lock (%s); retrying",
+                            str(exc).splitlines()[0])
+                got = False
+            if got:
                 log.info("elected: this process (pid %d) runs the workers", os.getpid())
                 return True
             if not waited:
