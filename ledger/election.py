@@ -87,11 +87,25 @@ class WorkerLock:
             stop.wait(poll_s)
         return False
 
+    def held(self) -> bool:
+        """Whether the lock is still this process's: on PostgreSQL its connection must still
+        answer (a server restart ends the session and frees the lock for a standby)."""
+        if self._conn is None:
+            return self._file is not None
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the session (and lock) is gone
+            return False
+
     def release(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
                 self._conn.commit()
+            except Exception:  # noqa: BLE001 - the session is gone, and the lock with it
+                log.warning("the worker lock's session was already gone")
             finally:
                 self._conn.close()
                 self._conn = None
