@@ -192,6 +192,11 @@ def worker(
                       f"{', '.join(w.name for w in runtime.workers)}")
         try:
             while not stop.wait(1.0):
+                if not lock.held():
+                    # The database restarted: the lock went with the session and a standby
+                    # may hold it now. Exit rather than run beside it.
+                    console.print("[red]lost the worker lock (database restart)[/red]")
+                    raise typer.Exit(code=1)
                 dead = [w.name for w in runtime.workers if not w.running]
                 if dead:
                     # A worker thread never dies on a failed round (it logs and retries);

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from .store.db import Store
 
@@ -70,7 +71,14 @@ class WorkerLock:
         """Wait until this process holds the lock (True) or ``stop`` is set (False)."""
         waited = False
         while not stop.is_set():
-            if self.try_acquire():
+            try:
+                got = self.try_acquire()
+            except OperationalError as exc:
+                # The database is away (a restart): a standby keeps standing by.
+                log.warning("cannot reach the database to take the lock (%s); retrying",
+                            str(exc).splitlines()[0])
+                got = False
+            if got:
                 log.info("elected: this process (pid %d) runs the workers", os.getpid())
                 return True
             if not waited:
@@ -79,11 +87,25 @@ class WorkerLock:
             stop.wait(poll_s)
         return False
 
+    def held(self) -> bool:
+        """Whether the lock is still this process's: on PostgreSQL its connection must still
+        answer (a server restart ends the session and frees the lock for a standby)."""
+        if self._conn is None:
+            return self._file is not None
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the session (and lock) is gone
+            return False
+
     def release(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
                 self._conn.commit()
+            except Exception:  # noqa: BLE001 - the session is gone, and the lock with it
+                log.warning("the worker lock's session was already gone")
             finally:
                 self._conn.close()
                 self._conn = None

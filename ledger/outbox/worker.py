@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -409,6 +410,18 @@ class OutboxWorker(Worker):
                 self._block_filler(limit) if measure else limit)
             prepared = [(group, group.call(self.alliance.contracts, signer.home),
                          group.gas_bound()) for group in groups]
+        # Claimed and committed: a failure before the round's transactions are recorded (the
+        # node unreachable for fees or measuring, a store error) puts the operations back in
+        # the queue instead of leaving them claimed until the process restarts.
+        claimed_ids = [o.id for o in ops]
+
+        def requeue_on_failure(exc_type: type[BaseException] | None,
+                               exc: BaseException | None, tb: TracebackType | None) -> bool:
+            if exc is not None:
+                self._requeue_claimed(claimed_ids, exc if isinstance(exc, LedgerError)
+                                      else LedgerError(repr(exc)))
+            return False
+        context.push(requeue_on_failure)
         if not prepared:
             return len(ops), []
         if measure:

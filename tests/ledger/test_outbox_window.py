@@ -13,6 +13,7 @@ import pytest
 from eth_account import Account
 
 from ledger.alliance import Alliance
+from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.worker import OutboxWorker
@@ -108,3 +109,25 @@ def test_on_one_second_blocks_batches_get_measured_gas_and_share_blocks(
             assert {o.status for o in s.query(Operation)} == {OperationStatus.CONFIRMED}
     finally:
         a.close()
+
+
+def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by scripts/faults.py: the node unreachable when the round asks it for fees (a
+    chain restart) left the claimed operations ``sending`` until the process restarted,
+    accepted but never sent. The failure is injected at the fee lookup, on a real chain."""
+    ops = _queue(alliance, store_merchant.merchant_id, 2, 1, "CLAIMFAIL")
+    worker = outbox_worker(alliance)
+    sender = worker.signer_for(store_merchant.merchant_id).sender
+
+    def unreachable() -> tuple[int, int]:
+        raise ChainUnavailableError("the node is restarting")
+    monkeypatch.setattr(sender, "fees", unreachable)
+    with pytest.raises(ChainUnavailableError):
+        worker.step()
+    with alliance.store.read_session() as s:
+        assert {o.status for o in s.query(Operation).filter(Operation.id.in_(ops))} == \
+            {OperationStatus.QUEUED}
+    monkeypatch.undo()
+    _step_until_confirmed(alliance, worker, ops, 60)
