@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ledger", "api")
 # Capability packages: the engine below them must not import them.
 CAPABILITIES = ("ledger.merchants", "ledger.members", "ledger.points", "ledger.clearing",
-                "ledger.coupons")
+                "ledger.coupons", "ledger.items", "ledger.offers", "ledger.memberships",
+                "ledger.webhooks", "ledger.console")
 # Shared infrastructure that knows no capability (the composition root, ledger.runtime, and
 # ledger.deployment, which builds every contract's typed client, are the exceptions).
 ENGINE = ("ledger.alliance", "ledger.chain", "ledger.store", "ledger.contracts",
