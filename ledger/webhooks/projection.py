@@ -285,11 +285,6 @@ class WebhookProjection:
             if e.name == "ItemClaimed":
                 return [(brand, EventType.ITEMS_CLAIMED, {**body, "member": str(a["member"])})]
         return []
-            if e.name == "ItemFlagged":
-                return [(brand, EventType.ITEMS_FLAGGED, {**body, "reason": int(a["reason"])})]
-            if e.name == "ItemClaimed":
-                return [(brand, EventType.ITEMS_CLAIMED, {**body, "member": str(a["member"])})]
-        return []
 
 
 def _item_of_key(session: Session, key: int) -> str | None:
