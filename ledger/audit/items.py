@@ -338,9 +338,9 @@ class ItemsRule:
             want_item = (int(it.status), it.flags, it.holder)
             if isinstance(have, ChainError) or tuple(have[:3]) != want_item:
                 mismatch(f"item({name}) (status, flags, holder)", want_item, have)
-            b = self.batches.get(split_key(key)[0])
+            kb = self.batches.get(split_key(key)[0])
             want_recalled = bool(it.flags & ITEM_RECALLED) or bool(
-                b is not None and b.recalled_at is not None)
+                kb is not None and kb.recalled_at is not None)
             if _one(recalled) != want_recalled:
                 mismatch(f"isRecalled({name})", want_recalled, _one(recalled))
         return out
