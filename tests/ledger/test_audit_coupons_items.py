@@ -26,6 +26,8 @@ from ledger.coupons.demo import seed_demo_coupons
 from ledger.coupons.service import member_coupons, request_rollback
 from ledger.demo import seed_demo
 from ledger.items import service as items_service
+from ledger.items.demo import FACTORY as DEMO_FACTORY
+from ledger.items.demo import SHOP as DEMO_SHOP
 from ledger.merchants.service import AdmittedMerchant
 
 BOOK, ITEMS, CLEARING = "0x" + "c0" * 20, "0x" + "1e" * 20, "0x" + "c3" * 20
@@ -366,3 +368,27 @@ def test_recalls_of_a_batch_and_of_single_items_audit_clean(
     assert [f.as_dict() for f in report.findings] == []
     section = report.as_dict()["sections"]["items"]
     assert len(section["recalled_batches"]) == 1 and section["brands"][0]["sold"] == 5
+
+
+def test_an_item_in_transit_and_recalled_audits_clean_with_its_destination_as_holder(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    """The registry keeps one holder per item: while in transit, the merchant it was shipped
+    to. The audit's replay agrees with ``item()`` and ``isRecalled()`` on such an item."""
+    creds = seed_demo(alliance)
+    demo_items = creds["items"]
+    assert isinstance(demo_items, dict)
+    brand = int(str(creds["merchants"][0]["merchant_id"]))  # type: ignore[index]
+    label = str(demo_items["unsold_labels"][0])
+    for step, loc, dest in (("commissioning", DEMO_FACTORY, None),
+                            ("shipping", DEMO_FACTORY, DEMO_SHOP)):
+        with alliance.store.session() as s:
+            items_service.record_events(alliance, s, merchant_id=brand, lines=[
+                items_service.EventLine(label, step, loc, dest)])
+        runtime.outbox_worker(alliance).drain()
+        runtime.indexer(alliance).catch_up()
+    with alliance.store.session() as s:
+        items_service.recall(alliance, s, merchant_id=brand, codes=[label])
+    runtime.outbox_worker(alliance).drain()
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    assert report.as_dict()["sections"]["items"]["status"].get("in_transit") == 1
