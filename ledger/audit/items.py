@@ -7,10 +7,13 @@ step its state allows (the EPCIS flow of the registry); no item is sold while it
 is recalled; an item is claimed at most once, and only once sold; every write comes from the
 account of the merchant it names (flags: the brand's or an operator's).
 
-One thing the logs do not carry: which batch proved an item at its activation (the
-``CustodyRecorded`` event names the item, not the batch). The audit takes it from the
-registry's ``item`` view and checks it is a batch of the item's GTIN by the item's brand; the
-batch recall rule is then applied to the sales in log order.
+On chain an item is addressed by its key ``batchId << 32 | index``: the batch that proved it
+is in the key itself, and its activation (the commissioning ``CustodyRecorded``) carries, in
+``ref``, the item id (``gtin << 160 | serial``) its proof bound to the key. The audit keys items
+by that key, checks the key names a serial of a registered batch of the item's GTIN by its
+brand, and applies the batch recall rule to the sales in log order. Claims name the item id,
+which the activation maps back to its key. The registry's ``item`` view gives one holder: the
+custodian, or while in transit the merchant it was shipped to.
 """
 
 from __future__ import annotations
@@ -66,8 +69,14 @@ class ItemBook:
     custodian: int = 0
     destination: int = 0
     events: int = 0
+    item_id: str | None = None
     recalled_at: Position | None = None
     sales: list[Position] = field(default_factory=list)
+
+    @property
+    def holder(self) -> int:
+        """Who may act on it next, as the registry keeps it: in transit, its destination."""
+        return self.destination if self.status == Status.IN_TRANSIT else self.custodian
 
 
 @dataclass
@@ -81,6 +90,15 @@ class BatchBook:
 
 def gtin_of(item_id: str) -> int:
     return int(item_id, 16) >> 160
+
+
+def item_key(batch_id: int, index: int) -> int:
+    """The registry's key of the serial at ``index`` of batch ``batch_id``."""
+    return batch_id << 32 | index
+
+
+def split_key(key: int) -> tuple[int, int]:
+    return key >> 32, key & 0xFFFFFFFF
 
 
 class ItemsRule:
@@ -97,7 +115,8 @@ class ItemsRule:
         self.products: dict[int, int] = {}
         self.locations: dict[str, int] = {}
         self.batches: dict[int, BatchBook] = {}
-        self.items: dict[str, ItemBook] = {}
+        self.items: dict[int, ItemBook] = {}
+        self.keys: dict[str, int] = {}  # item id -> key, from activations
         self.findings: list[Finding] = []
         self.steps: Counter[str] = Counter()
         self.flags: list[dict[str, Any]] = []
@@ -138,76 +157,133 @@ class ItemsRule:
                 b.recalled_at = ev.position
             self.merchant_txs.setdefault(ev.tx, (ev.position, b.brand, False))
         elif name == "ItemRecalled":
-            it = self.items.setdefault(a["itemId"], ItemBook())
+            key = a["item"]
+            it = self._item(key, ev)
             it.flags |= ITEM_RECALLED
             if it.recalled_at is None:
                 it.recalled_at = ev.position
-            self.merchant_txs.setdefault(
-                ev.tx, (ev.position, self.products.get(gtin_of(a["itemId"]), 0), False))
+            self.merchant_txs.setdefault(ev.tx, (ev.position, self._brand_of(key), False))
         elif name == "ItemClaimed":
-            it = self.items.setdefault(a["itemId"], ItemBook())
+            item_id = a["itemId"]
+            claimed = self.keys.get(item_id)
+            if claimed is None:
+                self._violation("ClaimOfUnsoldItem", f"item {item_id} claimed, never "
+                                "activated", ev, item_id=item_id)
+                return
+            it = self.items[claimed]
             if it.flags & ITEM_CLAIMED:
-                self._violation("ItemClaimedTwice", f"item {a['itemId']} claimed again", ev,
-                                item_id=a["itemId"])
+                self._violation("ItemClaimedTwice", f"item {item_id} claimed again", ev,
+                                item_id=item_id)
             if it.status != Status.SOLD:
-                self._violation("ClaimOfUnsoldItem", f"item {a['itemId']} claimed while "
-                                f"{it.status.name.lower()}", ev, item_id=a["itemId"])
+                self._violation("ClaimOfUnsoldItem", f"item {item_id} claimed while "
+                                f"{it.status.name.lower()}", ev, item_id=item_id)
             it.flags |= ITEM_CLAIMED
         elif name == "ItemFlagged":
-            it = self.items.setdefault(a["itemId"], ItemBook())
+            key = a["item"]
+            it = self._item(key, ev)
             it.flags |= ITEM_FLAGGED
-            self.flags.append({"item_id": a["itemId"], "reason": a["reason"], "block": ev.block})
-            self.merchant_txs.setdefault(
-                ev.tx, (ev.position, self.products.get(gtin_of(a["itemId"]), 0), True))
+            self.flags.append({"item": key, "item_id": it.item_id, "reason": a["reason"],
+                               "block": ev.block})
+            self.merchant_txs.setdefault(ev.tx, (ev.position, self._brand_of(key), True))
+
+    def _brand_of(self, key: int) -> int:
+        b = self.batches.get(split_key(key)[0])
+        return 0 if b is None else b.brand
+
+    def _item(self, key: int, ev: Event) -> ItemBook:
+        """The book of item ``key``; a key naming no serial of a registered batch (the
+        registry refuses any act on it) is a violation, once."""
+        it = self.items.get(key)
+        if it is None:
+            it = self.items[key] = ItemBook()
+            batch_id, index = split_key(key)
+            b = self.batches.get(batch_id)
+            if b is None or index >= b.count:
+                self._violation("ItemOfUnknownSerial", f"item key {key:#x} names no serial of "
+                                "a registered batch", ev, item=key)
+        return it
+
+    def _name(self, key: int) -> str:
+        it = self.items.get(key)
+        return it.item_id if it is not None and it.item_id else f"key {key:#x}"
 
     def _custody(self, ev: Event) -> None:
         a = ev.args
-        item_id, packed = a["itemId"], a["packed"]
+        key, packed = a["item"], a["packed"]
         step, merchant = Step(packed & 0xFF), packed >> 80
         self.steps[step.name.lower()] += 1
         self.merchant_txs.setdefault(ev.tx, (ev.position, merchant, False))
-        it = self.items.setdefault(item_id, ItemBook())
+        it = self._item(key, ev)
         it.events += 1
+        if step == Step.COMMISSIONING:
+            self._activation(ev, key, it, merchant)
+            return
+        name = self._name(key)
         here = self.locations.get(a["location"])
         if here != merchant:
             self._violation("CustodyAtForeignLocation", f"merchant {merchant} recorded "
-                            f"{step.name.lower()} of {item_id} at a location of {here}", ev,
-                            item_id=item_id)
-        if step == Step.COMMISSIONING:
-            if it.status != Status.UNKNOWN:
-                self._violation("ItemActivatedTwice", f"item {item_id} activated again", ev,
-                                item_id=item_id)
-            brand = self.products.get(gtin_of(item_id))
-            if brand != merchant:
-                self._violation("ActivationByNonBrand", f"item {item_id} activated by merchant "
-                                f"{merchant}, its product's brand is {brand}", ev,
-                                item_id=item_id)
-            it.status, it.custodian, it.destination = Status.COMMISSIONED, merchant, 0
-            return
+                            f"{step.name.lower()} of {name} at a location of {here}", ev,
+                            item_id=name)
         if step == Step.RECEIVING:
             if it.destination != merchant:
                 self._violation("CustodyEventByNonCustodian", f"merchant {merchant} received "
-                                f"{item_id}, shipped to {it.destination}", ev, item_id=item_id)
-        elif it.custodian != merchant:
+                                f"{name}, shipped to {it.destination}", ev, item_id=name)
+        elif it.holder != merchant:
             self._violation("CustodyEventByNonCustodian", f"merchant {merchant} recorded "
-                            f"{step.name.lower()} of {item_id}, held by {it.custodian}", ev,
-                            item_id=item_id)
+                            f"{step.name.lower()} of {name}, held by {it.holder}", ev,
+                            item_id=name)
         if step == Step.RECALLING:
             return
         allowed, after = ALLOWED[step]
         if it.status not in allowed:
-            self._violation("InvalidCustodyTransition", f"{step.name.lower()} of {item_id} "
-                            f"while {it.status.name.lower()}", ev, item_id=item_id)
+            self._violation("InvalidCustodyTransition", f"{step.name.lower()} of {name} "
+                            f"while {it.status.name.lower()}", ev, item_id=name)
         if step == Step.RETAIL_SELLING:
             it.sales.append(ev.position)
+            b = self.batches.get(split_key(key)[0])
             if it.recalled_at is not None:
-                self._violation("SaleOfRecalledItem", f"item {item_id} sold after its recall "
-                                f"at block {it.recalled_at[0]}", ev, item_id=item_id)
+                self._violation("SaleOfRecalledItem", f"item {name} sold after its recall "
+                                f"at block {it.recalled_at[0]}", ev, item_id=name)
+            elif b is not None and b.recalled_at is not None:
+                self._violation("SaleOfRecalledItem", f"item {name} sold after its batch "
+                                f"{split_key(key)[0]} was recalled at block "
+                                f"{b.recalled_at[0]}", ev, item_id=name)
         if step == Step.SHIPPING:
-            it.destination = self.locations.get(a["destination"], 0)
+            # ``ref`` of a shipping event: the destination location.
+            it.destination = self.locations.get(a["ref"], 0)
         elif step == Step.RECEIVING:
             it.custodian, it.destination = merchant, 0
         it.status = after
+
+    def _activation(self, ev: Event, key: int, it: ItemBook, merchant: int) -> None:
+        """Commissioning: ``ref`` is the item id the proof bound to the key, of the key's
+        batch's GTIN, activated once, by that product's brand at one of its locations."""
+        a = ev.args
+        item_id = a["ref"]
+        here = self.locations.get(a["location"])
+        if here != merchant:
+            self._violation("CustodyAtForeignLocation", f"merchant {merchant} recorded "
+                            f"commissioning of {item_id} at a location of {here}", ev,
+                            item_id=item_id)
+        if it.status != Status.UNKNOWN:
+            self._violation("ItemActivatedTwice", f"item {item_id} activated again", ev,
+                            item_id=item_id)
+        elif item_id in self.keys and self.keys[item_id] != key:
+            self._violation("ItemActivatedTwice", f"item {item_id} activated again under "
+                            f"key {key:#x}", ev, item_id=item_id)
+        batch_id = split_key(key)[0]
+        b = self.batches.get(batch_id)
+        if b is not None and b.gtin != gtin_of(item_id):
+            self._violation("ItemOfForeignBatch", f"item {item_id} proved by batch "
+                            f"{batch_id}, not one of its product's", ev, item_id=item_id)
+        brand = self.products.get(gtin_of(item_id))
+        if brand != merchant:
+            self._violation("ActivationByNonBrand", f"item {item_id} activated by merchant "
+                            f"{merchant}, its product's brand is {brand}", ev,
+                            item_id=item_id)
+        self.keys.setdefault(item_id, key)
+        it.item_id = it.item_id or item_id
+        it.status, it.custodian, it.destination = Status.COMMISSIONED, merchant, 0
 
     def _violation(self, code: str, message: str, ev: Event, **details: Any) -> None:
         self.findings.append(Finding(NAME, code, Severity.VIOLATION, message,
@@ -252,37 +328,22 @@ class ItemsRule:
             have = _one(got)
             if isinstance(have, ChainError) or tuple(have) != want:
                 mismatch(f"batch({bid})", want, have)
-        items = sorted(self.items)
-        answers = checks.views([(Kind.ITEMS, address, "item", (bytes.fromhex(i[2:]),))
-                                for i in items])
-        for item_id, got in zip(items, answers, strict=True):
-            it = self.items[item_id]
+        keys = sorted(self.items)
+        answers = checks.views([(Kind.ITEMS, address, "item", (k,)) for k in keys])
+        recalls = checks.views([(Kind.ITEMS, address, "isRecalled", (k,)) for k in keys])
+        for key, got, recalled in zip(keys, answers, recalls, strict=True):
+            it = self.items[key]
+            name = self._name(key)
             have = _one(got)
-            want_item = (int(it.status), it.flags, it.custodian, it.destination)
-            if isinstance(have, ChainError) or tuple(have[:4]) != want_item:
-                mismatch(f"item({item_id}) (status, flags, custodian, destination)", want_item,
-                         have)
-                continue
-            out += self._check_batch(address, item_id, it, int(have[4]))
+            want_item = (int(it.status), it.flags, it.holder)
+            if isinstance(have, ChainError) or tuple(have[:3]) != want_item:
+                mismatch(f"item({name}) (status, flags, holder)", want_item, have)
+            kb = self.batches.get(split_key(key)[0])
+            want_recalled = bool(it.flags & ITEM_RECALLED) or bool(
+                kb is not None and kb.recalled_at is not None)
+            if _one(recalled) != want_recalled:
+                mismatch(f"isRecalled({name})", want_recalled, _one(recalled))
         return out
-
-    def _check_batch(self, address: str, item_id: str, it: ItemBook, batch_id: int
-                     ) -> list[Finding]:
-        """The batch the registry says proved an activated item: of its GTIN and brand, and
-        no sale after that batch's recall."""
-        if it.status == Status.UNKNOWN:
-            return []
-        b = self.batches.get(batch_id)
-        if b is None or b.gtin != gtin_of(item_id) or b.brand != self.products.get(b.gtin):
-            return [Finding(NAME, "ItemOfForeignBatch", Severity.VIOLATION,
-                            f"item {item_id} proved by batch {batch_id}, not one of its "
-                            "product's", contract=address, details={"item_id": item_id})]
-        recalled = b.recalled_at
-        return [Finding(NAME, "SaleOfRecalledItem", Severity.VIOLATION,
-                        f"item {item_id} sold at block {sale[0]} after its batch {batch_id} "
-                        f"was recalled at block {recalled[0]}", contract=address,
-                        block=sale[0], details={"item_id": item_id})
-                for sale in it.sales if recalled is not None and sale > recalled]
 
     def _check_senders(self, checks: Checks, address: str) -> list[Finding]:
         senders = checks.senders(sorted(self.merchant_txs))
@@ -311,8 +372,8 @@ class ItemsRule:
                                               "claimed": 0, "flagged": 0})
             row["products"] += 1
             row["batches"] += sum(1 for b in self.batches.values() if b.gtin == gtin)
-            for item_id, it in self.items.items():
-                if gtin_of(item_id) != gtin or it.status == Status.UNKNOWN:
+            for it in self.items.values():
+                if it.item_id is None or gtin_of(it.item_id) != gtin:
                     continue
                 row["items"] += 1
                 row["sold"] += it.status == Status.SOLD

@@ -34,7 +34,15 @@ from ..coupons.clients import campaign_of
 from ..indexer.follower import ChainEvent, Head
 from ..items.codes import split_item_id
 from ..merchants import repos as merchant_repos
-from ..store.models import CouponCampaign, ItemBatch, ItemProduct, ItemState, utcnow
+from ..store.models import (
+    CouponCampaign,
+    ItemBatch,
+    ItemProduct,
+    ItemRecall,
+    ItemSerial,
+    ItemState,
+    utcnow,
+)
 from . import repos
 from .events import DeliveryState, EventType, event_id
 
@@ -254,14 +262,20 @@ class WebhookProjection:
                 return [(batch.brand_id, EventType.ITEMS_RECALLED, {
                     **base, "batch_id": int(a["batchId"]), "gtin": batch.gtin,
                     "item_id": None, "event_hash": _hex(a["eventHash"])})]
-            item = bytes(a["itemId"])
-            gtin, serial = split_item_id(item)
+            if e.name == "ItemClaimed":
+                item_id: str | None = _hex(a["itemId"])
+            else:
+                item_id = _item_of_key(session, int(a["item"]))
+            if item_id is None:
+                log.warning("%s of item key %#x unknown to the store: no webhook event",
+                            e.name, int(a["item"]))
+                return []
+            gtin, serial = split_item_id(bytes.fromhex(item_id[2:]))
             product = session.get(ItemProduct, gtin)
             brand = product.brand_id if product is not None else None
-            body = {**base, "item_id": _hex(item), "gtin": gtin, "serial": serial}
+            body = {**base, "item_id": item_id, "gtin": gtin, "serial": serial}
             if e.name == "ItemRecalled":
-                state = session.get(ItemState, _hex(item))
-                to = {m for m in (brand, state.custodian if state else None) if m}
+                to = {m for m in (brand, _holder_at_recall(session, e, item_id)) if m}
                 body["event_hash"] = _hex(a["eventHash"])
                 return [(m, EventType.ITEMS_RECALLED, body) for m in sorted(to)]
             if brand is None:
@@ -271,3 +285,28 @@ class WebhookProjection:
             if e.name == "ItemClaimed":
                 return [(brand, EventType.ITEMS_CLAIMED, {**body, "member": str(a["member"])})]
         return []
+
+
+def _item_of_key(session: Session, key: int) -> str | None:
+    """The item id of an on-chain item key (``batchId << 32 | index``), from the items read
+    model: the store's batch the chain gave that id, and its serial at that index."""
+    batch = session.scalars(select(ItemBatch.id).where(
+        ItemBatch.chain_batch_id == key >> 32)).first()
+    if batch is None:
+        return None
+    return session.scalars(select(ItemSerial.item_id).where(
+        ItemSerial.batch_id == batch, ItemSerial.batch_index == key & 0xFFFFFFFF)).first()
+
+
+def _holder_at_recall(session: Session, e: ChainEvent, item_id: str) -> int | None:
+    """The merchant holding the item when this recall happened, as the items read model
+    recorded it (in transit: the merchant it was shipped to); else its current state's."""
+    row = session.scalars(select(ItemRecall).where(
+        ItemRecall.tx_hash == e.tx_hash, ItemRecall.log_index == e.log_index,
+        ItemRecall.item_id == item_id)).first()
+    if row is not None:
+        return row.merchant_id
+    state = session.get(ItemState, item_id)
+    if state is None:
+        return None
+    return state.destination if state.status == "in_transit" else state.custodian

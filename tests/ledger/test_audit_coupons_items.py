@@ -17,7 +17,7 @@ from ledger.alliance import Alliance
 from ledger.audit.coupons import CouponsRule
 from ledger.audit.engine import AuditReport, run_audit
 from ledger.audit.governance import GovernanceRule
-from ledger.audit.items import ItemsRule, Step
+from ledger.audit.items import ItemsRule, Step, item_key
 from ledger.audit.report import render_html
 from ledger.audit.source import ZERO_ADDRESS, Event, Kind
 from ledger.cli import app
@@ -26,6 +26,8 @@ from ledger.coupons.demo import seed_demo_coupons
 from ledger.coupons.service import member_coupons, request_rollback
 from ledger.demo import seed_demo
 from ledger.items import service as items_service
+from ledger.items.demo import FACTORY as DEMO_FACTORY
+from ledger.items.demo import SHOP as DEMO_SHOP
 from ledger.merchants.service import AdmittedMerchant
 
 BOOK, ITEMS, CLEARING = "0x" + "c0" * 20, "0x" + "1e" * 20, "0x" + "c3" * 20
@@ -34,6 +36,8 @@ MEMBER, OTHER = "0x" + "0d" * 20, "0x" + "0e" * 20
 REF = "0x" + "01" * 32
 GTIN = 9506000134352
 ITEM = "0x" + format(GTIN << 160 | 7, "064x")
+KEY = item_key(1, 7)  # the registry's key of ITEM: serial 7 of batch 1
+ZERO32 = "0x" + "00" * 32
 FACTORY, SHOP = "0x" + "fa" * 32, "0x" + "5b" * 32
 _log = iter(range(1, 10**6))
 
@@ -161,9 +165,12 @@ def _items() -> ItemsRule:
 
 
 def _custody(rule: ItemsRule, step: Step, merchant: int, location: str,
-             destination: str = "0x" + "00" * 32, item: str = ITEM) -> None:
-    rule.apply(ev("CustodyRecorded", Kind.ITEMS, ITEMS, itemId=item, location=location,
-                  eventHash=REF, destination=destination,
+             destination: str = ZERO32, item: str = ITEM, key: int = KEY) -> None:
+    """A ``CustodyRecorded`` log as the registry writes it: the item's key, and in ``ref``
+    the destination (shipping) or the item id the proof bound (commissioning)."""
+    ref = item if step == Step.COMMISSIONING else destination
+    rule.apply(ev("CustodyRecorded", Kind.ITEMS, ITEMS, item=key, location=location,
+                  eventHash=REF, ref=ref,
                   packed=int(step) | 1_700_000_000 << 16 | merchant << 80))
 
 
@@ -179,8 +186,23 @@ def test_the_epcis_flow_of_an_item_rebuilds_without_findings() -> None:
     _sold(rule)
     rule.apply(ev("ItemClaimed", Kind.ITEMS, ITEMS, itemId=ITEM, member=MEMBER))
     assert codes(rule) == []
-    it = rule.items[ITEM]
-    assert (it.status.name, it.custodian, it.flags) == ("SOLD", 2, 2)
+    it = rule.items[KEY]
+    assert (it.status.name, it.custodian, it.holder, it.flags, it.item_id) == (
+        "SOLD", 2, 2, 2, ITEM)
+
+
+def test_an_item_in_transit_is_held_by_the_merchant_it_was_shipped_to() -> None:
+    """The registry's holder while in transit is the destination: only it may act next."""
+    rule = _items()
+    _custody(rule, Step.COMMISSIONING, 1, FACTORY)
+    _custody(rule, Step.SHIPPING, 1, FACTORY, SHOP)
+    it = rule.items[KEY]
+    assert (it.status.name, it.custodian, it.holder) == ("IN_TRANSIT", 1, 2)
+    rule.apply(ev("ItemRecalled", Kind.ITEMS, ITEMS, item=KEY, eventHash=REF))
+    _custody(rule, Step.RECALLING, 2, SHOP)  # the destination logs it off: allowed
+    assert codes(rule) == []
+    _custody(rule, Step.RECALLING, 1, FACTORY)  # the shipper no longer holds it
+    assert codes(rule) == ["CustodyEventByNonCustodian"]
 
 
 def test_a_second_claim_or_a_claim_of_an_unsold_item_is_a_violation() -> None:
@@ -194,7 +216,7 @@ def test_a_second_claim_or_a_claim_of_an_unsold_item_is_a_violation() -> None:
 def test_a_sale_of_a_recalled_item_is_a_violation() -> None:
     rule = _items()
     _custody(rule, Step.COMMISSIONING, 1, FACTORY)
-    rule.apply(ev("ItemRecalled", Kind.ITEMS, ITEMS, itemId=ITEM, eventHash=REF))
+    rule.apply(ev("ItemRecalled", Kind.ITEMS, ITEMS, item=KEY, eventHash=REF))
     _custody(rule, Step.RETAIL_SELLING, 1, FACTORY)
     assert codes(rule) == ["SaleOfRecalledItem"]
 
@@ -204,9 +226,19 @@ def test_a_sale_after_its_batch_was_recalled_is_a_violation() -> None:
     _custody(rule, Step.COMMISSIONING, 1, FACTORY)
     rule.apply(ev("BatchRecalled", Kind.ITEMS, ITEMS, batchId=1, eventHash=REF))
     _custody(rule, Step.RETAIL_SELLING, 1, FACTORY)
-    # The batch of an item is known once the registry names it (the logs do not).
-    found = rule._check_batch(ITEMS, ITEM, rule.items[ITEM], 1)
-    assert [f.code for f in found] == ["SaleOfRecalledItem"]
+    # The batch of an item is in its key: the logs alone show the sale came after the recall.
+    assert codes(rule) == ["SaleOfRecalledItem"]
+
+
+def test_an_item_of_another_products_batch_or_of_no_serial_is_a_violation() -> None:
+    rule = _items()
+    other = "0x" + format(4006381333931 << 160 | 7, "064x")
+    _custody(rule, Step.COMMISSIONING, 1, FACTORY, item=other)
+    rule2 = _items()
+    _custody(rule2, Step.COMMISSIONING, 1, FACTORY, key=item_key(1, 20))  # batch of 20
+    rule2.apply(ev("ItemFlagged", Kind.ITEMS, ITEMS, item=item_key(9, 0), reason=1))
+    assert codes(rule) == ["ItemOfForeignBatch", "ActivationByNonBrand"]
+    assert codes(rule2) == ["ItemOfUnknownSerial", "ItemOfUnknownSerial"]
 
 
 def test_custody_events_from_a_merchant_not_holding_the_item_are_violations() -> None:
@@ -336,3 +368,27 @@ def test_recalls_of_a_batch_and_of_single_items_audit_clean(
     assert [f.as_dict() for f in report.findings] == []
     section = report.as_dict()["sections"]["items"]
     assert len(section["recalled_batches"]) == 1 and section["brands"][0]["sold"] == 5
+
+
+def test_an_item_in_transit_and_recalled_audits_clean_with_its_destination_as_holder(
+        alliance: Alliance, artifacts: dict[str, Artifact]) -> None:
+    """The registry keeps one holder per item: while in transit, the merchant it was shipped
+    to. The audit's replay agrees with ``item()`` and ``isRecalled()`` on such an item."""
+    creds = seed_demo(alliance)
+    demo_items = creds["items"]
+    assert isinstance(demo_items, dict)
+    brand = int(str(creds["merchants"][0]["merchant_id"]))  # type: ignore[index]
+    label = str(demo_items["unsold_labels"][0])
+    for step, loc, dest in (("commissioning", DEMO_FACTORY, None),
+                            ("shipping", DEMO_FACTORY, DEMO_SHOP)):
+        with alliance.store.session() as s:
+            items_service.record_events(alliance, s, merchant_id=brand, lines=[
+                items_service.EventLine(label, step, loc, dest)])
+        runtime.outbox_worker(alliance).drain()
+        runtime.indexer(alliance).catch_up()
+    with alliance.store.session() as s:
+        items_service.recall(alliance, s, merchant_id=brand, codes=[label])
+    runtime.outbox_worker(alliance).drain()
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    assert report.as_dict()["sections"]["items"]["status"].get("in_transit") == 1

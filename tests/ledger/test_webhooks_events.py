@@ -14,8 +14,10 @@ from ledger.clearing import service as clearing
 from ledger.clearing.statements import anchor_statements
 from ledger.demo import seed_demo
 from ledger.indexer import repos as cursors
+from ledger.items import service as items_service
+from ledger.items.codes import parse_code
 from ledger.merchants import repos as merchant_repos
-from ledger.runtime import indexer
+from ledger.runtime import indexer, outbox_worker
 from ledger.store.models import WebhookEvent
 from ledger.types import MerchantId
 from ledger.webhooks import repos
@@ -80,3 +82,37 @@ def test_each_merchant_gets_the_events_that_concern_it_once_with_stable_ids(
                                 merchant_id=r.merchant_id, type_=r.type)
     order = [(r.block_number, r.log_index) for r in rows]
     assert order == sorted(order)
+
+
+def test_a_recall_of_an_item_goes_to_the_merchant_holding_it_with_its_id_gtin_and_serial(
+        alliance: Alliance) -> None:
+    """The registry names a recalled item by its key (batch << 32 | index): the event still
+    carries the item's id, GTIN and serial (from the items read model) and reaches the
+    merchant holding it (the shop that sold it) as well as its brand."""
+    creds = seed_demo(alliance)
+    brand = int(str(creds["merchants"][0]["merchant_id"]))  # type: ignore[index]
+    shop = int(str(creds["merchants"][2]["merchant_id"]))  # type: ignore[index]
+    demo_items = creds["items"]
+    assert isinstance(demo_items, dict)
+    label = str(demo_items["sold_labels"][0])
+    code = parse_code(label)
+    with alliance.store.session() as s:
+        for mid in (brand, shop):
+            s.add(repos.WebhookEndpoint(
+                id=f"wh_{mid:016x}", merchant_id=mid, url="https://hooks.example/a",
+                events=["items.recalled"], status="active", secret_enc=b"",
+                secret_fingerprint="", failures=0))
+    with alliance.store.session() as s:
+        items_service.recall(alliance, s, merchant_id=brand, codes=[label])
+    outbox_worker(alliance).drain()
+    indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        rows = [(r.merchant_id, dict(r.payload)) for r in s.scalars(select(WebhookEvent).where(
+            WebhookEvent.type == "items.recalled").order_by(WebhookEvent.seq))]
+    assert brand != shop
+    assert sorted(m for m, _ in rows) == sorted([brand, shop])
+    item_id = "0x" + code.item_id.hex()
+    for _, body in rows:
+        assert (body["item_id"], body["gtin"], body["serial"]) == (
+            item_id, code.gtin, code.serial)
+        assert str(body["event_hash"]).startswith("0x")
