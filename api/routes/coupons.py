@@ -37,7 +37,7 @@ from .public import TOO_MANY, public_client
 router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
 
 CouponIdPath = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,77}$")]
-CampaignIdPath = Annotated[int, Path(ge=1, le=2**64 - 1, examples=[1])]
+CampaignIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, examples=[1])]
 
 
 @router.post("/campaigns", status_code=202, responses=ACCEPTED, response_model=OperationOut)

@@ -33,7 +33,7 @@ from .points import ACCEPTED, queue
 
 router = APIRouter(prefix="/v1/memberships", tags=["memberships"])
 
-CampaignIdPath = Annotated[int, Path(ge=1, le=2**64 - 1, examples=[1])]
+CampaignIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, examples=[1])]
 
 
 @router.post("/cards", status_code=202, responses=ACCEPTED, response_model=OperationOut)

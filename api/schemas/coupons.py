@@ -14,7 +14,8 @@ from .common import Address, MerchantId, Nonce, OrderId, Signature, Strict, Unix
 
 CouponId = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,77}$",
                                 examples=["4722366482869645213697"])]
-CampaignId = Annotated[int, Field(strict=True, ge=1, le=2**64 - 1, examples=[1])]
+# Campaign ids count up from 1 on chain; the store keeps them as signed 64-bit integers.
+CampaignId = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1, examples=[1])]
 OrderAmount = Annotated[int, Field(strict=True, ge=1, le=2**64 - 1, examples=[12_000])]
 Count = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]
 VoucherCode = Annotated[str, Field(min_length=1, max_length=400, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -442,7 +442,8 @@ def list_campaigns(session: Session, *, merchant_id: int) -> list[dict[str, Any]
 
 def campaign_stats(session: Session, *, merchant_id: int, campaign_id: int) -> dict[str, Any]:
     """Live counts of one of one's campaigns: granted, claimed, redeemed, budget used."""
-    r = repos.campaign(session, campaign_id)
+    # The store keeps campaign ids as signed 64-bit integers; none on chain is larger.
+    r = repos.campaign(session, campaign_id) if 1 <= campaign_id < 2**63 else None
     if r is None or r.issuer != merchant_id:
         raise LedgerNotFoundError(f"no campaign {campaign_id} of yours",
                                   campaign_id=campaign_id)

@@ -170,6 +170,14 @@ def test_refusals_are_problem_json_and_queue_nothing(env: ApiEnv) -> None:
     assert ops_count(env) == before
 
 
+def test_a_campaign_id_beyond_the_store_is_refused_not_a_crash(env: ApiEnv) -> None:
+    """Schemathesis found GET .../campaigns/18446744073709551615/stats answering 500 (the store
+    keeps ids as signed 64-bit integers): past that bound it is a 422, below it a 404."""
+    problem(env.store.get(f"/v1/coupons/campaigns/{2**64 - 1}/stats"), 422, "validation-error")
+    problem(env.store.get(f"/v1/coupons/campaigns/{2**63}/stats"), 422, "validation-error")
+    problem(env.store.get(f"/v1/coupons/campaigns/{2**63 - 1}/stats"), 404, "not-found")
+
+
 def test_paused_campaign_refuses_grants_until_resumed(env: ApiEnv) -> None:
     cid = create_campaign(env)
     r = env.store.post(f"/v1/coupons/campaigns/{cid}/pause", {})
