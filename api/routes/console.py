@@ -28,6 +28,7 @@ from ledger.webhooks import service as webhooks
 from ..auth import Principal, remember_or_refuse
 from ..deps import AllianceDep, principal
 from ..errors import ApiError
+from ..schemas.common import PeriodPath
 from ..schemas.console import (
     ConsoleFeatures,
     ConsoleSessionOut,
@@ -220,7 +221,7 @@ def periods(alliance: AllianceDep, me: SessionDep,
 
 
 @api_router.get("/statements/{period}.csv")
-def statement_csv(period: int, alliance: AllianceDep, me: CookieDep,
+def statement_csv(period: PeriodPath, alliance: AllianceDep, me: CookieDep,
                   merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None
                   ) -> Response:
     """A merchant's statement of a period as CSV (a merchant: its own)."""
