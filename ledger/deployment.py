@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .chain.gateway import ChainGateway, error_selectors
 from .chain.sender import TransactionSender
@@ -165,6 +166,15 @@ def deploy(gateway: ChainGateway, admin: TransactionSender, artifacts: Mapping[s
     return deployment
 
 
+# Contracts added after the first deployments, each built from the registry alone and holding
+# no role: an older deployment.json gets them on its next start.
+ADDED_LATER: tuple[tuple[str, str], ...] = (
+    ("items", "ItemRegistry"),
+    ("consent_ledger", "ConsentLedger"),
+    ("memberships", "MembershipCards"),
+)
+
+
 def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: TransactionSender, *,
                    operator: str, minter: str) -> Contracts:
     """Give the recorded deployment if its contracts exist on this chain, else deploy anew."""
@@ -174,31 +184,17 @@ def load_or_deploy(settings: Settings, gateway: ChainGateway, admin: Transaction
         dep = Deployment.load(path)
         code = gateway.code(dep.registry) if dep.chain_id == gateway.chain_id else b""
         if dep.chain_id == gateway.chain_id and len(code) > 0:
-            if not dep.items:
-                # A deployment from before the ItemRegistry: add it (it needs no role).
-                art = artifacts["ItemRegistry"]
-                receipt = admin.transact(to=None, data=gateway.encode_deploy(
-                    art.abi, art.bytecode, [dep.registry]))
-                dep = replace(dep, items=str(receipt["contractAddress"]))
-                dep.save(path)
-                log.info("added the ItemRegistry %s to the recorded deployment", dep.items)
-            if not dep.consent_ledger:
-                # A deployment from before the ConsentLedger: add it (it needs no role).
-                art = artifacts["ConsentLedger"]
-                receipt = admin.transact(to=None, data=gateway.encode_deploy(
-                    art.abi, art.bytecode, [dep.registry]))
-                dep = replace(dep, consent_ledger=str(receipt["contractAddress"]))
-                dep.save(path)
-                log.info("added the ConsentLedger %s to the recorded deployment",
-                         dep.consent_ledger)
-            if not dep.memberships:
-                # A deployment from before membership cards: add them (they need no role).
-                art = artifacts["MembershipCards"]
-                receipt = admin.transact(to=None, data=gateway.encode_deploy(
-                    art.abi, art.bytecode, [dep.registry]))
-                dep = replace(dep, memberships=str(receipt["contractAddress"]))
-                dep.save(path)
-                log.info("added MembershipCards %s to the recorded deployment", dep.memberships)
+            # A deployment from before a contract that needs no role: add the contract.
+            for field, contract in ADDED_LATER:
+                if not getattr(dep, field):
+                    art = artifacts[contract]
+                    receipt = admin.transact(to=None, data=gateway.encode_deploy(
+                        art.abi, art.bytecode, [dep.registry]))
+                    added: dict[str, Any] = {field: str(receipt["contractAddress"])}
+                    dep = replace(dep, **added)
+                    dep.save(path)
+                    log.info("added the %s %s to the recorded deployment", contract,
+                             getattr(dep, field))
             return Contracts(gateway, artifacts, dep)
         log.warning("recorded deployment is not on this chain; deploying anew")
     dep = deploy(gateway, admin, artifacts, operator=operator, minter=minter,
