@@ -19,6 +19,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.client import sign_request
+from ledger import runtime
 
 from .conftest import ApiEnv
 
@@ -48,10 +49,21 @@ def _send(env: ApiEnv, case: Any) -> httpx.Response:
     return env.http.send(request)
 
 
+def _settle(env: ApiEnv) -> None:
+    for _ in range(2):  # an indexed event may queue more (an offer firing a grant)
+        runtime.outbox_worker(env.alliance).drain()
+        runtime.indexer(env.alliance).catch_up()
+
+
 def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
     config = SchemathesisConfig.from_dict({"generation": {"mode": "positive"}})
     schema = schemathesis.openapi.from_dict(env.http.app.openapi(), config=config)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The operator's operations go last: suspending a merchant (generated ids are small, so
+    # the test's own store is often the one suspended) must not turn every later operation of
+    # that store into a refusal, which made the count of operations that got through depend on
+    # what hypothesis happened to draw.
+    operations = sorted((result.ok() for result in schema.get_all_operations()),
+                        key=lambda op: op.path.startswith("/v1/admin"))
     assert len(operations) >= 20
     seen: dict[str, set[int]] = {}
     for operation in operations:
@@ -68,6 +80,11 @@ def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
             case.validate_response(response, checks=CHECKS)
 
         answers()
+        # What this operation queued is sent and indexed before the next one runs, so an
+        # operation that reads what an earlier one wrote (a campaign's stats after its creation)
+        # answers the same on a fast machine and a slow one, not by how far the background
+        # workers happened to get.
+        _settle(env)
     # Generated requests get through the gate, not only refused at it: most operations
     # answered 2xx at least once.
     succeeded = [label for label, codes in seen.items() if any(c < 300 for c in codes)]
