@@ -6,21 +6,31 @@
 - gas per activation in a 200-item ``activate`` (marginal) next to the storage floor (one
   new slot, 22,100, + its log and calldata);
 - custody events recorded per second through the service with outbox batching;
-- verify requests per second (read model only: the chain is not asked).
+- verify requests per second (read model only: the chain is not asked), in the service and
+  through HTTP: 16 keep-alive clients against a real uvicorn server on loopback, next to a
+  bare endpoint of the same server that returns constant JSON (the framework's ceiling here).
 
 Usage: .venv/bin/python scripts/bench_items.py [--serials 100000] [--events 200]
+       [--http-seconds 5] [--clients 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.app import create_app  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.items import service as items  # noqa: E402
@@ -63,13 +73,91 @@ def events(alliance: Alliance, merchant_id: int, lines: list[items.EventLine]) -
                                                   lines=lines)]
 
 
+def _load(url: str, paths: list[str], seconds: float, clients: int) -> tuple[float, list[float]]:
+    """Requests/s answered 200 and their latencies (s), ``clients`` keep-alive clients."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures: list[str] = []
+    stop = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            k = i
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                r = http.get(paths[k % len(paths)])
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                    return
+                latencies[i].append(time.perf_counter() - t)
+                k += clients
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if failures:
+        raise SystemExit(f"a request failed: {failures[0]}")
+    flat = sorted(x for lat in latencies for x in lat)
+    return len(flat) / elapsed, flat
+
+
+def verify_over_http(alliance: Alliance, codes: list[str], seconds: float,
+                     clients: int) -> None:
+    """The public verify endpoint through a real server, next to a bare endpoint of it."""
+    app = create_app(alliance, run_workers=False)
+
+    @app.get("/bench/bare", include_in_schema=False)
+    def bare() -> dict[str, bool]:
+        return {"ok": True}
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        verify_paths = [f"/v1/public/items/verify?code={quote(c, safe='')}" for c in codes]
+        _load(url, verify_paths[:clients], 0.5, clients)  # warm up
+        rates: dict[str, list[float]] = {"verify": [], "bare": []}
+        lat: dict[str, list[float]] = {"verify": [], "bare": []}
+        for _ in range(2):  # alternate, so a noisy moment hits both
+            for name, paths in (("verify", verify_paths), ("bare", ["/bench/bare"])):
+                rate, flat = _load(url, paths, seconds / 2, clients)
+                rates[name].append(rate)
+                lat[name].extend(flat)
+        v, b = statistics.mean(rates["verify"]), statistics.mean(rates["bare"])
+
+        def pct(xs: list[float], q: float) -> float:
+            xs = sorted(xs)
+            return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+        print(f"verify through HTTP ({clients} keep-alive clients, uvicorn on loopback, "
+              f"public rate limit lifted for the run): {v:,.0f} requests/s, p50 "
+              f"{pct(lat['verify'], 0.5):.1f} ms, p99 {pct(lat['verify'], 0.99):.1f} ms; "
+              f"bare endpoint of the same server {b:,.0f}/s (p50 "
+              f"{pct(lat['bare'], 0.5):.1f} ms) -> {v / b:.2f}x the bare endpoint")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--serials", type=int, default=100_000)
     ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--http-seconds", type=float, default=6.0)
+    ap.add_argument("--clients", type=int, default=16)
     args = ap.parse_args()
     n = args.events
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-items-")), chain_id=31337)
+    # The public endpoints' per-address limit (120/min) would cap a loopback benchmark.
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-items-")), chain_id=31337,
+                        public_rate_limit_per_minute=10**9)
     url = anvil.start(settings)
     try:
         settings = settings.model_copy(update={"rpc_url": url})
@@ -158,6 +246,7 @@ def main() -> None:
         rate = k / (time.perf_counter() - t0)
         print(f"verify: {rate:,.0f} requests/s through the service (store only, no chain call;"
               f" each records its scan)")
+        verify_over_http(alliance, codes, args.http_seconds, args.clients)
         alliance.close()
     finally:
         anvil.stop(settings)
