@@ -103,7 +103,7 @@ def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
     if isinstance(exc, LedgerPermissionError):
         return 403, exc.code, {}
     if isinstance(exc, LedgerConflictError):
-        return 409, str(exc.details.get("code", exc.code)), {}
+        return 409, exc.code, {}
     if isinstance(exc, ChainError | StoreUnavailableError):
         return 503, exc.code, {}
     if isinstance(exc, LedgerConfigError):

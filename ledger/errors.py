@@ -52,10 +52,13 @@ class LedgerError(Exception):
 
     code: str = "ledger-error"
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details
+        if code is not None:  # a more specific code than the class's, for any class
+            self.code = code
+            self.details["code"] = code
 
 
 class LedgerValidationError(LedgerError, ValueError):
@@ -72,22 +75,12 @@ class LedgerSignatureError(LedgerValidationError):
 
     code = "signature-mismatch"
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        if code is not None:
-            self.code = code
-
 
 class LedgerExpiredError(LedgerValidationError):
     """A time-limited thing (a payment request, a sign-in nonce) is past its expiry; nothing
     was written. ``code`` says which (``payment-request-expired`` ...)."""
 
     code = "expired"
-
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        if code is not None:
-            self.code = code
 
 
 class ItemCodeError(LedgerValidationError):
@@ -97,14 +90,9 @@ class ItemCodeError(LedgerValidationError):
 
     code = "invalid-item-code"
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        if code is not None:
-            self.code = code
-
 
 class LedgerNotFoundError(LedgerError, LookupError):
-    """The named thing does not exist."""
+    """The named thing does not exist (``code`` may name it: ``offers-gift-unknown`` ...)."""
 
     code = "not-found"
 

@@ -15,8 +15,16 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.client import AllianceClient
+from api.errors import ledger_error_status
 from ledger.alliance import Alliance
 from ledger.chain import anvil
+from ledger.errors import (
+    ItemCodeError,
+    LedgerConflictError,
+    LedgerNotFoundError,
+    LedgerPermissionError,
+    LedgerSignatureError,
+)
 from ledger.merchants.service import admit_merchant
 from ledger.outbox import repos as outbox_repos
 from ledger.settings import Settings
@@ -177,3 +185,17 @@ def test_a_merchant_recorded_without_its_program_is_500_integrity_error_without_
     assert _ops(env.alliance) == before
     assert any("without the point program" in rec.getMessage() for rec in caplog.records)
     assert program is not None
+
+
+def test_every_error_class_answers_with_the_specific_code_it_was_raised_with() -> None:
+    # A service raising "not found: this gift" or "forbidden: that campaign" with its own code
+    # must not reach the client as the generic class code (the code is what a client branches
+    # on); before, only conflicts and validation errors carried it through.
+    cases = [(LedgerNotFoundError("no such gift", code="offers-gift-unknown"), 404),
+             (LedgerPermissionError("not your campaign", code="coupon-not-yours"), 403),
+             (LedgerConflictError("used", code="coupon-voucher-used"), 409),
+             (LedgerSignatureError("late", code="deadline-passed"), 422),
+             (ItemCodeError("bad digit", code="invalid-gtin"), 422)]
+    for exc, status in cases:
+        assert ledger_error_status(exc)[:2] == (status, exc.details["code"]), exc
+    assert ledger_error_status(LedgerNotFoundError("plain"))[:2] == (404, "not-found")
