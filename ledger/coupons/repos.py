@@ -111,7 +111,7 @@ def _paused(session: Session, campaign_id: int) -> bool:
 def stats(session: Session, campaign_id: int) -> CampaignStats:
     counts = dict(session.execute(
         select(CouponEvent.kind, func.count()).where(CouponEvent.campaign_id == campaign_id)
-        .group_by(CouponEvent.kind)).tuples().all())
+        .group_by(CouponEvent.kind)).all())
     amounts: dict[str, int] = {}
     for kind in (EventKind.REDEEMED, EventKind.ROLLED_BACK):
         amounts[kind] = sum(int(a or 0) for a in session.scalars(

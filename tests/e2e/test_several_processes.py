@@ -170,7 +170,7 @@ def test_two_api_processes_and_an_elected_worker_send_everything_once(
             # The keys both API processes and the worker used: no nonce handed out twice
             # and none left unused (the node's count is the store's counter).
             counters = dict(s.execute(
-                select(SignerNonce.address, SignerNonce.next_nonce)).tuples().all())
+                select(SignerNonce.address, SignerNonce.next_nonce)).all())
         for key in (a.admin, a.operator):
             assert a.gateway.nonce(key.address) == counters[key.address]
         total = sum(a.contracts.program(m.program).balance_of(x)
