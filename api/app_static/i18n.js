@@ -135,6 +135,14 @@
       continue: "继续",
       loading: "加载中…",
       updated: "更新于 {time}",
+      // Screens loaded when first opened (coupons.js, items.js, consent.js, gifts.js): their
+      // tab labels and the words the home and "me" screens show for them.
+      tabCoupons: "卡券",
+      scanItem: "扫码验真",
+      sharing: "数据授权",
+      sharingShort: "决定哪家商户能看到您的生日、电话和消费记录",
+      manage: "管理",
+      tabGifts: "积分兑礼",
     },
     en: {
       appName: "Alliance Members",
@@ -268,6 +276,12 @@
       continue: "Continue",
       loading: "Loading…",
       updated: "Updated {time}",
+      tabCoupons: "Coupons",
+      scanItem: "Check product",
+      sharing: "Data sharing",
+      sharingShort: "Decide which shop sees your birth month, phone and history",
+      manage: "Manage",
+      tabGifts: "Gifts",
     },
   };
   let lang = "zh-CN";
