@@ -18,7 +18,8 @@
       giftsBody: "用各家门店的积分兑换礼品。兑换后礼品券放入卡券，到店出示即可领取。",
       noGifts: "暂时没有可兑换的礼品。",
       giftPrice: "{n} 分",
-      giftPriceOf: "{name} 积分",
+      giftWorthShort: "价值 {value}",
+      giftPointsOf: "积分来自",
       giftLeft: "剩 {n} 件",
       giftLimit: "每人限 {n} 件",
       giftYouHave: "您有 {n} 分",
@@ -49,7 +50,8 @@
       giftsBody: "Trade the points of each shop for gifts. A gift coupon lands in your coupons: show it in store to collect the gift.",
       noGifts: "No gifts on offer right now.",
       giftPrice: "{n} pts",
-      giftPriceOf: "{name} points",
+      giftWorthShort: "worth {value}",
+      giftPointsOf: "Points of",
       giftLeft: "{n} left",
       giftLimit: "{n} per member",
       giftYouHave: "you have {n}",
@@ -85,8 +87,8 @@
     return `<li class="gift gift-${esc(g.available)}" data-gift="${g.gift_id}" data-available="${esc(g.available)}">
       <div class="gift-art avatar-${g.merchant_id % 6}" aria-hidden="true">✦</div>
       <div class="gift-main"><div class="gift-name">${esc(g.name)}</div>
-        <div class="gift-price"><b>${esc(t("giftPrice", { n: num(g.points) }))}</b>
-          <span class="muted small">${esc(t("giftPriceOf", { name: g.merchant_name }))}</span></div>
+        <div class="gift-price"><b>${esc(t("giftPrice", { n: num(g.points) }))}</b>${g.value
+          ? ` <span class="muted small">${esc(t("giftWorthShort", { value: money(g.value) }))}</span>` : ""}</div>
         <div class="muted small">${facts.map(esc).join(" · ")}</div></div>
       <div class="gift-go">${ok
         ? `<button type="button" class="btn btn-primary btn-small" data-redeem="${g.gift_id}">${esc(t("giftRedeem"))}</button>`
@@ -124,7 +126,8 @@
       <h2 id="gift-title">${esc(t("giftConfirmTitle"))}</h2>
       <div class="gift-name center">${esc(g.name)}</div>
       <dl class="sums">
-        <div><dt>${esc(t("giftUses"))}</dt><dd id="gift-points">${esc(t("giftPrice", { n: num(g.points) }))} · ${esc(t("giftPriceOf", { name: g.merchant_name }))}</dd></div>
+        <div><dt>${esc(t("giftUses"))}</dt><dd id="gift-points">${esc(t("giftPrice", { n: num(g.points) }))}</dd></div>
+        <div><dt>${esc(t("giftPointsOf"))}</dt><dd>${esc(g.merchant_name)}</dd></div>
         ${g.value ? `<div><dt>${esc(t("giftWorthLine"))}</dt><dd>${esc(money(g.value))}</dd></div>` : ""}
         <div class="sum-total"><dt>${esc(t("giftAfter"))}</dt><dd id="gift-after">${esc(t("giftPrice", { n: num(Math.max(0, g.my_points - g.points)) }))}</dd></div></dl>
       <p class="muted small">${esc(t("giftHowTo", { name: g.merchant_name }))}</p>
@@ -170,8 +173,9 @@
       const signature = await signer.signTypedData(td.domain, { [td.primaryType]: td.types[td.primaryType] }, td.message);
       signed = { request_id: q.request_id, nonce: q.nonce, deadline: q.deadline, signature };
     } catch (e) {
-      ok.disabled = false;
-      msg.replaceChildren(errorFor(e, g, () => redeem(main, g, ok)));
+      const box = errorFor(e, g, () => redeem(main, g, ok));
+      ok.disabled = box.dataset.code in REFUSED || box.dataset.code === "offers-gift-gone";
+      msg.replaceChildren(box);
       return;
     }
     await submit(main, g, signed, before);
