@@ -292,9 +292,14 @@
     state.tab = id;
     drawTabs();
     const tab = tabs.find((x) => x.id === id) || tabs[0];
-    const main = $("#screen");
-    main.innerHTML = "";
+    // A fresh element for every screen: a screen still loading when the member moved on
+    // draws into the old one, off the page, instead of over the screen the member chose (and
+    // the polls that watch their element's data-screen stop).
+    const old = $("#screen");
+    old.dataset.screen = "";
+    const main = old.cloneNode(false);
     main.dataset.screen = tab.id;
+    old.replaceWith(main);
     window.scrollTo(0, 0);
     Promise.resolve(tab.render(main, arg)).catch((e) => {
       main.querySelectorAll(".busy").forEach((b) => b.remove());
@@ -876,6 +881,7 @@
       <section class="card"><h3>${esc(t("language"))}</h3><div class="seg" id="langs">
         ${I18n.languages().map((l) => `<button type="button" class="seg-btn${l === I18n.lang ? " seg-on" : ""}" data-lang="${l}">${l === "en" ? "English" : "中文"}</button>`).join("")}
       </div></section>
+      <section class="card"><div class="menu-item"><div><b>${esc(t("msEntry"))}</b><p class="muted small">${esc(t("msEntryShort"))}</p></div><div id="ms"></div></div></section>
       <section class="card"><h3>${esc(t("myData"))}</h3>
         <div class="menu-item"><div><b>${esc(t("download"))}</b><p class="muted small">${esc(t("downloadBody"))}</p></div><div id="dl"></div></div>
         <div class="menu-item"><div><b>${esc(t("sharing"))}</b><p class="muted small">${esc(t("sharingShort"))}</p></div><div id="sh"></div></div>
@@ -886,6 +892,9 @@
       setLang(b.dataset.lang); go("me");
     }));
     $("#dl").appendChild(button(t("downloadShort"), "btn btn-ghost btn-small", downloadMyData));
+    const ms = button(t("view"), "btn btn-ghost btn-small", () => go("memberships"));
+    ms.id = "open-memberships";
+    $("#ms").appendChild(ms);
     const sh = button(t("manage"), "btn btn-ghost btn-small", () => go("sharing"));
     sh.id = "open-sharing";
     $("#sh").appendChild(sh);
@@ -977,6 +986,8 @@
       tabs: [{ id: "sharing", icon: "⚿", label: "sharing", hidden: true }] },
     { src: "/app/static/gifts.js", links: [],
       tabs: [{ id: "gifts", icon: "✦", label: "tabGifts", hidden: true }] },
+    { src: "/app/static/cards.js", links: [],
+      tabs: [{ id: "memberships", icon: "★", label: "msEntry", hidden: true }] },
   ];
   for (const lazy of LAZY) {
     for (const tab of lazy.tabs) {
