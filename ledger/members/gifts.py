@@ -38,7 +38,7 @@ from ..outbox import repos as outbox_repos
 from ..points import service as points
 from ..store.models import Gift, GiftRedemption, OperationStatus
 from ..types import MerchantId
-from .payments import SignRequest, _deadline, _nonce
+from .payments import SignRequest, free_nonce, signature_deadline
 
 # A request id made by the app: "app-" and 24 hex digits (within the offers' 40 characters).
 REQUEST_PREFIX = "app-"
@@ -185,8 +185,8 @@ def quote(alliance: Alliance, session: Session, *, member: str, gift_id: int) ->
         raise LedgerConflictError(text, code=code, gift_id=g.id)
     request_id = REQUEST_PREFIX + secrets.token_hex(12)
     order_id = offers.gift_order_id(g.id, request_id)
-    nonce = _nonce(alliance, merchant_id=MerchantId(merchant.id), member=account)
-    deadline = _deadline(alliance)
+    nonce = free_nonce(alliance, merchant_id=MerchantId(merchant.id), member=account)
+    deadline = signature_deadline(alliance)
     rate = alliance.contracts.registry.rate_of(merchant.id)
     typed = signing.redeem_typed_data(
         chain_id=alliance.gateway.chain_id, program=program,
