@@ -5,8 +5,8 @@ the limit per member; what the member cannot take says why), picks one, sees wha
 what is left after, confirms with the card's passphrase (the exact points redemption signed in
 the page), and finds the gift coupon in the coupons screen; the gift then shows as taken. A
 gift that runs out, or is repriced above the member's points, while the member looks at it is
-refused with a plain message and nothing changes. Only the home screen's scripts load first;
-a screen's script loads when it is opened. Screenshots of every step under
+refused with a plain message and nothing changes; English too. Only the home screen's scripts
+load first; a screen's script loads when it is opened. Screenshots of every step under
 ``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir)."""
 
 # ruff: noqa: F811 - the fixtures imported from test_member_app are the parameters below
@@ -157,6 +157,13 @@ def test_gift_picked_signed_and_held_as_a_coupon_in_chromium(app_server: AppServ
     page.wait_for_selector("[data-code='offers-insufficient-points']", timeout=30_000)
     assert "Grand Plaza Department Store 积分不够" in page.locator("#gift-msg").inner_text()
     j.shot("gift-not-enough-points")
+    # In English too.
+    page.click("#lang")
+    _open_gifts(page)
+    assert "Limit reached" in page.locator(f"[data-gift='{umbrella}'] .stamp").inner_text()
+    assert "Out of stock" in page.locator(f"[data-gift='{pen}'] .stamp").inner_text()
+    assert "400 pts" in page.locator(f"[data-gift='{cap}']").inner_text()
+    j.shot("gifts-en")
     assert _unchanged(env)[:2] == before[:2]
     assert program.spendable_of(address) == 150
     assert errors == []
