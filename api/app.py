@@ -20,6 +20,8 @@ from .metrics import MetricsMiddleware
 from .ratelimit import RateLimiter
 from .routes import (
     admin,
+    app_gifts,
+    app_standing,
     audit,
     clearing,
     console,
@@ -86,6 +88,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
               audit.router, audit.admin_router,
               members.app_router, member_app.router, member_app.merchant_router,
               member_app.coupon_code_router, member_app.consent_router,
+              app_gifts.router, app_standing.router,
               items.router, items.public_router, items.scan_router, items.member_router,
               coupons.router, coupons.public_router,
               console.router, console.api_router,

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,11 +37,15 @@ from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
+from tests.browsers import chromium as chromium_browser  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 PASSPHRASE = "bench-card-2026"
-# Loaded by the page only when needed: ethers to open a card or sign, jsQR to scan a code.
-LAZY = ("/app/vendor/ethers.umd.min.js", "/app/vendor/jsQR.js")
+# Loaded by the page only when needed: ethers to open a card or sign, jsQR to scan a code,
+# qrcode to show one, and the screens other than home when first opened (app.js's LAZY).
+LAZY = ("/app/vendor/ethers.umd.min.js", "/app/vendor/jsQR.js", "/app/vendor/qrcode.js",
+        "/app/static/coupons.js", "/app/static/items.js", "/app/static/consent.js",
+        "/app/static/gifts.js", "/app/static/cards.js")
 PAINT = """() => {
   const ready = performance.getEntriesByName("app-ready")[0];
   const fcp = performance.getEntriesByName("first-contentful-paint")[0];
@@ -55,7 +59,8 @@ def page_weight(base: str) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     with httpx.Client(base_url=base) as http:
         html = http.get("/app").text
-        paths = ["/app", *re.findall(r'(?:src|href)="(/app/[^"]+)"', html), *LAZY]
+        paths = list(dict.fromkeys(["/app", *re.findall(r'(?:src|href)="(/app/[^"]+)"', html),
+                                    *LAZY]))
         for path in paths:
             raw = http.get(path, headers={"Accept-Encoding": "identity"}).content
             sent = http.get(path, headers={"Accept-Encoding": "gzip"})
@@ -109,8 +114,7 @@ def main() -> None:
               f"{sum(s for _, s in js_css.values()) / 1024:.1f} KiB gzip "
               f"({sum(r for r, _ in js_css.values()) / 1024:.1f} KiB raw)")
 
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        with chromium_browser() as browser:
             device = {"viewport": {"width": 390, "height": 844}, "is_mobile": True,
                       "has_touch": True, "locale": "zh-CN"}
             cold = []
@@ -174,7 +178,6 @@ def main() -> None:
             print(f"tap pay -> paid on chain, {len(times)} payments: median "
                   f"{statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
                   f"max {max(times) * 1000:.0f} ms")
-            browser.close()
         http.close()
         server.should_exit = True
         thread.join(timeout=30)

@@ -1,9 +1,12 @@
 /* The member app: one page, every screen drawn here. No build step: plain browser JavaScript,
    ethers v6 (UMD, loaded only when the member's card is opened or a signature is needed) and
-   qrcode-generator, both pinned npm packages served by the service.
+   qrcode-generator (loaded when a code is shown), both pinned npm packages served by the
+   service.
 
    Screens are tabs registered with AllianceApp.addTab({id, icon, label, render}); a capability
-   that lands later (coupons, items) adds its own tab from its own script the same way. */
+   that lands later (coupons, items, data sharing, gifts) adds its own tab from its own script
+   the same way. Those scripts are listed in LAZY below and load the first time their screen
+   is opened (or a link needs them): the first paint loads only what the home screen needs. */
 "use strict";
 (function () {
   const I18n = window.AllianceI18n;
@@ -49,9 +52,21 @@
       document.head.appendChild(s);
     });
   }
+  // One load per script, shared by every caller; a failed load is tried again next time.
+  const loading = new Map();
+  function loadOnce(src) {
+    if (!loading.has(src)) {
+      loading.set(src, loadScript(src).catch((e) => { loading.delete(src); throw e; }));
+    }
+    return loading.get(src);
+  }
   async function ethersLib() {
-    if (!window.ethers) await loadScript("/app/vendor/ethers.umd.min.js");
+    if (!window.ethers) await loadOnce("/app/vendor/ethers.umd.min.js");
     return window.ethers;
+  }
+  async function qrLib() {
+    if (!window.qrcode) await loadOnce("/app/vendor/qrcode.js");
+    return window.qrcode;
   }
   function netError() { const e = new Error("network"); e.kind = "network"; return e; }
 
@@ -249,6 +264,8 @@
   // ------------------------------------------------------------------ shell and tabs
   const tabs = [];
   function addTab(tab) {
+    const same = tabs.findIndex((x) => x.id === tab.id);
+    if (same >= 0) { tabs[same] = tab; return; }  // a lazy screen's script, now loaded
     const at = tab.before ? tabs.findIndex((x) => x.id === tab.before) : -1;
     if (at >= 0) tabs.splice(at, 0, tab); else tabs.push(tab);
     if (state.session) drawTabs();
@@ -275,9 +292,14 @@
     state.tab = id;
     drawTabs();
     const tab = tabs.find((x) => x.id === id) || tabs[0];
-    const main = $("#screen");
-    main.innerHTML = "";
+    // A fresh element for every screen: a screen still loading when the member moved on
+    // draws into the old one, off the page, instead of over the screen the member chose (and
+    // the polls that watch their element's data-screen stop).
+    const old = $("#screen");
+    old.dataset.screen = "";
+    const main = old.cloneNode(false);
     main.dataset.screen = tab.id;
+    old.replaceWith(main);
     window.scrollTo(0, 0);
     Promise.resolve(tab.render(main, arg)).catch((e) => {
       main.querySelectorAll(".busy").forEach((b) => b.remove());
@@ -440,9 +462,15 @@
   const linkHandlers = [];
   function onLink(handler) { linkHandlers.push(handler); }
 
-  function afterSignIn() {
+  async function afterSignIn() {
     if (state.payId) { const id = state.payId; state.payId = null; go("pay", id); return; }
     const params = new URLSearchParams(location.search);
+    const needed = LAZY.filter((l) => l.links.some((name) => params.has(name)));
+    if (needed.length) {
+      // A link into a lazy screen: its script first (if it cannot load, the link stays in
+      // the address bar and the home screen shows; a reload tries again).
+      try { await Promise.all(needed.map((l) => loadOnce(l.src))); } catch (_) { /* home */ }
+    }
     for (const h of linkHandlers) {
       const to = h(params);
       if (to) {
@@ -493,6 +521,7 @@
         <button type="button" class="action" id="act-pay"><span class="action-icon">¥</span><span>${esc(t("tabPay"))}</span></button>
         <button type="button" class="action" id="act-convert"><span class="action-icon">⇄</span><span>${esc(t("convert"))}</span></button>
         <button type="button" class="action" id="act-item"><span class="action-icon">▣</span><span>${esc(t("scanItem"))}</span></button>
+        <button type="button" class="action" id="act-gifts"><span class="action-icon">✦</span><span>${esc(t("tabGifts"))}</span></button>
       </section>
       <section class="card"><h3>${esc(t("myPoints"))}</h3>
         ${held.length ? `<ul class="programs" id="programs">${held.map(programCard).join("")}</ul>`
@@ -502,11 +531,13 @@
     $("#act-pay").addEventListener("click", () => go("pay"));
     $("#act-convert").addEventListener("click", () => go("convert"));
     $("#act-item").addEventListener("click", () => go("items"));
+    $("#act-gifts").addEventListener("click", () => go("gifts"));
     ready();
   }
 
-  function showMemberCode() {
-    const qr = window.qrcode(0, "M");
+  async function showMemberCode() {
+    let qr;
+    try { qr = (await qrLib())(0, "M"); } catch (e) { toast(explain(e).text); return; }
     qr.addData(state.session.address);
     qr.make();
     dialog(`<h2>${esc(t("showCode"))}</h2><div class="qr" id="member-qr">${qr.createSvgTag({ cellSize: 6, margin: 2, scalable: true })}</div>
@@ -850,6 +881,7 @@
       <section class="card"><h3>${esc(t("language"))}</h3><div class="seg" id="langs">
         ${I18n.languages().map((l) => `<button type="button" class="seg-btn${l === I18n.lang ? " seg-on" : ""}" data-lang="${l}">${l === "en" ? "English" : "中文"}</button>`).join("")}
       </div></section>
+      <section class="card"><div class="menu-item"><div><b>${esc(t("msEntry"))}</b><p class="muted small">${esc(t("msEntryShort"))}</p></div><div id="ms"></div></div></section>
       <section class="card"><h3>${esc(t("myData"))}</h3>
         <div class="menu-item"><div><b>${esc(t("download"))}</b><p class="muted small">${esc(t("downloadBody"))}</p></div><div id="dl"></div></div>
         <div class="menu-item"><div><b>${esc(t("sharing"))}</b><p class="muted small">${esc(t("sharingShort"))}</p></div><div id="sh"></div></div>
@@ -860,6 +892,9 @@
       setLang(b.dataset.lang); go("me");
     }));
     $("#dl").appendChild(button(t("downloadShort"), "btn btn-ghost btn-small", downloadMyData));
+    const ms = button(t("view"), "btn btn-ghost btn-small", () => go("memberships"));
+    ms.id = "open-memberships";
+    $("#ms").appendChild(ms);
     const sh = button(t("manage"), "btn btn-ghost btn-small", () => go("sharing"));
     sh.id = "open-sharing";
     $("#sh").appendChild(sh);
@@ -938,6 +973,36 @@
   addTab({ id: "history", icon: "≡", label: "tabHistory", render: renderHistory });
   addTab({ id: "me", icon: "☺", label: "tabMe", render: renderMe });
 
+  // The screens whose script loads when first opened: their tabs are registered here (their
+  // labels, and the words the home screen shows for them, are in i18n.js) with a render that
+  // loads the script, which then registers the real tab in the same place. ``links``: the
+  // page's query parameters that open the screen (``/app?voucher=…``).
+  const LAZY = [
+    { src: "/app/static/coupons.js", links: ["voucher"],
+      tabs: [{ id: "coupons", icon: "◇", label: "tabCoupons", before: "pay" }] },
+    { src: "/app/static/items.js", links: ["item"],
+      tabs: [{ id: "items", icon: "▣", label: "scanItem", hidden: true }] },
+    { src: "/app/static/consent.js", links: [],
+      tabs: [{ id: "sharing", icon: "⚿", label: "sharing", hidden: true }] },
+    { src: "/app/static/gifts.js", links: [],
+      tabs: [{ id: "gifts", icon: "✦", label: "tabGifts", hidden: true }] },
+    { src: "/app/static/cards.js", links: [],
+      tabs: [{ id: "memberships", icon: "★", label: "msEntry", hidden: true }] },
+  ];
+  for (const lazy of LAZY) {
+    for (const tab of lazy.tabs) {
+      addTab(Object.assign({}, tab, { lazy: true, render: async (main, arg) => {
+        busy(main, t("loading"));
+        await loadOnce(lazy.src);
+        const real = tabs.find((x) => x.id === tab.id);
+        if (state.tab !== tab.id) return;  // the member moved on meanwhile
+        if (real.lazy) throw new Error(lazy.src + " did not register its screen");
+        main.innerHTML = "";
+        return real.render(main, arg);
+      } }));
+    }
+  }
+
   async function boot() {
     const params = new URLSearchParams(location.search);
     setLang(params.get("lang") || localStorage.getItem(LANG) || "zh-CN");
@@ -956,6 +1021,6 @@
   }
 
   window.AllianceApp = { addTab, go, api, t, needSigner, state, money, num, esc, errorBox, button, ready,
-    setTitle, busy, dialog, closeDialog, toast, day, when, scanQr, initial, onLink };
+    setTitle, busy, dialog, closeDialog, toast, day, when, scanQr, initial, onLink, qrLib };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();

@@ -11,9 +11,6 @@
 
   window.AllianceI18n.add({
     "zh-CN": {
-      sharing: "数据授权",
-      sharingShort: "决定哪家商户能看到您的生日、电话和消费记录",
-      manage: "管理",
       sharingBody: "您决定哪家商户能看到什么。每次授权和撤销都会记录在联盟账本上（只记录授权内容的摘要，不含您的数据），随时可撤销。",
       profileTitle: "我的资料",
       birthMonth: "出生月份",
@@ -30,9 +27,6 @@
       rewardPts: "授权送 {n} 积分",
     },
     en: {
-      sharing: "Data sharing",
-      sharingShort: "Decide which shop sees your birth month, phone and history",
-      manage: "Manage",
       sharingBody: "You decide which shop sees what. Every grant and revocation is recorded on the alliance ledger (a fingerprint of the text you agreed to, never your data); revoke at any time.",
       profileTitle: "My details",
       birthMonth: "Birth month",

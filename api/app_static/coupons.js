@@ -14,7 +14,6 @@
 
   window.AllianceI18n.add({
     "zh-CN": {
-      tabCoupons: "卡券",
       couponsTitle: "我的卡券",
       cValid: "可用", cUsed: "已使用", cExpired: "已过期",
       noCoupons: "这里还没有券。商家送的券和领券链接领到的券都会出现在这里。",
@@ -53,7 +52,6 @@
       errCouponRefused: "这张券不能用于这笔订单（{code}）。",
     },
     en: {
-      tabCoupons: "Coupons",
       couponsTitle: "My coupons",
       cValid: "Valid", cUsed: "Used", cExpired: "Expired",
       noCoupons: "No coupons yet. Coupons from shops and voucher links you claim appear here.",
@@ -186,7 +184,7 @@
     const list = (await api("GET", "/app/api/coupons")).coupons;
     const c = list.find((x) => x.coupon_id === couponId);
     const p = await api("POST", `/app/api/coupons/${couponId}/present`);
-    const qr = window.qrcode(0, "M");
+    const qr = (await A.qrLib())(0, "M");
     qr.addData(p.code);
     qr.make();
     const f = c ? face(c) : { big: "", small: "" };

@@ -135,6 +135,17 @@
       continue: "继续",
       loading: "加载中…",
       updated: "更新于 {time}",
+      // Screens loaded when first opened (coupons.js, items.js, consent.js, gifts.js, cards.js): their
+      // tab labels and the words the home and "me" screens show for them.
+      tabCoupons: "卡券",
+      scanItem: "扫码验真",
+      sharing: "数据授权",
+      sharingShort: "决定哪家商户能看到您的生日、电话和消费记录",
+      manage: "管理",
+      tabGifts: "积分兑礼",
+      msEntry: "会员卡与等级",
+      msEntryShort: "各门店和联盟的会员卡、等级和升级进度",
+      view: "查看",
     },
     en: {
       appName: "Alliance Members",
@@ -268,6 +279,15 @@
       continue: "Continue",
       loading: "Loading…",
       updated: "Updated {time}",
+      tabCoupons: "Coupons",
+      scanItem: "Check product",
+      sharing: "Data sharing",
+      sharingShort: "Decide which shop sees your birth month, phone and history",
+      manage: "Manage",
+      tabGifts: "Gifts",
+      msEntry: "Membership",
+      msEntryShort: "Your cards, tiers and how far the next tier is, at each shop",
+      view: "View",
     },
   };
   let lang = "zh-CN";

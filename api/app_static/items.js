@@ -12,7 +12,6 @@
   window.AllianceI18n.add({
     "zh-CN": {
       itemsTitle: "扫码验真",
-      scanItem: "扫码验真",
       itemsBody: "扫描商品包装内的二维码，查看是否正品、流通记录，并领取品牌积分。",
       itemCode: "商品码（链接）",
       verifyGo: "查询",
@@ -37,7 +36,6 @@
     },
     en: {
       itemsTitle: "Check a product",
-      scanItem: "Check product",
       itemsBody: "Scan the code inside the package to see whether it is genuine, its journey, and claim the brand's points.",
       itemCode: "Product code (link)",
       verifyGo: "Check",

@@ -158,13 +158,16 @@ def points_for(amount: int, rate: int) -> int:
     return -(-amount // rate)
 
 
-def _deadline(alliance: Alliance, cap: int | None = None) -> int:
+def signature_deadline(alliance: Alliance, cap: int | None = None) -> int:
+    """The deadline a member's signature gets: the chain's time plus
+    :data:`SIGNATURE_TTL_S` (``cap`` seconds at most, one minute at least)."""
     now = point_reads.chain_now(alliance)
     ahead = SIGNATURE_TTL_S if cap is None else max(60, min(SIGNATURE_TTL_S, cap))
     return now + ahead
 
 
-def _nonce(alliance: Alliance, *, merchant_id: MerchantId, member: str) -> int:
+def free_nonce(alliance: Alliance, *, merchant_id: MerchantId, member: str) -> int:
+    """An unused nonce of the member in the merchant's program (nonces are unordered)."""
     return point_reads.member_nonces(alliance, merchant_id=merchant_id,
                                      member=member).suggested[0]
 
@@ -181,8 +184,9 @@ def quote_payment(alliance: Alliance, session: Session, *, request_id: str, memb
     rate = alliance.contracts.registry.rate_of(program_merchant.id)
     pts = points_for(row.amount, rate)
     address = limits.address(member)
-    nonce = _nonce(alliance, merchant_id=MerchantId(program_merchant.id), member=address)
-    deadline = _deadline(alliance, _unix(row.expires_at) - int(datetime.now(UTC).timestamp()))
+    nonce = free_nonce(alliance, merchant_id=MerchantId(program_merchant.id), member=address)
+    deadline = signature_deadline(alliance,
+                                  _unix(row.expires_at) - int(datetime.now(UTC).timestamp()))
     typed = signing.redeem_typed_data(
         chain_id=alliance.gateway.chain_id, program=program_of(program_merchant),
         registry=alliance.contracts.deployment.registry, member=address, amount=pts,
@@ -244,8 +248,8 @@ def quote_convert(alliance: Alliance, session: Session, *, member: str, from_mer
                                     "other program", field="points")
     spent = -(-out * rate_b // rate_a)
     address = limits.address(member)
-    nonce = _nonce(alliance, merchant_id=MerchantId(source.id), member=address)
-    deadline = _deadline(alliance)
+    nonce = free_nonce(alliance, merchant_id=MerchantId(source.id), member=address)
+    deadline = signature_deadline(alliance)
     order_id = "app-cv-" + secrets.token_hex(12)
     typed = signing.convert_typed_data(
         chain_id=alliance.gateway.chain_id, program=program_of(source),

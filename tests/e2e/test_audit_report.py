@@ -4,18 +4,18 @@ findings, tables and both charts from the file alone (the chart library is inlin
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, Route
 
 from ledger.alliance import Alliance
 from ledger.audit.engine import run_audit
 from ledger.audit.report import write_html
 from ledger.contracts.compiler import Artifact
+from tests.browsers import chromium
 from tests.ledger.ledger_fixtures import alliance  # noqa: F401 - the fixture
 from tests.ledger.test_audit import MINTER_ROLE, _demo_with_settlement, _send_as
 
@@ -24,14 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed (scripts/install.sh --test installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def test_the_html_report_renders_findings_tables_and_charts_offline(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from api.auth import sign as request_signature
 from api.client import AllianceClient
@@ -29,6 +28,7 @@ from ledger.merchants.service import admit_merchant, create_admin_credential
 from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from ledger.store.models import WebhookEndpoint
+from tests.browsers import chromium
 from tests.e2e.test_member_app import Service
 from tests.ledger.helpers import sign_redemption
 from tests.ledger.test_webhooks_flow import Receiver
@@ -40,14 +40,8 @@ DAY = 86_400
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed (scripts/install.sh --test installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

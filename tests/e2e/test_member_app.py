@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -28,7 +27,7 @@ import httpx
 import pytest
 import uvicorn
 from eth_account import Account
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 from sqlalchemy import delete, select, update
 
 from api.app import create_app
@@ -38,6 +37,7 @@ from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from ledger.store.models import MemberSession, PaymentRequest
+from tests.browsers import chromium, launch
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -106,14 +106,8 @@ def app_server(settings: Settings) -> Iterator[AppServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed (scripts/install.sh --test installs it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -469,11 +463,9 @@ def test_scanning_the_till_code_opens_the_payment(app_server: AppServer, browser
     pr = env.cafe.post("/v1/payment-requests", {"order_id": "CAFE-0088", "amount": 300}).json()
     video = tmp_path / "till.y4m"
     _camera_file(video, pr["url"])
-    chromium = shutil.which("chromium")
-    assert chromium
-    camera = browser.browser_type.launch(executable_path=chromium, args=[
-        "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}"])
+    camera = launch(browser.browser_type, "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={video}")
     try:
         context = camera.new_context(viewport=PIXEL_7, is_mobile=True, locale="zh-CN")
         context.grant_permissions(["camera"], origin=env.url)
