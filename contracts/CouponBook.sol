@@ -200,6 +200,17 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         emit VoucherCancelled(campaignId, voucherId);
     }
 
+    /// @inheritdoc ICouponBook
+    function revoke(uint256 couponId) external {
+        address holder = _ownerOf(couponId);
+        if (holder == address(0)) revert CouponUnknownCoupon(couponId);
+        _requireAccount(_campaigns[couponId >> 72].issuer);
+        if (isUsed(couponId)) revert CouponAlreadyUsed(couponId);
+        // _burn calls no receiver: nothing to re-enter. The supply counter keeps the serial.
+        _burn(couponId);
+        emit CouponRevoked(couponId, holder);
+    }
+
     // ------------------------------------------------------------------
     // Redemption and rollback
     // ------------------------------------------------------------------
