@@ -21,7 +21,6 @@ from .common import (
     UnixTime,
 )
 
-
 # An order's amount in minor units (offers2): the coupon book's order amounts are uint64 too.
 Spend = Annotated[int, Field(strict=True, ge=0, le=limits.MAX_SPEND, examples=[12000])]
 

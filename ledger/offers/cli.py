@@ -41,14 +41,16 @@ def offers_add_rule(kind: Annotated[str, typer.Argument(help="purchase, birthday
                                                                     "campaigns")],
                     merchant: MerchantOpt,
                     min_points: Annotated[int | None, typer.Option(
-                        help="purchase rules: least points an order's issue carries")] = None
+                        help="purchase rules: least points an order's issue carries")] = None,
+                    min_spend: Annotated[int | None, typer.Option(
+                        help="purchase rules: least spend (minor units) of the order")] = None
                     ) -> None:
     """Create a rule of the merchant, active at once."""
 
     def act(a: Alliance) -> None:
         with a.store.session() as s:
             r = service.create_rule(a, s, merchant_id=merchant, kind=kind, campaign_id=campaign,
-                                    min_points=min_points)
+                                    min_points=min_points, min_spend=min_spend)
         console.print(f"rule {r['rule_id']} ({r['kind']}, campaign {r['campaign_id']}) active")
 
     run(act)
