@@ -201,7 +201,9 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     }
 
     /// @inheritdoc ICouponBook
-    function revoke(uint256 couponId) external {
+    /// @dev Named for its selector (0xf6a4e136): `revoke(uint256)` (0x20c5429b) sat next to
+    /// `transferFrom` (0x23b872dd) in the selector dispatch and added 44 gas to every transfer.
+    function revokeUnused(uint256 couponId) external {
         address holder = _ownerOf(couponId);
         if (holder == address(0)) revert CouponUnknownCoupon(couponId);
         _requireAccount(_campaigns[couponId >> 72].issuer);

@@ -253,7 +253,7 @@ interface ICouponBook {
     /// @notice Takes back (burns) an unused coupon, from whoever holds it: the issuer's remedy
     /// when what earned the coupon is undone (a refunded order). A used coupon stays.
     /// Requirements: caller is the issuer's active account; the coupon exists and is unused.
-    function revoke(uint256 couponId) external;
+    function revokeUnused(uint256 couponId) external;
 
     /// @notice Makes a voucher unclaimable.
     /// Requirements: caller is the issuer's active account; the voucher not claimed.

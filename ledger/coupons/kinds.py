@@ -215,7 +215,7 @@ class CancelVoucherPayload:
 
 @dataclass(frozen=True)
 class RevokePayload:
-    """An unused coupon its issuer takes back (``revoke``: a burn)."""
+    """An unused coupon its issuer takes back (``revokeUnused``: a burn)."""
 
     coupon_id: int
 
@@ -341,7 +341,7 @@ class RevokeKind(OperationKind[RevokePayload]):
                payloads: Sequence[RevokePayload]) -> Call:
         (p,) = payloads
         b = book(contracts)
-        return Call(b.address, b.encode("revoke", p.coupon_id))
+        return Call(b.address, b.encode("revokeUnused", p.coupon_id))
 
 
 CREATE_CAMPAIGN = CreateCampaignKind("coupon_campaign_create")
