@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from .alliance import Alliance
 from .coupons.demo import seed_demo_coupons
 from .items.demo import seed_items_demo
+from .memberships.demo import seed_demo_memberships
 from .merchants.clients import ProgramConfig
 from .merchants.service import admit_merchant, create_admin_credential, list_merchants
 from .offers.demo import seed_demo_offers
@@ -82,12 +83,15 @@ def seed_demo(alliance: Alliance) -> dict[str, object]:
         demo_offers = seed_demo_offers(alliance, outbox_worker(alliance), store=int(str(
             merchants[0]["merchant_id"])), program=str(merchants[0]["program"]),
             wallet_key=bytes.fromhex(wallet["private_key"][2:]))
+        demo_memberships = seed_demo_memberships(
+            alliance, outbox_worker(alliance), store=int(str(merchants[0]["merchant_id"])),
+            wallet_key=bytes.fromhex(wallet["private_key"][2:]))
         progress.advance(task)
     admin_id, admin_secret = create_admin_credential(alliance)
     creds: dict[str, object] = {"merchants": merchants,
                                 "admin": {"key_id": admin_id, "secret": admin_secret},
                                 "demo_wallet": wallet, "items": demo_items,
-                                "offers": demo_offers}
+                                "offers": demo_offers, "memberships": demo_memberships}
     path.write_text(json.dumps(creds, indent=2))
     os.chmod(path, 0o600)
     return creds

@@ -207,3 +207,13 @@ def address(value: object, field: str = "member") -> Address:
     if int(value, 16) == 0:
         raise LedgerValidationError(f"{field} cannot be the zero address", field=field)
     return Address(checksummed)
+
+
+# An order's spend (minor units of the settlement currency) as a points issue request may
+# carry it for spend-based offers: the coupon book's order amounts and minimum spends are
+# uint64 too (offers2).
+MAX_SPEND: Final = 2**64 - 1
+
+
+def spend(value: object, field: str = "spend") -> int:
+    return bounded_int(value, field, low=0, high=MAX_SPEND)

@@ -113,9 +113,11 @@ def create_voucher(req: VoucherCreateRequest, request: Request, body: BodyDep,
              response_model=OperationOut)
 def claim_voucher(req: VoucherClaimRequest, request: Request, body: BodyDep,
                   alliance: AllianceDep, who: MerchantDep) -> Response:
-    """Claim one of your vouchers for a member's wallet (once; not if cancelled)."""
-    return queue(request, body, alliance, who, lambda s, mid: coupons.request_claim_voucher(
-        alliance, s, merchant_id=mid, code=req.code, to=req.to))
+    """Claim one of your vouchers for a member's wallet (once; not if cancelled); a voucher
+    of a campaign locked to a tier refuses a member below it (409 ``tier-too-low``)."""
+    return queue(request, body, alliance, who,
+                 lambda s, mid: memberships.request_tier_claim_voucher(
+                     alliance, s, merchant_id=mid, code=req.code, to=req.to))
 
 
 @router.post("/vouchers/cancel", status_code=202, responses=ACCEPTED,

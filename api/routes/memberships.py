@@ -143,4 +143,4 @@ def tier_issue(req: TierIssueRequest, request: Request, body: BodyDep, alliance:
     return queue(request, body, alliance, who, lambda s, mid: points.request_issue(
         alliance, s, merchant_id=mid, member=req.member, order_id=req.order_id,
         points=memberships.boosted_points(alliance, s, merchant_id=mid, member=req.member,
-                                          points=req.points)))
+                                          points=req.points), spend=req.spend))

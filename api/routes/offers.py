@@ -63,7 +63,7 @@ def create_rule(req: RuleCreateRequest, request: Request, body: BodyDep, allianc
     campaign is 403; an unknown campaign 404)."""
     return _write(request, body, alliance, who, 201, lambda s, mid: offers.create_rule(
         alliance, s, merchant_id=mid, kind=req.kind, campaign_id=req.campaign_id,
-        min_points=req.min_points))
+        min_points=req.min_points, min_spend=req.min_spend))
 
 
 @router.get("/rules", response_model=RulesOut)

@@ -65,7 +65,8 @@ def issue(req: IssueRequest, request: Request, body: BodyDep, alliance: Alliance
     """Issue points for one of your orders (the order id can never issue twice)."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_issue(
         alliance, s, merchant_id=mid, member=req.member, member_id=req.member_id,
-        points=req.points, order_id=req.order_id, release_at=req.release_at))
+        points=req.points, order_id=req.order_id, release_at=req.release_at,
+        spend=req.spend))
 
 
 @router.post("/issue-batch", status_code=202, responses=ACCEPTED, response_model=OperationOut,
@@ -74,7 +75,8 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
                 who: MerchantDep) -> Response:
     """Issue many lines as one operation: one transaction, all lines or none."""
     lines = [points.IssueLine(points=i.points, order_id=i.order_id, member=i.member,
-                              member_id=i.member_id, release_at=i.release_at)
+                              member_id=i.member_id, release_at=i.release_at,
+                              spend=i.spend)
              for i in req.items]
     return queue(request, body, alliance, who, lambda s, mid: points.request_issue_batch(
         alliance, s, merchant_id=mid, items=lines))

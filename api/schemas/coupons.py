@@ -136,6 +136,7 @@ class CampaignStatsOut(BaseModel):
     claimed: int
     redeemed: int
     rolled_back: int
+    revoked: int = 0
     budget: int
     budget_used: int
     budget_left: int

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from .common import Address, OrderId, Points, Strict
+from .points import Spend
 
 Tier = Annotated[int, Field(strict=True, ge=1, le=255, examples=[1])]
 Days = Annotated[int, Field(strict=True, ge=1, le=3660, examples=[365])]
@@ -125,4 +126,7 @@ class TierIssueRequest(Strict):
     member: Address
     points: Points
     order_id: OrderId
+    spend: Spend | None = Field(
+        default=None, description="what the order was worth, in minor units (off chain): "
+        "purchase offers defined in spend compare this, whatever the tier multiplier")
 

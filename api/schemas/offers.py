@@ -10,6 +10,7 @@ from pydantic.config import JsonDict
 
 from .common import Address, MemberId, Nonce, Points, Signature, Strict, UnixTime
 from .coupons import CampaignId
+from .points import Spend
 
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", examples=["till-3-0042"])]
 InviteCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
@@ -22,12 +23,14 @@ MEMBER_ONE_OF: JsonDict = {"oneOf": [
 
 class RuleCreateRequest(Strict):
     """A triggered offer of yours: ``purchase`` (an order whose points issue is at least
-    ``min_points``), ``birthday`` (in the member's birth month, once a year) or ``referral``
+    ``min_points``, or whose spend, as the issue request gave it, is at least ``min_spend``:
+    one of the two), ``birthday`` (in the member's birth month, once a year) or ``referral``
     (both members, on the invitee's first purchase); each grants a coupon of ``campaign_id``,
     one of your campaigns."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"kind": "purchase", "campaign_id": 1, "min_points": 200},
+        {"kind": "purchase", "campaign_id": 1, "min_spend": 20000},
         {"kind": "birthday", "campaign_id": 2}]})
 
     kind: Annotated[str, Field(pattern=r"^(purchase|birthday|referral)$",
@@ -35,6 +38,9 @@ class RuleCreateRequest(Strict):
     campaign_id: CampaignId
     min_points: Points | None = Field(default=None, description="purchase rules: the least "
                                       "points an order's issue must carry to fire")
+    min_spend: Spend | None = Field(
+        default=None, description="purchase rules: the least spend (minor units, the issue "
+        "request's ``spend``) an order must have to fire; a tier multiplier does not move it")
 
 
 class RuleOut(BaseModel):
@@ -43,9 +49,16 @@ class RuleOut(BaseModel):
     kind: str
     campaign_id: int
     min_points: int | None
+    min_spend: int | None = None
     active: bool
     fired: int | None = None
     skipped: int | None = None
+    failed: int | None = None
+    revoked: int | None = None
+    kept: int | None = None
+    kept_coupons: list[str] | None = Field(
+        default=None, description="coupons of reversed orders that stay: used before the "
+        "reversal")
 
 
 class RulesOut(BaseModel):

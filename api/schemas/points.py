@@ -21,6 +21,8 @@ from .common import (
     UnixTime,
 )
 
+# An order's amount in minor units (offers2): the coupon book's order amounts are uint64 too.
+Spend = Annotated[int, Field(strict=True, ge=0, le=limits.MAX_SPEND, examples=[12000])]
 
 class IssueRequest(Strict):
     """Issue points for one of the merchant's orders, to a wallet or an alliance member id."""
@@ -31,7 +33,8 @@ class IssueRequest(Strict):
                   {"required": ["member_id"],
                    "properties": {"member_id": {"type": "string"}}}],
         "examples": [
-        {"member_id": "member-0001", "points": 120, "order_id": "POS-20261124-0001"},
+        {"member_id": "member-0001", "points": 120, "order_id": "POS-20261124-0001",
+         "spend": 12000},
         {"member": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "points": 50,
          "order_id": "WEB-778", "release_at": 1764604800}]})
 
@@ -43,6 +46,9 @@ class IssueRequest(Strict):
     order_id: OrderId
     release_at: UnixTime | None = Field(
         default=None, description="keep the points pending (refund window) until this time")
+    spend: Spend | None = Field(
+        default=None, description="what the order was worth, in minor units of the "
+        "settlement currency (e.g. fen): kept off chain, for purchase offers defined in spend")
 
 
 class IssueBatchRequest(Strict):

@@ -203,6 +203,9 @@ interface ICouponBook {
     event VoucherClaimed(uint256 indexed campaignId, uint256 indexed voucherId, uint256 couponId);
     /// @notice The issuer cancelled a voucher before it was claimed.
     event VoucherCancelled(uint256 indexed campaignId, uint256 indexed voucherId);
+    /// @notice The issuer took back an unused coupon from `holder` (burned; e.g. the order that
+    /// earned it was refunded). Its serial stays counted in the campaign's grants.
+    event CouponRevoked(uint256 indexed couponId, address indexed holder);
 
     /// @notice Creates a campaign; gives its id (1, 2, ...).
     /// Requirements: caller is the active account of `terms.issuer`; kind set; value > 0
@@ -246,6 +249,11 @@ interface ICouponBook {
     function claimVoucher(Voucher calldata v, address to, bytes calldata signature)
         external
         returns (uint256 couponId);
+
+    /// @notice Takes back (burns) an unused coupon, from whoever holds it: the issuer's remedy
+    /// when what earned the coupon is undone (a refunded order). A used coupon stays.
+    /// Requirements: caller is the issuer's active account; the coupon exists and is unused.
+    function revokeUnused(uint256 couponId) external;
 
     /// @notice Makes a voucher unclaimable.
     /// Requirements: caller is the issuer's active account; the voucher not claimed.

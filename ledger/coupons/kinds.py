@@ -30,6 +30,8 @@ GAS_REDEEM = 320_000
 GAS_ROLLBACK = 200_000
 GAS_CLAIM_VOUCHER = 250_000
 GAS_CANCEL_VOUCHER = 80_000
+# A revoke (a burn: owner and balance slots, the registry's account check) measured ~40k.
+GAS_REVOKE = 90_000
 
 
 def book(contracts: Contracts) -> CouponBookClient:
@@ -211,6 +213,23 @@ class CancelVoucherPayload:
         return cls(data["campaign_id"], int(data["voucher_id"]))
 
 
+@dataclass(frozen=True)
+class RevokePayload:
+    """An unused coupon its issuer takes back (``revokeUnused``: a burn)."""
+
+    coupon_id: int
+
+    def __post_init__(self) -> None:
+        _uint(self.coupon_id, "coupon_id")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"coupon_id": str(self.coupon_id)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RevokePayload:
+        return cls(int(data["coupon_id"]))
+
+
 # ---------------------------------------------------------------------- kinds
 
 
@@ -312,6 +331,19 @@ class CancelVoucherKind(OperationKind[CancelVoucherPayload]):
         return Call(b.address, b.encode("cancelVoucher", p.campaign_id, p.voucher_id))
 
 
+class RevokeKind(OperationKind[RevokePayload]):
+    payload_type = RevokePayload
+
+    def gas_bound(self, payloads: Sequence[RevokePayload]) -> int:
+        return GAS_REVOKE
+
+    def encode(self, contracts: Contracts, home: str | None,
+               payloads: Sequence[RevokePayload]) -> Call:
+        (p,) = payloads
+        b = book(contracts)
+        return Call(b.address, b.encode("revokeUnused", p.coupon_id))
+
+
 CREATE_CAMPAIGN = CreateCampaignKind("coupon_campaign_create")
 SET_PAUSED = PauseKind("coupon_campaign_pause")
 GRANT = GrantKind("coupon_grant")
@@ -319,6 +351,7 @@ REDEEM = RedeemKind("coupon_redeem")
 ROLLBACK = RollbackKind("coupon_rollback")
 CLAIM_VOUCHER = ClaimVoucherKind("coupon_voucher_claim")
 CANCEL_VOUCHER = CancelVoucherKind("coupon_voucher_cancel")
+REVOKE = RevokeKind("coupon_revoke")
 
 KINDS: tuple[OperationKind[Any], ...] = (CREATE_CAMPAIGN, SET_PAUSED, GRANT, REDEEM, ROLLBACK,
-                                         CLAIM_VOUCHER, CANCEL_VOUCHER)
+                                         CLAIM_VOUCHER, CANCEL_VOUCHER, REVOKE)

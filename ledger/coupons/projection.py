@@ -47,7 +47,8 @@ class CouponsProjection:
 
     name = CURSOR
     events = frozenset({"CampaignCreated", "CampaignPauseSet", "Transfer", "CouponRedeemed",
-                        "CouponRedemptionRolledBack", "VoucherClaimed", "VoucherCancelled"})
+                        "CouponRedemptionRolledBack", "VoucherClaimed", "VoucherCancelled",
+                        "CouponRevoked"})
 
     def __init__(self, alliance: Alliance) -> None:
         self.alliance = alliance
@@ -101,6 +102,10 @@ class CouponsProjection:
                              "kind": EventKind.VOUCHER_CLAIMED,
                              "coupon_id": str(int(a["couponId"])),
                              "amount": int(a["voucherId"])})
+            elif e.name == "CouponRevoked":
+                tid = int(a["couponId"])
+                rows.append({**base, "campaign_id": campaign_of(tid), "kind": EventKind.REVOKED,
+                             "coupon_id": str(tid), "holder": str(a["holder"])})
             elif e.name == "VoucherCancelled":
                 rows.append({**base, "campaign_id": int(a["campaignId"]),
                              "kind": EventKind.VOUCHER_CANCELLED,

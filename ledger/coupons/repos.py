@@ -32,6 +32,7 @@ class EventKind(StrEnum):
     RESUMED = "resumed"
     VOUCHER_CLAIMED = "voucher_claimed"
     VOUCHER_CANCELLED = "voucher_cancelled"
+    REVOKED = "revoked"
 
 
 def _insert(session: Session, model: type[CouponEvent] | type[CouponCampaign],
@@ -81,6 +82,7 @@ class CampaignStats:
     redeemed: int
     rolled_back: int
     budget_used: int
+    revoked: int = 0
 
 
 def campaigns(session: Session, *, issuer: int | None = None) -> list[CampaignRecord]:
@@ -122,7 +124,8 @@ def stats(session: Session, campaign_id: int) -> CampaignStats:
     return CampaignStats(granted=int(counts.get(EventKind.GRANTED, 0)),
                          claimed=int(counts.get(EventKind.VOUCHER_CLAIMED, 0)),
                          redeemed=redeemed - rolled, rolled_back=rolled,
-                         budget_used=amounts[EventKind.REDEEMED] - amounts[EventKind.ROLLED_BACK])
+                         budget_used=amounts[EventKind.REDEEMED] - amounts[EventKind.ROLLED_BACK],
+                         revoked=int(counts.get(EventKind.REVOKED, 0)))
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,15 @@ def held_by(session: Session, holder: str) -> list[HeldCoupon]:
                               last.merchant_id if used and last else None,
                               int(last.amount or 0) if used and last else None))
     return out
+
+
+def granted_in_tx(session: Session, *, tx_hash: str, campaign_id: int) -> list[int]:
+    """The coupons of ``campaign_id`` a transaction minted (indexed), in serial order: a
+    ``grantBatch`` mints its members' coupons in the order it lists them."""
+    ids = session.scalars(select(CouponEvent.coupon_id).where(
+        CouponEvent.tx_hash == tx_hash, CouponEvent.campaign_id == campaign_id,
+        CouponEvent.kind == EventKind.GRANTED)).all()
+    return sorted(int(i) for i in ids if i is not None)
 
 
 # ---------------------------------------------------------------------- redemption locks

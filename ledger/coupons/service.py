@@ -55,6 +55,7 @@ from .kinds import (
     GrantPayload,
     PausePayload,
     RedeemPayload,
+    RevokePayload,
     RollbackPayload,
 )
 from .signing import redeem_coupon_typed_data, voucher_typed_data
@@ -428,6 +429,20 @@ def request_rollback(alliance: Alliance, session: Session, *, merchant_id: int, 
     return _enqueue(session, merchant, kinds.ROLLBACK, RollbackPayload(cid, oid, ref))
 
 
+def request_revoke(alliance: Alliance, session: Session, *, merchant_id: int,
+                   coupon_id: Any) -> OperationView:
+    """Queue taking back (burning) an unused coupon of one's campaign, e.g. the coupon an
+    order earned once the order is refunded. A used coupon stays (409 ``coupon-used``)."""
+    merchant = require_merchant(session, merchant_id)
+    cid = coupon_id_of(coupon_id)
+    _holder(alliance, cid)
+    _own_campaign(alliance, merchant, campaign_of(cid))
+    if _book(alliance).is_used(cid):
+        raise LedgerConflictError(f"coupon {cid} is used: it stays", code="coupon-used",
+                                  coupon_id=str(cid))
+    return _enqueue(session, merchant, kinds.REVOKE, RevokePayload(cid))
+
+
 # ---------------------------------------------------------------------- reads
 
 
@@ -449,7 +464,7 @@ def campaign_stats(session: Session, *, merchant_id: int, campaign_id: int) -> d
                                   campaign_id=campaign_id)
     s = repos.stats(session, campaign_id)
     return {"campaign_id": campaign_id, "granted": s.granted, "claimed": s.claimed,
-            "redeemed": s.redeemed, "rolled_back": s.rolled_back,
+            "redeemed": s.redeemed, "rolled_back": s.rolled_back, "revoked": s.revoked,
             "budget": int(r.terms["budget"]), "budget_used": s.budget_used,
             "budget_left": int(r.terms["budget"]) - s.budget_used}
 

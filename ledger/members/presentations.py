@@ -38,6 +38,7 @@ from ..coupons import repos as coupons_repos
 from ..coupons import service as coupons
 from ..coupons.signing import redeem_coupon_typed_data
 from ..errors import LedgerConflictError, LedgerExpiredError, LedgerNotFoundError
+from ..memberships import service as memberships
 from ..merchants.repos import get_merchant
 from ..outbox import repos as outbox_repos
 from ..points import reads as point_reads
@@ -276,8 +277,9 @@ def claim_voucher(alliance: Alliance, session: Session, *, holder: str, code: ob
     campaign = coupons_repos.campaign(session, voucher.campaign_id)
     if campaign is None:
         raise LedgerNotFoundError("no such voucher", campaign_id=voucher.campaign_id)
-    op = coupons.request_claim_voucher(alliance, session, merchant_id=campaign.issuer,
-                                       code=voucher.code, to=addr)
+    # Through the tier gate: a tier-locked campaign's voucher refuses a member below it.
+    op = memberships.request_tier_claim_voucher(alliance, session, merchant_id=campaign.issuer,
+                                                code=voucher.code, to=addr)
     return op.id
 
 

@@ -334,3 +334,13 @@ def request_tier_grant(alliance: Alliance, session: Session, *, merchant_id: int
     return coupons.request_grant(alliance, session, merchant_id=merchant_id,
                                  campaign_id=campaign_id, members=accounts)
 
+
+def request_tier_claim_voucher(alliance: Alliance, session: Session, *, merchant_id: int,
+                               code: str, to: str) -> OperationView:
+    """Queue the claim of a voucher for ``to``, refused (409 ``tier-too-low``) as a grant is
+    if the voucher's campaign is tier-locked and ``to`` is below its tier."""
+    voucher = coupons.Voucher.parse(code)
+    account = limits.address(to, "to")
+    check_tier_gate(alliance, session, campaign_id=voucher.campaign_id, members=[account])
+    return coupons.request_claim_voucher(alliance, session, merchant_id=merchant_id, code=code,
+                                         to=account)

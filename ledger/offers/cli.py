@@ -22,14 +22,18 @@ def offers_rules(merchant: MerchantOpt) -> None:
     """A merchant's rules and how often each fired."""
 
     def show(a: Alliance) -> None:
-        table = Table("rule", "kind", "campaign", "min points", "active", "fired", "skipped")
+        table = Table("rule", "kind", "campaign", "threshold", "active", "fired", "skipped",
+                      "failed", "revoked", "kept")
         with a.store.read_session() as s:
             for r in service.list_rules(s, merchant_id=merchant):
                 d = service.show_rule(s, merchant_id=merchant, rule_id=r["rule_id"])
                 table.add_row(str(d["rule_id"]), d["kind"], str(d["campaign_id"]),
-                              str(d["min_points"] if d["min_points"] is not None else "-"),
+                              f"spend {d['min_spend']}" if d["min_spend"] is not None
+                              else f"{d['min_points']} points" if d["min_points"] is not None
+                              else "-",
                               "yes" if d["active"] else "no", str(d["fired"]),
-                              str(d["skipped"]))
+                              str(d["skipped"]), str(d["failed"]), str(d["revoked"]),
+                              str(d["kept"]))
         console.print(table)
 
     run(show)
@@ -41,14 +45,16 @@ def offers_add_rule(kind: Annotated[str, typer.Argument(help="purchase, birthday
                                                                     "campaigns")],
                     merchant: MerchantOpt,
                     min_points: Annotated[int | None, typer.Option(
-                        help="purchase rules: least points an order's issue carries")] = None
+                        help="purchase rules: least points an order's issue carries")] = None,
+                    min_spend: Annotated[int | None, typer.Option(
+                        help="purchase rules: least spend (minor units) of the order")] = None
                     ) -> None:
     """Create a rule of the merchant, active at once."""
 
     def act(a: Alliance) -> None:
         with a.store.session() as s:
             r = service.create_rule(a, s, merchant_id=merchant, kind=kind, campaign_id=campaign,
-                                    min_points=min_points)
+                                    min_points=min_points, min_spend=min_spend)
         console.print(f"rule {r['rule_id']} ({r['kind']}, campaign {r['campaign_id']}) active")
 
     run(act)

@@ -5,6 +5,8 @@ merchant) and ``PointsRedeemed`` (a gift redemption's points taken: its coupon g
 queued), with a cursor of its own, in the indexer's store transaction: a firing, the grant it
 queues and the cursor move together, so a crash or a retried round never fires twice, and
 the unique (rule, cause) record keeps a re-read block (after a reorg) from firing again.
+A confirmed ``PointsReversed`` takes back the coupon a purchase rule granted for the order
+once what is left of the order no longer meets the rule (see ``service.settle_firings``).
 The points capability knows nothing of this.
 """
 
@@ -27,7 +29,7 @@ class OffersProjection:
     """Rules fired and gift coupons queued from the point programs' events."""
 
     name = CURSOR
-    events = frozenset({"PointsIssued", "PointsRedeemed"})
+    events = frozenset({"PointsIssued", "PointsRedeemed", "PointsReversed"})
 
     def __init__(self, alliance: Alliance) -> None:
         self.alliance = alliance
@@ -42,20 +44,27 @@ class OffersProjection:
         programs = {m.program_address.lower(): m.id
                     for m in merchant_repos.list_merchants(session) if m.program_address}
         issues: dict[int, list[tuple[str, bytes, int]]] = {}
+        reversals: dict[int, list[tuple[bytes, int]]] = {}
         redeemed: list[str] = []
         for e in events:
             ref = bytes(e.args["orderRef"])
+            merchant = programs.get(e.address.lower())
             if e.name == "PointsIssued":
-                merchant = programs.get(e.address.lower())
                 if merchant is not None:
                     issues.setdefault(merchant, []).append(
                         (str(e.args["member"]), ref, int(e.args["amount"])))
+            elif e.name == "PointsReversed":
+                if merchant is not None:
+                    reversals.setdefault(merchant, []).append((ref, int(e.args["amount"])))
             else:
                 redeemed.append("0x" + ref.hex())
         done = 0
         for merchant, lines in issues.items():
             done += service.on_points_issued(self.alliance, session, merchant_id=merchant,
                                              issues=lines)
+        # After the issues: an order issued and reversed in one round fires, then revokes.
+        for merchant, refs in reversals.items():
+            done += service.on_points_reversed(session, merchant_id=merchant, reversals=refs)
         return done + service.on_points_redeemed(session, redeemed)
 
     def rollback(self, session: Session, after_block: int) -> None:
@@ -64,6 +73,7 @@ class OffersProjection:
         again)."""
 
     def on_head(self, session: Session, head: Head) -> int:
-        return service.release_failed_gift_redemptions(session)
+        return (service.release_failed_gift_redemptions(session)
+                + service.settle_firings(self.alliance, session))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,9 @@ from ..store.models import (
     OperationStatus,
 )
 
+A = TypeVar("A")
+B = TypeVar("B")
+
 
 class RuleKind(StrEnum):
     """What makes a rule fire."""
@@ -29,11 +33,21 @@ class RuleKind(StrEnum):
 
 
 class FiringStatus(StrEnum):
-    """A firing's grant: ``queued`` in the outbox, or ``skipped`` (the coupons service refused
-    it: ``reason`` says why)."""
+    """A firing's grant: ``queued`` in the outbox (then on chain), ``skipped`` (the coupons
+    service refused it when the rule fired: ``reason`` says why) or ``failed`` (queued, but
+    the chain refused it: ``reason`` is the revert). Both are final: a rule grants for a cause
+    when the cause happens, never later (a campaign paused meanwhile meant "no grants now").
+
+    A purchase firing whose order is reversed below the rule's threshold goes ``revoking``
+    (its coupon is being taken back), then ``revoked``, or ``kept`` if the member had used
+    the coupon already (reported, not taken back)."""
 
     QUEUED = "queued"
     SKIPPED = "skipped"
+    FAILED = "failed"
+    REVOKING = "revoking"
+    REVOKED = "revoked"
+    KEPT = "kept"
 
 
 class GiftRedemptionStatus(StrEnum):
@@ -66,14 +80,17 @@ def fired_causes(session: Session, rule_id: int, causes: Sequence[str]) -> set[s
         OfferFiring.rule_id == rule_id, OfferFiring.cause.in_(list(causes)))).all())
 
 
-def insert_firing(session: Session, *, rule_id: int, cause: str,
-                  members: list[str]) -> OfferFiring | None:
+def insert_firing(session: Session, *, rule_id: int, cause: str, members: list[str],
+                  order_ref: str | None = None, order_points: int | None = None,
+                  order_spend: int | None = None) -> OfferFiring | None:
     """Record that the rule fires for ``cause``; None if it already did (the unique pair
     decides, also against a concurrent run in another process)."""
     try:
         with session.begin_nested():
             row = OfferFiring(rule_id=rule_id, cause=cause, members=members,
-                              status=FiringStatus.QUEUED.value)
+                              status=FiringStatus.QUEUED.value, order_ref=order_ref,
+                              order_points=order_points, order_spend=order_spend,
+                              reversed_points=0)
             session.add(row)
     except IntegrityError:
         return None
@@ -83,6 +100,40 @@ def insert_firing(session: Session, *, rule_id: int, cause: str,
 def firings(session: Session, rule_id: int) -> Sequence[OfferFiring]:
     return session.scalars(select(OfferFiring).where(OfferFiring.rule_id == rule_id)
                            .order_by(OfferFiring.id)).all()
+
+
+def _pairs(session: Session, query: Select[A, B]) -> list[tuple[A, B]]:
+    return [(a, b) for a, b in session.execute(query)]
+
+
+def order_firings(session: Session, *, merchant_id: int,
+                  order_ref: str) -> list[tuple[OfferFiring, OfferRule]]:
+    """The merchant's purchase firings for one order (0x-hex ref), with their rules."""
+    return _pairs(session, select(OfferFiring, OfferRule).join(
+        OfferRule, OfferRule.id == OfferFiring.rule_id).where(
+        OfferFiring.order_ref == order_ref, OfferRule.merchant_id == merchant_id,
+        OfferRule.kind == RuleKind.PURCHASE.value).order_by(OfferFiring.id))
+
+
+def queued_whose_grant_failed(session: Session) -> list[tuple[OfferFiring, Operation]]:
+    """Firings still ``queued`` or ``revoking`` whose grant operation failed on chain."""
+    return _pairs(session, select(OfferFiring, Operation).join(
+        Operation, Operation.id == OfferFiring.operation_id).where(
+        OfferFiring.status.in_([FiringStatus.QUEUED.value, FiringStatus.REVOKING.value]),
+        Operation.status == OperationStatus.FAILED))
+
+
+def revoking(session: Session) -> list[tuple[OfferFiring, OfferRule]]:
+    return _pairs(session, select(OfferFiring, OfferRule).join(
+        OfferRule, OfferRule.id == OfferFiring.rule_id).where(
+        OfferFiring.status == FiringStatus.REVOKING.value)
+        .order_by(OfferFiring.id))
+
+
+def operation(session: Session, operation_id: str | None) -> Operation | None:
+    if operation_id is None:
+        return None
+    return session.scalar(select(Operation).where(Operation.id == operation_id))
 
 
 def gift(session: Session, gift_id: int) -> Gift | None:

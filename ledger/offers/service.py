@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 from .. import limits
 from ..alliance import Alliance
 from ..coupons import kinds as coupon_kinds
+from ..coupons import repos as coupon_repos
 from ..coupons import service as coupons
 from ..coupons.clients import CampaignState, CouponKind
 from ..errors import (
@@ -56,6 +58,7 @@ from ..store.models import (
     OfferInvite,
     OfferReferral,
     OfferRule,
+    OperationStatus,
     PointEvent,
 )
 from ..types import MerchantId
@@ -70,6 +73,8 @@ MAX_NAME = 120
 # not one of them: it propagates and the round runs again).
 GRANT_REFUSALS = (LedgerConflictError, LedgerPermissionError, LedgerNotFoundError,
                   LedgerValidationError, LedgerConfigError)
+# Firings that granted a coupon (counted as fired).
+GRANTED = (FiringStatus.QUEUED, FiringStatus.REVOKING, FiringStatus.REVOKED, FiringStatus.KEPT)
 
 
 # ---------------------------------------------------------------------- rules
@@ -93,12 +98,16 @@ def _campaign(alliance: Alliance, merchant_id: int, campaign_id: Any) -> Campaig
 
 def rule_out(r: OfferRule) -> dict[str, Any]:
     return {"rule_id": r.id, "merchant_id": r.merchant_id, "kind": r.kind,
-            "campaign_id": r.campaign_id, "min_points": r.min_points, "active": r.active}
+            "campaign_id": r.campaign_id, "min_points": r.min_points,
+            "min_spend": r.min_spend, "active": r.active}
 
 
 def create_rule(alliance: Alliance, session: Session, *, merchant_id: int, kind: str,
-                campaign_id: int, min_points: int | None = None) -> dict[str, Any]:
-    """A rule of the calling merchant, active at once."""
+                campaign_id: int, min_points: int | None = None,
+                min_spend: int | None = None) -> dict[str, Any]:
+    """A rule of the calling merchant, active at once. A purchase rule's threshold is in
+    points issued for the order (``min_points``) or in what the order was worth
+    (``min_spend``, minor units, as the issue request's ``spend`` gives it): one of them."""
     require_merchant(session, merchant_id)
     try:
         rk = RuleKind(kind)
@@ -106,14 +115,21 @@ def create_rule(alliance: Alliance, session: Session, *, merchant_id: int, kind:
         raise LedgerValidationError("kind is purchase, birthday or referral",
                                     field="kind") from exc
     if rk is RuleKind.PURCHASE:
-        if min_points is None:
-            raise LedgerValidationError("a purchase rule needs min_points", field="min_points")
-        min_points = limits.points(min_points)
-    elif min_points is not None:
-        raise LedgerValidationError("min_points is for purchase rules", field="min_points")
+        if (min_points is None) == (min_spend is None):
+            raise LedgerValidationError("a purchase rule needs one of min_points and "
+                                        "min_spend", field="min_points")
+        if min_points is not None:
+            min_points = limits.points(min_points)
+        else:
+            min_spend = limits.bounded_int(min_spend, "min_spend", low=1,
+                                           high=limits.MAX_SPEND)
+    elif min_points is not None or min_spend is not None:
+        raise LedgerValidationError("min_points and min_spend are for purchase rules",
+                                    field="min_points" if min_points is not None
+                                    else "min_spend")
     _campaign(alliance, merchant_id, campaign_id)
     row = OfferRule(merchant_id=merchant_id, kind=rk.value, campaign_id=int(campaign_id),
-                    min_points=min_points, active=True)
+                    min_points=min_points, min_spend=min_spend, active=True)
     session.add(row)
     session.flush()
     return rule_out(row)
@@ -134,8 +150,12 @@ def show_rule(session: Session, *, merchant_id: int, rule_id: int) -> dict[str, 
     """A rule with how often it fired."""
     r = _own_rule(session, merchant_id, rule_id)
     fs = repos.firings(session, r.id)
-    return {**rule_out(r), "fired": sum(f.status == FiringStatus.QUEUED for f in fs),
-            "skipped": sum(f.status == FiringStatus.SKIPPED for f in fs)}
+    count = Counter(FiringStatus(f.status) for f in fs)
+    return {**rule_out(r), "fired": sum(count[st] for st in GRANTED),
+            "skipped": count[FiringStatus.SKIPPED], "failed": count[FiringStatus.FAILED],
+            "revoked": count[FiringStatus.REVOKED], "kept": count[FiringStatus.KEPT],
+            "kept_coupons": [f.coupon_id for f in fs
+                             if f.status == FiringStatus.KEPT and f.coupon_id is not None]}
 
 
 def disable_rule(session: Session, *, merchant_id: int, rule_id: int) -> dict[str, Any]:
@@ -154,10 +174,14 @@ def disable_rule(session: Session, *, merchant_id: int, rule_id: int) -> dict[st
 
 @dataclass(frozen=True)
 class Cause:
-    """Why a rule fires (``key`` is unique per rule) and who gets a coupon."""
+    """Why a rule fires (``key`` is unique per rule) and who gets a coupon; a purchase names
+    its order (0x-hex ref), the points it issued and its spend, if the request gave one."""
 
     key: str
     members: tuple[str, ...]
+    order_ref: str | None = None
+    points: int | None = None
+    spend: int | None = None
 
 
 def fire(alliance: Alliance, session: Session, rule: OfferRule,
@@ -172,7 +196,8 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
             continue
         fired.add(c.key)
         row = repos.insert_firing(session, rule_id=rule.id, cause=c.key,
-                                  members=list(c.members))
+                                  members=list(c.members), order_ref=c.order_ref,
+                                  order_points=c.points, order_spend=c.spend)
         if row is not None:
             new.append(row)
     for i in range(0, len(new), limits.MAX_BATCH_ITEMS):
@@ -189,8 +214,11 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
                 f.status = FiringStatus.SKIPPED.value
                 f.reason = reason
             continue
+        offset = 0
         for f in chunk:
-            f.operation_id = view.id
+            # grantBatch mints in list order: this firing's coupon is firstId + offset.
+            f.operation_id, f.grant_index = view.id, offset
+            offset += len(f.members)
     session.flush()
     return len(new)
 
@@ -203,10 +231,15 @@ def on_points_issued(alliance: Alliance, session: Session, *, merchant_id: int,
     if not rules:
         return 0
     made = 0
+    # What each order was worth, if its issue request said (off chain, keyed by the order).
+    orders = [(member, "0x" + ref.hex(), amount) for member, ref, amount in issues]
+    spends = {key: points.order_spend(session, merchant_id=merchant_id, order_ref_hex=key)
+              for _, key, _ in orders} if any(r.min_spend is not None for r in rules) else {}
     for r in rules:
         if r.kind == RuleKind.PURCHASE:
-            causes = [Cause(f"order:0x{ref.hex()}", (member,)) for member, ref, amount in issues
-                      if r.min_points is not None and amount >= r.min_points]
+            causes = [Cause(f"order:{key}", (member,), key, amount, spends.get(key))
+                      for member, key, amount in orders
+                      if _meets(r, amount, spends.get(key))]
         elif r.kind == RuleKind.REFERRAL:
             causes = []
             for member, _, _ in issues:
@@ -219,6 +252,103 @@ def on_points_issued(alliance: Alliance, session: Session, *, merchant_id: int,
         if causes:
             made += fire(alliance, session, r, causes)
     return made
+
+
+def _meets(rule: OfferRule, points_left: int, spend: int | None) -> bool:
+    """Whether an order of ``points_left`` points (and ``spend``, if known) meets a purchase
+    rule: a rule in spend compares the spend (an order without one never meets it), whatever
+    points a tier multiplier made of it; a rule in points compares the points."""
+    if rule.min_spend is not None:
+        return spend is not None and spend >= rule.min_spend
+    return rule.min_points is not None and points_left >= rule.min_points
+
+
+def _still_meets(rule: OfferRule, f: OfferFiring) -> bool:
+    """Whether what a reversal left of a fired order still meets its rule: the points left,
+    and for a rule in spend the spend in proportion to the points left (a refund of half the
+    order's points is half its spend)."""
+    if f.order_points is None:
+        return True  # fired before orders were recorded: nothing to compare
+    left = max(f.order_points - f.reversed_points, 0)
+    spend = None if f.order_spend is None else f.order_spend * left // max(f.order_points, 1)
+    return _meets(rule, left, spend)
+
+
+def on_points_reversed(session: Session, *, merchant_id: int,
+                       reversals: Sequence[tuple[bytes, int]]) -> int:
+    """Confirmed reversals of the merchant's orders, each ``(order_ref, points)``: a purchase
+    firing whose order no longer meets its rule goes ``revoking`` (:func:`settle_firings`
+    takes its coupon back, or keeps a used one); give how many did."""
+    made = 0
+    for ref, amount in reversals:
+        for f, rule in repos.order_firings(session, merchant_id=merchant_id,
+                                           order_ref="0x" + ref.hex()):
+            f.reversed_points = (f.reversed_points or 0) + amount
+            if f.status == FiringStatus.QUEUED and not _still_meets(rule, f):
+                f.status = FiringStatus.REVOKING.value
+                made += 1
+    session.flush()
+    return made
+
+
+def settle_firings(alliance: Alliance, session: Session) -> int:
+    """Bring firings up to date with the chain (each indexer round): a grant the chain
+    refused makes its firing ``failed`` (final, as ``skipped``); a ``revoking`` firing whose
+    coupon is minted and indexed gets its revoke queued, and ends ``revoked``, or ``kept`` if
+    the member used the coupon first (reported by :func:`show_rule`). Give the changes."""
+    done = 0
+    for f, op in repos.queued_whose_grant_failed(session):
+        f.status = FiringStatus.FAILED.value
+        f.reason = (op.error_code or "grant-failed")[:64]
+        log.info("offer rule %s: grant %s failed on chain (%s): final", f.rule_id, op.id,
+                 f.reason)
+        done += 1
+    for f, rule in repos.revoking(session):
+        done += _take_back(alliance, session, f, rule)
+    session.flush()
+    return done
+
+
+def _take_back(alliance: Alliance, session: Session, f: OfferFiring, rule: OfferRule) -> int:
+    if f.revoke_operation_id is not None:
+        op = repos.operation(session, f.revoke_operation_id)
+        if op is None or op.status not in (OperationStatus.CONFIRMED, OperationStatus.FAILED):
+            return 0
+        if op.status is OperationStatus.CONFIRMED:
+            f.status = FiringStatus.REVOKED.value
+        else:
+            _keep(f, "coupon-used" if op.error_code == "CouponAlreadyUsed"
+                  else op.error_code or "revoke-failed")
+        return 1
+    grant = repos.operation(session, f.operation_id)
+    if grant is None or grant.status is not OperationStatus.CONFIRMED or grant.tx_hash is None:
+        return 0  # not minted yet (a failed grant is settled above)
+    if f.coupon_id is None:
+        minted = coupon_repos.granted_in_tx(session, tx_hash=grant.tx_hash,
+                                            campaign_id=rule.campaign_id)
+        if f.grant_index is None or len(minted) <= f.grant_index:
+            return 0  # the coupons read model has not indexed the grant yet
+        f.coupon_id = str(minted[f.grant_index])
+    try:
+        with session.begin_nested():
+            view = coupons.request_revoke(alliance, session, merchant_id=rule.merchant_id,
+                                          coupon_id=f.coupon_id)
+    except LedgerNotFoundError:
+        f.status = FiringStatus.REVOKED.value  # burned already
+        f.reason = "coupon-gone"
+        return 1
+    except GRANT_REFUSALS as exc:
+        _keep(f, str(exc.details.get("code", exc.code)))
+        return 1
+    f.revoke_operation_id = view.id
+    return 1
+
+
+def _keep(f: OfferFiring, reason: str) -> None:
+    f.status = FiringStatus.KEPT.value
+    f.reason = reason[:64]
+    log.warning("offer rule %s: the order behind coupon %s was reversed, but the coupon "
+                "stays (%s)", f.rule_id, f.coupon_id, f.reason)
 
 
 # ---------------------------------------------------------------------- birthdays

@@ -15,6 +15,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import limits, signing
@@ -30,6 +31,7 @@ from ..merchants.repos import MerchantRow
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from ..store.models import Operation, OperationStatus, OrderSpend
 from ..types import MerchantId, OrderRef
 from . import kinds
 from .kinds import (
@@ -57,6 +59,8 @@ class IssueLine:
     member: str | None = None
     member_id: str | None = None
     release_at: int | None = None
+    # The order's amount in minor units (offers2): kept off chain, for spend-based offers.
+    spend: int | None = None
 
 
 def order_ref(order_id: str) -> OrderRef:
@@ -120,9 +124,11 @@ def _merchant(session: Session, merchant_id: MerchantId) -> MerchantRow:
 
 def request_issue(alliance: Alliance, session: Session, *, merchant_id: MerchantId,
                   member: str | None = None, member_id: str | None = None, points: int,
-                  order_id: str, release_at: int | None = None) -> OperationView:
-    """Queue an issue of ``points`` to a member for the merchant's order ``order_id``."""
-    line = IssueLine(points, order_id, member, member_id, release_at)
+                  order_id: str, release_at: int | None = None,
+                  spend: int | None = None) -> OperationView:
+    """Queue an issue of ``points`` to a member for the merchant's order ``order_id``
+    (``spend``: what the order was worth, in minor units; recorded off chain)."""
+    line = IssueLine(points, order_id, member, member_id, release_at, spend)
     return request_issue_batch(alliance, session, merchant_id=merchant_id, items=[line],
                                kind=kinds.ISSUE)
 
@@ -141,6 +147,8 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
             pts = _points(it.points)
             oid = _order_id(it.order_id)
             rel = _release_at(it.release_at)
+            if it.spend is not None:
+                limits.spend(it.spend)
         except LedgerValidationError as exc:
             if len(items) == 1:
                 raise
@@ -153,7 +161,34 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
         lines.append(IssueLinePayload(account, pts, oid, order_ref(oid), rel))
     op = outbox.enqueue(session, kind=kind, payload=IssuePayload(tuple(lines)),
                         merchant_id=merchant.id, signer=merchant.account_address)
+    for it, line in zip(items, lines, strict=True):
+        if it.spend is not None:
+            _record_spend(session, merchant_id=merchant.id, ref=line.order_ref,
+                          spend=it.spend, operation_id=op.id)
     return operation_view(op)
+
+
+def _record_spend(session: Session, *, merchant_id: int, ref: bytes, spend: int,
+                  operation_id: str) -> None:
+    """Keep an order's spend off chain, keyed by the order: the first request's stays (its
+    issue is the one the chain takes, or took) unless that request's operation failed."""
+    key = "0x" + bytes(ref).hex()
+    row = session.get(OrderSpend, (merchant_id, key))
+    if row is None:
+        session.add(OrderSpend(merchant_id=merchant_id, order_ref=key, spend=spend,
+                               operation_id=operation_id))
+        session.flush()
+        return
+    previous = session.scalar(select(Operation.status).where(Operation.id == row.operation_id))
+    if previous is OperationStatus.FAILED:
+        row.spend, row.operation_id = spend, operation_id
+        session.flush()
+
+
+def order_spend(session: Session, *, merchant_id: int, order_ref_hex: str) -> int | None:
+    """The spend an issue request recorded for the merchant's order (0x-hex ref), if any."""
+    row = session.get(OrderSpend, (merchant_id, order_ref_hex))
+    return None if row is None else row.spend
 
 
 def request_reverse(alliance: Alliance, session: Session, *, merchant_id: MerchantId, order_id: str,

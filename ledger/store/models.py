@@ -524,6 +524,9 @@ class OfferRule(Base):
     min_points: Mapped[int | None] = mapped_column(IntText, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # offers2: a purchase rule in spend (minor units of the order amount the issue request
+    # carried) instead of points; exactly one of min_points and min_spend is set.
+    min_spend: Mapped[int | None] = mapped_column(IntText, nullable=True)
 
 
 class OfferFiring(Base):
@@ -543,6 +546,17 @@ class OfferFiring(Base):
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # offers2: a purchase firing remembers its order (program merchant and order ref), the
+    # points the order issued, what reversals took back since, where its member sits in the
+    # grant's member list (coupon ``firstId + grant_index``), and the coupon taken back when
+    # the order no longer meets the rule (``revoke_operation_id``).
+    order_ref: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    order_points: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    order_spend: Mapped[int | None] = mapped_column(IntText, nullable=True)
+    reversed_points: Mapped[int] = mapped_column(IntText, default=0, server_default="0")
+    grant_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    coupon_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    revoke_operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class OfferBirthMonth(Base):
@@ -822,3 +836,21 @@ class ItemRecall(Base):
     block_number: Mapped[int] = mapped_column(Integer, index=True)
     log_index: Mapped[int] = mapped_column(Integer)
     block_time: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------------- offers2 (issue 10)
+
+
+class OrderSpend(Base):
+    """What a merchant's order was worth (minor units), as the points issue request gave it:
+    kept off chain (the chain sees only the order ref and the points), read by the offers
+    projection when the order's ``PointsIssued`` is indexed. The first request of an order
+    keeps it unless its operation failed (then the next request's spend replaces it)."""
+
+    __tablename__ = "order_spends"
+
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    order_ref: Mapped[str] = mapped_column(String(66), primary_key=True)
+    spend: Mapped[int] = mapped_column(IntText)
+    operation_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -125,3 +125,20 @@ def test_a_coupon_code_is_the_holders_alone(env: ApiEnv) -> None:
     assert r.status_code == 404
     # The merchant that did not scan it cannot read it.
     assert env.store.get(f"/v1/coupon-codes/{fresh}").status_code == 404
+
+
+def test_a_tier_locked_vouchers_claim_in_the_app_is_refused_below_the_tier(env: ApiEnv) -> None:
+    member = Account.create()
+    assert sign_in(env, member).status_code == 200
+    cid = create_campaign(env)
+    assert env.store.post("/v1/memberships/tiers", {"tiers": [
+        {"level": 1, "name": "silver", "min_points": 1000, "window_days": 365,
+         "multiplier_bps": 10_000}]}).status_code == 200
+    assert env.store.post(f"/v1/memberships/campaigns/{cid}/tier",
+                          {"min_level": 1}).status_code == 200
+    v = env.store.post("/v1/coupons/vouchers", {"campaign_id": cid,
+                                                "expires_at": now(env) + 86400}).json()
+    r = env.http.post("/app/api/vouchers/claim", json={"code": v["code"]}, headers=APP)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "tier-too-low"
+    assert env.http.get("/app/api/coupons").json()["coupons"] == []

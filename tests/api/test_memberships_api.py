@@ -114,3 +114,29 @@ def test_tiers_raise_issued_points_and_lock_a_campaign(env: ApiEnv) -> None:
                                   {"members": [gold]}))
     coupons = env.store.get(f"/v1/coupons/members/{gold}").json()["coupons"]
     assert [c["campaign_id"] for c in coupons] == [cid]
+
+
+def test_tier_locked_campaign_voucher_claim_is_refused_below_the_tier(env: ApiEnv) -> None:
+    gold, plain = Account.create().address, Account.create().address
+    assert env.store.post("/v1/memberships/tiers", TIERS).status_code == 200
+    confirmed(env, env.store.post("/v1/points/issue", {"member": gold, "points": 6000,
+                                                       "order_id": "TV-1"}))
+    confirmed(env, env.store.post("/v1/coupons/campaigns", {"kind": "fixed_off", "value": 500,
+                                                            "budget": 100_000}))
+    cid = env.store.get("/v1/coupons/campaigns").json()["campaigns"][-1]["campaign_id"]
+    assert env.store.post(f"/v1/memberships/campaigns/{cid}/tier",
+                          {"min_level": 2}).status_code == 200
+    now = int(env.alliance.gateway.block("latest")["timestamp"])
+    v = env.store.post("/v1/coupons/vouchers", {"campaign_id": cid,
+                                                "expires_at": now + 86_400}).json()
+    before = ops_count(env)
+    # The merchant's signed voucher is refused for a member below the tier, nothing queued,
+    # exactly as a grant is; the same voucher then claims for a gold member.
+    problem(env.store.post("/v1/coupons/vouchers/claim", {"code": v["code"], "to": plain}),
+            409, "tier-too-low")
+    assert ops_count(env) == before
+    confirmed(env, env.store.post("/v1/coupons/vouchers/claim",
+                                  {"code": v["code"], "to": gold}))
+    coupons = env.store.get(f"/v1/coupons/members/{gold}").json()["coupons"]
+    assert [c["campaign_id"] for c in coupons] == [cid]
+    assert env.store.get(f"/v1/coupons/members/{plain}").json()["coupons"] == []

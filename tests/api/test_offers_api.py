@@ -213,3 +213,38 @@ def test_20_concurrent_redemptions_of_a_gift_with_3_left_exactly_3_are_queued(
     assert env.store.get(f"/v1/offers/gifts/{gid}").json()["left"] == 0
     program = env.alliance.contracts.program(env.store_merchant.program)
     assert program.spendable_of(member.address) == 1000 - 3 * 10
+
+
+def test_purchase_rule_in_spend_compares_the_orders_spend_whatever_the_tier_multiplier(
+        env: ApiEnv) -> None:
+    cid = create_campaign(env, value=300)
+    r = env.store.post("/v1/offers/rules", {"kind": "purchase", "campaign_id": cid,
+                                            "min_spend": 200})
+    assert r.status_code == 201, r.text
+    rule = r.json()
+    assert (rule["min_spend"], rule["min_points"]) == (200, None)
+    problem(env.store.post("/v1/offers/rules", {"kind": "purchase", "campaign_id": cid,
+                                                "min_spend": 200, "min_points": 1}),
+            422, "validation-error")
+    problem(env.store.post("/v1/points/issue", {"member": Account.create().address,
+                                                "points": 1, "order_id": "S-BAD",
+                                                "spend": 2**64}), 422, "validation-error")
+    # A gold member earns 3x through the tier-aware issue: 100 base points become 300,
+    # well past any points threshold, yet a 199 spend order does not fire a >= 200 rule.
+    assert env.store.post("/v1/memberships/tiers", {"tiers": [
+        {"level": 1, "name": "gold", "min_points": 1000, "window_days": 365,
+         "multiplier_bps": 30_000}]}).status_code == 200
+    gold, plain = Account.create().address, Account.create().address
+    assert issue(env, gold, 5000, "S-EARN")["status"] == "confirmed"
+    for member, order, spend in ((gold, "S-199", 199), (gold, "S-200", 200),
+                                 (plain, "S-PLAIN-200", 200)):
+        r = env.store.post("/v1/memberships/issue", {"member": member, "points": 100,
+                                                     "order_id": order, "spend": spend})
+        assert r.status_code == 202, r.text
+        assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
+    shown = poll(lambda: (lambda j: j if j["fired"] == 2 else None)(
+        env.store.get(f"/v1/offers/rules/{rule['rule_id']}").json()))
+    assert shown["skipped"] == 0
+    poll(lambda: len(coupons_of(env, gold, cid)) == 1 and coupons_of(env, plain, cid))
+    assert len(coupons_of(env, gold, cid)) == 1  # the 200 order only; the 5000-point one
+    assert len(coupons_of(env, plain, cid)) == 1  # had no spend, the 199 one too little

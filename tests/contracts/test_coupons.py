@@ -500,3 +500,40 @@ def test_stacked_coupons_keep_their_records_and_roll_back_in_any_order(book: Boo
     book.call(book.acceptor, "rollback", s1, ref("o"))
     assert book.state(stack, s1, s2)[:3] == before[:3]
     assert book.client.order_state(acc, ref("o")) == 0
+
+
+def test_revoke_burns_an_unused_coupon_only_by_its_issuer_and_a_used_one_stays(
+        book: Book) -> None:
+    cid = book.create(transferable=True)
+    kept, taken = book.grant(cid), book.grant(cid)
+    book.redeem(kept)
+    before = book.state(cid, kept, taken)
+    # Only the issuer's account: not the acceptor, not the holder.
+    with reverts("CouponUnauthorized", book.acceptor.account.address,
+                 book.issuer.merchant_id):
+        book.call(book.acceptor, "revokeUnused", taken)
+    with reverts("CouponAlreadyUsed", kept):
+        book.call(book.issuer, "revokeUnused", kept)
+    with reverts("CouponUnknownCoupon", taken + 1):
+        book.call(book.issuer, "revokeUnused", taken + 1)
+    assert book.state(cid, kept, taken) == before
+    receipt = book.call(book.issuer, "revokeUnused", taken)
+    logs = [(n, a) for n, a, _ in book.client.decode_logs(receipt["logs"])]
+    assert ("CouponRevoked", {"couponId": taken, "holder": book.member.address}) in [
+        (n, dict(a)) for n, a in logs]
+    with reverts("ERC721NonexistentToken", taken):
+        book.client.owner_of(taken)
+    assert int(book.client.view1("balanceOf", book.member.address)) == 1
+    # Revoked twice: it no longer exists. The supply counter keeps its serial.
+    with reverts("CouponUnknownCoupon", taken):
+        book.call(book.issuer, "revokeUnused", taken)
+    assert book.client.campaign(cid).granted == 2
+    # A suspended issuer cannot revoke.
+    other = book.grant(cid)
+    book.chain.op(book.chain.registry, "suspendMerchant", book.issuer.merchant_id)
+    with reverts("CouponMerchantNotActive", book.issuer.merchant_id):
+        book.call(book.issuer, "revokeUnused", other)
+
+
+def test_coupon_book_fits_the_eip170_code_size_limit(book: Book) -> None:
+    assert len(book.chain.gateway.code(book.client.address)) <= 24_576

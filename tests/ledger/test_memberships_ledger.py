@@ -11,6 +11,7 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.alliance import Alliance
 from ledger.coupons.service import request_create_campaign
+from ledger.demo import seed_demo
 from ledger.errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
 from ledger.memberships import service
 from ledger.memberships.clients import card_id
@@ -255,3 +256,24 @@ def test_a_tier_locked_campaign_refuses_a_member_below_the_tier(
                                         members=[gold])
     _settle(alliance)
     assert _status(alliance, op) == str(OperationStatus.CONFIRMED)
+
+
+def test_demo_seeds_the_stores_tiers_and_a_card_for_the_demo_wallet(alliance: Alliance) -> None:
+    creds = seed_demo(alliance)
+    seeded = creds["memberships"]
+    assert isinstance(seeded, dict)
+    wallet = creds["demo_wallet"]
+    assert isinstance(wallet, dict)
+    store = int(seeded["merchant_id"])
+    with alliance.store.read_session() as s:
+        assert [(t.level, t.name) for t in service.get_tiers(s, merchant_id=store)] == [
+            (1, "silver"), (2, "gold")]
+    indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        tier = service.member_tier(alliance, s, merchant_id=store, member=wallet["address"])
+        (card,) = service.member_cards(alliance, s, member=wallet["address"])
+    # The wallet earned 1,600 store points (1,000 and the 600-point parking order): silver.
+    assert (tier.level, tier.name, seeded["tier"], seeded["tier_name"]) == (
+        1, "silver", 1, "silver")
+    assert (card.token_id, card.merchant_id, card.tier, card.status) == (
+        str(card_id(store, wallet["address"])), store, 1, CardStatus.VALID)

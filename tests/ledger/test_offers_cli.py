@@ -40,5 +40,8 @@ def test_operator_adds_lists_and_disables_a_rule_and_runs_the_birthday_job(
     run("offers", "disable-rule", "1", "--merchant", str(mid))
     assert "no" in run("offers", "rules", "--merchant", str(mid)).split("purchase")[1]
     assert run("offers", "disable-rule", "1", "--merchant", str(mid), code=1)
+    assert "rule 2 (purchase" in run("offers", "add-rule", "purchase", str(cid), "--merchant",
+                                     str(mid), "--min-spend", "20000")
+    assert "spend 20000" in run("offers", "rules", "--merchant", str(mid))
     assert "Tote bag" in run("offers", "gifts", "--merchant", str(mid))
     assert "0 birthday offer(s) fired" in run("offers", "birthdays")

@@ -16,6 +16,10 @@ from sqlalchemy import select
 from ledger import runtime
 from ledger.alliance import Alliance
 from ledger.coupons import repos as coupon_repos
+from ledger.coupons.clients import campaign_of
+from ledger.coupons.service import (
+    campaign_stats as coupon_stats,
+)
 from ledger.coupons.service import (
     member_coupons,
     request_create_campaign,
@@ -23,13 +27,13 @@ from ledger.coupons.service import (
     request_set_paused,
 )
 from ledger.coupons.signing import redeem_coupon_typed_data
-from ledger.errors import LedgerConflictError, LedgerPermissionError
+from ledger.errors import LedgerConflictError, LedgerPermissionError, LedgerValidationError
 from ledger.indexer import repos as cursors
 from ledger.merchants.service import AdmittedMerchant
 from ledger.offers import service as offers
 from ledger.offers.demo import seed_demo_offers
 from ledger.offers.projection import CURSOR
-from ledger.points.service import order_ref, request_issue
+from ledger.points.service import order_ref, request_issue, request_reverse
 from ledger.store.models import OfferBirthMonth, OfferFiring, Operation, OperationStatus
 from ledger.types import MerchantId
 
@@ -367,3 +371,168 @@ def test_a_rule_whose_campaign_is_paused_records_the_firing_as_skipped_and_grant
     with alliance.store.read_session() as s:
         shown = offers.show_rule(s, merchant_id=mid, rule_id=rule["rule_id"])
     assert (shown["fired"], shown["skipped"]) == (1, 1)
+
+
+def issue_spend(alliance: Alliance, merchant: AdmittedMerchant, member: str, points: int,
+                order_id: str, spend: int | None) -> None:
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=MerchantId(merchant.merchant_id), member=member,
+                      points=points, order_id=order_id, spend=spend)
+
+
+def reverse(alliance: Alliance, merchant: AdmittedMerchant, order_id: str, points: int) -> None:
+    with alliance.store.session() as s:
+        request_reverse(alliance, s, merchant_id=MerchantId(merchant.merchant_id),
+                        order_id=order_id, points=points)
+
+
+def statuses(alliance: Alliance, rule_id: int) -> dict[str, str]:
+    """The rule's firings by order ref cause: status."""
+    return {c: st for c, _, st in firings(alliance, rule_id)}
+
+
+def redeem_coupon(alliance: Alliance, merchant: AdmittedMerchant, wallet: LocalAccount,
+                  coupon_id: int, order_id: str) -> None:
+    book = alliance.contracts.coupons
+    assert book is not None
+    deadline = chain_now(alliance) + 3600
+    typed = redeem_coupon_typed_data(
+        chain_id=alliance.gateway.chain_id, book=book.address,
+        registry=alliance.contracts.deployment.registry, holder=wallet.address,
+        coupon_id=coupon_id, acceptor=merchant.merchant_id, order_ref=order_ref(order_id),
+        order_amount=3000, nonce=11, deadline=deadline)
+    sig = "0x" + bytes(Account.sign_typed_data(wallet.key, full_message=typed).signature).hex()
+    with alliance.store.session() as s:
+        request_redeem(alliance, s, merchant_id=merchant.merchant_id, coupon_id=str(coupon_id),
+                       order_id=order_id, order_amount=3000, nonce=11, deadline=deadline,
+                       signature=sig)
+
+
+def coupon_firing(alliance: Alliance, rule_id: int, coupon_id: str) -> str:
+    """The cause of the firing whose grant minted ``coupon_id`` (its place in its grant's
+    member list is its coupon's place among the coupons that transaction minted)."""
+    with alliance.store.read_session() as s:
+        for f in s.scalars(select(OfferFiring).where(OfferFiring.rule_id == rule_id)).all():
+            op = s.scalar(select(Operation).where(Operation.id == f.operation_id))
+            assert op is not None and op.tx_hash is not None and f.grant_index is not None
+            minted = coupon_repos.granted_in_tx(s, tx_hash=op.tx_hash,
+                                                campaign_id=campaign_of(int(coupon_id)))
+            if minted[f.grant_index] == int(coupon_id):
+                return f.cause
+    raise AssertionError(f"no firing granted {coupon_id}")
+
+
+def test_spend_rule_fires_on_the_orders_spend_and_a_points_rule_keeps_its_points(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        by_spend = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                      campaign_id=cid, min_spend=200)
+        by_points = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                       campaign_id=cid, min_points=100)
+    with pytest.raises(LedgerValidationError), alliance.store.session() as s:
+        offers.create_rule(alliance, s, merchant_id=mid, kind="purchase", campaign_id=cid,
+                           min_points=1, min_spend=1)
+    member = Account.create().address
+    # Many points for a small spend (a tier multiplier, a promotion): the spend decides.
+    issue_spend(alliance, store_merchant, member, 1000, "sp-199", 199)
+    issue_spend(alliance, store_merchant, member, 20, "sp-200", 200)
+    issue_spend(alliance, store_merchant, member, 500, "sp-none", None)
+    settle(alliance)
+    ref = {o: f"order:0x{order_ref(o).hex()}" for o in ("sp-199", "sp-200", "sp-none")}
+    assert list(statuses(alliance, by_spend["rule_id"])) == [ref["sp-200"]]
+    assert list(statuses(alliance, by_points["rule_id"])) == [ref["sp-199"], ref["sp-none"]]
+    assert len(held(alliance, member, cid)) == 3
+
+
+def test_a_reversed_order_takes_back_its_unused_coupon_and_reports_a_used_one(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_spend=200)
+    wallet: LocalAccount = Account.create()
+    member = wallet.address
+    issue_spend(alliance, store_merchant, member, 100, "rv-unused", 300)
+    issue_spend(alliance, store_merchant, member, 100, "rv-used", 300)
+    issue_spend(alliance, store_merchant, member, 100, "rv-partial", 400)
+    settle(alliance)
+    coupons_before = {c["coupon_id"] for c in held(alliance, member, cid)}
+    assert len(coupons_before) == 3
+    ref = {o: f"order:0x{order_ref(o).hex()}" for o in ("rv-unused", "rv-used", "rv-partial")}
+    with alliance.store.read_session() as s:
+        fs = {f.cause: (f.coupon_id, f.grant_index) for f in s.scalars(select(OfferFiring).where(
+            OfferFiring.rule_id == rule["rule_id"])).all()}
+    # The member uses the "rv-used" order's coupon before that order is refunded.
+    used = next(iter(sorted(coupons_before)))
+    assert set(fs) == set(ref.values())
+    # One grant for the three orders (one indexer round): each firing knows its place in it.
+    assert sorted(fs.values(), key=lambda v: v[1]) == [(None, 0), (None, 1), (None, 2)]
+    redeem_coupon(alliance, store_merchant, wallet, int(used), "till-77")
+    settle(alliance)
+    used_firing = coupon_firing(alliance, rule["rule_id"], used)
+    # Reverse all three: the used one's coupon stays; a refund of a quarter of "rv-partial"
+    # leaves 300 of its 400 spend, still >= 200: its coupon stays too, unreported.
+    for order in ("rv-unused", "rv-used"):
+        reverse(alliance, store_merchant, order, 100)
+    reverse(alliance, store_merchant, "rv-partial", 25)
+    for _ in range(3):
+        settle(alliance)
+    got = statuses(alliance, rule["rule_id"])
+    assert got[ref["rv-partial"]] == "queued"
+    assert got[used_firing] == "kept"
+    other = ref["rv-unused"] if used_firing == ref["rv-used"] else ref["rv-used"]
+    assert got[other] == "revoked"
+    left = {c["coupon_id"]: c["status"] for c in held(alliance, member, cid)}
+    assert left[used] == "used" and len(left) == 2  # the revoked coupon is burned
+    with alliance.store.read_session() as s:
+        shown = offers.show_rule(s, merchant_id=mid, rule_id=rule["rule_id"])
+        stats = coupon_stats(s, merchant_id=mid, campaign_id=cid)
+    assert (shown["fired"], shown["revoked"], shown["kept"]) == (3, 1, 1)
+    assert shown["kept_coupons"] == [used]
+    assert (stats["granted"], stats["revoked"], stats["redeemed"]) == (3, 1, 1)
+    # The rest of "rv-partial" reversed: now under the rule, its coupon goes too.
+    reverse(alliance, store_merchant, "rv-partial", 75)
+    for _ in range(3):
+        settle(alliance)
+    assert statuses(alliance, rule["rule_id"])[ref["rv-partial"]] == "revoked"
+    assert [c["coupon_id"] for c in held(alliance, member, cid)] == [used]
+
+
+def test_a_refused_or_failed_grant_is_final_even_after_the_campaign_can_grant_again(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    """Decision: a rule grants when its cause happens or never. A campaign paused then meant
+    "no grants now" (its resume does not grant for purchases made meanwhile), and a grant the
+    chain refused (here the supply cap, taken by another rule's grant queued alongside) is
+    ``failed``, never ``queued`` forever and never retried."""
+    mid = store_merchant.merchant_id
+    with alliance.store.session() as s:
+        request_create_campaign(alliance, s, merchant_id=mid, kind="fixed_off", value=100,
+                                budget=10**9, supply_cap=1)
+    settle(alliance)
+    with alliance.store.read_session() as s:
+        cid = max(c.campaign_id for c in coupon_repos.campaigns(s, issuer=mid))
+    with alliance.store.session() as s:
+        first = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                   campaign_id=cid, min_points=10)
+        second = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                    campaign_id=cid, min_points=10)
+    member = Account.create().address
+    issue(alliance, store_merchant, member, 50, "cap-1")
+    settle(alliance)
+    cause = f"order:0x{order_ref('cap-1').hex()}"
+    assert statuses(alliance, first["rule_id"]) == {cause: "queued"}
+    assert statuses(alliance, second["rule_id"]) == {cause: "failed"}
+    with alliance.store.read_session() as s:
+        shown = offers.show_rule(s, merchant_id=mid, rule_id=second["rule_id"])
+        f = s.scalar(select(OfferFiring).where(OfferFiring.rule_id == second["rule_id"]))
+        assert f is not None and f.reason == "CouponSupplyCapExceeded"
+    assert (shown["fired"], shown["failed"]) == (0, 1)
+    # Re-reading every block (a restart) neither retries nor grants again.
+    with alliance.store.session() as s:
+        cursors.set_cursor(s, CURSOR, alliance.contracts.deployment.block - 1, "")
+    settle(alliance)
+    assert statuses(alliance, second["rule_id"]) == {cause: "failed"}
+    assert len(held(alliance, member, cid)) == 1
