@@ -45,7 +45,7 @@ from ..chain.funding import ether
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
 from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
 from ..logs import operations as log_operations
-from ..metrics import OPS_CONFIRMED
+from ..metrics import OPS_CONFIRMED, OPS_ROLLED_BACK
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
@@ -77,6 +77,14 @@ TAIL_MIN_FRACTION = 8
 DROP_CHECK_S = 3.0
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
+# Seconds between two comparisons of the signers' nonces at the node with the store's (one
+# JSON-RPC batch of two eth_getTransactionCount per signer).
+ROLLBACK_CHECK_S = 2.0
+# Seconds a signer's counter may stay ahead of the node's pending nonce (transactions the
+# store holds as sent that the node does not have, and no rebroadcast filled the gap) before
+# the outbox re-syncs the signer. Above DROP_CHECK_S: a transaction a node dropped from its
+# pool is rebroadcast first.
+GAP_BOUND_S = 6.0
 
 SignerLookup = Callable[[int], Signer]
 
@@ -164,6 +172,13 @@ class OutboxWorker(Worker):
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
         self._turn = 0
+        # Noticing a chain that rolled back under the outbox: when the signers' nonces are
+        # next compared with the node's, since when each signer's counter is ahead of the
+        # node's pending nonce, and the signers whose oldest waiting transaction sits
+        # behind a gap (re-synced at the next check, without waiting GAP_BOUND_S).
+        self._next_check = 0.0
+        self._gap_since: dict[str, float] = {}
+        self._suspect: set[str] = set()
 
     # ------------------------------------------------------------------ one round
 
@@ -171,6 +186,7 @@ class OutboxWorker(Worker):
         """Send up to PIPELINE_TXS batches per signer with queued work, then settle them;
         give the operations done. Every signer's transactions go out before any receipt is
         awaited, so the chain works on one merchant's batch while the next is being sent."""
+        self._check_rollback()
         done, in_flight = self._submit_round()
         self._settle_round(in_flight)
         return done
@@ -200,7 +216,8 @@ class OutboxWorker(Worker):
         """The thread's round: send more of each signer's queue while its window has room,
         then settle whatever receipts have come, waiting for none. Gives the operations sent
         and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
-        done = self._collect()
+        done = self._check_rollback()
+        done += self._collect()
         block_mode = self.block_mode
         window = WINDOW_BLOCKS * self._block_gas_limit()
         if block_mode:
@@ -310,6 +327,12 @@ class OutboxWorker(Worker):
                 and waited <= sender.receipt_timeout_s:
             f.checked_at = now
             if self.alliance.gateway.transaction(last.tx_hash) is not None:
+                return True
+            if last.nonce > self.alliance.gateway.nonce(sender.address, "pending"):
+                # Nonces below it are neither mined nor waiting: the chain lost them (it
+                # rolled back). A rebroadcast would only park it behind the gap; the signer
+                # is re-synced instead.
+                self._suspect.add(sender.address)
                 return True
             try:
                 self.alliance.gateway.send_raw(last.raw)
@@ -716,42 +739,135 @@ class OutboxWorker(Worker):
         self._fill.clear()
         with self.alliance.store.session() as s:
             outbox_repos.requeue_sending(s)
-            in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
-                          list(t.op_ids)) for t in outbox_repos.unsettled_transactions(s)]
-        by_signer: dict[str, list[tuple[str, str, int, str, int, int, list[str]]]] = \
-            defaultdict(list)
-        for row in in_flight:
-            by_signer[row[1]].append(row)
+            unsettled = outbox_repos.unsettled_transactions(s)
+        by_signer: dict[str, list[outbox_repos.UnsettledTx]] = defaultdict(list)
+        for t in unsettled:
+            by_signer[t.signer].append(t)
         for signer, rows in by_signer.items():
-            rows.sort(key=lambda r: r[2])
-            for tx_hash, _, nonce, raw, max_fee, prio, op_ids in rows:
-                with log_operations(op_ids):
-                    self._recover_one(tx_hash, nonce, raw, max_fee, prio, op_ids)
-            self._resync_nonces(signer)
+            self._recover_signer(signer, rows)
         # A crash between reserving a nonce and recording its transaction leaves a gap that
-        # would stall every later transaction: every signer of the outbox restarts from the
-        # node.
+        # would stall every later transaction, and the chain may have rolled back while the
+        # process was down: every signer of the outbox is compared with the node.
+        self._check_rollback(force=True)
         with self.alliance.store.session() as s:
             signers = set(outbox_repos.signers(s))
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
 
-    def _recover_one(self, tx_hash: str, nonce: int, raw: str, max_fee: int, prio: int,
-                     op_ids: list[str]) -> None:
-        """Settle, or rebroadcast then settle, one transaction a crash left unsettled."""
-        receipt = self.alliance.gateway.receipt(tx_hash)
-        if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
-            log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
+    # ------------------------------------------------------------------ a chain that rolled back
+
+    def _check_rollback(self, *, force: bool = False) -> int:
+        """Compare every signer's nonces at the node with what the store believes, at most
+        every ROLLBACK_CHECK_S; re-sync a signer when the node's latest nonce is at or below a
+        transaction seen mined (the chain rolled back below it), when its counter has been
+        ahead of the node's pending nonce for GAP_BOUND_S (``force``: at once), or when its
+        oldest waiting transaction was found behind a gap. Gives the operations re-synced."""
+        now = time.monotonic()
+        if not force and not self._suspect and now < self._next_check:
+            return 0
+        self._next_check = now + ROLLBACK_CHECK_S
+        gw = self.alliance.gateway
+        with self.alliance.store.read_session() as s:
+            heads = outbox_repos.signer_heads(s, chain_id=gw.chain_id)
+        if not heads:
+            return 0
+        try:
+            answers = gw.rpc_batch([("eth_getTransactionCount", [h.signer, tag])
+                                    for h in heads for tag in ("latest", "pending")])
+        except ChainError as exc:
+            log.debug("cannot compare nonces with the node: %s", exc.message)
+            return 0
+        resynced = 0
+        for i, head in enumerate(heads):
+            latest_raw, pending_raw = answers[2 * i], answers[2 * i + 1]
+            if isinstance(latest_raw, ChainError) or isinstance(pending_raw, ChainError):
+                continue
+            latest, pending = int(str(latest_raw), 16), int(str(pending_raw), 16)
+            rolled_back = head.mined is not None and latest <= head.mined
+            gap = head.next_nonce is not None and pending < head.next_nonce
+            if not gap:
+                self._gap_since.pop(head.signer, None)
+                since = now
+            else:
+                since = self._gap_since.setdefault(head.signer, now)
+            stuck = gap and (force or head.signer in self._suspect
+                             or now - since >= GAP_BOUND_S)
+            if rolled_back or stuck:
+                resynced += self._resync_signer(head.signer, latest=latest, pending=pending,
+                                                counter=head.next_nonce)
+        self._suspect.clear()
+        return resynced
+
+    def _resync_signer(self, signer: str, *, latest: int, pending: int, counter: int | None
+                       ) -> int:
+        """Bring a signer the chain fell behind back in line with the node: what the store
+        holds as mined from the node's latest nonce on is pending again (its operations no
+        longer confirmed), then every pending transaction is settled if mined, rebroadcast
+        in nonce order while it fills the next nonce (the same signed bytes: it cannot land
+        twice) and otherwise put back in the queue; the counter restarts from the node.
+        Gives the operations looked at again (at least 1: the round did something)."""
+        self._in_flight.pop(signer, None)
+        self._fill.pop(signer, None)
+        self._gap_since.pop(signer, None)
+        chain_id = self.alliance.gateway.chain_id
+        with self.alliance.store.session() as s:
+            unconfirmed = outbox_repos.unmine_from(s, chain_id=chain_id, signer=signer,
+                                                   nonce=latest)
+            rows = [t for t in outbox_repos.unsettled_transactions(s) if t.signer == signer]
+        log.warning("the chain is behind the outbox for %s (node nonce %d latest, %d pending; "
+                    "store counter %s): %d operations seen mined are not any more, %d "
+                    "transactions to settle, resend or requeue", signer, latest, pending,
+                    counter, unconfirmed, len(rows))
+        OPS_ROLLED_BACK.inc(unconfirmed)
+        self._recover_signer(signer, rows)
+        return max(sum(len(t.op_ids) for t in rows), 1)
+
+    def _recover_signer(self, signer: str, rows: list[outbox_repos.UnsettledTx]) -> None:
+        """Settle, rebroadcast or requeue a signer's unsettled transactions, in nonce order;
+        then align its counter with the node."""
+        try:
+            pending = self.alliance.gateway.nonce(signer, "pending")
+        except ChainError as exc:
+            log.warning("cannot read %s's nonce (%s); its recovery waits", signer, exc.message)
+            return
+        for t in sorted(rows, key=lambda r: r.nonce):
+            with log_operations(t.op_ids):
+                pending = self._recover_one(t, pending)
+        self._resync_nonces(signer)
+
+    def _recover_one(self, t: outbox_repos.UnsettledTx, pending: int) -> int:
+        """Settle, or rebroadcast then settle, one transaction left unsettled (by a crash or
+        a chain that rolled back), or put its operations back in the queue when it cannot
+        fill the next nonce; give the node's pending nonce after it."""
+        gw = self.alliance.gateway
+        raw = bytes.fromhex(t.raw[2:])
+        receipt = gw.receipt(t.tx_hash)
+        if receipt is None and gw.transaction(t.tx_hash) is None:
+            if t.nonce > pending:
+                # Behind a nonce the node has no transaction for and the store no record of
+                # (a crash between reserving and recording): signed again, from the node's
+                # count, by the next rounds.
+                log.warning("%s (nonce %d) is behind a gap at nonce %d; its operations are "
+                            "queued again", t.tx_hash, t.nonce, pending)
+                with self.alliance.store.session() as s:
+                    outbox_repos.requeue_operations(s, t.op_ids,
+                                                    error_code="chain-rolled-back")
+                return pending
+            log.warning("rebroadcasting %s (nonce %d), unsettled and unknown to the node",
+                        t.tx_hash, t.nonce)
             try:
-                self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
+                gw.send_raw(raw)
             except ChainError as exc:
                 log.warning("rebroadcast failed: %s; operations requeued", exc)
                 with self.alliance.store.session() as s:
-                    outbox_repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
-                return
-        sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee, prio,
+                    outbox_repos.requeue_operations(s, t.op_ids,
+                                                    error_code="rebroadcast-failed")
+                return pending
+            pending = max(pending, t.nonce + 1)
+        sent = SentTx(t.tx_hash, t.nonce, raw, None, b"", 0, t.max_fee, t.priority_fee,
                       time.monotonic())
-        self._settle_recovered(op_ids, sent)
+        self._settle_recovered(list(t.op_ids), sent)
+        return pending
 
     def _settle_recovered(self, op_ids: list[str], sent: SentTx) -> None:
         deadline = time.monotonic() + self.alliance.settings.receipt_timeout_s

@@ -1,0 +1,159 @@
+"""The chain rolled back under the outbox (issue 14, found by scripts/faults.py): anvil killed
+with -9 comes back from its last state dump, blocks behind the transactions the outbox sent
+and saw confirmed. The worker notices (a transaction it saw mined is not, a nonce gap that
+never fills), puts the operations whose transactions vanished back in the queue, resets the
+signer's nonce counter to the node's count and sends them again: every accepted operation
+ends confirmed, exactly once on chain (counted from the chain's PointsIssued logs, not the
+store), with no nonce gap. A real anvil is stopped with SIGKILL and started again from a
+state dumped with ``anvil_dumpState`` on the same port."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from ledger.alliance import Alliance
+from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id
+from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox.worker import OutboxWorker
+from ledger.points.service import IssueLine, order_ref, request_issue_batch
+from ledger.runtime import indexer, outbox_worker
+from ledger.settings import Settings
+from ledger.store.models import Operation, OperationStatus, SignerNonce
+from ledger.types import MerchantId
+from tests.conftest import ARTIFACT_CACHE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RestartableAnvil:
+    """An automining anvil on a fixed loopback port that can be killed (-9) and started again
+    on the same port from a state file."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, state: Path | None = None) -> None:
+        cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
+               str(CHAIN_ID), "--gas-limit", "30000000"]
+        if state is not None:
+            cmd += ["--load-state", str(state)]
+        with (self.tmp / "anvil.log").open("ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while rpc_chain_id(self.url, timeout=0.5) is None:
+            assert self.proc.poll() is None, (self.tmp / "anvil.log").read_text()
+            assert time.monotonic() < deadline, "anvil did not answer in time"
+            time.sleep(0.05)
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RestartableAnvil]:
+    n = RestartableAnvil(tmp_path)
+    n.start()
+    try:
+        yield n
+    finally:
+        n.kill9()
+
+
+def _queue(a: Alliance, merchant_id: MerchantId, tag: str, ops: int, lines: int = 3
+           ) -> tuple[list[str], list[str]]:
+    """Queue ``ops`` issue batches; give their operation ids and order ids."""
+    members = [Account.create().address for _ in range(4)]
+    ids, orders = [], []
+    with a.store.session() as s:
+        for o in range(ops):
+            items = [IssueLine(member=members[i % 4], points=1 + i, order_id=f"{tag}-{o}-{i}")
+                     for i in range(lines)]
+            ids.append(request_issue_batch(a, s, merchant_id=merchant_id, items=items).id)
+            orders += [line.order_id for line in items]
+    return ids, orders
+
+
+def _run_until_settled(a: Alliance, worker: OutboxWorker, op_ids: list[str],
+                       timeout_s: float) -> None:
+    """The thread's rounds until every one of ``op_ids`` is confirmed and nothing is in
+    flight (polled with a deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with a.store.read_session() as s:
+            left = Counter(o.status for o in s.query(Operation).filter(Operation.id.in_(op_ids))
+                           if o.status != OperationStatus.CONFIRMED)
+        if not left and worker.in_flight == 0:
+            return
+        assert time.monotonic() < deadline, f"not confirmed in time: {dict(left)}"
+        if worker.step() == 0:
+            time.sleep(0.05)
+
+
+def _issued_on_chain(a: Alliance, m: AdmittedMerchant) -> Counter[str]:
+    """How many times each order reference was issued, from the program's logs."""
+    program = a.contracts.program(m.program)
+    logs = a.gateway.raw_logs([([m.program], ["0x" + a.gateway.event_topic(
+        program.abi, "PointsIssued").hex()])], from_block=0, to_block=a.gateway.block_number())
+    return Counter("0x" + bytes(args["orderRef"]).hex()
+                   for _, args, _ in program.decode_logs(logs))
+
+
+def _assert_no_nonce_gap(a: Alliance, account: str) -> None:
+    latest = a.gateway.nonce(account, "latest")
+    assert a.gateway.nonce(account, "pending") == latest
+    with a.store.read_session() as s:
+        counter = s.get(SignerNonce, (a.gateway.chain_id, account))
+        assert counter is not None and counter.next_nonce == latest
+
+
+def test_a_chain_restarted_behind_the_outbox_gets_every_operation_confirmed_once(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    a = Alliance.open(Settings(data_dir=tmp_path / "data", rpc_url=node.url, chain_id=CHAIN_ID,
+                               artifacts_dir=ARTIFACT_CACHE, receipt_timeout_s=5.0))
+    try:
+        m = admit_merchant(a, name="Rollback", symbol="RBK", rate=1)
+        worker = outbox_worker(a)
+        kept, kept_orders = _queue(a, m.merchant_id, "KEPT", 3)
+        _run_until_settled(a, worker, kept, 30)
+        state = tmp_path / "state.json"
+        # The node's last dump (anvil_dumpState gives the gzipped JSON --load-state reads).
+        state.write_bytes(gzip.decompress(bytes.fromhex(
+            str(a.gateway.rpc("anvil_dumpState", [])).removeprefix("0x"))))
+        # Confirmed in the store, then lost: the node dies before it writes them out.
+        lost, lost_orders = _queue(a, m.merchant_id, "LOST", 4)
+        _run_until_settled(a, worker, lost, 30)
+        node.kill9()
+        node.start(state=state)
+        assert a.gateway.nonce(m.account, "latest") < len(kept) + len(lost)
+        # More work after the restart, sent by the same worker: behind a gap on main.
+        after, after_orders = _queue(a, m.merchant_id, "AFTER", 3)
+        _run_until_settled(a, worker, kept + lost + after, 40)
+
+        issued = _issued_on_chain(a, m)
+        wanted = ["0x" + bytes(order_ref(o)).hex()
+                  for o in kept_orders + lost_orders + after_orders]
+        assert {r: issued[r] for r in wanted} == dict.fromkeys(wanted, 1)
+        _assert_no_nonce_gap(a, m.account)
+        indexer(a).catch_up()
+    finally:
+        a.close()
