@@ -217,6 +217,21 @@ def unsettled_transactions(session: Session) -> list[UnsettledTx]:
     return out
 
 
+def merchant_of_signer(session: Session, signer: str) -> int | None:
+    """The merchant whose operations ``signer`` sends (None: none queued any)."""
+    return session.scalar(select(Operation.merchant_id).where(Operation.signer == signer)
+                          .limit(1))
+
+
+def given_up_transactions(session: Session, op_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(operation id, tx hash) of the transactions once recorded for these operations that
+    the outbox gave up on (``failed``: reverted, requeued, or refused on rebroadcast)."""
+    return [(op_id, tx_hash) for op_id, tx_hash in session.execute(
+        select(ChainTxOperation.operation_id, ChainTxOperation.tx_hash)
+        .join(ChainTx, ChainTx.tx_hash == ChainTxOperation.tx_hash)
+        .where(ChainTxOperation.operation_id.in_(op_ids), ChainTx.status == "failed"))]
+
+
 @dataclass(frozen=True)
 class SignerHead:
     """What the store believes of one signer's nonces: the highest nonce of a transaction

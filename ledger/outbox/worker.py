@@ -46,6 +46,7 @@ from ..chain.sender import SentTx, StoreNonces, TransactionSender
 from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
 from ..logs import operations as log_operations
 from ..metrics import OPS_CONFIRMED, OPS_ROLLED_BACK
+from ..store import repos as store_repos
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
@@ -726,10 +727,42 @@ class OutboxWorker(Worker):
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
+        op_ids = self._landed_before(op_ids)
+        if not op_ids:
+            return
         name = exc.name if isinstance(exc, ContractRevertError) else exc.code
         log.info("operations %s failed: %s", op_ids, exc.message)
         with self.alliance.store.session() as s:
             outbox_repos.fail_operations(s, op_ids, error_code=name, error_message=exc.message)
+
+    def _landed_before(self, op_ids: list[str]) -> list[str]:
+        """Of operations about to fail, confirm those an earlier transaction of theirs
+        carried that IS mined on the chain as it is now (one given up by a re-sync or a
+        failed rebroadcast that landed after all: the resend reverts, as a second issue of
+        one order reference must, but the operation's effect is there); give the rest."""
+        gw = self.alliance.gateway
+        with self.alliance.store.read_session() as s:
+            earlier = outbox_repos.given_up_transactions(s, op_ids)
+        if not earlier:
+            return op_ids
+        landed: dict[str, tuple[str, int]] = {}
+        for op_id, tx_hash in earlier:
+            if op_id in landed:
+                continue
+            receipt = gw.receipt(tx_hash)
+            if receipt is not None and int(receipt.get("status", 0)) == 1:
+                landed[op_id] = (tx_hash, int(receipt["blockNumber"]))
+        by_tx: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for op_id, mined in landed.items():
+            by_tx[mined].append(op_id)
+        for (tx_hash, block), ops in by_tx.items():
+            log.warning("operations %s were carried by %s, mined in block %d after all; "
+                        "confirmed (their resend reverted)", ops, tx_hash, block)
+            with self.alliance.store.session() as s:
+                outbox_repos.confirm_operations(
+                    s, ops, tx_hash=tx_hash, block_number=block,
+                    final=self.alliance.settings.confirmations == 0)
+        return [i for i in op_ids if i not in landed]
 
     # ------------------------------------------------------------------ recovery
 
@@ -824,35 +857,65 @@ class OutboxWorker(Worker):
 
     def _recover_signer(self, signer: str, rows: list[outbox_repos.UnsettledTx]) -> None:
         """Settle, rebroadcast or requeue a signer's unsettled transactions, in nonce order;
-        then align its counter with the node."""
+        then align its counter with the node (a gap below a recorded transaction is filled
+        first, see :meth:`_fill_gap`)."""
         try:
             pending = self.alliance.gateway.nonce(signer, "pending")
         except ChainError as exc:
             log.warning("cannot read %s's nonce (%s); its recovery waits", signer, exc.message)
             return
+        behind = -1
         for t in sorted(rows, key=lambda r: r.nonce):
+            if t.nonce > pending:
+                pending = self._fill_gap(signer, pending, t.nonce)
+            if t.nonce > pending:
+                # Still behind the gap (it could not be filled): left as it is, and the
+                # counter above it, for the next check to try again.
+                log.warning("%s (nonce %d) is still behind a gap at nonce %d", t.tx_hash,
+                            t.nonce, pending)
+                behind = t.nonce
+                continue
             with log_operations(t.op_ids):
                 pending = self._recover_one(t, pending)
-        self._resync_nonces(signer)
+        if behind < 0:
+            self._resync_nonces(signer)
+            return
+        with self.alliance.store.session() as s:
+            store_repos.reset_nonce(s, chain_id=self.alliance.gateway.chain_id, address=signer,
+                                    next_nonce=max(pending, behind + 1))
+
+    def _fill_gap(self, signer: str, first: int, end: int) -> int:
+        """Send an empty transaction (no ether, to itself, 21,000 gas) at each nonce from
+        ``first`` to ``end`` - 1 of ``signer``: nonces the node holds no transaction for and
+        the store has none recorded at (a crash between reserving and recording, a chain
+        that lost transactions the outbox never recorded), below transactions that must
+        land. Gives the node's pending nonce after it (``first`` if nothing could be sent)."""
+        with self.alliance.store.read_session() as s:
+            merchant_id = outbox_repos.merchant_of_signer(s, signer)
+        if merchant_id is None:
+            return first
+        sender = self.signer_for(merchant_id).sender
+        try:
+            max_fee, priority = sender.fees()
+            for nonce in range(first, end):
+                sender.broadcast(sender.sign(to=signer, data=b"", gas=21_000, nonce=nonce,
+                                             max_fee=max_fee, priority=priority))
+                first = nonce + 1
+        except ChainError as exc:
+            log.warning("cannot fill %s's nonce %d: %s", signer, first, exc.message)
+            return first
+        log.warning("filled %s's nonces up to %d with empty transactions (no transaction of "
+                    "the outbox held them)", signer, end - 1)
+        return end
 
     def _recover_one(self, t: outbox_repos.UnsettledTx, pending: int) -> int:
         """Settle, or rebroadcast then settle, one transaction left unsettled (by a crash or
-        a chain that rolled back), or put its operations back in the queue when it cannot
-        fill the next nonce; give the node's pending nonce after it."""
+        a chain that rolled back) at or below the node's pending nonce; give that nonce after
+        it."""
         gw = self.alliance.gateway
         raw = bytes.fromhex(t.raw[2:])
         receipt = gw.receipt(t.tx_hash)
         if receipt is None and gw.transaction(t.tx_hash) is None:
-            if t.nonce > pending:
-                # Behind a nonce the node has no transaction for and the store no record of
-                # (a crash between reserving and recording): signed again, from the node's
-                # count, by the next rounds.
-                log.warning("%s (nonce %d) is behind a gap at nonce %d; its operations are "
-                            "queued again", t.tx_hash, t.nonce, pending)
-                with self.alliance.store.session() as s:
-                    outbox_repos.requeue_operations(s, t.op_ids,
-                                                    error_code="chain-rolled-back")
-                return pending
             log.warning("rebroadcasting %s (nonce %d), unsettled and unknown to the node",
                         t.tx_hash, t.nonce)
             try:

@@ -24,6 +24,7 @@ from eth_account import Account
 from ledger.alliance import Alliance
 from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
+from ledger.outbox import repos as outbox_repos
 from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import IssueLine, order_ref, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -126,10 +127,23 @@ def _assert_no_nonce_gap(a: Alliance, account: str) -> None:
         assert counter is not None and counter.next_nonce == latest
 
 
+def _open(node: RestartableAnvil, tmp_path: Path, *, receipt_timeout_s: float) -> Alliance:
+    return Alliance.open(Settings(data_dir=tmp_path / "data", rpc_url=node.url,
+                                  chain_id=CHAIN_ID, artifacts_dir=ARTIFACT_CACHE,
+                                  receipt_timeout_s=receipt_timeout_s))
+
+
+def _wanted(orders: list[str]) -> list[str]:
+    return ["0x" + bytes(order_ref(o)).hex() for o in orders]
+
+
+@pytest.mark.parametrize("worker_restarts", [False, True],
+                         ids=["same-worker", "worker-restarted"])
 def test_a_chain_restarted_behind_the_outbox_gets_every_operation_confirmed_once(
-        node: RestartableAnvil, tmp_path: Path) -> None:
-    a = Alliance.open(Settings(data_dir=tmp_path / "data", rpc_url=node.url, chain_id=CHAIN_ID,
-                               artifacts_dir=ARTIFACT_CACHE, receipt_timeout_s=5.0))
+        node: RestartableAnvil, tmp_path: Path, worker_restarts: bool) -> None:
+    """``worker-restarted``: a new worker (the standby taking over, a supervisor's restart)
+    meets the rolled-back chain in its recovery pass, not in its rounds."""
+    a = _open(node, tmp_path, receipt_timeout_s=5.0)
     try:
         m = admit_merchant(a, name="Rollback", symbol="RBK", rate=1)
         worker = outbox_worker(a)
@@ -145,15 +159,69 @@ def test_a_chain_restarted_behind_the_outbox_gets_every_operation_confirmed_once
         node.kill9()
         node.start(state=state)
         assert a.gateway.nonce(m.account, "latest") < len(kept) + len(lost)
+        if worker_restarts:
+            worker = outbox_worker(a)
+            worker.recover()
         # More work after the restart, sent by the same worker: behind a gap on main.
         after, after_orders = _queue(a, m.merchant_id, "AFTER", 3)
         _run_until_settled(a, worker, kept + lost + after, 40)
 
         issued = _issued_on_chain(a, m)
-        wanted = ["0x" + bytes(order_ref(o)).hex()
-                  for o in kept_orders + lost_orders + after_orders]
+        wanted = _wanted(kept_orders + lost_orders + after_orders)
         assert {r: issued[r] for r in wanted} == dict.fromkeys(wanted, 1)
         _assert_no_nonce_gap(a, m.account)
         indexer(a).catch_up()
+    finally:
+        a.close()
+
+
+def test_a_counter_left_ahead_of_the_node_is_filled_and_nothing_waits_behind_the_gap(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    """Nonces reserved and never recorded (a crash between the two, a chain that lost
+    transactions the store has no record of) while the worker keeps running: its
+    transactions wait in the node's pool behind the gap until the worker, GAP_BOUND_S later,
+    fills the missing nonces with empty transactions; nothing is sent twice."""
+    a = _open(node, tmp_path, receipt_timeout_s=60.0)
+    try:
+        m = admit_merchant(a, name="Gap", symbol="GAP", rate=1)
+        worker = outbox_worker(a)
+        first, first_orders = _queue(a, m.merchant_id, "BEFORE", 2)
+        _run_until_settled(a, worker, first, 30)
+        with a.store.session() as s:
+            counter = s.get(SignerNonce, (CHAIN_ID, m.account))
+            assert counter is not None
+            counter.next_nonce += 2  # reserved, never recorded
+        later, later_orders = _queue(a, m.merchant_id, "BEHIND", 3)
+        _run_until_settled(a, worker, later, 30)
+        issued = _issued_on_chain(a, m)
+        wanted = _wanted(first_orders + later_orders)
+        assert {r: issued[r] for r in wanted} == dict.fromkeys(wanted, 1)
+        _assert_no_nonce_gap(a, m.account)
+    finally:
+        a.close()
+
+
+def test_an_operation_whose_given_up_transaction_landed_ends_confirmed_not_failed(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    """The outbox gave a transaction up (requeued its operations, as a failed rebroadcast or
+    a re-sync does when the node does not have it) and it was mined after all: the resend
+    reverts with PointsOrderRefUsed, and the operation ends confirmed by the transaction
+    that carried it, not failed."""
+    a = _open(node, tmp_path, receipt_timeout_s=5.0)
+    try:
+        m = admit_merchant(a, name="Landed", symbol="LND", rate=1)
+        worker = outbox_worker(a)
+        ops, orders = _queue(a, m.merchant_id, "ONCE", 1)
+        _run_until_settled(a, worker, ops, 30)
+        with a.store.session() as s:
+            landed_tx = s.query(Operation).filter(Operation.id == ops[0]).one().tx_hash
+            outbox_repos.requeue_operations(s, ops, error_code="rebroadcast-failed")
+        _run_until_settled(a, worker, ops, 30)
+        with a.store.read_session() as s:
+            op = s.query(Operation).filter(Operation.id == ops[0]).one()
+            assert (op.status, op.tx_hash, op.error_code) == \
+                (OperationStatus.CONFIRMED, landed_tx, None)
+        issued = _issued_on_chain(a, m)
+        assert [issued[r] for r in _wanted(orders)] == [1] * len(orders)
     finally:
         a.close()
