@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from sqlalchemy import select
 
 from ledger.alliance import Alliance
 from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id
@@ -29,7 +30,7 @@ from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import IssueLine, order_ref, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
 from ledger.settings import Settings
-from ledger.store.models import Operation, OperationStatus, SignerNonce
+from ledger.store.models import Operation, OperationStatus, PointEvent, SignerNonce
 from ledger.types import MerchantId
 from tests.conftest import ARTIFACT_CACHE
 
@@ -223,5 +224,45 @@ def test_an_operation_whose_given_up_transaction_landed_ends_confirmed_not_faile
                 (OperationStatus.CONFIRMED, landed_tx, None)
         issued = _issued_on_chain(a, m)
         assert [issued[r] for r in _wanted(orders)] == [1] * len(orders)
+    finally:
+        a.close()
+
+
+def _issued_in_read_model(a: Alliance, m: AdmittedMerchant) -> Counter[str]:
+    with a.store.read_session() as s:
+        return Counter(str(r).lower() for r in s.scalars(
+            select(PointEvent.order_ref).where(PointEvent.program == m.program,
+                                               PointEvent.kind == "issued")))
+
+
+def test_the_read_model_rewinds_to_the_common_ancestor_of_a_chain_restarted_behind_it(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    """The indexer had read 80 blocks past the state the node comes back from; the new chain
+    grows past the old cursor. The read model drops what only the old chain had and reads the
+    new blocks from where both chains agree (the follower's fixed 64-block rewind skipped
+    the new chain's first blocks), and matches the chain's logs."""
+    a = _open(node, tmp_path, receipt_timeout_s=5.0)
+    try:
+        m = admit_merchant(a, name="Rewind", symbol="RWD", rate=1)
+        worker, follower = outbox_worker(a), indexer(a)
+        kept, _ = _queue(a, m.merchant_id, "KEPT", 2)
+        _run_until_settled(a, worker, kept, 30)
+        follower.catch_up()
+        state = tmp_path / "state.json"
+        state.write_bytes(gzip.decompress(bytes.fromhex(
+            str(a.gateway.rpc("anvil_dumpState", [])).removeprefix("0x"))))
+        lost, _ = _queue(a, m.merchant_id, "LOST", 2)
+        _run_until_settled(a, worker, lost, 30)
+        a.gateway.rpc("anvil_mine", [hex(80)])
+        follower.catch_up()
+        node.kill9()
+        node.start(state=state)
+        after, _ = _queue(a, m.merchant_id, "AFTER", 3)
+        _run_until_settled(a, worker, kept + lost + after, 40)
+        a.gateway.rpc("anvil_mine", [hex(80)])
+        follower.catch_up()
+        on_chain = _issued_on_chain(a, m)
+        assert sum(on_chain.values()) == 3 * (len(kept) + len(lost) + len(after))
+        assert _issued_in_read_model(a, m) == on_chain
     finally:
         a.close()
