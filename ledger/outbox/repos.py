@@ -243,8 +243,10 @@ class SignerHead:
 
 
 def signer_heads(session: Session, *, chain_id: int) -> list[SignerHead]:
-    """Every signer with transactions recorded on ``chain_id``, and its :class:`SignerHead`
-    (the outbox compares them with the node to notice a chain that rolled back)."""
+    """Every signer with transactions recorded or a nonce counter on ``chain_id`` (the
+    alliance's own keys too, whose transactions the outbox does not carry), and its
+    :class:`SignerHead` (the outbox compares them with the node to notice a chain that
+    rolled back)."""
     mined: dict[str, int] = {sig: int(n) for sig, n in session.execute(
         select(ChainTx.signer, func.max(ChainTx.nonce))
         .where(ChainTx.chain_id == chain_id, ChainTx.status == "mined")
@@ -252,9 +254,9 @@ def signer_heads(session: Session, *, chain_id: int) -> list[SignerHead]:
     counters: dict[str, int] = {sig: int(n) for sig, n in session.execute(
         select(SignerNonce.address, SignerNonce.next_nonce)
         .where(SignerNonce.chain_id == chain_id))}
-    signers_ = session.scalars(select(ChainTx.signer).where(ChainTx.chain_id == chain_id)
-                               .distinct())
-    return [SignerHead(sig, mined.get(sig), counters.get(sig)) for sig in signers_]
+    signers_ = set(session.scalars(select(ChainTx.signer).where(ChainTx.chain_id == chain_id)
+                                   .distinct())) | set(counters)
+    return [SignerHead(sig, mined.get(sig), counters.get(sig)) for sig in sorted(signers_)]
 
 
 def unmine_from(session: Session, *, chain_id: int, signer: str, nonce: int) -> int:

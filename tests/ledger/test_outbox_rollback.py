@@ -266,3 +266,34 @@ def test_the_read_model_rewinds_to_the_common_ancestor_of_a_chain_restarted_behi
         assert _issued_in_read_model(a, m) == on_chain
     finally:
         a.close()
+
+
+def test_the_alliances_own_keys_left_ahead_of_the_node_are_reset_from_it(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    """The keys the alliance signs with outside the outbox (operator, funder) keep their
+    counters in the store too; one left ahead of the node (as the chain restarted behind it
+    leaves it) is reset from the node by the worker's rounds, GAP_BOUND_S later, so the next
+    admission does not wait behind a gap."""
+    a = _open(node, tmp_path, receipt_timeout_s=5.0)
+    try:
+        m = admit_merchant(a, name="Keys", symbol="KEY", rate=1)
+        worker = outbox_worker(a)
+        with a.store.session() as s:
+            own = [c for c in s.query(SignerNonce).all() if c.address != m.account]
+            assert own
+            for c in own:
+                c.next_nonce += 3
+            ahead = {c.address: c.next_nonce for c in own}
+        deadline = time.monotonic() + 20
+        while True:
+            worker.step()
+            with a.store.read_session() as s:
+                now = {c.address: c.next_nonce for c in s.query(SignerNonce).all()
+                       if c.address in ahead}
+            if all(n == a.gateway.nonce(addr, "pending") for addr, n in now.items()):
+                break
+            assert time.monotonic() < deadline, f"counters still ahead: {now}"
+            time.sleep(0.2)
+        admit_merchant(a, name="Keys Two", symbol="KY2", rate=1)
+    finally:
+        a.close()
