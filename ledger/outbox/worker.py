@@ -24,7 +24,17 @@ operations whose transaction was mined are settled from the receipt; ones the no
 are rebroadcast from the recorded raw bytes (same nonce, so it cannot land twice); ``sending``
 ones (claimed, never signed) go back to ``queued``; then the signer's nonce counter is aligned
 with the node. A resend that races a landed one is harmless: the program rejects a second
-issue of the same order reference.
+issue of the same order reference, and the operation ends confirmed by the transaction that
+landed (:meth:`OutboxWorker._landed_before`).
+
+A chain can also fall behind the outbox: a node restarted from an older state (anvil killed
+with -9 comes back from its last state dump), a reorganisation deeper than what its pool kept.
+Every ROLLBACK_CHECK_S the worker compares each signer's nonces at the node with the store's
+(:meth:`OutboxWorker._check_rollback`); a signer the chain fell behind is re-synced: what the
+store saw mined from the node's latest nonce on is pending again (its operations back to
+``submitted``), then settled, rebroadcast from its recorded bytes in nonce order, or, where no
+recorded transaction holds a nonce, the gap is filled with an empty transaction; the counter
+restarts from the node. Nothing is signed again at another nonce, so nothing can land twice.
 """
 
 from __future__ import annotations
