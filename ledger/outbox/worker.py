@@ -845,10 +845,11 @@ class OutboxWorker(Worker):
                        ) -> int:
         """Bring a signer the chain fell behind back in line with the node: what the store
         holds as mined from the node's latest nonce on is pending again (its operations no
-        longer confirmed), then every pending transaction is settled if mined, rebroadcast
-        in nonce order while it fills the next nonce (the same signed bytes: it cannot land
-        twice) and otherwise put back in the queue; the counter restarts from the node.
-        Gives the operations looked at again (at least 1: the round did something)."""
+        longer confirmed), then every pending transaction is settled if mined, else
+        rebroadcast in nonce order (the same signed bytes: it cannot land twice), a nonce no
+        recorded transaction holds being filled with an empty one; the counter restarts
+        from the node. Gives the operations looked at again (at least 1: the round did
+        something)."""
         self._in_flight.pop(signer, None)
         self._fill.pop(signer, None)
         self._gap_since.pop(signer, None)
@@ -866,9 +867,9 @@ class OutboxWorker(Worker):
         return max(sum(len(t.op_ids) for t in rows), 1)
 
     def _recover_signer(self, signer: str, rows: list[outbox_repos.UnsettledTx]) -> None:
-        """Settle, rebroadcast or requeue a signer's unsettled transactions, in nonce order;
-        then align its counter with the node (a gap below a recorded transaction is filled
-        first, see :meth:`_fill_gap`)."""
+        """Settle or rebroadcast a signer's unsettled transactions, in nonce order (a gap
+        below one is filled first, see :meth:`_fill_gap`); then align its counter with the
+        node."""
         try:
             pending = self.alliance.gateway.nonce(signer, "pending")
         except ChainError as exc:
