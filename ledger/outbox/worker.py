@@ -184,11 +184,12 @@ class OutboxWorker(Worker):
         self._line_gas: dict[str, int] = {}
         self._turn = 0
         # Noticing a chain that rolled back under the outbox: when the signers' nonces are
-        # next compared with the node's, since when each signer's counter is ahead of the
-        # node's pending nonce, and the signers whose oldest waiting transaction sits
-        # behind a gap (re-synced at the next check, without waiting GAP_BOUND_S).
+        # next compared with the node's; per signer whose counter is ahead of the node's
+        # pending nonce, that nonce and since when the node has not moved from it; and the
+        # signers whose oldest waiting transaction sits behind a gap (re-synced at the next
+        # check, without waiting GAP_BOUND_S).
         self._next_check = 0.0
-        self._gap_since: dict[str, float] = {}
+        self._gap_since: dict[str, tuple[int, float]] = {}
         self._suspect: set[str] = set()
 
     # ------------------------------------------------------------------ one round
@@ -803,8 +804,9 @@ class OutboxWorker(Worker):
         """Compare every signer's nonces at the node with what the store believes, at most
         every ROLLBACK_CHECK_S; re-sync a signer when the node's latest nonce is at or below a
         transaction seen mined (the chain rolled back below it), when its counter has been
-        ahead of the node's pending nonce for GAP_BOUND_S (``force``: at once), or when its
-        oldest waiting transaction was found behind a gap. Gives the operations re-synced."""
+        ahead of the node's pending nonce, that nonce not moving, for GAP_BOUND_S
+        (``force``: at once), or when its oldest waiting transaction was found behind a
+        gap. Gives the operations re-synced."""
         now = time.monotonic()
         if not force and not self._suspect and now < self._next_check:
             return 0
@@ -828,11 +830,18 @@ class OutboxWorker(Worker):
             latest, pending = int(str(latest_raw), 16), int(str(pending_raw), 16)
             rolled_back = head.mined is not None and latest <= head.mined
             gap = head.next_nonce is not None and pending < head.next_nonce
+            since = now
             if not gap:
                 self._gap_since.pop(head.signer, None)
-                since = now
             else:
-                since = self._gap_since.setdefault(head.signer, now)
+                # A gap only counts while the node does not move: a key several processes
+                # sign with (the operator's) is ahead of the node for a moment at each
+                # reservation, and the node's count keeps rising.
+                seen = self._gap_since.get(head.signer)
+                if seen is not None and seen[0] == pending:
+                    since = seen[1]
+                else:
+                    self._gap_since[head.signer] = (pending, now)
             stuck = gap and (force or head.signer in self._suspect
                              or now - since >= GAP_BOUND_S)
             if rolled_back or stuck:
