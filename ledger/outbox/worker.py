@@ -267,6 +267,16 @@ class OutboxWorker(Worker):
         return sum(len(v) for v in self._in_flight.values())
 
     @property
+    def nonce_gaps(self) -> dict[str, float]:
+        """Signers stuck behind a nonce gap that re-syncing has not closed: the node's
+        pending nonce below the store's counter and not moving for twice GAP_BOUND_S (a key
+        that cannot pay for the empty transactions that would fill it, a node refusing
+        them), with since when (unix time). ``/ready`` reports them."""
+        now, wall = time.monotonic(), time.time()
+        return {signer: wall - (now - since) for signer, (_, since) in self._gap_since.items()
+                if now - since > 2 * GAP_BOUND_S}
+
+    @property
     def block_mode(self) -> bool:
         """Whether the chain mines in blocks (batches then get measured gas limits)."""
         return time.monotonic() < self._block_mode_until
@@ -861,7 +871,6 @@ class OutboxWorker(Worker):
         something)."""
         self._in_flight.pop(signer, None)
         self._fill.pop(signer, None)
-        self._gap_since.pop(signer, None)
         chain_id = self.alliance.gateway.chain_id
         with self.alliance.store.session() as s:
             unconfirmed = outbox_repos.unmine_from(s, chain_id=chain_id, signer=signer,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,12 @@ from sqlalchemy import select
 
 from ledger.alliance import Alliance
 from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id
+from ledger.health import readiness
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.worker import OutboxWorker
 from ledger.points.service import IssueLine, order_ref, request_issue_batch
-from ledger.runtime import indexer, outbox_worker
+from ledger.runtime import Runtime, indexer, outbox_worker
 from ledger.settings import Settings
 from ledger.store.models import Operation, OperationStatus, PointEvent, SignerNonce
 from ledger.types import MerchantId
@@ -297,3 +298,59 @@ def test_the_alliances_own_keys_left_ahead_of_the_node_are_reset_from_it(
         admit_merchant(a, name="Keys Two", symbol="KY2", rate=1)
     finally:
         a.close()
+
+
+def test_ready_says_not_ready_while_a_signer_waits_behind_a_gap_it_cannot_close(
+        node: RestartableAnvil, tmp_path: Path) -> None:
+    """A merchant's key left with a nonce gap and no ether to fill it: ``/ready``'s signers
+    check fails and names the key (the worker retrying), until the key can pay again; then
+    its operations are confirmed and the check passes."""
+    a = _open(node, tmp_path, receipt_timeout_s=60.0)
+    runtime = Runtime(a, [outbox_worker(a, idle_sleep_s=0.1)])
+    try:
+        m = admit_merchant(a, name="Stuck", symbol="STK", rate=1)
+        first, _ = _queue(a, m.merchant_id, "FIRST", 1)
+        runtime.start()
+        _wait(lambda: _all_confirmed(a, first), "the first operation confirmed", 30)
+        with a.store.session() as s:
+            counter = s.get(SignerNonce, (CHAIN_ID, m.account))
+            assert counter is not None
+            counter.next_nonce += 1  # reserved, never recorded
+        balance = a.gateway.rpc("eth_getBalance", [m.account, "latest"])
+        later, _ = _queue(a, m.merchant_id, "LATER", 1)
+        _wait(lambda: _all_submitted(a, later), "the later operation sent", 30)
+        a.gateway.rpc("anvil_setBalance", [m.account, "0x0"])
+
+        def stuck() -> bool:
+            signers = readiness(a, runtime).checks["signers"]
+            gaps = signers.detail.get("nonce_gap", [])
+            assert isinstance(gaps, list)
+            return not signers.ok and [g["address"] for g in gaps] == [m.account]
+        _wait(stuck, "/ready naming the key behind its gap", 40)
+        a.gateway.rpc("anvil_setBalance", [m.account, balance])
+        _wait(lambda: _all_confirmed(a, later) and readiness(a, runtime).checks["signers"].ok,
+              "the later operation confirmed and /ready ready", 40)
+        _assert_no_nonce_gap(a, m.account)
+    finally:
+        runtime.stop()
+        a.close()
+
+
+def _wait(check: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _statuses(a: Alliance, op_ids: list[str]) -> set[OperationStatus]:
+    with a.store.read_session() as s:
+        return {o.status for o in s.query(Operation).filter(Operation.id.in_(op_ids))}
+
+
+def _all_confirmed(a: Alliance, op_ids: list[str]) -> bool:
+    return _statuses(a, op_ids) == {OperationStatus.CONFIRMED}
+
+
+def _all_submitted(a: Alliance, op_ids: list[str]) -> bool:
+    return _statuses(a, op_ids) == {OperationStatus.SUBMITTED}
