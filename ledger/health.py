@@ -100,8 +100,12 @@ def readiness(alliance: Alliance, runtime: Runtime | None) -> Readiness:
         unfunded[u.address] = {"merchant_id": u.merchant_id, "address": u.address,
                                "reason": u.reason,
                                "since": datetime.fromtimestamp(u.since, UTC).isoformat()}
-    checks["signers"] = Check(not unfunded, {"unfunded": list(unfunded.values())}
-                              if unfunded else {})
+    gaps = {} if outbox is None else outbox.nonce_gaps
+    details: dict[str, object] = {"unfunded": list(unfunded.values())} if unfunded else {}
+    if gaps:  # keys whose transactions wait behind a nonce gap the worker cannot close
+        details["nonce_gap"] = [{"address": a, "since": datetime.fromtimestamp(t, UTC)
+                                 .isoformat()} for a, t in sorted(gaps.items())]
+    checks["signers"] = Check(not unfunded and not gaps, details)
     return Readiness(checks)
 
 

@@ -103,3 +103,8 @@ def install_state(read: Callable[[], list[Sample]]) -> None:
 
 def since(t0: float) -> float:
     return time.perf_counter() - t0
+
+
+OPS_ROLLED_BACK = Counter("alliance_operations_rolled_back", "Outbox operations seen mined "
+                          "whose transaction the chain no longer holds (it rolled back below "
+                          "them); each is settled, resent or queued again", registry=REGISTRY)

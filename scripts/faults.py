@@ -16,9 +16,11 @@ Faults, one after the other, during the load:
   pg-restart    PostgreSQL stopped (fast) and started again on the same port and data
 
 Opt-in (``--faults ...,chain-kill9``): kill -9 of anvil, restarted from the state file it
-last wrote, so the chain loses its last seconds of blocks. On 2026-11-26 the service did NOT
-recover from it: the store's nonce counters stayed hundreds above the node's, every later
-transaction waited behind the gap (see the branch's report).
+last wrote, so the chain loses its last seconds of blocks (the harness prints how many).
+Until the rollback branch the service did not recover from it (the store's nonce counters
+stayed above the node's, every later transaction waited behind the gap); now the outbox
+notices and re-syncs each signer (ledger/outbox/worker.py, "a chain that rolled back") and
+the indexer rewinds to the common ancestor.
 
 After each fault and at the end the harness reads the chain's PointsIssued logs (not the
 store): every accepted order reference must appear exactly once (lost = accepted and absent,
@@ -360,10 +362,14 @@ class Harness:
         clean restart."""
         info = anvil.chain_dir(self.settings) / "anvil.json"
         pid = int(json.loads(info.read_text())["pid"])
+        before = self.alliance.gateway.block_number()
         os.killpg(pid, signal.SIGKILL)  # the npm wrapper and the anvil binary under it
         os.waitpid(pid, 0)
         info.unlink()
         anvil.start(self.settings, timeout_s=60)
+        after = self.alliance.gateway.block_number()
+        print(f"  chain-kill9: anvil was at block {before}, came back at {after} "
+              f"({before - after} blocks lost)")
 
     def restart_pg(self) -> None:
         self.pg.stop("fast")

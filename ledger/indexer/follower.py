@@ -4,7 +4,8 @@ The :class:`Follower` owns what every read model needs from the chain, once: a c
 projection (the last block read and its hash), the confirmation depth (it reads up to the
 head minus ``settings.confirmations``), reorg rollback (before it reads on, it checks that
 each cursor's block still has the hash it saw; if not, it asks the projection to drop what
-it built from the last :data:`REORG_DEPTH` blocks and reads them again) and the log reads
+it built above the common ancestor, the highest block it read up to whose hash the chain
+still has, and reads on from there) and the log reads
 (one ``eth_getLogs`` per chunk of blocks for every contract any projection follows, decoded
 once). What the events mean is the business of the :class:`Projection` s the runtime hands it,
 one per capability; the follower imports none of them.
@@ -34,7 +35,16 @@ from . import repos as cursors
 
 log = logging.getLogger(__name__)
 
+# How far below a reorganised cursor a store that noted no block yet (one from before
+# 0012) rewinds.
 REORG_DEPTH = 64
+# Blocks read up to that are noted with their hash: the rewind finds the common ancestor
+# among them (one row per round; those this far below the head are forgotten).
+NOTED_KEEP = 50_000
+# Noted blocks looked at, newest first, in one JSON-RPC batch of headers each, before the
+# rewind gives up and reads every block again from the deployment.
+ANCESTOR_PAGE = 32
+ANCESTOR_PAGES = 8
 # Blocks per eth_getLogs (nodes cap the range or the answer size).
 CHUNK = 5_000
 # Seconds the follower waits for new blocks after a round that found none.
@@ -197,6 +207,7 @@ class Follower(Worker):
                     added += p.apply(s, mine)
                     cursors.set_cursor(s, p.name, to, to_hash)
                     last[p.name] = to
+                cursors.note_block(s, to, to_hash, keep=NOTED_KEEP)
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
             now = Head(head, blocks.get(head).timestamp)
@@ -218,15 +229,33 @@ class Follower(Worker):
             now = blocks.hash_of(block) if block <= latest else None
             if now == _hash_hex(cursor[1]):
                 continue
-            rewind = max(start - 1, block - REORG_DEPTH)
-            log.warning("reorg below block %d: %s re-reads from block %d", block, p.name,
-                        rewind + 1)
+            rewind = self._common_ancestor(min(block, latest), blocks, start)
+            log.warning("reorg below block %d (the chain's head is %d): %s re-reads from "
+                        "block %d", block, latest, p.name, rewind + 1)
             rewind_hash = blocks.hash_of(rewind) if rewind >= start else ""
             with self.alliance.store.session() as s:
                 p.rollback(s, rewind)
                 cursors.set_cursor(s, p.name, rewind, rewind_hash)
+                cursors.forget_blocks_after(s, rewind)
             last[p.name] = rewind
             self._clock_at = None
+
+    def _common_ancestor(self, below: int, blocks: _RoundBlocks, start: int) -> int:
+        """The highest block noted at or below ``below`` whose hash the chain still has
+        (every block under it is unchanged too); without any noted block (a store from
+        before they were noted) :data:`REORG_DEPTH` below; ``start - 1`` if none matches."""
+        with self.alliance.store.read_session() as s:
+            noted = cursors.noted_blocks(s, at_most=below,
+                                         limit=ANCESTOR_PAGE * ANCESTOR_PAGES)
+        if not noted:
+            return max(start - 1, below - REORG_DEPTH)
+        for i in range(0, len(noted), ANCESTOR_PAGE):
+            page = [(n, h) for n, h in noted[i:i + ANCESTOR_PAGE] if n >= start]
+            blocks.fetch({n for n, _ in page})
+            for number, block_hash in page:
+                if blocks.hash_of(number) == _hash_hex(block_hash):
+                    return number
+        return start - 1
 
     def _topics(self, abi: Sequence[Mapping[str, Any]], names: frozenset[str]) -> set[str]:
         """The topics of the events ``names`` that ``abi`` declares (kept per ABI and names:

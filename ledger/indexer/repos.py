@@ -1,11 +1,13 @@
-"""The indexer's cursors: the last block (and its hash) each follower has read.
+"""The indexer's cursors: the last block (and its hash) each follower has read; and the
+blocks it read up to, with their hashes, to find where a reorganised chain forked.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..store.models import IndexerCursor
+from ..store.models import IndexedBlock, IndexerCursor
 
 
 def get_cursor(session: Session, name: str) -> tuple[int, str] | None:
@@ -19,3 +21,21 @@ def set_cursor(session: Session, name: str, block: int, block_hash: str) -> None
         session.add(IndexerCursor(name=name, last_block=block, last_block_hash=block_hash))
     else:
         row.last_block, row.last_block_hash = block, block_hash
+
+
+def note_block(session: Session, number: int, block_hash: str, *, keep: int) -> None:
+    """Note a block read up to and its hash; forget those more than ``keep`` blocks below."""
+    session.merge(IndexedBlock(number=number, hash=block_hash))
+    session.execute(delete(IndexedBlock).where(IndexedBlock.number < number - keep))
+
+
+def noted_blocks(session: Session, *, at_most: int, limit: int) -> list[tuple[int, str]]:
+    """The highest ``limit`` blocks noted at or below ``at_most``, highest first."""
+    return [(int(n), str(h)) for n, h in session.execute(
+        select(IndexedBlock.number, IndexedBlock.hash).where(IndexedBlock.number <= at_most)
+        .order_by(IndexedBlock.number.desc()).limit(limit))]
+
+
+def forget_blocks_after(session: Session, number: int) -> None:
+    """Forget the blocks noted above ``number`` (a chain that forked there replaced them)."""
+    session.execute(delete(IndexedBlock).where(IndexedBlock.number > number))

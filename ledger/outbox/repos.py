@@ -19,6 +19,7 @@ from ..store.models import (
     Merchant,
     Operation,
     OperationStatus,
+    SignerNonce,
     utcnow,
 )
 from .kinds import OperationKind, P
@@ -103,12 +104,22 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
     """Record a signed transaction and mark its operations submitted, before broadcasting."""
     lines = int(session.scalar(select(func.sum(Operation.lines))
                                .where(Operation.id.in_(op_ids))) or 0)
-    session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
-                        max_fee=max_fee, priority_fee=priority_fee, status="pending",
-                        lines=lines))
+    linked: set[str] = set()
+    existing = session.get(ChainTx, tx_hash)
+    if existing is None:
+        session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce,
+                            raw=raw, max_fee=max_fee, priority_fee=priority_fee,
+                            status="pending", lines=lines))
+    else:
+        # The very same transaction signed again (same operations, nonce and fees) after the
+        # chain lost it and its operations were queued again: the record lives on.
+        existing.status, existing.mined_block, existing.sent_at = "pending", None, utcnow()
+        linked = set(session.scalars(select(ChainTxOperation.operation_id)
+                                     .where(ChainTxOperation.tx_hash == tx_hash)))
     session.flush()
     for op_id in op_ids:
-        session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
+        if op_id not in linked:
+            session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
     session.execute(update(Operation).where(Operation.id.in_(op_ids))
                     .values(status=OperationStatus.SUBMITTED, tx_hash=tx_hash, updated_at=utcnow()))
 
@@ -204,6 +215,69 @@ def unsettled_transactions(session: Session) -> list[UnsettledTx]:
             out.append(UnsettledTx(tx.tx_hash, tx.signer, tx.nonce, tx.raw, tx.max_fee,
                                    tx.priority_fee, ops))
     return out
+
+
+def merchant_of_signer(session: Session, signer: str) -> int | None:
+    """The merchant whose operations ``signer`` sends (None: none queued any)."""
+    return session.scalar(select(Operation.merchant_id).where(Operation.signer == signer)
+                          .limit(1))
+
+
+def given_up_transactions(session: Session, op_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(operation id, tx hash) of the transactions once recorded for these operations that
+    the outbox gave up on (``failed``: reverted, requeued, or refused on rebroadcast)."""
+    return [(op_id, tx_hash) for op_id, tx_hash in session.execute(
+        select(ChainTxOperation.operation_id, ChainTxOperation.tx_hash)
+        .join(ChainTx, ChainTx.tx_hash == ChainTxOperation.tx_hash)
+        .where(ChainTxOperation.operation_id.in_(op_ids), ChainTx.status == "failed"))]
+
+
+@dataclass(frozen=True)
+class SignerHead:
+    """What the store believes of one signer's nonces: the highest nonce of a transaction
+    seen mined (None: none), and the next nonce its counter hands out (None: no counter)."""
+
+    signer: str
+    mined: int | None
+    next_nonce: int | None
+
+
+def signer_heads(session: Session, *, chain_id: int) -> list[SignerHead]:
+    """Every signer with transactions recorded or a nonce counter on ``chain_id`` (the
+    alliance's own keys too, whose transactions the outbox does not carry), and its
+    :class:`SignerHead` (the outbox compares them with the node to notice a chain that
+    rolled back)."""
+    mined: dict[str, int] = {sig: int(n) for sig, n in session.execute(
+        select(ChainTx.signer, func.max(ChainTx.nonce))
+        .where(ChainTx.chain_id == chain_id, ChainTx.status == "mined")
+        .group_by(ChainTx.signer))}
+    counters: dict[str, int] = {sig: int(n) for sig, n in session.execute(
+        select(SignerNonce.address, SignerNonce.next_nonce)
+        .where(SignerNonce.chain_id == chain_id))}
+    signers_ = set(session.scalars(select(ChainTx.signer).where(ChainTx.chain_id == chain_id)
+                                   .distinct())) | set(counters)
+    return [SignerHead(sig, mined.get(sig), counters.get(sig)) for sig in sorted(signers_)]
+
+
+def unmine_from(session: Session, *, chain_id: int, signer: str, nonce: int) -> int:
+    """The chain no longer holds a signer's transactions from ``nonce`` on (it rolled back
+    below them): those recorded as mined are pending again and their operations, confirmed or
+    not, ``submitted`` with no block, so the recovery pass settles, rebroadcasts or requeues
+    them. Gives how many operations were confirmed and are no longer."""
+    gone = select(ChainTx.tx_hash).where(ChainTx.chain_id == chain_id,
+                                         ChainTx.signer == signer, ChainTx.nonce >= nonce,
+                                         ChainTx.status == "mined")
+    res = session.execute(update(Operation).where(
+        Operation.tx_hash.in_(gone),
+        Operation.status.in_([OperationStatus.CONFIRMED, OperationStatus.SUBMITTED]))
+        .values(status=OperationStatus.SUBMITTED, block_number=None,
+                error_code="chain-rolled-back", updated_at=utcnow())
+        .execution_options(synchronize_session=False))
+    session.execute(update(ChainTx).where(ChainTx.chain_id == chain_id, ChainTx.signer == signer,
+                                          ChainTx.nonce >= nonce, ChainTx.status == "mined")
+                    .values(status="pending", mined_block=None)
+                    .execution_options(synchronize_session=False))
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 def transactions_of(session: Session, *, signer: str) -> list[ChainTx]:

@@ -24,7 +24,17 @@ operations whose transaction was mined are settled from the receipt; ones the no
 are rebroadcast from the recorded raw bytes (same nonce, so it cannot land twice); ``sending``
 ones (claimed, never signed) go back to ``queued``; then the signer's nonce counter is aligned
 with the node. A resend that races a landed one is harmless: the program rejects a second
-issue of the same order reference.
+issue of the same order reference, and the operation ends confirmed by the transaction that
+landed (:meth:`OutboxWorker._landed_before`).
+
+A chain can also fall behind the outbox: a node restarted from an older state (anvil killed
+with -9 comes back from its last state dump), a reorganisation deeper than what its pool kept.
+Every ROLLBACK_CHECK_S the worker compares each signer's nonces at the node with the store's
+(:meth:`OutboxWorker._check_rollback`); a signer the chain fell behind is re-synced: what the
+store saw mined from the node's latest nonce on is pending again (its operations back to
+``submitted``), then settled, rebroadcast from its recorded bytes in nonce order, or, where no
+recorded transaction holds a nonce, the gap is filled with an empty transaction; the counter
+restarts from the node. Nothing is signed again at another nonce, so nothing can land twice.
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ from ..chain.funding import ether
 from ..chain.sender import SentTx, StoreNonces, TransactionSender
 from ..errors import ChainError, ContractRevertError, LedgerError, SignerUnfundedError
 from ..logs import operations as log_operations
-from ..metrics import OPS_CONFIRMED
+from ..metrics import OPS_CONFIRMED, OPS_ROLLED_BACK
+from ..store import repos as store_repos
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
@@ -77,6 +88,14 @@ TAIL_MIN_FRACTION = 8
 DROP_CHECK_S = 3.0
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
+# Seconds between two comparisons of the signers' nonces at the node with the store's (one
+# JSON-RPC batch of two eth_getTransactionCount per signer).
+ROLLBACK_CHECK_S = 2.0
+# Seconds a signer's counter may stay ahead of the node's pending nonce (transactions the
+# store holds as sent that the node does not have, and no rebroadcast filled the gap) before
+# the outbox re-syncs the signer. Above DROP_CHECK_S: a transaction a node dropped from its
+# pool is rebroadcast first.
+GAP_BOUND_S = 6.0
 
 SignerLookup = Callable[[int], Signer]
 
@@ -164,6 +183,14 @@ class OutboxWorker(Worker):
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
         self._turn = 0
+        # Noticing a chain that rolled back under the outbox: when the signers' nonces are
+        # next compared with the node's; per signer whose counter is ahead of the node's
+        # pending nonce, that nonce and since when the node has not moved from it; and the
+        # signers whose oldest waiting transaction sits behind a gap (re-synced at the next
+        # check, without waiting GAP_BOUND_S).
+        self._next_check = 0.0
+        self._gap_since: dict[str, tuple[int, float]] = {}
+        self._suspect: set[str] = set()
 
     # ------------------------------------------------------------------ one round
 
@@ -171,6 +198,7 @@ class OutboxWorker(Worker):
         """Send up to PIPELINE_TXS batches per signer with queued work, then settle them;
         give the operations done. Every signer's transactions go out before any receipt is
         awaited, so the chain works on one merchant's batch while the next is being sent."""
+        self._check_rollback()
         done, in_flight = self._submit_round()
         self._settle_round(in_flight)
         return done
@@ -200,7 +228,8 @@ class OutboxWorker(Worker):
         """The thread's round: send more of each signer's queue while its window has room,
         then settle whatever receipts have come, waiting for none. Gives the operations sent
         and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
-        done = self._collect()
+        done = self._check_rollback()
+        done += self._collect()
         block_mode = self.block_mode
         window = WINDOW_BLOCKS * self._block_gas_limit()
         if block_mode:
@@ -236,6 +265,16 @@ class OutboxWorker(Worker):
     def in_flight(self) -> int:
         """Transactions sent by the thread's rounds and not settled yet."""
         return sum(len(v) for v in self._in_flight.values())
+
+    @property
+    def nonce_gaps(self) -> dict[str, float]:
+        """Signers stuck behind a nonce gap that re-syncing has not closed: the node's
+        pending nonce below the store's counter and not moving for twice GAP_BOUND_S (a key
+        that cannot pay for the empty transactions that would fill it, a node refusing
+        them), with since when (unix time). ``/ready`` reports them."""
+        now, wall = time.monotonic(), time.time()
+        return {signer: wall - (now - since) for signer, (_, since) in self._gap_since.items()
+                if now - since > 2 * GAP_BOUND_S}
 
     @property
     def block_mode(self) -> bool:
@@ -310,6 +349,12 @@ class OutboxWorker(Worker):
                 and waited <= sender.receipt_timeout_s:
             f.checked_at = now
             if self.alliance.gateway.transaction(last.tx_hash) is not None:
+                return True
+            if last.nonce > self.alliance.gateway.nonce(sender.address, "pending"):
+                # Nonces below it are neither mined nor waiting: the chain lost them (it
+                # rolled back). A rebroadcast would only park it behind the gap; the signer
+                # is re-synced instead.
+                self._suspect.add(sender.address)
                 return True
             try:
                 self.alliance.gateway.send_raw(last.raw)
@@ -703,10 +748,42 @@ class OutboxWorker(Worker):
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
+        op_ids = self._landed_before(op_ids)
+        if not op_ids:
+            return
         name = exc.name if isinstance(exc, ContractRevertError) else exc.code
         log.info("operations %s failed: %s", op_ids, exc.message)
         with self.alliance.store.session() as s:
             outbox_repos.fail_operations(s, op_ids, error_code=name, error_message=exc.message)
+
+    def _landed_before(self, op_ids: list[str]) -> list[str]:
+        """Of operations about to fail, confirm those an earlier transaction of theirs
+        carried that IS mined on the chain as it is now (one given up by a re-sync or a
+        failed rebroadcast that landed after all: the resend reverts, as a second issue of
+        one order reference must, but the operation's effect is there); give the rest."""
+        gw = self.alliance.gateway
+        with self.alliance.store.read_session() as s:
+            earlier = outbox_repos.given_up_transactions(s, op_ids)
+        if not earlier:
+            return op_ids
+        landed: dict[str, tuple[str, int]] = {}
+        for op_id, tx_hash in earlier:
+            if op_id in landed:
+                continue
+            receipt = gw.receipt(tx_hash)
+            if receipt is not None and int(receipt.get("status", 0)) == 1:
+                landed[op_id] = (tx_hash, int(receipt["blockNumber"]))
+        by_tx: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for op_id, mined in landed.items():
+            by_tx[mined].append(op_id)
+        for (tx_hash, block), ops in by_tx.items():
+            log.warning("operations %s were carried by %s, mined in block %d after all; "
+                        "confirmed (their resend reverted)", ops, tx_hash, block)
+            with self.alliance.store.session() as s:
+                outbox_repos.confirm_operations(
+                    s, ops, tx_hash=tx_hash, block_number=block,
+                    final=self.alliance.settings.confirmations == 0)
+        return [i for i in op_ids if i not in landed]
 
     # ------------------------------------------------------------------ recovery
 
@@ -716,42 +793,173 @@ class OutboxWorker(Worker):
         self._fill.clear()
         with self.alliance.store.session() as s:
             outbox_repos.requeue_sending(s)
-            in_flight = [(t.tx_hash, t.signer, t.nonce, t.raw, t.max_fee, t.priority_fee,
-                          list(t.op_ids)) for t in outbox_repos.unsettled_transactions(s)]
-        by_signer: dict[str, list[tuple[str, str, int, str, int, int, list[str]]]] = \
-            defaultdict(list)
-        for row in in_flight:
-            by_signer[row[1]].append(row)
+            unsettled = outbox_repos.unsettled_transactions(s)
+        by_signer: dict[str, list[outbox_repos.UnsettledTx]] = defaultdict(list)
+        for t in unsettled:
+            by_signer[t.signer].append(t)
         for signer, rows in by_signer.items():
-            rows.sort(key=lambda r: r[2])
-            for tx_hash, _, nonce, raw, max_fee, prio, op_ids in rows:
-                with log_operations(op_ids):
-                    self._recover_one(tx_hash, nonce, raw, max_fee, prio, op_ids)
-            self._resync_nonces(signer)
+            self._recover_signer(signer, rows)
         # A crash between reserving a nonce and recording its transaction leaves a gap that
-        # would stall every later transaction: every signer of the outbox restarts from the
-        # node.
+        # would stall every later transaction, and the chain may have rolled back while the
+        # process was down: every signer of the outbox is compared with the node.
+        self._check_rollback(force=True)
         with self.alliance.store.session() as s:
             signers = set(outbox_repos.signers(s))
         for signer in signers - set(by_signer):
             self._resync_nonces(signer)
 
-    def _recover_one(self, tx_hash: str, nonce: int, raw: str, max_fee: int, prio: int,
-                     op_ids: list[str]) -> None:
-        """Settle, or rebroadcast then settle, one transaction a crash left unsettled."""
-        receipt = self.alliance.gateway.receipt(tx_hash)
-        if receipt is None and self.alliance.gateway.transaction(tx_hash) is None:
-            log.warning("rebroadcasting %s (nonce %d) left by a crash", tx_hash, nonce)
+    # ------------------------------------------------------------------ a chain that rolled back
+
+    def _check_rollback(self, *, force: bool = False) -> int:
+        """Compare every signer's nonces at the node with what the store believes, at most
+        every ROLLBACK_CHECK_S; re-sync a signer when the node's latest nonce is at or below a
+        transaction seen mined (the chain rolled back below it), when its counter has been
+        ahead of the node's pending nonce, that nonce not moving, for GAP_BOUND_S
+        (``force``: at once), or when its oldest waiting transaction was found behind a
+        gap. Gives the operations re-synced."""
+        now = time.monotonic()
+        if not force and not self._suspect and now < self._next_check:
+            return 0
+        self._next_check = now + ROLLBACK_CHECK_S
+        gw = self.alliance.gateway
+        with self.alliance.store.read_session() as s:
+            heads = outbox_repos.signer_heads(s, chain_id=gw.chain_id)
+        if not heads:
+            return 0
+        try:
+            answers = gw.rpc_batch([("eth_getTransactionCount", [h.signer, tag])
+                                    for h in heads for tag in ("latest", "pending")])
+        except ChainError as exc:
+            log.debug("cannot compare nonces with the node: %s", exc.message)
+            return 0
+        resynced = 0
+        for i, head in enumerate(heads):
+            latest_raw, pending_raw = answers[2 * i], answers[2 * i + 1]
+            if isinstance(latest_raw, ChainError) or isinstance(pending_raw, ChainError):
+                continue
+            latest, pending = int(str(latest_raw), 16), int(str(pending_raw), 16)
+            rolled_back = head.mined is not None and latest <= head.mined
+            gap = head.next_nonce is not None and pending < head.next_nonce
+            since = now
+            if not gap:
+                self._gap_since.pop(head.signer, None)
+            else:
+                # A gap only counts while the node does not move: a key several processes
+                # sign with (the operator's) is ahead of the node for a moment at each
+                # reservation, and the node's count keeps rising.
+                seen = self._gap_since.get(head.signer)
+                if seen is not None and seen[0] == pending:
+                    since = seen[1]
+                else:
+                    self._gap_since[head.signer] = (pending, now)
+            stuck = gap and (force or head.signer in self._suspect
+                             or now - since >= GAP_BOUND_S)
+            if rolled_back or stuck:
+                resynced += self._resync_signer(head.signer, latest=latest, pending=pending,
+                                                counter=head.next_nonce)
+        self._suspect.clear()
+        return resynced
+
+    def _resync_signer(self, signer: str, *, latest: int, pending: int, counter: int | None
+                       ) -> int:
+        """Bring a signer the chain fell behind back in line with the node: what the store
+        holds as mined from the node's latest nonce on is pending again (its operations no
+        longer confirmed), then every pending transaction is settled if mined, else
+        rebroadcast in nonce order (the same signed bytes: it cannot land twice), a nonce no
+        recorded transaction holds being filled with an empty one; the counter restarts
+        from the node. Gives the operations looked at again (at least 1: the round did
+        something)."""
+        self._in_flight.pop(signer, None)
+        self._fill.pop(signer, None)
+        chain_id = self.alliance.gateway.chain_id
+        with self.alliance.store.session() as s:
+            unconfirmed = outbox_repos.unmine_from(s, chain_id=chain_id, signer=signer,
+                                                   nonce=latest)
+            rows = [t for t in outbox_repos.unsettled_transactions(s) if t.signer == signer]
+        log.warning("the chain is behind the outbox for %s (node nonce %d latest, %d pending; "
+                    "store counter %s): %d operations seen mined are not any more, %d "
+                    "transactions to settle, resend or requeue", signer, latest, pending,
+                    counter, unconfirmed, len(rows))
+        OPS_ROLLED_BACK.inc(unconfirmed)
+        self._recover_signer(signer, rows)
+        return max(sum(len(t.op_ids) for t in rows), 1)
+
+    def _recover_signer(self, signer: str, rows: list[outbox_repos.UnsettledTx]) -> None:
+        """Settle or rebroadcast a signer's unsettled transactions, in nonce order (a gap
+        below one is filled first, see :meth:`_fill_gap`); then align its counter with the
+        node."""
+        try:
+            pending = self.alliance.gateway.nonce(signer, "pending")
+        except ChainError as exc:
+            log.warning("cannot read %s's nonce (%s); its recovery waits", signer, exc.message)
+            return
+        behind = -1
+        for t in sorted(rows, key=lambda r: r.nonce):
+            if t.nonce > pending:
+                pending = self._fill_gap(signer, pending, t.nonce)
+            if t.nonce > pending:
+                # Still behind the gap (it could not be filled): left as it is, and the
+                # counter above it, for the next check to try again.
+                log.warning("%s (nonce %d) is still behind a gap at nonce %d", t.tx_hash,
+                            t.nonce, pending)
+                behind = t.nonce
+                continue
+            with log_operations(t.op_ids):
+                pending = self._recover_one(t, pending)
+        if behind < 0:
+            self._resync_nonces(signer)
+            return
+        with self.alliance.store.session() as s:
+            store_repos.reset_nonce(s, chain_id=self.alliance.gateway.chain_id, address=signer,
+                                    next_nonce=max(pending, behind + 1))
+
+    def _fill_gap(self, signer: str, first: int, end: int) -> int:
+        """Send an empty transaction (no ether, to itself, 21,000 gas) at each nonce from
+        ``first`` to ``end`` - 1 of ``signer``: nonces the node holds no transaction for and
+        the store has none recorded at (a crash between reserving and recording, a chain
+        that lost transactions the outbox never recorded), below transactions that must
+        land. Gives the node's pending nonce after it (``first`` if nothing could be sent)."""
+        with self.alliance.store.read_session() as s:
+            merchant_id = outbox_repos.merchant_of_signer(s, signer)
+        if merchant_id is None:
+            return first
+        sender = self.signer_for(merchant_id).sender
+        try:
+            max_fee, priority = sender.fees()
+            for nonce in range(first, end):
+                sender.broadcast(sender.sign(to=signer, data=b"", gas=21_000, nonce=nonce,
+                                             max_fee=max_fee, priority=priority))
+                first = nonce + 1
+        except ChainError as exc:
+            log.warning("cannot fill %s's nonce %d: %s", signer, first, exc.message)
+            return first
+        log.warning("filled %s's nonces up to %d with empty transactions (no transaction of "
+                    "the outbox held them)", signer, end - 1)
+        return end
+
+    def _recover_one(self, t: outbox_repos.UnsettledTx, pending: int) -> int:
+        """Settle, or rebroadcast then settle, one transaction left unsettled (by a crash or
+        a chain that rolled back) at or below the node's pending nonce; give that nonce after
+        it."""
+        gw = self.alliance.gateway
+        raw = bytes.fromhex(t.raw[2:])
+        receipt = gw.receipt(t.tx_hash)
+        if receipt is None and gw.transaction(t.tx_hash) is None:
+            log.warning("rebroadcasting %s (nonce %d), unsettled and unknown to the node",
+                        t.tx_hash, t.nonce)
             try:
-                self.alliance.gateway.send_raw(bytes.fromhex(raw[2:]))
+                gw.send_raw(raw)
             except ChainError as exc:
                 log.warning("rebroadcast failed: %s; operations requeued", exc)
                 with self.alliance.store.session() as s:
-                    outbox_repos.requeue_operations(s, op_ids, error_code="rebroadcast-failed")
-                return
-        sent = SentTx(tx_hash, nonce, bytes.fromhex(raw[2:]), None, b"", 0, max_fee, prio,
+                    outbox_repos.requeue_operations(s, t.op_ids,
+                                                    error_code="rebroadcast-failed")
+                return pending
+            pending = max(pending, t.nonce + 1)
+        sent = SentTx(t.tx_hash, t.nonce, raw, None, b"", 0, t.max_fee, t.priority_fee,
                       time.monotonic())
-        self._settle_recovered(op_ids, sent)
+        self._settle_recovered(list(t.op_ids), sent)
+        return pending
 
     def _settle_recovered(self, op_ids: list[str], sent: SentTx) -> None:
         deadline = time.monotonic() + self.alliance.settings.receipt_timeout_s

@@ -838,6 +838,19 @@ class ItemRecall(Base):
     block_time: Mapped[int] = mapped_column(BigInteger)
 
 
+# ---------------------------------------------------------------- rollback (issue 14)
+
+class IndexedBlock(Base):
+    """A block the indexer read up to, with its hash then. After a reorganisation, or a node
+    that came back from an older state, the highest of them whose hash the chain still has
+    is a block both chains share: the projections rewind there."""
+
+    __tablename__ = "indexed_blocks"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(66))
+
+
 # ---------------------------------------------------------------------- offers2 (issue 10)
 
 

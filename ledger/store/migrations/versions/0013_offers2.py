@@ -2,7 +2,7 @@
 order and coupon (so a reversed order can take its coupon back)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-26 07:30:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import ledger.store.models
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
