@@ -471,6 +471,9 @@ class OutboxWorker(Worker):
             return len(ops), []
         if measure:
             prepared = self._measure(sender, prepared)
+        prepared = self._fit_blocks(sender, signer.home, prepared)
+        if not prepared:
+            return len(ops), []
         max_fee, priority = sender.fees()
         try:
             self._ensure_funds(merchant_id, sender.address,
@@ -560,6 +563,60 @@ class OutboxWorker(Worker):
 
         return next_limit
 
+    def _fit_blocks(self, sender: TransactionSender, home: str | None,
+                    prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
+        """Only transactions a block can hold. A batch whose gas bound (a worst case) is
+        above the block gas limit is measured and sent with its measure; if even that does
+        not fit, a group of several operations is halved, and a single operation that no
+        block can take fails at once with ``batch-exceeds-block-gas`` (the node would refuse
+        it for ever, and everything queued behind its nonce would wait)."""
+        block = self._block_gas_limit()
+        if all(gas <= block for _, _, gas in prepared):
+            return prepared
+        out: list[tuple[Group, Call, int]] = []
+        for group, call, gas in prepared:
+            if gas > block:
+                self._fit_group(sender, home, group, call, block, out)
+            else:
+                out.append((group, call, gas))
+        return out
+
+    def _fit_group(self, sender: TransactionSender, home: str | None, group: Group,
+                   call: Call, block: int, out: list[tuple[Group, Call, int]]) -> None:
+        gas = self._measured_gas(sender, call, block)
+        if gas is not None and gas <= block:
+            out.append((group, call, gas))
+            return
+        if len(group.ops) > 1:
+            for half in group.split():
+                bound = half.gas_bound()
+                half_call = half.call(self.alliance.contracts, home)
+                if bound <= block:
+                    out.append((half, half_call, bound))
+                else:
+                    self._fit_group(sender, home, half, half_call, block, out)
+            return
+        message = (f"this {group.kind.name} operation needs more gas than a block holds "
+                   f"({block:,}): send it as smaller batches")
+        log.error("operation %s cannot be sent: %s", group.ops[0].op_id, message)
+        with self.alliance.store.session() as s:
+            outbox_repos.fail_operations(s, group.op_ids, error_code="batch-exceeds-block-gas",
+                                         error_message=message)
+
+    def _measured_gas(self, sender: TransactionSender, call: Call, block: int) -> int | None:
+        """Gas used by one execution of ``call`` (capped at the block), plus headroom; None
+        when it reverts or needs more than a block."""
+        try:
+            res = self.alliance.gateway.rpc("eth_createAccessList", [
+                {"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
+                 "gas": hex(block)}, "latest"])
+        except ChainError:
+            return None
+        if not isinstance(res, dict) or res.get("error") or not res.get("gasUsed"):
+            return None
+        used = int(str(res["gasUsed"]), 16)
+        return used + used * MEASURED_HEADROOM_PERCENT // 100 + MEASURED_HEADROOM_GAS
+
     def _measure(self, sender: TransactionSender,
                  prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
         """Gas limits measured: each batch's gas used by one ``eth_createAccessList`` (one
@@ -569,7 +626,8 @@ class OutboxWorker(Worker):
         the signer's transactions plan (as the node will pack them)."""
         calls = [("eth_createAccessList",
                   [{"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
-                    "gas": hex(bound)}, "latest"]) for _, call, bound in prepared]
+                    "gas": hex(min(bound, self._block_gas_limit()))}, "latest"])
+                 for _, call, bound in prepared]
         try:
             results: list[Any] = self.alliance.gateway.rpc_batch(calls)
         except ChainError as exc:
