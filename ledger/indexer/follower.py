@@ -76,7 +76,9 @@ class Projection(Protocol):
     :meth:`apply` gets the events of ``events`` in chain order, one chunk of whole blocks at a
     time, in the session that then moves the cursor; :meth:`rollback` drops what was built
     from blocks after ``after_block``; :meth:`on_head` runs at the end of every round (for
-    what depends on the chain's clock rather than on an event)."""
+    what depends on the chain's clock rather than on an event). A projection following
+    contracts for different events may also have ``events_at(address)``, the events it wants
+    of that contract (see :func:`_events_at`)."""
 
     name: str
     events: frozenset[str]
@@ -177,7 +179,8 @@ class Follower(Worker):
                 follows[p.name] = {a.lower() for a in followed}
                 for address, client in followed.items():
                     clients.setdefault(address.lower(), client)
-                    wanted.setdefault(address.lower(), set()).update(p.events)
+                    wanted.setdefault(address.lower(), set()).update(
+                        _events_at(p, address))
         last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
         added = 0
@@ -304,6 +307,14 @@ class _RoundBlocks:
         if number not in self._blocks and child is not None:
             return child.parent_hash
         return self.get(number).hash
+
+
+def _events_at(p: Projection, address: str) -> frozenset[str]:
+    """The events ``p`` wants of the contract at ``address``: what its optional
+    ``events_at(address)`` says when it follows contracts for different events (the webhooks
+    want the coupon book's Transfer, not every point program's), else all of ``p.events``."""
+    narrow = getattr(p, "events_at", None)
+    return p.events if narrow is None else frozenset(narrow(address))
 
 
 def _block_of(cursor: tuple[int, str] | None, default: int = -1) -> int:
