@@ -126,32 +126,40 @@ class WebhookProjection:
             elif e.name == "Transfer" and str(e.args["from"]).lower() == ZERO_ADDRESS:
                 mints[(e.tx_hash, int(e.args["tokenId"]))] = str(e.args["to"])
         now = utcnow()
-        new: list[tuple[dict[str, Any], Sequence[repos.WebhookEndpoint]]] = []
-        written: set[str] = set()
+        wanted: list[tuple[str, ChainEvent, int, EventType, dict[str, Any],
+                           list[repos.WebhookEndpoint]]] = []
         for e in events:
             for merchant, type_, payload in self._address(session, e, programs, nets, mints,
                                                           by_merchant):
                 wanting = [ep for ep in by_merchant.get(merchant, ())
                            if repos.wants(ep, type_)]
-                if not wanting:
-                    continue
-                base = event_id(tx_hash=e.tx_hash, log_index=e.log_index,
-                                merchant_id=merchant, type_=type_)
-                if base in written:
-                    continue
+                if wanting:
+                    wanted.append((event_id(tx_hash=e.tx_hash, log_index=e.log_index,
+                                            merchant_id=merchant, type_=type_),
+                                   e, merchant, type_, payload, wanting))
+        # One query for the whole chunk: a log's event is stored already only when its
+        # chunk is read again or a reorg brought it back (an id with a suffix exists only
+        # beside its reverted base id), so the per-id look-up below is the rare case.
+        stored = repos.existing_ids(session, [w[0] for w in wanted])
+        new: list[tuple[dict[str, Any], Sequence[repos.WebhookEndpoint]]] = []
+        written: set[str] = set()
+        for base, e, merchant, type_, payload, wanting in wanted:
+            if base in written:
+                continue
+            eid = base
+            if base in stored:
                 taken = repos.ids_like(session, base)
                 if any(not reverted for reverted in taken.values()):
                     continue  # a chunk read again: written once
-                eid = base
                 n = 1
                 while eid in taken:
                     n += 1
                     eid = f"{base}.{n}"
-                written.add(base)
-                new.append(({
-                    "id": eid, "merchant_id": merchant, "type": str(type_),
-                    "payload": payload, "tx_hash": e.tx_hash, "block_number": e.block_number,
-                    "log_index": e.log_index, "block_time": e.block_time}, wanting))
+            written.add(base)
+            new.append(({
+                "id": eid, "merchant_id": merchant, "type": str(type_),
+                "payload": payload, "tx_hash": e.tx_hash, "block_number": e.block_number,
+                "log_index": e.log_index, "block_time": e.block_time}, wanting))
         if new:
             repos.add_events(session, new, now)
         return len(new)
