@@ -46,7 +46,7 @@ from ..store.models import (
     utcnow,
 )
 from . import repos
-from .events import DeliveryState, EventType, event_id
+from .events import ALL, DeliveryState, EventType, event_id
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ COUPON_EVENTS = frozenset({"CouponRedeemed", "CouponRedemptionRolledBack", "Tran
 ITEM_EVENTS = frozenset({"ItemRecalled", "BatchRecalled", "ItemFlagged", "ItemClaimed",
                          "CustodyRecorded"})
 ZERO_ADDRESS = "0x" + "00" * 20
+# Chain events that give one type only and need store look-ups to address: skipped at once
+# when no endpoint wants that type (an item's custody events are many).
+ONLY_TYPE = {"CustodyRecorded": EventType.ITEMS_CUSTODY_RECORDED,
+             "Transfer": EventType.COUPONS_GRANTED,
+             "VoucherClaimed": EventType.COUPONS_VOUCHER_CLAIMED,
+             "VoucherCancelled": EventType.COUPONS_VOUCHER_CANCELLED}
 
 
 def _hex(b: Any) -> str:
@@ -128,7 +134,11 @@ class WebhookProjection:
         now = utcnow()
         wanted: list[tuple[str, ChainEvent, int, EventType, dict[str, Any],
                            list[repos.WebhookEndpoint]]] = []
+        subscribed = {t for ep in endpoints for t in ep.events}
         for e in events:
+            only = ONLY_TYPE.get(e.name)
+            if only is not None and ALL not in subscribed and only not in subscribed:
+                continue
             for merchant, type_, payload in self._address(session, e, programs, nets, mints,
                                                           by_merchant):
                 wanting = [ep for ep in by_merchant.get(merchant, ())
