@@ -36,6 +36,7 @@ from .metrics import REGISTRY, install_state
 from .offers.cli import offers_app
 from .runtime import Runtime
 from .terminal import console, fail, open_alliance, settings
+from .webhooks.cli import webhooks_app
 
 app = typer.Typer(help="Alliance Ledger: the alliance operator's command line.",
                   no_args_is_help=True)
@@ -49,6 +50,7 @@ app.add_typer(offers_app, name="offers")
 app.add_typer(demo_app, name="demo")
 app.add_typer(items_app, name="items")
 app.add_typer(memberships_app, name="memberships")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("rate")(rate)
 app.command("admin-key")(admin_key)
 app.command("audit")(audit)

@@ -276,7 +276,9 @@
   const EVENT_TYPES = ["*", "points.issued", "points.reversed", "points.redeemed",
     "points.foreign_accepted", "points.refunded", "points.converted_in",
     "clearing.period_closed", "clearing.statement_ready", "coupons.redeemed",
-    "coupons.rolled_back", "items.recalled", "items.flagged", "items.claimed"];
+    "coupons.rolled_back", "coupons.granted", "coupons.voucher_claimed",
+    "coupons.voucher_cancelled", "items.custody_recorded", "items.recalled", "items.flagged",
+    "items.claimed"];
   let hookChosen = null;   // the endpoint whose delivery log is shown
   let hookBusy = false;
   let hookArmed = null;    // the endpoint whose delete button asks "sure?"

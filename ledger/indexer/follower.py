@@ -32,6 +32,7 @@ from ..contracts.client import ContractClient
 from ..store.db import Store
 from ..worker import Worker, WorkerTimeoutError
 from . import repos as cursors
+from .decode import LogDecoder
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,17 @@ ANCESTOR_PAGE = 32
 ANCESTOR_PAGES = 8
 # Blocks per eth_getLogs (nodes cap the range or the answer size).
 CHUNK = 5_000
-# Seconds the follower waits for new blocks after a round that found none.
-POLL_S = 0.5
+# Seconds the follower waits for new blocks after a round that found none (a round that
+# finds the same tip costs one eth_getBlockByNumber and no store access).
+POLL_S = 0.1
 # Seconds between two rounds that found something. A round reads every block up to the head
-# however many there are, and costs about the same for one block as for twenty (a tip, one
-# eth_getLogs, one store transaction), so on a chain that makes a block per transaction (anvil
-# mining on demand) reading each block as it comes would spend the API's CPU for nothing:
-# the read model is at most this much behind instead.
-ROUND_GAP_S = 0.2
+# however many there are, and its fixed cost (a tip, one eth_getLogs, one store transaction)
+# is small next to its events' (decoding, the projections' inserts), so a short gap costs
+# little CPU on a chain that makes a block per transaction and keeps the read model within
+# about a block of the head under the points benchmark's load (scripts/bench_lag.py: p50 6
+# blocks with 0.2 s here and 0.5 s polls before the webhook projection wrote in bulk and
+# logs were decoded without eth_abi).
+ROUND_GAP_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,9 @@ class Projection(Protocol):
     :meth:`apply` gets the events of ``events`` in chain order, one chunk of whole blocks at a
     time, in the session that then moves the cursor; :meth:`rollback` drops what was built
     from blocks after ``after_block``; :meth:`on_head` runs at the end of every round (for
-    what depends on the chain's clock rather than on an event)."""
+    what depends on the chain's clock rather than on an event). A projection following
+    contracts for different events may also have ``events_at(address)``, the events it wants
+    of that contract (see :func:`_events_at`)."""
 
     name: str
     events: frozenset[str]
@@ -129,6 +135,7 @@ class Follower(Worker):
         # tip has nothing to do (one eth_getBlockByNumber, no store access).
         self._tip_read: str | None = None
         self._topic_cache: dict[tuple[int, frozenset[str]], set[str]] = {}
+        self._decoders: dict[int, tuple[Any, LogDecoder]] = {}
 
     def process_once(self) -> int:
         return self.sync()
@@ -187,7 +194,8 @@ class Follower(Worker):
                 follows[p.name] = {a.lower() for a in followed}
                 for address, client in followed.items():
                     clients.setdefault(address.lower(), client)
-                    wanted.setdefault(address.lower(), set()).update(p.events)
+                    wanted.setdefault(address.lower(), set()).update(
+                        _events_at(p, address))
         last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
         added = 0
@@ -269,6 +277,13 @@ class Follower(Worker):
                 if e.get("type") == "event" and e.get("name") in names}
         return known
 
+    def _decoder(self, abi: Any) -> LogDecoder:
+        """The fast decoder of an ABI (kept per ABI: every program shares one)."""
+        hit = self._decoders.get(id(abi))
+        if hit is None or hit[0] is not abi:
+            hit = self._decoders[id(abi)] = (abi, LogDecoder(abi))
+        return hit[1]
+
     def _read(self, clients: Mapping[str, ContractClient], wanted: Mapping[str, set[str]],
               frm: int, to: int, blocks: _RoundBlocks) -> list[ChainEvent]:
         """The decoded events of every followed contract in blocks ``frm``..``to``, each
@@ -291,7 +306,12 @@ class Follower(Worker):
             reader = clients.get(lg.address.lower())
             if reader is None:
                 continue
-            for name, args, _ in reader.decode_logs([lg]):
+            fast = self._decoder(reader.abi).decode(lg)
+            if fast is None:
+                continue
+            decoded = ([fast] if fast is not False and fast is not True
+                       else [(n, a) for n, a, _ in reader.decode_logs([lg])])
+            for name, args in decoded:
                 out.append(ChainEvent(
                     name=name, args=args, address=lg.address, tx_hash=lg.tx_hash,
                     block_number=lg.block_number, log_index=lg.log_index,
@@ -333,6 +353,14 @@ class _RoundBlocks:
         if number not in self._blocks and child is not None:
             return child.parent_hash
         return self.get(number).hash
+
+
+def _events_at(p: Projection, address: str) -> frozenset[str]:
+    """The events ``p`` wants of the contract at ``address``: what its optional
+    ``events_at(address)`` says when it follows contracts for different events (the webhooks
+    want the coupon book's Transfer, not every point program's), else all of ``p.events``."""
+    narrow = getattr(p, "events_at", None)
+    return p.events if narrow is None else frozenset(narrow(address))
 
 
 def _block_of(cursor: tuple[int, str] | None, default: int = -1) -> int:

@@ -32,12 +32,24 @@ class EventType(StrEnum):
     """A coupon redeemed at your store, or one of your campaigns' coupons redeemed anywhere."""
     COUPONS_ROLLED_BACK = "coupons.rolled_back"
     """Such a redemption rolled back."""
+    COUPONS_GRANTED = "coupons.granted"
+    """A coupon of your campaign granted to a member (ERC-721 Transfer from zero: a grant
+    or a voucher claimed)."""
+    COUPONS_VOUCHER_CLAIMED = "coupons.voucher_claimed"
+    """A voucher of your campaign claimed, minting a coupon (VoucherClaimed)."""
+    COUPONS_VOUCHER_CANCELLED = "coupons.voucher_cancelled"
+    """A voucher of your campaign cancelled before it was claimed (VoucherCancelled)."""
     ITEMS_RECALLED = "items.recalled"
-    """An item (or a batch) of your brand recalled; also sent to the item's custodian."""
+    """An item (or a batch) of your brand recalled; also sent to each merchant holding a
+    recalled item then (for a batch: once, with the ids of the items it holds)."""
     ITEMS_FLAGGED = "items.flagged"
     """An item of your brand flagged (a likely clone)."""
     ITEMS_CLAIMED = "items.claimed"
     """An item of your brand claimed by a member (scan to earn)."""
+    ITEMS_CUSTODY_RECORDED = "items.custody_recorded"
+    """A custody event of an item (CustodyRecorded: commissioning, shipping, receiving,
+    selling, returning, recalling, destroying): sent to the merchant that recorded it, the
+    item's brand, and for a shipment the merchant it is shipped to."""
     EVENT_REVERTED = "event.reverted"
     """A chain reorganisation undid an event you were already sent: not subscribable, sent to
     every endpoint that received the original."""

@@ -30,13 +30,15 @@ from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
 from ..contracts.client import ContractClient
-from ..coupons.clients import campaign_of
+from ..coupons.clients import campaign_of, granted_at_of
 from ..indexer.follower import ChainEvent, Head
+from ..items.clients import BizStep, unpack_custody
 from ..items.codes import split_item_id
 from ..merchants import repos as merchant_repos
 from ..store.models import (
     CouponCampaign,
     ItemBatch,
+    ItemLocation,
     ItemProduct,
     ItemRecall,
     ItemSerial,
@@ -44,7 +46,7 @@ from ..store.models import (
     utcnow,
 )
 from . import repos
-from .events import DeliveryState, EventType, event_id
+from .events import ALL, DeliveryState, EventType, event_id
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,17 @@ CURSOR = "webhooks"
 PROGRAM_EVENTS = frozenset({"PointsIssued", "PointsReversed", "PointsRedeemed",
                             "RedemptionRefunded", "PointsConvertedIn"})
 CLEARING_EVENTS = frozenset({"PeriodClosed", "NetRecorded", "StatementAnchored"})
-COUPON_EVENTS = frozenset({"CouponRedeemed", "CouponRedemptionRolledBack"})
-ITEM_EVENTS = frozenset({"ItemRecalled", "BatchRecalled", "ItemFlagged", "ItemClaimed"})
+COUPON_EVENTS = frozenset({"CouponRedeemed", "CouponRedemptionRolledBack", "Transfer",
+                           "VoucherClaimed", "VoucherCancelled"})
+ITEM_EVENTS = frozenset({"ItemRecalled", "BatchRecalled", "ItemFlagged", "ItemClaimed",
+                         "CustodyRecorded"})
+ZERO_ADDRESS = "0x" + "00" * 20
+# Chain events that give one type only and need store look-ups to address: skipped at once
+# when no endpoint wants that type (an item's custody events are many).
+ONLY_TYPE = {"CustodyRecorded": EventType.ITEMS_CUSTODY_RECORDED,
+             "Transfer": EventType.COUPONS_GRANTED,
+             "VoucherClaimed": EventType.COUPONS_VOUCHER_CLAIMED,
+             "VoucherCancelled": EventType.COUPONS_VOUCHER_CANCELLED}
 
 
 def _hex(b: Any) -> str:
@@ -62,6 +73,10 @@ def _hex(b: Any) -> str:
 
 # One addressed event: (merchant, type, payload).
 Addressed = tuple[int, EventType, dict[str, Any]]
+# What an event's addressing needs of the other events of its chunk: the net of each
+# merchant in a PeriodClosed's transaction, the holder each coupon minted in a transaction.
+Nets = Mapping[tuple[str, int], int]
+Mints = Mapping[tuple[str, int], str]
 
 
 class WebhookProjection:
@@ -85,6 +100,19 @@ class WebhookProjection:
                 out[m.program_address] = c.program(m.program_address)
         return out
 
+    def events_at(self, address: str) -> frozenset[str]:
+        """The events wanted of the contract at ``address`` (the follower asks, so that a
+        point program's ERC-20 Transfer logs are not read for the coupon book's)."""
+        c = self.alliance.contracts
+        address = address.lower()
+        if address == c.clearing.address.lower():
+            return CLEARING_EVENTS
+        if c.coupons is not None and address == c.coupons.address.lower():
+            return COUPON_EVENTS
+        if c.items is not None and address == c.items.address.lower():
+            return ITEM_EVENTS
+        return PROGRAM_EVENTS
+
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
         if not events:
             return 0
@@ -97,36 +125,51 @@ class WebhookProjection:
         programs = {m.program_address.lower(): m.id
                     for m in merchant_repos.list_merchants(session) if m.program_address}
         nets: dict[tuple[str, int], int] = {}
+        mints: dict[tuple[str, int], str] = {}
         for e in events:
             if e.name == "NetRecorded":
                 nets[(e.tx_hash, int(e.args["merchantId"]))] = int(e.args["net"])
+            elif e.name == "Transfer" and str(e.args["from"]).lower() == ZERO_ADDRESS:
+                mints[(e.tx_hash, int(e.args["tokenId"]))] = str(e.args["to"])
         now = utcnow()
-        new: list[tuple[dict[str, Any], Sequence[repos.WebhookEndpoint]]] = []
-        written: set[str] = set()
+        wanted: list[tuple[str, ChainEvent, int, EventType, dict[str, Any],
+                           list[repos.WebhookEndpoint]]] = []
+        subscribed = {t for ep in endpoints for t in ep.events}
         for e in events:
-            for merchant, type_, payload in self._address(session, e, programs, nets,
+            only = ONLY_TYPE.get(e.name)
+            if only is not None and ALL not in subscribed and only not in subscribed:
+                continue
+            for merchant, type_, payload in self._address(session, e, programs, nets, mints,
                                                           by_merchant):
                 wanting = [ep for ep in by_merchant.get(merchant, ())
                            if repos.wants(ep, type_)]
-                if not wanting:
-                    continue
-                base = event_id(tx_hash=e.tx_hash, log_index=e.log_index,
-                                merchant_id=merchant, type_=type_)
-                if base in written:
-                    continue
+                if wanting:
+                    wanted.append((event_id(tx_hash=e.tx_hash, log_index=e.log_index,
+                                            merchant_id=merchant, type_=type_),
+                                   e, merchant, type_, payload, wanting))
+        # One query for the whole chunk: a log's event is stored already only when its
+        # chunk is read again or a reorg brought it back (an id with a suffix exists only
+        # beside its reverted base id), so the per-id look-up below is the rare case.
+        stored = repos.existing_ids(session, [w[0] for w in wanted])
+        new: list[tuple[dict[str, Any], Sequence[repos.WebhookEndpoint]]] = []
+        written: set[str] = set()
+        for base, e, merchant, type_, payload, wanting in wanted:
+            if base in written:
+                continue
+            eid = base
+            if base in stored:
                 taken = repos.ids_like(session, base)
                 if any(not reverted for reverted in taken.values()):
                     continue  # a chunk read again: written once
-                eid = base
                 n = 1
                 while eid in taken:
                     n += 1
                     eid = f"{base}.{n}"
-                written.add(base)
-                new.append(({
-                    "id": eid, "merchant_id": merchant, "type": str(type_),
-                    "payload": payload, "tx_hash": e.tx_hash, "block_number": e.block_number,
-                    "log_index": e.log_index, "block_time": e.block_time}, wanting))
+            written.add(base)
+            new.append(({
+                "id": eid, "merchant_id": merchant, "type": str(type_),
+                "payload": payload, "tx_hash": e.tx_hash, "block_number": e.block_number,
+                "log_index": e.log_index, "block_time": e.block_time}, wanting))
         if new:
             repos.add_events(session, new, now)
         return len(new)
@@ -189,8 +232,8 @@ class WebhookProjection:
     # ------------------------------------------------------------------ addressing
 
     def _address(self, session: Session, e: ChainEvent, programs: Mapping[str, int],
-                 nets: Mapping[tuple[str, int], int],
-                 by_merchant: Mapping[int, Sequence[Any]]) -> list[Addressed]:
+                 nets: Nets, mints: Mints, by_merchant: Mapping[int, Sequence[Any]]
+                 ) -> list[Addressed]:
         """Which merchants an event concerns, as which type, with what payload."""
         a = e.args
         c = self.alliance.contracts
@@ -239,6 +282,8 @@ class WebhookProjection:
                     "statement_hash": _hex(a["statementHash"])})]
             return []
         if c.coupons is not None and address == c.coupons.address.lower():
+            if e.name in ("Transfer", "VoucherClaimed", "VoucherCancelled"):
+                return _coupon_issuance(session, e, base, mints)
             coupon = int(a["couponId"])
             campaign = campaign_of(coupon)
             row = session.get(CouponCampaign, campaign)
@@ -259,11 +304,26 @@ class WebhookProjection:
                     ItemBatch.chain_batch_id == int(a["batchId"]))).first()
                 if batch is None:
                     return []
-                return [(batch.brand_id, EventType.ITEMS_RECALLED, {
+                # The brand, and each merchant holding items of the batch then (from the
+                # items read model's recall rows), with the ids of the items it holds.
+                held: dict[int, list[str]] = defaultdict(list)
+                for r in session.scalars(select(ItemRecall).where(
+                        ItemRecall.tx_hash == e.tx_hash, ItemRecall.log_index == e.log_index)
+                        .order_by(ItemRecall.item_id)):
+                    if r.merchant_id:
+                        held[r.merchant_id].append(r.item_id)
+                return [(m, EventType.ITEMS_RECALLED, {
                     **base, "batch_id": int(a["batchId"]), "gtin": batch.gtin,
-                    "item_id": None, "event_hash": _hex(a["eventHash"])})]
+                    "item_id": None, "item_ids": held.get(m, []),
+                    "event_hash": _hex(a["eventHash"])})
+                    for m in sorted({batch.brand_id, *held})]
+            custody = None
             if e.name == "ItemClaimed":
                 item_id: str | None = _hex(a["itemId"])
+            elif e.name == "CustodyRecorded":
+                custody = unpack_custody(int(a["packed"]))
+                item_id = (_hex(a["ref"]) if custody[0] == BizStep.COMMISSIONING
+                           else _item_of_key(session, int(a["item"])))
             else:
                 item_id = _item_of_key(session, int(a["item"]))
             if item_id is None:
@@ -274,6 +334,8 @@ class WebhookProjection:
             product = session.get(ItemProduct, gtin)
             brand = product.brand_id if product is not None else None
             body = {**base, "item_id": item_id, "gtin": gtin, "serial": serial}
+            if custody is not None:
+                return _custody(session, a, custody, body, brand)
             if e.name == "ItemRecalled":
                 to = {m for m in (brand, _holder_at_recall(session, e, item_id)) if m}
                 body["event_hash"] = _hex(a["eventHash"])
@@ -310,3 +372,52 @@ def _holder_at_recall(session: Session, e: ChainEvent, item_id: str) -> int | No
     if state is None:
         return None
     return state.destination if state.status == "in_transit" else state.custodian
+
+
+def _coupon_issuance(session: Session, e: ChainEvent, base: Mapping[str, Any],
+                     mints: Mints) -> list[Addressed]:
+    """A coupon granted (Transfer from zero; a transfer between holders is no event), a
+    voucher claimed or cancelled: to the campaign's issuer."""
+    a = e.args
+    if e.name == "Transfer":
+        if str(a["from"]).lower() != ZERO_ADDRESS:
+            return []
+        coupon = int(a["tokenId"])
+        campaign = campaign_of(coupon)
+        type_ = EventType.COUPONS_GRANTED
+        body: dict[str, Any] = {**base, "coupon_id": str(coupon), "campaign_id": campaign,
+                                "holder": str(a["to"]), "granted_at": granted_at_of(coupon)}
+    else:
+        campaign = int(a["campaignId"])
+        body = {**base, "campaign_id": campaign, "voucher_id": str(int(a["voucherId"]))}
+        if e.name == "VoucherClaimed":
+            coupon = int(a["couponId"])
+            type_ = EventType.COUPONS_VOUCHER_CLAIMED
+            body.update(coupon_id=str(coupon), holder=mints.get((e.tx_hash, coupon)))
+        else:
+            type_ = EventType.COUPONS_VOUCHER_CANCELLED
+    row = session.get(CouponCampaign, campaign)
+    if row is None:
+        log.warning("%s of campaign %d unknown to the store: no webhook event", e.name,
+                    campaign)
+        return []
+    return [(row.issuer, type_, {**body, "issuer": row.issuer})]
+
+
+def _custody(session: Session, a: Mapping[str, Any],
+             custody: tuple[BizStep, Any, int, int], body: Mapping[str, Any],
+             brand: int | None) -> list[Addressed]:
+    """A custody event: to the merchant that recorded it, the item's brand and, for a
+    shipment, the merchant owning the destination."""
+    step, disposition, event_time, recorder = custody
+    destination = _hex(a["ref"]) if step == BizStep.SHIPPING else None
+    to_merchant: int | None = None
+    if destination is not None:
+        loc = session.get(ItemLocation, destination)
+        to_merchant = loc.merchant_id if loc is not None else None
+    payload = {**body, "biz_step": step.cbv, "disposition": disposition.cbv,
+               "event_time": event_time, "merchant_id": recorder,
+               "location": _hex(a["location"]), "destination": destination,
+               "destination_merchant_id": to_merchant, "event_hash": _hex(a["eventHash"])}
+    to = {m for m in (recorder, brand, to_merchant) if m}
+    return [(m, EventType.ITEMS_CUSTODY_RECORDED, payload) for m in sorted(to)]

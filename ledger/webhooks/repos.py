@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..store.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -59,25 +59,46 @@ def ids_like(session: Session, base: str) -> dict[str, bool]:
             if i == base or i.removeprefix(base + ".").isdigit()}
 
 
+# Ids per IN (...) query: well under SQLite's and PostgreSQL's bound parameter limits.
+_IN_CHUNK = 500
+
+
+def existing_ids(session: Session, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are ids of stored events (one query per 500 ids: the indexer asks
+    for a whole chunk of blocks' events at once)."""
+    found: set[str] = set()
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), _IN_CHUNK):
+        found.update(session.scalars(select(WebhookEvent.id).where(
+            WebhookEvent.id.in_(unique[i:i + _IN_CHUNK]))))
+    return found
+
+
 def add_event(session: Session, row: dict[str, Any], endpoints: Sequence[WebhookEndpoint],
-              now: datetime) -> WebhookEvent:
-    """Insert one event and a pending delivery of it to each of ``endpoints``."""
+              now: datetime) -> int:
+    """Insert one event and a pending delivery of it to each of ``endpoints``; its seq."""
     return add_events(session, [(row, endpoints)], now)[0]
 
 
 def add_events(session: Session,
                rows: Sequence[tuple[dict[str, Any], Sequence[WebhookEndpoint]]],
-               now: datetime) -> list[WebhookEvent]:
+               now: datetime) -> list[int]:
     """Insert events in order (their ``seq`` follows it), each with a pending delivery to
-    each of its endpoints; one flush for all."""
-    events = [WebhookEvent(**row) for row, _ in rows]
-    session.add_all(events)
-    session.flush()
-    session.add_all([WebhookDelivery(endpoint_id=ep.id, event_seq=ev.seq, event_id=ev.id,
-                                     state=DeliveryState.PENDING, attempts=0, next_at=now)
-                     for ev, (_, endpoints) in zip(events, rows, strict=True)
-                     for ep in endpoints])
-    return events
+    each of its endpoints, as two bulk INSERTs (no ORM object per row: the indexer writes a
+    whole block's events at once); gives their seqs in order."""
+    if not rows:
+        return []
+    session.flush()  # anything pending first: the seqs follow what the session holds
+    seqs = list(session.scalars(
+        insert(WebhookEvent).returning(WebhookEvent.seq, sort_by_parameter_order=True),
+        [{"reverted": False, "created_at": now, **row} for row, _ in rows]))
+    deliveries = [{"endpoint_id": ep.id, "event_seq": seq, "event_id": row["id"],
+                   "state": DeliveryState.PENDING.value, "attempts": 0, "next_at": now}
+                  for seq, (row, endpoints) in zip(seqs, rows, strict=True)
+                  for ep in endpoints]
+    if deliveries:
+        session.execute(insert(WebhookDelivery), deliveries)
+    return seqs
 
 
 def events_after(session: Session, after_block: int) -> list[WebhookEvent]:

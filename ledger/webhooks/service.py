@@ -157,6 +157,19 @@ def delete_endpoint(session: Session, *, merchant_id: MerchantId, endpoint_id: s
     return view(session, ep)
 
 
+def disable_endpoint(session: Session, *, merchant_id: MerchantId, endpoint_id: str,
+                     reason: str = "disabled") -> EndpointView:
+    """Stop delivering to an endpoint until it is resumed: it is paused as after repeated
+    failures (its events still queue, in order), with ``reason`` for its merchant to read."""
+    ep = _own(session, merchant_id, endpoint_id)
+    if ep.status != EndpointStatus.PAUSED:
+        ep.status = EndpointStatus.PAUSED
+        ep.paused_at = utcnow()
+    ep.paused_reason = reason[:200]
+    log.info("webhook %s of merchant %d disabled (%s)", ep.id, merchant_id, ep.paused_reason)
+    return view(session, ep)
+
+
 def resume_endpoint(session: Session, *, merchant_id: MerchantId, endpoint_id: str
                     ) -> EndpointView:
     """Deliver again to a paused endpoint, from its oldest undelivered event, at once."""
