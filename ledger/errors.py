@@ -58,7 +58,6 @@ class LedgerError(Exception):
         self.details: dict[str, Any] = details
         if code is not None:  # a more specific code than the class's, for any class
             self.code = code
-            self.details["code"] = code
 
 
 class LedgerValidationError(LedgerError, ValueError):

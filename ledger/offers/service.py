@@ -208,7 +208,7 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
                 view = coupons.request_grant(alliance, session, merchant_id=rule.merchant_id,
                                              campaign_id=rule.campaign_id, members=members)
         except GRANT_REFUSALS as exc:
-            reason = str(exc.details.get("code", exc.code))[:64]
+            reason = str(exc.code)[:64]
             log.info("offer rule %s skipped %d firing(s): %s", rule.id, len(chunk), reason)
             for f in chunk:
                 f.status = FiringStatus.SKIPPED.value
@@ -338,7 +338,7 @@ def _take_back(alliance: Alliance, session: Session, f: OfferFiring, rule: Offer
         f.reason = "coupon-gone"
         return 1
     except GRANT_REFUSALS as exc:
-        _keep(f, str(exc.details.get("code", exc.code)))
+        _keep(f, str(exc.code))
         return 1
     f.revoke_operation_id = view.id
     return 1

@@ -97,7 +97,7 @@ def resolve_members(alliance: Alliance, session: Session,
         except LedgerValidationError as exc:
             if len(refs) == 1:
                 raise
-            raise LedgerValidationError(f"items[{i}]: {exc.message}", index=i,
+            raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
                                         **exc.details) from exc
     return out
 
@@ -152,7 +152,7 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
         except LedgerValidationError as exc:
             if len(items) == 1:
                 raise
-            raise LedgerValidationError(f"items[{i}]: {exc.message}", index=i,
+            raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
                                         **exc.details) from exc
         if oid in seen:
             raise LedgerValidationError(f"items[{i}]: order_id {oid} twice in one batch",
@@ -363,7 +363,8 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: M
             raise LedgerSignatureError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
                                        **exc.details) from exc
         except (LedgerValidationError, LedgerNotFoundError) as exc:
-            raise type(exc)(f"items[{i}]: {exc.message}", index=i, **exc.details) from exc
+            raise type(exc)(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                            **exc.details) from exc
         if line.order_id in seen:
             raise LedgerValidationError(f"items[{i}]: order_id {line.order_id} twice in one "
                                         "batch", index=i, field="order_id")

@@ -197,5 +197,6 @@ def test_every_error_class_answers_with_the_specific_code_it_was_raised_with() -
              (LedgerSignatureError("late", code="deadline-passed"), 422),
              (ItemCodeError("bad digit", code="invalid-gtin"), 422)]
     for exc, status in cases:
-        assert ledger_error_status(exc)[:2] == (status, exc.details["code"]), exc
+        assert ledger_error_status(exc)[:2] == (status, exc.code), exc
+        assert exc.code != type(exc).code
     assert ledger_error_status(LedgerNotFoundError("plain"))[:2] == (404, "not-found")

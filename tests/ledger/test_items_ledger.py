@@ -141,7 +141,7 @@ def test_scan_to_earn_pays_the_brands_points_once(setup: Setup) -> None:
     # and the item is flagged as a possible clone.
     with pytest.raises(LedgerConflictError) as exc:
         setup.claim(code, Account.create())
-    assert exc.value.details["code"] == "ItemAlreadyClaimed"
+    assert exc.value.code == "ItemAlreadyClaimed"
     setup.settle()
     (bal,) = balances(setup.alliance, member=buyer.address,
                       merchant_id=setup.brand.merchant_id)
@@ -176,7 +176,7 @@ def test_bad_input_is_refused_before_anything_is_queued(setup: Setup) -> None:
         setup.events(setup.brand, items.EventLine(code.uri(), "commissioning", SHOP))
     with pytest.raises(LedgerConflictError) as e3:  # receiving what was never shipped
         setup.events(setup.shop, items.EventLine(code.uri(), "receiving", SHOP))
-    assert e3.value.details["code"] == "ItemInvalidTransition"
+    assert e3.value.code == "ItemInvalidTransition"
     with pytest.raises(LedgerNotFoundError):
         setup.events(setup.brand, items.EventLine(ItemCode(9506000134352, "NOPE").uri(),
                                                   "commissioning", FACTORY))
@@ -230,7 +230,7 @@ def test_recall_of_the_batch_stops_sales_and_shows_in_verify(setup: Setup) -> No
     assert v.recalled and "召回" in v.message["zh-CN"]
     with pytest.raises(LedgerConflictError) as exc:
         setup.events(setup.brand, items.EventLine(code.uri(), "retail_selling", FACTORY))
-    assert exc.value.details["code"] == "ItemUnderRecall"
+    assert exc.value.code == "ItemUnderRecall"
 
 
 def test_the_epcis_export_holds_the_events_whose_hashes_are_on_chain(setup: Setup) -> None:
@@ -337,7 +337,7 @@ def test_a_recall_of_one_serial_is_shown_for_that_serial_only(setup: Setup) -> N
     assert not setup.verify(other).recalled
     with pytest.raises(LedgerConflictError) as exc:
         setup.events(setup.brand, items.EventLine(one.uri(), "retail_selling", FACTORY))
-    assert exc.value.details["code"] == "ItemUnderRecall"
+    assert exc.value.code == "ItemUnderRecall"
 
 
 def test_a_claim_deadline_is_judged_by_chain_time_not_the_wall_clock(setup: Setup) -> None:

@@ -250,7 +250,7 @@ def test_a_tier_locked_campaign_refuses_a_member_below_the_tier(
     with pytest.raises(LedgerConflictError) as info, alliance.store.session() as s:
         service.request_tier_grant(alliance, s, merchant_id=mid, campaign_id=1,
                                    members=[gold, plain])
-    assert info.value.details["code"] == TIER_TOO_LOW and info.value.details["index"] == 1
+    assert info.value.code == TIER_TOO_LOW and info.value.details["index"] == 1
     with alliance.store.session() as s:
         op = service.request_tier_grant(alliance, s, merchant_id=mid, campaign_id=1,
                                         members=[gold])

@@ -124,7 +124,7 @@ def test_a_disabled_rule_never_fires_and_cannot_be_disabled_twice(
         offers.disable_rule(s, merchant_id=store_merchant.merchant_id, rule_id=rule["rule_id"])
     with pytest.raises(LedgerConflictError) as exc, alliance.store.session() as s:
         offers.disable_rule(s, merchant_id=store_merchant.merchant_id, rule_id=rule["rule_id"])
-    assert exc.value.details["code"] == "offers-rule-disabled"
+    assert exc.value.code == "offers-rule-disabled"
     member = Account.create().address
     issue(alliance, store_merchant, member, 500, "o-1")
     settle(alliance)
@@ -182,7 +182,7 @@ def test_a_referral_grants_both_members_once_on_the_invitees_first_purchase(
                            ("offers-referral-self", inviter)]:
         with pytest.raises(LedgerConflictError) as exc, alliance.store.session() as s:
             offers.refer(alliance, s, merchant_id=mid, code=code, member=member)
-        assert exc.value.details["code"] == reason
+        assert exc.value.code == reason
     issue(alliance, store_merchant, invitee, 10, "first")
     settle(alliance)
     issue(alliance, store_merchant, invitee, 10, "second")
@@ -195,7 +195,7 @@ def test_a_referral_grants_both_members_once_on_the_invitees_first_purchase(
         offers.refer(alliance, s, merchant_id=mid, code=code, member=invitee)
     with alliance.store.session() as s:
         offers.refer(alliance, s, merchant_id=mid, code=code, member=late)
-    assert exc.value.details["code"] == "offers-referral-exists"
+    assert exc.value.code == "offers-referral-exists"
 
 
 def _sign_gift(alliance: Alliance, merchant: AdmittedMerchant, member: LocalAccount, *,
@@ -237,7 +237,7 @@ def test_a_gift_is_paid_with_signed_points_held_as_a_coupon_and_redeemed_in_stor
                                            **_sign_gift(alliance, store_merchant, member,
                                                         gift_id=gid, request_id=rid,
                                                         points=pts))  # type: ignore[arg-type]
-        assert exc.value.details["code"] == code
+        assert exc.value.code == code
     settle(alliance)
     assert program.spendable_of(member.address) == 150
     (coupon,) = held(alliance, member.address, cid)
@@ -276,7 +276,7 @@ def test_gift_refusals_change_nothing(alliance: Alliance, store_merchant: Admitt
     with pytest.raises(LedgerConflictError) as exc, alliance.store.session() as s:
         offers.create_gift(alliance, s, merchant_id=mid, name="Mug", points=10,
                            campaign_id=coupon_campaign, stock=1)
-    assert exc.value.details["code"] == "offers-campaign-not-gift"
+    assert exc.value.code == "offers-campaign-not-gift"
     with alliance.store.session() as s:
         big = offers.create_gift(alliance, s, merchant_id=mid, name="Bike", points=101,
                                  campaign_id=cid, stock=5)["gift_id"]
@@ -295,7 +295,7 @@ def test_gift_refusals_change_nothing(alliance: Alliance, store_merchant: Admitt
                                            **_sign_gift(alliance, store_merchant, member,
                                                         gift_id=gid, request_id="x",
                                                         points=pts))  # type: ignore[arg-type]
-        assert exc.value.details["code"] == code
+        assert exc.value.code == code
     with alliance.store.read_session() as s:
         assert s.query(Operation).count() == ops_before
         assert [g["left"] for g in offers.list_gifts(s, merchant_id=mid)] == [5, 0, 5]
