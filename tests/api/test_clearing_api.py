@@ -193,3 +193,17 @@ def test_operator_sweeps_stray_tokens_and_confirms_for_a_suspended_creditor(
     r = env.admin.post(f"/v1/admin/clearing/periods/{period}/offchain-payments", body)
     assert r.status_code == 200, r.text
     assert r.json()["outstanding"] == 0
+
+
+def test_a_redeem_batch_line_with_a_passed_deadline_is_422_naming_the_line_not_a_crash(
+        env: ApiEnv) -> None:
+    # The batch re-raise of a line's signature error once passed its code twice and answered
+    # 500 (found by the conformance run); the line's own code and index reach the client.
+    member = _funded_member(env)
+    good = _foreign_redeem(env, member, 10, "DL-1", 0)
+    late = {**_foreign_redeem(env, member, 10, "DL-2", 1), "deadline": 1}
+    r = env.cafe.post("/v1/points/redeem-batch", {"items": [good, late]})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "deadline-passed" and body["index"] == 1, body
+    assert "items[1]" in body["detail"]
