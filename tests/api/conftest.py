@@ -33,12 +33,12 @@ class ApiEnv:
     cafe_merchant: AdmittedMerchant
 
 
-def make_env(settings: Settings) -> Iterator[ApiEnv]:
+def make_env(settings: Settings, *, run_workers: bool = True) -> Iterator[ApiEnv]:
     alliance = Alliance.open(settings)
     store = admit_merchant(alliance, name="Grand Plaza Department Store", symbol="GPDS", rate=1)
     cafe = admit_merchant(alliance, name="Corner Cafe", symbol="CAFE", rate=2)
     admin_id, admin_secret = create_admin_credential(alliance)
-    app = create_app(alliance)
+    app = create_app(alliance, run_workers=run_workers)
     with TestClient(app) as http:
         yield ApiEnv(alliance, http, AllianceClient(http, store.key_id, store.secret),
                      AllianceClient(http, cafe.key_id, cafe.secret),

@@ -5,11 +5,15 @@ operation from it, signs them (as a partner's client would), and checks that no 
 from __future__ import annotations
 
 import json
+import os
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -20,14 +24,21 @@ from schemathesis.specs.openapi.checks import (
 
 from api.client import sign_request
 from ledger import runtime
+from ledger.settings import Settings
 
-from .conftest import ApiEnv
+from .conftest import ApiEnv, make_env
 
 CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance,
           content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 # Small on purpose: the suite stays fast; the explicit examples of every schema run too.
-MAX_EXAMPLES = 8
+# Derandomized: the same requests every run, so a count of answers (below) is a fact about the
+# API, not about what hypothesis drew this time (random draws moved it between 49 and 59, and
+# stop 10's CI refused the submission on one such draw). Exploring beyond these requests is
+# `scripts/fuzz_api.py`'s job (ALLIANCE_API_FUZZ=<examples>: random draws, more of them), not
+# the gate's.
+FUZZ = int(os.environ.get("ALLIANCE_API_FUZZ", "0"))
+MAX_EXAMPLES = FUZZ or 8
 
 def _send(env: ApiEnv, case: Any) -> httpx.Response:
     kw = case.as_transport_kwargs(base_url="http://testserver")
@@ -55,7 +66,16 @@ def _settle(env: ApiEnv) -> None:
         runtime.indexer(env.alliance).catch_up()
 
 
-def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
+@pytest.fixture
+def quiet_env(settings: Settings) -> Iterator[ApiEnv]:
+    """The API without its background workers: what a request queues is sent and indexed
+    only by ``_settle``, between operations, so every run sees the same state in the same
+    order whatever the machine's speed."""
+    yield from make_env(settings, run_workers=False)
+
+
+def test_every_operation_answers_as_its_document_says(quiet_env: ApiEnv) -> None:
+    env = quiet_env
     config = SchemathesisConfig.from_dict({"generation": {"mode": "positive"}})
     schema = schemathesis.openapi.from_dict(env.http.app.openapi(), config=config)
     # The operator's operations go last: suspending a merchant (generated ids are small, so
@@ -67,19 +87,22 @@ def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
     assert len(operations) >= 20
     seen: dict[str, set[int]] = {}
     for operation in operations:
-        strategy = operation.as_strategy()
-        for example in operation.get_strategies_from_examples():
-            strategy = strategy | example
+        # The document's own examples each run once, then MAX_EXAMPLES generated requests.
+        runs = [(example, 1) for example in operation.get_strategies_from_examples()]
+        runs.append((operation.as_strategy(), MAX_EXAMPLES))
+        for strategy, count in runs:
 
-        @given(case=strategy)
-        @settings(deadline=None, max_examples=MAX_EXAMPLES, database=None,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
-        def answers(case: Any) -> None:
-            response = _send(env, case)
-            seen.setdefault(case.operation.label, set()).add(response.status_code)
-            case.validate_response(response, checks=CHECKS)
+            @given(case=strategy)
+            @settings(deadline=None, max_examples=count, database=None,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+            def answers(case: Any) -> None:
+                response = _send(env, case)
+                seen.setdefault(case.operation.label, set()).add(response.status_code)
+                case.validate_response(response, checks=CHECKS)
 
-        answers()
+            if not FUZZ:  # fixed draws, each operation its own
+                answers = seed(zlib.crc32(f"{operation.label} {count}".encode()))(answers)
+            answers()
         # What this operation queued is sent and indexed before the next one runs, so an
         # operation that reads what an earlier one wrote (a campaign's stats after its creation)
         # answers the same on a fast machine and a slow one, not by how far the background
@@ -88,6 +111,7 @@ def test_every_operation_answers_as_its_document_says(env: ApiEnv) -> None:
     # Generated requests get through the gate, not only refused at it: most operations
     # answered 2xx at least once.
     succeeded = [label for label, codes in seen.items() if any(c < 300 for c in codes)]
+    print(f"{len(succeeded)} of {len(operations)} operations answered 2xx at least once")
     assert len(succeeded) >= len(operations) // 2, seen
 
 
