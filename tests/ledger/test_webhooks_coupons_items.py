@@ -201,15 +201,21 @@ def test_a_reorg_that_undoes_a_delivered_grant_sends_event_reverted(
     (granted,) = _received(receiver, hook, issuer)
     assert granted["type"] == "coupons.granted" and granted["data"]["holder"] == member
 
-    # The grant's block is replaced by an empty one: the grant never happened.
+    # The grant's block is replaced by an empty one: the grant, as delivered, never happened.
+    # The outbox sees its transaction gone and sends it again (the same signed bytes, so it
+    # cannot land twice); it lands in a new block: the merchant hears "reverted" for the first
+    # event and a new "granted" for the grant as it now stands.
     alliance.gateway.rpc("anvil_reorg", [1, []])
     _settle(alliance)
     WebhookWorker(alliance).drain()
     got = _received(receiver, hook, issuer)
-    assert [b["type"] for b in got] == ["coupons.granted", "event.reverted"]
+    assert [b["type"] for b in got] == ["coupons.granted", "event.reverted", "coupons.granted"]
     assert got[1]["data"]["event_id"] == granted["id"]
     assert got[1]["data"]["type"] == "coupons.granted"
     assert got[1]["id"] == granted["id"] + ".reverted"
+    again = got[2]
+    assert again["id"] != granted["id"] and again["data"]["holder"] == member
+    assert book.view1("balanceOf", member) == 1  # granted once on the chain as it stands
 
 
 def test_the_webhooks_want_the_coupon_books_transfers_not_the_point_programs(
