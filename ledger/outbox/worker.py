@@ -607,15 +607,11 @@ class OutboxWorker(Worker):
         """Gas used by one execution of ``call`` (capped at the block), plus headroom; None
         when it reverts or needs more than a block."""
         try:
-            res = self.alliance.gateway.rpc("eth_createAccessList", [
-                {"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
-                 "gas": hex(block)}, "latest"])
+            res = self.alliance.gateway.rpc(*_access_list(sender, call, block))
         except ChainError:
             return None
-        if not isinstance(res, dict) or res.get("error") or not res.get("gasUsed"):
-            return None
-        used = int(str(res["gasUsed"]), 16)
-        return used + used * MEASURED_HEADROOM_PERCENT // 100 + MEASURED_HEADROOM_GAS
+        used = _gas_used(res)
+        return None if used is None else _with_headroom(used)
 
     def _measure(self, sender: TransactionSender,
                  prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
@@ -624,9 +620,7 @@ class OutboxWorker(Worker):
         batch, plus headroom; a batch the node cannot measure (a revert, a node without the
         method) keeps its kind's bound. Notes each kind's gas per line and the block fill
         the signer's transactions plan (as the node will pack them)."""
-        calls = [("eth_createAccessList",
-                  [{"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
-                    "gas": hex(min(bound, self._block_gas_limit()))}, "latest"])
+        calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
                  for _, call, bound in prepared]
         try:
             results: list[Any] = self.alliance.gateway.rpc_batch(calls)
@@ -638,9 +632,9 @@ class OutboxWorker(Worker):
         out: list[tuple[Group, Call, int]] = []
         for (group, call, bound), res in zip(prepared, results, strict=True):
             gas, used = bound, bound
-            if isinstance(res, dict) and res.get("gasUsed") and not res.get("error"):
-                used = int(str(res["gasUsed"]), 16)
-                gas = used + used * MEASURED_HEADROOM_PERCENT // 100 + MEASURED_HEADROOM_GAS
+            if (measured := _gas_used(res)) is not None:
+                used = measured
+                gas = _with_headroom(used)
                 lines = sum(c.lines for c in group.ops)
                 self._line_gas[group.ops[0].kind.name] = max(used // max(lines, 1), 1)
             fill = used if fill + gas > block else fill + used
@@ -1038,3 +1032,23 @@ class OutboxWorker(Worker):
 
     def _resync_nonces(self, signer: str) -> None:
         StoreNonces(self.alliance.store, self.alliance.gateway, signer).resync()
+
+
+def _access_list(sender: TransactionSender, call: Call, gas: int) -> tuple[str, list[Any]]:
+    """The ``eth_createAccessList`` request that measures ``call`` (one execution, at most
+    ``gas``)."""
+    return ("eth_createAccessList",
+            [{"from": sender.address, "to": call.to, "data": "0x" + call.data.hex(),
+              "gas": hex(gas)}, "latest"])
+
+
+def _gas_used(res: Any) -> int | None:
+    """The gas an ``eth_createAccessList`` answer says the call used; None if it failed."""
+    if isinstance(res, dict) and res.get("gasUsed") and not res.get("error"):
+        return int(str(res["gasUsed"]), 16)
+    return None
+
+
+def _with_headroom(used: int) -> int:
+    """A gas limit for a measured call: what it used, plus the headroom measures get."""
+    return used + used * MEASURED_HEADROOM_PERCENT // 100 + MEASURED_HEADROOM_GAS
