@@ -20,18 +20,12 @@ from tests.e2e.test_member_app import (  # noqa: F401 - fixtures
     PASSPHRASE,
     AppServer,
     Journey,
+    _issue,
     app_server,
     browser,
     shots,
 )
 from tests.e2e.test_member_app_coupons import get_card, new_page
-
-
-def _issue(env: AppServer, member: str, points: int, order_id: str) -> None:
-    r = env.store.post("/v1/points/issue", {"member": member, "points": points,
-                                            "order_id": order_id})
-    assert r.status_code == 202, r.text
-    assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
 
 
 def _gift(env: AppServer, campaign_id: int, name: str, points: int, stock: int,
@@ -84,7 +78,7 @@ def test_gift_picked_signed_and_held_as_a_coupon_in_chromium(app_server: AppServ
     bike = _gift(env, campaign, "Bike", 5000, stock=3)
     pen = _gift(env, campaign, "Pen", 1, stock=0)
     cap = _gift(env, campaign, "Cap", 50, stock=1)
-    _issue(env, address, 250, "GP-9001")
+    _issue(env.store, address, 250, "GP-9001")
 
     # --- a fresh page (the card locked): the catalogue from the home screen
     requests.clear()

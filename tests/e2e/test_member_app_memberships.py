@@ -15,18 +15,12 @@ from ledger import runtime
 from tests.e2e.test_member_app import (  # noqa: F401 - fixtures
     AppServer,
     Journey,
+    _issue,
     app_server,
     browser,
     shots,
 )
 from tests.e2e.test_member_app_coupons import get_card, new_page
-
-
-def _issue(env: AppServer, member: str, points: int, order_id: str) -> None:
-    r = env.store.post("/v1/points/issue", {"member": member, "points": points,
-                                            "order_id": order_id})
-    assert r.status_code == 202, r.text
-    assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
 
 
 def _open(page: Page) -> None:
@@ -54,7 +48,7 @@ def test_membership_card_tier_and_next_tier_in_chromium(app_server: AppServer,
         {"level": 2, "name": "Gold", "min_points": 1000, "window_days": 365,
          "multiplier_bps": 15_000}]})
     assert r.status_code == 200, r.text
-    _issue(env, address, 300, "GP-7001")
+    _issue(env.store, address, 300, "GP-7001")
     r = env.store.post("/v1/memberships/cards", {"member": address, "tier": 1, "days": 365,
                                                  "payment_ref": "till-3/0091"})
     assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
@@ -73,7 +67,7 @@ def test_membership_card_tier_and_next_tier_in_chromium(app_server: AppServer,
     j.shot("membership")
 
     # Earned more: Gold, the top tier.
-    _issue(env, address, 800, "GP-7002")
+    _issue(env.store, address, 800, "GP-7002")
     runtime.indexer(env.alliance).catch_up()
     _open(page)
     store = page.locator(f"[data-scope='{env.store_merchant.merchant_id}']")
