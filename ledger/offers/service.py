@@ -46,6 +46,7 @@ from ..errors import (
     LedgerPermissionError,
     LedgerValidationError,
 )
+from ..memberships import service as memberships
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView
@@ -200,6 +201,7 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
                                   order_points=c.points, order_spend=c.spend)
         if row is not None:
             new.append(row)
+    new = _tier_gate(alliance, session, rule, new)
     for i in range(0, len(new), limits.MAX_BATCH_ITEMS):
         chunk = new[i:i + limits.MAX_BATCH_ITEMS]
         members = [m for f in chunk for m in f.members]
@@ -221,6 +223,27 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
             offset += len(f.members)
     session.flush()
     return len(new)
+
+
+def _tier_gate(alliance: Alliance, session: Session, rule: OfferRule,
+               firings: list[OfferFiring]) -> list[OfferFiring]:
+    """The firings whose members all meet the tier lock of the rule's campaign (if it has
+    one), as a grant by hand must; the others are ``skipped`` with ``tier-too-low`` and grant
+    nothing (a referral firing grants its two members together or not at all)."""
+    if not firings or memberships.tier_lock_of(session, rule.campaign_id) is None:
+        return firings
+    kept: list[OfferFiring] = []
+    for f in firings:
+        try:
+            memberships.check_tier_gate(alliance, session, campaign_id=rule.campaign_id,
+                                        members=list(f.members))
+        except LedgerConflictError as exc:
+            log.info("offer rule %s skipped firing %s: %s", rule.id, f.cause, exc.message)
+            f.status = FiringStatus.SKIPPED.value
+            f.reason = str(exc.code)[:64]
+            continue
+        kept.append(f)
+    return kept
 
 
 def on_points_issued(alliance: Alliance, session: Session, *, merchant_id: int,

@@ -29,6 +29,7 @@ from ledger.coupons.service import (
 from ledger.coupons.signing import redeem_coupon_typed_data
 from ledger.errors import LedgerConflictError, LedgerPermissionError, LedgerValidationError
 from ledger.indexer import repos as cursors
+from ledger.memberships import service as memberships
 from ledger.merchants.service import AdmittedMerchant
 from ledger.offers import service as offers
 from ledger.offers.demo import seed_demo_offers
@@ -536,3 +537,43 @@ def test_a_refused_or_failed_grant_is_final_even_after_the_campaign_can_grant_ag
     settle(alliance)
     assert statuses(alliance, second["rule_id"]) == {cause: "failed"}
     assert len(held(alliance, member, cid)) == 1
+
+
+def test_purchase_and_referral_rules_on_a_tier_locked_campaign_skip_members_below_the_tier(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    """A rule grants through the same tier gate as a grant by hand: a firing for a member
+    below the campaign's tier is ``skipped`` with ``tier-too-low`` and grants nothing."""
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        memberships.set_tiers(s, merchant_id=mid,
+                              tiers=[memberships.TierDef(1, "silver", 1000, 365, 10_000)])
+        memberships.lock_campaign(s, merchant_id=mid, campaign_id=cid, min_level=1)
+    silver, plain, invitee = (Account.create().address for _ in range(3))
+    issue(alliance, store_merchant, silver, 1500, "warm-up")
+    settle(alliance)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_points=10)
+        referral = offers.create_rule(alliance, s, merchant_id=mid, kind="referral",
+                                      campaign_id=cid)
+        code = offers.invite_code(alliance, s, merchant_id=mid, member=silver)["code"]
+        offers.refer(alliance, s, merchant_id=mid, code=code, member=invitee)
+    issue(alliance, store_merchant, silver, 50, "silver-buys")
+    issue(alliance, store_merchant, plain, 50, "plain-buys")
+    settle(alliance)
+    st = statuses(alliance, rule["rule_id"])
+    assert st == {f"order:0x{order_ref('silver-buys').hex()}": "queued",
+                  f"order:0x{order_ref('plain-buys').hex()}": "skipped"}, st
+    # The invitee's first purchase: the invitee is below silver, so the referral firing
+    # (both members, together or not at all) is skipped; the purchase firing too.
+    issue(alliance, store_merchant, invitee, 20, "invitee-first")
+    settle(alliance)
+    ((_, members, status),) = firings(alliance, referral["rule_id"])
+    assert (members, status) == ([silver, invitee], "skipped")
+    with alliance.store.read_session() as s:
+        reasons = set(s.scalars(select(OfferFiring.reason).where(
+            OfferFiring.status == "skipped")).all())
+    assert reasons == {memberships.TIER_TOO_LOW}
+    assert held(alliance, plain, cid) == [] and held(alliance, invitee, cid) == []
+    assert len(held(alliance, silver, cid)) == 1
