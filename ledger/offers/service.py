@@ -297,21 +297,54 @@ def _still_meets(rule: OfferRule, f: OfferFiring) -> bool:
     return _meets(rule, left, spend)
 
 
+@dataclass(frozen=True)
+class Reversal:
+    """A confirmed ``PointsReversed`` of one of the merchant's orders, and where it was read."""
+
+    order_ref: bytes
+    points: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+
+
 def on_points_reversed(session: Session, *, merchant_id: int,
-                       reversals: Sequence[tuple[bytes, int]]) -> int:
-    """Confirmed reversals of the merchant's orders, each ``(order_ref, points)``: a purchase
-    firing whose order no longer meets its rule goes ``revoking`` (:func:`settle_firings`
-    takes its coupon back, or keeps a used one); give how many did."""
+                       reversals: Sequence[Reversal]) -> int:
+    """Confirmed reversals of the merchant's orders: a purchase firing whose order no longer
+    meets its rule goes ``revoking`` (:func:`settle_firings` takes its coupon back, or keeps a
+    used one); give how many did. A reversal read again (same log) counts once."""
     made = 0
-    for ref, amount in reversals:
-        for f, rule in repos.order_firings(session, merchant_id=merchant_id,
-                                           order_ref="0x" + ref.hex()):
-            f.reversed_points = (f.reversed_points or 0) + amount
+    for r in reversals:
+        key = "0x" + r.order_ref.hex()
+        if not repos.record_reversal(session, merchant_id=merchant_id, order_ref=key,
+                                     points=r.points, tx_hash=r.tx_hash,
+                                     log_index=r.log_index, block_number=r.block_number):
+            continue
+        for f, rule in repos.order_firings(session, merchant_id=merchant_id, order_ref=key):
+            f.reversed_points = (f.reversed_points or 0) + r.points
             if f.status == FiringStatus.QUEUED and not _still_meets(rule, f):
                 f.status = FiringStatus.REVOKING.value
                 made += 1
     session.flush()
     return made
+
+
+def undo_reversals_after(session: Session, block: int) -> int:
+    """A reorg rollback to ``block``: the reversals counted above it are taken back from their
+    firings (a re-mined reversal is read, and counted, again). A firing they had sent to
+    ``revoking`` whose revoke is not queued yet goes back to ``queued`` if its order meets
+    the rule again; a revoke already queued stands (the coupon's own events tell the rest).
+    Give how many reversals were undone."""
+    undone = repos.take_reversals_after(session, block)
+    for r in undone:
+        for f, rule in repos.order_firings(session, merchant_id=r.merchant_id,
+                                           order_ref=r.order_ref):
+            f.reversed_points = max(0, (f.reversed_points or 0) - r.points)
+            if f.status == FiringStatus.REVOKING and f.revoke_operation_id is None \
+                    and _still_meets(rule, f):
+                f.status = FiringStatus.QUEUED.value
+    session.flush()
+    return len(undone)
 
 
 def settle_firings(alliance: Alliance, session: Session) -> int:

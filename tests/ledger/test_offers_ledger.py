@@ -35,7 +35,13 @@ from ledger.offers import service as offers
 from ledger.offers.demo import seed_demo_offers
 from ledger.offers.projection import CURSOR
 from ledger.points.service import order_ref, request_issue, request_reverse
-from ledger.store.models import OfferBirthMonth, OfferFiring, Operation, OperationStatus
+from ledger.store.models import (
+    OfferBirthMonth,
+    OfferFiring,
+    OfferReversal,
+    Operation,
+    OperationStatus,
+)
 from ledger.types import MerchantId
 
 from .helpers import sign_redemption
@@ -577,3 +583,46 @@ def test_purchase_and_referral_rules_on_a_tier_locked_campaign_skip_members_belo
     assert reasons == {memberships.TIER_TOO_LOW}
     assert held(alliance, plain, cid) == [] and held(alliance, invitee, cid) == []
     assert len(held(alliance, silver, cid)) == 1
+
+
+def test_a_reversal_a_reorg_undoes_is_taken_back_and_counts_once_when_it_lands_again(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """An order of 200 points fires a >= 100 rule; 60 are reversed (140 left: the coupon
+    stays). A reorg of depth 1 drops the reversal's block: the offers projection takes back
+    what it counted above the common ancestor (0 reversed). The outbox sends the reversal
+    again and it lands in a new block: 60 counted, not 120 (which would leave 80 and revoke
+    the coupon)."""
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_points=100)
+    member = Account.create().address
+    issue(alliance, store_merchant, member, 200, "rg-1")
+    settle(alliance)
+    reverse(alliance, store_merchant, "rg-1", 60)
+    settle(alliance)
+    cause = f"order:0x{order_ref('rg-1').hex()}"
+
+    def firing() -> tuple[str, int]:
+        with alliance.store.read_session() as s:
+            f = s.scalars(select(OfferFiring).where(
+                OfferFiring.rule_id == rule["rule_id"], OfferFiring.cause == cause)).one()
+            return f.status, f.reversed_points
+
+    def counted() -> list[tuple[int, int]]:
+        with alliance.store.read_session() as s:
+            return [(r.points, r.block_number) for r in s.scalars(select(OfferReversal))]
+
+    assert firing() == ("queued", 60)
+    gw = alliance.gateway
+    top = gw.block_number()
+    assert counted() == [(60, top)]  # the reversal is the chain's last block
+    gw.rpc("anvil_reorg", [1, []])
+    runtime.indexer(alliance).catch_up()
+    assert firing() == ("queued", 0) and counted() == []
+    for _ in range(3):
+        settle(alliance)
+    assert firing() == ("queued", 60)
+    assert [p for p, _ in counted()] == [60]
+    assert len(held(alliance, member, cid)) == 1
