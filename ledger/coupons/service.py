@@ -448,14 +448,18 @@ def request_rollback(alliance: Alliance, session: Session, *, merchant_id: int, 
 def request_revoke(alliance: Alliance, session: Session, *, merchant_id: int,
                    coupon_id: Any) -> OperationView:
     """Queue taking back (burning) an unused coupon of one's campaign, e.g. the coupon an
-    order earned once the order is refunded. A used coupon stays (409 ``coupon-used``)."""
+    order earned once the order is refunded. A used coupon stays (409
+    ``coupon-already-used``); another issuer's coupon is not found (404), as an unknown one."""
     merchant = require_merchant(session, merchant_id)
     cid = coupon_id_of(coupon_id)
     _holder(alliance, cid)
-    _own_campaign(alliance, merchant, campaign_of(cid))
+    try:
+        _own_campaign(alliance, merchant, campaign_of(cid))
+    except LedgerPermissionError as exc:
+        raise LedgerNotFoundError(f"no coupon {cid} of yours", coupon_id=str(cid)) from exc
     if _book(alliance).is_used(cid):
-        raise LedgerConflictError(f"coupon {cid} is used: it stays", code="coupon-used",
-                                  coupon_id=str(cid))
+        raise LedgerConflictError(f"coupon {cid} is used: it stays",
+                                  code="coupon-already-used", coupon_id=str(cid))
     return _enqueue(session, merchant, kinds.REVOKE, RevokePayload(cid))
 
 

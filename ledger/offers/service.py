@@ -373,7 +373,7 @@ def _take_back(alliance: Alliance, session: Session, f: OfferFiring, rule: Offer
         if op.status is OperationStatus.CONFIRMED:
             f.status = FiringStatus.REVOKED.value
         else:
-            _keep(f, "coupon-used" if op.error_code == "CouponAlreadyUsed"
+            _keep(f, "coupon-already-used" if op.error_code == "CouponAlreadyUsed"
                   else op.error_code or "revoke-failed")
         return 1
     grant = repos.operation(session, f.operation_id)
