@@ -124,6 +124,24 @@ def test_operator_lists_pauses_and_validates_coupons_from_the_cli(
     out = run("coupons", "validate", coupon, "--merchant", str(cafe_merchant.merchant_id),
               "--order", "x-1", "--amount", "9000")
     assert "does not apply (coupon-used)" in out
+    # The issuer takes back an unused coupon from the CLI; the used one stays.
+    other = Account.create().address
+    with alliance.store.session() as s:
+        request_grant(alliance, s, merchant_id=store_merchant.merchant_id, campaign_id=cid,
+                      members=[other])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        (spare,) = member_coupons(alliance, s, holder=other)
+    out = run("coupons", "revoke", spare["coupon_id"], "--merchant",
+              str(store_merchant.merchant_id))
+    assert f"coupon {spare['coupon_id']} revoked" in out
+    refused = runner.invoke(app, ["coupons", "revoke", coupon, "--merchant",
+                                  str(store_merchant.merchant_id)], env=env)
+    assert refused.exit_code != 0 and "is used" in refused.output
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        assert member_coupons(alliance, s, holder=other) == []
     run("coupons", "pause", str(cid), "--merchant", str(store_merchant.merchant_id))
     book = alliance.contracts.coupons
     assert book is not None and book.campaign(cid).paused
