@@ -19,7 +19,9 @@ Prints:
   /v1/coupons/grant``) and redeemed/s (``POST /v1/coupons/redeem`` from concurrent clients)
   through a real uvicorn server, each next to points issued/s through the same server and
   batching (its reference: ``POST /v1/points/issue-batch`` of as many lines, and single
-  ``POST /v1/points/issue`` requests).
+  ``POST /v1/points/issue`` requests). Redemptions are single requests; the outbox sends
+  those queued together in one ``redeemBatch`` transaction, and each request reads the chain
+  in one JSON-RPC batch.
 
 The API batch is 500, not 1,000: a points issue batch of 1,000 lines asks the outbox for
 80k + 90k x 1,000 = 90M gas (ledger/points/kinds.py's bound), past anvil's 60M block, and
