@@ -223,6 +223,27 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         nonReentrant
         returns (uint256 discount)
     {
+        discount = _redeem(r, signature);
+    }
+
+    /// @inheritdoc ICouponBook
+    /// @dev Each line is `redeem`'s, in order: the relayer pays one transaction's base and
+    /// calldata setup for the batch, and a line that would revert reverts the whole batch
+    /// (the service's outbox then bisects it so only the offending line fails).
+    function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures)
+        external
+        nonReentrant
+        returns (uint256 totalDiscount)
+    {
+        uint256 n = rs.length;
+        if (n == 0 || n > MAX_BATCH || n != signatures.length) revert CouponInvalidBatch(n, signatures.length);
+        for (uint256 i = 0; i < n; ++i) {
+            totalDiscount += _redeem(rs[i], signatures[i]);
+        }
+    }
+
+    /// @dev One redemption (see `redeem`); the caller holds the reentrancy guard.
+    function _redeem(Redemption calldata r, bytes calldata signature) private returns (uint256 discount) {
         _requireAccount(r.acceptor);
         uint256 campaignId = r.couponId >> 72;
         address holder = _ownerOf(r.couponId);

@@ -15,11 +15,15 @@ Prints:
 - the gas of every other coupon operation (campaign, single grant, pause, resume, voucher
   claim and cancel, rollback, transfer), each next to the figure main's CouponBook gave on this
   machine before the redemption work (the "reference" column);
+- gas per line of a ``redeemBatch`` of 10 (the outbox's grouping of queued redemptions)
+  next to one redemption sent alone;
 - with ``--api``: coupons granted/s (batches of ``--api-batch`` members through ``POST
   /v1/coupons/grant``) and redeemed/s (``POST /v1/coupons/redeem`` from concurrent clients)
   through a real uvicorn server, each next to points issued/s through the same server and
   batching (its reference: ``POST /v1/points/issue-batch`` of as many lines, and single
-  ``POST /v1/points/issue`` requests).
+  ``POST /v1/points/issue`` requests). Redemptions are single requests; the outbox sends
+  those queued together in one ``redeemBatch`` transaction, and each request reads the chain
+  in one JSON-RPC batch.
 
 The API batch is 500, not 1,000: a points issue batch of 1,000 lines asks the outbox for
 80k + 90k x 1,000 = 90M gas (ledger/points/kinds.py's bound), past anvil's 60M block, and
@@ -54,8 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api import _serve, _wait_confirmed  # noqa: E402
 
 from api.client import AllianceClient  # noqa: E402
+from ledger import runtime  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain.sender import TransactionSender  # noqa: E402
+from ledger.coupons import repos as coupon_repos  # noqa: E402
+from ledger.coupons import service as coupons_service  # noqa: E402
 from ledger.coupons.clients import CampaignTerms, CouponBookClient, CouponKind  # noqa: E402
 from ledger.coupons.signing import redeem_coupon_typed_data  # noqa: E402
 from ledger.merchants.clients import ProgramConfig  # noqa: E402
@@ -64,6 +71,7 @@ from ledger.merchants.service import (  # noqa: E402
     admit_merchant,
     merchant_signing_key,
 )
+from ledger.outbox import repos as outbox_repos  # noqa: E402
 from ledger.points.service import order_ref  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
@@ -122,6 +130,7 @@ def main() -> int:
         try:
             run(alliance, args.batch)
             other_ops(alliance)
+            batch_redeem_gas(alliance)
             if args.api:
                 api_throughput(alliance, grants=args.api_grants, redeems=args.api_redeems,
                                batch=args.api_batch)
@@ -227,6 +236,60 @@ REFERENCE_GAS = {
     "transferFrom": 57_504,
     "rollback (cross-merchant)": 69_761,
 }
+
+
+def batch_redeem_gas(alliance: Alliance, lines: int = 10) -> tuple[int, int]:
+    """Gas of one cross-merchant redemption sent alone next to a ``redeemBatch`` of
+    ``lines`` (the outbox groups queued redemptions that way), both through the service and
+    the outbox; print the gas per line and the ratio; give (alone, batch)."""
+    iss = admit_merchant(alliance, name="Batch issuer", symbol="BI", rate=1)
+    acc = admit_merchant(alliance, name="Batch acceptor", symbol="BA", rate=1)
+    with alliance.store.session() as s:
+        coupons_service.request_create_campaign(
+            alliance, s, merchant_id=iss.merchant_id, kind="fixed_off", value=100,
+            budget=10**12, acceptors=[acc.merchant_id])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        cid = max(c.campaign_id for c in coupon_repos.campaigns(s, issuer=iss.merchant_id))
+    holders = [Account.create() for _ in range(lines + 2)]
+    with alliance.store.session() as s:
+        coupons_service.request_grant(alliance, s, merchant_id=iss.merchant_id,
+                                      campaign_id=cid, members=[h.address for h in holders])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    book = alliance.contracts.coupons
+    assert book is not None
+
+    def redeem(group: list[tuple[int, Any]]) -> list[int]:
+        now = int(alliance.gateway.block("latest")["timestamp"])
+        ids = []
+        with alliance.store.session() as s:
+            for i, h in group:
+                c = coupon_repos.held_by(s, h.address)[0].coupon_id
+                typed = redeem_coupon_typed_data(
+                    chain_id=alliance.gateway.chain_id, book=book.address,
+                    registry=alliance.contracts.deployment.registry, holder=h.address,
+                    coupon_id=c, acceptor=acc.merchant_id, order_ref=order_ref(f"rb-{i}"),
+                    order_amount=1000, nonce=1, deadline=now + 3600)
+                sig = Account.sign_typed_data(h.key, full_message=typed).signature
+                ids.append(coupons_service.request_redeem(
+                    alliance, s, merchant_id=acc.merchant_id, coupon_id=str(c),
+                    order_id=f"rb-{i}", order_amount=1000, nonce=1, deadline=now + 3600,
+                    signature="0x" + bytes(sig).hex()).id)
+        runtime.outbox_worker(alliance).drain()
+        with alliance.store.read_session() as s:
+            txs = {op.tx_hash for i in ids if (op := outbox_repos.get_operation(s, i))}
+        return [int(alliance.gateway.receipt(str(t))["gasUsed"]) for t in txs]
+
+    numbered = list(enumerate(holders))
+    redeem(numbered[:1])  # the period's clearing positions opened
+    (alone,) = redeem(numbered[1:2])
+    (batch,) = redeem(numbered[2:])
+    print(f"redeemBatch of {lines} (cross-merchant, positions open): {batch:,} gas = "
+          f"{batch / lines:,.0f} a line vs {alone:,} for one redemption alone = "
+          f"{batch / lines / alone:.3f}x", flush=True)
+    return alone, batch
 
 
 def other_ops(alliance: Alliance) -> dict[str, int]:

@@ -165,6 +165,17 @@ def rollback(req: RollbackRequest, request: Request, body: BodyDep, alliance: Al
         alliance, s, merchant_id=mid, coupon_id=req.coupon_id, order_id=req.order_id))
 
 
+@router.post("/{coupon_id}/revoke", status_code=202, responses=ACCEPTED,
+             response_model=OperationOut)
+def revoke(coupon_id: CouponIdPath, request: Request, body: BodyDep, alliance: AllianceDep,
+           who: MerchantDep) -> Response:
+    """Take back (burn) an unused coupon of one of your campaigns, e.g. one granted by
+    mistake or for an order refunded. 404 for a coupon that is not yours; 409
+    ``coupon-already-used`` for a used one (it stays in its holder's history)."""
+    return queue(request, body, alliance, who, lambda s, mid: coupons.request_revoke(
+        alliance, s, merchant_id=mid, coupon_id=coupon_id))
+
+
 @router.get("/members/{holder}", response_model=MemberCouponsOut)
 def member_coupons(holder: AddressPath, alliance: AllianceDep,
                    who: MerchantDep) -> dict[str, Any]:

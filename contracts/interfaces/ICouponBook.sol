@@ -144,6 +144,8 @@ interface ICouponBook {
     error CouponMemberCapExceeded(uint256 campaignId, address member, uint256 cap);
     /// @dev A grant to the zero address, or an empty or oversized batch.
     error CouponInvalidGrant();
+    /// @dev A redemption batch is empty, over 2000 lines, or not one signature per line.
+    error CouponInvalidBatch(uint256 redemptions, uint256 signatures);
     /// @dev The coupon was already used.
     error CouponAlreadyUsed(uint256 couponId);
     /// @dev The coupon cannot be used before `startsAt`.
@@ -236,6 +238,13 @@ interface ICouponBook {
     /// minimum spend; the discount fits the remaining budget; the order carries no coupon it
     /// cannot stack with; not re-entered.
     function redeem(Redemption calldata r, bytes calldata signature) external returns (uint256 discount);
+
+    /// @notice Uses several coupons, each as `redeem` would, in one transaction (all or none).
+    /// Requirements: 1 <= redemptions <= 2000, one signature per redemption; every line as
+    /// `redeem`'s (a line failing reverts the batch with that line's error).
+    function redeemBatch(Redemption[] calldata rs, bytes[] calldata signatures)
+        external
+        returns (uint256 totalDiscount);
 
     /// @notice Rolls back the coupon's redemption (a refund of the order): the discount back
     /// into the budget and, if cleared, back from the acceptor to the issuer.

@@ -10,6 +10,9 @@ accepted at every merchant); a fixed discount never exceeds its order; every red
 merchant other than the issuer is cleared in its transaction for its discount (issuer to
 acceptor), and every rollback cleared back, and the clearing books no coupon act without one;
 grants, redemptions and rollbacks are sent by the merchant account the book requires.
+A revoke (``revokeUnused``: the issuer burns an unused coupon, a ``Transfer`` to zero then
+``CouponRevoked``) leaves the coupon neither live nor used; a revoke of a used coupon, a
+burn without a revoke, and a revoked coupon used are findings.
 
 A coupon id packs its campaign and serial (``campaignId << 72 | grantedAt << 32 | serial``),
 so grants need no event of their own: an ERC-721 ``Transfer`` from zero.
@@ -70,6 +73,9 @@ class CouponBook:
     owner: str
     campaign: int
     redemption: Live | None = None
+    # Who held it when it was burned (a Transfer to zero); revoked once CouponRevoked says.
+    burned_from: str | None = None
+    revoked: bool = False
 
 
 def campaign_of(coupon_id: int) -> int:
@@ -82,7 +88,8 @@ class CouponsRule:
     name = NAME
     events = frozenset({(Kind.COUPONS, e) for e in (
         "CampaignCreated", "CampaignPauseSet", "Transfer", "CouponRedeemed",
-        "CouponRedemptionRolledBack", "VoucherClaimed", "VoucherCancelled")}
+        "CouponRedemptionRolledBack", "VoucherClaimed", "VoucherCancelled",
+        "CouponRevoked")}
         | {(Kind.CLEARING, "Cleared")})
 
     def __init__(self, governance: GovernanceRule) -> None:
@@ -139,6 +146,8 @@ class CouponsRule:
             self._redeemed(ev)
         elif name == "CouponRedemptionRolledBack":
             self._rolled_back(ev)
+        elif name == "CouponRevoked":
+            self._revoked(ev)
         elif name == "VoucherClaimed":
             key = (a["campaignId"], a["voucherId"])
             if key in self.vouchers:
@@ -184,7 +193,29 @@ class CouponsRule:
             self._violation("TransferOfUnheldCoupon", f"coupon {token} moved from {a['from']}, "
                             "who did not hold it", ev)
             return
+        if a["to"] == ZERO_ADDRESS:
+            coupon.burned_from = a["from"]
         coupon.owner = a["to"]
+
+    def _revoked(self, ev: Event) -> None:
+        a = ev.args
+        token = a["couponId"]
+        coupon = self.coupons.get(token)
+        if coupon is None or coupon.burned_from is None or coupon.revoked:
+            self._violation("RevokeOfUnheldCoupon", f"coupon {token} revoked from "
+                            f"{a['holder']}, but no burn of it precedes", ev, coupon_id=token)
+            return
+        coupon.revoked = True
+        c = self.campaigns[coupon.campaign]
+        self.merchant_txs.setdefault(ev.tx, (ev.position, c.issuer))
+        if coupon.burned_from != a["holder"]:
+            self._violation("RevokeOfUnheldCoupon", f"coupon {token} revoked from "
+                            f"{a['holder']}, burned from {coupon.burned_from}", ev,
+                            coupon_id=token)
+        if coupon.redemption is not None:
+            self._violation("UsedCouponRevoked", f"coupon {token} revoked while used at "
+                            f"merchant {coupon.redemption.acceptor} (block "
+                            f"{coupon.redemption.block})", ev, coupon_id=token)
 
     def _redeemed(self, ev: Event) -> None:
         a = ev.args
@@ -195,6 +226,9 @@ class CouponsRule:
             self._violation("RedemptionOfUnknownCoupon", f"coupon {token} redeemed, never "
                             "granted", ev)
             return
+        if coupon.owner == ZERO_ADDRESS:
+            self._violation("RevokedCouponUsed", f"coupon {token} redeemed after it was "
+                            "burned", ev, coupon_id=token)
         c = self.campaigns[coupon.campaign]
         if coupon.redemption is not None:
             self._violation("CouponUsedTwice", f"coupon {token} redeemed again (first at block "
@@ -249,7 +283,7 @@ class CouponsRule:
     # ------------------------------------------------------------------ check
 
     def check(self, checks: Checks) -> list[Finding]:
-        out = list(self.findings)
+        out = list(self.findings) + self.burns_without_revoke()
         out += self.match_acts(checks.addresses.clearing)
         book = checks.addresses.coupon_book
         if book is None:
@@ -257,6 +291,15 @@ class CouponsRule:
         out += self._check_views(checks, book)
         out += self._check_senders(checks, book)
         return out
+
+    def burns_without_revoke(self) -> list[Finding]:
+        """Coupons burned (a Transfer to zero) that no ``CouponRevoked`` explains: the book
+        burns only in ``revokeUnused``."""
+        return [Finding(NAME, "BurnWithoutRevoke", Severity.VIOLATION,
+                        f"coupon {t} was burned without a CouponRevoked", contract=self.book,
+                        details={"coupon_id": t})
+                for t, coupon in sorted(self.coupons.items())
+                if coupon.burned_from is not None and not coupon.revoked]
 
     def match_acts(self, clearing: str) -> list[Finding]:
         """Each transaction's coupon acts booked by the clearing against those its coupon
@@ -323,7 +366,11 @@ class CouponsRule:
         for i, t in enumerate(tokens):
             owner, used = answers[2 * i: 2 * i + 2]
             coupon = self.coupons[t]
-            if owner != coupon.owner:
+            if coupon.owner == ZERO_ADDRESS:
+                # Burned: ownerOf reverts (ERC721NonexistentToken).
+                if not isinstance(owner, ChainError):
+                    mismatch(f"ownerOf({t})", "none (burned)", owner)
+            elif owner != coupon.owner:
                 mismatch(f"ownerOf({t})", coupon.owner, owner)
             if used is not (coupon.redemption is not None):
                 mismatch(f"isUsed({t})", coupon.redemption is not None, used)
@@ -374,11 +421,13 @@ class CouponsRule:
     def section(self) -> dict[str, Any]:
         campaigns = []
         for cid, c in sorted(self.campaigns.items()):
-            used = sum(1 for x in self.coupons.values()
-                       if x.campaign == cid and x.redemption is not None)
+            mine = [x for x in self.coupons.values() if x.campaign == cid]
+            used = sum(1 for x in mine if x.redemption is not None)
+            revoked = sum(1 for x in mine if x.revoked)
             campaigns.append({
                 "campaign_id": cid, "issuer": c.issuer, "granted": c.granted,
-                "supply_cap": c.supply_cap, "used": used, "redeemed": c.redeemed,
+                "supply_cap": c.supply_cap, "used": used, "revoked": revoked,
+                "live": c.granted - used - revoked, "redeemed": c.redeemed,
                 "rolled_back": c.rolled_back, "budget": c.budget,
                 "budget_used": c.budget_used, "paused": c.paused})
         vouchers = Counter(_voucher(s) for s in self.vouchers.values())

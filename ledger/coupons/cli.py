@@ -106,3 +106,17 @@ def coupons_resume(campaign: int, merchant: Annotated[int, typer.Option(help="Is
                    ) -> None:
     """Resume a paused campaign."""
     _set_paused(campaign, merchant, False)
+
+
+@coupons_app.command("revoke")
+def coupons_revoke(coupon: str, merchant: Annotated[int, typer.Option(help="Issuer id")]
+                   ) -> None:
+    """Take back (burn) an unused coupon of one of the merchant's campaigns."""
+
+    def act(a: Alliance) -> None:
+        with a.store.session() as s:
+            op = service.request_revoke(a, s, merchant_id=merchant, coupon_id=coupon)
+        outbox_worker(a).drain()
+        console.print(f"coupon {coupon} revoked (operation {op.id})")
+
+    run(act)

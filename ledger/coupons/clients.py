@@ -7,6 +7,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..contracts.client import ContractClient
+from ..errors import ChainError
 
 # A coupon id packs campaign << 72 | granted_at << 32 | serial (see ICouponBook).
 CAMPAIGN_SHIFT = 72
@@ -101,8 +102,53 @@ def serial_of(coupon_id: int) -> int:
     return coupon_id & 0xFFFFFFFF
 
 
+@dataclass(frozen=True)
+class RedeemReads:
+    """What a redemption request checks on chain, read in one round trip: the latest block's
+    time, the coupon's holder (None: no such coupon, or the read failed), whether the nonce
+    of ``nonce_of`` is used (None: not asked), and what ``validate`` says."""
+
+    now: int
+    holder: str | None
+    nonce_of: str | None
+    nonce_used: bool | None
+    refusal: Refusal
+    discount: int
+
+
 class CouponBookClient(ContractClient):
     """The CouponBook: campaigns, coupons, vouchers."""
+
+    def _call_params(self, fn: str, *args: Any) -> tuple[str, list[Any]]:
+        return ("eth_call", [{"to": self.address, "data": "0x" + self.encode(fn, *args).hex()},
+                             "latest"])
+
+    def redeem_reads(self, *, coupon_id: int, acceptor: int, order_ref: bytes,
+                     order_amount: int, nonce: int, holder_guess: str | None
+                     ) -> RedeemReads | None:
+        """The chain reads of a redemption request as one JSON-RPC batch (one round trip
+        instead of four): latest block, ``ownerOf``, ``validate`` and, for ``holder_guess``
+        (the read model's holder), its nonce bit. None if any read failed (the caller reads
+        again one by one, which names the failure)."""
+        calls = [("eth_getBlockByNumber", ["latest", False]),
+                 self._call_params("ownerOf", coupon_id),
+                 self._call_params("validate", coupon_id, acceptor, order_ref, order_amount)]
+        if holder_guess is not None:
+            calls.append(self._call_params("nonceBitmap", holder_guess, nonce >> 8))
+        res = self.gateway.rpc_batch(calls)
+        if any(isinstance(r, ChainError) or r is None for r in res):
+            return None
+        now = int(res[0]["timestamp"], 16)
+        (owner,) = self.gateway.decode_output(self.abi, "ownerOf", bytes.fromhex(res[1][2:]))
+        refusal, discount = self.gateway.decode_output(self.abi, "validate",
+                                                       bytes.fromhex(res[2][2:]))
+        used: bool | None = None
+        if holder_guess is not None:
+            (bits,) = self.gateway.decode_output(self.abi, "nonceBitmap",
+                                                 bytes.fromhex(res[3][2:]))
+            used = bool(int(bits) >> (nonce & 0xFF) & 1)
+        return RedeemReads(now, str(owner), holder_guess, used, Refusal(int(refusal)),
+                           int(discount))
 
     def campaign(self, campaign_id: int, *, block: str | int = "latest") -> CampaignState:
         raw = self.view1("campaign", campaign_id, block=block)

@@ -5,7 +5,7 @@ or for redeem and rollback the acceptor); see :mod:`ledger.outbox.kinds`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ GAS_GRANT_BASE = 80_000
 GAS_PER_GRANT = 52_000
 GAS_PER_GRANT_CAPPED = 75_000
 GAS_REDEEM = 320_000
+# A batch of redemptions (``redeemBatch``): the array headers over the lines' own bounds.
+GAS_REDEEM_BATCH_BASE = 40_000
 GAS_ROLLBACK = 200_000
 GAS_CLAIM_VOUCHER = 250_000
 GAS_CANCEL_VOUCHER = 80_000
@@ -277,18 +279,29 @@ class GrantKind(OperationKind[GrantPayload]):
 
 
 class RedeemKind(OperationKind[RedeemPayload]):
+    """Redemptions relayed by one merchant share a transaction (``redeemBatch``): one
+    transaction's base a batch instead of one a coupon. A line that reverts reverts its batch;
+    the worker then bisects the batch so only that line's operation fails."""
+
     payload_type = RedeemPayload
 
+    def batch_key(self, payload: RedeemPayload, home: str | None) -> Hashable | None:
+        return ("coupon_redeem",)
+
     def gas_bound(self, payloads: Sequence[RedeemPayload]) -> int:
-        return GAS_REDEEM
+        if len(payloads) == 1:
+            return GAS_REDEEM
+        return GAS_REDEEM_BATCH_BASE + GAS_REDEEM * len(payloads)
 
     def encode(self, contracts: Contracts, home: str | None,
                payloads: Sequence[RedeemPayload]) -> Call:
-        (p,) = payloads
         b = book(contracts)
-        return Call(b.address, b.encode("redeem", (p.coupon_id, p.acceptor, p.order_ref,
-                                                   p.order_amount, p.nonce, p.deadline),
-                                        p.signature))
+        lines = [(p.coupon_id, p.acceptor, p.order_ref, p.order_amount, p.nonce, p.deadline)
+                 for p in payloads]
+        if len(lines) == 1:
+            return Call(b.address, b.encode("redeem", lines[0], payloads[0].signature))
+        return Call(b.address, b.encode("redeemBatch", lines,
+                                        [p.signature for p in payloads]))
 
 
 class RollbackKind(OperationKind[RollbackPayload]):

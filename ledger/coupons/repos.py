@@ -166,6 +166,14 @@ def held_by(session: Session, holder: str) -> list[HeldCoupon]:
     return out
 
 
+def holder_of(session: Session, coupon_id: int) -> str | None:
+    """The coupon's holder as indexed (its latest grant or transfer), None if not indexed."""
+    return session.scalar(select(CouponEvent.holder).where(
+        CouponEvent.coupon_id == str(coupon_id),
+        CouponEvent.kind.in_([EventKind.GRANTED, EventKind.TRANSFERRED]))
+        .order_by(CouponEvent.block_number.desc(), CouponEvent.log_index.desc()).limit(1))
+
+
 def granted_in_tx(session: Session, *, tx_hash: str, campaign_id: int) -> list[int]:
     """The coupons of ``campaign_id`` a transaction minted (indexed), in serial order: a
     ``grantBatch`` mints its members' coupons in the order it lists them."""

@@ -44,6 +44,7 @@ from ..merchants.service import require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from ..points.service import order_ref
+from ..store.models import CampaignTierLock
 from . import kinds, repos
 from .clients import ALLIANCE_WIDE, MembershipCardsClient, card_id
 from .kinds import IssueCardPayload, RenewCardPayload
@@ -310,6 +311,11 @@ def lock_campaign(session: Session, *, merchant_id: int, campaign_id: int,
         raise LedgerValidationError(f"merchant {scope} has no tier {level}", field="min_level")
     repos.set_tier_lock(session, campaign_id=cid, scope_merchant_id=scope, min_level=level)
     return scope
+
+
+def tier_lock_of(session: Session, campaign_id: int) -> CampaignTierLock | None:
+    """The campaign's tier lock, if it has one."""
+    return repos.tier_lock(session, campaign_id)
 
 
 def check_tier_gate(alliance: Alliance, session: Session, *, campaign_id: int,

@@ -6,7 +6,8 @@ queued), with a cursor of its own, in the indexer's store transaction: a firing,
 queues and the cursor move together, so a crash or a retried round never fires twice, and
 the unique (rule, cause) record keeps a re-read block (after a reorg) from firing again.
 A confirmed ``PointsReversed`` takes back the coupon a purchase rule granted for the order
-once what is left of the order no longer meets the rule (see ``service.settle_firings``).
+once what is left of the order no longer meets the rule (see ``service.settle_firings``);
+each is recorded with its block, so a reorg rollback undoes what it counted.
 The points capability knows nothing of this.
 """
 
@@ -44,7 +45,7 @@ class OffersProjection:
         programs = {m.program_address.lower(): m.id
                     for m in merchant_repos.list_merchants(session) if m.program_address}
         issues: dict[int, list[tuple[str, bytes, int]]] = {}
-        reversals: dict[int, list[tuple[bytes, int]]] = {}
+        reversals: dict[int, list[service.Reversal]] = {}
         redeemed: list[str] = []
         for e in events:
             ref = bytes(e.args["orderRef"])
@@ -55,7 +56,8 @@ class OffersProjection:
                         (str(e.args["member"]), ref, int(e.args["amount"])))
             elif e.name == "PointsReversed":
                 if merchant is not None:
-                    reversals.setdefault(merchant, []).append((ref, int(e.args["amount"])))
+                    reversals.setdefault(merchant, []).append(service.Reversal(
+                        ref, int(e.args["amount"]), e.tx_hash, e.log_index, e.block_number))
             else:
                 redeemed.append("0x" + ref.hex())
         done = 0
@@ -68,9 +70,11 @@ class OffersProjection:
         return done + service.on_points_redeemed(session, redeemed)
 
     def rollback(self, session: Session, after_block: int) -> None:
-        """Nothing to drop: what fired stays fired (a grant queued for an issue a reorg
-        undid is not taken back; the firing record keeps the re-mined issue from firing
-        again)."""
+        """Reversals counted above ``after_block`` are taken back from their firings (read
+        again in their new blocks, they count once). What fired stays fired (a grant queued
+        for an issue a reorg undid is not taken back; the firing record keeps the re-mined
+        issue from firing again)."""
+        service.undo_reversals_after(session, after_block)
 
     def on_head(self, session: Session, head: Head) -> int:
         return (service.release_failed_gift_redemptions(session)

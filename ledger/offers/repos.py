@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import TypeVar
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,7 @@ from ..store.models import (
     Gift,
     GiftRedemption,
     OfferFiring,
+    OfferReversal,
     OfferRule,
     Operation,
     OperationStatus,
@@ -113,6 +116,26 @@ def order_firings(session: Session, *, merchant_id: int,
         OfferRule, OfferRule.id == OfferFiring.rule_id).where(
         OfferFiring.order_ref == order_ref, OfferRule.merchant_id == merchant_id,
         OfferRule.kind == RuleKind.PURCHASE.value).order_by(OfferFiring.id))
+
+
+def record_reversal(session: Session, *, merchant_id: int, order_ref: str, points: int,
+                    tx_hash: str, log_index: int, block_number: int) -> bool:
+    """Record a reversal as counted; False if this log was counted already (read again)."""
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert_fn(OfferReversal).values(
+        merchant_id=merchant_id, order_ref=order_ref, points=points, tx_hash=tx_hash,
+        log_index=log_index, block_number=block_number).on_conflict_do_nothing(
+        index_elements=["tx_hash", "log_index"])
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def take_reversals_after(session: Session, block: int) -> list[OfferReversal]:
+    """The counted reversals read above ``block``, deleted (a reorg undid them)."""
+    rows = list(session.scalars(select(OfferReversal).where(OfferReversal.block_number > block)
+                                .order_by(OfferReversal.id)))
+    session.execute(delete(OfferReversal).where(OfferReversal.block_number > block))
+    return rows
 
 
 def queued_whose_grant_failed(session: Session) -> list[tuple[OfferFiring, Operation]]:

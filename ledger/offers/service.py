@@ -46,6 +46,7 @@ from ..errors import (
     LedgerPermissionError,
     LedgerValidationError,
 )
+from ..memberships import service as memberships
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView
@@ -200,6 +201,7 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
                                   order_points=c.points, order_spend=c.spend)
         if row is not None:
             new.append(row)
+    new = _tier_gate(alliance, session, rule, new)
     for i in range(0, len(new), limits.MAX_BATCH_ITEMS):
         chunk = new[i:i + limits.MAX_BATCH_ITEMS]
         members = [m for f in chunk for m in f.members]
@@ -221,6 +223,27 @@ def fire(alliance: Alliance, session: Session, rule: OfferRule,
             offset += len(f.members)
     session.flush()
     return len(new)
+
+
+def _tier_gate(alliance: Alliance, session: Session, rule: OfferRule,
+               firings: list[OfferFiring]) -> list[OfferFiring]:
+    """The firings whose members all meet the tier lock of the rule's campaign (if it has
+    one), as a grant by hand must; the others are ``skipped`` with ``tier-too-low`` and grant
+    nothing (a referral firing grants its two members together or not at all)."""
+    if not firings or memberships.tier_lock_of(session, rule.campaign_id) is None:
+        return firings
+    kept: list[OfferFiring] = []
+    for f in firings:
+        try:
+            memberships.check_tier_gate(alliance, session, campaign_id=rule.campaign_id,
+                                        members=list(f.members))
+        except LedgerConflictError as exc:
+            log.info("offer rule %s skipped firing %s: %s", rule.id, f.cause, exc.message)
+            f.status = FiringStatus.SKIPPED.value
+            f.reason = str(exc.code)[:64]
+            continue
+        kept.append(f)
+    return kept
 
 
 def on_points_issued(alliance: Alliance, session: Session, *, merchant_id: int,
@@ -274,21 +297,54 @@ def _still_meets(rule: OfferRule, f: OfferFiring) -> bool:
     return _meets(rule, left, spend)
 
 
+@dataclass(frozen=True)
+class Reversal:
+    """A confirmed ``PointsReversed`` of one of the merchant's orders, and where it was read."""
+
+    order_ref: bytes
+    points: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+
+
 def on_points_reversed(session: Session, *, merchant_id: int,
-                       reversals: Sequence[tuple[bytes, int]]) -> int:
-    """Confirmed reversals of the merchant's orders, each ``(order_ref, points)``: a purchase
-    firing whose order no longer meets its rule goes ``revoking`` (:func:`settle_firings`
-    takes its coupon back, or keeps a used one); give how many did."""
+                       reversals: Sequence[Reversal]) -> int:
+    """Confirmed reversals of the merchant's orders: a purchase firing whose order no longer
+    meets its rule goes ``revoking`` (:func:`settle_firings` takes its coupon back, or keeps a
+    used one); give how many did. A reversal read again (same log) counts once."""
     made = 0
-    for ref, amount in reversals:
-        for f, rule in repos.order_firings(session, merchant_id=merchant_id,
-                                           order_ref="0x" + ref.hex()):
-            f.reversed_points = (f.reversed_points or 0) + amount
+    for r in reversals:
+        key = "0x" + r.order_ref.hex()
+        if not repos.record_reversal(session, merchant_id=merchant_id, order_ref=key,
+                                     points=r.points, tx_hash=r.tx_hash,
+                                     log_index=r.log_index, block_number=r.block_number):
+            continue
+        for f, rule in repos.order_firings(session, merchant_id=merchant_id, order_ref=key):
+            f.reversed_points = (f.reversed_points or 0) + r.points
             if f.status == FiringStatus.QUEUED and not _still_meets(rule, f):
                 f.status = FiringStatus.REVOKING.value
                 made += 1
     session.flush()
     return made
+
+
+def undo_reversals_after(session: Session, block: int) -> int:
+    """A reorg rollback to ``block``: the reversals counted above it are taken back from their
+    firings (a re-mined reversal is read, and counted, again). A firing they had sent to
+    ``revoking`` whose revoke is not queued yet goes back to ``queued`` if its order meets
+    the rule again; a revoke already queued stands (the coupon's own events tell the rest).
+    Give how many reversals were undone."""
+    undone = repos.take_reversals_after(session, block)
+    for r in undone:
+        for f, rule in repos.order_firings(session, merchant_id=r.merchant_id,
+                                           order_ref=r.order_ref):
+            f.reversed_points = max(0, (f.reversed_points or 0) - r.points)
+            if f.status == FiringStatus.REVOKING and f.revoke_operation_id is None \
+                    and _still_meets(rule, f):
+                f.status = FiringStatus.QUEUED.value
+    session.flush()
+    return len(undone)
 
 
 def settle_firings(alliance: Alliance, session: Session) -> int:
@@ -317,7 +373,7 @@ def _take_back(alliance: Alliance, session: Session, f: OfferFiring, rule: Offer
         if op.status is OperationStatus.CONFIRMED:
             f.status = FiringStatus.REVOKED.value
         else:
-            _keep(f, "coupon-used" if op.error_code == "CouponAlreadyUsed"
+            _keep(f, "coupon-already-used" if op.error_code == "CouponAlreadyUsed"
                   else op.error_code or "revoke-failed")
         return 1
     grant = repos.operation(session, f.operation_id)

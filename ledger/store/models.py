@@ -867,3 +867,24 @@ class OrderSpend(Base):
     spend: Mapped[int] = mapped_column(IntText)
     operation_id: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------------- offers3 (issue 10)
+
+
+class OfferReversal(Base):
+    """A confirmed ``PointsReversed`` the offers projection counted towards its order's
+    purchase firings (their ``reversed_points``), with where it was read. Read again (a
+    re-read block) it is not counted twice; a reorg rollback takes back those above the
+    common ancestor, and their points from the firings."""
+
+    __tablename__ = "offer_reversals"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_offer_reversals_log"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    order_ref: Mapped[str] = mapped_column(String(66))
+    points: Mapped[int] = mapped_column(IntText)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(Integer, index=True)

@@ -264,3 +264,31 @@ def test_100_concurrent_redemptions_of_one_coupon_one_succeeds_the_others_confli
     assert book is not None and book.is_used(int(coupon))
     p = env.alliance.contracts.clearing.current_period()
     assert env.alliance.contracts.clearing.position_of(p, env.cafe_merchant.merchant_id)[0] == 500
+
+
+def test_the_issuer_revokes_an_unused_coupon_idempotently_and_nobody_else_can(
+        env: ApiEnv) -> None:
+    member = Account.create()
+    cid = create_campaign(env)
+    taken, used = grant(env, cid, member.address, member.address)
+    r = env.cafe.post("/v1/coupons/redeem", redeem_body(env, member, used, order_id="RV-1"))
+    assert env.cafe.wait_operation(r.json()["id"])["status"] == "confirmed"
+    before = ops_count(env)
+    # Another merchant's view: the coupon is not theirs, as if it did not exist.
+    problem(env.cafe.post(f"/v1/coupons/{taken}/revoke", {}), 404, "not-found")
+    # Used: it stays.
+    problem(env.store.post(f"/v1/coupons/{used}/revoke", {}), 409, "coupon-already-used")
+    assert ops_count(env) == before
+    # The issuer's revoke, sent twice with one Idempotency-Key: one operation.
+    first = env.store.post(f"/v1/coupons/{taken}/revoke", {}, idempotency_key="rv-taken")
+    again = env.store.post(f"/v1/coupons/{taken}/revoke", {}, idempotency_key="rv-taken")
+    assert first.status_code == again.status_code == 202, first.text
+    assert first.json()["id"] == again.json()["id"] and ops_count(env) == before + 1
+    assert env.store.wait_operation(first.json()["id"])["status"] == "confirmed"
+    catch_up(env)
+    mine = env.store.get(f"/v1/coupons/members/{member.address}").json()["coupons"]
+    assert [c["coupon_id"] for c in mine] == [used]
+    stats = env.store.get(f"/v1/coupons/campaigns/{cid}/stats").json()
+    assert (stats["granted"], stats["revoked"], stats["redeemed"]) == (2, 1, 1)
+    # Gone: revoked again it is not found.
+    problem(env.store.post(f"/v1/coupons/{taken}/revoke", {}), 404, "not-found")

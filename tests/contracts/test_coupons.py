@@ -154,6 +154,36 @@ def test_redeem_at_another_merchant_clears_the_discount_from_issuer_to_acceptor(
     assert book.client.owner_of(tid) == book.member.address
 
 
+def test_redeem_batch_uses_every_coupon_and_clears_their_sum_or_reverts_whole(
+        book: Book) -> None:
+    cid = book.create()
+    t1, t2, t3 = book.grant(cid), book.grant(cid), book.grant(cid)
+    lines = [book.sign(t, book.acceptor.merchant_id, ref(f"b-{i}"), 10_000)
+             for i, t in enumerate((t1, t2))]
+    receipt = book.call(book.acceptor, "redeemBatch", [r for r, _ in lines],
+                        [s for _, s in lines])
+    names = [n for n, _, _ in book.client.decode_logs(receipt["logs"])]
+    assert names.count("CouponRedeemed") == 2
+    assert book.client.is_used(t1) and book.client.is_used(t2)
+    p = book.chain.clearing.current_period()
+    assert book.chain.clearing.position_of(p, book.acceptor.merchant_id) == (1000, 1000)
+    assert book.client.campaign(cid).budget_used == 1000
+    # One bad line (t1 again) reverts the batch with that line's error: t3 stays unused.
+    good = book.sign(t3, book.acceptor.merchant_id, ref("b-3"), 10_000)
+    again = book.sign(t1, book.acceptor.merchant_id, ref("b-4"), 10_000)
+    before = book.state(cid, t1, t2, t3)
+    with reverts("CouponAlreadyUsed", t1):
+        book.call(book.acceptor, "redeemBatch", [good[0], again[0]], [good[1], again[1]])
+    with reverts("CouponInvalidBatch", 1, 0):
+        book.call(book.acceptor, "redeemBatch", [good[0]], [])
+    with reverts("CouponInvalidBatch", 0, 0):
+        book.call(book.acceptor, "redeemBatch", [], [])
+    # Another merchant cannot relay a batch of lines at this acceptor.
+    with reverts("CouponUnauthorized"):
+        book.call(book.outsider, "redeemBatch", [good[0]], [good[1]])
+    assert book.state(cid, t1, t2, t3) == before
+
+
 def test_redeem_at_the_issuer_gives_the_discount_without_clearing(book: Book) -> None:
     cid = book.create()
     tid = book.grant(cid)

@@ -23,7 +23,12 @@ from ledger.audit.source import ZERO_ADDRESS, Event, Kind
 from ledger.cli import app
 from ledger.contracts.compiler import Artifact
 from ledger.coupons.demo import seed_demo_coupons
-from ledger.coupons.service import member_coupons, request_rollback
+from ledger.coupons.service import (
+    member_coupons,
+    request_grant,
+    request_revoke,
+    request_rollback,
+)
 from ledger.demo import seed_demo
 from ledger.items import service as items_service
 from ledger.items.demo import FACTORY as DEMO_FACTORY
@@ -149,6 +154,37 @@ def test_coupon_acts_are_matched_with_the_clearing_in_their_transaction() -> Non
     _redeem(rule, _grant(rule, 3), acceptor=1, discount=100, ref="0x" + "03" * 32)
     assert [f.code for f in rule.match_acts(CLEARING)] == ["CouponActNotCleared",
                                                           "CouponActWithoutCoupon"]
+
+
+def _burn(rule: CouponsRule, coupon: int, *, holder: str = MEMBER, revoke: bool = True,
+          revoked_from: str | None = None) -> None:
+    tx = "0x" + format(next(_log), "064x")
+    rule.apply(ev("Transfer", Kind.COUPONS, BOOK, tx=tx, **{
+        "from": holder, "to": ZERO_ADDRESS, "tokenId": coupon}))
+    if revoke:
+        rule.apply(ev("CouponRevoked", Kind.COUPONS, BOOK, tx=tx, couponId=coupon,
+                      holder=revoked_from or holder))
+
+
+def test_a_revoked_coupon_is_neither_live_nor_used_and_a_revoke_of_a_used_one_is_a_finding(
+        ) -> None:
+    rule = _coupons()
+    kept, taken, used = _grant(rule, 1), _grant(rule, 2), _grant(rule, 3)
+    _burn(rule, taken)
+    assert codes(rule) == [] and rule.burns_without_revoke() == []
+    (campaign,) = rule.section()["campaigns"]
+    assert (campaign["granted"], campaign["used"], campaign["revoked"], campaign["live"]) == (
+        3, 0, 1, 2)
+    # A used coupon revoked: the book refuses it (CouponAlreadyUsed); the audit names it.
+    _redeem(rule, used, discount=100)
+    _burn(rule, used)
+    # Burned with no revoke, revoked from someone else, a revoked coupon used.
+    _burn(rule, kept, revoke=False)
+    assert [f.code for f in rule.burns_without_revoke()] == ["BurnWithoutRevoke"]
+    other = _grant(rule, 4)
+    _burn(rule, other, revoked_from=OTHER)
+    _redeem(rule, taken, discount=100, ref="0x" + "09" * 32)
+    assert codes(rule) == ["UsedCouponRevoked", "RevokeOfUnheldCoupon", "RevokedCouponUsed"]
 
 
 # ---------------------------------------------------------------------- items, made-up logs
@@ -349,6 +385,32 @@ def test_a_coupon_used_elsewhere_and_rolled_back_audits_clean(
     (campaign,) = report.as_dict()["sections"]["coupons"]["campaigns"]
     assert (campaign["redeemed"], campaign["rolled_back"], campaign["used"],
             campaign["budget_used"]) == (1, 1, 0, 0)
+
+
+def test_a_coupon_revoked_by_its_issuer_audits_clean_as_neither_live_nor_used(
+        alliance: Alliance, artifacts: dict[str, Artifact], store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant) -> None:
+    wallet, member = Account.create(), Account.create()
+    cid = seed_demo_coupons(alliance, runtime.outbox_worker(alliance),
+                            store=store_merchant.merchant_id, cafe=cafe_merchant.merchant_id,
+                            member_ids=[], wallet_key=bytes(wallet.key))
+    with alliance.store.session() as s:
+        request_grant(alliance, s, merchant_id=store_merchant.merchant_id, campaign_id=cid,
+                      members=[member.address])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        (held,) = member_coupons(alliance, s, holder=member.address)
+    with alliance.store.session() as s:
+        request_revoke(alliance, s, merchant_id=store_merchant.merchant_id,
+                       coupon_id=held["coupon_id"])
+    runtime.outbox_worker(alliance).drain()
+    report = _audit(alliance, artifacts)
+    assert [f.as_dict() for f in report.findings] == []
+    (campaign,) = report.as_dict()["sections"]["coupons"]["campaigns"]
+    assert campaign["revoked"] == 1
+    assert campaign["live"] == campaign["granted"] - campaign["used"] - 1
+    assert "CouponRevoked" in report.as_dict()["event_counts"]
 
 
 def test_recalls_of_a_batch_and_of_single_items_audit_clean(

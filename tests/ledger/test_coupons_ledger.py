@@ -5,7 +5,10 @@ rows of undone blocks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner
 
 from ledger import runtime
@@ -18,10 +21,15 @@ from ledger.coupons.service import (
     campaign_stats,
     member_coupons,
     request_create_campaign,
+    request_grant,
+    request_redeem,
     request_rollback,
 )
+from ledger.coupons.signing import redeem_coupon_typed_data
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox.kinds import KindRegistry
+from ledger.outbox.repos import get_operation
+from ledger.points.service import order_ref
 from ledger.settings import Settings, get_settings
 from ledger.store.models import Operation, OperationStatus
 
@@ -116,6 +124,24 @@ def test_operator_lists_pauses_and_validates_coupons_from_the_cli(
     out = run("coupons", "validate", coupon, "--merchant", str(cafe_merchant.merchant_id),
               "--order", "x-1", "--amount", "9000")
     assert "does not apply (coupon-used)" in out
+    # The issuer takes back an unused coupon from the CLI; the used one stays.
+    other = Account.create().address
+    with alliance.store.session() as s:
+        request_grant(alliance, s, merchant_id=store_merchant.merchant_id, campaign_id=cid,
+                      members=[other])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        (spare,) = member_coupons(alliance, s, holder=other)
+    out = run("coupons", "revoke", spare["coupon_id"], "--merchant",
+              str(store_merchant.merchant_id))
+    assert f"coupon {spare['coupon_id']} revoked" in out
+    refused = runner.invoke(app, ["coupons", "revoke", coupon, "--merchant",
+                                  str(store_merchant.merchant_id)], env=env)
+    assert refused.exit_code != 0 and "is used" in refused.output
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        assert member_coupons(alliance, s, holder=other) == []
     run("coupons", "pause", str(cid), "--merchant", str(store_merchant.merchant_id))
     book = alliance.contracts.coupons
     assert book is not None and book.campaign(cid).paused
@@ -143,3 +169,85 @@ def test_a_statement_lists_a_coupon_used_elsewhere_and_its_rollback(
     assert [(ln["kind"], ln["direction"], ln["value"]) for ln in doc["lines"]] == [
         ("coupon", "receivable", 1000), ("coupon_rollback", "payable", 1000)]
     assert doc["totals"] == {"receivable": 1000, "payable": 1000, "net": 0}
+
+
+def _signed_redeem(alliance: Alliance, holder: LocalAccount, coupon_id: int, *, acceptor: int,
+                   order_id: str, nonce: int, amount: int = 10_000) -> dict[str, Any]:
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 600
+    book = alliance.contracts.coupons
+    assert book is not None
+    typed = redeem_coupon_typed_data(
+        chain_id=alliance.gateway.chain_id, book=book.address,
+        registry=alliance.contracts.deployment.registry, holder=holder.address,
+        coupon_id=coupon_id, acceptor=acceptor, order_ref=order_ref(order_id),
+        order_amount=amount, nonce=nonce, deadline=deadline)
+    sig = Account.sign_typed_data(holder.key, full_message=typed).signature
+    return {"coupon_id": coupon_id, "order_id": order_id, "order_amount": amount,
+            "nonce": nonce, "deadline": deadline, "signature": "0x" + bytes(sig).hex()}
+
+
+def test_redemptions_queued_together_share_one_transaction_and_a_bad_line_fails_alone(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant) -> None:
+    holders = [Account.create() for _ in range(4)]
+    with alliance.store.session() as s:
+        request_create_campaign(alliance, s, merchant_id=store_merchant.merchant_id,
+                                kind="fixed_off", value=100, budget=10**6,
+                                acceptors=[cafe_merchant.merchant_id])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        cid = max(c.campaign_id for c in repos.campaigns(s))
+    with alliance.store.session() as s:
+        request_grant(alliance, s, merchant_id=store_merchant.merchant_id, campaign_id=cid,
+                      members=[h.address for h in holders])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.read_session() as s:
+        coupons = [repos.held_by(s, h.address)[0].coupon_id for h in holders]
+    # Orders 0 and 1 take one coupon each; the third line puts a second non-stackable coupon
+    # on order 0: it passes the request's checks (nothing is on the order yet) but reverts
+    # on chain, so its batch is bisected and only it fails.
+    orders = ["b-0", "b-1", "b-0", "b-3"]
+    gw = alliance.gateway
+    ops = []
+    for h, c, o in zip(holders, coupons, orders, strict=True):
+        body = _signed_redeem(alliance, h, c, acceptor=cafe_merchant.merchant_id, order_id=o,
+                              nonce=7)
+        with alliance.store.session() as s:
+            trips = gw.round_trips
+            ops.append(request_redeem(alliance, s, merchant_id=cafe_merchant.merchant_id,
+                                      **body))
+            # Time, holder, nonce bit and validate in one batch: one round trip a request
+            # (it was five: block, ownerOf, code, nonceBitmap, validate).
+            assert gw.round_trips - trips == 1
+    runtime.outbox_worker(alliance).drain()
+    with alliance.store.read_session() as s:
+        rows = [(str(r.status), r.error_code) for o in ops if (r := get_operation(s, o.id))]
+    assert [st for st, _ in rows] == ["confirmed", "confirmed", "failed", "confirmed"], rows
+    assert rows[2][1] == "CouponOrderHasCoupon"
+    book = alliance.contracts.coupons
+    assert book is not None
+    assert [book.is_used(c) for c in coupons] == [True, True, False, True]
+    clr = alliance.contracts.clearing
+    assert clr.position_of(clr.current_period(), cafe_merchant.merchant_id)[0] == 300
+    # Without a bad line, every redemption queued together lands in one transaction.
+    more = [Account.create() for _ in range(3)]
+    with alliance.store.session() as s:
+        request_grant(alliance, s, merchant_id=store_merchant.merchant_id, campaign_id=cid,
+                      members=[h.address for h in more])
+    runtime.outbox_worker(alliance).drain()
+    runtime.indexer(alliance).catch_up()
+    with alliance.store.session() as s:
+        ids = []
+        for i, h in enumerate(more):
+            c = repos.held_by(s, h.address)[0].coupon_id
+            ids.append(request_redeem(alliance, s, merchant_id=cafe_merchant.merchant_id,
+                                      **_signed_redeem(alliance, h, c,
+                                                       acceptor=cafe_merchant.merchant_id,
+                                                       order_id=f"m-{i}", nonce=1)).id)
+    runtime.outbox_worker(alliance).drain()
+    with alliance.store.read_session() as s:
+        landed = [(str(r.status), r.tx_hash) for i in ids if (r := get_operation(s, i))]
+    assert [st for st, _ in landed] == ["confirmed"] * 3, landed
+    assert len({tx for _, tx in landed}) == 1

@@ -29,12 +29,19 @@ from ledger.coupons.service import (
 from ledger.coupons.signing import redeem_coupon_typed_data
 from ledger.errors import LedgerConflictError, LedgerPermissionError, LedgerValidationError
 from ledger.indexer import repos as cursors
+from ledger.memberships import service as memberships
 from ledger.merchants.service import AdmittedMerchant
 from ledger.offers import service as offers
 from ledger.offers.demo import seed_demo_offers
 from ledger.offers.projection import CURSOR
 from ledger.points.service import order_ref, request_issue, request_reverse
-from ledger.store.models import OfferBirthMonth, OfferFiring, Operation, OperationStatus
+from ledger.store.models import (
+    OfferBirthMonth,
+    OfferFiring,
+    OfferReversal,
+    Operation,
+    OperationStatus,
+)
 from ledger.types import MerchantId
 
 from .helpers import sign_redemption
@@ -535,4 +542,87 @@ def test_a_refused_or_failed_grant_is_final_even_after_the_campaign_can_grant_ag
         cursors.set_cursor(s, CURSOR, alliance.contracts.deployment.block - 1, "")
     settle(alliance)
     assert statuses(alliance, second["rule_id"]) == {cause: "failed"}
+    assert len(held(alliance, member, cid)) == 1
+
+
+def test_purchase_and_referral_rules_on_a_tier_locked_campaign_skip_members_below_the_tier(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    """A rule grants through the same tier gate as a grant by hand: a firing for a member
+    below the campaign's tier is ``skipped`` with ``tier-too-low`` and grants nothing."""
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        memberships.set_tiers(s, merchant_id=mid,
+                              tiers=[memberships.TierDef(1, "silver", 1000, 365, 10_000)])
+        memberships.lock_campaign(s, merchant_id=mid, campaign_id=cid, min_level=1)
+    silver, plain, invitee = (Account.create().address for _ in range(3))
+    issue(alliance, store_merchant, silver, 1500, "warm-up")
+    settle(alliance)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_points=10)
+        referral = offers.create_rule(alliance, s, merchant_id=mid, kind="referral",
+                                      campaign_id=cid)
+        code = offers.invite_code(alliance, s, merchant_id=mid, member=silver)["code"]
+        offers.refer(alliance, s, merchant_id=mid, code=code, member=invitee)
+    issue(alliance, store_merchant, silver, 50, "silver-buys")
+    issue(alliance, store_merchant, plain, 50, "plain-buys")
+    settle(alliance)
+    st = statuses(alliance, rule["rule_id"])
+    assert st == {f"order:0x{order_ref('silver-buys').hex()}": "queued",
+                  f"order:0x{order_ref('plain-buys').hex()}": "skipped"}, st
+    # The invitee's first purchase: the invitee is below silver, so the referral firing
+    # (both members, together or not at all) is skipped; the purchase firing too.
+    issue(alliance, store_merchant, invitee, 20, "invitee-first")
+    settle(alliance)
+    ((_, members, status),) = firings(alliance, referral["rule_id"])
+    assert (members, status) == ([silver, invitee], "skipped")
+    with alliance.store.read_session() as s:
+        reasons = set(s.scalars(select(OfferFiring.reason).where(
+            OfferFiring.status == "skipped")).all())
+    assert reasons == {memberships.TIER_TOO_LOW}
+    assert held(alliance, plain, cid) == [] and held(alliance, invitee, cid) == []
+    assert len(held(alliance, silver, cid)) == 1
+
+
+def test_a_reversal_a_reorg_undoes_is_taken_back_and_counts_once_when_it_lands_again(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """An order of 200 points fires a >= 100 rule; 60 are reversed (140 left: the coupon
+    stays). A reorg of depth 1 drops the reversal's block: the offers projection takes back
+    what it counted above the common ancestor (0 reversed). The outbox sends the reversal
+    again and it lands in a new block: 60 counted, not 120 (which would leave 80 and revoke
+    the coupon)."""
+    mid = store_merchant.merchant_id
+    cid = campaign(alliance, store_merchant)
+    with alliance.store.session() as s:
+        rule = offers.create_rule(alliance, s, merchant_id=mid, kind="purchase",
+                                  campaign_id=cid, min_points=100)
+    member = Account.create().address
+    issue(alliance, store_merchant, member, 200, "rg-1")
+    settle(alliance)
+    reverse(alliance, store_merchant, "rg-1", 60)
+    settle(alliance)
+    cause = f"order:0x{order_ref('rg-1').hex()}"
+
+    def firing() -> tuple[str, int]:
+        with alliance.store.read_session() as s:
+            f = s.scalars(select(OfferFiring).where(
+                OfferFiring.rule_id == rule["rule_id"], OfferFiring.cause == cause)).one()
+            return f.status, f.reversed_points
+
+    def counted() -> list[tuple[int, int]]:
+        with alliance.store.read_session() as s:
+            return [(r.points, r.block_number) for r in s.scalars(select(OfferReversal))]
+
+    assert firing() == ("queued", 60)
+    gw = alliance.gateway
+    top = gw.block_number()
+    assert counted() == [(60, top)]  # the reversal is the chain's last block
+    gw.rpc("anvil_reorg", [1, []])
+    runtime.indexer(alliance).catch_up()
+    assert firing() == ("queued", 0) and counted() == []
+    for _ in range(3):
+        settle(alliance)
+    assert firing() == ("queued", 60)
+    assert [p for p, _ in counted()] == [60]
     assert len(held(alliance, member, cid)) == 1
