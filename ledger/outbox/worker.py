@@ -96,6 +96,11 @@ ROLLBACK_CHECK_S = 2.0
 # the outbox re-syncs the signer. Above DROP_CHECK_S: a transaction a node dropped from its
 # pool is rebroadcast first.
 GAP_BOUND_S = 6.0
+# How far back (blocks) the outbox checks that a transaction it saw mined is still in the
+# block it was seen in: a reorganisation may mine it again in another block, and the
+# operation's block number follows it (:meth:`OutboxWorker._check_moved`). Deeper
+# reorganisations are the rollback case above.
+MOVED_CHECK_BLOCKS = 32
 
 SignerLookup = Callable[[int], Signer]
 
@@ -189,6 +194,8 @@ class OutboxWorker(Worker):
         # signers whose oldest waiting transaction sits behind a gap (re-synced at the next
         # check, without waiting GAP_BOUND_S).
         self._next_check = 0.0
+        self._next_moved_check = 0.0
+        self._moved_checked_head = -1
         self._gap_since: dict[str, tuple[int, float]] = {}
         self._suspect: set[str] = set()
 
@@ -199,6 +206,7 @@ class OutboxWorker(Worker):
         give the operations done. Every signer's transactions go out before any receipt is
         awaited, so the chain works on one merchant's batch while the next is being sent."""
         self._check_rollback()
+        self._check_moved()
         done, in_flight = self._submit_round()
         self._settle_round(in_flight)
         return done
@@ -229,6 +237,7 @@ class OutboxWorker(Worker):
         then settle whatever receipts have come, waiting for none. Gives the operations sent
         and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
         done = self._check_rollback()
+        self._check_moved()
         done += self._collect()
         block_mode = self.block_mode
         window = WINDOW_BLOCKS * self._block_gas_limit()
@@ -366,7 +375,7 @@ class OutboxWorker(Worker):
         elif now - last.sent_at > sender.receipt_timeout_s:
             try:
                 with log_operations(f.group.op_ids):
-                    f.candidates.append(sender.replace(last))
+                    f.candidates.append(sender.replace(last, self._record_replacement))
             except ChainError as exc:
                 if "nonce too low" not in str(exc).lower():
                     log.warning("replacing %s failed: %s", last.tx_hash, exc.message)
@@ -713,6 +722,15 @@ class OutboxWorker(Worker):
             signer=sender.address, tx_hash=sent.tx_hash, nonce=sent.nonce,
             raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee)
 
+    def _record_replacement(self, stuck: SentTx, replacement: SentTx) -> None:
+        """Record a fee-bumped replacement (signed, not yet broadcast) in ``chain_txs`` with
+        the operations of the transaction it replaces."""
+        with self.alliance.store.session() as s:
+            outbox_repos.record_replacement(
+                s, replaced=stuck.tx_hash, tx_hash=replacement.tx_hash,
+                raw="0x" + replacement.raw.hex(), max_fee=replacement.max_fee,
+                priority_fee=replacement.priority_fee)
+
     @staticmethod
     def _broadcast(sender: TransactionSender, sent: SentTx) -> None:
         """Broadcast; a node that is down or busy is retried by the recovery pass, a signer
@@ -784,7 +802,7 @@ class OutboxWorker(Worker):
         """Wait for a transaction; mark its operations confirmed. On a revert, give False
         with the operations marked for another attempt (the caller isolates the culprit)."""
         try:
-            receipt = sender.wait(sent)
+            receipt = sender.wait(sent, on_replace=self._record_replacement)
         except ContractRevertError as exc:
             log.info("tx %s reverted with %s; retrying its %d operations with simulation",
                      sent.tx_hash, exc.name, len(op_ids))
@@ -912,6 +930,56 @@ class OutboxWorker(Worker):
         self._suspect.clear()
         return resynced
 
+    def _check_moved(self, *, force: bool = False) -> int:
+        """At most every ROLLBACK_CHECK_S, and only when the chain's head moved: check that
+        each transaction the store saw mined in the last MOVED_CHECK_BLOCKS blocks is still in
+        the block it was seen in (one JSON-RPC batch of ``eth_getBlockByNumber`` without
+        bodies, which list their transaction hashes). One a reorganisation mined again in
+        another block is followed there (its receipt's block): the store's transaction and
+        its operations get the new block number. One no longer mined at all is left to the
+        rollback check (the node's nonce falls below it). Gives the transactions moved."""
+        now = time.monotonic()
+        if not force and now < self._next_moved_check:
+            return 0
+        self._next_moved_check = now + ROLLBACK_CHECK_S
+        gw = self.alliance.gateway
+        try:
+            head = gw.block_number()
+        except ChainError:
+            return 0
+        if head == self._moved_checked_head and not force:
+            return 0
+        with self.alliance.store.read_session() as s:
+            recorded = outbox_repos.mined_since(s, chain_id=gw.chain_id,
+                                                block=max(0, head - MOVED_CHECK_BLOCKS))
+        if not recorded:
+            self._moved_checked_head = head
+            return 0
+        numbers = sorted(recorded)
+        try:
+            blocks = gw.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        except ChainError as exc:
+            log.debug("cannot check mined blocks: %s", exc.message)
+            return 0
+        away = [h for n, b in zip(numbers, blocks, strict=True)
+                for h in _not_in_block(recorded[n], b)]
+        moved = 0
+        for tx_hash in away:
+            try:
+                receipt = gw.receipt(tx_hash)
+            except ChainError:
+                return moved  # checked again next time (the head is not marked checked)
+            if receipt is None:
+                continue  # not mined now: the rollback check re-syncs its signer
+            block = int(receipt["blockNumber"])
+            with self.alliance.store.session() as s:
+                ops = outbox_repos.move_mined(s, tx_hash=tx_hash, block_number=block)
+            log.warning("%s was mined again in block %d by a reorganisation; %d operations "
+                        "follow it", tx_hash, block, ops)
+            moved += 1
+        self._moved_checked_head = head
+        return moved
+
     def _resync_signer(self, signer: str, *, latest: int, pending: int, counter: int | None
                        ) -> int:
         """Bring a signer the chain fell behind back in line with the node: what the store
@@ -1032,6 +1100,18 @@ class OutboxWorker(Worker):
 
     def _resync_nonces(self, signer: str) -> None:
         StoreNonces(self.alliance.store, self.alliance.gateway, signer).resync()
+
+
+def _not_in_block(tx_hashes: list[str], block: Any) -> list[str]:
+    """Of ``tx_hashes``, recorded as mined in a block, those the node's copy of that block
+    (an ``eth_getBlockByNumber`` answer without bodies) does not hold; all of them if the
+    block is not there any more, none if the node could not answer."""
+    if isinstance(block, ChainError):
+        return []
+    if not isinstance(block, dict):
+        return list(tx_hashes)
+    held = {str(h).lower() for h in block.get("transactions") or []}
+    return [h for h in tx_hashes if h.lower() not in held]
 
 
 def _access_list(sender: TransactionSender, call: Call, gas: int) -> tuple[str, list[Any]]:
