@@ -98,6 +98,15 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     return sorted(rows, key=lambda o: o.seq)
 
 
+def unclaim_operations(session: Session, op_ids: Sequence[str]) -> None:
+    """Give claimed (``sending``) operations back to the queue untouched, as if never
+    claimed: they keep their place (``seq``) for the next round."""
+    session.execute(update(Operation).where(Operation.id.in_(op_ids),
+                                            Operation.status == OperationStatus.SENDING)
+                    .values(status=OperationStatus.QUEUED, attempts=Operation.attempts - 1)
+                    .execution_options(synchronize_session=False))
+
+
 def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int, signer: str,
                       tx_hash: str, nonce: int, raw: str, max_fee: int,
                       priority_fee: int) -> None:

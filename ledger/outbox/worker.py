@@ -12,12 +12,13 @@ The service's thread does not wait for receipts (:meth:`OutboxWorker.step`): eac
 a window of transactions in flight, up to ``WINDOW_BLOCKS`` blocks' gas limit, sends more while
 the window has room and collects receipts as they come, so a chain that mines a block every
 second always finds the next block's worth waiting in its pool. On such a chain (two of its
-transactions seen in one block) a batch's gas limit is its gas used as one
+transactions seen in one block, or ``settings.block_time_s`` set) a batch's gas limit is its
+gas used as one
 ``eth_createAccessList`` measures it plus headroom instead of the kind's worst-case bound (a
 block takes a transaction while the gas used before it plus its gas limit fits), and a signer's
-batches are sized so that whole blocks fill: full batches, then one that takes what room the
-block has left. Tools and tests call :meth:`OutboxWorker.process_once`, which sends a round and
-waits for all of it.
+batches are sized so that whole blocks fill: equal batches, a whole number of which fill a
+block wherever the node starts it. Tools and tests call :meth:`OutboxWorker.process_once`,
+which sends a round and waits for all of it.
 
 On start, :meth:`OutboxWorker.recover` looks at what a crash may have left: ``submitted``
 operations whose transaction was mined are settled from the receipt; ones the node never saw
@@ -80,8 +81,6 @@ BLOCK_MODE_S = 30.0
 # A measured batch's gas limit: its gas used (eth_createAccessList) plus this much.
 MEASURED_HEADROOM_PERCENT = 5
 MEASURED_HEADROOM_GAS = 30_000
-# The smallest batch, in a fraction of batch_max, sent to take the rest of a block.
-TAIL_MIN_FRACTION = 8
 # Seconds an unmined transaction waits before the node is asked whether it still has it (a
 # node may drop a transaction from its pool: anvil drops a sender's later transactions when
 # one does not fit the block it builds); one it lost is rebroadcast at once.
@@ -287,8 +286,10 @@ class OutboxWorker(Worker):
 
     @property
     def block_mode(self) -> bool:
-        """Whether the chain mines in blocks (batches then get measured gas limits)."""
-        return time.monotonic() < self._block_mode_until
+        """Whether the chain mines in blocks (batches then get measured gas limits): said by
+        ``settings.block_time_s``, or seen (two transactions mined in one block)."""
+        return self.alliance.settings.block_time_s > 0 \
+            or time.monotonic() < self._block_mode_until
 
     def _block_gas_limit(self) -> int:
         if self._block_gas is None:
@@ -462,6 +463,11 @@ class OutboxWorker(Worker):
             groups = group_operations(
                 claimed, signer.home,
                 self._block_filler(limit) if measure else limit)
+            if measure:
+                held = self._hold_back_tail(s, groups, limit, signer.home)
+                if held:
+                    groups = groups[:-1]
+                    ops = [o for o in ops if o.id not in held]
             prepared = [(group, group.call(self.alliance.contracts, signer.home),
                          group.gas_bound()) for group in groups]
         # Claimed and committed: a failure before the round's transactions are recorded (the
@@ -520,55 +526,60 @@ class OutboxWorker(Worker):
     # ------------------------------------------------------------------ filling blocks
 
     def _block_room_lines(self, limit: int) -> int:
-        """Lines to claim in block mode: what the room left in the block being planned
-        takes at the cheapest kind's gas per line measured (a whole block's worth when the
-        room left takes no useful batch; batch_max × PIPELINE_TXS before any measure)."""
+        """Lines to claim in block mode: a block's worth of even batches (see
+        :meth:`_even_batch`) at the cheapest kind's gas per line measured; batch_max ×
+        PIPELINE_TXS before any measure."""
         if not self._line_gas:
             return limit * PIPELINE_TXS
-        per_line = max(min(self._line_gas.values()), 1)
+        lines, count = self._even_batch(limit, min(self._line_gas.values()))
+        return lines * count
+
+    def _even_batch(self, limit: int, per_line: int) -> tuple[int, int]:
+        """(lines per batch, batches per block) so that a block holds that many equal
+        batches whatever batch it starts with. A node packs a block in nonce order while the
+        gas used before a transaction plus its gas limit fits; with full batches and a cut
+        tail (full, full, full, full, tail) the plan only fills blocks when the node's block
+        boundaries fall where the plan put them, and one block started elsewhere leaves a
+        batch's worth of room in every block after it. Even batches fill any run of blocks:
+        the smallest count n whose n batches of at most batch_max lines fill the block, each
+        as large as (n - 1) gas used + 1 gas limit allows."""
+        block = self._block_gas_limit() - 2 * MEASURED_HEADROOM_GAS
+        per_line = max(per_line, 1)
         limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
-        block = self._block_gas_limit()
-        for fill in (self._fill.get(ALL_SIGNERS, 0), 0):
-            lines = 0
-            while True:  # as _block_filler will cut them: full batches, then the rest
-                room = block - fill - 2 * MEASURED_HEADROOM_GAS
-                if limit * limit_per_line <= room:
-                    fill += limit * per_line
-                    lines += limit
-                    continue
-                fit = room // limit_per_line
-                if fit >= max(1, limit // TAIL_MIN_FRACTION):
-                    lines += fit
-                break
-            if lines:
-                return lines
-        return limit
+        count = 1
+        while True:
+            lines = block // ((count - 1) * per_line + limit_per_line)
+            if lines < limit or count * limit * per_line >= block:
+                return max(min(lines, limit), 1), count
+            count += 1
+
+    def _hold_back_tail(self, s: Session, groups: list[Group], limit: int,
+                        home: str | None) -> set[str]:
+        """In block mode, a round's last batch left under half the even size (the claim did
+        not divide into whole operations) goes back to the queue for the next round instead
+        of taking a block slot of its own: gives its operation ids (none if it stays)."""
+        if len(groups) < 2:
+            return set()
+        tail = groups[-1]
+        kind = tail.ops[0].kind
+        per_line = self._line_gas.get(kind.name)
+        if per_line is None or kind.batch_key(tail.ops[0].payload, home) is None:
+            return set()
+        if 2 * sum(c.lines for c in tail.ops) >= self._even_batch(limit, per_line)[0]:
+            return set()
+        outbox_repos.unclaim_operations(s, tail.op_ids)
+        return set(tail.op_ids)
 
     def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
-        """The line limit of each batch a signer opens, so that its batches fill blocks: a
-        full batch while one fits in what is left of the block being planned, else one that
-        takes the rest (if at least batch_max / TAIL_MIN_FRACTION lines fit), else a full one
-        starting the next block. A block takes a transaction while the gas used before it
-        plus its gas limit fits; gas per line is the kind's last measure."""
-        block = self._block_gas_limit()
-        fill = self._fill.get(ALL_SIGNERS, 0)
+        """The line limit of each batch a signer opens in block mode: even batches, a whole
+        number of which fill a block (:meth:`_even_batch`; gas per line is the kind's last
+        measure; batch_max before one)."""
 
         def next_limit(c: Claimed) -> int:
-            nonlocal fill
             per_line = self._line_gas.get(c.kind.name)
             if per_line is None:
                 return limit
-            limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
-            room = block - fill - 2 * MEASURED_HEADROOM_GAS
-            if limit * limit_per_line <= room:
-                fill += limit * per_line
-                return limit
-            fit = max(room // limit_per_line, 0)
-            if fit >= max(1, limit // TAIL_MIN_FRACTION):
-                fill = block
-                return int(fit)
-            fill = limit * per_line
-            return limit
+            return self._even_batch(limit, per_line)[0]
 
         return next_limit
 

@@ -111,6 +111,31 @@ def test_on_one_second_blocks_batches_get_measured_gas_and_share_blocks(
         a.close()
 
 
+def test_a_chain_said_to_mine_every_second_gets_blocks_filled_from_the_first_round(
+        block_time_url: str, tmp_path: Path) -> None:
+    """``block_time_s`` set (ALLIANCE_BLOCK_TIME_S): the first round, before any receipt,
+    already sends measured batches (the first blocks used to go at two batches a block with
+    the kinds' worst-case limits until two receipts shared a block)."""
+    a = Alliance.open(Settings(data_dir=tmp_path, rpc_url=block_time_url, chain_id=31337,
+                               artifacts_dir=ARTIFACT_CACHE, block_time_s=1.0))
+    try:
+        m = admit_merchant(a, name="Timed", symbol="TMD", rate=1)
+        ops = _queue(a, m.merchant_id, 40, 10, "BT1")
+        worker = outbox_worker(a)
+        assert worker.block_mode
+        worker.step()
+        first = [h for h, _, _ in _txs(a, m.account)]
+        assert first, "the first round sent nothing"
+        _step_until_confirmed(a, worker, ops, 60)
+        static = GAS_BASE + GAS_PER_LINE * 200
+        for h in first:
+            limit = int(a.gateway.transaction(h)["gas"])  # type: ignore[index]
+            used = int((a.gateway.receipt(h) or {})["gasUsed"])
+            assert limit < static // 2 and limit <= used * 1.10 + 30_000
+    finally:
+        a.close()
+
+
 def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue(
         alliance: Alliance, store_merchant: AdmittedMerchant,
         monkeypatch: pytest.MonkeyPatch) -> None:
