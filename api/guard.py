@@ -55,6 +55,8 @@ MAX_JSON_DEPTH = 32
 # The most requests of one key in progress at once (the rest wait their turn on the event
 # loop): a burst from one merchant cannot take every worker thread (per-merchant fairness).
 MAX_IN_FLIGHT_PER_KEY = 8
+# Distinct (method, path) pairs whose route policy is remembered (cleared when full).
+POLICY_CACHE_SIZE = 4096
 
 
 def guard_recursion_limit() -> None:
@@ -109,10 +111,22 @@ class RequestGuard:
         self.app = app
         self.api = api
         self._routes: list[tuple[RouteContext, RoutePolicy]] | None = None
+        # (method, path) -> policy: the route scan runs once per distinct path, not per request
+        self._seen: dict[tuple[str, str], RoutePolicy | None] = {}
         # key id -> [its semaphore, requests holding or waiting]; event-loop only, no lock
         self._slots: dict[str, list[Any]] = {}
 
     def _policy(self, scope: Scope) -> RoutePolicy | None:
+        seen_key = (str(scope.get("method", "")), str(scope.get("path", "")))
+        if seen_key in self._seen:
+            return self._seen[seen_key]
+        policy = self._match_policy(scope)
+        if len(self._seen) >= POLICY_CACHE_SIZE:
+            self._seen.clear()
+        self._seen[seen_key] = policy
+        return policy
+
+    def _match_policy(self, scope: Scope) -> RoutePolicy | None:
         if self._routes is None:
             self._routes = []
             for ctx in iter_route_contexts(self.api.routes):

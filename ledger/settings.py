@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     receipt_timeout_s: float = 60.0
     """How long to wait for a receipt before rebroadcasting with a fee bump."""
 
+    block_time_s: float = 0.0
+    """Seconds between the chain's blocks when it mines on a timer (QBFT's block period,
+    ``anvil --block-time``): the outbox sizes batches to fill blocks from its first
+    transaction. 0: it finds out (two of its transactions mined in one block)."""
+
     log_format: Literal["text", "json"] = "text"
     """Log lines of ``alliance up|serve|worker``: text, or one JSON object a line; both carry
     the ids of the outbox operations a line is about."""

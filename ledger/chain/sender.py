@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +73,11 @@ class SentTx:
     def upfront_cost(self) -> int:
         """Wei the signer must hold for the node to accept it: gas × max fee + value."""
         return self.gas * self.max_fee + self.value
+
+
+# Called with (the stuck transaction, its fee-bumped replacement) once the replacement is
+# signed, before it is broadcast.
+Replaced = Callable[[SentTx, SentTx], None]
 
 
 class TransactionSender:
@@ -164,11 +170,14 @@ class TransactionSender:
 
     # ------------------------------------------------------------------ receipts
 
-    def wait(self, sent: SentTx, *, timeout_s: float | None = None) -> dict[str, Any]:
+    def wait(self, sent: SentTx, *, timeout_s: float | None = None,
+             on_replace: Replaced | None = None) -> dict[str, Any]:
         """Wait for ``sent`` to be mined; rebroadcast, then replace with a fee bump, if stuck.
 
         Gives the receipt of whichever transaction with this nonce was mined; raises
         ContractRevertError if it reverted, ChainTimeoutError if nothing was mined in time.
+        ``on_replace(stuck, replacement)`` is called with each replacement signed, before it
+        is broadcast (the outbox records it).
         """
         deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s * 3)
         candidates = [sent]
@@ -185,7 +194,8 @@ class TransactionSender:
                                         tx_hash=sent.tx_hash)
             if now - bumped_at > self.receipt_timeout_s:
                 try:
-                    candidates.append(self.replace(candidates[-1]))
+                    candidates.append(self.replace(candidates[-1]) if on_replace is None
+                                      else self.replace(candidates[-1], on_replace))
                 except ChainError as exc:
                     # "nonce too low": a transaction with this nonce was mined meanwhile;
                     # its receipt is found on the next poll.
@@ -195,9 +205,10 @@ class TransactionSender:
             time.sleep(pause)
             pause = min(pause * 2, self.poll_s)
 
-    def replace(self, stuck: SentTx) -> SentTx:
+    def replace(self, stuck: SentTx, on_replace: Replaced | None = None) -> SentTx:
         """Rebroadcast ``stuck``; if the node lost it, re-sign it at the same nonce with fees
-        raised by FEE_BUMP_PERCENT so it replaces any copy still in a mempool."""
+        raised by FEE_BUMP_PERCENT so it replaces any copy still in a mempool.
+        ``on_replace(stuck, replacement)`` runs after signing, before the broadcast."""
         if self.gateway.transaction(stuck.tx_hash) is None:
             try:
                 self.gateway.send_raw(stuck.raw)
@@ -210,9 +221,12 @@ class TransactionSender:
         max_fee = max(max_fee, base_now + priority)
         log.warning("replacing stuck tx %s (nonce %d) with a fee bump", stuck.tx_hash, stuck.nonce)
         TX_FEE_BUMPS.inc()
-        return self._sign_and_send(to=stuck.to, data=stuck.data, gas=stuck.gas,
-                                   nonce=stuck.nonce, max_fee=max_fee, priority=priority,
-                                   value=stuck.value)
+        bumped = self.sign(to=stuck.to, data=stuck.data, gas=stuck.gas, nonce=stuck.nonce,
+                           max_fee=max_fee, priority=priority, value=stuck.value)
+        if on_replace is not None:
+            on_replace(stuck, bumped)
+        self.broadcast(bumped)
+        return bumped
 
     def check(self, receipt: dict[str, Any], sent: SentTx) -> dict[str, Any]:
         """Return the receipt if it succeeded, else raise the decoded revert."""

@@ -98,6 +98,15 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     return sorted(rows, key=lambda o: o.seq)
 
 
+def unclaim_operations(session: Session, op_ids: Sequence[str]) -> None:
+    """Give claimed (``sending``) operations back to the queue untouched, as if never
+    claimed: they keep their place (``seq``) for the next round."""
+    session.execute(update(Operation).where(Operation.id.in_(op_ids),
+                                            Operation.status == OperationStatus.SENDING)
+                    .values(status=OperationStatus.QUEUED, attempts=Operation.attempts - 1)
+                    .execution_options(synchronize_session=False))
+
+
 def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int, signer: str,
                       tx_hash: str, nonce: int, raw: str, max_fee: int,
                       priority_fee: int) -> None:
@@ -136,6 +145,45 @@ def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
                             updated_at=utcnow()))
     session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
                     .values(status="mined", mined_block=block_number))
+    # Another transaction recorded at the same nonce (a fee bump's replacement, or the
+    # original a replacement was meant to replace) can no longer land.
+    mined = select(ChainTx.signer, ChainTx.nonce).where(ChainTx.tx_hash == tx_hash).subquery()
+    session.execute(update(ChainTx).where(
+        ChainTx.signer == select(mined.c.signer).scalar_subquery(),
+        ChainTx.nonce == select(mined.c.nonce).scalar_subquery(),
+        ChainTx.tx_hash != tx_hash, ChainTx.status == "pending")
+        .values(status="replaced").execution_options(synchronize_session=False))
+
+
+def record_replacement(session: Session, *, replaced: str, tx_hash: str, raw: str,
+                       max_fee: int, priority_fee: int) -> bool:
+    """Record a fee-bumped replacement of ``replaced`` (same signer, nonce and operations),
+    before it is broadcast: the replaced one is ``replaced`` (a rollback rebroadcasts the
+    replacement; if the replaced one lands after all, settling it says so), and the
+    operations point at the replacement. Gives False if ``replaced`` was never recorded (a
+    transaction the outbox does not carry)."""
+    old = session.get(ChainTx, replaced)
+    if old is None:
+        return False
+    if session.get(ChainTx, tx_hash) is None:
+        session.add(ChainTx(tx_hash=tx_hash, chain_id=old.chain_id, signer=old.signer,
+                            nonce=old.nonce, raw=raw, max_fee=max_fee,
+                            priority_fee=priority_fee, status="pending", lines=old.lines))
+    if old.status == "pending":
+        old.status = "replaced"
+    session.flush()
+    op_ids = list(session.scalars(select(ChainTxOperation.operation_id)
+                                  .where(ChainTxOperation.tx_hash == replaced)))
+    linked = set(session.scalars(select(ChainTxOperation.operation_id)
+                                 .where(ChainTxOperation.tx_hash == tx_hash)))
+    for op_id in op_ids:
+        if op_id not in linked:
+            session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
+    session.execute(update(Operation).where(Operation.id.in_(op_ids),
+                                            Operation.status == OperationStatus.SUBMITTED)
+                    .values(tx_hash=tx_hash, updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+    return True
 
 
 def promote_confirmed(session: Session, *, max_block: int) -> int:
@@ -225,11 +273,13 @@ def merchant_of_signer(session: Session, signer: str) -> int | None:
 
 def given_up_transactions(session: Session, op_ids: Sequence[str]) -> list[tuple[str, str]]:
     """(operation id, tx hash) of the transactions once recorded for these operations that
-    the outbox gave up on (``failed``: reverted, requeued, or refused on rebroadcast)."""
+    the outbox gave up on (``failed``: reverted, requeued, or refused on rebroadcast) or
+    replaced with a fee bump (``replaced``: the original may still have landed)."""
     return [(op_id, tx_hash) for op_id, tx_hash in session.execute(
         select(ChainTxOperation.operation_id, ChainTxOperation.tx_hash)
         .join(ChainTx, ChainTx.tx_hash == ChainTxOperation.tx_hash)
-        .where(ChainTxOperation.operation_id.in_(op_ids), ChainTx.status == "failed"))]
+        .where(ChainTxOperation.operation_id.in_(op_ids),
+               ChainTx.status.in_(["failed", "replaced"])))]
 
 
 @dataclass(frozen=True)
@@ -291,3 +341,29 @@ def confirmed_transactions(session: Session, *, merchant_id: int) -> list[tuple[
     return [(t.tx_hash, t.lines) for t in session.scalars(
         select(ChainTx).where(ChainTx.signer == signer, ChainTx.status == "mined")
         .order_by(ChainTx.nonce))]
+
+
+def mined_since(session: Session, *, chain_id: int, block: int) -> dict[int, list[str]]:
+    """The transactions recorded as mined in blocks from ``block`` on, by block (the outbox
+    checks that each is still in the block it was seen in)."""
+    out: dict[int, list[str]] = {}
+    for tx_hash, mined in session.execute(
+            select(ChainTx.tx_hash, ChainTx.mined_block)
+            .where(ChainTx.chain_id == chain_id, ChainTx.status == "mined",
+                   ChainTx.mined_block >= block)):
+        out.setdefault(int(mined or 0), []).append(tx_hash)
+    return out
+
+
+def move_mined(session: Session, *, tx_hash: str, block_number: int) -> int:
+    """A mined transaction is now in block ``block_number`` (a reorganisation mined it again
+    in another block): its record and its operations follow; gives the operations moved."""
+    session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
+                    .values(mined_block=block_number))
+    res = session.execute(
+        update(Operation)
+        .where(Operation.tx_hash == tx_hash,
+               Operation.status.in_([OperationStatus.CONFIRMED, OperationStatus.SUBMITTED]))
+        .values(block_number=block_number, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return int(getattr(res, "rowcount", 0) or 0)

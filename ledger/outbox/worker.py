@@ -12,12 +12,13 @@ The service's thread does not wait for receipts (:meth:`OutboxWorker.step`): eac
 a window of transactions in flight, up to ``WINDOW_BLOCKS`` blocks' gas limit, sends more while
 the window has room and collects receipts as they come, so a chain that mines a block every
 second always finds the next block's worth waiting in its pool. On such a chain (two of its
-transactions seen in one block) a batch's gas limit is its gas used as one
+transactions seen in one block, or ``settings.block_time_s`` set) a batch's gas limit is its
+gas used as one
 ``eth_createAccessList`` measures it plus headroom instead of the kind's worst-case bound (a
 block takes a transaction while the gas used before it plus its gas limit fits), and a signer's
-batches are sized so that whole blocks fill: full batches, then one that takes what room the
-block has left. Tools and tests call :meth:`OutboxWorker.process_once`, which sends a round and
-waits for all of it.
+batches are sized so that whole blocks fill: equal batches, a whole number of which fill a
+block wherever the node starts it. Tools and tests call :meth:`OutboxWorker.process_once`,
+which sends a round and waits for all of it.
 
 On start, :meth:`OutboxWorker.recover` looks at what a crash may have left: ``submitted``
 operations whose transaction was mined are settled from the receipt; ones the node never saw
@@ -80,8 +81,6 @@ BLOCK_MODE_S = 30.0
 # A measured batch's gas limit: its gas used (eth_createAccessList) plus this much.
 MEASURED_HEADROOM_PERCENT = 5
 MEASURED_HEADROOM_GAS = 30_000
-# The smallest batch, in a fraction of batch_max, sent to take the rest of a block.
-TAIL_MIN_FRACTION = 8
 # Seconds an unmined transaction waits before the node is asked whether it still has it (a
 # node may drop a transaction from its pool: anvil drops a sender's later transactions when
 # one does not fit the block it builds); one it lost is rebroadcast at once.
@@ -96,6 +95,11 @@ ROLLBACK_CHECK_S = 2.0
 # the outbox re-syncs the signer. Above DROP_CHECK_S: a transaction a node dropped from its
 # pool is rebroadcast first.
 GAP_BOUND_S = 6.0
+# How far back (blocks) the outbox checks that a transaction it saw mined is still in the
+# block it was seen in: a reorganisation may mine it again in another block, and the
+# operation's block number follows it (:meth:`OutboxWorker._check_moved`). Deeper
+# reorganisations are the rollback case above.
+MOVED_CHECK_BLOCKS = 32
 
 SignerLookup = Callable[[int], Signer]
 
@@ -189,6 +193,8 @@ class OutboxWorker(Worker):
         # signers whose oldest waiting transaction sits behind a gap (re-synced at the next
         # check, without waiting GAP_BOUND_S).
         self._next_check = 0.0
+        self._next_moved_check = 0.0
+        self._moved_checked_head = -1
         self._gap_since: dict[str, tuple[int, float]] = {}
         self._suspect: set[str] = set()
 
@@ -199,6 +205,7 @@ class OutboxWorker(Worker):
         give the operations done. Every signer's transactions go out before any receipt is
         awaited, so the chain works on one merchant's batch while the next is being sent."""
         self._check_rollback()
+        self._check_moved()
         done, in_flight = self._submit_round()
         self._settle_round(in_flight)
         return done
@@ -229,6 +236,7 @@ class OutboxWorker(Worker):
         then settle whatever receipts have come, waiting for none. Gives the operations sent
         and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
         done = self._check_rollback()
+        self._check_moved()
         done += self._collect()
         block_mode = self.block_mode
         window = WINDOW_BLOCKS * self._block_gas_limit()
@@ -278,8 +286,10 @@ class OutboxWorker(Worker):
 
     @property
     def block_mode(self) -> bool:
-        """Whether the chain mines in blocks (batches then get measured gas limits)."""
-        return time.monotonic() < self._block_mode_until
+        """Whether the chain mines in blocks (batches then get measured gas limits): said by
+        ``settings.block_time_s``, or seen (two transactions mined in one block)."""
+        return self.alliance.settings.block_time_s > 0 \
+            or time.monotonic() < self._block_mode_until
 
     def _block_gas_limit(self) -> int:
         if self._block_gas is None:
@@ -366,7 +376,7 @@ class OutboxWorker(Worker):
         elif now - last.sent_at > sender.receipt_timeout_s:
             try:
                 with log_operations(f.group.op_ids):
-                    f.candidates.append(sender.replace(last))
+                    f.candidates.append(sender.replace(last, self._record_replacement))
             except ChainError as exc:
                 if "nonce too low" not in str(exc).lower():
                     log.warning("replacing %s failed: %s", last.tx_hash, exc.message)
@@ -453,6 +463,11 @@ class OutboxWorker(Worker):
             groups = group_operations(
                 claimed, signer.home,
                 self._block_filler(limit) if measure else limit)
+            if measure:
+                held = self._hold_back_tail(s, groups, limit, signer.home)
+                if held:
+                    groups = groups[:-1]
+                    ops = [o for o in ops if o.id not in held]
             prepared = [(group, group.call(self.alliance.contracts, signer.home),
                          group.gas_bound()) for group in groups]
         # Claimed and committed: a failure before the round's transactions are recorded (the
@@ -511,55 +526,60 @@ class OutboxWorker(Worker):
     # ------------------------------------------------------------------ filling blocks
 
     def _block_room_lines(self, limit: int) -> int:
-        """Lines to claim in block mode: what the room left in the block being planned
-        takes at the cheapest kind's gas per line measured (a whole block's worth when the
-        room left takes no useful batch; batch_max × PIPELINE_TXS before any measure)."""
+        """Lines to claim in block mode: a block's worth of even batches (see
+        :meth:`_even_batch`) at the cheapest kind's gas per line measured; batch_max ×
+        PIPELINE_TXS before any measure."""
         if not self._line_gas:
             return limit * PIPELINE_TXS
-        per_line = max(min(self._line_gas.values()), 1)
+        lines, count = self._even_batch(limit, min(self._line_gas.values()))
+        return lines * count
+
+    def _even_batch(self, limit: int, per_line: int) -> tuple[int, int]:
+        """(lines per batch, batches per block) so that a block holds that many equal
+        batches whatever batch it starts with. A node packs a block in nonce order while the
+        gas used before a transaction plus its gas limit fits; with full batches and a cut
+        tail (full, full, full, full, tail) the plan only fills blocks when the node's block
+        boundaries fall where the plan put them, and one block started elsewhere leaves a
+        batch's worth of room in every block after it. Even batches fill any run of blocks:
+        the smallest count n whose n batches of at most batch_max lines fill the block, each
+        as large as (n - 1) gas used + 1 gas limit allows."""
+        block = self._block_gas_limit() - 2 * MEASURED_HEADROOM_GAS
+        per_line = max(per_line, 1)
         limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
-        block = self._block_gas_limit()
-        for fill in (self._fill.get(ALL_SIGNERS, 0), 0):
-            lines = 0
-            while True:  # as _block_filler will cut them: full batches, then the rest
-                room = block - fill - 2 * MEASURED_HEADROOM_GAS
-                if limit * limit_per_line <= room:
-                    fill += limit * per_line
-                    lines += limit
-                    continue
-                fit = room // limit_per_line
-                if fit >= max(1, limit // TAIL_MIN_FRACTION):
-                    lines += fit
-                break
-            if lines:
-                return lines
-        return limit
+        count = 1
+        while True:
+            lines = block // ((count - 1) * per_line + limit_per_line)
+            if lines < limit or count * limit * per_line >= block:
+                return max(min(lines, limit), 1), count
+            count += 1
+
+    def _hold_back_tail(self, s: Session, groups: list[Group], limit: int,
+                        home: str | None) -> set[str]:
+        """In block mode, a round's last batch left under half the even size (the claim did
+        not divide into whole operations) goes back to the queue for the next round instead
+        of taking a block slot of its own: gives its operation ids (none if it stays)."""
+        if len(groups) < 2:
+            return set()
+        tail = groups[-1]
+        kind = tail.ops[0].kind
+        per_line = self._line_gas.get(kind.name)
+        if per_line is None or kind.batch_key(tail.ops[0].payload, home) is None:
+            return set()
+        if 2 * sum(c.lines for c in tail.ops) >= self._even_batch(limit, per_line)[0]:
+            return set()
+        outbox_repos.unclaim_operations(s, tail.op_ids)
+        return set(tail.op_ids)
 
     def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
-        """The line limit of each batch a signer opens, so that its batches fill blocks: a
-        full batch while one fits in what is left of the block being planned, else one that
-        takes the rest (if at least batch_max / TAIL_MIN_FRACTION lines fit), else a full one
-        starting the next block. A block takes a transaction while the gas used before it
-        plus its gas limit fits; gas per line is the kind's last measure."""
-        block = self._block_gas_limit()
-        fill = self._fill.get(ALL_SIGNERS, 0)
+        """The line limit of each batch a signer opens in block mode: even batches, a whole
+        number of which fill a block (:meth:`_even_batch`; gas per line is the kind's last
+        measure; batch_max before one)."""
 
         def next_limit(c: Claimed) -> int:
-            nonlocal fill
             per_line = self._line_gas.get(c.kind.name)
             if per_line is None:
                 return limit
-            limit_per_line = per_line * (100 + MEASURED_HEADROOM_PERCENT) // 100
-            room = block - fill - 2 * MEASURED_HEADROOM_GAS
-            if limit * limit_per_line <= room:
-                fill += limit * per_line
-                return limit
-            fit = max(room // limit_per_line, 0)
-            if fit >= max(1, limit // TAIL_MIN_FRACTION):
-                fill = block
-                return int(fit)
-            fill = limit * per_line
-            return limit
+            return self._even_batch(limit, per_line)[0]
 
         return next_limit
 
@@ -713,6 +733,15 @@ class OutboxWorker(Worker):
             signer=sender.address, tx_hash=sent.tx_hash, nonce=sent.nonce,
             raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee)
 
+    def _record_replacement(self, stuck: SentTx, replacement: SentTx) -> None:
+        """Record a fee-bumped replacement (signed, not yet broadcast) in ``chain_txs`` with
+        the operations of the transaction it replaces."""
+        with self.alliance.store.session() as s:
+            outbox_repos.record_replacement(
+                s, replaced=stuck.tx_hash, tx_hash=replacement.tx_hash,
+                raw="0x" + replacement.raw.hex(), max_fee=replacement.max_fee,
+                priority_fee=replacement.priority_fee)
+
     @staticmethod
     def _broadcast(sender: TransactionSender, sent: SentTx) -> None:
         """Broadcast; a node that is down or busy is retried by the recovery pass, a signer
@@ -784,7 +813,7 @@ class OutboxWorker(Worker):
         """Wait for a transaction; mark its operations confirmed. On a revert, give False
         with the operations marked for another attempt (the caller isolates the culprit)."""
         try:
-            receipt = sender.wait(sent)
+            receipt = sender.wait(sent, on_replace=self._record_replacement)
         except ContractRevertError as exc:
             log.info("tx %s reverted with %s; retrying its %d operations with simulation",
                      sent.tx_hash, exc.name, len(op_ids))
@@ -912,6 +941,56 @@ class OutboxWorker(Worker):
         self._suspect.clear()
         return resynced
 
+    def _check_moved(self, *, force: bool = False) -> int:
+        """At most every ROLLBACK_CHECK_S, and only when the chain's head moved: check that
+        each transaction the store saw mined in the last MOVED_CHECK_BLOCKS blocks is still in
+        the block it was seen in (one JSON-RPC batch of ``eth_getBlockByNumber`` without
+        bodies, which list their transaction hashes). One a reorganisation mined again in
+        another block is followed there (its receipt's block): the store's transaction and
+        its operations get the new block number. One no longer mined at all is left to the
+        rollback check (the node's nonce falls below it). Gives the transactions moved."""
+        now = time.monotonic()
+        if not force and now < self._next_moved_check:
+            return 0
+        self._next_moved_check = now + ROLLBACK_CHECK_S
+        gw = self.alliance.gateway
+        try:
+            head = gw.block_number()
+        except ChainError:
+            return 0
+        if head == self._moved_checked_head and not force:
+            return 0
+        with self.alliance.store.read_session() as s:
+            recorded = outbox_repos.mined_since(s, chain_id=gw.chain_id,
+                                                block=max(0, head - MOVED_CHECK_BLOCKS))
+        if not recorded:
+            self._moved_checked_head = head
+            return 0
+        numbers = sorted(recorded)
+        try:
+            blocks = gw.rpc_batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        except ChainError as exc:
+            log.debug("cannot check mined blocks: %s", exc.message)
+            return 0
+        away = [h for n, b in zip(numbers, blocks, strict=True)
+                for h in _not_in_block(recorded[n], b)]
+        moved = 0
+        for tx_hash in away:
+            try:
+                receipt = gw.receipt(tx_hash)
+            except ChainError:
+                return moved  # checked again next time (the head is not marked checked)
+            if receipt is None:
+                continue  # not mined now: the rollback check re-syncs its signer
+            block = int(receipt["blockNumber"])
+            with self.alliance.store.session() as s:
+                ops = outbox_repos.move_mined(s, tx_hash=tx_hash, block_number=block)
+            log.warning("%s was mined again in block %d by a reorganisation; %d operations "
+                        "follow it", tx_hash, block, ops)
+            moved += 1
+        self._moved_checked_head = head
+        return moved
+
     def _resync_signer(self, signer: str, *, latest: int, pending: int, counter: int | None
                        ) -> int:
         """Bring a signer the chain fell behind back in line with the node: what the store
@@ -1032,6 +1111,18 @@ class OutboxWorker(Worker):
 
     def _resync_nonces(self, signer: str) -> None:
         StoreNonces(self.alliance.store, self.alliance.gateway, signer).resync()
+
+
+def _not_in_block(tx_hashes: list[str], block: Any) -> list[str]:
+    """Of ``tx_hashes``, recorded as mined in a block, those the node's copy of that block
+    (an ``eth_getBlockByNumber`` answer without bodies) does not hold; all of them if the
+    block is not there any more, none if the node could not answer."""
+    if isinstance(block, ChainError):
+        return []
+    if not isinstance(block, dict):
+        return list(tx_hashes)
+    held = {str(h).lower() for h in block.get("transactions") or []}
+    return [h for h in tx_hashes if h.lower() not in held]
 
 
 def _access_list(sender: TransactionSender, call: Call, gas: int) -> tuple[str, list[Any]]:

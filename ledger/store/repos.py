@@ -13,8 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, update
+from sqlalchemy import ColumnElement, Executable, case, delete, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -95,13 +99,36 @@ def revoke_credential(session: Session, key_id: str) -> None:
     row.revoked_at = utcnow()
 
 
+def _insert_if_new(session: Session, model: type[Any], values: dict[str, Any]) -> bool | None:
+    """Insert one row unless its key exists, in one statement (``INSERT ... ON CONFLICT DO
+    NOTHING``, PostgreSQL and SQLite); give whether it was inserted, or None on another
+    database (the caller falls back to a savepoint)."""
+    name = session.get_bind().dialect.name
+    # RETURNING tells whether the row went in (psycopg gives rowcount -1 here).
+    key = sa_inspect(model).primary_key[0]
+    stmt: Executable
+    if name == "postgresql":
+        stmt = pg_insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    elif name == "sqlite":
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    else:
+        return None
+    return session.execute(stmt).first() is not None
+
+
 def remember_signature(session: Session, key_id: str, signature: str, *,
                        max_age: timedelta) -> bool:
-    """Record a request signature; False if it was seen before (a replay)."""
-    try:
-        with session.begin_nested():
-            session.add(UsedSignature(key_id=key_id, signature=signature))
-    except IntegrityError:
+    """Record a request signature; False if it was seen before (a replay). One statement
+    (no savepoint) on PostgreSQL and SQLite."""
+    inserted = _insert_if_new(session, UsedSignature, {"key_id": key_id, "signature": signature,
+                                                       "seen_at": utcnow()})
+    if inserted is None:
+        try:
+            with session.begin_nested():
+                session.add(UsedSignature(key_id=key_id, signature=signature))
+        except IntegrityError:
+            return False
+    elif not inserted:
         return False
     if _due("signatures"):
         purge_signatures(session, max_age=max_age)
@@ -137,14 +164,29 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
     ttl = max(ttl, MIN_IDEMPOTENCY_TTL)
     if _due("idempotency"):
         purge_idempotency(session)
+    now = utcnow()
+    # The common case, a new key, is one statement: the claim itself.
+    claimed = _insert_if_new(session, IdempotencyRecord, {
+        "principal": principal, "key": key, "fingerprint": fingerprint, "created_at": now,
+        "expires_at": now + ttl})
+    if claimed:
+        return None
     existing = session.get(IdempotencyRecord, (principal, key))
-    if existing is not None and existing.expires_at < utcnow():
-        session.delete(existing)
-        session.flush()
-        existing = None
-    if existing is None:
+    if existing is not None and existing.expires_at < now:
+        # An expired record is claimed anew in place; of two racing requests, only one
+        # UPDATE still sees it expired.
+        res = session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key,
+                   IdempotencyRecord.expires_at < now)
+            .values(fingerprint=fingerprint, status_code=None, body=None, content_type=None,
+                    created_at=now, expires_at=now + ttl)
+            .execution_options(synchronize_session="fetch"))
+        if int(getattr(res, "rowcount", 0) or 0) == 1:
+            return None
+        session.refresh(existing)
+    if existing is None and claimed is None:  # neither PostgreSQL nor SQLite: a savepoint
         try:
-            now = utcnow()
             with session.begin_nested():
                 session.add(IdempotencyRecord(principal=principal, key=key,
                                               fingerprint=fingerprint, created_at=now,
@@ -152,7 +194,9 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
             return None
         except IntegrityError:
             existing = session.get(IdempotencyRecord, (principal, key))
-            assert existing is not None
+    if existing is None:  # deleted (purged) between the claim and the read: claim again
+        return idempotency_begin(session, principal=principal, key=key,
+                                 fingerprint=fingerprint, ttl=ttl, lease=lease)
     if existing.fingerprint != fingerprint:
         raise LedgerConflictError("this Idempotency-Key was used with another request",
                                   code="idempotency-key-reused")
@@ -172,13 +216,13 @@ def idempotency_release(session: Session, *, principal: str, key: str) -> None:
 
 def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
                          body: str, content_type: str) -> None:
-    """Store the response of the request that claimed ``key``, for replays."""
-    row = session.get(IdempotencyRecord, (principal, key))
-    if row is None:
+    """Store the response of the request that claimed ``key``, for replays (one UPDATE)."""
+    res = session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)
+        .values(status_code=status_code, body=body, content_type=content_type))
+    if int(getattr(res, "rowcount", 0) or 0) != 1:
         raise LedgerNotFoundError("idempotency record vanished")
-    row.status_code = status_code
-    row.body = body
-    row.content_type = content_type
 
 
 def purge_idempotency(session: Session) -> int:

@@ -16,7 +16,7 @@ from ledger.alliance import Alliance
 from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
-from ledger.outbox.worker import OutboxWorker
+from ledger.outbox.worker import OutboxWorker, _with_headroom
 from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
 from ledger.points.service import IssueLine, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -109,6 +109,50 @@ def test_on_one_second_blocks_batches_get_measured_gas_and_share_blocks(
             assert {o.status for o in s.query(Operation)} == {OperationStatus.CONFIRMED}
     finally:
         a.close()
+
+
+def test_a_chain_said_to_mine_every_second_gets_blocks_filled_from_the_first_round(
+        block_time_url: str, tmp_path: Path) -> None:
+    """``block_time_s`` set (ALLIANCE_BLOCK_TIME_S): the first round, before any receipt,
+    already sends measured batches (the first blocks used to go at two batches a block with
+    the kinds' worst-case limits until two receipts shared a block)."""
+    a = Alliance.open(Settings(data_dir=tmp_path, rpc_url=block_time_url, chain_id=31337,
+                               artifacts_dir=ARTIFACT_CACHE, block_time_s=1.0))
+    try:
+        m = admit_merchant(a, name="Timed", symbol="TMD", rate=1)
+        ops = _queue(a, m.merchant_id, 40, 10, "BT1")
+        worker = outbox_worker(a)
+        assert worker.block_mode
+        worker.step()
+        first = [h for h, _, _ in _txs(a, m.account)]
+        assert first, "the first round sent nothing"
+        _step_until_confirmed(a, worker, ops, 60)
+        static = GAS_BASE + GAS_PER_LINE * 200
+        for h in first:
+            # Measured, not the kind's worst case (the measure ran at "latest", before
+            # the batches ahead of it in the block warmed the same members' slots, so it may
+            # exceed what the batch used on chain by more than the headroom).
+            limit = int(a.gateway.transaction(h)["gas"])  # type: ignore[index]
+            assert limit < static // 2
+            assert int((a.gateway.receipt(h) or {})["status"]) == 1
+    finally:
+        a.close()
+
+
+def test_even_batches_fill_a_block_whichever_batch_it_starts_with(alliance: Alliance) -> None:
+    """n equal batches fit a 30M block as a node packs it ((n - 1) x gas used + the last one's
+    gas limit), one more would not, and together they use >= 95% of it; the old plan (full
+    batches, then a cut tail) left ~13% empty whenever the node started a block elsewhere."""
+    worker = outbox_worker(alliance)
+    worker._block_gas = 30_000_000
+    for per_line in (20_000, 32_600, 49_500, 61_000, 90_000):
+        lines, n = worker._even_batch(200, per_line)
+        assert 1 <= lines <= 200
+        used = lines * per_line
+        limit = _with_headroom(used)
+        assert (n - 1) * used + limit <= 30_000_000
+        assert n * used + limit > 30_000_000 or lines == 200
+        assert n * used >= 0.95 * 30_000_000 or lines == 200
 
 
 def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue(
