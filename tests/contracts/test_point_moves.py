@@ -53,7 +53,8 @@ def test_a_move_keeps_every_lot_and_its_expiry_and_pending_points_and_the_supply
     assert m.program.lots_of(wallet) == [(p0, 100), (p0 + 1, 50)]
     assert m.program.pending_of(wallet) == 40 and m.program.spendable_of(wallet) == 110
     assert m.program.balance_of(wallet) == 150 and m.program.balance_of(custodial.address) == 0
-    assert m.program.lots_of(custodial.address) == [] and m.program.pending_of(custodial.address) == 0
+    assert m.program.lots_of(custodial.address) == []
+    assert m.program.pending_of(custodial.address) == 0
     assert m.program.total_supply() == supply == 150
     assert m.program.view1("pendingSupply") == 40
     logs = [(n, a) for n, a, _ in m.program.decode_logs(receipt["logs"])]  # type: ignore[arg-type]
