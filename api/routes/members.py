@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from ledger.errors import ConsentRequiredError
 from ledger.members import claims, consent, payments, presentations, privacy, scans, sessions
@@ -21,8 +22,9 @@ from ledger.points import reads as points
 from ledger.types import MerchantId
 
 from ..auth import Principal
-from ..deps import AllianceDep, AnyPrincipalDep, MerchantDep
+from ..deps import AllianceDep, AnyPrincipalDep, BodyDep, MerchantDep
 from ..errors import ApiError
+from ..idempotency import run_idempotent
 from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
 from ..schemas.members import (
     BalancesOut,
@@ -113,17 +115,23 @@ def member_profile(address: AddressPath, alliance: AllianceDep,
 
 
 @router.post("/link-codes", status_code=201, response_model=LinkCodeOut)
-def create_link_code(req: LinkCodeRequest, alliance: AllianceDep,
-                     who: MerchantDep) -> LinkCodeOut:
+def create_link_code(req: LinkCodeRequest, request: Request, body: BodyDep,
+                     alliance: AllianceDep, who: MerchantDep) -> Response:
     """A one-time code for a member id at your counter: the member enters it in the member
     app, signed in with a wallet, to move everything kept for the member id there. It works
     for 15 minutes, once; a new code ends the earlier unused ones (at most 5 an hour per
-    member id: 429). 409 ``member-already-linked`` once the member id has a wallet."""
-    assert who.merchant_id is not None
-    with alliance.store.session() as s:
-        code = claims.issue_link_code(alliance, s, merchant_id=who.merchant_id,
-                                      member_id=req.member_id)
-    return LinkCodeOut(code=code.code, expires_at=int(code.expires_at.timestamp()))
+    member id: 429 ``link-codes-rate-limited``). 409 ``member-already-linked`` once the
+    member id has a wallet."""
+    mid = who.merchant_id
+    assert mid is not None
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None
+        code = claims.issue_link_code(alliance, s, merchant_id=mid, member_id=req.member_id)
+        return 201, LinkCodeOut(code=code.code,
+                                expires_at=int(code.expires_at.timestamp())).model_dump()
+
+    return run_idempotent(request, body, alliance, who, work)
 
 
 # ---------------------------------------------------------------------- the member app
