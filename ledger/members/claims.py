@@ -41,7 +41,13 @@ from ..merchants.repos import get_merchant, list_merchants
 from ..outbox import repos as outbox_repos
 from ..points import kinds as point_kinds
 from ..points import reads as point_reads
-from ..store.models import Member, MemberClaimMove, MemberLinkCode, OperationStatus
+from ..store.models import (
+    Member,
+    MemberClaimMove,
+    MemberLinkCode,
+    Operation,
+    OperationStatus,
+)
 from . import repos as member_repos
 
 # A code lives long enough to type it in at the counter, no longer.
@@ -179,11 +185,12 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
     if Account.from_key(key).address != member.account:
         raise LedgerConflictError("this link code does not open its member's account",
                                   code="link-code-unknown")
+    on_the_way = _issuing_to(session, member.account)
     for merchant in list_merchants(session):
         if not merchant.program_address:
             continue
         program = alliance.contracts.program(merchant.program_address)
-        if program.balance_of(member.account) == 0:
+        if merchant.id not in on_the_way and program.balance_of(member.account) == 0:
             continue
         op_id = _queue_move(alliance, session, key=key, merchant_id=merchant.id,
                             signer=merchant.account_address,
@@ -197,6 +204,17 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
     row.wallet = wallet
     session.flush()
     return _view(session, wallet, [row.code_hash])
+
+
+def _issuing_to(session: Session, account: str) -> set[int]:
+    """Merchants with an issue to ``account`` not yet on chain: the merchant's operations go
+    out in the order they were queued, so a move queued now lands after it and takes it too."""
+    rows = session.execute(select(Operation.merchant_id, Operation.payload).where(
+        Operation.kind.in_([point_kinds.ISSUE.name, point_kinds.ISSUE_BATCH.name]),
+        Operation.status.in_([OperationStatus.QUEUED, OperationStatus.SENDING,
+                              OperationStatus.SUBMITTED])))
+    return {mid for mid, payload in rows
+            if any(i.get("member") == account for i in (payload or {}).get("items", ()))}
 
 
 def _queue_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id: int,

@@ -16,6 +16,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import update
 
+from ledger import runtime
 from ledger.audit.engine import run_audit
 from ledger.contracts.compiler import Artifact
 from ledger.settings import Settings
@@ -185,3 +186,24 @@ def test_a_failed_move_names_its_program_and_a_retry_completes_the_claim(
     by_program = {p["merchant_id"]: p["balance"]
                   for p in env.http.get("/app/api/balances").json()["programs"]}
     assert by_program[cafe] == 20 and by_program[env.store_merchant.merchant_id] == 50
+
+
+def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Settings) -> None:
+    # Workers stopped: the issue is queued, not on chain, when the member claims. The
+    # merchant's operations go out in order, so the move queued after it takes it along.
+    for env in make_env(settings.model_copy(update={"rate_limit_per_minute": 10**9}),
+                        run_workers=False):
+        member_id = "claim-" + Account.create().address[-8:]
+        r = env.store.post("/v1/points/issue", {"member_id": member_id, "points": 15,
+                                                "order_id": "CW-1"})
+        assert r.status_code == 202, r.text
+        code = _code(env, member_id)
+        wallet = Account.create()
+        assert sign_in(env, wallet).status_code == 200
+        r = _claim(env, code)
+        assert r.status_code == 202, r.text
+        assert [m["merchant_id"] for m in r.json()["moves"]] == [env.store_merchant.merchant_id]
+        runtime.outbox_worker(env.alliance).drain()
+        assert env.http.get("/app/api/claims").json()["state"] == "done"
+        program = env.alliance.contracts.program(env.store_merchant.program)
+        assert program.balance_of(wallet.address) == 15
