@@ -233,8 +233,8 @@ interface IPointProgram is ISignedActions {
     /// @notice Moves every point of the custodial account `m.from` (the service holds its key
     /// for a member who had no wallet yet) to the member's wallet `m.to`, once: each lot keeps
     /// its earn period (so its expiry), pending points stay pending until their release day,
-    /// and later reversals of `m.from`'s orders take from `m.to`. Lots that had expired are
-    /// swept on the way (`PointsExpired`); the rest is `Transfer(from, to, amount)` and
+    /// and later reversals of `m.from`'s orders take from `m.to`. A lot that had expired
+    /// moves expired (a sweep removes it); the move is `Transfer(from, to, amount)` and
     /// `PointsMoved`: the supply does not change. `m.to` may already hold points here: the
     /// lots merge by period. Checking that `m.to` is nobody's custodial account is the
     /// service's job.
@@ -242,7 +242,9 @@ interface IPointProgram is ISignedActions {
     /// - caller signs for this program's merchant, which is active;
     /// - now <= `m.deadline` <= now + 7 days; `signature` is `m.from`'s over exactly `m`;
     /// - `m.to` is neither zero nor `m.from`; `m.from` never moved before
-    ///   (`PointsAccountMoved`); `m.to` keeps at most 32 pending orders.
+    ///   (`PointsAccountMoved`); the two accounts' pending queues hold at most 32 entries
+    ///   together (else `PointsTooManyPending`: released entries leave a queue when its
+    ///   member next spends).
     function moveAccount(MoveAuth calldata m, bytes calldata signature) external;
 
     /// @notice Removes the expired lots of each member (emitting `PointsExpired` and

@@ -323,16 +323,14 @@ library PointLots {
     // Move
     // ------------------------------------------------------------------
 
-    // Equalities below compare period numbers this library keeps: exact comparison is meant.
-    // slither-disable-start incorrect-equality
-    /// @dev Moves every point of `from` to `to`, once: expired lots of `from` are removed
-    /// first (with their events); each live lot goes into `to`'s lot of the same period
-    /// (created or merged), and `from`'s still-pending orders join `to`'s pending queue, so
-    /// nothing is renewed and nothing pending becomes spendable early. Emits
-    /// `Transfer(from, to, moved)` and `PointsMoved`. Gives the expired points removed (from
-    /// either account) for the caller to take off the supply.
-    /// Requirements: `to` neither zero nor `from`; `from` not moved before; `to` ends with at
-    /// most MAX_PENDING live pending orders.
+    /// @dev Moves every point of `from` to `to`, once: each lot of `from`, oldest first, goes
+    /// into `to`'s lot of the same period (created or merged), so nothing is renewed; a lot
+    /// that had expired stays expired (a sweep, or `to`'s pruning on the way, removes it); and
+    /// `from`'s pending queue is appended to `to`'s as it is, so pending points stay pending
+    /// until their day. Emits `Transfer(from, to, moved)` and `PointsMoved`. Gives the expired
+    /// points `to`'s pruning removed on the way, for the caller to take off the supply.
+    /// Requirements: `to` neither zero nor `from`; `from` not moved before; the two pending
+    /// queues together hold at most MAX_PENDING entries.
     function move(Book storage self, address from, address to) internal returns (uint256 expired) {
         if (to == address(0) || to == from) revert IPointProgram.PointsInvalidMember(to);
         address prior = self.movedTo[from];
@@ -374,8 +372,6 @@ library PointLots {
         emit IERC20.Transfer(from, to, moved);
         emit IPointProgram.PointsMoved(from, to, moved);
     }
-
-    // slither-disable-end incorrect-equality
 
     // ------------------------------------------------------------------
     // Expiry
