@@ -9,6 +9,7 @@ from eth_account.signers.local import LocalAccount
 
 from ledger.merchants.clients import ProgramConfig
 from ledger.points.clients import Redemption
+from ledger.points.kinds import GAS_MOVE_ACCOUNT
 from ledger.signing import move_account_typed_data
 
 from .conftest import DAY, Chain, Merchant
@@ -225,3 +226,12 @@ def test_a_move_that_would_leave_the_wallet_over_32_pending_orders_is_refused(
     m.call("redeem", r.as_tuple(), sign(wallet, chain, m, r))
     move(chain, m, custodial, wallet.address)
     assert m.program.spendable_of(wallet.address) == 32 == m.program.total_supply()
+
+
+def test_a_move_of_a_few_lots_fits_the_outbox_gas_bound(chain: Chain) -> None:
+    m = chain.admit(config=MONTHLY)
+    custodial, _ = _custodial_with_two_lots_and_pending(chain, m)
+    receipt = move(chain, m, custodial, Account.create().address)
+    gas = int(str(receipt["gasUsed"]), 0)
+    print(f"moveAccount of 2 lots and 1 pending order: {gas} gas")
+    assert gas < GAS_MOVE_ACCOUNT
