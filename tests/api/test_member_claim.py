@@ -20,7 +20,7 @@ from ledger import runtime
 from ledger.audit.engine import run_audit
 from ledger.contracts.compiler import Artifact
 from ledger.settings import Settings
-from ledger.store.models import MemberLinkCode, Operation
+from ledger.store.models import MemberClaimMove, MemberLinkCode, Operation
 
 from .conftest import ApiEnv, make_env
 from .test_coupons_api import catch_up, problem
@@ -207,3 +207,8 @@ def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Sett
         assert env.http.get("/app/api/claims").json()["state"] == "done"
         program = env.alliance.contracts.program(env.store_merchant.program)
         assert program.balance_of(wallet.address) == 15
+        # "Delete my data": nothing off chain ties the wallet to the member id's claim.
+        assert env.http.delete("/app/api/my-data", headers=APP).status_code == 200
+        with env.alliance.store.read_session() as s:
+            assert s.query(MemberClaimMove).count() == 0
+            assert s.query(MemberLinkCode).filter(MemberLinkCode.wallet.is_not(None)).count() == 0
