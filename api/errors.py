@@ -11,6 +11,8 @@ LedgerValidationError      422     ``field`` / ``index`` say which input
 LedgerNotFoundError        404
 LedgerPermissionError      403
 LedgerConflictError        409
+LedgerGoneError            410     an expired one-time code
+LedgerRateLimitedError     429     too many requests for one thing
 ChainError                 503     ``Retry-After``; ``chain-unavailable`` when unreachable
 StoreUnavailableError      503     ``Retry-After``: the database is down or locked
 LedgerIntegrityError       500     ``integrity-error``; the detail stays in the log
@@ -37,9 +39,11 @@ from ledger.errors import (
     LedgerConfigError,
     LedgerConflictError,
     LedgerError,
+    LedgerGoneError,
     LedgerIntegrityError,
     LedgerNotFoundError,
     LedgerPermissionError,
+    LedgerRateLimitedError,
     LedgerValidationError,
     StoreUnavailableError,
 )
@@ -50,7 +54,7 @@ PROBLEM_BASE = "https://alliance-ledger.example/problems/"
 PROBLEM_JSON = "application/problem+json"
 
 STATUS_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-                 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+                 405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large",
                  422: "Unprocessable Content", 429: "Too Many Requests",
                  500: "Internal Server Error", 503: "Service Unavailable"}
 # Seconds a client waits before retrying a 503 (the chain node or the database was
@@ -104,6 +108,10 @@ def ledger_error_status(exc: LedgerError) -> tuple[int, str, dict[str, Any]]:
         return 403, exc.code, {}
     if isinstance(exc, LedgerConflictError):
         return 409, exc.code, {}
+    if isinstance(exc, LedgerGoneError):
+        return 410, exc.code, {}
+    if isinstance(exc, LedgerRateLimitedError):
+        return 429, exc.code, {}
     if isinstance(exc, ChainError | StoreUnavailableError):
         return 503, exc.code, {}
     if isinstance(exc, LedgerConfigError):

@@ -33,6 +33,7 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
     bytes32 private constant CONVERT_TYPEHASH = keccak256(
         "Convert(address member,uint256 amount,uint256 toMerchantId,uint256 minOut,bytes32 orderRef,uint256 nonce,uint256 deadline)"
     );
+    bytes32 private constant MOVE_TYPEHASH = keccak256("MoveAccount(address from,address to,uint256 deadline)");
     uint256 private constant MAX_REDEEM_AMOUNT = type(uint24).max;
 
     /// @dev One redemption (or conversion) against an accepting merchant's order, in one slot:
@@ -315,6 +316,14 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
     }
 
     // slither-disable-end incorrect-equality
+
+    /// @inheritdoc IPointProgram
+    function moveAccount(MoveAuth calldata m, bytes calldata signature) external {
+        _requireSigner(_merchantId);
+        _requireDeadline(m.deadline);
+        _requireSignedBy(m.from, _typedDataHash(_domainSeparator(), keccak256(abi.encode(MOVE_TYPEHASH, m))), signature);
+        _book.supply -= _book.move(m.from, m.to);
+    }
 
     /// @inheritdoc IPointProgram
     function sweepExpired(address[] calldata members) external {

@@ -115,6 +115,20 @@ class LedgerConflictError(LedgerError):
     code = "conflict"
 
 
+class LedgerGoneError(LedgerError):
+    """The named thing existed but is no more usable (an expired one-time link code);
+    nothing was written. ``code`` says which (``link-code-expired`` ...)."""
+
+    code = "gone"
+
+
+class LedgerRateLimitedError(LedgerError):
+    """Too many of these requests for the same thing in a short time (link codes for one
+    member id); nothing was written. Worth retrying later."""
+
+    code = "rate-limited"
+
+
 class LedgerConfigError(LedgerError):
     """The settings cannot work as given."""
 

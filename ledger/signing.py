@@ -56,6 +56,12 @@ CANCEL_NONCES_TYPES: list[dict[str, str]] = [
 MAX_DEADLINE_AHEAD_S = 7 * 86400
 """How far ahead a signed message's deadline may be (the contract's ``MAX_DEADLINE_AHEAD``)."""
 
+# A custodial account's key moves all its points to the member's wallet (``moveAccount``).
+MOVE_ACCOUNT_TYPES: list[dict[str, str]] = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "deadline", "type": "uint256"},
+]
 
 def domain_salt(registry: str) -> str:
     """The domain salt of programs of the alliance whose registry is ``registry`` (0x-hex)."""
@@ -104,4 +110,16 @@ def cancel_nonces_typed_data(*, chain_id: int, program: str, registry: str, memb
         "primaryType": "CancelNonces",
         "domain": domain(chain_id=chain_id, program=program, registry=registry),
         "message": {"member": member, "wordPos": word_pos, "mask": mask, "deadline": deadline},
+    }
+
+
+def move_account_typed_data(*, chain_id: int, program: str, registry: str, from_: str, to: str,
+                            deadline: int) -> dict[str, Any]:
+    """The full EIP-712 typed data of moving every point of the custodial account ``from_``
+    to the wallet ``to`` (``moveAccount``, relayed by the program's merchant)."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPES, "MoveAccount": MOVE_ACCOUNT_TYPES},
+        "primaryType": "MoveAccount",
+        "domain": domain(chain_id=chain_id, program=program, registry=registry),
+        "message": {"from": from_, "to": to, "deadline": deadline},
     }

@@ -45,7 +45,7 @@ PASSPHRASE = "bench-card-2026"
 # qrcode to show one, and the screens other than home when first opened (app.js's LAZY).
 LAZY = ("/app/vendor/ethers.umd.min.js", "/app/vendor/jsQR.js", "/app/vendor/qrcode.js",
         "/app/static/coupons.js", "/app/static/items.js", "/app/static/consent.js",
-        "/app/static/gifts.js", "/app/static/cards.js")
+        "/app/static/gifts.js", "/app/static/cards.js", "/app/static/claim.js")
 PAINT = """() => {
   const ready = performance.getEntriesByName("app-ready")[0];
   const fcp = performance.getEntriesByName("first-contentful-paint")[0];

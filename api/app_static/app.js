@@ -881,6 +881,7 @@
       <section class="card"><h3>${esc(t("language"))}</h3><div class="seg" id="langs">
         ${I18n.languages().map((l) => `<button type="button" class="seg-btn${l === I18n.lang ? " seg-on" : ""}" data-lang="${l}">${l === "en" ? "English" : "中文"}</button>`).join("")}
       </div></section>
+      <section class="card"><div class="menu-item"><div><b>${esc(t("clEntry"))}</b><p class="muted small">${esc(t("clEntryShort"))}</p></div><div id="cl"></div></div></section>
       <section class="card"><div class="menu-item"><div><b>${esc(t("msEntry"))}</b><p class="muted small">${esc(t("msEntryShort"))}</p></div><div id="ms"></div></div></section>
       <section class="card"><h3>${esc(t("myData"))}</h3>
         <div class="menu-item"><div><b>${esc(t("download"))}</b><p class="muted small">${esc(t("downloadBody"))}</p></div><div id="dl"></div></div>
@@ -892,6 +893,9 @@
       setLang(b.dataset.lang); go("me");
     }));
     $("#dl").appendChild(button(t("downloadShort"), "btn btn-ghost btn-small", downloadMyData));
+    const cl = button(t("view"), "btn btn-ghost btn-small", () => go("claim"));
+    cl.id = "open-claim";
+    $("#cl").appendChild(cl);
     const ms = button(t("view"), "btn btn-ghost btn-small", () => go("memberships"));
     ms.id = "open-memberships";
     $("#ms").appendChild(ms);
@@ -988,6 +992,8 @@
       tabs: [{ id: "gifts", icon: "✦", label: "tabGifts", hidden: true }] },
     { src: "/app/static/cards.js", links: [],
       tabs: [{ id: "memberships", icon: "★", label: "msEntry", hidden: true }] },
+    { src: "/app/static/claim.js", links: [],
+      tabs: [{ id: "claim", icon: "⇣", label: "clEntry", hidden: true }] },
   ];
   for (const lazy of LAZY) {
     for (const tab of lazy.tabs) {

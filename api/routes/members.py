@@ -14,18 +14,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from ledger.errors import ConsentRequiredError
-from ledger.members import consent, payments, presentations, privacy, scans, sessions
+from ledger.members import claims, consent, payments, presentations, privacy, scans, sessions
 from ledger.points import reads as points
 from ledger.types import MerchantId
 
 from ..auth import Principal
-from ..deps import AllianceDep, AnyPrincipalDep
+from ..deps import AllianceDep, AnyPrincipalDep, BodyDep, MerchantDep
 from ..errors import ApiError
+from ..idempotency import run_idempotent
 from ..schemas.common import AddressPath, Cursor, HistoryLimit, OperationIdPath
 from ..schemas.members import (
     BalancesOut,
+    ClaimOut,
+    ClaimRequest,
     ConsentQuoteIn,
     ConsentSigned,
     ConvertQuoteRequest,
@@ -35,6 +39,8 @@ from ..schemas.members import (
     HistoryOut,
     ItemClaimSigned,
     ItemCodeIn,
+    LinkCodeOut,
+    LinkCodeRequest,
     MemberConvertRequest,
     MemberOperationOut,
     MemberProfileOut,
@@ -106,6 +112,26 @@ def member_profile(address: AddressPath, alliance: AllianceDep,
     with alliance.store.read_session() as s:
         return MemberProfileOut.model_validate(consent.merchant_profile(
             alliance, s, merchant_id=who.merchant_id, member=address))
+
+
+@router.post("/link-codes", status_code=201, response_model=LinkCodeOut)
+def create_link_code(req: LinkCodeRequest, request: Request, body: BodyDep,
+                     alliance: AllianceDep, who: MerchantDep) -> Response:
+    """A one-time code for a member id at your counter: the member enters it in the member
+    app, signed in with a wallet, to move everything kept for the member id there. It works
+    for 15 minutes, once; a new code ends the earlier unused ones (at most 5 an hour per
+    member id: 429 ``link-codes-rate-limited``). 409 ``member-already-linked`` once the
+    member id has a wallet."""
+    mid = who.merchant_id
+    assert mid is not None
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        assert s is not None
+        code = claims.issue_link_code(alliance, s, merchant_id=mid, member_id=req.member_id)
+        return 201, LinkCodeOut(code=code.code,
+                                expires_at=int(code.expires_at.timestamp())).model_dump()
+
+    return run_idempotent(request, body, alliance, who, work)
 
 
 # ---------------------------------------------------------------------- the member app
@@ -267,6 +293,31 @@ def convert(req: MemberConvertRequest, me: MemberDep, alliance: AllianceDep
                                  deadline=req.deadline, signature=req.signature)
         return MemberOperationOut.model_validate(
             asdict(payments.member_operation(s, operation_id=op_id, member=me.address)))
+
+
+def _claim_out(view: claims.ClaimView) -> ClaimOut:
+    return ClaimOut.model_validate(asdict(view))
+
+
+@app_router.post("/claims", response_model=ClaimOut, status_code=202)
+def claim(req: ClaimRequest, me: MemberDep, alliance: AllianceDep) -> ClaimOut:
+    """Claim what was kept for a member id with the counter's link code: links it to this
+    wallet and moves its points here (the same code again: the same claim)."""
+    with alliance.store.session() as s:
+        return _claim_out(claims.claim(alliance, s, code=req.code, wallet=me.address))
+
+
+@app_router.get("/claims", response_model=ClaimOut)
+def my_claim(me: MemberDep, alliance: AllianceDep) -> ClaimOut:
+    with alliance.store.session() as s:
+        return _claim_out(claims.claim_status(s, wallet=me.address))
+
+
+@app_router.post("/claims/retry", response_model=ClaimOut, status_code=202)
+def retry_claim(me: MemberDep, alliance: AllianceDep) -> ClaimOut:
+    """Send again every move of this wallet's claim that failed."""
+    with alliance.store.session() as s:
+        return _claim_out(claims.retry_claim(alliance, s, wallet=me.address))
 
 
 @app_router.get("/operations/{operation_id}", response_model=MemberOperationOut)

@@ -295,3 +295,42 @@ class ConsentRewardIn(BaseModel):
 class ConsentRewardOut(BaseModel):
     kind: str
     points: int
+
+
+# ---------------------------------------------------------------------- claim (issue 12)
+
+
+class LinkCodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"member_id": "member-0001"}]})
+    member_id: Annotated[str, Field(min_length=1, max_length=limits.MAX_MEMBER_ID_LENGTH,
+                                    pattern=limits.MEMBER_ID_PATTERN,
+                                    description="the alliance member id at your counter")]
+
+
+class LinkCodeOut(BaseModel):
+    code: str = Field(description="the one-time code to hand the member (shown once)")
+    expires_at: int = Field(description="unix time the code stops working")
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class ClaimMoveOut(BaseModel):
+    merchant_id: int
+    program: str
+    operation_id: str
+    status: str
+    tx_hash: str | None
+    error_code: str | None
+
+
+class ClaimOut(BaseModel):
+    """``state``: ``none``, ``moving``, ``done`` or ``failed`` (retry sends failed moves
+    again)."""
+
+    wallet: str
+    state: str
+    moves: list[ClaimMoveOut]

@@ -99,6 +99,17 @@ interface IPointProgram is ISignedActions {
     /// points here never expire).
     error PointsConversionOutlivesSource(uint256 expiresAt);
 
+    /// @notice What a custodial account's key signs (EIP-712 `MoveAccount`) to move all its
+    /// points here to the member's own wallet `to`, once.
+    struct MoveAuth {
+        address from;
+        address to;
+        uint256 deadline;
+    }
+
+    /// @dev `from`'s points here were already moved (to `to`): an account moves once.
+    error PointsAccountMoved(address from, address to);
+
     /// @notice Points credited to `member` for `orderRef`; pending until day `releaseDay`
     /// (0 when spendable at once), expiring with period `earnPeriod`.
     event PointsIssued(
@@ -135,6 +146,10 @@ interface IPointProgram is ISignedActions {
         uint256 amount,
         uint256 period
     );
+    /// @notice All `amount` points of `from` here - every lot with its earn period, pending
+    /// points still pending - now belong to `to` (with `Transfer(from, to, amount)`); orders
+    /// issued to `from` are reversed from `to` from now on.
+    event PointsMoved(address indexed from, address indexed to, uint256 amount);
     /// @notice The member's points earned in `period` expired unspent and were removed.
     event PointsExpired(address indexed member, uint256 period, uint256 amount);
 
@@ -214,6 +229,23 @@ interface IPointProgram is ISignedActions {
         bytes32 conversionId,
         uint256 expiresAt
     ) external;
+
+    /// @notice Moves every point of the custodial account `m.from` (the service holds its key
+    /// for a member who had no wallet yet) to the member's wallet `m.to`, once: each lot keeps
+    /// its earn period (so its expiry), pending points stay pending until their release day,
+    /// and later reversals of `m.from`'s orders take from `m.to`. A lot that had expired
+    /// moves expired (a sweep removes it); the move is `Transfer(from, to, amount)` and
+    /// `PointsMoved`: the supply does not change. `m.to` may already hold points here: the
+    /// lots merge by period. Checking that `m.to` is nobody's custodial account is the
+    /// service's job.
+    /// Requirements:
+    /// - caller signs for this program's merchant, which is active;
+    /// - now <= `m.deadline` <= now + 7 days; `signature` is `m.from`'s over exactly `m`;
+    /// - `m.to` is neither zero nor `m.from`; `m.from` never moved before
+    ///   (`PointsAccountMoved`); the two accounts' pending queues hold at most 32 entries
+    ///   together (else `PointsTooManyPending`: released entries leave a queue when its
+    ///   member next spends).
+    function moveAccount(MoveAuth calldata m, bytes calldata signature) external;
 
     /// @notice Removes the expired lots of each member (emitting `PointsExpired` and
     /// `Transfer(member, 0, amount)` per lot), so balances rebuilt from logs drop expired

@@ -106,6 +106,7 @@ library PointLots {
         mapping(address member => mapping(uint256 index => bytes32 orderRef)) pendingQueue;
         mapping(bytes32 orderRef => Order) orders;
         mapping(uint256 day => uint256) pendingByDay;
+        mapping(address from => address to) movedTo;
     }
 
     // ------------------------------------------------------------------
@@ -319,6 +320,60 @@ library PointLots {
     }
 
     // ------------------------------------------------------------------
+    // Move
+    // ------------------------------------------------------------------
+
+    /// @dev Moves every point of `from` to `to`, once: each lot of `from`, oldest first, goes
+    /// into `to`'s lot of the same period (created or merged), so nothing is renewed; a lot
+    /// that had expired stays expired (a sweep, or `to`'s pruning on the way, removes it); and
+    /// `from`'s pending queue is appended to `to`'s as it is, so pending points stay pending
+    /// until their day. Emits `Transfer(from, to, moved)` and `PointsMoved`. Gives the expired
+    /// points `to`'s pruning removed on the way, for the caller to take off the supply.
+    /// Requirements: `to` neither zero nor `from`; `from` not moved before; the two pending
+    /// queues together hold at most MAX_PENDING entries.
+    function move(Book storage self, address from, address to) internal returns (uint256 expired) {
+        if (to == address(0) || to == from) revert IPointProgram.PointsInvalidMember(to);
+        address prior = self.movedTo[from];
+        if (prior != address(0)) revert IPointProgram.PointsAccountMoved(from, prior);
+        self.movedTo[from] = to;
+        uint256 minLive = minLivePeriod(self, currentPeriod(self));
+        Account memory a = load(self, from);
+        Account memory b = load(self, to);
+        // `from`'s pending queue joins `to`'s as it is (released entries included: spending
+        // pops them); `from`'s entries stay behind, unreachable once its account is cleared.
+        uint256 w = b.pendingEnd;
+        if (w - b.pendingStart + a.pendingEnd - a.pendingStart > MAX_PENDING) {
+            revert IPointProgram.PointsTooManyPending(to);
+        }
+        for (uint256 i = a.pendingStart; i < a.pendingEnd; ++i) {
+            self.pendingQueue[to][w++] = self.pendingQueue[from][i];
+        }
+        b.pendingEnd = uint32(w);
+        uint256 moved = a.balance;
+        // Oldest lot first: each lands at or after `to`'s newest when it can (no walk).
+        uint256 p = a.tailPeriod;
+        while (moved != 0) {
+            uint256 amt = a.headAmount;
+            uint256 next = p;
+            if (p != a.headPeriod) {
+                Lot memory l = self.lots[from][p];
+                (amt, next) = (l.amount, l.next);
+                delete self.lots[from][p];
+            }
+            if (amt != 0) {
+                if (p >= b.headPeriod) expired += _creditHead(self, to, b, p, amt, minLive);
+                else _creditLot(self, to, b, p, amt);
+            }
+            if (next == p) break;
+            p = next;
+        }
+        delete self.accounts[from];
+        save(self, to, b);
+        emit IERC20.Transfer(from, to, moved);
+        emit IPointProgram.PointsMoved(from, to, moved);
+    }
+
+    // ------------------------------------------------------------------
     // Expiry
     // ------------------------------------------------------------------
 
@@ -494,23 +549,27 @@ library PointLots {
         self.orders[orderRef] = o;
         uint256 minLive = minLivePeriod(self, currentPeriod(self));
         uint256 burned = amount;
+        // The order's points follow a move of its member's account (`move`); the order
+        // record keeps the member it was issued to.
+        address holder = self.movedTo[o.member];
+        if (holder == address(0)) holder = o.member;
         if (o.earnPeriod < minLive) {
             // The order's points expired with their lot: there is nothing of it left to take,
             // and the member's other points are not the order's.
             burned = 0;
         } else if (o.releaseDay > currentDay(self)) {
             // Still pending: the points are in the order's own lot, untouchable by spending.
-            Account memory a = load(self, o.member);
-            _reduceLot(self, o.member, a, o.earnPeriod, amount);
+            Account memory a = load(self, holder);
+            _reduceLot(self, holder, a, o.earnPeriod, amount);
             a.balance -= uint64(amount);
-            save(self, o.member, a);
+            save(self, holder, a);
             self.supply -= amount;
             self.pendingByDay[o.releaseDay] -= amount;
         } else {
-            debit(self, o.member, amount, o.earnPeriod, minLive);
+            debit(self, holder, amount, o.earnPeriod, minLive);
         }
-        if (burned != 0) emit IERC20.Transfer(o.member, address(0), burned);
-        emit IPointProgram.PointsReversed(o.member, orderRef, amount, burned);
+        if (burned != 0) emit IERC20.Transfer(holder, address(0), burned);
+        emit IPointProgram.PointsReversed(holder, orderRef, amount, burned);
     }
 
     /// @dev Burns `amount` spendable points of `member`: first from lot `prefer` (if any), then

@@ -4,7 +4,9 @@ refunds rebuilt from each program's logs, compared with the program's own views.
 Invariants: supply equals the sum of balances; each order reference mints once; a reversal
 never takes more than its order issued; a refund never gives back more than its redemption
 took; every issue and reversal was sent by the account signing for the program's merchant
-at that block; each member's balance is spendable + pending + expired-not-swept.
+at that block; each member's balance is spendable + pending + expired-not-swept; an account
+moves (``PointsMoved``: a custodial account's points to the member's wallet) at most once, sent
+by the program's merchant, and its orders' pending points count at the wallet from then on.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class ProgramBook:
         self.merchant_txs: dict[str, tuple[tuple[int, int], int, bool]] = {}
         self.issued_by_block: dict[int, int] = defaultdict(int)
         self.redeemed_by_block: dict[int, int] = defaultdict(int)
+        # Accounts whose points moved (``moveAccount``): from -> to.
+        self.moved: dict[str, str] = {}
 
 
 class PointsRule:
@@ -65,7 +69,7 @@ class PointsRule:
     name = NAME
     events = frozenset((Kind.PROGRAM, e) for e in (
         "Transfer", "PointsIssued", "PointsReversed", "PointsRedeemed", "RedemptionRefunded",
-        "PointsConverted", "PointsConvertedIn", "PointsExpired"))
+        "PointsConverted", "PointsConvertedIn", "PointsExpired", "PointsMoved"))
 
     def __init__(self, governance: GovernanceRule, merchant_of: dict[str, int]) -> None:
         self.governance = governance
@@ -159,6 +163,14 @@ class PointsRule:
             book.totals["converted_in"] += a["amount"]
         elif name == "PointsExpired":
             book.totals["expired"] += a["amount"]
+        elif name == "PointsMoved":
+            if a["from"] in book.moved:
+                self._violation("AccountMovedTwice",
+                                f"{a['from']} moved again (to {a['to']}; first to "
+                                f"{book.moved[a['from']]})", ev)
+            book.moved[a["from"]] = a["to"]
+            book.totals["moved"] += a["amount"]
+            book.merchant_txs.setdefault(ev.tx, (ev.position, self._own(ev), False))
 
     def _own(self, ev: Event) -> int:
         return self.merchant_of.get(ev.address, 0)
@@ -216,7 +228,7 @@ class PointsRule:
         pending: dict[str, int] = defaultdict(int)
         for o in book.orders.values():
             if isinstance(day, int) and o.release_day > day and o.remaining > 0:
-                pending[o.member] += o.remaining
+                pending[book.moved.get(o.member, o.member)] += o.remaining
         if pending_supply != sum(pending.values()):
             mismatch("pendingSupply()", sum(pending.values()), pending_supply)
         members = sorted(book.balances)
@@ -290,7 +302,7 @@ class PointsRule:
                 "supply": book.supply, "holders": sum(1 for b in book.balances.values() if b),
                 "orders": len(book.orders), **{k: book.totals.get(k, 0) for k in (
                     "issued", "reversed", "redeemed_here", "redeemed_elsewhere", "refunded",
-                    "converted_out", "converted_in", "expired")}})
+                    "converted_out", "converted_in", "expired", "moved")}})
         return {"programs": programs,
                 "daily": {self.merchant_of.get(a, 0): s for a, s in self.series.items()}}
 

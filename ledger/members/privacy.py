@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from ..store.models import (
     CouponPresentation,
     Member,
+    MemberClaimMove,
+    MemberLinkCode,
     MemberProfile,
     MemberSession,
     PaymentRequest,
@@ -67,6 +69,11 @@ def erase(session: Session, *, address: str) -> Erased:
     # text hash: nothing personal).
     session.execute(delete(MemberProfile).where(MemberProfile.address == address))
     session.execute(delete(CouponPresentation).where(CouponPresentation.holder == address))
+    # A claim's records name the wallet next to the member id's pseudonym: the moves go, the
+    # used link code forgets the wallet (and any custodial key still kept for it).
+    session.execute(delete(MemberClaimMove).where(MemberClaimMove.wallet == address))
+    session.execute(update(MemberLinkCode).where(MemberLinkCode.wallet == address)
+                    .values(wallet=None, key_enc=None))
     return Erased(sessions=int(gone.rowcount or 0),  # type: ignore[attr-defined]
                   wallet_links=int(links.rowcount or 0),  # type: ignore[attr-defined]
                   payments_forgotten=int(paid.rowcount or 0))  # type: ignore[attr-defined]

@@ -57,6 +57,13 @@ def get_or_create_member(session: Session, master: MasterKey, *, member_id: str)
     return _member_view(row)
 
 
+def custodial_key(session: Session, master: MasterKey, *, member_id: str) -> bytes:
+    """The private key of a member id's custodial account (the service signs with it only
+    to move the account's points to the member's own wallet)."""
+    key = get_or_create_secret(session, master, PSEUDONYM_KEY, lambda: pysecrets.token_bytes(32))
+    return crypto.custodial_private_key(member_id, key)
+
+
 def member_account(session: Session, master: MasterKey, *, member_id: str) -> str:
     """The on-chain account of an alliance member id (its linked wallet if any), created on
     first sight."""

@@ -57,6 +57,11 @@ GAS_REVERSE = 250_000
 GAS_CONVERT = 600_000
 GAS_REFUND_REDEMPTION = 300_000
 GAS_CANCEL_NONCES = 120_000
+# moveAccount: a signature (~6k), the move record (~22k), per lot moved a cleared slot and a
+# written one (~25k; the head lot rides in the account slot), two logs. A custodial account
+# with a few lots and pending orders stays well under this; one with many more fails once and
+# its retry estimates its gas.
+GAS_MOVE_ACCOUNT = 400_000
 
 
 # ---------------------------------------------------------------------- payloads
@@ -182,6 +187,20 @@ class SweepPayload(JsonPayload):
     program: AddressField
     items: Annotated[tuple[str, ...], Many(ADDRESS)]
     periods: Annotated[tuple[int, int], Many(UINT, length=2)]
+
+
+@dataclass(frozen=True)
+class MoveAccountPayload(JsonPayload):
+    """``move_account``: every point of the custodial ``account`` in ``program``
+    (merchant ``program_merchant_id``'s) moves to the member's ``wallet``, authorised by
+    the custodial key's signature (EIP-712 ``MoveAccount``), relayed by that merchant."""
+
+    program: AddressField
+    program_merchant_id: Uint256
+    account: AddressField
+    wallet: AddressField
+    deadline: Uint256
+    signature: AnyBytes
 
 
 # ---------------------------------------------------------------------- kinds
@@ -326,6 +345,20 @@ class SweepKind(OperationKind[SweepPayload]):
         return Call(program.address, program.encode("sweepExpired", list(p.items)))
 
 
+class MoveAccountKind(OperationKind[MoveAccountPayload]):
+    payload_type = MoveAccountPayload
+
+    def gas_bound(self, payloads: Sequence[MoveAccountPayload]) -> int:
+        return GAS_MOVE_ACCOUNT
+
+    def encode(self, contracts: Contracts, home: str | None,
+               payloads: Sequence[MoveAccountPayload]) -> Call:
+        (p,) = payloads
+        program = contracts.program(p.program)
+        return Call(program.address, program.encode(
+            "moveAccount", (p.account, p.wallet, p.deadline), p.signature))
+
+
 ISSUE = IssueKind("issue")
 ISSUE_BATCH = IssueKind("issue_batch")
 REDEEM = RedeemKind("redeem")
@@ -335,7 +368,8 @@ CONVERT = ConvertKind("convert")
 REFUND_REDEMPTION = RefundRedemptionKind("refund_redemption")
 CANCEL_NONCES = CancelNoncesKind("cancel_nonces")
 SWEEP_EXPIRED = SweepKind("sweep_expired")
+MOVE_ACCOUNT = MoveAccountKind("move_account")
 
 KINDS: tuple[OperationKind[Any], ...] = (ISSUE, ISSUE_BATCH, REDEEM, REDEEM_BATCH, REVERSE,
                                          CONVERT, REFUND_REDEMPTION, CANCEL_NONCES,
-                                         SWEEP_EXPIRED)
+                                         SWEEP_EXPIRED, MOVE_ACCOUNT)

@@ -37,10 +37,13 @@ KINDS = {
     "RedemptionRefunded": "refunded",
     "PointsConverted": "converted_out",
     "PointsConvertedIn": "converted_in",
+    "PointsMoved": "moved_out",
 }
 
 # A ``released`` row takes its issue's log index plus this offset (unique, after any log).
 RELEASE_LOG_OFFSET = 1 << 20
+# A move's ``moved_in`` row (the wallet's) takes its log index plus this offset.
+MOVED_IN_LOG_OFFSET = 2 << 20
 DAY = 86_400
 
 # Programs' origins (immutable; the day a pending issue releases counts from it), per program
@@ -70,6 +73,9 @@ class PointsProjection:
         released_until = released[0] if released is not None else -1
         rows = []
         for ev in events:
+            if ev.name == "PointsMoved":
+                rows += moved_rows(ev, programs, self.alliance.gateway.chain_id)
+                continue
             row = _row(KINDS[ev.name], ev, programs, self.alliance.gateway.chain_id)
             day = row.pop("release_day")
             if day:
@@ -105,6 +111,20 @@ def released_row(issued: dict[str, Any]) -> dict[str, Any]:
     return {**issued, "kind": "released",
             "log_index": issued["log_index"] + RELEASE_LOG_OFFSET,
             "block_time": issued["release_at"]}
+
+
+def moved_rows(ev: ChainEvent, programs: dict[str, int], chain_id: int
+               ) -> list[dict[str, Any]]:
+    """A move's two rows: ``moved_out`` for the custodial account, ``moved_in`` for the
+    wallet (its log index offset by :data:`MOVED_IN_LOG_OFFSET`)."""
+    base = {"chain_id": chain_id, "program": ev.address, "merchant_id": programs[ev.address],
+            "amount": int(ev.args["amount"]), "period": None, "release_at": None,
+            "burned": None, "order_ref": None, "tx_hash": ev.tx_hash,
+            "block_number": ev.block_number, "block_time": ev.block_time}
+    return [{**base, "member": str(ev.args["from"]), "kind": "moved_out",
+             "log_index": ev.log_index},
+            {**base, "member": str(ev.args["to"]), "kind": "moved_in",
+             "log_index": ev.log_index + MOVED_IN_LOG_OFFSET}]
 
 
 def release_time(alliance: Alliance, *, program: str, day: int) -> int:

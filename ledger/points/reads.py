@@ -133,6 +133,8 @@ HISTORY_KINDS = {
     "converted_out": "points turned into another merchant's points",
     "converted_in": "points received from a conversion",
     "expired": "a lot's points expired unspent (expired_at: when; at: when swept)",
+    "moved_out": "every point of a kept (custodial) account moved to the member's wallet",
+    "moved_in": "points kept for the member id arrived in the wallet (a claim)",
 }
 NEVER = 2**256 - 1
 # Expiry times per program client (a program's periods never change; a client belongs to one

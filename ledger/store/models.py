@@ -888,3 +888,38 @@ class OfferReversal(Base):
     tx_hash: Mapped[str] = mapped_column(String(66))
     log_index: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(Integer, index=True)
+
+
+# ---------------------------------------------------------------------- claim (issue 12)
+
+
+class MemberLinkCode(Base):
+    """A one-time code a merchant hands a member at the counter, to claim what the service
+    kept for the member id (its custodial account) into the member's wallet. Only the code's
+    hash is stored; the custodial key it unlocks is kept encrypted under the master key until
+    the claim's moves are all confirmed, then erased."""
+
+    __tablename__ = "member_link_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    key_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    wallet: Mapped[str | None] = mapped_column(String(42), nullable=True)
+
+
+class MemberClaimMove(Base):
+    """One program's move of a claim: the operation that sends it (the latest, after a
+    retry)."""
+
+    __tablename__ = "member_claim_moves"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    program: Mapped[str] = mapped_column(String(42))
+    account: Mapped[str] = mapped_column(String(42))
+    wallet: Mapped[str] = mapped_column(String(42), index=True)
+    operation_id: Mapped[str] = mapped_column(String(36))

@@ -168,3 +168,15 @@ def test_writes_must_come_from_the_merchant_that_signs_for_them() -> None:
 
     found = points._check_senders(Senders())  # type: ignore[arg-type]
     assert [(f.code, f.tx) for f in found] == [("WriteByNonMerchant", stray_tx)]
+
+
+def test_an_account_moved_twice_is_a_violation() -> None:
+    _, points, _ = rules()
+    issue(points)
+    wallet, other = "0x" + "0e" * 20, "0x" + "0f" * 20
+    points.apply(ev("PointsMoved", Kind.PROGRAM, PROGRAM_A, **{"from": MEMBER, "to": wallet,
+                                                                "amount": 100}))
+    assert codes(points) == []
+    points.apply(ev("PointsMoved", Kind.PROGRAM, PROGRAM_A, **{"from": MEMBER, "to": other,
+                                                                "amount": 0}))
+    assert codes(points) == ["AccountMovedTwice"]

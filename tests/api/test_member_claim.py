@@ -1,0 +1,214 @@
+"""Claiming custodial points over HTTP (real app and workers, anvil, SQLite): a merchant hands
+out a one-time link code for a member id; the member, signed in with a wallet, submits it;
+every program's points move on chain with their lots, expiry and pending points, once; the
+member id is linked to the wallet from then on; the audit stays clean. Used, expired, unknown
+and replaced codes are refused with a plain code; a move that failed says which program and a
+retry completes it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+from eth_account import Account
+from sqlalchemy import update
+
+from ledger import runtime
+from ledger.audit.engine import run_audit
+from ledger.contracts.compiler import Artifact
+from ledger.settings import Settings
+from ledger.store.models import MemberClaimMove, MemberLinkCode, Operation
+
+from .conftest import ApiEnv, make_env
+from .test_coupons_api import catch_up, problem
+from .test_member_session import APP, sign_in
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def env(settings: Settings) -> Iterator[ApiEnv]:
+    yield from make_env(settings.model_copy(update={"rate_limit_per_minute": 10**9}))
+
+
+def _poll(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _issue(client: Any, member_id: str, points: int, order_id: str,
+           release_at: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"member_id": member_id, "points": points, "order_id": order_id}
+    if release_at is not None:
+        body["release_at"] = release_at
+    r = client.post("/v1/points/issue", body)
+    assert r.status_code == 202, r.text
+    op = client.wait_operation(r.json()["id"])
+    assert op["status"] == "confirmed", op
+    return dict(op)
+
+
+def _code(env: ApiEnv, member_id: str, client: Any = None) -> str:
+    r = (client or env.store).post("/v1/members/link-codes", {"member_id": member_id})
+    assert r.status_code == 201, r.text
+    assert r.json()["expires_at"] > time.time() + 14 * 60
+    return str(r.json()["code"])
+
+
+def _claim(env: ApiEnv, code: str) -> Any:
+    return env.http.post("/app/api/claims", json={"code": code}, headers=APP)
+
+
+def _claim_done(env: ApiEnv) -> dict[str, Any]:
+    return dict(_poll(lambda: env.http.get("/app/api/claims").json(),
+                      lambda v: v["state"] in ("done", "failed")))
+
+
+def _ops(env: ApiEnv) -> int:
+    with env.alliance.store.read_session() as s:
+        return s.query(Operation).count()
+
+
+def test_a_member_ids_points_move_to_the_wallet_with_lots_expiry_and_pending_once(
+        env: ApiEnv, artifacts: dict[str, Artifact]) -> None:
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 120, "CL-1")
+    release = int(time.time()) + 5 * 86_400
+    _issue(env.cafe, member_id, 30, "CL-2")
+    _issue(env.cafe, member_id, 40, "CL-3", release_at=release)
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    assert env.http.get("/app/api/claims").json()["state"] == "none"
+    code = _code(env, member_id)
+    r = _claim(env, code.lower().replace("-", " "))  # as a member might type it
+    assert r.status_code == 202, r.text
+    first = r.json()
+    assert first["wallet"] == wallet.address
+    assert [m["merchant_id"] for m in first["moves"]] == sorted(
+        [env.store_merchant.merchant_id, env.cafe_merchant.merchant_id])
+    done = _claim_done(env)
+    assert done["state"] == "done", done
+    catch_up(env)
+    mine = env.http.get("/app/api/balances").json()
+    by = {p["merchant_id"]: p for p in mine["programs"]}
+    store, cafe = by[env.store_merchant.merchant_id], by[env.cafe_merchant.merchant_id]
+    assert store["balance"] == 120 and store["spendable"] == 120
+    assert cafe["balance"] == 70 and cafe["pending"] == 40 and cafe["spendable"] == 30
+    assert all(lot["expires_at"] is None or lot["expires_at"] > time.time()
+               for p in (store, cafe) for lot in p["lots"])
+    # The same code again from the same wallet: the same claim, nothing queued again.
+    before = _ops(env)
+    again = _claim(env, code)
+    assert again.status_code == 202 and again.json()["moves"] == done["moves"]
+    assert _ops(env) == before
+    # From now on the member id's new points go to the wallet.
+    _issue(env.store, member_id, 5, "CL-4")
+    program = env.alliance.contracts.program(env.store_merchant.program)
+    assert program.balance_of(wallet.address) == 125
+    history = env.http.get("/app/api/history").json()
+    assert "moved_in" in {e["kind"] for e in history["events"]}
+    report = run_audit(env.alliance.gateway, artifacts,
+                       registry=env.alliance.contracts.registry.address, from_block=0)
+    assert report.clean, [f.message for f in report.violations]
+
+
+def test_used_expired_unknown_and_replaced_codes_are_refused_plainly(env: ApiEnv) -> None:
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 10, "CU-1")
+    replaced = _code(env, member_id)
+    code = _code(env, member_id)  # a new code ends the earlier one
+    wallet, other = Account.create(), Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    problem(_claim(env, replaced), 410, "link-code-expired")
+    problem(_claim(env, "ABCDE-FGHJK"), 404, "link-code-unknown")
+    problem(_claim(env, "not a code"), 422, "validation-error")
+    assert _claim(env, code).status_code == 202
+    assert _claim_done(env)["state"] == "done"
+    problem(env.store.post("/v1/members/link-codes", {"member_id": member_id}), 409,
+            "member-already-linked")
+    env.http.cookies.clear()
+    assert sign_in(env, other).status_code == 200
+    problem(_claim(env, code), 409, "link-code-used")
+    # An expired code: the counter's 15 minutes are over.
+    late_id = "claim-" + Account.create().address[-8:]
+    late = _code(env, late_id)
+    with env.alliance.store.session() as s:
+        s.execute(update(MemberLinkCode).values(
+            expires_at=datetime.now(UTC) - timedelta(seconds=1)).where(
+            MemberLinkCode.used_at.is_(None)))
+    before = _ops(env)
+    problem(_claim(env, late), 410, "link-code-expired")
+    assert _ops(env) == before
+    assert env.http.get("/app/api/claims").json()["state"] == "none"
+
+
+def test_link_codes_are_rate_limited_per_member_id(env: ApiEnv) -> None:
+    member_id = "claim-" + Account.create().address[-8:]
+    for _ in range(5):
+        _code(env, member_id)
+    problem(env.store.post("/v1/members/link-codes", {"member_id": member_id}), 429,
+            "link-codes-rate-limited")
+    with env.alliance.store.read_session() as s:
+        assert all(len(r.code_hash) == 64 for r in s.query(MemberLinkCode))
+
+
+def test_a_failed_move_names_its_program_and_a_retry_completes_the_claim(
+        env: ApiEnv) -> None:
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 50, "CF-1")
+    _issue(env.cafe, member_id, 20, "CF-2")
+    cafe = env.cafe_merchant.merchant_id
+    r = env.admin.post(f"/v1/admin/merchants/{cafe}/suspend", None)
+    assert r.status_code == 200, r.text
+    code = _code(env, member_id)
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    assert _claim(env, code).status_code == 202
+    failed = _claim_done(env)
+    assert failed["state"] == "failed", failed
+    by = {m["merchant_id"]: m for m in failed["moves"]}
+    assert by[cafe]["status"] == "failed" and by[cafe]["error_code"] == "RegistryInvalidStatus"
+    assert by[env.store_merchant.merchant_id]["status"] == "confirmed"
+    r = env.admin.post(f"/v1/admin/merchants/{cafe}/reinstate", None)
+    assert r.status_code == 200, r.text
+    r = env.http.post("/app/api/claims/retry", headers=APP)
+    assert r.status_code == 202, r.text
+    done = _claim_done(env)
+    assert done["state"] == "done", done
+    catch_up(env)
+    by_program = {p["merchant_id"]: p["balance"]
+                  for p in env.http.get("/app/api/balances").json()["programs"]}
+    assert by_program[cafe] == 20 and by_program[env.store_merchant.merchant_id] == 50
+
+
+def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Settings) -> None:
+    # Workers stopped: the issue is queued, not on chain, when the member claims. The
+    # merchant's operations go out in order, so the move queued after it takes it along.
+    for env in make_env(settings.model_copy(update={"rate_limit_per_minute": 10**9}),
+                        run_workers=False):
+        member_id = "claim-" + Account.create().address[-8:]
+        r = env.store.post("/v1/points/issue", {"member_id": member_id, "points": 15,
+                                                "order_id": "CW-1"})
+        assert r.status_code == 202, r.text
+        code = _code(env, member_id)
+        wallet = Account.create()
+        assert sign_in(env, wallet).status_code == 200
+        r = _claim(env, code)
+        assert r.status_code == 202, r.text
+        assert [m["merchant_id"] for m in r.json()["moves"]] == [env.store_merchant.merchant_id]
+        runtime.outbox_worker(env.alliance).drain()
+        assert env.http.get("/app/api/claims").json()["state"] == "done"
+        program = env.alliance.contracts.program(env.store_merchant.program)
+        assert program.balance_of(wallet.address) == 15
+        # "Delete my data": nothing off chain ties the wallet to the member id's claim.
+        assert env.http.delete("/app/api/my-data", headers=APP).status_code == 200
+        with env.alliance.store.read_session() as s:
+            assert s.query(MemberClaimMove).count() == 0
+            assert s.query(MemberLinkCode).filter(MemberLinkCode.wallet.is_not(None)).count() == 0
