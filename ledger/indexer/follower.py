@@ -163,7 +163,8 @@ class Follower(Worker):
     def synced_blocks(self) -> dict[str, int]:
         """The block each projection's read model reflects (-1: nothing read yet)."""
         with self.alliance.store.read_session() as s:
-            return {p.name: _block_of(cursors.get_cursor(s, p.name)) for p in self.projections}
+            return {name: _block_of(cursor) for name, cursor in
+                    cursors.get_cursors(s, [p.name for p in self.projections]).items()}
 
     # ------------------------------------------------------------------ one round
 
@@ -185,7 +186,7 @@ class Follower(Worker):
         if head < start:
             return 0
         with self.alliance.store.read_session() as s:
-            stored = {p.name: cursors.get_cursor(s, p.name) for p in self.projections}
+            stored = cursors.get_cursors(s, [p.name for p in self.projections])
             clients: dict[str, ContractClient] = {}
             follows: dict[str, set[str]] = {}
             wanted: dict[str, set[str]] = {}  # by address: the events a projection wants
@@ -207,14 +208,17 @@ class Follower(Worker):
             to_hash = blocks.hash_of(to)
             events = self._read(clients, wanted, frm, to, blocks) if clients else []
             with self.alliance.store.session() as s:
+                moved = []
                 for p in self.projections:
                     if last[p.name] >= to:
                         continue
                     mine = [e for e in events if e.block_number > last[p.name]
                             and e.name in p.events and e.address.lower() in follows[p.name]]
                     added += p.apply(s, mine)
-                    cursors.set_cursor(s, p.name, to, to_hash)
+                    moved.append(p.name)
                     last[p.name] = to
+                # Every cursor the chunk moved, in one statement.
+                cursors.set_cursors(s, moved, to, to_hash)
                 cursors.note_block(s, to, to_hash, keep=NOTED_KEEP)
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
