@@ -49,16 +49,15 @@ ANCESTOR_PAGES = 8
 # Blocks per eth_getLogs (nodes cap the range or the answer size).
 CHUNK = 5_000
 # Seconds the follower waits for new blocks after a round that found none (a round that
-# finds the same tip costs one eth_getBlockByNumber and no store access).
+# finds the same tip costs one eth_getBlockByNumber and no store access). It wakes sooner
+# when this process sees a new block (the outbox's receipt: ChainGateway.wait_for_new_block):
+# the poll is for blocks other processes make.
 POLL_S = 0.1
-# Seconds between two rounds that found something. A round reads every block up to the head
-# however many there are, and its fixed cost (a tip, one eth_getLogs, one store transaction)
-# is small next to its events' (decoding, the projections' inserts), so a short gap costs
-# little CPU on a chain that makes a block per transaction and keeps the read model within
-# about a block of the head under the points benchmark's load (scripts/bench_lag.py: p50 6
-# blocks with 0.2 s here and 0.5 s polls before the webhook projection wrote in bulk and
-# logs were decoded without eth_abi).
-ROUND_GAP_S = 0.05
+# Seconds between two rounds that found something. None: the next round starts at once (it
+# finds the same tip, unless blocks came meanwhile, and waits for a new block as above). A
+# gap made the read model lag by about the gap times the blocks a second the chain makes
+# (0.05 s here and a 0.1 s poll: p50 2 blocks in scripts/bench_lag.py).
+ROUND_GAP_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +135,18 @@ class Follower(Worker):
         self._tip_read: str | None = None
         self._topic_cache: dict[tuple[int, frozenset[str]], set[str]] = {}
         self._decoders: dict[int, tuple[Any, LogDecoder]] = {}
+        # The gateway's count of blocks seen when the last round began: idle() waits for it
+        # to move (a block seen during a round makes the next round start at once).
+        self._seen_at = alliance.gateway.blocks_seen
 
     def process_once(self) -> int:
         return self.sync()
+
+    def idle(self) -> None:
+        """Wait for a new block: until this process sees one (the outbox's receipts) or
+        ``idle_sleep_s`` passes (blocks other processes make), or the worker is stopped."""
+        if not self._stop.is_set():
+            self.alliance.gateway.wait_for_new_block(self._seen_at, self.idle_sleep_s)
 
     def sync(self) -> int:
         """One round: read every projection up to the confirmed head; give rows added."""
@@ -173,6 +181,7 @@ class Follower(Worker):
 
     def _sync(self) -> int:
         gw = self.alliance.gateway
+        self._seen_at = gw.blocks_seen
         # The tip first, then the followed addresses: a program admitted before an event of
         # it was mined is in the store by then (its operations are queued after admission).
         blocks = _RoundBlocks(gw)

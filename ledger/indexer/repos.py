@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import IndexedBlock, IndexerCursor
+from ..store.tables import table_of
 
 
 def get_cursor(session: Session, name: str) -> tuple[int, str] | None:
@@ -36,7 +37,7 @@ def set_cursors(session: Session, names: Iterable[str], block: int, block_hash: 
         return
     dialect = session.get_bind().dialect.name
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert_fn(IndexerCursor.__table__)
+    stmt = insert_fn(table_of(IndexerCursor))
     session.flush()
     session.connection().execute(stmt.on_conflict_do_update(
         index_elements=["name"], set_={"last_block": stmt.excluded.last_block,

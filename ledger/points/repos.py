@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import Merchant, PointEvent
+from ..store.tables import table_of
 
 
 def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -29,7 +30,7 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
     # sends them as multi-row VALUES batches); a multi-row VALUES built from the rows instead
     # is compiled anew for every round. Every row has the same columns.
     # On the table (Core), not the ORM class: the ORM's bulk insert builds a command per row.
-    table = PointEvent.__table__
+    table = table_of(PointEvent)
     stmt = insert_fn(table).on_conflict_do_nothing(
         index_elements=["tx_hash", "log_index"]).returning(table.c.id)
     # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..store.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from ..store.tables import table_of
 from .events import ALL, DeliveryState, EndpointStatus, EventType
 
 __all__ = ["WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]
@@ -93,7 +94,7 @@ def add_events(session: Session,
     # builds an insert command per row (a third of a follower round under the points
     # benchmark's load went there).
     seqs = list(session.connection().scalars(
-        insert(WebhookEvent.__table__).returning(WebhookEvent.__table__.c.seq,
+        insert(table_of(WebhookEvent)).returning(table_of(WebhookEvent).c.seq,
                                                  sort_by_parameter_order=True),
         [{"reverted": False, "created_at": now, **row} for row, _ in rows]))
     deliveries = [{"endpoint_id": ep.id, "event_seq": seq, "event_id": row["id"],
@@ -101,7 +102,7 @@ def add_events(session: Session,
                   for seq, (row, endpoints) in zip(seqs, rows, strict=True)
                   for ep in endpoints]
     if deliveries:
-        session.connection().execute(insert(WebhookDelivery.__table__), deliveries)
+        session.connection().execute(insert(table_of(WebhookDelivery)), deliveries)
     return seqs
 
 
