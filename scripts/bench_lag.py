@@ -32,7 +32,7 @@ from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.merchants.clients import ProgramConfig  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
-from ledger.runtime import indexer  # noqa: E402
+from ledger.runtime import indexer, settle_heap  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 from ledger.webhooks import service as webhooks  # noqa: E402
 
@@ -92,6 +92,7 @@ def main() -> int:
                     stop.wait(0.02)
 
             first = gw.block_number()
+            settle_heap()  # as Runtime.start does before the service's workers start
             follower.start()
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
