@@ -119,6 +119,32 @@ def _lock_of(store: Store) -> threading.Lock:
         return lock
 
 
+class Progress:
+    """How often a store's read model moved in this process (each round that read new blocks
+    or rolled back counts once): readers that push figures as blocks are applied (the
+    console's stream) compare :attr:`version` instead of asking the store."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.block = -1
+
+    def moved(self, block: int) -> None:
+        self.block = block
+        self.version += 1
+
+
+_progress: WeakKeyDictionary[Store, Progress] = WeakKeyDictionary()
+
+
+def progress_of(store: Store) -> Progress:
+    """The :class:`Progress` of a store's read model in this process."""
+    with _locks_guard:
+        found = _progress.get(store)
+        if found is None:
+            found = _progress[store] = Progress()
+        return found
+
+
 class Follower(Worker):
     """Brings every projection's read model up to the chain's confirmed head."""
 
@@ -207,7 +233,9 @@ class Follower(Worker):
                     wanted.setdefault(address.lower(), set()).update(
                         _events_at(p, address))
         last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
+        before = dict(last)
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
+        moved_to: int | None = None if before == last else min(last.values(), default=head)
         added = 0
         frm = min(last.values(), default=head) + 1
         while frm <= head:
@@ -229,6 +257,7 @@ class Follower(Worker):
                 # Every cursor the chunk moved, in one statement.
                 cursors.set_cursors(s, moved, to, to_hash)
                 cursors.note_block(s, to, to_hash, keep=NOTED_KEEP)
+            moved_to = to
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
             now = Head(head, blocks.get(head).timestamp)
@@ -237,6 +266,8 @@ class Follower(Worker):
                     added += p.on_head(s, now)
             self._clock_at = now
         self._tip_read = tip_hash
+        if moved_to is not None:
+            progress_of(self.alliance.store).moved(moved_to)
         return added
 
     def _rewind_reorged(self, last: dict[str, int], stored: Mapping[str, Any],
