@@ -167,8 +167,10 @@ def test_the_stream_is_scoped_bounded_beats_and_ends(env: Env,
         responses = [s.__enter__() for s in open_streams]
         try:
             assert all(x.status_code == 200 for x in responses)
-            for x in responses:
-                _read_until(x.iter_lines(), "data:", 30)
+            # Kept: a line iterator dropped closes its connection (and the stream).
+            readers = [x.iter_lines() for x in responses]
+            for it in readers:
+                _read_until(it, "data:", 30)
             refused = http.get(url, headers=store)
             assert refused.status_code == 429
             assert refused.json()["type"].endswith("too-many-streams")
