@@ -9,7 +9,9 @@ imports no worker.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -101,6 +103,24 @@ def workers(alliance: Alliance) -> list[Worker]:
             ]
 
 
+_heap_settled = threading.Lock()
+_heap_settled_once: list[bool] = []
+
+
+def settle_heap() -> None:
+    """Once per process, before the workers start: collect, then freeze what is alive (the
+    modules, ABIs, the app) out of the cyclic collector's generations. Its full collections
+    otherwise walk all of it, a quarter to half a second each holding the GIL: the indexer,
+    the outbox and the API's requests all stall (scripts/bench_lag.py). Objects made later are
+    collected as before."""
+    with _heap_settled:
+        if _heap_settled_once:
+            return
+        gc.collect()
+        gc.freeze()
+        _heap_settled_once.append(True)
+
+
 class Runtime:
     """The running workers of one process around one alliance."""
 
@@ -116,6 +136,7 @@ class Runtime:
 
     def start(self) -> None:
         """Recover and start every worker (each recovers before its thread starts)."""
+        settle_heap()
         for w in self.workers:
             if w not in self._started:
                 w.start()

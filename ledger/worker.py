@@ -49,6 +49,11 @@ class Worker:
         with a round that does not wait for receipts)."""
         return self.process_once()
 
+    def idle(self) -> None:
+        """Wait after a round that did nothing (by default ``idle_sleep_s``, or until
+        stopped; the indexer wakes sooner, when a new block is seen)."""
+        self._stop.wait(self.idle_sleep_s)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -75,7 +80,7 @@ class Worker:
                 done = 0
             items.inc(done)
             if done == 0:
-                self._stop.wait(self.idle_sleep_s)
+                self.idle()
             elif self.busy_sleep_s > 0:
                 self._stop.wait(self.busy_sleep_s)
 

@@ -1,5 +1,6 @@
 /* The console: sign in with an API key (the request signed here, the secret never sent), then
-   today's figures polled every 2 s, positions and statements per period, webhooks. */
+   today's figures live from a server-sent event stream (read every 2 s while the stream is
+   down), positions and statements per period, webhooks. */
 "use strict";
 (function () {
   const { t } = window.ConsoleI18n;
@@ -7,6 +8,9 @@
   const POLL_MS = 2000;
   let me = null;
   let poller = null;
+  let stream = null;
+  let streamRetry = null;
+  const STREAM_RETRY_MS = 10000;
   let chart = null;
   const trend = [[], [], [], []];
   let chosen = "";
@@ -128,8 +132,52 @@
   }
 
   function pollAll() {
-    refreshFigures();
+    if (!streamLive()) refreshFigures();
     if (!hookBusy) refreshWebhooks();
+  }
+
+  // Today's figures come from /figures/stream: an event each time the indexer applies blocks
+  // that change them. While it is down (refused, dropped, a proxy that buffers), pollAll
+  // reads /figures; the stream is tried again every STREAM_RETRY_MS.
+  const streamLive = () => document.body.dataset.live === "stream";
+
+  function setLive(mode) {
+    document.body.dataset.live = mode;
+    const badge = document.querySelector("#today .live");
+    if (badge) badge.title = mode === "stream" ? t("liveStream") : t("livePoll");
+  }
+
+  function startStream() {
+    stopStream();
+    if (!window.EventSource) { setLive("poll"); return; }
+    const es = new EventSource("/console/api/figures/stream", { withCredentials: true });
+    stream = es;
+    es.addEventListener("open", () => { if (stream === es) setLive("stream"); });
+    es.addEventListener("figures", (e) => {
+      if (stream !== es) return;
+      setLive("stream");
+      try { renderFigures(JSON.parse(e.data)); } catch (err) { /* the next event */ }
+    });
+    es.addEventListener("expired", () => { stopStream(); showSignIn(); });
+    es.addEventListener("error", () => {
+      if (stream !== es) return;
+      setLive("poll");
+      refreshFigures();
+      // CONNECTING: the browser reconnects by itself (the server ends a stream now and
+      // then); CLOSED: refused (429, 401, ...): poll, and try again later.
+      if (es.readyState === EventSource.CLOSED) {
+        stream = null;
+        streamRetry = setTimeout(() => { if (me) startStream(); }, STREAM_RETRY_MS);
+      }
+    });
+  }
+
+  function stopStream() {
+    if (streamRetry) clearTimeout(streamRetry);
+    streamRetry = null;
+    if (stream) stream.close();
+    stream = null;
+    setLive("poll");
   }
 
   function figuresSection(isOperator) {
@@ -169,6 +217,11 @@
   async function refreshFigures() {
     let f;
     try { f = await api("GET", "/figures"); } catch (e) { return; }
+    renderFigures(f);
+  }
+
+  function renderFigures(f) {
+    if (!document.getElementById("kpi-issued")) return;
     const sum = (k) => f.merchants.reduce((a, m) => a + m[k], 0);
     const issued = sum("issued"), redeemed = sum("redeemed"), foreign = sum("foreign_accepted");
     setKpi("kpi-issued", issued, t("issues", { n: sum("issues") }));
@@ -176,8 +229,8 @@
     setKpi("kpi-foreign", foreign, "");
     // Positions move with redemptions: read them again when today's figures moved.
     const key = [issued, redeemed, foreign].join("/");
-    if (refreshFigures.last !== undefined && refreshFigures.last !== key) loadPeriods();
-    refreshFigures.last = key;
+    if (renderFigures.last !== undefined && renderFigures.last !== key) loadPeriods();
+    renderFigures.last = key;
     $("#today-note").textContent = t("todayNote", { block: f.as_of_block });
     const now = Date.now() / 1000;
     trend[0].push(now); trend[1].push(issued); trend[2].push(redeemed); trend[3].push(foreign);
@@ -217,12 +270,14 @@
 
   function startPolling() {
     stopPolling();
+    startStream();
     pollAll();
     poller = setInterval(pollAll, POLL_MS);
   }
 
   function stopPolling() {
-    refreshFigures.last = undefined;
+    stopStream();
+    renderFigures.last = undefined;
     if (poller) clearInterval(poller);
     poller = null;
     if (chart) { chart.destroy(); chart = null; }

@@ -10,18 +10,26 @@ also wants the ``X-Console: 1`` header, which no cross-site form or image can se
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from ledger.clearing import service as clearing
 from ledger.clearing import statements
 from ledger.console import service as console
 from ledger.console.service import ConsoleSession
+from ledger.indexer import repos as cursors
+from ledger.indexer.follower import progress_of
 from ledger.merchants import repos as merchant_repos
+from ledger.points.projection import CURSOR as POINTS_CURSOR
 from ledger.types import MerchantId
 from ledger.webhooks import service as webhooks
 
@@ -57,6 +65,17 @@ VENDOR = {"ethers.umd.min.js": NODE_MODULES / "ethers" / "dist" / "ethers.umd.mi
 COOKIE = "alliance_console"
 # The webhooks panel: a merchant's endpoints through the console's own routes (below).
 FEATURES = ConsoleFeatures(webhooks=True)
+
+# The live figures' stream: at most this many open per console session; a heartbeat comment
+# this often; the browser's reconnect delay; how often a stream looks at the indexer's
+# progress in this process and reads the points cursor (an indexer in another process); how
+# long one stream lasts before the browser reconnects (bounds a shutdown's wait for it).
+STREAMS_PER_SESSION = 4
+HEARTBEAT_S = 15.0
+RETRY_MS = 1000
+TICK_S = 0.25
+CURSOR_READ_S = 1.0
+STREAM_MAX_S = 30.0
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/console/api", tags=["console"], include_in_schema=False)
@@ -184,10 +203,121 @@ def sign_out(request: Request) -> Response:
 @api_router.get("/figures", response_model=FiguresOut)
 def figures(alliance: AllianceDep, me: SessionDep,
             merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None) -> FiguresOut:
-    """Today's issued, redeemed and foreign-accepted points (the page polls this)."""
-    found = console.today(alliance, merchant_id=_scope(me, merchant_id))
+    """Today's issued, redeemed and foreign-accepted points (the page reads this when its
+    stream, ``/figures/stream``, is down)."""
+    return _figures_out(console.today(alliance, merchant_id=_scope(me, merchant_id)))
+
+
+def _figures_out(found: console.Figures) -> FiguresOut:
     return FiguresOut(day_start=found.day_start, as_of_block=found.as_of_block,
                       merchants=[DayFiguresOut(**vars(m)) for m in found.merchants])
+
+
+class StreamSlots:
+    """Open figure streams per console session (bounded: a page opens one, a few tabs a
+    few), on ``app.state``."""
+
+    def __init__(self, per_session: int) -> None:
+        self.per_session = per_session
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        with self._lock:
+            n = self._open.get(key, 0)
+            if n >= self.per_session:
+                return False
+            self._open[key] = n + 1
+            return True
+
+    def give_back(self, key: str) -> None:
+        with self._lock:
+            n = self._open.get(key, 0) - 1
+            if n <= 0:
+                self._open.pop(key, None)
+            else:
+                self._open[key] = n
+
+    def open_streams(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
+
+
+def _slots(request: Request) -> StreamSlots:
+    slots = getattr(request.app.state, "console_streams", None)
+    if slots is None:
+        slots = request.app.state.console_streams = StreamSlots(STREAMS_PER_SESSION)
+    return cast(StreamSlots, slots)
+
+
+@api_router.get("/figures/stream")
+async def figures_stream(request: Request, alliance: AllianceDep, me: CookieDep,
+                         merchant_id: Annotated[int | None, Query(ge=1, le=2**32)] = None
+                         ) -> Response:
+    """Today's figures as server-sent events: ``event: figures`` (the JSON of ``/figures``)
+    when the stream opens and each time the indexer applies blocks that change them (it
+    wakes on the indexer's progress in this process, and reads the points cursor every
+    second for an indexer in another process); a ``: heartbeat`` comment every
+    :data:`HEARTBEAT_S`. Scoped like ``/figures``. The cookie authenticates it (an
+    EventSource sends no header; the cookie is SameSite=Strict). At most
+    :data:`STREAMS_PER_SESSION` per session (429). A stream ends after :data:`STREAM_MAX_S`
+    (the browser reconnects by itself), when the session expires (``event: expired``) and
+    when the client goes; so a server that shuts down waits for none longer than that."""
+    scope = _scope(me, merchant_id)
+    key = hashlib.sha256((request.cookies.get(COOKIE) or "").encode()).hexdigest()
+    slots = _slots(request)
+    if not slots.take(key):
+        raise ApiError(429, "too-many-streams",
+                       f"at most {slots.per_session} live figure streams per console session")
+    progress = progress_of(alliance.store)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
+            opened = last_beat = time.monotonic()
+            last_version = -1
+            last_cursor: int | None = -2
+            last_body = ""
+            last_cursor_read = 0.0
+            # A client that goes cancels this (the response listens for its disconnect; a
+            # server on ASGI 2.4 fails the next send instead: a heartbeat at the latest).
+            while True:
+                now = time.monotonic()
+                if time.time() >= me.expires_at:
+                    yield "event: expired\ndata: {}\n\n"
+                    return
+                if now - opened >= STREAM_MAX_S:
+                    return
+                due = progress.version != last_version
+                if not due and now - last_cursor_read >= CURSOR_READ_S:
+                    last_cursor_read = now
+                    cursor = await run_in_threadpool(_points_cursor, alliance)
+                    due = cursor != last_cursor
+                    last_cursor = cursor
+                if due:
+                    last_version = progress.version
+                    found = await run_in_threadpool(console.today, alliance,
+                                                    merchant_id=scope)
+                    body = _figures_out(found).model_dump_json()
+                    if body != last_body:
+                        last_body = body
+                        last_beat = now
+                        yield f"event: figures\nid: {found.as_of_block}\ndata: {body}\n\n"
+                if now - last_beat >= HEARTBEAT_S:
+                    last_beat = now
+                    yield ": heartbeat\n\n"
+                await asyncio.sleep(TICK_S)
+        finally:
+            slots.give_back(key)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={
+        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _points_cursor(alliance: Any) -> int | None:
+    with alliance.store.read_session() as s:
+        found = cursors.get_cursor(s, POINTS_CURSOR)
+    return None if found is None else found[0]
 
 
 @api_router.get("/periods", response_model=list[PeriodRowOut])

@@ -177,6 +177,13 @@ class ChainGateway:
         self.w3 = Web3(self.provider)
         self._errors = dict(error_abis or {})
         self._client: str | None = None
+        # The block number this process saw last in a receipt or a block number answer, and
+        # how often it changed: a follower waits on the condition for a change (it wakes the
+        # moment the outbox of the same process sees its transaction mined, instead of at its
+        # next poll). A change, not a higher number: a chain reverted to a snapshot goes down.
+        self._seen = threading.Condition()
+        self._seen_number = -1
+        self._seen_changes = 0
         try:
             self.chain_id = int(self.w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError) as exc:
@@ -344,7 +351,35 @@ class ChainGateway:
         """The receipt, or None if not mined. Read raw: web3's formatters cost more than the
         node on receipts with hundreds of logs. Numbers are ints, hashes and data hex."""
         raw = self.rpc("eth_getTransactionReceipt", [tx_hash])
-        return None if raw is None else _receipt(raw)
+        if raw is None:
+            return None
+        receipt = _receipt(raw)
+        self.saw_block(int(receipt["blockNumber"]))
+        return receipt
+
+    def saw_block(self, number: int) -> None:
+        """Note that block ``number`` exists (wakes :meth:`wait_for_new_block`)."""
+        if number == self._seen_number:
+            return
+        with self._seen:
+            if number != self._seen_number:
+                self._seen_number = number
+                self._seen_changes += 1
+                self._seen.notify_all()
+
+    @property
+    def blocks_seen(self) -> int:
+        """How often the block number this process saw changed (for
+        :meth:`wait_for_new_block`)."""
+        return self._seen_changes
+
+    def wait_for_new_block(self, since: int, timeout: float) -> bool:
+        """Wait until :attr:`blocks_seen` differs from ``since`` (this process saw another
+        block in a receipt or a block number answer) or ``timeout`` seconds pass; True if it
+        does. Blocks mined for other processes are not seen here: a caller still polls, every
+        ``timeout``."""
+        with self._seen:
+            return self._seen.wait_for(lambda: self._seen_changes != since, timeout)
 
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         try:
@@ -389,9 +424,11 @@ class ChainGateway:
 
     def block_number(self) -> int:
         try:
-            return int(self.w3.eth.block_number)
+            number = int(self.w3.eth.block_number)
         except Exception as exc:
             raise self.map_error(exc) from exc
+        self.saw_block(number)
+        return number
 
     def block(self, number: int | str) -> dict[str, Any]:
         try:

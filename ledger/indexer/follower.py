@@ -49,16 +49,15 @@ ANCESTOR_PAGES = 8
 # Blocks per eth_getLogs (nodes cap the range or the answer size).
 CHUNK = 5_000
 # Seconds the follower waits for new blocks after a round that found none (a round that
-# finds the same tip costs one eth_getBlockByNumber and no store access).
+# finds the same tip costs one eth_getBlockByNumber and no store access). It wakes sooner
+# when this process sees a new block (the outbox's receipt: ChainGateway.wait_for_new_block):
+# the poll is for blocks other processes make.
 POLL_S = 0.1
-# Seconds between two rounds that found something. A round reads every block up to the head
-# however many there are, and its fixed cost (a tip, one eth_getLogs, one store transaction)
-# is small next to its events' (decoding, the projections' inserts), so a short gap costs
-# little CPU on a chain that makes a block per transaction and keeps the read model within
-# about a block of the head under the points benchmark's load (scripts/bench_lag.py: p50 6
-# blocks with 0.2 s here and 0.5 s polls before the webhook projection wrote in bulk and
-# logs were decoded without eth_abi).
-ROUND_GAP_S = 0.05
+# Seconds between two rounds that found something. None: the next round starts at once (it
+# finds the same tip, unless blocks came meanwhile, and waits for a new block as above). A
+# gap made the read model lag by about the gap times the blocks a second the chain makes
+# (0.05 s here and a 0.1 s poll: p50 2 blocks in scripts/bench_lag.py).
+ROUND_GAP_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,32 @@ def _lock_of(store: Store) -> threading.Lock:
         return lock
 
 
+class Progress:
+    """How often a store's read model moved in this process (each round that read new blocks
+    or rolled back counts once): readers that push figures as blocks are applied (the
+    console's stream) compare :attr:`version` instead of asking the store."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.block = -1
+
+    def moved(self, block: int) -> None:
+        self.block = block
+        self.version += 1
+
+
+_progress: WeakKeyDictionary[Store, Progress] = WeakKeyDictionary()
+
+
+def progress_of(store: Store) -> Progress:
+    """The :class:`Progress` of a store's read model in this process."""
+    with _locks_guard:
+        found = _progress.get(store)
+        if found is None:
+            found = _progress[store] = Progress()
+        return found
+
+
 class Follower(Worker):
     """Brings every projection's read model up to the chain's confirmed head."""
 
@@ -136,9 +161,18 @@ class Follower(Worker):
         self._tip_read: str | None = None
         self._topic_cache: dict[tuple[int, frozenset[str]], set[str]] = {}
         self._decoders: dict[int, tuple[Any, LogDecoder]] = {}
+        # The gateway's count of blocks seen when the last round began: idle() waits for it
+        # to move (a block seen during a round makes the next round start at once).
+        self._seen_at = alliance.gateway.blocks_seen
 
     def process_once(self) -> int:
         return self.sync()
+
+    def idle(self) -> None:
+        """Wait for a new block: until this process sees one (the outbox's receipts) or
+        ``idle_sleep_s`` passes (blocks other processes make), or the worker is stopped."""
+        if not self._stop.is_set():
+            self.alliance.gateway.wait_for_new_block(self._seen_at, self.idle_sleep_s)
 
     def sync(self) -> int:
         """One round: read every projection up to the confirmed head; give rows added."""
@@ -163,7 +197,8 @@ class Follower(Worker):
     def synced_blocks(self) -> dict[str, int]:
         """The block each projection's read model reflects (-1: nothing read yet)."""
         with self.alliance.store.read_session() as s:
-            return {p.name: _block_of(cursors.get_cursor(s, p.name)) for p in self.projections}
+            return {name: _block_of(cursor) for name, cursor in
+                    cursors.get_cursors(s, [p.name for p in self.projections]).items()}
 
     # ------------------------------------------------------------------ one round
 
@@ -172,6 +207,7 @@ class Follower(Worker):
 
     def _sync(self) -> int:
         gw = self.alliance.gateway
+        self._seen_at = gw.blocks_seen
         # The tip first, then the followed addresses: a program admitted before an event of
         # it was mined is in the store by then (its operations are queued after admission).
         blocks = _RoundBlocks(gw)
@@ -185,7 +221,7 @@ class Follower(Worker):
         if head < start:
             return 0
         with self.alliance.store.read_session() as s:
-            stored = {p.name: cursors.get_cursor(s, p.name) for p in self.projections}
+            stored = cursors.get_cursors(s, [p.name for p in self.projections])
             clients: dict[str, ContractClient] = {}
             follows: dict[str, set[str]] = {}
             wanted: dict[str, set[str]] = {}  # by address: the events a projection wants
@@ -197,7 +233,9 @@ class Follower(Worker):
                     wanted.setdefault(address.lower(), set()).update(
                         _events_at(p, address))
         last = {name: _block_of(cursor, start - 1) for name, cursor in stored.items()}
+        before = dict(last)
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
+        moved_to: int | None = None if before == last else min(last.values(), default=head)
         added = 0
         frm = min(last.values(), default=head) + 1
         while frm <= head:
@@ -207,15 +245,19 @@ class Follower(Worker):
             to_hash = blocks.hash_of(to)
             events = self._read(clients, wanted, frm, to, blocks) if clients else []
             with self.alliance.store.session() as s:
+                moved = []
                 for p in self.projections:
                     if last[p.name] >= to:
                         continue
                     mine = [e for e in events if e.block_number > last[p.name]
                             and e.name in p.events and e.address.lower() in follows[p.name]]
                     added += p.apply(s, mine)
-                    cursors.set_cursor(s, p.name, to, to_hash)
+                    moved.append(p.name)
                     last[p.name] = to
+                # Every cursor the chunk moved, in one statement.
+                cursors.set_cursors(s, moved, to, to_hash)
                 cursors.note_block(s, to, to_hash, keep=NOTED_KEEP)
+            moved_to = to
             frm = to + 1
         if self._clock_at is None or self._clock_at.block != head:
             now = Head(head, blocks.get(head).timestamp)
@@ -224,6 +266,8 @@ class Follower(Worker):
                     added += p.on_head(s, now)
             self._clock_at = now
         self._tip_read = tip_hash
+        if moved_to is not None:
+            progress_of(self.alliance.store).moved(moved_to)
         return added
 
     def _rewind_reorged(self, last: dict[str, int], stored: Mapping[str, Any],

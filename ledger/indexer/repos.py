@@ -4,15 +4,45 @@ blocks it read up to, with their hashes, to find where a reorganised chain forke
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import IndexedBlock, IndexerCursor
+from ..store.tables import table_of
 
 
 def get_cursor(session: Session, name: str) -> tuple[int, str] | None:
     row = session.get(IndexerCursor, name)
     return None if row is None else (row.last_block, row.last_block_hash)
+
+
+def get_cursors(session: Session, names: Iterable[str]) -> dict[str, tuple[int, str] | None]:
+    """The cursors of ``names`` in one query (None: nothing read yet)."""
+    wanted = list(names)
+    found = {str(n): (int(b), str(h)) for n, b, h in session.execute(
+        select(IndexerCursor.name, IndexerCursor.last_block, IndexerCursor.last_block_hash)
+        .where(IndexerCursor.name.in_(wanted)))}
+    return {n: found.get(n) for n in wanted}
+
+
+def set_cursors(session: Session, names: Iterable[str], block: int, block_hash: str) -> None:
+    """Move the cursors of ``names`` to ``block`` in one statement (an upsert: the follower
+    moves every projection's cursor once per chunk of blocks)."""
+    rows = [{"name": n, "last_block": block, "last_block_hash": block_hash} for n in names]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert_fn(table_of(IndexerCursor))
+    session.flush()
+    session.connection().execute(stmt.on_conflict_do_update(
+        index_elements=["name"], set_={"last_block": stmt.excluded.last_block,
+                                       "last_block_hash": stmt.excluded.last_block_hash}),
+        rows)
 
 
 def set_cursor(session: Session, name: str, block: int, block_hash: str) -> None:

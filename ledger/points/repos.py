@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import Merchant, PointEvent
+from ..store.tables import table_of
 
 
 def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -28,10 +29,14 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
     # One statement, compiled once per process and cached, executed over the rows (SQLAlchemy
     # sends them as multi-row VALUES batches); a multi-row VALUES built from the rows instead
     # is compiled anew for every round. Every row has the same columns.
-    stmt = insert_fn(PointEvent).on_conflict_do_nothing(
-        index_elements=["tx_hash", "log_index"]).returning(PointEvent.id)
+    # On the table (Core), not the ORM class: the ORM's bulk insert builds a command per row.
+    table = table_of(PointEvent)
+    stmt = insert_fn(table).on_conflict_do_nothing(
+        index_elements=["tx_hash", "log_index"]).returning(table.c.id)
     # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
-    return len(session.execute(stmt, [{"order_ref": None, **r} for r in rows]).all())
+    session.flush()
+    return len(session.connection().execute(
+        stmt, [{"order_ref": None, **r} for r in rows]).all())
 
 
 def delete_events_after(session: Session, block: int) -> None:

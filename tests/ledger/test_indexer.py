@@ -17,7 +17,7 @@ from ledger.clearing import service as clearing
 from ledger.clearing import statements
 from ledger.clearing.projection import ClearingProjection
 from ledger.contracts.client import ContractClient
-from ledger.indexer.follower import ChainEvent, Follower, Head
+from ledger.indexer.follower import ChainEvent, Follower, Head, progress_of
 from ledger.merchants.service import AdmittedMerchant
 from ledger.points.projection import PointsProjection
 from ledger.points.reads import history, history_page
@@ -235,3 +235,45 @@ def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one
     before = gw.round_trips
     assert follower.process_once() == 0
     assert gw.round_trips - before == 1
+
+
+def test_the_indexer_wakes_on_the_outboxs_receipt_not_at_its_next_poll(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    # A poll of 30 s: only the wake-up on the block the outbox's receipt shows (the same
+    # process's gateway) can index the issue within the few seconds allowed below.
+    follower = Follower(alliance, [PointsProjection(alliance)], idle_sleep_s=30.0)
+    follower.catch_up()
+    progress = progress_of(alliance.store)
+    version = progress.version
+    member = Account.create().address
+    runtime = Runtime(alliance, [follower])
+    runtime.start()
+    try:
+        time.sleep(0.3)  # the follower's thread is in its idle wait
+        with alliance.store.session() as s:
+            request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                          points=3, order_id="WAKE-1")
+        outbox_worker(alliance).drain()
+        t0 = time.monotonic()
+        while not history(alliance, member=member)[0]:
+            assert time.monotonic() - t0 < 10, "the indexer waited for its poll"
+            time.sleep(0.05)
+    finally:
+        t1 = time.monotonic()
+        runtime.stop()
+    assert time.monotonic() - t1 < 35
+    # The readers of the indexer's progress (the console's stream) see it move.
+    assert progress.version > version
+    assert progress.block == follower.synced_blocks()["points"]
+
+
+def test_the_gateway_tells_waiters_of_each_block_number_change(alliance: Alliance) -> None:
+    gw = alliance.gateway
+    since = gw.blocks_seen
+    assert not gw.wait_for_new_block(since, 0.05)  # nothing seen: waits, False
+    number = gw.block_number()  # noted (a change if another number was seen last)
+    since = gw.blocks_seen
+    gw.saw_block(number)  # the same block again: no change
+    assert gw.blocks_seen == since
+    gw.saw_block(number - 1)  # lower (a chain reverted to a snapshot) is a change too
+    assert gw.wait_for_new_block(since, 0.05)
