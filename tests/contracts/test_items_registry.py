@@ -357,11 +357,11 @@ def test_a_batch_of_mixed_steps_moves_and_logs_each_item_as_one_by_one(world: Wo
             item, loc, ehash, dest)
         assert log["packed"] == (int(step) | int(disp) << 8  # type: ignore[call-overload]
                                  | int(when) << 16 | world.store.merchant_id << 80)  # type: ignore[call-overload]
-    expected = ({s: ItemStatus.SOLD for s in serials[:20]}
-                | {s: ItemStatus.IN_STOCK for s in serials[10:15] + serials[23:26]}
-                | {s: ItemStatus.DESTROYED for s in serials[20:23]}
+    expected = (dict.fromkeys(serials[:20], ItemStatus.SOLD)
+                | dict.fromkeys(serials[10:15] + serials[23:26], ItemStatus.IN_STOCK)
+                | dict.fromkeys(serials[20:23], ItemStatus.DESTROYED)
                 | {serials[26]: ItemStatus.DESTROYED}
-                | {s: ItemStatus.COMMISSIONED for s in serials[27:]})
+                | dict.fromkeys(serials[27:], ItemStatus.COMMISSIONED))
     for s, status in expected.items():
         rec = world.items.item(b.key(s))
         holder = world.brand if s in serials[26:] else world.store
@@ -460,8 +460,8 @@ def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> No
     """The marginal gas of a shipping event in a 200-event transaction (items of one batch,
     in order, as a pallet ships) against the floor: its LOG3 with three data words (2,268)
     plus its own calldata. It was 2.71x (12,337 gas) with a slot per item; 1.34x (5,913) with
-    12 items per word and the lean loop. The issue's target is 1.3x: not reached yet, so
-    this guards the figure reached (anvil's gas is deterministic)."""
+    12 items per word and the lean loop; 1.26x (5,538) with the fast path for the events after
+    the first at a location. The issue's target is 1.3x (anvil's gas is deterministic)."""
     serials = [f"P{i:03d}" for i in range(201)]
     b = world.make_batch(serials)
     for start in range(0, 201, 101):
@@ -481,4 +481,5 @@ def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> No
     per_event = (gn - g1) / 199
     floor = 2_268 + cd / 200
     print(f"custody event {per_event:,.0f} gas; floor {floor:,.0f}; {per_event / floor:.2f}x")
-    assert per_event <= 1.35 * floor
+    assert per_event <= 1.3 * floor
+    assert per_event <= 5_550  # the figure reached: a change that costs gas shows here
