@@ -460,8 +460,8 @@ def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> No
     """The marginal gas of a shipping event in a 200-event transaction (items of one batch,
     in order, as a pallet ships) against the floor: its LOG3 with three data words (2,268)
     plus its own calldata. It was 2.71x (12,337 gas) with a slot per item; 1.34x (5,913) with
-    12 items per word and the lean loop; 1.26x (5,538) with the fast path for the events after
-    the first at a location (5,535 with the lane cleared by xor). The issue's target is 1.3x (anvil's gas is deterministic)."""
+    12 items per word and the lean loop; 1.26x (5,535) with the fast path for the events after
+    the first at a location. The issue's target is 1.3x (anvil's gas is deterministic)."""
     serials = [f"P{i:03d}" for i in range(201)]
     b = world.make_batch(serials)
     for start in range(0, 201, 101):
