@@ -95,7 +95,7 @@ def _load(url: str, paths: list[str], seconds: float, clients: int) -> tuple[flo
     def run(i: int) -> None:
         with httpx.Client(base_url=url, timeout=30) as http:
             k = i
-            while time.perf_counter() < stop:
+            while k == i or time.perf_counter() < stop:  # at least one request each
                 t = time.perf_counter()
                 r = http.get(paths[k % len(paths)])
                 if r.status_code != 200:
@@ -260,7 +260,7 @@ def verify_over_http(alliance: Alliance, codes: list[str], seconds: float,
 
         def pct(xs: list[float], q: float) -> float:
             xs = sorted(xs)
-            return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+            return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
         print(f"verify through HTTP ({clients} keep-alive clients, uvicorn on loopback, "
               f"public rate limit lifted for the run): {v:,.0f} requests/s, p50 "
