@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 256
 MAX_DELAY_S = 0.05
 KEEP_S = 30.0
+IDLE_S = 10.0  # a flusher with nothing to write for this long ends
+_ATTR = "_item_scan_buffer"
 
 
 @dataclass
@@ -76,11 +78,13 @@ class ScanBuffer:
     """Scans waiting to be written, and those written lately (see the module's notes)."""
 
     def __init__(self, store: Store, flag: FlagWriter, *, max_rows: int = MAX_ROWS,
-                 max_delay_s: float = MAX_DELAY_S, keep_s: float = KEEP_S) -> None:
+                 max_delay_s: float = MAX_DELAY_S, keep_s: float = KEEP_S,
+                 idle_s: float = IDLE_S) -> None:
         self.store = store
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.keep_s = keep_s
+        self.idle_s = idle_s
         self._flag = flag
         self._cond = threading.Condition()
         self._flush_lock = threading.Lock()
@@ -177,8 +181,11 @@ class ScanBuffer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._flags and not self._stopping:
-                    self._cond.wait()
+                if not self._pending and not self._flags and not self._stopping:
+                    self._cond.wait(self.idle_s)
+                if not self._pending and not self._flags and not self._stopping:
+                    self._thread = None  # idle: end (the next scan starts another)
+                    return
                 if self._stopping:
                     return
                 due = (self._pending[0].queued if self._pending else time.monotonic()) \
@@ -215,18 +222,17 @@ class ScanBuffer:
                     self._start_locked()
 
 
-_buffers: weakref.WeakKeyDictionary[Store, ScanBuffer] = weakref.WeakKeyDictionary()
 _buffers_lock = threading.Lock()
 
 
 def buffer_for(store: Store, flag: FlagWriter, **options: Any) -> ScanBuffer:
-    """The store's scan buffer (one per store in a process), closed when the store's engine is
+    """The store's scan buffer (one per store, kept on it), closed when the store's engine is
     disposed (``Alliance.close``) or the interpreter exits."""
     with _buffers_lock:
-        buf = _buffers.get(store)
+        buf: ScanBuffer | None = getattr(store, _ATTR, None)
         if buf is None:
             buf = ScanBuffer(store, flag, **options)
-            _buffers[store] = buf
+            setattr(store, _ATTR, buf)
             ref = weakref.ref(buf)
 
             def _close(*_: object) -> None:

@@ -67,6 +67,16 @@ def test_pending_scans_are_written_after_max_delay(store: Store) -> None:
     buf.close()
 
 
+def test_an_idle_flusher_ends_and_the_next_scan_starts_another(store: Store) -> None:
+    buf = scans.ScanBuffer(store, _no_flags, max_delay_s=0.01, idle_s=0.05)
+    buf.add(scans.Scan(ITEM, 1_000, None, None))
+    _wait_for(lambda: buf._thread is None)
+    assert _rows(store) == 1
+    buf.add(scans.Scan(ITEM, 1_001, None, None))
+    _wait_for(lambda: _rows(store) == 2)
+    buf.close()
+
+
 def test_a_scan_is_seen_before_it_is_written_and_counted_once_after(store: Store) -> None:
     buf = scans.ScanBuffer(store, _no_flags, max_delay_s=3600)
     buf.add(scans.Scan(ITEM, 1_000, 31_230_000, 121_470_000))
