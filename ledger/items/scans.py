@@ -165,7 +165,12 @@ class ScanBuffer:
                     by_content.setdefault(tuple(row[1:]), []).append(int(row[0]))
                 ids = [by_content[(r.item_id, r.at, r.lat_e6, r.lon_e6)].pop() for r in rows]
             for f in flags:
-                self._flag(s, f)
+                try:
+                    with s.begin_nested():  # a flag that cannot be queued loses no scan
+                        self._flag(s, f)
+                except Exception:
+                    log.exception("flagging item %s (reason %d) failed; dropped",
+                                  "0x" + f.item_id.hex(), f.reason)
             with self._cond:
                 s.commit()
                 now = time.monotonic()

@@ -123,3 +123,14 @@ def test_flag_requests_are_written_with_the_scans_once_per_item(store: Store) ->
         buf.add(scans.Scan(ITEM, 1_000, None, None), scans.FlagRequest(7, item, reason))
     buf.close()
     assert written == [scans.FlagRequest(7, item, 2)] and _rows(store) == 2
+
+
+def test_a_flag_that_cannot_be_queued_does_not_hold_the_scans_back(store: Store) -> None:
+    def broken(_session: object, _flag: scans.FlagRequest) -> None:
+        raise RuntimeError("no such brand")
+
+    buf = scans.ScanBuffer(store, broken, max_delay_s=0.01)
+    buf.add(scans.Scan(ITEM, 1_000, None, None), scans.FlagRequest(7, b"\xab" * 32, 2))
+    _wait_for(lambda: _rows(store) == 1)
+    buf.close()
+    assert buf.pending == 0
