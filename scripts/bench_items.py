@@ -6,12 +6,17 @@
 - gas per activation in a 200-item ``activate`` (marginal) next to the storage floor (one
   new slot, 22,100, + its log and calldata);
 - custody events recorded per second through the service with outbox batching;
+- custody events recorded per second through the HTTP batch endpoint (``POST
+  /v1/items/events``, a few signed clients against a real uvicorn server with its workers
+  running), each confirmed on chain, next to the same number of events queued by the ledger
+  layer (``items.record_events``, no HTTP) from as many threads against the same workers;
 - verify requests per second (read model only: the chain is not asked), in the service and
   through HTTP: 16 keep-alive clients against a real uvicorn server on loopback, next to a
   bare endpoint of the same server that returns constant JSON (the framework's ceiling here).
 
 Usage: .venv/bin/python scripts/bench_items.py [--serials 100000] [--events 200]
-       [--http-seconds 5] [--clients 16]
+       [--http-seconds 5] [--clients 16] [--api-events 512] [--api-batch 64]
+       [--api-clients 4]
 """
 
 from __future__ import annotations
@@ -22,22 +27,30 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import uvicorn
+from fastapi import Depends
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.app import create_app  # noqa: E402
+from api.client import AllianceClient  # noqa: E402
+from api.routes.public import public_client  # noqa: E402
+from api.schemas.items import VerifyOut  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.items import service as items  # noqa: E402
-from ledger.merchants.service import admit_merchant  # noqa: E402
+from ledger.items.repos import ItemScan  # noqa: E402
+from ledger.merchants.service import AdmittedMerchant, admit_merchant  # noqa: E402
 from ledger.outbox import repos as outbox_repos  # noqa: E402
 from ledger.runtime import indexer, outbox_worker  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
+from ledger.store.models import Operation, OperationStatus  # noqa: E402
 
 GTIN = "09506000134352"
 FACTORY, SHOP = "urn:epc:id:sgln:9506000.13435.0", "store:bench:1"
@@ -82,7 +95,7 @@ def _load(url: str, paths: list[str], seconds: float, clients: int) -> tuple[flo
     def run(i: int) -> None:
         with httpx.Client(base_url=url, timeout=30) as http:
             k = i
-            while time.perf_counter() < stop:
+            while k == i or time.perf_counter() < stop:  # at least one request each
                 t = time.perf_counter()
                 r = http.get(paths[k % len(paths)])
                 if r.status_code != 200:
@@ -104,44 +117,165 @@ def _load(url: str, paths: list[str], seconds: float, clients: int) -> tuple[flo
     return len(flat) / elapsed, flat
 
 
+def _serve(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,  # type: ignore[arg-type]
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 600) -> None:
+    """Poll (one count query) until every operation is confirmed on chain; none may fail."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with alliance.store.read_session() as s:
+            rows = dict(s.execute(select(Operation.status, func.count())
+                                  .where(Operation.id.in_(op_ids))
+                                  .group_by(Operation.status)).all())
+        if rows.get(OperationStatus.FAILED):
+            raise SystemExit(f"{rows[OperationStatus.FAILED]} custody events failed")
+        if rows.get(OperationStatus.CONFIRMED, 0) == len(op_ids):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not confirmed in {timeout_s} s: {rows}")
+        time.sleep(0.02)
+
+
+def events_over_http(alliance: Alliance, brand: AdmittedMerchant, codes: list[str],
+                     batch: int, clients: int) -> None:
+    """Shipping events through POST /v1/items/events (``clients`` signed clients, requests of
+    ``batch`` events) against a real server whose workers run, until each is confirmed on
+    chain; then as many events of other items queued by ``items.record_events`` from as many
+    threads, against the same running workers: the reference, in the same run."""
+    half = len(codes) // 2
+    via_http, via_ledger = codes[:half], codes[half:2 * half]
+    app = create_app(alliance, run_workers=True)
+    server, thread, url = _serve(app)
+
+    def chunks(cs: list[str]) -> list[list[str]]:
+        return [cs[i:i + batch] for i in range(0, len(cs), batch)]
+
+    def run(send: object, parts: list[list[str]]) -> tuple[float, float]:
+        """(events/s accepted, events/s confirmed on chain), from the first send."""
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def worker(mine: list[list[str]]) -> None:
+            for part in mine:
+                got = send(part)  # type: ignore[operator]
+                with lock:
+                    ids.extend(got)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(parts[i::clients],))
+                   for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        accepted = len(ids) / (time.perf_counter() - t0)
+        _wait_confirmed(alliance, ids)
+        assert len(ids) == sum(len(p) for p in parts)
+        return accepted, len(ids) / (time.perf_counter() - t0)
+
+    local = threading.local()
+
+    def send_http(part: list[str]) -> list[str]:
+        if not hasattr(local, "client"):
+            local.client = AllianceClient(httpx.Client(base_url=url, timeout=120),
+                                          brand.key_id, brand.secret)
+        body = {"events": [{"code": c, "biz_step": "shipping", "location": FACTORY,
+                            "destination": SHOP} for c in part]}
+        r = local.client.post("/v1/items/events", body)
+        if r.status_code != 202:
+            raise SystemExit(f"events request failed: {r.status_code} {r.text[:300]}")
+        return [op["id"] for op in r.json()["operations"]]
+
+    def send_ledger(part: list[str]) -> list[str]:
+        return events(alliance, brand.merchant_id,
+                      [items.EventLine(c, "shipping", FACTORY, SHOP) for c in part])
+
+    try:
+        http_in, http_rate = run(send_http, chunks(via_http))
+        ledger_in, ledger_rate = run(send_ledger, chunks(via_ledger))
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    print(f"events recorded through HTTP (POST /v1/items/events, {clients} clients, "
+          f"{batch} events a request, workers running, each confirmed on chain): "
+          f"{http_rate:,.0f} events/s; the ledger layer queueing as many events from "
+          f"{clients} threads against the same workers: {ledger_rate:,.0f} events/s -> "
+          f"{http_rate / ledger_rate:.2f}x; accepted (202 / queued): {http_in:,.0f} vs "
+          f"{ledger_in:,.0f} events/s -> {http_in / ledger_in:.2f}x")
+
+
+def scans_after(alliance: Alliance) -> int:
+    """Scan rows written so far."""
+    with alliance.store.read_session() as s:
+        return int(s.scalar(select(func.count()).select_from(ItemScan)) or 0)
+
+
 def verify_over_http(alliance: Alliance, codes: list[str], seconds: float,
                      clients: int) -> None:
-    """The public verify endpoint through a real server, next to a bare endpoint of it."""
+    """The public verify endpoint through a real server, next to a bare endpoint of it and
+    to the same verify writing its scan as it did before the scan buffer (a write session and
+    a commit per request), alternating, in one run."""
     app = create_app(alliance, run_workers=False)
 
     @app.get("/bench/bare", include_in_schema=False)
     def bare() -> dict[str, bool]:
         return {"ok": True}
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    @app.get("/bench/verify-commit", include_in_schema=False, response_model=VerifyOut,
+             dependencies=[Depends(public_client)])
+    def verify_commit(code: str) -> VerifyOut:
+        with alliance.store.session() as s:
+            v = items.verify(s, code=code)
+        return VerifyOut.model_validate(asdict(v))
+
+    server, thread, url = _serve(app)
     try:
+        flushes0 = items.scan_buffer(alliance.store).flushes
         verify_paths = [f"/v1/public/items/verify?code={quote(c, safe='')}" for c in codes]
+        commit_paths = [f"/bench/verify-commit?code={quote(c, safe='')}" for c in codes]
         _load(url, verify_paths[:clients], 0.5, clients)  # warm up
-        rates: dict[str, list[float]] = {"verify": [], "bare": []}
-        lat: dict[str, list[float]] = {"verify": [], "bare": []}
-        for _ in range(2):  # alternate, so a noisy moment hits both
-            for name, paths in (("verify", verify_paths), ("bare", ["/bench/bare"])):
-                rate, flat = _load(url, paths, seconds / 2, clients)
+        names = ("verify", "commit", "bare")
+        rates: dict[str, list[float]] = {n: [] for n in names}
+        lat: dict[str, list[float]] = {n: [] for n in names}
+        buf = items.scan_buffer(alliance.store)
+        scans_buffered = 0
+        for _ in range(2):  # alternate, so a noisy moment hits each
+            for name, paths in zip(names, (verify_paths, commit_paths, ["/bench/bare"]),
+                                   strict=True):
+                before = scans_after(alliance)
+                rate, flat = _load(url, paths, seconds / 3, clients)
+                if name == "verify":
+                    buf.flush()
+                    scans_buffered += scans_after(alliance) - before
                 rates[name].append(rate)
                 lat[name].extend(flat)
         v, b = statistics.mean(rates["verify"]), statistics.mean(rates["bare"])
+        c = statistics.mean(rates["commit"])
 
         def pct(xs: list[float], q: float) -> float:
             xs = sorted(xs)
-            return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+            return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
         print(f"verify through HTTP ({clients} keep-alive clients, uvicorn on loopback, "
               f"public rate limit lifted for the run): {v:,.0f} requests/s, p50 "
               f"{pct(lat['verify'], 0.5):.1f} ms, p99 {pct(lat['verify'], 0.99):.1f} ms; "
               f"bare endpoint of the same server {b:,.0f}/s (p50 "
-              f"{pct(lat['bare'], 0.5):.1f} ms) -> {v / b:.2f}x the bare endpoint")
+              f"{pct(lat['bare'], 0.5):.1f} ms) -> {v / b:.2f}x the bare endpoint; scan "
+              f"rows written by the buffer: {buf.flushes - flushes0} INSERTs for "
+              f"{scans_buffered:,} scans")
+        print(f"verify writing its scan with a commit per request (before the buffer), same "
+              f"server, alternated: {c:,.0f} requests/s, p50 {pct(lat['commit'], 0.5):.1f} ms, "
+              f"p99 {pct(lat['commit'], 0.99):.1f} ms -> {c / b:.2f}x the bare endpoint; "
+              f"buffered / commit per request: {v / c:.2f}x")
     finally:
         server.should_exit = True
         thread.join(10)
@@ -153,6 +287,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--http-seconds", type=float, default=6.0)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--api-events", type=int, default=512,
+                    help="custody events through HTTP, and as many through the ledger layer")
+    ap.add_argument("--api-batch", type=int, default=64)
+    ap.add_argument("--api-clients", type=int, default=4)
     args = ap.parse_args()
     n = args.events
     # The public endpoints' per-address limit (120/min) would cap a loopback benchmark.
@@ -235,17 +373,33 @@ def main() -> None:
               f"split: queue {t_queue:.2f} s, send+confirm {t_send:.2f} s, index "
               f"{t_index:.2f} s")
 
-        # verify: read model only
+        # custody events through HTTP, next to the ledger layer
+        m = min(args.api_events, (len(labels) - n - 1) // 2)
+        if m > 0:
+            api_codes = [c.uri() for c in labels[n + 1: n + 1 + 2 * m]]
+            for i in range(0, len(api_codes), 256):
+                events(alliance, brand.merchant_id,
+                       [items.EventLine(c, "commissioning", FACTORY)
+                        for c in api_codes[i:i + 256]])
+            settle(alliance)
+            events_over_http(alliance, brand, api_codes, args.api_batch, args.api_clients)
+            settle(alliance)
+
+        # verify: read model only; the scan goes to the store's scan buffer, as the public
+        # endpoint does (ledger.items.scans)
+        buf = items.scan_buffer(alliance.store)
+        flushes0 = buf.flushes
         t0 = time.perf_counter()
         k = 0
         while time.perf_counter() - t0 < 3.0:
-            with alliance.store.session() as s:
-                v = items.verify(s, code=codes[k % len(codes)])
+            with alliance.store.read_session() as s:
+                v = items.verify(s, code=codes[k % len(codes)], scans=buf)
             assert v.verdict in {"genuine", "suspicious"}
             k += 1
         rate = k / (time.perf_counter() - t0)
+        buf.flush()
         print(f"verify: {rate:,.0f} requests/s through the service (store only, no chain call;"
-              f" each records its scan)")
+              f" {k:,} scans written in {buf.flushes - flushes0} INSERTs by the scan buffer)")
         verify_over_http(alliance, codes, args.http_seconds, args.clients)
         alliance.close()
     finally:

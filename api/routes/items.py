@@ -197,8 +197,11 @@ def verify(code: CodeQuery, alliance: AllianceDep,
            lon: Annotated[float | None, Query(ge=-180, le=180)] = None) -> VerifyOut:
     """No login: genuine (with its history), unknown, or suspicious with the reason, in
     Chinese and English. Read from the store only; the scan is kept for clone detection."""
-    with alliance.store.session() as s:
-        v = items.verify(s, code=code, lat=lat, lon=lon)
+    # Read only: the scan (and a clone flag) goes to the store's scan buffer, written in
+    # batches (see ledger.items.scans), so no request waits for a commit of its own.
+    with alliance.store.read_session() as s:
+        v = items.verify(s, code=code, lat=lat, lon=lon,
+                         scans=items.scan_buffer(alliance.store))
     return VerifyOut.model_validate(asdict(v))
 
 
@@ -218,8 +221,8 @@ def scan_page(gtin: Annotated[str, Path(pattern=r"^[0-9]{8,14}$")], serial: Seri
     code = f"https://{request.url.hostname or 'scan'}/01/{gtin}/21/{serial}"
     if s is not None:
         code += f"?s={s}"
-    with alliance.store.session() as session:
-        v = items.verify(session, code=code)
+    with alliance.store.read_session() as session:
+        v = items.verify(session, code=code, scans=items.scan_buffer(alliance.store))
     rows = "".join(
         f"<li>{html.escape(h['kind'])} — {html.escape(str(h['disposition'] or ''))} "
         f"(block {h['block_number']})</li>" for h in v.history)

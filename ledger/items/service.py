@@ -43,7 +43,9 @@ from ..merchants.service import require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
 from ..signing import MAX_DEADLINE_AHEAD_S
+from ..store.db import Store
 from . import epcis, kinds, repos
+from . import scans as scans_
 from .clients import (
     BRAND_ROLE,
     DEFAULT_DISPOSITION,
@@ -665,11 +667,22 @@ def _km(a: tuple[int, int], b: tuple[int, int]) -> float:
     return 2 * 6371.0 * math.asin(math.sqrt(min(1.0, h)))
 
 
+def scan_buffer(store: Store) -> scans_.ScanBuffer:
+    """The store's buffer of public scans (see ``ledger.items.scans``)."""
+    return scans_.buffer_for(store, write_flag)
+
+
+def write_flag(session: Session, f: scans_.FlagRequest) -> None:
+    _flag_once(session, f.brand_id, f.item_id, f.reason)
+
+
 def verify(session: Session, *, code: str, lat: float | None = None, lon: float | None = None,
-           now: int | None = None) -> Verdict:
+           now: int | None = None, scans: scans_.ScanBuffer | None = None) -> Verdict:
     """Genuine (with history), unknown, or suspicious with reasons: from the read model only.
     The scan is recorded for clone detection; a clone signal on an item flags it on chain
-    (once, through its brand)."""
+    (once, through its brand). With ``scans`` (the public endpoints), the scan and the flag go
+    to that buffer, written in batches, and ``session`` is only read; without, both are
+    written in ``session``."""
     c = parse_code(code)
     at = now if now is not None else _now()
     prod = repos.product(session, c.gtin)
@@ -700,23 +713,33 @@ def verify(session: Session, *, code: str, lat: float | None = None, lon: float 
     if lat is not None and lon is not None:
         point = (round(lat * 1e6), round(lon * 1e6))
     signal = None
-    scans = repos.recent_scans(session, iid, at - 86400)
-    if len(scans) + 1 > MAX_SCANS_PER_DAY:
+    since = at - 86400
+    seen: list[repos.ItemScan | scans_.Scan] = list(repos.recent_scans(session, iid, since))
+    if scans is not None:  # asked after the store query (see ledger.items.scans)
+        seen += scans.recent(iid, since, {s.id for s in seen if s.id is not None})
+        seen.sort(key=lambda s: s.at)
+    if len(seen) + 1 > MAX_SCANS_PER_DAY:
         signal = REASON_TOO_MANY_SCANS
     if point is not None:
-        for s in reversed(scans):
+        for s in reversed(seen):
             if s.lat_e6 is None or s.lon_e6 is None:
                 continue
             hours = max(at - s.at, 1) / 3600
             if _km((s.lat_e6, s.lon_e6), point) / hours > MAX_SPEED_KMH:
                 signal = REASON_IMPOSSIBLE_TRAVEL
             break
-    session.add(repos.ItemScan(item_id=iid, at=at, lat_e6=point[0] if point else None,
-                               lon_e6=point[1] if point else None))
+    lat_e6, lon_e6 = point if point is not None else (None, None)
+    flag = None
     if signal is not None:
         v.reasons.append(REASONS[signal])
         if state is not None:
-            _flag_once(session, prod.brand_id, c.item_id, signal)
+            flag = scans_.FlagRequest(prod.brand_id, c.item_id, signal)
+    if scans is not None:
+        scans.add(scans_.Scan(iid, at, lat_e6, lon_e6), flag)
+    else:
+        session.add(repos.ItemScan(item_id=iid, at=at, lat_e6=lat_e6, lon_e6=lon_e6))
+        if flag is not None:
+            write_flag(session, flag)
     return _finish(v)
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from eth_account import Account
 
+from ledger.items import repos
 from ledger.items import service as items
 from ledger.items.codes import parse_code
 from ledger.items.signing import claim_typed_data
@@ -98,6 +99,13 @@ def test_a_brands_item_goes_from_label_to_sold_to_claimed_over_http(env: ApiEnv)
     assert set(v["message"]) == {"en", "zh-CN"}
     page = env.http.get("/" + code.split("/", 3)[3])  # the label's own URI, resolved here
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # both scans are written by the store's scan buffer soon after, without a shutdown
+    iid = "0x" + parse_code(code).item_id.hex()
+
+    def scans_written() -> bool:
+        with env.alliance.store.read_session() as s:
+            return repos.count_scans(s, iid, 0) == 2
+    _until(scans_written)
     assert "正品" in page.text and "Genuine" in page.text
 
     buyer = Account.create()

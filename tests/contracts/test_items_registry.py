@@ -15,6 +15,7 @@ from ledger.items.clients import (
     BRAND_ROLE,
     BizStep,
     CustodyEvent,
+    Disposition,
     ItemRegistryClient,
     ItemStatus,
     item_key,
@@ -265,6 +266,108 @@ def test_a_batch_of_events_is_all_or_nothing(world: World) -> None:
     assert world.status("A") == ItemStatus.COMMISSIONED
 
 
+def _ev(world: World, b: Batch, serial: str, step: BizStep, loc: bytes, dest: bytes = ZERO,
+        disposition: Disposition = Disposition.ACTIVE) -> tuple[object, ...]:
+    return CustodyEvent(b.key(serial), b"\x33" * 32, loc, step, world.chain.now(),
+                        disposition=disposition, destination=dest).as_tuple()
+
+
+def test_each_rule_holds_for_an_event_after_others_in_its_batch(world: World) -> None:
+    """In a batch, the events after the first at the same location take the contract's fast
+    path: each refusal there is the same named error as alone, and nothing changes."""
+    b1, b2 = world.make_batch(list("ABCDEFGH")), world.make_batch(["Z"])
+    world.activate(b1, list("ABCDEFG"))
+    world.activate(b2, ["Z"])
+    for s in "ABCDFG":  # A in transit to the store, F to the other merchant
+        world.event(world.brand, s, BizStep.SHIPPING, world.factory_loc,
+                    world.other_loc if s == "F" else world.store_loc)
+    world.send(world.brand, "recordEvents",
+               [_ev(world, b2, "Z", BizStep.SHIPPING, world.factory_loc, world.store_loc)])
+    world.send(world.store, "recordEvents",
+               [_ev(world, b1, s, BizStep.RECEIVING, world.store_loc) for s in "BCDG"]
+               + [_ev(world, b2, "Z", BizStep.RECEIVING, world.store_loc),
+                  _ev(world, b1, "D", BizStep.RETAIL_SELLING, world.store_loc)])
+    world.send(world.brand, "recall", [b2.batch_id], [b1.key("G")], b"\x09" * 32)
+    # A in transit to the store; B, C, G (recalled), Z (batch recalled) in stock at the
+    # store; D sold; E at the factory; F in transit to the other merchant; H not activated.
+    keys = [b1.key(s) for s in "ABCDEFGH"] + [b2.key("Z")]
+    before = [world.items.item(k) for k in keys]
+    store, brand, fac, sto = world.store, world.brand, world.factory_loc, world.store_loc
+    unknown_loc = b"\x77" * 32
+    cases: list[tuple[str, Merchant, list[tuple[object, ...]]]] = [
+        ("ItemInvalidTransition", store, [_ev(world, b1, "A", BizStep.RECEIVING, sto),
+                                          _ev(world, b1, "E", BizStep.RECEIVING, sto)]),
+        ("ItemNotShippedToYou", store, [_ev(world, b1, "A", BizStep.RECEIVING, sto),
+                                        _ev(world, b1, "F", BizStep.RECEIVING, sto)]),
+        ("ItemInvalidTransition", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                          _ev(world, b1, "D", BizStep.RETAIL_SELLING, sto)]),
+        ("ItemUnderRecall", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                    _ev(world, b1, "G", BizStep.RETAIL_SELLING, sto)]),
+        ("ItemUnderRecall", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                    _ev(world, b2, "Z", BizStep.RETAIL_SELLING, sto)]),
+        ("ItemInvalidTransition", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                          _ev(world, b1, "C", BizStep.RETURNING, sto)]),
+        ("ItemInvalidTransition", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                          _ev(world, b1, "C", BizStep.RECALLING, sto)]),
+        ("ItemInvalidDestination", store, [_ev(world, b1, "B", BizStep.DESTROYING, sto),
+                                           _ev(world, b1, "C", BizStep.DESTROYING, sto, fac)]),
+        ("ItemNotCustodian", brand, [_ev(world, b1, "E", BizStep.SHIPPING, fac, sto),
+                                     _ev(world, b1, "B", BizStep.SHIPPING, fac, sto)]),
+        ("ItemNotCustodian", store, [_ev(world, b1, "B", BizStep.DESTROYING, sto),
+                                     _ev(world, b1, "E", BizStep.DESTROYING, sto)]),
+        ("ItemInvalidDestination", brand, [_ev(world, b1, "E", BizStep.SHIPPING, fac, sto),
+                                           _ev(world, b1, "E", BizStep.SHIPPING, fac,
+                                               unknown_loc)]),
+        ("ItemInvalidTransition", brand, [_ev(world, b1, "E", BizStep.SHIPPING, fac, sto),
+                                          _ev(world, b1, "E", BizStep.SHIPPING, fac, sto)]),
+        ("ItemUnknown", brand, [_ev(world, b1, "E", BizStep.SHIPPING, fac, sto),
+                                _ev(world, b1, "H", BizStep.SHIPPING, fac, sto)]),
+        ("ItemNotLocationOwner", store, [_ev(world, b1, "B", BizStep.RETAIL_SELLING, sto),
+                                         _ev(world, b1, "C", BizStep.RETAIL_SELLING,
+                                             world.other_loc)]),
+    ]
+    for name, who, evs in cases:
+        reverts(name, world.send, who, "recordEvents", evs)
+        assert [world.items.item(k) for k in keys] == before, name
+
+
+def test_a_batch_of_mixed_steps_moves_and_logs_each_item_as_one_by_one(world: World) -> None:
+    """Every step the fast path takes (receiving, selling, returning, destroying, shipping)
+    gives the lane and the log the full rules give."""
+    serials = [f"M{i:02d}" for i in range(30)]  # three words of 12 lanes
+    b = world.make_batch(serials)
+    world.activate(b, serials)
+    fac, sto = world.factory_loc, world.store_loc
+    world.send(world.brand, "recordEvents",
+               [_ev(world, b, s, BizStep.SHIPPING, fac, sto) for s in serials[:26]]
+               + [_ev(world, b, serials[26], BizStep.DESTROYING, fac)])
+    world.send(world.store, "recordEvents",
+               [_ev(world, b, s, BizStep.RECEIVING, sto) for s in serials[:26]])
+    evs = ([_ev(world, b, s, BizStep.RETAIL_SELLING, sto, disposition=Disposition.RETAIL_SOLD)
+            for s in serials[:20]]
+           + [_ev(world, b, s, BizStep.RETURNING, sto) for s in serials[10:15]]
+           + [_ev(world, b, s, BizStep.DESTROYING, sto) for s in serials[20:23]])
+    receipt = world.send(world.store, "recordEvents", evs)
+    logs = [a for n, a, _ in world.items.decode_logs(receipt["logs"])  # type: ignore[arg-type]
+            if n == "CustodyRecorded"]
+    assert len(logs) == len(evs)
+    for log, ev in zip(logs, evs, strict=True):
+        item, ehash, loc, dest, step, disp, when = ev
+        assert (log["item"], log["location"], log["eventHash"], log["ref"]) == (
+            item, loc, ehash, dest)
+        assert log["packed"] == (int(step) | int(disp) << 8  # type: ignore[call-overload]
+                                 | int(when) << 16 | world.store.merchant_id << 80)  # type: ignore[call-overload]
+    expected = (dict.fromkeys(serials[:20], ItemStatus.SOLD)
+                | dict.fromkeys(serials[10:15] + serials[23:26], ItemStatus.IN_STOCK)
+                | dict.fromkeys(serials[20:23], ItemStatus.DESTROYED)
+                | {serials[26]: ItemStatus.DESTROYED}
+                | dict.fromkeys(serials[27:], ItemStatus.COMMISSIONED))
+    for s, status in expected.items():
+        rec = world.items.item(b.key(s))
+        holder = world.brand if s in serials[26:] else world.store
+        assert (rec.status, rec.flags, rec.holder) == (status, 0, holder.merchant_id), s
+
+
 # ---------------------------------------------------------------- recall
 
 def test_recall_of_a_batch_and_of_serials_in_one_transaction_stops_sales(world: World) -> None:
@@ -357,8 +460,8 @@ def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> No
     """The marginal gas of a shipping event in a 200-event transaction (items of one batch,
     in order, as a pallet ships) against the floor: its LOG3 with three data words (2,268)
     plus its own calldata. It was 2.71x (12,337 gas) with a slot per item; 1.34x (5,913) with
-    12 items per word and the lean loop. The issue's target is 1.3x: not reached yet, so
-    this guards the figure reached (anvil's gas is deterministic)."""
+    12 items per word and the lean loop; 1.26x (5,535) with the fast path for the events after
+    the first at a location. The issue's target is 1.3x (anvil's gas is deterministic)."""
     serials = [f"P{i:03d}" for i in range(201)]
     b = world.make_batch(serials)
     for start in range(0, 201, 101):
@@ -378,4 +481,5 @@ def test_a_custody_event_costs_about_1_3x_its_log_only_floor(world: World) -> No
     per_event = (gn - g1) / 199
     floor = 2_268 + cd / 200
     print(f"custody event {per_event:,.0f} gas; floor {floor:,.0f}; {per_event / floor:.2f}x")
-    assert per_event <= 1.35 * floor
+    assert per_event <= 1.3 * floor
+    assert per_event <= 5_540  # the figure reached (5,535): a change that costs gas shows here

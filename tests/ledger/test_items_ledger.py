@@ -21,7 +21,7 @@ from ledger.errors import (
     LedgerNotFoundError,
     LedgerPermissionError,
 )
-from ledger.items import repos
+from ledger.items import repos, scans
 from ledger.items import service as items
 from ledger.items.codes import ItemCode
 from ledger.items.signing import claim_typed_data
@@ -211,6 +211,43 @@ def test_a_code_scanned_too_far_away_too_soon_is_suspicious_and_flagged(setup: S
     with setup.alliance.store.read_session() as s:
         state = repos.state(s, "0x" + code.item_id.hex())
         assert state is not None and state.flagged
+
+
+def test_clone_signals_hold_for_scans_not_yet_written_and_flag_once_written(setup: Setup
+                                                                           ) -> None:
+    """The public verify buffers its scan rows (ledger.items.scans): a scan waiting in the
+    buffer still counts for the next verify, and the flag goes out with the scans."""
+    code, other = setup.labels[4], setup.labels[3]
+    for c in (code, other):
+        setup.events(setup.brand, items.EventLine(c.uri(), "commissioning", FACTORY))
+    setup.settle()
+    buf = scans.ScanBuffer(setup.alliance.store, items.write_flag, max_delay_s=3600)
+
+    def verify(c: ItemCode, **kw: object) -> items.Verdict:
+        with setup.alliance.store.read_session() as s:
+            return items.verify(s, code=c.uri(), scans=buf, **kw)  # type: ignore[arg-type]
+
+    assert verify(code, lat=31.23, lon=121.47, now=1_800_000_000).verdict == "genuine"
+    v = verify(code, lat=39.90, lon=116.40, now=1_800_000_600)  # Beijing 10 min later
+    assert v.verdict == "suspicious" and v.reasons == ["impossible-travel"]
+    for i in range(items.MAX_SCANS_PER_DAY):
+        assert verify(other, now=1_800_000_000 + i).verdict == "genuine"
+    v = verify(other, now=1_800_000_100)
+    assert v.verdict == "suspicious" and v.reasons == ["too-many-scans"]
+    with setup.alliance.store.read_session() as s:
+        assert repos.count_scans(s, "0x" + code.item_id.hex(), 0) == 0  # nothing written yet
+    buf.close()  # a clean shutdown writes them, and queues the flags
+    setup.settle()
+    with setup.alliance.store.read_session() as s:
+        assert repos.count_scans(s, "0x" + code.item_id.hex(), 0) == 2
+        assert repos.count_scans(s, "0x" + other.item_id.hex(), 0) == (
+            items.MAX_SCANS_PER_DAY + 1)
+        for c in (code, other):
+            state = repos.state(s, "0x" + c.item_id.hex())
+            assert state is not None and state.flagged
+    # written, they count from the store as before
+    assert verify(code, lat=39.90, lon=116.40, now=1_800_000_700).verdict == "suspicious"
+    buf.close()
 
 
 def test_an_unknown_code_is_unknown(setup: Setup) -> None:
