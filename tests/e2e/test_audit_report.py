@@ -4,7 +4,6 @@ findings, tables and both charts from the file alone (the chart library is inlin
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,10 @@ from ledger.alliance import Alliance
 from ledger.audit.engine import run_audit
 from ledger.audit.report import write_html
 from ledger.contracts.compiler import Artifact
-from tests.browsers import chromium
 from tests.ledger.ledger_fixtures import alliance  # noqa: F401 - the fixture
 from tests.ledger.test_audit import MINTER_ROLE, _demo_with_settlement, _send_as
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def test_the_html_report_renders_findings_tables_and_charts_offline(

@@ -11,7 +11,6 @@ another merchant's figures; the operator sees every merchant. Screenshots of eve
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ from ledger.merchants.service import admit_merchant, create_admin_credential
 from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from ledger.store.models import WebhookEndpoint
-from tests.browsers import chromium
 from tests.e2e.test_member_app import Service
 from tests.ledger.helpers import sign_redemption
 from tests.ledger.test_webhooks_flow import Receiver
@@ -36,21 +34,6 @@ from tests.ledger.test_webhooks_flow import Receiver
 pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 900}
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    root = os.environ.get("ALLIANCE_TEST_ARTIFACTS")
-    base = Path(root) if root else tmp_path_factory.getbasetemp() / "artifacts"
-    out = base / request.node.name
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 class Env:

@@ -8,7 +8,6 @@ follows; over HTTP, the stream's scoping, bound, heartbeat and end. Screenshots 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,27 +19,11 @@ from playwright.sync_api import Browser, Request
 
 import api.routes.console as console_routes
 from api.client import sign_request
-from tests.browsers import chromium
 from tests.e2e.test_console import Env, _context, _issue, _shot, _sign_in, _wait_kpi
 
 pytestmark = pytest.mark.e2e
 STREAM = "/console/api/figures/stream"
 SESSION = "/console/api/session"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    root = os.environ.get("ALLIANCE_TEST_ARTIFACTS")
-    base = Path(root) if root else tmp_path_factory.getbasetemp() / "artifacts"
-    out = base / request.node.name
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @pytest.fixture

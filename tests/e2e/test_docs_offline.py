@@ -4,23 +4,15 @@ the service itself, not a CDN)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Route
 
 from tests.api.conftest import LiveServer, live_server  # noqa: F401 - the fixture
-from tests.browsers import chromium
 
 pytestmark = pytest.mark.e2e
 REDOC_FOOTER_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def _offline_page(browser: Browser, base: str, outside: list[str]) -> Any:

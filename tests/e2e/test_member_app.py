@@ -14,7 +14,6 @@ is kept under ``$ALLIANCE_TEST_ARTIFACTS`` (default: pytest's tmp dir), never co
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -37,7 +36,7 @@ from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.points.reads import chain_now
 from ledger.settings import Settings
 from ledger.store.models import MemberSession, PaymentRequest
-from tests.browsers import chromium, launch
+from tests.browsers import launch
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -102,21 +101,6 @@ def app_server(settings: Settings) -> Iterator[AppServer]:
         http.close()
         service.stop()
         alliance.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    root = os.environ.get("ALLIANCE_TEST_ARTIFACTS")
-    base = Path(root) if root else tmp_path_factory.getbasetemp() / "artifacts"
-    out = base / request.node.name
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 class Journey:

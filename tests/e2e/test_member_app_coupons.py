@@ -19,8 +19,6 @@ from tests.e2e.test_member_app import (  # noqa: F401 - fixtures
     AppServer,
     Journey,
     app_server,
-    browser,
-    shots,
 )
 
 

@@ -22,8 +22,6 @@ from tests.e2e.test_member_app import (  # noqa: F401 - fixtures
     Journey,
     _issue,
     app_server,
-    browser,
-    shots,
 )
 from tests.e2e.test_member_app_coupons import get_card, new_page
 
