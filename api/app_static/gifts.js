@@ -44,6 +44,11 @@
       errGiftPoints: "您的 {name} 积分不够兑换这件礼品，积分没有扣除。",
       errGiftPaused: "这件礼品暂停兑换，请稍后再试。积分没有扣除。",
       errGiftGone: "这件礼品已下架，积分没有扣除。",
+      giftMine: "我的兑换记录",
+      gs_paying: "正在扣积分",
+      gs_granting: "正在发放礼品券",
+      gs_done: "礼品券已放入卡券",
+      gs_failed: "未完成，请联系 {name}",
     },
     en: {
       giftsTitle: "Gifts",
@@ -76,6 +81,11 @@
       errGiftPoints: "You do not have enough {name} points for this gift. No points were taken.",
       errGiftPaused: "This gift is paused for now; try again later. No points were taken.",
       errGiftGone: "This gift is no longer on offer. No points were taken.",
+      giftMine: "My gifts",
+      gs_paying: "Taking the points",
+      gs_granting: "Sending the gift coupon",
+      gs_done: "Gift coupon in your coupons",
+      gs_failed: "Not completed: ask {name}",
     },
   });
 
@@ -95,11 +105,23 @@
         : `<span class="stamp" data-why="${esc(g.available)}">${esc(t("g_" + g.available))}</span>`}</div></li>`;
   }
 
+  // A past redemption: the gift, the shop, the points it took, where it stands.
+  function mineRow(r) {
+    const cls = r.status === "done" ? "minus" : r.status === "failed" ? "neutral" : "";
+    return `<li class="event gift-mine" data-request="${esc(r.request_id)}" data-status="${esc(r.status)}">
+      <div class="event-dot ${cls}" aria-hidden="true"></div>
+      <div class="event-main"><div class="event-title">${esc(r.gift_name)}</div>
+        <div class="event-sub muted">${esc(t("gs_" + r.status, { name: r.merchant_name }))} · <span class="nowrap">${esc(A.when(r.created_at))}</span></div></div>
+      <div class="event-amount">${esc(r.status === "failed" ? "" : "−" + num(r.points))}</div></li>`;
+  }
+
   async function renderGifts(main, arg) {
     if (arg && arg.gift) return renderConfirm(main, arg.gift);
     A.setTitle(t("giftsTitle"));
     A.busy(main, t("loading"));
-    const list = (await api("GET", "/app/api/gifts")).gifts;
+    const [list, mine] = await Promise.all([
+      api("GET", "/app/api/gifts").then((r) => r.gifts),
+      api("GET", "/app/api/gifts/redemptions").then((r) => r.redemptions)]);
     const shops = [];
     for (const g of list) {
       let shop = shops.find((s) => s.id === g.merchant_id);
@@ -111,7 +133,9 @@
       ${shops.length ? shops.map((s) => `<section class="card" data-shop="${s.id}">
         <div class="shop-head"><div class="avatar avatar-${s.id % 6}">${A.initial(s.name)}</div><h3>${esc(s.name)}</h3></div>
         <ul class="gifts">${s.gifts.map(giftRow).join("")}</ul></section>`).join("")
-        : `<section class="card"><p class="muted empty" id="no-gifts">${esc(t("noGifts"))}</p></section>`}`;
+        : `<section class="card"><p class="muted empty" id="no-gifts">${esc(t("noGifts"))}</p></section>`}
+      ${mine.length ? `<section class="card" id="gift-history"><h3>${esc(t("giftMine"))}</h3>
+        <ul class="events">${mine.map(mineRow).join("")}</ul></section>` : ""}`;
     main.querySelectorAll("[data-redeem]").forEach((b) => b.addEventListener("click", () => {
       A.go("gifts", { gift: list.find((g) => String(g.gift_id) === b.dataset.redeem) });
     }));

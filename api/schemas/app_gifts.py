@@ -56,6 +56,7 @@ class MyGiftRedemptionOut(BaseModel):
     status: str = Field(description="paying, granting, done or failed")
     error_code: str | None
     tx_hash: str | None
+    created_at: int = Field(description="when the member asked for it, unix seconds")
 
 
 class MyGiftRedemptionsOut(BaseModel):

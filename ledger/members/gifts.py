@@ -100,6 +100,8 @@ class MyGiftRedemption:
     status: MyGiftStatus
     error_code: str | None
     tx_hash: str | None
+    created_at: int
+    """When the member asked for it (unix seconds)."""
 
 
 def _coupon_value(session: Session, campaign_id: int) -> tuple[int | None, bool]:
@@ -245,7 +247,7 @@ def _mine(session: Session, gr: GiftRedemption) -> MyGiftRedemption:
     return MyGiftRedemption(
         gift_id=g.id, gift_name=g.name, merchant_name=merchant.name if merchant else "",
         request_id=gr.request_id, points=g.points, status=status, error_code=error,
-        tx_hash=tx)
+        tx_hash=tx, created_at=int(gr.created_at.timestamp()))
 
 
 def my_redemption(session: Session, *, member: str, gift_id: int,

@@ -123,6 +123,7 @@ def test_member_redeems_a_gift_with_signed_points_and_holds_its_coupon(env: ApiE
         member.address) == 150
     mine = env.http.get("/app/api/gifts/redemptions").json()["redemptions"]
     assert [(x["gift_name"], x["status"]) for x in mine] == [("Umbrella", "done")]
+    assert abs(mine[0]["created_at"] - time.time()) < 600  # when it was asked for
 
     # Now at the per-member limit: shown so, and a quote is refused.
     g = _catalogue(env)[gid]

@@ -125,6 +125,11 @@ def test_gift_picked_signed_and_held_as_a_coupon_in_chromium(app_server: AppServ
     _open_gifts(page)
     assert "已达兑换上限" in page.locator(f"[data-gift='{umbrella}'] .stamp").inner_text()
     assert "剩 1 件" in page.locator(f"[data-gift='{umbrella}']").inner_text()
+    # ... and listed under the member's own gifts, with the points it took
+    mine = page.locator("#gift-history .gift-mine")
+    assert mine.count() == 1 and mine.first.get_attribute("data-status") == "done"
+    assert "Umbrella" in mine.first.inner_text() and "礼品券已放入卡券" in mine.first.inner_text()
+    assert "−100" in mine.first.inner_text()
     j.shot("gifts-after")
 
     # --- the cap runs out while the member looks at it: a plain message, nothing changes
@@ -155,6 +160,7 @@ def test_gift_picked_signed_and_held_as_a_coupon_in_chromium(app_server: AppServ
     assert "Limit reached" in page.locator(f"[data-gift='{umbrella}'] .stamp").inner_text()
     assert "Out of stock" in page.locator(f"[data-gift='{pen}'] .stamp").inner_text()
     assert "400 pts" in page.locator(f"[data-gift='{cap}']").inner_text()
+    assert "Gift coupon in your coupons" in page.locator("#gift-history").inner_text()
     j.shot("gifts-en")
     assert _unchanged(env)[:2] == before[:2]
     assert program.spendable_of(address) == 150
