@@ -38,6 +38,8 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     );
     bytes32 private constant VOUCHER_TYPEHASH =
         keccak256("Voucher(uint256 campaignId,uint256 voucherId,uint256 expiresAt)");
+    bytes32 private constant COUPON_MOVE_TYPEHASH =
+        keccak256("CouponMove(address from,address to,uint256[] ids,uint256 deadline)");
     uint256 private constant MAX_BATCH = 2000;
     uint256 private constant BPS = 10_000;
     uint256 private constant VOUCHER_CLAIMED = 1;
@@ -211,6 +213,32 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
         // _burn calls no receiver: nothing to re-enter. The supply counter keeps the serial.
         _burn(couponId);
         emit CouponRevoked(couponId, holder);
+    }
+
+    /// @inheritdoc ICouponBook
+    /// @dev `ERC721._update` with no `auth`: the holder's signature is the authority, and this
+    /// book's own `_update` (which refuses a non-transferable campaign's transfer) is skipped on
+    /// purpose - the coupon stays with the same member. No receiver hook: nothing to re-enter.
+    function moveCoupons(CouponMove calldata m, bytes calldata signature) external nonReentrant {
+        uint256 relayer = _REGISTRY.merchantIdOf(msg.sender);
+        if (relayer == 0) revert CouponUnauthorized(msg.sender, 0);
+        _requireAccount(relayer);
+        uint256 n = m.ids.length;
+        if (n == 0 || n > MAX_BATCH) revert CouponInvalidMoveSize(n);
+        if (m.to == address(0) || m.to == m.from) revert CouponInvalidRecipient(m.to);
+        _requireDeadline(m.deadline);
+        _requireSignedBy(m.from, _couponMoveDigest(m), signature);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 id = m.ids[i];
+            if (ERC721._update(m.to, id, address(0)) != m.from) revert CouponNotHeld(id, m.from);
+            uint256 campaignId = id >> 72;
+            uint256 had = _grantedTo[campaignId][m.from];
+            if (had != 0) {
+                _grantedTo[campaignId][m.from] = 0;
+                _grantedTo[campaignId][m.to] += had;
+            }
+        }
+        emit CouponsMoved(m.from, m.to, n);
     }
 
     // ------------------------------------------------------------------
@@ -567,6 +595,15 @@ contract CouponBook is ICouponBook, ERC721, ReentrancyGuardTransient, MerchantGa
     function _voucherDigest(Voucher calldata v) private view returns (bytes32) {
         return _typedDataHash(
             _domainSeparator(), keccak256(abi.encode(VOUCHER_TYPEHASH, v.campaignId, v.voucherId, v.expiresAt))
+        );
+    }
+
+    function _couponMoveDigest(CouponMove calldata m) private view returns (bytes32) {
+        return _typedDataHash(
+            _domainSeparator(),
+            keccak256(
+                abi.encode(COUPON_MOVE_TYPEHASH, m.from, m.to, keccak256(abi.encodePacked(m.ids)), m.deadline)
+            )
         );
     }
 

@@ -111,6 +111,15 @@ interface ICouponBook {
         uint256 expiresAt;
     }
 
+    /// @notice What a member id's custodial account key signs (EIP-712 `CouponMove`) to move
+    /// the coupons `ids` it holds to the member's own wallet `to` (issue 12's claim).
+    struct CouponMove {
+        address from;
+        address to;
+        uint256[] ids;
+        uint256 deadline;
+    }
+
     /// @notice Why `validate` says a coupon would not apply (None: it would).
     enum Refusal {
         None,
@@ -180,6 +189,12 @@ interface ICouponBook {
     error CouponVoucherExpired(uint256 campaignId, uint256 voucherId, uint256 expiresAt);
     /// @dev The voucher is not signed by its issuer's account.
     error CouponVoucherInvalidSignature(uint256 campaignId, uint256 voucherId);
+    /// @dev A coupon move names no coupon, or more than a batch holds.
+    error CouponInvalidMoveSize(uint256 count);
+    /// @dev A coupon move goes to the zero address or to the account it leaves.
+    error CouponInvalidRecipient(address to);
+    /// @dev A coupon move names a coupon its `from` does not hold (moved already, burned).
+    error CouponNotHeld(uint256 couponId, address from);
 
     /// @notice A campaign was created; `acceptors` empty with `allMerchants` set means every
     /// merchant accepting the issuer in the registry.
@@ -208,6 +223,9 @@ interface ICouponBook {
     /// @notice The issuer took back an unused coupon from `holder` (burned; e.g. the order that
     /// earned it was refunded). Its serial stays counted in the campaign's grants.
     event CouponRevoked(uint256 indexed couponId, address indexed holder);
+    /// @notice A member's custodial account `from` moved `count` coupons to its wallet `to`
+    /// (each with its ERC-721 `Transfer`).
+    event CouponsMoved(address indexed from, address indexed to, uint256 count);
 
     /// @notice Creates a campaign; gives its id (1, 2, ...).
     /// Requirements: caller is the active account of `terms.issuer`; kind set; value > 0
@@ -263,6 +281,18 @@ interface ICouponBook {
     /// when what earned the coupon is undone (a refunded order). A used coupon stays.
     /// Requirements: caller is the issuer's active account; the coupon exists and is unused.
     function revokeUnused(uint256 couponId) external;
+
+    /// @notice Moves the coupons `m.ids` from the custodial account `m.from` to the member's
+    /// wallet `m.to`, transferable or not, used or not (a used coupon keeps its history), each
+    /// with a `Transfer`; the per-member grant counts of their campaigns go along. No receiver
+    /// hook is called.
+    /// Requirements:
+    /// - caller is the active account of an alliance merchant (the relayer);
+    /// - `m.from` signed `m` (EIP-712 `CouponMove`; ERC-1271 for a contract account);
+    /// - `m.deadline` not past and at most 7 days ahead;
+    /// - 1 to 2000 ids, each held by `m.from` (so a replay fails: `CouponNotHeld`);
+    /// - `m.to` neither zero nor `m.from`.
+    function moveCoupons(CouponMove calldata m, bytes calldata signature) external;
 
     /// @notice Makes a voucher unclaimable.
     /// Requirements: caller is the issuer's active account; the voucher not claimed.

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from ..deployment import Contracts
 from ..errors import LedgerConfigError, LedgerValidationError
-from ..outbox.kinds import Call, OperationKind, hex_bytes, parse_hex
+from ..outbox.kinds import (
+    AddressField,
+    AnyBytes,
+    Call,
+    JsonPayload,
+    Many,
+    OperationKind,
+    Uint,
+    Uint256,
+    hex_bytes,
+    parse_hex,
+)
 from .clients import CampaignTerms, CouponBookClient, CouponKind
 
 # Gas bounds, above what each call was measured to take (scripts/bench_coupons.py: a grant
@@ -34,6 +45,13 @@ GAS_CLAIM_VOUCHER = 250_000
 GAS_CANCEL_VOUCHER = 80_000
 # A revoke (a burn: owner and balance slots, the registry's account check) measured ~40k.
 GAS_REVOKE = 90_000
+# moveCoupons: the signature and the relayer's check (~15k), per coupon its owner and approval
+# slots, the two balances' share and a Transfer (~35k measured at most for a first coupon;
+# tests/contracts/test_coupon_moves.py), plus the campaign's per-member count when it has one.
+GAS_MOVE_COUPONS_BASE = 80_000
+GAS_PER_MOVED_COUPON = 60_000
+# The coupons one claim's move carries (a custodial account holds few; the contract takes 2000).
+MAX_MOVED_COUPONS = 200
 
 
 def book(contracts: Contracts) -> CouponBookClient:
@@ -232,6 +250,20 @@ class RevokePayload:
         return cls(int(data["coupon_id"]))
 
 
+@dataclass(frozen=True)
+class MoveCouponsPayload(JsonPayload):
+    """``coupon_move``: the coupons ``coupon_ids`` of the custodial ``account`` move to the
+    member's ``wallet`` (issue 12's claim), authorised by the custodial key's signature
+    (EIP-712 ``CouponMove``), relayed by the merchant that issued the link code."""
+
+    account: AddressField
+    wallet: AddressField
+    coupon_ids: Annotated[tuple[int, ...], Many(Uint(as_hex=True), least=1,
+                                                empty="a coupon move names a coupon")]
+    deadline: Uint256
+    signature: AnyBytes
+
+
 # ---------------------------------------------------------------------- kinds
 
 
@@ -357,6 +389,21 @@ class RevokeKind(OperationKind[RevokePayload]):
         return Call(b.address, b.encode("revokeUnused", p.coupon_id))
 
 
+class MoveCouponsKind(OperationKind[MoveCouponsPayload]):
+    payload_type = MoveCouponsPayload
+
+    def gas_bound(self, payloads: Sequence[MoveCouponsPayload]) -> int:
+        (p,) = payloads
+        return GAS_MOVE_COUPONS_BASE + GAS_PER_MOVED_COUPON * len(p.coupon_ids)
+
+    def encode(self, contracts: Contracts, home: str | None,
+               payloads: Sequence[MoveCouponsPayload]) -> Call:
+        (p,) = payloads
+        b = book(contracts)
+        return Call(b.address, b.encode(
+            "moveCoupons", (p.account, p.wallet, list(p.coupon_ids), p.deadline), p.signature))
+
+
 CREATE_CAMPAIGN = CreateCampaignKind("coupon_campaign_create")
 SET_PAUSED = PauseKind("coupon_campaign_pause")
 GRANT = GrantKind("coupon_grant")
@@ -365,6 +412,7 @@ ROLLBACK = RollbackKind("coupon_rollback")
 CLAIM_VOUCHER = ClaimVoucherKind("coupon_voucher_claim")
 CANCEL_VOUCHER = CancelVoucherKind("coupon_voucher_cancel")
 REVOKE = RevokeKind("coupon_revoke")
+MOVE_COUPONS = MoveCouponsKind("coupon_move")
 
 KINDS: tuple[OperationKind[Any], ...] = (CREATE_CAMPAIGN, SET_PAUSED, GRANT, REDEEM, ROLLBACK,
-                                         CLAIM_VOUCHER, CANCEL_VOUCHER, REVOKE)
+                                         CLAIM_VOUCHER, CANCEL_VOUCHER, REVOKE, MOVE_COUPONS)

@@ -60,3 +60,23 @@ def voucher_typed_data(*, chain_id: int, book: str, registry: str, campaign_id: 
         "message": {"campaignId": campaign_id, "voucherId": voucher_id,
                     "expiresAt": expires_at},
     }
+
+
+COUPON_MOVE_TYPES: list[dict[str, str]] = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "ids", "type": "uint256[]"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+def coupon_move_typed_data(*, chain_id: int, book: str, registry: str, from_: str, to: str,
+                           ids: list[int], deadline: int) -> dict[str, Any]:
+    """The full typed data a custodial account's key signs to move the coupons ``ids`` it
+    holds to the member's wallet ``to`` (``moveCoupons``, relayed by a merchant)."""
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPES, "CouponMove": COUPON_MOVE_TYPES},
+        "primaryType": "CouponMove",
+        "domain": coupon_domain(chain_id=chain_id, book=book, registry=registry),
+        "message": {"from": from_, "to": to, "ids": list(ids), "deadline": deadline},
+    }
