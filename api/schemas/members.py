@@ -325,6 +325,9 @@ class ClaimMoveOut(BaseModel):
     status: str
     tx_hash: str | None
     error_code: str | None
+    asset: str = Field(default="points", description="``points``: one program's (the "
+                       "merchant's, at ``program``); ``coupons``: every coupon held, at the "
+                       "coupon book ``program``, relayed by the merchant")
 
 
 class ClaimOut(BaseModel):

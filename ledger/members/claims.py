@@ -8,9 +8,12 @@ database transaction the member id is linked to the wallet (new points go there 
 on) and, for every program where the custodial account holds points, a ``move_account``
 operation is queued: the custodial key signs ``MoveAccount(from, to, deadline)`` and the
 program's merchant relays it, moving every lot with its period (so its expiry) and pending
-points still pending, once. The same code sent again by the same wallet gives the same
-claim; a used code is 409 ``link-code-used``, an expired one 410 ``link-code-expired``.
-:func:`claim_status` says where each program's move is; a move that failed on chain is
+points still pending, once. If the custodial account holds coupons (coupons read model), a
+``coupon_move`` operation is queued in the same transaction: the key signs
+``CouponMove(from, to, ids, deadline)`` and the merchant that issued the link code relays it;
+the coupons move with their history, used or not, transferable or not. The same code sent
+again by the same wallet gives the same claim; a used code is 409 ``link-code-used``, an
+expired one 410 ``link-code-expired``. :func:`claim_status` says where each move is; a move that failed on chain is
 queued again by :func:`retry_claim` (a fresh signature), so a claim is never left half done.
 The custodial key is kept (encrypted under the master key) only until every move is
 confirmed.
@@ -30,6 +33,9 @@ from sqlalchemy.orm import Session
 
 from .. import limits, signing
 from ..alliance import Alliance
+from ..coupons import kinds as coupon_kinds
+from ..coupons import repos as coupon_repos
+from ..coupons.signing import coupon_move_typed_data
 from ..errors import (
     LedgerConflictError,
     LedgerGoneError,
@@ -59,6 +65,9 @@ ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
 # How far ahead a move's signature is valid (the contract allows up to 7 days).
 MOVE_SIGNATURE_TTL_S = 6 * 86_400
+# A claim's coupon move is stored as a move of "merchant" 0 (the coupon book, no program):
+# its relayer is the merchant that issued the link code.
+COUPONS_MOVE = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,9 @@ class LinkCode:
 
 @dataclass(frozen=True)
 class ClaimMove:
-    """One program's move of a claim."""
+    """One move of a claim: ``asset`` ``points`` (one program's, ``merchant_id``'s, at
+    ``program``) or ``coupons`` (every coupon held, at the coupon book ``program``, relayed by
+    ``merchant_id``, the link code's merchant)."""
 
     merchant_id: int
     program: str
@@ -79,6 +90,7 @@ class ClaimMove:
     status: OperationStatus
     tx_hash: str | None
     error_code: str | None
+    asset: str = "points"
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,19 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
                                     program=merchant.program_address,
                                     account=member.account, wallet=wallet,
                                     operation_id=op_id))
+    book = alliance.contracts.coupons
+    coupon_ids = _coupons_held(session, member.account) if book is not None else []
+    if book is not None and coupon_ids:
+        relayer = get_merchant(session, row.merchant_id)
+        if relayer is None:
+            raise LedgerNotFoundError("this link code's merchant is not known",
+                                      code="link-code-unknown")
+        op_id = _queue_coupon_move(alliance, session, key=key, merchant_id=relayer.id,
+                                   signer=relayer.account_address, book=book.address,
+                                   account=member.account, wallet=wallet, ids=coupon_ids)
+        session.add(MemberClaimMove(code_hash=row.code_hash, merchant_id=COUPONS_MOVE,
+                                    program=book.address, account=member.account,
+                                    wallet=wallet, operation_id=op_id))
     row.used_at = _now()
     row.wallet = wallet
     session.flush()
@@ -232,6 +257,28 @@ def _queue_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id
     return op.id
 
 
+def _coupons_held(session: Session, account: str) -> list[int]:
+    """The coupons the read model says ``account`` holds (used ones too: they keep their
+    history), at most what one move carries."""
+    held = [c.coupon_id for c in coupon_repos.held_by(session, account)]
+    return held[:coupon_kinds.MAX_MOVED_COUPONS]
+
+
+def _queue_coupon_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id: int,
+                       signer: str, book: str, account: str, wallet: str,
+                       ids: list[int]) -> str:
+    deadline = point_reads.chain_now(alliance) + MOVE_SIGNATURE_TTL_S
+    typed = coupon_move_typed_data(
+        chain_id=alliance.gateway.chain_id, book=book,
+        registry=alliance.contracts.deployment.registry, from_=account, to=wallet, ids=ids,
+        deadline=deadline)
+    signature = bytes(Account.sign_typed_data(key, full_message=typed).signature)
+    payload = coupon_kinds.MoveCouponsPayload(account, wallet, tuple(ids), deadline, signature)
+    op = outbox_repos.enqueue(session, kind=coupon_kinds.MOVE_COUPONS, payload=payload,
+                              merchant_id=merchant_id, signer=signer)
+    return op.id
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
@@ -249,6 +296,11 @@ def _view(session: Session, wallet: str, codes: list[str]) -> ClaimView:
             MemberClaimMove.code_hash.in_(codes)).order_by(MemberClaimMove.merchant_id)):
         op = outbox_repos.get_operation(session, mv.operation_id)
         assert op is not None
+        if mv.merchant_id == COUPONS_MOVE:
+            moves.append(ClaimMove(op.merchant_id, mv.program, op.id,
+                                   OperationStatus(op.status), op.tx_hash, op.error_code,
+                                   "coupons"))
+            continue
         moves.append(ClaimMove(mv.merchant_id, mv.program, op.id, OperationStatus(op.status),
                                op.tx_hash, op.error_code))
     statuses = {m.status for m in moves}
@@ -285,10 +337,23 @@ def retry_claim(alliance: Alliance, session: Session, *, wallet: str) -> ClaimVi
         row = session.get(MemberLinkCode, mv.code_hash)
         if row is None or row.key_enc is None:
             continue
+        key = alliance.master_key.decrypt(row.key_enc)
+        if mv.merchant_id == COUPONS_MOVE:
+            relayer = get_merchant(session, op.merchant_id)
+            # The failed move's coupons, less any the read model no longer has there.
+            held = set(_coupons_held(session, mv.account))
+            ids = [c for c in coupon_kinds.MOVE_COUPONS.parse(op.payload).coupon_ids
+                   if c in held]
+            if relayer is None or not ids:
+                continue
+            mv.operation_id = _queue_coupon_move(
+                alliance, session, key=key, merchant_id=relayer.id,
+                signer=relayer.account_address, book=mv.program, account=mv.account,
+                wallet=wallet, ids=ids)
+            continue
         merchant = get_merchant(session, mv.merchant_id)
         if merchant is None:
             continue
-        key = alliance.master_key.decrypt(row.key_enc)
         mv.operation_id = _queue_move(alliance, session, key=key, merchant_id=mv.merchant_id,
                                       signer=merchant.account_address, program=mv.program,
                                       account=mv.account, wallet=wallet)

@@ -7,21 +7,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger.contracts.compiler import Artifact
+from ledger.contracts.compiler import Artifact, compile_sources
+from ledger.coupons.clients import CouponBookClient
 from ledger.coupons.signing import coupon_move_typed_data
 
-from .conftest import DAY, Merchant
-from .test_coupons import (  # noqa: F401  (fixtures)
-    Book,
-    _deploy_hostile,
-    book,
-    hostile_artifact,
-    ref,
-    reverts,
-)
+from .conftest import DAY, FIXTURES, Chain, Merchant
+from .test_coupons import Book, _deploy_hostile, ref, reverts
+
+
+@pytest.fixture(name="book")
+def book_fixture(chain: Chain) -> Book:
+    address = chain.clearing.view1("couponBook")
+    client = CouponBookClient(chain.gateway, chain.artifacts["CouponBook"].abi, str(address))
+    return Book(chain, client, chain.admit(symbol="ISS"), chain.admit(symbol="ACC"),
+                chain.admit(symbol="OUT"), Account.create())
+
+
+@pytest.fixture(name="hostile_artifact", scope="module")
+def hostile_artifact_fixture() -> Artifact:
+    src = (FIXTURES / "HostileReceiver.sol").read_text()
+    return compile_sources({"tests/contracts/fixtures/HostileReceiver.sol": src}
+                           )["HostileReceiver"]
 
 
 def sign_move(b: Book, key: LocalAccount, frm: str, to: str, ids: list[int],
