@@ -13,8 +13,9 @@ points still pending, once. If the custodial account holds coupons (coupons read
 ``CouponMove(from, to, ids, deadline)`` and the merchant that issued the link code relays it;
 the coupons move with their history, used or not, transferable or not. The same code sent
 again by the same wallet gives the same claim; a used code is 409 ``link-code-used``, an
-expired one 410 ``link-code-expired``. :func:`claim_status` says where each move is; a move that failed on chain is
-queued again by :func:`retry_claim` (a fresh signature), so a claim is never left half done.
+expired one 410 ``link-code-expired``. :func:`claim_status` says where each move is; a move
+that failed on chain is queued again by :func:`retry_claim` (a fresh signature), so a claim
+is never left half done.
 The custodial key is kept (encrypted under the master key) only until every move is
 confirmed.
 """
