@@ -19,11 +19,12 @@ from sqlalchemy import update
 from ledger import runtime
 from ledger.audit.engine import run_audit
 from ledger.contracts.compiler import Artifact
+from ledger.members import repos as member_repos
 from ledger.settings import Settings
 from ledger.store.models import MemberClaimMove, MemberLinkCode, Operation
 
 from .conftest import ApiEnv, make_env
-from .test_coupons_api import catch_up, problem
+from .test_coupons_api import catch_up, create_campaign, grant, problem
 from .test_member_session import APP, sign_in
 
 T = TypeVar("T")
@@ -114,6 +115,47 @@ def test_a_member_ids_points_move_to_the_wallet_with_lots_expiry_and_pending_onc
     assert program.balance_of(wallet.address) == 125
     history = env.http.get("/app/api/history").json()
     assert "moved_in" in {e["kind"] for e in history["events"]}
+    report = run_audit(env.alliance.gateway, artifacts,
+                       registry=env.alliance.contracts.registry.address, from_block=0)
+    assert report.clean, [f.message for f in report.violations]
+
+
+def test_a_member_ids_coupons_move_to_the_wallet_with_its_points(
+        env: ApiEnv, artifacts: dict[str, Artifact]) -> None:
+    """Issue 12: the claim moves coupons too. A coupon granted to the member id's custodial
+    account (a non-transferable campaign's: it stays with the same member) lands in the
+    wallet, listed by the app, owned on chain, the audit clean; a retry or a second claim
+    queues nothing more."""
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 40, "CC-1")
+    with env.alliance.store.session() as s:
+        custodial = member_repos.get_or_create_member(
+            s, env.alliance.master_key, member_id=member_id).account
+    cid = create_campaign(env, transferable=False)
+    (coupon,) = grant(env, cid, custodial)
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    assert env.http.get("/app/api/coupons").json()["coupons"] == []
+    code = _code(env, member_id, env.cafe)  # the cafe's counter hands out the code
+    r = _claim(env, code)
+    assert r.status_code == 202, r.text
+    moves = {m["asset"]: m for m in r.json()["moves"]}
+    book = env.alliance.contracts.coupons
+    assert book is not None
+    assert set(moves) == {"points", "coupons"}
+    assert moves["coupons"]["program"] == book.address
+    assert moves["coupons"]["merchant_id"] == env.cafe_merchant.merchant_id
+    done = _claim_done(env)
+    assert done["state"] == "done", done
+    catch_up(env)
+    assert book.owner_of(int(coupon)) == wallet.address
+    mine = env.http.get("/app/api/coupons").json()["coupons"]
+    assert [(c["coupon_id"], c["campaign_id"]) for c in mine] == [(coupon, cid)]
+    assert env.store.get(f"/v1/coupons/members/{custodial}").json()["coupons"] == []
+    before = _ops(env)
+    assert _claim(env, code).json()["moves"] == done["moves"]
+    assert env.http.post("/app/api/claims/retry", headers=APP).status_code == 202
+    assert _ops(env) == before
     report = run_audit(env.alliance.gateway, artifacts,
                        registry=env.alliance.contracts.registry.address, from_block=0)
     assert report.clean, [f.message for f in report.violations]
