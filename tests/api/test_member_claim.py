@@ -230,6 +230,36 @@ def test_a_failed_move_names_its_program_and_a_retry_completes_the_claim(
     assert by_program[cafe] == 20 and by_program[env.store_merchant.merchant_id] == 50
 
 
+def test_a_failed_coupon_move_is_retried_with_a_fresh_signature(env: ApiEnv) -> None:
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 10, "CR-1")
+    with env.alliance.store.session() as s:
+        custodial = member_repos.get_or_create_member(
+            s, env.alliance.master_key, member_id=member_id).account
+    (coupon,) = grant(env, create_campaign(env), custodial)
+    code = _code(env, member_id, env.cafe)
+    cafe = env.cafe_merchant.merchant_id
+    # The relaying merchant is suspended by the time the move goes out.
+    assert env.admin.post(f"/v1/admin/merchants/{cafe}/suspend", None).status_code == 200
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    assert _claim(env, code).status_code == 202
+    failed = _claim_done(env)
+    assert failed["state"] == "failed", failed
+    (moved,) = [m for m in failed["moves"] if m["asset"] == "coupons"]
+    assert moved["status"] == "failed" and moved["error_code"] == "CouponMerchantNotActive"
+    book = env.alliance.contracts.coupons
+    assert book is not None and book.owner_of(int(coupon)) == custodial
+    assert env.admin.post(f"/v1/admin/merchants/{cafe}/reinstate", None).status_code == 200
+    r = env.http.post("/app/api/claims/retry", headers=APP)
+    assert r.status_code == 202, r.text
+    (again,) = [m for m in r.json()["moves"] if m["asset"] == "coupons"]
+    assert again["operation_id"] != moved["operation_id"]
+    done = _claim_done(env)
+    assert done["state"] == "done", done
+    assert book.owner_of(int(coupon)) == wallet.address
+
+
 def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Settings) -> None:
     # Workers stopped: the issue is queued, not on chain, when the member claims. The
     # merchant's operations go out in order, so the move queued after it takes it along.
