@@ -21,6 +21,7 @@
       clFailed: "有门店的积分暂未转入，可以重试。",
       clRetry: "重试",
       clShop: "门店",
+      clCoupons: "优惠券",
       clQueued: "排队中",
       clSent: "处理中",
       clOk: "已转入",
@@ -51,6 +52,7 @@
       clFailed: "Some shop's points did not move yet. You can try again.",
       clRetry: "Try again",
       clShop: "Shop",
+      clCoupons: "Coupons",
       clQueued: "waiting",
       clSent: "on its way",
       clOk: "moved",
@@ -141,6 +143,12 @@
         <h2>${esc(t("clTitle"))}</h2>
         <div class="notice ${cls}"><p>${esc(head)}</p></div>
         ${view.moves.map((m) => {
+          if (m.asset === "coupons") {
+            return `<div class="menu-item cl-move" data-asset="coupons" data-status="${esc(m.status)}">
+            <div class="avatar avatar-0">${A.initial(t("clCoupons"))}</div>
+            <div><b>${esc(t("clCoupons"))}</b></div>
+            <span class="${m.status === "confirmed" ? "pill-ok" : "muted small"}">${esc(t(STATUS[m.status] || "clSent"))}</span></div>`;
+          }
           const p = programs[m.merchant_id];
           return `<div class="menu-item cl-move" data-merchant="${m.merchant_id}" data-status="${esc(m.status)}">
             <div class="avatar avatar-${m.merchant_id % 6}">${A.initial(names[m.merchant_id] || "?")}</div>
