@@ -37,6 +37,7 @@
       clErrFormat: "领取码是 10 位字母和数字，请核对后重新输入。",
       clErrLinked: "这个会员号已绑定到另一个账户。",
       clErrWallet: "这个账户已绑定到另一个会员号。",
+      clErrCoupons: "该会员号的一张优惠券正在发放中，请一分钟后再领取。",
       clEntry: "领取保管的积分",
       clEntryShort: "用收银台给的领取码，把会员号积累的积分转入本账户",
     },
@@ -68,6 +69,7 @@
       clErrFormat: "A code is 10 letters and digits. Check it and enter it again.",
       clErrLinked: "This member number is already linked to another account.",
       clErrWallet: "This account is already linked to another member number.",
+      clErrCoupons: "A coupon for this member number is still being issued. Try again in a minute.",
       clEntry: "Claim kept points",
       clEntryShort: "Move the points of your member number here with the counter's code",
     },
@@ -77,7 +79,7 @@
     "link-code-used": "clErrUsed", "link-code-expired": "clErrExpired",
     "link-code-unknown": "clErrUnknown", "validation-error": "clErrFormat",
     "member-linked-elsewhere": "clErrLinked", "wallet-linked": "clErrWallet",
-    "wallet-is-custodial": "clErrWallet",
+    "wallet-is-custodial": "clErrWallet", "coupons-on-the-way": "clErrCoupons",
   };
   const STATUS = { queued: "clQueued", sending: "clSent", submitted: "clSent",
     confirmed: "clOk", failed: "clBad" };

@@ -163,7 +163,9 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
 
     Raises LedgerNotFoundError ``link-code-unknown``; LedgerConflictError ``link-code-used``
     (by another wallet), ``member-linked-elsewhere``, ``wallet-linked`` (the wallet is another
-    member's), ``wallet-is-custodial``; LedgerGoneError ``link-code-expired``."""
+    member's), ``wallet-is-custodial``, ``coupons-on-the-way`` (a coupon grant to the member
+    id is not on chain yet: nothing changed, try again); LedgerGoneError
+    ``link-code-expired``."""
     wallet = limits.address(wallet)
     row = session.get(MemberLinkCode, _hash(normalize_code(code)), with_for_update=True)
     if row is None:
@@ -187,6 +189,9 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
         raise LedgerConflictError("this address is an account the service keeps for a "
                                   "member id: sign in with your own wallet",
                                   code="wallet-is-custodial")
+    if _coupons_on_the_way(session, member.account):
+        raise LedgerConflictError("a coupon for this member id is still being issued: try "
+                                  "again in a minute", code="coupons-on-the-way")
     try:
         with session.begin_nested():
             member.wallet = wallet
@@ -256,6 +261,19 @@ def _queue_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id
     op = outbox_repos.enqueue(session, kind=point_kinds.MOVE_ACCOUNT, payload=payload,
                               merchant_id=merchant_id, signer=signer)
     return op.id
+
+
+def _coupons_on_the_way(session: Session, account: str) -> bool:
+    """Whether a grant to ``account`` is queued or on its way: its coupon's id is known only
+    once minted, so a move signed now could not name it (and it would land in the custodial
+    account after the claim). The claim waits for it (the code stays unused)."""
+    rows = session.scalars(select(Operation.payload).where(
+        Operation.kind == coupon_kinds.GRANT.name,
+        Operation.status.in_([OperationStatus.QUEUED, OperationStatus.SENDING,
+                              OperationStatus.SUBMITTED])))
+    mine = account.lower()
+    return any(str(m).lower() == mine
+               for payload in rows for m in (payload or {}).get("items", ()))
 
 
 def _coupons_held(session: Session, account: str) -> list[int]:

@@ -260,6 +260,44 @@ def test_a_failed_coupon_move_is_retried_with_a_fresh_signature(env: ApiEnv) -> 
     assert book.owner_of(int(coupon)) == wallet.address
 
 
+def test_a_claim_waits_for_a_coupon_still_on_its_way_to_the_member_id(
+        settings: Settings) -> None:
+    # Workers stopped: a grant to the custodial account is queued, not minted, so no move
+    # could name its coupon. The claim is refused with nothing changed until it lands.
+    for env in make_env(settings.model_copy(update={"rate_limit_per_minute": 10**9}),
+                        run_workers=False):
+        member_id = "claim-" + Account.create().address[-8:]
+        with env.alliance.store.session() as s:
+            custodial = member_repos.get_or_create_member(
+                s, env.alliance.master_key, member_id=member_id).account
+        r = env.store.post("/v1/coupons/campaigns", {"kind": "fixed_off", "value": 500,
+                                                     "budget": 100_000})
+        assert r.status_code == 202, r.text
+        runtime.outbox_worker(env.alliance).drain()
+        book = env.alliance.contracts.coupons
+        assert book is not None
+        r = env.store.post("/v1/coupons/grant", {"campaign_id": book.campaign_count(),
+                                                 "members": [custodial]})
+        assert r.status_code == 202, r.text
+        code = _code(env, member_id)
+        wallet = Account.create()
+        assert sign_in(env, wallet).status_code == 200
+        before = _ops(env)
+        problem(_claim(env, code), 409, "coupons-on-the-way")
+        assert _ops(env) == before
+        assert env.http.get("/app/api/claims").json()["state"] == "none"
+        runtime.outbox_worker(env.alliance).drain()
+        catch_up(env)
+        r = _claim(env, code)
+        assert r.status_code == 202, r.text
+        assert [m["asset"] for m in r.json()["moves"]] == ["coupons"]
+        runtime.outbox_worker(env.alliance).drain()
+        assert env.http.get("/app/api/claims").json()["state"] == "done"
+        catch_up(env)
+        held = env.store.get(f"/v1/coupons/members/{wallet.address}").json()["coupons"]
+        assert len(held) == 1 and book.owner_of(int(held[0]["coupon_id"])) == wallet.address
+
+
 def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Settings) -> None:
     # Workers stopped: the issue is queued, not on chain, when the member claims. The
     # merchant's operations go out in order, so the move queued after it takes it along.
