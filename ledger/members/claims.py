@@ -69,6 +69,11 @@ MOVE_SIGNATURE_TTL_S = 6 * 86_400
 # A claim's coupon move is stored as a move of "merchant" 0 (the coupon book, no program):
 # its relayer is the merchant that issued the link code.
 COUPONS_MOVE = 0
+# Operation states before a transaction is confirmed.
+ON_THE_WAY = (OperationStatus.QUEUED, OperationStatus.SENDING, OperationStatus.SUBMITTED)
+# How long after a grant landed the claim checks the read model has its coupon (the indexer
+# follows within seconds; past this a grant is taken as indexed).
+INDEX_GRACE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -264,16 +269,25 @@ def _queue_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id
 
 
 def _coupons_on_the_way(session: Session, account: str) -> bool:
-    """Whether a grant to ``account`` is queued or on its way: its coupon's id is known only
-    once minted, so a move signed now could not name it (and it would land in the custodial
-    account after the claim). The claim waits for it (the code stays unused)."""
-    rows = session.scalars(select(Operation.payload).where(
-        Operation.kind == coupon_kinds.GRANT.name,
-        Operation.status.in_([OperationStatus.QUEUED, OperationStatus.SENDING,
-                              OperationStatus.SUBMITTED])))
+    """Whether a grant to ``account`` is queued or on its way, or landed but is not yet in
+    the coupons read model: its coupon's id is not known here, so a move signed now could not
+    name it (and it would stay in the custodial account). The claim waits for it (the code
+    stays unused). Landed grants are looked at for INDEX_GRACE after they changed."""
     mine = account.lower()
-    return any(str(m).lower() == mine
-               for payload in rows for m in (payload or {}).get("items", ()))
+    rows = session.execute(select(Operation.status, Operation.payload, Operation.tx_hash)
+                           .where(Operation.kind == coupon_kinds.GRANT.name,
+                                  Operation.status.in_(ON_THE_WAY) | (
+                                      (Operation.status == OperationStatus.CONFIRMED)
+                                      & (Operation.updated_at > _now() - INDEX_GRACE))))
+    for status, payload, tx_hash in rows:
+        if not any(str(m).lower() == mine for m in (payload or {}).get("items", ())):
+            continue
+        if status != OperationStatus.CONFIRMED or not tx_hash:
+            return True
+        if not coupon_repos.granted_in_tx(session, tx_hash=tx_hash,
+                                          campaign_id=int(payload["campaign_id"])):
+            return True
+    return False
 
 
 def _coupons_held(session: Session, account: str) -> list[int]:
