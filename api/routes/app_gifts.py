@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from ledger.errors import LedgerConflictError
 from ledger.members import gifts
 
 from ..deps import AllianceDep
@@ -24,6 +25,8 @@ from ..schemas.app_gifts import (
     MyGiftRedemptionsOut,
 )
 from .members import MemberDep
+
+REPLAYED = "offers-gift-request-replayed"
 
 router = APIRouter(prefix="/app/api/gifts", tags=["member app"], include_in_schema=False)
 GiftIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -62,10 +65,20 @@ def redeem(gift_id: GiftIdPath, req: GiftRedeemSigned, me: MemberDep,
            alliance: AllianceDep) -> MyGiftRedemptionOut:
     """Queue the member's signed redemption, once (the same request again answers the
     same); poll ``/redemptions/{request_id}``."""
-    with alliance.store.session() as s:
-        r = gifts.redeem(alliance, s, member=me.address, gift_id=gift_id,
-                         request_id=req.request_id, nonce=req.nonce, deadline=req.deadline,
-                         signature=req.signature)
+    try:
+        with alliance.store.session() as s:
+            r = gifts.redeem(alliance, s, member=me.address, gift_id=gift_id,
+                             request_id=req.request_id, nonce=req.nonce,
+                             deadline=req.deadline, signature=req.signature)
+    except LedgerConflictError as exc:
+        if exc.code != REPLAYED:
+            raise
+        # The same request sent twice at once: the other send recorded it between this one's
+        # look and its insert (this one's transaction rolled back, nothing of it stays).
+        # Answer the redemption that was made, as a later send would get.
+        with alliance.store.read_session() as s:
+            r = gifts.my_redemption(s, member=me.address, gift_id=gift_id,
+                                    request_id=req.request_id)
     return MyGiftRedemptionOut.model_validate(asdict(r))
 
 

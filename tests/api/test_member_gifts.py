@@ -14,6 +14,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger.members import gifts as gifts_module
 from ledger.settings import Settings
 from ledger.store.models import GiftRedemption, Operation
 
@@ -177,3 +178,37 @@ def test_gift_refusals_give_a_code_and_change_nothing(env: ApiEnv) -> None:
     assert _state(env) == before
     # The session is required; a change without the app header is refused.
     assert env.http.post(f"/app/api/gifts/{cheap}/quote").status_code == 403
+
+
+def test_the_same_gift_request_sent_twice_at_once_answers_the_one_redemption(
+        env: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sends of one signed request racing (as on PostgreSQL): the second looked before the
+    first was recorded, so it reaches the insert and is refused there; it must answer the
+    redemption the first made (202, same request id), not a 409, and pay nothing twice."""
+    member = Account.create()
+    assert sign_in(env, member).status_code == 200
+    gid = _gift(env, create_campaign(env, kind="gift", value=900), name="Mug", points=40,
+                stock=5)
+    _issue(env, member.address, 100, "BUY-RACE")
+    quote = env.http.post(f"/app/api/gifts/{gid}/quote", headers=APP).json()
+    body = {"request_id": quote["request_id"], "nonce": quote["nonce"],
+            "deadline": quote["deadline"], "signature": _sign(member, quote["typed_data"])}
+    first = env.http.post(f"/app/api/gifts/{gid}/redeem", json=body, headers=APP)
+    assert first.status_code == 202, first.text
+    after_first = _state(env)
+
+    # The second send's first look misses the first one's record, as it did in the race.
+    real = gifts_module.offers_repos.gift_redemption_by_request
+    looks = {"n": 0}
+
+    def late_look(session: Any, **kw: Any) -> Any:
+        looks["n"] += 1
+        return None if looks["n"] == 1 else real(session, **kw)
+
+    monkeypatch.setattr(gifts_module.offers_repos, "gift_redemption_by_request", late_look)
+    second = env.http.post(f"/app/api/gifts/{gid}/redeem", json=body, headers=APP)
+    monkeypatch.undo()
+    assert looks["n"] >= 2  # it did reach the offers service's own check
+    assert second.status_code == 202, second.text
+    assert second.json()["request_id"] == quote["request_id"]
+    assert _state(env) == after_first  # no second operation, redemption or reserved unit
