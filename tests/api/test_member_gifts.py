@@ -195,7 +195,11 @@ def test_the_same_gift_request_sent_twice_at_once_answers_the_one_redemption(
             "deadline": quote["deadline"], "signature": _sign(member, quote["typed_data"])}
     first = env.http.post(f"/app/api/gifts/{gid}/redeem", json=body, headers=APP)
     assert first.status_code == 202, first.text
-    after_first = _state(env)
+    path = f"/app/api/gifts/{gid}/redemptions/{quote['request_id']}"
+    done = _poll(lambda: (catch_up(env), env.http.get(path).json())[1],
+                 lambda v: v["status"] in ("done", "failed"))
+    assert done["status"] == "done", done
+    after_first = _state(env)  # paid and granted: nothing more is on its way
 
     # The second send's first look misses the first one's record, as it did in the race.
     real = gifts_module.offers_repos.gift_redemption_by_request
