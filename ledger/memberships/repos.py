@@ -7,12 +7,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..store.models import CampaignTierLock, MembershipEvent, MembershipTier, PointEvent
+from ..store.models import (
+    CampaignTierLock,
+    MemberClaimMove,
+    MembershipEvent,
+    MembershipTier,
+    PointEvent,
+)
 
 
 class CardEventKind(StrEnum):
@@ -98,9 +104,14 @@ def replace_tiers(session: Session, merchant_id: int, rows: Sequence[dict[str, A
 def points_earned(session: Session, *, member: str, merchant_id: int | None,
                   since: int) -> int:
     """Points ``member`` was issued since ``since`` (block time), less those reversed, at
-    ``merchant_id``'s program (None: every program)."""
+    ``merchant_id``'s program (None: every program). Points issued to a custodial account
+    whose holdings a claim moved to ``member`` count as the member's: the same person
+    earned them before linking a wallet."""
     total = 0
-    where = [func.lower(PointEvent.member) == member.lower(),
+    moved_from = select(func.lower(MemberClaimMove.account)).where(
+        func.lower(MemberClaimMove.wallet) == member.lower())
+    where = [or_(func.lower(PointEvent.member) == member.lower(),
+                 func.lower(PointEvent.member).in_(moved_from)),
              PointEvent.kind.in_(("issued", "reversed")), PointEvent.block_time > since]
     if merchant_id is not None:
         where.append(PointEvent.merchant_id == merchant_id)

@@ -325,3 +325,30 @@ def test_points_still_on_their_way_to_the_member_id_are_moved_too(settings: Sett
         with env.alliance.store.read_session() as s:
             assert s.query(MemberClaimMove).count() == 0
             assert s.query(MemberLinkCode).filter(MemberLinkCode.wallet.is_not(None)).count() == 0
+
+
+def test_points_earned_before_the_claim_count_towards_the_wallets_tier(env: ApiEnv) -> None:
+    """A member who earned a tier while known only by member id keeps it once the claim
+    has moved the points to the wallet: the tier counts what the member id earned."""
+    mid = env.store_merchant.merchant_id
+    tiers = {"tiers": [{"level": 1, "name": "silver", "min_points": 100, "window_days": 365,
+                        "multiplier_bps": 12_500}]}
+    assert env.store.post("/v1/memberships/tiers", tiers).status_code == 200
+    member_id = "tier-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 150, "TIER-1")
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    before = env.store.get(f"/v1/memberships/tiers/{mid}/members/{wallet.address}").json()
+    assert (before["level"], before["points_in_window"]) == (0, 0)
+    assert _claim(env, _code(env, member_id)).status_code == 202
+    assert _claim_done(env)["state"] == "done"
+    catch_up(env)
+    t = env.store.get(f"/v1/memberships/tiers/{mid}/members/{wallet.address}").json()
+    assert (t["level"], t["name"], t["points_in_window"]) == (1, "silver", 150)
+    # ... and the tier-aware issue earns the wallet silver's 1.25x.
+    r = env.store.post("/v1/memberships/issue", {"member": wallet.address, "points": 100,
+                                                 "order_id": "TIER-2"})
+    assert r.status_code == 202, r.text
+    assert env.store.wait_operation(r.json()["id"])["status"] == "confirmed"
+    program = env.alliance.contracts.program(env.store_merchant.program)
+    assert program.balance_of(wallet.address) == 150 + 125
