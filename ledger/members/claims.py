@@ -180,7 +180,7 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
         if row.wallet == wallet:
             return _view(session, wallet, [row.code_hash])
         raise LedgerConflictError("this link code was already used", code="link-code-used")
-    if _aware(row.expires_at) <= _now() or row.key_enc is None:
+    if row.expires_at <= _now() or row.key_enc is None:
         raise LedgerGoneError("this link code has expired: ask at the counter for a new one",
                               code="link-code-expired")
     member = session.scalar(select(Member).where(Member.pseudonym == row.pseudonym))
@@ -310,10 +310,6 @@ def _queue_coupon_move(alliance: Alliance, session: Session, *, key: bytes, merc
     op = outbox_repos.enqueue(session, kind=coupon_kinds.MOVE_COUPONS, payload=payload,
                               merchant_id=merchant_id, signer=signer)
     return op.id
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def _codes_of(session: Session, wallet: str) -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +20,8 @@ from ledger.alliance import Alliance
 from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
 from tests.servers import free_port, wait_until_healthy
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +48,17 @@ def make_env(settings: Settings, *, run_workers: bool = True) -> Iterator[ApiEnv
                      AllianceClient(http, cafe.key_id, cafe.secret),
                      AllianceClient(http, admin_id, admin_secret), store, cafe)
     alliance.close()
+
+
+def poll_until(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60) -> T:
+    """``read()`` every 0.1 s until ``done`` says yes or ``timeout_s`` has passed; gives the
+    last value read (the caller's assertion says what was expected)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 @pytest.fixture

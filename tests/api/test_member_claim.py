@@ -8,9 +8,9 @@ retry completes it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -23,25 +23,14 @@ from ledger.members import repos as member_repos
 from ledger.settings import Settings
 from ledger.store.models import MemberClaimMove, MemberLinkCode, Operation
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv, make_env, poll_until
 from .test_coupons_api import catch_up, create_campaign, grant, problem
 from .test_member_session import APP, sign_in
-
-T = TypeVar("T")
 
 
 @pytest.fixture
 def env(settings: Settings) -> Iterator[ApiEnv]:
     yield from make_env(settings.model_copy(update={"rate_limit_per_minute": 10**9}))
-
-
-def _poll(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def _issue(client: Any, member_id: str, points: int, order_id: str,
@@ -68,7 +57,7 @@ def _claim(env: ApiEnv, code: str) -> Any:
 
 
 def _claim_done(env: ApiEnv) -> dict[str, Any]:
-    return dict(_poll(lambda: env.http.get("/app/api/claims").json(),
+    return dict(poll_until(lambda: env.http.get("/app/api/claims").json(),
                       lambda v: v["state"] in ("done", "failed")))
 
 

@@ -7,8 +7,8 @@ another amount, someone else's request) changes nothing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -18,11 +18,9 @@ from ledger.members import gifts as gifts_module
 from ledger.settings import Settings
 from ledger.store.models import GiftRedemption, Operation
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv, make_env, poll_until
 from .test_coupons_api import catch_up, create_campaign, problem
 from .test_member_session import APP, sign_in
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -33,15 +31,6 @@ def env(settings: Settings) -> Iterator[ApiEnv]:
 def _sign(member: LocalAccount, typed: dict[str, Any]) -> str:
     return "0x" + bytes(Account.sign_typed_data(member.key, full_message=typed)
                         .signature).hex()
-
-
-def _poll(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def _issue(env: ApiEnv, member: str, points: int, order_id: str) -> None:
@@ -113,7 +102,7 @@ def test_member_redeems_a_gift_with_signed_points_and_holds_its_coupon(env: ApiE
     assert again.status_code == 202 and again.json()["request_id"] == quote["request_id"]
 
     path = f"/app/api/gifts/{gid}/redemptions/{quote['request_id']}"
-    done = _poll(lambda: (catch_up(env), env.http.get(path).json())[1],
+    done = poll_until(lambda: (catch_up(env), env.http.get(path).json())[1],
                  lambda v: v["status"] in ("done", "failed"))
     assert done["status"] == "done" and done["tx_hash"], done
     catch_up(env)
@@ -196,7 +185,7 @@ def test_the_same_gift_request_sent_twice_at_once_answers_the_one_redemption(
     first = env.http.post(f"/app/api/gifts/{gid}/redeem", json=body, headers=APP)
     assert first.status_code == 202, first.text
     path = f"/app/api/gifts/{gid}/redemptions/{quote['request_id']}"
-    done = _poll(lambda: (catch_up(env), env.http.get(path).json())[1],
+    done = poll_until(lambda: (catch_up(env), env.http.get(path).json())[1],
                  lambda v: v["status"] in ("done", "failed"))
     assert done["status"] == "done", done
     after_first = _state(env)  # paid and granted: nothing more is on its way
