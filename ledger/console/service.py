@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -78,7 +79,9 @@ def open_session(alliance: Alliance, *, key_id: str, now: int | None = None
     if cred is None or cred.revoked:
         return None
     expires = int(time.time() if now is None else now) + SESSION_TTL_S
-    payload = f"{key_id}.{expires}"
+    # A random id per session: two sessions of one key opened in the same second are two
+    # sessions (the figure streams are counted per session, by the token).
+    payload = f"{key_id}.{expires}.{secrets.token_hex(16)}"
     token = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=") + "." + _mac(
         cred.secret, payload)
     mid = None if cred.merchant_id is None else MerchantId(cred.merchant_id)
@@ -93,8 +96,10 @@ def current(alliance: Alliance, token: str | None, *, now: int | None = None
     head, mac = token.split(".")
     try:
         payload = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode()
-        key_id, expires_s = payload.rsplit(".", 1)
+        key_id, expires_s, sid = payload.rsplit(".", 2)
         expires = int(expires_s)
+        if len(bytes.fromhex(sid)) != 16:
+            return None
     except ValueError:
         return None
     if expires < (time.time() if now is None else now):

@@ -37,6 +37,20 @@ def test_a_session_token_opens_its_key_until_expiry_or_revocation(alliance: Alli
     assert console.open_session(alliance, key_id=store.key_id) is None
 
 
+def test_two_sessions_of_one_key_opened_in_the_same_second_are_two_sessions(
+        alliance: Alliance) -> None:
+    """The figure streams are bounded per session, counted by the token: two sign-ins of one
+    key in one second once got one token, and the second browser was refused its stream."""
+    store = admit_merchant(alliance, name="Store", symbol="ST", rate=1)
+    now = 1_800_000_000
+    first = console.open_session(alliance, key_id=store.key_id, now=now)
+    second = console.open_session(alliance, key_id=store.key_id, now=now)
+    assert first is not None and second is not None
+    assert first[0] != second[0]
+    for token, me in (first, second):
+        assert console.current(alliance, token, now=now) == me
+
+
 def test_today_counts_a_merchants_own_issues_only(alliance: Alliance) -> None:
     store = admit_merchant(alliance, name="Store", symbol="ST", rate=1)
     admit_merchant(alliance, name="Cafe", symbol="CF", rate=2)
