@@ -110,6 +110,12 @@ def deploy() -> None:
     alliance.close()
 
 
+# Seconds a stopping server waits for open responses before it cancels them and stops its
+# workers: a console's figure stream is open for up to 30 s, and a supervisor (systemd,
+# Kubernetes) kills a service that takes 30 s to stop before it has stopped its workers.
+SHUTDOWN_GRACE_S = 5
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
@@ -134,7 +140,7 @@ def up(
                   f"(docs: http://{bind_host}:{bind_port}/docs)", soft_wrap=True)
     # The API is named by import string: the ledger package never imports the api package.
     uvicorn.run("api.app:create_default_app", factory=True, host=bind_host, port=bind_port,
-                log_level="info")
+                log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 @app.command()
@@ -162,7 +168,7 @@ def serve(
                   "processes, without background workers (run `alliance worker`)",
                   soft_wrap=True)
     uvicorn.run("api.app:create_api_only_app", factory=True, host=bind_host, port=bind_port,
-                workers=workers, log_level="info",
+                workers=workers, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
                 # A process imports web3 and opens the alliance (chain, store, deployment)
                 # before it answers: seconds on a busy machine, more than uvicorn's 5 s default.
                 timeout_worker_healthcheck=120)
