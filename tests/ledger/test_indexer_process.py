@@ -30,7 +30,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _until(read: Callable[[], T], what: str, timeout_s: float = 60.0) -> T:
+def _until(read: Callable[[], T | None], what: str, timeout_s: float = 60.0) -> T:
     """``read()`` every 0.05 s until it gives something true; fails after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -89,7 +89,7 @@ def test_the_indexer_process_restarts_after_kill_9_catches_up_and_stops_with_its
 
         os.kill(first, signal.SIGKILL)
         _issue(alliance, store_merchant, b, 7, "PROC-2")  # mined while it is down
-        second = _until(lambda: sup.pid not in (None, first) and sup.pid,
+        second = _until(lambda: sup.pid if sup.pid not in (None, first) else None,
                         "the indexer process to be restarted")
         assert sup.starts == 2 and not _alive(first)
         _until(lambda: _at_head(alliance, sup), "the restarted indexer to catch up")
