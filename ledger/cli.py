@@ -224,8 +224,8 @@ def indexer_command() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    code = indexer_main.run(settings(), stop, ready=lambda pid: console.print(
-        f"indexer running (pid {pid})"))
+    code = indexer_main.run(settings(), stop, ready=lambda _: console.print(
+        f"indexer running (pid {os.getpid()})"))
     if code:
         raise typer.Exit(code=code)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from .alliance import Alliance
 from .election import INDEXER_KEY, WorkerLock
-from .indexer.follower import HEAD_POLL_S
+from .indexer.follower import HEAD_POLL_S, Follower
 from .indexer.process import read_settings
 from .logs import configure as configure_logs
 from .runtime import indexer, settle_heap
@@ -31,10 +31,10 @@ WATCH_S = 0.5
 
 
 def run(settings: Settings, stop: threading.Event, *,
-        ready: Callable[[int], None] | None = None) -> int:
+        ready: Callable[[Follower], None] | None = None) -> int:
     """Open the alliance, wait to be elected, and follow the chain until ``stop`` is set;
-    give the exit status (1: the lock or the follower thread was lost). ``ready(pid)`` is
-    called once the follower runs."""
+    give the exit status (1: the lock or the follower thread was lost). ``ready(follower)``
+    is called once the follower runs."""
     alliance = Alliance.open(settings)
     lock = WorkerLock(alliance.store, settings.data_dir, name="indexer", key=INDEXER_KEY)
     try:
@@ -46,7 +46,7 @@ def run(settings: Settings, stop: threading.Event, *,
         try:
             log.info("indexer running (pid %d)", os.getpid())
             if ready is not None:
-                ready(os.getpid())
+                ready(follower)
             while not stop.wait(WATCH_S):
                 if not lock.held():
                     log.error("lost the indexer lock (database restart)")
@@ -62,12 +62,12 @@ def run(settings: Settings, stop: threading.Event, *,
         alliance.close()
 
 
-def main() -> None:
+def child(ready: Callable[[Follower], None] | None = None) -> int:
     """The supervised child: settings on the first line of stdin; end-of-file (the parent
-    closed the pipe or went) or SIGTERM stops it."""
+    closed the pipe or went) or SIGTERM stops it. Gives the exit status."""
     line = sys.stdin.buffer.readline()
     if not line:
-        return  # the parent went before it wrote
+        return 0  # the parent went before it wrote
     settings = read_settings(line)
     configure_logs(settings.log_format)
     stop = threading.Event()
@@ -79,8 +79,8 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    raise SystemExit(run(settings, stop))
+    return run(settings, stop, ready=ready)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(child())

@@ -80,6 +80,10 @@ class IndexerProcess(Worker):
         self.alliance = alliance
         self.follower = follower
         self.stop_timeout_s = stop_timeout_s
+        # The child's command: anything that speaks ledger.indexer_main's protocol (settings
+        # on the first line of stdin, end-of-file to stop); scripts/bench_lag.py times its
+        # rounds with its own.
+        self.command = [sys.executable, "-m", CHILD_MODULE]
         self.starts = 0  # children started (the first and every restart)
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
@@ -116,7 +120,7 @@ class IndexerProcess(Worker):
 
     def _spawn(self) -> None:
         proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE,
+            self.command, stdin=subprocess.PIPE,
             # Its own session: a Ctrl-C at the terminal reaches the parent, which stops it.
             start_new_session=True)
         assert proc.stdin is not None
