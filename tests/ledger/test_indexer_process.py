@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import TypeVar
 
 from eth_account import Account
 
+from ledger import indexer_main
 from ledger.alliance import Alliance
 from ledger.election import INDEXER_KEY, WorkerLock
+from ledger.indexer.follower import Follower
 from ledger.indexer.process import IndexerProcess
 from ledger.merchants.service import AdmittedMerchant
 from ledger.points.reads import history
@@ -140,3 +143,32 @@ def test_the_indexer_process_ends_when_its_parent_is_killed_with_9(
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+
+
+def test_a_second_indexer_stands_by_until_the_first_stops(
+        alliance: Alliance, settings: Settings) -> None:
+    """`alliance indexer` twice (here two runs in threads; the lock is a file lock on SQLite,
+    taken per open file): the second follows only once the first has stopped."""
+    stops = [threading.Event(), threading.Event()]
+    ready: list[list[Follower]] = [[], []]
+    runs = [threading.Thread(target=indexer_main.run, args=(settings, stops[i]),
+                             kwargs={"ready": ready[i].append}, daemon=True) for i in (0, 1)]
+    try:
+        runs[0].start()
+        _until(lambda: ready[0], "the first indexer to run")
+        runs[1].start()
+        # Never while the first runs: give it time to try (it looks every 0.2 s).
+        time.sleep(1.0)
+        assert not ready[1]
+        stops[0].set()
+        runs[0].join(30)
+        assert not runs[0].is_alive()
+        follower = _until(lambda: ready[1][0] if ready[1] else None,
+                          "the standby to take over", 30)
+        assert follower.running and follower.head_poll_s is not None
+    finally:
+        for stop in stops:
+            stop.set()
+        for run in runs:
+            if run.is_alive():
+                run.join(30)
