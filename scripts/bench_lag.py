@@ -53,7 +53,7 @@ from ledger.merchants.clients import ProgramConfig  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
 from ledger.runtime import indexer, settle_heap  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
-from ledger.store.db import READ_ONLY, Store  # noqa: E402
+from ledger.store.db import Store  # noqa: E402
 from ledger.webhooks import service as webhooks  # noqa: E402
 
 
@@ -107,13 +107,14 @@ class Timings:
         if lock is not None:
             store._write_lock = _TimedLock(lock, local)  # type: ignore[assignment]  # noqa: SLF001
 
-        @event.listens_for(store.engine, "begin", insert=True)
-        def _asking(conn: Any) -> None:
-            local.begin_at = time.perf_counter()
+        @event.listens_for(store.engine, "before_cursor_execute")
+        def _asking(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if statement == "BEGIN IMMEDIATE":
+                local.begin_at = time.perf_counter()
 
-        @event.listens_for(store.engine, "begin")
-        def _began(conn: Any) -> None:
-            if conn.get_execution_options().get(READ_ONLY, False):
+        @event.listens_for(store.engine, "after_cursor_execute")
+        def _began(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if statement != "BEGIN IMMEDIATE":
                 return
             queued = getattr(local, "queued", 0.0)
             local.queued = 0.0
