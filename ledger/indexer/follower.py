@@ -10,7 +10,8 @@ still has, and reads on from there) and the log reads
 once). What the events mean is the business of the :class:`Projection` s the runtime hands it,
 one per capability; the follower imports none of them.
 
-It runs as a :class:`~ledger.worker.Worker` started by :mod:`ledger.runtime`; no read syncs it.
+It runs as a :class:`~ledger.worker.Worker` started by :mod:`ledger.runtime`, in a thread or in
+a process of its own (:mod:`ledger.indexer.process`); no read syncs it.
 Tools and tests that need the read model at the head call :meth:`Follower.catch_up`.
 """
 
