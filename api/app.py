@@ -12,7 +12,7 @@ from ledger.health import state_samples
 from ledger.logs import configure as configure_logs
 from ledger.metrics import install_state
 from ledger.runtime import Runtime
-from ledger.settings import get_settings
+from ledger.settings import IndexerMode, get_settings
 
 from . import docs, errors, openapi
 from .guard import RequestGuard, guard_recursion_limit
@@ -52,10 +52,12 @@ carries an `Idempotency-Key`. Errors are RFC 9457 `application/problem+json` wit
 """
 
 
-def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
-    """The API on an opened alliance; the outbox worker runs while the app does."""
+def create_app(alliance: Alliance, *, run_workers: bool = True,
+               indexer_mode: IndexerMode = "thread") -> FastAPI:
+    """The API on an opened alliance; the outbox worker runs while the app does (the indexer
+    as ``indexer_mode`` says: ``alliance up|serve`` pass the settings' mode)."""
 
-    runtime = Runtime(alliance)
+    runtime = Runtime(alliance, indexer_mode=indexer_mode)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +113,7 @@ def create_app(alliance: Alliance, *, run_workers: bool = True) -> FastAPI:
 def create_default_app() -> FastAPI:
     """The app from the environment's settings (``uvicorn --factory`` entry point)."""
     configure_logs(get_settings().log_format)
-    return create_app(Alliance.open(get_settings()))
+    return create_app(Alliance.open(get_settings()), indexer_mode=get_settings().indexer_mode)
 
 
 def create_api_only_app() -> FastAPI:

@@ -18,6 +18,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from rich.table import Table
 
+from . import indexer_main
 from .audit.cli import audit
 from .audit.operator_cli import auditor_key, drift
 from .chain import anvil
@@ -181,7 +182,9 @@ def worker(
 ) -> None:
     """Run the background workers only (outbox, indexer, expiry sweep), in the elected
     process: a second `alliance worker` stands by and takes over within seconds if the
-    first dies (PostgreSQL advisory lock; on SQLite a file lock in the data dir)."""
+    first dies (PostgreSQL advisory lock; on SQLite a file lock in the data dir). The
+    indexer runs in a child process of its own (ALLIANCE_INDEXER_MODE: process, thread, or
+    off to run `alliance indexer` yourself)."""
     configure_logs(settings().log_format)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -191,7 +194,7 @@ def worker(
     try:
         if not lock.acquire(stop):
             return
-        runtime = Runtime(alliance)
+        runtime = Runtime(alliance, indexer_mode=alliance.settings.indexer_mode)
         runtime.start()
         if metrics_port is not None:
             install_state(lambda: state_samples(alliance, runtime))
@@ -216,6 +219,21 @@ def worker(
     finally:
         lock.release()
         alliance.close()
+
+
+@app.command("indexer")
+def indexer_command() -> None:
+    """Run the indexer only (the read model, the webhook events), elected like `alliance
+    worker` (a second one stands by); run the workers beside it with
+    ALLIANCE_INDEXER_MODE=off."""
+    configure_logs(settings().log_format)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    code = indexer_main.run(settings(), stop, ready=lambda _: console.print(
+        f"indexer running (pid {os.getpid()})"))
+    if code:
+        raise typer.Exit(code=code)
 
 
 def main() -> None:

@@ -25,15 +25,21 @@ log = logging.getLogger(__name__)
 
 # pg advisory lock key: "alliance-workers" folded into a signed 64-bit integer.
 ADVISORY_KEY = int.from_bytes(b"alliwork", "big", signed=True)
+# The indexer's own election (``alliance indexer``, or the worker's indexer process): one
+# process writes the read model, whichever process runs the other workers.
+INDEXER_KEY = int.from_bytes(b"alliindx", "big", signed=True)
 POLL_S = 1.0
 
 
 class WorkerLock:
     """The worker election of one store (see the module docstring)."""
 
-    def __init__(self, store: Store, data_dir: Path) -> None:
+    def __init__(self, store: Store, data_dir: Path, *, name: str = "worker",
+                 key: int = ADVISORY_KEY) -> None:
         self.store = store
         self.data_dir = data_dir
+        self.name = name
+        self.key = key
         self._conn: Connection | None = None
         self._file: IO[bytes] | None = None
 
@@ -48,7 +54,7 @@ class WorkerLock:
         if self.postgres:
             conn = self.store.engine.connect()
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                    {"k": ADVISORY_KEY}).scalar())
+                                    {"k": self.key}).scalar())
             conn.commit()
             if got:
                 self._conn = conn
@@ -56,7 +62,7 @@ class WorkerLock:
                 conn.close()
             return got
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        f = (self.data_dir / "worker.lock").open("ab")
+        f = (self.data_dir / f"{self.name}.lock").open("ab")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,10 +85,10 @@ class WorkerLock:
                             str(exc).splitlines()[0])
                 got = False
             if got:
-                log.info("elected: this process (pid %d) runs the workers", os.getpid())
+                log.info("elected: this process (pid %d) runs the %ss", os.getpid(), self.name)
                 return True
             if not waited:
-                log.info("another process runs the workers; standing by to take over")
+                log.info("another process runs the %ss; standing by to take over", self.name)
                 waited = True
             stop.wait(poll_s)
         return False
@@ -102,7 +108,7 @@ class WorkerLock:
     def release(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
                 self._conn.commit()
             except Exception:  # noqa: BLE001 - the session is gone, and the lock with it
                 log.warning("the worker lock's session was already gone")

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from .alliance import Alliance
 from .errors import LedgerError, SignerUnfundedError
 from .indexer.follower import Follower
+from .indexer.process import IndexerProcess
 from .metrics import Sample
 from .outbox.worker import OutboxWorker
 from .runtime import Runtime
@@ -137,7 +138,7 @@ def state_samples(alliance: Alliance, runtime: Runtime | None) -> list[Sample]:
         for w in runtime.workers:
             out.append(Sample("alliance_worker_up", "1 if the background worker's thread "
                               "runs", 1.0 if w.running else 0.0, (("worker", w.name),)))
-            if isinstance(w, Follower):
+            if isinstance(w, Follower | IndexerProcess):
                 synced = w.synced_blocks()
                 behind = head - min(synced.values(), default=head)
                 out.append(Sample("alliance_indexer_blocks_behind",

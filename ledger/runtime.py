@@ -22,6 +22,7 @@ from .coupons import kinds as coupons_kinds
 from .coupons.projection import CouponsProjection
 from .errors import LedgerNotFoundError
 from .indexer.follower import Follower
+from .indexer.process import IndexerProcess
 from .items import kinds as items_kinds
 from .items.projection import ItemsProjection
 from .members import kinds as members_kinds
@@ -37,6 +38,7 @@ from .outbox.worker import OutboxWorker, SignerLookup
 from .points import kinds as points_kinds
 from .points.expiry import ExpirySweeper
 from .points.projection import PointsProjection
+from .settings import IndexerMode
 from .types import MerchantId
 from .webhooks.projection import WebhookProjection
 from .webhooks.worker import WebhookWorker
@@ -83,21 +85,36 @@ def outbox_worker(alliance: Alliance, *, idle_sleep_s: float | None = None) -> O
                         signer_for=merchant_signers(alliance), idle_sleep_s=idle_sleep_s)
 
 
-def indexer(alliance: Alliance) -> Follower:
+def indexer(alliance: Alliance, *, head_poll_s: float | None = None) -> Follower:
     """The indexer of this alliance, with every capability's projection (tools and tests
-    that read right after a write call its ``catch_up()``)."""
+    that read right after a write call its ``catch_up()``). ``head_poll_s``: it waits for
+    blocks by asking the node that often (in a process of its own, see
+    :mod:`ledger.indexer_main`), not for this process's outbox to see them."""
     return Follower(alliance, [PointsProjection(alliance), ClearingProjection(alliance),
                                ItemsProjection(alliance), CouponsProjection(alliance),
                                OffersProjection(alliance),
                                ConsentProjection(alliance),
                                MembershipsProjection(alliance),
                                WebhookProjection(alliance),
-                               ])
+                               ], head_poll_s=head_poll_s)
 
 
-def workers(alliance: Alliance) -> list[Worker]:
-    """Every background worker of the service, in start order."""
-    return [outbox_worker(alliance), indexer(alliance), ExpirySweeper(alliance),
+def indexer_worker(alliance: Alliance, mode: IndexerMode) -> list[Worker]:
+    """The indexer as this process runs it: a thread (``thread``), a supervised child process
+    (``process``, :class:`~ledger.indexer.process.IndexerProcess`), or none (``off``: an
+    ``alliance indexer`` runs elsewhere)."""
+    if mode == "off":
+        return []
+    if mode == "process":
+        return [IndexerProcess(alliance, indexer(alliance))]
+    return [indexer(alliance)]
+
+
+def workers(alliance: Alliance, *, indexer_mode: IndexerMode = "thread") -> list[Worker]:
+    """Every background worker of the service, in start order (the indexer as
+    :func:`indexer_worker` says)."""
+    return [outbox_worker(alliance), *indexer_worker(alliance, indexer_mode),
+            ExpirySweeper(alliance),
             BirthdayJob(alliance),
             WebhookWorker(alliance),
             ]
@@ -124,9 +141,11 @@ def settle_heap() -> None:
 class Runtime:
     """The running workers of one process around one alliance."""
 
-    def __init__(self, alliance: Alliance, workers_: Sequence[Worker] | None = None) -> None:
+    def __init__(self, alliance: Alliance, workers_: Sequence[Worker] | None = None, *,
+                 indexer_mode: IndexerMode = "thread") -> None:
         self.alliance = alliance
-        self.workers = list(workers_) if workers_ is not None else workers(alliance)
+        self.workers = (list(workers_) if workers_ is not None
+                        else workers(alliance, indexer_mode=indexer_mode))
         self._started: list[Worker] = []
 
     @property

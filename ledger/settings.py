@@ -22,6 +22,9 @@ ANVIL_ADMIN_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b7
 ANVIL_MINTER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 ANVIL_KEYS = frozenset({ANVIL_OPERATOR_KEY, ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY})
 
+# Where the service runs its indexer (see Settings.indexer_mode).
+IndexerMode = Literal["process", "thread", "off"]
+
 
 class Settings(BaseSettings):
     """All knobs of the service; each field documents itself."""
@@ -108,6 +111,13 @@ class Settings(BaseSettings):
     """Seconds between the chain's blocks when it mines on a timer (QBFT's block period,
     ``anvil --block-time``): the outbox sizes batches to fill blocks from its first
     transaction. 0: it finds out (two of its transactions mined in one block)."""
+
+    indexer_mode: IndexerMode = "process"
+    """Where ``alliance worker`` (and ``alliance up|serve`` without ``--workers``) runs the
+    indexer: ``process``, a child process of its own, restarted if it dies and stopped with
+    its parent (its rounds then wait for no other thread's GIL); ``thread``, a thread beside
+    the outbox; ``off``, none (run ``alliance indexer`` yourself). An app or runtime built in
+    code runs it in a thread unless told otherwise."""
 
     log_format: Literal["text", "json"] = "text"
     """Log lines of ``alliance up|serve|worker``: text, or one JSON object a line; both carry

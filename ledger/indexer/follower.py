@@ -10,7 +10,8 @@ still has, and reads on from there) and the log reads
 once). What the events mean is the business of the :class:`Projection` s the runtime hands it,
 one per capability; the follower imports none of them.
 
-It runs as a :class:`~ledger.worker.Worker` started by :mod:`ledger.runtime`; no read syncs it.
+It runs as a :class:`~ledger.worker.Worker` started by :mod:`ledger.runtime`, in a thread or in
+a process of its own (:mod:`ledger.indexer.process`); no read syncs it.
 Tools and tests that need the read model at the head call :meth:`Follower.catch_up`.
 """
 
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from ..alliance import Alliance
 from ..chain.gateway import BlockHeader, ChainGateway
 from ..contracts.client import ContractClient
+from ..errors import LedgerError
 from ..store.db import Store
 from ..worker import Worker, WorkerTimeoutError
 from . import repos as cursors
@@ -58,6 +60,9 @@ POLL_S = 0.1
 # gap made the read model lag by about the gap times the blocks a second the chain makes
 # (0.05 s here and a 0.1 s poll: p50 2 blocks in scripts/bench_lag.py).
 ROUND_GAP_S = 0.0
+# Seconds between two looks at the chain's head (eth_blockNumber) while a follower that runs
+# in a process of its own waits for a block: no outbox in its process tells it of one.
+HEAD_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,13 @@ class Follower(Worker):
     name = "indexer"
 
     def __init__(self, alliance: Alliance, projections: Sequence[Projection], *,
-                 idle_sleep_s: float = POLL_S, busy_sleep_s: float = ROUND_GAP_S) -> None:
+                 idle_sleep_s: float = POLL_S, busy_sleep_s: float = ROUND_GAP_S,
+                 head_poll_s: float | None = None) -> None:
         super().__init__(idle_sleep_s=idle_sleep_s, busy_sleep_s=busy_sleep_s)
         self.alliance = alliance
+        # Set: idle() looks at the head this often instead of waiting for this process's
+        # outbox to see a block (the indexer in a process of its own).
+        self.head_poll_s = head_poll_s
         self.projections = list(projections)
         self._clock_at: Head | None = None
         # The hash of the tip the last complete round read from: a round that finds the same
@@ -171,8 +180,24 @@ class Follower(Worker):
     def idle(self) -> None:
         """Wait for a new block: until this process sees one (the outbox's receipts) or
         ``idle_sleep_s`` passes (blocks other processes make), or the worker is stopped."""
-        if not self._stop.is_set():
-            self.alliance.gateway.wait_for_new_block(self._seen_at, self.idle_sleep_s)
+        if self._stop.is_set():
+            return
+        gw = self.alliance.gateway
+        if self.head_poll_s is None:
+            gw.wait_for_new_block(self._seen_at, self.idle_sleep_s)
+            return
+        # In a process of its own: ask the node for its head every head_poll_s (an
+        # eth_blockNumber; a round's eth_getBlockByNumber costs more) until it moves.
+        deadline = time.monotonic() + self.idle_sleep_s
+        while not self._stop.is_set():
+            try:
+                gw.block_number()  # notes the block: blocks_seen moves when it is new
+            except LedgerError:
+                self._stop.wait(self.idle_sleep_s)  # the node is away: the round says so
+                return
+            if gw.blocks_seen != self._seen_at or time.monotonic() >= deadline:
+                return
+            self._stop.wait(self.head_poll_s)
 
     def sync(self) -> int:
         """One round: read every projection up to the confirmed head; give rows added."""
