@@ -16,7 +16,7 @@ from ledger.alliance import Alliance
 from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
-from ledger.outbox.worker import OutboxWorker, _with_headroom
+from ledger.outbox.worker import WINDOW_BLOCKS, OutboxWorker, _with_headroom
 from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
 from ledger.points.service import IssueLine, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -175,3 +175,47 @@ def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue
             {OperationStatus.QUEUED}
     monkeypatch.undo()
     _step_until_confirmed(alliance, worker, ops, 60)
+
+
+def test_one_round_on_a_block_chain_sends_the_windows_free_blocks_and_reads_receipts_at_once(
+        block_time_url: str, tmp_path: Path) -> None:
+    """Found with scripts/bench_nodes.py's block timeline: a round sent one block's worth, so
+    on a loaded machine (a round taking most of a second) the worker sent each block just in
+    time and every hiccup left a block with none of our transactions. A round now claims what
+    the window has room for (up to WINDOW_BLOCKS blocks' gas), and the receipts of what is in
+    flight are read in one JSON-RPC batch, not one request each (and not read again to
+    settle). Deterministic: counted after one step, not timed."""
+    a = Alliance.open(Settings(data_dir=tmp_path, rpc_url=block_time_url, chain_id=31337,
+                               artifacts_dir=ARTIFACT_CACHE, block_time_s=1.0))
+    try:
+        m = admit_merchant(a, name="Ahead", symbol="AHD", rate=1)
+        # 1,400 lines: seven batches of 200 before the gas per line is measured, ~54M gas
+        ops = _queue(a, m.merchant_id, 140, 10, "AHD")
+        worker = outbox_worker(a)
+        block = worker._block_gas_limit()
+        worker.step()
+        sent = _txs(a, m.account)
+        limits = [int(a.gateway.transaction(h)["gas"])  # type: ignore[index]
+                  for h, _, _ in sent]
+        assert sum(limits) > 1.5 * block, \
+            f"one round sent {sum(limits):,} gas of transactions: under two blocks' worth"
+        assert sum(limits) <= WINDOW_BLOCKS * block + max(limits)
+        deadline = time.monotonic() + 30
+        while a.gateway.receipt(sent[-1][0]) is None:  # the round's last, so all of them
+            assert time.monotonic() < deadline, "the first round was not mined"
+            time.sleep(0.05)
+        trips = a.gateway.round_trips
+        settled = worker._collect()
+        # one batch of receipts for all of them (a receipt per transaction, then each read
+        # again to settle, before)
+        assert a.gateway.round_trips - trips <= 2
+        assert worker.in_flight == 0
+        with a.store.read_session() as s:
+            assert settled == s.query(Operation).filter(
+                Operation.id.in_(ops), Operation.status == OperationStatus.CONFIRMED).count()
+        assert settled > 0
+        _step_until_confirmed(a, worker, ops, 60)
+        nonces = [n for _, n, _ in _txs(a, m.account)]
+        assert sorted(nonces) == list(range(len(nonces)))  # contiguous, none twice
+    finally:
+        a.close()
