@@ -10,7 +10,7 @@ memory growth from the end of the first part to the end (target: <= 10%). After 
 every accepted order is looked up in the chain's PointsIssued logs (scripts/faults.py's check):
 accepted / confirmed exactly once / lost / doubled, and nonce gaps.
 
-    .venv/bin/python scripts/soak.py --seconds 1800 --rate 20      # the issue's 30 minutes
+    .venv/bin/python scripts/soak.py --seconds 1800 --rate 5 --clients 8   # the 30 minutes
     .venv/bin/python scripts/soak.py --seconds 120 --first-s 40    # a short check
 """
 
