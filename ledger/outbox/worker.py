@@ -91,8 +91,9 @@ MEASURED_HEADROOM_GAS = 30_000
 # behaviour before; scripts/bench_nodes.py --old-rounds measures it).
 FILL_WINDOW = True
 # Seconds an unmined transaction waits before the node is asked whether it still has it (a
-# node may drop a transaction from its pool: anvil drops a sender's later transactions when
-# one does not fit the block it builds); one it lost is rebroadcast at once.
+# node may drop a transaction from its pool: a restart, a full pool; anvil 1.7 keeps a
+# sender's transactions that do not fit the block it builds for the next one, tried in
+# 2026-11 round prod4); one it lost is rebroadcast at once.
 DROP_CHECK_S = 3.0
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
@@ -343,7 +344,8 @@ class OutboxWorker(Worker):
     def _rebroadcast_waiting(self) -> None:
         """After a block: send again, in one JSON-RPC batch, what is still waiting. A node
         building a block from its pool may drop a sender's transactions that follow one
-        that did not fit (anvil does); the copies it kept answer "already known"."""
+        that did not fit (seen on an earlier anvil; 1.7.1 keeps them); the copies it kept
+        answer "already known"."""
         raws = [f.candidates[-1].raw for v in self._in_flight.values() for f in v]
         try:
             self.alliance.gateway.rpc_batch(
