@@ -93,7 +93,7 @@ FILL_WINDOW = True
 # Seconds an unmined transaction waits before the node is asked whether it still has it (a
 # node may drop a transaction from its pool: a restart, a full pool; anvil 1.7 keeps a
 # sender's transactions that do not fit the block it builds for the next one, tried in
-# 2026-11 round prod4); one it lost is rebroadcast at once.
+# round prod4); one it lost is rebroadcast at once.
 DROP_CHECK_S = 3.0
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
@@ -344,7 +344,7 @@ class OutboxWorker(Worker):
     def _rebroadcast_waiting(self) -> None:
         """After a block: send again, in one JSON-RPC batch, what is still waiting. A node
         building a block from its pool may drop a sender's transactions that follow one
-        that did not fit (seen on an earlier anvil; 1.7.1 keeps them); the copies it kept
+        that did not fit (reported by an earlier round; anvil 1.7.1 keeps them); the copies it kept
         answer "already known"."""
         raws = [f.candidates[-1].raw for v in self._in_flight.values() for f in v]
         try:
