@@ -9,12 +9,16 @@ thread, as in the service) until every one is confirmed. Prints ops/s, latency f
 confirmation (p50 / p99), gas per op, and on the block-time chain the ceiling and the ratio.
 
 Usage: .venv/bin/python scripts/bench_nodes.py [--ops 4000] [--only anvil,hardhat,blocktime]
-       [--block-op-lines 200]
+       [--block-op-lines 200] [--old-rounds]
+
+``BENCH_BLOCKS=1`` prints, per block from the run's start, when it was mined, when each of its
+transactions of ours was signed, their gas used and limits (and the worker's warnings).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import statistics
@@ -35,6 +39,7 @@ from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain.anvil import ANVIL, CHAIN_ID, free_port, rpc_chain_id  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
 from ledger.outbox import repos as outbox_repos  # noqa: E402
+from ledger.outbox import worker as outbox_worker_module  # noqa: E402
 from ledger.points.service import IssueLine, request_issue_batch  # noqa: E402
 from ledger.runtime import Runtime, outbox_worker  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
@@ -95,7 +100,8 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
                     for i in range(b, min(b + op_lines, ops))])
         worker = outbox_worker(a)
         runtime = Runtime(a, [worker])
-        t0 = time.monotonic()
+        start_block = a.gateway.block_number()
+        t0, wall0 = time.monotonic(), time.time()
         runtime.start()
         try:
             while True:
@@ -125,11 +131,19 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
             by_block[int(r["blockNumber"])] = by_block.get(int(r["blockNumber"]), 0) + 1
         blocks = sorted(by_block)
         if os.environ.get("BENCH_BLOCKS"):
-            for bn in blocks:
+            # Every block from the run's start: when it was mined and when each of its
+            # transactions of ours was signed (seconds from the worker's start), gas used, and
+            # the gas limits.
+            signed = {h: v.timestamp() - wall0 for h, v in sent_at.items()}
+            for bn in range(start_block + 1, (blocks[-1] if blocks else start_block) + 1):
+                blk = a.gateway.rpc("eth_getBlockByNumber", [hex(bn), False])
+                ts = int(str(blk["timestamp"]), 16) - wall0
                 rs = [(r, h) for r, h in zip(receipts, hashes, strict=True)
                       if int(r["blockNumber"]) == bn]
-                print(bn, len(rs), sum(int(r["gasUsed"]) for r, _ in rs),
-                      [int(a.gateway.transaction(h)["gas"]) for _, h in rs],  # type: ignore[index]
+                print(f"block {bn} at {ts:+.1f} s: {len(rs)} txs, gas used "
+                      f"{sum(int(r['gasUsed']) for r, _ in rs):,}, signed at "
+                      f"{[round(signed.get(h, -1), 1) for _, h in rs]}, limits "
+                      f"{[int(a.gateway.transaction(h)['gas']) for _, h in rs]}",  # type: ignore[index]
                       file=sys.stderr)
         limits = [int(a.gateway.transaction(h)["gas"]) for h in hashes]  # type: ignore[index]
         # The blocks between the first and the last of ours, and how full ours made them
@@ -159,7 +173,15 @@ def main() -> None:
     ap.add_argument("--block-time-s", type=float, default=1.0,
                     help="ALLIANCE_BLOCK_TIME_S given to the service on the block-time chains "
                     "(0: it finds out from its receipts, as before)")
+    ap.add_argument("--old-rounds", action="store_true",
+                    help="the outbox's rounds as before (one block's worth per round, a "
+                    "receipt per request: FILL_WINDOW off), to compare in one session")
     args = ap.parse_args()
+    if args.old_rounds:
+        outbox_worker_module.FILL_WINDOW = False
+    if os.environ.get("BENCH_BLOCKS"):
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                            format="%(relativeCreated)8.0f ms %(name)s %(message)s")
     wanted = args.only.split(",")
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:

@@ -6,9 +6,11 @@ Every ``--sample-s`` it records operations accepted by the API and confirmed on 
 from the store), and the resident memory (VmRSS) of the API processes (uvicorn's supervisor
 and its workers) and of the worker process. At the end it compares the first ``--first-s``
 (default 5 minutes) with the rest: confirmed ops/s (target: the rest >= 0.9x the first) and
-memory growth from the end of the first part to the end (target: <= 10%).
+memory growth from the end of the first part to the end (target: <= 10%). After the load stops,
+every accepted order is looked up in the chain's PointsIssued logs (scripts/faults.py's check):
+accepted / confirmed exactly once / lost / doubled, and nonce gaps.
 
-    .venv/bin/python scripts/soak.py --seconds 1800 --rate 20      # the issue's 30 minutes
+    .venv/bin/python scripts/soak.py --seconds 1800 --rate 5 --clients 8   # the 30 minutes
     .venv/bin/python scripts/soak.py --seconds 120 --first-s 40    # a short check
 """
 
@@ -65,7 +67,7 @@ def _confirmed(h: Harness) -> int:
 
 
 def run(seconds: float, first_s: float, rate: float, clients: int, sample_s: float,
-        workers: int) -> int:
+        workers: int, settle_s: float = 180.0) -> int:
     with Harness(rate=rate, clients=clients, api_workers=workers) as h:
         api = h.procs.procs["api"].pid
         worker = h.procs.procs[h.leader].pid
@@ -83,6 +85,11 @@ def run(seconds: float, first_s: float, rate: float, clients: int, sample_s: flo
                   f"RSS API {s.rss_api_kib / 1024:7.1f} MiB  worker "
                   f"{s.rss_worker_kib / 1024:6.1f} MiB", flush=True)
         h.load.stop()
+        # every order the API accepted, read back from the chain's PointsIssued logs
+        end = h.check("end (load stopped)", 0.0, quiet=True, settle_s=settle_s)
+    print(f"accepted {end.accepted}, confirmed exactly once {end.confirmed}, lost {end.lost}, "
+          f"doubled {end.doubled}, nonce gaps {end.nonce_gaps}; retries {h.load.retries}, "
+          f"refused {len(h.load.refused)}", flush=True)
     first = [s for s in samples if s.t <= first_s]
     if not first or len(first) == len(samples):
         print("the run is too short to compare a first part with the rest")
@@ -96,7 +103,8 @@ def run(seconds: float, first_s: float, rate: float, clients: int, sample_s: flo
           f"({rate_rest / max(rate_first, 1e-9):.2f}x; target >= 0.9x)")
     print(f"RSS from {a.t:.0f} s to the end: API {growth_api:+.1%}, worker {growth_worker:+.1%} "
           "(target <= +10%)")
-    ok = rate_rest >= 0.9 * rate_first and growth_api <= 0.10 and growth_worker <= 0.10
+    ok = (rate_rest >= 0.9 * rate_first and growth_api <= 0.10 and growth_worker <= 0.10
+          and end.lost == 0 and end.doubled == 0 and end.nonce_gaps == 0)
     return 0 if ok else 1
 
 

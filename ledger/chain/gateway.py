@@ -353,6 +353,11 @@ class ChainGateway:
         raw = self.rpc("eth_getTransactionReceipt", [tx_hash])
         if raw is None:
             return None
+        return self.parse_receipt(raw)
+
+    def parse_receipt(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A raw ``eth_getTransactionReceipt`` result (one of a batch) as :meth:`receipt`
+        gives it."""
         receipt = _receipt(raw)
         self.saw_block(int(receipt["blockNumber"]))
         return receipt

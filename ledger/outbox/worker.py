@@ -81,9 +81,19 @@ BLOCK_MODE_S = 30.0
 # A measured batch's gas limit: its gas used (eth_createAccessList) plus this much.
 MEASURED_HEADROOM_PERCENT = 5
 MEASURED_HEADROOM_GAS = 30_000
+# In block mode a thread's round claims as many blocks' worth of a signer's queue as the
+# window has room for (shared among the signers with queued work), not one block's: a round
+# costs the worker some hundreds of milliseconds on a loaded machine (claim, measure, sign,
+# record, broadcast), and a worker that sends one block per round, just in time, leaves a
+# block empty at every hiccup; the node keeps a sender's transactions that do not fit the
+# block it builds for the next ones (anvil 1.7 included). Receipts are then read in one
+# JSON-RPC batch per round. False: one block per round and a receipt per request (the
+# behaviour before; scripts/bench_nodes.py --old-rounds measures it).
+FILL_WINDOW = True
 # Seconds an unmined transaction waits before the node is asked whether it still has it (a
-# node may drop a transaction from its pool: anvil drops a sender's later transactions when
-# one does not fit the block it builds); one it lost is rebroadcast at once.
+# node may drop a transaction from its pool: a restart, a full pool; anvil 1.7 keeps a
+# sender's transactions that do not fit the block it builds for the next one, tried in
+# round prod4); one it lost is rebroadcast at once.
 DROP_CHECK_S = 3.0
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
@@ -260,7 +270,12 @@ class OutboxWorker(Worker):
                 continue
             if block_mode and self._in_flight_gas() >= window:
                 break
-            n, sent = self._submit_merchant(merchant_id)
+            blocks = 1
+            if block_mode and FILL_WINDOW:
+                # the window's free blocks, shared among the signers with queued work
+                room = (window - self._in_flight_gas()) // self._block_gas_limit()
+                blocks = max(1, room // len(merchant_ids))
+            n, sent = self._submit_merchant(merchant_id, blocks=blocks)
             done += n
             if sent:
                 self._in_flight.setdefault(address, []).extend(sent)
@@ -302,10 +317,11 @@ class OutboxWorker(Worker):
         nonce cannot be mined before an earlier one); nudge the oldest still waiting."""
         settled = 0
         mined = False
+        receipts = self._receipts_batch() if FILL_WINDOW and self.block_mode else None
         for address, flights in list(self._in_flight.items()):
             while flights:
                 f = flights[0]
-                found, block_number = self._receipt_candidate(f)
+                found, block_number = self._receipt_candidate(f, receipts)
                 if found is None:
                     if not self._nudge(f):
                         flights.pop(0)
@@ -316,7 +332,8 @@ class OutboxWorker(Worker):
                 if block_number == self._last_block:
                     self._block_mode_until = time.monotonic() + BLOCK_MODE_S
                 self._last_block = block_number
-                self._settle_flights([InFlight(f.signer, f.group, found)])
+                self._settle_flights([InFlight(f.signer, f.group, found)],
+                                     None if receipts is None else receipts[found.tx_hash])
                 settled += len(f.group.op_ids)
             if not flights:
                 del self._in_flight[address]
@@ -327,7 +344,8 @@ class OutboxWorker(Worker):
     def _rebroadcast_waiting(self) -> None:
         """After a block: send again, in one JSON-RPC batch, what is still waiting. A node
         building a block from its pool may drop a sender's transactions that follow one
-        that did not fit (anvil does); the copies it kept answer "already known"."""
+        that did not fit (reported by an earlier round; anvil 1.7.1 keeps them); the copies it kept
+        answer "already known"."""
         raws = [f.candidates[-1].raw for v in self._in_flight.values() for f in v]
         try:
             self.alliance.gateway.rpc_batch(
@@ -335,10 +353,34 @@ class OutboxWorker(Worker):
         except ChainError as exc:
             log.debug("rebroadcast after a block failed: %s", exc.message)
 
-    def _receipt_candidate(self, f: InFlight) -> tuple[SentTx | None, int]:
-        """The candidate of ``f``'s nonce that was mined, if one was, and its block."""
+    def _receipts_batch(self) -> dict[str, dict[str, Any] | None] | None:
+        """The receipts of every candidate in flight, read in one JSON-RPC batch (None for
+        one not mined); None if the batch failed (then each is read on its own)."""
+        hashes = [c.tx_hash for v in self._in_flight.values() for f in v for c in f.candidates]
+        if not hashes:
+            return {}
+        try:
+            raws = self.alliance.gateway.rpc_batch(
+                [("eth_getTransactionReceipt", [h]) for h in hashes])
+        except ChainError as exc:
+            log.debug("cannot read receipts in a batch: %s", exc.message)
+            return None
+        out: dict[str, dict[str, Any] | None] = {}
+        for h, raw in zip(hashes, raws, strict=True):
+            if isinstance(raw, ChainError):
+                return None
+            out[h] = None if raw is None else self.alliance.gateway.parse_receipt(raw)
+        return out
+
+    def _receipt_candidate(self, f: InFlight,
+                           receipts: dict[str, dict[str, Any] | None] | None = None
+                           ) -> tuple[SentTx | None, int]:
+        """The candidate of ``f``'s nonce that was mined, if one was, and its block
+        (``receipts``: read beforehand, in one batch)."""
         for cand in f.candidates:
-            receipt = self.alliance.gateway.receipt(cand.tx_hash)
+            receipt = (receipts.get(cand.tx_hash) if receipts is not None
+                       and cand.tx_hash in receipts
+                       else self.alliance.gateway.receipt(cand.tx_hash))
             if receipt is not None:
                 return cand, int(receipt["blockNumber"])
         return None, -1
@@ -388,11 +430,14 @@ class OutboxWorker(Worker):
     def _settle_round(self, in_flight: list[InFlight]) -> None:
         self._settle_flights(in_flight)
 
-    def _settle_flights(self, in_flight: list[InFlight]) -> None:
+    def _settle_flights(self, in_flight: list[InFlight],
+                        receipt: dict[str, Any] | None = None) -> None:
+        """Settle each transaction (``receipt``: the one of a single transaction, already
+        read)."""
         for f in in_flight:
             try:
                 with log_operations(f.group.op_ids):
-                    if not self._settle(f.signer.sender, f.group.op_ids, f.sent):
+                    if not self._settle(f.signer.sender, f.group.op_ids, f.sent, receipt):
                         self._isolate(f.signer, f.group)
             except ChainError as exc:
                 # The node failed while a reverted batch was being split: what was not sent
@@ -420,7 +465,8 @@ class OutboxWorker(Worker):
                 return exc
             return LedgerError(f"operation {op.id}: unreadable {op.kind} payload ({exc!r})")
 
-    def _submit_merchant(self, merchant_id: int) -> tuple[int, list[InFlight]]:
+    def _submit_merchant(self, merchant_id: int, *, blocks: int = 1
+                         ) -> tuple[int, list[InFlight]]:
         """Claim a merchant's queued operations and send them; give how many were claimed and
         the transactions in flight.
 
@@ -428,11 +474,12 @@ class OutboxWorker(Worker):
         operations, one reserves their nonces and records every signed transaction; only then
         is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
         the two the signer's balance is checked against what the round costs up front: a key
-        that cannot pay keeps its operations queued, saying why (``signer-unfunded``)."""
+        that cannot pay keeps its operations queued, saying why (``signer-unfunded``).
+        In block mode a round claims ``blocks`` blocks' worth."""
         with ExitStack() as context:
-            return self._submit_merchant_in(merchant_id, context)
+            return self._submit_merchant_in(merchant_id, context, blocks)
 
-    def _submit_merchant_in(self, merchant_id: int, context: ExitStack
+    def _submit_merchant_in(self, merchant_id: int, context: ExitStack, blocks: int = 1
                             ) -> tuple[int, list[InFlight]]:
         if merchant_id in self._retry_at and not self._funds_back(merchant_id):
             return 0, []
@@ -440,7 +487,8 @@ class OutboxWorker(Worker):
         signer = self.signer_for(merchant_id)
         sender = signer.sender
         measure = self.block_mode
-        max_lines = self._block_room_lines(limit) if measure else limit * PIPELINE_TXS
+        max_lines = self._block_room_lines(limit) * blocks if measure \
+            else limit * PIPELINE_TXS
         with self.alliance.store.session() as s:
             ops = outbox_repos.claim_operations(s, merchant_id=merchant_id, max_lines=max_lines)
             if not ops:
@@ -809,11 +857,14 @@ class OutboxWorker(Worker):
         self._broadcast(sender, sent)
         return sent
 
-    def _settle(self, sender: TransactionSender, op_ids: list[str], sent: SentTx) -> bool:
-        """Wait for a transaction; mark its operations confirmed. On a revert, give False
-        with the operations marked for another attempt (the caller isolates the culprit)."""
+    def _settle(self, sender: TransactionSender, op_ids: list[str], sent: SentTx,
+                receipt: dict[str, Any] | None = None) -> bool:
+        """Wait for a transaction (unless its ``receipt`` was read already); mark its
+        operations confirmed. On a revert, give False with the operations marked for another
+        attempt (the caller isolates the culprit)."""
         try:
-            receipt = sender.wait(sent, on_replace=self._record_replacement)
+            receipt = sender.wait(sent, on_replace=self._record_replacement) \
+                if receipt is None else sender.check(receipt, sent)
         except ContractRevertError as exc:
             log.info("tx %s reverted with %s; retrying its %d operations with simulation",
                      sent.tx_hash, exc.name, len(op_ids))
