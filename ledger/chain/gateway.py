@@ -325,14 +325,43 @@ class ChainGateway:
     # ------------------------------------------------------------------ RPC
 
     def call(self, to: str, data: bytes, *, block: str | int = "latest") -> bytes:
-        """eth_call; a revert raises ContractRevertError."""
+        """eth_call; a revert raises ContractRevertError.
+
+        Sent raw: web3's request validation and result formatting cost about three times
+        what the node takes to run a view. An error answer is asked again through web3, so
+        reverts are mapped exactly as before."""
+        result = self._raw_or_none("eth_call", [{"to": checksum(to), "data": "0x" + data.hex()},
+                                                _block_tag(block)])
+        if result is not None:
+            return bytes.fromhex(result[2:])
         try:
             return bytes(self.w3.eth.call({"to": to_checksum_address(to), "data": HexBytes(data)},
                                           block_identifier=cast(Any, block)))
         except Exception as exc:
             raise self.map_error(exc) from exc
 
+    def _raw_or_none(self, method: str, params: list[Any]) -> str | None:
+        """A raw JSON-RPC call's hex result, or None if the node answered an error (the
+        caller then asks through web3, which maps it)."""
+        try:
+            resp = self.provider.make_request(RPCEndpoint(method), params)
+        except Exception as exc:
+            raise self.map_error(exc) from exc
+        result = resp.get("result")
+        if "error" in resp or not isinstance(result, str) or not result.startswith("0x"):
+            return None
+        return result
+
     def estimate_gas(self, *, sender: str, to: str | None, data: bytes) -> int:
+        tx: dict[str, Any] = {"from": checksum(sender), "data": "0x" + data.hex()}
+        if to is not None:
+            tx["to"] = checksum(to)
+        result = self._raw_or_none("eth_estimateGas", [tx])
+        if result is not None:
+            return int(result, 16)
+        return self._estimate_gas_web3(sender=sender, to=to, data=data)
+
+    def _estimate_gas_web3(self, *, sender: str, to: str | None, data: bytes) -> int:
         tx: dict[str, Any] = {"from": to_checksum_address(sender), "data": HexBytes(data)}
         if to is not None:
             tx["to"] = to_checksum_address(to)
@@ -342,6 +371,12 @@ class ChainGateway:
             raise self.map_error(exc) from exc
 
     def send_raw(self, raw: bytes) -> str:
+        """Broadcast a signed transaction; give its hash. Sent raw like :meth:`call`; an
+        error answer is sent again through web3 (the node answers a transaction it refused
+        the same way twice), so it is mapped as before."""
+        result = self._raw_or_none("eth_sendRawTransaction", ["0x" + raw.hex()])
+        if result is not None:
+            return result.lower()
         try:
             return "0x" + bytes(self.w3.eth.send_raw_transaction(raw)).hex()
         except Exception as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,7 +107,8 @@ def compile_contracts(settings: Settings, *, contracts_dir: Path = CONTRACTS_DIR
     log.info("compiling %d sources with solc %s", len(sources), solc_config()["version"])
     arts = compile_sources(sources, solc_binary=settings.solc_binary)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    # Per process: test workers of one run may compile the same key at once.
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({n: asdict(a) for n, a in arts.items()}))
     tmp.replace(cache)
     return arts

@@ -4,9 +4,10 @@ admitted, and every test isolated by an EVM snapshot."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -18,6 +19,7 @@ from ledger.clearing.clients import ClearingClient, SettlementTokenClient
 from ledger.contracts.client import ContractClient, TimelockClient
 from ledger.contracts.compiler import Artifact, compile_sources
 from ledger.deployment import deploy
+from ledger.errors import ChainError
 from ledger.merchants.clients import FactoryClient, ProgramConfig, RegistryClient
 from ledger.points.clients import PointProgramClient
 from ledger.settings import ANVIL_ADMIN_KEY, ANVIL_MINTER_KEY, ANVIL_OPERATOR_KEY
@@ -96,6 +98,25 @@ class Chain:
 
     def now(self) -> int:
         return int(self.gateway.block("latest")["timestamp"])
+
+
+def read_views(gateway: ChainGateway,
+               calls: Sequence[tuple[ContractClient, str, tuple[Any, ...]]]
+               ) -> list[tuple[Any, ...]]:
+    """Read many views in one JSON-RPC batch (one round trip, all at the latest block), each
+    decoded as ``ContractClient.view`` decodes it; a failed view raises its ChainError.
+
+    The model tests check dozens of views after every step: one by one they cost more than
+    the steps themselves."""
+    answers = gateway.rpc_batch([
+        ("eth_call", [{"to": c.address, "data": "0x" + c.encode(fn, *args).hex()}, "latest"])
+        for c, fn, args in calls])
+    out: list[tuple[Any, ...]] = []
+    for (c, fn, _), answer in zip(calls, answers, strict=True):
+        if isinstance(answer, ChainError):
+            raise answer
+        out.append(gateway.decode_output(c.abi, fn, bytes.fromhex(str(answer)[2:])))
+    return out
 
 
 @dataclass

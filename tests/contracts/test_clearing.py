@@ -192,6 +192,25 @@ def test_convert_rounds_so_no_value_is_created_and_the_rest_stays(chain: Chain) 
     assert _net(chain, a) == -10 and _net(chain, b) == 10
 
 
+def test_a_view_answers_in_one_round_trip_and_its_custom_error_is_decoded(
+        chain: Chain) -> None:
+    """Views are sent as raw eth_call (no web3 formatting); a reverting one still comes back
+    as the Solidity custom error with its arguments, from the view and from a gas estimate."""
+    a, b, _ = _alliance(chain, (3, 10, 1))
+    gw = chain.gateway
+    trips = gw.round_trips
+    assert chain.clearing.quote_conversion(a.merchant_id, b.merchant_id, 5) == (1, 4, 10)
+    assert gw.round_trips - trips == 1
+    chain.gov(chain.registry, "setAcceptance", b.merchant_id, a.merchant_id, False)
+    with reverts("RegistryNotAccepted", b.merchant_id, a.merchant_id):
+        chain.clearing.quote_conversion(a.merchant_id, b.merchant_id, 5)
+    data = chain.clearing.encode("quoteConversion", a.merchant_id, b.merchant_id, 5)
+    with reverts("RegistryNotAccepted", b.merchant_id, a.merchant_id):
+        gw.estimate_gas(sender=chain.operator.address, to=chain.clearing.address, data=data)
+    assert gw.estimate_gas(sender=chain.operator.address, to=chain.registry.address,
+                           data=chain.registry.encode("merchantCount")) > 21_000
+
+
 def test_convert_rejects_less_than_the_member_signed_for(chain: Chain) -> None:
     a, b, _ = _alliance(chain, (3, 10, 1))
     member = _member_with(chain, a, 5)

@@ -153,11 +153,14 @@ def test_closing_a_period_of_2000_merchants_fits_a_block(chain: Chain) -> None:
     # runs as ever. Slot of _positions[p][m]: keccak(m . keccak(p . 1)), net in the low half.
     p = chain.clearing.current_period()
     base = keccak(abi_encode(["uint256", "uint256"], [p, POSITIONS_SLOT]))
+    writes = []
     for m in range(3, 2001):
         slot = keccak(abi_encode(["uint256", "bytes32"], [m, base]))
         net = 1 if m % 2 else 2**128 - 1  # int128 -1 in two's complement
-        chain.gateway.rpc("anvil_setStorageAt", [chain.clearing.address, "0x" + slot.hex(),
-                                                 "0x" + net.to_bytes(32, "big").hex()])
+        writes.append(("anvil_setStorageAt", [chain.clearing.address, "0x" + slot.hex(),
+                                              "0x" + net.to_bytes(32, "big").hex()]))
+    # One JSON-RPC batch (independent slots), every write answered true.
+    assert chain.gateway.rpc_batch(writes) == [True] * len(writes)
     assert [chain.clearing.position_of(p, m)[0] for m in (3, 4, 2000)] == [1, -1, -1]
     receipt = chain.operator.transact(to=chain.clearing.address,
                                       data=chain.clearing.encode("closePeriod"), gas=BLOCK_GAS)

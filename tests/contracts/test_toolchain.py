@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,21 +35,32 @@ def test_hardhat_and_py_solc_x_give_identical_bytecode(artifacts: dict[str, Arti
 
 
 def test_artifacts_are_cached_until_a_source_changes(tmp_path: Path) -> None:
+    # Two small sources, one importing the other, prove what the whole contracts/ tree would
+    # (the key hashes every source), in a second of solc instead of compiling it all twice.
     contracts = tmp_path / "contracts"
-    shutil.copytree(ROOT / "contracts", contracts, ignore=shutil.ignore_patterns("*.json"))
+    contracts.mkdir()
+    (contracts / "Base.sol").write_text(
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
+        "contract Base { uint256 public x = 1; }\n")
+    (contracts / "Top.sol").write_text(
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
+        'import {Base} from "./Base.sol";\ncontract Top is Base { }\n')
     settings = Settings(data_dir=tmp_path / "data")
     first = compile_contracts(settings, contracts_dir=contracts)
+    assert set(first) == {"Base", "Top"} and first["Top"].deployed_bytecode
     cached = list((tmp_path / "data" / "artifacts").glob("contracts-*.json"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
     again = compile_contracts(settings, contracts_dir=contracts)
     assert again == first
     assert cached[0].stat().st_mtime_ns == mtime  # served from the cache, not rewritten
-    reg = contracts / "AllianceRegistry.sol"
-    reg.write_text(reg.read_text().replace("OPERATOR_ROLE\")", "OPERATOR_ROLE\") ", 1)
-                   + "\n// changed\n")
-    compile_contracts(settings, contracts_dir=contracts)
+    # A change in the imported source alone is a new key: compiled again, cached beside.
+    base = contracts / "Base.sol"
+    base.write_text(base.read_text().replace("x = 1", "x = 2"))
+    changed = compile_contracts(settings, contracts_dir=contracts)
+    assert changed["Top"].deployed_bytecode != first["Top"].deployed_bytecode
     assert len(list((tmp_path / "data" / "artifacts").glob("contracts-*.json"))) == 2
+    assert not list((tmp_path / "data" / "artifacts").glob("*.tmp"))
 
 
 def test_compile_error_reports_solc_message() -> None:

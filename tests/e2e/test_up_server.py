@@ -19,9 +19,10 @@ from eth_account import Account
 from api.client import AllianceClient
 from ledger.chain.gateway import ChainGateway
 from ledger.clearing.clients import ClearingClient
-from ledger.contracts.compiler import compile_contracts
+from ledger.contracts.compiler import Artifact, compile_contracts
 from ledger.points.clients import PointProgramClient
 from ledger.settings import Settings
+from tests.conftest import ARTIFACT_CACHE
 from tests.ledger.helpers import sign_redemption
 from tests.servers import free_port, wait_until_healthy
 
@@ -29,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def server(tmp_path_factory: pytest.TempPathFactory, artifacts: dict[str, Artifact]
+           ) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("up")
     port = free_port()
-    env = dict(os.environ, ALLIANCE_DATA_DIR=str(data), COLUMNS="80")
+    # The session's compiled artifacts (the cache a second `up` finds): compiling every
+    # contract again is the cache test's business, not this one's.
+    env = dict(os.environ, ALLIANCE_DATA_DIR=str(data), COLUMNS="80",
+               ALLIANCE_ARTIFACTS_DIR=str(ARTIFACT_CACHE))
     log = open(data / "up.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([str(ROOT / ".venv/bin/alliance"), "up", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log,
@@ -95,7 +100,7 @@ def test_issue_and_redeem_over_http_land_on_chain(server: tuple[str, Path]) -> N
     # Straight from the chain, not through the service:
     chain_url = json.loads((data / "chain" / "anvil.json").read_text())["url"]
     gw = ChainGateway(chain_url)
-    arts = compile_contracts(Settings(data_dir=data))
+    arts = compile_contracts(Settings(data_dir=data, artifacts_dir=ARTIFACT_CACHE))
     program = PointProgramClient(gw, arts["PointProgram"].abi, store["program"])
     assert program.balance_of(member.address) == 380
     receipt = gw.receipt(issued["tx_hash"])
@@ -110,7 +115,7 @@ def test_the_demo_shows_cross_merchant_clearing_on_chain(server: tuple[str, Path
     dep = json.loads((data / "deployment.json").read_text())
     chain_url = json.loads((data / "chain" / "anvil.json").read_text())["url"]
     gw = ChainGateway(chain_url)
-    arts = compile_contracts(Settings(data_dir=data))
+    arts = compile_contracts(Settings(data_dir=data, artifacts_dir=ARTIFACT_CACHE))
     clearing = ClearingClient(gw, arts["Clearing"].abi, dep["clearing"])
     # 120 store points (1 fen) spent at the cafe; 200 converted into 40 cinema points (5 fen);
     # and a store coupon of 1,000 fen off used at the cafe (the demo's coupon campaign).

@@ -29,10 +29,13 @@ from ledger.points.service import (
     request_reverse,
 )
 from ledger.runtime import outbox_worker
+from tests.conftest import ARTIFACT_CACHE
 
 from .helpers import sign_conversion, sign_redemption
 
 MINTER_ROLE = keccak(text="MINTER_ROLE")
+# The command compiles (its own Settings()) unless pointed at the session's artifact cache.
+CACHED = {"ALLIANCE_ARTIFACTS_DIR": str(ARTIFACT_CACHE)}
 
 
 def _audit(alliance: Alliance, artifacts: dict[str, Artifact], **kw: Any) -> AuditReport:
@@ -151,7 +154,7 @@ def test_the_audit_command_exits_zero_when_clean_and_one_on_a_violation(
     args = ["audit", "--rpc-url", alliance.gateway.url,
             "--registry", alliance.contracts.registry.address,
             "--json", str(tmp_path / "a.json"), "--html", str(tmp_path / "a.html")]
-    clean = runner.invoke(app, args)
+    clean = runner.invoke(app, args, env=CACHED)
     assert clean.exit_code == 0, clean.output
     assert json.loads((tmp_path / "a.json").read_text())["clean"] is True
     outsider = Account.create().address
@@ -159,13 +162,13 @@ def test_the_audit_command_exits_zero_when_clean_and_one_on_a_violation(
     _send_as(alliance, alliance.contracts.deployment.timelock, token.address,
              token.encode("grantRole", MINTER_ROLE, outsider))
     _send_as(alliance, outsider, token.address, token.encode("mint", outsider, 5))
-    rogue = runner.invoke(app, args)
+    rogue = runner.invoke(app, args, env=CACHED)
     assert rogue.exit_code == 1
     assert "MintByNewMinter" in rogue.output
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["clean"] is False and doc["summary"]["violations"] == 2
     unreachable = runner.invoke(app, [*args[:1], "--rpc-url", "http://127.0.0.1:9",
-                                      *args[3:]])
+                                      *args[3:]], env=CACHED)
     assert unreachable.exit_code == 2
 
 

@@ -34,6 +34,7 @@ from ledger.items import service as items_service
 from ledger.items.demo import FACTORY as DEMO_FACTORY
 from ledger.items.demo import SHOP as DEMO_SHOP
 from ledger.merchants.service import AdmittedMerchant
+from tests.conftest import ARTIFACT_CACHE
 
 BOOK, ITEMS, CLEARING = "0x" + "c0" * 20, "0x" + "1e" * 20, "0x" + "c3" * 20
 REGISTRY = "0x" + "99" * 20
@@ -45,6 +46,8 @@ KEY = item_key(1, 7)  # the registry's key of ITEM: serial 7 of batch 1
 ZERO32 = "0x" + "00" * 32
 FACTORY, SHOP = "0x" + "fa" * 32, "0x" + "5b" * 32
 _log = iter(range(1, 10**6))
+# The command compiles (its own Settings()) unless pointed at the session's artifact cache.
+CACHED = {"ALLIANCE_ARTIFACTS_DIR": str(ARTIFACT_CACHE)}
 
 
 def ev(name: str, kind: str, address: str, /, block: int = 10, tx: str | None = None,
@@ -354,13 +357,14 @@ def test_the_audit_command_audits_the_items_it_is_pointed_at(
     args = ["audit", "--rpc-url", alliance.gateway.url,
             "--registry", alliance.contracts.registry.address, "--items", items.address,
             "--json", str(tmp_path / "a.json"), "--html", str(tmp_path / "a.html")]
-    done = CliRunner().invoke(app, args)
+    done = CliRunner().invoke(app, args, env=CACHED)
     assert done.exit_code == 0, done.output
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["contracts"]["items"] == items.address.lower()
     assert doc["sections"]["items"]["status"]["sold"] == 5
     # Named wrong (no contract there), the audit cannot run: exit 2.
-    wrong = CliRunner().invoke(app, [*args[:5], "--items", "0x" + "42" * 20, *args[7:]])
+    wrong = CliRunner().invoke(app, [*args[:5], "--items", "0x" + "42" * 20, *args[7:]],
+                               env=CACHED)
     assert wrong.exit_code == 2
 
 
