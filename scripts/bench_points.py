@@ -79,8 +79,9 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
     class TimedWorker(OutboxWorker):
         """Notes when each transaction's operations are confirmed."""
 
-        def _settle(self, sender: Any, op_ids: list[str], sent: Any) -> bool:
-            ok = super()._settle(sender, op_ids, sent)
+        def _settle(self, sender: Any, op_ids: list[str], sent: Any,
+                    receipt: dict[str, Any] | None = None) -> bool:
+            ok = super()._settle(sender, op_ids, sent, receipt)
             if ok:
                 done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
             return ok
