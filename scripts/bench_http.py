@@ -30,8 +30,12 @@ import json
 import multiprocessing
 import os
 import pstats
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -112,31 +116,168 @@ def measure(url: str, path: str, clients: int, seconds: float, key_id: str, secr
     return res
 
 
-def run_http(workers: int, clients: int, seconds: float) -> None:
+# ---------------------------------------------------------------------- load (wrk)
+LUA = ROOT / "scripts" / "bench_http.lua"
+RESULT = re.compile(r"RESULT requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) "
+                    r"sent=(\d+) file=(\d+) statuses=(\S*) errors=(\S+)")
+
+
+def presign(path: Path, url: str, creds: list[tuple[str, str]], n: int, tag: str) -> None:
+    """``n`` raw signed issue requests (each its own order_id, nonce and Idempotency-Key,
+    round-robin over ``creds``), NUL-separated, for bench_http.lua to replay once each."""
+    host = url.split("://", 1)[1].rstrip("/")
+    with path.open("wb") as f:
+        for i in range(n):
+            key_id, secret = creds[i % len(creds)]
+            body, headers = _issue_request(key_id, secret, i, tag)
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            f.write(f"POST {ISSUE} HTTP/1.1\r\nHost: {host}\r\n{head}"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body + b"\0")
+
+
+def wrk(url: str, path: str, clients: int, seconds: float, threads: int = 1,
+        requests: Path | None = None) -> dict[str, Any]:
+    """One wrk run; req/s, p50/p99 (s) and the answers by status (non-2xx counted by Lua)."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is not installed (scripts/install.sh --test installs it)")
+    cmd = [exe, f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout",
+           "30s", "-s", str(LUA), url.rstrip("/") + path]
+    if requests is not None:
+        cmd += ["--", str(requests), str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = RESULT.search(out)
+    if m is None:
+        raise SystemExit(f"wrk printed no RESULT line:\n{out}")
+    n, dur, p50, p99, sent, file_n = (int(m.group(i)) for i in range(1, 7))
+    statuses = {int(k): int(v) for k, v in
+                (kv.split(":") for kv in m.group(7).split(",") if kv)}
+    errors = {k: int(v) for k, v in (kv.split(":") for kv in m.group(8).split(","))}
+    if requests is not None and sent > file_n:
+        print(f"  note: wrk sent {sent} requests but only {file_n} were pre-signed; "
+              "the rest were replays (401)")
+    return {"n": n, "elapsed": dur / 1e6, "statuses": statuses, "p50": p50 / 1e6,
+            "p99": p99 / 1e6, "errors": {k: v for k, v in errors.items() if v}}
+
+
+def measure_wrk(url: str, path: str, clients: int, seconds: float, creds: list[tuple[str, str]],
+                tag: str, threads: int = 1, rate_cap: int = 4000) -> dict[str, Any]:
+    if path != ISSUE:
+        return wrk(url, path, clients, seconds, threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    try:
+        reqs = tmp / "requests.bin"
+        t0 = time.monotonic()
+        presign(reqs, url, creds, int(rate_cap * seconds), tag)
+        print(f"  pre-signed {int(rate_cap * seconds):,} requests in "
+              f"{time.monotonic() - t0:.1f} s (signatures are good for "
+              "request_max_age_s = 300 s)")
+        return wrk(url, path, clients, seconds, threads, reqs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
+    """utime+stime clock ticks of each named group of processes (and their threads)."""
+    out: dict[str, int] = {}
+    for name, group in pids.items():
+        total = 0
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        out[name] = total
+    return out
+
+
+def process_groups(h: Any) -> dict[str, list[int]]:
+    """The harness's processes by role: API (uvicorn and its workers), worker (leader and
+    standby), PostgreSQL (postmaster and backends), anvil."""
+    groups: dict[str, list[int]] = {"api": [], "worker": [], "postgres": [], "anvil": []}
+    for name, p in h.procs.procs.items():
+        groups["api" if name == "api" else "worker"].extend([p.pid, *children(p.pid)])
+    try:
+        master = int((h.pg.data / "postmaster.pid").read_text().split()[0])
+        groups["postgres"] = [master, *children(master)]
+    except (OSError, ValueError, IndexError):
+        pass
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"anvil") and str(h.anvil_port).encode() in cmd:
+                groups["anvil"].append(int(d.name))
+    return groups
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    kids: list[str] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += (task / "children").read_text().split()
+    except OSError:
+        return out
+    for k in kids:
+        out.append(int(k))
+        out.extend(children(int(k)))
+    return out
+
+
+def run_http(workers: int, clients: int, seconds: float, generator: str, threads: int
+             ) -> None:
     h = Harness(rate=1.0, api_workers=workers)
     with h:
-        m = h.merchants[0]
-        print(f"PostgreSQL, alliance serve --workers {workers}, {clients} clients, "
-              f"{seconds:g} s each, load in its own process; machine load "
-              f"{os.getloadavg()[0]:.1f}")
+        creds = [(m.key_id, m.secret) for m in h.merchants]
+        print(f"PostgreSQL, alliance serve --workers {workers}, {clients} connections, "
+              f"{seconds:g} s each, load from {generator}"
+              + (f" -t{threads}" if generator == "wrk" else " in its own process")
+              + f", {len(creds)} merchants' keys; machine load {os.getloadavg()[0]:.1f}")
+
+        def load(path: str, secs: float, tag: str) -> dict[str, Any]:
+            if generator == "wrk":
+                return measure_wrk(h.url, path, clients, secs, creds, tag, threads)
+            m = h.merchants[0]
+            return measure(h.url, path, clients, secs, m.key_id, m.secret, tag)
+
         # warm every API process (first requests open pools, compile statements)
-        measure(h.url, ISSUE, clients, 2.0, m.key_id, m.secret, "warm")
-        bare = measure(h.url, "/health", clients, seconds, m.key_id, m.secret, "bare")
-        issue = measure(h.url, ISSUE, clients, seconds, m.key_id, m.secret, "issue")
+        load(ISSUE, 2.0, "warm")
+        tick = os.sysconf("SC_CLK_TCK")
         rows = []
-        for name, r in (("bare GET /health", bare), ("signed POST /v1/points/issue", issue)):
-            rows.append((name, r["n"] / r["elapsed"], r["p50"] * 1000, r["p99"] * 1000,
-                         r["statuses"]))
-        print("| endpoint | req/s | p50 ms | p99 ms | answers |")
-        print("|---|---|---|---|---|")
-        for name, rate, p50, p99, st in rows:
-            print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {st} |")
-        ratio = rows[1][1] / rows[0][1]
-        print(f"issue / bare: {ratio:.2f}x (target >= 0.5x); issue req/s "
-              f"{rows[1][1]:,.0f} (target >= 500), p99 {rows[1][3]:.0f} ms (target <= 100)")
+        for name, path, tag in (("bare GET /health", "/health", "bare"),
+                                ("signed POST /v1/points/issue", ISSUE, "issue")):
+            groups = process_groups(h)
+            c0, t0 = cpu_ticks(groups), time.monotonic()
+            r = load(path, seconds, tag)
+            c1, wall = cpu_ticks(groups), time.monotonic() - t0
+            cpu = {k: (c1[k] - c0[k]) / tick / wall for k in c0}
+            rows.append((name, r, cpu, os.getloadavg()[0]))
+        print("| endpoint | req/s | p50 ms | p99 ms | answers | CPU cores: api / postgres / "
+              "worker / anvil | load avg |")
+        print("|---|---|---|---|---|---|---|")
+        for name, r, cpu, la in rows:
+            rate = r["n"] / r["elapsed"]
+            answers = dict(r["statuses"], **{f"err-{k}": v for k, v in
+                                             r.get("errors", {}).items()})
+            print(f"| {name} | {rate:,.0f} | {1000 * r['p50']:.1f} | {1000 * r['p99']:.1f} | "
+                  f"{answers} | {cpu['api']:.2f} / {cpu['postgres']:.2f} / "
+                  f"{cpu['worker']:.2f} / {cpu['anvil']:.2f} | {la:.1f} |")
+        bare, issue = rows[0][1], rows[1][1]
+        bare_rate, issue_rate = bare["n"] / bare["elapsed"], issue["n"] / issue["elapsed"]
+        icpu = rows[1][2]
+        print(f"issue / bare: {issue_rate / bare_rate:.2f}x (target >= 0.5x); issue req/s "
+              f"{issue_rate:,.0f} (target >= 500), p99 {1000 * issue['p99']:.0f} ms "
+              f"(target <= 100)")
+        if issue_rate:
+            print("CPU per issue request (ms): " + ", ".join(
+                f"{k} {1000 * v / issue_rate:.1f}" for k, v in icpu.items()))
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}
-        if bad:
-            raise SystemExit(f"issue requests not accepted: {bad}")
+        if bad or issue.get("errors"):
+            raise SystemExit(f"issue requests not accepted: {bad} {issue.get('errors')}")
 
 
 # ---------------------------------------------------------------------- profile (in process)
@@ -248,11 +389,16 @@ def main() -> int:
     p.add_argument("--profile", type=int, default=0,
                    help="profile this many requests in process instead")
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--generator", choices=("wrk", "httpx"), default="wrk",
+                   help="load generator: wrk replaying pre-signed requests (default), or the "
+                   "older asyncio+httpx clients (slower than the server: not for figures)")
+    p.add_argument("--wrk-threads", type=int, default=1)
     args = p.parse_args()
     if args.profile:
         run_profile(args.profile, args.top)
     else:
-        run_http(args.workers, args.clients, args.seconds)
+        run_http(args.workers, args.clients, args.seconds, args.generator,
+                 args.wrk_threads)
     return 0
 
 
