@@ -38,6 +38,8 @@ if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     # A CJK font, so the member app's Chinese screens render in headless screenshots.
     fc-list :lang=zh 2>/dev/null | grep -q . || pkgs+=(fonts-wqy-microhei)
+    # The HTTP load generator of scripts/bench_http.py (Debian's wrk, with LuaJIT).
+    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
     if [ "${#pkgs[@]}" -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
