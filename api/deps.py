@@ -38,11 +38,15 @@ def _merchant(p: Principal) -> Principal:
     return p
 
 
-async def merchant(request: Request, alliance: AllianceDep,
-                   p: Annotated[Principal, Depends(principal)]) -> Principal:
+def merchant(request: Request, alliance: AllianceDep,
+             p: Annotated[Principal, Depends(principal)]) -> Principal:
     """A merchant's credentials. A suspended merchant may read (its own record, statements,
     positions, operations) but not write: every other method is refused with 403 before
-    anything is queued, instead of failing later on chain."""
+    anything is queued, instead of failing later on chain.
+
+    A plain ``def``: FastAPI runs it in the thread pool, so the status read (a database round
+    trip) never blocks the event loop, where it would serialise every request of the
+    process behind it."""
     _merchant(p)
     assert p.merchant_id is not None
     if request.method not in ("GET", "HEAD") and \
