@@ -79,6 +79,13 @@ def merchant_status(alliance: Alliance, merchant_id: MerchantId) -> str | None:
         return None if row is None else row.status
 
 
+def refuse_unless_active(status: str | None, merchant_id: MerchantId) -> None:
+    """403 ``merchant-suspended`` unless the merchant's stored status is "active"."""
+    if status != "active":
+        raise ApiError(403, "merchant-suspended",
+                       f"merchant {merchant_id} is suspended: it can read but not act")
+
+
 def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": "AllianceHMAC"})
 

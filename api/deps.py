@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from ledger.alliance import Alliance
 
-from .auth import Principal, authenticate, merchant_status
+from .auth import Principal, authenticate, merchant_status, refuse_unless_active
 from .errors import ApiError
 
 
@@ -49,11 +49,18 @@ def merchant(request: Request, alliance: AllianceDep,
     process behind it."""
     _merchant(p)
     assert p.merchant_id is not None
-    if request.method not in ("GET", "HEAD") and \
-            merchant_status(alliance, p.merchant_id) != "active":
-        raise ApiError(403, "merchant-suspended",
-                       f"merchant {p.merchant_id} is suspended: it can read but not act")
+    if request.method not in ("GET", "HEAD"):
+        refuse_unless_active(merchant_status(alliance, p.merchant_id), p.merchant_id)
     return p
+
+
+async def merchant_queueing(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A merchant's credentials, for a route that queues through
+    :func:`api.idempotency.run_idempotent` with ``active_merchant``: the suspension check
+    (403 ``merchant-suspended``, nothing recorded) is then the first read of the request's own
+    write transaction instead of a session of its own (one pool checkout and three round
+    trips fewer, and the merchant row is then read once per request)."""
+    return _merchant(p)
 
 
 async def merchant_even_suspended(p: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -73,6 +80,7 @@ async def raw_body(request: Request) -> bytes:
 
 
 MerchantDep = Annotated[Principal, Depends(merchant)]
+MerchantQueueDep = Annotated[Principal, Depends(merchant_queueing)]
 MerchantEvenSuspendedDep = Annotated[Principal, Depends(merchant_even_suspended)]
 AdminDep = Annotated[Principal, Depends(admin)]
 AnyPrincipalDep = Annotated[Principal, Depends(principal)]

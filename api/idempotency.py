@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
 from ledger.errors import LedgerConflictError, LedgerError
+from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
+from ledger.types import MerchantId
 
-from .auth import Principal, remember_or_refuse
+from .auth import Principal, refuse_unless_active, remember_or_refuse
 from .errors import PROBLEM_JSON, ApiError, ledger_problem, problem_headers
 
 MAX_KEY_LENGTH = 255
@@ -44,14 +46,20 @@ def fingerprint(request: Request, body: bytes) -> str:
 
 def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal: Principal,
                    work: Callable[[Session | None], tuple[int, Any]], *,
-                   in_transaction: bool = True) -> Response:
+                   in_transaction: bool = True,
+                   active_merchant: MerchantId | None = None) -> Response:
     """Run ``work`` once per (principal, Idempotency-Key); replay its response afterwards.
 
     ``in_transaction``: ``work`` writes through the given session, in the same transaction as
     the idempotency record (the outbox case). Otherwise (operator actions that send their own
     transactions and open their own sessions) the key is claimed and committed first, and
     the response recorded after; a crash in between leaves the key "in progress" until
-    :data:`IN_PROGRESS_LEASE` has passed."""
+    :data:`IN_PROGRESS_LEASE` has passed.
+
+    ``active_merchant``: refuse with 403 ``merchant-suspended`` unless that merchant is
+    active, read first in the request's own transaction (nothing recorded, the signature not
+    spent, as when :func:`api.deps.merchant` refuses); the row stays in the session's identity
+    map, so ``work`` reads it again for free."""
     key = request.headers.get("idempotency-key")
     if not key:
         raise ApiError(400, "idempotency-key-missing", "every POST needs an Idempotency-Key")
@@ -61,6 +69,9 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
     ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
     fp = fingerprint(request, body)
     with alliance.store.session() as s:
+        if active_merchant is not None:
+            row = merchant_repos.get_merchant(s, active_merchant)
+            refuse_unless_active(None if row is None else row.status, active_merchant)
         guard = getattr(request.state, "replay_guard", None)
         if guard is not None:
             remember_or_refuse(s, *guard)

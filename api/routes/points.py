@@ -16,7 +16,7 @@ from ledger.points import service as points
 from ledger.types import MerchantId
 
 from ..auth import Principal
-from ..deps import AllianceDep, BodyDep, MerchantDep
+from ..deps import AllianceDep, BodyDep, MerchantQueueDep
 from ..idempotency import run_idempotent
 from ..schemas.common import OperationOut, OperationsOut
 from ..schemas.points import (
@@ -45,7 +45,8 @@ def operation_out(view: OperationView) -> dict[str, Any]:
 
 def queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
           call: Callable[[Session, MerchantId], OperationView | list[OperationView]]) -> Response:
-    """Queue operations for the calling merchant, idempotently; 202 with their status."""
+    """Queue operations for the calling merchant, idempotently; 202 with their status (403
+    ``merchant-suspended`` for a suspended merchant, checked in the same transaction)."""
     mid = who.merchant_id
     assert mid is not None
 
@@ -56,12 +57,13 @@ def queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
             return 202, {"operations": [operation_out(v) for v in result]}
         return 202, operation_out(result)
 
-    return run_idempotent(request, body, alliance, who, work)
+    # The suspension check runs in the request's own transaction (see merchant_queueing).
+    return run_idempotent(request, body, alliance, who, work, active_merchant=mid)
 
 
 @router.post("/issue", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def issue(req: IssueRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-          who: MerchantDep) -> Response:
+          who: MerchantQueueDep) -> Response:
     """Issue points for one of your orders (the order id can never issue twice)."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_issue(
         alliance, s, merchant_id=mid, member=req.member, member_id=req.member_id,
@@ -72,7 +74,7 @@ def issue(req: IssueRequest, request: Request, body: BodyDep, alliance: Alliance
 @router.post("/issue-batch", status_code=202, responses=ACCEPTED, response_model=OperationOut,
              max_body_size=BATCH_MAX_BODY)
 def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-                who: MerchantDep) -> Response:
+                who: MerchantQueueDep) -> Response:
     """Issue many lines as one operation: one transaction, all lines or none."""
     lines = [points.IssueLine(points=i.points, order_id=i.order_id, member=i.member,
                               member_id=i.member_id, release_at=i.release_at,
@@ -84,7 +86,7 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
 
 @router.post("/reverse", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def reverse(req: ReverseRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-            who: MerchantDep) -> Response:
+            who: MerchantQueueDep) -> Response:
     """Take back points one of your orders issued (a refund), up to what it has left."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_reverse(
         alliance, s, merchant_id=mid, order_id=req.order_id, points=req.points))
@@ -92,7 +94,7 @@ def reverse(req: ReverseRequest, request: Request, body: BodyDep, alliance: Alli
 
 @router.post("/redeem", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def redeem(req: RedeemRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-           who: MerchantDep) -> Response:
+           who: MerchantQueueDep) -> Response:
     """Relay a member's signed redemption, of your points or (``program_merchant_id``)
     another merchant's; the member pays no gas; foreign points clear in the same transaction."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_redeem(
@@ -105,7 +107,7 @@ def redeem(req: RedeemRequest, request: Request, body: BodyDep, alliance: Allian
              max_body_size=BATCH_MAX_BODY,
              responses={202: {"model": OperationsOut}})
 def redeem_batch(req: RedeemBatchRequest, request: Request, body: BodyDep,
-                 alliance: AllianceDep, who: MerchantDep) -> Response:
+                 alliance: AllianceDep, who: MerchantQueueDep) -> Response:
     """Relay many signed redemptions: one operation (one transaction) per program spent."""
     items = [points.SignedRedemption(i.member, i.points, i.order_id, i.nonce, i.deadline,
                                      i.signature, i.program_merchant_id) for i in req.items]
@@ -115,7 +117,7 @@ def redeem_batch(req: RedeemBatchRequest, request: Request, body: BodyDep,
 
 @router.post("/convert", status_code=202, responses=ACCEPTED, response_model=OperationOut)
 def convert(req: ConvertRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-            who: MerchantDep) -> Response:
+            who: MerchantQueueDep) -> Response:
     """Relay a member's signed conversion of another merchant's points into yours."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_convert(
         alliance, s, merchant_id=mid, member=req.member, from_merchant_id=req.from_merchant_id,
@@ -126,7 +128,7 @@ def convert(req: ConvertRequest, request: Request, body: BodyDep, alliance: Alli
 @router.post("/refund-redemption", status_code=202, responses=ACCEPTED,
              response_model=OperationOut)
 def refund_redemption(req: RefundRedemptionRequest, request: Request, body: BodyDep,
-                      alliance: AllianceDep, who: MerchantDep) -> Response:
+                      alliance: AllianceDep, who: MerchantQueueDep) -> Response:
     """Give back points a redemption took for one of your orders; cleared value moves back."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_refund_redemption(
         alliance, s, merchant_id=mid, order_id=req.order_id, points=req.points,
@@ -136,7 +138,7 @@ def refund_redemption(req: RefundRedemptionRequest, request: Request, body: Body
 @router.post("/cancel-signatures", status_code=202, responses=ACCEPTED,
              response_model=OperationOut)
 def cancel_signatures(req: CancelSignaturesRequest, request: Request, body: BodyDep,
-                      alliance: AllianceDep, who: MerchantDep) -> Response:
+                      alliance: AllianceDep, who: MerchantQueueDep) -> Response:
     """Relay a member's signed cancellation of unused signature nonces (a payment abandoned
     before it landed): signatures with those nonces can never be used."""
     return queue(request, body, alliance, who, lambda s, mid: points.request_cancel_signatures(

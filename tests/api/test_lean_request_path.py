@@ -1,0 +1,91 @@
+"""The single signed request's path (issue 14): the database work of one issue request, and
+that what was moved out of its own session still refuses what it refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_account import Account
+from sqlalchemy import event
+
+from ledger.merchants import repos as merchant_repos
+from ledger.settings import Settings
+
+from .conftest import ApiEnv, make_env
+
+
+@pytest.fixture
+def quiet_env(settings: Settings) -> Iterator[ApiEnv]:
+    # No background workers: every statement on the engine is the request's own.
+    yield from make_env(settings, run_workers=False)
+
+
+def _statements(env: ApiEnv, send: Any) -> tuple[Any, list[str]]:
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = env.alliance.store.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        result = send()
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    return result, seen
+
+
+def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
+        quiet_env: ApiEnv) -> None:
+    env = quiet_env
+    member = Account.create().address
+    assert env.store.post("/v1/points/issue", {"member": member, "points": 1,
+                                               "order_id": "LEAN-0"}).status_code == 202
+    r, seen = _statements(env, lambda: env.store.post(
+        "/v1/points/issue", {"member": member, "points": 2, "order_id": "LEAN-1"}))
+    assert r.status_code == 202, r.text
+    merchant_reads = [s for s in seen if "FROM merchants" in s]
+    # Before: the suspension check read the merchant in a session of its own, then the
+    # service read it again in the write transaction (2 reads, 2 sessions).
+    assert len(merchant_reads) == 1, seen
+    # ... and that read comes before anything the request writes.
+    first_write = next(i for i, s in enumerate(seen) if s.startswith(("INSERT", "UPDATE")))
+    assert seen.index(merchant_reads[0]) < first_write, seen
+
+
+def test_a_suspended_merchants_issue_is_refused_and_leaves_no_record_to_replay(
+        quiet_env: ApiEnv) -> None:
+    env = quiet_env
+    mid = env.store_merchant.merchant_id
+    payload = {"member": Account.create().address, "points": 3, "order_id": "LEAN-S"}
+    with env.alliance.store.session() as s:
+        merchant_repos.set_merchant_status(s, mid, "suspended")
+    r = env.store.post("/v1/points/issue", payload, idempotency_key="lean-suspended")
+    assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", r.text
+    with env.alliance.store.session() as s:
+        merchant_repos.set_merchant_status(s, mid, "active")
+    # The refusal recorded nothing under the key: the same request now runs (202), it is
+    # not a replay of the 403.
+    r = env.store.post("/v1/points/issue", payload, idempotency_key="lean-suspended")
+    assert r.status_code == 202, r.text
+    assert "Idempotent-Replayed" not in r.headers
+    again = env.store.post("/v1/points/issue", payload, idempotency_key="lean-suspended")
+    assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_a_merchant_suspended_between_two_requests_is_refused_on_the_next_one(
+        quiet_env: ApiEnv) -> None:
+    env = quiet_env
+    mid = env.store_merchant.merchant_id
+    member = Account.create().address
+    assert env.store.post("/v1/points/issue", {"member": member, "points": 1,
+                                               "order_id": "LEAN-N1"}).status_code == 202
+    with env.alliance.store.session() as s:
+        merchant_repos.set_merchant_status(s, mid, "suspended")
+    for path, body in (("/v1/points/issue", {"member": member, "points": 1,
+                                             "order_id": "LEAN-N2"}),
+                       ("/v1/points/reverse", {"order_id": "LEAN-N1", "points": 1})):
+        r = env.store.post(path, body)
+        assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", (path, r.text)
