@@ -9,9 +9,17 @@ from typing import Any
 import pytest
 from eth_account import Account
 from sqlalchemy import event
+from sqlalchemy.orm import Session
+from starlette.requests import Request
 
+from api.auth import Principal
+from api.errors import ApiError
+from api.idempotency import run_idempotent
+from ledger.errors import LedgerValidationError
 from ledger.merchants import repos as merchant_repos
 from ledger.settings import Settings
+from ledger.store.models import IdempotencyRecord, UsedSignature
+from ledger.types import MerchantId
 
 from .conftest import ApiEnv, make_env
 
@@ -89,3 +97,50 @@ def test_a_merchant_suspended_between_two_requests_is_refused_on_the_next_one(
                        ("/v1/points/reverse", {"order_id": "LEAN-N1", "points": 1})):
         r = env.store.post(path, body)
         assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", (path, r.text)
+
+
+def _post_request(key: str, guard: tuple[str, str, int] | None) -> Request:
+    scope: dict[str, Any] = {
+        "type": "http", "method": "POST", "scheme": "http", "path": "/v1/probe",
+        "raw_path": b"/v1/probe", "query_string": b"", "root_path": "",
+        "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(b"idempotency-key", key.encode())], "state": {}}
+    request = Request(scope)
+    if guard is not None:
+        request.state.replay_guard = guard
+    return request
+
+
+def test_work_that_writes_then_refuses_leaves_only_its_recorded_refusal_and_spent_signature(
+        quiet_env: ApiEnv) -> None:
+    # The work runs without a savepoint now: a refusal rolls the transaction back whole and
+    # writes the signature and the claim again. Nothing the work wrote may stay.
+    env = quiet_env
+    alliance = env.alliance
+    who = Principal("probe-key", "merchant", MerchantId(env.store_merchant.merchant_id))
+    calls = 0
+
+    def work(s: Session | None) -> tuple[int, Any]:
+        nonlocal calls
+        calls += 1
+        assert s is not None
+        s.add(UsedSignature(key_id="written-by-work", signature="w" * 64))
+        s.flush()
+        raise LedgerValidationError("refused after writing")
+
+    guard = ("probe-key", "a" * 64, 600)
+    r = run_idempotent(_post_request("k-refused", guard), b"{}", alliance, who, work)
+    assert r.status_code == 422 and b"refused after writing" in r.body
+    with alliance.store.read_session() as s:
+        assert s.get(UsedSignature, ("written-by-work", "w" * 64)) is None
+        assert s.get(UsedSignature, ("probe-key", "a" * 64)) is not None  # spent
+        record = s.get(IdempotencyRecord, ("probe-key", "k-refused"))
+        assert record is not None and record.status_code == 422
+    # The same key replays the refusal without running the work again.
+    again = run_idempotent(_post_request("k-refused", None), b"{}", alliance, who, work)
+    assert again.status_code == 422 and again.headers["Idempotent-Replayed"] == "true"
+    assert calls == 1
+    # The captured request itself, sent again, is a replay (401), the signature being spent.
+    with pytest.raises(ApiError) as exc:
+        run_idempotent(_post_request("k-other", guard), b"{}", alliance, who, work)
+    assert exc.value.status == 401
