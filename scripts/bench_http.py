@@ -2,22 +2,26 @@
 
 Starts (and on any exit stops) a throwaway PostgreSQL cluster, anvil, ``alliance worker``
 (the elected outbox/indexer process) and ``alliance serve --workers N``, all on loopback, as
-scripts/faults.py does. Then, in one run, from ``--clients`` concurrent clients in a separate
-process (asyncio + httpx, so the load generator is not limited by one GIL shared with the
-server):
+scripts/faults.py does. Then, in one run, with ``wrk`` (``--connections`` connections, one wrk
+thread by default; scripts/bench_http.lua):
 
 * the bare endpoint ``GET /health`` of the same server (constant JSON through the same
   middleware stack: the framework's ceiling here), and
-* signed single ``POST /v1/points/issue`` requests (each its own order and Idempotency-Key),
+* signed single ``POST /v1/points/issue`` requests, PRE-SIGNED just before the run (each its
+  own order_id, nonce and Idempotency-Key, round-robin over the harness's two merchants'
+  keys, well within the 300 s signature window), each replayed once,
 
-each for ``--seconds``; it prints req/s, p50/p99 latency and the ratio to the bare endpoint.
-Every issue request must be answered 202; the accepted operations are then left to the worker.
+each for ``--seconds``; it prints req/s, p50/p99 latency (wrk's), every answer by status (Lua
+``response()`` counts them; any issue answer but 202 fails the run), the ratio to the bare
+endpoint, the CPU each role used meanwhile (API processes, PostgreSQL, worker, anvil, from
+/proc) and the CPU per issue request. ``--generator httpx`` keeps the older asyncio + httpx
+clients in a process of their own (they are slower than the server: not for figures).
 
 ``--profile K``: instead, profile K signed issue requests in this process with cProfile
 (the ASGI app called directly, no server and no HTTP client in the profile) and print the top
 of the profile by internal time and by cumulative time.
 
-    .venv/bin/python scripts/bench_http.py [--workers 2] [--clients 50] [--seconds 15]
+    .venv/bin/python scripts/bench_http.py [--workers 2] [--clients 50] [--seconds 10]
     .venv/bin/python scripts/bench_http.py --profile 500
 """
 
@@ -141,8 +145,8 @@ def wrk(url: str, path: str, clients: int, seconds: float, threads: int = 1,
     exe = shutil.which("wrk")
     if exe is None:
         raise SystemExit("wrk is not installed (scripts/install.sh --test installs it)")
-    cmd = [exe, f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout",
-           "30s", "-s", str(LUA), url.rstrip("/") + path]
+    cmd = [exe, f"-t{threads}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency",
+           "--timeout", "30s", "-s", str(LUA), url.rstrip("/") + path]
     if requests is not None:
         cmd += ["--", str(requests), str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
