@@ -99,21 +99,30 @@ def revoke_credential(session: Session, key_id: str) -> None:
     row.revoked_at = utcnow()
 
 
+# (dialect, model) -> its INSERT ... ON CONFLICT DO NOTHING RETURNING key, built once per
+# process: every request inserts its replay record and idempotency claim through it, and a
+# statement built afresh each time costs its construction and cache-key walk per call.
+_INSERT_IF_NEW: dict[tuple[str, type[Any]], Executable] = {}
+
+
 def _insert_if_new(session: Session, model: type[Any], values: dict[str, Any]) -> bool | None:
     """Insert one row unless its key exists, in one statement (``INSERT ... ON CONFLICT DO
     NOTHING``, PostgreSQL and SQLite); give whether it was inserted, or None on another
-    database (the caller falls back to a savepoint)."""
+    database (the caller falls back to a savepoint). ``values`` names the same columns on
+    every call for one model (the statement is built once, from the first call's)."""
     name = session.get_bind().dialect.name
-    # RETURNING tells whether the row went in (psycopg gives rowcount -1 here).
-    key = sa_inspect(model).primary_key[0]
-    stmt: Executable
-    if name == "postgresql":
-        stmt = pg_insert(model).values(**values).on_conflict_do_nothing().returning(key)
-    elif name == "sqlite":
-        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing().returning(key)
-    else:
-        return None
-    return session.execute(stmt).first() is not None
+    stmt = _INSERT_IF_NEW.get((name, model))
+    if stmt is None:
+        # RETURNING tells whether the row went in (psycopg gives rowcount -1 here).
+        key = sa_inspect(model).primary_key[0]
+        if name == "postgresql":
+            stmt = pg_insert(model).on_conflict_do_nothing().returning(key)
+        elif name == "sqlite":
+            stmt = sqlite_insert(model).on_conflict_do_nothing().returning(key)
+        else:
+            return None
+        _INSERT_IF_NEW[(name, model)] = stmt
+    return session.execute(stmt, values).first() is not None
 
 
 def remember_signature(session: Session, key_id: str, signature: str, *,
