@@ -95,6 +95,19 @@ FILL_WINDOW = True
 # sender's transactions that do not fit the block it builds for the next one, tried in
 # round prod4); one it lost is rebroadcast at once.
 DROP_CHECK_S = 3.0
+# A block's worth in block mode is n even batches and one tail batch sized so that the n + 1
+# fit a block as a node packs it wherever it starts one (any n + 1 consecutive batches of the
+# repeating pattern hold the same gas, and the last one's headroom is at most an even
+# batch's). Gas kept free for what a small batch costs beyond its lines at the per-line
+# average of a large one (a transaction's fixed cost: 21,000 intrinsic, the call's overhead).
+TAIL_FIXED_GAS = 60_000
+# False: n even batches a block, no tail (the plan before; scripts/bench_nodes.py --old-plan).
+BLOCK_TAIL = True
+# Gas limits measured by ``eth_simulateV1`` (the round's batches executed in sequence, each
+# on the state the ones before it leave, as the node will run them) where the node has it;
+# ``eth_createAccessList`` (each batch alone, on the latest state) otherwise. False: the
+# access-list measure only (scripts/bench_nodes.py --old-rounds).
+MEASURE_IN_SEQUENCE = True
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
 # Seconds between two comparisons of the signers' nonces at the node with the store's (one
@@ -197,6 +210,10 @@ class OutboxWorker(Worker):
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
         self._turn = 0
+        # Whether the node measures a round's batches in sequence (None: not asked yet); per
+        # signer, the batches of the block's worth being planned that are already opened.
+        self._sequence_measure: bool | None = None
+        self._period_pos: dict[str, int] = {}
         # Noticing a chain that rolled back under the outbox: when the signers' nonces are
         # next compared with the node's; per signer whose counter is ahead of the node's
         # pending nonce, that nonce and since when the node has not moved from it; and the
@@ -265,6 +282,7 @@ class OutboxWorker(Worker):
             flights = self._in_flight.get(address, [])
             if not flights:
                 self._fill.pop(address, None)  # idle: its next batch starts a block
+                self._period_pos.pop(address, None)
             elif sum(f.candidates[-1].gas for f in flights) >= \
                     WINDOW_BLOCKS * self._block_gas_limit():
                 continue
@@ -508,11 +526,12 @@ class OutboxWorker(Worker):
                         s, [op.id], error_code="unknown-kind", error_message=parsed.message)
             # Operations with one batch key share a call, up to batch_max lines (issues one
             # issueBatch, redemptions one redeemBatch per program); others go alone.
+            planned: list[tuple[int, int]] = []
             groups = group_operations(
                 claimed, signer.home,
-                self._block_filler(limit) if measure else limit)
+                self._block_filler(limit, sender.address, planned) if measure else limit)
             if measure:
-                held = self._hold_back_tail(s, groups, limit, signer.home)
+                held = self._hold_back_tail(s, groups, signer.home, sender.address, planned)
                 if held:
                     groups = groups[:-1]
                     ops = [o for o in ops if o.id not in held]
@@ -574,13 +593,32 @@ class OutboxWorker(Worker):
     # ------------------------------------------------------------------ filling blocks
 
     def _block_room_lines(self, limit: int) -> int:
-        """Lines to claim in block mode: a block's worth of even batches (see
-        :meth:`_even_batch`) at the cheapest kind's gas per line measured; batch_max ×
-        PIPELINE_TXS before any measure."""
+        """Lines to claim in block mode: a block's worth (see :meth:`_block_pattern`) at the
+        cheapest kind's gas per line measured; batch_max × PIPELINE_TXS before any measure."""
         if not self._line_gas:
             return limit * PIPELINE_TXS
-        lines, count = self._even_batch(limit, min(self._line_gas.values()))
-        return lines * count
+        lines, count, tail = self._block_pattern(limit, min(self._line_gas.values()), 1)
+        return lines * count + tail
+
+    def _block_pattern(self, limit: int, per_line: int, op_lines: int) -> tuple[int, int, int]:
+        """A block's worth as (lines per even batch, even batches, lines of the tail batch):
+        the n even batches of :meth:`_even_batch`, then a tail taking what gas they leave,
+        in whole operations of ``op_lines`` lines (0: no tail). Any n + 1 consecutive batches
+        of the repeating pattern hold the same gas, and it fits a block with the headroom of
+        an even batch (the largest a last transaction can need) and TAIL_FIXED_GAS (what a
+        small batch costs beyond its lines at a large one's per-line average) to spare: so
+        a block holds n + 1 of them wherever the node starts it, where n even batches alone
+        left one batch's granularity and the last one's rounding free (0.976 of the block
+        in the fourth round's runs)."""
+        lines, count = self._even_batch(limit, per_line)
+        op_lines = max(op_lines, 1)
+        whole = max(lines // op_lines, 1) * op_lines  # what a group of whole operations holds
+        used = whole * max(per_line, 1)
+        room = (self._block_gas_limit() - count * used - (_with_headroom(used) - used)
+                - TAIL_FIXED_GAS)
+        tail = min(room // max(per_line, 1) // op_lines * op_lines, limit) \
+            if room > 0 and BLOCK_TAIL else 0
+        return lines, count, max(tail, 0)
 
     def _even_batch(self, limit: int, per_line: int) -> tuple[int, int]:
         """(lines per batch, batches per block) so that a block holds that many equal
@@ -601,33 +639,44 @@ class OutboxWorker(Worker):
                 return max(min(lines, limit), 1), count
             count += 1
 
-    def _hold_back_tail(self, s: Session, groups: list[Group], limit: int,
-                        home: str | None) -> set[str]:
-        """In block mode, a round's last batch left under half the even size (the claim did
-        not divide into whole operations) goes back to the queue for the next round instead
-        of taking a block slot of its own: gives its operation ids (none if it stays)."""
-        if len(groups) < 2:
+    def _hold_back_tail(self, s: Session, groups: list[Group], home: str | None,
+                        address: str, planned: list[tuple[int, int]]) -> set[str]:
+        """In block mode, a round's last batch left under half the size planned for it (the
+        claim did not divide into whole operations) goes back to the queue for the next
+        round instead of taking a block slot of its own: gives its operation ids (none if it
+        stays). Its place in the block's worth is planned again."""
+        if len(groups) < 2 or len(planned) != len(groups):
             return set()
         tail = groups[-1]
         kind = tail.ops[0].kind
-        per_line = self._line_gas.get(kind.name)
-        if per_line is None or kind.batch_key(tail.ops[0].payload, home) is None:
+        if kind.name not in self._line_gas or kind.batch_key(tail.ops[0].payload, home) is None:
             return set()
-        if 2 * sum(c.lines for c in tail.ops) >= self._even_batch(limit, per_line)[0]:
+        if 2 * tail.lines >= planned[-1][0]:
             return set()
         outbox_repos.unclaim_operations(s, tail.op_ids)
+        self._period_pos[address] = planned[-1][1]
         return set(tail.op_ids)
 
-    def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
-        """The line limit of each batch a signer opens in block mode: even batches, a whole
-        number of which fill a block (:meth:`_even_batch`; gas per line is the kind's last
-        measure; batch_max before one)."""
+    def _block_filler(self, limit: int, address: str, planned: list[tuple[int, int]]
+                      ) -> Callable[[Claimed], int]:
+        """The line limit of each batch a signer opens in block mode: the repeating block's
+        worth of :meth:`_block_pattern` (n even batches, then the tail; gas per line is the
+        kind's last measure; batch_max before one). Appends (limit, place in the block's
+        worth before it) of each to ``planned``."""
 
         def next_limit(c: Claimed) -> int:
             per_line = self._line_gas.get(c.kind.name)
+            pos = self._period_pos.get(address, 0)
             if per_line is None:
+                planned.append((limit, pos))
                 return limit
-            return self._even_batch(limit, per_line)[0]
+            lines, count, tail = self._block_pattern(limit, per_line, c.lines)
+            period = count + 1 if tail else count
+            pos %= period
+            size = tail if pos == count else lines
+            planned.append((size, pos))
+            self._period_pos[address] = (pos + 1) % period
+            return size
 
         return next_limit
 
@@ -683,32 +732,79 @@ class OutboxWorker(Worker):
 
     def _measure(self, sender: TransactionSender,
                  prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
-        """Gas limits measured: each batch's gas used by one ``eth_createAccessList`` (one
-        execution, where eth_estimateGas runs a batch some twenty times), all in one JSON-RPC
-        batch, plus headroom; a batch the node cannot measure (a revert, a node without the
-        method) keeps its kind's bound. Notes each kind's gas per line and the block fill
-        the signer's transactions plan (as the node will pack them)."""
-        calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
-                 for _, call, bound in prepared]
-        try:
-            results: list[Any] = self.alliance.gateway.rpc_batch(calls)
-        except ChainError as exc:
-            log.debug("cannot measure gas (%s); kinds' bounds used", exc.message)
-            return prepared
+        """Gas limits measured: each batch's gas used plus headroom, by one
+        ``eth_simulateV1`` running the round's batches in sequence (:meth:`_measure_in_sequence`)
+        or, on a node without it, one ``eth_createAccessList`` per batch (one execution, where
+        eth_estimateGas runs a batch some twenty times), all in one JSON-RPC batch; a batch
+        the node cannot measure (a revert, a node without either method) keeps its kind's
+        bound. Notes each kind's gas per line and the block fill the signer's transactions
+        plan (as the node will pack them)."""
+        used_of = self._measure_in_sequence(sender, prepared)
+        if used_of is None:
+            calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
+                     for _, call, bound in prepared]
+            try:
+                results: list[Any] = self.alliance.gateway.rpc_batch(calls)
+            except ChainError as exc:
+                log.debug("cannot measure gas (%s); kinds' bounds used", exc.message)
+                return prepared
+            used_of = [_gas_used(res) for res in results]
         block = self._block_gas_limit()
         fill = self._fill.get(ALL_SIGNERS, 0)
         out: list[tuple[Group, Call, int]] = []
-        for (group, call, bound), res in zip(prepared, results, strict=True):
+        largest: dict[str, tuple[int, int]] = {}  # kind -> (lines, gas used) of its largest
+        for (group, call, bound), measured in zip(prepared, used_of, strict=True):
             gas, used = bound, bound
-            if (measured := _gas_used(res)) is not None:
+            if measured is not None:
                 used = measured
                 gas = _with_headroom(used)
-                lines = sum(c.lines for c in group.ops)
-                self._line_gas[group.ops[0].kind.name] = max(used // max(lines, 1), 1)
+                name = group.ops[0].kind.name
+                if group.lines > largest.get(name, (0, 0))[0]:
+                    largest[name] = (group.lines, used)
             fill = used if fill + gas > block else fill + used
             out.append((group, call, gas))
+        for name, (lines, used) in largest.items():
+            # the per-line average of the kind's largest batch (a tail's would carry its
+            # fixed cost over few lines, and size the next round's batches too small)
+            self._line_gas[name] = max(used // max(lines, 1), 1)
         self._fill[ALL_SIGNERS] = fill
         return out
+
+    def _measure_in_sequence(self, sender: TransactionSender,
+                             prepared: list[tuple[Group, Call, int]]) -> list[int | None] | None:
+        """The gas each batch uses when the round's batches run in sequence, each on the state
+        the ones before it leave (one ``eth_simulateV1``, in one simulated block as large as
+        they need), as the node will run them: a batch measured alone on the latest state
+        pays for the members' slots the batches ahead of it write first (~17k gas a member
+        and batch), and the first blocks of a run, measured so, carried ~26M of 30M. None
+        per batch that reverted; None if the node cannot (a node without the method is not
+        asked again)."""
+        if not MEASURE_IN_SEQUENCE or self._sequence_measure is False:
+            return None
+        block = self._block_gas_limit()
+        gases = [min(bound, block) for _, _, bound in prepared]
+        calls = [{"from": sender.address, "to": call.to, "input": "0x" + call.data.hex(),
+                  "gas": hex(gas)} for (_, call, _), gas in zip(prepared, gases, strict=True)]
+        try:
+            answer = self.alliance.gateway.rpc("eth_simulateV1", [{"blockStateCalls": [
+                {"blockOverrides": {"gasLimit": hex(sum(gases) + block)}, "calls": calls}]},
+                "latest"])
+            results = answer[0]["calls"]
+        except ChainError as exc:
+            rpc = exc.details.get("rpc")
+            if isinstance(rpc, dict) and rpc.get("code") == -32601:
+                self._sequence_measure = False  # method not found: access lists from now on
+            log.debug("cannot measure in sequence (%s)", exc.message)
+            return None
+        except (KeyError, IndexError, TypeError) as exc:
+            log.debug("unexpected eth_simulateV1 answer (%r)", exc)
+            return None
+        if not isinstance(results, list) or len(results) != len(prepared):
+            return None
+        self._sequence_measure = True
+        return [int(str(r["gasUsed"]), 16)
+                if isinstance(r, dict) and str(r.get("status")) == "0x1" and r.get("gasUsed")
+                else None for r in results]
 
     # ------------------------------------------------------------------ gas money
 
@@ -923,6 +1019,7 @@ class OutboxWorker(Worker):
         """Settle or resend what a crash left behind (see the module docstring)."""
         self._in_flight.clear()  # what this process had in flight is recovered from the store
         self._fill.clear()
+        self._period_pos.clear()
         with self.alliance.store.session() as s:
             outbox_repos.requeue_sending(s)
             unsettled = outbox_repos.unsettled_transactions(s)
@@ -1053,6 +1150,7 @@ class OutboxWorker(Worker):
         something)."""
         self._in_flight.pop(signer, None)
         self._fill.pop(signer, None)
+        self._period_pos.pop(signer, None)
         chain_id = self.alliance.gateway.chain_id
         with self.alliance.store.session() as s:
             unconfirmed = outbox_repos.unmine_from(s, chain_id=chain_id, signer=signer,
