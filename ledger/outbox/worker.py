@@ -527,9 +527,20 @@ class OutboxWorker(Worker):
             # Operations with one batch key share a call, up to batch_max lines (issues one
             # issueBatch, redemptions one redeemBatch per program); others go alone.
             planned: list[tuple[int, int]] = []
+            pos = self._period_pos.get(sender.address)
             groups = group_operations(
                 claimed, signer.home,
                 self._block_filler(limit, sender.address, planned) if measure else limit)
+            if measure and self._learn_line_gas(sender, signer.home, groups):
+                # The first round of a kind: grouped again with its gas per line known, so
+                # its blocks are planned like every later one's (they went at batch_max
+                # lines, four batches and ~26M of a 30M block).
+                planned.clear()
+                self._period_pos.pop(sender.address, None)
+                if pos is not None:
+                    self._period_pos[sender.address] = pos
+                groups = group_operations(claimed, signer.home,
+                                          self._block_filler(limit, sender.address, planned))
             if measure:
                 held = self._hold_back_tail(s, groups, signer.home, sender.address, planned)
                 if held:
@@ -552,7 +563,13 @@ class OutboxWorker(Worker):
         if not prepared:
             return len(ops), []
         if measure:
-            prepared = self._measure(sender, prepared)
+            # Its last transaction in flight runs ahead of the round's in the measure: the
+            # state it leaves (members' slots written) is the state the round's first batch
+            # meets on chain; measured on the latest state alone, that batch's limit came out
+            # ~15% high and a block's worth no longer fitted where a round began.
+            ahead = [f.group.call(self.alliance.contracts, f.signer.home)
+                     for f in self._in_flight.get(sender.address, [])[-1:]]
+            prepared = self._measure(sender, prepared, ahead)
         prepared = self._fit_blocks(sender, signer.home, prepared)
         if not prepared:
             return len(ops), []
@@ -638,6 +655,38 @@ class OutboxWorker(Worker):
             if lines < limit or count * limit * per_line >= block:
                 return max(min(lines, limit), 1), count
             count += 1
+
+    def _learn_line_gas(self, sender: TransactionSender, home: str | None,
+                        groups: list[Group]) -> bool:
+        """Measure the gas per line of each batching kind among ``groups`` that has none yet:
+        its first two batches, in sequence (the second runs on the state the first leaves,
+        as the round's later batches will: members' slots written once), the lower per-line
+        average of the two. Gives whether any was learned."""
+        probes: dict[str, list[Group]] = {}
+        for g in groups:
+            name = g.kind.name
+            if name in self._line_gas or g.kind.batch_key(g.ops[0].payload, home) is None:
+                continue
+            if len(probes.setdefault(name, [])) < 2:
+                probes[name].append(g)
+        if not probes:
+            return False
+        picked = [g for gs in probes.values() for g in gs]
+        prepared = [(g, g.call(self.alliance.contracts, home),
+                     min(g.gas_bound(), self._block_gas_limit())) for g in picked]
+        used_of = self._measure_in_sequence(sender, prepared)
+        if used_of is None:
+            return False
+        learned = False
+        largest = max(g.lines for g in picked)
+        for g, used in zip(picked, used_of, strict=True):
+            if used is None or 2 * g.lines < largest:
+                continue
+            per_line = max(used // max(g.lines, 1), 1)
+            name = g.kind.name
+            self._line_gas[name] = min(self._line_gas.get(name, per_line), per_line)
+            learned = True
+        return learned
 
     def _hold_back_tail(self, s: Session, groups: list[Group], home: str | None,
                         address: str, planned: list[tuple[int, int]]) -> set[str]:
@@ -730,8 +779,8 @@ class OutboxWorker(Worker):
         used = _gas_used(res)
         return None if used is None else _with_headroom(used)
 
-    def _measure(self, sender: TransactionSender,
-                 prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
+    def _measure(self, sender: TransactionSender, prepared: list[tuple[Group, Call, int]],
+                 ahead: Sequence[Call] = ()) -> list[tuple[Group, Call, int]]:
         """Gas limits measured: each batch's gas used plus headroom, by one
         ``eth_simulateV1`` running the round's batches in sequence (:meth:`_measure_in_sequence`)
         or, on a node without it, one ``eth_createAccessList`` per batch (one execution, where
@@ -739,7 +788,7 @@ class OutboxWorker(Worker):
         the node cannot measure (a revert, a node without either method) keeps its kind's
         bound. Notes each kind's gas per line and the block fill the signer's transactions
         plan (as the node will pack them)."""
-        used_of = self._measure_in_sequence(sender, prepared)
+        used_of = self._measure_in_sequence(sender, prepared, ahead)
         if used_of is None:
             calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
                      for _, call, bound in prepared]
@@ -752,39 +801,45 @@ class OutboxWorker(Worker):
         block = self._block_gas_limit()
         fill = self._fill.get(ALL_SIGNERS, 0)
         out: list[tuple[Group, Call, int]] = []
-        largest: dict[str, tuple[int, int]] = {}  # kind -> (lines, gas used) of its largest
+        largest: dict[str, tuple[int, int]] = {}  # kind -> (lines, gas per line)
         for (group, call, bound), measured in zip(prepared, used_of, strict=True):
             gas, used = bound, bound
             if measured is not None:
                 used = measured
                 gas = _with_headroom(used)
                 name = group.ops[0].kind.name
-                if group.lines > largest.get(name, (0, 0))[0]:
-                    largest[name] = (group.lines, used)
+                lines, per_line = group.lines, max(used // max(group.lines, 1), 1)
+                seen = largest.get(name)
+                if seen is None or lines > seen[0] or (lines == seen[0] and per_line < seen[1]):
+                    largest[name] = (lines, per_line)
             fill = used if fill + gas > block else fill + used
             out.append((group, call, gas))
-        for name, (lines, used) in largest.items():
+        for name, (_, per_line) in largest.items():
             # the per-line average of the kind's largest batch (a tail's would carry its
-            # fixed cost over few lines, and size the next round's batches too small)
-            self._line_gas[name] = max(used // max(lines, 1), 1)
+            # fixed cost over few lines, and size the next round's batches too small), the
+            # lowest of those (the first batch of a round runs on members' slots not yet
+            # written by the batches ahead of it, still in flight)
+            self._line_gas[name] = per_line
         self._fill[ALL_SIGNERS] = fill
         return out
 
     def _measure_in_sequence(self, sender: TransactionSender,
-                             prepared: list[tuple[Group, Call, int]]) -> list[int | None] | None:
+                             prepared: list[tuple[Group, Call, int]],
+                             ahead: Sequence[Call] = ()) -> list[int | None] | None:
         """The gas each batch uses when the round's batches run in sequence, each on the state
         the ones before it leave (one ``eth_simulateV1``, in one simulated block as large as
         they need), as the node will run them: a batch measured alone on the latest state
         pays for the members' slots the batches ahead of it write first (~17k gas a member
         and batch), and the first blocks of a run, measured so, carried ~26M of 30M. None
         per batch that reverted; None if the node cannot (a node without the method is not
-        asked again)."""
+        asked again). ``ahead``: calls run first, not measured (transactions in flight)."""
         if not MEASURE_IN_SEQUENCE or self._sequence_measure is False:
             return None
         block = self._block_gas_limit()
-        gases = [min(bound, block) for _, _, bound in prepared]
+        gases = [block] * len(ahead) + [min(bound, block) for _, _, bound in prepared]
         calls = [{"from": sender.address, "to": call.to, "input": "0x" + call.data.hex(),
-                  "gas": hex(gas)} for (_, call, _), gas in zip(prepared, gases, strict=True)]
+                  "gas": hex(gas)} for call, gas in
+                 zip([*ahead, *(c for _, c, _ in prepared)], gases, strict=True)]
         try:
             answer = self.alliance.gateway.rpc("eth_simulateV1", [{"blockStateCalls": [
                 {"blockOverrides": {"gasLimit": hex(sum(gases) + block)}, "calls": calls}]},
@@ -799,8 +854,9 @@ class OutboxWorker(Worker):
         except (KeyError, IndexError, TypeError) as exc:
             log.debug("unexpected eth_simulateV1 answer (%r)", exc)
             return None
-        if not isinstance(results, list) or len(results) != len(prepared):
+        if not isinstance(results, list) or len(results) != len(ahead) + len(prepared):
             return None
+        results = results[len(ahead):]
         self._sequence_measure = True
         return [int(str(r["gasUsed"]), 16)
                 if isinstance(r, dict) and str(r.get("status")) == "0x1" and r.get("gasUsed")
