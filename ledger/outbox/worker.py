@@ -98,9 +98,10 @@ DROP_CHECK_S = 3.0
 # A block's worth in block mode is n even batches and one tail batch sized so that the n + 1
 # fit a block as a node packs it wherever it starts one (any n + 1 consecutive batches of the
 # repeating pattern hold the same gas, and the last one's headroom is at most an even
-# batch's). Gas kept free for what a small batch costs beyond its lines at the per-line
-# average of a large one (a transaction's fixed cost: 21,000 intrinsic, the call's overhead).
-TAIL_FIXED_GAS = 60_000
+# batch's). A batch's gas is modelled as a fixed cost (21,000 intrinsic, the call's
+# overhead: ~83k for an issue batch on anvil) plus a cost per line, both learned from a
+# round's largest and smallest batches measured; this fixed cost until then.
+TAIL_FIXED_GAS = 100_000
 # False: n even batches a block, no tail (the plan before; scripts/bench_nodes.py --old-plan).
 BLOCK_TAIL = True
 # Gas limits measured by ``eth_simulateV1`` (the round's batches executed in sequence, each
@@ -214,6 +215,8 @@ class OutboxWorker(Worker):
         # signer, the batches of the block's worth being planned that are already opened.
         self._sequence_measure: bool | None = None
         self._period_pos: dict[str, int] = {}
+        self._line_fixed: dict[str, int] = {}  # per kind: a batch's gas beyond its lines
+        self._patterns: dict[tuple[int, ...], tuple[int, int, int]] = {}
         # Noticing a chain that rolled back under the outbox: when the signers' nonces are
         # next compared with the node's; per signer whose counter is ahead of the node's
         # pending nonce, that nonce and since when the node has not moved from it; and the
@@ -617,25 +620,46 @@ class OutboxWorker(Worker):
         lines, count, tail = self._block_pattern(limit, min(self._line_gas.values()), 1)
         return lines * count + tail
 
-    def _block_pattern(self, limit: int, per_line: int, op_lines: int) -> tuple[int, int, int]:
-        """A block's worth as (lines per even batch, even batches, lines of the tail batch):
-        the n even batches of :meth:`_even_batch`, then a tail taking what gas they leave,
-        in whole operations of ``op_lines`` lines (0: no tail). Any n + 1 consecutive batches
-        of the repeating pattern hold the same gas, and it fits a block with the headroom of
-        an even batch (the largest a last transaction can need) and TAIL_FIXED_GAS (what a
-        small batch costs beyond its lines at a large one's per-line average) to spare: so
-        a block holds n + 1 of them wherever the node starts it, where n even batches alone
-        left one batch's granularity and the last one's rounding free (0.976 of the block
-        in the fourth round's runs)."""
-        lines, count = self._even_batch(limit, per_line)
+    def _block_pattern(self, limit: int, per_line: int, op_lines: int,
+                       fixed: int = TAIL_FIXED_GAS) -> tuple[int, int, int]:
+        """A block's worth as (lines per even batch, even batches, lines of the tail batch;
+        0: no tail), in whole operations of ``op_lines`` lines: the most lines a block can
+        hold wherever the node starts it, then the fewest batches. A batch of k lines is
+        taken to use ``fixed`` + m·k gas (m: ``per_line``, the average of a large batch,
+        less its share of the fixed cost) and to need that plus headroom as its limit. Any
+        n + 1 consecutive batches of the repeating pattern (n even, one tail no larger)
+        hold the same gas, and the last one's headroom is at most an even batch's: a block
+        holds n + 1 of them wherever it starts, where n even batches alone (the plan before)
+        left a batch's granularity and the last one's rounding free (0.976 of the block in
+        the fourth round's runs: 29.27M)."""
+        if not BLOCK_TAIL:
+            return (*self._even_batch(limit, per_line), 0)
+        key = (limit, per_line, op_lines, fixed, self._block_gas_limit())
+        cached = self._patterns.get(key)
+        if cached is not None:
+            return cached
+        block = self._block_gas_limit()
         op_lines = max(op_lines, 1)
-        whole = max(lines // op_lines, 1) * op_lines  # what a group of whole operations holds
-        used = whole * max(per_line, 1)
-        room = (self._block_gas_limit() - count * used - (_with_headroom(used) - used)
-                - TAIL_FIXED_GAS)
-        tail = min(room // max(per_line, 1) // op_lines * op_lines, limit) \
-            if room > 0 and BLOCK_TAIL else 0
-        return lines, count, max(tail, 0)
+        marginal = max(per_line - fixed // max(limit, 1), 1)
+        best = (0, 0)  # (lines a block, -batches)
+        best_plan = (max(limit // op_lines, 1) * op_lines, 1, 0)
+        top = max(limit // op_lines, 1) * op_lines
+        for count in range(1, 64):
+            for lines in range(top, 0, -op_lines):
+                used = fixed + marginal * lines
+                room = block - count * used - (_with_headroom(used) - used)
+                if room < 0:
+                    continue
+                tail = 0
+                if room >= fixed + marginal * op_lines:
+                    tail = min((room - fixed) // marginal // op_lines * op_lines, lines)
+                score = (count * lines + tail, -(count + (1 if tail else 0)))
+                if score > best:
+                    best, best_plan = score, (lines, count, tail)
+            if count * marginal * op_lines > block:
+                break
+        self._patterns[key] = best_plan
+        return best_plan
 
     def _even_batch(self, limit: int, per_line: int) -> tuple[int, int]:
         """(lines per batch, batches per block) so that a block holds that many equal
@@ -719,7 +743,8 @@ class OutboxWorker(Worker):
             if per_line is None:
                 planned.append((limit, pos))
                 return limit
-            lines, count, tail = self._block_pattern(limit, per_line, c.lines)
+            lines, count, tail = self._block_pattern(
+                limit, per_line, c.lines, self._line_fixed.get(c.kind.name, TAIL_FIXED_GAS))
             period = count + 1 if tail else count
             pos %= period
             size = tail if pos == count else lines
@@ -802,6 +827,7 @@ class OutboxWorker(Worker):
         fill = self._fill.get(ALL_SIGNERS, 0)
         out: list[tuple[Group, Call, int]] = []
         largest: dict[str, tuple[int, int]] = {}  # kind -> (lines, gas per line)
+        sizes: dict[str, dict[int, int]] = defaultdict(dict)  # kind -> lines -> lowest used
         for (group, call, bound), measured in zip(prepared, used_of, strict=True):
             gas, used = bound, bound
             if measured is not None:
@@ -809,6 +835,7 @@ class OutboxWorker(Worker):
                 gas = _with_headroom(used)
                 name = group.ops[0].kind.name
                 lines, per_line = group.lines, max(used // max(group.lines, 1), 1)
+                sizes[name][lines] = min(used, sizes[name].get(lines, used))
                 seen = largest.get(name)
                 if seen is None or lines > seen[0] or (lines == seen[0] and per_line < seen[1]):
                     largest[name] = (lines, per_line)
@@ -820,6 +847,12 @@ class OutboxWorker(Worker):
             # lowest of those (the first batch of a round runs on members' slots not yet
             # written by the batches ahead of it, still in flight)
             self._line_gas[name] = per_line
+        for name, by_lines in sizes.items():
+            if len(by_lines) > 1:  # fixed cost from the largest and the smallest batch
+                big, small = max(by_lines), min(by_lines)
+                marginal = (by_lines[big] - by_lines[small]) / (big - small)
+                if marginal > 0:
+                    self._line_fixed[name] = max(int(by_lines[big] - marginal * big), 21_000)
         self._fill[ALL_SIGNERS] = fill
         return out
 
