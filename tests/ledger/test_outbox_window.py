@@ -183,6 +183,75 @@ def test_even_batches_fill_a_block_whichever_batch_it_starts_with(alliance: Alli
         assert n * used >= 0.95 * 30_000_000 or lines == 200
 
 
+def _packed(pattern: list[int], start: int, fixed: int, marginal: int, block: int
+            ) -> tuple[int, int]:
+    """(batches, gas used) of the block a node builds from the repeating ``pattern`` of batch
+    line counts, starting at ``start``: in nonce order, while the gas used before a
+    transaction plus its gas limit fits (a k-line batch uses fixed + marginal * k)."""
+    used, taken = 0, 0
+    for k in (pattern * 3)[start:]:
+        gas = fixed + marginal * k
+        if used + _with_headroom(gas) > block:
+            break
+        used, taken = used + gas, taken + 1
+    return taken, used
+
+
+@pytest.mark.parametrize("per_line,fixed,op_lines", [
+    (32_522, 82_600, 10),  # the benchmark's issue batches (10-line operations), measured
+    (32_522, 82_600, 1),  # single issue requests
+    (20_000, 60_000, 10), (49_500, 83_000, 10), (61_000, 100_000, 1)])
+def test_a_blocks_worth_of_batches_fills_it_to_the_gas_of_one_operation_wherever_it_starts(
+        alliance: Alliance, per_line: int, fixed: int, op_lines: int) -> None:
+    """The batches a block-mode round plans (n even ones, then a tail): a node packing them in
+    nonce order takes a whole block's worth whichever batch it starts a block with, and the
+    block is left with no more free than the last batch's headroom, the fixed cost of a
+    transaction and one operation's gas. Found with scripts/bench_nodes.py: the plan before
+    (n even batches, no tail) left 0.024 of every full block free (29.27M of 30M with
+    10-line operations), and up to 0.06 at other gas per line; it fails this test."""
+    worker = outbox_worker(alliance)
+    worker._block_gas = block = 30_000_000
+    lines, count, tail = worker._block_pattern(200, per_line, op_lines, fixed)
+    assert lines % op_lines == 0 and tail % op_lines == 0 and 0 <= tail <= lines <= 200
+    pattern = [lines] * count + ([tail] if tail else [])
+    marginal = per_line - fixed // 200
+    even = fixed + marginal * lines
+    bound = block - (_with_headroom(even) - even) - fixed - marginal * op_lines
+    for start in range(len(pattern)):
+        taken, used = _packed(pattern, start, fixed, marginal, block)
+        assert taken >= len(pattern), f"a block starting at batch {start} took {taken}"
+        assert used >= bound, f"a block starting at batch {start} holds {used:,} gas"
+    assert sum(pattern) * marginal + len(pattern) * fixed >= 0.97 * block
+
+
+def test_a_rounds_batches_are_measured_on_the_state_the_batches_ahead_of_them_leave(
+        block_time_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first round on a chain said to mine every second: each batch's gas limit is what
+    it used on chain plus the measure's headroom, to the gas. Measured alone on the latest
+    state (the measure before), every batch after the first paid for its members' balance
+    slots the first batch writes (~17k gas a member), so the first blocks of a run, planned
+    from those measures, carried ~26M of 30M (fails with MEASURE_IN_SEQUENCE off)."""
+    a = Alliance.open(Settings(data_dir=tmp_path, rpc_url=block_time_url, chain_id=31337,
+                               artifacts_dir=ARTIFACT_CACHE, block_time_s=1.0))
+    try:
+        m = admit_merchant(a, name="Sequence", symbol="SEQ", rate=1)
+        ops = _queue(a, m.merchant_id, 60, 10, "SEQ")  # 600 lines, 20 members
+        worker = outbox_worker(a)
+        worker.step()
+        first = [h for h, _, _ in _txs(a, m.account)]
+        assert len(first) >= 3
+        _step_until_confirmed(a, worker, ops, 60)
+        nonces = [n for _, n, _ in _txs(a, m.account)]
+        assert sorted(nonces) == list(range(len(nonces)))  # contiguous, none twice
+        for h in first:
+            used = int((a.gateway.receipt(h) or {})["gasUsed"])
+            limit = int(a.gateway.transaction(h)["gas"])  # type: ignore[index]
+            assert abs(limit - _with_headroom(used)) <= 2_000, \
+                f"{h}: limit {limit:,} for {used:,} used"
+    finally:
+        a.close()
+
+
 def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue(
         alliance: Alliance, store_merchant: AdmittedMerchant,
         monkeypatch: pytest.MonkeyPatch) -> None:
