@@ -9,7 +9,7 @@ thread, as in the service) until every one is confirmed. Prints ops/s, latency f
 confirmation (p50 / p99), gas per op, and on the block-time chain the ceiling and the ratio.
 
 Usage: .venv/bin/python scripts/bench_nodes.py [--ops 4000] [--only anvil,hardhat,blocktime]
-       [--block-op-lines 200] [--old-rounds]
+       [--block-op-lines 200] [--old-rounds] [--old-plan]
 
 ``BENCH_BLOCKS=1`` prints, per block from the run's start, when it was mined, when each of its
 transactions of ours was signed, their gas used and limits (and the worker's warnings).
@@ -93,11 +93,13 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
     try:
         m = admit_merchant(a, name=f"Bench {name}", symbol="BNCH", rate=1)
         members = [Account.create().address for _ in range(50)]
+        lines_of: dict[str, int] = {}  # operation id -> its issue lines
         with a.store.session() as s:
             for b in range(0, ops, op_lines):
-                request_issue_batch(a, s, merchant_id=m.merchant_id, items=[
+                op = request_issue_batch(a, s, merchant_id=m.merchant_id, items=[
                     IssueLine(member=members[i % 50], points=1 + i % 9, order_id=f"B-{i}")
                     for i in range(b, min(b + op_lines, ops))])
+                lines_of[op.id] = min(op_lines, ops - b)
         worker = outbox_worker(a)
         runtime = Runtime(a, [worker])
         start_block = a.gateway.block_number()
@@ -124,6 +126,10 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
             conf = sorted((o.updated_at - sent_at[o.tx_hash]).total_seconds()
                           for o in s.scalars(select(Operation)) if o.tx_hash in sent_at)
             hashes = [t.tx_hash for t in txs if t.status == "mined"]
+            lines_in_tx: dict[str, int] = {}
+            for o in s.scalars(select(Operation)):
+                if o.tx_hash is not None:
+                    lines_in_tx[o.tx_hash] = lines_in_tx.get(o.tx_hash, 0) + lines_of.get(o.id, 0)
         receipts = [a.gateway.receipt(h) or {} for h in hashes]
         gas = sum(int(r.get("gasUsed", 0)) for r in receipts)
         by_block: dict[int, int] = {}
@@ -152,7 +158,37 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
         used_in_span = sum(int(r.get("gasUsed", 0)) for r in receipts
                            if int(r["blockNumber"]) in span)
         span_blocks = (span[-1] - span[0] + 1) if span else 1
-        return {"ops_s": ops / elapsed, "p50": statistics.median(lat),
+        # The steady state: the blocks after our first and before our last, empty ones
+        # included. Our first block is left out (mined while the first round was being
+        # claimed, measured and signed, it holds what was broadcast before it closed) and so
+        # is our last (the queue ran out in it, whatever room it had).
+        gas_in: dict[int, int] = {}
+        lines_in: dict[int, int] = {}
+        for r, h in zip(receipts, hashes, strict=True):
+            bn = int(r["blockNumber"])
+            gas_in[bn] = gas_in.get(bn, 0) + int(r["gasUsed"])
+            lines_in[bn] = lines_in.get(bn, 0) + lines_in_tx.get(h, 0)
+        steady = list(range(blocks[0] + 1, blocks[-1])) if len(blocks) > 2 else []
+        steady_s = 0.0
+        if steady:
+            def stamp(bn: int) -> int:
+                return int(str(a.gateway.rpc("eth_getBlockByNumber",
+                                             [hex(bn), False])["timestamp"]), 16)
+            steady_s = float(stamp(steady[-1]) - stamp(steady[0] - 1))
+        steady_lines = sum(lines_in.get(bn, 0) for bn in steady)
+        steady_gas = [gas_in.get(bn, 0) for bn in steady]
+        first_signed = min(v.timestamp() for v in sent_at.values()) - wall0 if sent_at else 0.0
+        return {"ops_s": ops / elapsed,
+                "signed_ops_s": ops / max(elapsed - first_signed, 1e-9),
+                "first_signed": first_signed,
+                "steady_blocks": len(steady), "steady_s": steady_s,
+                "steady_ops_s": steady_lines / steady_s if steady_s else 0.0,
+                "steady_fill": sum(steady_gas) / (len(steady) * BLOCK_GAS) if steady else 0.0,
+                "steady_min": min(steady_gas, default=0), "steady_max": max(steady_gas, default=0),
+                "first_block": blocks[0] if blocks else 0,
+                "first_gas": gas_in.get(blocks[0], 0) if blocks else 0,
+                "last_gas": gas_in.get(blocks[-1], 0) if blocks else 0,
+                "p50": statistics.median(lat),
                 "conf_p50": statistics.median(conf), "conf_p99": conf[int(len(conf) * 0.99) - 1],
                 "p99": lat[int(len(lat) * 0.99) - 1], "gas_per_op": gas / ops,
                 "txs": len(hashes), "elapsed": elapsed, "blocks": len(blocks),
@@ -176,9 +212,16 @@ def main() -> None:
     ap.add_argument("--old-rounds", action="store_true",
                     help="the outbox's rounds as before (one block's worth per round, a "
                     "receipt per request: FILL_WINDOW off), to compare in one session")
+    ap.add_argument("--old-plan", action="store_true",
+                    help="a block's worth as before stop 14 (n even batches, no tail: "
+                    "BLOCK_TAIL off; each batch measured alone on the latest state: "
+                    "MEASURE_IN_SEQUENCE off), to compare in one session")
     args = ap.parse_args()
     if args.old_rounds:
         outbox_worker_module.FILL_WINDOW = False
+    if args.old_plan:
+        outbox_worker_module.BLOCK_TAIL = False
+        outbox_worker_module.MEASURE_IN_SEQUENCE = False
     if os.environ.get("BENCH_BLOCKS"):
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format="%(relativeCreated)8.0f ms %(name)s %(message)s")
@@ -212,6 +255,16 @@ def main() -> None:
               f"{ceiling:,.0f} ops/s (30M / {r['gas_per_op']:,.0f}): {r['ops_s'] / ceiling:.2f}x "
               "(target >= 0.95x); the blocks from our first to our last but one filled "
               f"{r['fill']:.2f}x")
+        print(f"{name}: steady state, the {r['steady_blocks']:.0f} blocks after our first and "
+              f"before our last ({r['steady_s']:.0f} s of block timestamps; our first block "
+              f"held {r['first_gas']:,.0f} gas, our last {r['last_gas']:,.0f}): "
+              f"{r['steady_ops_s']:.0f} ops/s = {r['steady_ops_s'] / ceiling:.3f}x of the "
+              f"ceiling; blocks {r['steady_fill']:.3f} full (ours {r['steady_min']:,.0f} to "
+              f"{r['steady_max']:,.0f} gas a block); from our first signing "
+              f"(+{r['first_signed']:.2f} s) to the last confirmation: {r['signed_ops_s']:.0f} "
+              f"ops/s = {r['signed_ops_s'] / ceiling:.3f}x; whole run {r['blocks']:.0f} blocks "
+              f"with ours, sent->confirmed p50 {r['conf_p50']:.2f} s p99 {r['conf_p99']:.2f} s",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,46 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
             "done_at": done_at, "t0": t0, "txs": txs}
 
 
+def chain_alone(alliance: Alliance, merchant_id: int, program: str, ops: int, batch: int,
+                gas_per_line: float) -> float:
+    """The reference for the ledger layer: the same batches (``issueBatch`` of ``batch`` new
+    members each, from the merchant's key) signed beforehand, then sent raw
+    (``eth_sendRawTransaction``, 20 to a JSON-RPC batch) and waited for (the last one's
+    receipt, then every status in one batch). Gives ops/s from the first send to the last
+    receipt: the chain alone, no outbox, no store."""
+    from ledger.chain.sender import TransactionSender
+    from ledger.merchants.service import merchant_signing_key
+    from ledger.points.clients import IssueItem
+    from ledger.types import MerchantId
+
+    gw = alliance.gateway
+    client = alliance.contracts.program(program)
+    sender = TransactionSender(gw, merchant_signing_key(alliance, MerchantId(merchant_id)))
+    members = new_members(ops)
+    nonce = gw.nonce(sender.address, "pending")
+    max_fee, priority = sender.fees()
+    raws: list[str] = []
+    for i, start in enumerate(range(0, ops, batch)):
+        items = [IssueItem(members[j], 10 + j % 90, keccak(text=f"alone-{j}"))
+                 for j in range(start, min(ops, start + batch))]
+        sent = sender.sign(to=client.address, data=client.encode_issue_batch(items),
+                           gas=int(gas_per_line * len(items) * 1.2) + 100_000,
+                           nonce=nonce + i, max_fee=max_fee, priority=priority)
+        raws.append("0x" + sent.raw.hex())
+    hashes: list[str] = []
+    t0 = time.perf_counter()
+    for k in range(0, len(raws), 20):
+        answers = gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in raws[k:k + 20]])
+        hashes.extend(str(h) for h in answers)
+    while gw.receipt(hashes[-1]) is None:
+        time.sleep(0.001)
+    receipts = gw.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+    elapsed = time.perf_counter() - t0
+    assert all(isinstance(r, dict) and int(str(r["status"]), 16) == 1 for r in receipts), \
+        "a pre-signed batch failed"
+    return ops / elapsed
+
+
 def rate_near(done_at: list[tuple[int, float]], t0: float, target: int, window: int) -> float:
     """Ops per second over the batches that confirmed ops ``target-window .. target``."""
     cum = 0
@@ -256,13 +296,17 @@ def main() -> int:
             res = ledger_layer(alliance, m.merchant_id, args.ops, args.batch)
             ops = args.ops
             ops_s = ops / res["elapsed"]
+            gas_op, floor_op = gas_figures(alliance, res["txs"])
             rt_per_op = res["round_trips"] / ops
             early = rate_near(res["done_at"], res["t0"], min(1000, ops), 1000)
             late = rate_near(res["done_at"], res["t0"], ops, 1000)
-            gas_op, floor_op = gas_figures(alliance, res["txs"])
             print(f"ledger layer: {ops} issue ops confirmed on chain in {res['elapsed']:.2f} s = "
                   f"{ops_s:,.0f} ops/s  (target >= 10,000: {ops_s / 10_000:.2f}x); accepted "
                   f"into the outbox at {ops / res['accepted']:,.0f} ops/s")
+            alone = chain_alone(alliance, m.merchant_id, m.program, ops, args.batch, gas_op)
+            print(f"the chain alone (the same batches pre-signed, sent raw, receipts waited "
+                  f"for): {alone:,.0f} ops/s; the ledger layer is {ops_s / alone:.2f}x of it "
+                  "(target >= 0.9x)")
             print(f"JSON-RPC round trips per op: {rt_per_op:.4f}  (target <= 0.1: "
                   f"{rt_per_op / 0.1:.2f}x of the limit)")
             print(f"rate over the last 1,000 ops (to op {ops}): {late:,.0f}/s vs over the first "

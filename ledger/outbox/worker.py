@@ -95,6 +95,20 @@ FILL_WINDOW = True
 # sender's transactions that do not fit the block it builds for the next one, tried in
 # round prod4); one it lost is rebroadcast at once.
 DROP_CHECK_S = 3.0
+# A block's worth in block mode is n even batches and one tail batch sized so that the n + 1
+# fit a block as a node packs it wherever it starts one (any n + 1 consecutive batches of the
+# repeating pattern hold the same gas, and the last one's headroom is at most an even
+# batch's). A batch's gas is modelled as a fixed cost (21,000 intrinsic, the call's
+# overhead: ~83k for an issue batch on anvil) plus a cost per line, both learned from a
+# round's largest and smallest batches measured; this fixed cost until then.
+TAIL_FIXED_GAS = 100_000
+# False: n even batches a block, no tail (the plan before; scripts/bench_nodes.py --old-plan).
+BLOCK_TAIL = True
+# Gas limits measured by ``eth_simulateV1`` (the round's batches executed in sequence, each
+# on the state the ones before it leave, as the node will run them) where the node has it;
+# ``eth_createAccessList`` (each batch alone, on the latest state) otherwise. False: the
+# access-list measure only (scripts/bench_nodes.py --old-rounds).
+MEASURE_IN_SEQUENCE = True
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
 # Seconds between two comparisons of the signers' nonces at the node with the store's (one
@@ -197,6 +211,12 @@ class OutboxWorker(Worker):
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
         self._turn = 0
+        # Whether the node measures a round's batches in sequence (None: not asked yet); per
+        # signer, the batches of the block's worth being planned that are already opened.
+        self._sequence_measure: bool | None = None
+        self._period_pos: dict[str, int] = {}
+        self._line_fixed: dict[str, int] = {}  # per kind: a batch's gas beyond its lines
+        self._patterns: dict[tuple[int, ...], tuple[int, int, int]] = {}
         # Noticing a chain that rolled back under the outbox: when the signers' nonces are
         # next compared with the node's; per signer whose counter is ahead of the node's
         # pending nonce, that nonce and since when the node has not moved from it; and the
@@ -265,6 +285,7 @@ class OutboxWorker(Worker):
             flights = self._in_flight.get(address, [])
             if not flights:
                 self._fill.pop(address, None)  # idle: its next batch starts a block
+                self._period_pos.pop(address, None)
             elif sum(f.candidates[-1].gas for f in flights) >= \
                     WINDOW_BLOCKS * self._block_gas_limit():
                 continue
@@ -508,11 +529,23 @@ class OutboxWorker(Worker):
                         s, [op.id], error_code="unknown-kind", error_message=parsed.message)
             # Operations with one batch key share a call, up to batch_max lines (issues one
             # issueBatch, redemptions one redeemBatch per program); others go alone.
+            planned: list[tuple[int, int]] = []
+            pos = self._period_pos.get(sender.address)
             groups = group_operations(
                 claimed, signer.home,
-                self._block_filler(limit) if measure else limit)
+                self._block_filler(limit, sender.address, planned) if measure else limit)
+            if measure and self._learn_line_gas(sender, signer.home, groups):
+                # The first round of a kind: grouped again with its gas per line known, so
+                # its blocks are planned like every later one's (they went at batch_max
+                # lines, four batches and ~26M of a 30M block).
+                planned.clear()
+                self._period_pos.pop(sender.address, None)
+                if pos is not None:
+                    self._period_pos[sender.address] = pos
+                groups = group_operations(claimed, signer.home,
+                                          self._block_filler(limit, sender.address, planned))
             if measure:
-                held = self._hold_back_tail(s, groups, limit, signer.home)
+                held = self._hold_back_tail(s, groups, signer.home, sender.address, planned)
                 if held:
                     groups = groups[:-1]
                     ops = [o for o in ops if o.id not in held]
@@ -533,7 +566,13 @@ class OutboxWorker(Worker):
         if not prepared:
             return len(ops), []
         if measure:
-            prepared = self._measure(sender, prepared)
+            # Its last transaction in flight runs ahead of the round's in the measure: the
+            # state it leaves (members' slots written) is the state the round's first batch
+            # meets on chain; measured on the latest state alone, that batch's limit came out
+            # ~15% high and a block's worth no longer fitted where a round began.
+            ahead = [f.group.call(self.alliance.contracts, f.signer.home)
+                     for f in self._in_flight.get(sender.address, [])[-1:]]
+            prepared = self._measure(sender, prepared, ahead)
         prepared = self._fit_blocks(sender, signer.home, prepared)
         if not prepared:
             return len(ops), []
@@ -574,13 +613,53 @@ class OutboxWorker(Worker):
     # ------------------------------------------------------------------ filling blocks
 
     def _block_room_lines(self, limit: int) -> int:
-        """Lines to claim in block mode: a block's worth of even batches (see
-        :meth:`_even_batch`) at the cheapest kind's gas per line measured; batch_max ×
-        PIPELINE_TXS before any measure."""
+        """Lines to claim in block mode: a block's worth (see :meth:`_block_pattern`) at the
+        cheapest kind's gas per line measured; batch_max × PIPELINE_TXS before any measure."""
         if not self._line_gas:
             return limit * PIPELINE_TXS
-        lines, count = self._even_batch(limit, min(self._line_gas.values()))
-        return lines * count
+        lines, count, tail = self._block_pattern(limit, min(self._line_gas.values()), 1)
+        return lines * count + tail
+
+    def _block_pattern(self, limit: int, per_line: int, op_lines: int,
+                       fixed: int = TAIL_FIXED_GAS) -> tuple[int, int, int]:
+        """A block's worth as (lines per even batch, even batches, lines of the tail batch;
+        0: no tail), in whole operations of ``op_lines`` lines: the most lines a block can
+        hold wherever the node starts it, then the fewest batches. A batch of k lines is
+        taken to use ``fixed`` + m·k gas (m: ``per_line``, the average of a large batch,
+        less its share of the fixed cost) and to need that plus headroom as its limit. Any
+        n + 1 consecutive batches of the repeating pattern (n even, one tail no larger)
+        hold the same gas, and the last one's headroom is at most an even batch's: a block
+        holds n + 1 of them wherever it starts, where n even batches alone (the plan before)
+        left a batch's granularity and the last one's rounding free (0.976 of the block in
+        the fourth round's runs: 29.27M)."""
+        if not BLOCK_TAIL:
+            return (*self._even_batch(limit, per_line), 0)
+        key = (limit, per_line, op_lines, fixed, self._block_gas_limit())
+        cached = self._patterns.get(key)
+        if cached is not None:
+            return cached
+        block = self._block_gas_limit()
+        op_lines = max(op_lines, 1)
+        marginal = max(per_line - fixed // max(limit, 1), 1)
+        best = (0, 0)  # (lines a block, -batches)
+        best_plan = (max(limit // op_lines, 1) * op_lines, 1, 0)
+        top = max(limit // op_lines, 1) * op_lines
+        for count in range(1, 64):
+            for lines in range(top, 0, -op_lines):
+                used = fixed + marginal * lines
+                room = block - count * used - (_with_headroom(used) - used)
+                if room < 0:
+                    continue
+                tail = 0
+                if room >= fixed + marginal * op_lines:
+                    tail = min((room - fixed) // marginal // op_lines * op_lines, lines)
+                score = (count * lines + tail, -(count + (1 if tail else 0)))
+                if score > best:
+                    best, best_plan = score, (lines, count, tail)
+            if count * marginal * op_lines > block:
+                break
+        self._patterns[key] = best_plan
+        return best_plan
 
     def _even_batch(self, limit: int, per_line: int) -> tuple[int, int]:
         """(lines per batch, batches per block) so that a block holds that many equal
@@ -601,33 +680,77 @@ class OutboxWorker(Worker):
                 return max(min(lines, limit), 1), count
             count += 1
 
-    def _hold_back_tail(self, s: Session, groups: list[Group], limit: int,
-                        home: str | None) -> set[str]:
-        """In block mode, a round's last batch left under half the even size (the claim did
-        not divide into whole operations) goes back to the queue for the next round instead
-        of taking a block slot of its own: gives its operation ids (none if it stays)."""
-        if len(groups) < 2:
+    def _learn_line_gas(self, sender: TransactionSender, home: str | None,
+                        groups: list[Group]) -> bool:
+        """Measure the gas per line of each batching kind among ``groups`` that has none yet:
+        its first two batches, in sequence (the second runs on the state the first leaves,
+        as the round's later batches will: members' slots written once), the lower per-line
+        average of the two. Gives whether any was learned."""
+        probes: dict[str, list[Group]] = {}
+        for g in groups:
+            name = g.kind.name
+            if name in self._line_gas or g.kind.batch_key(g.ops[0].payload, home) is None:
+                continue
+            if len(probes.setdefault(name, [])) < 2:
+                probes[name].append(g)
+        if not probes:
+            return False
+        picked = [g for gs in probes.values() for g in gs]
+        prepared = [(g, g.call(self.alliance.contracts, home),
+                     min(g.gas_bound(), self._block_gas_limit())) for g in picked]
+        used_of = self._measure_in_sequence(sender, prepared)
+        if used_of is None:
+            return False
+        learned = False
+        largest = max(g.lines for g in picked)
+        for g, used in zip(picked, used_of, strict=True):
+            if used is None or 2 * g.lines < largest:
+                continue
+            per_line = max(used // max(g.lines, 1), 1)
+            name = g.kind.name
+            self._line_gas[name] = min(self._line_gas.get(name, per_line), per_line)
+            learned = True
+        return learned
+
+    def _hold_back_tail(self, s: Session, groups: list[Group], home: str | None,
+                        address: str, planned: list[tuple[int, int]]) -> set[str]:
+        """In block mode, a round's last batch left under half the size planned for it (the
+        claim did not divide into whole operations) goes back to the queue for the next
+        round instead of taking a block slot of its own: gives its operation ids (none if it
+        stays). Its place in the block's worth is planned again."""
+        if len(groups) < 2 or len(planned) != len(groups):
             return set()
         tail = groups[-1]
         kind = tail.ops[0].kind
-        per_line = self._line_gas.get(kind.name)
-        if per_line is None or kind.batch_key(tail.ops[0].payload, home) is None:
+        if kind.name not in self._line_gas or kind.batch_key(tail.ops[0].payload, home) is None:
             return set()
-        if 2 * sum(c.lines for c in tail.ops) >= self._even_batch(limit, per_line)[0]:
+        if 2 * tail.lines >= planned[-1][0]:
             return set()
         outbox_repos.unclaim_operations(s, tail.op_ids)
+        self._period_pos[address] = planned[-1][1]
         return set(tail.op_ids)
 
-    def _block_filler(self, limit: int) -> Callable[[Claimed], int]:
-        """The line limit of each batch a signer opens in block mode: even batches, a whole
-        number of which fill a block (:meth:`_even_batch`; gas per line is the kind's last
-        measure; batch_max before one)."""
+    def _block_filler(self, limit: int, address: str, planned: list[tuple[int, int]]
+                      ) -> Callable[[Claimed], int]:
+        """The line limit of each batch a signer opens in block mode: the repeating block's
+        worth of :meth:`_block_pattern` (n even batches, then the tail; gas per line is the
+        kind's last measure; batch_max before one). Appends (limit, place in the block's
+        worth before it) of each to ``planned``."""
 
         def next_limit(c: Claimed) -> int:
             per_line = self._line_gas.get(c.kind.name)
+            pos = self._period_pos.get(address, 0)
             if per_line is None:
+                planned.append((limit, pos))
                 return limit
-            return self._even_batch(limit, per_line)[0]
+            lines, count, tail = self._block_pattern(
+                limit, per_line, c.lines, self._line_fixed.get(c.kind.name, TAIL_FIXED_GAS))
+            period = count + 1 if tail else count
+            pos %= period
+            size = tail if pos == count else lines
+            planned.append((size, pos))
+            self._period_pos[address] = (pos + 1) % period
+            return size
 
         return next_limit
 
@@ -681,34 +804,96 @@ class OutboxWorker(Worker):
         used = _gas_used(res)
         return None if used is None else _with_headroom(used)
 
-    def _measure(self, sender: TransactionSender,
-                 prepared: list[tuple[Group, Call, int]]) -> list[tuple[Group, Call, int]]:
-        """Gas limits measured: each batch's gas used by one ``eth_createAccessList`` (one
-        execution, where eth_estimateGas runs a batch some twenty times), all in one JSON-RPC
-        batch, plus headroom; a batch the node cannot measure (a revert, a node without the
-        method) keeps its kind's bound. Notes each kind's gas per line and the block fill
-        the signer's transactions plan (as the node will pack them)."""
-        calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
-                 for _, call, bound in prepared]
-        try:
-            results: list[Any] = self.alliance.gateway.rpc_batch(calls)
-        except ChainError as exc:
-            log.debug("cannot measure gas (%s); kinds' bounds used", exc.message)
-            return prepared
+    def _measure(self, sender: TransactionSender, prepared: list[tuple[Group, Call, int]],
+                 ahead: Sequence[Call] = ()) -> list[tuple[Group, Call, int]]:
+        """Gas limits measured: each batch's gas used plus headroom, by one
+        ``eth_simulateV1`` running the round's batches in sequence (:meth:`_measure_in_sequence`)
+        or, on a node without it, one ``eth_createAccessList`` per batch (one execution, where
+        eth_estimateGas runs a batch some twenty times), all in one JSON-RPC batch; a batch
+        the node cannot measure (a revert, a node without either method) keeps its kind's
+        bound. Notes each kind's gas per line and the block fill the signer's transactions
+        plan (as the node will pack them)."""
+        used_of = self._measure_in_sequence(sender, prepared, ahead)
+        if used_of is None:
+            calls = [_access_list(sender, call, min(bound, self._block_gas_limit()))
+                     for _, call, bound in prepared]
+            try:
+                results: list[Any] = self.alliance.gateway.rpc_batch(calls)
+            except ChainError as exc:
+                log.debug("cannot measure gas (%s); kinds' bounds used", exc.message)
+                return prepared
+            used_of = [_gas_used(res) for res in results]
         block = self._block_gas_limit()
         fill = self._fill.get(ALL_SIGNERS, 0)
         out: list[tuple[Group, Call, int]] = []
-        for (group, call, bound), res in zip(prepared, results, strict=True):
+        largest: dict[str, tuple[int, int]] = {}  # kind -> (lines, gas per line)
+        sizes: dict[str, dict[int, int]] = defaultdict(dict)  # kind -> lines -> lowest used
+        for (group, call, bound), measured in zip(prepared, used_of, strict=True):
             gas, used = bound, bound
-            if (measured := _gas_used(res)) is not None:
+            if measured is not None:
                 used = measured
                 gas = _with_headroom(used)
-                lines = sum(c.lines for c in group.ops)
-                self._line_gas[group.ops[0].kind.name] = max(used // max(lines, 1), 1)
+                name = group.ops[0].kind.name
+                lines, per_line = group.lines, max(used // max(group.lines, 1), 1)
+                sizes[name][lines] = min(used, sizes[name].get(lines, used))
+                seen = largest.get(name)
+                if seen is None or lines > seen[0] or (lines == seen[0] and per_line < seen[1]):
+                    largest[name] = (lines, per_line)
             fill = used if fill + gas > block else fill + used
             out.append((group, call, gas))
+        for name, (_, per_line) in largest.items():
+            # the per-line average of the kind's largest batch (a tail's would carry its
+            # fixed cost over few lines, and size the next round's batches too small), the
+            # lowest of those (the first batch of a round runs on members' slots not yet
+            # written by the batches ahead of it, still in flight)
+            self._line_gas[name] = per_line
+        for name, by_lines in sizes.items():
+            if len(by_lines) > 1:  # fixed cost from the largest and the smallest batch
+                big, small = max(by_lines), min(by_lines)
+                marginal = (by_lines[big] - by_lines[small]) / (big - small)
+                if marginal > 0:
+                    self._line_fixed[name] = max(int(by_lines[big] - marginal * big), 21_000)
         self._fill[ALL_SIGNERS] = fill
         return out
+
+    def _measure_in_sequence(self, sender: TransactionSender,
+                             prepared: list[tuple[Group, Call, int]],
+                             ahead: Sequence[Call] = ()) -> list[int | None] | None:
+        """The gas each batch uses when the round's batches run in sequence, each on the state
+        the ones before it leave (one ``eth_simulateV1``, in one simulated block as large as
+        they need), as the node will run them: a batch measured alone on the latest state
+        pays for the members' slots the batches ahead of it write first (~17k gas a member
+        and batch), and the first blocks of a run, measured so, carried ~26M of 30M. None
+        per batch that reverted; None if the node cannot (a node without the method is not
+        asked again). ``ahead``: calls run first, not measured (transactions in flight)."""
+        if not MEASURE_IN_SEQUENCE or self._sequence_measure is False:
+            return None
+        block = self._block_gas_limit()
+        gases = [block] * len(ahead) + [min(bound, block) for _, _, bound in prepared]
+        calls = [{"from": sender.address, "to": call.to, "input": "0x" + call.data.hex(),
+                  "gas": hex(gas)} for call, gas in
+                 zip([*ahead, *(c for _, c, _ in prepared)], gases, strict=True)]
+        try:
+            answer = self.alliance.gateway.rpc("eth_simulateV1", [{"blockStateCalls": [
+                {"blockOverrides": {"gasLimit": hex(sum(gases) + block)}, "calls": calls}]},
+                "latest"])
+            results = answer[0]["calls"]
+        except ChainError as exc:
+            rpc = exc.details.get("rpc")
+            if isinstance(rpc, dict) and rpc.get("code") == -32601:
+                self._sequence_measure = False  # method not found: access lists from now on
+            log.debug("cannot measure in sequence (%s)", exc.message)
+            return None
+        except (KeyError, IndexError, TypeError) as exc:
+            log.debug("unexpected eth_simulateV1 answer (%r)", exc)
+            return None
+        if not isinstance(results, list) or len(results) != len(ahead) + len(prepared):
+            return None
+        results = results[len(ahead):]
+        self._sequence_measure = True
+        return [int(str(r["gasUsed"]), 16)
+                if isinstance(r, dict) and str(r.get("status")) == "0x1" and r.get("gasUsed")
+                else None for r in results]
 
     # ------------------------------------------------------------------ gas money
 
@@ -923,6 +1108,7 @@ class OutboxWorker(Worker):
         """Settle or resend what a crash left behind (see the module docstring)."""
         self._in_flight.clear()  # what this process had in flight is recovered from the store
         self._fill.clear()
+        self._period_pos.clear()
         with self.alliance.store.session() as s:
             outbox_repos.requeue_sending(s)
             unsettled = outbox_repos.unsettled_transactions(s)
@@ -1053,6 +1239,7 @@ class OutboxWorker(Worker):
         something)."""
         self._in_flight.pop(signer, None)
         self._fill.pop(signer, None)
+        self._period_pos.pop(signer, None)
         chain_id = self.alliance.gateway.chain_id
         with self.alliance.store.session() as s:
             unconfirmed = outbox_repos.unmine_from(s, chain_id=chain_id, signer=signer,
