@@ -12,6 +12,7 @@ from ledger.chain import anvil
 from ledger.chain.gateway import ChainGateway
 from ledger.contracts.compiler import Artifact, compile_contracts
 from ledger.settings import Settings
+from tests import templates
 
 ROOT = Path(__file__).resolve().parents[1]
 # Artifacts are cached across sessions here (gitignored), keyed by the sources' hash.
@@ -50,8 +51,14 @@ def chain_snapshot(gateway: ChainGateway) -> Iterator[None]:
         gateway.rpc("evm_revert", [snap])
 
 
+@pytest.fixture(scope="session")
+def set_up_templates(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Let fixtures start from a once-per-session template (tests/templates.py)."""
+    templates.configure(tmp_path_factory.mktemp("templates"), anvil_url)
+
+
 @pytest.fixture
-def settings(anvil_url: str, tmp_path: Path) -> Settings:
+def settings(anvil_url: str, tmp_path: Path, set_up_templates: None) -> Settings:
     """Settings of a fresh service (own data dir and SQLite store) on the session's anvil."""
     return Settings(data_dir=tmp_path, rpc_url=anvil_url, chain_id=31337,
                     artifacts_dir=ARTIFACT_CACHE)

@@ -19,6 +19,7 @@ from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
+from tests import templates
 from tests.servers import free_port, wait_until_healthy
 
 T = TypeVar("T")
@@ -37,11 +38,24 @@ class ApiEnv:
     cafe_merchant: AdmittedMerchant
 
 
-def make_env(settings: Settings, *, run_workers: bool = True) -> Iterator[ApiEnv]:
-    alliance = Alliance.open(settings)
+def _admit_two_and_an_admin(
+        alliance: Alliance) -> tuple[AdmittedMerchant, AdmittedMerchant, str, str]:
     store = admit_merchant(alliance, name="Grand Plaza Department Store", symbol="GPDS", rate=1)
     cafe = admit_merchant(alliance, name="Corner Cafe", symbol="CAFE", rate=2)
     admin_id, admin_secret = create_admin_credential(alliance)
+    return store, cafe, admin_id, admin_secret
+
+
+def make_env(settings: Settings, *, run_workers: bool = True) -> Iterator[ApiEnv]:
+    """The app on an alliance with two admitted merchants and an admin credential (from the
+    session's template of these settings when the data dir is fresh: tests/templates.py)."""
+    if templates.usable(settings):
+        alliance, built = templates.open_from_template(settings, "api-env",
+                                                       _admit_two_and_an_admin)
+        store, cafe, admin_id, admin_secret = built
+    else:
+        alliance = Alliance.open(settings)
+        store, cafe, admin_id, admin_secret = _admit_two_and_an_admin(alliance)
     app = create_app(alliance, run_workers=run_workers)
     with TestClient(app) as http:
         yield ApiEnv(alliance, http, AllianceClient(http, store.key_id, store.secret),

@@ -6,6 +6,7 @@ freshly migrated store, once on SQLite and once on its own PostgreSQL database) 
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,26 +35,52 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def fresh_pg_database(base_url: str) -> str:
-    """Create an empty database on the server of ``base_url``; give its URL."""
+def fresh_pg_database(base_url: str, template: str | None = None) -> str:
+    """Create a database on the server of ``base_url`` (empty, or a copy of the database named
+    ``template``); give its URL."""
     name = f"t{uuid.uuid4().hex[:12]}"
     admin = Store(base_url)
     try:
         with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text(f"CREATE DATABASE {name}"))
+            c.execute(text(f"CREATE DATABASE {name}"
+                           + (f" TEMPLATE {template}" if template else "")))
     finally:
         admin.dispose()
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated from empty, once per session (``store`` copies it)."""
+    path = tmp_path_factory.mktemp("migrated") / "store.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_pg(pg_url: str) -> str:
+    """The name of a PostgreSQL database migrated from empty, once per session (``store``
+    creates its database from it: CREATE DATABASE ... TEMPLATE)."""
+    url = fresh_pg_database(pg_url)
+    migrate(url)
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A store migrated from empty: a SQLite file, then a database of its own on PostgreSQL."""
+    """A store migrated from empty: a SQLite file, then a database of its own on PostgreSQL
+    (each a copy of the session's migrated one, which is what migrating it would give; a test
+    marked ``migrate_from_empty`` gets its store migrated from empty itself)."""
+    from_empty = request.node.get_closest_marker("migrate_from_empty") is not None
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
+        path = tmp_path / "store.db"
+        if not from_empty:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        url = f"sqlite:///{path}"
     else:
-        url = fresh_pg_database(request.getfixturevalue("pg_url"))
-    migrate(url)
+        url = fresh_pg_database(request.getfixturevalue("pg_url"), template=None if from_empty
+                                else request.getfixturevalue("migrated_pg"))
+    migrate(url)  # from empty with the marker; else already at head (a no-op that proves it)
     s = Store(url)
     yield s
     s.dispose()

@@ -1,5 +1,6 @@
 """Fixtures of the ledger-layer tests: a fresh alliance (deployment + SQLite store) per test on
-the session's anvil, and admitted merchants."""
+the session's anvil (copied from the session's template: tests/templates.py), and admitted
+merchants."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from ledger.alliance import Alliance
 from ledger.merchants.clients import ProgramConfig
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.settings import Settings
+from tests import templates
 
 
 def _alliance(settings: Settings, **overrides: object) -> Iterator[Alliance]:
     settings = settings.model_copy(update=overrides)
-    alliance = Alliance.open(settings)
+    if templates.usable(settings):
+        alliance, _ = templates.open_from_template(settings, "alliance", lambda a: None)
+    else:
+        alliance = Alliance.open(settings)
     try:
         yield alliance
     finally:

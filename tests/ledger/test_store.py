@@ -80,6 +80,7 @@ def _in_threads(n: int, fn: Callable[[int], None]) -> list[BaseException]:
 # ---------------------------------------------------------------------- migrations
 
 
+@pytest.mark.migrate_from_empty
 def test_migrate_from_empty_gives_the_models_schema(store: Store) -> None:
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     with store.engine.connect() as c:
