@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 from ledger.alliance import Alliance
 from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
+from ledger.store.db import Store
 from ledger.types import MerchantId
 
 from .errors import ApiError
@@ -50,24 +52,30 @@ def sign(secret: str, ts: str, nonce: str, method: str, path: str, body: bytes) 
 
 
 # Decrypted credentials are kept this long (seconds) per process: a revocation takes effect
-# within this time. It saves a database read and a decryption on every request.
+# within this time. It saves a database read and a decryption on every request. The cache is
+# kept per store: one key id in two stores (two alliances in one process) is two credentials.
 CREDENTIAL_TTL_S = 2.0
-_cache: dict[str, tuple[float, repos.CredentialView | None]] = {}
+_CacheEntries = dict[str, tuple[float, "repos.CredentialView | None"]]
+_caches: weakref.WeakKeyDictionary[Store, _CacheEntries] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
 def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
     now = time.monotonic()
+    store = alliance.store
     with _cache_lock:
-        hit = _cache.get(key_id)
+        cache = _caches.get(store)
+        if cache is None:
+            cache = _caches[store] = {}
+        hit = cache.get(key_id)
     if hit is not None and now - hit[0] < CREDENTIAL_TTL_S:
         return hit[1]
-    with alliance.store.read_session() as s:
+    with store.read_session() as s:
         cred = repos.get_credential(s, alliance.master_key, key_id)
     with _cache_lock:
-        if len(_cache) > 10_000:
-            _cache.clear()
-        _cache[key_id] = (now, cred)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key_id] = (now, cred)
     return cred
 
 

@@ -83,6 +83,31 @@ def test_revoked_key_is_refused(env: ApiEnv) -> None:
     assert _ops(env) == 0
 
 
+def test_a_key_revoked_in_one_store_is_refused_though_another_store_just_accepted_it(
+        settings: Settings) -> None:
+    """Two alliances in one process (here: two set-ups from the same template) hold the same
+    key id: the credential accepted by the first store is no credential of the second."""
+    first = make_env(settings.model_copy(update={"data_dir": settings.data_dir / "first"}),
+                     run_workers=False)
+    env_a = next(first)
+    r = env_a.cafe.post("/v1/points/issue", {"member": MEMBER, "points": 1, "order_id": "A-1"})
+    assert r.status_code == 202
+    first.close()
+    second = make_env(settings.model_copy(update={"data_dir": settings.data_dir / "second"}),
+                      run_workers=False)
+    env_b = next(second)
+    try:
+        assert env_b.cafe_merchant.key_id == env_a.cafe_merchant.key_id
+        with env_b.alliance.store.session() as s:
+            repos.revoke_credential(s, env_b.cafe_merchant.key_id)
+        r = env_b.cafe.post("/v1/points/issue",
+                            {"member": MEMBER, "points": 1, "order_id": "B-1"})
+        assert r.status_code == 401
+        assert _ops(env_b) == 0
+    finally:
+        second.close()
+
+
 def test_idempotency_key_replays_the_first_response(env: ApiEnv) -> None:
     payload = {"member": MEMBER, "points": 10, "order_id": "I-1"}
     first = env.store.post("/v1/points/issue", payload, idempotency_key="idem-1")
