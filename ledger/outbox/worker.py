@@ -109,6 +109,10 @@ BLOCK_TAIL = True
 # ``eth_createAccessList`` (each batch alone, on the latest state) otherwise. False: the
 # access-list measure only (scripts/bench_nodes.py --old-rounds).
 MEASURE_IN_SEQUENCE = True
+# JSON-RPC error codes of a node that has no such method: -32601 "method not found" (geth,
+# anvil) and -32004 "method not supported" (EIP-1474; Hardhat Network's answer to
+# eth_simulateV1).
+NO_SUCH_METHOD = frozenset({-32601, -32004})
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
 # Seconds between two comparisons of the signers' nonces at the node with the store's (one
@@ -880,8 +884,8 @@ class OutboxWorker(Worker):
             results = answer[0]["calls"]
         except ChainError as exc:
             rpc = exc.details.get("rpc")
-            if isinstance(rpc, dict) and rpc.get("code") == -32601:
-                self._sequence_measure = False  # method not found: access lists from now on
+            if isinstance(rpc, dict) and rpc.get("code") in NO_SUCH_METHOD:
+                self._sequence_measure = False  # no such method: access lists from now on
             log.debug("cannot measure in sequence (%s)", exc.message)
             return None
         except (KeyError, IndexError, TypeError) as exc:

@@ -5,8 +5,9 @@ says so, instead of retrying "Sender doesn't have enough funds" for ever."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -176,5 +177,36 @@ def test_a_full_batch_of_issues_confirms_on_hardhat(hardhat_url: str, tmp_path: 
         assert get_operation(a, operation_id=op.id, merchant_id=m.merchant_id).status == \
             "confirmed"
         assert a.contracts.program(m.program).balance_of(member) == 200
+    finally:
+        a.close()
+
+
+def test_block_mode_on_a_node_without_eth_simulatev1_measures_by_access_list_and_asks_once(
+        hardhat_url: str, tmp_path: Path) -> None:
+    # Hardhat Network answers eth_simulateV1 with -32004 "method not supported": the worker
+    # falls back to access lists and does not spend a round trip asking again every round.
+    a = _open(hardhat_url, tmp_path, block_time_s=1.0)
+    asked: list[str] = []
+    rpc = a.gateway.rpc
+
+    def counting_rpc(method: str, params: Sequence[Any] = ()) -> Any:
+        asked.append(method)
+        return rpc(method, params)
+
+    a.gateway.rpc = counting_rpc  # type: ignore[method-assign]
+    try:
+        m = admit_merchant(a, name="Hardhat Blocks", symbol="HHBL", rate=1)
+        member = Account.create().address
+        worker = outbox_worker(a)
+        for round_ in range(3):
+            with a.store.session() as s:
+                op = request_issue_batch(a, s, merchant_id=m.merchant_id, items=[
+                    IssueLine(member=member, points=1, order_id=f"HH-R{round_}-{i}")
+                    for i in range(20)])
+            worker.drain(timeout_s=60)
+            assert get_operation(a, operation_id=op.id, merchant_id=m.merchant_id).status \
+                == "confirmed"
+        assert a.contracts.program(m.program).balance_of(member) == 60
+        assert asked.count("eth_simulateV1") == 1
     finally:
         a.close()
