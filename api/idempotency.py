@@ -90,6 +90,8 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
 
     with alliance.store.session() as s:
         if active_merchant is not None:
+            # ``row`` held for the whole transaction keeps it in the session's identity map
+            # (which holds rows weakly), so ``work`` does not read the merchant again.
             row = merchant_repos.get_merchant(s, active_merchant)
             refuse_unless_active(None if row is None else row.status, active_merchant)
         replayed = claim(s)

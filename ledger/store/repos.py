@@ -108,8 +108,8 @@ _INSERT_IF_NEW: dict[tuple[str, type[Any]], Executable] = {}
 def _insert_if_new(session: Session, model: type[Any], values: dict[str, Any]) -> bool | None:
     """Insert one row unless its key exists, in one statement (``INSERT ... ON CONFLICT DO
     NOTHING``, PostgreSQL and SQLite); give whether it was inserted, or None on another
-    database (the caller falls back to a savepoint). ``values`` names the same columns on
-    every call for one model (the statement is built once, from the first call's)."""
+    database (the caller falls back to a savepoint). The statement is built once per
+    (dialect, model) with no values of its own: each call's ``values`` are its parameters."""
     name = session.get_bind().dialect.name
     stmt = _INSERT_IF_NEW.get((name, model))
     if stmt is None:
