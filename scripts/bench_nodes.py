@@ -117,17 +117,17 @@ def run(name: str, url: str, ops: int, tmp: Path, op_lines: int = 200,
         finally:
             runtime.stop()
         with a.store.read_session() as s:
-            lat = sorted((o.updated_at - o.created_at).total_seconds()
-                         for o in s.scalars(select(Operation)))
+            operations = list(s.scalars(select(Operation)))
+            lat = sorted((o.updated_at - o.created_at).total_seconds() for o in operations)
             txs = outbox_repos.transactions_of(s, signer=m.account)
             sent_at = {t.tx_hash: t.sent_at for t in txs}
             # From the transaction's signing (recorded just before its broadcast) to its
             # operations marked confirmed: the latency to confirmation, queueing left out.
             conf = sorted((o.updated_at - sent_at[o.tx_hash]).total_seconds()
-                          for o in s.scalars(select(Operation)) if o.tx_hash in sent_at)
+                          for o in operations if o.tx_hash in sent_at)
             hashes = [t.tx_hash for t in txs if t.status == "mined"]
             lines_in_tx: dict[str, int] = {}
-            for o in s.scalars(select(Operation)):
+            for o in operations:
                 if o.tx_hash is not None:
                     lines_in_tx[o.tx_hash] = lines_in_tx.get(o.tx_hash, 0) + lines_of.get(o.id, 0)
         receipts = [a.gateway.receipt(h) or {} for h in hashes]
