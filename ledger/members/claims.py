@@ -66,9 +66,14 @@ ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
 # How far ahead a move's signature is valid (the contract allows up to 7 days).
 MOVE_SIGNATURE_TTL_S = 6 * 86_400
-# A claim's coupon move is stored as a move of "merchant" 0 (the coupon book, no program):
-# its relayer is the merchant that issued the link code.
+# A claim's coupon moves are stored as moves of "merchants" 0, -1, -2, ... (the coupon book,
+# no program), one per MAX_MOVED_COUPONS coupons: its relayer is the merchant that issued the
+# link code.
 COUPONS_MOVE = 0
+
+
+def _is_coupon_move(mv: MemberClaimMove) -> bool:
+    return mv.merchant_id <= COUPONS_MOVE
 # Operation states before a transaction is confirmed.
 ON_THE_WAY = (OperationStatus.QUEUED, OperationStatus.SENDING, OperationStatus.SUBMITTED)
 # How long after a grant landed the claim checks the read model has its coupon (the indexer
@@ -230,12 +235,18 @@ def claim(alliance: Alliance, session: Session, *, code: str, wallet: str) -> Cl
         if relayer is None:
             raise LedgerNotFoundError("this link code's merchant is not known",
                                       code="link-code-unknown")
-        op_id = _queue_coupon_move(alliance, session, key=key, merchant_id=relayer.id,
-                                   signer=relayer.account_address, book=book.address,
-                                   account=member.account, wallet=wallet, ids=coupon_ids)
-        session.add(MemberClaimMove(code_hash=row.code_hash, merchant_id=COUPONS_MOVE,
-                                    program=book.address, account=member.account,
-                                    wallet=wallet, operation_id=op_id))
+        # Every coupon moves, in as many moves as it takes: the custodial key is erased once
+        # the claim is done, so a coupon left behind could never be moved again.
+        step = coupon_kinds.MAX_MOVED_COUPONS
+        for part, start in enumerate(range(0, len(coupon_ids), step)):
+            op_id = _queue_coupon_move(alliance, session, key=key, merchant_id=relayer.id,
+                                       signer=relayer.account_address, book=book.address,
+                                       account=member.account, wallet=wallet,
+                                       ids=coupon_ids[start:start + step])
+            session.add(MemberClaimMove(code_hash=row.code_hash,
+                                        merchant_id=COUPONS_MOVE - part,
+                                        program=book.address, account=member.account,
+                                        wallet=wallet, operation_id=op_id))
     row.used_at = _now()
     row.wallet = wallet
     session.flush()
@@ -292,9 +303,8 @@ def _coupons_on_the_way(session: Session, account: str) -> bool:
 
 def _coupons_held(session: Session, account: str) -> list[int]:
     """The coupons the read model says ``account`` holds (used ones too: they keep their
-    history), at most what one move carries."""
-    held = [c.coupon_id for c in coupon_repos.held_by(session, account)]
-    return held[:coupon_kinds.MAX_MOVED_COUPONS]
+    history)."""
+    return [c.coupon_id for c in coupon_repos.held_by(session, account)]
 
 
 def _queue_coupon_move(alliance: Alliance, session: Session, *, key: bytes, merchant_id: int,
@@ -325,7 +335,7 @@ def _view(session: Session, wallet: str, codes: list[str]) -> ClaimView:
             MemberClaimMove.code_hash.in_(codes)).order_by(MemberClaimMove.merchant_id)):
         op = outbox_repos.get_operation(session, mv.operation_id)
         assert op is not None
-        if mv.merchant_id == COUPONS_MOVE:
+        if _is_coupon_move(mv):
             moves.append(ClaimMove(op.merchant_id, mv.program, op.id,
                                    OperationStatus(op.status), op.tx_hash, op.error_code,
                                    "coupons"))
@@ -367,7 +377,7 @@ def retry_claim(alliance: Alliance, session: Session, *, wallet: str) -> ClaimVi
         if row is None or row.key_enc is None:
             continue
         key = alliance.master_key.decrypt(row.key_enc)
-        if mv.merchant_id == COUPONS_MOVE:
+        if _is_coupon_move(mv):
             relayer = get_merchant(session, op.merchant_id)
             # The failed move's coupons, less any the read model no longer has there.
             held = set(_coupons_held(session, mv.account))

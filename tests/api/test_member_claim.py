@@ -150,6 +150,38 @@ def test_a_member_ids_coupons_move_to_the_wallet_with_its_points(
     assert report.clean, [f.message for f in report.violations]
 
 
+def test_every_coupon_moves_when_a_member_id_holds_more_than_one_move_carries(
+        env: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The custodial key is erased once a claim is done, so a coupon left in the custodial
+    account could never move again: a member id holding more coupons than one move carries
+    (200; 2 here) gets as many moves as it takes, and every coupon lands in the wallet."""
+    from ledger.coupons import kinds as coupon_kinds
+
+    monkeypatch.setattr(coupon_kinds, "MAX_MOVED_COUPONS", 2)
+    member_id = "claim-" + Account.create().address[-8:]
+    _issue(env.store, member_id, 10, "CM-1")
+    with env.alliance.store.session() as s:
+        custodial = member_repos.get_or_create_member(
+            s, env.alliance.master_key, member_id=member_id).account
+    cid = create_campaign(env, transferable=False)
+    coupons = grant(env, cid, *[custodial] * 5)
+    assert len(coupons) == 5
+    wallet = Account.create()
+    assert sign_in(env, wallet).status_code == 200
+    r = _claim(env, _code(env, member_id))
+    assert r.status_code == 202, r.text
+    assert [m["asset"] for m in r.json()["moves"]].count("coupons") == 3
+    done = _claim_done(env)
+    assert done["state"] == "done", done
+    catch_up(env)
+    book = env.alliance.contracts.coupons
+    assert book is not None
+    assert all(book.owner_of(int(c)) == wallet.address for c in coupons)
+    assert env.store.get(f"/v1/coupons/members/{custodial}").json()["coupons"] == []
+    assert sorted(c["coupon_id"] for c in env.http.get("/app/api/coupons").json()["coupons"]) \
+        == sorted(coupons)
+
+
 def test_used_expired_unknown_and_replaced_codes_are_refused_plainly(env: ApiEnv) -> None:
     member_id = "claim-" + Account.create().address[-8:]
     _issue(env.store, member_id, 10, "CU-1")
