@@ -19,6 +19,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from fastapi import Request
 from sqlalchemy.orm import Session
@@ -138,4 +139,9 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
 def remember_or_refuse(s: Session, key_id: str, signature: str, max_age_s: int) -> None:
     """Record a request's signature; a signature seen before is a replay (401)."""
     if not repos.remember_signature(s, key_id, signature, max_age=timedelta(seconds=max_age_s)):
-        raise _unauthorized("this request was already received (replay)")
+        refuse_replay()
+
+
+def refuse_replay() -> NoReturn:
+    """401: this request's signature was seen before (a captured request sent again)."""
+    raise _unauthorized("this request was already received (replay)")

@@ -371,6 +371,8 @@ def run_profile(n: int, top: int) -> None:
             print(f"{n} signed issue requests in process on PostgreSQL: "
                   f"{1000 * cpu / n:.2f} ms CPU and {1000 * wall / n:.2f} ms wall each "
                   "(under the profiler)")
+            if out := os.environ.get("BENCH_PROFILE_OUT"):
+                prof.dump_stats(out)
             st = pstats.Stats(prof)
             st.sort_stats("tottime").print_stats(top)
             st.sort_stats("cumulative").print_stats(top)
