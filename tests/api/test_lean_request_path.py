@@ -3,6 +3,7 @@ that what was moved out of its own session still refuses what it refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from api import auth
 from api.auth import Principal
 from api.client import sign_request
 from api.errors import ApiError
@@ -159,6 +161,39 @@ def test_a_retry_with_a_fresh_signature_replays_and_another_body_is_refused(
                            idempotency_key="lean-idem")
     assert other.status_code == 409 and other.json()["code"] == "idempotency-key-reused"
     assert _queued(env) == 1
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_no_request_reads_or_writes_the_store_on_the_event_loop(quiet_env: ApiEnv) -> None:
+    # A blocking round trip on the event loop holds every request of the process. The
+    # credential is read again every CREDENTIAL_TTL_S per key (on the loop before: a stall
+    # every two seconds per key), and a signed GET records its signature.
+    env = quiet_env
+    on_loop: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        if _on_event_loop():
+            on_loop.append(" ".join(statement.split())[:80])
+
+    auth._caches.clear()  # the next request reads the credential from the store
+    engine = env.alliance.store.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        r = env.store.post("/v1/points/issue", {"member": Account.create().address,
+                                                "points": 1, "order_id": "LEAN-LOOP"})
+        assert r.status_code == 202, r.text
+        auth._caches.clear()
+        assert env.store.get("/v1/merchants/me").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert on_loop == []
 
 
 def _post_request(key: str, guard: tuple[str, str, int] | None) -> Request:
