@@ -4,6 +4,7 @@ that what was moved out of its own session still refuses what it refused."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from api.auth import Principal
 from api.client import sign_request
 from api.errors import ApiError
 from api.idempotency import run_idempotent
+from ledger import runtime
 from ledger.errors import LedgerValidationError
 from ledger.merchants import repos as merchant_repos
 from ledger.outbox import repos as outbox_repos
@@ -194,6 +196,23 @@ def test_no_request_reads_or_writes_the_store_on_the_event_loop(quiet_env: ApiEn
     finally:
         event.remove(engine, "before_cursor_execute", log)
     assert on_loop == []
+
+
+def test_an_api_only_process_settles_its_heap_out_of_the_collectors_walks(
+        settings: Settings) -> None:
+    # `alliance serve` runs API-only processes (run_workers=False); only a runtime's start
+    # froze the heap, so their full collections walked every module, ABI and the app, up to
+    # 0.9 s each holding the GIL under load.
+    runtime._heap_settled_once.clear()
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        env = make_env(settings, run_workers=False)
+        next(env)
+        assert gc.get_freeze_count() > 0
+        env.close()
+    finally:
+        runtime.settle_heap()
 
 
 def _post_request(key: str, guard: tuple[str, str, int] | None) -> Request:
