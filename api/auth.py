@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
 
+import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 from fastapi import Request
 from sqlalchemy.orm import Session
 
@@ -71,6 +73,19 @@ def _cached_credential(alliance: Alliance, key_id: str
     if hit is not None and time.monotonic() - hit[0] < CREDENTIAL_TTL_S:
         return True, hit[1]
     return False, None
+
+
+_CREDENTIAL_READS: RunVar[anyio.CapacityLimiter] = RunVar("alliance_credential_reads")
+
+
+def _credential_reads() -> anyio.CapacityLimiter:
+    """The event loop's limiter of credential reads (one at a time)."""
+    try:
+        return _CREDENTIAL_READS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(1)
+        _CREDENTIAL_READS.set(limiter)
+        return limiter
 
 
 def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
@@ -138,7 +153,13 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
     # a worker thread; a fresh cached credential costs no thread hop.
     fresh, cred = _cached_credential(alliance, key_id)
     if not fresh:
-        cred = await anyio.to_thread.run_sync(_credential, alliance, key_id)
+        # One read at a time per process (the key's in-flight cap applies only after
+        # authentication): a burst of one key, or of many, takes one thread for its
+        # credentials, and whoever waited finds the fresh entry the read left.
+        async with _credential_reads():
+            fresh, cred = _cached_credential(alliance, key_id)
+            if not fresh:
+                cred = await anyio.to_thread.run_sync(_credential, alliance, key_id)
     if cred is None or cred.revoked:
         raise _unauthorized("unknown or revoked key")
     expected = sign(cred.secret, ts, nonce, request.method, path, body)

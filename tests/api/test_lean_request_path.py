@@ -198,6 +198,47 @@ def test_no_request_reads_or_writes_the_store_on_the_event_loop(quiet_env: ApiEn
     assert on_loop == []
 
 
+def test_a_burst_of_one_key_after_its_credential_expired_reads_the_store_once(
+        quiet_env: ApiEnv) -> None:
+    # The credential is read in a worker thread, before the key's in-flight cap applies:
+    # a burst of one key must not take a thread (and a round trip) per request for it.
+    env = quiet_env
+    m = env.store_merchant
+    reads: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        if "api_credentials" in statement:
+            reads.append(statement)
+
+    def request(i: int) -> Request:
+        body = b"{}"
+        headers = sign_request(m.key_id, m.secret, "POST", "/v1/probe", body)
+        scope: dict[str, Any] = {
+            "type": "http", "method": "POST", "scheme": "http", "path": "/v1/probe",
+            "raw_path": b"/v1/probe", "query_string": b"", "root_path": "",
+            "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000 + i), "state": {},
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request(scope, receive)
+
+    async def burst() -> list[Principal]:
+        return await asyncio.gather(*(auth.authenticate(request(i), env.alliance)
+                                      for i in range(20)))
+
+    auth._caches.clear()
+    engine = env.alliance.store.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        got = asyncio.run(burst())
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert {p.key_id for p in got} == {m.key_id}
+    assert len(reads) == 1, len(reads)
+
+
 def test_an_api_only_process_settles_its_heap_out_of_the_collectors_walks(
         settings: Settings) -> None:
     # `alliance serve` runs API-only processes (run_workers=False); only a runtime's start
