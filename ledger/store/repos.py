@@ -254,35 +254,36 @@ def _claim_request_statement() -> Select[Merchant, bool, bool]:
     only if the merchant is active, the claim only if the replay record went in; the SELECT
     gives the merchant's row (loaded into the session) and what was inserted."""
     global _CLAIM_REQUEST
-    if _CLAIM_REQUEST is None:
-        mid = bindparam("merchant_id", type_=Merchant.id.type)
-        now = bindparam("now", type_=UTCDateTime())
-        active = exists().where(Merchant.id == mid, Merchant.status == "active")
-        sig = (pg_insert(UsedSignature)
-               .from_select(["key_id", "signature", "seen_at"],
-                            select(bindparam("key_id", type_=String()),
-                                   bindparam("signature", type_=String()), now)
-                            .where(active))
-               .on_conflict_do_nothing()
-               .returning(UsedSignature.key_id)
-               .cte("new_signature"))
-        claim = (pg_insert(IdempotencyRecord)
-                 .from_select(["principal", "key", "fingerprint", "created_at", "expires_at"],
-                              select(bindparam("principal", type_=String()),
-                                     bindparam("key", type_=String()),
-                                     bindparam("fingerprint", type_=String()), now,
-                                     bindparam("expires_at", type_=UTCDateTime()))
-                              .where(exists(select(sig.c.key_id))))
-                 .on_conflict_do_nothing()
-                 .returning(IdempotencyRecord.key)
-                 .cte("new_claim"))
-        _CLAIM_REQUEST = select(
-            Merchant,
-            exists(select(sig.c.key_id)).label("signature_new"),
-            exists(select(claim.c.key)).label("claim_new"),
-        ).where(Merchant.id == mid)
+    if _CLAIM_REQUEST is not None:
         return _CLAIM_REQUEST
-    return _CLAIM_REQUEST
+    mid = bindparam("merchant_id", type_=Merchant.id.type)
+    now = bindparam("now", type_=UTCDateTime())
+    active = exists().where(Merchant.id == mid, Merchant.status == "active")
+    sig = (pg_insert(UsedSignature)
+           .from_select(["key_id", "signature", "seen_at"],
+                        select(bindparam("key_id", type_=String()),
+                               bindparam("signature", type_=String()), now)
+                        .where(active))
+           .on_conflict_do_nothing()
+           .returning(UsedSignature.key_id)
+           .cte("new_signature"))
+    claim = (pg_insert(IdempotencyRecord)
+             .from_select(["principal", "key", "fingerprint", "created_at", "expires_at"],
+                          select(bindparam("principal", type_=String()),
+                                 bindparam("key", type_=String()),
+                                 bindparam("fingerprint", type_=String()), now,
+                                 bindparam("expires_at", type_=UTCDateTime()))
+                          .where(exists(select(sig.c.key_id))))
+             .on_conflict_do_nothing()
+             .returning(IdempotencyRecord.key)
+             .cte("new_claim"))
+    statement = select(
+        Merchant,
+        exists(select(sig.c.key_id)).label("signature_new"),
+        exists(select(claim.c.key)).label("claim_new"),
+    ).where(Merchant.id == mid)
+    _CLAIM_REQUEST = statement
+    return statement
 
 
 def claim_merchant_request(session: Session, *, merchant_id: int, key_id: str,
