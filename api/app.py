@@ -11,7 +11,7 @@ from ledger.alliance import Alliance
 from ledger.health import state_samples
 from ledger.logs import configure as configure_logs
 from ledger.metrics import install_state
-from ledger.runtime import Runtime
+from ledger.runtime import Runtime, settle_heap
 from ledger.settings import IndexerMode, get_settings
 
 from . import docs, errors, openapi
@@ -62,7 +62,13 @@ def create_app(alliance: Alliance, *, run_workers: bool = True,
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_workers:
-            runtime.start()
+            runtime.start()  # settles the heap before its workers start
+        else:
+            # An API-only process (``alliance serve``: the workers run in ``alliance worker``)
+            # settles its heap too: without it every full collection walked all of it, up to
+            # 0.9 s holding the GIL under load (gc.callbacks in the API processes of
+            # scripts/bench_http.py), and every request of the process waited.
+            settle_heap()
         try:
             yield
         finally:

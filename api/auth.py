@@ -19,7 +19,11 @@ import time
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import RunVar
 from fastapi import Request
 from sqlalchemy.orm import Session
 
@@ -60,7 +64,33 @@ _caches: weakref.WeakKeyDictionary[Store, _CacheEntries] = weakref.WeakKeyDictio
 _cache_lock = threading.Lock()
 
 
+def _cached_credential(alliance: Alliance, key_id: str
+                       ) -> tuple[bool, repos.CredentialView | None]:
+    """(True, the credential or None for an unknown key) if the cache holds it fresh, else
+    (False, None): :func:`_credential` must read the store."""
+    with _cache_lock:
+        hit = _caches.get(alliance.store, {}).get(key_id)
+    if hit is not None and time.monotonic() - hit[0] < CREDENTIAL_TTL_S:
+        return True, hit[1]
+    return False, None
+
+
+_CREDENTIAL_READS: RunVar[anyio.CapacityLimiter] = RunVar("alliance_credential_reads")
+
+
+def _credential_reads() -> anyio.CapacityLimiter:
+    """The event loop's limiter of credential reads (one at a time)."""
+    try:
+        return _CREDENTIAL_READS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(1)
+        _CREDENTIAL_READS.set(limiter)
+        return limiter
+
+
 def _credential(alliance: Alliance, key_id: str) -> repos.CredentialView | None:
+    """The credential of ``key_id`` (None: unknown), from the cache or the store. It may read
+    the store (blocking): call it from a worker thread, never on the event loop."""
     now = time.monotonic()
     store = alliance.store
     with _cache_lock:
@@ -118,7 +148,18 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
         raise _unauthorized(f"the request timestamp is more than {max_age} s off")
     body = await request.body()
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    cred = _credential(alliance, key_id)
+    # A blocking read on the event loop would hold every request of the process for its
+    # round trips (and it comes back every CREDENTIAL_TTL_S per key): the store is read in
+    # a worker thread; a fresh cached credential costs no thread hop.
+    fresh, cred = _cached_credential(alliance, key_id)
+    if not fresh:
+        # One read at a time per process (the key's in-flight cap applies only after
+        # authentication): a burst of one key, or of many, takes one thread for its
+        # credentials, and whoever waited finds the fresh entry the read left.
+        async with _credential_reads():
+            fresh, cred = _cached_credential(alliance, key_id)
+            if not fresh:
+                cred = await anyio.to_thread.run_sync(_credential, alliance, key_id)
     if cred is None or cred.revoked:
         raise _unauthorized("unknown or revoked key")
     expected = sign(cred.secret, ts, nonce, request.method, path, body)
@@ -128,14 +169,26 @@ async def authenticate(request: Request, alliance: Alliance) -> Principal:
         # Every POST runs through run_idempotent, which records the signature in the same
         # write transaction as its idempotency record: one write transaction per request.
         request.state.replay_guard = (key_id, expected, 2 * max_age)
-    else:
-        with alliance.store.session() as s:
-            remember_or_refuse(s, key_id, expected, 2 * max_age)
+    else:  # in a worker thread, as the credential read (a write, on the event loop, held
+        # every request of the process for its round trips)
+        await anyio.to_thread.run_sync(_remember_in_own_session, alliance, key_id, expected,
+                                       2 * max_age)
     return Principal(key_id, cred.role,
                      None if cred.merchant_id is None else MerchantId(cred.merchant_id))
+
+
+def _remember_in_own_session(alliance: Alliance, key_id: str, signature: str,
+                             max_age_s: int) -> None:
+    with alliance.store.session() as s:
+        remember_or_refuse(s, key_id, signature, max_age_s)
 
 
 def remember_or_refuse(s: Session, key_id: str, signature: str, max_age_s: int) -> None:
     """Record a request's signature; a signature seen before is a replay (401)."""
     if not repos.remember_signature(s, key_id, signature, max_age=timedelta(seconds=max_age_s)):
-        raise _unauthorized("this request was already received (replay)")
+        refuse_replay()
+
+
+def refuse_replay() -> NoReturn:
+    """401: this request's signature was seen before (a captured request sent again)."""
+    raise _unauthorized("this request was already received (replay)")

@@ -32,7 +32,7 @@ from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
 from ledger.types import MerchantId
 
-from .auth import Principal, refuse_unless_active, remember_or_refuse
+from .auth import Principal, refuse_replay, refuse_unless_active, remember_or_refuse
 from .errors import PROBLEM_JSON, ApiError, ledger_problem, problem_headers
 
 MAX_KEY_LENGTH = 255
@@ -75,6 +75,10 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
         """Spend the signature and claim the key; the recorded response if there is one."""
         if guard is not None:
             remember_or_refuse(s, *guard)
+        return begin(s)
+
+    def begin(s: Session) -> Response | None:
+        """Claim the key (the signature spent); the recorded response if there is one."""
         try:
             stored = repos.idempotency_begin(s, principal=principal.key_id, key=key,
                                              fingerprint=fp, ttl=ttl, lease=IN_PROGRESS_LEASE)
@@ -89,12 +93,28 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
                         media_type=stored.content_type, headers={"Idempotent-Replayed": "true"})
 
     with alliance.store.session() as s:
-        if active_merchant is not None:
+        fast = None
+        if active_merchant is not None and guard is not None:
+            # PostgreSQL: the merchant read, the replay record and the claim in one round
+            # trip, each written only if what comes before it allows (None elsewhere).
+            key_id, signature, max_age_s = guard
+            fast = repos.claim_merchant_request(
+                s, merchant_id=active_merchant, key_id=key_id, signature=signature,
+                signature_max_age=timedelta(seconds=max_age_s), principal=principal.key_id,
+                key=key, fingerprint=fp, ttl=ttl)
+        if fast is not None and active_merchant is not None:
             # ``row`` held for the whole transaction keeps it in the session's identity map
             # (which holds rows weakly), so ``work`` does not read the merchant again.
-            row = merchant_repos.get_merchant(s, active_merchant)
+            row = fast.merchant
             refuse_unless_active(None if row is None else row.status, active_merchant)
-        replayed = claim(s)
+            if not fast.signature_new:
+                refuse_replay()
+            replayed = None if fast.claim_new else begin(s)
+        else:
+            if active_merchant is not None:
+                row = merchant_repos.get_merchant(s, active_merchant)
+                refuse_unless_active(None if row is None else row.status, active_merchant)
+            replayed = claim(s)
         if replayed is not None:
             return replayed
         if in_transaction:

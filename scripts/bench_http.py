@@ -196,6 +196,26 @@ def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
     return out
 
 
+def machine_busy_ticks() -> int:
+    """Clock ticks every CPU of the machine spent busy (not idle, not waiting for I/O)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def runqueue_wait_s(pids: list[int]) -> float:
+    """Seconds the threads of ``pids`` have spent runnable but waiting for a CPU
+    (/proc/PID/task/TID/schedstat): on a shared machine, the time a request's CPU work
+    waited for a core."""
+    total = 0
+    for pid in pids:
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def process_groups(h: Any) -> dict[str, list[int]]:
     """The harness's processes by role: API (uvicorn and its workers), worker (leader and
     standby), PostgreSQL (postmaster and backends), anvil."""
@@ -256,20 +276,30 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                                 ("signed POST /v1/points/issue", ISSUE, "issue")):
             groups = process_groups(h)
             c0, t0 = cpu_ticks(groups), time.monotonic()
+            m0, q0 = machine_busy_ticks(), runqueue_wait_s(groups["api"])
             r = load(path, seconds, tag)
             c1, wall = cpu_ticks(groups), time.monotonic() - t0
+            m1, q1 = machine_busy_ticks(), runqueue_wait_s(groups["api"])
             cpu = {k: (c1[k] - c0[k]) / tick / wall for k in c0}
+            # The machine's busy cores, and what of it was not the service's (wrk, other
+            # sessions' work on a shared machine).
+            cpu["machine"] = (m1 - m0) / tick / wall
+            cpu["outside"] = max(0.0, cpu["machine"] - sum(cpu[k] for k in c0))
+            cpu["api_wait"] = (q1 - q0) / wall
             rows.append((name, r, cpu, os.getloadavg()[0]))
         print("| endpoint | req/s | p50 ms | p99 ms | answers | CPU cores: api / postgres / "
-              "worker / anvil | load avg |")
-        print("|---|---|---|---|---|---|---|")
+              "worker / anvil / outside (wrk, others) | machine busy cores (of "
+              f"{os.cpu_count()}) | API threads "
+              f"waiting for a CPU | load avg |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, r, cpu, la in rows:
             rate = r["n"] / r["elapsed"]
             answers = dict(r["statuses"], **{f"err-{k}": v for k, v in
                                              r.get("errors", {}).items()})
             print(f"| {name} | {rate:,.0f} | {1000 * r['p50']:.1f} | {1000 * r['p99']:.1f} | "
                   f"{answers} | {cpu['api']:.2f} / {cpu['postgres']:.2f} / "
-                  f"{cpu['worker']:.2f} / {cpu['anvil']:.2f} | {la:.1f} |")
+                  f"{cpu['worker']:.2f} / {cpu['anvil']:.2f} / {cpu['outside']:.2f} | "
+                  f"{cpu['machine']:.2f} | {cpu['api_wait']:.1f} | {la:.1f} |")
         bare, issue = rows[0][1], rows[1][1]
         bare_rate, issue_rate = bare["n"] / bare["elapsed"], issue["n"] / issue["elapsed"]
         icpu = rows[1][2]
@@ -277,8 +307,13 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
               f"{issue_rate:,.0f} (target >= 500), p99 {1000 * issue['p99']:.0f} ms "
               f"(target <= 100)")
         if issue_rate:
+            roles = ("api", "postgres", "worker", "anvil")
             print("CPU per issue request (ms): " + ", ".join(
-                f"{k} {1000 * v / issue_rate:.1f}" for k, v in icpu.items()))
+                f"{k} {1000 * icpu[k] / issue_rate:.1f}" for k in roles)
+                + f"; the service in all {1000 * sum(icpu[k] for k in roles) / issue_rate:.1f}"
+                f" (so {os.cpu_count()} cores hold at most "
+                f"{os.cpu_count() / max(1e-9, sum(icpu[k] for k in roles)) * issue_rate:,.0f}"
+                " req/s of it)")
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}
         if bad or issue.get("errors"):
             raise SystemExit(f"issue requests not accepted: {bad} {issue.get('errors')}")
@@ -371,6 +406,8 @@ def run_profile(n: int, top: int) -> None:
             print(f"{n} signed issue requests in process on PostgreSQL: "
                   f"{1000 * cpu / n:.2f} ms CPU and {1000 * wall / n:.2f} ms wall each "
                   "(under the profiler)")
+            if out := os.environ.get("BENCH_PROFILE_OUT"):
+                prof.dump_stats(out)
             st = pstats.Stats(prof)
             st.sort_stats("tottime").print_stats(top)
             st.sort_stats("cumulative").print_stats(top)

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, case, delete, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    String,
+    bindparam,
+    case,
+    delete,
+    exists,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -25,7 +36,16 @@ from sqlalchemy.orm import Session
 from .. import crypto
 from ..crypto import MasterKey
 from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
-from .models import ApiCredential, IdempotencyRecord, Secret, SignerNonce, UsedSignature, utcnow
+from .models import (
+    ApiCredential,
+    IdempotencyRecord,
+    Merchant,
+    Secret,
+    SignerNonce,
+    UsedSignature,
+    UTCDateTime,
+    utcnow,
+)
 
 # Expired replay and idempotency records are purged at most this often (seconds), not on
 # every request: a purge is a write on the hot path.
@@ -216,6 +236,86 @@ def idempotency_begin(session: Session, *, principal: str, key: str, fingerprint
     return StoredResponse(existing.status_code, existing.body, existing.content_type)
 
 
+@dataclass(frozen=True)
+class RequestClaim:
+    """What :func:`claim_merchant_request` found and wrote, in the caller's transaction."""
+
+    merchant: Merchant | None  # None: no such merchant (nothing was written)
+    signature_new: bool  # False: a replay, or the merchant is not active (nothing written)
+    claim_new: bool  # True: the signature is spent and the key claimed by this request
+
+
+_CLAIM_REQUEST: Select[Merchant, bool, bool] | None = None
+
+
+def _claim_request_statement() -> Select[Merchant, bool, bool]:
+    """The one PostgreSQL statement of :func:`claim_merchant_request`, built once per process
+    (each call's values are its parameters). Data-modifying CTEs: the replay record goes in
+    only if the merchant is active, the claim only if the replay record went in; the SELECT
+    gives the merchant's row (loaded into the session) and what was inserted."""
+    global _CLAIM_REQUEST
+    if _CLAIM_REQUEST is not None:
+        return _CLAIM_REQUEST
+    mid = bindparam("merchant_id", type_=Merchant.id.type)
+    now = bindparam("now", type_=UTCDateTime())
+    active = exists().where(Merchant.id == mid, Merchant.status == "active")
+    sig = (pg_insert(UsedSignature)
+           .from_select(["key_id", "signature", "seen_at"],
+                        select(bindparam("key_id", type_=String()),
+                               bindparam("signature", type_=String()), now)
+                        .where(active))
+           .on_conflict_do_nothing()
+           .returning(UsedSignature.key_id)
+           .cte("new_signature"))
+    claim = (pg_insert(IdempotencyRecord)
+             .from_select(["principal", "key", "fingerprint", "created_at", "expires_at"],
+                          select(bindparam("principal", type_=String()),
+                                 bindparam("key", type_=String()),
+                                 bindparam("fingerprint", type_=String()), now,
+                                 bindparam("expires_at", type_=UTCDateTime()))
+                          .where(exists(select(sig.c.key_id))))
+             .on_conflict_do_nothing()
+             .returning(IdempotencyRecord.key)
+             .cte("new_claim"))
+    statement = select(
+        Merchant,
+        exists(select(sig.c.key_id)).label("signature_new"),
+        exists(select(claim.c.key)).label("claim_new"),
+    ).where(Merchant.id == mid)
+    _CLAIM_REQUEST = statement
+    return statement
+
+
+def claim_merchant_request(session: Session, *, merchant_id: int, key_id: str,
+                           signature: str, signature_max_age: timedelta, principal: str,
+                           key: str, fingerprint: str, ttl: timedelta) -> RequestClaim | None:
+    """A merchant's request, in one round trip on PostgreSQL: read the merchant (its row
+    stays in the session), and only if it is active record the request's signature, and only
+    if that signature is new claim the idempotency key. None on another database (the caller
+    takes the statements one by one: :func:`remember_signature`, :func:`idempotency_begin`).
+
+    Only the common case is decided here: a key already claimed (``claim_new`` False with
+    ``signature_new`` True) is for :func:`idempotency_begin` to sort out (a replayed
+    response, a reused key, an expired or abandoned claim), in the same transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    ttl = max(ttl, MIN_IDEMPOTENCY_TTL)
+    now = utcnow()
+    row = session.execute(_claim_request_statement(), {
+        "merchant_id": merchant_id, "now": now, "key_id": key_id, "signature": signature,
+        "principal": principal, "key": key, "fingerprint": fingerprint,
+        "expires_at": now + ttl}).first()
+    if row is None:
+        return RequestClaim(None, False, False)
+    merchant, signature_new, claim_new = row
+    # The purges the one-by-one path makes (at most once a minute each).
+    if signature_new and _due("signatures"):
+        purge_signatures(session, max_age=signature_max_age)
+    if claim_new and _due("idempotency"):
+        purge_idempotency(session)
+    return RequestClaim(merchant, bool(signature_new), bool(claim_new))
+
+
 def idempotency_release(session: Session, *, principal: str, key: str) -> None:
     """Forget a claim whose request failed without a response worth replaying (5xx)."""
     session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.principal == principal,
@@ -223,13 +323,25 @@ def idempotency_release(session: Session, *, principal: str, key: str) -> None:
                                                     IdempotencyRecord.status_code.is_(None)))
 
 
+_COMPLETE: Executable | None = None
+
+
 def idempotency_complete(session: Session, *, principal: str, key: str, status_code: int,
                          body: str, content_type: str) -> None:
     """Store the response of the request that claimed ``key``, for replays (one UPDATE)."""
-    res = session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)
-        .values(status_code=status_code, body=body, content_type=content_type))
+    global _COMPLETE
+    if _COMPLETE is None:
+        # Built once per process; no session synchronisation (nothing reads the record
+        # again in the request's session, and evaluating the criteria against every object
+        # of the session was work on every request).
+        _COMPLETE = (update(IdempotencyRecord)
+                     .where(IdempotencyRecord.principal == bindparam("p"),
+                            IdempotencyRecord.key == bindparam("k"))
+                     .values(status_code=bindparam("status_code"), body=bindparam("body"),
+                             content_type=bindparam("content_type"))
+                     .execution_options(synchronize_session=False))
+    res = session.execute(_COMPLETE, {"p": principal, "k": key, "status_code": status_code,
+                                      "body": body, "content_type": content_type})
     if int(getattr(res, "rowcount", 0) or 0) != 1:
         raise LedgerNotFoundError("idempotency record vanished")
 

@@ -3,6 +3,9 @@ that what was moved out of its own session still refuses what it refused."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,21 +15,37 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from api import auth
 from api.auth import Principal
+from api.client import sign_request
 from api.errors import ApiError
 from api.idempotency import run_idempotent
+from ledger import runtime
 from ledger.errors import LedgerValidationError
 from ledger.merchants import repos as merchant_repos
+from ledger.outbox import repos as outbox_repos
 from ledger.settings import Settings
 from ledger.store.models import IdempotencyRecord, UsedSignature
 from ledger.types import MerchantId
+from tests.ledger.conftest import fresh_pg_database
+from tests.pg import postgres_server
 
 from .conftest import ApiEnv, make_env
 
 
-@pytest.fixture
-def quiet_env(settings: Settings) -> Iterator[ApiEnv]:
-    # No background workers: every statement on the engine is the request's own.
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def quiet_env(request: pytest.FixtureRequest, settings: Settings) -> Iterator[ApiEnv]:
+    # No background workers: every statement on the engine is the request's own. On
+    # PostgreSQL the merchant read, the replay record and the claim are one statement.
+    if request.param == "postgresql":
+        url = fresh_pg_database(request.getfixturevalue("pg_server"))
+        settings = settings.model_copy(update={"database_url": url})
     yield from make_env(settings, run_workers=False)
 
 
@@ -61,6 +80,11 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
     # ... and that read comes before anything the request writes.
     first_write = next(i for i, s in enumerate(seen) if s.startswith(("INSERT", "UPDATE")))
     assert seen.index(merchant_reads[0]) < first_write, seen
+    if env.alliance.store.engine.dialect.name == "postgresql":
+        # One round trip reads the merchant, spends the signature and claims the key (three
+        # before); then the operation and the recorded response.
+        assert len(seen) == 3 and seen[0].startswith("WITH"), seen
+        assert "used_request_signatures" in seen[0] and "idempotency_records" in seen[0]
 
 
 def test_a_suspended_merchants_issue_is_refused_and_leaves_no_record_to_replay(
@@ -97,6 +121,139 @@ def test_a_merchant_suspended_between_two_requests_is_refused_on_the_next_one(
                        ("/v1/points/reverse", {"order_id": "LEAN-N1", "points": 1})):
         r = env.store.post(path, body)
         assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", (path, r.text)
+
+
+def _queued(env: ApiEnv) -> int:
+    with env.alliance.store.read_session() as s:
+        return outbox_repos.count_operations(s)
+
+
+def _signed_issue(env: ApiEnv, order: str, key: str) -> tuple[bytes, dict[str, str]]:
+    m = env.store_merchant
+    body = json.dumps({"member": Account.create().address, "points": 4,
+                       "order_id": order}).encode()
+    headers = sign_request(m.key_id, m.secret, "POST", "/v1/points/issue", body)
+    headers.update({"Content-Type": "application/json", "Idempotency-Key": key})
+    return body, headers
+
+
+def test_a_captured_issue_sent_again_is_a_replay_and_queues_nothing(quiet_env: ApiEnv) -> None:
+    env = quiet_env
+    body, headers = _signed_issue(env, "LEAN-R", "lean-replay")
+    assert env.http.post("/v1/points/issue", content=body, headers=headers).status_code == 202
+    for key in ("lean-replay", "lean-replay-other-key"):
+        r = env.http.post("/v1/points/issue", content=body,
+                          headers=dict(headers, **{"Idempotency-Key": key}))
+        assert r.status_code == 401 and "replay" in r.json()["detail"], r.text
+    assert _queued(env) == 1
+    with env.alliance.store.read_session() as s:  # the second key was not claimed
+        assert s.get(IdempotencyRecord, (env.store_merchant.key_id,
+                                         "lean-replay-other-key")) is None
+
+
+def test_a_retry_with_a_fresh_signature_replays_and_another_body_is_refused(
+        quiet_env: ApiEnv) -> None:
+    env = quiet_env
+    payload = {"member": Account.create().address, "points": 5, "order_id": "LEAN-I"}
+    first = env.store.post("/v1/points/issue", payload, idempotency_key="lean-idem")
+    again = env.store.post("/v1/points/issue", payload, idempotency_key="lean-idem")
+    assert first.status_code == again.status_code == 202, first.text
+    assert again.content == first.content and again.headers["Idempotent-Replayed"] == "true"
+    other = env.store.post("/v1/points/issue", dict(payload, points=6),
+                           idempotency_key="lean-idem")
+    assert other.status_code == 409 and other.json()["code"] == "idempotency-key-reused"
+    assert _queued(env) == 1
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_no_request_reads_or_writes_the_store_on_the_event_loop(quiet_env: ApiEnv) -> None:
+    # A blocking round trip on the event loop holds every request of the process. The
+    # credential is read again every CREDENTIAL_TTL_S per key (on the loop before: a stall
+    # every two seconds per key), and a signed GET records its signature.
+    env = quiet_env
+    on_loop: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        if _on_event_loop():
+            on_loop.append(" ".join(statement.split())[:80])
+
+    auth._caches.clear()  # the next request reads the credential from the store
+    engine = env.alliance.store.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        r = env.store.post("/v1/points/issue", {"member": Account.create().address,
+                                                "points": 1, "order_id": "LEAN-LOOP"})
+        assert r.status_code == 202, r.text
+        auth._caches.clear()
+        assert env.store.get("/v1/merchants/me").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert on_loop == []
+
+
+def test_a_burst_of_one_key_after_its_credential_expired_reads_the_store_once(
+        quiet_env: ApiEnv) -> None:
+    # The credential is read in a worker thread, before the key's in-flight cap applies:
+    # a burst of one key must not take a thread (and a round trip) per request for it.
+    env = quiet_env
+    m = env.store_merchant
+    reads: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        if "api_credentials" in statement:
+            reads.append(statement)
+
+    def request(i: int) -> Request:
+        body = b"{}"
+        headers = sign_request(m.key_id, m.secret, "POST", "/v1/probe", body)
+        scope: dict[str, Any] = {
+            "type": "http", "method": "POST", "scheme": "http", "path": "/v1/probe",
+            "raw_path": b"/v1/probe", "query_string": b"", "root_path": "",
+            "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000 + i), "state": {},
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request(scope, receive)
+
+    async def burst() -> list[Principal]:
+        return await asyncio.gather(*(auth.authenticate(request(i), env.alliance)
+                                      for i in range(20)))
+
+    auth._caches.clear()
+    engine = env.alliance.store.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        got = asyncio.run(burst())
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    assert {p.key_id for p in got} == {m.key_id}
+    assert len(reads) == 1, len(reads)
+
+
+def test_an_api_only_process_settles_its_heap_out_of_the_collectors_walks(
+        settings: Settings) -> None:
+    # `alliance serve` runs API-only processes (run_workers=False); only a runtime's start
+    # froze the heap, so their full collections walked every module, ABI and the app, up to
+    # 0.9 s each holding the GIL under load.
+    runtime._heap_settled_once.clear()
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        env = make_env(settings, run_workers=False)
+        next(env)
+        assert gc.get_freeze_count() > 0
+        env.close()
+    finally:
+        runtime.settle_heap()
 
 
 def _post_request(key: str, guard: tuple[str, str, int] | None) -> Request:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
@@ -230,6 +230,115 @@ def test_request_signature_is_accepted_once(store: Store) -> None:
     with store.session() as s:
         assert repos.purge_signatures(s, max_age=age) == 1
         assert repos.remember_signature(s, "key2", "sig", max_age=age) is False
+
+
+# ---------------------------------------------------------------------- one request, one statement
+
+
+def _claim(s: Session, *, mid: int = 1, sig: str = "sig-1", key: str = "key-1",
+           fp: str = "fp-1") -> repos.RequestClaim | None:
+    return repos.claim_merchant_request(
+        s, merchant_id=mid, key_id="mk_1", signature=sig, signature_max_age=timedelta(minutes=10),
+        principal="mk_1", key=key, fingerprint=fp, ttl=timedelta(hours=24))
+
+
+@pytest.fixture
+def pg_store(pg_url: str, migrated_pg: str) -> Iterator[Store]:
+    """A migrated store on PostgreSQL only (the one-statement claim is PostgreSQL's)."""
+    s = Store(fresh_pg_database(pg_url, template=migrated_pg))
+    yield s
+    s.dispose()
+
+
+def _written(store: Store) -> tuple[list[str], list[str]]:
+    with store.read_session() as s:
+        return (sorted(s.scalars(select(UsedSignature.signature))),
+                sorted(s.scalars(select(IdempotencyRecord.key))))
+
+
+def test_a_merchant_request_is_read_spent_and_claimed_in_one_statement_on_postgresql(
+        store: Store, master: MasterKey) -> None:
+    _merchant(store, master)
+    seen: list[str] = []
+    with store.session() as s:
+        def log(conn: object, cursor: object, statement: str, *a: object) -> None:
+            seen.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", log)
+        try:
+            got = _claim(s)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", log)
+        if store.engine.dialect.name != "postgresql":
+            assert got is None and seen == []  # the caller takes the statements one by one
+            return
+        assert got is not None and got.signature_new and got.claim_new
+        assert got.merchant is not None and got.merchant.status == "active"
+        # The row is the session's own: the service's read of the merchant costs nothing.
+        assert merchant_repos.get_merchant(s, 1) is got.merchant
+    assert len(seen) == 1, seen
+    assert _written(store) == (["sig-1"], ["key-1"])
+
+
+def test_a_replayed_signature_writes_nothing_and_claims_no_key(pg_store: Store,
+                                                              master: MasterKey) -> None:
+    _merchant(pg_store, master)
+    with pg_store.session() as s:
+        assert (got := _claim(s)) is not None and got.claim_new
+    with pg_store.session() as s:  # the captured request again, under another key
+        got = _claim(s, key="key-2")
+        assert got is not None and not got.signature_new and not got.claim_new
+    assert _written(pg_store) == (["sig-1"], ["key-1"])
+
+
+def test_a_suspended_or_unknown_merchants_request_spends_nothing(pg_store: Store,
+                                                                 master: MasterKey) -> None:
+    _merchant(pg_store, master)
+    with pg_store.session() as s:
+        merchant_repos.set_merchant_status(s, 1, "suspended")
+    with pg_store.session() as s:
+        got = _claim(s)
+        assert got is not None and got.merchant is not None
+        assert got.merchant.status == "suspended"
+        assert not got.signature_new and not got.claim_new
+        unknown = _claim(s, mid=99, sig="sig-2", key="key-2")
+        assert unknown == repos.RequestClaim(None, False, False)
+    assert _written(pg_store) == ([], [])
+
+
+def test_a_new_signature_on_a_used_key_is_spent_and_leaves_the_key_to_idempotency_begin(
+        pg_store: Store, master: MasterKey) -> None:
+    _merchant(pg_store, master)
+    with pg_store.session() as s:
+        assert (got := _claim(s)) is not None and got.claim_new
+        repos.idempotency_complete(s, principal="mk_1", key="key-1", status_code=202,
+                                   body="{}", content_type="application/json")
+    with pg_store.session() as s:  # an honest retry: same key and body, a fresh signature
+        got = _claim(s, sig="sig-2")
+        assert got is not None and got.signature_new and not got.claim_new
+        stored = repos.idempotency_begin(s, principal="mk_1", key="key-1", fingerprint="fp-1",
+                                         ttl=timedelta(hours=24))
+        assert stored is not None and stored.status_code == 202
+    assert _written(pg_store) == (["sig-1", "sig-2"], ["key-1"])
+
+
+def test_concurrent_sends_of_one_signed_request_claim_once(pg_store: Store,
+                                                           master: MasterKey) -> None:
+    _merchant(pg_store, master)
+    results: list[tuple[bool, bool]] = []
+    lock = threading.Lock()
+
+    def attempt(i: int) -> None:
+        with pg_store.session() as s:
+            got = _claim(s, key=f"key-{i % 2}")
+            assert got is not None
+            time.sleep(0.05)  # hold what it wrote while the others arrive
+        with lock:
+            results.append((got.signature_new, got.claim_new))
+
+    assert _in_threads(8, attempt) == []
+    assert sorted(results) == [(False, False)] * 7 + [(True, True)]
+    assert len(_written(pg_store)[0]) == 1 and len(_written(pg_store)[1]) == 1
 
 
 # ---------------------------------------------------------------------- nonces
