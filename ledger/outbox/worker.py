@@ -346,7 +346,7 @@ class OutboxWorker(Worker):
         for address, flights in list(self._in_flight.items()):
             while flights:
                 f = flights[0]
-                found, block_number = self._receipt_candidate(f, receipts)
+                found, block_number, receipt = self._receipt_candidate(f, receipts)
                 if found is None:
                     if not self._nudge(f):
                         flights.pop(0)
@@ -357,8 +357,10 @@ class OutboxWorker(Worker):
                 if block_number == self._last_block:
                     self._block_mode_until = time.monotonic() + BLOCK_MODE_S
                 self._last_block = block_number
-                self._settle_flights([InFlight(f.signer, f.group, found)],
-                                     None if receipts is None else receipts[found.tx_hash])
+                # the receipt just read (it was read a second time here, by the sender's
+                # wait, when receipts were not read in a batch: a 200-line issue's receipt
+                # carries 400 logs)
+                self._settle_flights([InFlight(f.signer, f.group, found)], receipt)
                 settled += len(f.group.op_ids)
             if not flights:
                 del self._in_flight[address]
@@ -399,16 +401,16 @@ class OutboxWorker(Worker):
 
     def _receipt_candidate(self, f: InFlight,
                            receipts: dict[str, dict[str, Any] | None] | None = None
-                           ) -> tuple[SentTx | None, int]:
-        """The candidate of ``f``'s nonce that was mined, if one was, and its block
-        (``receipts``: read beforehand, in one batch)."""
+                           ) -> tuple[SentTx | None, int, dict[str, Any] | None]:
+        """The candidate of ``f``'s nonce that was mined, if one was, its block and its
+        receipt (``receipts``: read beforehand, in one batch)."""
         for cand in f.candidates:
             receipt = (receipts.get(cand.tx_hash) if receipts is not None
                        and cand.tx_hash in receipts
                        else self.alliance.gateway.receipt(cand.tx_hash))
             if receipt is not None:
-                return cand, int(receipt["blockNumber"])
-        return None, -1
+                return cand, int(receipt["blockNumber"]), receipt
+        return None, -1, None
 
     def _nudge(self, f: InFlight) -> bool:
         """A transaction still unmined: rebroadcast or replace it with a fee bump once it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,31 @@ def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue
     monkeypatch.undo()
     _step_until_confirmed(alliance, worker, ops, 60)
 
+
+
+def test_each_mined_transactions_receipt_is_read_once_on_an_automining_chain(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    # A 200-line issue batch's receipt carries 400 logs: the thread read each twice (once to
+    # find it mined, again in the sender's wait to settle it).
+    ops = _queue(alliance, store_merchant.merchant_id, 6, 20, "ONCE")
+    worker = outbox_worker(alliance)
+    gw = alliance.gateway
+    reads: dict[str, int] = {}
+    receipt = gw.receipt
+
+    def counted(tx_hash: str) -> dict[str, Any] | None:
+        found = receipt(tx_hash)
+        if found is not None:
+            reads[tx_hash] = reads.get(tx_hash, 0) + 1
+        return found
+
+    gw.receipt = counted  # type: ignore[method-assign]
+    try:
+        _step_until_confirmed(alliance, worker, ops, 60)
+    finally:
+        del gw.receipt
+    assert not worker.block_mode
+    with alliance.store.read_session() as s:
+        mined = {o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))}
+    assert mined and set(reads) == mined
+    assert all(n == 1 for n in reads.values()), reads
