@@ -72,7 +72,8 @@ def new_members(n: int) -> list[str]:
     return [to_checksum_address(os.urandom(20)) for _ in range(n)]
 
 
-def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> dict[str, Any]:
+def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag: str = ""
+                 ) -> dict[str, Any]:
     members = new_members(ops)
     done_at: list[tuple[int, float]] = []
 
@@ -95,13 +96,13 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
     warm = new_members(batch)
     with alliance.store.session() as s:
         request_issue_batch(alliance, s, merchant_id=merchant_id, items=[
-            IssueLine(points=1, order_id=f"warm-{i}", member=m) for i, m in enumerate(warm)])
+            IssueLine(points=1, order_id=f"warm{tag}-{i}", member=m) for i, m in enumerate(warm)])
     worker.drain()
     rt0 = gw.round_trips
     t0 = time.perf_counter()
     worker.start()
     for start in range(0, ops, batch):
-        lines = [IssueLine(points=10 + (i % 90), order_id=f"bench-{i}", member=members[i])
+        lines = [IssueLine(points=10 + (i % 90), order_id=f"bench{tag}-{i}", member=members[i])
                  for i in range(start, min(ops, start + batch))]
         with alliance.store.session() as s:
             request_issue_batch(alliance, s, merchant_id=merchant_id, items=lines)
@@ -118,7 +119,8 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int) -> 
 
 
 def chain_alone(alliance: Alliance, merchant_id: int, program: str, ops: int, batch: int,
-                gas_per_line: float, *, windowed: bool = False) -> tuple[float, int]:
+                gas_per_line: float, *, windowed: bool = False, tag: str = ""
+                ) -> tuple[float, int]:
     """The reference for the ledger layer: the same batches (``issueBatch`` of ``batch`` new
     members each, from the merchant's key) signed beforehand, then sent raw
     (``eth_sendRawTransaction``) and waited for (the sender's nonce at the latest block, then
@@ -143,7 +145,7 @@ def chain_alone(alliance: Alliance, merchant_id: int, program: str, ops: int, ba
     hashes: list[str] = []
     gas_each = int(gas_per_line * batch * 1.2) + 100_000
     for i, start in enumerate(range(0, ops, batch)):
-        items = [IssueItem(members[j], 10 + j % 90, keccak(text=f"alone-{windowed}-{j}"))
+        items = [IssueItem(members[j], 10 + j % 90, keccak(text=f"alone{tag}-{windowed}-{j}"))
                  for j in range(start, min(ops, start + batch))]
         sent = sender.sign(to=client.address, data=client.encode_issue_batch(items),
                            gas=int(gas_per_line * len(items) * 1.2) + 100_000,
@@ -340,6 +342,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--op-gas-only", action="store_true")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="measure the ledger layer and the chain alone this many times, "
+                         "alternated, and print the median ratio")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
@@ -374,6 +379,25 @@ def main() -> int:
             print(f"the chain alone (the same batches pre-signed, sent raw, receipts waited "
                   f"for): {alone:,.0f} ops/s; the ledger layer is {ops_s / alone:.2f}x of it "
                   "(target >= 0.9x)")
+            ratios = [ops_s / alone]
+            for r in range(1, args.pairs):
+                # The pair again on the same chain: the machine's load moves between the two
+                # halves of one pair; every pair is shown, and the median of their ratios.
+                again = ledger_layer(alliance, m.merchant_id, ops, args.batch, tag=f"r{r}")
+                layer_s = ops / again["elapsed"]
+                a1, _ = chain_alone(alliance, m.merchant_id, m.program, ops, args.batch, gas_op,
+                                    tag=f"r{r}")
+                a2, _ = chain_alone(alliance, m.merchant_id, m.program, ops, args.batch, gas_op,
+                                    windowed=True, tag=f"r{r}")
+                ratios.append(layer_s / max(a1, a2))
+                print(f"pair {r + 1}: ledger layer {layer_s:,.0f} ops/s, the chain alone "
+                      f"{max(a1, a2):,.0f} ops/s (at once {a1:,.0f}, a block's worth at a time "
+                      f"{a2:,.0f}): {ratios[-1]:.2f}x")
+            if args.pairs > 1:
+                median = sorted(ratios)[len(ratios) // 2]
+                print(f"over {args.pairs} pairs the ledger layer is {median:.2f}x "
+                      f"of the chain alone (median; every pair: "
+                      f"{', '.join(f'{x:.2f}' for x in ratios)})")
             print(f"JSON-RPC round trips per op: {rt_per_op:.4f}  (target <= 0.1: "
                   f"{rt_per_op / 0.1:.2f}x of the limit)")
             print(f"rate over the last 1,000 ops (to op {ops}): {late:,.0f}/s vs over the first "
