@@ -92,6 +92,9 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
     worker = TimedWorker(alliance, registry=operation_kinds(),
                          signer_for=merchant_signers(alliance), idle_sleep_s=0.001)
     gw = alliance.gateway
+    # As a service starts: what the store holds is aligned with the node (the chain alone,
+    # run before this with the merchant's key, moved its nonce past the store's counter).
+    worker.recover()
     # Warm-up, not counted: the merchant's key, nonce counter and connections get made.
     warm = new_members(batch)
     with alliance.store.session() as s:
@@ -205,8 +208,10 @@ def send_and_wait(gw: Any, address: str, first_nonce: int, raws: list[str], *,
                 f"the chain alone: {mined - first_nonce} of {len(raws)} pre-signed "
                 f"transactions mined; none more for {bound_s:.0f} s (nonce {mined} waits)")
         elif now - max(moved_at, nudged_at) > STALL_S:
-            gw.rpc_batch([("eth_sendRawTransaction", [r])
-                          for r in raws[mined - first_nonce:sent]])
+            waiting = raws[mined - first_nonce:sent]
+            for k in range(0, len(waiting), per_request):  # (a node caps a request's size)
+                gw.rpc_batch([("eth_sendRawTransaction", [r])
+                              for r in waiting[k:k + per_request]])
             gw.mine_stalled()
             nudges, nudged_at = nudges + 1, now
         time.sleep(0.001)
