@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from eth_utils.address import is_hex_address, to_checksum_address
+from eth_utils.address import is_hex_address
 
+from .chain.encoding import checksum_address
 from .errors import LedgerValidationError
 from .types import Address, MerchantId, Points
 
@@ -200,7 +201,7 @@ def address(value: object, field: str = "member") -> Address:
     address is refused."""
     if not isinstance(value, str) or not is_hex_address(value):
         raise LedgerValidationError(f"{field} is not an address", field=field)
-    checksummed = to_checksum_address(value)
+    checksummed = checksum_address(value)
     mixed = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
     if mixed and value != checksummed:
         raise LedgerValidationError(f"{field} has a wrong checksum", field=field)

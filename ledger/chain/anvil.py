@@ -147,8 +147,25 @@ def stop(settings: Settings, *, timeout_s: float = 15.0) -> bool:
             finished, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             finished = pid if not _pid_alive(pid) else 0
-        if finished:
+        if finished and not _group_alive(pid):
+            # (the npm wrapper can exit before the anvil binary it started has written its
+            # state: the data dir was then still being written when a caller removed it)
             return True
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the session anvil was started in (its own) is left."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True

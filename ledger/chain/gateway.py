@@ -177,6 +177,7 @@ class ChainGateway:
         self.w3 = Web3(self.provider)
         self._errors = dict(error_abis or {})
         self._client: str | None = None
+        self._automines: bool | None = None
         # The block number this process saw last in a receipt or a block number answer, and
         # how often it changed: a follower waits on the condition for a change (it wakes the
         # moment the outbox of the same process sees its transaction mined, instead of at its
@@ -210,6 +211,35 @@ class ChainGateway:
         a zero timelock delay and ``evm_mine`` are allowed there. Nothing the service needs
         to work (funding a relaying key, sending, confirming) depends on it."""
         return self.client.startswith(DEV_CLIENTS)
+
+    @property
+    def automines(self) -> bool:
+        """True on a development node that mines when a transaction arrives (anvil,
+        Hardhat Network in automine; asked once: ``anvil_getAutomine``, then
+        ``hardhat_getAutomine``). Such a node builds one block per arrival: what did not fit
+        it stays in its pool, pending, until the next transaction arrives (a resend of one it
+        holds is not an arrival: "already imported"), so the last of a run can wait for ever.
+        False on any other node (blocks come on their own there), and on an interval-mining
+        dev node."""
+        if self._automines is None:
+            self._automines = False
+            if self.is_dev_chain:
+                for method in ("anvil_getAutomine", "hardhat_getAutomine"):
+                    try:
+                        self._automines = bool(self.rpc(method))
+                        break
+                    except ChainError:
+                        continue
+        return self._automines
+
+    def mine_stalled(self) -> bool:
+        """On a node that :attr:`automines`, mine one block of what waits in its pool
+        (``evm_mine``): what a new arrival would have done. Gives whether it did (False
+        elsewhere: nothing is asked of the node)."""
+        if not self.automines:
+            return False
+        self.rpc("evm_mine")
+        return True
 
     # ------------------------------------------------------------------ errors
 

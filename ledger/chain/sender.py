@@ -20,11 +20,11 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from sqlalchemy.orm import Session
 
-from ..errors import ChainError, ChainTimeoutError, ContractRevertError
+from ..errors import ChainError, ChainTimeoutError, ContractRevertError, SignerUnfundedError
 from ..metrics import CONFIRMATION_LAG, TX_CONFIRMED, TX_FAILED, TX_FEE_BUMPS, TX_SENT
 from ..store import repos
 from ..store.db import Store
-from .gateway import ChainGateway
+from .gateway import UNFUNDED_MESSAGES, ChainGateway
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,37 @@ class TransactionSender:
         sent.sent_at = time.monotonic()
         TX_SENT.inc()
         log.debug("sent %s nonce=%d gas=%d", sent.tx_hash, sent.nonce, sent.gas)
+
+    def broadcast_many(self, sents: list[SentTx]) -> list[ChainError | None]:
+        """Send signed transactions in one JSON-RPC batch (one arrival on the node: an
+        automining node builds one block of as many as fit, where one request each built a
+        block each); give, per transaction, None if the node took it (or had it already) or
+        the error it answered with (SignerUnfundedError for a key that cannot pay). A node
+        that cannot be reached gives its error for each."""
+        if len(sents) == 1:
+            try:
+                self.broadcast(sents[0])
+                return [None]
+            except ChainError as exc:
+                return [exc]
+        try:
+            answers = self.gateway.rpc_batch(
+                [("eth_sendRawTransaction", ["0x" + sent.raw.hex()]) for sent in sents])
+        except ChainError as exc:
+            return [exc for _ in sents]
+        out: list[ChainError | None] = []
+        now = time.monotonic()
+        for sent, answer in zip(sents, answers, strict=True):
+            if isinstance(answer, ChainError):
+                msg = str(answer).lower()
+                if "already known" not in msg and "already imported" not in msg:
+                    out.append(SignerUnfundedError(f"the signer cannot pay: {answer.message}")
+                               if any(m in msg for m in UNFUNDED_MESSAGES) else answer)
+                    continue
+            sent.sent_at = now
+            TX_SENT.inc()
+            out.append(None)
+        return out
 
     def _current_fees(self) -> tuple[int, int]:
         # Fees change slowly; asking once a second saves two round trips per transaction.

@@ -113,6 +113,12 @@ MEASURE_IN_SEQUENCE = True
 # anvil) and -32004 "method not supported" (EIP-1474; Hardhat Network's answer to
 # eth_simulateV1).
 NO_SUCH_METHOD = frozenset({-32601, -32004})
+# Seconds without a transaction of the outbox mined, some waiting, before a node that mines on
+# arrival (anvil, Hardhat Network in automine: ``ChainGateway.automines``) is asked to mine
+# what it holds: it builds one block per arrival, what does not fit waits for the next
+# arrival, and a round's transactions sent in one request can be more than one block takes.
+# The benchmark's reference waits the same way (scripts/bench_points.py, ``send_and_wait``).
+AUTOMINE_STALL_S = 0.25
 # The key of the block plan shared by every signer in block mode.
 ALL_SIGNERS = ""
 # Seconds between two comparisons of the signers' nonces at the node with the store's (one
@@ -231,6 +237,9 @@ class OutboxWorker(Worker):
         self._moved_checked_head = -1
         self._gap_since: dict[str, tuple[int, float]] = {}
         self._suspect: set[str] = set()
+        # When a transaction of the thread's was last sent or seen mined (a node that mines on
+        # arrival and holds some unmined past AUTOMINE_STALL_S is asked to mine them).
+        self._progress_at = 0.0
 
     # ------------------------------------------------------------------ one round
 
@@ -327,7 +336,8 @@ class OutboxWorker(Worker):
     @property
     def block_mode(self) -> bool:
         """Whether the chain mines in blocks (batches then get measured gas limits): said by
-        ``settings.block_time_s``, or seen (two transactions mined in one block)."""
+        ``settings.block_time_s``, or seen (two transactions mined in one block, on a node that
+        does not mine on arrival)."""
         return self.alliance.settings.block_time_s > 0 \
             or time.monotonic() < self._block_mode_until
 
@@ -346,7 +356,7 @@ class OutboxWorker(Worker):
         for address, flights in list(self._in_flight.items()):
             while flights:
                 f = flights[0]
-                found, block_number = self._receipt_candidate(f, receipts)
+                found, block_number, receipt = self._receipt_candidate(f, receipts)
                 if found is None:
                     if not self._nudge(f):
                         flights.pop(0)
@@ -354,16 +364,33 @@ class OutboxWorker(Worker):
                     break
                 flights.pop(0)
                 mined = True
-                if block_number == self._last_block:
+                if block_number == self._last_block and not self.alliance.gateway.automines:
+                    # (a node that mines on arrival puts a round sent in one request in one
+                    # block: not a chain that mines in blocks, nothing to measure or plan)
                     self._block_mode_until = time.monotonic() + BLOCK_MODE_S
                 self._last_block = block_number
-                self._settle_flights([InFlight(f.signer, f.group, found)],
-                                     None if receipts is None else receipts[found.tx_hash])
+                # the receipt just read (it was read a second time here, by the sender's
+                # wait, when receipts were not read in a batch: a 200-line issue's receipt
+                # carries 400 logs)
+                self._settle_flights([InFlight(f.signer, f.group, found)], receipt)
                 settled += len(f.group.op_ids)
             if not flights:
                 del self._in_flight[address]
+        now = time.monotonic()
+        if mined:
+            self._progress_at = now
         if mined and self.block_mode and self._in_flight:
             self._rebroadcast_waiting()
+        elif self._in_flight and now - self._progress_at > AUTOMINE_STALL_S \
+                and self.alliance.gateway.automines:
+            # Nothing mined for a while on a node that mines on arrival: what it holds
+            # waits for an arrival that may never come (a round larger than its block).
+            self._progress_at = now
+            self._rebroadcast_waiting()
+            try:
+                self.alliance.gateway.mine_stalled()
+            except ChainError as exc:
+                log.debug("cannot mine what waits: %s", exc.message)
         return settled
 
     def _rebroadcast_waiting(self) -> None:
@@ -399,16 +426,16 @@ class OutboxWorker(Worker):
 
     def _receipt_candidate(self, f: InFlight,
                            receipts: dict[str, dict[str, Any] | None] | None = None
-                           ) -> tuple[SentTx | None, int]:
-        """The candidate of ``f``'s nonce that was mined, if one was, and its block
-        (``receipts``: read beforehand, in one batch)."""
+                           ) -> tuple[SentTx | None, int, dict[str, Any] | None]:
+        """The candidate of ``f``'s nonce that was mined, if one was, its block and its
+        receipt (``receipts``: read beforehand, in one batch)."""
         for cand in f.candidates:
             receipt = (receipts.get(cand.tx_hash) if receipts is not None
                        and cand.tx_hash in receipts
                        else self.alliance.gateway.receipt(cand.tx_hash))
             if receipt is not None:
-                return cand, int(receipt["blockNumber"])
-        return None, -1
+                return cand, int(receipt["blockNumber"]), receipt
+        return None, -1, None
 
     def _nudge(self, f: InFlight) -> bool:
         """A transaction still unmined: rebroadcast or replace it with a fee bump once it
@@ -595,23 +622,36 @@ class OutboxWorker(Worker):
                       for i, (group, call, gas) in enumerate(prepared)]
             for group, sent in signed:
                 self._record(s, sender, group, sent)
-        in_flight = []
-        for i, (group, sent) in enumerate(signed):
-            try:
-                self._broadcast(sender, sent)
-            except SignerUnfundedError as exc:
-                # The node refused it for want of ether (the key was drained since its
-                # balance was read): this one and the rest of the round go back to the queue,
-                # and the key's nonces restart from the node (none of them was taken).
-                refused = signed[i:]
-                with self.alliance.store.session() as s:
-                    outbox_repos.unrecord_submissions(
-                        s, [t.tx_hash for _, t in refused], error_code=exc.code,
-                        error_message=exc.message)
+        # The round's transactions go in one JSON-RPC batch (one arrival: an automining node
+        # mines as many as a block takes at once, where a request each made a block each).
+        answers = self._broadcast_round(sender, [sent for _, sent in signed])
+        self._progress_at = time.monotonic()
+        refused_at = next((i for i, a in enumerate(answers)
+                           if isinstance(a, SignerUnfundedError)), None)
+        if refused_at is None:
+            in_flight = [InFlight(signer, group, sent) for group, sent in signed]
+        else:
+            # The node refused one for want of ether (the key was drained since its balance
+            # was read): it and every later one the node refused too go back to the queue.
+            # Later ones it took anyway wait in its pool behind the refused nonces and stay
+            # in flight; the gap below them is filled by the re-sync (:meth:`_check_rollback`);
+            # with none, the key's nonces restart from the node (none was taken).
+            refused = [t for (_, t), a in zip(signed[refused_at:], answers[refused_at:],
+                                              strict=True) if a is not None]
+            in_flight = [InFlight(signer, group, sent) for i, ((group, sent), a)
+                         in enumerate(zip(signed, answers, strict=True))
+                         if i < refused_at or a is None]
+            unfunded = answers[refused_at]
+            assert isinstance(unfunded, SignerUnfundedError)
+            with self.alliance.store.session() as s:
+                outbox_repos.unrecord_submissions(
+                    s, [t.tx_hash for t in refused], error_code=unfunded.code,
+                    error_message=unfunded.message)
+            if not any(a is None for a in answers[refused_at:]):
                 sender.nonces.resync()
-                self._wait_for_funds(merchant_id, sender.address, [], exc)
-                break
-            in_flight.append(InFlight(signer, group, sent))
+            else:
+                self._suspect.add(sender.address)
+            self._wait_for_funds(merchant_id, sender.address, [], unfunded)
         return sum(len(f.group.op_ids) for f in in_flight), in_flight
 
     # ------------------------------------------------------------------ filling blocks
@@ -978,6 +1018,19 @@ class OutboxWorker(Worker):
                 s, replaced=stuck.tx_hash, tx_hash=replacement.tx_hash,
                 raw="0x" + replacement.raw.hex(), max_fee=replacement.max_fee,
                 priority_fee=replacement.priority_fee)
+
+    @staticmethod
+    def _broadcast_round(sender: TransactionSender, sents: list[SentTx]
+                         ) -> list[ChainError | None]:
+        """Broadcast a round's transactions in one request; per transaction None or the
+        node's refusal. A node that is down or busy is retried by the recovery pass (logged
+        here); a signer that cannot pay comes back as SignerUnfundedError."""
+        answers = sender.broadcast_many(sents)
+        for sent, answer in zip(sents, answers, strict=True):
+            if answer is not None and not isinstance(answer, SignerUnfundedError):
+                # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.
+                log.warning("broadcast of %s failed (%s); will retry", sent.tx_hash, answer)
+        return answers
 
     @staticmethod
     def _broadcast(sender: TransactionSender, sent: SentTx) -> None:

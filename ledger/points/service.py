@@ -14,12 +14,12 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils.crypto import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import limits, signing
 from ..alliance import Alliance
+from ..chain.encoding import keccak256
 from ..errors import (
     LedgerNotFoundError,
     LedgerSignatureError,
@@ -65,7 +65,7 @@ class IssueLine:
 
 def order_ref(order_id: str) -> OrderRef:
     """The on-chain reference of a merchant's order id (keccak-256 of its UTF-8 bytes)."""
-    return OrderRef(keccak(text=order_id))
+    return OrderRef(keccak256(order_id.encode("utf-8")))
 
 
 # ---------------------------------------------------------------------- validation

@@ -53,3 +53,44 @@ def test_redeem_batch_fast_encoding_matches_the_abi_encoder(
             "redeemBatch", [r.as_tuple() for r, _ in batch], [sig for _, sig in batch])
 
     check()
+
+
+def test_the_fast_checksum_and_keccak_equal_eth_utils() -> None:
+    from eth_utils.crypto import keccak
+
+    from ledger.chain.encoding import checksum_address, keccak256
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.binary(min_size=20, max_size=20), st.lists(st.booleans(), min_size=40,
+                                                          max_size=40),
+           st.sampled_from(["0x", "0X", ""]))
+    def check(raw: bytes, upper: list[bool], prefix: str) -> None:
+        # any case mix, any prefix eth_utils takes
+        body = "".join(c.upper() if u else c for c, u in zip(raw.hex(), upper, strict=True))
+        assert checksum_address(prefix + body) == to_checksum_address(prefix + body)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300))
+    def check_hash(data: bytes) -> None:
+        assert keccak256(data) == keccak(data)
+
+    check()
+    check_hash()
+
+
+def test_a_member_address_is_checked_as_before() -> None:
+    import pytest
+
+    from ledger import limits
+    from ledger.errors import LedgerValidationError
+
+    good = to_checksum_address("0x" + "ab" * 20)
+    assert limits.address(good.lower()) == good
+    assert limits.address(good) == good
+    wrong = good[:2] + good[2:].swapcase()
+    with pytest.raises(LedgerValidationError, match="wrong checksum"):
+        limits.address(wrong)
+    with pytest.raises(LedgerValidationError, match="zero address"):
+        limits.address("0x" + "0" * 40)
+    with pytest.raises(LedgerValidationError, match="not an address"):
+        limits.address("0x" + "g" * 40)

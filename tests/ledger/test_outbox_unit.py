@@ -217,9 +217,9 @@ def test_statuses_move_through_queued_sending_submitted_confirmed(rig: Rig) -> N
             seen.append(op.status)  # the row as the claim left it
             return super()._parse(op)
 
-        def _broadcast(self, sender: Any, sent: Any) -> None:  # type: ignore[override]
+        def _broadcast_round(self, sender: Any, sents: Any) -> Any:  # type: ignore[override]
             seen.append(rig.status(op_id)[0])  # recorded before it is broadcast
-            OutboxWorker._broadcast(sender, sent)
+            return OutboxWorker._broadcast_round(sender, sents)
 
     op_id = rig.enqueue(5)
     assert rig.status(op_id)[0] is OperationStatus.QUEUED
@@ -241,7 +241,7 @@ def test_a_transaction_recorded_but_never_broadcast_is_rebroadcast_on_recovery(
     def crash(*args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr(OutboxWorker, "_broadcast", staticmethod(crash))
+    monkeypatch.setattr(OutboxWorker, "_broadcast_round", staticmethod(crash))
     with pytest.raises(Crash):
         rig.worker().process_once()
     monkeypatch.undo()

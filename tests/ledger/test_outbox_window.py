@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -249,6 +250,13 @@ def test_a_rounds_batches_are_measured_on_the_state_the_batches_ahead_of_them_le
     assert len(sent) >= 3
     nonces = sorted(n for _, n in sent)
     assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
+    # The round went in one request: what the block it arrived in could not take is mined
+    # by the thread's next rounds (a node that mines on arrival waits for another).
+    deadline = time.monotonic() + 30
+    while any(alliance.gateway.receipt(h) is None for h, _ in sent):
+        assert time.monotonic() < deadline, "the round's transactions were not mined"
+        worker.step()
+        time.sleep(0.02)
     for h, _ in sent:
         receipt = alliance.gateway.receipt(h) or {}
         used = int(receipt["gasUsed"])
@@ -278,3 +286,66 @@ def test_a_round_that_fails_after_claiming_puts_its_operations_back_in_the_queue
     monkeypatch.undo()
     _step_until_confirmed(alliance, worker, ops, 60)
 
+
+
+def test_each_mined_transactions_receipt_is_read_once_on_an_automining_chain(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    # A 200-line issue batch's receipt carries 400 logs: the thread read each twice (once to
+    # find it mined, again in the sender's wait to settle it).
+    ops = _queue(alliance, store_merchant.merchant_id, 6, 20, "ONCE")
+    worker = outbox_worker(alliance)
+    gw = alliance.gateway
+    reads: dict[str, int] = {}
+    receipt = gw.receipt
+
+    def counted(tx_hash: str) -> dict[str, Any] | None:
+        found = receipt(tx_hash)
+        if found is not None:
+            reads[tx_hash] = reads.get(tx_hash, 0) + 1
+        return found
+
+    gw.receipt = counted  # type: ignore[method-assign]
+    try:
+        _step_until_confirmed(alliance, worker, ops, 60)
+    finally:
+        del gw.receipt
+    assert not worker.block_mode
+    with alliance.store.read_session() as s:
+        mined = {o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))}
+    assert mined and set(reads) == mined
+    assert all(n == 1 for n in reads.values()), reads
+
+
+def test_a_rounds_transactions_go_to_the_node_in_one_request(
+        alliance_unbatched: Alliance, store_merchant_unbatched: AdmittedMerchant) -> None:
+    # One request per transaction made an automining node build a block per transaction (each
+    # arrival mines); sent in one JSON-RPC batch, a round's transactions can share blocks.
+    a = alliance_unbatched
+    ops = _queue(a, store_merchant_unbatched.merchant_id, 8, 1, "ROUND")
+    worker = outbox_worker(a)
+    gw = a.gateway
+    singles: list[bytes] = []
+    batches: list[int] = []
+    send_raw, rpc_batch = gw.send_raw, gw.rpc_batch
+
+    def counted(raw: bytes) -> str:
+        singles.append(raw)
+        return send_raw(raw)
+
+    def counted_batch(calls: Any) -> list[Any]:
+        sends = sum(1 for method, _ in calls if method == "eth_sendRawTransaction")
+        if sends:
+            batches.append(sends)
+        return rpc_batch(calls)
+
+    gw.send_raw = counted  # type: ignore[method-assign]
+    gw.rpc_batch = counted_batch  # type: ignore[method-assign]
+    try:
+        _step_until_confirmed(a, worker, ops, 60)
+    finally:
+        del gw.send_raw
+        del gw.rpc_batch
+    assert singles == []
+    assert batches[0] == 4  # the first round: PIPELINE_TXS transactions of one operation
+    with a.store.read_session() as s:
+        assert len({o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))}) == 8
