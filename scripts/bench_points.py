@@ -341,6 +341,56 @@ def sweep_gas(alliance: Alliance, admit: Any) -> None:
           f" vs floor {floor / len(members):,.0f} = {used / floor:.3f}x")
 
 
+def fresh_pairs(args: argparse.Namespace) -> int:
+    """``--fresh-pairs N``: the ledger layer next to the chain alone with every half on a chain
+    of its own, fresh (deployed and the merchant admitted anew, nothing else on it). On one
+    chain whichever half runs second pays for the state the first left (anvil slows as its
+    state grows: ``--pairs`` saw 8,700 -> 2,300 ops/s over three pairs), so neither order is
+    fair there. Each pair measures the ledger layer, the chain alone sent all at once and the
+    chain alone a block's worth at a time, each on a new chain, in an order that rotates from
+    pair to pair; the reference is the faster way of the chain alone. Prints every pair and the
+    median ratio."""
+    ratios: list[float] = []
+    gas_op = 0.0
+    halves = ["layer", "at once", "windowed"]
+    for r in range(args.fresh_pairs):
+        order = halves[r % 3:] + halves[:r % 3] if r else halves  # the first measures gas
+        got: dict[str, float] = {}
+        for half in order:
+            with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
+                settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
+                                    max_batch_items=max(1000, args.batch),
+                                    rate_limit_per_minute=10**9)
+                try:
+                    alliance = Alliance.open(settings)
+                    m = admit_merchant(alliance, name="Bench Department Store", symbol="BNCH",
+                                       rate=1, config=ProgramConfig(30 * 86400, 12, 7))
+                    if half == "layer":
+                        res = ledger_layer(alliance, m.merchant_id, args.ops, args.batch)
+                        got[half] = args.ops / res["elapsed"]
+                        got["accepted"] = args.ops / res["accepted"]
+                        if not gas_op:
+                            gas_op, _ = gas_figures(alliance, res["txs"])
+                    else:
+                        got[half], _ = chain_alone(alliance, m.merchant_id, m.program, args.ops,
+                                                   args.batch, gas_op,
+                                                   windowed=half == "windowed")
+                finally:
+                    anvil.stop(settings)
+        alone = max(got["at once"], got["windowed"])
+        ratios.append(got["layer"] / alone)
+        print(f"pair {r + 1} (order: {', '.join(order)}; each on a fresh chain, load "
+              f"{os.getloadavg()[0]:.2f}): ledger layer {got['layer']:,.0f} ops/s (accepted "
+              f"into the outbox at {got['accepted']:,.0f} ops/s), the chain alone "
+              f"{alone:,.0f} ops/s (at once {got['at once']:,.0f}, a block's worth at a time "
+              f"{got['windowed']:,.0f}): {ratios[-1]:.2f}x", flush=True)
+    median = sorted(ratios)[len(ratios) // 2]
+    print(f"over {len(ratios)} pairs on fresh chains the ledger layer is {median:.2f}x of the "
+          f"chain alone (median; target >= 0.9x; every pair: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=10_000)
@@ -350,7 +400,12 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=1,
                     help="measure the ledger layer and the chain alone this many times, "
                          "alternated, and print the median ratio")
+    ap.add_argument("--fresh-pairs", type=int, default=0,
+                    help="only the ledger layer next to the chain alone, each half on a fresh "
+                         "chain of its own, this many pairs (see fresh_pairs)")
     args = ap.parse_args()
+    if args.fresh_pairs:
+        return fresh_pairs(args)
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
                             max_batch_items=max(1000, args.batch),
