@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from .. import limits, signing
 from ..alliance import Alliance
 from ..errors import (
+    ChainError,
+    LedgerError,
     LedgerNotFoundError,
     LedgerSignatureError,
     LedgerValidationError,
@@ -248,6 +250,41 @@ class SignatureCheck:
         self.alliance = alliance
         self._now: int | None = None
         self._contract: dict[str, bool] = {}
+        # (program, member, word) -> the program's nonce bitmap word, read by prefetch.
+        self._bitmaps: dict[tuple[str, str, int], int] = {}
+
+    def prefetch(self, reads: Sequence[tuple[str, str, int | None]]) -> None:
+        """Read in one JSON-RPC batch what :meth:`check` will ask the chain for the messages
+        ``(program, member, nonce)``: the code at each member and the nonce bitmap word of
+        each nonce (a batch of 200 redemptions asked 400 questions one by one). The same reads
+        at the latest block as one by one; what the batch does not answer cleanly is left to
+        be read one by one."""
+        members = [m for m in dict.fromkeys(m for _, m, _ in reads) if m not in self._contract]
+        words = [k for k in dict.fromkeys((p, m, n >> 8) for p, m, n in reads if n is not None)
+                 if k not in self._bitmaps]
+        if not members and not words:
+            return
+        gw = self.alliance.gateway
+        calls: list[tuple[str, list[Any]]] = [("eth_getCode", [m, "latest"]) for m in members]
+        for program, member, word in words:
+            data = self.alliance.contracts.program(program).encode("nonceBitmap", member, word)
+            calls.append(("eth_call", [{"to": program, "data": "0x" + data.hex()}, "latest"]))
+        try:
+            answers = gw.rpc_batch(calls)
+        except ChainError:
+            return
+        for member, code in zip(members, answers, strict=False):
+            if isinstance(code, str) and code.startswith("0x"):
+                self._contract[member] = len(code) > 2
+        for key, word_hex in zip(words, answers[len(members):], strict=False):
+            if isinstance(word_hex, str) and word_hex.startswith("0x") and len(word_hex) == 66:
+                self._bitmaps[key] = int(word_hex, 16)
+
+    def nonce_used(self, program: str, member: str, nonce: int) -> bool:
+        word = self._bitmaps.get((program, member, nonce >> 8))
+        if word is None:
+            return nonce_used(self.alliance, program=program, member=member, nonce=nonce)
+        return bool(word >> (nonce & 0xFF) & 1)
 
     def now(self) -> int:
         """The chain's latest block time (the clock the program checks deadlines by)."""
@@ -274,8 +311,7 @@ class SignatureCheck:
                 f"the signature's deadline is more than {MAX_DEADLINE_AHEAD_S} s ahead",
                 code="deadline-too-far", field="deadline")
         program = str(typed["domain"]["verifyingContract"])
-        if nonce is not None and nonce_used(self.alliance, program=program, member=member,
-                                            nonce=nonce):
+        if nonce is not None and self.nonce_used(program, member, nonce):
             raise LedgerSignatureError(f"nonce {nonce} of {member} is already used or "
                                        "cancelled in this program", code="nonce-used",
                                        field="nonce")
@@ -315,18 +351,21 @@ def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemptio
     points = _redeem_points(r.points)
     member = _address(r.member)
     oid = _order_id(r.order_id)
-    if checker is not None:
-        checker.check(signing.redeem_typed_data(
-            chain_id=checker.alliance.gateway.chain_id,
-            program=program_of(program_merchant),
-            registry=checker.alliance.contracts.deployment.registry, member=member,
-            amount=points,
-            merchant_id=acceptor.id, order_ref=order_ref(oid), nonce=r.nonce,
-            deadline=r.deadline), member=member, nonce=r.nonce, deadline=r.deadline,
-            signature=r.signature)
-    return RedeemLinePayload(member, points, oid, order_ref(r.order_id), r.nonce, r.deadline,
+    line = RedeemLinePayload(member, points, oid, order_ref(r.order_id), r.nonce, r.deadline,
                              bytes.fromhex(r.signature[2:]), acceptor.id, program_merchant.id,
                              program_of(program_merchant))
+    if checker is not None:
+        _check_redemption(checker, line)
+    return line
+
+
+def _check_redemption(checker: SignatureCheck, line: RedeemLinePayload) -> None:
+    checker.check(signing.redeem_typed_data(
+        chain_id=checker.alliance.gateway.chain_id, program=line.program,
+        registry=checker.alliance.contracts.deployment.registry, member=line.member,
+        amount=line.points, merchant_id=line.merchant_id, order_ref=line.order_ref,
+        nonce=line.nonce, deadline=line.deadline), member=line.member, nonce=line.nonce,
+        deadline=line.deadline, signature="0x" + line.signature.hex())
 
 
 def request_redeem(alliance: Alliance, session: Session, *, merchant_id: MerchantId, member: str,
@@ -356,20 +395,36 @@ def request_redeem_batch(alliance: Alliance, session: Session, *, merchant_id: M
     seen: set[str] = set()
     known: dict[int, MerchantRow] = {}
     checker = SignatureCheck(alliance)
+    # Every line is validated first, the chain's answers for the valid ones read in one batch,
+    # then the signatures checked in order: the first line that fails, of either pass, is the
+    # one reported, as when each line was checked in turn.
+    lines: list[RedeemLinePayload] = []
+    invalid: LedgerError | None = None
     for i, it in enumerate(items):
         try:
-            line = _redemption_line(session, acceptor, it, known, checker)
+            line = _redemption_line(session, acceptor, it, known)
+        except (LedgerValidationError, LedgerNotFoundError) as exc:
+            invalid = type(exc)(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                                **exc.details)
+            invalid.__cause__ = exc
+            break
+        lines.append(line)
+        if line.order_id in seen:
+            # Reported after this line's signature check, as before.
+            invalid = LedgerValidationError(f"items[{i}]: order_id {line.order_id} twice in "
+                                            "one batch", index=i, field="order_id")
+            break
+        seen.add(line.order_id)
+    checker.prefetch([(line.program, line.member, line.nonce) for line in lines])
+    for i, line in enumerate(lines):
+        try:
+            _check_redemption(checker, line)
         except LedgerSignatureError as exc:
             raise LedgerSignatureError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
                                        **exc.details) from exc
-        except (LedgerValidationError, LedgerNotFoundError) as exc:
-            raise type(exc)(f"items[{i}]: {exc.message}", code=exc.code, index=i,
-                            **exc.details) from exc
-        if line.order_id in seen:
-            raise LedgerValidationError(f"items[{i}]: order_id {line.order_id} twice in one "
-                                        "batch", index=i, field="order_id")
-        seen.add(line.order_id)
         groups.setdefault(line.program, []).append(line)
+    if invalid is not None:
+        raise invalid
     return [operation_view(outbox.enqueue(
         session, kind=kinds.REDEEM_BATCH, payload=RedeemPayload(program, tuple(lines)),
         merchant_id=acceptor.id, signer=acceptor.account_address))
