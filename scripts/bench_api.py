@@ -66,7 +66,9 @@ def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 30
 
 
 def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
-                batch: int) -> None:
+                batch: int, ledger_ops_s: float | None = None) -> None:
+    """``ledger_ops_s``: the ledger layer's ops/s measured in the same run (bench_points), the
+    reference of the HTTP batch figure (target >= 0.8x of it)."""
     import socket
 
     with socket.socket() as s:
@@ -102,6 +104,9 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         batch_s = ops / (time.perf_counter() - t0)
         print(f"HTTP API, batch requests of {batch}: {ops} ops confirmed at {batch_s:,.0f} "
               f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x)")
+        if ledger_ops_s is not None:
+            print(f"HTTP batch vs the ledger layer of the same run: {batch_s:,.0f} vs "
+                  f"{ledger_ops_s:,.0f} ops/s = {batch_s / ledger_ops_s:.2f}x  (target >= 0.8x)")
 
         # Single requests from 50 concurrent clients.
         singles = min(ops, 2000)
