@@ -352,6 +352,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
 # ALONE_BOUND_S fails the run saying so.
 STALL_S = 0.25
 ALONE_BOUND_S = 60.0
+SEND_BYTES = 1_000_000
 
 
 def _automines(gw: ChainGateway) -> bool:
@@ -386,8 +387,9 @@ def wait_mined(gw: ChainGateway, firsts: dict[str, int], raws: dict[str, list[st
             raise RuntimeError(f"the chain alone: {done} pre-signed transactions mined; none "
                                f"more for {bound_s:.0f} s")
         elif now - max(moved_at, nudged_at) > STALL_S:
-            gw.rpc_batch([("eth_sendRawTransaction", [r]) for a in addresses
-                          for r in raws[a][max(0, mined[a] - firsts[a]):]])
+            waiting = [r for a in addresses for r in raws[a][max(0, mined[a] - firsts[a]):]]
+            for k in range(0, len(waiting), 8):  # ~1 MB a batch (see SEND_BYTES)
+                gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in waiting[k:k + 8]])
             if automine:
                 gw.rpc("evm_mine")
             nudges, nudged_at = nudges + 1, now
@@ -428,11 +430,20 @@ def chain_alone_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant
     # Sent in the order the API's clients send them (acceptors interleaved).
     order = [r for k in range(max(len(v) for v in raws.values())) for v in raws.values()
              if k < len(v) for r in [v[k]]]
+    # JSON-RPC batches of up to ~1 MB: a 200-line redemption is ~120 KB of hex, and anvil
+    # answers "Invalid request" to a body of 20 of them.
+    chunks: list[list[str]] = [[]]
+    for r in order:
+        if chunks[-1] and sum(map(len, chunks[-1])) + len(r) > SEND_BYTES:
+            chunks.append([])
+        chunks[-1].append(r)
     hashes: list[str] = []
     t0 = time.perf_counter()
-    for k in range(0, len(order), 20):
-        hashes.extend(str(h) for h in gw.rpc_batch(
-            [("eth_sendRawTransaction", [r]) for r in order[k:k + 20]]))
+    for chunk in chunks:
+        answers = gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in chunk])
+        bad = [a for a in answers if isinstance(a, ChainError)]
+        assert not bad, f"a pre-signed redemption batch was refused: {bad[0]}"
+        hashes.extend(str(h) for h in answers)
     nudges = wait_mined(gw, firsts, raws)
     receipts = gw.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes])
     elapsed = time.perf_counter() - t0
