@@ -52,7 +52,9 @@ def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 30
     deadline = time.monotonic() + timeout_s
     pending = set(op_ids)
     while pending:
-        with alliance.store.session() as s:
+        # A read session: it takes no write lock, so the poll does not queue with the
+        # service's writers (requests, outbox, indexer) for SQLite's one writer.
+        with alliance.store.read_session() as s:
             for op_id in list(pending):
                 op = outbox_repos.get_operation(s, op_id)
                 assert op is not None

@@ -350,7 +350,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
 # anvil's automine builds one block per arrival and keeps what did not fit it pending until
 # something else arrives, so "send all, then wait" could wait for ever. No progress for
 # ALONE_BOUND_S fails the run saying so.
-STALL_S = 0.25
+STALL_S = 0.05
 ALONE_BOUND_S = 60.0
 SEND_BYTES = 1_000_000
 
