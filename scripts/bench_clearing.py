@@ -22,12 +22,9 @@ Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-
 from __future__ import annotations
 
 import argparse
-import json
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +36,7 @@ from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_api import _serve, _wait_confirmed  # noqa: E402
+from bench_api import _serve, _wait_confirmed, send_from_process  # noqa: E402
 from bench_points import (  # noqa: E402
     NEW_SLOT,
     TX_BASE,
@@ -48,7 +45,6 @@ from bench_points import (  # noqa: E402
     log_cost,
 )
 
-from api.client import AllianceClient  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.chain.gateway import ChainGateway  # noqa: E402
@@ -311,27 +307,15 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     server, thread = _serve(alliance, port)
-    # The clients run in their own process, as partners' systems would: the measured process
-    # is the service alone (API + outbox worker).
-    work = Path(alliance.settings.data_dir) / "bench-requests.json"
-    work.write_text(json.dumps([{"key_id": m.key_id, "secret": m.secret, "body": body}
-                                for m, body in bodies]))
     try:
-        # The clock starts at the first request: the client process says when it is ready
-        # (imports done, requests loaded: 2-3 s on this machine, which the figure counted
-        # before), then sends on "go".
-        proc = subprocess.Popen([sys.executable, __file__, "--client", str(port), str(work)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert proc.stdin is not None and proc.stdout is not None
-        ready = proc.stdout.readline()
-        assert ready.strip() == "ready", ready
-        t0 = time.perf_counter()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"the client process failed ({proc.returncode})"
+        # The clients run in their own process, as partners' systems would: the measured
+        # process is the service alone (API + outbox worker). The clock starts at the first
+        # request (the client process's 2-3 s of imports were counted before).
+        t0, op_ids = send_from_process(port, [
+            {"key_id": m.key_id, "secret": m.secret, "path": "/v1/points/redeem-batch",
+             "body": body} for m, body in bodies],
+            Path(alliance.settings.data_dir) / "bench-requests.json")
         accepted = time.perf_counter() - t0
-        op_ids = json.loads(out)
         _wait_confirmed(alliance, op_ids, timeout_s=600)
         elapsed = time.perf_counter() - t0
     finally:
@@ -458,37 +442,7 @@ def chain_alone_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant
     return rate
 
 
-def client(port: int, path: Path) -> None:
-    """Send the prepared batch requests from 4 threads; print the operation ids as JSON."""
-    import httpx
-
-    requests = json.loads(path.read_text())
-    op_ids: list[str] = []
-    lock = threading.Lock()
-
-    def send(part: list[dict[str, Any]]) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            for req in part:
-                c = AllianceClient(http, req["key_id"], req["secret"])
-                r = c.post("/v1/points/redeem-batch", req["body"])
-                assert r.status_code == 202, r.text
-                with lock:
-                    op_ids.extend(op["id"] for op in r.json()["operations"])
-
-    threads = [threading.Thread(target=send, args=(requests[i::4],)) for i in range(4)]
-    print("ready", flush=True)
-    sys.stdin.readline()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps(op_ids))
-
-
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--client":
-        client(int(sys.argv[2]), Path(sys.argv[3]))
-        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("--redemptions", type=int, default=10_000)
     ap.add_argument("--skip-api", action="store_true")
