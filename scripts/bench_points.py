@@ -477,7 +477,7 @@ def main() -> int:
             if not args.skip_api:
                 from bench_api import api_figures
 
-                api_figures(alliance, settings, m, args.ops, args.batch)
+                api_figures(alliance, settings, m, args.ops, args.batch, ledger_ops_s=ops_s)
         finally:
             anvil.stop(settings)
     return 0

@@ -1,0 +1,70 @@
+"""A batch of signed redemptions reads what its checks need from the chain (each member's
+code, each nonce's bitmap word) in one JSON-RPC batch, not two round trips a line (a batch of
+200 asked the node 400 questions one by one, the most of a redeem-batch request's time), and
+the checks those answers feed are as strict as when each was read alone."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from ledger.alliance import Alliance
+from ledger.errors import LedgerSignatureError
+from ledger.merchants.service import AdmittedMerchant
+from ledger.outbox import repos as outbox_repos
+from ledger.points.service import SignedRedemption, request_redeem_batch
+
+from .helpers import sign_redemption
+
+
+def _line(alliance: Alliance, program_merchant: AdmittedMerchant, acceptor: int, order_id: str,
+          nonce: int, deadline: int, signer: LocalAccount | None = None) -> SignedRedemption:
+    member = Account.create()
+    sig = sign_redemption(signer or member, program=program_merchant.program,
+                          registry=alliance.contracts.deployment.registry,
+                          chain_id=alliance.gateway.chain_id, amount=5, merchant_id=acceptor,
+                          order_id=order_id, nonce=nonce, deadline=deadline)
+    return SignedRedemption(member.address, 5, order_id, nonce, deadline, sig,
+                            program_merchant.merchant_id)
+
+
+def test_a_batch_of_redemptions_reads_the_chain_in_a_few_round_trips_whatever_its_size(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant) -> None:
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 600
+    cafe = cafe_merchant.merchant_id
+    items = [_line(alliance, store_merchant, cafe, f"RT-{i}", i % 3, deadline)
+             for i in range(40)]
+    before = alliance.gateway.round_trips
+    with alliance.store.session() as s:
+        ops = request_redeem_batch(alliance, s, merchant_id=cafe, items=items)
+    asked = alliance.gateway.round_trips - before
+    assert len(ops) == 1 and ops[0].status == "queued"
+    # The chain's time, then every member's code and nonce word together (81 before).
+    assert asked <= 3, asked
+
+
+def test_a_bad_signature_or_a_used_nonce_in_a_batch_is_still_refused_naming_its_line(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 600
+    cafe = cafe_merchant.merchant_id
+    good = [_line(alliance, store_merchant, cafe, f"BS-{i}", 0, deadline) for i in range(5)]
+    forged = _line(alliance, store_merchant, cafe, "BS-X", 0, deadline, signer=Account.create())
+    with alliance.store.read_session() as s:
+        count = outbox_repos.count_operations(s)
+    with pytest.raises(LedgerSignatureError) as exc, alliance.store.session() as s:
+        request_redeem_batch(alliance, s, merchant_id=cafe, items=[*good[:3], forged, *good[3:]])
+    assert exc.value.code == "signature-mismatch" and exc.value.details["index"] == 3
+    # A contract wallet's signature is the chain's to judge: queued with a garbage signature,
+    # next to EOAs whose signatures were checked from the same batch of reads.
+    wallet = Account.create().address
+    alliance.gateway.rpc("anvil_setCode", [wallet, "0x00"])
+    contract_line = SignedRedemption(wallet, 5, "BS-W", 4, deadline, "0x" + "ab" * 70,
+                                     store_merchant.merchant_id)
+    with alliance.store.session() as s:
+        ops = request_redeem_batch(alliance, s, merchant_id=cafe, items=[*good, contract_line])
+    assert [op.status for op in ops] == ["queued"]
+    with alliance.store.read_session() as s:
+        assert outbox_repos.count_operations(s) == count + 1
