@@ -339,23 +339,14 @@ ALONE_BOUND_S = 60.0
 SEND_BYTES = 1_000_000
 
 
-def _automines(gw: ChainGateway) -> bool:
-    for method in ("anvil_getAutomine", "hardhat_getAutomine"):
-        try:
-            return bool(gw.rpc(method))
-        except ChainError:
-            continue
-    return False
-
-
 def wait_mined(gw: ChainGateway, firsts: dict[str, int], raws: dict[str, list[str]], *,
                bound_s: float = ALONE_BOUND_S) -> int:
     """Wait until every sender's transactions ``raws[address]`` (nonces from
     ``firsts[address]``) are mined, reading the senders' nonces at the latest block in one
-    JSON-RPC batch. Gives how often the node was nudged; raises RuntimeError after
-    ``bound_s`` without one transaction mined."""
+    JSON-RPC batch (``bench_points.send_and_wait`` for several senders: nudged the same way,
+    ``ChainGateway.mine_stalled``). Gives how often the node was nudged; raises RuntimeError
+    after ``bound_s`` without one transaction mined."""
     addresses = list(raws)
-    automine = _automines(gw)
     seen, moved_at, nudges = -1, time.monotonic(), 0
     nudged_at = moved_at
     while True:
@@ -374,8 +365,7 @@ def wait_mined(gw: ChainGateway, firsts: dict[str, int], raws: dict[str, list[st
             waiting = [r for a in addresses for r in raws[a][max(0, mined[a] - firsts[a]):]]
             for k in range(0, len(waiting), 8):  # ~1 MB a batch (see SEND_BYTES)
                 gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in waiting[k:k + 8]])
-            if automine:
-                gw.rpc("evm_mine")
+            gw.mine_stalled()  # on a node that mines on arrival only
             nudges, nudged_at = nudges + 1, now
         time.sleep(0.001)
 
