@@ -341,6 +341,12 @@ def sweep_gas(alliance: Alliance, admit: Any) -> None:
           f" vs floor {floor / len(members):,.0f} = {used / floor:.3f}x")
 
 
+def bench_settings(data_dir: Path, batch: int) -> Settings:
+    """The service's settings for a run: batches of ``batch`` lines, no rate limit."""
+    return Settings(data_dir=data_dir, batch_max=batch, max_batch_items=max(1000, batch),
+                    rate_limit_per_minute=10**9)
+
+
 def fresh_pairs(args: argparse.Namespace) -> int:
     """``--fresh-pairs N``: the ledger layer next to the chain alone with every half on a chain
     of its own, fresh (deployed and the merchant admitted anew, nothing else on it). On one
@@ -358,9 +364,7 @@ def fresh_pairs(args: argparse.Namespace) -> int:
         got: dict[str, float] = {}
         for half in order:
             with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
-                settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
-                                    max_batch_items=max(1000, args.batch),
-                                    rate_limit_per_minute=10**9)
+                settings = bench_settings(Path(tmp), args.batch)
                 try:
                     alliance = Alliance.open(settings)
                     m = admit_merchant(alliance, name="Bench Department Store", symbol="BNCH",
@@ -407,9 +411,7 @@ def main() -> int:
     if args.fresh_pairs:
         return fresh_pairs(args)
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), batch_max=args.batch,
-                            max_batch_items=max(1000, args.batch),
-                            rate_limit_per_minute=10**9)
+        settings = bench_settings(Path(tmp), args.batch)
         try:
             alliance = Alliance.open(settings)
             if args.op_gas_only:
