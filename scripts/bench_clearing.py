@@ -43,6 +43,7 @@ from bench_points import (  # noqa: E402
     UPDATE_SLOT,
     calldata_cost,
     log_cost,
+    receipts_of,
 )
 
 from ledger.alliance import Alliance  # noqa: E402
@@ -419,10 +420,10 @@ def chain_alone_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant
         assert not bad, f"a pre-signed redemption batch was refused: {bad[0]}"
         hashes.extend(str(h) for h in answers)
     nudges = wait_mined(gw, firsts, raws)
-    receipts = gw.rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+    receipts = receipts_of(gw, hashes, bound_s=ALONE_BOUND_S)
     elapsed = time.perf_counter() - t0
     failed = [h for h, r in zip(hashes, receipts, strict=True)
-              if not isinstance(r, dict) or int(str(r["status"]), 16) != 1]
+              if int(str(r["status"]), 16) != 1]
     assert not failed, f"{len(failed)} pre-signed redemption batches failed: {failed[:3]}"
     rate = n / elapsed
     print(f"the chain alone (the same redemption batches, {len(order)} redeemBatch "
