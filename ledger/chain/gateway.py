@@ -284,10 +284,7 @@ class ChainGateway:
             data = err.get("data")
             if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
                 return self.decode_revert(data)
-            message = str(err.get("message", err))
-            if any(m in message.lower() for m in UNFUNDED_MESSAGES):
-                return SignerUnfundedError(f"the signer cannot pay: {message}", rpc=err)
-            return ChainError(f"node rejected the request: {message}", rpc=err)
+            return _rejected("node rejected the request", err)
         if isinstance(exc, requests.ConnectionError | ConnectionError):
             return ChainUnavailableError(f"cannot reach the chain node at {self.url}: {exc}")
         # web3 7 raises Web3RPCError (not a ValueError) for a node's JSON-RPC error.
@@ -603,12 +600,21 @@ class ChainGateway:
         if not isinstance(resp, list):
             raise ChainError(f"batch request failed: {resp.get('error', resp)}")
         by_id = sorted(resp, key=lambda r: int(r.get("id") or 0))
-        return [ChainError(f"{calls[i][0]} failed: {r['error']}", rpc=r["error"])
+        return [_rejected(f"{calls[i][0]} failed", r["error"])
                 if "error" in r else r.get("result") for i, r in enumerate(by_id)]
 
     @property
     def round_trips(self) -> int:
         return self.provider.round_trips
+
+
+def _rejected(what: str, err: Any) -> ChainError:
+    """A node's JSON-RPC error answer: SignerUnfundedError when it says the sender cannot pay
+    (single requests and each call of a batch alike), else ChainError."""
+    message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
+    if any(m in message.lower() for m in UNFUNDED_MESSAGES):
+        return SignerUnfundedError(f"the signer cannot pay: {message}", rpc=err)
+    return ChainError(f"{what}: {message}", rpc=err)
 
 
 def _abi_type(param: Mapping[str, Any]) -> str:

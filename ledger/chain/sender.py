@@ -20,11 +20,11 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from sqlalchemy.orm import Session
 
-from ..errors import ChainError, ChainTimeoutError, ContractRevertError, SignerUnfundedError
+from ..errors import ChainError, ChainTimeoutError, ContractRevertError
 from ..metrics import CONFIRMATION_LAG, TX_CONFIRMED, TX_FAILED, TX_FEE_BUMPS, TX_SENT
 from ..store import repos
 from ..store.db import Store
-from .gateway import UNFUNDED_MESSAGES, ChainGateway
+from .gateway import ChainGateway
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ class SentTx:
 # Called with (the stuck transaction, its fee-bumped replacement) once the replacement is
 # signed, before it is broadcast.
 Replaced = Callable[[SentTx, SentTx], None]
+
+
+def _already_known(exc: ChainError) -> bool:
+    """A node's answer that it holds the transaction already: not an error of a send."""
+    msg = str(exc).lower()
+    return "already known" in msg or "already imported" in msg
 
 
 class TransactionSender:
@@ -153,8 +159,7 @@ class TransactionSender:
         try:
             self.gateway.send_raw(sent.raw)
         except ChainError as exc:
-            msg = str(exc).lower()
-            if "already known" not in msg and "already imported" not in msg:
+            if not _already_known(exc):
                 raise
         sent.sent_at = time.monotonic()
         TX_SENT.inc()
@@ -180,12 +185,9 @@ class TransactionSender:
         out: list[ChainError | None] = []
         now = time.monotonic()
         for sent, answer in zip(sents, answers, strict=True):
-            if isinstance(answer, ChainError):
-                msg = str(answer).lower()
-                if "already known" not in msg and "already imported" not in msg:
-                    out.append(SignerUnfundedError(f"the signer cannot pay: {answer.message}")
-                               if any(m in msg for m in UNFUNDED_MESSAGES) else answer)
-                    continue
+            if isinstance(answer, ChainError) and not _already_known(answer):
+                out.append(answer)  # (SignerUnfundedError for a key that cannot pay)
+                continue
             sent.sent_at = now
             TX_SENT.inc()
             out.append(None)
