@@ -286,7 +286,7 @@ class SignatureCheck:
         word = self._bitmaps.get((program, member, nonce >> 8))
         if word is None:
             return nonce_used(self.alliance, program=program, member=member, nonce=nonce)
-        return bool(word >> (nonce & 0xFF) & 1)
+        return _nonce_bit(word, nonce)
 
     def now(self) -> int:
         """The chain's latest block time (the clock the program checks deadlines by)."""
@@ -406,11 +406,16 @@ def _recover(digest: bytes, signature: bytes) -> str:
     return "0x" + sig.recover_public_key_from_msg_hash(digest).to_canonical_address().hex()
 
 
+def _nonce_bit(word: int, nonce: int) -> bool:
+    """Bit ``nonce & 0xff`` of the bitmap word holding ``nonce``: set once spent or cancelled."""
+    return bool(word >> (nonce & 0xFF) & 1)
+
+
 def nonce_used(alliance: Alliance, *, program: str, member: str, nonce: int) -> bool:
     """Whether a member's signature nonce is spent or cancelled in a program (unordered
     nonces, as Permit2: bit ``nonce & 0xff`` of word ``nonce >> 8`` of ``nonceBitmap``)."""
     word = alliance.contracts.program(program).nonce_bitmap(member, nonce >> 8)
-    return bool(word >> (nonce & 0xFF) & 1)
+    return _nonce_bit(word, nonce)
 
 
 def _redemption_line(session: Session, acceptor: MerchantRow, r: SignedRedemption,
