@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import ClearedAct, ClearedLine
-from ..store.tables import table_of
+from ..store.tables import insert_new
 
 
 @dataclass(frozen=True)
@@ -30,22 +28,11 @@ class ActRecord:
 
 def _insert(session: Session, model: type[ClearedAct] | type[ClearedLine],
             rows: Sequence[dict[str, Any]], keys: list[str]) -> int:
-    """Insert rows not stored before (ON CONFLICT DO NOTHING on ``keys``); give how many.
-
-    One statement on the table (Core), compiled once per process and cached, executed over
-    the rows (SQLAlchemy sends them as multi-row VALUES batches): a multi-row VALUES built
-    from the rows was compiled anew for every chunk the indexer read, ~18% of an indexer
-    round under 200-line redemption batches, holding the store's one writer. Every row has
-    the same columns."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = table_of(model)
-    stmt = insert_fn(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
-    # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
-    session.flush()
-    return len(session.connection().execute(stmt, list(rows)).all())
+    """Insert rows not stored before (ON CONFLICT DO NOTHING on ``keys``); give how many
+    (``insert_new``: the multi-row VALUES this built per chunk was compiled anew for every
+    chunk the indexer read, ~18% of an indexer round under 200-line redemption batches,
+    holding the store's one writer)."""
+    return insert_new(session, model, rows, keys)
 
 
 def insert_acts(session: Session, acts: Sequence[dict[str, Any]],

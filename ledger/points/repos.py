@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import Merchant, PointEvent
-from ..store.tables import table_of
+from ..store.tables import insert_new
 
 
 def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -22,21 +20,8 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
     Rows are inserted in the order given, which the indexer keeps to chain order: ids then
     follow chain order. An event already stored is skipped by the database (ON CONFLICT DO
     NOTHING), so a re-run or a concurrent indexer cannot fail the transaction."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    # One statement, compiled once per process and cached, executed over the rows (SQLAlchemy
-    # sends them as multi-row VALUES batches); a multi-row VALUES built from the rows instead
-    # is compiled anew for every round. Every row has the same columns.
-    # On the table (Core), not the ORM class: the ORM's bulk insert builds a command per row.
-    table = table_of(PointEvent)
-    stmt = insert_fn(table).on_conflict_do_nothing(
-        index_elements=["tx_hash", "log_index"]).returning(table.c.id)
-    # RETURNING gives only the rows inserted (rowcount is not reliable here on psycopg).
-    session.flush()
-    return len(session.connection().execute(
-        stmt, [{"order_ref": None, **r} for r in rows]).all())
+    return insert_new(session, PointEvent, [{"order_ref": None, **r} for r in rows],
+                      ["tx_hash", "log_index"])
 
 
 def delete_events_after(session: Session, block: int) -> None:
