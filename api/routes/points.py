@@ -111,8 +111,13 @@ def redeem_batch(req: RedeemBatchRequest, request: Request, body: BodyDep,
     """Relay many signed redemptions: one operation (one transaction) per program spent."""
     items = [points.SignedRedemption(i.member, i.points, i.order_id, i.nonce, i.deadline,
                                      i.signature, i.program_merchant_id) for i in req.items]
-    return queue(request, body, alliance, who, lambda s, mid: points.request_redeem_batch(
-        alliance, s, merchant_id=mid, items=items))
+    assert who.merchant_id is not None
+    # Checked before the write transaction (signatures, the chain's reads); what the check
+    # found, a refusal included, is queued or raised in the request's own transaction, after
+    # the suspension check and the idempotency claim, as when it was checked there.
+    checked = points.check_redeem_batch(alliance, merchant_id=who.merchant_id, items=items)
+    return queue(request, body, alliance, who,
+                 lambda s, mid: points.queue_redemptions(alliance, s, checked))
 
 
 @router.post("/convert", status_code=202, responses=ACCEPTED, response_model=OperationOut)
