@@ -15,7 +15,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 from ledger import signing
-from ledger.points.service import typed_digest
+from ledger.points.service import recover_signer, redeem_digest, typed_digest
 
 
 def _eth_account(typed: dict[str, Any]) -> bytes:
@@ -70,3 +70,29 @@ def test_a_message_of_another_shape_goes_through_eth_account() -> None:
         "message": {"text": "hello", "n": -3},
     }
     assert typed_digest(typed) == _eth_account(typed)
+
+
+def test_a_redeem_digest_packed_directly_is_eth_accounts_for_random_messages() -> None:
+    rng = random.Random(16)
+    for _ in range(50):
+        kw: dict[str, Any] = {
+            "chain_id": rng.choice([1, 31337, rng.getrandbits(64)]),
+            "program": Account.create().address, "registry": Account.create().address,
+            "member": rng.choice([Account.create().address, Account.create().address.lower()]),
+            "amount": rng.getrandbits(rng.choice([8, 64, 256])),
+            "merchant_id": rng.getrandbits(rng.choice([8, 256])),
+            "order_ref": os.urandom(32), "nonce": rng.getrandbits(rng.choice([1, 64, 256])),
+            "deadline": rng.getrandbits(rng.choice([32, 256]))}
+        assert redeem_digest(**kw) == _eth_account(signing.redeem_typed_data(**kw)), kw
+
+
+def test_a_signer_recovered_through_coincurve_is_the_one_eth_account_recovers() -> None:
+    for _ in range(50):
+        member = Account.create()
+        digest = os.urandom(32)
+        sig = bytes(Account.unsafe_sign_hash(digest, member.key).signature)
+        recovered = recover_signer(digest, sig)
+        assert recovered == member.address.lower()
+        assert recovered == Account._recover_hash(digest, signature=sig).lower()
+        # The same signature over another digest is another signer's.
+        assert recover_signer(os.urandom(32), sig) != recovered
