@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from typing import Any
 
 from eth_account import Account
@@ -15,6 +16,8 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 from ledger import signing
+from ledger.chain import encoding
+from ledger.points import digests
 from ledger.points.service import recover_signer, redeem_digest, typed_digest
 
 
@@ -96,3 +99,23 @@ def test_a_signer_recovered_through_coincurve_is_the_one_eth_account_recovers() 
         assert recovered == Account._recover_hash(digest, signature=sig).lower()
         # The same signature over another digest is another signer's.
         assert recover_signer(os.urandom(32), sig) != recovered
+
+
+def test_the_line_checks_keccak_is_eth_utils_keccak_for_every_length_and_thread() -> None:
+    for n in [*range(0, 300), 1000, 4096]:
+        data = os.urandom(n)
+        assert digests.keccak256(data) == keccak(data), n
+    # One Keccak state per thread: threads hashing at once do not mix their messages.
+    results: dict[int, list[bool]] = {}
+
+    def hash_many(k: int) -> None:
+        msgs = [os.urandom(k * 7 + i % 50) for i in range(500)]
+        results[k] = [digests.keccak256(m) == keccak(m) for m in msgs]
+
+    threads = [threading.Thread(target=hash_many, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(all(r) for r in results.values()) and len(results) == 4
+    assert digests.keccak256 is not encoding.keccak256  # the fast path, not the fallback
