@@ -273,10 +273,14 @@ class SignatureCheck:
         calls: list[tuple[str, list[Any]]] = [("eth_getBlockByNumber", ["latest", False])] \
             if clock else []
         calls += [("eth_getCode", [m, "latest"]) for m in members]
+        selectors: dict[str, bytes] = {}
         for program, member, word in words:
             # nonceBitmap(address,uint256) packed as eth-abi packs it (its encoder took ~15 us
             # a line).
-            selector = gw.selector(self.alliance.contracts.program(program).abi, "nonceBitmap")
+            selector = selectors.get(program)
+            if selector is None:
+                selector = selectors[program] = gw.selector(
+                    self.alliance.contracts.program(program).abi, "nonceBitmap")
             data = selector + bytes.fromhex(member[2:]).rjust(32, b"\0") + word.to_bytes(32, "big")
             calls.append(("eth_call", [{"to": program, "data": "0x" + data.hex()}, "latest"]))
         try:
