@@ -12,7 +12,10 @@ from .auth import Principal, authenticate, merchant_status, refuse_unless_active
 from .errors import ApiError
 
 
-def get_alliance(request: Request) -> Alliance:
+async def get_alliance(request: Request) -> Alliance:
+    """The app's alliance. ``async``: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a hop to a worker thread and back (and a wait for one of the pool's 40 tokens
+    behind the routes' blocking work) for one attribute read, on every request."""
     alliance: Alliance = request.app.state.alliance
     return alliance
 

@@ -46,6 +46,7 @@ from .models import (
     UTCDateTime,
     utcnow,
 )
+from .tables import table_of
 
 # Expired replay and idempotency records are purged at most this often (seconds), not on
 # every request: a purge is a write on the hot path.
@@ -334,14 +335,16 @@ def idempotency_complete(session: Session, *, principal: str, key: str, status_c
         # Built once per process; no session synchronisation (nothing reads the record
         # again in the request's session, and evaluating the criteria against every object
         # of the session was work on every request).
-        _COMPLETE = (update(IdempotencyRecord)
-                     .where(IdempotencyRecord.principal == bindparam("p"),
-                            IdempotencyRecord.key == bindparam("k"))
+        # On the table, run on the session's connection (same transaction): the ORM's
+        # bulk-update path around one UPDATE was ~40% of this function's time.
+        t = table_of(IdempotencyRecord)
+        _COMPLETE = (update(t)
+                     .where(t.c.principal == bindparam("p"), t.c.key == bindparam("k"))
                      .values(status_code=bindparam("status_code"), body=bindparam("body"),
-                             content_type=bindparam("content_type"))
-                     .execution_options(synchronize_session=False))
-    res = session.execute(_COMPLETE, {"p": principal, "k": key, "status_code": status_code,
-                                      "body": body, "content_type": content_type})
+                             content_type=bindparam("content_type")))
+    res = session.connection().execute(
+        _COMPLETE, {"p": principal, "k": key, "status_code": status_code, "body": body,
+                    "content_type": content_type})
     if int(getattr(res, "rowcount", 0) or 0) != 1:
         raise LedgerNotFoundError("idempotency record vanished")
 

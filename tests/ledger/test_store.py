@@ -646,3 +646,43 @@ def test_indexer_cursor_is_saved(store: Store) -> None:
         cursors.set_cursor(s, "points", 6, "0xbb")
     with store.session() as s:
         assert cursors.get_cursor(s, "points") == (6, "0xbb")
+
+
+def _backend_pid(store: Store) -> int:
+    with store.session() as s:
+        return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout_without_a_ping(
+        pg_store: Store, pg_url: str) -> None:
+    """A backend terminated while its connection sat in the pool (as a PostgreSQL restart
+    ends them all): the next session gets a live connection and succeeds, no error reaches
+    the caller; a live pooled connection is handed out again with no statement before the
+    caller's (the pool's pre-ping sent SELECT 1 on every checkout)."""
+    first = _backend_pid(pg_store)
+    pings: list[str] = []
+
+    def log(conn: object, cursor: object, statement: str, *a: object) -> None:
+        pings.append(statement)
+
+    event.listen(pg_store.engine, "before_cursor_execute", log)
+    try:
+        assert _backend_pid(pg_store) == first  # the same pooled connection, reused
+    finally:
+        event.remove(pg_store.engine, "before_cursor_execute", log)
+    assert pings == ["SELECT pg_backend_pid()"]
+    assert not pg_store.engine.pool._pre_ping  # type: ignore[attr-defined]
+    admin = Store(pg_url)
+    try:
+        with admin.engine.connect() as c:
+            assert c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}).scalar()
+            deadline = time.monotonic() + 10
+            while c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                            {"p": first}).scalar():
+                assert time.monotonic() < deadline, "the backend did not go"
+                time.sleep(0.05)
+    finally:
+        admin.dispose()
+    second = _backend_pid(pg_store)  # no StoreUnavailableError: the dead one was discarded
+    assert second != first
+    assert _backend_pid(pg_store) == second
