@@ -80,12 +80,8 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
     class TimedWorker(OutboxWorker):
         """Notes when each transaction's operations are confirmed."""
 
-        def _settle(self, sender: Any, op_ids: list[str], sent: Any,
-                    receipt: dict[str, Any] | None = None) -> bool:
-            ok = super()._settle(sender, op_ids, sent, receipt)
-            if ok:
-                done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
-            return ok
+        def _confirmed(self, op_ids: list[str]) -> None:
+            done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
 
     # As in the service: requests are accepted in one thread (one DB transaction per batch
     # request) while the outbox worker's thread sends them.
