@@ -500,17 +500,17 @@ class OutboxWorker(Worker):
         if succeeded:
             final = self.alliance.settings.confirmations == 0
             with self.alliance.store.session() as s:
-                for f, sent, receipt in succeeded:
-                    assert receipt is not None
-                    f.signer.sender.check(receipt, sent)  # (counts it; it succeeded)
+                for f, sent, read in succeeded:
+                    assert read is not None
+                    f.signer.sender.check(read, sent)  # (counts it; it succeeded)
                     outbox_repos.confirm_operations(
-                        s, f.group.op_ids, tx_hash=str(receipt["transactionHash"]),
-                        block_number=int(receipt["blockNumber"]), final=final)
+                        s, f.group.op_ids, tx_hash=str(read["transactionHash"]),
+                        block_number=int(read["blockNumber"]), final=final)
             for f, _, _ in succeeded:
                 OPS_CONFIRMED.inc(len(f.group.op_ids))
                 self._confirmed(f.group.op_ids)
-        for f, sent, receipt in others:
-            self._settle_flights([InFlight(f.signer, f.group, sent)], receipt)
+        for f, sent, found in others:
+            self._settle_flights([InFlight(f.signer, f.group, sent)], found)
 
     def _confirmed(self, op_ids: list[str]) -> None:
         """Called with the operations of each transaction once they are recorded confirmed
