@@ -417,7 +417,7 @@ class OutboxWorker(Worker):
             return {}
         try:
             raws = self.alliance.gateway.rpc_batch(
-                [("eth_getTransactionReceipt", [h]) for h in hashes])
+                [("eth_getTransactionReceipt", [h]) for h in hashes], drop_logs=True)
         except ChainError as exc:
             log.debug("cannot read receipts in a batch: %s", exc.message)
             return None
