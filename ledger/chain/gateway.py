@@ -115,7 +115,7 @@ class CountingProvider(HTTPProvider):
         with self._count_lock:
             self.round_trips += 1
         body = self._request_session_manager.make_post_request(
-            self.endpoint_uri, self.encode_batch_rpc_request(batch_requests),
+            cast(URI, self.endpoint_uri), self.encode_batch_rpc_request(batch_requests),
             **self.get_request_kwargs())
         try:
             response = self.decode_rpc_response(without_logs(body))
