@@ -72,6 +72,52 @@ def new_members(n: int) -> list[str]:
     return [to_checksum_address(os.urandom(20)) for _ in range(n)]
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants so far (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class CpuMeter:
+    """CPU spent while a half runs: this process's (and its main thread's: the accepting
+    thread of the ledger layer; the rest is the outbox worker's) and the node's (anvil and
+    its children). On a shared machine CPU per operation moves far less than ops/s: the
+    ledger layer reaches the chain alone's rate only if its Python, on the other core, costs
+    less per operation than the node does."""
+
+    def __init__(self, alliance: Alliance) -> None:
+        status = anvil.status(alliance.settings)
+        self.pid = status.pid
+        self.start = (time.process_time(), time.thread_time(), self._node())
+
+    def _node(self) -> float:
+        return _tree_cpu_s(self.pid) if self.pid else 0.0
+
+    def stop(self) -> dict[str, float]:
+        p0, t0, n0 = self.start
+        process, main = time.process_time() - p0, time.thread_time() - t0
+        return {"python": process, "main": main, "others": process - main,
+                "node": self._node() - n0}
+
+
+def cpu_line(cpu: dict[str, float], ops: int, *, layer: bool) -> str:
+    us = {k: v / ops * 1e6 for k, v in cpu.items()}
+    python = (f"python {us['python']:.1f} (accepting {us['main']:.1f}, outbox "
+              f"{us['others']:.1f})" if layer else f"python {us['python']:.1f}")
+    return f"{python}, node {us['node']:.1f} us/op"
+
+
 def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag: str = ""
                  ) -> dict[str, Any]:
     members = new_members(ops)
@@ -80,12 +126,8 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
     class TimedWorker(OutboxWorker):
         """Notes when each transaction's operations are confirmed."""
 
-        def _settle(self, sender: Any, op_ids: list[str], sent: Any,
-                    receipt: dict[str, Any] | None = None) -> bool:
-            ok = super()._settle(sender, op_ids, sent, receipt)
-            if ok:
-                done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
-            return ok
+        def _confirmed(self, op_ids: list[str]) -> None:
+            done_at.append((len(op_ids) * batch, time.perf_counter()))  # an op is a batch
 
     # As in the service: requests are accepted in one thread (one DB transaction per batch
     # request) while the outbox worker's thread sends them.
@@ -102,6 +144,7 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
             IssueLine(points=1, order_id=f"warm{tag}-{i}", member=m) for i, m in enumerate(warm)])
     worker.drain()
     rt0 = gw.round_trips
+    meter = CpuMeter(alliance)
     t0 = time.perf_counter()
     worker.start()
     for start in range(0, ops, batch):
@@ -113,17 +156,18 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
     while sum(n for n, _ in done_at) < ops:
         time.sleep(0.001)
     elapsed = time.perf_counter() - t0
+    cpu = meter.stop()
     worker.stop()
     round_trips = gw.round_trips - rt0
     with alliance.store.session() as s:
         txs = outbox_repos.confirmed_transactions(s, merchant_id=merchant_id)
     return {"elapsed": elapsed, "accepted": accepted, "round_trips": round_trips,
-            "done_at": done_at, "t0": t0, "txs": txs}
+            "done_at": done_at, "t0": t0, "txs": txs, "cpu": cpu}
 
 
 def chain_alone(alliance: Alliance, merchant_id: int, program: str, ops: int, batch: int,
-                gas_per_line: float, *, windowed: bool = False, tag: str = ""
-                ) -> tuple[float, int]:
+                gas_per_line: float, *, windowed: bool = False, tag: str = "",
+                cpu: dict[str, float] | None = None) -> tuple[float, int]:
     """The reference for the ledger layer: the same batches (``issueBatch`` of ``batch`` new
     members each, from the merchant's key) signed beforehand, then sent raw
     (``eth_sendRawTransaction``) and waited for (the sender's nonce at the latest block, then
@@ -157,12 +201,15 @@ def chain_alone(alliance: Alliance, merchant_id: int, program: str, ops: int, ba
         hashes.append(sent.tx_hash)
     block_gas = int(str(gw.rpc("eth_getBlockByNumber", ["latest", False])["gasLimit"]), 16)
     per_block = max(1, block_gas // gas_each)
+    meter = CpuMeter(alliance)
     t0 = time.perf_counter()
     nudges = send_and_wait(gw, sender.address, nonce, raws, bound_s=ALONE_BOUND_S,
                            per_request=per_block if windowed else 20,
                            window=2 * per_block if windowed else len(raws))
     receipts = receipts_of(gw, hashes, bound_s=ALONE_BOUND_S)
     elapsed = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.update(meter.stop())
     assert all(int(str(r["status"]), 16) == 1 for r in receipts), "a pre-signed batch failed"
     return ops / elapsed, nudges
 
@@ -378,6 +425,7 @@ def fresh_pairs(args: argparse.Namespace) -> int:
     for r in range(args.fresh_pairs):
         order = halves[r % 3:] + halves[:r % 3] if r else halves  # the first measures gas
         got: dict[str, float] = {}
+        cpus: dict[str, dict[str, float]] = {}
         for half in order:
             with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
                 settings = bench_settings(Path(tmp), args.batch)
@@ -389,12 +437,15 @@ def fresh_pairs(args: argparse.Namespace) -> int:
                         res = ledger_layer(alliance, m.merchant_id, args.ops, args.batch)
                         got[half] = args.ops / res["elapsed"]
                         got["accepted"] = args.ops / res["accepted"]
+                        cpus[half] = res["cpu"]
                         if not gas_op:
                             gas_op, _ = gas_figures(alliance, res["txs"])
                     else:
+                        cpus[half] = {}
                         got[half], _ = chain_alone(alliance, m.merchant_id, m.program, args.ops,
                                                    args.batch, gas_op,
-                                                   windowed=half == "windowed")
+                                                   windowed=half == "windowed",
+                                                   cpu=cpus[half])
                 finally:
                     anvil.stop(settings)
         alone = max(got["at once"], got["windowed"])
@@ -404,6 +455,10 @@ def fresh_pairs(args: argparse.Namespace) -> int:
               f"into the outbox at {got['accepted']:,.0f} ops/s), the chain alone "
               f"{alone:,.0f} ops/s (at once {got['at once']:,.0f}, a block's worth at a time "
               f"{got['windowed']:,.0f}): {ratios[-1]:.2f}x", flush=True)
+        print(f"  CPU per op: ledger layer {cpu_line(cpus['layer'], args.ops, layer=True)}; "
+              f"chain alone at once {cpu_line(cpus['at once'], args.ops, layer=False)}, "
+              f"a block's worth at a time {cpu_line(cpus['windowed'], args.ops, layer=False)}",
+              flush=True)
     median = sorted(ratios)[len(ratios) // 2]
     print(f"over {len(ratios)} pairs on fresh chains the ledger layer is {median:.2f}x of the "
           f"chain alone (median; target >= 0.9x; every pair: "

@@ -352,7 +352,10 @@ class OutboxWorker(Worker):
         nonce cannot be mined before an earlier one); nudge the oldest still waiting."""
         settled = 0
         mined = False
-        receipts = self._receipts_batch() if FILL_WINDOW and self.block_mode else None
+        found_mined: list[tuple[InFlight, SentTx, dict[str, Any] | None]] = []
+        # Every receipt in flight in one JSON-RPC batch (a request each, in nonce order, was
+        # one round trip per transaction on a node that mines on arrival).
+        receipts = self._receipts_batch() if FILL_WINDOW else None
         for address, flights in list(self._in_flight.items()):
             while flights:
                 f = flights[0]
@@ -372,10 +375,11 @@ class OutboxWorker(Worker):
                 # the receipt just read (it was read a second time here, by the sender's
                 # wait, when receipts were not read in a batch: a 200-line issue's receipt
                 # carries 400 logs)
-                self._settle_flights([InFlight(f.signer, f.group, found)], receipt)
+                found_mined.append((f, found, receipt))
                 settled += len(f.group.op_ids)
             if not flights:
                 del self._in_flight[address]
+        self._settle_mined(found_mined)
         now = time.monotonic()
         if mined:
             self._progress_at = now
@@ -413,7 +417,7 @@ class OutboxWorker(Worker):
             return {}
         try:
             raws = self.alliance.gateway.rpc_batch(
-                [("eth_getTransactionReceipt", [h]) for h in hashes])
+                [("eth_getTransactionReceipt", [h]) for h in hashes], drop_logs=True)
         except ChainError as exc:
             log.debug("cannot read receipts in a batch: %s", exc.message)
             return None
@@ -421,7 +425,8 @@ class OutboxWorker(Worker):
         for h, raw in zip(hashes, raws, strict=True):
             if isinstance(raw, ChainError):
                 return None
-            out[h] = None if raw is None else self.alliance.gateway.parse_receipt(raw)
+            out[h] = None if raw is None else self.alliance.gateway.parse_receipt(raw,
+                                                                                  logs=False)
         return out
 
     def _receipt_candidate(self, f: InFlight,
@@ -481,6 +486,35 @@ class OutboxWorker(Worker):
 
     def _settle_round(self, in_flight: list[InFlight]) -> None:
         self._settle_flights(in_flight)
+
+    def _settle_mined(self, mined: list[tuple[InFlight, SentTx, dict[str, Any] | None]]
+                      ) -> None:
+        """Settle transactions found mined, with their receipts: the ones that succeeded are
+        confirmed in one store transaction (one each before: a write transaction and its
+        commit per 200-line batch, under the store's one writer), a reverted one (or one
+        without its receipt) as :meth:`_settle_flights` does."""
+        succeeded = [(f, sent, receipt) for f, sent, receipt in mined
+                     if receipt is not None and int(receipt.get("status", 0)) == 1]
+        others = [(f, sent, receipt) for f, sent, receipt in mined
+                  if receipt is None or int(receipt.get("status", 0)) != 1]
+        if succeeded:
+            final = self.alliance.settings.confirmations == 0
+            with self.alliance.store.session() as s:
+                for f, sent, read in succeeded:
+                    assert read is not None
+                    f.signer.sender.check(read, sent)  # (counts it; it succeeded)
+                    outbox_repos.confirm_operations(
+                        s, f.group.op_ids, tx_hash=str(read["transactionHash"]),
+                        block_number=int(read["blockNumber"]), final=final)
+            for f, _, _ in succeeded:
+                OPS_CONFIRMED.inc(len(f.group.op_ids))
+                self._confirmed(f.group.op_ids)
+        for f, sent, found in others:
+            self._settle_flights([InFlight(f.signer, f.group, sent)], found)
+
+    def _confirmed(self, op_ids: list[str]) -> None:
+        """Called with the operations of each transaction once they are recorded confirmed
+        (or mined, with confirmations to wait for); the benchmark notes the time here."""
 
     def _settle_flights(self, in_flight: list[InFlight],
                         receipt: dict[str, Any] | None = None) -> None:
@@ -1119,6 +1153,7 @@ class OutboxWorker(Worker):
                                             block_number=int(receipt["blockNumber"]),
                                             final=self.alliance.settings.confirmations == 0)
         OPS_CONFIRMED.inc(len(op_ids))
+        self._confirmed(op_ids)
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:

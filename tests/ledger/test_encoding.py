@@ -94,3 +94,29 @@ def test_a_member_address_is_checked_as_before() -> None:
         limits.address("0x" + "0" * 40)
     with pytest.raises(LedgerValidationError, match="not an address"):
         limits.address("0x" + "g" * 40)
+
+
+def test_keccak_from_several_threads_at_once_equals_eth_utils() -> None:
+    # keccak256 keeps one sponge per thread, reset for each input: threads hashing at once
+    # must not mix their inputs
+    import os
+    import threading
+
+    from eth_utils.crypto import keccak
+
+    from ledger.chain.encoding import keccak256
+
+    wrong: list[bytes] = []
+
+    def hash_many() -> None:
+        for _ in range(3000):
+            data = os.urandom(int.from_bytes(os.urandom(1), "big"))
+            if keccak256(data) != keccak(data):
+                wrong.append(data)
+
+    threads = [threading.Thread(target=hash_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
