@@ -180,14 +180,15 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
         {"key_id": merchant.key_id, "secret": merchant.secret,
          "path": "/v1/points/issue-batch", "body": b} for b in bodies],
         Path(settings.data_dir) / f"bench-batch-requests{tag}.json")
+    accepted_s = ops / (time.perf_counter() - t0)  # every 202 in (the clients' process ended)
     _wait_confirmed(alliance, op_ids)
     batch_s = ops / (time.perf_counter() - t0)
     per = {k: (v - threads0.get(k, 0.0)) * 1e6 / ops for k, v in _thread_cpu().items()}
     if pid is not None:
         per["indexer process"] = (_proc_cpu(pid) - child0) * 1e6 / ops
     print(f"HTTP API, batch requests of {batch}: {ops} ops confirmed at {batch_s:,.0f} "
-          f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x); {SHAPES[shape]}, load "
-          f"{os.getloadavg()[0]:.2f}")
+          f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x; accepted at {accepted_s:,.0f} ops/s); "
+          f"{SHAPES[shape]}, load {os.getloadavg()[0]:.2f}")
     print("  CPU per op by role (us; the clients' process not counted): " + ", ".join(
         f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0)
         + f"; total {sum(per.values()):.0f}")
