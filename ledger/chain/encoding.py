@@ -9,76 +9,19 @@ so this module knows no capability.
 
 from __future__ import annotations
 
-import ctypes
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol
 
-import Crypto.Hash
 from Crypto.Hash import keccak as _keccak
 
 from ..errors import LedgerValidationError
 
 
-def _keccak_lib() -> ctypes.PyDLL | None:
-    """pycryptodome's Keccak (the C library ``Crypto.Hash.keccak`` calls) loaded as a
-    ``PyDLL``: its calls keep the GIL. Through pycryptodome's own binding each hash released
-    and took back the GIL three times; beside a busy thread (the outbox, the indexer, the
-    request handlers of one process) each take-back waited for it: 22 us a hash instead of
-    5 under one busy thread, 2.4 us through this. None if the library cannot be found."""
-    try:
-        path = next(Path(Crypto.Hash.__file__).parent.glob("_keccak*.so"))
-        lib = ctypes.PyDLL(str(path))
-        lib.keccak_init.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
-                                    ctypes.c_uint8]
-        lib.keccak_reset.argtypes = [ctypes.c_void_p]
-        lib.keccak_absorb.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-        lib.keccak_digest.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
-                                      ctypes.c_uint8]
-        lib.keccak_destroy.argtypes = [ctypes.c_void_p]
-    except (StopIteration, OSError, AttributeError):
-        return None
-    return lib
-
-
-_LIB = _keccak_lib()
-
-
-class _KeccakState:
-    """One thread's Keccak-256 state (capacity 512 bits, 24 rounds), reset before each use;
-    freed with its thread."""
-
-    def __init__(self, lib: ctypes.PyDLL) -> None:
-        self.lib = lib
-        self.state = ctypes.c_void_p()
-        if lib.keccak_init(ctypes.byref(self.state), 64, 24):
-            raise MemoryError("keccak_init failed")
-        self.out = ctypes.create_string_buffer(32)
-
-    def __del__(self) -> None:
-        self.lib.keccak_destroy(self.state)
-
-
-_states = threading.local()
-
-
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 of ``data``, as ``eth_utils.keccak(data)`` gives it, without its layers
     of argument checks (a third of the cost of accepting an issue line went to two of them:
-    the order reference and the member's checksum), and holding the GIL (see
-    :func:`_keccak_lib`; ``tests/ledger/test_encoding.py`` compares them on random inputs)."""
-    if _LIB is None:
-        return bytes(_keccak.new(data=data, digest_bits=256).digest())
-    k: _KeccakState | None = getattr(_states, "k", None)
-    if k is None:
-        k = _states.k = _KeccakState(_LIB)
-    else:
-        _LIB.keccak_reset(k.state)
-    data = bytes(data)
-    if _LIB.keccak_absorb(k.state, data, len(data)) or _LIB.keccak_digest(k.state, k.out, 32, 1):
-        raise ValueError("keccak failed")
-    return k.out.raw
+    the order reference and the member's checksum)."""
+    return bytes(_keccak.new(data=data, digest_bits=256).digest())
 
 
 _UPPER = frozenset("89abcdef")

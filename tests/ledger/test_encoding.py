@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from eth_utils.address import to_checksum_address
 from hypothesis import given, settings
@@ -95,44 +94,3 @@ def test_a_member_address_is_checked_as_before() -> None:
         limits.address("0x" + "0" * 40)
     with pytest.raises(LedgerValidationError, match="not an address"):
         limits.address("0x" + "g" * 40)
-
-
-def test_keccak_holding_the_gil_equals_eth_utils_in_many_threads_at_once() -> None:
-    """Each thread keeps a Keccak state of its own and resets it per hash: hashes of every
-    length around the sponge's rate (136 bytes), from 8 threads at once, and a thread's
-    state freed when it ends, all equal eth_utils'."""
-    import threading
-
-    from eth_utils.crypto import keccak
-
-    from ledger.chain import encoding
-
-    assert encoding._LIB is not None  # the GIL-holding path is the one measured here
-    inputs = [os.urandom(n) for n in (*range(0, 300), 1000, 4096, 100_000)]
-    want = [keccak(d) for d in inputs]
-    bad: list[int] = []
-
-    def run(offset: int) -> None:
-        for k in range(3 * len(inputs)):
-            i = (k * 7 + offset) % len(inputs)
-            if encoding.keccak256(inputs[i]) != want[i]:
-                bad.append(i)
-
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert bad == []
-    assert encoding.keccak256(bytearray(b"abc")) == keccak(b"abc")
-
-
-def test_keccak_falls_back_to_pycryptodome_without_its_library(monkeypatch: Any) -> None:
-    from eth_utils.crypto import keccak
-
-    from ledger.chain import encoding
-
-    monkeypatch.setattr(encoding, "_LIB", None)
-    for n in (0, 1, 135, 136, 137, 500):
-        data = os.urandom(n)
-        assert encoding.keccak256(data) == keccak(data)
