@@ -12,6 +12,7 @@ Prints, each next to its target:
   at another merchant, convert, refund, and sweeping expired lots (per lot, next to its floor).
 
 Usage: .venv/bin/python scripts/bench_points.py [--ops 10000] [--skip-api] [--op-gas-only]
+       [--api-shapes process,thread]
 """
 
 from __future__ import annotations
@@ -471,6 +472,11 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--api-shapes", default="process,thread",
+                    help="the HTTP batch figure once per shape of the service, in this order: "
+                         "'process' (the indexer in a process of its own, as `alliance serve` "
+                         "runs it), 'thread' (in a thread of the measured process); the single "
+                         "requests on the last one's server")
     ap.add_argument("--op-gas-only", action="store_true")
     ap.add_argument("--pairs", type=int, default=1,
                     help="measure the ledger layer and the chain alone this many times, "
@@ -479,6 +485,8 @@ def main() -> int:
                     help="only the ledger layer next to the chain alone, each half on a fresh "
                          "chain of its own, this many pairs (see fresh_pairs)")
     args = ap.parse_args()
+    if not set(args.api_shapes.split(",")) <= {"process", "thread"}:
+        ap.error("--api-shapes: 'process' and/or 'thread', comma-separated")
     if args.fresh_pairs:
         return fresh_pairs(args)
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
@@ -550,7 +558,8 @@ def main() -> int:
             if not args.skip_api:
                 from bench_api import api_figures
 
-                api_figures(alliance, settings, m, args.ops, args.batch, ledger_ops_s=ops_s)
+                api_figures(alliance, settings, m, args.ops, args.batch, ledger_ops_s=ops_s,
+                            shapes=tuple(args.api_shapes.split(",")))
         finally:
             anvil.stop(settings)
     return 0

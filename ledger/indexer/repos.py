@@ -53,10 +53,25 @@ def set_cursor(session: Session, name: str, block: int, block_hash: str) -> None
         row.last_block, row.last_block_hash = block, block_hash
 
 
+# note_block forgets the blocks below its window only when the block it notes is a multiple
+# of this: a DELETE each round cost as much as the note itself (at most this many more blocks
+# than ``keep`` stay noted; the rewind only looks at the newest few hundred).
+FORGET_EVERY = 256
+
+
 def note_block(session: Session, number: int, block_hash: str, *, keep: int) -> None:
-    """Note a block read up to and its hash; forget those more than ``keep`` blocks below."""
-    session.merge(IndexedBlock(number=number, hash=block_hash))
-    session.execute(delete(IndexedBlock).where(IndexedBlock.number < number - keep))
+    """Note a block read up to and its hash (one cached upsert on the table: the ORM's merge
+    read the row first, every round); forget those more than ``keep`` blocks below, every
+    :data:`FORGET_EVERY` blocks."""
+    dialect = session.get_bind().dialect.name
+    table = table_of(IndexedBlock)
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    session.flush()
+    session.connection().execute(stmt.on_conflict_do_update(
+        index_elements=["number"], set_={"hash": stmt.excluded.hash}),
+        {"number": number, "hash": block_hash})
+    if number % FORGET_EVERY == 0:
+        session.execute(delete(IndexedBlock).where(IndexedBlock.number < number - keep))
 
 
 def noted_blocks(session: Session, *, at_most: int, limit: int) -> list[tuple[int, str]]:

@@ -17,6 +17,7 @@ from ledger.clearing import service as clearing
 from ledger.clearing import statements
 from ledger.clearing.projection import ClearingProjection
 from ledger.contracts.client import ContractClient
+from ledger.indexer import repos as cursor_repos
 from ledger.indexer.follower import ChainEvent, Follower, Head, progress_of
 from ledger.merchants.service import AdmittedMerchant
 from ledger.points.projection import PointsProjection
@@ -277,3 +278,23 @@ def test_the_gateway_tells_waiters_of_each_block_number_change(alliance: Allianc
     assert gw.blocks_seen == since
     gw.saw_block(number - 1)  # lower (a chain reverted to a snapshot) is a change too
     assert gw.wait_for_new_block(since, 0.05)
+
+
+def test_noted_blocks_keep_the_newest_hash_and_forget_those_far_below(
+        alliance: Alliance) -> None:
+    base = 10_000_000  # above any block the deployment noted
+    with alliance.store.session() as s:
+        for n in range(base, base + 600):
+            cursor_repos.note_block(s, n, f"0x{n:064x}", keep=100)
+        # The same block again (a rewind read it anew): its new hash replaces the old one.
+        cursor_repos.note_block(s, base + 599, "0x" + "ab" * 32, keep=100)
+    with alliance.store.read_session() as s:
+        noted = cursor_repos.noted_blocks(s, at_most=base + 10_000, limit=10_000)
+    assert noted[0] == (base + 599, "0x" + "ab" * 32)
+    assert noted[1] == (base + 598, f"0x{base + 598:064x}")
+    numbers = [n for n, _ in noted]
+    assert numbers == sorted(numbers, reverse=True) and len(set(numbers)) == len(numbers)
+    # Forgotten up to keep below the last multiple of FORGET_EVERY noted, and never more.
+    last_forget = (base + 599) // cursor_repos.FORGET_EVERY * cursor_repos.FORGET_EVERY
+    assert min(numbers) == last_forget - 100
+    assert len(numbers) <= 100 + cursor_repos.FORGET_EVERY

@@ -13,6 +13,7 @@ from eth_utils.address import to_checksum_address
 
 from ledger.alliance import Alliance
 from ledger.chain.gateway import RawLog
+from ledger.indexer import decode
 from ledger.indexer.decode import LogDecoder, checksum_of
 from ledger.merchants.service import AdmittedMerchant
 
@@ -74,6 +75,15 @@ def test_the_fast_decoder_agrees_with_eth_abi_on_every_followed_event(
 
 
 def test_checksum_of_is_eip55() -> None:
-    for _ in range(200):
-        raw = os.urandom(20)
+    edge = [bytes(20), b"\xff" * 20, bytes.fromhex("aa" * 20), bytes.fromhex("99" * 20)]
+    for raw in edge + [os.urandom(20) for _ in range(2000)]:
         assert checksum_of(raw) == to_checksum_address("0x" + raw.hex())
+        assert checksum_of(raw) == to_checksum_address("0x" + raw.hex())  # from the cache
+
+
+def test_checksum_of_stays_eip55_when_its_cache_is_full(monkeypatch: Any) -> None:
+    monkeypatch.setattr(decode, "CHECKSUM_CACHE", 8)
+    raws = [os.urandom(20) for _ in range(50)]
+    for raw in raws + raws:
+        assert checksum_of(raw) == to_checksum_address("0x" + raw.hex())
+    assert len(decode._checksums) <= 8
