@@ -60,14 +60,13 @@ def _raw_keccak() -> Callable[[bytes], bytes] | None:
     return keccak
 
 
-_keccak256: Callable[[bytes], bytes] = _raw_keccak() or _keccak_object
+#: Keccak-256 of ``data``, as ``eth_utils.keccak(data)`` gives it, without its layers of
+#: argument checks (a third of the cost of accepting an issue line went to two of them: the
+#: order reference and the member's checksum), through pycryptodome's C sponge where it can
+#: (:func:`_raw_keccak`). The one Keccak of the service's hot paths: order references,
+#: checksums, the indexer's addresses, the EIP-712 digests and signers of signed lines.
+keccak256: Callable[[bytes], bytes] = _raw_keccak() or _keccak_object
 
-
-def keccak256(data: bytes) -> bytes:
-    """Keccak-256 of ``data``, as ``eth_utils.keccak(data)`` gives it, without its layers
-    of argument checks (a third of the cost of accepting an issue line went to two of them:
-    the order reference and the member's checksum)."""
-    return _keccak256(data)
 
 # Bit 5 of each of 40 bytes: what separates an ASCII lower-case letter from its capital.
 _CASE_BITS = int.from_bytes(b"\x20" * 40, "big")

@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
-from ..chain.encoding import keccak256
+from ..chain.encoding import checksum_address
 from ..chain.gateway import RawLog
 
 Abi = Sequence[Mapping[str, Any]]
@@ -25,12 +25,6 @@ _INT_N = re.compile(r"^(u?)int(8|16|24|32|40|48|56|64|72|80|88|96|104|112|120|12
                     r"160|168|176|184|192|200|208|216|224|232|240|248|256)?$")
 
 
-# EIP-55 by bytes: a digest hex digit 8-f marks the address's letter at its place upper case.
-# Lower-case ASCII letters differ from upper case by 0x20, and digits must keep it; so the
-# address's ASCII, XORed with (0x20 where the digest's digit is >= 8) AND (0x20 where the
-# address has a letter), is its checksummed form, in three C-level operations.
-_HIGH_NIBBLE = bytes.maketrans(b"0123456789abcdef", b"\0" * 8 + b"\x20" * 8)
-_LETTER = bytes.maketrans(b"0123456789abcdef", b"\0" * 10 + b"\x20" * 6)
 # Checksummed addresses kept, by their 20 bytes (members recur: each issue, redemption and
 # transfer of the same member names it again); dropped all at once when full.
 CHECKSUM_CACHE = 65_536
@@ -39,17 +33,12 @@ _checksums: dict[bytes, str] = {}
 
 def checksum_of(raw: bytes) -> str:
     """EIP-55 checksummed address of 20 bytes (``tests/ledger/test_indexer_decode.py`` holds it
-    equal to eth_utils' on random addresses): about half of eth_utils' cost, none for an
-    address seen lately."""
+    equal to eth_utils' on random addresses): :func:`ledger.chain.encoding.checksum_address`,
+    about half of eth_utils' cost, none for an address seen lately."""
     found = _checksums.get(raw)
     if found is not None:
         return found
-    ascii_hex = raw.hex().encode()
-    digest = keccak256(ascii_hex).hex()[:40].encode()
-    cased = int.from_bytes(ascii_hex, "big") ^ (
-        int.from_bytes(digest.translate(_HIGH_NIBBLE), "big")
-        & int.from_bytes(ascii_hex.translate(_LETTER), "big"))
-    out = "0x" + cased.to_bytes(40, "big").decode()
+    out = checksum_address(raw.hex())
     if len(_checksums) >= CHECKSUM_CACHE:
         _checksums.clear()
     _checksums[raw] = out

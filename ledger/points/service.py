@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .. import limits, signing
 from ..alliance import Alliance
+from ..chain.encoding import keccak256
 from ..errors import (
     ChainError,
     LedgerError,
@@ -37,7 +38,6 @@ from ..outbox.views import OperationView, operation_view
 from ..store.models import Operation, OperationStatus, OrderSpend
 from ..types import MerchantId, OrderRef
 from . import kinds
-from .digests import keccak256
 from .kinds import (
     CancelNoncesPayload,
     ConvertPayload,
