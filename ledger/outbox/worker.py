@@ -498,19 +498,28 @@ class OutboxWorker(Worker):
         others = [(f, sent, receipt) for f, sent, receipt in mined
                   if receipt is None or int(receipt.get("status", 0)) != 1]
         if succeeded:
-            final = self.alliance.settings.confirmations == 0
             with self.alliance.store.session() as s:
                 for f, sent, read in succeeded:
                     assert read is not None
                     f.signer.sender.check(read, sent)  # (counts it; it succeeded)
-                    outbox_repos.confirm_operations(
-                        s, f.group.op_ids, tx_hash=str(read["transactionHash"]),
-                        block_number=int(read["blockNumber"]), final=final)
+                    self._confirm_operations(s, f.group.op_ids, read)
             for f, _, _ in succeeded:
-                OPS_CONFIRMED.inc(len(f.group.op_ids))
-                self._confirmed(f.group.op_ids)
+                self._count_confirmed(f.group.op_ids)
         for f, sent, found in others:
             self._settle_flights([InFlight(f.signer, f.group, sent)], found)
+
+    def _confirm_operations(self, s: Session, op_ids: list[str],
+                            receipt: dict[str, Any]) -> None:
+        """Record ``op_ids`` mined by the transaction of ``receipt`` (confirmed, or mined with
+        confirmations to wait for), in the caller's store transaction; once it has committed,
+        :meth:`_count_confirmed` them."""
+        outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
+                                        block_number=int(receipt["blockNumber"]),
+                                        final=self.alliance.settings.confirmations == 0)
+
+    def _count_confirmed(self, op_ids: list[str]) -> None:
+        OPS_CONFIRMED.inc(len(op_ids))
+        self._confirmed(op_ids)
 
     def _confirmed(self, op_ids: list[str]) -> None:
         """Called with the operations of each transaction once they are recorded confirmed
@@ -1149,11 +1158,8 @@ class OutboxWorker(Worker):
                                                 status=OperationStatus.SENDING)
             return False
         with self.alliance.store.session() as s:
-            outbox_repos.confirm_operations(s, op_ids, tx_hash=str(receipt["transactionHash"]),
-                                            block_number=int(receipt["blockNumber"]),
-                                            final=self.alliance.settings.confirmations == 0)
-        OPS_CONFIRMED.inc(len(op_ids))
-        self._confirmed(op_ids)
+            self._confirm_operations(s, op_ids, receipt)
+        self._count_confirmed(op_ids)
         return True
 
     def _fail(self, op_ids: list[str], exc: LedgerError) -> None:
