@@ -674,7 +674,9 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout_without_a
     assert not pg_store.engine.pool._pre_ping  # type: ignore[attr-defined]
     admin = Store(pg_url)
     try:
-        with admin.engine.connect() as c:
+        # Each poll its own transaction: PostgreSQL keeps one snapshot of pg_stat_activity
+        # for the whole of a transaction, so polling inside one can see the backend for ever.
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             assert c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}).scalar()
             deadline = time.monotonic() + 10
             while c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
