@@ -15,7 +15,7 @@ from ledger.points import service as points
 from ledger.types import MerchantId
 
 from ..auth import Principal
-from ..deps import AllianceDep, BodyDep, MerchantQueueDep
+from ..deps import AllianceDep, BodyDep, MerchantQueueDep, QueueingDep
 from ..idempotency import run_idempotent
 from ..schemas.common import OperationOut, OperationsOut
 from ..schemas.points import (
@@ -63,10 +63,10 @@ def queue(request: Request, body: bytes, alliance: Alliance, who: Principal,
 
 
 @router.post("/issue", status_code=202, responses=ACCEPTED, response_model=OperationOut)
-def issue(req: IssueRequest, request: Request, body: BodyDep, alliance: AllianceDep,
-          who: MerchantQueueDep) -> Response:
+def issue(req: IssueRequest, request: Request, q: QueueingDep) -> Response:
     """Issue points for one of your orders (the order id can never issue twice)."""
-    return queue(request, body, alliance, who, lambda s, mid: points.request_issue(
+    alliance = q.alliance
+    return queue(request, q.body, alliance, q.principal, lambda s, mid: points.request_issue(
         alliance, s, merchant_id=mid, member=req.member, member_id=req.member_id,
         points=req.points, order_id=req.order_id, release_at=req.release_at,
         spend=req.spend))
