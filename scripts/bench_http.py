@@ -216,12 +216,25 @@ def runqueue_wait_s(pids: list[int]) -> float:
     return total / 1e9
 
 
+ROLES = ("api", "postgres", "worker", "anvil")
+
+
 def process_groups(h: Any) -> dict[str, list[int]]:
     """The harness's processes by role: API (uvicorn and its workers), worker (leader and
     standby), PostgreSQL (postmaster and backends), anvil."""
-    groups: dict[str, list[int]] = {"api": [], "worker": [], "postgres": [], "anvil": []}
+    groups: dict[str, list[int]] = {"api": [], "worker": [], "postgres": [], "anvil": [],
+                                    # the worker's CPU split: the elected process itself
+                                    # (outbox, expiry sweep, jobs, webhooks: threads), its
+                                    # indexer (a child process), the standby worker
+                                    "w-leader": [], "w-indexer": [], "w-standby": []}
     for name, p in h.procs.procs.items():
-        groups["api" if name == "api" else "worker"].extend([p.pid, *children(p.pid)])
+        kids = children(p.pid)
+        groups["api" if name == "api" else "worker"].extend([p.pid, *kids])
+        if name == getattr(h, "leader", None):
+            groups["w-leader"].append(p.pid)
+            groups["w-indexer"].extend(kids)
+        elif name != "api":
+            groups["w-standby"].extend([p.pid, *kids])
     try:
         master = int((h.pg.data / "postmaster.pid").read_text().split()[0])
         groups["postgres"] = [master, *children(master)]
@@ -284,7 +297,7 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
             # The machine's busy cores, and what of it was not the service's (wrk, other
             # sessions' work on a shared machine).
             cpu["machine"] = (m1 - m0) / tick / wall
-            cpu["outside"] = max(0.0, cpu["machine"] - sum(cpu[k] for k in c0))
+            cpu["outside"] = max(0.0, cpu["machine"] - sum(cpu[k] for k in ROLES))
             cpu["api_wait"] = (q1 - q0) / wall
             rows.append((name, r, cpu, os.getloadavg()[0]))
         print("| endpoint | req/s | p50 ms | p99 ms | answers | CPU cores: api / postgres / "
@@ -307,13 +320,17 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
               f"{issue_rate:,.0f} (target >= 500), p99 {1000 * issue['p99']:.0f} ms "
               f"(target <= 100)")
         if issue_rate:
-            roles = ("api", "postgres", "worker", "anvil")
+            roles = ROLES
             print("CPU per issue request (ms): " + ", ".join(
                 f"{k} {1000 * icpu[k] / issue_rate:.1f}" for k in roles)
                 + f"; the service in all {1000 * sum(icpu[k] for k in roles) / issue_rate:.1f}"
                 f" (so {os.cpu_count()} cores hold at most "
                 f"{os.cpu_count() / max(1e-9, sum(icpu[k] for k in roles)) * issue_rate:,.0f}"
                 " req/s of it)")
+            print("the worker's CPU per issue request (ms): " + ", ".join(
+                f"{label} {1000 * icpu[k] / issue_rate:.2f}" for k, label in (
+                    ("w-leader", "elected process (outbox, sweeps, webhooks)"),
+                    ("w-indexer", "its indexer process"), ("w-standby", "standby"))))
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}
         if bad or issue.get("errors"):
             raise SystemExit(f"issue requests not accepted: {bad} {issue.get('errors')}")
