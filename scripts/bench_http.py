@@ -182,17 +182,20 @@ def measure_wrk(url: str, path: str, clients: int, seconds: float, creds: list[t
 
 
 def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
-    """utime+stime clock ticks of each named group of processes (and their threads)."""
+    """utime+stime clock ticks of each named group of processes (and their threads); and
+    ``<name>-sys``, the stime (the kernel's share: sockets, wake-ups) of each."""
     out: dict[str, int] = {}
     for name, group in pids.items():
-        total = 0
+        total = kernel = 0
         for pid in group:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])
+                kernel += int(fields[12])
             except (OSError, IndexError, ValueError):
                 pass
         out[name] = total
+        out[f"{name}-sys"] = kernel
     return out
 
 
@@ -331,6 +334,8 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                 f"{label} {1000 * icpu[k] / issue_rate:.2f}" for k, label in (
                     ("w-leader", "elected process (outbox, sweeps, webhooks)"),
                     ("w-indexer", "its indexer process"), ("w-standby", "standby"))))
+            print("of which in the kernel (stime, ms per issue request): " + ", ".join(
+                f"{k} {1000 * icpu[f'{k}-sys'] / issue_rate:.2f}" for k in roles))
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}
         if bad or issue.get("errors"):
             raise SystemExit(f"issue requests not accepted: {bad} {issue.get('errors')}")
