@@ -11,15 +11,19 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from api import auth
+from api import auth, errors
 from api.auth import Principal
 from api.client import sign_request
 from api.errors import ApiError
 from api.idempotency import run_idempotent
+from api.ratelimit import RateLimiter
+from api.routes import points
 from ledger import runtime
 from ledger.errors import LedgerValidationError
 from ledger.merchants import repos as merchant_repos
@@ -301,3 +305,30 @@ def test_work_that_writes_then_refuses_leaves_only_its_recorded_refusal_and_spen
     with pytest.raises(ApiError) as exc:
         run_idempotent(_post_request("k-other", guard), b"{}", alliance, who, work)
     assert exc.value.status == 401
+
+
+def test_an_issue_route_outside_the_guard_still_authenticates_and_spends_its_signature(
+        quiet_env: ApiEnv) -> None:
+    # ``api.deps.principal`` authenticates by itself (after parsing) when no RequestGuard ran
+    # (an app built by hand around the routes): it reads the alliance off the app, with no
+    # dependency of its own, and the issue route takes credentials, alliance and body as one.
+    env = quiet_env
+    bare = FastAPI()
+    errors.install(bare)
+    bare.state.alliance = env.alliance
+    bare.state.rate_limiter = RateLimiter(1000)
+    bare.include_router(points.router)
+    with TestClient(bare) as http:
+        body, headers = _signed_issue(env, "LEAN-BARE", "lean-bare")
+        unsigned = {k: v for k, v in headers.items() if not k.startswith("X-Alliance")}
+        assert http.post("/v1/points/issue", content=body, headers=unsigned).status_code == 401
+        tampered = body.replace(b'"points": 4', b'"points": 5')
+        assert http.post("/v1/points/issue", content=tampered,
+                         headers=headers).status_code == 401
+        assert _queued(env) == 0
+        first = http.post("/v1/points/issue", content=body, headers=headers)
+        assert first.status_code == 202, first.text
+        again = http.post("/v1/points/issue", content=body,
+                          headers=dict(headers, **{"Idempotency-Key": "lean-bare-2"}))
+        assert again.status_code == 401 and "replay" in again.json()["detail"], again.text
+    assert _queued(env) == 1
