@@ -269,14 +269,18 @@ class Follower(Worker):
             # finds changed (and reads again), never new logs under an old hash.
             to_hash = blocks.hash_of(to)
             events = self._read(clients, wanted, frm, to, blocks) if clients else []
+            # Each projection's events, picked before the write transaction (the address
+            # lowered once an event, not once a projection).
+            lowered = [(e, e.address.lower()) for e in events]
+            picked = {p.name: [e for e, address in lowered if e.block_number > last[p.name]
+                               and e.name in p.events and address in follows[p.name]]
+                      for p in self.projections if last[p.name] < to}
             with self.alliance.store.session() as s:
                 moved = []
                 for p in self.projections:
                     if last[p.name] >= to:
                         continue
-                    mine = [e for e in events if e.block_number > last[p.name]
-                            and e.name in p.events and e.address.lower() in follows[p.name]]
-                    added += p.apply(s, mine)
+                    added += p.apply(s, picked[p.name])
                     moved.append(p.name)
                     last[p.name] = to
                 # Every cursor the chunk moved, in one statement.

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..indexer.follower import ChainEvent, Head
-from ..merchants import repos as merchant_repos
+from ..indexer.repos import round_merchants
 from . import service
 
 CURSOR = "offers"
@@ -37,13 +37,13 @@ class OffersProjection:
 
     def follows(self, session: Session) -> Mapping[str, ContractClient]:
         return {m.program_address: self.alliance.contracts.program(m.program_address)
-                for m in merchant_repos.list_merchants(session) if m.program_address}
+                for m in round_merchants(session) if m.program_address}
 
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
         if not events:
             return 0
         programs = {m.program_address.lower(): m.id
-                    for m in merchant_repos.list_merchants(session) if m.program_address}
+                    for m in round_merchants(session) if m.program_address}
         issues: dict[int, list[tuple[str, bytes, int]]] = {}
         reversals: dict[int, list[service.Reversal]] = {}
         redeemed: list[str] = []
