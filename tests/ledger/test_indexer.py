@@ -270,6 +270,36 @@ def test_an_indexer_round_reads_the_merchants_once_a_transaction(
             PointEvent.kind == "redeemed", PointEvent.amount == 4)) == 1
 
 
+def test_a_round_over_a_new_block_writes_the_read_model_in_one_transaction(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """A round's events and the head's clock (the projections' ``on_head``: releases, gift
+    settlements) go into the store in one write transaction (SQLite's one writer, which
+    requests and the outbox wait for, taken once a round; it was taken twice), and a round
+    that finds the same tip writes nothing."""
+    follower = indexer(alliance)
+    follower.catch_up()
+    member = Account.create().address
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                      points=6, order_id="ONE-TX-1")
+    outbox_worker(alliance).drain()
+    commits: list[int] = []
+
+    def note(conn: object) -> None:
+        commits.append(1)
+
+    engine = alliance.store.engine
+    event.listen(engine, "commit", note)
+    try:
+        assert follower.process_once() == 1
+        assert len(commits) == 1
+        assert follower.process_once() == 0
+        assert len(commits) == 1
+    finally:
+        event.remove(engine, "commit", note)
+    assert [e["amount"] for e in history(alliance, member=member)[0]] == [6]
+
+
 def test_the_indexer_wakes_on_the_outboxs_receipt_not_at_its_next_poll(
         alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
     # A poll of 30 s: only the wake-up on the block the outbox's receipt shows (the same
