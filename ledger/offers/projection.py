@@ -15,15 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..indexer.follower import ChainEvent, Head
 from ..indexer.repos import round_merchants
+from ..store.models import GiftRedemption
 from . import service
+from .repos import GiftRedemptionStatus
 
 CURSOR = "offers"
+# Whether any gift redemption waits for its points to be taken (one cached statement).
+_ANY_PAYING = select(GiftRedemption.id).where(
+    GiftRedemption.status == GiftRedemptionStatus.PAYING.value).limit(1)
 
 
 class OffersProjection:
@@ -67,6 +73,10 @@ class OffersProjection:
         # After the issues: an order issued and reversed in one round fires, then revokes.
         for merchant, refs in reversals.items():
             done += service.on_points_reversed(session, merchant_id=merchant, reversals=refs)
+        # Redemptions are many and gift redemptions few: the look-up of a chunk's refs (an
+        # IN of every ref, built anew each round) only when some gift redemption is paying.
+        if redeemed and session.scalar(_ANY_PAYING) is None:
+            return done
         return done + service.on_points_redeemed(session, redeemed)
 
     def rollback(self, session: Session, after_block: int) -> None:
