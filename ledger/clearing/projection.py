@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..indexer.follower import ChainEvent, Head
-from ..merchants import repos as merchant_repos
+from ..indexer.repos import round_merchants
 from . import repos as clearing_repos
 from .service import KIND_NAMES
 
@@ -47,7 +47,7 @@ class ClearingProjection:
         out: dict[str, ContractClient] = {contracts.clearing.address: contracts.clearing}
         if contracts.coupons is not None:
             out[contracts.coupons.address] = contracts.coupons
-        for m in merchant_repos.list_merchants(session):
+        for m in round_merchants(session):
             if m.program_address:
                 out[m.program_address] = contracts.program(m.program_address)
         return out
@@ -57,7 +57,7 @@ class ClearingProjection:
                    and e.address.lower() == self.alliance.contracts.clearing.address.lower()]
         if not cleared:
             return 0
-        programs = {m.id: m.program_address for m in merchant_repos.list_merchants(session)}
+        programs = {m.id: m.program_address for m in round_merchants(session)}
         of_tx: dict[str, list[ChainEvent]] = defaultdict(list)
         for e in events:
             if e.name != "Cleared":

@@ -262,6 +262,11 @@ class Follower(Worker):
         self._rewind_reorged(last, stored, blocks, latest=latest, start=start)
         moved_to: int | None = None if before == last else min(last.values(), default=head)
         added = 0
+        # The head's clock, when it moved: applied in the write transaction of the round's
+        # last chunk (one write transaction a round, was two: SQLite's one writer, which
+        # requests and the outbox queue for, taken once), else in one of its own.
+        clock = (Head(head, blocks.get(head).timestamp)
+                 if self._clock_at is None or self._clock_at.block != head else None)
         frm = min(last.values(), default=head) + 1
         while frm <= head:
             to = min(head, frm + CHUNK - 1)
@@ -269,27 +274,35 @@ class Follower(Worker):
             # finds changed (and reads again), never new logs under an old hash.
             to_hash = blocks.hash_of(to)
             events = self._read(clients, wanted, frm, to, blocks) if clients else []
+            # Each projection's events, picked before the write transaction (the address
+            # lowered once an event, not once a projection).
+            lowered = [(e, e.address.lower()) for e in events]
+            picked = {p.name: [e for e, address in lowered if e.block_number > last[p.name]
+                               and e.name in p.events and address in follows[p.name]]
+                      for p in self.projections if last[p.name] < to}
             with self.alliance.store.session() as s:
                 moved = []
                 for p in self.projections:
                     if last[p.name] >= to:
                         continue
-                    mine = [e for e in events if e.block_number > last[p.name]
-                            and e.name in p.events and e.address.lower() in follows[p.name]]
-                    added += p.apply(s, mine)
+                    added += p.apply(s, picked[p.name])
                     moved.append(p.name)
                     last[p.name] = to
                 # Every cursor the chunk moved, in one statement.
                 cursors.set_cursors(s, moved, to, to_hash)
                 cursors.note_block(s, to, to_hash, keep=NOTED_KEEP)
+                if clock is not None and to == head:
+                    for p in self.projections:
+                        added += p.on_head(s, clock)
             moved_to = to
+            if clock is not None and to == head:
+                self._clock_at, clock = clock, None
             frm = to + 1
-        if self._clock_at is None or self._clock_at.block != head:
-            now = Head(head, blocks.get(head).timestamp)
+        if clock is not None:
             with self.alliance.store.session() as s:
                 for p in self.projections:
-                    added += p.on_head(s, now)
-            self._clock_at = now
+                    added += p.on_head(s, clock)
+            self._clock_at = clock
         self._tip_read = tip_hash
         if moved_to is not None:
             progress_of(self.alliance.store).moved(moved_to)

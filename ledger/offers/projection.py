@@ -15,15 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..indexer.follower import ChainEvent, Head
-from ..merchants import repos as merchant_repos
+from ..indexer.repos import round_merchants
+from ..store.models import GiftRedemption
 from . import service
+from .repos import GiftRedemptionStatus
 
 CURSOR = "offers"
+# Whether any gift redemption waits for its points to be taken (one cached statement).
+_ANY_PAYING = select(GiftRedemption.id).where(
+    GiftRedemption.status == GiftRedemptionStatus.PAYING.value).limit(1)
 
 
 class OffersProjection:
@@ -37,13 +43,13 @@ class OffersProjection:
 
     def follows(self, session: Session) -> Mapping[str, ContractClient]:
         return {m.program_address: self.alliance.contracts.program(m.program_address)
-                for m in merchant_repos.list_merchants(session) if m.program_address}
+                for m in round_merchants(session) if m.program_address}
 
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
         if not events:
             return 0
         programs = {m.program_address.lower(): m.id
-                    for m in merchant_repos.list_merchants(session) if m.program_address}
+                    for m in round_merchants(session) if m.program_address}
         issues: dict[int, list[tuple[str, bytes, int]]] = {}
         reversals: dict[int, list[service.Reversal]] = {}
         redeemed: list[str] = []
@@ -67,6 +73,10 @@ class OffersProjection:
         # After the issues: an order issued and reversed in one round fires, then revokes.
         for merchant, refs in reversals.items():
             done += service.on_points_reversed(session, merchant_id=merchant, reversals=refs)
+        # Redemptions are many and gift redemptions few: the look-up of a chunk's refs (an
+        # IN of every ref, built anew each round) only when some gift redemption is paying.
+        if redeemed and session.scalar(_ANY_PAYING) is None:
+            return done
         return done + service.on_points_redeemed(session, redeemed)
 
     def rollback(self, session: Session, after_block: int) -> None:

@@ -19,7 +19,7 @@ from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..indexer import repos as cursors
 from ..indexer.follower import ChainEvent, Head
-from ..merchants import repos as merchant_repos
+from ..indexer.repos import round_merchants
 from . import repos as point_repos
 from .clients import PointProgramClient
 
@@ -62,12 +62,12 @@ class PointsProjection:
 
     def follows(self, session: Session) -> Mapping[str, ContractClient]:
         return {m.program_address: self.alliance.contracts.program(m.program_address)
-                for m in merchant_repos.list_merchants(session) if m.program_address}
+                for m in round_merchants(session) if m.program_address}
 
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
         if not events:
             return 0
-        programs = {m.program_address: m.id for m in merchant_repos.list_merchants(session)
+        programs = {m.program_address: m.id for m in round_merchants(session)
                     if m.program_address}
         released = cursors.get_cursor(session, RELEASES)
         released_until = released[0] if released is not None else -1

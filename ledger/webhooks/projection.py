@@ -32,9 +32,9 @@ from ..alliance import Alliance
 from ..contracts.client import ContractClient
 from ..coupons.clients import campaign_of, granted_at_of
 from ..indexer.follower import ChainEvent, Head
+from ..indexer.repos import round_merchants
 from ..items.clients import BizStep, unpack_custody
 from ..items.codes import split_item_id
-from ..merchants import repos as merchant_repos
 from ..store.models import (
     CouponCampaign,
     ItemBatch,
@@ -95,7 +95,7 @@ class WebhookProjection:
             out[c.coupons.address] = c.coupons
         if c.items is not None:
             out[c.items.address] = c.items
-        for m in merchant_repos.list_merchants(session):
+        for m in round_merchants(session):
             if m.program_address:
                 out[m.program_address] = c.program(m.program_address)
         return out
@@ -123,7 +123,7 @@ class WebhookProjection:
         for ep in endpoints:
             by_merchant[ep.merchant_id].append(ep)
         programs = {m.program_address.lower(): m.id
-                    for m in merchant_repos.list_merchants(session) if m.program_address}
+                    for m in round_merchants(session) if m.program_address}
         nets: dict[tuple[str, int], int] = {}
         mints: dict[tuple[str, int], str] = {}
         for e in events:

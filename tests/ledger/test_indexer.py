@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from ledger.alliance import Alliance
@@ -236,6 +236,68 @@ def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one
     before = gw.round_trips
     assert follower.process_once() == 0
     assert gw.round_trips - before == 1
+
+
+def test_an_indexer_round_reads_the_merchants_once_a_transaction(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        chain_snapshot: None) -> None:
+    """Every projection asks for the admitted merchants (to follow their programs, to name an
+    event's merchant): a round reads them once in its read transaction and once in its write
+    transaction, not once a projection (seven queries a round before), and the read model is
+    the same."""
+    follower = indexer(alliance)
+    follower.catch_up()
+    _spend_at_the_cafe(alliance, store_merchant, cafe_merchant, Account.create(), points=4,
+                       order_id="ONCE-1")
+    merchants: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM merchants" in statement:
+            merchants.append(statement)
+
+    engine = alliance.store.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert follower.process_once() > 0
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(merchants) == 2, merchants
+    with alliance.store.read_session() as s:
+        lines = list(s.scalars(select(ClearedLine).where(ClearedLine.points == 4)))
+        assert [(x.points_of, x.accepted_by) for x in lines] == [
+            (store_merchant.merchant_id, cafe_merchant.merchant_id)]
+        assert s.scalar(select(func.count()).select_from(PointEvent).where(
+            PointEvent.kind == "redeemed", PointEvent.amount == 4)) == 1
+
+
+def test_a_round_over_a_new_block_writes_the_read_model_in_one_transaction(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """A round's events and the head's clock (the projections' ``on_head``: releases, gift
+    settlements) go into the store in one write transaction (SQLite's one writer, which
+    requests and the outbox wait for, taken once a round; it was taken twice), and a round
+    that finds the same tip writes nothing."""
+    follower = indexer(alliance)
+    follower.catch_up()
+    member = Account.create().address
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
+                      points=6, order_id="ONE-TX-1")
+    outbox_worker(alliance).drain()
+    commits: list[int] = []
+
+    def note(conn: object) -> None:
+        commits.append(1)
+
+    engine = alliance.store.engine
+    event.listen(engine, "commit", note)
+    try:
+        assert follower.process_once() == 1
+        assert len(commits) == 1
+        assert follower.process_once() == 0
+        assert len(commits) == 1
+    finally:
+        event.remove(engine, "commit", note)
+    assert [e["amount"] for e in history(alliance, member=member)[0]] == [6]
 
 
 def test_the_indexer_wakes_on_the_outboxs_receipt_not_at_its_next_poll(
