@@ -12,7 +12,7 @@ Prints, each next to its target:
   at another merchant, convert, refund, and sweeping expired lots (per lot, next to its floor).
 
 Usage: .venv/bin/python scripts/bench_points.py [--ops 10000] [--skip-api] [--op-gas-only]
-       [--api-shapes process,thread]
+       [--api-shapes process,thread] [--pg]
 """
 
 from __future__ import annotations
@@ -405,10 +405,11 @@ def sweep_gas(alliance: Alliance, admit: Any) -> None:
           f" vs floor {floor / len(members):,.0f} = {used / floor:.3f}x")
 
 
-def bench_settings(data_dir: Path, batch: int) -> Settings:
-    """The service's settings for a run: batches of ``batch`` lines, no rate limit."""
+def bench_settings(data_dir: Path, batch: int, database_url: str | None = None) -> Settings:
+    """The service's settings for a run: batches of ``batch`` lines, no rate limit; the store
+    at ``database_url`` (default: SQLite in the data dir)."""
     return Settings(data_dir=data_dir, batch_max=batch, max_batch_items=max(1000, batch),
-                    rate_limit_per_minute=10**9)
+                    rate_limit_per_minute=10**9, database_url=database_url)
 
 
 def fresh_pairs(args: argparse.Namespace) -> int:
@@ -478,6 +479,10 @@ def main() -> int:
                          "runs it), 'thread' (in a thread of the measured process); the single "
                          "requests on the last one's server")
     ap.add_argument("--op-gas-only", action="store_true")
+    ap.add_argument("--pg", action="store_true",
+                    help="the store on a throwaway PostgreSQL server (Debian's postgresql, as "
+                         "scripts/faults.py starts it) instead of SQLite: the production "
+                         "store; the service's shape is otherwise the same")
     ap.add_argument("--pairs", type=int, default=1,
                     help="measure the ledger layer and the chain alone this many times, "
                          "alternated, and print the median ratio")
@@ -490,8 +495,19 @@ def main() -> int:
     if args.fresh_pairs:
         return fresh_pairs(args)
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
-        settings = bench_settings(Path(tmp), args.batch)
+        pg = None
+        database_url = None
+        if args.pg:
+            from faults import Postgres  # (starts PostgreSQL; imports the tests' helpers)
+
+            Path(tmp).chmod(0o755)  # the server runs as the postgres user
+            (Path(tmp) / "pg").mkdir()
+            pg = Postgres(Path(tmp) / "pg")
+            database_url = pg.init()
+        settings = bench_settings(Path(tmp) / "data" if pg else Path(tmp), args.batch,
+                                  database_url)
         try:
+            print(f"store: {'PostgreSQL' if pg else 'SQLite'}", flush=True)
             alliance = Alliance.open(settings)
             if args.op_gas_only:
                 op_gas(alliance)
@@ -562,6 +578,8 @@ def main() -> int:
                             shapes=tuple(args.api_shapes.split(",")))
         finally:
             anvil.stop(settings)
+            if pg is not None:
+                pg.stop()
     return 0
 
 

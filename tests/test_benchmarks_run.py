@@ -42,6 +42,15 @@ def test_the_points_benchmark_runs_and_prints_each_figure_next_to_its_target() -
         assert line in out, out[-4000:]
 
 
+def test_the_points_benchmark_runs_on_postgresql() -> None:
+    # --pg: the store on a throwaway PostgreSQL server, the HTTP batch figure included.
+    out = _bench("bench_points.py", "--ops", "400", "--pg", "--api-shapes", "process")
+    for line in ("store: PostgreSQL", "ledger layer: 400 issue ops confirmed on chain",
+                 "HTTP API, batch requests of 200: 400 ops confirmed",
+                 "HTTP batch vs the ledger layer of the same run:"):
+        assert line in out, out[-4000:]
+
+
 def test_the_clearing_benchmark_prints_the_api_next_to_the_chain_alone() -> None:
     out = _bench("bench_clearing.py", "--redemptions", "400", "--skip-gas")
     for line in ("API: 400 cross-merchant redemptions in 4 batch requests confirmed",

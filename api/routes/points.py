@@ -81,8 +81,13 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
                               member_id=i.member_id, release_at=i.release_at,
                               spend=i.spend)
              for i in req.items]
-    return queue(request, body, alliance, who, lambda s, mid: points.request_issue_batch(
-        alliance, s, merchant_id=mid, items=lines))
+    assert who.merchant_id is not None
+    # Checked before the write transaction (bounds, checksums, order references, the
+    # payload's JSON); what the check found, a refusal included, is queued or raised in the
+    # request's own transaction, after the suspension check and the idempotency claim.
+    checked = points.check_issue_batch(alliance, merchant_id=who.merchant_id, items=lines)
+    return queue(request, body, alliance, who,
+                 lambda s, mid: points.queue_issues(alliance, s, checked))
 
 
 @router.post("/reverse", status_code=202, responses=ACCEPTED, response_model=OperationOut)

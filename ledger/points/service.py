@@ -42,7 +42,6 @@ from .kinds import (
     CancelNoncesPayload,
     ConvertPayload,
     IssueLinePayload,
-    IssuePayload,
     RedeemLinePayload,
     RedeemPayload,
     RefundRedemptionPayload,
@@ -141,12 +140,80 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
                         items: Sequence[IssueLine], kind: kinds.IssueKind = kinds.ISSUE_BATCH
                         ) -> OperationView:
     """Queue many issue lines as one operation: they land in one transaction, all or none."""
-    _check_batch_size(alliance, items)
-    merchant = _merchant(session, merchant_id)
-    lines: list[IssueLinePayload] = []
+    return queue_issues(alliance, session, check_issue_batch(
+        alliance, merchant_id=merchant_id, items=items, kind=kind))
+
+
+@dataclass(frozen=True)
+class _CheckedLine:
+    """One issue line as the checks left it: its member is an account already (a wallet,
+    checksummed) or an alliance member id to resolve in the transaction; ``line`` is its
+    payload's JSON when the account is known."""
+
+    account: str | None
+    member_id: str | None
+    points: int
+    order_id: str
+    order_ref: OrderRef
+    release_at: int
+    spend: int | None
+    line: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class CheckedIssues:
+    """An issue batch checked line by line (:func:`check_issue_batch`), to be queued by
+    :func:`queue_issues`; ``error``: why it cannot be (its first failing line named), raised
+    only when it is queued, so the request's own transaction records the refusal under its
+    idempotency key, as when the lines were checked there. ``early``: the error comes before
+    the merchant's own check (the batch's size), as it did."""
+
+    merchant_id: MerchantId
+    kind: kinds.IssueKind
+    lines: tuple[_CheckedLine, ...] = ()
+    error: LedgerError | None = None
+    early: bool = False
+
+
+def check_issue_batch(alliance: Alliance, *, merchant_id: MerchantId,
+                      items: Sequence[IssueLine], kind: kinds.IssueKind = kinds.ISSUE_BATCH
+                      ) -> CheckedIssues:
+    """Check issue lines without touching the store: bounds, wallets' checksums, the order
+    ids (each once in the batch) and their on-chain references, every line's payload built
+    and written to JSON. A 200-line batch did all of it while holding the store's one writer
+    (SQLite), queueing every other request, the outbox and the indexer behind it; checked
+    first, a request holds the writer only for its statements. An alliance member id is
+    checked here and resolved to its account in the transaction (it may be created there)."""
+    try:
+        _check_batch_size(alliance, items)
+    except LedgerValidationError as exc:
+        return CheckedIssues(merchant_id, kind, error=exc, early=True)
+    try:
+        return CheckedIssues(merchant_id, kind, tuple(_checked_lines(items)))
+    except LedgerValidationError as exc:
+        return CheckedIssues(merchant_id, kind, error=exc)
+
+
+def _checked_lines(items: Sequence[IssueLine]) -> list[_CheckedLine]:
+    """Every line checked, the members first (as :func:`resolve_members` did, in order),
+    then each line's bounds and order id; the first failing line's error is raised."""
+    one = len(items) == 1
+    members: list[tuple[str | None, str | None]] = []
+    for i, it in enumerate(items):
+        try:
+            if (it.member is None) == (it.member_id is None):
+                raise LedgerValidationError(
+                    "give exactly one of member (address) or member_id")
+            members.append((_address(it.member), None) if it.member is not None
+                           else (None, limits.member_id(it.member_id)))
+        except LedgerValidationError as exc:
+            if one:
+                raise
+            raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                                        **exc.details) from exc
+    out: list[_CheckedLine] = []
     seen: set[str] = set()
-    accounts = resolve_members(alliance, session, [(it.member, it.member_id) for it in items])
-    for i, (it, account) in enumerate(zip(items, accounts, strict=True)):
+    for i, (it, (account, member_id)) in enumerate(zip(items, members, strict=True)):
         try:
             pts = _points(it.points)
             oid = _order_id(it.order_id)
@@ -154,7 +221,7 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
             if it.spend is not None:
                 limits.spend(it.spend)
         except LedgerValidationError as exc:
-            if len(items) == 1:
+            if one:
                 raise
             raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
                                         **exc.details) from exc
@@ -162,13 +229,41 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
             raise LedgerValidationError(f"items[{i}]: order_id {oid} twice in one batch",
                                         index=i, field="order_id")
         seen.add(oid)
-        lines.append(IssueLinePayload(account, pts, oid, order_ref(oid), rel))
-    op = outbox.enqueue(session, kind=kind, payload=IssuePayload(tuple(lines)),
-                        merchant_id=merchant.id, signer=merchant.account_address)
-    for it, line in zip(items, lines, strict=True):
-        if it.spend is not None:
-            _record_spend(session, merchant_id=merchant.id, ref=line.order_ref,
-                          spend=it.spend, operation_id=op.id)
+        ref = order_ref(oid)
+        line = (None if account is None
+                else IssueLinePayload(account, pts, oid, ref, rel).to_json())
+        out.append(_CheckedLine(account, member_id, pts, oid, ref, rel, it.spend, line))
+    return out
+
+
+def queue_issues(alliance: Alliance, session: Session, checked: CheckedIssues
+                 ) -> OperationView:
+    """Queue checked issue lines (:func:`check_issue_batch`) as one operation in the caller's
+    transaction; raise what the check found instead, if anything (after the merchant's own
+    check, as before, unless the batch's size was wrong). Member ids are resolved here."""
+    if checked.early and checked.error is not None:
+        raise checked.error
+    merchant = _merchant(session, checked.merchant_id)
+    if checked.error is not None:
+        raise checked.error
+    payload: list[dict[str, Any]] = []
+    for c in checked.lines:
+        if c.line is not None:
+            payload.append(c.line)
+            continue
+        assert c.member_id is not None
+        account = member_repos.member_account(session, alliance.master_key,
+                                              member_id=c.member_id)
+        payload.append(IssueLinePayload(account, c.points, c.order_id, c.order_ref,
+                                        c.release_at).to_json())
+    # The payload as ``kind.dump`` writes it (its lines built and checked above).
+    op = outbox.enqueue_operation(session, merchant_id=merchant.id, kind=checked.kind.name,
+                                  payload={"items": payload}, signer=merchant.account_address,
+                                  lines=len(payload))
+    for c in checked.lines:
+        if c.spend is not None:
+            _record_spend(session, merchant_id=merchant.id, ref=c.order_ref, spend=c.spend,
+                          operation_id=op.id)
     return operation_view(op)
 
 

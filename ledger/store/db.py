@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import select
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -35,6 +36,10 @@ READ_ONLY = "alliance_read_only"
 
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK = 0x616C6C69616E6365
+
+# A SQLite store checkpoints its write-ahead log once it has grown this much since the last
+# checkpoint (SQLite's own default: 1,000 pages of 4 KiB).
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 def private_dir(path: Path) -> None:
@@ -93,6 +98,13 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
             cur = dbapi_conn.cursor()
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
+                # No checkpoint inside a commit: SQLite ran one (copying the log back into the
+                # database and syncing both, 25-60 ms here) in the commit that took the log
+                # past 1,000 pages, while that thread still held the process's writer lock.
+                # Store.session checkpoints after releasing it (WAL_CHECKPOINT_BYTES); the log
+                # is cut back to nothing when it restarts, so its size says what it holds.
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                cur.execute("PRAGMA journal_size_limit=0")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -189,6 +201,13 @@ class Store:
             threading.RLock() if self.engine.dialect.name == "sqlite" else None)
         self._read_factory = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                           expire_on_commit=False)
+        # The write-ahead log of a SQLite file, checkpointed by :meth:`_checkpoint_if_due`.
+        database = make_url(url).database or ""
+        self._wal: Path | None = (
+            Path(f"{database}-wal") if self._write_lock is not None and database
+            and ":memory:" not in database and not database.startswith("file:") else None)
+        self._wal_mark = 0
+        self._checkpointing = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -207,6 +226,42 @@ class Store:
                 raise
             finally:
                 s.close()
+        if self._wal is not None:
+            self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """Checkpoint the write-ahead log (PASSIVE: it waits for no reader or writer, and
+        writers go on meanwhile) once it has grown by WAL_CHECKPOINT_BYTES since the last
+        checkpoint; called after the writer lock is released, one thread at a time (another
+        thread's commit finds it under way and goes on)."""
+        assert self._wal is not None
+        try:
+            size = self._wal.stat().st_size
+        except OSError:
+            return
+        if size < self._wal_mark:  # the log restarted (cut back to nothing): count afresh
+            self._wal_mark = 0
+        if size - self._wal_mark < WAL_CHECKPOINT_BYTES:
+            return
+        if not self._checkpointing.acquire(blocking=False):
+            return
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                # The driver's own connection: autocommit (no BEGIN IMMEDIATE, no writer).
+                raw.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                raw.close()
+            try:
+                self._wal_mark = self._wal.stat().st_size
+            except OSError:
+                self._wal_mark = 0
+        except (OperationalError, sqlite3.Error):
+            log.warning("checkpoint of %s failed; the next commit tries again", self._wal,
+                        exc_info=True)
+        finally:
+            self._checkpointing.release()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
