@@ -552,8 +552,11 @@ class OutboxWorker(Worker):
 
     def _parse(self, op: outbox_repos.OperationRow) -> Claimed | LedgerError:
         """A claimed row, its payload typed by its kind; the error if it cannot be sent."""
+        held = outbox_repos.QUEUED_PAYLOADS.take(op.id, op.kind)
         try:
             kind = self.registry.get(op.kind)
+            if held is not None and isinstance(held, kind.payload_type):
+                return Claimed(op.id, kind, held)
             return Claimed(op.id, kind, kind.parse(op.payload))
         except (LedgerError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, LedgerError):
@@ -1051,7 +1054,8 @@ class OutboxWorker(Worker):
         outbox_repos.record_submission(
             s, op_ids=group.op_ids, chain_id=self.alliance.gateway.chain_id,
             signer=sender.address, tx_hash=sent.tx_hash, nonce=sent.nonce,
-            raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee)
+            raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee,
+            lines=group.lines)
 
     def _record_replacement(self, stuck: SentTx, replacement: SentTx) -> None:
         """Record a fee-bumped replacement (signed, not yet broadcast) in ``chain_txs`` with
