@@ -116,6 +116,13 @@ def merchants_with_queued(session: Session) -> list[int]:
                                 .where(Operation.status == OperationStatus.QUEUED).distinct()))
 
 
+def queued_counts(session: Session) -> dict[int, int]:
+    """Queued operations per merchant that has any (read from the status index alone)."""
+    return {int(m): int(n) for m, n in session.execute(
+        select(Operation.merchant_id, func.count())
+        .where(Operation.status == OperationStatus.QUEUED).group_by(Operation.merchant_id))}
+
+
 def signers(session: Session) -> list[str]:
     """Every signer that ever had an operation queued (the recovery aligns their nonces)."""
     return list(session.scalars(select(Operation.signer).distinct()))

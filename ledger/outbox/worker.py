@@ -240,6 +240,10 @@ class OutboxWorker(Worker):
         # When a transaction of the thread's was last sent or seen mined (a node that mines on
         # arrival and holds some unmined past AUTOMINE_STALL_S is asked to mine them).
         self._progress_at = 0.0
+        # Per signer whose last round sent less than a batch: until when its next round
+        # waits for more operations to gather (the thread's rounds only; see :meth:`step`).
+        self.gather_s = alliance.settings.batch_window_ms / 1000
+        self._gather_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ one round
 
@@ -264,13 +268,17 @@ class OutboxWorker(Worker):
         return done, in_flight
 
     def _queued_merchants(self) -> list[int]:
+        return list(self._queued_counts())
+
+    def _queued_counts(self) -> dict[int, int]:
+        """Queued operations by merchant (of those with any)."""
         depth = self.alliance.settings.confirmations
         if depth > 0:
             with self.alliance.store.session() as s:
                 outbox_repos.promote_confirmed(
                     s, max_block=self.alliance.gateway.block_number() - depth)
         with self.alliance.store.read_session() as s:
-            return outbox_repos.merchants_with_queued(s)
+            return outbox_repos.queued_counts(s)
 
     # ------------------------------------------------------------------ the thread's round
 
@@ -288,13 +296,19 @@ class OutboxWorker(Worker):
                 self._fill.pop(ALL_SIGNERS, None)  # idle: the next batch starts a block
             elif self._in_flight_gas() >= window:
                 return done
-        merchant_ids = self._queued_merchants()
+        queued = self._queued_counts()
+        merchant_ids = list(queued)
         if merchant_ids and block_mode:
             k = self._turn % len(merchant_ids)  # every merchant opens a block in turn
             merchant_ids = merchant_ids[k:] + merchant_ids[:k]
             self._turn += 1
+        limit = self.alliance.settings.batch_max
+        now = time.monotonic()
         for merchant_id in merchant_ids:
             address = self.signer_for(merchant_id).sender.address
+            if not block_mode and queued[merchant_id] < limit \
+                    and now < self._gather_until.get(address, 0.0):
+                continue  # its last round sent less than a batch: more gathers first
             flights = self._in_flight.get(address, [])
             if not flights:
                 self._fill.pop(address, None)  # idle: its next batch starts a block
@@ -313,6 +327,15 @@ class OutboxWorker(Worker):
             done += n
             if sent:
                 self._in_flight.setdefault(address, []).extend(sent)
+            if not block_mode and sent and sum(f.group.lines for f in sent) < limit:
+                # It took the whole queue, less than a batch: operations trickle in one by
+                # one. Its next round waits batch_window_ms (unless a batch's worth queues
+                # up meanwhile), so a transaction carries what arrived in that window
+                # where a thread going round as fast as it could sent one or two operations
+                # a transaction, each round costing the same (scripts/bench_outbox_singles.py).
+                self._gather_until[address] = time.monotonic() + self.gather_s
+            else:
+                self._gather_until.pop(address, None)
         return done + (self._collect() if not block_mode else 0)
 
     def _in_flight_gas(self) -> int:

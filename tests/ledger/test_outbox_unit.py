@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import time
 import types
 import typing
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -279,6 +280,31 @@ def test_queued_payloads_are_bounded_in_lines_oldest_out_given_once_and_by_kind(
     assert len(held) == 0
     held.put("d", "add", Numbers((7,) * 9), 9)  # larger than the bound: not kept
     assert len(held) == 0
+
+
+def test_a_signer_whose_round_sent_less_than_a_batch_gathers_for_the_batch_window(
+        rig: Rig) -> None:
+    worker = rig.worker()
+    worker.gather_s = 1.5  # (batch_window_ms; long enough for a loaded machine's rounds)
+    first = rig.enqueue(1)
+    assert worker.step() >= 1  # nothing sent lately: at once
+    second = rig.enqueue(2)
+    worker.step()
+    assert rig.status(second)[0] is OperationStatus.QUEUED  # gathering
+    time.sleep(1.6)
+    worker.step()
+    assert rig.status(second)[0] in (OperationStatus.SUBMITTED, OperationStatus.CONFIRMED)
+    # A batch's worth queued meanwhile goes at once.
+    full = [rig.enqueue(20 + i) for i in range(BATCH_MAX)]
+    worker.step()
+    assert all(rig.status(i)[0] is not OperationStatus.QUEUED for i in full)
+    for _ in range(50):
+        if worker.step() == 0 and not worker.in_flight:
+            break
+        time.sleep(0.05)
+    assert [rig.status(i)[0] for i in [first, second, *full]] == [OperationStatus.CONFIRMED] * 6
+    assert rig.probe.view1("total") == 1 + 2 + sum(20 + i for i in range(BATCH_MAX))
+    assert rig.transactions() == [1, 1, BATCH_MAX]
 
 
 def test_a_transaction_recorded_but_never_broadcast_is_rebroadcast_on_recovery(
