@@ -5,12 +5,13 @@ Claims are single statements, so several workers never take the same operation.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -26,14 +27,67 @@ from .kinds import OperationKind, P
 
 OperationRow = Operation
 
+# The tables themselves, for the hot path's Core statements (an ORM-enabled statement walks
+# the mapper and the session's identity map on every execution: recording and confirming a
+# transaction cost ~20 us of the outbox thread per operation of a 200-line batch that way).
+_OPERATIONS: Table = Operation.__table__  # type: ignore[assignment]
+_CHAIN_TXS: Table = ChainTx.__table__  # type: ignore[assignment]
+_CHAIN_TX_OPS: Table = ChainTxOperation.__table__  # type: ignore[assignment]
+
+# Lines of payloads this process queued that its outbox worker may take typed, without
+# parsing them back from their JSON (:class:`QueuedPayloads`).
+QUEUED_PAYLOAD_LINES = 50_000
+
+
+class QueuedPayloads:
+    """The typed payloads this process queued, by operation id, until its outbox worker
+    claims them: the worker of the process that accepted an operation takes the very
+    (frozen) payload object whose JSON it wrote, where it parsed that JSON back (a 200-line
+    issue: every line's dataclass built and checked again, about a fifth of the outbox
+    thread's CPU). Bounded in lines, oldest first out; an operation another process queued,
+    one evicted, or one claimed again after a failure is parsed from its column as before.
+    A payload whose transaction rolled back is never claimed and ages out."""
+
+    def __init__(self, max_lines: int = QUEUED_PAYLOAD_LINES) -> None:
+        self.max_lines = max_lines
+        self._lock = threading.Lock()
+        self._by_id: dict[str, tuple[str, Any, int]] = {}  # id -> (kind, payload, lines)
+        self._lines = 0
+
+    def put(self, op_id: str, kind: str, payload: Any, lines: int) -> None:
+        with self._lock:
+            self._by_id[op_id] = (kind, payload, lines)
+            self._lines += lines
+            while self._lines > self.max_lines and self._by_id:
+                self._lines -= self._by_id.pop(next(iter(self._by_id)))[2]  # the oldest
+
+    def take(self, op_id: str, kind: str) -> Any | None:
+        """The payload queued as ``op_id`` of ``kind`` (None: not held); given once."""
+        with self._lock:
+            held = self._by_id.pop(op_id, None)
+            if held is None:
+                return None
+            self._lines -= held[2]
+        return held[1] if held[0] == kind else None
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+QUEUED_PAYLOADS = QueuedPayloads()
+
 
 def enqueue(session: Session, *, kind: OperationKind[P], payload: P, merchant_id: int,
             signer: str) -> Operation:
     """Queue an operation of ``kind`` in the caller's transaction; its payload is written
-    to the JSON column once, by the kind (a payload of another type is refused)."""
+    to the JSON column once, by the kind (a payload of another type is refused), and kept
+    typed for this process's worker (:class:`QueuedPayloads`)."""
     data = kind.dump(payload)
-    return enqueue_operation(session, merchant_id=merchant_id, kind=kind.name, payload=data,
-                             signer=signer, lines=kind.lines(payload))
+    lines = kind.lines(payload)
+    op = enqueue_operation(session, merchant_id=merchant_id, kind=kind.name, payload=data,
+                           signer=signer, lines=lines)
+    QUEUED_PAYLOADS.put(op.id, kind.name, payload, lines)
+    return op
 
 
 def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
@@ -60,6 +114,13 @@ def count_operations(session: Session) -> int:
 def merchants_with_queued(session: Session) -> list[int]:
     return list(session.scalars(select(Operation.merchant_id)
                                 .where(Operation.status == OperationStatus.QUEUED).distinct()))
+
+
+def queued_counts(session: Session) -> dict[int, int]:
+    """Queued operations per merchant that has any (read from the status index alone)."""
+    return {int(m): int(n) for m, n in session.execute(
+        select(Operation.merchant_id, func.count())
+        .where(Operation.status == OperationStatus.QUEUED).group_by(Operation.merchant_id))}
 
 
 def signers(session: Session) -> list[str]:
@@ -109,28 +170,33 @@ def unclaim_operations(session: Session, op_ids: Sequence[str]) -> None:
 
 def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int, signer: str,
                       tx_hash: str, nonce: int, raw: str, max_fee: int,
-                      priority_fee: int) -> None:
-    """Record a signed transaction and mark its operations submitted, before broadcasting."""
-    lines = int(session.scalar(select(func.sum(Operation.lines))
-                               .where(Operation.id.in_(op_ids))) or 0)
+                      priority_fee: int, lines: int | None = None) -> None:
+    """Record a signed transaction and mark its operations submitted, before broadcasting
+    (``lines``: the operations' lines, when the caller knows them)."""
+    if lines is None:
+        lines = int(session.scalar(select(func.sum(_OPERATIONS.c.lines))
+                                   .where(_OPERATIONS.c.id.in_(op_ids))) or 0)
     linked: set[str] = set()
-    existing = session.get(ChainTx, tx_hash)
+    existing = session.execute(select(_CHAIN_TXS.c.tx_hash)
+                               .where(_CHAIN_TXS.c.tx_hash == tx_hash)).first()
     if existing is None:
-        session.add(ChainTx(tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce,
-                            raw=raw, max_fee=max_fee, priority_fee=priority_fee,
-                            status="pending", lines=lines))
+        session.execute(insert(_CHAIN_TXS).values(
+            tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
+            max_fee=max_fee, priority_fee=priority_fee, status="pending", lines=lines))
     else:
         # The very same transaction signed again (same operations, nonce and fees) after the
         # chain lost it and its operations were queued again: the record lives on.
-        existing.status, existing.mined_block, existing.sent_at = "pending", None, utcnow()
-        linked = set(session.scalars(select(ChainTxOperation.operation_id)
-                                     .where(ChainTxOperation.tx_hash == tx_hash)))
-    session.flush()
-    for op_id in op_ids:
-        if op_id not in linked:
-            session.add(ChainTxOperation(tx_hash=tx_hash, operation_id=op_id))
-    session.execute(update(Operation).where(Operation.id.in_(op_ids))
-                    .values(status=OperationStatus.SUBMITTED, tx_hash=tx_hash, updated_at=utcnow()))
+        session.execute(update(_CHAIN_TXS).where(_CHAIN_TXS.c.tx_hash == tx_hash)
+                        .values(status="pending", mined_block=None, sent_at=utcnow()))
+        linked = set(session.scalars(select(_CHAIN_TX_OPS.c.operation_id)
+                                     .where(_CHAIN_TX_OPS.c.tx_hash == tx_hash)))
+    links = [{"tx_hash": tx_hash, "operation_id": op_id} for op_id in op_ids
+             if op_id not in linked]
+    if links:
+        session.execute(insert(_CHAIN_TX_OPS), links)
+    session.execute(update(_OPERATIONS).where(_OPERATIONS.c.id.in_(op_ids))
+                    .values(status=OperationStatus.SUBMITTED, tx_hash=tx_hash,
+                            updated_at=utcnow()))
 
 
 def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
@@ -138,21 +204,22 @@ def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
     """Record that the operations' transaction was mined; ``final`` marks them confirmed,
     otherwise they stay ``submitted`` (with their block) until deep enough."""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
-    session.execute(update(Operation).where(Operation.id.in_(op_ids))
+    session.execute(update(_OPERATIONS).where(_OPERATIONS.c.id.in_(op_ids))
                     .values(status=OperationStatus.CONFIRMED if final
                             else OperationStatus.SUBMITTED, tx_hash=tx_hash,
                             block_number=block_number, error_code=None, error_message=None,
                             updated_at=utcnow()))
-    session.execute(update(ChainTx).where(ChainTx.tx_hash == tx_hash)
+    session.execute(update(_CHAIN_TXS).where(_CHAIN_TXS.c.tx_hash == tx_hash)
                     .values(status="mined", mined_block=block_number))
     # Another transaction recorded at the same nonce (a fee bump's replacement, or the
     # original a replacement was meant to replace) can no longer land.
-    mined = select(ChainTx.signer, ChainTx.nonce).where(ChainTx.tx_hash == tx_hash).subquery()
-    session.execute(update(ChainTx).where(
-        ChainTx.signer == select(mined.c.signer).scalar_subquery(),
-        ChainTx.nonce == select(mined.c.nonce).scalar_subquery(),
-        ChainTx.tx_hash != tx_hash, ChainTx.status == "pending")
-        .values(status="replaced").execution_options(synchronize_session=False))
+    mined = select(_CHAIN_TXS.c.signer, _CHAIN_TXS.c.nonce) \
+        .where(_CHAIN_TXS.c.tx_hash == tx_hash).subquery()
+    session.execute(update(_CHAIN_TXS).where(
+        _CHAIN_TXS.c.signer == select(mined.c.signer).scalar_subquery(),
+        _CHAIN_TXS.c.nonce == select(mined.c.nonce).scalar_subquery(),
+        _CHAIN_TXS.c.tx_hash != tx_hash, _CHAIN_TXS.c.status == "pending")
+        .values(status="replaced"))
 
 
 def record_replacement(session: Session, *, replaced: str, tx_hash: str, raw: str,

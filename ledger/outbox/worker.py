@@ -240,6 +240,10 @@ class OutboxWorker(Worker):
         # When a transaction of the thread's was last sent or seen mined (a node that mines on
         # arrival and holds some unmined past AUTOMINE_STALL_S is asked to mine them).
         self._progress_at = 0.0
+        # Per signer whose last round sent less than a batch: until when its next round
+        # waits for more operations to gather (the thread's rounds only; see :meth:`step`).
+        self.gather_s = alliance.settings.batch_window_ms / 1000
+        self._gather_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ one round
 
@@ -264,13 +268,17 @@ class OutboxWorker(Worker):
         return done, in_flight
 
     def _queued_merchants(self) -> list[int]:
+        return list(self._queued_counts())
+
+    def _queued_counts(self) -> dict[int, int]:
+        """Queued operations by merchant (of those with any)."""
         depth = self.alliance.settings.confirmations
         if depth > 0:
             with self.alliance.store.session() as s:
                 outbox_repos.promote_confirmed(
                     s, max_block=self.alliance.gateway.block_number() - depth)
         with self.alliance.store.read_session() as s:
-            return outbox_repos.merchants_with_queued(s)
+            return outbox_repos.queued_counts(s)
 
     # ------------------------------------------------------------------ the thread's round
 
@@ -288,13 +296,19 @@ class OutboxWorker(Worker):
                 self._fill.pop(ALL_SIGNERS, None)  # idle: the next batch starts a block
             elif self._in_flight_gas() >= window:
                 return done
-        merchant_ids = self._queued_merchants()
+        queued = self._queued_counts()
+        merchant_ids = list(queued)
         if merchant_ids and block_mode:
             k = self._turn % len(merchant_ids)  # every merchant opens a block in turn
             merchant_ids = merchant_ids[k:] + merchant_ids[:k]
             self._turn += 1
+        limit = self.alliance.settings.batch_max
+        now = time.monotonic()
         for merchant_id in merchant_ids:
             address = self.signer_for(merchant_id).sender.address
+            if not block_mode and queued[merchant_id] < limit \
+                    and now < self._gather_until.get(address, 0.0):
+                continue  # its last round sent less than a batch: more gathers first
             flights = self._in_flight.get(address, [])
             if not flights:
                 self._fill.pop(address, None)  # idle: its next batch starts a block
@@ -313,6 +327,15 @@ class OutboxWorker(Worker):
             done += n
             if sent:
                 self._in_flight.setdefault(address, []).extend(sent)
+            if not block_mode and sent and sum(f.group.lines for f in sent) < limit:
+                # It took the whole queue, less than a batch: operations trickle in one by
+                # one. Its next round waits batch_window_ms (unless a batch's worth queues
+                # up meanwhile), so a transaction carries what arrived in that window
+                # where a thread going round as fast as it could sent one or two operations
+                # a transaction, each round costing the same (scripts/bench_outbox_singles.py).
+                self._gather_until[address] = time.monotonic() + self.gather_s
+            else:
+                self._gather_until.pop(address, None)
         return done + (self._collect() if not block_mode else 0)
 
     def _in_flight_gas(self) -> int:
@@ -552,8 +575,11 @@ class OutboxWorker(Worker):
 
     def _parse(self, op: outbox_repos.OperationRow) -> Claimed | LedgerError:
         """A claimed row, its payload typed by its kind; the error if it cannot be sent."""
+        held = outbox_repos.QUEUED_PAYLOADS.take(op.id, op.kind)
         try:
             kind = self.registry.get(op.kind)
+            if held is not None and isinstance(held, kind.payload_type):
+                return Claimed(op.id, kind, held)
             return Claimed(op.id, kind, kind.parse(op.payload))
         except (LedgerError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, LedgerError):
@@ -1051,7 +1077,8 @@ class OutboxWorker(Worker):
         outbox_repos.record_submission(
             s, op_ids=group.op_ids, chain_id=self.alliance.gateway.chain_id,
             signer=sender.address, tx_hash=sent.tx_hash, nonce=sent.nonce,
-            raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee)
+            raw="0x" + sent.raw.hex(), max_fee=sent.max_fee, priority_fee=sent.priority_fee,
+            lines=group.lines)
 
     def _record_replacement(self, stuck: SentTx, replacement: SentTx) -> None:
         """Record a fee-bumped replacement (signed, not yet broadcast) in ``chain_txs`` with

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 
+import coincurve
+import pytest
+from eth_account import Account
 from eth_utils.address import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.chain.gateway import ChainGateway
+from ledger.chain.sender import sign_dynamic_fee
 from ledger.contracts.compiler import Artifact
 from ledger.points.clients import IssueItem, PointProgramClient, Redemption
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 items = st.lists(st.builds(
     IssueItem,
@@ -120,3 +126,35 @@ def test_keccak_from_several_threads_at_once_equals_eth_utils() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=32, max_size=32).filter(
+           lambda k: 0 < int.from_bytes(k, "big") < SECP256K1_N),
+       chain_id=st.integers(1, 2**64), nonce=st.integers(0, 2**64 - 1),
+       priority=st.integers(0, 2**256 - 1), extra=st.integers(0, 2**200),
+       gas=st.integers(21_000, 2**63), value=st.integers(0, 2**256 - 1),
+       to=st.one_of(st.none(), st.binary(min_size=20, max_size=20)),
+       data=st.one_of(st.binary(max_size=80), st.binary(min_size=1000, max_size=12_000)))
+def test_the_fast_signer_gives_eth_accounts_bytes_and_hash(
+        key: bytes, chain_id: int, nonce: int, priority: int, extra: int, gas: int, value: int,
+        to: bytes | None, data: bytes) -> None:
+    max_fee = min(priority + extra, 2**256 - 1)
+    address = None if to is None else to_checksum_address(to)
+    tx: dict[str, object] = {"chainId": chain_id, "nonce": nonce, "gas": gas,
+                             "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
+                             "data": data, "value": value, "type": 2}
+    if address is not None:
+        tx["to"] = address
+    signed = Account.sign_transaction(tx, key)
+    raw, tx_hash = sign_dynamic_fee(coincurve.PrivateKey(key), chain_id=chain_id, nonce=nonce,
+                                    priority=priority, max_fee=max_fee, gas=gas, to=address,
+                                    value=value, data=data)
+    assert raw == bytes(signed.raw_transaction)
+    assert tx_hash == bytes(signed.hash)
+
+
+def test_the_fast_signer_refuses_a_target_that_is_not_an_address() -> None:
+    with pytest.raises(ValueError, match="not an address"):
+        sign_dynamic_fee(coincurve.PrivateKey(b"\x01" * 32), chain_id=1, nonce=0, priority=1,
+                         max_fee=2, gas=21_000, to="0x1234", value=0, data=b"")

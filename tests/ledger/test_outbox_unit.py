@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import time
 import types
 import typing
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -229,6 +230,81 @@ def test_statuses_move_through_queued_sending_submitted_confirmed(rig: Rig) -> N
     assert seen == [OperationStatus.SENDING, OperationStatus.SUBMITTED,
                     OperationStatus.CONFIRMED]
     assert all(type(s) is OperationStatus for s in seen)
+
+
+class CountingParse(AddKind):
+    """An AddKind that counts the payloads it parses back from their JSON column."""
+
+    def __init__(self, name: str, probe: ContractClient) -> None:
+        super().__init__(name, probe)
+        self.parsed = 0
+
+    def parse(self, data: Mapping[str, Any]) -> Numbers:
+        self.parsed += 1
+        return super().parse(data)
+
+
+def test_the_worker_sends_the_payload_its_process_queued_without_parsing_it_again(
+        rig: Rig) -> None:
+    kind = CountingParse("add", rig.probe)
+    ids = [rig.enqueue(3, 4, kind=kind), rig.enqueue(5, kind=kind)]
+    OutboxWorker(rig.alliance, registry=KindRegistry([kind]),
+                 signer_for=lambda _: rig.signer).drain()
+    assert kind.parsed == 0
+    assert [rig.status(i)[0] for i in ids] == [OperationStatus.CONFIRMED] * 2
+    assert rig.probe.view1("total") == 12
+    assert [outbox.QUEUED_PAYLOADS.take(i, "add") for i in ids] == [None, None]  # given once
+
+
+def test_an_operation_another_process_queued_is_read_from_its_column(rig: Rig) -> None:
+    kind = CountingParse("add", rig.probe)
+    held, elsewhere = rig.enqueue(1, 2, kind=kind), rig.enqueue(40, kind=kind)
+    assert outbox.QUEUED_PAYLOADS.take(elsewhere, "add") == Numbers((40,))  # not held here
+    OutboxWorker(rig.alliance, registry=KindRegistry([kind]),
+                 signer_for=lambda _: rig.signer).drain()
+    assert kind.parsed == 1
+    assert [rig.status(i)[0] for i in (held, elsewhere)] == [OperationStatus.CONFIRMED] * 2
+    assert rig.probe.view1("total") == 43
+
+
+def test_queued_payloads_are_bounded_in_lines_oldest_out_given_once_and_by_kind() -> None:
+    held = outbox.QueuedPayloads(max_lines=5)
+    held.put("a", "add", Numbers((1, 2)), 2)
+    held.put("b", "add", Numbers((3, 4)), 2)
+    held.put("c", "add", Numbers((5, 6)), 2)  # 6 lines: the oldest goes
+    assert held.take("a", "add") is None
+    assert held.take("b", "other") is None  # another kind's name: not this payload
+    assert held.take("b", "add") is None  # (given once, even when refused)
+    assert held.take("c", "add") == Numbers((5, 6))
+    assert held.take("c", "add") is None
+    assert len(held) == 0
+    held.put("d", "add", Numbers((7,) * 9), 9)  # larger than the bound: not kept
+    assert len(held) == 0
+
+
+def test_a_signer_whose_round_sent_less_than_a_batch_gathers_for_the_batch_window(
+        rig: Rig) -> None:
+    worker = rig.worker()
+    worker.gather_s = 1.5  # (batch_window_ms; long enough for a loaded machine's rounds)
+    first = rig.enqueue(1)
+    assert worker.step() >= 1  # nothing sent lately: at once
+    second = rig.enqueue(2)
+    worker.step()
+    assert rig.status(second)[0] is OperationStatus.QUEUED  # gathering
+    time.sleep(1.6)
+    worker.step()
+    assert rig.status(second)[0] in (OperationStatus.SUBMITTED, OperationStatus.CONFIRMED)
+    # A batch's worth queued meanwhile goes at once.
+    full = [rig.enqueue(20 + i) for i in range(BATCH_MAX)]
+    worker.step()
+    assert all(rig.status(i)[0] is not OperationStatus.QUEUED for i in full)
+    for _ in range(50):
+        if worker.step() == 0 and not worker.in_flight:
+            break
+        time.sleep(0.05)
+    assert [rig.status(i)[0] for i in [first, second, *full]] == [OperationStatus.CONFIRMED] * 6
+    assert rig.probe.view1("total") == 1 + 2 + sum(20 + i for i in range(BATCH_MAX))
+    assert rig.transactions() == [1, 1, BATCH_MAX]
 
 
 def test_a_transaction_recorded_but_never_broadcast_is_rebroadcast_on_recovery(
