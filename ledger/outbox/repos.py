@@ -78,11 +78,15 @@ QUEUED_PAYLOADS = QueuedPayloads()
 
 
 def enqueue(session: Session, *, kind: OperationKind[P], payload: P, merchant_id: int,
-            signer: str) -> Operation:
+            signer: str, data: dict[str, Any] | None = None) -> Operation:
     """Queue an operation of ``kind`` in the caller's transaction; its payload is written
     to the JSON column once, by the kind (a payload of another type is refused), and kept
-    typed for this process's worker (:class:`QueuedPayloads`)."""
-    data = kind.dump(payload)
+    typed for this process's worker (:class:`QueuedPayloads`). ``data``: that JSON, when the
+    caller wrote it already (``kind.dump(payload)``, before its transaction began)."""
+    if data is None:
+        data = kind.dump(payload)
+    elif not isinstance(payload, kind.payload_type):
+        kind.dump(payload)  # refused as dump refuses it
     lines = kind.lines(payload)
     op = enqueue_operation(session, merchant_id=merchant_id, kind=kind.name, payload=data,
                            signer=signer, lines=lines)

@@ -42,6 +42,7 @@ from .kinds import (
     CancelNoncesPayload,
     ConvertPayload,
     IssueLinePayload,
+    IssuePayload,
     RedeemLinePayload,
     RedeemPayload,
     RefundRedemptionPayload,
@@ -158,6 +159,7 @@ class _CheckedLine:
     release_at: int
     spend: int | None
     line: dict[str, Any] | None
+    typed: IssueLinePayload | None
 
 
 @dataclass(frozen=True)
@@ -230,9 +232,9 @@ def _checked_lines(items: Sequence[IssueLine]) -> list[_CheckedLine]:
                                         index=i, field="order_id")
         seen.add(oid)
         ref = order_ref(oid)
-        line = (None if account is None
-                else IssueLinePayload(account, pts, oid, ref, rel).to_json())
-        out.append(_CheckedLine(account, member_id, pts, oid, ref, rel, it.spend, line))
+        typed = None if account is None else IssueLinePayload(account, pts, oid, ref, rel)
+        out.append(_CheckedLine(account, member_id, pts, oid, ref, rel, it.spend,
+                                None if typed is None else typed.to_json(), typed))
     return out
 
 
@@ -246,20 +248,23 @@ def queue_issues(alliance: Alliance, session: Session, checked: CheckedIssues
     merchant = _merchant(session, checked.merchant_id)
     if checked.error is not None:
         raise checked.error
-    payload: list[dict[str, Any]] = []
+    data: list[dict[str, Any]] = []
+    typed: list[IssueLinePayload] = []
     for c in checked.lines:
-        if c.line is not None:
-            payload.append(c.line)
-            continue
-        assert c.member_id is not None
-        account = member_repos.member_account(session, alliance.master_key,
-                                              member_id=c.member_id)
-        payload.append(IssueLinePayload(account, c.points, c.order_id, c.order_ref,
-                                        c.release_at).to_json())
-    # The payload as ``kind.dump`` writes it (its lines built and checked above).
-    op = outbox.enqueue_operation(session, merchant_id=merchant.id, kind=checked.kind.name,
-                                  payload={"items": payload}, signer=merchant.account_address,
-                                  lines=len(payload))
+        line = c.typed
+        if line is None:
+            assert c.member_id is not None
+            account = member_repos.member_account(session, alliance.master_key,
+                                                  member_id=c.member_id)
+            line = IssueLinePayload(account, c.points, c.order_id, c.order_ref, c.release_at)
+        typed.append(line)
+        data.append(c.line if c.line is not None else line.to_json())
+    # The payload's JSON as ``kind.dump`` writes it, its lines written above (before the
+    # writer, for those whose account was known); the typed payload kept for this
+    # process's worker, as every ``enqueue`` does.
+    op = outbox.enqueue(session, kind=checked.kind, payload=IssuePayload(tuple(typed)),
+                        data={"items": data}, merchant_id=merchant.id,
+                        signer=merchant.account_address)
     for c in checked.lines:
         if c.spend is not None:
             _record_spend(session, merchant_id=merchant.id, ref=c.order_ref, spend=c.spend,

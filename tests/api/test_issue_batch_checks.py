@@ -75,7 +75,7 @@ def test_an_issue_batch_computes_its_order_refs_while_another_holds_the_writer(
             f"WI-{i}" for i in range(lines)]
 
 
-def test_an_issue_batch_stores_the_payload_the_kind_writes_member_ids_resolved_in_it(
+def test_an_issue_batch_stores_and_keeps_the_payload_the_kind_writes_member_ids_resolved(
         quiet_env: ApiEnv) -> None:
     env = quiet_env
     wallet = Account.create().address
@@ -97,6 +97,10 @@ def test_an_issue_batch_stores_the_payload_the_kind_writes_member_ids_resolved_i
                                    1_900_000_000),
             kinds.IssueLinePayload(wallet, 1, "PK-2", points.order_ref("PK-2"), 0))))
         assert op.payload == expected
+        # The worker of this process gets the typed payload (no parse of the JSON back),
+        # and it is the very payload the stored JSON holds.
+        assert outbox_repos.QUEUED_PAYLOADS.take(op.id, "issue_batch") == \
+            kinds.ISSUE_BATCH.parse(op.payload)
         assert order_spend(s, merchant_id=env.store_merchant.merchant_id,
                            order_ref_hex="0x" + points.order_ref("PK-0").hex()) == 1250
 
