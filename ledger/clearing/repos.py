@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from ..indexer.repos import insert_rows
 from ..store.models import ClearedAct, ClearedLine
+from ..store.tables import insert_new
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,13 @@ class ActRecord:
 def insert_acts(session: Session, acts: Sequence[dict[str, Any]],
                 lines: Sequence[dict[str, Any]]) -> int:
     """Insert acts and lines not seen before (a re-run adds nothing); give acts added.
-    One cached statement each (``insert_rows``: the multi-row VALUES this built per chunk was
+    One cached statement each (``insert_new``: the multi-row VALUES this built per chunk was
     compiled anew for every chunk the indexer read, ~18% of an indexer round under 200-line
     redemption batches, holding the store's one writer); the lines, whose count no one reads,
     without RETURNING on either database."""
-    added = insert_rows(session, ClearedAct, acts, ("tx_hash", "log_index"))
-    insert_rows(session, ClearedLine, lines, ("tx_hash", "act_log_index", "log_index"),
-                count=False)
+    added = insert_new(session, ClearedAct, acts, ("tx_hash", "log_index"))
+    insert_new(session, ClearedLine, lines, ("tx_hash", "act_log_index", "log_index"),
+               count=False)
     return added
 
 

@@ -8,8 +8,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -19,6 +17,7 @@ from ..store.models import (
     Operation,
     OperationStatus,
 )
+from ..store.tables import insert_for
 
 
 class EventKind(StrEnum):
@@ -39,8 +38,7 @@ def _insert(session: Session, model: type[CouponEvent] | type[CouponCampaign],
             rows: Sequence[dict[str, Any]], keys: list[str]) -> int:
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert_fn = insert_for(session)
     added = 0
     for start in range(0, len(rows), 500):
         stmt = insert_fn(model).values(list(rows[start:start + 500])).on_conflict_do_nothing(
@@ -194,8 +192,7 @@ def lock_redemption(session: Session, *, coupon_id: int, operation_id: str, merc
     key = str(coupon_id)
     held = session.get(CouponRedemptionLock, key)
     if held is None:
-        dialect = session.get_bind().dialect.name
-        insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+        insert_fn = insert_for(session)
         stmt = insert_fn(CouponRedemptionLock).values(
             coupon_id=key, operation_id=operation_id, merchant_id=merchant_id,
             order_id=order_id).on_conflict_do_nothing(index_elements=["coupon_id"])

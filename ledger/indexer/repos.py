@@ -4,16 +4,14 @@ blocks it read up to, with their hashes, to find where a reorganised chain forke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Iterable
+from typing import cast
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..store.models import Base, IndexedBlock, IndexerCursor, Merchant
-from ..store.tables import insert_new, table_of
+from ..store.models import IndexedBlock, IndexerCursor, Merchant
+from ..store.tables import insert_for, table_of
 
 
 def get_cursor(session: Session, name: str) -> tuple[int, str] | None:
@@ -36,8 +34,7 @@ def set_cursors(session: Session, names: Iterable[str], block: int, block_hash: 
     rows = [{"name": n, "last_block": block, "last_block_hash": block_hash} for n in names]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert_fn = insert_for(session)
     stmt = insert_fn(table_of(IndexerCursor))
     session.flush()
     session.connection().execute(stmt.on_conflict_do_update(
@@ -64,9 +61,7 @@ def note_block(session: Session, number: int, block_hash: str, *, keep: int) -> 
     """Note a block read up to and its hash (one cached upsert on the table: the ORM's merge
     read the row first, every round); forget those more than ``keep`` blocks below, every
     :data:`FORGET_EVERY` blocks."""
-    dialect = session.get_bind().dialect.name
-    table = table_of(IndexedBlock)
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    stmt = insert_for(session)(table_of(IndexedBlock))
     session.flush()
     session.connection().execute(stmt.on_conflict_do_update(
         index_elements=["number"], set_={"hash": stmt.excluded.hash}),
@@ -102,31 +97,3 @@ def round_merchants(session: Session) -> list[Merchant]:
 
 
 _MERCHANTS = "indexer.round_merchants"
-# Statements of insert_rows, built once per (table, keys, dialect).
-_INSERTS: dict[tuple[str, tuple[str, ...], str], Any] = {}
-
-
-def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]],
-                keys: Sequence[str], *, count: bool = True) -> int:
-    """Insert the rows not stored before (ON CONFLICT DO NOTHING on ``keys``), in the order
-    given, as :func:`ledger.store.tables.insert_new`; give how many went in (0 when not
-    ``count``). On SQLite the statement has no RETURNING: one ``executemany`` of the driver,
-    whose row count adds the rows each execution changed (a row skipped on conflict changes
-    none), where RETURNING made SQLAlchemy build and send multi-row VALUES batches row by row
-    (~a fifth of an indexer round under 200-line redemption batches). On PostgreSQL (whose
-    driver's row count after executemany is not relied on) the same with RETURNING when
-    counted."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql" and count:
-        return insert_new(session, model, rows, list(keys))
-    key = (table_of(model).name, tuple(keys), dialect)
-    stmt = _INSERTS.get(key)
-    if stmt is None:
-        insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = _INSERTS[key] = insert_fn(table_of(model)).on_conflict_do_nothing(
-            index_elements=list(keys))
-    session.flush()
-    result = session.connection().execute(stmt, list(rows))
-    return int(result.rowcount) if count else 0

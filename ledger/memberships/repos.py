@@ -8,8 +8,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -19,6 +17,7 @@ from ..store.models import (
     MembershipTier,
     PointEvent,
 )
+from ..store.tables import insert_for
 
 
 class CardEventKind(StrEnum):
@@ -31,8 +30,7 @@ class CardEventKind(StrEnum):
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert_fn = insert_for(session)
     added = 0
     for start in range(0, len(rows), 500):
         stmt = insert_fn(MembershipEvent).values(list(rows[start:start + 500])

@@ -8,8 +8,6 @@ from enum import StrEnum
 from typing import TypeVar
 
 from sqlalchemy import Select, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +20,7 @@ from ..store.models import (
     Operation,
     OperationStatus,
 )
+from ..store.tables import insert_for
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -121,8 +120,7 @@ def order_firings(session: Session, *, merchant_id: int,
 def record_reversal(session: Session, *, merchant_id: int, order_ref: str, points: int,
                     tx_hash: str, log_index: int, block_number: int) -> bool:
     """Record a reversal as counted; False if this log was counted already (read again)."""
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert_fn = insert_for(session)
     stmt = insert_fn(OfferReversal).values(
         merchant_id=merchant_id, order_ref=order_ref, points=points, tx_hash=tx_hash,
         log_index=log_index, block_number=block_number).on_conflict_do_nothing(

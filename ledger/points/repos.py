@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from ..indexer.repos import insert_rows
 from ..store.models import Merchant, PointEvent
+from ..store.tables import insert_new
 
 
 def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -20,7 +20,7 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
     Rows are inserted in the order given, which the indexer keeps to chain order: ids then
     follow chain order. An event already stored is skipped by the database (ON CONFLICT DO
     NOTHING), so a re-run or a concurrent indexer cannot fail the transaction."""
-    return insert_rows(session, PointEvent, [{"order_ref": None, **r} for r in rows],
+    return insert_new(session, PointEvent, [{"order_ref": None, **r} for r in rows],
                        ("tx_hash", "log_index"))
 
 
