@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from .deps import raw_body
+from .deps import queueing, raw_body
 from .errors import PROBLEM_JSON, STATUS_TITLES
 from .guard import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, depends_on, route_policy
 from .idempotency import MAX_KEY_LENGTH
@@ -114,7 +114,10 @@ def complete(app: FastAPI, spec: dict[str, Any]) -> None:
             responses = op.setdefault("responses", {})
             for status in sorted(statuses):
                 responses[str(status)] = _problem(status)
-            if method == "POST" and depends_on(route.dependant, raw_body):
+            # Routes that read their raw body run through run_idempotent (the body is the
+            # key's fingerprint): ``raw_body``, or ``queueing``, which carries it.
+            if method == "POST" and (depends_on(route.dependant, raw_body)
+                                     or depends_on(route.dependant, queueing)):
                 op.setdefault("parameters", []).append({
                     "name": "Idempotency-Key", "in": "header", "required": True,
                     "description": "any unique string per request; a retry with the same key "
