@@ -136,7 +136,7 @@ def test_keccak_from_several_threads_at_once_equals_eth_utils() -> None:
        gas=st.integers(21_000, 2**63), value=st.integers(0, 2**256 - 1),
        to=st.one_of(st.none(), st.binary(min_size=20, max_size=20)),
        data=st.one_of(st.binary(max_size=80), st.binary(min_size=1000, max_size=12_000)))
-def test_the_fast_signer_gives_eth_accounts_bytes_and_hash(
+def test_the_outbox_signer_gives_eth_accounts_bytes_and_hash(
         key: bytes, chain_id: int, nonce: int, priority: int, extra: int, gas: int, value: int,
         to: bytes | None, data: bytes) -> None:
     max_fee = min(priority + extra, 2**256 - 1)
@@ -154,7 +154,7 @@ def test_the_fast_signer_gives_eth_accounts_bytes_and_hash(
     assert tx_hash == bytes(signed.hash)
 
 
-def test_the_fast_signer_refuses_a_target_that_is_not_an_address() -> None:
+def test_the_outbox_signer_refuses_a_target_that_is_not_an_address() -> None:
     with pytest.raises(ValueError, match="not an address"):
         sign_dynamic_fee(coincurve.PrivateKey(b"\x01" * 32), chain_id=1, nonce=0, priority=1,
                          max_fee=2, gas=21_000, to="0x1234", value=0, data=b"")
