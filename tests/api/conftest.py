@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
+from ledger.merchants import repos as merchant_repos
 from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
 from tests import templates
@@ -62,6 +63,18 @@ def make_env(settings: Settings, *, run_workers: bool = True) -> Iterator[ApiEnv
                      AllianceClient(http, cafe.key_id, cafe.secret),
                      AllianceClient(http, admin_id, admin_secret), store, cafe)
     alliance.close()
+
+
+def refused_while_suspended(env: ApiEnv, path: str, body: object, *, key: str) -> None:
+    """Suspend the store merchant, see ``body`` at ``path`` (under Idempotency-Key ``key``)
+    refused with 403 ``merchant-suspended``, then make the merchant active again."""
+    mid = env.store_merchant.merchant_id
+    with env.alliance.store.session() as s:
+        merchant_repos.set_merchant_status(s, mid, "suspended")
+    r = env.store.post(path, body, idempotency_key=key)
+    assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", r.text
+    with env.alliance.store.session() as s:
+        merchant_repos.set_merchant_status(s, mid, "active")
 
 
 def poll_until(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60) -> T:

@@ -17,7 +17,6 @@ import pytest
 from eth_account import Account
 
 from ledger.members import repos as member_repos
-from ledger.merchants import repos as merchant_repos
 from ledger.outbox import repos as outbox_repos
 from ledger.points import kinds
 from ledger.points import service as points
@@ -26,7 +25,7 @@ from ledger.settings import Settings
 from ledger.store.models import OperationStatus
 from ledger.types import OrderRef
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv, make_env, refused_while_suspended
 
 
 @pytest.fixture
@@ -142,16 +141,10 @@ def test_the_first_failing_line_is_named_members_checked_before_the_other_fields
 def test_a_suspended_merchants_bad_batch_meets_403_before_its_lines_verdict(
         quiet_env: ApiEnv) -> None:
     env = quiet_env
-    mid = env.store_merchant.merchant_id
     member = Account.create().address
     body = {"items": [{"member": member, "points": 5, "order_id": "SB-0"},
                       {"member": member, "points": 5, "order_id": "SB-0"}]}
-    with env.alliance.store.session() as s:
-        merchant_repos.set_merchant_status(s, mid, "suspended")
-    r = env.store.post("/v1/points/issue-batch", body, idempotency_key="batch-suspended")
-    assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", r.text
-    with env.alliance.store.session() as s:
-        merchant_repos.set_merchant_status(s, mid, "active")
+    refused_while_suspended(env, "/v1/points/issue-batch", body, key="batch-suspended")
     # Nothing was recorded under the key: the same request now meets its lines' verdict.
     r = env.store.post("/v1/points/issue-batch", body, idempotency_key="batch-suspended")
     assert r.status_code == 422 and r.json()["index"] == 1, r.text

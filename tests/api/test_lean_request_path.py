@@ -34,7 +34,7 @@ from ledger.types import MerchantId
 from tests.ledger.conftest import fresh_pg_database
 from tests.pg import postgres_server
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv, make_env, refused_while_suspended
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +94,8 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
 def test_a_suspended_merchants_issue_is_refused_and_leaves_no_record_to_replay(
         quiet_env: ApiEnv) -> None:
     env = quiet_env
-    mid = env.store_merchant.merchant_id
     payload = {"member": Account.create().address, "points": 3, "order_id": "LEAN-S"}
-    with env.alliance.store.session() as s:
-        merchant_repos.set_merchant_status(s, mid, "suspended")
-    r = env.store.post("/v1/points/issue", payload, idempotency_key="lean-suspended")
-    assert r.status_code == 403 and r.json()["code"] == "merchant-suspended", r.text
-    with env.alliance.store.session() as s:
-        merchant_repos.set_merchant_status(s, mid, "active")
+    refused_while_suspended(env, "/v1/points/issue", payload, key="lean-suspended")
     # The refusal recorded nothing under the key: the same request now runs (202), it is
     # not a replay of the 403.
     r = env.store.post("/v1/points/issue", payload, idempotency_key="lean-suspended")

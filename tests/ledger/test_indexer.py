@@ -215,19 +215,26 @@ def test_each_projection_gets_only_the_events_of_the_contracts_it_follows(
     assert cafe.rolled_back == both.rolled_back == []
 
 
+def _caught_up_then_one_issue_mined(alliance: Alliance, merchant: AdmittedMerchant,
+                                    order_id: str, points: int) -> tuple[Follower, str]:
+    """A follower caught up, then one issue to a new member mined and not yet read by it."""
+    follower = indexer(alliance)
+    follower.catch_up()
+    member = Account.create().address
+    with alliance.store.session() as s:
+        request_issue(alliance, s, merchant_id=merchant.merchant_id, member=member,
+                      points=points, order_id=order_id)
+    outbox_worker(alliance).drain()
+    return follower, member
+
+
 def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one(
         alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
     """The follower shares the process with the API: a round after one new block asks the
     node for the tip and the logs only (the tip is also the block whose time and hash it
     keeps, and the cursor block's hash is the tip's parent hash), and a round that finds the
     same tip asks for nothing else and does not touch the store."""
-    follower = indexer(alliance)
-    follower.catch_up()
-    member = Account.create().address
-    with alliance.store.session() as s:
-        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
-                      points=9, order_id="RT-1")
-    outbox_worker(alliance).drain()
+    follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "RT-1", 9)
     gw = alliance.gateway
     before = gw.round_trips
     assert follower.process_once() == 1  # the issue's row
@@ -276,13 +283,7 @@ def test_a_round_over_a_new_block_writes_the_read_model_in_one_transaction(
     settlements) go into the store in one write transaction (SQLite's one writer, which
     requests and the outbox wait for, taken once a round; it was taken twice), and a round
     that finds the same tip writes nothing."""
-    follower = indexer(alliance)
-    follower.catch_up()
-    member = Account.create().address
-    with alliance.store.session() as s:
-        request_issue(alliance, s, merchant_id=store_merchant.merchant_id, member=member,
-                      points=6, order_id="ONE-TX-1")
-    outbox_worker(alliance).drain()
+    follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "ONE-TX-1", 6)
     commits: list[int] = []
 
     def note(conn: object) -> None:
