@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -23,6 +23,7 @@ from ..store.models import (
     SignerNonce,
     utcnow,
 )
+from ..store.tables import table_of
 from .kinds import OperationKind, P
 
 OperationRow = Operation
@@ -30,9 +31,9 @@ OperationRow = Operation
 # The tables themselves, for the hot path's Core statements (an ORM-enabled statement walks
 # the mapper and the session's identity map on every execution: recording and confirming a
 # transaction cost ~20 us of the outbox thread per operation of a 200-line batch that way).
-_OPERATIONS: Table = Operation.__table__  # type: ignore[assignment]
-_CHAIN_TXS: Table = ChainTx.__table__  # type: ignore[assignment]
-_CHAIN_TX_OPS: Table = ChainTxOperation.__table__  # type: ignore[assignment]
+_OPERATIONS = table_of(Operation)
+_CHAIN_TXS = table_of(ChainTx)
+_CHAIN_TX_OPS = table_of(ChainTxOperation)
 
 # Lines of payloads this process queued that its outbox worker may take typed, without
 # parsing them back from their JSON (:class:`QueuedPayloads`).
@@ -113,11 +114,6 @@ def get_operation(session: Session, operation_id: str) -> Operation | None:
 
 def count_operations(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Operation)) or 0)
-
-
-def merchants_with_queued(session: Session) -> list[int]:
-    return list(session.scalars(select(Operation.merchant_id)
-                                .where(Operation.status == OperationStatus.QUEUED).distinct()))
 
 
 def queued_counts(session: Session) -> dict[int, int]:

@@ -48,7 +48,7 @@ def test_issue_batch_with_one_bad_line_confirms_the_others_in_the_same_round(
     program = alliance.contracts.program(store_merchant.program)
     assert [program.balance_of(m) for m in members] == [11, 11, 12, 0, 14, 15, 16]
     with alliance.store.read_session() as s:
-        assert outbox_repos.merchants_with_queued(s) == []
+        assert outbox_repos.queued_counts(s) == {}
 
 
 def test_redeem_batch_with_one_short_member_confirms_the_others_in_the_same_round(

@@ -499,7 +499,7 @@ def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: Ma
         ids = [o.id for o in ops]
     with store.session() as s:
         assert _op(s, ids[0]).status == "queued"
-        assert outbox_repos.merchants_with_queued(s) == [1]
+        assert list(outbox_repos.queued_counts(s)) == [1]
         claimed = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
         assert [o.id for o in claimed] == ids and {o.status for o in claimed} == {"sending"}
         assert outbox_repos.claim_operations(s, merchant_id=1, max_lines=10) == []
