@@ -196,6 +196,24 @@ def floor_load(floor: FloorServer, requests: Path, path: str, clients: int, seco
     return r
 
 
+def pg_operations_stats(dsn: str) -> dict[str, int]:
+    """Counters of the ``operations`` table (PostgreSQL's statistics): rows inserted and
+    updated, of which heap-only (HOT, no index touched), and each index's scans and size."""
+    import psycopg
+
+    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute("SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                        "WHERE relname = 'operations'").fetchone()
+        out = dict(zip(("inserted", "updated", "hot"), row or (0, 0, 0), strict=True))
+        for name, scans, size in c.execute(
+                "SELECT indexrelname, idx_scan, pg_relation_size(indexrelid) "
+                "FROM pg_stat_user_indexes WHERE relname = 'operations' ORDER BY 1"):
+            out[f"scans {name}"] = scans
+            out[f"bytes {name}"] = size
+    return out
+
+
 def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
     """utime+stime clock ticks of each named group of processes (and their threads); and
     ``<name>-sys``, the stime (the kernel's share: sockets, wake-ups) of each."""
@@ -391,6 +409,8 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                     # the floor app counts as the API of its rows; the product's API idles
                     groups["api-product"] = groups["api"]
                     groups["api"] = floor.pids() if tag == "floor" else groups["api"]
+                if tag == "issue":
+                    pg0 = pg_operations_stats(h.settings.database_url)
                 c0, t0 = cpu_ticks(groups), time.monotonic()
                 m0, q0 = machine_busy_ticks(), runqueue_wait_s(groups["api"])
                 if tag == "floor":
@@ -407,6 +427,10 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                 cpu["outside"] = max(0.0, cpu["machine"] - sum(cpu[k] for k in ROLES))
                 cpu["api_wait"] = (q1 - q0) / wall
                 rows.append((name, r, cpu, os.getloadavg()[0]))
+            # the outbox's updates of the issued operations, 3 s on (statistics are sent at
+            # each transaction's end, and the last batch confirms)
+            time.sleep(3)
+            pg1 = pg_operations_stats(h.settings.database_url)
         finally:
             shutil.rmtree(floor_file.parent, ignore_errors=True)
             if floor is not None:
@@ -458,6 +482,12 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                     ("w-indexer", "its indexer process"), ("w-standby", "standby"))))
             print("of which in the kernel (stime, ms per issue request): " + ", ".join(
                 f"{k} {1000 * icpu[f'{k}-sys'] / issue_rate:.2f}" for k in roles))
+        d = {k: pg1[k] - pg0.get(k, 0) if not k.startswith("bytes") else pg1[k] for k in pg1}
+        print(f"operations during the issue run and 3 s on: {d['inserted']:,} inserted, "
+              f"{d['updated']:,} updated, {d['hot']:,} of them HOT (heap-only: no index "
+              f"written); index scans: " + ", ".join(
+                  f"{k[6:]} {v:,} ({pg1['bytes ' + k[6:]] / 1e6:.1f} MB)"
+                  for k, v in d.items() if k.startswith("scans ")))
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}
         if bad or issue.get("errors"):
             raise SystemExit(f"issue requests not accepted: {bad} {issue.get('errors')}")

@@ -168,7 +168,9 @@ class Operation(Base):
     status: Mapped[OperationStatus] = mapped_column(StatusText,
                                                     default=OperationStatus.QUEUED)
     signer: Mapped[str] = mapped_column(String(42))
-    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    # Not indexed (migration 0017): no query finds an operation by it, and every row version
+    # the outbox's status updates wrote went into its index too.
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     block_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
