@@ -136,9 +136,14 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
                 replayed = claim(s)
                 if replayed is not None:  # another request took the key in between
                     return replayed
-            repos.idempotency_complete(s, principal=principal.key_id, key=key,
-                                       status_code=status, body=_seal(alliance, text),
-                                       content_type=media)
+            sealed = _seal(alliance, text)
+            # PostgreSQL: the recorded response and COMMIT in one round trip.
+            if not repos.idempotency_complete_and_commit(
+                    s, principal=principal.key_id, key=key, status_code=status, body=sealed,
+                    content_type=media):
+                repos.idempotency_complete(s, principal=principal.key_id, key=key,
+                                           status_code=status, body=sealed,
+                                           content_type=media)
             return Response(text, status_code=status, media_type=media)
     try:
         status, text, media, _ = _run(work, None)

@@ -349,6 +349,54 @@ def idempotency_complete(session: Session, *, principal: str, key: str, status_c
         raise LedgerNotFoundError("idempotency record vanished")
 
 
+# PostgreSQL: the recorded response and COMMIT in one round trip. The UPDATE fails (division
+# by zero: the pipeline aborts before its COMMIT, and the transaction rolls back) unless it
+# found the record, as :func:`idempotency_complete` refuses before its commit.
+_COMPLETE_PG = ("WITH done AS (UPDATE idempotency_records SET status_code = %(status_code)s, "
+                "body = %(body)s, content_type = %(content_type)s "
+                "WHERE principal = %(p)s AND key = %(k)s RETURNING 1) "
+                "SELECT 1 / (SELECT count(*) FROM done)::integer")
+
+
+def idempotency_complete_and_commit(session: Session, *, principal: str, key: str,
+                                    status_code: int, body: str, content_type: str) -> bool:
+    """:func:`idempotency_complete`, then commit the session's transaction, on PostgreSQL in
+    one round trip instead of two: the UPDATE and the COMMIT go out together in psycopg's
+    pipeline mode and are answered together. Nothing is committed unless the record was
+    updated (``LedgerNotFoundError`` then, the transaction rolled back by the caller's
+    session, as before). An error of the database is raised as SQLAlchemy raises it (an
+    ``OperationalError``, so the store's 503, for a connection lost or a failed commit).
+
+    False, with nothing done, on another database (or a driver without pipeline mode): the
+    caller then completes and commits as before."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    if not psycopg.Pipeline.is_supported():
+        return False
+    session.flush()  # nothing of the ORM's may be left to send after the COMMIT
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    params = {"p": principal, "k": key, "status_code": status_code, "body": body,
+              "content_type": content_type}
+    try:
+        # Both queued, then one Sync at the pipeline's end: one round trip. (``commit()``
+        # in a pipeline syncs by itself, and the pipeline's end would then send a second.)
+        # psycopg reads the transaction's state from the server's answer: idle after it.
+        with raw.pipeline():
+            raw.execute(_COMPLETE_PG, params)
+            raw.execute("COMMIT")
+    except psycopg.errors.DivisionByZero as exc:
+        raise LedgerNotFoundError("idempotency record vanished") from exc
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(_COMPLETE_PG, params, exc, psycopg.Error) from exc
+    # SQLAlchemy's own commit (the caller's session) then finds the connection idle: psycopg
+    # sends nothing for it.
+    return True
+
+
 def purge_idempotency(session: Session) -> int:
     """Delete expired idempotency records; give how many."""
     res = session.execute(delete(IdempotencyRecord)

@@ -75,7 +75,8 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
     assert env.store.post("/v1/points/issue", {"member": member, "points": 1,
                                                "order_id": "LEAN-0"}).status_code == 202
     r, seen = _statements(env, lambda: env.store.post(
-        "/v1/points/issue", {"member": member, "points": 2, "order_id": "LEAN-1"}))
+        "/v1/points/issue", {"member": member, "points": 2, "order_id": "LEAN-1"},
+        idempotency_key="lean-1"))
     assert r.status_code == 202, r.text
     merchant_reads = [s for s in seen if "FROM merchants" in s]
     # Before: the suspension check read the merchant in a session of its own, then the
@@ -86,9 +87,16 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
     assert seen.index(merchant_reads[0]) < first_write, seen
     if env.alliance.store.engine.dialect.name == "postgresql":
         # One round trip reads the merchant, spends the signature and claims the key (three
-        # before); then the operation and the recorded response.
-        assert len(seen) == 3 and seen[0].startswith("WITH"), seen
+        # before); then the operation; the recorded response goes with the COMMIT, in one
+        # round trip under SQLAlchemy (repos.idempotency_complete_and_commit).
+        assert len(seen) == 2 and seen[0].startswith("WITH"), seen
         assert "used_request_signatures" in seen[0] and "idempotency_records" in seen[0]
+    # The response was recorded with the request's writes: the same request under the same
+    # key is its replay.
+    again = env.store.post("/v1/points/issue", {"member": member, "points": 2,
+                                                "order_id": "LEAN-1"}, idempotency_key="lean-1")
+    assert again.status_code == 202 and again.json() == r.json(), again.text
+    assert again.headers.get("idempotent-replayed") == "true"
 
 
 def test_a_suspended_merchants_issue_is_refused_and_leaves_no_record_to_replay(
