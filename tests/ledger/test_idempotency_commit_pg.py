@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from ledger.crypto import MasterKey
-from ledger.errors import LedgerNotFoundError
+from ledger.errors import LedgerNotFoundError, StoreUnavailableError
 from ledger.merchants import repos as merchant_repos
 from ledger.store import repos
 from ledger.store.db import Store, migrate
@@ -98,3 +99,30 @@ def test_sqlite_is_left_to_the_statements_one_by_one(tmp_path: object) -> None:
                 s, principal="k1", key="k", status_code=202, body="b", content_type="c")
     finally:
         store.dispose()
+
+
+def test_a_connection_lost_before_the_commit_is_the_stores_503_and_nothing_stays(
+        pg_store: Store, pg_url: str, master: MasterKey) -> None:
+    _claim(pg_store, "key-1")
+    admin = Store(pg_url)
+    try:
+        with pytest.raises(StoreUnavailableError), pg_store.session() as s:
+            _add_merchant(s, master, 4)
+            s.flush()
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                assert c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+                deadline = time.monotonic() + 10
+                while c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                                {"p": pid}).scalar():
+                    assert time.monotonic() < deadline, "the backend did not go"
+                    time.sleep(0.05)
+            repos.idempotency_complete_and_commit(
+                s, principal="k1", key="key-1", status_code=202, body="sealed",
+                content_type="application/json")
+    finally:
+        admin.dispose()
+    # nothing of that transaction stayed, and the store answers again on a new connection
+    with pg_store.session() as s:
+        assert merchant_repos.list_merchants(s) == []
+        assert s.scalars(select(IdempotencyRecord)).one().status_code is None
