@@ -16,13 +16,14 @@ from typing import Any
 import httpx
 import uvicorn
 from eth_utils.address import to_checksum_address
+from sqlalchemy import select
 
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
 from ledger.merchants.service import AdmittedMerchant
-from ledger.outbox import repos as outbox_repos
 from ledger.settings import IndexerMode, Settings
+from ledger.store.models import Operation
 
 
 def _serve(alliance: Alliance, port: int, *, indexer_mode: IndexerMode = "thread"
@@ -60,14 +61,18 @@ def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 30
     while pending:
         # A read session: it takes no write lock, so the poll does not queue with the
         # service's writers (requests, outbox, indexer) for SQLite's one writer.
+        # One statement a poll for the three columns it needs: it read every pending
+        # operation whole (its ~40 kB payload parsed) by one query each, every 20 ms, on
+        # the measured process's CPU (75 us an op of its MainThread while the outbox
+        # finished the batches, load 9).
         with alliance.store.read_session() as s:
-            for op_id in list(pending):
-                op = outbox_repos.get_operation(s, op_id)
-                assert op is not None
-                if op.status == "failed":
-                    raise RuntimeError(f"operation {op_id} failed: {op.error_code}")
-                if op.status == "confirmed":
-                    pending.discard(op_id)
+            rows = s.execute(select(Operation.id, Operation.status, Operation.error_code)
+                             .where(Operation.id.in_(pending),
+                                    Operation.status.in_(("confirmed", "failed")))).all()
+        for op_id, status, error in rows:
+            if status == "failed":
+                raise RuntimeError(f"operation {op_id} failed: {error}")
+            pending.discard(op_id)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} operations not confirmed")
         time.sleep(0.02)
