@@ -213,6 +213,11 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     it runs (its own process is on the same two cores)."""
     indexer = _indexer_of(server)
     _wait_indexed(alliance, indexer)
+    # The server's first request builds the request guard's route table (api/guard.py,
+    # once per app: 0.2-1.3 s of the event loop at load 5-10, on the clock and in the event
+    # loop's CPU per op until 2026-11-27): a start-up cost, not an op's; bench_clearing
+    # warms its server so too.
+    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).raise_for_status()
     members = [to_checksum_address(os.urandom(20)) for _ in range(ops)]
     bodies = [{"items": [{"member": members[i], "points": 5, "order_id": f"api-b{tag}-{i}"}
                          for i in range(k, min(ops, k + batch))]}
