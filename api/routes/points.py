@@ -3,6 +3,8 @@ refund a redemption. Each queues outbox operations (202)."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 from ledger.alliance import Alliance
 from ledger.outbox.views import OperationView
 from ledger.points import service as points
+from ledger.store.db import note_timing
 from ledger.types import MerchantId
 
 from ..auth import Principal
@@ -33,6 +36,9 @@ router = APIRouter(prefix="/v1/points", tags=["points"])
 
 # Up to 1,000 lines of a few hundred bytes each (other routes take the default 64 KiB).
 BATCH_MAX_BODY = 1024 * 1024
+
+# ALLIANCE_WRITER_TIMING set: the batch routes record their phases (ledger.store.db).
+TIMING = bool(os.environ.get("ALLIANCE_WRITER_TIMING"))
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": OperationOut, "description": "queued; poll /v1/operations/{id}"}}
@@ -77,6 +83,8 @@ def issue(req: IssueRequest, request: Request, q: QueueingDep) -> Response:
 def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, alliance: AllianceDep,
                 who: MerchantQueueDep) -> Response:
     """Issue many lines as one operation: one transaction, all lines or none."""
+    if TIMING:
+        return _timed_issue_batch(req, request, body, alliance, who)
     lines = [points.IssueLine(points=i.points, order_id=i.order_id, member=i.member,
                               member_id=i.member_id, release_at=i.release_at,
                               spend=i.spend)
@@ -88,6 +96,31 @@ def issue_batch(req: IssueBatchRequest, request: Request, body: BodyDep, allianc
     checked = points.check_issue_batch(alliance, merchant_id=who.merchant_id, items=lines)
     return queue(request, body, alliance, who,
                  lambda s, mid: points.queue_issues(alliance, s, checked))
+
+
+def _timed_issue_batch(req: IssueBatchRequest, request: Request, body: bytes,
+                       alliance: Alliance, who: Principal) -> Response:
+    """:func:`issue_batch` with its phases recorded (ALLIANCE_WRITER_TIMING)."""
+    t0 = time.perf_counter()
+    lines = [points.IssueLine(points=i.points, order_id=i.order_id, member=i.member,
+                              member_id=i.member_id, release_at=i.release_at,
+                              spend=i.spend)
+             for i in req.items]
+    assert who.merchant_id is not None
+    checked = points.check_issue_batch(alliance, merchant_id=who.merchant_id, items=lines)
+    t1 = time.perf_counter()
+
+    def work(s: Session, mid: MerchantId) -> OperationView:
+        w0 = time.perf_counter()
+        try:
+            return points.queue_issues(alliance, s, checked)
+        finally:
+            note_timing("batch work", w0, time.perf_counter() - w0, 0.0)
+
+    try:
+        return queue(request, body, alliance, who, work)
+    finally:
+        note_timing("batch handler", t0, t1 - t0, time.perf_counter() - t0)
 
 
 @router.post("/reverse", status_code=202, responses=ACCEPTED, response_model=OperationOut)

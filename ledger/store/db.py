@@ -7,12 +7,14 @@ busy timeout, so concurrent writers queue instead of failing. PostgreSQL is used
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
 import select
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -40,6 +42,27 @@ _MIGRATION_LOCK = 0x616C6C69616E6365
 # A SQLite store checkpoints its write-ahead log once it has grown this much since the last
 # checkpoint (SQLite's own default: 1,000 pages of 4 KiB).
 WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+# ALLIANCE_WRITER_TIMING=<path>: every write session's wait for the writer and hold of it,
+# by thread, appended to <path>.<pid> at exit (a measuring aid; off, it costs one test).
+_TIMING_PATH = os.environ.get("ALLIANCE_WRITER_TIMING") or None
+_timings: list[tuple[str, float, float, float]] = []
+
+
+def _dump_timings() -> None:
+    if _timings:
+        with open(f"{_TIMING_PATH}.{os.getpid()}", "a") as f:
+            f.writelines(f"{n}\t{t:.6f}\t{w * 1e3:.3f}\t{h * 1e3:.3f}\n"
+                         for n, t, w, h in _timings)
+
+
+def note_timing(label: str, t: float, a: float, b: float) -> None:
+    """Record a measured phase (seconds) when ALLIANCE_WRITER_TIMING is set."""
+    _timings.append((label, t, a, b))
+
+
+if _TIMING_PATH is not None:
+    atexit.register(_dump_timings)
 
 
 def private_dir(path: Path) -> None:
@@ -213,6 +236,10 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception. The
         database being down or locked past the busy timeout raises StoreUnavailableError."""
+        if _TIMING_PATH is not None:
+            with self._timed_session() as s:
+                yield s
+            return
         with self._write_lock if self._write_lock is not None else nullcontext():
             s = self._factory()
             try:
@@ -226,6 +253,29 @@ class Store:
                 raise
             finally:
                 s.close()
+        if self._wal is not None:
+            self._checkpoint_if_due()
+
+    @contextmanager
+    def _timed_session(self) -> Iterator[Session]:
+        """:meth:`session`, its wait for the writer and its hold of it recorded."""
+        t0 = time.perf_counter()
+        with self._write_lock if self._write_lock is not None else nullcontext():
+            t1 = time.perf_counter()
+            s = self._factory()
+            try:
+                yield s
+                s.commit()
+            except OperationalError as exc:
+                _rollback_quietly(s)
+                raise _unavailable(exc) from exc
+            except BaseException:
+                s.rollback()
+                raise
+            finally:
+                s.close()
+                t2 = time.perf_counter()
+                _timings.append((threading.current_thread().name, t0, t1 - t0, t2 - t1))
         if self._wal is not None:
             self._checkpoint_if_due()
 
