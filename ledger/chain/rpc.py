@@ -34,6 +34,20 @@ _STALE = (http.client.RemoteDisconnected, http.client.CannotSendRequest,
           ConnectionAbortedError)
 
 
+_shared: dict[str, JsonRpc] = {}
+_shared_lock = threading.Lock()
+
+
+def node_of(url: str) -> JsonRpc:
+    """The process's lean client of the node at ``url`` (one per URL; its connections are
+    per thread)."""
+    node = _shared.get(url)
+    if node is None:
+        with _shared_lock:
+            node = _shared.setdefault(url, JsonRpc(url))
+    return node
+
+
 class JsonRpc:
     """Raw JSON-RPC reads from one node over a keep-alive connection per thread."""
 
@@ -61,10 +75,12 @@ class JsonRpc:
             raise ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
         return answer.get("result")
 
-    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+              errors_in_place: bool = False) -> list[Any]:
         """Many calls in one round trip; results in the order of ``calls``. A call the node
         answered with an error raises :class:`ChainError` naming it (a read either has all
-        its answers or is asked again)."""
+        its answers or is asked again), or with ``errors_in_place`` gives that
+        :class:`ChainError` in its place (``ChainGateway.rpc_batch``'s shape)."""
         if not calls:
             return []
         answers = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
@@ -79,7 +95,11 @@ class JsonRpc:
             if answer is None:
                 raise ChainError(f"{method}: no answer in the batch")
             if "error" in answer:
-                raise ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
+                failed = ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
+                if not errors_in_place:
+                    raise failed
+                out.append(failed)
+                continue
             out.append(answer.get("result"))
         return out
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from .. import limits, signing
 from ..alliance import Alliance
 from ..chain.encoding import keccak256
+from ..chain.rpc import node_of
 from ..errors import (
     ChainError,
     LedgerError,
@@ -384,7 +385,9 @@ class SignatureCheck:
             data = selector + bytes.fromhex(member[2:]).rjust(32, b"\0") + word.to_bytes(32, "big")
             calls.append(("eth_call", [{"to": program, "data": "0x" + data.hex()}, "latest"]))
         try:
-            answers = gw.rpc_batch(calls)
+            # Through the lean client: web3's provider encoded the ~400 calls of a 200-line
+            # batch one by one through its formatters (a fifth of a handler's CPU).
+            answers = node_of(gw.url).batch(calls, errors_in_place=True)
         except ChainError:
             return
         if clock:
