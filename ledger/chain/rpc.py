@@ -21,6 +21,7 @@ import http.client
 import json
 import socket
 import threading
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +61,17 @@ class JsonRpc:
         self._host = parts.hostname
         self._port = parts.port
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # The environment's proxy for the node's URL, read once (as the gateway's sessions
+        # read it): plain HTTP is sent to the proxy with the whole URL, HTTPS is tunnelled.
+        self._proxy: tuple[str, int | None] | None = None
+        proxy = (None if urllib.request.proxy_bypass(parts.hostname)
+                 else urllib.request.getproxies_environment().get(parts.scheme))
+        if proxy:
+            via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            if via.hostname:
+                self._proxy = (via.hostname, via.port)
+                if not self._https:
+                    self._path = urlsplit(url)._replace(fragment="").geturl()
         self._timeout = timeout
         self._local = threading.local()
         self._count_lock = threading.Lock()
@@ -116,7 +128,13 @@ class JsonRpc:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = self._local.conn = cls(self._host, self._port, timeout=self._timeout)
+            if self._proxy is None:
+                conn = cls(self._host, self._port, timeout=self._timeout)
+            else:
+                conn = cls(self._proxy[0], self._proxy[1], timeout=self._timeout)
+                if self._https:
+                    conn.set_tunnel(self._host, self._port)
+            self._local.conn = conn
         return conn
 
     def _post(self, payload: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,12 +55,12 @@ class _ClosesAfterEachAnswer(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x2a"}).encode()
+        type(self).answered += 1  # before the answer: the client may read it at once
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        type(self).answered += 1
         self.close_connection = True
 
     def log_message(self, *args: object) -> None:
@@ -69,6 +70,7 @@ class _ClosesAfterEachAnswer(BaseHTTPRequestHandler):
 @pytest.fixture
 def closing_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosesAfterEachAnswer)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -84,3 +86,47 @@ def test_a_kept_connection_the_node_closed_is_replaced_and_the_read_asked_again(
     node = JsonRpc(closing_server)
     assert [node.call("eth_blockNumber") for _ in range(3)] == ["0x2a"] * 3
     assert _ClosesAfterEachAnswer.answered == 3
+
+
+class _RecordingProxy(BaseHTTPRequestHandler):
+    """An HTTP proxy that forwards a POST to the URL it was asked for and notes that URL."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).seen.append(self.path)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        forwarded = urllib.request.Request(self.path, data=body,
+                                           headers={"Content-Type": "application/json"})
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                forwarded, timeout=10) as answer:
+            data = answer.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_environments_proxy_for_the_node_is_used_unless_the_node_is_bypassed(
+        anvil_url: str, gateway: ChainGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _RecordingProxy.seen = []
+        for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        assert int(JsonRpc(anvil_url).call("eth_chainId"), 16) == gateway.chain_id
+        assert _RecordingProxy.seen == [anvil_url]  # the whole URL, as a proxy is asked
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        assert int(JsonRpc(anvil_url).call("eth_chainId"), 16) == gateway.chain_id
+        assert _RecordingProxy.seen == [anvil_url]  # bypassed: not through the proxy
+    finally:
+        server.shutdown()
+        server.server_close()
