@@ -130,3 +130,14 @@ def test_the_environments_proxy_for_the_node_is_used_unless_the_node_is_bypassed
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_gateways_fees_are_web3s_read_raw_in_one_round_trip(gateway: ChainGateway) -> None:
+    """``ChainGateway.fees`` reads the latest block and the priority fee raw through the lean
+    client: the same (max fee, priority fee) as web3's formatted calls, one round trip."""
+    block = gateway.w3.eth.get_block("latest")
+    priority = int(gateway.w3.eth.max_priority_fee)
+    expected = (int(block.get("baseFeePerGas") or 0) * 2 + priority, priority)
+    before = gateway.round_trips
+    assert gateway.fees() == expected
+    assert gateway.round_trips - before == 1
