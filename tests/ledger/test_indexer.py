@@ -236,13 +236,32 @@ def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one
     same tip asks for nothing else and does not touch the store."""
     follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "RT-1", 9)
     gw = alliance.gateway
-    before = gw.round_trips
+
+    def trips() -> int:  # the gateway's and the follower's lean client's
+        return gw.round_trips + follower.node.round_trips
+
+    before = trips()
     assert follower.process_once() == 1  # the issue's row
-    assert gw.round_trips - before == 2
+    assert trips() - before == 2
     assert [e["amount"] for e in history(alliance, member=member)[0]] == [9]
-    before = gw.round_trips
+    before = trips()
     assert follower.process_once() == 0
-    assert gw.round_trips - before == 1
+    assert trips() - before == 1
+
+
+def test_an_indexer_round_reads_the_node_through_the_lean_client_not_web3(
+        alliance: Alliance, store_merchant: AdmittedMerchant, chain_snapshot: None) -> None:
+    """The tip, the headers and the logs of a round go through ``ledger.chain.rpc`` (one
+    keep-alive connection, no web3 provider or formatters): web3's provider sees none of a
+    round's calls, and the rows are the same."""
+    follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "RT-2", 4)
+    gw = alliance.gateway
+    before, lean = gw.round_trips, follower.node.round_trips
+    assert follower.process_once() == 1
+    assert follower.process_once() == 0
+    assert gw.round_trips == before
+    assert follower.node.round_trips - lean == 3
+    assert [e["amount"] for e in history(alliance, member=member)[0]] == [4]
 
 
 def test_an_indexer_round_reads_the_merchants_once_a_transaction(

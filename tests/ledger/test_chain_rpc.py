@@ -1,0 +1,143 @@
+"""The lean JSON-RPC client (``ledger.chain.rpc``) the indexer reads the node through."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ledger.chain.gateway import ChainGateway
+from ledger.chain.rpc import JsonRpc
+from ledger.errors import ChainError, ChainUnavailableError
+
+
+def test_the_lean_client_answers_as_the_node_does_in_one_round_trip_a_call_or_batch(
+        anvil_url: str, gateway: ChainGateway) -> None:
+    node = JsonRpc(anvil_url)
+    head = int(node.call("eth_blockNumber"), 16)
+    assert abs(head - gateway.block_number()) <= 1
+    block = node.call("eth_getBlockByNumber", [hex(head), False])
+    assert block["hash"] == gateway.rpc("eth_getBlockByNumber", [hex(head), False])["hash"]
+    answers = node.batch([("eth_chainId", []), ("eth_getBlockByNumber", [hex(head), False])])
+    assert int(answers[0], 16) == gateway.chain_id
+    assert answers[1]["hash"] == block["hash"]
+    assert node.round_trips == 3
+
+
+def test_an_error_answer_is_a_chain_error_naming_the_call(anvil_url: str) -> None:
+    node = JsonRpc(anvil_url)
+    with pytest.raises(ChainError, match="eth_noSuchMethod"):
+        node.call("eth_noSuchMethod")
+    with pytest.raises(ChainError, match="eth_noSuchMethod"):
+        node.batch([("eth_chainId", []), ("eth_noSuchMethod", [])])
+
+
+def test_a_node_that_cannot_be_reached_is_chain_unavailable() -> None:
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ChainUnavailableError):
+        JsonRpc(f"http://127.0.0.1:{port}").call("eth_blockNumber")
+
+
+class _ClosesAfterEachAnswer(BaseHTTPRequestHandler):
+    """Answers eth_blockNumber as HTTP/1.1 without "Connection: close", then closes the
+    connection: what a node does to a kept connection at its idle timeout."""
+
+    protocol_version = "HTTP/1.1"
+    answered = 0
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x2a"}).encode()
+        type(self).answered += 1  # before the answer: the client may read it at once
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def closing_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosesAfterEachAnswer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_kept_connection_the_node_closed_is_replaced_and_the_read_asked_again(
+        closing_server: str) -> None:
+    _ClosesAfterEachAnswer.answered = 0
+    node = JsonRpc(closing_server)
+    assert [node.call("eth_blockNumber") for _ in range(3)] == ["0x2a"] * 3
+    assert _ClosesAfterEachAnswer.answered == 3
+
+
+class _RecordingProxy(BaseHTTPRequestHandler):
+    """An HTTP proxy that forwards a POST to the URL it was asked for and notes that URL."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).seen.append(self.path)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        forwarded = urllib.request.Request(self.path, data=body,
+                                           headers={"Content-Type": "application/json"})
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                forwarded, timeout=10) as answer:
+            data = answer.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_environments_proxy_for_the_node_is_used_unless_the_node_is_bypassed(
+        anvil_url: str, gateway: ChainGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _RecordingProxy.seen = []
+        for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        assert int(JsonRpc(anvil_url).call("eth_chainId"), 16) == gateway.chain_id
+        assert _RecordingProxy.seen == [anvil_url]  # the whole URL, as a proxy is asked
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        assert int(JsonRpc(anvil_url).call("eth_chainId"), 16) == gateway.chain_id
+        assert _RecordingProxy.seen == [anvil_url]  # bypassed: not through the proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_gateways_fees_are_web3s_read_raw_in_one_round_trip(gateway: ChainGateway) -> None:
+    """``ChainGateway.fees`` reads the latest block and the priority fee raw through the lean
+    client: the same (max fee, priority fee) as web3's formatted calls, one round trip."""
+    block = gateway.w3.eth.get_block("latest")
+    priority = int(gateway.w3.eth.max_priority_fee)
+    expected = (int(block.get("baseFeePerGas") or 0) * 2 + priority, priority)
+    before = gateway.round_trips
+    assert gateway.fees() == expected
+    assert gateway.round_trips - before == 1
