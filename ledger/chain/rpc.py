@@ -17,6 +17,7 @@ Errors are the gateway's: a node that cannot be reached is a
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -24,7 +25,7 @@ import threading
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import ChainError, ChainUnavailableError
 
@@ -61,6 +62,14 @@ class JsonRpc:
         self._host = parts.hostname
         self._port = parts.port
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+        if parts.username is not None:
+            # A node behind HTTP basic auth (https://user:password@host), as ``requests``
+            # sends it for web3's provider: the credentials go in the header, never the path.
+            user = unquote(parts.username)
+            password = unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
         # The environment's proxy for the node's URL, read once (as the gateway's sessions
         # read it): plain HTTP is sent to the proxy with the whole URL, HTTPS is tunnelled.
         self._proxy: tuple[str, int | None] | None = None
@@ -71,7 +80,8 @@ class JsonRpc:
             if via.hostname:
                 self._proxy = (via.hostname, via.port)
                 if not self._https:
-                    self._path = urlsplit(url)._replace(fragment="").geturl()
+                    self._path = parts._replace(netloc=parts.netloc.rpartition("@")[2],
+                                                fragment="").geturl()
         self._timeout = timeout
         self._local = threading.local()
         self._count_lock = threading.Lock()
@@ -145,8 +155,7 @@ class JsonRpc:
             conn = self._connection()
             fresh = conn.sock is None
             try:
-                conn.request("POST", self._path, body,
-                             {"Content-Type": "application/json", "Connection": "keep-alive"})
+                conn.request("POST", self._path, body, self._headers)
                 resp = conn.getresponse()
                 data = resp.read()
             except _STALE as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -141,3 +142,43 @@ def test_the_gateways_fees_are_web3s_read_raw_in_one_round_trip(gateway: ChainGa
     before = gateway.round_trips
     assert gateway.fees() == expected
     assert gateway.round_trips - before == 1
+
+
+class _BasicAuthNode(BaseHTTPRequestHandler):
+    """A node behind HTTP basic auth (alice / s3cret:x): 401 without the right header."""
+
+    protocol_version = "HTTP/1.1"
+    paths: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).paths.append(self.path)
+        expected = "Basic " + base64.b64encode(b"alice:s3cret:x").decode()
+        ok = self.headers.get("Authorization") == expected
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x2a"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body) if ok else 0))
+        self.end_headers()
+        if ok:
+            self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_node_behind_basic_auth_is_read_with_the_urls_credentials() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BasicAuthNode)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        _BasicAuthNode.paths = []
+        assert JsonRpc(f"http://alice:s3cret%3Ax@127.0.0.1:{port}/rpc").call(
+            "eth_blockNumber") == "0x2a"
+        assert _BasicAuthNode.paths == ["/rpc"]  # the credentials never in the path
+        with pytest.raises(ChainError, match="HTTP 401"):
+            JsonRpc(f"http://127.0.0.1:{port}/rpc").call("eth_blockNumber")
+    finally:
+        server.shutdown()
+        server.server_close()
