@@ -128,17 +128,37 @@ def signers(session: Session) -> list[str]:
     return list(session.scalars(select(Operation.signer).distinct()))
 
 
+@dataclass
+class ClaimedRow:
+    """An operation as a claim gives it: ``held``, the typed payload this process queued it
+    with (:class:`QueuedPayloads`, taken by the claim), else ``payload``, its stored JSON
+    (None when ``held`` is given: the column was not read)."""
+
+    id: str
+    seq: int
+    kind: str
+    lines: int
+    status: OperationStatus
+    attempts: int
+    held: Any | None = None
+    payload: dict[str, Any] | None = None
+
+
 def claim_operations(session: Session, *, merchant_id: int, max_lines: int
-                     ) -> list[Operation]:
+                     ) -> list[ClaimedRow]:
     """Move the oldest queued operations of a merchant, up to ``max_lines`` lines in all (at
     least one operation), to ``sending``, and give them.
 
     No operation is handed out twice: on PostgreSQL the candidates are locked with SKIP
-    LOCKED; on SQLite the session's transaction began IMMEDIATE, holding the write lock."""
-    candidates = (select(Operation.seq, Operation.lines)
-                  .where(Operation.merchant_id == merchant_id,
-                         Operation.status == OperationStatus.QUEUED)
-                  .order_by(Operation.seq).limit(max_lines))
+    LOCKED; on SQLite the session's transaction began IMMEDIATE, holding the write lock.
+
+    The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
+    operations whose typed payload this process does not hold: the claim runs holding the
+    store's writer, and the worker of the process that queued them never used that JSON."""
+    candidates = (select(_OPERATIONS.c.seq, _OPERATIONS.c.lines)
+                  .where(_OPERATIONS.c.merchant_id == merchant_id,
+                         _OPERATIONS.c.status == OperationStatus.QUEUED)
+                  .order_by(_OPERATIONS.c.seq).limit(max_lines))
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     chosen: list[int] = []
@@ -150,13 +170,29 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
         total += lines
     if not chosen:
         return []
-    rows = session.scalars(
-        update(Operation).where(Operation.seq.in_(chosen),
-                                Operation.status == OperationStatus.QUEUED)
-        .values(status=OperationStatus.SENDING, attempts=Operation.attempts + 1,
-                updated_at=utcnow())
-        .returning(Operation).execution_options(synchronize_session=False))
-    return sorted(rows, key=lambda o: o.seq)
+    c = _OPERATIONS.c
+    rows = session.execute(
+        update(_OPERATIONS).where(c.seq.in_(chosen), c.status == OperationStatus.QUEUED)
+        .values(status=OperationStatus.SENDING, attempts=c.attempts + 1, updated_at=utcnow())
+        .returning(c.id, c.seq, c.kind, c.lines, c.status, c.attempts)).all()
+    out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
+                             QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
+                 key=lambda o: o.seq)
+    unread = [o.id for o in out if o.held is None]
+    if unread:
+        payloads = dict(session.execute(select(c.id, c.payload).where(c.id.in_(unread))).all())
+        for o in out:
+            if o.held is None:
+                o.payload = payloads[o.id]
+    return out
+
+
+def claimed_payload(session: Session, op: ClaimedRow) -> dict[str, Any]:
+    """A claimed operation's stored JSON, read if the claim did not (it held the payload)."""
+    if op.payload is None:
+        op.payload = session.scalar(select(_OPERATIONS.c.payload)
+                                    .where(_OPERATIONS.c.id == op.id))
+    return op.payload or {}
 
 
 def unclaim_operations(session: Session, op_ids: Sequence[str]) -> None:

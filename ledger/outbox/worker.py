@@ -573,14 +573,15 @@ class OutboxWorker(Worker):
             if claimed:
                 outbox_repos.requeue_operations(s, claimed, error_code=exc.code)
 
-    def _parse(self, op: outbox_repos.OperationRow) -> Claimed | LedgerError:
-        """A claimed row, its payload typed by its kind; the error if it cannot be sent."""
-        held = outbox_repos.QUEUED_PAYLOADS.take(op.id, op.kind)
+    def _parse(self, op: outbox_repos.ClaimedRow) -> Claimed | LedgerError:
+        """A claimed row, its payload typed by its kind (the one this process queued, taken
+        by the claim, or its stored JSON parsed); the error if it cannot be sent."""
+        held = op.held
         try:
             kind = self.registry.get(op.kind)
             if held is not None and isinstance(held, kind.payload_type):
                 return Claimed(op.id, kind, held)
-            return Claimed(op.id, kind, kind.parse(op.payload))
+            return Claimed(op.id, kind, kind.parse(op.payload or {}))
         except (LedgerError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, LedgerError):
                 return exc
@@ -619,6 +620,11 @@ class OutboxWorker(Worker):
             claimed: list[Claimed] = []
             for op in ops:
                 parsed = self._parse(op)
+                if not isinstance(parsed, Claimed) and op.payload is None:
+                    # held, but not as its kind's payload type: read from its column
+                    outbox_repos.claimed_payload(s, op)
+                    op.held = None
+                    parsed = self._parse(op)
                 if isinstance(parsed, Claimed):
                     claimed.append(parsed)
                 else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from coincurve import PublicKey
 from eth_account.messages import encode_typed_data
@@ -147,20 +147,15 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
 
 
 @dataclass(frozen=True)
-class _CheckedLine:
-    """One issue line as the checks left it: its member is an account already (a wallet,
-    checksummed) or an alliance member id to resolve in the transaction; ``line`` is its
-    payload's JSON when the account is known."""
+class _ByMemberId:
+    """An issue line whose member is an alliance member id, checked, its account resolved in
+    the transaction (it may be created there); the other fields checked too."""
 
-    account: str | None
-    member_id: str | None
+    member_id: str
     points: int
     order_id: str
     order_ref: OrderRef
     release_at: int
-    spend: int | None
-    line: dict[str, Any] | None
-    typed: IssueLinePayload | None
 
 
 @dataclass(frozen=True)
@@ -169,11 +164,18 @@ class CheckedIssues:
     :func:`queue_issues`; ``error``: why it cannot be (its first failing line named), raised
     only when it is queued, so the request's own transaction records the refusal under its
     idempotency key, as when the lines were checked there. ``early``: the error comes before
-    the merchant's own check (the batch's size), as it did."""
+    the merchant's own check (the batch's size), as it did.
+
+    ``lines``: per line, its payload when its account is known (a wallet) or what resolves it
+    in the transaction; ``data``: per line, its payload's JSON as ``kind.dump`` writes it
+    (None for a member id's line, written once resolved); ``spends``: the orders' spends
+    given (order reference, minor units), kept off chain."""
 
     merchant_id: MerchantId
     kind: kinds.IssueKind
-    lines: tuple[_CheckedLine, ...] = ()
+    lines: tuple[IssueLinePayload | _ByMemberId, ...] = ()
+    data: tuple[dict[str, Any] | None, ...] = ()
+    spends: tuple[tuple[OrderRef, int], ...] = ()
     error: LedgerError | None = None
     early: bool = False
 
@@ -192,31 +194,56 @@ def check_issue_batch(alliance: Alliance, *, merchant_id: MerchantId,
     except LedgerValidationError as exc:
         return CheckedIssues(merchant_id, kind, error=exc, early=True)
     try:
-        return CheckedIssues(merchant_id, kind, tuple(_checked_lines(items)))
+        return _checked_lines(merchant_id, kind, items)
     except LedgerValidationError as exc:
         return CheckedIssues(merchant_id, kind, error=exc)
 
 
-def _checked_lines(items: Sequence[IssueLine]) -> list[_CheckedLine]:
+def _line_error(exc: LedgerValidationError, i: int) -> LedgerValidationError:
+    """A line's error as a batch reports it (its index named)."""
+    return LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
+                                 **exc.details)
+
+
+_new_line = object.__new__
+
+
+def _issue_line(member: str, points: int, order_id: str, ref: OrderRef, release_at: int
+                ) -> IssueLinePayload:
+    """``IssueLinePayload(member, points, order_id, ref, release_at)`` for fields the checks
+    of :func:`_checked_lines` bounded already, more narrowly than the payload's own type
+    checks (a checksummed address, points within the program's bounds, an order id's text,
+    its 32-byte Keccak, a unix time): those are not run a second time (a sixth of a line's
+    cost). ``tests/ledger/test_points_batches.py`` compares the two."""
+    line = _new_line(IssueLinePayload)
+    line.__dict__.update(member=member, points=points, order_id=order_id, order_ref=ref,
+                         release_at=release_at)
+    return line
+
+
+def _checked_lines(merchant_id: MerchantId, kind: kinds.IssueKind, items: Sequence[IssueLine]
+                   ) -> CheckedIssues:
     """Every line checked, the members first (as :func:`resolve_members` did, in order),
-    then each line's bounds and order id; the first failing line's error is raised."""
+    then each line's bounds and order id; the first failing line's error is raised. A line
+    whose account is known is built and written to JSON here, once."""
     one = len(items) == 1
-    members: list[tuple[str | None, str | None]] = []
+    members: list[str | None] = []
     for i, it in enumerate(items):
         try:
             if (it.member is None) == (it.member_id is None):
                 raise LedgerValidationError(
                     "give exactly one of member (address) or member_id")
-            members.append((_address(it.member), None) if it.member is not None
-                           else (None, limits.member_id(it.member_id)))
+            members.append(_address(it.member) if it.member is not None
+                           else limits.member_id(it.member_id))
         except LedgerValidationError as exc:
             if one:
                 raise
-            raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
-                                        **exc.details) from exc
-    out: list[_CheckedLine] = []
+            raise _line_error(exc, i) from exc
+    lines: list[IssueLinePayload | _ByMemberId] = []
+    data: list[dict[str, Any] | None] = []
+    spends: list[tuple[OrderRef, int]] = []
     seen: set[str] = set()
-    for i, (it, (account, member_id)) in enumerate(zip(items, members, strict=True)):
+    for i, it in enumerate(items):
         try:
             pts = _points(it.points)
             oid = _order_id(it.order_id)
@@ -226,17 +253,26 @@ def _checked_lines(items: Sequence[IssueLine]) -> list[_CheckedLine]:
         except LedgerValidationError as exc:
             if one:
                 raise
-            raise LedgerValidationError(f"items[{i}]: {exc.message}", code=exc.code, index=i,
-                                        **exc.details) from exc
+            raise _line_error(exc, i) from exc
         if oid in seen:
             raise LedgerValidationError(f"items[{i}]: order_id {oid} twice in one batch",
                                         index=i, field="order_id")
         seen.add(oid)
         ref = order_ref(oid)
-        typed = None if account is None else IssueLinePayload(account, pts, oid, ref, rel)
-        out.append(_CheckedLine(account, member_id, pts, oid, ref, rel, it.spend,
-                                None if typed is None else typed.to_json(), typed))
-    return out
+        if it.spend is not None:
+            spends.append((ref, it.spend))
+        member = members[i]
+        if it.member is None:
+            assert member is not None
+            lines.append(_ByMemberId(member, pts, oid, ref, rel))
+            data.append(None)
+            continue
+        assert member is not None
+        lines.append(_issue_line(member, pts, oid, ref, rel))
+        # IssueLinePayload.to_json, written out (the test above compares them too)
+        data.append({"member": member, "points": pts, "order_id": oid,
+                     "order_ref": "0x" + ref.hex(), "release_at": rel})
+    return CheckedIssues(merchant_id, kind, tuple(lines), tuple(data), tuple(spends))
 
 
 def queue_issues(alliance: Alliance, session: Session, checked: CheckedIssues
@@ -249,27 +285,34 @@ def queue_issues(alliance: Alliance, session: Session, checked: CheckedIssues
     merchant = _merchant(session, checked.merchant_id)
     if checked.error is not None:
         raise checked.error
-    data: list[dict[str, Any]] = []
-    typed: list[IssueLinePayload] = []
-    for c in checked.lines:
-        line = c.typed
-        if line is None:
-            assert c.member_id is not None
-            account = member_repos.member_account(session, alliance.master_key,
-                                                  member_id=c.member_id)
-            line = IssueLinePayload(account, c.points, c.order_id, c.order_ref, c.release_at)
-        typed.append(line)
-        data.append(c.line if c.line is not None else line.to_json())
-    # The payload's JSON as ``kind.dump`` writes it, its lines written above (before the
-    # writer, for those whose account was known); the typed payload kept for this
-    # process's worker, as every ``enqueue`` does.
-    op = outbox.enqueue(session, kind=checked.kind, payload=IssuePayload(tuple(typed)),
+    typed: Sequence[IssueLinePayload | _ByMemberId] = checked.lines
+    data: Sequence[dict[str, Any] | None] = checked.data
+    if None in data:
+        resolved: list[IssueLinePayload] = []
+        written: list[dict[str, Any]] = []
+        for c, d in zip(checked.lines, checked.data, strict=True):
+            if isinstance(c, _ByMemberId):
+                account = member_repos.member_account(session, alliance.master_key,
+                                                      member_id=c.member_id)
+                line = IssueLinePayload(account, c.points, c.order_id, c.order_ref,
+                                        c.release_at)
+                resolved.append(line)
+                written.append(line.to_json())
+            else:
+                assert d is not None
+                resolved.append(c)
+                written.append(d)
+        typed, data = resolved, written
+    # The payload's JSON as ``kind.dump`` writes it, its lines written before the writer
+    # for those whose account was known; the typed payload kept for this process's worker,
+    # as every ``enqueue`` does.
+    op = outbox.enqueue(session, kind=checked.kind,
+                        payload=IssuePayload(cast(tuple[IssueLinePayload, ...], tuple(typed))),
                         data={"items": data}, merchant_id=merchant.id,
                         signer=merchant.account_address)
-    for c in checked.lines:
-        if c.spend is not None:
-            _record_spend(session, merchant_id=merchant.id, ref=c.order_ref, spend=c.spend,
-                          operation_id=op.id)
+    for ref, spend in checked.spends:
+        _record_spend(session, merchant_id=merchant.id, ref=ref, spend=spend,
+                      operation_id=op.id)
     return operation_view(op)
 
 

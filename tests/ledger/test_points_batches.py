@@ -3,8 +3,12 @@ out of a reverted batch in the same worker round (issue 8, item 1's service half
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 from eth_account import Account
+from eth_utils.address import to_checksum_address
 
 from ledger.alliance import Alliance
 from ledger.chain.sender import TransactionSender
@@ -12,8 +16,18 @@ from ledger.errors import ChainError
 from ledger.merchants.service import AdmittedMerchant
 from ledger.outbox import repos as outbox_repos
 from ledger.outbox.views import get_operation
+from ledger.points import kinds
 from ledger.points.reads import chain_now
-from ledger.points.service import IssueLine, request_issue, request_issue_batch, request_redeem
+from ledger.points.service import (
+    IssueLine,
+    check_issue_batch,
+    order_ref,
+    order_spend,
+    queue_issues,
+    request_issue,
+    request_issue_batch,
+    request_redeem,
+)
 from ledger.runtime import outbox_worker
 
 from .helpers import sign_redemption
@@ -127,3 +141,37 @@ def test_node_failure_while_splitting_a_batch_requeues_instead_of_stranding(
     statuses = _statuses(alliance, mid, [op.id for op in ops])
     assert statuses[1] == ("failed", "PointsOrderRefUsed")
     assert [statuses[i] for i in (0, 2, 3)] == [("confirmed", None)] * 3
+
+
+def test_checked_wallet_lines_are_the_payload_and_json_the_kind_builds(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    """A wallet's line is built and written to JSON once, before the writer, without the
+    payload's own checks run again: it is what ``IssueLinePayload`` builds and writes, and
+    the operation stores (and keeps for its worker) what the kind writes and parses."""
+    rng = random.Random(14)
+    mid = store_merchant.merchant_id
+    items = []
+    for i in range(40):
+        address = Account.create().address
+        member = rng.choice([address, address.lower(), "0x" + address[2:].upper()])
+        items.append(IssueLine(points=rng.randint(1, 10**6),
+                               order_id=f"CHK:{i}/#_.{rng.randint(0, 99)}", member=member,
+                               release_at=rng.choice([None, 0, 1_900_000_000]),
+                               spend=rng.choice([None, 1250])))
+    checked = check_issue_batch(alliance, merchant_id=mid, items=items)
+    assert checked.error is None
+    expected = tuple(kinds.IssueLinePayload(to_checksum_address(it.member or ""), it.points,
+                                            it.order_id, order_ref(it.order_id),
+                                            it.release_at or 0) for it in items)
+    assert checked.lines == expected
+    assert all(type(line) is kinds.IssueLinePayload for line in checked.lines)
+    assert [json.dumps(d) for d in checked.data] == [json.dumps(e.to_json()) for e in expected]
+    with alliance.store.session() as s:
+        op_id = queue_issues(alliance, s, checked).id
+        row = outbox_repos.get_operation(s, op_id)
+        assert row is not None
+        assert row.payload == kinds.ISSUE_BATCH.dump(kinds.IssuePayload(expected))
+        assert outbox_repos.QUEUED_PAYLOADS.take(op_id, "issue_batch") == \
+            kinds.ISSUE_BATCH.parse(row.payload) == kinds.IssuePayload(expected)
+        assert [order_spend(s, merchant_id=mid, order_ref_hex="0x" + order_ref(it.order_id)
+                            .hex()) for it in items] == [it.spend for it in items]

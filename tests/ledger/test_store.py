@@ -756,3 +756,24 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout_without_a
     second = _backend_pid(pg_store)  # no StoreUnavailableError: the dead one was discarded
     assert second != first
     assert _backend_pid(pg_store) == second
+
+
+def test_a_claim_reads_the_payload_column_only_for_operations_not_held(
+        store: Store, master: MasterKey) -> None:
+    _merchant(store, master)
+    lines = (IssueLinePayload("0x" + "ab" * 20, 10, "O-1", b"\x01" * 32, 0),)
+    with store.session() as s:
+        held = outbox_repos.enqueue(s, kind=points_kinds.ISSUE_BATCH,
+                                    payload=IssuePayload(lines), merchant_id=1,
+                                    signer="0x1").id
+        # as another process queues it: nothing held here
+        other = outbox_repos.enqueue_operation(
+            s, merchant_id=1, kind="issue_batch", signer="0x1",
+            payload=points_kinds.ISSUE_BATCH.dump(IssuePayload(lines))).id
+    with store.session() as s:
+        a, b = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+        assert (a.id, a.held, a.payload) == (held, IssuePayload(lines), None)
+        assert (b.id, b.held) == (other, None)
+        assert points_kinds.ISSUE_BATCH.parse(b.payload or {}) == IssuePayload(lines)
+        assert outbox_repos.claimed_payload(s, a) == b.payload
+    assert outbox_repos.QUEUED_PAYLOADS.take(held, "issue_batch") is None  # taken by the claim
