@@ -157,6 +157,15 @@ class RawLog:
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
 
+    @classmethod
+    def of_answers(cls, answers: Sequence[Any]) -> list[RawLog]:
+        """The logs of ``eth_getLogs`` answers as the node wrote them (hex numbers), in order."""
+        return [cls(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
+                    data=lg["data"], block_number=int(lg["blockNumber"], 16),
+                    tx_hash=str(lg["transactionHash"]).lower(),
+                    log_index=int(lg["logIndex"], 16))
+                for logs in answers for lg in logs or []]
+
 
 @functools.lru_cache(maxsize=4096)
 def checksum(address: str) -> str:
@@ -605,14 +614,7 @@ class ChainGateway:
             if not isinstance(resps, list) or any("error" in r for r in resps):
                 raise ChainError("eth_getLogs batch failed", rpc=str(resps)[:500])
             results = [r.get("result") for r in resps]
-        out = []
-        for logs in results:
-            for lg in logs or []:
-                out.append(RawLog(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
-                                  data=lg["data"], block_number=int(lg["blockNumber"], 16),
-                                  tx_hash=str(lg["transactionHash"]).lower(),
-                                  log_index=int(lg["logIndex"], 16)))
-        return out
+        return RawLog.of_answers(results)
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
         """A raw JSON-RPC call (anvil_*, evm_* helpers); errors become ChainError."""

@@ -28,7 +28,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
-from ..chain.gateway import BlockHeader, RawLog, checksum
+from ..chain.gateway import BlockHeader, RawLog
 from ..chain.rpc import JsonRpc
 from ..contracts.client import ContractClient
 from ..errors import ChainError, LedgerError
@@ -468,14 +468,7 @@ def _raw_logs(node: JsonRpc, queries: Sequence[tuple[Sequence[str], Sequence[str
     if not calls:
         return []
     results = ([node.call(*calls[0])] if len(calls) == 1 else node.batch(calls))
-    out = []
-    for logs in results:
-        for lg in logs or []:
-            out.append(RawLog(address=checksum(lg["address"]), topics=tuple(lg["topics"]),
-                              data=lg["data"], block_number=int(lg["blockNumber"], 16),
-                              tx_hash=str(lg["transactionHash"]).lower(),
-                              log_index=int(lg["logIndex"], 16)))
-    return out
+    return RawLog.of_answers(results)
 
 
 def _events_at(p: Projection, address: str) -> frozenset[str]:

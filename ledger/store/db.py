@@ -193,11 +193,18 @@ def migrate(url: str) -> None:
     _upgrade(url)
 
 
-def _upgrade(url: str) -> None:
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for the store's migrations at ``url`` (its logging left
+    alone); the caller puts its open connection in ``attributes["connection"]``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url)
     cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def _upgrade(url: str) -> None:
+    cfg = alembic_config(url)
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -236,11 +243,10 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception. The
         database being down or locked past the busy timeout raises StoreUnavailableError."""
-        if _TIMING_PATH is not None:
-            with self._timed_session() as s:
-                yield s
-            return
+        timed = _TIMING_PATH is not None  # its wait for the writer and hold of it recorded
+        t0 = time.perf_counter() if timed else 0.0
         with self._write_lock if self._write_lock is not None else nullcontext():
+            t1 = time.perf_counter() if timed else 0.0
             s = self._factory()
             try:
                 yield s
@@ -253,29 +259,9 @@ class Store:
                 raise
             finally:
                 s.close()
-        if self._wal is not None:
-            self._checkpoint_if_due()
-
-    @contextmanager
-    def _timed_session(self) -> Iterator[Session]:
-        """:meth:`session`, its wait for the writer and its hold of it recorded."""
-        t0 = time.perf_counter()
-        with self._write_lock if self._write_lock is not None else nullcontext():
-            t1 = time.perf_counter()
-            s = self._factory()
-            try:
-                yield s
-                s.commit()
-            except OperationalError as exc:
-                _rollback_quietly(s)
-                raise _unavailable(exc) from exc
-            except BaseException:
-                s.rollback()
-                raise
-            finally:
-                s.close()
-                t2 = time.perf_counter()
-                _timings.append((threading.current_thread().name, t0, t1 - t0, t2 - t1))
+                if timed:
+                    _timings.append((threading.current_thread().name, t0, t1 - t0,
+                                     time.perf_counter() - t1))
         if self._wal is not None:
             self._checkpoint_if_due()
 

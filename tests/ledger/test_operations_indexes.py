@@ -8,21 +8,17 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect
 
 from ledger.crypto import MasterKey
 from ledger.merchants import repos as merchant_repos
 from ledger.outbox import repos as outbox_repos
-from ledger.store.db import MIGRATIONS, Store, make_engine, migrate
+from ledger.store.db import Store, alembic_config, make_engine, migrate
 from tests.ledger.conftest import fresh_pg_database
 
 
 def _alembic(url: str, target: str, *, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url)
-    cfg.attributes["configure_logger"] = False
+    cfg = alembic_config(url)
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
