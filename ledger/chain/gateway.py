@@ -178,6 +178,12 @@ def _block_tag(number: int | str) -> str:
     return hex(number) if isinstance(number, int) else number
 
 
+def _header(number: int | str, raw: Any) -> BlockHeader:
+    if raw is None:
+        raise ChainError(f"no block {number}", block=number)
+    return BlockHeader.of(raw)
+
+
 def error_selectors(abis: Iterable[Abi]) -> dict[bytes, Mapping[str, Any]]:
     """Give every custom error declared in ``abis``, keyed by its 4-byte selector."""
     out: dict[bytes, Mapping[str, Any]] = {}
@@ -203,8 +209,9 @@ class ChainGateway:
         self.url = url
         self.priority_fee = priority_fee
         self.provider = CountingProvider(url, timeout)
-        # Raw reads made often (fees): no web3 provider, formatters or requests session.
-        self._reads = JsonRpc(url, timeout=timeout)
+        # Raw reads made often (fees, the indexer's tip, headers and logs, the redeem checks'
+        # batch): no web3 provider, formatters or requests session.
+        self.reads = JsonRpc(url, timeout=timeout)
         self.w3 = Web3(self.provider)
         self._errors = dict(error_abis or {})
         self._client: str | None = None
@@ -505,7 +512,7 @@ class ChainGateway:
         calls: list[tuple[str, Sequence[Any]]] = [("eth_getBlockByNumber", ["latest", False])]
         if self.priority_fee is None:
             calls.append(("eth_maxPriorityFeePerGas", []))
-        answers = self._reads.batch(calls, errors_in_place=True)
+        answers = self.reads.batch(calls, errors_in_place=True)
         block = answers[0]
         if isinstance(block, ChainError) or not isinstance(block, dict):
             raise block if isinstance(block, ChainError) else ChainError("no latest block")
@@ -551,31 +558,19 @@ class ChainGateway:
             raise self.map_error(exc) from exc
 
     def header(self, number: int | str) -> BlockHeader:
-        """A block's number, hash, parent hash and time ("latest" or a number), read raw: no
-        web3 result formatting, which costs more than the call for what the indexer needs."""
-        raw = self.rpc("eth_getBlockByNumber", [_block_tag(number), False])
-        if raw is None:
-            raise ChainError(f"no block {number}", block=number)
-        return BlockHeader.of(raw)
+        """A block's number, hash, parent hash and time ("latest" or a number), read raw
+        through :attr:`reads`: no web3 result formatting, which costs more than the call for
+        what the indexer needs."""
+        return _header(number, self.reads.call("eth_getBlockByNumber",
+                                               [_block_tag(number), False]))
 
     def headers(self, numbers: Sequence[int]) -> list[BlockHeader]:
         """The headers of ``numbers``, in one JSON-RPC batch (one round trip)."""
         if len(numbers) <= 1:
             return [self.header(n) for n in numbers]
-        calls = [(RPCEndpoint("eth_getBlockByNumber"), [_block_tag(n), False]) for n in numbers]
-        try:
-            resps = self.provider.make_batch_request(calls)
-        except Exception as exc:
-            raise self.map_error(exc) from exc
-        if not isinstance(resps, list):
-            raise ChainError(f"eth_getBlockByNumber batch failed: {resps.get('error')}",
-                             rpc=resps.get("error"))
-        out = []
-        for n, resp in zip(numbers, resps, strict=True):
-            if "error" in resp or resp.get("result") is None:
-                raise ChainError(f"no block {n}", block=n, rpc=resp.get("error"))
-            out.append(BlockHeader.of(resp["result"]))
-        return out
+        answers = self.reads.batch([("eth_getBlockByNumber", [_block_tag(n), False])
+                                    for n in numbers])
+        return [_header(n, raw) for n, raw in zip(numbers, answers, strict=True)]
 
     def get_logs(self, *, address: str | Sequence[str] | None, from_block: int,
                  to_block: int, topics: Sequence[Any] | None = None
@@ -597,23 +592,15 @@ class ChainGateway:
         contract addresses and the topic0 values wanted of them), in one round trip (a
         JSON-RPC batch of ``eth_getLogs``), read raw (no web3 result formatting, which costs
         more than the call): numbers as ints, hashes and data as ``0x`` hex, the address
-        checksummed."""
-        calls = [(RPCEndpoint("eth_getLogs"), [{
-            "fromBlock": hex(from_block), "toBlock": hex(to_block),
-            "address": [a.lower() for a in addresses], "topics": [list(topics)]}])
-            for addresses, topics in queries]
+        checksummed; through :attr:`reads`."""
+        calls = [("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block),
+                                   "address": [a.lower() for a in addresses],
+                                   "topics": [list(topics)]}])
+                 for addresses, topics in queries]
         if not calls:
             return []
-        if len(calls) == 1:
-            results = [self.rpc("eth_getLogs", calls[0][1])]
-        else:
-            try:
-                resps = self.provider.make_batch_request(calls)
-            except Exception as exc:
-                raise self.map_error(exc) from exc
-            if not isinstance(resps, list) or any("error" in r for r in resps):
-                raise ChainError("eth_getLogs batch failed", rpc=str(resps)[:500])
-            results = [r.get("result") for r in resps]
+        results = ([self.reads.call(*calls[0])] if len(calls) == 1
+                   else self.reads.batch(calls))
         return RawLog.of_answers(results)
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
@@ -650,7 +637,7 @@ class ChainGateway:
 
     @property
     def round_trips(self) -> int:
-        return self.provider.round_trips + self._reads.round_trips
+        return self.provider.round_trips + self.reads.round_trips
 
 
 def _rejected(what: str, err: Any) -> ChainError:

@@ -1,4 +1,5 @@
-"""A lean JSON-RPC client for reads that are made often and want raw answers (the indexer's).
+"""A lean JSON-RPC client for reads that are made often and want raw answers (the gateway's
+``reads``: the indexer's tip, headers and logs, the redeem checks' batch, the fees).
 
 web3's provider runs a call through its middleware, its request counter, ``requests``'
 session machinery (adapters, hooks, cookie jar, header merging) and response formatters: on a
@@ -34,20 +35,6 @@ from ..errors import ChainError, ChainUnavailableError
 _STALE = (http.client.RemoteDisconnected, http.client.CannotSendRequest,
           http.client.BadStatusLine, BrokenPipeError, ConnectionResetError,
           ConnectionAbortedError)
-
-
-_shared: dict[str, JsonRpc] = {}
-_shared_lock = threading.Lock()
-
-
-def node_of(url: str) -> JsonRpc:
-    """The process's lean client of the node at ``url`` (one per URL; its connections are
-    per thread)."""
-    node = _shared.get(url)
-    if node is None:
-        with _shared_lock:
-            node = _shared.setdefault(url, JsonRpc(url))
-    return node
 
 
 class JsonRpc:

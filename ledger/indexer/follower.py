@@ -28,10 +28,9 @@ from weakref import WeakKeyDictionary
 from sqlalchemy.orm import Session
 
 from ..alliance import Alliance
-from ..chain.gateway import BlockHeader, RawLog
-from ..chain.rpc import JsonRpc
+from ..chain.gateway import BlockHeader, ChainGateway
 from ..contracts.client import ContractClient
-from ..errors import ChainError, LedgerError
+from ..errors import LedgerError
 from ..store.db import Store
 from ..worker import Worker, WorkerTimeoutError
 from . import repos as cursors
@@ -169,10 +168,6 @@ class Follower(Worker):
         # The hash of the tip the last complete round read from: a round that finds the same
         # tip has nothing to do (one eth_getBlockByNumber, no store access).
         self._tip_read: str | None = None
-        # The node's reads (tip, headers, logs) through the lean client, not web3's provider:
-        # its middleware, ``requests``' session and formatters were about a fifth of the
-        # indexer's CPU under redemptions. Transactions still go through the gateway.
-        self.node = JsonRpc(alliance.gateway.url)
         self._topic_cache: dict[tuple[int, frozenset[str]], set[str]] = {}
         self._decoders: dict[int, tuple[Any, LogDecoder]] = {}
         # The gateway's count of blocks seen when the last round began: idle() waits for it
@@ -196,8 +191,9 @@ class Follower(Worker):
         deadline = time.monotonic() + self.idle_sleep_s
         while not self._stop.is_set():
             try:
-                # Notes the block: blocks_seen moves when it is new.
-                gw.saw_block(int(self.node.call("eth_blockNumber"), 16))
+                # Notes the block: blocks_seen moves when it is new (read raw, as every read
+                # of a round is: ChainGateway.reads).
+                gw.saw_block(int(gw.reads.call("eth_blockNumber"), 16))
             except LedgerError:
                 self._stop.wait(self.idle_sleep_s)  # the node is away: the round says so
                 return
@@ -241,7 +237,7 @@ class Follower(Worker):
         self._seen_at = gw.blocks_seen
         # The tip first, then the followed addresses: a program admitted before an event of
         # it was mined is in the store by then (its operations are queued after admission).
-        blocks = _RoundBlocks(self.node)
+        blocks = _RoundBlocks(gw)
         tip = blocks.tip()
         latest = tip.number
         tip_hash = tip.hash
@@ -376,6 +372,7 @@ class Follower(Worker):
               frm: int, to: int, blocks: _RoundBlocks) -> list[ChainEvent]:
         """The decoded events of every followed contract in blocks ``frm``..``to``, each
         contract's only of the events some projection wants of it."""
+        gw = self.alliance.gateway
         # Only the wanted events' topics, per contract: a redemption's Transfer log, say, is
         # not even sent (the coupon book's Transfer is wanted, a point program's is not).
         # Contracts wanting the same topics (every program) share one eth_getLogs, and the
@@ -385,9 +382,8 @@ class Follower(Worker):
             topics = tuple(sorted(self._topics(client.abi, frozenset(wanted[address]))))
             if topics:
                 groups.setdefault(topics, []).append(address)
-        logs = _raw_logs(self.node, [(sorted(addresses), topics)
-                                     for topics, addresses in groups.items()],
-                         from_block=frm, to_block=to)
+        logs = gw.raw_logs([(sorted(addresses), topics) for topics, addresses in groups.items()],
+                           from_block=frm, to_block=to)
         blocks.fetch({lg.block_number for lg in logs})
         out = []
         for lg in logs:
@@ -413,62 +409,34 @@ class _RoundBlocks:
     round (the tip is also the confirmed head with no confirmation depth, the block of its
     logs and the block whose time the projections' clocks take); the hash of a block whose
     child is known comes from the child's parent hash, and the blocks of a chunk's logs come
-    in one batch. Read raw through the lean client (no web3 formatting)."""
+    in one batch. The gateway reads them raw (``ChainGateway.reads``: no web3 formatting)."""
 
-    def __init__(self, node: JsonRpc) -> None:
-        self._node = node
+    def __init__(self, gateway: ChainGateway) -> None:
+        self._gateway = gateway
         self._blocks: dict[int, BlockHeader] = {}
 
     def tip(self) -> BlockHeader:
-        block = self._header("latest", self._node.call("eth_getBlockByNumber",
-                                                       ["latest", False]))
+        block = self._gateway.header("latest")
         self._blocks[block.number] = block
         return block
 
     def get(self, number: int) -> BlockHeader:
         block = self._blocks.get(number)
         if block is None:
-            block = self._blocks[number] = self._header(
-                number, self._node.call("eth_getBlockByNumber", [hex(number), False]))
+            block = self._blocks[number] = self._gateway.header(number)
         return block
 
     def fetch(self, numbers: set[int]) -> None:
         """Fetch the headers of ``numbers`` not fetched yet, in one round trip."""
         missing = sorted(n for n in numbers if n not in self._blocks)
-        if len(missing) == 1:
-            self.get(missing[0])
-            return
-        answers = self._node.batch([("eth_getBlockByNumber", [hex(n), False]) for n in missing])
-        for n, raw in zip(missing, answers, strict=True):
-            self._blocks[n] = self._header(n, raw)
+        for block in self._gateway.headers(missing):
+            self._blocks[block.number] = block
 
     def hash_of(self, number: int) -> str:
         child = self._blocks.get(number + 1)
         if number not in self._blocks and child is not None:
             return child.parent_hash
         return self.get(number).hash
-
-    @staticmethod
-    def _header(number: int | str, raw: Any) -> BlockHeader:
-        if raw is None:
-            raise ChainError(f"no block {number}", block=number)
-        return BlockHeader.of(raw)
-
-
-def _raw_logs(node: JsonRpc, queries: Sequence[tuple[Sequence[str], Sequence[str]]], *,
-              from_block: int, to_block: int) -> list[RawLog]:
-    """The logs of blocks ``from_block``..``to_block`` matching any of ``queries`` (each
-    contract addresses and the topic0 values wanted of them), in one round trip (a JSON-RPC
-    batch of ``eth_getLogs``), read raw: numbers as ints, hashes and data as ``0x`` hex, the
-    address checksummed (``ChainGateway.raw_logs``' answer, without web3's provider)."""
-    calls = [("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block),
-                               "address": [a.lower() for a in addresses],
-                               "topics": [list(topics)]}])
-             for addresses, topics in queries]
-    if not calls:
-        return []
-    results = ([node.call(*calls[0])] if len(calls) == 1 else node.batch(calls))
-    return RawLog.of_answers(results)
 
 
 def _events_at(p: Projection, address: str) -> frozenset[str]:

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from .. import limits, signing
 from ..alliance import Alliance
 from ..chain.encoding import keccak256
-from ..chain.rpc import node_of
 from ..errors import (
     ChainError,
     LedgerError,
@@ -430,7 +429,7 @@ class SignatureCheck:
         try:
             # Through the lean client: web3's provider encoded the ~400 calls of a 200-line
             # batch one by one through its formatters (a fifth of a handler's CPU).
-            answers = node_of(gw.url).batch(calls, errors_in_place=True)
+            answers = gw.reads.batch(calls, errors_in_place=True)
         except ChainError:
             return
         if clock:

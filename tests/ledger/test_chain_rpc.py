@@ -1,4 +1,4 @@
-"""The lean JSON-RPC client (``ledger.chain.rpc``) the indexer reads the node through."""
+"""The lean JSON-RPC client (``ledger.chain.rpc``), the gateway's raw ``reads``."""
 
 from __future__ import annotations
 

@@ -237,8 +237,8 @@ def test_the_indexer_reads_a_new_block_in_two_round_trips_and_an_idle_tip_in_one
     follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "RT-1", 9)
     gw = alliance.gateway
 
-    def trips() -> int:  # the gateway's and the follower's lean client's
-        return gw.round_trips + follower.node.round_trips
+    def trips() -> int:  # web3's provider's and the gateway's lean client's
+        return gw.round_trips
 
     before = trips()
     assert follower.process_once() == 1  # the issue's row
@@ -256,11 +256,11 @@ def test_an_indexer_round_reads_the_node_through_the_lean_client_not_web3(
     round's calls, and the rows are the same."""
     follower, member = _caught_up_then_one_issue_mined(alliance, store_merchant, "RT-2", 4)
     gw = alliance.gateway
-    before, lean = gw.round_trips, follower.node.round_trips
+    before, lean = gw.provider.round_trips, gw.reads.round_trips
     assert follower.process_once() == 1
     assert follower.process_once() == 0
-    assert gw.round_trips == before
-    assert follower.node.round_trips - lean == 3
+    assert gw.provider.round_trips == before
+    assert gw.reads.round_trips - lean == 3
     assert [e["amount"] for e in history(alliance, member=member)[0]] == [4]
 
 
