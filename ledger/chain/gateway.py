@@ -108,24 +108,6 @@ class CountingProvider(HTTPProvider):
             self.round_trips += 1
         return super().make_batch_request(batch_requests)
 
-    def make_batch_request_without_logs(
-        self, batch_requests: list[tuple[RPCEndpoint, Any]]
-    ) -> list[RPCResponse] | RPCResponse:
-        """:meth:`make_batch_request` with every ``"logs"`` array of the answer cut out
-        before it is decoded (``null`` in its place): see :func:`without_logs`."""
-        with self._count_lock:
-            self.round_trips += 1
-        body = self._request_session_manager.make_post_request(
-            cast(URI, self.endpoint_uri), self.encode_batch_rpc_request(batch_requests),
-            **self.get_request_kwargs())
-        try:
-            response = self.decode_rpc_response(without_logs(body))
-        except ValueError:  # (not the shape cut for: decoded whole)
-            response = self.decode_rpc_response(body)
-        if not isinstance(response, list):
-            return response
-        return sorted(response, key=lambda r: int(r.get("id") or 0))
-
 
 @dataclass(frozen=True)
 class BlockHeader:
@@ -405,13 +387,12 @@ class ChainGateway:
         except Exception as exc:
             raise self.map_error(exc) from exc
 
-    def _raw_or_none(self, method: str, params: list[Any]) -> str | None:
+    def _raw_or_none(self, method: str, params: list[Any], *, retry: bool = True
+                     ) -> str | None:
         """A raw JSON-RPC call's hex result, or None if the node answered an error (the
-        caller then asks through web3, which maps it)."""
-        try:
-            resp = self.provider.make_request(RPCEndpoint(method), params)
-        except Exception as exc:
-            raise self.map_error(exc) from exc
+        caller then asks through web3, which maps it). Through the lean client
+        (:attr:`reads`); ``retry=False`` for a request never to be sent twice."""
+        resp = self.reads.answer(method, params, retry=retry)
         result = resp.get("result")
         if "error" in resp or not isinstance(result, str) or not result.startswith("0x"):
             return None
@@ -436,10 +417,11 @@ class ChainGateway:
             raise self.map_error(exc) from exc
 
     def send_raw(self, raw: bytes) -> str:
-        """Broadcast a signed transaction; give its hash. Sent raw like :meth:`call`; an
+        """Broadcast a signed transaction; give its hash. Sent raw like :meth:`call`, never
+        twice by the lean client (a kept connection is probed before, not retried after); an
         error answer is sent again through web3 (the node answers a transaction it refused
         the same way twice), so it is mapped as before."""
-        result = self._raw_or_none("eth_sendRawTransaction", ["0x" + raw.hex()])
+        result = self._raw_or_none("eth_sendRawTransaction", ["0x" + raw.hex()], retry=False)
         if result is not None:
             return result.lower()
         try:
@@ -450,7 +432,7 @@ class ChainGateway:
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The receipt, or None if not mined. Read raw: web3's formatters cost more than the
         node on receipts with hundreds of logs. Numbers are ints, hashes and data hex."""
-        raw = self.rpc("eth_getTransactionReceipt", [tx_hash])
+        raw = self.reads.call("eth_getTransactionReceipt", [tx_hash])
         if raw is None:
             return None
         return self.parse_receipt(raw)
@@ -620,24 +602,29 @@ class ChainGateway:
         A call that failed gives a :class:`ChainError` in its place, not raised.
         ``drop_logs``: receipts come without their logs (``"logs": None``), which are never
         decoded (the outbox reads a receipt's status and block: a 200-line issue's receipt
-        carries 400 logs, ~280 kB of JSON, and decoding them was a quarter of its thread)."""
+        carries 400 logs, ~280 kB of JSON, and decoding them was a quarter of its thread).
+
+        Sent through the lean client (:attr:`reads`): web3's provider and ``requests`` cost
+        the outbox about a third of its thread on its receipts and broadcasts (py-spy, the
+        service's shape). A batch that broadcasts or asks a node's ``evm_*``/``anvil_*``
+        helper is never sent twice; one of reads only may be (see ``ledger.chain.rpc``)."""
         if not calls:
             return []
-        batch = [(RPCEndpoint(m), list(p)) for m, p in calls]
-        try:
-            resp = (self.provider.make_batch_request_without_logs(batch) if drop_logs
-                    else self.provider.make_batch_request(batch))
-        except Exception as exc:
-            raise self.map_error(exc) from exc
-        if not isinstance(resp, list):
-            raise ChainError(f"batch request failed: {resp.get('error', resp)}")
-        by_id = sorted(resp, key=lambda r: int(r.get("id") or 0))
-        return [_rejected(f"{calls[i][0]} failed", r["error"])
-                if "error" in r else r.get("result") for i, r in enumerate(by_id)]
+        retry = all(m.startswith(_READ_PREFIXES) and m not in _NOT_READS for m, _ in calls)
+        answers = self.reads.answers(calls, retry=retry,
+                                     transform=without_logs if drop_logs else None)
+        return [_rejected(f"{method} failed", a["error"]) if "error" in a else a.get("result")
+                for (method, _), a in zip(calls, answers, strict=True)]
 
     @property
     def round_trips(self) -> int:
         return self.provider.round_trips + self.reads.round_trips
+
+
+# Methods a batch may send twice (on a kept connection the node closed): reads.
+_READ_PREFIXES = ("eth_", "net_", "web3_")
+_NOT_READS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_sign",
+                        "eth_signTransaction"})
 
 
 def _rejected(what: str, err: Any) -> ChainError:

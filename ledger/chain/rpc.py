@@ -9,9 +9,13 @@ request with the stdlib ``json`` and gives the ``result`` as the node wrote it: 
 ``0x`` hex strings, nothing formatted. A call or a batch is one round trip
 (:attr:`JsonRpc.round_trips`).
 
-It only reads: a request that fails on a kept connection the node closed meanwhile (an idle
-keep-alive timeout) is sent once more on a new one, which is safe for a read and would not be
-for ``eth_sendRawTransaction``; transactions go through :class:`~ledger.chain.gateway.ChainGateway`.
+A read that fails on a kept connection the node closed meanwhile (an idle keep-alive timeout)
+is sent once more on a new one, which is safe for a read. A request that must not be sent
+twice (``retry=False``: a broadcast, a node's ``evm_*`` helper) is never sent again: the kept
+connection is probed first instead (a node that closed it has made it readable: at end of
+file), as ``urllib3`` does for web3's provider, and a failure after that is reported. The
+gateway sends its transactions through it so (:meth:`~ledger.chain.gateway.ChainGateway.send_raw`,
+:meth:`~ledger.chain.gateway.ChainGateway.rpc_batch`).
 Errors are the gateway's: a node that cannot be reached is a
 :class:`~ledger.errors.ChainUnavailableError`, an error answer a :class:`~ledger.errors.ChainError`.
 """
@@ -21,10 +25,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import select
 import socket
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -76,13 +81,20 @@ class JsonRpc:
 
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
         """One call's ``result``; an error answer raises :class:`ChainError`."""
-        answer = self._post({"jsonrpc": "2.0", "id": 1, "method": method,
-                             "params": list(params)})
-        if not isinstance(answer, dict):
-            raise ChainError(f"{method}: the node answered {str(answer)[:200]}")
+        answer = self.answer(method, params)
         if "error" in answer:
             raise ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
         return answer.get("result")
+
+    def answer(self, method: str, params: Sequence[Any] = (), *,
+               retry: bool = True) -> dict[str, Any]:
+        """One call's whole answer (``result`` or ``error``), for a caller that maps an error
+        answer itself; ``retry=False``: never sent twice (see the module's docstring)."""
+        answer = self._post({"jsonrpc": "2.0", "id": 1, "method": method,
+                             "params": list(params)}, retry=retry)
+        if not isinstance(answer, dict):
+            raise ChainError(f"{method}: the node answered {str(answer)[:200]}")
+        return answer
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
               errors_in_place: bool = False) -> list[Any]:
@@ -90,10 +102,28 @@ class JsonRpc:
         answered with an error raises :class:`ChainError` naming it (a read either has all
         its answers or is asked again), or with ``errors_in_place`` gives that
         :class:`ChainError` in its place (``ChainGateway.rpc_batch``'s shape)."""
+        out: list[Any] = []
+        for (method, _), answer in zip(calls, self.answers(calls), strict=True):
+            if "error" in answer:
+                failed = ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
+                if not errors_in_place:
+                    raise failed
+                out.append(failed)
+                continue
+            out.append(answer.get("result"))
+        return out
+
+    def answers(self, calls: Sequence[tuple[str, Sequence[Any]]], *, retry: bool = True,
+                transform: Callable[[bytes], bytes] | None = None) -> list[dict[str, Any]]:
+        """Many calls in one round trip: each call's whole answer (``result`` or ``error``),
+        in the order of ``calls``; a call the node left unanswered raises :class:`ChainError`.
+        ``retry=False``: never sent twice; ``transform``: applied to the answer's bytes before
+        they are decoded (decoded as they came if it raises ValueError)."""
         if not calls:
             return []
         answers = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
-                              for i, (m, p) in enumerate(calls)])
+                              for i, (m, p) in enumerate(calls)],
+                             retry=retry, transform=transform)
         if not isinstance(answers, list):
             error = answers.get("error", answers) if isinstance(answers, dict) else answers
             raise ChainError(f"batch request failed: {str(error)[:500]}", rpc=error)
@@ -103,13 +133,7 @@ class JsonRpc:
             answer = by_id.get(i)
             if answer is None:
                 raise ChainError(f"{method}: no answer in the batch")
-            if "error" in answer:
-                failed = ChainError(f"{method} failed: {answer['error']}", rpc=answer["error"])
-                if not errors_in_place:
-                    raise failed
-                out.append(failed)
-                continue
-            out.append(answer.get("result"))
+            out.append(answer)
         return out
 
     def close(self) -> None:
@@ -134,12 +158,16 @@ class JsonRpc:
             self._local.conn = conn
         return conn
 
-    def _post(self, payload: Any) -> Any:
+    def _post(self, payload: Any, *, retry: bool = True,
+              transform: Callable[[bytes], bytes] | None = None) -> Any:
         body = json.dumps(payload, separators=(",", ":")).encode()
         with self._count_lock:
             self.round_trips += 1
         for attempt in (0, 1):
             conn = self._connection()
+            if not retry and _closed_by_peer(conn):
+                self.close()  # the node closed it while idle: a new one, before sending
+                conn = self._connection()
             fresh = conn.sock is None
             try:
                 conn.request("POST", self._path, body, self._headers)
@@ -147,7 +175,7 @@ class JsonRpc:
                 data = resp.read()
             except _STALE as exc:
                 self.close()
-                if attempt == 0 and not fresh:
+                if attempt == 0 and not fresh and retry:
                     continue  # the node closed the idle connection: once more on a new one
                 raise ChainUnavailableError(
                     f"cannot reach the chain node at {self.url}: {exc}") from exc
@@ -163,8 +191,26 @@ class JsonRpc:
             if resp.status != 200:
                 raise ChainError(f"the chain node answered HTTP {resp.status}: "
                                  f"{data[:200]!r}")
+            if transform is not None:
+                try:
+                    data = transform(data)
+                except ValueError:
+                    pass  # (not the shape it cuts: decoded whole)
             try:
                 return json.loads(data)
             except ValueError as exc:
                 raise ChainError(f"the chain node's answer is not JSON: {data[:200]!r}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """Whether a kept connection was closed by the node: an idle HTTP/1.1 connection the node
+    still holds has nothing to read; one it closed reads at end of file at once."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

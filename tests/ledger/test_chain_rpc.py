@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +88,70 @@ def test_a_kept_connection_the_node_closed_is_replaced_and_the_read_asked_again(
     node = JsonRpc(closing_server)
     assert [node.call("eth_blockNumber") for _ in range(3)] == ["0x2a"] * 3
     assert _ClosesAfterEachAnswer.answered == 3
+
+
+def test_a_request_never_to_be_sent_twice_finds_a_closed_kept_connection_before_sending(
+        closing_server: str) -> None:
+    """A broadcast (``retry=False``) on a kept connection the node closed while it was idle
+    goes out on a new one, once: the connection is probed before, not retried after."""
+    _ClosesAfterEachAnswer.answered = 0
+    node = JsonRpc(closing_server)
+    for _ in range(3):
+        assert node.answer("eth_sendRawTransaction", ["0x02"], retry=False)["result"] == "0x2a"
+        time.sleep(0.05)  # idle: the node's close reaches the client
+    assert _ClosesAfterEachAnswer.answered == 3
+
+
+class _DropsTheSecondRequest(BaseHTTPRequestHandler):
+    """Answers the first request of a connection; reads the second and closes the connection
+    without an answer (a node that went away in the middle of it)."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        first = request[0] if isinstance(request, list) else request
+        type(self).seen.append(first["method"])
+        if getattr(self, "answered_one", False):
+            self.close_connection = True
+            return
+        self.answered_one = True
+        body = json.dumps({"jsonrpc": "2.0", "id": first["id"], "result": "0x2a"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_read_lost_on_a_kept_connection_is_asked_again_and_a_broadcast_is_not() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DropsTheSecondRequest)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        node = JsonRpc(f"http://127.0.0.1:{server.server_address[1]}")
+        _DropsTheSecondRequest.seen = []
+        assert node.call("eth_blockNumber") == "0x2a"
+        assert node.call("eth_blockNumber") == "0x2a"  # lost, then asked on a new connection
+        assert _DropsTheSecondRequest.seen == ["eth_blockNumber"] * 3
+        node.close()
+        _DropsTheSecondRequest.seen = []
+        send = ("eth_sendRawTransaction", ["0x02"])
+        assert node.answer(*send, retry=False)["result"] == "0x2a"
+        with pytest.raises(ChainUnavailableError):
+            node.answer(*send, retry=False)
+        assert _DropsTheSecondRequest.seen == ["eth_sendRawTransaction"] * 2  # sent once each
+        assert node.answer(*send, retry=False)["result"] == "0x2a"  # (a new connection)
+        with pytest.raises(ChainUnavailableError):
+            node.answers([send, send], retry=False)
+        assert _DropsTheSecondRequest.seen == ["eth_sendRawTransaction"] * 4
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class _RecordingProxy(BaseHTTPRequestHandler):
@@ -182,3 +247,19 @@ def test_a_node_behind_basic_auth_is_read_with_the_urls_credentials() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_gateways_batches_and_receipts_go_through_the_lean_client(
+        gateway: ChainGateway) -> None:
+    """``rpc_batch`` (the outbox's broadcasts and receipts) and ``receipt`` are sent by the
+    lean client, not web3's provider; an error answer stays in its place, mapped as before."""
+    provider, lean = gateway.provider.round_trips, gateway.reads.round_trips
+    refused, chain_id = gateway.rpc_batch([("eth_sendRawTransaction", ["0x02"]),
+                                           ("eth_chainId", [])])
+    assert isinstance(refused, ChainError) and "eth_sendRawTransaction failed" in str(refused)
+    assert int(chain_id, 16) == gateway.chain_id
+    assert gateway.receipt("0x" + "00" * 32) is None
+    assert gateway.rpc_batch([("eth_getTransactionReceipt", ["0x" + "00" * 32])],
+                             drop_logs=True) == [None]
+    assert gateway.reads.round_trips - lean == 3
+    assert gateway.provider.round_trips == provider
