@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -116,11 +116,37 @@ def count_operations(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Operation)) or 0)
 
 
-def queued_counts(session: Session) -> dict[int, int]:
-    """Queued operations per merchant that has any (read from the status index alone)."""
+def queued_counts(session: Session, *, cap: int | None = None) -> dict[int, int]:
+    """Queued operations per merchant that has any (read from the status index alone);
+    ``cap``: each count stops there (the worker asks whether a batch's worth is queued).
+
+    Capped, it is one statement that walks the index to each merchant's first queued
+    operation and counts at most ``cap`` from there: the uncapped count walked the whole
+    backlog on every round of the worker (4,000 queued operations: 0.26 ms of SQLite and
+    0.5 ms of the ORM statement around it, 13x the capped text's CPU side by side)."""
+    if cap is not None:
+        return {int(m): int(n) for m, n in session.execute(
+            _QUEUED_HEADS, {"queued": OperationStatus.QUEUED.value, "cap": cap})}
     return {int(m): int(n) for m, n in session.execute(
         select(Operation.merchant_id, func.count())
         .where(Operation.status == OperationStatus.QUEUED).group_by(Operation.merchant_id))}
+
+
+# The merchants with queued operations found by a skip-scan of ix_operations_status_merchant
+# (the next merchant id above the last, one index seek each), and each one's queued count up
+# to :cap. The same SQL on SQLite and PostgreSQL.
+_QUEUED_HEADS = text("""
+WITH RECURSIVE heads(merchant_id) AS (
+    SELECT min(merchant_id) FROM operations WHERE status = :queued
+    UNION ALL
+    SELECT (SELECT min(o.merchant_id) FROM operations o
+            WHERE o.status = :queued AND o.merchant_id > heads.merchant_id)
+    FROM heads WHERE heads.merchant_id IS NOT NULL)
+SELECT heads.merchant_id,
+       (SELECT count(*) FROM (SELECT 1 FROM operations o
+                              WHERE o.status = :queued AND o.merchant_id = heads.merchant_id
+                              LIMIT :cap) AS upto)
+FROM heads WHERE heads.merchant_id IS NOT NULL""")
 
 
 def signers(session: Session) -> list[str]:

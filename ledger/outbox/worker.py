@@ -278,7 +278,8 @@ class OutboxWorker(Worker):
                 outbox_repos.promote_confirmed(
                     s, max_block=self.alliance.gateway.block_number() - depth)
         with self.alliance.store.read_session() as s:
-            return outbox_repos.queued_counts(s)
+            # (counted up to a batch: a round asks no more of it)
+            return outbox_repos.queued_counts(s, cap=self.alliance.settings.batch_max)
 
     # ------------------------------------------------------------------ the thread's round
 

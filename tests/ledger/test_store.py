@@ -495,6 +495,31 @@ def test_outbox_never_hands_one_operation_to_two_workers(store: Store,
     assert len(claimed) == 40 and len(set(claimed)) == 40
 
 
+def test_queued_counts_capped_give_each_merchant_with_queued_work_up_to_the_cap(
+        store: Store, master: MasterKey) -> None:
+    for mid in (1, 2, 3, 5):
+        _merchant(store, master, mid)
+    queued = {1: 7, 3: 2, 5: 4}  # merchant 2 has only claimed and sent work
+    with store.session() as s:
+        for mid, n in {**queued, 2: 3}.items():
+            for i in range(n):
+                outbox_repos.enqueue_operation(s, merchant_id=mid, kind="issue",
+                                               payload={"n": i}, signer="0x1")
+        outbox_repos.claim_operations(s, merchant_id=2, max_lines=10)
+        outbox_repos.claim_operations(s, merchant_id=1, max_lines=2)  # 5 of 7 left
+    with store.read_session() as s:
+        assert outbox_repos.queued_counts(s) == {1: 5, 3: 2, 5: 4}
+        for cap in (1, 3, 4, 200):
+            capped = outbox_repos.queued_counts(s, cap=cap)
+            assert list(capped) == [1, 3, 5]  # in merchant order, as the uncapped count
+            assert capped == {1: min(5, cap), 3: min(2, cap), 5: min(4, cap)}
+    with store.session() as s:
+        for mid in (1, 3, 5):
+            outbox_repos.claim_operations(s, merchant_id=mid, max_lines=10)
+    with store.read_session() as s:
+        assert outbox_repos.queued_counts(s, cap=200) == {}
+
+
 def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: MasterKey) -> None:
     _merchant(store, master)
     with store.session() as s:
