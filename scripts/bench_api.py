@@ -80,9 +80,12 @@ def _wait_confirmed(alliance: Alliance, op_ids: list[str], timeout_s: float = 30
 
 
 def send_from_process(port: int, requests: list[dict[str, Any]], work: Path,
-                      *, threads: int = 4) -> tuple[float, list[str]]:
-    """:func:`send_timed` without the time of the last answer (bench_clearing's call)."""
-    t0, _, op_ids = send_timed(port, requests, work, threads=threads)
+                      *, threads: int = 4, at_start: Callable[[], None] | None = None
+                      ) -> tuple[float, list[str]]:
+    """:func:`send_timed` without the time of the last answer (bench_clearing's call; its
+    CPU counters, started before this call, also count the service's idle rounds while the
+    clients' process starts: ``at_start`` starts them with the clock)."""
+    t0, _, op_ids = send_timed(port, requests, work, threads=threads, at_start=at_start)
     return t0, op_ids
 
 
