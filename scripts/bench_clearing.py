@@ -17,14 +17,23 @@ the first time a merchant is touched in a period, else an update) and the Cleare
 (4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
 
 Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
+       [--profile]
+
+``--profile``: cProfile (thread CPU time), while the API's requests are measured, of the
+indexer's rounds, the redeem handlers' checks and queueing and the outbox's rounds (the top
+functions of each, by own time; the figures of such a run are the profiler's, not the
+service's).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import defaultdict
@@ -294,6 +303,46 @@ def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
     return out
 
 
+class Profiles:
+    """cProfile of the indexer's rounds and of the redeem handlers' checks and queueing, while
+    switched on (the measured requests only): one profile per role, enabled around each call
+    in the thread that makes it (cProfile profiles the thread that enables it)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.stats: dict[str, pstats.Stats] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, owner: Any, attr: str, role: str) -> None:
+        inner = getattr(owner, attr)
+
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            if not self.on:
+                return inner(*args, **kwargs)
+            prof = cProfile.Profile(time.thread_time)  # CPU, not waits for the GIL
+            prof.enable()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                prof.disable()
+                with self._lock:
+                    known = self.stats.get(role)
+                    if known is None:
+                        self.stats[role] = pstats.Stats(prof)
+                    else:
+                        known.add(prof)
+
+        setattr(owner, attr, profiled)
+
+    def report(self, n: int, top: int = 30) -> None:
+        for role, stats in self.stats.items():
+            print(f"--- profile of the {role} ({n:,} redemptions; own time first) ---")
+            stats.sort_stats("tottime").print_stats(top)
+
+
+PROFILES: Profiles | None = None
+
+
 def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int) -> float:
     """Cross-merchant redemptions through a live server, batch requests of 200; gives the
     rate (redemptions/s from the first request until every operation is confirmed)."""
@@ -316,6 +365,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
             assert r.status == 200, r.status
         threads0, cpu0 = _thread_cpu(), time.process_time()
+        if PROFILES is not None:
+            PROFILES.on = True
         # The clients run in their own process, as partners' systems would: the measured
         # process is the service alone (API + outbox worker). The clock starts at the first
         # request (the client process's 2-3 s of imports were counted before).
@@ -330,6 +381,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         # The service's CPU per redemption by thread (steadier than the rate on a shared
         # machine): request handlers (AnyIO), the outbox worker, the indexer, the event loop.
         per = {k: (v - threads0.get(k, 0.0)) * 1e6 / n for k, v in _thread_cpu().items()}
+        if PROFILES is not None:
+            PROFILES.on = False
     finally:
         server.should_exit = True
         thread.join(10)
@@ -340,6 +393,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     print(f"  the service's CPU per redemption (funding done, clients in their own process): "
           f"{cpu_us:,.0f} us; by thread: " + ", ".join(
               f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1))
+    if PROFILES is not None:
+        PROFILES.report(n)
     return rate
 
 
@@ -452,7 +507,19 @@ def main() -> int:
     ap.add_argument("--redemptions", type=int, default=10_000)
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--skip-gas", action="store_true")
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    if args.profile:
+        global PROFILES
+        from ledger.indexer.follower import Follower
+        from ledger.outbox.worker import OutboxWorker
+        from ledger.points import service as points_service
+
+        PROFILES = Profiles()
+        PROFILES.wrap(Follower, "process_once", "indexer's rounds")
+        PROFILES.wrap(points_service, "check_redeem_batch", "redeem handlers' checks")
+        PROFILES.wrap(points_service, "queue_redemptions", "redeem handlers' queueing")
+        PROFILES.wrap(OutboxWorker, "step", "outbox's rounds")
     with tempfile.TemporaryDirectory(prefix="alliance-bench-", ignore_cleanup_errors=True) as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=BATCH, max_batch_items=1000,
                             rate_limit_per_minute=10**9)
