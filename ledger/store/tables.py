@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -44,10 +45,19 @@ class _DriverInsert:
 
     def rows(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """The driver's parameters of ``rows``: tuples (qmark, SQLite) or dicts (named)."""
-        params = self.params
-        if self.positional:
-            return [tuple(row[c] if p is None else p(row[c]) for c, p in params) for row in rows]
-        return [{c: row[c] if p is None else p(row[c]) for c, p in params} for row in rows]
+        names = [c for c, _ in self.params]
+        get = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+        processed = [(i, p) for i, (_, p) in enumerate(self.params) if p is not None]
+        out: list[Any] = []
+        for row in rows:
+            values = get(row)
+            if processed:
+                values = list(values)
+                for i, p in processed:
+                    values[i] = p(values[i])
+            out.append(tuple(values) if self.positional else dict(zip(names, values,
+                                                                      strict=True)))
+        return out
 
 
 # insert_new's statements without RETURNING, compiled for the driver, by (table, keys, dialect,
