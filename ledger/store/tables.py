@@ -76,9 +76,19 @@ def _driver_insert(session: Session, table: Table, stmt: Any, keys: tuple[str, .
         if set(names) != set(columns):
             raise ValueError(f"insert_new: parameters {names} are not the columns {columns}")
         known = _DRIVER[key] = _DriverInsert(
-            str(compiled), tuple((n, table.c[n].type.bind_processor(dialect)) for n in names),
+            str(compiled), tuple((n, bind_processor(table.c[n], dialect)) for n in names),
             bool(compiled.positional))
     return known
+
+
+def bind_processor(column: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What SQLAlchemy does to a value of ``column`` before the driver gets it, on ``dialect``
+    (None: nothing): the processor of the column type's implementation on that dialect, as
+    SQLAlchemy's own execution takes it (the generic type's would miss, e.g., PostgreSQL's JSON
+    serialisation)."""
+    processor: Callable[[Any], Any] | None = \
+        dialect.type_descriptor(column.type).bind_processor(dialect)
+    return processor
 
 
 def insert_new(session: Session, model: type[Base], rows: Sequence[dict[str, Any]],
