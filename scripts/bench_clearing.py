@@ -17,14 +17,25 @@ the first time a merchant is touched in a period, else an update) and the Cleare
 (4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
 
 Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
+       [--profile] [--replay-indexer TIMES]
+
+``--profile``: cProfile (thread CPU time), while the API's requests are measured, of the
+indexer's rounds, the redeem handlers' checks and queueing and the outbox's rounds (the top
+functions of each, by own time; the figures of such a run are the profiler's, not the
+service's). ``--replay-indexer TIMES``: after the API's figure, the indexer's CPU per
+redemption over the same blocks read again, in the benchmark's own thread (see
+:func:`replay_indexer`): a figure the machine's load moves little.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import defaultdict
@@ -294,9 +305,98 @@ def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
     return out
 
 
-def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int) -> float:
+class Profiles:
+    """cProfile of the indexer's rounds and of the redeem handlers' checks and queueing, while
+    switched on (the measured requests only): one profile per role, enabled around each call
+    in the thread that makes it (cProfile profiles the thread that enables it)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.stats: dict[str, pstats.Stats] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, owner: Any, attr: str, role: str) -> None:
+        inner = getattr(owner, attr)
+
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            if not self.on:
+                return inner(*args, **kwargs)
+            prof = cProfile.Profile(time.thread_time)  # CPU, not waits for the GIL
+            prof.enable()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                prof.disable()
+                with self._lock:
+                    known = self.stats.get(role)
+                    if known is None:
+                        self.stats[role] = pstats.Stats(prof)
+                    else:
+                        known.add(prof)
+
+        setattr(owner, attr, profiled)
+
+    def report(self, n: int, top: int = 30) -> None:
+        for role, stats in self.stats.items():
+            print(f"--- profile of the {role} ({n:,} redemptions; own time first) ---")
+            stats.sort_stats("tottime").print_stats(top)
+
+
+PROFILES: Profiles | None = None
+
+
+def replay_indexer(alliance: Alliance, after_block: int, n: int, times: int) -> None:
+    """The indexer's CPU per redemption, load aside: the blocks of the measured requests
+    (those after ``after_block``) read again ``times`` times by a fresh follower of the
+    service's projections, in this thread, a round per block as the live indexer meets them
+    (each round's tip is the next block), every projection rolled back to ``after_block``
+    first (the follower's reorg rollback). Prints the thread's CPU per redemption of each."""
+    from ledger.indexer import follower as follower_module
+    from ledger.indexer import repos as cursors
+    from ledger.runtime import indexer
+
+    gw = alliance.gateway
+    head = gw.block_number()
+    after_hash = gw.header(after_block).hash
+    tips = gw.headers(list(range(after_block + 1, head + 1)))
+    real_tip = follower_module._RoundBlocks.tip
+    figures = []
+    try:
+        for _ in range(times):
+            follower = indexer(alliance)
+            with alliance.store.session() as s:
+                for p in follower.projections:
+                    p.rollback(s, after_block)
+                    cursors.set_cursor(s, p.name, after_block, after_hash)
+                cursors.forget_blocks_after(s, after_block)
+            prof = cProfile.Profile(time.thread_time) if PROFILES is not None else None
+            if prof is not None:
+                prof.enable()
+            t0 = time.thread_time()
+            for tip in tips:
+                def at(blocks: Any, tip: Any = tip) -> Any:
+                    blocks._blocks[tip.number] = tip
+                    return tip
+                follower_module._RoundBlocks.tip = at  # type: ignore[method-assign]
+                follower.sync()
+            figures.append((time.thread_time() - t0) * 1e6 / n)
+            if prof is not None:
+                prof.disable()
+                print("--- profile of the indexer's replay (own time first) ---")
+                pstats.Stats(prof).sort_stats("tottime").print_stats(40)
+                pstats.Stats(prof).sort_stats("cumtime").print_stats(60)
+    finally:
+        follower_module._RoundBlocks.tip = real_tip  # type: ignore[method-assign]
+    print(f"the indexer replaying blocks {after_block + 1}..{head} (the measured requests' "
+          f"{n:,} redemptions), a round a block, thread CPU per redemption: "
+          + " / ".join(f"{f:,.1f} us" for f in figures))
+
+
+def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int,
+                    replays: int = 0) -> float:
     """Cross-merchant redemptions through a live server, batch requests of 200; gives the
-    rate (redemptions/s from the first request until every operation is confirmed)."""
+    rate (redemptions/s from the first request until every operation is confirmed); then
+    ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`)."""
     members = [Account.create() for _ in range(n)]
     _fund(alliance, merchants, members, "api")
     bodies: list[tuple[AdmittedMerchant, dict[str, Any]]] = [
@@ -315,7 +415,10 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         # 0.2-1.3 s of the event loop's CPU), a start-up cost, not a redemption's.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
             assert r.status == 200, r.status
+        start_block = alliance.gateway.block_number()
         threads0, cpu0 = _thread_cpu(), time.process_time()
+        if PROFILES is not None:
+            PROFILES.on = True
         # The clients run in their own process, as partners' systems would: the measured
         # process is the service alone (API + outbox worker). The clock starts at the first
         # request (the client process's 2-3 s of imports were counted before).
@@ -330,6 +433,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         # The service's CPU per redemption by thread (steadier than the rate on a shared
         # machine): request handlers (AnyIO), the outbox worker, the indexer, the event loop.
         per = {k: (v - threads0.get(k, 0.0)) * 1e6 / n for k, v in _thread_cpu().items()}
+        if PROFILES is not None:
+            PROFILES.on = False
     finally:
         server.should_exit = True
         thread.join(10)
@@ -340,6 +445,10 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     print(f"  the service's CPU per redemption (funding done, clients in their own process): "
           f"{cpu_us:,.0f} us; by thread: " + ", ".join(
               f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1))
+    if PROFILES is not None:
+        PROFILES.report(n)
+    if replays:
+        replay_indexer(alliance, start_block, n, replays)
     return rate
 
 
@@ -452,7 +561,20 @@ def main() -> int:
     ap.add_argument("--redemptions", type=int, default=10_000)
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--skip-gas", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--replay-indexer", type=int, default=0, metavar="TIMES")
     args = ap.parse_args()
+    if args.profile:
+        global PROFILES
+        from ledger.indexer.follower import Follower
+        from ledger.outbox.worker import OutboxWorker
+        from ledger.points import service as points_service
+
+        PROFILES = Profiles()
+        PROFILES.wrap(Follower, "process_once", "indexer's rounds")
+        PROFILES.wrap(points_service, "check_redeem_batch", "redeem handlers' checks")
+        PROFILES.wrap(points_service, "queue_redemptions", "redeem handlers' queueing")
+        PROFILES.wrap(OutboxWorker, "step", "outbox's rounds")
     with tempfile.TemporaryDirectory(prefix="alliance-bench-", ignore_cleanup_errors=True) as tmp:
         settings = Settings(data_dir=Path(tmp), batch_max=BATCH, max_batch_items=1000,
                             rate_limit_per_minute=10**9)
@@ -462,7 +584,8 @@ def main() -> int:
             if not args.skip_api:
                 merchants = [admit_merchant(alliance, name=f"API Merchant {i}",
                                             symbol=f"API{i}", rate=3 + i) for i in range(4)]
-                api = api_redemptions(alliance, merchants, args.redemptions)
+                api = api_redemptions(alliance, merchants, args.redemptions,
+                                      args.replay_indexer)
                 alone = chain_alone_redemptions(alliance, merchants, args.redemptions)
                 print(f"API vs the chain alone: {api:,.0f}/s vs {alone:,.0f}/s = "
                       f"{api / alone:.2f}x  (target >= 5,000/s or >= 0.9x)")

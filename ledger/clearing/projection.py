@@ -53,22 +53,27 @@ class ClearingProjection:
         return out
 
     def apply(self, session: Session, events: Sequence[ChainEvent]) -> int:
-        cleared = [e for e in events if e.name == "Cleared"
-                   and e.address.lower() == self.alliance.contracts.clearing.address.lower()]
+        clearing = self.alliance.contracts.clearing.address.lower()
+        cleared = [e for e in events if e.name == "Cleared" and e.address.lower() == clearing]
         if not cleared:
             return 0
         programs = {m.id: m.program_address for m in round_merchants(session)}
-        of_tx: dict[str, list[ChainEvent]] = defaultdict(list)
+        # A transaction's line events by (emitter, event name): an act takes those of its
+        # program and kind (a 200-line act looked at every event of its transaction with two
+        # address lowerings each).
+        of_tx: dict[tuple[str, str, str], list[ChainEvent]] = defaultdict(list)
         for e in events:
             if e.name != "Cleared":
-                of_tx[e.tx_hash].append(e)
+                of_tx[(e.tx_hash, e.address.lower(), e.name)].append(e)
+        chain_id = self.alliance.gateway.chain_id
+        book = self.alliance.contracts.coupons
         acts: list[dict[str, Any]] = []
         lines: list[dict[str, Any]] = []
         for c in cleared:
             debtor, creditor = int(c.args["debtor"]), int(c.args["creditor"])
             value, rate = int(c.args["value"]), int(c.args["rate"])
             kind = KIND_NAMES[int(c.args["kind"])]
-            acts.append({"chain_id": self.alliance.gateway.chain_id,
+            acts.append({"chain_id": chain_id,
                          "period": int(c.args["period"]), "kind": kind, "debtor": debtor,
                          "creditor": creditor, "value": value, "rate": rate,
                          "tx_hash": c.tx_hash, "block_number": c.block_number,
@@ -77,27 +82,27 @@ class ClearingProjection:
             # emitter): the debtor's, or for a refund or rollback the creditor's.
             points_of = creditor if kind in REVERSED else debtor
             acceptor = debtor if kind in REVERSED else creditor
-            book = self.alliance.contracts.coupons
             if kind in COUPON_KINDS:
                 program = book.address if book is not None else ""
             else:
                 program = programs.get(points_of) or self._program_on_chain(points_of)
             event_name, acceptor_arg = LINE_EVENTS[kind]
-            for ev in of_tx[c.tx_hash]:
-                if ev.address.lower() != program.lower() or ev.name != event_name \
-                        or int(ev.args[acceptor_arg]) != acceptor:
+            for ev in of_tx.get((c.tx_hash, program.lower(), event_name), ()):
+                args = ev.args
+                if int(args[acceptor_arg]) != acceptor:
                     continue
                 if kind == "conversion":
-                    pts, val = int(ev.args["spent"]), value
+                    pts, val = int(args["spent"]), value
                 elif kind in COUPON_KINDS:
-                    pts = val = int(ev.args["discount"])
+                    pts = val = int(args["discount"])
                 else:
-                    pts, val = int(ev.args["amount"]), int(ev.args["amount"]) * rate
+                    pts = int(args["amount"])
+                    val = pts * rate
                 lines.append({
                     "tx_hash": c.tx_hash, "act_log_index": c.log_index, "kind": kind,
                     "block_number": ev.block_number, "log_index": ev.log_index,
                     "points_of": points_of, "accepted_by": acceptor,
-                    "order_ref": "0x" + bytes(ev.args["orderRef"]).hex(), "points": pts,
+                    "order_ref": "0x" + bytes(args["orderRef"]).hex(), "points": pts,
                     "rate": rate, "value": val})
         return clearing_repos.insert_acts(session, acts, lines)
 

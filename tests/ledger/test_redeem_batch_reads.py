@@ -5,6 +5,8 @@ the checks those answers feed are as strict as when each was read alone."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -49,6 +51,47 @@ def test_a_batch_of_redemptions_reads_the_chain_in_a_few_round_trips_whatever_it
     # The chain's time, every member's code and every nonce word in one batch (81 round trips
     # one by one, then 2: the time read apart).
     assert asked == 1, asked
+
+
+def test_a_batch_reads_no_members_code_when_their_signatures_recover_to_them(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        cafe_merchant: AdmittedMerchant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program recovers a signature first and takes it if it recovers to the member,
+    whatever the member's code (``SignedActions._requireSignedBy``): so do the checks, which
+    read a member's code only for a signature that does not (half of a 200-line batch's reads
+    were the 200 members' code). The node still answers every read (the batch is recorded on
+    its way, not answered here)."""
+    deadline = int(alliance.gateway.block("latest")["timestamp"]) + 600
+    cafe = cafe_merchant.merchant_id
+    items = [_line(alliance, store_merchant, cafe, f"NC-{i}", i, deadline) for i in range(20)]
+    reads = alliance.gateway.reads
+    asked: list[str] = []
+    real_batch, real_call = reads.batch, reads.call
+
+    def batch(calls: Any, **kwargs: Any) -> Any:
+        asked.extend(method for method, _ in calls)
+        return real_batch(calls, **kwargs)
+
+    def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(method)
+        return real_call(method, *args, **kwargs)
+
+    real_code = alliance.gateway.code
+
+    def code(address: str) -> bytes:
+        asked.append("eth_getCode")
+        return real_code(address)
+
+    monkeypatch.setattr(reads, "batch", batch)
+    monkeypatch.setattr(reads, "call", call)
+    monkeypatch.setattr(alliance.gateway, "code", code)
+    trips = alliance.gateway.round_trips
+    with alliance.store.session() as s:
+        ops = request_redeem_batch(alliance, s, merchant_id=cafe, items=items)
+    assert [op.status for op in ops] == ["queued"]
+    assert "eth_getCode" not in asked, asked
+    assert sorted(set(asked)) == ["eth_call", "eth_getBlockByNumber"], asked
+    assert asked.count("eth_call") == 20 and alliance.gateway.round_trips == trips + 1
 
 
 def test_a_bad_signature_or_a_used_nonce_in_a_batch_is_still_refused_naming_its_line(
