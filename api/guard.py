@@ -17,6 +17,11 @@ In this order, for the route the request matches:
 Only then does FastAPI parse and validate the body. Routes get all of this by declaring their
 dependencies as usual (a route that depends on :func:`api.deps.principal` is authenticated
 here); nothing is done per route.
+
+An authenticated route may have a lean handler (``create_app`` names them: the signed issue's,
+:func:`api.routes.points.issue_lean`). It runs after all of the above, inside the key's
+in-flight slot, and either answers the request or declines with nothing done, and then the
+route runs as usual.
 """
 
 from __future__ import annotations
