@@ -101,7 +101,8 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
     gives every other answer (a bad body, a refusal, a replayed signature or response, a
     reused key, a suspended merchant, a purge due) exactly as it always has."""
     alliance: Alliance = api.state.alliance
-    if alliance.store.engine.dialect.name != "postgresql" or purge_due():
+    dialect = alliance.store.engine.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg" or purge_due():
         return False
     state = scope.get("state") or {}
     who, guard = state.get("principal"), state.get("replay_guard")

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from api.client import sign_request
 from ledger.merchants import repos as merchant_repos
+from ledger.metrics import HTTP_REQUESTS
 from ledger.outbox import repos as outbox_repos
 from ledger.points import service as points_service
 from ledger.settings import Settings
@@ -112,6 +113,8 @@ def test_a_signed_issue_is_written_whole_and_committed_in_one_round_trip(
     # the key's credential.
     assert env.store.post(ISSUE, {"member": member, "points": 1, "order_id": "LEAN-PG-0"}
                           ).status_code == 202
+    counted = HTTP_REQUESTS.labels("POST", ISSUE, "202")
+    before = counted._value.get()
     r, t = traced(engine, lambda: env.store.post(
         ISSUE, {"member": member, "points": 7, "order_id": "LEAN-PG-1"},
         idempotency_key="lean-pg-1"))
@@ -121,6 +124,8 @@ def test_a_signed_issue_is_written_whole_and_committed_in_one_round_trip(
     # recorded response with the COMMIT).
     assert t.statements == [], t.statements
     assert t.round_trips == 1, t.trace
+    # counted under its route's template, as the route's answers are
+    assert counted._value.get() == before + 1
     out = r.json()
     assert (out["kind"], out["status"], out["items"]) == ("issue", "queued", 1)
     assert out["merchant_id"] == env.store_merchant.merchant_id
