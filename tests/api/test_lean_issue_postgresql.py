@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 
 from api.client import sign_request
+from api.guard import MAX_IN_FLIGHT_PER_KEY
 from ledger.merchants import repos as merchant_repos
 from ledger.metrics import HTTP_REQUESTS
 from ledger.outbox import repos as outbox_repos
@@ -282,3 +284,50 @@ def test_a_store_that_cannot_answer_is_the_stores_503_and_nothing_stays(
     # The store answers again, and the request runs as new under the same key.
     r = env.store.post(ISSUE, payload, idempotency_key="lean-down")
     assert r.status_code == 202 and "Idempotent-Replayed" not in r.headers, r.text
+
+
+def test_the_lean_path_runs_inside_the_keys_in_flight_cap(pg_env: ApiEnv,
+                                                          pg_server: str) -> None:
+    # The merchant's row locked FOR UPDATE holds every operation's INSERT (its foreign key
+    # takes the row FOR KEY SHARE): what waits in PostgreSQL is what the guard let through.
+    env = pg_env
+    db = env.alliance.store.engine.url.database
+    mid = env.store_merchant.merchant_id
+    assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                  "order_id": "LEAN-CAP-0"}).status_code == 202  # the purges
+    burst = 3 * MAX_IN_FLIGHT_PER_KEY
+    results: list[int] = []
+    admin = create_engine(pg_server.rsplit("/", 1)[0] + "/" + str(db))
+    try:
+        with admin.connect() as lock:
+            lock.execute(text("SELECT id FROM merchants WHERE id = :m FOR UPDATE"), {"m": mid})
+
+            def one(i: int) -> None:
+                results.append(env.store.post(ISSUE, {
+                    "member": Account.create().address, "points": 1,
+                    "order_id": f"LEAN-CAP-{i + 1}"}).status_code)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(burst)]
+            for t in threads:
+                t.start()
+            waiting: list[int] = []
+            deadline = time.monotonic() + 10
+            with admin.connect() as c:
+                while time.monotonic() < deadline:
+                    waiting.append(int(c.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d "
+                        "AND wait_event_type = 'Lock'"), {"d": db}).scalar() or 0))
+                    if waiting[-1] >= MAX_IN_FLIGHT_PER_KEY and len(waiting) > 20:
+                        break
+                    time.sleep(0.05)
+            # as many as the key's slots, and no more, while the others wait in the guard
+            assert max(waiting) == MAX_IN_FLIGHT_PER_KEY, waiting
+            # another key is not held by this one's burst
+            assert env.cafe.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                         "order_id": "LEAN-CAP-CAFE"}).status_code == 202
+            lock.rollback()
+        for t in threads:
+            t.join(30)
+    finally:
+        admin.dispose()
+    assert results == [202] * burst, results
