@@ -13,7 +13,7 @@ import secrets as pysecrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -476,7 +476,7 @@ class QueuedRequest:
     principal: str
     key: str
     fingerprint: str
-    expires_at: Any  # datetime, aware
+    expires_at: datetime  # aware
     status_code: int
     body: str  # the response as stored (sealed)
     content_type: str
@@ -484,7 +484,7 @@ class QueuedRequest:
     kind: str
     payload_json: str
     lines: int
-    now: Any  # datetime, aware: seen_at, created_at, updated_at
+    now: datetime  # aware: seen_at, created_at, updated_at
 
 
 # One statement (PostgreSQL, data-modifying CTEs), its own transaction: each write only if
