@@ -86,7 +86,8 @@ def create_app(alliance: Alliance, *, run_workers: bool = True,
     app.state.rate_limiter = RateLimiter(alliance.settings.rate_limit_per_minute)
     app.state.failed_auth_by_key = RateLimiter(FAILED_AUTH_PER_MINUTE)
     app.state.failed_auth_by_ip = RateLimiter(FAILED_AUTH_PER_MINUTE_PER_ADDRESS)
-    app.add_middleware(RequestGuard, api=app)
+    # PostgreSQL: a signed issue's common case answered without FastAPI's routing (see there)
+    app.add_middleware(RequestGuard, api=app, lean={points.issue: points.issue_lean})
     app.state.public_rate_limiter = RateLimiter(alliance.settings.public_rate_limit_per_minute)
     app.add_middleware(MetricsMiddleware, api=app)  # outermost: counts the guard's refusals
     errors.install(app)

@@ -17,6 +17,11 @@ In this order, for the route the request matches:
 Only then does FastAPI parse and validate the body. Routes get all of this by declaring their
 dependencies as usual (a route that depends on :func:`api.deps.principal` is authenticated
 here); nothing is done per route.
+
+An authenticated route may have a lean handler (``create_app`` names them: the signed issue's,
+:func:`api.routes.points.issue_lean`). It runs after all of the above, inside the key's
+in-flight slot, and either answers the request or declines with nothing done, and then the
+route runs as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,32 +89,46 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+# A lean handler of a route (``api.routes.points.issue_lean``): called with the app, the
+# scope, the body read and ``send`` once the request passed the gate; it answers and gives
+# True, or declines (nothing done) and gives False, and the route then runs as usual.
+LeanHandler = Callable[[FastAPI, Scope, bytes, Send], Awaitable[bool]]
+
+
 @dataclass(frozen=True)
 class RoutePolicy:
-    """What the gate does for one route."""
+    """What the gate does for one route (``lean``: its lean handler, if it has one)."""
 
     authenticated: bool
     json_body: bool
     max_body: int
+    lean: LeanHandler | None = None
+    route: APIRoute | None = None
 
 
 def depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
     return dependant.call is call or any(depends_on(d, call) for d in dependant.dependencies)
 
 
-def route_policy(route: APIRoute, max_body_size: int | None) -> RoutePolicy:
+def route_policy(route: APIRoute, max_body_size: int | None,
+                 lean: LeanHandler | None = None) -> RoutePolicy:
     """The gate's policy for ``route`` (its ``max_body_size``, as FastAPI resolved it)."""
-    return RoutePolicy(authenticated=depends_on(route.dependant, principal),
-                       json_body=route.body_field is not None,
-                       max_body=max_body_size or DEFAULT_MAX_BODY)
+    authenticated = depends_on(route.dependant, principal)
+    return RoutePolicy(authenticated=authenticated, json_body=route.body_field is not None,
+                       max_body=max_body_size or DEFAULT_MAX_BODY,
+                       # only behind the gate's authentication and in-flight cap
+                       lean=lean if authenticated else None, route=route)
 
 
 class RequestGuard:
     """The ASGI middleware described in the module docstring."""
 
-    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, api: FastAPI,
+                 lean: Mapping[Callable[..., Any], LeanHandler] | None = None) -> None:
         self.app = app
         self.api = api
+        # route endpoint -> its lean handler
+        self._lean = dict(lean or {})
         self._routes: list[tuple[RouteContext, RoutePolicy]] | None = None
         # (method, path) -> policy: the route scan runs once per distinct path, not per request
         self._seen: dict[tuple[str, str], RoutePolicy | None] = {}
@@ -136,7 +155,8 @@ class RequestGuard:
                 route = ctx.original_route
                 if isinstance(route, APIRoute):
                     limit = getattr(ctx, "max_body_size", None) or route.max_body_size
-                    routes.append((ctx, route_policy(route, limit)))
+                    routes.append((ctx, route_policy(route, limit,
+                                                     self._lean.get(route.endpoint))))
             self._routes = routes
         return self._routes
 
@@ -183,6 +203,9 @@ class RequestGuard:
         slot[1] += 1
         try:
             async with slot[0]:
+                if policy.lean is not None and await policy.lean(self.api, scope, body, send):
+                    scope["route"] = policy.route  # the metrics' route template
+                    return
                 await self.app(scope, replay_factory(body, receive), send)
         finally:
             slot[1] -= 1

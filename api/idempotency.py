@@ -136,7 +136,7 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
                 replayed = claim(s)
                 if replayed is not None:  # another request took the key in between
                     return replayed
-            sealed = _seal(alliance, text)
+            sealed = seal(alliance, text)
             # PostgreSQL: the recorded response and COMMIT in one round trip.
             if not repos.idempotency_complete_and_commit(
                     s, principal=principal.key_id, key=key, status_code=status, body=sealed,
@@ -156,7 +156,7 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
             repos.idempotency_release(s, principal=principal.key_id, key=key)
         else:
             repos.idempotency_complete(s, principal=principal.key_id, key=key,
-                                       status_code=status, body=_seal(alliance, text),
+                                       status_code=status, body=seal(alliance, text),
                                        content_type=media)
     return Response(text, status_code=status, media_type=media, headers=problem_headers(status))
 
@@ -164,7 +164,7 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
 _SEALED = "fernet:"
 
 
-def _seal(alliance: Alliance, text: str) -> str:
+def seal(alliance: Alliance, text: str) -> str:
     """The response body as stored: encrypted under the master key."""
     return _SEALED + alliance.master_key.encrypt(text.encode()).decode()
 

@@ -3,23 +3,33 @@ refund a redemption. Each queues outbox operations (202)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, MutableMapping
+from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Request, Response
 from sqlalchemy.orm import Session
+from starlette.types import Message, Send
 
 from ledger.alliance import Alliance
+from ledger.errors import LedgerError
 from ledger.outbox.views import OperationView
+from ledger.points import kinds
 from ledger.points import service as points
 from ledger.store.db import note_timing
+from ledger.store.models import OperationStatus, utcnow
+from ledger.store.repos import MIN_IDEMPOTENCY_TTL, QueuedRequest, purge_due
 from ledger.types import MerchantId
 
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantQueueDep, QueueingDep
-from ..idempotency import run_idempotent
+from ..errors import ledger_response
+from ..idempotency import MAX_KEY_LENGTH, fingerprint, run_idempotent, seal
 from ..schemas.common import OperationOut, OperationsOut
 from ..schemas.points import (
     CancelSignaturesRequest,
@@ -76,6 +86,77 @@ def issue(req: IssueRequest, request: Request, q: QueueingDep) -> Response:
         alliance, s, merchant_id=mid, member=req.member, member_id=req.member_id,
         points=req.points, order_id=req.order_id, release_at=req.release_at,
         spend=req.spend))
+
+
+async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
+                     send: Send) -> bool:
+    """:func:`issue` on PostgreSQL for the common request (a wallet's line, no spend, a
+    body that parses, a new key, an active merchant), called by the request guard after it
+    authenticated the request on its raw bytes, within the key's in-flight cap: the body
+    parsed once, no dependency solving, and the replay record, the idempotency record (the
+    response already in it) and the operation written by one statement and committed in the
+    same round trip (:func:`ledger.store.repos.queue_merchant_request`).
+
+    False: declined, nothing written; the request then takes :func:`issue` as before, which
+    gives every other answer (a bad body, a refusal, a replayed signature or response, a
+    reused key, a suspended merchant, a purge due) exactly as it always has."""
+    alliance: Alliance = api.state.alliance
+    dialect = alliance.store.engine.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg" or purge_due():
+        return False
+    state = scope.get("state") or {}
+    who, guard = state.get("principal"), state.get("replay_guard")
+    if (not isinstance(who, Principal) or who.role != "merchant" or who.merchant_id is None
+            or guard is None):
+        return False
+    key = ctype = None
+    for name, value in scope.get("headers", ()):
+        if name == b"idempotency-key" and key is None:
+            key = value.decode("latin-1")
+        elif name == b"content-type" and ctype is None:
+            ctype = value.decode("latin-1")
+    if (not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or ctype is None
+            or ctype.split(";")[0].strip().lower() != "application/json"):
+        return False
+    try:
+        req = IssueRequest.model_validate(json.loads(body))
+    except Exception:  # any bad body: the route answers it (400, 422) as FastAPI does
+        return False
+    mid = who.merchant_id
+    issue = points.lean_issue(alliance, merchant_id=mid, member=req.member,
+                              member_id=req.member_id, points=req.points,
+                              order_id=req.order_id, release_at=req.release_at,
+                              spend=req.spend)
+    if issue is None:
+        return False
+    now = utcnow()
+    op_id = str(uuid.uuid4())
+    view = OperationView(id=op_id, kind=kinds.ISSUE.name, status=OperationStatus.QUEUED,
+                         merchant_id=mid, items=1, tx_hash=None, block_number=None,
+                         error_code=None, error_message=None, created_at=now, updated_at=now)
+    text = json.dumps(operation_out(view), default=str, separators=(",", ":"))
+    key_id, signature, _ = guard
+    ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
+    queued = QueuedRequest(
+        merchant_id=mid, key_id=key_id, signature=signature, principal=who.key_id, key=key,
+        fingerprint=fingerprint(Request(scope), body),
+        expires_at=now + max(ttl, MIN_IDEMPOTENCY_TTL), status_code=202,
+        body=seal(alliance, text), content_type="application/json", operation_id=op_id,
+        kind=kinds.ISSUE.name, payload_json=json.dumps(issue.data), lines=1, now=now)
+    try:
+        done = await anyio.to_thread.run_sync(points.queue_lean_issue, alliance, issue, queued)
+    except LedgerError as exc:  # the store down: its 503, as the route gives it
+        await ledger_response(exc)(scope, _no_receive, send)
+        return True
+    if not done:
+        return False
+    await Response(text, status_code=202, media_type="application/json")(
+        scope, _no_receive, send)
+    return True
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 @router.post("/issue-batch", status_code=202, responses=ACCEPTED, response_model=OperationOut,

@@ -35,7 +35,9 @@ from ..merchants.repos import MerchantRow
 from ..merchants.service import program_of, require_merchant
 from ..outbox import repos as outbox
 from ..outbox.views import OperationView, operation_view
+from ..store import repos as store_repos
 from ..store.models import Operation, OperationStatus, OrderSpend
+from ..store.repos import QueuedRequest
 from ..types import MerchantId, OrderRef
 from . import kinds
 from .kinds import (
@@ -143,6 +145,45 @@ def request_issue_batch(alliance: Alliance, session: Session, *, merchant_id: Me
     """Queue many issue lines as one operation: they land in one transaction, all or none."""
     return queue_issues(alliance, session, check_issue_batch(
         alliance, merchant_id=merchant_id, items=items, kind=kind))
+
+
+@dataclass(frozen=True)
+class LeanIssue:
+    """An issue request checked whole before the store is touched (:func:`lean_issue`): its
+    typed payload, and that payload's JSON as :func:`queue_issues` writes it."""
+
+    payload: IssuePayload
+    data: dict[str, Any]
+
+
+def lean_issue(alliance: Alliance, *, merchant_id: MerchantId, member: str | None = None,
+               member_id: str | None = None, points: int, order_id: str,
+               release_at: int | None = None, spend: int | None = None) -> LeanIssue | None:
+    """The operation of an issue request that needs nothing of the store but the merchant's
+    own row (a wallet's line, no spend given) and passed its checks; None for any other
+    (a member id, a spend, a refusal: :func:`request_issue` then takes it in the request's
+    transaction, which resolves the member, records the spend or records the refusal)."""
+    if member is None or member_id is not None or spend is not None:
+        return None
+    checked = check_issue_batch(alliance, merchant_id=merchant_id, kind=kinds.ISSUE,
+                                items=[IssueLine(points, order_id, member, None, release_at)])
+    if checked.error is not None or len(checked.lines) != 1:
+        return None
+    (line,), (data,) = checked.lines, checked.data
+    if not isinstance(line, IssueLinePayload) or data is None:
+        return None
+    return LeanIssue(IssuePayload((line,)), {"items": [data]})
+
+
+def queue_lean_issue(alliance: Alliance, issue: LeanIssue, request: QueuedRequest) -> bool:
+    """Queue a :func:`lean_issue` operation with the request's replay and idempotency records
+    (its response already in ``request``) in one round trip (PostgreSQL:
+    :func:`ledger.store.repos.queue_merchant_request`); the typed payload kept for this
+    process's worker, as every ``enqueue`` does. False: nothing was written (see there)."""
+    if not store_repos.queue_merchant_request(alliance.store.engine, request):
+        return False
+    outbox.QUEUED_PAYLOADS.put(request.operation_id, kinds.ISSUE.name, issue.payload, 1)
+    return True
 
 
 @dataclass(frozen=True)

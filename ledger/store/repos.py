@@ -8,15 +8,17 @@ idempotency record in one transaction. Functions that must be atomic across proc
 
 from __future__ import annotations
 
+import logging
 import secrets as pysecrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Engine,
     Executable,
     Select,
     String,
@@ -30,12 +32,17 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from .. import crypto
 from ..crypto import MasterKey
-from ..errors import LedgerConflictError, LedgerNotFoundError, LedgerValidationError
+from ..errors import (
+    LedgerConflictError,
+    LedgerNotFoundError,
+    LedgerValidationError,
+    StoreUnavailableError,
+)
 from .models import (
     ApiCredential,
     IdempotencyRecord,
@@ -47,6 +54,8 @@ from .models import (
     utcnow,
 )
 from .tables import table_of
+
+log = logging.getLogger(__name__)
 
 # Expired replay and idempotency records are purged at most this often (seconds), not on
 # every request: a purge is a write on the hot path.
@@ -445,3 +454,110 @@ def reset_nonce(session: Session, *, chain_id: int, address: str, next_nonce: in
         session.add(SignerNonce(chain_id=chain_id, address=address, next_nonce=next_nonce))
     else:
         row.next_nonce = next_nonce
+
+
+def purge_due() -> bool:
+    """Whether a purge of expired replay or idempotency records is due in this process (the
+    next request through :func:`claim_merchant_request` makes it); nothing is marked."""
+    now = time.monotonic()
+    return any(now - _last_purge.get(name, float("-inf")) >= PURGE_INTERVAL_S
+               for name in ("signatures", "idempotency"))
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    """What :func:`queue_merchant_request` writes for one merchant's request: its replay
+    record, its idempotency record with the response already recorded, and one outbox
+    operation (the kind's name, its payload's JSON text, its lines)."""
+
+    merchant_id: int
+    key_id: str
+    signature: str
+    principal: str
+    key: str
+    fingerprint: str
+    expires_at: datetime  # aware
+    status_code: int
+    body: str  # the response as stored (sealed)
+    content_type: str
+    operation_id: str
+    kind: str
+    payload_json: str
+    lines: int
+    now: datetime  # aware: seen_at, created_at, updated_at
+
+
+# One statement (PostgreSQL, data-modifying CTEs), its own transaction: each write only if
+# what comes before it allows. The merchant must be active and have its program; then the
+# signature goes in unless seen before, the idempotency record (its response already
+# recorded) unless the key is claimed, and the operation only if the claim went in. It
+# divides by zero (the statement fails, nothing of it stays) when the signature went in but
+# the operation did not: either everything is written or nothing.
+_QUEUE_REQUEST_PG = """\
+WITH m AS (
+  SELECT id, account_address FROM merchants
+  WHERE id = %(merchant_id)s AND status = 'active' AND program_address IS NOT NULL),
+sig AS (
+  INSERT INTO used_request_signatures (key_id, signature, seen_at)
+  SELECT %(key_id)s, %(signature)s, %(now)s FROM m
+  ON CONFLICT DO NOTHING RETURNING 1),
+claim AS (
+  INSERT INTO idempotency_records
+    (principal, key, fingerprint, status_code, body, content_type, created_at, expires_at)
+  SELECT %(principal)s, %(key)s, %(fingerprint)s, %(status_code)s, %(body)s,
+         %(content_type)s, %(now)s, %(expires_at)s
+  WHERE EXISTS (SELECT 1 FROM sig)
+  ON CONFLICT DO NOTHING RETURNING 1),
+op AS (
+  INSERT INTO operations
+    (id, merchant_id, kind, payload, lines, status, signer, attempts, created_at, updated_at)
+  SELECT %(operation_id)s, m.id, %(kind)s, %(payload)s::json, %(lines)s, 'queued',
+         m.account_address, 0, %(now)s, %(now)s
+  FROM m WHERE EXISTS (SELECT 1 FROM claim)
+  RETURNING 1)
+SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM sig) AND NOT EXISTS (SELECT 1 FROM op)
+            THEN 0 ELSE 1 END), EXISTS (SELECT 1 FROM op)"""
+
+
+def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
+    """Write a merchant's queueing request whole (:class:`QueuedRequest`), on PostgreSQL's
+    driver in one round trip: the one statement above, run as its own transaction (no BEGIN,
+    no COMMIT of their own: the connection is in autocommit for it), durable when it
+    returns. True: written. False: nothing was written (the merchant is not active or
+    unknown, the signature was seen before, the key is claimed already: the caller then
+    takes the request through :func:`claim_merchant_request` and its session, which answers
+    each of those). A database that cannot answer raises StoreUnavailableError, as a
+    session does."""
+    import psycopg
+
+    params = {
+        "merchant_id": request.merchant_id, "key_id": request.key_id,
+        "signature": request.signature, "principal": request.principal, "key": request.key,
+        "fingerprint": request.fingerprint, "status_code": request.status_code,
+        "body": request.body, "content_type": request.content_type, "now": request.now,
+        "expires_at": request.expires_at, "operation_id": request.operation_id,
+        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
+    try:
+        # The pool's own errors come unwrapped here (a session's connection wraps them).
+        raw = engine.raw_connection()
+    except (OperationalError, psycopg.OperationalError) as exc:
+        log.warning("the store could not answer: %s", exc)
+        raise StoreUnavailableError("the database cannot answer now; retry later") from exc
+    try:
+        conn = raw.driver_connection
+        assert isinstance(conn, psycopg.Connection)
+        conn.autocommit = True  # no round trip: the pooled connection is idle
+        try:
+            row = conn.execute(_QUEUE_REQUEST_PG, params).fetchone()
+        except psycopg.errors.DivisionByZero:
+            return False  # the key was claimed: the statement failed whole
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+        return bool(row is not None and row[1])
+    except psycopg.OperationalError as exc:
+        raw.invalidate(exc)
+        log.warning("the store could not answer: %s", exc)
+        raise StoreUnavailableError("the database cannot answer now; retry later") from exc
+    finally:
+        raw.close()

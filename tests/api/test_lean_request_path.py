@@ -74,9 +74,11 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
     member = Account.create().address
     assert env.store.post("/v1/points/issue", {"member": member, "points": 1,
                                                "order_id": "LEAN-0"}).status_code == 202
+    # With a spend, so that on PostgreSQL too the request takes the route and its session
+    # (the lean path, for requests without one, is tests/api/test_lean_issue_postgresql.py).
     r, seen = _statements(env, lambda: env.store.post(
-        "/v1/points/issue", {"member": member, "points": 2, "order_id": "LEAN-1"},
-        idempotency_key="lean-1"))
+        "/v1/points/issue", {"member": member, "points": 2, "order_id": "LEAN-1",
+                             "spend": 700}, idempotency_key="lean-1"))
     assert r.status_code == 202, r.text
     merchant_reads = [s for s in seen if "FROM merchants" in s]
     # Before: the suspension check read the merchant in a session of its own, then the
@@ -88,13 +90,18 @@ def test_a_signed_issue_reads_its_merchant_once_in_its_own_write_transaction(
     if env.alliance.store.engine.dialect.name == "postgresql":
         # One round trip reads the merchant, spends the signature and claims the key (three
         # before); then the operation; the recorded response goes with the COMMIT, in one
-        # round trip under SQLAlchemy (repos.idempotency_complete_and_commit).
-        assert len(seen) == 2 and seen[0].startswith("WITH"), seen
+        # round trip under SQLAlchemy (repos.idempotency_complete_and_commit). The spend:
+        # its read and its row.
+        assert len(seen) == 4 and seen[0].startswith("WITH"), seen
+        assert seen[1].startswith("INSERT INTO operations"), seen
+        assert seen[2].startswith("SELECT") and "FROM order_spends" in seen[2], seen
+        assert seen[3].startswith("INSERT INTO order_spends"), seen
         assert "used_request_signatures" in seen[0] and "idempotency_records" in seen[0]
     # The response was recorded with the request's writes: the same request under the same
     # key is its replay.
     again = env.store.post("/v1/points/issue", {"member": member, "points": 2,
-                                                "order_id": "LEAN-1"}, idempotency_key="lean-1")
+                                                "order_id": "LEAN-1", "spend": 700},
+                           idempotency_key="lean-1")
     assert again.status_code == 202 and again.json() == r.json(), again.text
     assert again.headers.get("idempotent-replayed") == "true"
 
