@@ -4,7 +4,6 @@ refund a redemption. Each queues outbox operations (202)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, MutableMapping
@@ -21,7 +20,7 @@ from ledger.errors import LedgerError
 from ledger.outbox.views import OperationView
 from ledger.points import kinds
 from ledger.points import service as points
-from ledger.store.db import note_timing
+from ledger.store.db import TIMING, note_timing
 from ledger.store.models import OperationStatus, utcnow
 from ledger.store.repos import MIN_IDEMPOTENCY_TTL, QueuedRequest, purge_due
 from ledger.types import MerchantId
@@ -47,8 +46,6 @@ router = APIRouter(prefix="/v1/points", tags=["points"])
 # Up to 1,000 lines of a few hundred bytes each (other routes take the default 64 KiB).
 BATCH_MAX_BODY = 1024 * 1024
 
-# ALLIANCE_WRITER_TIMING set: the batch routes record their phases (ledger.store.db).
-TIMING = bool(os.environ.get("ALLIANCE_WRITER_TIMING"))
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": OperationOut, "description": "queued; poll /v1/operations/{id}"}}

@@ -46,6 +46,7 @@ WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 # ALLIANCE_WRITER_TIMING=<path>: every write session's wait for the writer and hold of it,
 # by thread, appended to <path>.<pid> at exit (a measuring aid; off, it costs one test).
 _TIMING_PATH = os.environ.get("ALLIANCE_WRITER_TIMING") or None
+TIMING = _TIMING_PATH is not None  # the one flag (the batch route records its phases by it)
 _timings: list[tuple[str, float, float, float]] = []
 
 
@@ -243,7 +244,7 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception. The
         database being down or locked past the busy timeout raises StoreUnavailableError."""
-        timed = _TIMING_PATH is not None  # its wait for the writer and hold of it recorded
+        timed = TIMING  # its wait for the writer and hold of it recorded
         t0 = time.perf_counter() if timed else 0.0
         with self._write_lock if self._write_lock is not None else nullcontext():
             t1 = time.perf_counter() if timed else 0.0
