@@ -41,6 +41,16 @@ MAX_KEY_LENGTH = 255
 IN_PROGRESS_LEASE = timedelta(minutes=10)
 
 
+def key_is_valid(key: str) -> bool:
+    """An Idempotency-Key's form: 1 to :data:`MAX_KEY_LENGTH` printable characters."""
+    return 0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()
+
+
+def record_ttl(alliance: Alliance) -> timedelta:
+    """How long a request's idempotency record is kept (a day at least)."""
+    return timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
+
+
 def fingerprint(request: Request, body: bytes) -> str:
     return hashlib.sha256(f"{request.method}\n{request.url.path}\n".encode() + body).hexdigest()
 
@@ -64,10 +74,10 @@ def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal:
     key = request.headers.get("idempotency-key")
     if not key:
         raise ApiError(400, "idempotency-key-missing", "every POST needs an Idempotency-Key")
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not key_is_valid(key):
         raise ApiError(400, "idempotency-key-invalid",
                        f"Idempotency-Key is 1-{MAX_KEY_LENGTH} printable characters")
-    ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
+    ttl = record_ttl(alliance)
     fp = fingerprint(request, body)
     guard = getattr(request.state, "replay_guard", None)
 

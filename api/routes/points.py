@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, MutableMapping
-from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -22,13 +21,13 @@ from ledger.points import kinds
 from ledger.points import service as points
 from ledger.store.db import TIMING, note_timing
 from ledger.store.models import OperationStatus, utcnow
-from ledger.store.repos import MIN_IDEMPOTENCY_TTL, QueuedRequest, purge_due
+from ledger.store.repos import QueuedRequest, purge_due
 from ledger.types import MerchantId
 
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantQueueDep, QueueingDep
 from ..errors import ledger_response
-from ..idempotency import MAX_KEY_LENGTH, fingerprint, run_idempotent, seal
+from ..idempotency import fingerprint, key_is_valid, record_ttl, run_idempotent, seal
 from ..schemas.common import OperationOut, OperationsOut
 from ..schemas.points import (
     CancelSignaturesRequest,
@@ -112,7 +111,7 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
             key = value.decode("latin-1")
         elif name == b"content-type" and ctype is None:
             ctype = value.decode("latin-1")
-    if (not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or ctype is None
+    if (not key or not key_is_valid(key) or ctype is None
             or ctype.split(";")[0].strip().lower() != "application/json"):
         return False
     try:
@@ -133,11 +132,10 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
                          error_code=None, error_message=None, created_at=now, updated_at=now)
     text = json.dumps(operation_out(view), default=str, separators=(",", ":"))
     key_id, signature, _ = guard
-    ttl = timedelta(hours=max(24, alliance.settings.idempotency_ttl_hours))
     queued = QueuedRequest(
         merchant_id=mid, key_id=key_id, signature=signature, principal=who.key_id, key=key,
         fingerprint=fingerprint(Request(scope), body),
-        expires_at=now + max(ttl, MIN_IDEMPOTENCY_TTL), status_code=202,
+        ttl=record_ttl(alliance), status_code=202,
         body=seal(alliance, text), content_type="application/json", operation_id=op_id,
         kind=kinds.ISSUE.name, payload_json=json.dumps(issue.data), lines=1, now=now)
     try:

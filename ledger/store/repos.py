@@ -63,9 +63,13 @@ PURGE_INTERVAL_S = 60.0
 _last_purge: dict[str, float] = {}
 
 
+def _is_due(name: str, now: float) -> bool:
+    return now - _last_purge.get(name, float("-inf")) >= PURGE_INTERVAL_S
+
+
 def _due(name: str) -> bool:
     now = time.monotonic()
-    if now - _last_purge.get(name, float("-inf")) < PURGE_INTERVAL_S:
+    if not _is_due(name, now):
         return False
     _last_purge[name] = now
     return True
@@ -460,8 +464,7 @@ def purge_due() -> bool:
     """Whether a purge of expired replay or idempotency records is due in this process (the
     next request through :func:`claim_merchant_request` makes it); nothing is marked."""
     now = time.monotonic()
-    return any(now - _last_purge.get(name, float("-inf")) >= PURGE_INTERVAL_S
-               for name in ("signatures", "idempotency"))
+    return any(_is_due(name, now) for name in ("signatures", "idempotency"))
 
 
 @dataclass(frozen=True)
@@ -476,7 +479,7 @@ class QueuedRequest:
     principal: str
     key: str
     fingerprint: str
-    expires_at: datetime  # aware
+    ttl: timedelta  # of the idempotency record (at least MIN_IDEMPOTENCY_TTL, as elsewhere)
     status_code: int
     body: str  # the response as stored (sealed)
     content_type: str
@@ -535,7 +538,8 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
         "signature": request.signature, "principal": request.principal, "key": request.key,
         "fingerprint": request.fingerprint, "status_code": request.status_code,
         "body": request.body, "content_type": request.content_type, "now": request.now,
-        "expires_at": request.expires_at, "operation_id": request.operation_id,
+        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
+        "operation_id": request.operation_id,
         "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
     try:
         # The pool's own errors come unwrapped here (a session's connection wraps them).
