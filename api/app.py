@@ -77,8 +77,13 @@ def create_app(alliance: Alliance, *, run_workers: bool = True,
     # Every import is done by now, and a dependency may have lifted the recursion limit (py_ecc
     # does, to 100000, on import): put it back; the guard checks it again on every request.
     guard_recursion_limit()
+    # FastAPI's own OpenTelemetry is off: the service's telemetry is /metrics (Prometheus)
+    # and its logs, and with it on FastAPI looked the providers up on every request (~5 us
+    # each, /health's too) to find none configured.
     app = FastAPI(title="Alliance Ledger", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     docs.install(app)
     app.state.alliance = alliance
     app.state.runtime = runtime

@@ -10,6 +10,7 @@ label set stays bounded whatever clients send; a request refused before routing 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import RouteContext, iter_route_contexts
@@ -17,6 +18,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+# Distinct (method, route, status) whose labelled metrics are kept at hand (cleared when full)
+CHILDREN_CACHE_SIZE = 1024
 
 
 class MetricsMiddleware:
@@ -26,6 +30,9 @@ class MetricsMiddleware:
         self.app = app
         self.api = api
         self._routes: list[RouteContext] | None = None
+        # (method, route, status) -> the counter's and the histogram's labelled children:
+        # ``labels()`` validates and joins its label values on every call (~2 us a request)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _template(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -58,5 +65,12 @@ class MetricsMiddleware:
         finally:
             route = self._template(scope)
             method = str(scope.get("method", ""))
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - t0)
+            children = self._children.get((method, route, status))
+            if children is None:
+                if len(self._children) >= CHILDREN_CACHE_SIZE:
+                    self._children.clear()
+                children = self._children[(method, route, status)] = (
+                    HTTP_REQUESTS.labels(method, route, str(status)),
+                    HTTP_LATENCY.labels(method, route))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - t0)

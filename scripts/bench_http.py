@@ -57,6 +57,7 @@ from faults import ARTIFACTS, Harness, Postgres  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from api.client import sign_request  # noqa: E402
+from api.routes import points as points_routes  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
@@ -554,6 +555,7 @@ def run_profile(n: int, top: int) -> None:
             return func(*args)
 
         anyio.to_thread.run_sync = inline  # type: ignore[assignment]
+        points_routes.in_lean_thread = inline  # the lean issue's statement, likewise
         reqs = [_issue_request(m.key_id, m.secret, i, "prof") for i in range(n + 50)]
 
         async def go() -> None:
