@@ -75,12 +75,7 @@ async def in_lean_thread(func: Callable[..., T], *args: Any) -> T:
             if _lean_pool is None:
                 _lean_pool = ThreadPoolExecutor(LEAN_THREADS, thread_name_prefix="lean-issue")
             pool = _lean_pool
-    return await to_the_end(asyncio.get_running_loop().run_in_executor(pool, func, *args))
-
-
-async def to_the_end(fut: asyncio.Future[T]) -> T:
-    """``fut``'s result; a caller cancelled meanwhile waits for ``fut`` to end first (its
-    statement runs on), then is cancelled."""
+    fut = asyncio.get_running_loop().run_in_executor(pool, func, *args)
     cancelled = False
     while True:
         try:
@@ -143,8 +138,7 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
     reused key, a suspended merchant, a purge due) exactly as it always has."""
     alliance: Alliance = api.state.alliance
     dialect = alliance.store.engine.dialect
-    if (dialect.name != "postgresql" or dialect.driver != "psycopg"
-            or alliance.store.lean is None or purge_due()):
+    if dialect.name != "postgresql" or dialect.driver != "psycopg" or purge_due():
         return False
     state = scope.get("state") or {}
     who, guard = state.get("principal"), state.get("replay_guard")
@@ -185,9 +179,7 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
         body=seal(alliance, text), content_type="application/json", operation_id=op_id,
         kind=kinds.ISSUE.name, payload_json=json.dumps(issue.data), lines=1, now=now)
     try:
-        # on the event loop (no thread hop), held to its end if the request is cancelled
-        done = await to_the_end(asyncio.ensure_future(
-            points.queue_lean_issue_async(alliance, issue, queued)))
+        done = await in_lean_thread(points.queue_lean_issue, alliance, issue, queued)
     except LedgerError as exc:  # the store down: its 503, as the route gives it
         await ledger_response(exc)(scope, _no_receive, send)
         return True

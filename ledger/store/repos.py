@@ -43,7 +43,6 @@ from ..errors import (
     LedgerValidationError,
     StoreUnavailableError,
 )
-from .db import LeanConnections
 from .models import (
     ApiCredential,
     IdempotencyRecord,
@@ -523,33 +522,6 @@ SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM sig) AND NOT EXISTS (SELECT 1 FROM o
             THEN 0 ELSE 1 END), EXISTS (SELECT 1 FROM op)"""
 
 
-def _queue_request_params(request: QueuedRequest) -> dict[str, Any]:
-    return {
-        "merchant_id": request.merchant_id, "key_id": request.key_id,
-        "signature": request.signature, "principal": request.principal, "key": request.key,
-        "fingerprint": request.fingerprint, "status_code": request.status_code,
-        "body": request.body, "content_type": request.content_type, "now": request.now,
-        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
-        "operation_id": request.operation_id,
-        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
-
-
-async def queue_merchant_request_async(lean: LeanConnections, request: QueuedRequest) -> bool:
-    """:func:`queue_merchant_request` on the event loop (``lean``: the store's
-    :class:`~ledger.store.db.LeanConnections`): the same statement, its own transaction,
-    the same answers (True: written; False: nothing written; StoreUnavailableError)."""
-    import psycopg
-
-    try:
-        row = await lean.fetchone(_QUEUE_REQUEST_PG, _queue_request_params(request))
-    except psycopg.errors.DivisionByZero:
-        return False  # the key was claimed: the statement failed whole
-    except psycopg.OperationalError as exc:
-        log.warning("the store could not answer: %s", exc)
-        raise StoreUnavailableError("the database cannot answer now; retry later") from exc
-    return bool(row is not None and row[1])
-
-
 def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
     """Write a merchant's queueing request whole (:class:`QueuedRequest`), on PostgreSQL's
     driver in one round trip: the one statement above, run as its own transaction (no BEGIN,
@@ -561,7 +533,14 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
     session does."""
     import psycopg
 
-    params = _queue_request_params(request)
+    params = {
+        "merchant_id": request.merchant_id, "key_id": request.key_id,
+        "signature": request.signature, "principal": request.principal, "key": request.key,
+        "fingerprint": request.fingerprint, "status_code": request.status_code,
+        "body": request.body, "content_type": request.content_type, "now": request.now,
+        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
+        "operation_id": request.operation_id,
+        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
     try:
         # The pool's own errors come unwrapped here (a session's connection wraps them).
         raw = engine.raw_connection()

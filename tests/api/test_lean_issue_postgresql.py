@@ -28,7 +28,6 @@ from ledger.metrics import HTTP_REQUESTS
 from ledger.outbox import repos as outbox_repos
 from ledger.points import service as points_service
 from ledger.settings import Settings
-from ledger.store.db import LeanConnections
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
 from tests.ledger.conftest import fresh_pg_database
 from tests.pg import postgres_server
@@ -65,8 +64,7 @@ class Traced:
         return sum("ReadyForQuery" in line for line in self.trace.splitlines())
 
 
-def traced(engine: Engine, send: Callable[[], Any],
-           lean: LeanConnections | None = None) -> tuple[Any, Traced]:
+def traced(engine: Engine, send: Callable[[], Any]) -> tuple[Any, Traced]:
     out = Traced()
     with tempfile.TemporaryFile("w+") as f:
         def checkout(dbapi_conn: Any, *_: Any) -> None:
@@ -82,13 +80,9 @@ def traced(engine: Engine, send: Callable[[], Any],
         event.listen(engine.pool, "checkout", checkout)
         event.listen(engine.pool, "checkin", checkin)
         event.listen(engine, "before_cursor_execute", log)
-        if lean is not None:  # the lean statements' connections too
-            lean.listeners.append((checkout, checkin))
         try:
             result = send()
         finally:
-            if lean is not None:
-                lean.listeners.remove((checkout, checkin))
             event.remove(engine.pool, "checkout", checkout)
             event.remove(engine.pool, "checkin", checkin)
             event.remove(engine, "before_cursor_execute", log)
@@ -129,7 +123,7 @@ def test_a_signed_issue_is_written_whole_and_committed_in_one_round_trip(
     before = counted._value.get()
     r, t = traced(engine, lambda: env.store.post(
         ISSUE, {"member": member, "points": 7, "order_id": "LEAN-PG-1"},
-        idempotency_key="lean-pg-1"), env.alliance.store.lean)
+        idempotency_key="lean-pg-1"))
     assert r.status_code == 202, r.text
     # Nothing through SQLAlchemy; on the driver, BEGIN, the statement and COMMIT answered
     # together (the route's path took 4 round trips: BEGIN, the claim, the operation, the
