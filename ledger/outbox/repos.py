@@ -24,6 +24,7 @@ from ..store.models import (
     utcnow,
 )
 from ..store.tables import table_of
+from . import bell
 from .kinds import OperationKind, P
 
 OperationRow = Operation
@@ -105,6 +106,7 @@ def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
                    lines=lines, status=OperationStatus.QUEUED, signer=signer)
     session.add(op)
     session.flush()
+    bell.queued(session)  # this process's outbox woken once it commits
     return op
 
 
