@@ -60,6 +60,19 @@ _OTHERS_REPLACED = update(_CHAIN_TXS).where(
     _t.signer == select(_MINED_AT.c.signer).scalar_subquery(),
     _t.nonce == select(_MINED_AT.c.nonce).scalar_subquery(),
     _t.tx_hash != bindparam("b_tx"), _t.status == "pending").values(status="replaced")
+# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL),
+# then those chosen moved to ``sending``.
+_CANDIDATES = (select(_c.seq, _c.lines)
+               .where(_c.merchant_id == bindparam("b_merchant"),
+                      _c.status == OperationStatus.QUEUED)
+               .order_by(_c.seq).limit(bindparam("b_limit")))
+_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True)
+_CLAIM = (update(_OPERATIONS)
+          .where(_c.seq.in_(bindparam("seqs", expanding=True)),
+                 _c.status == OperationStatus.QUEUED)
+          .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+                  updated_at=bindparam("b_now", type_=_c.updated_at.type))
+          .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts))
 
 # Lines of payloads this process queued that its outbox worker may take typed, without
 # parsing them back from their JSON (:class:`QueuedPayloads`).
@@ -208,15 +221,12 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
     operations whose typed payload this process does not hold: the claim runs holding the
     store's writer, and the worker of the process that queued them never used that JSON."""
-    candidates = (select(_OPERATIONS.c.seq, _OPERATIONS.c.lines)
-                  .where(_OPERATIONS.c.merchant_id == merchant_id,
-                         _OPERATIONS.c.status == OperationStatus.QUEUED)
-                  .order_by(_OPERATIONS.c.seq).limit(max_lines))
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+    candidates = (_CANDIDATES_LOCKED if session.get_bind().dialect.name == "postgresql"
+                  else _CANDIDATES)
     chosen: list[int] = []
     total = 0
-    for seq, lines in session.execute(candidates):
+    for seq, lines in session.execute(candidates, {"b_merchant": merchant_id,
+                                                   "b_limit": max_lines}):
         if chosen and total + lines > max_lines:
             break
         chosen.append(seq)
@@ -224,10 +234,7 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     if not chosen:
         return []
     c = _OPERATIONS.c
-    rows = session.execute(
-        update(_OPERATIONS).where(c.seq.in_(chosen), c.status == OperationStatus.QUEUED)
-        .values(status=OperationStatus.SENDING, attempts=c.attempts + 1, updated_at=utcnow())
-        .returning(c.id, c.seq, c.kind, c.lines, c.status, c.attempts)).all()
+    rows = session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()}).all()
     out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
                              QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
                  key=lambda o: o.seq)
