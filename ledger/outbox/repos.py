@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -24,6 +24,7 @@ from ..store.models import (
     utcnow,
 )
 from ..store.tables import table_of
+from . import bell
 from .kinds import OperationKind, P
 
 OperationRow = Operation
@@ -34,6 +35,44 @@ OperationRow = Operation
 _OPERATIONS = table_of(Operation)
 _CHAIN_TXS = table_of(ChainTx)
 _CHAIN_TX_OPS = table_of(ChainTxOperation)
+
+# The statements of recording and confirming a transaction, built once (each call built its
+# three or four statements anew: the clauses' coercions and cache keys were about a fifth of the
+# outbox thread's CPU in the ledger layer's benchmark; a built statement memoizes its key).
+_c, _t = _OPERATIONS.c, _CHAIN_TXS.c
+_OPS_IN = _c.id.in_(bindparam("op_ids", expanding=True))
+_TX_EXISTS = select(_t.tx_hash).where(_t.tx_hash == bindparam("b_tx"))
+_INSERT_TX = insert(_CHAIN_TXS)
+_INSERT_LINKS = insert(_CHAIN_TX_OPS)
+_SUBMITTED = update(_OPERATIONS).where(_OPS_IN).values(
+    status=OperationStatus.SUBMITTED, tx_hash=bindparam("b_tx"),
+    updated_at=bindparam("b_now", type_=_c.updated_at.type))
+_CONFIRMED = update(_OPERATIONS).where(_OPS_IN).values(
+    status=bindparam("b_status", type_=_c.status.type), tx_hash=bindparam("b_tx"),
+    block_number=bindparam("b_block"), error_code=None, error_message=None,
+    updated_at=bindparam("b_now", type_=_c.updated_at.type))
+_TX_MINED = update(_CHAIN_TXS).where(_t.tx_hash == bindparam("b_tx")).values(
+    status="mined", mined_block=bindparam("b_block"))
+_MINED_AT = select(_t.signer, _t.nonce).where(_t.tx_hash == bindparam("b_tx")).subquery()
+# Another transaction recorded at the same nonce (a fee bump's replacement, or the original a
+# replacement was meant to replace) can no longer land.
+_OTHERS_REPLACED = update(_CHAIN_TXS).where(
+    _t.signer == select(_MINED_AT.c.signer).scalar_subquery(),
+    _t.nonce == select(_MINED_AT.c.nonce).scalar_subquery(),
+    _t.tx_hash != bindparam("b_tx"), _t.status == "pending").values(status="replaced")
+# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL),
+# then those chosen moved to ``sending``.
+_CANDIDATES = (select(_c.seq, _c.lines)
+               .where(_c.merchant_id == bindparam("b_merchant"),
+                      _c.status == OperationStatus.QUEUED)
+               .order_by(_c.seq).limit(bindparam("b_limit")))
+_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True)
+_CLAIM = (update(_OPERATIONS)
+          .where(_c.seq.in_(bindparam("seqs", expanding=True)),
+                 _c.status == OperationStatus.QUEUED)
+          .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+                  updated_at=bindparam("b_now", type_=_c.updated_at.type))
+          .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts))
 
 # Lines of payloads this process queued that its outbox worker may take typed, without
 # parsing them back from their JSON (:class:`QueuedPayloads`).
@@ -105,6 +144,7 @@ def enqueue_operation(session: Session, *, merchant_id: int, kind: str,
                    lines=lines, status=OperationStatus.QUEUED, signer=signer)
     session.add(op)
     session.flush()
+    bell.queued(session)  # this process's outbox woken once it commits
     return op
 
 
@@ -181,15 +221,12 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
     operations whose typed payload this process does not hold: the claim runs holding the
     store's writer, and the worker of the process that queued them never used that JSON."""
-    candidates = (select(_OPERATIONS.c.seq, _OPERATIONS.c.lines)
-                  .where(_OPERATIONS.c.merchant_id == merchant_id,
-                         _OPERATIONS.c.status == OperationStatus.QUEUED)
-                  .order_by(_OPERATIONS.c.seq).limit(max_lines))
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+    candidates = (_CANDIDATES_LOCKED if session.get_bind().dialect.name == "postgresql"
+                  else _CANDIDATES)
     chosen: list[int] = []
     total = 0
-    for seq, lines in session.execute(candidates):
+    for seq, lines in session.execute(candidates, {"b_merchant": merchant_id,
+                                                   "b_limit": max_lines}):
         if chosen and total + lines > max_lines:
             break
         chosen.append(seq)
@@ -197,10 +234,7 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     if not chosen:
         return []
     c = _OPERATIONS.c
-    rows = session.execute(
-        update(_OPERATIONS).where(c.seq.in_(chosen), c.status == OperationStatus.QUEUED)
-        .values(status=OperationStatus.SENDING, attempts=c.attempts + 1, updated_at=utcnow())
-        .returning(c.id, c.seq, c.kind, c.lines, c.status, c.attempts)).all()
+    rows = session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()}).all()
     out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
                              QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
                  key=lambda o: o.seq)
@@ -239,12 +273,12 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
         lines = int(session.scalar(select(func.sum(_OPERATIONS.c.lines))
                                    .where(_OPERATIONS.c.id.in_(op_ids))) or 0)
     linked: set[str] = set()
-    existing = session.execute(select(_CHAIN_TXS.c.tx_hash)
-                               .where(_CHAIN_TXS.c.tx_hash == tx_hash)).first()
+    existing = session.execute(_TX_EXISTS, {"b_tx": tx_hash}).first()
     if existing is None:
-        session.execute(insert(_CHAIN_TXS).values(
-            tx_hash=tx_hash, chain_id=chain_id, signer=signer, nonce=nonce, raw=raw,
-            max_fee=max_fee, priority_fee=priority_fee, status="pending", lines=lines))
+        session.execute(_INSERT_TX, {
+            "tx_hash": tx_hash, "chain_id": chain_id, "signer": signer, "nonce": nonce,
+            "raw": raw, "max_fee": max_fee, "priority_fee": priority_fee, "status": "pending",
+            "lines": lines})
     else:
         # The very same transaction signed again (same operations, nonce and fees) after the
         # chain lost it and its operations were queued again: the record lives on.
@@ -255,33 +289,21 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
     links = [{"tx_hash": tx_hash, "operation_id": op_id} for op_id in op_ids
              if op_id not in linked]
     if links:
-        session.execute(insert(_CHAIN_TX_OPS), links)
-    session.execute(update(_OPERATIONS).where(_OPERATIONS.c.id.in_(op_ids))
-                    .values(status=OperationStatus.SUBMITTED, tx_hash=tx_hash,
-                            updated_at=utcnow()))
+        session.execute(_INSERT_LINKS, links)
+    session.execute(_SUBMITTED, {"op_ids": list(op_ids), "b_tx": tx_hash, "b_now": utcnow()})
 
 
 def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
                        block_number: int, final: bool = True) -> None:
     """Record that the operations' transaction was mined; ``final`` marks them confirmed,
-    otherwise they stay ``submitted`` (with their block) until deep enough."""
+    otherwise they stay ``submitted`` (with their block) until deep enough. (The transaction
+    recorded at the same nonce, if another is, can no longer land: ``replaced``.)"""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
-    session.execute(update(_OPERATIONS).where(_OPERATIONS.c.id.in_(op_ids))
-                    .values(status=OperationStatus.CONFIRMED if final
-                            else OperationStatus.SUBMITTED, tx_hash=tx_hash,
-                            block_number=block_number, error_code=None, error_message=None,
-                            updated_at=utcnow()))
-    session.execute(update(_CHAIN_TXS).where(_CHAIN_TXS.c.tx_hash == tx_hash)
-                    .values(status="mined", mined_block=block_number))
-    # Another transaction recorded at the same nonce (a fee bump's replacement, or the
-    # original a replacement was meant to replace) can no longer land.
-    mined = select(_CHAIN_TXS.c.signer, _CHAIN_TXS.c.nonce) \
-        .where(_CHAIN_TXS.c.tx_hash == tx_hash).subquery()
-    session.execute(update(_CHAIN_TXS).where(
-        _CHAIN_TXS.c.signer == select(mined.c.signer).scalar_subquery(),
-        _CHAIN_TXS.c.nonce == select(mined.c.nonce).scalar_subquery(),
-        _CHAIN_TXS.c.tx_hash != tx_hash, _CHAIN_TXS.c.status == "pending")
-        .values(status="replaced"))
+    session.execute(_CONFIRMED, {
+        "op_ids": list(op_ids), "b_tx": tx_hash, "b_block": block_number, "b_now": utcnow(),
+        "b_status": OperationStatus.CONFIRMED if final else OperationStatus.SUBMITTED})
+    session.execute(_TX_MINED, {"b_tx": tx_hash, "b_block": block_number})
+    session.execute(_OTHERS_REPLACED, {"b_tx": tx_hash})
 
 
 def record_replacement(session: Session, *, replaced: str, tx_hash: str, raw: str,

@@ -61,6 +61,7 @@ from ..store import repos as store_repos
 from ..store.models import OperationStatus
 from ..worker import Worker
 from . import repos as outbox_repos
+from .bell import BELL
 from .kinds import Call, Claimed, Group, KindRegistry, Signer
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,14 @@ class OutboxWorker(Worker):
         # waits for more operations to gather (the thread's rounds only; see :meth:`step`).
         self.gather_s = alliance.settings.batch_window_ms / 1000
         self._gather_until: dict[str, float] = {}
+        # The bell (:mod:`ledger.outbox.bell`) as the thread's round began; as the queue was
+        # last read, whether it held work then, and when it is read again unrung (what other
+        # processes queue rings no bell here: read every batch_window_ms, as the thread
+        # polled before the bell).
+        self._bell_seen = BELL.rung
+        self._bell_read = -1
+        self._queue_had_work = True
+        self._queue_read_due = 0.0
 
     # ------------------------------------------------------------------ one round
 
@@ -287,6 +296,7 @@ class OutboxWorker(Worker):
         """The thread's round: send more of each signer's queue while its window has room,
         then settle whatever receipts have come, waiting for none. Gives the operations sent
         and settled (0: nothing happened, the thread pauses ``idle_sleep_s``)."""
+        self._bell_seen = BELL.rung
         done = self._check_rollback()
         self._check_moved()
         done += self._collect()
@@ -297,7 +307,7 @@ class OutboxWorker(Worker):
                 self._fill.pop(ALL_SIGNERS, None)  # idle: the next batch starts a block
             elif self._in_flight_gas() >= window:
                 return done
-        queued = self._queued_counts()
+        queued = self._queued_counts_if_due()
         merchant_ids = list(queued)
         if merchant_ids and block_mode:
             k = self._turn % len(merchant_ids)  # every merchant opens a block in turn
@@ -338,6 +348,37 @@ class OutboxWorker(Worker):
             else:
                 self._gather_until.pop(address, None)
         return done + (self._collect() if not block_mode else 0)
+
+    def _queued_counts_if_due(self) -> dict[int, int]:
+        """:meth:`_queued_counts`, unless nothing can have been queued since the last read
+        found the queue empty: this process queued nothing (the bell did not ring) and the
+        poll for other processes' work (``batch_window_ms``) is not due."""
+        now = time.monotonic()
+        rung = BELL.rung
+        if not self._queue_had_work and rung == self._bell_read \
+                and now < self._queue_read_due:
+            return {}
+        self._bell_read = rung  # (noted before the read: a ring during it reads again)
+        self._queue_read_due = now + self.gather_s
+        queued = self._queued_counts()
+        self._queue_had_work = bool(queued)
+        return queued
+
+    def idle(self) -> None:
+        """Wait after a round that did nothing: ``idle_sleep_s`` at most, less if this
+        process queues operations meanwhile (the bell). While a signer gathers a batch
+        (:meth:`step`) only the time wakes it: a ring per operation trickling in would be a
+        round each, the cost the gathering saves."""
+        now = time.monotonic()
+        if any(t > now for t in self._gather_until.values()):
+            self._stop.wait(self.idle_sleep_s)
+        elif not self._stop.is_set():
+            BELL.wait(self._bell_seen, self.idle_sleep_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        BELL.ring()  # idle() may be waiting on it (other outboxes woken read their queue)
+        super().stop(timeout)
 
     def _in_flight_gas(self) -> int:
         return sum(f.candidates[-1].gas for v in self._in_flight.values() for f in v)
