@@ -22,6 +22,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
+from ledger.chain import anvil
 from ledger.merchants.service import AdmittedMerchant
 from ledger.settings import IndexerMode, Settings
 from ledger.store.models import Operation
@@ -118,7 +119,8 @@ def send_timed(port: int, requests: list[dict[str, Any]], work: Path,
     # it now ends by os._exit, see _client).
     out = proc.stdout.readline()
     answered = time.perf_counter()
-    proc.communicate(timeout=600)
+    rest, _ = proc.communicate(timeout=600)
+    CLIENT_CPU["last"] = float(rest.split()[0]) if rest.strip() else 0.0
     if os.environ.get("ALLIANCE_WRITER_TIMING"):
         from ledger.store.db import note_timing
 
@@ -127,6 +129,10 @@ def send_timed(port: int, requests: list[dict[str, Any]], work: Path,
         note_timing("sender done", time.perf_counter(), 0.0, 0.0)
     assert proc.returncode == 0 and out, f"the client process failed ({proc.returncode})"
     return t0, answered, list(json.loads(out))
+
+
+# The client process's CPU seconds in its last run of send_timed (printed by _client).
+CLIENT_CPU: dict[str, float] = {"last": 0.0}
 
 
 def _client(port: int, path: Path, threads: int) -> None:
@@ -161,6 +167,7 @@ def _client(port: int, path: Path, threads: int) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     went = time.perf_counter()
+    cpu_went = time.process_time()
     for w in workers:
         w.start()
     for w in workers:
@@ -171,6 +178,8 @@ def _client(port: int, path: Path, threads: int) -> None:
             f.write(f"client go\t{went:.6f}\t0\t0\nclient done\t{time.perf_counter():.6f}"
                     "\t0\t0\n")
     print(json.dumps(op_ids), flush=True)
+    # Its CPU (seconds) from "go", on a line of its own after the ids: the machine's other load.
+    print(json.dumps(time.process_time() - cpu_went), flush=True)
     # Nothing is left to do: the interpreter's teardown of this process's modules is skipped.
     os._exit(0)
 
@@ -185,6 +194,24 @@ def _proc_cpu(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants so far (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _indexer_of(server: uvicorn.Server) -> Any:
@@ -237,8 +264,11 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     # as the ops' CPU until 2026-11-27: most of the outbox's "115-168 us an op".
     start: dict[str, Any] = {}
 
+    node_pid = anvil.status(settings).pid
+
     def counters_start() -> None:
         start["threads"], start["child"] = _thread_cpu(), _proc_cpu(pid)
+        start["node"] = _tree_cpu_s(node_pid) if node_pid else 0.0
 
     t0, answered, op_ids = send_timed(port, [
         {"key_id": merchant.key_id, "secret": merchant.secret,
@@ -247,16 +277,25 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     threads0, child0 = start["threads"], start["child"]
     accepted_s = ops / (answered - t0)  # every 202 in
     _wait_confirmed(alliance, op_ids)
-    batch_s = ops / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    batch_s = ops / elapsed
     per = {k: (v - threads0.get(k, 0.0)) * 1e6 / ops for k, v in _thread_cpu().items()}
     if pid is not None:
         per["indexer process"] = (_proc_cpu(pid) - child0) * 1e6 / ops
+    node_us = ((_tree_cpu_s(node_pid) if node_pid else 0.0) - start["node"]) * 1e6 / ops
+    client_us = CLIENT_CPU["last"] * 1e6 / ops
     print(f"HTTP API, batch requests of {batch}: {ops} ops confirmed at {batch_s:,.0f} "
           f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x; accepted at {accepted_s:,.0f} ops/s); "
           f"{SHAPES[shape]}, load {os.getloadavg()[0]:.2f}")
     print("  CPU per op by role (us; the clients' process not counted): " + ", ".join(
         f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0)
         + f"; total {sum(per.values()):.0f}")
+    # How busy the two cores were on the clock: the service, the node and the clients. What
+    # is left of 2 x the clock was waiting (or other processes' load).
+    busy = (sum(per.values()) + node_us + client_us) * ops / 1e6
+    print(f"  the node (anvil) {node_us:.0f} us an op, the clients' process {client_us:.0f}: "
+          f"{busy:.2f} CPU-s over {elapsed:.2f} s on the clock = {busy / elapsed:.2f} cores "
+          f"busy of {os.cpu_count()}")
     if ledger_ops_s is not None:
         print(f"HTTP batch vs the ledger layer of the same run: {batch_s:,.0f} vs "
               f"{ledger_ops_s:,.0f} ops/s = {batch_s / ledger_ops_s:.2f}x  (target >= 0.8x; "
