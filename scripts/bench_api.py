@@ -239,7 +239,8 @@ SHAPES = {
 
 def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
                  batch: int, server: uvicorn.Server, port: int, shape: str, tag: str,
-                 ledger_ops_s: float | None) -> float:
+                 ledger_ops_s: float | None,
+                 adjacent: tuple[float, float] | None = None) -> float:
     """Batch requests: ``ops`` lines in requests of ``batch``, from 4 clients at once, in a
     process of their own (as bench_clearing's: the measured process is the service). The
     indexer first reads what the runs before left on the chain (the ledger layer's and the
@@ -296,11 +297,29 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     print(f"  the node (anvil) {node_us:.0f} us an op, the clients' process {client_us:.0f}: "
           f"{busy:.2f} CPU-s over {elapsed:.2f} s on the clock = {busy / elapsed:.2f} cores "
           f"busy of {os.cpu_count()}")
+    if adjacent is not None:
+        print(f"HTTP batch vs the ledger layer measured just before it on the same chain: "
+              f"{batch_s:,.0f} vs {adjacent[0]:,.0f} ops/s = {batch_s / adjacent[0]:.2f}x  "
+              f"(the node {adjacent[1]:.0f} us an op there; {shape})")
     if ledger_ops_s is not None:
         print(f"HTTP batch vs the ledger layer of the same run: {batch_s:,.0f} vs "
               f"{ledger_ops_s:,.0f} ops/s = {batch_s / ledger_ops_s:.2f}x  (target >= 0.8x; "
               f"{shape})")
     return batch_s
+
+
+def _ledger_layer_now(alliance: Alliance, merchant: AdmittedMerchant, ops: int, batch: int,
+                      tag: str) -> tuple[float, float]:
+    """bench_points' ledger layer on the chain as it is now: its ops/s and the node's CPU
+    per op (printed)."""
+    from bench_points import ledger_layer
+
+    res = ledger_layer(alliance, merchant.merchant_id, ops, batch, tag=f"adj{tag}")
+    ops_s, node_us = ops / res["elapsed"], res["cpu"]["node"] * 1e6 / ops
+    print(f"ledger layer again, just before the HTTP batches, on the same chain: {ops_s:,.0f} "
+          f"ops/s; the node {node_us:.0f} us an op, Python "
+          f"{res['cpu']['python'] * 1e6 / ops:.0f}")
+    return ops_s, node_us
 
 
 def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
@@ -312,7 +331,13 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     last one's server."""
     import socket
 
+    adjacent: dict[str, tuple[float, float]] = {}
     for n, shape in enumerate(shapes):
+        # The ledger layer again, on the chain as it is now (no server runs yet): the node's
+        # CPU per op grows with the chain's state (53 us an op on the fresh chain, 167-230 on
+        # the same after the chain-alone halves, scratch runs of 2026-11-27), and the figure
+        # of the same run was measured on the fresh chain, before the chain-alone halves.
+        adjacent[shape] = _ledger_layer_now(alliance, merchant, ops, batch, f"-{shape}")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
@@ -320,7 +345,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         if n < len(shapes) - 1:
             try:
                 batch_figure(alliance, settings, merchant, ops, batch, server, port, shape,
-                             f"-{shape}", ledger_ops_s)
+                             f"-{shape}", ledger_ops_s, adjacent[shape])
             finally:
                 server.should_exit = True
                 thread.join(timeout=30)
@@ -328,7 +353,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     try:
         lock = threading.Lock()
         batch_figure(alliance, settings, merchant, ops, batch, server, port, shapes[-1],
-                     f"-{shapes[-1]}", ledger_ops_s)
+                     f"-{shapes[-1]}", ledger_ops_s, adjacent[shapes[-1]])
 
         # Single requests from 50 concurrent clients.
         singles = min(ops, 2000)
