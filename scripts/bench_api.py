@@ -22,6 +22,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.client import AllianceClient
 from ledger.alliance import Alliance
+from ledger.chain import anvil
 from ledger.merchants.service import AdmittedMerchant
 from ledger.settings import IndexerMode, Settings
 from ledger.store.models import Operation
@@ -118,7 +119,8 @@ def send_timed(port: int, requests: list[dict[str, Any]], work: Path,
     # it now ends by os._exit, see _client).
     out = proc.stdout.readline()
     answered = time.perf_counter()
-    proc.communicate(timeout=600)
+    rest, _ = proc.communicate(timeout=600)
+    CLIENT_CPU["last"] = float(rest.split()[0]) if rest.strip() else 0.0
     if os.environ.get("ALLIANCE_WRITER_TIMING"):
         from ledger.store.db import note_timing
 
@@ -127,6 +129,10 @@ def send_timed(port: int, requests: list[dict[str, Any]], work: Path,
         note_timing("sender done", time.perf_counter(), 0.0, 0.0)
     assert proc.returncode == 0 and out, f"the client process failed ({proc.returncode})"
     return t0, answered, list(json.loads(out))
+
+
+# The client process's CPU seconds in its last run of send_timed (printed by _client).
+CLIENT_CPU: dict[str, float] = {"last": 0.0}
 
 
 def _client(port: int, path: Path, threads: int) -> None:
@@ -161,6 +167,7 @@ def _client(port: int, path: Path, threads: int) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     went = time.perf_counter()
+    cpu_went = time.process_time()
     for w in workers:
         w.start()
     for w in workers:
@@ -171,6 +178,8 @@ def _client(port: int, path: Path, threads: int) -> None:
             f.write(f"client go\t{went:.6f}\t0\t0\nclient done\t{time.perf_counter():.6f}"
                     "\t0\t0\n")
     print(json.dumps(op_ids), flush=True)
+    # Its CPU (seconds) from "go", on a line of its own after the ids: the machine's other load.
+    print(json.dumps(time.process_time() - cpu_went), flush=True)
     # Nothing is left to do: the interpreter's teardown of this process's modules is skipped.
     os._exit(0)
 
@@ -185,6 +194,24 @@ def _proc_cpu(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants so far (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _indexer_of(server: uvicorn.Server) -> Any:
@@ -212,7 +239,8 @@ SHAPES = {
 
 def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
                  batch: int, server: uvicorn.Server, port: int, shape: str, tag: str,
-                 ledger_ops_s: float | None) -> float:
+                 ledger_ops_s: float | None,
+                 adjacent: tuple[float, float] | None = None) -> float:
     """Batch requests: ``ops`` lines in requests of ``batch``, from 4 clients at once, in a
     process of their own (as bench_clearing's: the measured process is the service). The
     indexer first reads what the runs before left on the chain (the ledger layer's and the
@@ -237,8 +265,11 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     # as the ops' CPU until 2026-11-27: most of the outbox's "115-168 us an op".
     start: dict[str, Any] = {}
 
+    node_pid = anvil.status(settings).pid
+
     def counters_start() -> None:
         start["threads"], start["child"] = _thread_cpu(), _proc_cpu(pid)
+        start["node"] = _tree_cpu_s(node_pid) if node_pid else 0.0
 
     t0, answered, op_ids = send_timed(port, [
         {"key_id": merchant.key_id, "secret": merchant.secret,
@@ -247,21 +278,48 @@ def batch_figure(alliance: Alliance, settings: Settings, merchant: AdmittedMerch
     threads0, child0 = start["threads"], start["child"]
     accepted_s = ops / (answered - t0)  # every 202 in
     _wait_confirmed(alliance, op_ids)
-    batch_s = ops / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    batch_s = ops / elapsed
     per = {k: (v - threads0.get(k, 0.0)) * 1e6 / ops for k, v in _thread_cpu().items()}
     if pid is not None:
         per["indexer process"] = (_proc_cpu(pid) - child0) * 1e6 / ops
+    node_us = ((_tree_cpu_s(node_pid) if node_pid else 0.0) - start["node"]) * 1e6 / ops
+    client_us = CLIENT_CPU["last"] * 1e6 / ops
     print(f"HTTP API, batch requests of {batch}: {ops} ops confirmed at {batch_s:,.0f} "
           f"ops/s  (target >= 5,000: {batch_s / 5000:.2f}x; accepted at {accepted_s:,.0f} ops/s); "
           f"{SHAPES[shape]}, load {os.getloadavg()[0]:.2f}")
     print("  CPU per op by role (us; the clients' process not counted): " + ", ".join(
         f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0)
         + f"; total {sum(per.values()):.0f}")
+    # How busy the two cores were on the clock: the service, the node and the clients. What
+    # is left of 2 x the clock was waiting (or other processes' load).
+    busy = (sum(per.values()) + node_us + client_us) * ops / 1e6
+    print(f"  the node (anvil) {node_us:.0f} us an op, the clients' process {client_us:.0f}: "
+          f"{busy:.2f} CPU-s over {elapsed:.2f} s on the clock = {busy / elapsed:.2f} cores "
+          f"busy of {os.cpu_count()}")
+    if adjacent is not None:
+        print(f"HTTP batch vs the ledger layer measured just before it on the same chain: "
+              f"{batch_s:,.0f} vs {adjacent[0]:,.0f} ops/s = {batch_s / adjacent[0]:.2f}x  "
+              f"(the node {adjacent[1]:.0f} us an op there; {shape})")
     if ledger_ops_s is not None:
         print(f"HTTP batch vs the ledger layer of the same run: {batch_s:,.0f} vs "
               f"{ledger_ops_s:,.0f} ops/s = {batch_s / ledger_ops_s:.2f}x  (target >= 0.8x; "
               f"{shape})")
     return batch_s
+
+
+def _ledger_layer_now(alliance: Alliance, merchant: AdmittedMerchant, ops: int, batch: int,
+                      tag: str) -> tuple[float, float]:
+    """bench_points' ledger layer on the chain as it is now: its ops/s and the node's CPU
+    per op (printed)."""
+    from bench_points import ledger_layer
+
+    res = ledger_layer(alliance, merchant.merchant_id, ops, batch, tag=f"adj{tag}")
+    ops_s, node_us = ops / res["elapsed"], res["cpu"]["node"] * 1e6 / ops
+    print(f"ledger layer again, just before the HTTP batches, on the same chain: {ops_s:,.0f} "
+          f"ops/s; the node {node_us:.0f} us an op, Python "
+          f"{res['cpu']['python'] * 1e6 / ops:.0f}")
+    return ops_s, node_us
 
 
 def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMerchant, ops: int,
@@ -273,7 +331,13 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     last one's server."""
     import socket
 
+    adjacent: dict[str, tuple[float, float]] = {}
     for n, shape in enumerate(shapes):
+        # The ledger layer again, on the chain as it is now (no server runs yet): the node's
+        # CPU per op grows with the chain's state (53 us an op on the fresh chain, 167-230 on
+        # the same after the chain-alone halves, scratch runs of 2026-11-27), and the figure
+        # of the same run was measured on the fresh chain, before the chain-alone halves.
+        adjacent[shape] = _ledger_layer_now(alliance, merchant, ops, batch, f"-{shape}")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
@@ -281,7 +345,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         if n < len(shapes) - 1:
             try:
                 batch_figure(alliance, settings, merchant, ops, batch, server, port, shape,
-                             f"-{shape}", ledger_ops_s)
+                             f"-{shape}", ledger_ops_s, adjacent[shape])
             finally:
                 server.should_exit = True
                 thread.join(timeout=30)
@@ -289,7 +353,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     try:
         lock = threading.Lock()
         batch_figure(alliance, settings, merchant, ops, batch, server, port, shapes[-1],
-                     f"-{shapes[-1]}", ledger_ops_s)
+                     f"-{shapes[-1]}", ledger_ops_s, adjacent[shapes[-1]])
 
         # Single requests from 50 concurrent clients.
         singles = min(ops, 2000)
