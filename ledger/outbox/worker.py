@@ -367,13 +367,18 @@ class OutboxWorker(Worker):
     def idle(self) -> None:
         """Wait after a round that did nothing: ``idle_sleep_s`` at most, less if this
         process queues operations meanwhile (the bell). While a signer gathers a batch
-        (:meth:`step`) only the time wakes it: a ring per operation trickling in would be a
-        round each, the cost the gathering saves."""
+        (:meth:`step`) only the time wakes it, when its gathering ends: a ring per operation
+        trickling in would be a round each, the cost the gathering saves. With transactions
+        in flight it waits ``batch_window_ms`` at most, however long ``idle_sleep_s`` is:
+        their receipts are read by the rounds, and no bell rings for them."""
         now = time.monotonic()
-        if any(t > now for t in self._gather_until.values()):
-            self._stop.wait(self.idle_sleep_s)
+        timeout = min(self.idle_sleep_s, self.gather_s) if self._in_flight \
+            else self.idle_sleep_s
+        gathering = [t - now for t in self._gather_until.values() if t > now]
+        if gathering:
+            self._stop.wait(min(timeout, max(gathering)))
         elif not self._stop.is_set():
-            BELL.wait(self._bell_seen, self.idle_sleep_s)
+            BELL.wait(self._bell_seen, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

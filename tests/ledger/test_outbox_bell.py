@@ -54,6 +54,35 @@ def test_an_operation_queued_in_this_process_wakes_the_idle_outbox(
     assert not worker.running
 
 
+def test_an_idle_outbox_reads_the_receipt_of_its_transaction_in_flight_within_the_batch_window(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    # The node holds the transaction unmined for a while (automine off): the rounds after the
+    # send find no receipt and the thread goes idle with it in flight. No bell rings for a
+    # receipt: with a 60 s poll only the in-flight bound (batch_window_ms) reads it in time.
+    gw = alliance.gateway
+    worker = outbox_worker(alliance, idle_sleep_s=60.0)
+    worker.start()
+    gw.rpc("evm_setAutomine", [False])
+    try:
+        time.sleep(0.5)
+        op_id = _queue_one(alliance, store_merchant, "FLIGHT-1")
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline:
+            with alliance.store.read_session() as s:
+                if s.scalar(select(Operation.status).where(Operation.id == op_id)) \
+                        == OperationStatus.SUBMITTED:
+                    break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the operation was not sent")
+        time.sleep(0.3)  # its rounds have found no receipt: idle, the transaction in flight
+        gw.rpc("evm_mine")
+        assert _confirmed_within(alliance, op_id, 10.0) is not None
+    finally:
+        gw.rpc("evm_setAutomine", [True])
+        worker.stop()
+
+
 def test_work_queued_without_a_ring_is_still_found_by_the_poll(
         alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
     worker = outbox_worker(alliance, idle_sleep_s=0.05)
