@@ -318,7 +318,12 @@ def test_ready_says_not_ready_while_a_signer_waits_behind_a_gap_it_cannot_close(
             counter.next_nonce += 1  # reserved, never recorded
         balance = a.gateway.rpc("eth_getBalance", [m.account, "latest"])
         later, _ = _queue(a, m.merchant_id, "LATER", 1)
-        _wait(lambda: _all_submitted(a, later), "the later operation sent", 30)
+        # Sent: recorded (the outbox records a transaction before it broadcasts it) and in the
+        # node's pool. Taking the ether between the two, as this test did when the outbox
+        # came at once (woken by the queue's commit), fails the broadcast instead: the key
+        # cannot pay, the operation waits, the counter is re-read from the node, no gap.
+        _wait(lambda: _all_submitted(a, later) and _in_node_pool(a, later),
+              "the later operation sent", 30)
         a.gateway.rpc("anvil_setBalance", [m.account, "0x0"])
 
         def stuck() -> bool:
@@ -354,3 +359,10 @@ def _all_confirmed(a: Alliance, op_ids: list[str]) -> bool:
 
 def _all_submitted(a: Alliance, op_ids: list[str]) -> bool:
     return _statuses(a, op_ids) == {OperationStatus.SUBMITTED}
+
+
+def _in_node_pool(a: Alliance, op_ids: list[str]) -> bool:
+    """Every operation's recorded transaction is known to the node (broadcast)."""
+    with a.store.read_session() as s:
+        hashes = {o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(op_ids))}
+    return None not in hashes and all(a.gateway.transaction(h) is not None for h in hashes)
