@@ -192,7 +192,7 @@ class ChainTx(Base):
 
     tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
     chain_id: Mapped[int] = mapped_column(Integer)
-    signer: Mapped[str] = mapped_column(String(42), index=True)
+    signer: Mapped[str] = mapped_column(String(42))
     nonce: Mapped[int] = mapped_column(Integer)
     raw: Mapped[str] = mapped_column(String)
     max_fee: Mapped[int] = mapped_column(IntText)
@@ -201,6 +201,10 @@ class ChainTx(Base):
     lines: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     mined_block: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    # A confirmation's "replaced" update and the recovery's lookups filter on both (migration
+    # 0018; the signer alone made them read the key's whole history of transactions).
+    __table_args__ = (Index("ix_chain_txs_signer_nonce", "signer", "nonce"),)
 
 
 class ChainTxOperation(Base):
