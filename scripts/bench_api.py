@@ -197,21 +197,10 @@ def _proc_cpu(pid: int | None) -> float:
 
 
 def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its descendants so far (/proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return total
+    """CPU seconds of a process and its descendants so far (bench_points' own)."""
+    from bench_points import _tree_cpu_s as tree_cpu_s
+
+    return tree_cpu_s(pid)
 
 
 def _indexer_of(server: uvicorn.Server) -> Any:

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import inspect, text
 
 from ledger.crypto import MasterKey
 from ledger.settings import Settings
-from ledger.store.db import Store, migrate
+from ledger.store.db import Store, alembic_config, make_engine, migrate
 from tests.pg import postgres_server
 
 from .ledger_fixtures import (  # noqa: F401 - re-exported fixtures
@@ -89,3 +90,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def master(tmp_path: Path) -> MasterKey:
     return MasterKey.load(Settings(data_dir=tmp_path))
+
+
+def migrate_to(url: str, target: str, *, down: bool = False) -> None:
+    """Alembic up (or ``down``) to the revision ``target`` on the database at ``url``."""
+    cfg = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, target)
+    finally:
+        engine.dispose()
+
+
+def table_indexes(store: Store, table: str) -> dict[str, list[str | None]]:
+    """The indexes of ``table`` as the database has them: name -> columns."""
+    return {str(ix["name"]): list(ix["column_names"])
+            for ix in inspect(store.engine).get_indexes(table)}

@@ -9,30 +9,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from ledger.outbox import repos as outbox_repos
-from ledger.store.db import Store, alembic_config, make_engine, migrate
-from tests.ledger.conftest import fresh_pg_database
+from ledger.store.db import Store, make_engine, migrate
+from tests.ledger.conftest import fresh_pg_database, migrate_to, table_indexes
 
 SIGNER = "0x" + "ab" * 20
 
 
-def _alembic(url: str, target: str, *, down: bool = False) -> None:
-    cfg = alembic_config(url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(cfg, target)
-    finally:
-        engine.dispose()
-
-
 def _indexes(store: Store) -> dict[str, list[str | None]]:
-    return {str(ix["name"]): list(ix["column_names"])
-            for ix in inspect(store.engine).get_indexes("chain_txs")}
+    return table_indexes(store, "chain_txs")
 
 
 def _txs(conn: sqlite3.Connection, first: int, n: int, status: str = "mined") -> None:
@@ -113,10 +100,10 @@ def test_chain_txs_are_indexed_by_signer_and_nonce_and_keep_their_rows_both_ways
             assert "ix_chain_txs_signer_nonce" in plan and "nonce = " in plan, plan
 
         store.dispose()
-        _alembic(url, "0017", down=True)
+        migrate_to(url, "0017", down=True)
         assert _indexes(store)["ix_chain_txs_signer"] == ["signer"]
         assert "ix_chain_txs_signer_nonce" not in _indexes(store)
-        _alembic(url, "head")
+        migrate_to(url, "head")
         assert _indexes(store)["ix_chain_txs_signer_nonce"] == ["signer", "nonce"]
         with store.session() as s:
             rows = s.execute(text("SELECT signer, nonce, status FROM chain_txs")).all()

@@ -7,30 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import inspect
 
 from ledger.crypto import MasterKey
 from ledger.merchants import repos as merchant_repos
 from ledger.outbox import repos as outbox_repos
-from ledger.store.db import Store, alembic_config, make_engine, migrate
-from tests.ledger.conftest import fresh_pg_database
-
-
-def _alembic(url: str, target: str, *, down: bool = False) -> None:
-    cfg = alembic_config(url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(cfg, target)
-    finally:
-        engine.dispose()
+from ledger.store.db import Store, migrate
+from tests.ledger.conftest import fresh_pg_database, migrate_to, table_indexes
 
 
 def _indexes(store: Store) -> dict[str, list[str | None]]:
-    return {str(ix["name"]): list(ix["column_names"])
-            for ix in inspect(store.engine).get_indexes("operations")}
+    return table_indexes(store, "operations")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -59,9 +45,9 @@ def test_operations_lose_the_tx_hash_index_and_keep_their_rows_both_ways(
         assert after["ix_operations_status_merchant"] == ["status", "merchant_id", "seq"]
 
         store.dispose()
-        _alembic(url, "0016", down=True)
+        migrate_to(url, "0016", down=True)
         assert _indexes(store)["ix_operations_tx_hash"] == ["tx_hash"]
-        _alembic(url, "head")
+        migrate_to(url, "head")
         assert "ix_operations_tx_hash" not in _indexes(store)
         with store.session() as s:
             got = [outbox_repos.get_operation(s, op_id) for op_id in ids]
