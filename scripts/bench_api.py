@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from bench_points import _tree_cpu_s, ledger_layer  # (the scripts' folder is on sys.path)
 from eth_utils.address import to_checksum_address
 from sqlalchemy import select
 
@@ -196,13 +197,6 @@ def _proc_cpu(pid: int | None) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its descendants so far (bench_points' own)."""
-    from bench_points import _tree_cpu_s as tree_cpu_s
-
-    return tree_cpu_s(pid)
-
-
 def _indexer_of(server: uvicorn.Server) -> Any:
     """The indexer worker of the served app's runtime (a Follower thread or an
     IndexerProcess)."""
@@ -301,8 +295,6 @@ def _ledger_layer_now(alliance: Alliance, merchant: AdmittedMerchant, ops: int, 
                       tag: str) -> tuple[float, float]:
     """bench_points' ledger layer on the chain as it is now: its ops/s and the node's CPU
     per op (printed)."""
-    from bench_points import ledger_layer
-
     res = ledger_layer(alliance, merchant.merchant_id, ops, batch, tag=f"adj{tag}")
     ops_s, node_us = ops / res["elapsed"], res["cpu"]["node"] * 1e6 / ops
     print(f"ledger layer again, just before the HTTP batches, on the same chain: {ops_s:,.0f} "
