@@ -26,13 +26,14 @@ def _queue_one(a: Alliance, merchant: AdmittedMerchant, tag: str, *, ring: bool 
     return op_id
 
 
-def _confirmed_within(a: Alliance, op_id: str, timeout_s: float) -> float | None:
-    """Seconds until ``op_id`` is confirmed (None: not within ``timeout_s``)."""
+def _confirmed_within(a: Alliance, op_id: str, timeout_s: float,
+                      status: OperationStatus = OperationStatus.CONFIRMED) -> float | None:
+    """Seconds until ``op_id`` is confirmed (or has ``status``; None: not within
+    ``timeout_s``)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         with a.store.read_session() as s:
-            if s.scalar(select(Operation.status).where(Operation.id == op_id)) \
-                    == OperationStatus.CONFIRMED:
+            if s.scalar(select(Operation.status).where(Operation.id == op_id)) == status:
                 return time.monotonic() - t0
         time.sleep(0.01)
     return None
@@ -66,15 +67,8 @@ def test_an_idle_outbox_reads_the_receipt_of_its_transaction_in_flight_within_th
     try:
         time.sleep(0.5)
         op_id = _queue_one(alliance, store_merchant, "FLIGHT-1")
-        deadline = time.monotonic() + 15.0
-        while time.monotonic() < deadline:
-            with alliance.store.read_session() as s:
-                if s.scalar(select(Operation.status).where(Operation.id == op_id)) \
-                        == OperationStatus.SUBMITTED:
-                    break
-            time.sleep(0.01)
-        else:
-            raise AssertionError("the operation was not sent")
+        assert _confirmed_within(alliance, op_id, 15.0, OperationStatus.SUBMITTED) is not None, \
+            "the operation was not sent"
         time.sleep(0.3)  # its rounds have found no receipt: idle, the transaction in flight
         gw.rpc("evm_mine")
         assert _confirmed_within(alliance, op_id, 10.0) is not None
