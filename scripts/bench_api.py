@@ -313,12 +313,18 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     import socket
 
     adjacent: dict[str, tuple[float, float]] = {}
+    # Each figure's own tag (its order ids: the ledger layer's just before and the HTTP
+    # batches'): a shape named twice (``thread,thread``) reused the first one's order ids, so
+    # the second ledger layer's issues were all already issued, none was confirmed, and its
+    # wait for them never ended (one figure printed, not two).
+    tags = [f"-{shape}" if shapes.count(shape) == 1 else f"-{shape}{n}"
+            for n, shape in enumerate(shapes)]
     for n, shape in enumerate(shapes):
         # The ledger layer again, on the chain as it is now (no server runs yet): the node's
         # CPU per op grows with the chain's state (53 us an op on the fresh chain, 167-230 on
         # the same after the chain-alone halves, scratch runs of 2026-11-27), and the figure
         # of the same run was measured on the fresh chain, before the chain-alone halves.
-        adjacent[shape] = _ledger_layer_now(alliance, merchant, ops, batch, f"-{shape}")
+        adjacent[tags[n]] = _ledger_layer_now(alliance, merchant, ops, batch, tags[n])
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
@@ -326,7 +332,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
         if n < len(shapes) - 1:
             try:
                 batch_figure(alliance, settings, merchant, ops, batch, server, port, shape,
-                             f"-{shape}", ledger_ops_s, adjacent[shape])
+                             tags[n], ledger_ops_s, adjacent[tags[n]])
             finally:
                 server.should_exit = True
                 thread.join(timeout=30)
@@ -334,7 +340,7 @@ def api_figures(alliance: Alliance, settings: Settings, merchant: AdmittedMercha
     try:
         lock = threading.Lock()
         batch_figure(alliance, settings, merchant, ops, batch, server, port, shapes[-1],
-                     f"-{shapes[-1]}", ledger_ops_s, adjacent[shapes[-1]])
+                     tags[-1], ledger_ops_s, adjacent[tags[-1]])
 
         # Single requests from 50 concurrent clients.
         singles = min(ops, 2000)

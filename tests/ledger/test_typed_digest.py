@@ -11,6 +11,7 @@ import random
 import threading
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
@@ -98,6 +99,23 @@ def test_a_signer_recovered_through_coincurve_is_the_one_eth_account_recovers() 
         assert recovered == Account._recover_hash(digest, signature=sig).lower()
         # The same signature over another digest is another signer's.
         assert recover_signer(os.urandom(32), sig) != recovered
+
+
+def test_recovery_refuses_a_digest_not_32_bytes_and_a_signature_that_recovers_nothing() -> None:
+    member = Account.create()
+    digest = os.urandom(32)
+    sig = bytes(Account.unsafe_sign_hash(digest, member.key).signature)
+    # libsecp256k1 reads 32 bytes of the digest: a shorter one must never reach it.
+    for bad_digest in (digest[:31], digest + b"\0", b""):
+        with pytest.raises(ValueError):
+            recover_signer(bad_digest, sig)
+    for bad_sig in (sig[:64], sig[:64] + bytes((29,)), sig[:64] + bytes((1,))):
+        with pytest.raises(ValueError):
+            recover_signer(digest, bad_sig)
+    # r = 0 parses but no key recovers from it; r >= the curve order does not parse.
+    for r in (bytes(32), b"\xff" * 32):
+        with pytest.raises(ValueError):
+            recover_signer(digest, r + sig[32:])
 
 
 def test_the_line_checks_keccak_is_eth_utils_keccak_for_every_length_and_thread() -> None:
