@@ -209,12 +209,32 @@ def pg_operations_stats(dsn: str) -> dict[str, int]:
         out = dict(zip(("inserted", "updated", "hot"), row or (0, 0, 0), strict=True))
         # the rows themselves (the statistics above reach the view up to seconds late)
         out["rows"] = int(c.execute("SELECT count(*) FROM operations").fetchone()[0])
+        out["max_seq"] = int(c.execute("SELECT coalesce(max(seq), 0) FROM operations")
+                             .fetchone()[0])
         for name, scans, size in c.execute(
                 "SELECT indexrelname, idx_scan, pg_relation_size(indexrelid) "
                 "FROM pg_stat_user_indexes WHERE relname = 'operations' ORDER BY 1"):
             out[f"scans {name}"] = scans
             out[f"bytes {name}"] = size
     return out
+
+
+def pg_confirmation_lag(dsn: str, after_seq: int) -> tuple[int, int, float, float]:
+    """The operations queued after ``after_seq``: how many, how many confirmed, and the
+    confirmed ones' p50 and p99 seconds from queued (``created_at``) to confirmed (their last
+    update, ``updated_at``)."""
+    import psycopg
+
+    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'), "
+            "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
+            "extract(epoch FROM updated_at - created_at)) FILTER (WHERE status = 'confirmed') "
+            "FROM operations WHERE seq > %s", (after_seq,)).fetchone()
+    assert row is not None
+    p50, p99 = row[2] or (0.0, 0.0)
+    return int(row[0]), int(row[1]), float(p50), float(p99)
 
 
 def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
@@ -492,6 +512,10 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                   f"{k[6:]} {v:,} ({pg1['bytes ' + k[6:]] / 1e6:.1f} MB)"
                   for k, v in d.items() if k.startswith("scans ")))
         accepted = issue["statuses"].get(202, 0)
+        queued, confirmed, lag50, lag99 = pg_confirmation_lag(h.settings.database_url,
+                                                              pg0["max_seq"])
+        print(f"queued to confirmed (operations of the issue run, 3 s on): {confirmed:,} of "
+              f"{queued:,} confirmed; p50 {1000 * lag50:.0f} ms, p99 {1000 * lag99:.0f} ms")
         print(f"rows in operations: {d['rows']:,} more after the issue run, for {accepted:,} "
               "202 answers (more rows: requests in flight when wrk stopped)")
         if d["rows"] < accepted:
