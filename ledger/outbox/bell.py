@@ -1,20 +1,38 @@
-"""The outbox's bell: rung when operations queued in this process have committed.
+"""The outbox's bell: rung when operations queued in this process have committed, and on
+PostgreSQL when any process's have.
 
-The outbox's thread waits on it after a round that did nothing, so an operation queued by
-this process is sent at once instead of at the thread's next poll (``batch_window_ms``
-later); and a round that was not rung skips reading the queue until that poll is due
-(operations other processes queue are still found by it, as before).
+The outbox's thread waits on it after a round that did nothing, so an operation queued is
+sent at once instead of at the thread's next poll (``batch_window_ms`` later); and a round
+that was not rung skips reading the queue until that poll is due (the poll still finds
+whatever no bell announced).
+
+Across processes (PostgreSQL): a transaction that queued operations sends a notification on
+:data:`CHANNEL` (a session's, just before its commit; the API's lean statement, in the
+statement itself: ``ledger.store.repos.queue_merchant_request``), which PostgreSQL delivers
+only if it commits. :class:`BellListener`, a thread of the process that runs the outbox,
+``LISTEN``s on its own connection and rings this process's bell for what it hears.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+
+from ..worker import Worker
+
+log = logging.getLogger(__name__)
 
 # The key in ``Session.info`` that marks a session holding newly queued operations.
 QUEUED = "outbox_queued"
+# PostgreSQL's notification channel of committed queued operations (the lean statement in
+# ``ledger.store.repos`` names it too).
+CHANNEL = "outbox_queued"
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
 class Bell:
@@ -52,6 +70,13 @@ def queued(session: Session) -> None:
     session.info[QUEUED] = True
 
 
+@event.listens_for(Session, "before_commit")
+def _notify_before_commit(session: Session) -> None:
+    # On PostgreSQL, other processes' outboxes hear it at the commit (not if it rolls back).
+    if session.info.get(QUEUED) and session.get_bind().dialect.name == "postgresql":
+        session.execute(_NOTIFY)
+
+
 @event.listens_for(Session, "after_commit")
 def _ring_after_commit(session: Session) -> None:
     if session.info.pop(QUEUED, False):
@@ -61,3 +86,54 @@ def _ring_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(QUEUED, None)
+
+
+class BellListener(Worker):
+    """Rings this process's :data:`BELL` for every notification on :data:`CHANNEL`
+    (operations other processes queued and committed), on a connection of its own
+    (PostgreSQL only). A lost connection is opened again; until then the outbox's poll finds
+    the work, as it did before this listener."""
+
+    name = "outbox-bell"
+
+    def __init__(self, engine: Engine, *, wait_s: float = 0.5, retry_s: float = 1.0) -> None:
+        super().__init__(idle_sleep_s=retry_s)
+        self._url = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        self.wait_s = wait_s
+        self._conn: Any = None
+
+    def process_once(self) -> int:
+        import psycopg
+
+        try:
+            if self._conn is None:
+                self._conn = psycopg.connect(self._url, autocommit=True)
+                self._conn.execute(f"LISTEN {CHANNEL}")
+                BELL.ring()  # anything queued while it was not listening: read it now
+            heard = 0
+            # The first notification and those read with it (one read of the socket): one
+            # ring for them all.
+            for _ in self._conn.notifies(timeout=self.wait_s, stop_after=1):
+                heard += 1
+        except psycopg.Error:
+            self._close()
+            raise
+        if heard:
+            BELL.ring()
+        return heard
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def idle(self) -> None:
+        # A wait that heard nothing goes straight on listening; a failed round (no
+        # connection) waits before it connects again.
+        if self._conn is None:
+            self._stop.wait(self.idle_sleep_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._close()

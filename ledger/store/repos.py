@@ -519,7 +519,11 @@ op AS (
   FROM m WHERE EXISTS (SELECT 1 FROM claim)
   RETURNING 1)
 SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM sig) AND NOT EXISTS (SELECT 1 FROM op)
-            THEN 0 ELSE 1 END), EXISTS (SELECT 1 FROM op)"""
+            THEN 0 ELSE 1 END), EXISTS (SELECT 1 FROM op),
+       (SELECT count(pg_notify('outbox_queued', '')) FROM op)"""
+# The last column: the elected worker's outbox, in another process, hears the operation at
+# this statement's commit (``ledger.outbox.bell.CHANNEL``; nothing when nothing was queued or
+# the statement failed: a notification is sent only by a transaction that commits).
 
 
 def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:

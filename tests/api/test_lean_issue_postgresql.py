@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from eth_account import Account
 from sqlalchemy import create_engine, event, func, select, text
@@ -25,11 +26,15 @@ from api.client import sign_request
 from api.guard import MAX_IN_FLIGHT_PER_KEY
 from ledger.merchants import repos as merchant_repos
 from ledger.metrics import HTTP_REQUESTS
+from ledger.outbox import bell
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.bell import BellListener
 from ledger.points import service as points_service
+from ledger.runtime import Runtime, outbox_worker
 from ledger.settings import Settings
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
 from tests.ledger.conftest import fresh_pg_database
+from tests.ledger.test_outbox_bell import _confirmed_within
 from tests.pg import postgres_server
 
 from .conftest import ApiEnv, make_env
@@ -340,3 +345,57 @@ def test_the_lean_path_runs_inside_the_keys_in_flight_cap(
     finally:
         admin.dispose()
     assert results == [202] * burst, results
+
+
+def test_an_issue_on_the_lean_path_wakes_the_idle_outbox_of_another_process(
+        pg_env: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lean statement rings no bell in this process (it runs on a raw connection, no
+    # session): only its notification, heard by the listener, can wake an outbox whose poll
+    # is 60 s, as the elected worker's in another process is woken.
+    env = pg_env
+    alliance = env.alliance
+    monkeypatch.setattr(auth, "CREDENTIAL_TTL_S", 600.0)  # the next request's path is lean
+    # The first request of a process makes the minute's purges (the route's path, a session
+    # that rings this process's bell): before the outbox runs.
+    assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                  "order_id": "LEAN-BELL-0"}).status_code == 202
+    worker = outbox_worker(alliance, idle_sleep_s=60.0)
+    runtime = Runtime(alliance, [worker, BellListener(alliance.store.engine)])
+    runtime.start()
+    try:
+        time.sleep(0.5)  # the outbox's first rounds done: idle, waiting
+        r = env.store.post(ISSUE, {"member": Account.create().address, "points": 3,
+                                   "order_id": "LEAN-BELL-1"})
+        assert r.status_code == 202, r.text
+        assert _confirmed_within(alliance, r.json()["id"], 10.0) is not None
+        assert worker.in_flight == 0
+    finally:
+        runtime.stop()
+
+
+def test_a_session_that_queued_notifies_other_processes_only_when_it_commits(
+        pg_env: ApiEnv) -> None:
+    env = pg_env
+    alliance = env.alliance
+    url = alliance.store.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    mid = env.store_merchant.merchant_id
+
+    def queue(tag: str) -> None:
+        with alliance.store.session() as s:
+            points_service.request_issue(alliance, s, merchant_id=mid,
+                                         member=Account.create().address, points=2,
+                                         order_id=tag)
+            if tag.endswith("rollback"):
+                raise RuntimeError("rolled back")
+
+    with psycopg.connect(url, autocommit=True) as ear:
+        ear.execute(f"LISTEN {bell.CHANNEL}")
+        with pytest.raises(RuntimeError):
+            queue("NOTIFY-rollback")
+        with alliance.store.session() as s:  # a transaction that queued nothing
+            s.execute(text("SELECT 1"))
+        assert list(ear.notifies(timeout=0.5)) == []
+        queue("NOTIFY-1")
+        heard = list(ear.notifies(timeout=5.0, stop_after=1))
+        assert [n.channel for n in heard] == [bell.CHANNEL]
