@@ -116,7 +116,8 @@ def workers(alliance: Alliance, *, indexer_mode: IndexerMode = "thread") -> list
     :func:`indexer_worker` says; on PostgreSQL the outbox's ear for other processes' queued
     operations, :class:`~ledger.outbox.bell.BellListener`)."""
     engine = alliance.store.engine
-    ear = [BellListener(engine)] if engine.dialect.name == "postgresql" else []
+    ear = [BellListener(engine, spacing_s=alliance.settings.batch_window_ms / 1000)] \
+        if engine.dialect.name == "postgresql" else []
     return [outbox_worker(alliance), *ear, *indexer_worker(alliance, indexer_mode),
             ExpirySweeper(alliance),
             BirthdayJob(alliance),

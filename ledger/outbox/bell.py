@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import event, text
@@ -89,19 +90,30 @@ def _forget_after_rollback(session: Session) -> None:
 
 
 class BellListener(Worker):
-    """Rings this process's :data:`BELL` for every notification on :data:`CHANNEL`
-    (operations other processes queued and committed), on a connection of its own
-    (PostgreSQL only). A lost connection is opened again; until then the outbox's poll finds
-    the work, as it did before this listener."""
+    """Rings this process's :data:`BELL` for notifications on :data:`CHANNEL` (operations
+    other processes queued and committed), on a connection of its own (PostgreSQL only).
+
+    At most one ring every ``spacing_s`` (the outbox's ``batch_window_ms``): the first
+    notification after a quiet spell rings at once, those that follow within the spacing ring
+    once when it ends. Under a stream of single requests a ring per commit would end every
+    wait of the outbox's thread, a round each (a receipt check and a queue read), where its
+    poll read the queue once a window; spaced, the rings come no oftener than that poll.
+
+    A lost connection is opened again; until then the outbox's poll finds the work, as it did
+    before this listener."""
 
     name = "outbox-bell"
 
-    def __init__(self, engine: Engine, *, wait_s: float = 0.5, retry_s: float = 1.0) -> None:
+    def __init__(self, engine: Engine, *, spacing_s: float, wait_s: float = 0.5,
+                 retry_s: float = 1.0) -> None:
         super().__init__(idle_sleep_s=retry_s)
         self._url = engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
+        self.spacing_s = spacing_s
         self.wait_s = wait_s
         self._conn: Any = None
+        self._pending = False  # heard, not rung yet (within the spacing)
+        self._ring_after = 0.0  # monotonic time before which no ring
 
     def process_once(self) -> int:
         import psycopg
@@ -110,16 +122,21 @@ class BellListener(Worker):
             if self._conn is None:
                 self._conn = psycopg.connect(self._url, autocommit=True)
                 self._conn.execute(f"LISTEN {CHANNEL}")
-                BELL.ring()  # anything queued while it was not listening: read it now
+                self._pending = True  # anything queued while it was not listening
+            wait = max(0.0, self._ring_after - time.monotonic()) if self._pending \
+                else self.wait_s
             heard = 0
-            # The first notification and those read with it (one read of the socket): one
-            # ring for them all.
-            for _ in self._conn.notifies(timeout=self.wait_s, stop_after=1):
+            # The first notification and those read with it (one read of the socket).
+            for _ in self._conn.notifies(timeout=wait, stop_after=1):
                 heard += 1
         except psycopg.Error:
             self._close()
             raise
-        if heard:
+        self._pending = self._pending or heard > 0
+        now = time.monotonic()
+        if self._pending and now >= self._ring_after:
+            self._pending = False
+            self._ring_after = now + self.spacing_s
             BELL.ring()
         return heard
 

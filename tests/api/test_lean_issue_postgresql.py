@@ -360,7 +360,7 @@ def test_an_issue_on_the_lean_path_wakes_the_idle_outbox_of_another_process(
     assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
                                   "order_id": "LEAN-BELL-0"}).status_code == 202
     worker = outbox_worker(alliance, idle_sleep_s=60.0)
-    runtime = Runtime(alliance, [worker, BellListener(alliance.store.engine)])
+    runtime = Runtime(alliance, [worker, BellListener(alliance.store.engine, spacing_s=0.02)])
     runtime.start()
     try:
         time.sleep(0.5)  # the outbox's first rounds done: idle, waiting
@@ -399,3 +399,26 @@ def test_a_session_that_queued_notifies_other_processes_only_when_it_commits(
         queue("NOTIFY-1")
         heard = list(ear.notifies(timeout=5.0, stop_after=1))
         assert [n.channel for n in heard] == [bell.CHANNEL]
+
+
+def test_a_stream_of_notifications_rings_at_once_then_once_a_spacing(pg_env: ApiEnv) -> None:
+    # A ring per commit would end every wait of the outbox's thread: a round each.
+    engine = pg_env.alliance.store.engine
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = BellListener(engine, spacing_s=0.2)
+    listener.start()
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            time.sleep(1.0)  # listening, its first ring (on connecting) rung
+            before = bell.BELL.rung
+            c.execute(f"NOTIFY {bell.CHANNEL}")
+            assert bell.BELL.wait(before, 2.0)  # the first after a quiet spell: at once
+            t0, first = time.monotonic(), bell.BELL.rung
+            while time.monotonic() - t0 < 1.0:  # ~100 commits in a second
+                c.execute(f"NOTIFY {bell.CHANNEL}")
+                time.sleep(0.01)
+            time.sleep(0.3)  # the last spacing ends: what it held rings
+            rings = bell.BELL.rung - first
+    finally:
+        listener.stop()
+    assert 4 <= rings <= 7, rings  # 1.0 s / 0.2 s, and the one the last held
