@@ -93,11 +93,12 @@ class BellListener(Worker):
     """Rings this process's :data:`BELL` for notifications on :data:`CHANNEL` (operations
     other processes queued and committed), on a connection of its own (PostgreSQL only).
 
-    At most one ring every ``spacing_s`` (the outbox's ``batch_window_ms``): the first
-    notification after a quiet spell rings at once, those that follow within the spacing ring
-    once when it ends. Under a stream of single requests a ring per commit would end every
-    wait of the outbox's thread, a round each (a receipt check and a queue read), where its
-    poll read the queue once a window; spaced, the rings come no oftener than that poll.
+    It rings for a notification that comes after a quiet spell of ``spacing_s`` (the
+    outbox's ``batch_window_ms``): the first of a stream, or each of a trickle. Within a
+    stream the outbox's thread reads its queue every ``batch_window_ms`` anyway (its poll);
+    a ring per commit ended every wait of that thread, a round each (a receipt check and a
+    queue read): in one run, the elected worker's CPU per single request 0.11 ms against
+    0.04 with the poll alone.
 
     A lost connection is opened again; until then the outbox's poll finds the work, as it did
     before this listener."""
@@ -112,8 +113,7 @@ class BellListener(Worker):
         self.spacing_s = spacing_s
         self.wait_s = wait_s
         self._conn: Any = None
-        self._pending = False  # heard, not rung yet (within the spacing)
-        self._ring_after = 0.0  # monotonic time before which no ring
+        self._heard_at = -1e9  # monotonic time of the last notification heard
 
     def process_once(self) -> int:
         import psycopg
@@ -122,22 +122,19 @@ class BellListener(Worker):
             if self._conn is None:
                 self._conn = psycopg.connect(self._url, autocommit=True)
                 self._conn.execute(f"LISTEN {CHANNEL}")
-                self._pending = True  # anything queued while it was not listening
-            wait = max(0.0, self._ring_after - time.monotonic()) if self._pending \
-                else self.wait_s
+                BELL.ring()  # anything queued while it was not listening: read it now
             heard = 0
             # The first notification and those read with it (one read of the socket).
-            for _ in self._conn.notifies(timeout=wait, stop_after=1):
+            for _ in self._conn.notifies(timeout=self.wait_s, stop_after=1):
                 heard += 1
         except psycopg.Error:
             self._close()
             raise
-        self._pending = self._pending or heard > 0
-        now = time.monotonic()
-        if self._pending and now >= self._ring_after:
-            self._pending = False
-            self._ring_after = now + self.spacing_s
-            BELL.ring()
+        if heard:
+            now = time.monotonic()
+            if now - self._heard_at >= self.spacing_s:
+                BELL.ring()
+            self._heard_at = now
         return heard
 
     def _close(self) -> None:
