@@ -404,7 +404,9 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
         print(f"PostgreSQL, alliance serve --workers {workers}, {clients} connections, "
               f"{seconds:g} s each, load from {generator}"
               + (f" -t{threads}" if generator == "wrk" else " in its own process")
-              + f", {len(creds)} merchants' keys; machine load {os.getloadavg()[0]:.1f}")
+              + f", {len(creds)} merchants' keys; machine load {os.getloadavg()[0]:.1f}"
+              + (f"; alliance worker --nice {os.environ['ALLIANCE_WORKER_NICE']}"
+                 if os.environ.get("ALLIANCE_WORKER_NICE") else ""))
 
         def load(path: str, secs: float, tag: str) -> dict[str, Any]:
             if generator == "wrk":
@@ -653,6 +655,9 @@ def main() -> int:
                    help="load generator: wrk replaying pre-signed requests (default), or the "
                    "older asyncio+httpx clients (slower than the server: not for figures)")
     p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="start the `alliance worker` processes with --nice N "
+                        "(ALLIANCE_WORKER_NICE)")
     p.add_argument("--floors", action="store_true",
                    help="also measure, in the same run and server shape, what the unavoidable "
                    "parts of a signed issue cost: a bare ASGI endpoint, reading the body and "
@@ -660,6 +665,8 @@ def main() -> int:
                    "(autocommit) or BEGIN + 3 INSERTs + COMMIT (scripts/bench_http_floor.py: "
                    "a benchmark's app, no route of the product)")
     args = p.parse_args()
+    if args.worker_nice is not None:  # the harness's processes inherit the environment
+        os.environ["ALLIANCE_WORKER_NICE"] = str(args.worker_nice)
     if args.profile:
         run_profile(args.profile, args.top)
     else:
