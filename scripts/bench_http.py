@@ -395,6 +395,38 @@ class FloorServer:
             self.proc.wait()
 
 
+def run_trickle(workers: int, rate: float, seconds: float) -> None:
+    """Single signed issues at ``rate`` a second, one at a time, the two merchants' keys in
+    turn: how long each waits from queued to confirmed when the outbox is not busy (the
+    elected worker's wake-up: its poll, or a notification from the API process)."""
+    h = Harness(rate=1.0, api_workers=workers)
+    with h:
+        creds = [(m.key_id, m.secret) for m in h.merchants]
+        print(f"PostgreSQL, alliance serve --workers {workers}: single issues at {rate:g}/s "
+              f"for {seconds:g} s; machine load {os.getloadavg()[0]:.1f}")
+        with httpx.Client(base_url=h.url, timeout=30) as http:
+            for i in range(4):  # warm: pools, the minute's purges
+                key_id, secret = creds[i % 2]
+                body, headers = _issue_request(key_id, secret, i, "trickle-warm")
+                assert http.post(ISSUE, content=body, headers=headers).status_code == 202
+            time.sleep(2.0)
+            seq0 = pg_operations_stats(h.settings.database_url)["max_seq"]
+            n = int(rate * seconds)
+            t0 = time.monotonic()
+            for i in range(n):
+                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                key_id, secret = creds[i % 2]
+                body, headers = _issue_request(key_id, secret, i, "trickle")
+                r = http.post(ISSUE, content=body, headers=headers)
+                if r.status_code != 202:
+                    raise SystemExit(f"issue not accepted: {r.status_code} {r.text}")
+        time.sleep(3.0)
+        queued, confirmed, lag50, lag99 = pg_confirmation_lag(h.settings.database_url, seq0)
+        print(f"queued to confirmed: {confirmed:,} of {queued:,} confirmed; "
+              f"p50 {1000 * lag50:.0f} ms, p99 {1000 * lag99:.0f} ms "
+              f"(load {os.getloadavg()[0]:.1f})")
+
+
 def run_http(workers: int, clients: int, seconds: float, generator: str, threads: int,
              floors: bool = False) -> None:
     h = Harness(rate=1.0, api_workers=workers)
@@ -658,6 +690,9 @@ def main() -> int:
     p.add_argument("--worker-nice", type=int, default=None,
                    help="start the `alliance worker` processes with --nice N "
                         "(ALLIANCE_WORKER_NICE)")
+    p.add_argument("--trickle", type=float, default=0.0, metavar="RATE",
+                   help="instead: single issues at RATE a second for --seconds, one at a "
+                        "time; prints how long they wait from queued to confirmed")
     p.add_argument("--floors", action="store_true",
                    help="also measure, in the same run and server shape, what the unavoidable "
                    "parts of a signed issue cost: a bare ASGI endpoint, reading the body and "
@@ -669,6 +704,8 @@ def main() -> int:
         os.environ["ALLIANCE_WORKER_NICE"] = str(args.worker_nice)
     if args.profile:
         run_profile(args.profile, args.top)
+    elif args.trickle:
+        run_trickle(args.workers, args.trickle, args.seconds)
     else:
         run_http(args.workers, args.clients, args.seconds, args.generator,
                  args.wrk_threads, args.floors)

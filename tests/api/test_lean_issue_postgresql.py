@@ -32,6 +32,7 @@ from ledger.outbox.bell import BellListener
 from ledger.points import service as points_service
 from ledger.runtime import Runtime, outbox_worker
 from ledger.settings import Settings
+from ledger.store import repos as store_repos
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
 from tests.ledger.conftest import fresh_pg_database
 from tests.ledger.test_outbox_bell import _confirmed_within
@@ -428,3 +429,27 @@ def test_the_first_notification_after_a_quiet_spell_rings_and_a_stream_rings_no_
     finally:
         listener.stop()
     assert in_stream == 0
+
+
+@pytest.mark.parametrize(("window_ms", "notifications"), [(60_000, 1), (0, 3)])
+def test_an_api_process_notifies_at_most_once_a_batch_window(
+        pg_env: ApiEnv, monkeypatch: pytest.MonkeyPatch, window_ms: int,
+        notifications: int) -> None:
+    # Under a stream of requests the outbox reads its queue every batch_window_ms anyway:
+    # within the window a lean statement sends no notification of its own.
+    env = pg_env
+    monkeypatch.setattr(auth, "CREDENTIAL_TTL_S", 600.0)
+    assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                  "order_id": f"LEAN-N-{window_ms}"}).status_code == 202
+    monkeypatch.setattr(env.alliance.settings, "batch_window_ms", window_ms)
+    monkeypatch.setattr(store_repos, "_notified_at", [-1e9])
+    url = env.alliance.store.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(url, autocommit=True) as ear:
+        ear.execute(f"LISTEN {bell.CHANNEL}")
+        for i in range(3):
+            r = env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                       "order_id": f"LEAN-N-{window_ms}-{i}"})
+            assert r.status_code == 202, r.text
+        heard = list(ear.notifies(timeout=1.0))
+    assert len(heard) == notifications
