@@ -1,16 +1,17 @@
 """The outbox's bell: rung when operations queued in this process have committed, and on
-PostgreSQL when any process's have.
+PostgreSQL when another process's lean issue has.
 
 The outbox's thread waits on it after a round that did nothing, so an operation queued is
 sent at once instead of at the thread's next poll (``batch_window_ms`` later); and a round
 that was not rung skips reading the queue until that poll is due (the poll still finds
 whatever no bell announced).
 
-Across processes (PostgreSQL): a transaction that queued operations sends a notification on
-:data:`CHANNEL` (a session's, just before its commit; the API's lean statement, in the
-statement itself: ``ledger.store.repos.queue_merchant_request``), which PostgreSQL delivers
-only if it commits. :class:`BellListener`, a thread of the process that runs the outbox,
-``LISTEN``s on its own connection and rings this process's bell for what it hears.
+Across processes (PostgreSQL): the API's lean issue statement sends a notification on
+:data:`CHANNEL` in the statement itself (``ledger.store.repos.queue_merchant_request``),
+which PostgreSQL delivers only if it commits. :class:`BellListener`, a thread of the process
+that runs the outbox, ``LISTEN``s on its own connection and rings this process's bell for
+what it hears. A session's queue (the route's path, the batches) notifies no other process:
+a ``NOTIFY`` there would be a round trip of its own before the commit; the poll finds it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,6 @@ QUEUED = "outbox_queued"
 # PostgreSQL's notification channel of committed queued operations (the lean statement in
 # ``ledger.store.repos`` names it too).
 CHANNEL = "outbox_queued"
-_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
 class Bell:
@@ -69,13 +69,6 @@ def queued(session: Session) -> None:
     """Note that ``session`` queued operations: the bell rings once its transaction commits
     (not before: the worker woken would not see them yet), and not if it rolls back."""
     session.info[QUEUED] = True
-
-
-@event.listens_for(Session, "before_commit")
-def _notify_before_commit(session: Session) -> None:
-    # On PostgreSQL, other processes' outboxes hear it at the commit (not if it rolls back).
-    if session.info.get(QUEUED) and session.get_bind().dialect.name == "postgresql":
-        session.execute(_NOTIFY)
 
 
 @event.listens_for(Session, "after_commit")

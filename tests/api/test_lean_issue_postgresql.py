@@ -374,34 +374,6 @@ def test_an_issue_on_the_lean_path_wakes_the_idle_outbox_of_another_process(
         runtime.stop()
 
 
-def test_a_session_that_queued_notifies_other_processes_only_when_it_commits(
-        pg_env: ApiEnv) -> None:
-    env = pg_env
-    alliance = env.alliance
-    url = alliance.store.engine.url.set(drivername="postgresql").render_as_string(
-        hide_password=False)
-    mid = env.store_merchant.merchant_id
-
-    def queue(tag: str) -> None:
-        with alliance.store.session() as s:
-            points_service.request_issue(alliance, s, merchant_id=mid,
-                                         member=Account.create().address, points=2,
-                                         order_id=tag)
-            if tag.endswith("rollback"):
-                raise RuntimeError("rolled back")
-
-    with psycopg.connect(url, autocommit=True) as ear:
-        ear.execute(f"LISTEN {bell.CHANNEL}")
-        with pytest.raises(RuntimeError):
-            queue("NOTIFY-rollback")
-        with alliance.store.session() as s:  # a transaction that queued nothing
-            s.execute(text("SELECT 1"))
-        assert list(ear.notifies(timeout=0.5)) == []
-        queue("NOTIFY-1")
-        heard = list(ear.notifies(timeout=5.0, stop_after=1))
-        assert [n.channel for n in heard] == [bell.CHANNEL]
-
-
 def test_the_first_notification_after_a_quiet_spell_rings_and_a_stream_rings_no_more(
         pg_env: ApiEnv) -> None:
     # Within a stream the outbox reads its queue every batch_window_ms anyway; a ring per
