@@ -187,6 +187,11 @@ def serve(
 def worker(
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics")] = None,
+    nice: Annotated[int, typer.Option(
+        min=0, max=19, envvar="ALLIANCE_WORKER_NICE",
+        help="Run the workers (and the indexer's child process) this much below the API's "
+             "OS priority (os.nice): on a machine the API keeps busy, requests are answered "
+             "first; 0, the default, leaves it as it is")] = 0,
 ) -> None:
     """Run the background workers only (outbox, indexer, expiry sweep), in the elected
     process: a second `alliance worker` stands by and takes over within seconds if the
@@ -194,6 +199,8 @@ def worker(
     indexer runs in a child process of its own (ALLIANCE_INDEXER_MODE: process, thread, or
     off to run `alliance indexer` yourself)."""
     configure_logs(settings().log_format)
+    if nice:
+        os.nice(nice)  # before the indexer's child process starts: it inherits it
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -33,6 +33,7 @@ from .merchants import repos as merchant_repos
 from .merchants.service import merchant_signing_key
 from .offers.jobs import BirthdayJob
 from .offers.projection import OffersProjection
+from .outbox.bell import BellListener
 from .outbox.kinds import KindRegistry, Signer
 from .outbox.worker import OutboxWorker, SignerLookup
 from .points import kinds as points_kinds
@@ -112,8 +113,12 @@ def indexer_worker(alliance: Alliance, mode: IndexerMode) -> list[Worker]:
 
 def workers(alliance: Alliance, *, indexer_mode: IndexerMode = "thread") -> list[Worker]:
     """Every background worker of the service, in start order (the indexer as
-    :func:`indexer_worker` says)."""
-    return [outbox_worker(alliance), *indexer_worker(alliance, indexer_mode),
+    :func:`indexer_worker` says; on PostgreSQL the outbox's ear for other processes' queued
+    operations, :class:`~ledger.outbox.bell.BellListener`)."""
+    engine = alliance.store.engine
+    ear = [BellListener(engine, spacing_s=alliance.settings.batch_window_ms / 1000)] \
+        if engine.dialect.name == "postgresql" else []
+    return [outbox_worker(alliance), *ear, *indexer_worker(alliance, indexer_mode),
             ExpirySweeper(alliance),
             BirthdayJob(alliance),
             WebhookWorker(alliance),

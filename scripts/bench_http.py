@@ -209,12 +209,32 @@ def pg_operations_stats(dsn: str) -> dict[str, int]:
         out = dict(zip(("inserted", "updated", "hot"), row or (0, 0, 0), strict=True))
         # the rows themselves (the statistics above reach the view up to seconds late)
         out["rows"] = int(c.execute("SELECT count(*) FROM operations").fetchone()[0])
+        out["max_seq"] = int(c.execute("SELECT coalesce(max(seq), 0) FROM operations")
+                             .fetchone()[0])
         for name, scans, size in c.execute(
                 "SELECT indexrelname, idx_scan, pg_relation_size(indexrelid) "
                 "FROM pg_stat_user_indexes WHERE relname = 'operations' ORDER BY 1"):
             out[f"scans {name}"] = scans
             out[f"bytes {name}"] = size
     return out
+
+
+def pg_confirmation_lag(dsn: str, after_seq: int) -> tuple[int, int, float, float]:
+    """The operations queued after ``after_seq``: how many, how many confirmed, and the
+    confirmed ones' p50 and p99 seconds from queued (``created_at``) to confirmed (their last
+    update, ``updated_at``)."""
+    import psycopg
+
+    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'), "
+            "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
+            "extract(epoch FROM updated_at - created_at)) FILTER (WHERE status = 'confirmed') "
+            "FROM operations WHERE seq > %s", (after_seq,)).fetchone()
+    assert row is not None
+    p50, p99 = row[2] or (0.0, 0.0)
+    return int(row[0]), int(row[1]), float(p50), float(p99)
 
 
 def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
@@ -375,6 +395,38 @@ class FloorServer:
             self.proc.wait()
 
 
+def run_trickle(workers: int, rate: float, seconds: float) -> None:
+    """Single signed issues at ``rate`` a second, one at a time, the two merchants' keys in
+    turn: how long each waits from queued to confirmed when the outbox is not busy (the
+    elected worker's wake-up: its poll, or a notification from the API process)."""
+    h = Harness(rate=1.0, api_workers=workers)
+    with h:
+        creds = [(m.key_id, m.secret) for m in h.merchants]
+        print(f"PostgreSQL, alliance serve --workers {workers}: single issues at {rate:g}/s "
+              f"for {seconds:g} s; machine load {os.getloadavg()[0]:.1f}")
+        with httpx.Client(base_url=h.url, timeout=30) as http:
+            for i in range(4):  # warm: pools, the minute's purges
+                key_id, secret = creds[i % 2]
+                body, headers = _issue_request(key_id, secret, i, "trickle-warm")
+                assert http.post(ISSUE, content=body, headers=headers).status_code == 202
+            time.sleep(2.0)
+            seq0 = pg_operations_stats(h.settings.database_url)["max_seq"]
+            n = int(rate * seconds)
+            t0 = time.monotonic()
+            for i in range(n):
+                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                key_id, secret = creds[i % 2]
+                body, headers = _issue_request(key_id, secret, i, "trickle")
+                r = http.post(ISSUE, content=body, headers=headers)
+                if r.status_code != 202:
+                    raise SystemExit(f"issue not accepted: {r.status_code} {r.text}")
+        time.sleep(3.0)
+        queued, confirmed, lag50, lag99 = pg_confirmation_lag(h.settings.database_url, seq0)
+        print(f"queued to confirmed: {confirmed:,} of {queued:,} confirmed; "
+              f"p50 {1000 * lag50:.0f} ms, p99 {1000 * lag99:.0f} ms "
+              f"(load {os.getloadavg()[0]:.1f})")
+
+
 def run_http(workers: int, clients: int, seconds: float, generator: str, threads: int,
              floors: bool = False) -> None:
     h = Harness(rate=1.0, api_workers=workers)
@@ -384,7 +436,9 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
         print(f"PostgreSQL, alliance serve --workers {workers}, {clients} connections, "
               f"{seconds:g} s each, load from {generator}"
               + (f" -t{threads}" if generator == "wrk" else " in its own process")
-              + f", {len(creds)} merchants' keys; machine load {os.getloadavg()[0]:.1f}")
+              + f", {len(creds)} merchants' keys; machine load {os.getloadavg()[0]:.1f}"
+              + (f"; alliance worker --nice {os.environ['ALLIANCE_WORKER_NICE']}"
+                 if os.environ.get("ALLIANCE_WORKER_NICE") else ""))
 
         def load(path: str, secs: float, tag: str) -> dict[str, Any]:
             if generator == "wrk":
@@ -492,6 +546,10 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                   f"{k[6:]} {v:,} ({pg1['bytes ' + k[6:]] / 1e6:.1f} MB)"
                   for k, v in d.items() if k.startswith("scans ")))
         accepted = issue["statuses"].get(202, 0)
+        queued, confirmed, lag50, lag99 = pg_confirmation_lag(h.settings.database_url,
+                                                              pg0["max_seq"])
+        print(f"queued to confirmed (operations of the issue run, 3 s on): {confirmed:,} of "
+              f"{queued:,} confirmed; p50 {1000 * lag50:.0f} ms, p99 {1000 * lag99:.0f} ms")
         print(f"rows in operations: {d['rows']:,} more after the issue run, for {accepted:,} "
               "202 answers (more rows: requests in flight when wrk stopped)")
         if d["rows"] < accepted:
@@ -629,6 +687,12 @@ def main() -> int:
                    help="load generator: wrk replaying pre-signed requests (default), or the "
                    "older asyncio+httpx clients (slower than the server: not for figures)")
     p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="start the `alliance worker` processes with --nice N "
+                        "(ALLIANCE_WORKER_NICE)")
+    p.add_argument("--trickle", type=float, default=0.0, metavar="RATE",
+                   help="instead: single issues at RATE a second for --seconds, one at a "
+                        "time; prints how long they wait from queued to confirmed")
     p.add_argument("--floors", action="store_true",
                    help="also measure, in the same run and server shape, what the unavoidable "
                    "parts of a signed issue cost: a bare ASGI endpoint, reading the body and "
@@ -636,8 +700,12 @@ def main() -> int:
                    "(autocommit) or BEGIN + 3 INSERTs + COMMIT (scripts/bench_http_floor.py: "
                    "a benchmark's app, no route of the product)")
     args = p.parse_args()
+    if args.worker_nice is not None:  # the harness's processes inherit the environment
+        os.environ["ALLIANCE_WORKER_NICE"] = str(args.worker_nice)
     if args.profile:
         run_profile(args.profile, args.top)
+    elif args.trickle:
+        run_trickle(args.workers, args.trickle, args.seconds)
     else:
         run_http(args.workers, args.clients, args.seconds, args.generator,
                  args.wrk_threads, args.floors)

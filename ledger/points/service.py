@@ -180,7 +180,9 @@ def queue_lean_issue(alliance: Alliance, issue: LeanIssue, request: QueuedReques
     (its response already in ``request``) in one round trip (PostgreSQL:
     :func:`ledger.store.repos.queue_merchant_request`); the typed payload kept for this
     process's worker, as every ``enqueue`` does. False: nothing was written (see there)."""
-    if not store_repos.queue_merchant_request(alliance.store.engine, request):
+    if not store_repos.queue_merchant_request(
+            alliance.store.engine, request,
+            notify_spacing_s=alliance.settings.batch_window_ms / 1000):
         return False
     outbox.QUEUED_PAYLOADS.put(request.operation_id, kinds.ISSUE.name, issue.payload, 1)
     return True

@@ -520,9 +520,17 @@ op AS (
   RETURNING 1)
 SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM sig) AND NOT EXISTS (SELECT 1 FROM op)
             THEN 0 ELSE 1 END), EXISTS (SELECT 1 FROM op)"""
+# The same, and the elected worker's outbox, in another process, hears the operation at the
+# statement's commit (``ledger.outbox.bell.CHANNEL``; nothing when nothing was queued or the
+# statement failed: a notification is sent only by a transaction that commits).
+_QUEUE_REQUEST_PG_NOTIFY = _QUEUE_REQUEST_PG + \
+    ",\n       (SELECT count(pg_notify('outbox_queued', '')) FROM op)"
+# When this process's last notification went (monotonic): see queue_merchant_request.
+_notified_at = [-1e9]
 
 
-def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
+def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
+                           notify_spacing_s: float = 0.0) -> bool:
     """Write a merchant's queueing request whole (:class:`QueuedRequest`), on PostgreSQL's
     driver in one round trip: the one statement above, run as its own transaction (no BEGIN,
     no COMMIT of their own: the connection is in autocommit for it), durable when it
@@ -530,9 +538,17 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
     unknown, the signature was seen before, the key is claimed already: the caller then
     takes the request through :func:`claim_merchant_request` and its session, which answers
     each of those). A database that cannot answer raises StoreUnavailableError, as a
-    session does."""
+    session does.
+
+    The statement notifies the outbox of another process (the elected worker's) unless this
+    process's last one went less than ``notify_spacing_s`` ago: under a stream of requests
+    the outbox reads its queue every ``batch_window_ms`` anyway, and a notification per
+    request cost PostgreSQL and the listener (:class:`ledger.outbox.bell.BellListener`) a
+    delivery each; one skipped is found by that read, as before the notifications."""
     import psycopg
 
+    now = time.monotonic()
+    notify = now - _notified_at[0] >= notify_spacing_s
     params = {
         "merchant_id": request.merchant_id, "key_id": request.key_id,
         "signature": request.signature, "principal": request.principal, "key": request.key,
@@ -552,13 +568,17 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest) -> bool:
         assert isinstance(conn, psycopg.Connection)
         conn.autocommit = True  # no round trip: the pooled connection is idle
         try:
-            row = conn.execute(_QUEUE_REQUEST_PG, params).fetchone()
+            row = conn.execute(_QUEUE_REQUEST_PG_NOTIFY if notify else _QUEUE_REQUEST_PG,
+                               params).fetchone()
         except psycopg.errors.DivisionByZero:
             return False  # the key was claimed: the statement failed whole
         finally:
             if not conn.closed:
                 conn.autocommit = False
-        return bool(row is not None and row[1])
+        queued = bool(row is not None and row[1])
+        if queued and notify:
+            _notified_at[0] = now
+        return queued
     except psycopg.OperationalError as exc:
         raw.invalidate(exc)
         log.warning("the store could not answer: %s", exc)

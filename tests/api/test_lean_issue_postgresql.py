@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from eth_account import Account
 from sqlalchemy import create_engine, event, func, select, text
@@ -25,11 +26,16 @@ from api.client import sign_request
 from api.guard import MAX_IN_FLIGHT_PER_KEY
 from ledger.merchants import repos as merchant_repos
 from ledger.metrics import HTTP_REQUESTS
+from ledger.outbox import bell
 from ledger.outbox import repos as outbox_repos
+from ledger.outbox.bell import BellListener
 from ledger.points import service as points_service
+from ledger.runtime import Runtime, outbox_worker
 from ledger.settings import Settings
+from ledger.store import repos as store_repos
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
 from tests.ledger.conftest import fresh_pg_database
+from tests.ledger.test_outbox_bell import _confirmed_within
 from tests.pg import postgres_server
 
 from .conftest import ApiEnv, make_env
@@ -340,3 +346,82 @@ def test_the_lean_path_runs_inside_the_keys_in_flight_cap(
     finally:
         admin.dispose()
     assert results == [202] * burst, results
+
+
+def test_an_issue_on_the_lean_path_wakes_the_idle_outbox_of_another_process(
+        pg_env: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lean statement rings no bell in this process (it runs on a raw connection, no
+    # session): only its notification, heard by the listener, can wake an outbox whose poll
+    # is 60 s, as the elected worker's in another process is woken.
+    env = pg_env
+    alliance = env.alliance
+    monkeypatch.setattr(auth, "CREDENTIAL_TTL_S", 600.0)  # the next request's path is lean
+    # The first request of a process makes the minute's purges (the route's path, a session
+    # that rings this process's bell): before the outbox runs.
+    assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                  "order_id": "LEAN-BELL-0"}).status_code == 202
+    worker = outbox_worker(alliance, idle_sleep_s=60.0)
+    runtime = Runtime(alliance, [worker, BellListener(alliance.store.engine, spacing_s=0.02)])
+    runtime.start()
+    try:
+        time.sleep(0.5)  # the outbox's first rounds done: idle, waiting
+        r = env.store.post(ISSUE, {"member": Account.create().address, "points": 3,
+                                   "order_id": "LEAN-BELL-1"})
+        assert r.status_code == 202, r.text
+        assert _confirmed_within(alliance, r.json()["id"], 10.0) is not None
+        assert worker.in_flight == 0
+    finally:
+        runtime.stop()
+
+
+def test_the_first_notification_after_a_quiet_spell_rings_and_a_stream_rings_no_more(
+        pg_env: ApiEnv) -> None:
+    # Within a stream the outbox reads its queue every batch_window_ms anyway; a ring per
+    # commit would end every wait of its thread, a round each.
+    engine = pg_env.alliance.store.engine
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = BellListener(engine, spacing_s=0.2)
+    listener.start()
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            time.sleep(1.0)  # listening, its first ring (on connecting) rung
+            before = bell.BELL.rung
+            c.execute(f"NOTIFY {bell.CHANNEL}")
+            assert bell.BELL.wait(before, 2.0)  # the first after a quiet spell: at once
+            first = bell.BELL.rung
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 1.0:  # ~100 commits in a second
+                c.execute(f"NOTIFY {bell.CHANNEL}")
+                time.sleep(0.01)
+            time.sleep(0.1)
+            in_stream = bell.BELL.rung - first
+            time.sleep(0.3)  # quiet: the next rings again
+            c.execute(f"NOTIFY {bell.CHANNEL}")
+            assert bell.BELL.wait(first + in_stream, 2.0)
+    finally:
+        listener.stop()
+    assert in_stream == 0
+
+
+@pytest.mark.parametrize(("window_ms", "notifications"), [(60_000, 1), (0, 3)])
+def test_an_api_process_notifies_at_most_once_a_batch_window(
+        pg_env: ApiEnv, monkeypatch: pytest.MonkeyPatch, window_ms: int,
+        notifications: int) -> None:
+    # Under a stream of requests the outbox reads its queue every batch_window_ms anyway:
+    # within the window a lean statement sends no notification of its own.
+    env = pg_env
+    monkeypatch.setattr(auth, "CREDENTIAL_TTL_S", 600.0)
+    assert env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                  "order_id": f"LEAN-N-{window_ms}"}).status_code == 202
+    monkeypatch.setattr(env.alliance.settings, "batch_window_ms", window_ms)
+    monkeypatch.setattr(store_repos, "_notified_at", [-1e9])
+    url = env.alliance.store.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(url, autocommit=True) as ear:
+        ear.execute(f"LISTEN {bell.CHANNEL}")
+        for i in range(3):
+            r = env.store.post(ISSUE, {"member": Account.create().address, "points": 1,
+                                       "order_id": f"LEAN-N-{window_ms}-{i}"})
+            assert r.status_code == 202, r.text
+        heard = list(ear.notifies(timeout=1.0))
+    assert len(heard) == notifications

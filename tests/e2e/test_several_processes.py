@@ -77,6 +77,16 @@ class Procs:
             self.kill(name)
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _children(pid: int) -> list[int]:
+    # (each thread's: the indexer's process is started by a thread of the runtime)
+    return [int(x) for task in Path(f"/proc/{pid}/task").iterdir()
+            for x in (task / "children").read_text().split()]
+
+
 def test_two_api_processes_and_an_elected_worker_send_everything_once(
         anvil_url: str, pg_base: str, tmp_path: Path) -> None:
     db = pg_base.rsplit("/", 1)[0] + "/" + f"procs{os.getpid()}"
@@ -101,8 +111,12 @@ def test_two_api_processes_and_an_elected_worker_send_everything_once(
     url = f"http://127.0.0.1:{port}"
     try:
         metrics_port = free_port()
-        procs.start("worker-a", "worker", "--metrics-port", str(metrics_port))
+        # worker a below the API's OS priority, its indexer's child process too
+        wa = procs.start("worker-a", "worker", "--metrics-port", str(metrics_port),
+                         "--nice", "5")
         _until(lambda: "workers running" in procs.log("worker-a"), "worker a")
+        _until(lambda: bool(_children(wa.pid)), "worker a's indexer process")
+        assert {_niceness(p) for p in [wa.pid, *_children(wa.pid)]} == {os.nice(0) + 5}
         procs.start("worker-b", "worker")
         _until(lambda: "standing by" in procs.log("worker-b"), "worker b to stand by")
         api = procs.start("api", "serve", "--workers", "2", "--port", str(port))
