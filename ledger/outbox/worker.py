@@ -68,14 +68,6 @@ log = logging.getLogger(__name__)
 
 # Transactions sent back to back per merchant per round before their receipts are awaited.
 PIPELINE_TXS = 4
-# On a node that mines on arrival, the thread's round (:meth:`OutboxWorker.step`) claims up to
-# this many times PIPELINE_TXS batches of a signer while its window has room, and broadcasts
-# them a block's worth of gas limits to a request (each request an arrival, a block mined
-# for each; the rest of one request too large for its block would wait for the next
-# arrival). A backlog then goes in fewer rounds: each round's statements, commits and node
-# requests are paid once for two blocks' worth, and on a loaded machine each of them waits
-# its turn for the interpreter behind the threads accepting requests.
-AUTOMINE_ROUND_BLOCKS = 2
 
 # Seconds before a merchant whose relaying key cannot pay is tried again.
 UNFUNDED_RETRY_S = 5.0
@@ -364,10 +356,7 @@ class OutboxWorker(Worker):
                 room = (window - self._in_flight_gas()) // self._block_gas_limit()
                 blocks = max(1, room // len(merchant_ids))
             if not block_mode:
-                free = WINDOW_BLOCKS * self._block_gas_limit() \
-                    - sum(f.candidates[-1].gas for f in flights)
-                blocks = max(1, min(AUTOMINE_ROUND_BLOCKS, free // self._block_gas_limit()))
-                ready = self._submit_merchant(merchant_id, blocks=blocks, broadcast=False)
+                ready = self._submit_merchant(merchant_id, broadcast=False)
                 if ready is not None:
                     prepared.append(ready)
                 continue
@@ -737,7 +726,7 @@ class OutboxWorker(Worker):
         sender = signer.sender
         measure = self.block_mode
         max_lines = self._block_room_lines(limit) * blocks if measure \
-            else limit * PIPELINE_TXS * blocks
+            else limit * PIPELINE_TXS
         with self.alliance.store.session() as s:
             ops = outbox_repos.claim_operations(s, merchant_id=merchant_id, max_lines=max_lines)
             if not ops:
@@ -835,9 +824,7 @@ class OutboxWorker(Worker):
             return ready.claimed, []
         # The round's transactions go in one JSON-RPC batch (one arrival: an automining node
         # mines as many as a block takes at once, where a request each made a block each).
-        per_request = self._block_gas_limit() if self.alliance.gateway.automines \
-            and not self.block_mode else None
-        answers = self._broadcast_round(sender, [sent for _, sent in signed], per_request)
+        answers = self._broadcast_round(sender, [sent for _, sent in signed])
         self._progress_at = time.monotonic()
         refused_at = next((i for i, a in enumerate(answers)
                            if isinstance(a, SignerUnfundedError)), None)
@@ -1234,24 +1221,12 @@ class OutboxWorker(Worker):
                 priority_fee=replacement.priority_fee)
 
     @staticmethod
-    def _broadcast_round(sender: TransactionSender, sents: list[SentTx],
-                         gas_per_request: int | None = None) -> list[ChainError | None]:
-        """Broadcast a round's transactions in one request (``gas_per_request``: in nonce
-        order, a request each time their gas limits would exceed it: a block's worth to an
-        arrival on a node that mines on arrival); per transaction None or the node's
-        refusal. A node that is down or busy is retried by the recovery pass (logged here); a
-        signer that cannot pay comes back as SignerUnfundedError."""
-        requests: list[list[SentTx]] = [[]]
-        gas = 0
-        for sent in sents:
-            if gas_per_request is not None and requests[-1] \
-                    and gas + sent.gas > gas_per_request:
-                requests.append([])
-                gas = 0
-            requests[-1].append(sent)
-            gas += sent.gas
-        answers = [a for request in requests if request
-                   for a in sender.broadcast_many(request)]
+    def _broadcast_round(sender: TransactionSender, sents: list[SentTx]
+                         ) -> list[ChainError | None]:
+        """Broadcast a round's transactions in one request; per transaction None or the
+        node's refusal. A node that is down or busy is retried by the recovery pass (logged
+        here); a signer that cannot pay comes back as SignerUnfundedError."""
+        answers = sender.broadcast_many(sents)
         for sent, answer in zip(sents, answers, strict=True):
             if answer is not None and not isinstance(answer, SignerUnfundedError):
                 # Recorded but not accepted: the recovery pass rebroadcasts or replaces it.

@@ -218,10 +218,9 @@ def test_statuses_move_through_queued_sending_submitted_confirmed(rig: Rig) -> N
             seen.append(op.status)  # the row as the claim left it
             return super()._parse(op)
 
-        def _broadcast_round(self, sender: Any, sents: Any,  # type: ignore[override]
-                             *rest: Any) -> Any:
+        def _broadcast_round(self, sender: Any, sents: Any) -> Any:  # type: ignore[override]
             seen.append(rig.status(op_id)[0])  # recorded before it is broadcast
-            return OutboxWorker._broadcast_round(sender, sents, *rest)
+            return OutboxWorker._broadcast_round(sender, sents)
 
     op_id = rig.enqueue(5)
     assert rig.status(op_id)[0] is OperationStatus.QUEUED

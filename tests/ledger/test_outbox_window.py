@@ -17,13 +17,7 @@ from ledger.alliance import Alliance
 from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
-from ledger.outbox.worker import (
-    AUTOMINE_ROUND_BLOCKS,
-    PIPELINE_TXS,
-    WINDOW_BLOCKS,
-    OutboxWorker,
-    _with_headroom,
-)
+from ledger.outbox.worker import WINDOW_BLOCKS, OutboxWorker, _with_headroom
 from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
 from ledger.points.service import IssueLine, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -363,9 +357,7 @@ def test_a_rounds_transactions_go_to_the_node_in_one_request(
         del gw.send_raw
         del gw.rpc_batch
     assert singles == []
-    # the first round: AUTOMINE_ROUND_BLOCKS × PIPELINE_TXS transactions of one operation (a
-    # block holds them all: one request)
-    assert batches[0] == PIPELINE_TXS * AUTOMINE_ROUND_BLOCKS
+    assert batches[0] == 4  # the first round: PIPELINE_TXS transactions of one operation
     with a.store.read_session() as s:
         assert len({o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))}) == 8
 
@@ -424,13 +416,12 @@ def test_on_an_automining_chain_a_round_goes_out_after_the_last_rounds_receipts_
     # read receipts again at once: the thread waited for the node to mine what it had just
     # sent, and the node for the thread to build the next round.
     a = alliance_unbatched
-    per_round = PIPELINE_TXS * AUTOMINE_ROUND_BLOCKS
-    ops = _queue(a, store_merchant_unbatched.merchant_id, 3 * per_round, 1, "OVERLAP")
+    ops = _queue(a, store_merchant_unbatched.merchant_id, 12, 1, "OVERLAP")
     worker = outbox_worker(a)
     before = {h for h, _, _ in _txs(a, store_merchant_unbatched.account)}
     steps = _calls_by_step(a, worker, ops, 60)
     sends = [calls for calls in steps if "send" in calls]
-    assert len(sends) >= 3  # one-line operations, per_round a round
+    assert len(sends) >= 3  # 12 one-line operations, PIPELINE_TXS a round
     for calls in sends:
         assert calls[-1] == "send", steps  # no read after the round's broadcast
     for calls in sends[1:]:
@@ -438,8 +429,7 @@ def test_on_an_automining_chain_a_round_goes_out_after_the_last_rounds_receipts_
         assert calls.index("receipts") < calls.index("send"), steps
     txs = [t for t in _txs(a, store_merchant_unbatched.account) if t[0] not in before]
     nonces = sorted(n for _, n, _ in txs)
-    assert len(txs) == 3 * per_round
-    assert nonces == list(range(nonces[0], nonces[0] + 3 * per_round))
+    assert len(txs) == 12 and nonces == list(range(nonces[0], nonces[0] + 12))
     assert all(status == "mined" for _, _, status in txs)
 
 
@@ -523,51 +513,3 @@ def test_a_crash_between_a_rounds_record_and_its_broadcast_is_recovered_on_resta
         assert s.query(Operation).filter(Operation.id == second[0]).one().tx_hash == second_tx
     nonces = sorted(n for _, n, _ in _txs(a, store_merchant.account))
     assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
-
-
-def test_on_an_automining_chain_a_round_larger_than_a_block_goes_a_blocks_worth_a_request(
-        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
-    # A node that mines on arrival builds one block per request: a round's transactions in
-    # one request beyond a block's gas would leave the rest in its pool until the next
-    # arrival (or the outbox's stall nudge). A round of two blocks' worth goes in two
-    # requests, each within a block's gas limit, and each is mined on its arrival.
-    a = alliance
-    limit = a.settings.batch_max
-    worker = outbox_worker(a)
-    block_gas = worker._block_gas_limit()
-    ops = _queue(a, store_merchant.merchant_id, PIPELINE_TXS * AUTOMINE_ROUND_BLOCKS, limit,
-                 "SPLIT")
-    gw = a.gateway
-    requests: list[int] = []
-    rpc_batch, mine_stalled = gw.rpc_batch, gw.mine_stalled
-    stalls: list[int] = []
-
-    def batch(calls: Any, **kwargs: Any) -> list[Any]:
-        gas = [int(_decoded_gas(params[0])) for method, params in calls
-               if method == "eth_sendRawTransaction"]
-        if gas:
-            requests.append(sum(gas))
-        return rpc_batch(calls, **kwargs)
-
-    def stalled() -> None:
-        stalls.append(1)
-        mine_stalled()
-
-    gw.rpc_batch = batch  # type: ignore[method-assign]
-    gw.mine_stalled = stalled  # type: ignore[method-assign]
-    try:
-        _step_until_confirmed(a, worker, ops, 60)
-    finally:
-        del gw.rpc_batch
-        del gw.mine_stalled
-    assert len(requests) >= 2
-    assert all(g <= block_gas for g in requests), (requests, block_gas)
-    assert stalls == []  # every request mined on its arrival, none waited for a nudge
-
-
-def _decoded_gas(raw: str) -> int:
-    from eth_account.typed_transactions import TypedTransaction
-    from hexbytes import HexBytes
-
-    tx = TypedTransaction.from_bytes(HexBytes(raw))
-    return int(tx.as_dict()["gas"])
