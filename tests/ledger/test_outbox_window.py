@@ -17,7 +17,7 @@ from ledger.alliance import Alliance
 from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
-from ledger.outbox.worker import WINDOW_BLOCKS, OutboxWorker, _with_headroom
+from ledger.outbox.worker import PIPELINE_TXS, WINDOW_BLOCKS, OutboxWorker, _with_headroom
 from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
 from ledger.points.service import IssueLine, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -513,3 +513,21 @@ def test_a_crash_between_a_rounds_record_and_its_broadcast_is_recovered_on_resta
         assert s.query(Operation).filter(Operation.id == second[0]).one().tx_hash == second_tx
     nonces = sorted(n for _, n, _ in _txs(a, store_merchant.account))
     assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
+
+
+def test_on_an_automining_chain_each_rounds_transactions_are_mined_in_one_block(
+        alliance_unbatched: Alliance, store_merchant_unbatched: AdmittedMerchant) -> None:
+    # anvil starts a block as soon as a transaction is ready: a round's batch sent lowest
+    # nonce first was often mined a transaction or two a block (the node's CPU per op follows
+    # its block count). Sent highest nonce first, the round becomes ready at once, with its
+    # first nonce, and one block takes it.
+    a = alliance_unbatched
+    worker = outbox_worker(a)
+    blocks: list[list[int]] = []
+    for r in range(5):
+        ops = _queue(a, store_merchant_unbatched.merchant_id, PIPELINE_TXS, 1, f"ONEBLOCK{r}")
+        _step_until_confirmed(a, worker, ops, 60)
+        with a.store.read_session() as s:
+            blocks.append(sorted({o.block_number for o in s.query(Operation).filter(
+                Operation.id.in_(ops))}))
+    assert all(len(b) == 1 for b in blocks), blocks
