@@ -233,9 +233,6 @@ class OutboxWorker(Worker):
         self._block_gas: int | None = None
         self._fill: dict[str, int] = {}
         self._line_gas: dict[str, int] = {}
-        # Outside block mode, per signer: the largest gas limit of a full batch (batch_max
-        # lines) it sent; a round claims no more full batches than a block's gas takes.
-        self._full_batch_gas: dict[str, int] = {}
         self._turn = 0
         # Whether the node measures a round's batches in sequence (None: not asked yet); per
         # signer, the batches of the block's worth being planned that are already opened.
@@ -729,7 +726,7 @@ class OutboxWorker(Worker):
         sender = signer.sender
         measure = self.block_mode
         max_lines = self._block_room_lines(limit) * blocks if measure \
-            else limit * self._batches_a_block(sender.address)
+            else limit * PIPELINE_TXS
         with self.alliance.store.session() as s:
             ops = outbox_repos.claim_operations(s, merchant_id=merchant_id, max_lines=max_lines)
             if not ops:
@@ -799,10 +796,6 @@ class OutboxWorker(Worker):
                      for f in self._in_flight.get(sender.address, [])[-1:]]
             prepared = self._measure(sender, prepared, ahead)
         prepared = self._fit_blocks(sender, signer.home, prepared)
-        if not measure:
-            full = [gas for group, _, gas in prepared if group.lines >= limit]
-            if full:
-                self._full_batch_gas[sender.address] = max(full)
         if not prepared:
             return Prepared(merchant_id, signer, [], len(ops))
         max_fee, priority = sender.fees()
@@ -862,16 +855,6 @@ class OutboxWorker(Worker):
         return sum(len(f.group.op_ids) for f in in_flight), in_flight
 
     # ------------------------------------------------------------------ filling blocks
-
-    def _batches_a_block(self, address: str) -> int:
-        """Outside block mode, the full batches a round claims: PIPELINE_TXS, or fewer when
-        that many of the signer's last full batches' gas limits would not fit one block
-        (200-line issues are bounded at ~18M gas: three fit a 60M block; a fourth in the
-        round went to a block of its own on a node that mines on arrival)."""
-        gas = self._full_batch_gas.get(address)
-        if not gas:
-            return PIPELINE_TXS
-        return max(1, min(PIPELINE_TXS, self._block_gas_limit() // gas))
 
     def _block_room_lines(self, limit: int) -> int:
         """Lines to claim in block mode: a block's worth (see :meth:`_block_pattern`) at the

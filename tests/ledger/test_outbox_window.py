@@ -531,35 +531,3 @@ def test_on_an_automining_chain_each_rounds_transactions_are_mined_in_one_block(
             blocks.append(sorted({o.block_number for o in s.query(Operation).filter(
                 Operation.id.in_(ops))}))
     assert all(len(b) == 1 for b in blocks), blocks
-
-
-def test_once_a_full_batch_was_sent_a_round_claims_no_more_full_batches_than_a_block_takes(
-        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
-    # Full 200-line issues are bounded at ~18M gas: three fit a 60M block, PIPELINE_TXS = 4
-    # do not, and the fourth of each round went to a block of its own on a node that mines
-    # on arrival (the node's CPU per op follows its block count).
-    a = alliance
-    limit = a.settings.batch_max
-    worker = outbox_worker(a)
-    block_gas = worker._block_gas_limit()
-    ops = _queue(a, store_merchant.merchant_id, 3 * PIPELINE_TXS, limit, "FULLBLOCK")
-    gw = a.gateway
-    rounds: list[int] = []
-    rpc_batch = gw.rpc_batch
-
-    def batch(calls: Any, **kwargs: Any) -> list[Any]:
-        sends = sum(1 for method, _ in calls if method == "eth_sendRawTransaction")
-        if sends:
-            rounds.append(sends)
-        return rpc_batch(calls, **kwargs)
-
-    gw.rpc_batch = batch  # type: ignore[method-assign]
-    try:
-        _step_until_confirmed(a, worker, ops, 60)
-    finally:
-        del gw.rpc_batch
-    per_block = block_gas // worker._full_batch_gas[store_merchant.account]
-    assert per_block < PIPELINE_TXS  # (the case this test is about)
-    assert rounds[0] == PIPELINE_TXS  # before any full batch was seen
-    assert all(n <= per_block for n in rounds[1:]), rounds
-    assert sum(rounds) == 3 * PIPELINE_TXS
