@@ -192,11 +192,27 @@ class TransactionSender:
                 return [None]
             except ChainError as exc:
                 return [exc]
+        # On a node that mines on arrival the batch goes highest nonce first: anvil starts a
+        # block as soon as a transaction is ready, and sent lowest first its miner took the
+        # first one or two of a batch into a block of their own (the outbox's 50 batches of a
+        # benchmark run went in 21-31 blocks, most of one transaction; the node's CPU per op
+        # follows its block count). Sent highest first, the later nonces wait behind the
+        # missing first one, and its arrival makes them all ready at once: one block takes
+        # as many as fit (scratch probe: 5 batches of 4 in 5 full blocks, against 8 blocks
+        # lowest first). Answers are given in ``sents``' order either way. anvil only:
+        # Hardhat Network in automine refuses a nonce above the next one ("transactions
+        # can't be queued when automining").
+        order = sorted(range(len(sents)), key=lambda i: sents[i].nonce, reverse=True) \
+            if self.gateway.automines and self.gateway.client.startswith("anvil") \
+            else list(range(len(sents)))
         try:
-            answers = self.gateway.rpc_batch(
-                [("eth_sendRawTransaction", ["0x" + sent.raw.hex()]) for sent in sents])
+            sent_answers = self.gateway.rpc_batch(
+                [("eth_sendRawTransaction", ["0x" + sents[i].raw.hex()]) for i in order])
         except ChainError as exc:
             return [exc for _ in sents]
+        answers: list[Any] = [None] * len(sents)
+        for i, answer in zip(order, sent_answers, strict=True):
+            answers[i] = answer
         out: list[ChainError | None] = []
         now = time.monotonic()
         for sent, answer in zip(sents, answers, strict=True):

@@ -47,7 +47,7 @@ from collections.abc import Callable, Hashable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy.orm import Session
 
@@ -137,6 +137,18 @@ GAP_BOUND_S = 6.0
 MOVED_CHECK_BLOCKS = 32
 
 SignerLookup = Callable[[int], Signer]
+
+
+@dataclass
+class Prepared:
+    """A signer's round claimed, signed and recorded (``submitted``), not yet broadcast: the
+    thread's round (:meth:`OutboxWorker.step`) broadcasts it once the last round's receipts
+    are read."""
+
+    merchant_id: int
+    signer: Signer
+    signed: list[tuple[Group, SentTx]]
+    claimed: int  # operations the round took off the queue
 
 
 @dataclass(frozen=True)
@@ -299,8 +311,17 @@ class OutboxWorker(Worker):
         self._bell_seen = BELL.rung
         done = self._check_rollback()
         self._check_moved()
-        done += self._collect()
         block_mode = self.block_mode
+        if block_mode:
+            done += self._collect()
+        # On a node that mines on arrival (not block mode) the round overlaps the node's
+        # work: the signers' rounds are claimed, signed and recorded while the node still
+        # mines what the last round sent; then that round's receipts are read (a read waits
+        # while the node mines), the new rounds broadcast, and only then the receipts read
+        # settled, while the node mines the new ones. Read before the round's work (and again
+        # right after its broadcast), the two ran one after the other: the node idle while
+        # the round was built, the thread idle while it was mined.
+        prepared: list[Prepared] = []
         window = WINDOW_BLOCKS * self._block_gas_limit()
         if block_mode:
             if not self._in_flight:
@@ -334,11 +355,42 @@ class OutboxWorker(Worker):
                 # the window's free blocks, shared among the signers with queued work
                 room = (window - self._in_flight_gas()) // self._block_gas_limit()
                 blocks = max(1, room // len(merchant_ids))
+            if not block_mode:
+                ready = self._submit_merchant(merchant_id, broadcast=False)
+                if ready is not None:
+                    prepared.append(ready)
+                continue
             n, sent = self._submit_merchant(merchant_id, blocks=blocks)
             done += n
             if sent:
                 self._in_flight.setdefault(address, []).extend(sent)
-            if not block_mode and sent and sum(f.group.lines for f in sent) < limit:
+            self._gather_until.pop(address, None)
+        if not block_mode:
+            broadcast_done = False
+
+            def broadcast() -> int:
+                nonlocal broadcast_done
+                broadcast_done = True
+                return self._broadcast_prepared(prepared, limit)
+            try:
+                done += self._collect(then=broadcast)
+            finally:
+                if not broadcast_done:  # (the read failed: what is recorded goes out anyway)
+                    done += self._broadcast_prepared(prepared, limit)
+        return done
+
+    def _broadcast_prepared(self, prepared: list[Prepared], limit: int) -> int:
+        """Broadcast the signers' rounds prepared by :meth:`step`; give the operations sent
+        (or given back to the queue, the node refusing a key that cannot pay)."""
+        done = 0
+        for ready in prepared:
+            address = ready.signer.sender.address
+            with log_operations(g_id for g, _ in ready.signed for g_id in g.op_ids):
+                n, sent = self._broadcast_merchant(ready)
+            done += n
+            if sent:
+                self._in_flight.setdefault(address, []).extend(sent)
+            if sent and sum(f.group.lines for f in sent) < limit:
                 # It took the whole queue, less than a batch: operations trickle in one by
                 # one. Its next round waits batch_window_ms (unless a batch's worth queues
                 # up meanwhile), so a transaction carries what arrived in that window
@@ -347,7 +399,7 @@ class OutboxWorker(Worker):
                 self._gather_until[address] = time.monotonic() + self.gather_s
             else:
                 self._gather_until.pop(address, None)
-        return done + (self._collect() if not block_mode else 0)
+        return done
 
     def _queued_counts_if_due(self) -> dict[int, int]:
         """:meth:`_queued_counts`, unless nothing can have been queued since the last read
@@ -417,9 +469,11 @@ class OutboxWorker(Worker):
             self._block_gas = int(str(raw["gasLimit"]), 16)
         return self._block_gas
 
-    def _collect(self) -> int:
+    def _collect(self, then: Callable[[], int] | None = None) -> int:
         """Settle each signer's transactions whose receipts are in, oldest first (a later
-        nonce cannot be mined before an earlier one); nudge the oldest still waiting."""
+        nonce cannot be mined before an earlier one); nudge the oldest still waiting.
+        ``then`` runs after the receipts are read and before they are settled (the thread's
+        round broadcasts there); what it gives is added to what this gives."""
         settled = 0
         mined = False
         found_mined: list[tuple[InFlight, SentTx, dict[str, Any] | None]] = []
@@ -449,6 +503,8 @@ class OutboxWorker(Worker):
                 settled += len(f.group.op_ids)
             if not flights:
                 del self._in_flight[address]
+        if then is not None:
+            settled += then()
         self._settle_mined(found_mined)
         now = time.monotonic()
         if mined:
@@ -634,8 +690,16 @@ class OutboxWorker(Worker):
                 return exc
             return LedgerError(f"operation {op.id}: unreadable {op.kind} payload ({exc!r})")
 
+    @overload
     def _submit_merchant(self, merchant_id: int, *, blocks: int = 1
-                         ) -> tuple[int, list[InFlight]]:
+                         ) -> tuple[int, list[InFlight]]: ...
+
+    @overload
+    def _submit_merchant(self, merchant_id: int, *, blocks: int = 1,
+                         broadcast: Literal[False]) -> Prepared | None: ...
+
+    def _submit_merchant(self, merchant_id: int, *, blocks: int = 1, broadcast: bool = True
+                         ) -> tuple[int, list[InFlight]] | Prepared | None:
         """Claim a merchant's queued operations and send them; give how many were claimed and
         the transactions in flight.
 
@@ -644,14 +708,19 @@ class OutboxWorker(Worker):
         is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
         the two the signer's balance is checked against what the round costs up front: a key
         that cannot pay keeps its operations queued, saying why (``signer-unfunded``).
-        In block mode a round claims ``blocks`` blocks' worth."""
+        In block mode a round claims ``blocks`` blocks' worth. ``broadcast=False``: the round is
+        recorded, not broadcast; it is given back (None: nothing to send) for
+        :meth:`_broadcast_merchant` (the thread's round, :meth:`step`)."""
         with ExitStack() as context:
-            return self._submit_merchant_in(merchant_id, context, blocks)
+            ready = self._submit_merchant_in(merchant_id, context, blocks)
+            if not broadcast:
+                return ready
+            return (0, []) if ready is None else self._broadcast_merchant(ready)
 
     def _submit_merchant_in(self, merchant_id: int, context: ExitStack, blocks: int = 1
-                            ) -> tuple[int, list[InFlight]]:
+                            ) -> Prepared | None:
         if merchant_id in self._retry_at and not self._funds_back(merchant_id):
-            return 0, []
+            return None
         limit = self.alliance.settings.batch_max
         signer = self.signer_for(merchant_id)
         sender = signer.sender
@@ -661,7 +730,7 @@ class OutboxWorker(Worker):
         with self.alliance.store.session() as s:
             ops = outbox_repos.claim_operations(s, merchant_id=merchant_id, max_lines=max_lines)
             if not ops:
-                return 0, []
+                return None
             # Every line logged from here on names the operations it is about.
             context.enter_context(log_operations(o.id for o in ops))
             claimed: list[Claimed] = []
@@ -717,7 +786,7 @@ class OutboxWorker(Worker):
             return False
         context.push(requeue_on_failure)
         if not prepared:
-            return len(ops), []
+            return Prepared(merchant_id, signer, [], len(ops))
         if measure:
             # Its last transaction in flight runs ahead of the round's in the measure: the
             # state it leaves (members' slots written) is the state the round's first batch
@@ -728,7 +797,7 @@ class OutboxWorker(Worker):
             prepared = self._measure(sender, prepared, ahead)
         prepared = self._fit_blocks(sender, signer.home, prepared)
         if not prepared:
-            return len(ops), []
+            return Prepared(merchant_id, signer, [], len(ops))
         max_fee, priority = sender.fees()
         try:
             self._ensure_funds(merchant_id, sender.address,
@@ -736,7 +805,7 @@ class OutboxWorker(Worker):
         except SignerUnfundedError as exc:
             self._wait_for_funds(merchant_id, sender.address,
                                  [i for g, _, _ in prepared for i in g.op_ids], exc)
-            return 0, []
+            return None
         with self.alliance.store.session() as s:
             first = sender.nonces.reserve_in(s, len(prepared))
             signed = [(group, sender.sign(to=call.to, data=call.data, gas=gas, nonce=first + i,
@@ -744,6 +813,15 @@ class OutboxWorker(Worker):
                       for i, (group, call, gas) in enumerate(prepared)]
             for group, sent in signed:
                 self._record(s, sender, group, sent)
+        return Prepared(merchant_id, signer, signed, len(ops))
+
+    def _broadcast_merchant(self, ready: Prepared) -> tuple[int, list[InFlight]]:
+        """Broadcast a signer's round recorded by :meth:`_submit_merchant_in`; give how many
+        operations it took off the queue and the transactions in flight."""
+        merchant_id, signer, signed = ready.merchant_id, ready.signer, ready.signed
+        sender = signer.sender
+        if not signed:
+            return ready.claimed, []
         # The round's transactions go in one JSON-RPC batch (one arrival: an automining node
         # mines as many as a block takes at once, where a request each made a block each).
         answers = self._broadcast_round(sender, [sent for _, sent in signed])

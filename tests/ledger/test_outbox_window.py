@@ -17,7 +17,7 @@ from ledger.alliance import Alliance
 from ledger.errors import ChainUnavailableError
 from ledger.merchants.service import AdmittedMerchant, admit_merchant
 from ledger.outbox import repos as outbox_repos
-from ledger.outbox.worker import WINDOW_BLOCKS, OutboxWorker, _with_headroom
+from ledger.outbox.worker import PIPELINE_TXS, WINDOW_BLOCKS, OutboxWorker, _with_headroom
 from ledger.points.kinds import GAS_BASE, GAS_PER_LINE
 from ledger.points.service import IssueLine, request_issue_batch
 from ledger.runtime import indexer, outbox_worker
@@ -360,3 +360,174 @@ def test_a_rounds_transactions_go_to_the_node_in_one_request(
     assert batches[0] == 4  # the first round: PIPELINE_TXS transactions of one operation
     with a.store.read_session() as s:
         assert len({o.tx_hash for o in s.query(Operation).filter(Operation.id.in_(ops))}) == 8
+
+
+def _calls_by_step(a: Alliance, worker: OutboxWorker, op_ids: list[str], timeout_s: float
+                   ) -> list[list[str]]:
+    """Step until ``op_ids`` are confirmed; per step that did something, the node calls the
+    round made, in order: "receipts" (a read of receipts) and "send" (a broadcast)."""
+    gw = a.gateway
+    steps: list[list[str]] = [[]]
+    receipt, rpc_batch, send_raw = gw.receipt, gw.rpc_batch, gw.send_raw
+
+    def read(tx_hash: str) -> dict[str, Any] | None:
+        steps[-1].append("receipts")
+        return receipt(tx_hash)
+
+    def batch(calls: Any, **kwargs: Any) -> list[Any]:
+        methods = {method for method, _ in calls}
+        if "eth_getTransactionReceipt" in methods:
+            steps[-1].append("receipts")
+        if "eth_sendRawTransaction" in methods:
+            steps[-1].append("send")
+        return rpc_batch(calls, **kwargs)
+
+    def send(raw: bytes) -> str:
+        steps[-1].append("send")
+        return send_raw(raw)
+
+    gw.receipt = read  # type: ignore[method-assign]
+    gw.rpc_batch = batch  # type: ignore[method-assign]
+    gw.send_raw = send  # type: ignore[method-assign]
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with a.store.read_session() as s:
+                left = sum(1 for o in s.query(Operation).filter(Operation.id.in_(op_ids))
+                           if o.status != OperationStatus.CONFIRMED)
+            if left == 0 and worker.in_flight == 0:
+                return [calls for calls in steps if calls]
+            assert time.monotonic() < deadline, f"{left} operations not confirmed in time"
+            if worker.step() == 0:
+                time.sleep(0.02)
+            steps.append([])
+    finally:
+        del gw.receipt
+        del gw.rpc_batch
+        del gw.send_raw
+
+
+def test_on_an_automining_chain_a_round_goes_out_after_the_last_rounds_receipts_are_read(
+        alliance_unbatched: Alliance, store_merchant_unbatched: AdmittedMerchant) -> None:
+    # The rounds overlap the node: a round is claimed, signed and recorded while the node
+    # mines the last one; then the last one's receipts are read and the new round broadcast,
+    # and nothing more is asked of the node in that round (its receipts are read by the next
+    # round, after that round's own work). Before, a round read receipts, built and sent, and
+    # read receipts again at once: the thread waited for the node to mine what it had just
+    # sent, and the node for the thread to build the next round.
+    a = alliance_unbatched
+    ops = _queue(a, store_merchant_unbatched.merchant_id, 12, 1, "OVERLAP")
+    worker = outbox_worker(a)
+    before = {h for h, _, _ in _txs(a, store_merchant_unbatched.account)}
+    steps = _calls_by_step(a, worker, ops, 60)
+    sends = [calls for calls in steps if "send" in calls]
+    assert len(sends) >= 3  # 12 one-line operations, PIPELINE_TXS a round
+    for calls in sends:
+        assert calls[-1] == "send", steps  # no read after the round's broadcast
+    for calls in sends[1:]:
+        # the round before was in flight: its receipts were read before this broadcast
+        assert calls.index("receipts") < calls.index("send"), steps
+    txs = [t for t in _txs(a, store_merchant_unbatched.account) if t[0] not in before]
+    nonces = sorted(n for _, n, _ in txs)
+    assert len(txs) == 12 and nonces == list(range(nonces[0], nonces[0] + 12))
+    assert all(status == "mined" for _, _, status in txs)
+
+
+def test_a_round_recorded_while_the_receipt_read_fails_is_still_broadcast_once(
+        alliance: Alliance, store_merchant: AdmittedMerchant) -> None:
+    # The thread's round records its transactions, then reads the last round's receipts,
+    # then broadcasts: a read that fails (the node unreachable for it) in between must not
+    # leave the recorded round unsent until a restart or a re-sync.
+    a = alliance
+    worker = outbox_worker(a)
+    worker.gather_s = 0.0  # (a round of less than a batch: the next one does not wait)
+    first = _queue(a, store_merchant.merchant_id, 1, 5, "READFAIL-A")
+    assert worker.step() > 0
+    assert worker.in_flight == 1  # the first round: sent, its receipt not read yet
+    second = _queue(a, store_merchant.merchant_id, 1, 5, "READFAIL-B")
+    gw = a.gateway
+    rpc_batch = gw.rpc_batch
+
+    def unreachable_read(tx_hash: str) -> dict[str, Any] | None:
+        raise ChainUnavailableError("the node does not answer reads")
+
+    def batch(calls: Any, **kwargs: Any) -> list[Any]:
+        if any(method == "eth_getTransactionReceipt" for method, _ in calls):
+            raise ChainUnavailableError("the node does not answer reads")
+        return rpc_batch(calls, **kwargs)
+
+    gw.receipt = unreachable_read  # type: ignore[method-assign]
+    gw.rpc_batch = batch  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ChainUnavailableError):
+            worker.step()
+    finally:
+        del gw.receipt
+        del gw.rpc_batch
+    with a.store.read_session() as s:
+        second_tx = s.query(Operation).filter(Operation.id == second[0]).one().tx_hash
+    assert second_tx is not None
+    assert gw.transaction(second_tx) is not None  # broadcast, in the pool or mined
+    _step_until_confirmed(a, worker, first + second, 60)
+    txs = list(_txs(a, store_merchant.account))
+    assert second_tx in {h for h, _, _ in txs}
+    assert sum(1 for _, _, status in txs if status == "mined") >= 2
+    with a.store.read_session() as s:
+        assert {o.status for o in s.query(Operation).filter(
+            Operation.id.in_(first + second))} == {OperationStatus.CONFIRMED}
+
+
+def test_a_crash_between_a_rounds_record_and_its_broadcast_is_recovered_on_restart(
+        alliance: Alliance, store_merchant: AdmittedMerchant,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread's round now reads the last round's receipts between recording its
+    # transactions and broadcasting them: a process that dies there left them recorded,
+    # unsent. The restart's recovery sends them from their recorded bytes, once.
+    a = alliance
+    worker = outbox_worker(a)
+    worker.gather_s = 0.0  # (a round of less than a batch: the next one does not wait)
+    first = _queue(a, store_merchant.merchant_id, 1, 3, "CRASH-A")
+    assert worker.step() > 0
+    second = _queue(a, store_merchant.merchant_id, 1, 3, "CRASH-B")
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args: object) -> None:
+        raise Crash
+    monkeypatch.setattr(OutboxWorker, "_broadcast_round", staticmethod(crash))
+    with pytest.raises(Crash):
+        worker.step()
+    monkeypatch.undo()
+    with a.store.read_session() as s:
+        op = s.query(Operation).filter(Operation.id == second[0]).one()
+        assert op.status is OperationStatus.SUBMITTED and op.tx_hash is not None
+        second_tx = op.tx_hash
+    assert a.gateway.transaction(second_tx) is None  # recorded, never sent
+    restarted = outbox_worker(a)
+    restarted.recover()
+    restarted.drain()
+    with a.store.read_session() as s:
+        assert {o.status for o in s.query(Operation).filter(
+            Operation.id.in_(first + second))} == {OperationStatus.CONFIRMED}
+        assert s.query(Operation).filter(Operation.id == second[0]).one().tx_hash == second_tx
+    nonces = sorted(n for _, n, _ in _txs(a, store_merchant.account))
+    assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
+
+
+def test_on_an_automining_chain_each_rounds_transactions_are_mined_in_one_block(
+        alliance_unbatched: Alliance, store_merchant_unbatched: AdmittedMerchant) -> None:
+    # anvil starts a block as soon as a transaction is ready: a round's batch sent lowest
+    # nonce first was often mined a transaction or two a block (the node's CPU per op follows
+    # its block count). Sent highest nonce first, the round becomes ready at once, with its
+    # first nonce, and one block takes it.
+    a = alliance_unbatched
+    worker = outbox_worker(a)
+    blocks: list[list[int]] = []
+    for r in range(5):
+        ops = _queue(a, store_merchant_unbatched.merchant_id, PIPELINE_TXS, 1, f"ONEBLOCK{r}")
+        _step_until_confirmed(a, worker, ops, 60)
+        with a.store.read_session() as s:
+            blocks.append(sorted({o.block_number for o in s.query(Operation).filter(
+                Operation.id.in_(ops))}))
+    assert all(len(b) == 1 for b in blocks), blocks
