@@ -57,6 +57,7 @@ from bench_points import (  # noqa: E402
     calldata_cost,
     log_cost,
     receipts_of,
+    sending_order,
 )
 
 from ledger.alliance import Alliance  # noqa: E402
@@ -509,7 +510,8 @@ def wait_mined(gw: ChainGateway, firsts: dict[str, int], raws: dict[str, list[st
         elif now - max(moved_at, nudged_at) > STALL_S:
             waiting = [r for a in addresses for r in raws[a][max(0, mined[a] - firsts[a]):]]
             for k in range(0, len(waiting), 8):  # ~1 MB a batch (see SEND_BYTES)
-                gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in waiting[k:k + 8]])
+                gw.rpc_batch([("eth_sendRawTransaction", [r])
+                              for r in sending_order(gw, waiting[k:k + 8])])
             gw.mine_stalled()  # on a node that mines on arrival only
             nudges, nudged_at = nudges + 1, now
         time.sleep(0.001)
@@ -560,10 +562,14 @@ def chain_alone_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant
     node0 = _node_cpu_s(alliance)
     t0 = time.perf_counter()
     for chunk in chunks:
-        answers = gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in chunk])
+        # As the outbox's sender sends (highest nonce first on anvil; the answers back in
+        # the chunk's order).
+        ordered = sending_order(gw, chunk)
+        answers = gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in ordered])
         bad = [a for a in answers if isinstance(a, ChainError)]
         assert not bad, f"a pre-signed redemption batch was refused: {bad[0]}"
-        hashes.extend(str(h) for h in answers)
+        by_raw = dict(zip(ordered, answers, strict=True))
+        hashes.extend(str(by_raw[r]) for r in chunk)
     nudges = wait_mined(gw, firsts, raws)
     receipts = receipts_of(gw, hashes, bound_s=ALONE_BOUND_S)
     elapsed = time.perf_counter() - t0

@@ -240,6 +240,15 @@ STALL_S = 0.25
 ALONE_BOUND_S = 60.0
 
 
+def sending_order(gw: Any, raws: list[str]) -> list[str]:
+    """One request's pre-signed transactions (one key's, nonces ascending, or several keys'
+    interleaved) in the order the outbox's sender sends a round: highest nonce first on anvil
+    mining on arrival (``ChainGateway.sends_highest_nonce_first``), so one block takes them
+    all; as given elsewhere. The references send as the service does: a reference sent lowest
+    first on anvil spent blocks of one or two transactions the service no longer spends."""
+    return raws[::-1] if gw.sends_highest_nonce_first else raws
+
+
 def send_and_wait(gw: Any, address: str, first_nonce: int, raws: list[str], *,
                   bound_s: float, sent: int = 0, per_request: int = 20,
                   window: int | None = None) -> int:
@@ -259,7 +268,8 @@ def send_and_wait(gw: Any, address: str, first_nonce: int, raws: list[str], *,
         unmined = sent - (mined - first_nonce)
         if sent < len(raws) and unmined < window:
             upto = min(len(raws), sent + per_request, sent + window - unmined)
-            gw.rpc_batch([("eth_sendRawTransaction", [r]) for r in raws[sent:upto]])
+            gw.rpc_batch([("eth_sendRawTransaction", [r])
+                          for r in sending_order(gw, raws[sent:upto])])
             sent = upto
         mined = int(str(gw.rpc("eth_getTransactionCount", [address, "latest"])), 16)
         now = time.monotonic()
@@ -275,7 +285,7 @@ def send_and_wait(gw: Any, address: str, first_nonce: int, raws: list[str], *,
             waiting = raws[mined - first_nonce:sent]
             for k in range(0, len(waiting), per_request):  # (a node caps a request's size)
                 gw.rpc_batch([("eth_sendRawTransaction", [r])
-                              for r in waiting[k:k + per_request]])
+                              for r in sending_order(gw, waiting[k:k + per_request])])
             gw.mine_stalled()
             nudges, nudged_at = nudges + 1, now
         time.sleep(0.001)

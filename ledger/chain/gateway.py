@@ -252,6 +252,17 @@ class ChainGateway:
                         continue
         return self._automines
 
+    @property
+    def sends_highest_nonce_first(self) -> bool:
+        """True on anvil mining on arrival: a key's transactions sent in one request go highest
+        nonce first (:meth:`TransactionSender.broadcast_many`). anvil starts a block as soon as
+        one transaction is ready, so sent lowest first its miner took the first one or two of
+        a request into a block of their own; sent highest first, the later nonces wait behind
+        the missing first one and its arrival makes them all ready at once. Not on Hardhat
+        Network, which refuses a nonce above the next one while automining ("transactions
+        can't be queued when automining"), nor on any node that mines on its own clock."""
+        return self.automines and self.client.startswith("anvil")
+
     def mine_stalled(self) -> bool:
         """On a node that :attr:`automines`, mine one block of what waits in its pool
         (``evm_mine``): what a new arrival would have done. Gives whether it did (False

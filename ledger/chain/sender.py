@@ -192,19 +192,14 @@ class TransactionSender:
                 return [None]
             except ChainError as exc:
                 return [exc]
-        # On a node that mines on arrival the batch goes highest nonce first: anvil starts a
-        # block as soon as a transaction is ready, and sent lowest first its miner took the
-        # first one or two of a batch into a block of their own (the outbox's 50 batches of a
-        # benchmark run went in 21-31 blocks, most of one transaction; the node's CPU per op
-        # follows its block count). Sent highest first, the later nonces wait behind the
-        # missing first one, and its arrival makes them all ready at once: one block takes
-        # as many as fit (scratch probe: 5 batches of 4 in 5 full blocks, against 8 blocks
-        # lowest first). Answers are given in ``sents``' order either way. anvil only:
-        # Hardhat Network in automine refuses a nonce above the next one ("transactions
-        # can't be queued when automining").
+        # On anvil mining on arrival the batch goes highest nonce first, so one block takes
+        # the round (ChainGateway.sends_highest_nonce_first): sent lowest first, the outbox's
+        # 50 batches of a benchmark run went in 21-31 blocks, most of one transaction, and
+        # the node's CPU per op follows its block count (scratch probe: 5 batches of 4 in 5
+        # full blocks, against 8 blocks lowest first). Answers are given in ``sents``' order
+        # either way.
         order = sorted(range(len(sents)), key=lambda i: sents[i].nonce, reverse=True) \
-            if self.gateway.automines and self.gateway.client.startswith("anvil") \
-            else list(range(len(sents)))
+            if self.gateway.sends_highest_nonce_first else list(range(len(sents)))
         try:
             sent_answers = self.gateway.rpc_batch(
                 [("eth_sendRawTransaction", ["0x" + sents[i].raw.hex()]) for i in order])
