@@ -381,12 +381,20 @@ class OutboxWorker(Worker):
 
     def _broadcast_prepared(self, prepared: list[Prepared], limit: int) -> int:
         """Broadcast the signers' rounds prepared by :meth:`step`; give the operations sent
-        (or given back to the queue, the node refusing a key that cannot pay)."""
+        (or given back to the queue, the node refusing a key that cannot pay). Every round is
+        recorded before the first is broadcast: one signer's broadcast that fails does not
+        keep the others' rounds unsent (they would wait for a re-sync); its error is raised
+        once all were tried (the round fails as before, the thread retries)."""
         done = 0
+        failure: Exception | None = None
         for ready in prepared:
             address = ready.signer.sender.address
-            with log_operations(g_id for g, _ in ready.signed for g_id in g.op_ids):
-                n, sent = self._broadcast_merchant(ready)
+            try:
+                with log_operations(g_id for g, _ in ready.signed for g_id in g.op_ids):
+                    n, sent = self._broadcast_merchant(ready)
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                failure = failure or exc
+                continue
             done += n
             if sent:
                 self._in_flight.setdefault(address, []).extend(sent)
@@ -399,6 +407,8 @@ class OutboxWorker(Worker):
                 self._gather_until[address] = time.monotonic() + self.gather_s
             else:
                 self._gather_until.pop(address, None)
+        if failure is not None:
+            raise failure
         return done
 
     def _queued_counts_if_due(self) -> dict[int, int]:

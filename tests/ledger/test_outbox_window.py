@@ -531,3 +531,42 @@ def test_on_an_automining_chain_each_rounds_transactions_are_mined_in_one_block(
             blocks.append(sorted({o.block_number for o in s.query(Operation).filter(
                 Operation.id.in_(ops))}))
     assert all(len(b) == 1 for b in blocks), blocks
+
+
+def test_one_signers_failed_broadcast_does_not_keep_another_signers_round_unsent(
+        alliance: Alliance, store_merchant: AdmittedMerchant, cafe_merchant: AdmittedMerchant,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread's round records every signer's transactions, then broadcasts them one signer
+    # after another: the first broadcast raising must not leave the next signer's recorded
+    # round unsent (it would wait for a re-sync or a restart).
+    a = alliance
+    worker = outbox_worker(a)
+    worker.gather_s = 0.0
+    ops = _queue(a, store_merchant.merchant_id, 1, 2, "BFAIL-S") \
+        + _queue(a, cafe_merchant.merchant_id, 1, 2, "BFAIL-C")
+    real = OutboxWorker._broadcast_merchant
+    failed: list[int] = []
+
+    def first_fails(self: OutboxWorker, ready: Any) -> Any:
+        if not failed:
+            failed.append(ready.merchant_id)
+            raise RuntimeError("the first signer's broadcast fails")
+        return real(self, ready)
+    monkeypatch.setattr(OutboxWorker, "_broadcast_merchant", first_fails)
+    with pytest.raises(RuntimeError):
+        worker.step()
+    monkeypatch.undo()
+    with a.store.read_session() as s:
+        recorded = {o.merchant_id: o.tx_hash for o in s.query(Operation).filter(
+            Operation.id.in_(ops))}
+    assert len(failed) == 1 and set(recorded) == {store_merchant.merchant_id,
+                                                   cafe_merchant.merchant_id}
+    other = next(m for m in recorded if m != failed[0])
+    assert recorded[other] is not None and a.gateway.transaction(recorded[other]) is not None
+    assert a.gateway.transaction(recorded[failed[0]]) is None  # recorded, not sent
+    restarted = outbox_worker(a)
+    restarted.recover()
+    restarted.drain()
+    with a.store.read_session() as s:
+        assert {o.status for o in s.query(Operation).filter(Operation.id.in_(ops))} == {
+            OperationStatus.CONFIRMED}
