@@ -6,7 +6,7 @@ contiguous, and on the block chain later batches carry measured gas limits and s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ def _queue(a: Alliance, merchant_id: MerchantId, ops: int, lines: int, tag: str)
 
 
 def _step_until_confirmed(a: Alliance, worker: OutboxWorker, op_ids: list[str],
-                          timeout_s: float) -> None:
+                          timeout_s: float, after_step: Callable[[], object] = lambda: None
+                          ) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         with a.store.read_session() as s:
@@ -54,6 +55,7 @@ def _step_until_confirmed(a: Alliance, worker: OutboxWorker, op_ids: list[str],
         assert time.monotonic() < deadline, f"{left} operations not confirmed in time"
         if worker.step() == 0:
             time.sleep(0.02)
+        after_step()
 
 
 def _txs(a: Alliance, account: str) -> list[tuple[str, int, str]]:
@@ -390,17 +392,9 @@ def _calls_by_step(a: Alliance, worker: OutboxWorker, op_ids: list[str], timeout
     gw.rpc_batch = batch  # type: ignore[method-assign]
     gw.send_raw = send  # type: ignore[method-assign]
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with a.store.read_session() as s:
-                left = sum(1 for o in s.query(Operation).filter(Operation.id.in_(op_ids))
-                           if o.status != OperationStatus.CONFIRMED)
-            if left == 0 and worker.in_flight == 0:
-                return [calls for calls in steps if calls]
-            assert time.monotonic() < deadline, f"{left} operations not confirmed in time"
-            if worker.step() == 0:
-                time.sleep(0.02)
-            steps.append([])
+        _step_until_confirmed(a, worker, op_ids, timeout_s,
+                              after_step=lambda: steps.append([]))
+        return [calls for calls in steps if calls]
     finally:
         del gw.receipt
         del gw.rpc_batch
