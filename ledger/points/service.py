@@ -662,21 +662,11 @@ def redeem_digest(*, chain_id: int, program: str, registry: str, member: str, am
     member_raw = bytes.fromhex(member[2:])
     if len(member_raw) != 20 or len(order_ref) != 32:
         raise ValueError("a member is 20 bytes, an order reference 32")
-    domain_hash = _redeem_domains.get((chain_id, program, registry))
-    if domain_hash is None:
-        if len(_redeem_domains) >= 4096:
-            _redeem_domains.clear()
-        domain_hash = _redeem_domains[(chain_id, program, registry)] = _domain_hash(
-            chain_id, program, signing.domain_salt(registry))
+    domain_hash = _domain_hash(chain_id, program, signing.domain_salt(registry))
     return keccak256(b"\x19\x01" + domain_hash + keccak256(
         _REDEEM_TYPEHASH + b"\0" * 12 + member_raw + amount.to_bytes(32, "big")
         + merchant_id.to_bytes(32, "big") + order_ref + nonce.to_bytes(32, "big")
         + deadline.to_bytes(32, "big")))
-
-
-# Redeem domains' hashes by (chain id, program, registry) as given (a 200-line batch looked
-# the domain up 200 times through its salt's hex and two lowerings).
-_redeem_domains: dict[tuple[int, str, str], bytes] = {}
 
 
 def _nonce_bit(word: int, nonce: int) -> bool:
