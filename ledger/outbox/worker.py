@@ -47,7 +47,7 @@ from collections.abc import Callable, Hashable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -356,7 +356,7 @@ class OutboxWorker(Worker):
                 room = (window - self._in_flight_gas()) // self._block_gas_limit()
                 blocks = max(1, room // len(merchant_ids))
             if not block_mode:
-                ready = self._submit_merchant(merchant_id, broadcast=False)
+                ready = self._prepare_merchant(merchant_id)
                 if ready is not None:
                     prepared.append(ready)
                 continue
@@ -366,17 +366,13 @@ class OutboxWorker(Worker):
                 self._in_flight.setdefault(address, []).extend(sent)
             self._gather_until.pop(address, None)
         if not block_mode:
-            broadcast_done = False
-
-            def broadcast() -> int:
-                nonlocal broadcast_done
-                broadcast_done = True
-                return self._broadcast_prepared(prepared, limit)
+            def broadcast() -> int:  # once: the rounds are taken off the list
+                ready, prepared[:] = prepared[:], []
+                return self._broadcast_prepared(ready, limit)
             try:
                 done += self._collect(then=broadcast)
             finally:
-                if not broadcast_done:  # (the read failed: what is recorded goes out anyway)
-                    done += self._broadcast_prepared(prepared, limit)
+                done += broadcast()  # (the read failed: what is recorded goes out anyway)
         return done
 
     def _broadcast_prepared(self, prepared: list[Prepared], limit: int) -> int:
@@ -700,16 +696,8 @@ class OutboxWorker(Worker):
                 return exc
             return LedgerError(f"operation {op.id}: unreadable {op.kind} payload ({exc!r})")
 
-    @overload
     def _submit_merchant(self, merchant_id: int, *, blocks: int = 1
-                         ) -> tuple[int, list[InFlight]]: ...
-
-    @overload
-    def _submit_merchant(self, merchant_id: int, *, blocks: int = 1,
-                         broadcast: Literal[False]) -> Prepared | None: ...
-
-    def _submit_merchant(self, merchant_id: int, *, blocks: int = 1, broadcast: bool = True
-                         ) -> tuple[int, list[InFlight]] | Prepared | None:
+                         ) -> tuple[int, list[InFlight]]:
         """Claim a merchant's queued operations and send them; give how many were claimed and
         the transactions in flight.
 
@@ -718,14 +706,16 @@ class OutboxWorker(Worker):
         is anything broadcast (so a crash leaves nothing sent that is not recorded). Between
         the two the signer's balance is checked against what the round costs up front: a key
         that cannot pay keeps its operations queued, saying why (``signer-unfunded``).
-        In block mode a round claims ``blocks`` blocks' worth. ``broadcast=False``: the round is
-        recorded, not broadcast; it is given back (None: nothing to send) for
-        :meth:`_broadcast_merchant` (the thread's round, :meth:`step`)."""
+        In block mode a round claims ``blocks`` blocks' worth."""
         with ExitStack() as context:
             ready = self._submit_merchant_in(merchant_id, context, blocks)
-            if not broadcast:
-                return ready
             return (0, []) if ready is None else self._broadcast_merchant(ready)
+
+    def _prepare_merchant(self, merchant_id: int) -> Prepared | None:
+        """:meth:`_submit_merchant` up to its record: the round recorded, not broadcast (None:
+        nothing to send), for :meth:`_broadcast_merchant` (the thread's round, :meth:`step`)."""
+        with ExitStack() as context:
+            return self._submit_merchant_in(merchant_id, context)
 
     def _submit_merchant_in(self, merchant_id: int, context: ExitStack, blocks: int = 1
                             ) -> Prepared | None:
