@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -36,6 +36,7 @@ from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .metrics import REGISTRY, install_state
 from .offers.cli import offers_app
 from .runtime import Runtime
+from .serving import PortInUseError, Supervisor, own_sockets_supported
 from .terminal import console, fail, open_alliance, settings
 from .webhooks.cli import webhooks_app
 
@@ -172,15 +173,27 @@ def serve(
     console.print(f"API on [bold]http://{bind_host}:{bind_port}[/bold] in {workers} "
                   "processes, without background workers (run `alliance worker`)",
                   soft_wrap=True)
-    uvicorn.run("api.app:create_api_only_app", factory=True, host=bind_host, port=bind_port,
-                workers=workers, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-                # A line per request is written on the event loop, between requests: ~9% of
-                # the loop's busy samples under load (2026-11-26). A production server has
-                # the request counts in /metrics; the line is there when asked for.
-                access_log=access_log,
+    options: dict[str, Any] = {
+        "host": bind_host, "port": bind_port, "log_level": "info",
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
+        # A line per request is written on the event loop, between requests: ~9% of the
+        # loop's busy samples under load (2026-11-26). A production server has the request
+        # counts in /metrics; the line is there when asked for.
+        "access_log": access_log}
+    if workers > 1 and own_sockets_supported():
+        # A listening socket per process (SO_REUSEPORT): the kernel spreads the connections
+        # over the processes, instead of the first to accept taking most (ledger/serving.py).
+        config = uvicorn.Config("api.app:create_api_only_app", factory=True, **options)
+        try:
+            status = Supervisor(config, workers=workers).run()
+        except PortInUseError as exc:
+            console.print(f"[red]error:[/red] {exc.strerror}")
+            raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=status)
+    uvicorn.run("api.app:create_api_only_app", factory=True, workers=workers,
                 # A process imports web3 and opens the alliance (chain, store, deployment)
                 # before it answers: seconds on a busy machine, more than uvicorn's 5 s default.
-                timeout_worker_healthcheck=120)
+                timeout_worker_healthcheck=120, **options)
 
 
 @app.command()
