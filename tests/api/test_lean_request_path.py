@@ -344,25 +344,24 @@ def test_an_issue_route_outside_the_guard_still_authenticates_and_spends_its_sig
 
 
 def test_a_cancelled_lean_issue_waits_for_its_statement_before_it_gives_up_its_slot() -> None:
-    # The lean issue's statement runs in a thread while its request holds the key's
+    # The lean issue's statement runs on the event loop while its request holds the key's
     # in-flight slot (api.guard): a cancelled request must not leave that slot before the
     # statement has ended, or the key would have more statements running than its cap.
-    import threading
     import time
 
-    started, release = threading.Event(), threading.Event()
+    started, release = asyncio.Event(), asyncio.Event()
     ended: list[float] = []
 
-    def statement() -> int:
+    async def statement() -> int:
         started.set()
-        release.wait(5)
+        await release.wait()
+        await asyncio.sleep(0.05)
         ended.append(time.monotonic())
         return 1
 
     async def main() -> float:
-        task = asyncio.ensure_future(points.in_lean_thread(statement))
-        while not started.is_set():
-            await asyncio.sleep(0.001)
+        task = asyncio.ensure_future(points.to_the_end(asyncio.ensure_future(statement())))
+        await started.wait()
         task.cancel()
         asyncio.get_running_loop().call_later(0.2, release.set)
         with pytest.raises(asyncio.CancelledError):
@@ -373,11 +372,17 @@ def test_a_cancelled_lean_issue_waits_for_its_statement_before_it_gives_up_its_s
     assert ended and ended[0] <= gave_up  # the statement ended before the caller went on
 
 
-def test_the_lean_issues_thread_gives_its_result_or_its_error() -> None:
+def test_the_lean_issues_statement_gives_its_result_or_its_error() -> None:
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async def bad() -> int:
+        return int("not a number")
+
     async def main() -> tuple[int, str]:
-        ok = await points.in_lean_thread(lambda a, b: a + b, 2, 3)
+        ok = await points.to_the_end(asyncio.ensure_future(add(2, 3)))
         try:
-            await points.in_lean_thread(int, "not a number")
+            await points.to_the_end(asyncio.ensure_future(bad()))
         except ValueError as exc:
             return ok, type(exc).__name__
         return ok, ""
