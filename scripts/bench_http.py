@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -253,6 +254,44 @@ def cpu_ticks(pids: dict[str, list[int]]) -> dict[str, int]:
         out[name] = total
         out[f"{name}-sys"] = kernel
     return out
+
+
+def connections_by_process(port: int, pids: list[int]) -> dict[int, int]:
+    """Established TCP connections on local ``port`` held by each of ``pids`` (their socket
+    inodes in /proc/PID/fd against /proc/net/tcp{,6}): how the API processes share wrk's
+    connections."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                established.add(f[9])
+    out: dict[int, int] = {}
+    for pid in pids:
+        n = 0
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    n += 1
+        except OSError:
+            continue
+        if n:
+            out[pid] = n
+    return out
+
+
+def split_text(counts: dict[int, int]) -> str:
+    total = sum(counts.values()) or 1
+    return " / ".join(f"{n} ({100 * n / total:.0f}%)"
+                      for n in sorted(counts.values(), reverse=True)) or "none"
 
 
 def machine_busy_ticks() -> int:
@@ -470,6 +509,13 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                     pg0 = pg_operations_stats(h.settings.database_url)
                 c0, t0 = cpu_ticks(groups), time.monotonic()
                 m0, q0 = machine_busy_ticks(), runqueue_wait_s(groups["api"])
+                per0 = {pid: cpu_ticks({"p": [pid]})["p"] for pid in groups["api"]}
+                # how the API processes share wrk's connections, looked at mid-run
+                port = floor.port if tag == "floor" and floor is not None else h.api_port
+                split: dict[int, int] = {}
+                looker = threading.Timer(seconds / 2, lambda split, port, pids: split.update(
+                    connections_by_process(port, pids)), (split, port, groups["api"]))
+                looker.start()
                 if tag == "floor":
                     assert floor is not None
                     r = floor_load(floor, floor_file, path, clients, seconds, threads)
@@ -483,6 +529,11 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                 cpu["machine"] = (m1 - m0) / tick / wall
                 cpu["outside"] = max(0.0, cpu["machine"] - sum(cpu[k] for k in ROLES))
                 cpu["api_wait"] = (q1 - q0) / wall
+                looker.join()
+                per = {pid: cpu_ticks({"p": [pid]})["p"] - t for pid, t in per0.items()}
+                print(f"{name}: connections per API process (mid-run) {split_text(split)}; "
+                      "API CPU per process "
+                      + split_text({p: t for p, t in per.items() if t > 0}))
                 rows.append((name, r, cpu, os.getloadavg()[0]))
             # the outbox's updates of the issued operations, 3 s on (statistics are sent at
             # each transaction's end, and the last batch confirms)
