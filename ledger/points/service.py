@@ -188,19 +188,6 @@ def queue_lean_issue(alliance: Alliance, issue: LeanIssue, request: QueuedReques
     return True
 
 
-async def queue_lean_issue_async(alliance: Alliance, issue: LeanIssue,
-                                 request: QueuedRequest) -> bool:
-    """:func:`queue_lean_issue` on the event loop, on the store's lean connections
-    (:func:`ledger.store.repos.queue_merchant_request_async`): the same answers."""
-    lean = alliance.store.lean
-    assert lean is not None  # PostgreSQL on psycopg (the caller checked)
-    if not await store_repos.queue_merchant_request_async(
-            lean, request, notify_spacing_s=alliance.settings.batch_window_ms / 1000):
-        return False
-    outbox.QUEUED_PAYLOADS.put(request.operation_id, kinds.ISSUE.name, issue.payload, 1)
-    return True
-
-
 @dataclass(frozen=True)
 class _ByMemberId:
     """An issue line whose member is an alliance member id, checked, its account resolved in

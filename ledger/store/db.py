@@ -172,99 +172,6 @@ def _refuse_closed_connection(dbapi_conn: Any, _record: Any, _proxy: Any) -> Non
         raise DisconnectionError("the server closed the connection or spoke unprompted")
 
 
-# Connections a process keeps for :class:`LeanConnections`' statements, per event loop: at
-# most this many of them run at once (the rest wait their turn, first come first served).
-LEAN_CONNECTIONS = 16
-
-
-class LeanConnections:
-    """PostgreSQL connections (psycopg's asynchronous ones, in autocommit) for statements that
-    are each their own transaction and one round trip, run on the event loop that awaits
-    them: no worker thread to hand them to and back (a ``ThreadPoolExecutor``'s hop ~44 us
-    of CPU a call, and the GIL handed between the two threads each way). The lean issue's
-    statement (:func:`ledger.store.repos.queue_merchant_request_async`).
-
-    Kept per event loop (a connection belongs to the loop it was opened on), at most
-    :data:`LEAN_CONNECTIONS` in use at once. An idle connection the server has closed is
-    found at checkout without a round trip and replaced, as the engine's pool does
-    (:func:`_refuse_closed_connection`). A connection goes back only after a statement that
-    ended cleanly or failed as SQL (the server answered: the connection is idle); any other
-    end (a lost connection, a cancellation mid-statement) closes it.
-
-    ``listeners``: ``(checkout, checkin)`` pairs called with the driver connection (tests
-    trace it, as they trace the engine pool's)."""
-
-    def __init__(self, engine: Engine, size: int = LEAN_CONNECTIONS) -> None:
-        _, params = engine.dialect.create_connect_args(engine.url)
-        self._params: dict[str, Any] = dict(params)
-        self._size = size
-        self._loops: dict[Any, tuple[list[Any], Any]] = {}  # loop -> (idle, semaphore)
-        self._lock = threading.Lock()
-        self.listeners: list[tuple[Any, Any]] = []
-
-    def _state(self) -> tuple[list[Any], Any]:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        state = self._loops.get(loop)
-        if state is None:
-            with self._lock:
-                for old in [k for k in self._loops if k.is_closed()]:
-                    for conn in self._loops.pop(old)[0]:
-                        conn.pgconn.finish()  # its loop is gone: close the socket as is
-                state = self._loops.setdefault(loop, ([], asyncio.Semaphore(self._size)))
-        return state
-
-    async def fetchone(self, sql: str, params: dict[str, Any]) -> Any:
-        """``sql`` run once, as its own transaction, on a connection of this loop; its
-        first row. psycopg's errors come as psycopg raises them (a connection that cannot
-        be opened or is lost: ``psycopg.OperationalError``)."""
-        import psycopg
-
-        idle, slots = self._state()
-        async with slots:
-            conn = None
-            while idle:
-                c = idle.pop()
-                try:
-                    _refuse_closed_connection(c, None, None)
-                except DisconnectionError:
-                    c.pgconn.finish()
-                    continue
-                conn = c
-                break
-            if conn is None:
-                conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
-            for checkout, _ in self.listeners:
-                checkout(conn)
-            keep = False
-            try:
-                cur = await conn.execute(sql, params)
-                row = await cur.fetchone()
-                keep = True
-                return row
-            except psycopg.Error as exc:
-                # a statement that failed as SQL leaves the connection idle and usable
-                keep = not isinstance(exc, psycopg.OperationalError) and not conn.closed
-                raise
-            finally:
-                for _, checkin in self.listeners:
-                    if not conn.closed:
-                        checkin(conn)
-                if keep and not conn.broken:
-                    idle.append(conn)
-                else:
-                    conn.pgconn.finish()
-
-    def close(self) -> None:
-        """Close every idle connection (from any thread: the sockets are closed as is)."""
-        with self._lock:
-            for idle, _ in self._loops.values():
-                while idle:
-                    idle.pop().pgconn.finish()
-            self._loops.clear()
-
-
 def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema.
 
@@ -332,10 +239,6 @@ class Store:
             and ":memory:" not in database and not database.startswith("file:") else None)
         self._wal_mark = 0
         self._checkpointing = threading.Lock()
-        # PostgreSQL on psycopg: the lean statements' connections, opened when first used
-        self.lean: LeanConnections | None = (
-            LeanConnections(self.engine) if self.engine.dialect.name == "postgresql"
-            and self.engine.dialect.driver == "psycopg" else None)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -411,8 +314,6 @@ class Store:
             s.close()
 
     def dispose(self) -> None:
-        if self.lean is not None:
-            self.lean.close()
         self.engine.dispose()
 
 

@@ -43,7 +43,6 @@ from ..errors import (
     LedgerValidationError,
     StoreUnavailableError,
 )
-from .db import LeanConnections
 from .models import (
     ApiCredential,
     IdempotencyRecord,
@@ -530,41 +529,6 @@ _QUEUE_REQUEST_PG_NOTIFY = _QUEUE_REQUEST_PG + \
 _notified_at = [-1e9]
 
 
-async def queue_merchant_request_async(lean: LeanConnections, request: QueuedRequest, *,
-                                       notify_spacing_s: float = 0.0) -> bool:
-    """:func:`queue_merchant_request` on the event loop (``lean``: the store's
-    :class:`~ledger.store.db.LeanConnections`): the same statement, one round trip, its own
-    transaction, the same notification spacing and the same answers (True: written; False:
-    nothing written; StoreUnavailableError)."""
-    import psycopg
-
-    now = time.monotonic()
-    notify = now - _notified_at[0] >= notify_spacing_s
-    try:
-        row = await lean.fetchone(_QUEUE_REQUEST_PG_NOTIFY if notify else _QUEUE_REQUEST_PG,
-                                  _queue_request_params(request))
-    except psycopg.errors.DivisionByZero:
-        return False  # the key was claimed: the statement failed whole
-    except psycopg.OperationalError as exc:
-        log.warning("the store could not answer: %s", exc)
-        raise StoreUnavailableError("the database cannot answer now; retry later") from exc
-    queued = bool(row is not None and row[1])
-    if queued and notify:
-        _notified_at[0] = now
-    return queued
-
-
-def _queue_request_params(request: QueuedRequest) -> dict[str, Any]:
-    return {
-        "merchant_id": request.merchant_id, "key_id": request.key_id,
-        "signature": request.signature, "principal": request.principal, "key": request.key,
-        "fingerprint": request.fingerprint, "status_code": request.status_code,
-        "body": request.body, "content_type": request.content_type, "now": request.now,
-        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
-        "operation_id": request.operation_id,
-        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
-
-
 def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
                            notify_spacing_s: float = 0.0) -> bool:
     """Write a merchant's queueing request whole (:class:`QueuedRequest`), on PostgreSQL's
@@ -585,7 +549,14 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
 
     now = time.monotonic()
     notify = now - _notified_at[0] >= notify_spacing_s
-    params = _queue_request_params(request)
+    params = {
+        "merchant_id": request.merchant_id, "key_id": request.key_id,
+        "signature": request.signature, "principal": request.principal, "key": request.key,
+        "fingerprint": request.fingerprint, "status_code": request.status_code,
+        "body": request.body, "content_type": request.content_type, "now": request.now,
+        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
+        "operation_id": request.operation_id,
+        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
     try:
         # The pool's own errors come unwrapped here (a session's connection wraps them).
         raw = engine.raw_connection()

@@ -33,7 +33,6 @@ from ledger.points import service as points_service
 from ledger.runtime import Runtime, outbox_worker
 from ledger.settings import Settings
 from ledger.store import repos as store_repos
-from ledger.store.db import LeanConnections
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
 from tests.ledger.conftest import fresh_pg_database
 from tests.ledger.test_outbox_bell import _confirmed_within
@@ -71,8 +70,7 @@ class Traced:
         return sum("ReadyForQuery" in line for line in self.trace.splitlines())
 
 
-def traced(engine: Engine, send: Callable[[], Any],
-           lean: LeanConnections | None = None) -> tuple[Any, Traced]:
+def traced(engine: Engine, send: Callable[[], Any]) -> tuple[Any, Traced]:
     out = Traced()
     with tempfile.TemporaryFile("w+") as f:
         def checkout(dbapi_conn: Any, *_: Any) -> None:
@@ -88,13 +86,9 @@ def traced(engine: Engine, send: Callable[[], Any],
         event.listen(engine.pool, "checkout", checkout)
         event.listen(engine.pool, "checkin", checkin)
         event.listen(engine, "before_cursor_execute", log)
-        if lean is not None:  # the lean statements' connections too
-            lean.listeners.append((checkout, checkin))
         try:
             result = send()
         finally:
-            if lean is not None:
-                lean.listeners.remove((checkout, checkin))
             event.remove(engine.pool, "checkout", checkout)
             event.remove(engine.pool, "checkin", checkin)
             event.remove(engine, "before_cursor_execute", log)
@@ -135,7 +129,7 @@ def test_a_signed_issue_is_written_whole_and_committed_in_one_round_trip(
     before = counted._value.get()
     r, t = traced(engine, lambda: env.store.post(
         ISSUE, {"member": member, "points": 7, "order_id": "LEAN-PG-1"},
-        idempotency_key="lean-pg-1"), env.alliance.store.lean)
+        idempotency_key="lean-pg-1"))
     assert r.status_code == 202, r.text
     # Nothing through SQLAlchemy; on the driver, BEGIN, the statement and COMMIT answered
     # together (the route's path took 4 round trips: BEGIN, the claim, the operation, the

@@ -344,24 +344,25 @@ def test_an_issue_route_outside_the_guard_still_authenticates_and_spends_its_sig
 
 
 def test_a_cancelled_lean_issue_waits_for_its_statement_before_it_gives_up_its_slot() -> None:
-    # The lean issue's statement runs on the event loop while its request holds the key's
+    # The lean issue's statement runs in a thread while its request holds the key's
     # in-flight slot (api.guard): a cancelled request must not leave that slot before the
     # statement has ended, or the key would have more statements running than its cap.
+    import threading
     import time
 
-    started, release = asyncio.Event(), asyncio.Event()
+    started, release = threading.Event(), threading.Event()
     ended: list[float] = []
 
-    async def statement() -> int:
+    def statement() -> int:
         started.set()
-        await release.wait()
-        await asyncio.sleep(0.05)
+        release.wait(5)
         ended.append(time.monotonic())
         return 1
 
     async def main() -> float:
-        task = asyncio.ensure_future(points.to_the_end(asyncio.ensure_future(statement())))
-        await started.wait()
+        task = asyncio.ensure_future(points.in_lean_thread(statement))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
         task.cancel()
         asyncio.get_running_loop().call_later(0.2, release.set)
         with pytest.raises(asyncio.CancelledError):
@@ -372,17 +373,11 @@ def test_a_cancelled_lean_issue_waits_for_its_statement_before_it_gives_up_its_s
     assert ended and ended[0] <= gave_up  # the statement ended before the caller went on
 
 
-def test_the_lean_issues_statement_gives_its_result_or_its_error() -> None:
-    async def add(a: int, b: int) -> int:
-        return a + b
-
-    async def bad() -> int:
-        return int("not a number")
-
+def test_the_lean_issues_thread_gives_its_result_or_its_error() -> None:
     async def main() -> tuple[int, str]:
-        ok = await points.to_the_end(asyncio.ensure_future(add(2, 3)))
+        ok = await points.in_lean_thread(lambda a, b: a + b, 2, 3)
         try:
-            await points.to_the_end(asyncio.ensure_future(bad()))
+            await points.in_lean_thread(int, "not a number")
         except ValueError as exc:
             return ok, type(exc).__name__
         return ok, ""
