@@ -22,7 +22,8 @@ A process that dies is started again (its socket went with it: the kernel hashes
 connections to the others meanwhile); one that fails before it serves (the app, the store,
 the bind) stops them all, as uvicorn's supervisor does. SIGINT or SIGTERM stops every process
 through uvicorn's own graceful shutdown (``timeout_graceful_shutdown``); one still running a
-few seconds after that is killed.
+few seconds after that is killed. SIGHUP replaces the processes one at a time, each once
+its replacement listens, as uvicorn's supervisor does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 CLOSE_MARGIN_S = 5.0
 # How often the parent looks for a process that died.
 POLL_S = 0.5
+# How long a process started on SIGHUP may take to listen (it imports web3 and opens the
+# alliance first: seconds on a busy machine) before the restart is given up.
+READY_TIMEOUT_S = 120.0
 
 
 class PortInUseError(OSError):
@@ -143,6 +148,7 @@ class Supervisor:
         self.processes: list[BaseProcess] = []
         self.restarts = 0
         self._stop = threading.Event()
+        self._hup = threading.Event()
         self._context = multiprocessing.get_context("spawn")  # as uvicorn's processes
 
     def stop(self) -> None:
@@ -162,12 +168,16 @@ class Supervisor:
         cfg.port, held = hold_port(cfg.host, cfg.port)
         previous = {sig: signal.signal(sig, lambda *_: self._stop.set())
                     for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._hup.set())
         status = 0
         try:
             self.processes = [self._start() for _ in range(self.workers)]
             log.info("Uvicorn running on http://%s:%d in %d processes, each on its own "
                      "socket (SO_REUSEPORT)", cfg.host, cfg.port, self.workers)
             while not self._stop.wait(POLL_S):
+                if self._hup.is_set():
+                    self._hup.clear()
+                    self._restart_all()
                 for i, p in enumerate(self.processes):
                     if p.is_alive():
                         continue
@@ -189,6 +199,32 @@ class Supervisor:
                 s.close()
         return status
 
+    def _restart_all(self) -> None:
+        """SIGHUP (as uvicorn's supervisor): replace every process, one at a time, each
+        only once its replacement listens (the kernel then hashes new connections to it);
+        the old one ends through uvicorn's graceful shutdown."""
+        log.info("SIGHUP: replacing the API processes one at a time")
+        for i, old in enumerate(list(self.processes)):
+            new = self._start()
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not _listens(new.pid, self.config.port):
+                if (not new.is_alive() or self._stop.is_set()
+                        or time.monotonic() > deadline):
+                    log.error("API process %s did not start listening: keeping %s",
+                              new.pid, old.pid)
+                    if new.is_alive():
+                        new.kill()
+                    new.join()
+                    return
+                time.sleep(0.1)
+            self.processes[i] = new
+            if old.is_alive() and old.pid is not None:
+                os.kill(old.pid, signal.SIGTERM)
+            old.join(_grace(self.config) + CLOSE_MARGIN_S)
+            if old.is_alive():
+                old.kill()
+                old.join()
+
     def _shut_down(self) -> None:
         for p in self.processes:
             if p.is_alive() and p.pid is not None:
@@ -203,6 +239,33 @@ class Supervisor:
                 log.warning("API process %s still running: killed", p.pid)
                 p.kill()
                 p.join()
+
+
+def _listens(pid: int | None, port: int) -> bool:
+    """True once process ``pid`` holds a socket listening on ``port`` (Linux's /proc)."""
+    if pid is None:
+        return False
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                listening.add(f"socket:[{f[9]}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in listening:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _grace(config: uvicorn.Config) -> float:

@@ -192,3 +192,20 @@ def test_sigterm_stops_every_process_within_the_grace(
     for s in held:
         s.close()
     assert port2 == port
+
+
+def test_sighup_replaces_every_process_while_connections_are_answered(
+        served: tuple[subprocess.Popen[bytes], int, str, Path]) -> None:
+    proc, _, url, _ = served
+    before = {_pid_of_a_new_connection(url) for _ in range(20)} - {None}
+    assert len(before) == 2
+    proc.send_signal(signal.SIGHUP)
+    answered: list[int | None] = []
+
+    def replaced() -> bool:
+        now = [_pid_of_a_new_connection(url) for _ in range(10)]
+        answered.extend(now)
+        return len(set(now) - before - {None}) == 2 and not set(now) & before
+    _until(replaced, "both processes replaced")
+    assert None not in answered  # every new connection was answered meanwhile
+    assert proc.poll() is None
