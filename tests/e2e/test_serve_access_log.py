@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLIANCE = str(ROOT / ".venv" / "bin" / "alliance")
 
 
-def _serve_and_get(settings: Settings, log: Path, *extra: str, access_env: str | None
-                   ) -> str:
-    """Run ``alliance serve --workers 1 *extra``, GET /health three times, stop it; its log."""
+def _serve_and_get(settings: Settings, log: Path, *extra: str, access_env: str | None,
+                   workers: int = 1) -> str:
+    """Run ``alliance serve --workers N *extra``, GET /health three times, stop it; its
+    log."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, ALLIANCE_DATA_DIR=str(settings.data_dir),
@@ -36,16 +37,18 @@ def _serve_and_get(settings: Settings, log: Path, *extra: str, access_env: str |
     if access_env is not None:
         env["ALLIANCE_ACCESS_LOG"] = access_env
     with log.open("wb") as out:
-        proc = subprocess.Popen([ALLIANCE, "serve", "--workers", "1", "--port", str(port),
+        proc = subprocess.Popen([ALLIANCE, "serve", "--workers", str(workers), "--port",
+                                 str(port),
                                  *extra], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_healthy(url, proc, log, timeout_s=120)
         for _ in range(3):
             assert httpx.get(url + "/health", timeout=30).status_code == 200
-        metrics = httpx.get(url + "/metrics", timeout=30).text
-        # The requests are counted whether or not they are logged.
-        assert 'route="/health",status="200"} 3.0' in metrics, metrics
+        if workers == 1:  # (several processes: each counts its own)
+            metrics = httpx.get(url + "/metrics", timeout=30).text
+            # The requests are counted whether or not they are logged.
+            assert 'route="/health",status="200"} 3.0' in metrics, metrics
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -66,3 +69,15 @@ def test_serve_with_workers_writes_no_line_per_request_unless_asked(
     assert by_flag.count('"GET /health HTTP/1.1" 200') == 3, by_flag
     by_env = _serve_and_get(settings, tmp_path / "env.log", access_env="1")
     assert by_env.count('"GET /health HTTP/1.1" 200') == 3, by_env
+
+
+def test_serve_with_processes_on_their_own_sockets_logs_requests_only_when_asked(
+        settings: Settings, tmp_path: Path) -> None:
+    # --workers 2: the processes of ledger/serving.py's supervisor get the same option
+    Alliance.open(settings).close()
+    quiet = _serve_and_get(settings, tmp_path / "quiet.log", access_env=None, workers=2)
+    assert quiet.count("Application startup complete") == 2, quiet
+    assert '"GET /health HTTP/1.1" 200' not in quiet, quiet
+    by_flag = _serve_and_get(settings, tmp_path / "flag.log", "--access-log", access_env=None,
+                             workers=2)
+    assert by_flag.count('"GET /health HTTP/1.1" 200') == 3, by_flag
