@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import cProfile
 import json
 import multiprocessing
@@ -294,6 +295,77 @@ def split_text(counts: dict[int, int]) -> str:
                       for n in sorted(counts.values(), reverse=True)) or "none"
 
 
+class WindowSampler:
+    """Each role's CPU in 100 ms windows while a run goes (``--windows``): to set next to
+    the issues accepted in the same windows (their ``created_at``) and name what takes the
+    cores when completions fall."""
+
+    WINDOW_S = 0.1
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = {k: groups[k] for k in ("api", "w-leader", "w-indexer", "postgres",
+                                               "anvil")}
+        self.samples: list[tuple[float, dict[str, int], int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.time()
+        while not self._stop.is_set():
+            self.samples.append((time.time(), cpu_ticks(self.groups), machine_busy_ticks()))
+            # behind (this thread did not get a CPU in time): no catching up with windows of
+            # a few ms, whose clock ticks (100 a second) would say nothing
+            next_at = max(next_at + self.WINDOW_S, time.time() + self.WINDOW_S / 2)
+            self._stop.wait(max(0.0, next_at - time.time()))
+
+    def __enter__(self) -> WindowSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, dsn: str, after_seq: int) -> None:
+        import psycopg
+
+        dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            rows = c.execute(
+                "SELECT extract(epoch FROM created_at) FROM operations WHERE seq > %s",
+                (after_seq,)).fetchall()
+        stamps = sorted(float(r[0]) for r in rows)
+        tick = os.sysconf("SC_CLK_TCK")
+        windows = []
+        for (t0, c0, m0), (t1, c1, m1) in zip(self.samples, self.samples[1:], strict=False):
+            lo = bisect.bisect_left(stamps, t0)
+            n = bisect.bisect_left(stamps, t1) - lo
+            cores = {k: (c1[k] - c0[k]) / tick / (t1 - t0) for k in self.groups}
+            cores["machine"] = (m1 - m0) / tick / (t1 - t0)
+            cores["outside"] = max(0.0, cores["machine"] - sum(cores[k] for k in self.groups))
+            windows.append((t0, n * self.WINDOW_S / (t1 - t0), cores))
+        busy = [w for w in windows if w[1]]
+        if not busy:
+            return
+        first, last = busy[0][0], busy[-1][0]
+        # the run's own windows: past wrk's first half second (its connections opening)
+        run = [w for w in windows if first + 0.5 <= w[0] < last]
+        med = statistics.median(w[1] for w in run)
+        names = [*self.groups, "outside", "machine"]
+
+        def mean_cores(ws: list[Any]) -> str:
+            return " / ".join(f"{statistics.fmean(w[2][k] for w in ws):.2f}" for k in names)
+
+        low = [w for w in run if w[1] < med / 3]
+        print(f"windows of 100 ms: {len(run)}, issues accepted per window median {med:.0f}; "
+              f"{len(low)} windows under a third of it")
+        print("cores (" + " / ".join(names) + "): every window " + mean_cores(run)
+              + (("; the low windows " + mean_cores(low)) if low else ""))
+        for t, n, cores in low[:20]:
+            print(f"  +{t - first:5.1f} s: {n:.0f} accepted; " + ", ".join(
+                f"{k} {cores[k]:.1f}" for k in names))
+
+
 def machine_busy_ticks() -> int:
     """Clock ticks every CPU of the machine spent busy (not idle, not waiting for I/O)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -467,7 +539,7 @@ def run_trickle(workers: int, rate: float, seconds: float) -> None:
 
 
 def run_http(workers: int, clients: int, seconds: float, generator: str, threads: int,
-             floors: bool = False) -> None:
+             floors: bool = False, windows: bool = False) -> None:
     h = Harness(rate=1.0, api_workers=workers)
     floor: FloorServer | None = None
     with h:
@@ -490,6 +562,7 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
         tick = os.sysconf("SC_CLK_TCK")
         rows = []
         plan: list[tuple[str, str, str]] = [("bare GET /health", "/health", "bare")]
+        sampler: WindowSampler | None = None
         floor_file = Path(tempfile.mkdtemp(prefix="bench-floor-")) / "floor.bin"
         try:
             if floors:
@@ -516,9 +589,13 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                 looker = threading.Timer(seconds / 2, lambda split, port, pids: split.update(
                     connections_by_process(port, pids)), (split, port, groups["api"]))
                 looker.start()
+                sampler = WindowSampler(groups) if windows and tag == "issue" else None
                 if tag == "floor":
                     assert floor is not None
                     r = floor_load(floor, floor_file, path, clients, seconds, threads)
+                elif sampler is not None:
+                    with sampler:
+                        r = load(path, seconds, tag)
                 else:
                     r = load(path, seconds, tag)
                 c1, wall = cpu_ticks(groups), time.monotonic() - t0
@@ -539,6 +616,8 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
             # each transaction's end, and the last batch confirms)
             time.sleep(3)
             pg1 = pg_operations_stats(h.settings.database_url)
+            if sampler is not None:
+                sampler.report(h.settings.database_url, pg0["max_seq"])
         finally:
             shutil.rmtree(floor_file.parent, ignore_errors=True)
             if floor is not None:
@@ -750,6 +829,10 @@ def main() -> int:
                    "recovering one EIP-712 signature, and that plus one committed INSERT "
                    "(autocommit) or BEGIN + 3 INSERTs + COMMIT (scripts/bench_http_floor.py: "
                    "a benchmark's app, no route of the product)")
+    p.add_argument("--windows", action="store_true",
+                   help="also sample each role's CPU (API, elected worker, its indexer, "
+                   "PostgreSQL, anvil, outside) in 100 ms windows of the issue run, next to "
+                   "the issues accepted in each window: the windows where they fall")
     args = p.parse_args()
     if args.worker_nice is not None:  # the harness's processes inherit the environment
         os.environ["ALLIANCE_WORKER_NICE"] = str(args.worker_nice)
@@ -759,7 +842,7 @@ def main() -> int:
         run_trickle(args.workers, args.trickle, args.seconds)
     else:
         run_http(args.workers, args.clients, args.seconds, args.generator,
-                 args.wrk_threads, args.floors)
+                 args.wrk_threads, args.floors, args.windows)
     return 0
 
 
