@@ -100,7 +100,11 @@ def hold_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
                                      ) from exc
             finally:
                 trial.close()
-        reservation = reuseport_socket(host, port)
+        try:
+            reservation = reuseport_socket(host, port)
+        except OSError as exc:  # taken between the trial and now
+            raise PortInUseError(exc.errno, f"{host}:{port} is in use: {exc.strerror}"
+                                 ) from exc
         held.append(reservation)
         if not port:
             port = reservation.getsockname()[1]
