@@ -121,6 +121,12 @@ def test_two_api_processes_and_an_elected_worker_send_everything_once(
         _until(lambda: "standing by" in procs.log("worker-b"), "worker b to stand by")
         api = procs.start("api", "serve", "--workers", "2", "--port", str(port))
         wait_until_healthy(url, api, tmp_path / "api.log", timeout_s=90)
+        # Each API process listens on a socket of its own (SO_REUSEPORT): a second server
+        # on the same port is refused, not let in to share it.
+        second = procs.start("api-2", "serve", "--workers", "2", "--port", str(port))
+        assert second.wait(120) != 0
+        assert "is served by another alliance serve" in procs.log("api-2"), procs.log("api-2")
+        procs.procs.pop("api-2")
 
         members = [Account.create().address for _ in range(4)]
 
