@@ -17,14 +17,16 @@ the first time a merchant is touched in a period, else an update) and the Cleare
 (4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
 
 Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
-       [--profile] [--replay-indexer TIMES]
+       [--profile] [--replay-indexer TIMES] [--replay-checks TIMES]
 
 ``--profile``: cProfile (thread CPU time), while the API's requests are measured, of the
 indexer's rounds, the redeem handlers' checks and queueing and the outbox's rounds (the top
 functions of each, by own time; the figures of such a run are the profiler's, not the
 service's). ``--replay-indexer TIMES``: after the API's figure, the indexer's CPU per
 redemption over the same blocks read again, in the benchmark's own thread (see
-:func:`replay_indexer`): a figure the machine's load moves little.
+:func:`replay_indexer`): a figure the machine's load moves little. ``--replay-checks TIMES``:
+likewise the redeem handlers' checks of the same members' batches signed again, alone and
+beside a thread running Python (see :func:`replay_checks`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from ledger.points.kinds import REDEEM_BATCH, RedeemLinePayload, RedeemPayload
 from ledger.points.service import (
     IssueLine,
     SignedRedemption,
+    check_redeem_batch,
     order_ref,
     request_issue_batch,
 )
@@ -286,9 +289,10 @@ def _fund(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
 
 
 def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[LocalAccount],
-          tag: str) -> list[tuple[AdmittedMerchant, AdmittedMerchant, list[SignedRedemption]]]:
+          tag: str, nonce: int = 0
+          ) -> list[tuple[AdmittedMerchant, AdmittedMerchant, list[SignedRedemption]]]:
     """The redemption batches: member j holds points of merchant j % 4 and spends 7 of them at
-    the next merchant, signed (nonce 0); (issuer, acceptor, lines) per batch of ``BATCH``."""
+    the next merchant, signed (``nonce``); (issuer, acceptor, lines) per batch of ``BATCH``."""
     deadline = int(alliance.gateway.block("latest")["timestamp"]) + 86_400
     out = []
     for i, issuer in enumerate(merchants):
@@ -298,11 +302,12 @@ def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
             lines = []
             for j, x in enumerate(mine[k:k + BATCH]):
                 oid = f"{tag}-r-{i}-{k + j}"
-                r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), 0, deadline)
+                r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), nonce,
+                               deadline)
                 sig = sign_redemption(x, issuer.program, alliance.contracts.registry.address,
                                       alliance.gateway.chain_id, r)
-                lines.append(SignedRedemption(x.address, 7, oid, 0, deadline, "0x" + sig.hex(),
-                                              issuer.merchant_id))
+                lines.append(SignedRedemption(x.address, 7, oid, nonce, deadline,
+                                              "0x" + sig.hex(), issuer.merchant_id))
             out.append((issuer, acceptor, lines))
     return out
 
@@ -394,11 +399,58 @@ def replay_indexer(alliance: Alliance, after_block: int, n: int, times: int) -> 
           + " / ".join(f"{f:,.1f} us" for f in figures))
 
 
+def replay_checks(alliance: Alliance, merchants: list[AdmittedMerchant],
+                  members: list[LocalAccount], times: int) -> None:
+    """The redeem handlers' checks (:func:`check_redeem_batch`: lines validated, the chain's
+    reads in one batch, every signature recovered) of the same members' batches signed again
+    (nonce 1, unused), in this thread, ``times`` times alone and ``times`` times beside one
+    thread running Python (as the outbox and the indexer run beside the handlers: a C call
+    that lets the GIL go waits to get it back); the thread's CPU per line of each."""
+    plan = _plan(alliance, merchants, members, "checks", nonce=1)
+    n = sum(len(lines) for _, _, lines in plan)
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            x += 1
+
+    figures: dict[str, list[float]] = {"alone": [], "beside a busy thread": []}
+    for label, out in figures.items():
+        other = threading.Thread(target=spin, daemon=True) if label != "alone" else None
+        if other is not None:
+            stop.clear()
+            other.start()
+        try:
+            for _ in range(times):
+                prof = cProfile.Profile(time.thread_time) if PROFILES is not None else None
+                if prof is not None:
+                    prof.enable()
+                t0 = time.thread_time()
+                for _, acceptor, lines in plan:
+                    checked = check_redeem_batch(alliance, merchant_id=acceptor.merchant_id,
+                                                 items=lines)
+                    assert checked.error is None, checked.error
+                out.append((time.thread_time() - t0) * 1e6 / n)
+                if prof is not None:
+                    prof.disable()
+                    print(f"--- profile of the redeem checks replayed, {label} ---")
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        finally:
+            stop.set()
+            if other is not None:
+                other.join()
+    print(f"the redeem checks of the same {n:,} redemptions signed again, in this thread, CPU "
+          "per line: " + "; ".join(f"{label} " + " / ".join(f"{f:,.1f} us" for f in out)
+                                   for label, out in figures.items()))
+
+
 def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int,
-                    replays: int = 0) -> float:
+                    replays: int = 0, check_replays: int = 0) -> float:
     """Cross-merchant redemptions through a live server, batch requests of 200; gives the
     rate (redemptions/s from the first request until every operation is confirmed); then
-    ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`)."""
+    ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`) and
+    ``check_replays`` of the handlers' checks (:func:`replay_checks`)."""
     members = [Account.create() for _ in range(n)]
     _fund(alliance, merchants, members, "api")
     bodies: list[tuple[AdmittedMerchant, dict[str, Any]]] = [
@@ -462,6 +514,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         PROFILES.report(n)
     if replays:
         replay_indexer(alliance, start_block, n, replays)
+    if check_replays:
+        replay_checks(alliance, merchants, members, check_replays)
     return rate
 
 
@@ -592,6 +646,7 @@ def main() -> int:
     ap.add_argument("--skip-gas", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--replay-indexer", type=int, default=0, metavar="TIMES")
+    ap.add_argument("--replay-checks", type=int, default=0, metavar="TIMES")
     args = ap.parse_args()
     if args.profile:
         global PROFILES
@@ -614,7 +669,7 @@ def main() -> int:
                 merchants = [admit_merchant(alliance, name=f"API Merchant {i}",
                                             symbol=f"API{i}", rate=3 + i) for i in range(4)]
                 api = api_redemptions(alliance, merchants, args.redemptions,
-                                      args.replay_indexer)
+                                      args.replay_indexer, args.replay_checks)
                 alone = chain_alone_redemptions(alliance, merchants, args.redemptions)
                 print(f"API vs the chain alone: {api:,.0f}/s vs {alone:,.0f}/s = "
                       f"{api / alone:.2f}x  (target >= 5,000/s or >= 0.9x)")
