@@ -17,7 +17,7 @@ the first time a merchant is touched in a period, else an update) and the Cleare
 (4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
 
 Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
-       [--profile] [--replay-indexer TIMES] [--replay-checks TIMES]
+       [--profile] [--replay-indexer TIMES] [--replay-checks TIMES] [--api-shape thread|process]
 
 ``--profile``: cProfile (thread CPU time), while the API's requests are measured, of the
 indexer's rounds, the redeem handlers' checks and queueing and the outbox's rounds (the top
@@ -50,7 +50,16 @@ from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_api import _serve, _thread_cpu, _wait_confirmed, send_from_process  # noqa: E402
+from bench_api import (  # noqa: E402
+    SHAPES,
+    _indexer_of,
+    _proc_cpu,
+    _serve,
+    _thread_cpu,
+    _wait_confirmed,
+    _wait_indexed,
+    send_from_process,
+)
 from bench_points import (  # noqa: E402
     NEW_SLOT,
     TX_BASE,
@@ -446,11 +455,13 @@ def replay_checks(alliance: Alliance, merchants: list[AdmittedMerchant],
 
 
 def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int,
-                    replays: int = 0, check_replays: int = 0) -> float:
+                    replays: int = 0, check_replays: int = 0, shape: str = "thread") -> float:
     """Cross-merchant redemptions through a live server, batch requests of 200; gives the
     rate (redemptions/s from the first request until every operation is confirmed); then
     ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`) and
-    ``check_replays`` of the handlers' checks (:func:`replay_checks`)."""
+    ``check_replays`` of the handlers' checks (:func:`replay_checks`). ``shape``: where the
+    server's indexer runs (:data:`bench_api.SHAPES`); in its own process, its CPU is counted
+    in the service's."""
     members = [Account.create() for _ in range(n)]
     _fund(alliance, merchants, members, "api")
     bodies: list[tuple[AdmittedMerchant, dict[str, Any]]] = [
@@ -462,8 +473,11 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server, thread = _serve(alliance, port)
+    server, thread = _serve(alliance, port, indexer_mode=shape)  # type: ignore[arg-type]
     try:
+        indexer = _indexer_of(server)
+        _wait_indexed(alliance, indexer)  # the funding's events: not the measured work
+        pid = getattr(indexer, "pid", None)
         # One request before the clock: a server's first request builds what it keeps for
         # every later one (the request guard's scan of the routes, FastAPI's route state:
         # 0.2-1.3 s of the event loop's CPU), a start-up cost, not a redemption's.
@@ -477,6 +491,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
             # while it imported web3 and FastAPI (1-5 s by the load) were counted as the
             # redemptions' CPU before (as in bench_api's batch figure).
             start["threads"], start["cpu"] = _thread_cpu(), time.process_time()
+            start["child"] = _proc_cpu(pid)
             start["node"] = _node_cpu_s(alliance)
             if PROFILES is not None:
                 PROFILES.on = True
@@ -497,6 +512,9 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         # The service's CPU per redemption by thread (steadier than the rate on a shared
         # machine): request handlers (AnyIO), the outbox worker, the indexer, the event loop.
         per = {k: (v - threads0.get(k, 0.0)) * 1e6 / n for k, v in _thread_cpu().items()}
+        if pid is not None:
+            per["indexer process"] = (_proc_cpu(pid) - start["child"]) * 1e6 / n
+            cpu_us += per["indexer process"]
         if PROFILES is not None:
             PROFILES.on = False
     finally:
@@ -505,7 +523,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     rate = n / elapsed
     print(f"API: {n:,} cross-merchant redemptions in {len(bodies)} batch requests confirmed in "
           f"{elapsed:.2f} s = {rate:,.0f}/s  (target >= 5,000/s: {rate / 5_000:.2f}x); accepted "
-          f"at {n / accepted:,.0f}/s")
+          f"at {n / accepted:,.0f}/s; {SHAPES[shape]}")
     print(f"  the service's CPU per redemption (funding done, clients in their own process): "
           f"{cpu_us:,.0f} us; by thread: " + ", ".join(
               f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1)
@@ -647,6 +665,9 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--replay-indexer", type=int, default=0, metavar="TIMES")
     ap.add_argument("--replay-checks", type=int, default=0, metavar="TIMES")
+    ap.add_argument("--api-shape", choices=sorted(SHAPES), default="thread",
+                    help="where the server's indexer runs (default: a thread, as measured "
+                         "before; production runs it in its own process)")
     args = ap.parse_args()
     if args.profile:
         global PROFILES
@@ -669,7 +690,8 @@ def main() -> int:
                 merchants = [admit_merchant(alliance, name=f"API Merchant {i}",
                                             symbol=f"API{i}", rate=3 + i) for i in range(4)]
                 api = api_redemptions(alliance, merchants, args.redemptions,
-                                      args.replay_indexer, args.replay_checks)
+                                      args.replay_indexer, args.replay_checks,
+                                      args.api_shape)
                 alone = chain_alone_redemptions(alliance, merchants, args.redemptions)
                 print(f"API vs the chain alone: {api:,.0f}/s vs {alone:,.0f}/s = "
                       f"{api / alone:.2f}x  (target >= 5,000/s or >= 0.9x)")
