@@ -180,12 +180,14 @@ def test_keccak_keeps_the_gil_while_it_hashes() -> None:
             ran[0] += 1
             stop.wait(0.0001)  # lets the GIL go, and asks for it back at once
 
+    # (set before the other thread starts: a thread already waiting for the GIL keeps the
+    # interval it began waiting with)
     interval = sys.getswitchinterval()
-    thread = threading.Thread(target=other)
-    thread.start()
-    started.wait()
     sys.setswitchinterval(60)
+    thread = threading.Thread(target=other)
     try:
+        thread.start()
+        started.wait()
         before = ran[0]
         for i in range(3000):
             keccak256(i.to_bytes(4, "big") * 30)
@@ -193,5 +195,6 @@ def test_keccak_keeps_the_gil_while_it_hashes() -> None:
     finally:
         sys.setswitchinterval(interval)
         stop.set()
-        thread.join()
+        if thread.is_alive():
+            thread.join()
     assert during == 0
