@@ -17,14 +17,16 @@ the first time a merchant is touched in a period, else an update) and the Cleare
 (4 topics, 128 bytes). The ratio without the ecrecover term is printed too.
 
 Usage: .venv/bin/python scripts/bench_clearing.py [--redemptions 10000] [--skip-api] [--skip-gas]
-       [--profile] [--replay-indexer TIMES]
+       [--profile] [--replay-indexer TIMES] [--replay-checks TIMES] [--api-shape thread|process]
 
 ``--profile``: cProfile (thread CPU time), while the API's requests are measured, of the
 indexer's rounds, the redeem handlers' checks and queueing and the outbox's rounds (the top
 functions of each, by own time; the figures of such a run are the profiler's, not the
 service's). ``--replay-indexer TIMES``: after the API's figure, the indexer's CPU per
 redemption over the same blocks read again, in the benchmark's own thread (see
-:func:`replay_indexer`): a figure the machine's load moves little.
+:func:`replay_indexer`): a figure the machine's load moves little. ``--replay-checks TIMES``:
+likewise the redeem handlers' checks of the same members' batches signed again, alone and
+beside a thread running Python (see :func:`replay_checks`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,16 @@ from eth_utils.crypto import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_api import _serve, _thread_cpu, _wait_confirmed, send_from_process  # noqa: E402
+from bench_api import (  # noqa: E402
+    SHAPES,
+    _indexer_of,
+    _proc_cpu,
+    _serve,
+    _thread_cpu,
+    _wait_confirmed,
+    _wait_indexed,
+    send_from_process,
+)
 from bench_points import (  # noqa: E402
     NEW_SLOT,
     TX_BASE,
@@ -76,6 +87,7 @@ from ledger.points.kinds import REDEEM_BATCH, RedeemLinePayload, RedeemPayload
 from ledger.points.service import (
     IssueLine,
     SignedRedemption,
+    check_redeem_batch,
     order_ref,
     request_issue_batch,
 )
@@ -286,9 +298,10 @@ def _fund(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
 
 
 def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[LocalAccount],
-          tag: str) -> list[tuple[AdmittedMerchant, AdmittedMerchant, list[SignedRedemption]]]:
+          tag: str, nonce: int = 0
+          ) -> list[tuple[AdmittedMerchant, AdmittedMerchant, list[SignedRedemption]]]:
     """The redemption batches: member j holds points of merchant j % 4 and spends 7 of them at
-    the next merchant, signed (nonce 0); (issuer, acceptor, lines) per batch of ``BATCH``."""
+    the next merchant, signed (``nonce``); (issuer, acceptor, lines) per batch of ``BATCH``."""
     deadline = int(alliance.gateway.block("latest")["timestamp"]) + 86_400
     out = []
     for i, issuer in enumerate(merchants):
@@ -298,11 +311,12 @@ def _plan(alliance: Alliance, merchants: list[AdmittedMerchant], members: list[L
             lines = []
             for j, x in enumerate(mine[k:k + BATCH]):
                 oid = f"{tag}-r-{i}-{k + j}"
-                r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), 0, deadline)
+                r = Redemption(x.address, 7, acceptor.merchant_id, order_ref(oid), nonce,
+                               deadline)
                 sig = sign_redemption(x, issuer.program, alliance.contracts.registry.address,
                                       alliance.gateway.chain_id, r)
-                lines.append(SignedRedemption(x.address, 7, oid, 0, deadline, "0x" + sig.hex(),
-                                              issuer.merchant_id))
+                lines.append(SignedRedemption(x.address, 7, oid, nonce, deadline,
+                                              "0x" + sig.hex(), issuer.merchant_id))
             out.append((issuer, acceptor, lines))
     return out
 
@@ -394,11 +408,60 @@ def replay_indexer(alliance: Alliance, after_block: int, n: int, times: int) -> 
           + " / ".join(f"{f:,.1f} us" for f in figures))
 
 
+def replay_checks(alliance: Alliance, merchants: list[AdmittedMerchant],
+                  members: list[LocalAccount], times: int) -> None:
+    """The redeem handlers' checks (:func:`check_redeem_batch`: lines validated, the chain's
+    reads in one batch, every signature recovered) of the same members' batches signed again
+    (nonce 1, unused), in this thread, ``times`` times alone and ``times`` times beside one
+    thread running Python (as the outbox and the indexer run beside the handlers: a C call
+    that lets the GIL go waits to get it back); the thread's CPU per line of each."""
+    plan = _plan(alliance, merchants, members, "checks", nonce=1)
+    n = sum(len(lines) for _, _, lines in plan)
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            x += 1
+
+    figures: dict[str, list[float]] = {"alone": [], "beside a busy thread": []}
+    for label, out in figures.items():
+        other = threading.Thread(target=spin, daemon=True) if label != "alone" else None
+        if other is not None:
+            stop.clear()
+            other.start()
+        try:
+            for _ in range(times):
+                prof = cProfile.Profile(time.thread_time) if PROFILES is not None else None
+                if prof is not None:
+                    prof.enable()
+                t0 = time.thread_time()
+                for _, acceptor, lines in plan:
+                    checked = check_redeem_batch(alliance, merchant_id=acceptor.merchant_id,
+                                                 items=lines)
+                    assert checked.error is None, checked.error
+                out.append((time.thread_time() - t0) * 1e6 / n)
+                if prof is not None:
+                    prof.disable()
+                    print(f"--- profile of the redeem checks replayed, {label} ---")
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        finally:
+            stop.set()
+            if other is not None:
+                other.join()
+    print(f"the redeem checks of the same {n:,} redemptions signed again, in this thread, CPU "
+          "per line: " + "; ".join(f"{label} " + " / ".join(f"{f:,.1f} us" for f in out)
+                                   for label, out in figures.items()))
+
+
 def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: int,
-                    replays: int = 0) -> float:
+                    replays: int = 0, check_replays: int = 0, shape: str = "thread") -> float:
     """Cross-merchant redemptions through a live server, batch requests of 200; gives the
     rate (redemptions/s from the first request until every operation is confirmed); then
-    ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`)."""
+    ``replays`` replays of the indexer over the requests' blocks (:func:`replay_indexer`) and
+    ``check_replays`` of the handlers' checks (:func:`replay_checks`). ``shape``: where the
+    server's indexer runs (:data:`bench_api.SHAPES`); in its own process, its CPU is counted
+    in the service's."""
     members = [Account.create() for _ in range(n)]
     _fund(alliance, merchants, members, "api")
     bodies: list[tuple[AdmittedMerchant, dict[str, Any]]] = [
@@ -410,8 +473,11 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server, thread = _serve(alliance, port)
+    server, thread = _serve(alliance, port, indexer_mode=shape)  # type: ignore[arg-type]
     try:
+        indexer = _indexer_of(server)
+        _wait_indexed(alliance, indexer)  # the funding's events: not the measured work
+        pid = getattr(indexer, "pid", None)
         # One request before the clock: a server's first request builds what it keeps for
         # every later one (the request guard's scan of the routes, FastAPI's route state:
         # 0.2-1.3 s of the event loop's CPU), a start-up cost, not a redemption's.
@@ -425,6 +491,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
             # while it imported web3 and FastAPI (1-5 s by the load) were counted as the
             # redemptions' CPU before (as in bench_api's batch figure).
             start["threads"], start["cpu"] = _thread_cpu(), time.process_time()
+            start["child"] = _proc_cpu(pid)
             start["node"] = _node_cpu_s(alliance)
             if PROFILES is not None:
                 PROFILES.on = True
@@ -445,6 +512,9 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         # The service's CPU per redemption by thread (steadier than the rate on a shared
         # machine): request handlers (AnyIO), the outbox worker, the indexer, the event loop.
         per = {k: (v - threads0.get(k, 0.0)) * 1e6 / n for k, v in _thread_cpu().items()}
+        if pid is not None:
+            per["indexer process"] = (_proc_cpu(pid) - start["child"]) * 1e6 / n
+            cpu_us += per["indexer process"]
         if PROFILES is not None:
             PROFILES.on = False
     finally:
@@ -453,7 +523,7 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
     rate = n / elapsed
     print(f"API: {n:,} cross-merchant redemptions in {len(bodies)} batch requests confirmed in "
           f"{elapsed:.2f} s = {rate:,.0f}/s  (target >= 5,000/s: {rate / 5_000:.2f}x); accepted "
-          f"at {n / accepted:,.0f}/s")
+          f"at {n / accepted:,.0f}/s; {SHAPES[shape]}")
     print(f"  the service's CPU per redemption (funding done, clients in their own process): "
           f"{cpu_us:,.0f} us; by thread: " + ", ".join(
               f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1)
@@ -462,6 +532,8 @@ def api_redemptions(alliance: Alliance, merchants: list[AdmittedMerchant], n: in
         PROFILES.report(n)
     if replays:
         replay_indexer(alliance, start_block, n, replays)
+    if check_replays:
+        replay_checks(alliance, merchants, members, check_replays)
     return rate
 
 
@@ -592,6 +664,10 @@ def main() -> int:
     ap.add_argument("--skip-gas", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--replay-indexer", type=int, default=0, metavar="TIMES")
+    ap.add_argument("--replay-checks", type=int, default=0, metavar="TIMES")
+    ap.add_argument("--api-shape", choices=sorted(SHAPES), default="thread",
+                    help="where the server's indexer runs (default: a thread, as measured "
+                         "before; production runs it in its own process)")
     args = ap.parse_args()
     if args.profile:
         global PROFILES
@@ -614,7 +690,8 @@ def main() -> int:
                 merchants = [admit_merchant(alliance, name=f"API Merchant {i}",
                                             symbol=f"API{i}", rate=3 + i) for i in range(4)]
                 api = api_redemptions(alliance, merchants, args.redemptions,
-                                      args.replay_indexer)
+                                      args.replay_indexer, args.replay_checks,
+                                      args.api_shape)
                 alone = chain_alone_redemptions(alliance, merchants, args.redemptions)
                 print(f"API vs the chain alone: {api:,.0f}/s vs {alone:,.0f}/s = "
                       f"{api / alone:.2f}x  (target >= 5,000/s or >= 0.9x)")

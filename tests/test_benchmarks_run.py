@@ -59,3 +59,16 @@ def test_the_clearing_benchmark_prints_the_api_next_to_the_chain_alone() -> None
                  "the chain alone (the same redemption batches, 4 redeemBatch transactions",
                  "API vs the chain alone:"):
         assert line in out, out[-4000:]
+
+
+def test_the_clearing_benchmark_runs_with_the_indexer_in_its_own_process_and_its_replays() -> None:
+    out = _bench("bench_clearing.py", "--redemptions", "400", "--skip-gas", "--api-shape",
+                 "process", "--replay-indexer", "1", "--replay-checks", "1")
+    for line in ("API: 400 cross-merchant redemptions in 4 batch requests confirmed",
+                 "the indexer in a process of its own",
+                 "indexer process ",
+                 "the indexer replaying blocks",
+                 "the redeem checks of the same 400 redemptions signed again, in this thread, "
+                 "CPU per line: alone ",
+                 "API vs the chain alone:"):
+        assert line in out, out[-4000:]

@@ -9,6 +9,8 @@ so this module knows no capability.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -25,32 +27,50 @@ def _keccak_object(data: bytes) -> bytes:
 def _raw_keccak() -> Callable[[bytes], bytes] | None:
     """Keccak-256 through pycryptodome's C functions, with one sponge per thread reset for
     each input: its hash object allocates and frees a sponge and wraps every call (6 us an
-    input here, 4 us this way). None where the library does not expose them."""
+    input here, 4 us this way). None where the library does not expose them.
+
+    The library is opened with ``ctypes.PyDLL``, which calls it holding the GIL, not through
+    pycryptodome's cffi handle, which lets the GIL go around each of the three calls a hash
+    makes: a thread that lets it go while others run Python waits to get it back, up to the
+    interpreter's switch interval (5 ms). With two threads busy beside it, a hash cost 23-29
+    us of CPU and 2.3-3.2 ms of wall time that way, 2.2 us of each held (1.55 us against 2.3
+    alone; 2026-11-27): the API's redeem checks hash seven times a line beside the outbox and
+    the indexer. ``tests/ledger/test_encoding.py`` holds it to keccak's values and to keeping
+    the GIL."""
     try:
-        from Crypto.Util._raw_api import VoidPointer, c_size_t, create_string_buffer
-        lib: Any = _keccak._raw_keccak_lib  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
+        from Crypto.Util import _raw_api
+        raw_api: Any = _raw_api
+        names = [raw_api.pycryptodome_filename(["Crypto", "Hash"], "_keccak" + ext)
+                 for ext in raw_api.extension_suffixes]
+        lib = ctypes.PyDLL(next(n for n in names if os.path.isfile(n)))
+        init, reset, absorb, digest = (lib.keccak_init, lib.keccak_reset, lib.keccak_absorb,
+                                       lib.keccak_digest)
+    except (ImportError, AttributeError, OSError, StopIteration):
         return None
+    init.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_uint8]
+    reset.argtypes = [ctypes.c_void_p]
+    absorb.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    digest.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint8]
     local = threading.local()
 
     def sponge() -> tuple[Any, Any]:
-        state = VoidPointer()
-        if lib.keccak_init(state.address_of(), c_size_t(64), 24):  # capacity, rounds
+        state = ctypes.c_void_p()
+        if init(ctypes.byref(state), 64, 24):  # capacity, rounds
             raise RuntimeError("keccak_init failed")
         # (the state lives as long as the thread: one sponge of 200 bytes a thread)
-        local.sponge = (state, state.get(), create_string_buffer(32, None))
-        return local.sponge[1], local.sponge[2]
-
-    reset, absorb, digest = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest
+        local.sponge = (state, ctypes.create_string_buffer(32))
+        return local.sponge  # type: ignore[no-any-return]
 
     def keccak(data: bytes) -> bytes:
         try:
-            state, out = local.sponge[1], local.sponge[2]
+            state, out = local.sponge
         except AttributeError:
             state, out = sponge()
+        if type(data) is not bytes:
+            data = bytes(data)  # (a bytearray or memoryview: c_char_p takes bytes)
         if reset(state) or absorb(state, data, len(data)) or digest(state, out, 32, 1):
             return _keccak_object(data)
-        return bytes(out)
+        return out.raw  # type: ignore[no-any-return]
 
     try:
         if keccak(b"") != _keccak_object(b""):

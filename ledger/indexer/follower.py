@@ -386,11 +386,20 @@ class Follower(Worker):
                            from_block=frm, to_block=to)
         blocks.fetch({lg.block_number for lg in logs})
         out = []
+        # Each emitter's client and decoder, looked up once a round (every log of a 200-line
+        # batch has the same emitter).
+        readers: dict[str, tuple[ContractClient, LogDecoder] | None] = {}
         for lg in logs:
-            reader = clients.get(lg.address.lower())
-            if reader is None:
+            if lg.address in readers:
+                hit = readers[lg.address]
+            else:
+                emitter = clients.get(lg.address.lower())
+                hit = readers[lg.address] = (None if emitter is None
+                                             else (emitter, self._decoder(emitter.abi)))
+            if hit is None:
                 continue
-            fast = self._decoder(reader.abi).decode(lg)
+            reader, decoder = hit
+            fast = decoder.decode(lg)
             if fast is None:
                 continue
             decoded = ([fast] if fast is not False and fast is not True

@@ -20,8 +20,10 @@ def insert_point_events(session: Session, rows: Sequence[dict[str, Any]]) -> int
     Rows are inserted in the order given, which the indexer keeps to chain order: ids then
     follow chain order. An event already stored is skipped by the database (ON CONFLICT DO
     NOTHING), so a re-run or a concurrent indexer cannot fail the transaction."""
-    return insert_new(session, PointEvent, [{"order_ref": None, **r} for r in rows],
-                       ("tx_hash", "log_index"))
+    # (a row without an order reference gets one of None; the projection's rows all have
+    # it, and are not copied: a copy of every row was ~1.6% of an indexer round)
+    return insert_new(session, PointEvent, [r if "order_ref" in r else {"order_ref": None, **r}
+                                            for r in rows], ("tx_hash", "log_index"))
 
 
 def delete_events_after(session: Session, block: int) -> None:

@@ -158,3 +158,43 @@ def test_the_outbox_signer_refuses_a_target_that_is_not_an_address() -> None:
     with pytest.raises(ValueError, match="not an address"):
         sign_dynamic_fee(coincurve.PrivateKey(b"\x01" * 32), chain_id=1, nonce=0, priority=1,
                          max_fee=2, gas=21_000, to="0x1234", value=0, data=b"")
+
+
+def test_keccak_keeps_the_gil_while_it_hashes() -> None:
+    # A hash that let the GIL go (pycryptodome's cffi handle does, around each of its three C
+    # calls) waited to get it back behind every busy thread of the process: the API's redeem
+    # checks hash seven times a line beside the outbox and the indexer. With a switch interval
+    # longer than the test, another thread runs only if the hashing thread lets the GIL go.
+    import sys
+    import threading
+
+    from ledger.chain.encoding import keccak256
+
+    ran = [0]
+    stop = threading.Event()
+    started = threading.Event()
+
+    def other() -> None:
+        started.set()
+        while not stop.is_set():
+            ran[0] += 1
+            stop.wait(0.0001)  # lets the GIL go, and asks for it back at once
+
+    # (set before the other thread starts: a thread already waiting for the GIL keeps the
+    # interval it began waiting with)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    thread = threading.Thread(target=other)
+    try:
+        thread.start()
+        started.wait()
+        before = ran[0]
+        for i in range(3000):
+            keccak256(i.to_bytes(4, "big") * 30)
+        during = ran[0] - before
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+    assert during == 0
