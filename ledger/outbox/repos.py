@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Integer, String, any_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -44,13 +45,25 @@ _OPS_IN = _c.id.in_(bindparam("op_ids", expanding=True))
 _TX_EXISTS = select(_t.tx_hash).where(_t.tx_hash == bindparam("b_tx"))
 _INSERT_TX = insert(_CHAIN_TXS)
 _INSERT_LINKS = insert(_CHAIN_TX_OPS)
-_SUBMITTED = update(_OPERATIONS).where(_OPS_IN).values(
+# On PostgreSQL the operations go as one array parameter (``= ANY(:op_ids)``), on SQLite as
+# an expanding IN (a parameter each). With a parameter each, every count of operations was
+# another statement text on PostgreSQL, parsed and planned anew at each execution (none
+# reached psycopg's prepare threshold, and a text of 200 ids is too long for its conversion
+# cache): ~13 ms of the server per 200-operation update under single requests from the API
+# processes (scripts/bench_http.py, pg_stat_statements).
+_OPS_ANY = _c.id == any_(bindparam("op_ids", type_=ARRAY(String)))
+_SUBMITTED, _SUBMITTED_PG = (update(_OPERATIONS).where(ops).values(
     status=OperationStatus.SUBMITTED, tx_hash=bindparam("b_tx"),
-    updated_at=bindparam("b_now", type_=_c.updated_at.type))
-_CONFIRMED = update(_OPERATIONS).where(_OPS_IN).values(
+    updated_at=bindparam("b_now", type_=_c.updated_at.type)) for ops in (_OPS_IN, _OPS_ANY))
+_CONFIRMED, _CONFIRMED_PG = (update(_OPERATIONS).where(ops).values(
     status=bindparam("b_status", type_=_c.status.type), tx_hash=bindparam("b_tx"),
     block_number=bindparam("b_block"), error_code=None, error_message=None,
-    updated_at=bindparam("b_now", type_=_c.updated_at.type))
+    updated_at=bindparam("b_now", type_=_c.updated_at.type)) for ops in (_OPS_IN, _OPS_ANY))
+# A transaction's links to its operations: on PostgreSQL one INSERT ... SELECT unnest(...),
+# where executemany sent an INSERT per operation, each with its two foreign-key checks
+# (9,056 statements for 9,056 operations in one run: the outbox's largest cost at the server).
+_INSERT_LINKS_PG = text("INSERT INTO chain_tx_operations (tx_hash, operation_id) "
+                        "SELECT :b_tx, unnest(CAST(:op_ids AS VARCHAR[]))")
 _TX_MINED = update(_CHAIN_TXS).where(_t.tx_hash == bindparam("b_tx")).values(
     status="mined", mined_block=bindparam("b_block"))
 _MINED_AT = select(_t.signer, _t.nonce).where(_t.tx_hash == bindparam("b_tx")).subquery()
@@ -67,12 +80,23 @@ _CANDIDATES = (select(_c.seq, _c.lines)
                       _c.status == OperationStatus.QUEUED)
                .order_by(_c.seq).limit(bindparam("b_limit")))
 _CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True)
-_CLAIM = (update(_OPERATIONS)
-          .where(_c.seq.in_(bindparam("seqs", expanding=True)),
-                 _c.status == OperationStatus.QUEUED)
-          .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
-                  updated_at=bindparam("b_now", type_=_c.updated_at.type))
-          .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts))
+_CLAIM, _CLAIM_PG = (
+    update(_OPERATIONS)
+    .where(seqs, _c.status == OperationStatus.QUEUED)
+    .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+            updated_at=bindparam("b_now", type_=_c.updated_at.type))
+    .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts)
+    for seqs in (_c.seq.in_(bindparam("seqs", expanding=True)),
+                 _c.seq == any_(bindparam("seqs", type_=ARRAY(Integer)))))
+
+# The stored payloads of claimed operations this process did not queue.
+_PAYLOADS = select(_c.id, _c.payload).where(_OPS_IN)
+_PAYLOADS_PG = select(_c.id, _c.payload).where(_OPS_ANY)
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
 
 # Lines of payloads this process queued that its outbox worker may take typed, without
 # parsing them back from their JSON (:class:`QueuedPayloads`).
@@ -221,8 +245,8 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
     The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
     operations whose typed payload this process does not hold: the claim runs holding the
     store's writer, and the worker of the process that queued them never used that JSON."""
-    candidates = (_CANDIDATES_LOCKED if session.get_bind().dialect.name == "postgresql"
-                  else _CANDIDATES)
+    pg = _on_postgresql(session)
+    candidates = _CANDIDATES_LOCKED if pg else _CANDIDATES
     chosen: list[int] = []
     total = 0
     for seq, lines in session.execute(candidates, {"b_merchant": merchant_id,
@@ -233,14 +257,15 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
         total += lines
     if not chosen:
         return []
-    c = _OPERATIONS.c
-    rows = session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()}).all()
+    rows = session.execute(_CLAIM_PG if pg else _CLAIM, {"seqs": chosen, "b_now": utcnow()}
+                           ).all()
     out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
                              QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
                  key=lambda o: o.seq)
     unread = [o.id for o in out if o.held is None]
     if unread:
-        payloads = dict(session.execute(select(c.id, c.payload).where(c.id.in_(unread))).all())
+        payloads = dict(session.execute(_PAYLOADS_PG if pg else _PAYLOADS,
+                                        {"op_ids": unread}).all())
         for o in out:
             if o.held is None:
                 o.payload = payloads[o.id]
@@ -286,11 +311,15 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
                         .values(status="pending", mined_block=None, sent_at=utcnow()))
         linked = set(session.scalars(select(_CHAIN_TX_OPS.c.operation_id)
                                      .where(_CHAIN_TX_OPS.c.tx_hash == tx_hash)))
-    links = [{"tx_hash": tx_hash, "operation_id": op_id} for op_id in op_ids
-             if op_id not in linked]
-    if links:
-        session.execute(_INSERT_LINKS, links)
-    session.execute(_SUBMITTED, {"op_ids": list(op_ids), "b_tx": tx_hash, "b_now": utcnow()})
+    pg = _on_postgresql(session)
+    unlinked = [op_id for op_id in op_ids if op_id not in linked]
+    if unlinked and pg:
+        session.execute(_INSERT_LINKS_PG, {"b_tx": tx_hash, "op_ids": unlinked})
+    elif unlinked:
+        session.execute(_INSERT_LINKS, [{"tx_hash": tx_hash, "operation_id": op_id}
+                                        for op_id in unlinked])
+    session.execute(_SUBMITTED_PG if pg else _SUBMITTED,
+                    {"op_ids": list(op_ids), "b_tx": tx_hash, "b_now": utcnow()})
 
 
 def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
@@ -299,7 +328,7 @@ def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
     otherwise they stay ``submitted`` (with their block) until deep enough. (The transaction
     recorded at the same nonce, if another is, can no longer land: ``replaced``.)"""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
-    session.execute(_CONFIRMED, {
+    session.execute(_CONFIRMED_PG if _on_postgresql(session) else _CONFIRMED, {
         "op_ids": list(op_ids), "b_tx": tx_hash, "b_block": block_number, "b_now": utcnow(),
         "b_status": OperationStatus.CONFIRMED if final else OperationStatus.SUBMITTED})
     session.execute(_TX_MINED, {"b_tx": tx_hash, "b_block": block_number})

@@ -553,6 +553,49 @@ def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: Ma
         assert outbox_repos.unsettled_transactions(s) == []
 
 
+def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_operations(
+        pg_store: Store, master: MasterKey) -> None:
+    """Claiming, recording and confirming a transaction of 2 operations and one of 3 run the
+    same statement texts (the operations as one array; a text per count was parsed and
+    planned anew each time), and no statement is executed once per operation (the links went
+    one INSERT each)."""
+    _merchant(pg_store, master)
+    executed: list[tuple[str, bool]] = []
+
+    def note(conn: object, cursor: object, statement: str, params: object, context: object,
+             executemany: bool) -> None:
+        executed.append((statement, executemany))
+
+    texts: list[set[str]] = []
+    for n, tx_hash in ((2, "0x" + "a" * 64), (3, "0x" + "b" * 64)):
+        with pg_store.session() as s:
+            ids = [outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue",
+                                                  payload={"n": i}, signer="0x1").id
+                   for i in range(n)]
+        event.listen(pg_store.engine, "before_cursor_execute", note)
+        try:
+            with pg_store.session() as s:
+                claimed = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+                assert [o.id for o in claimed] == ids
+                assert [o.payload for o in claimed] == [{"n": i} for i in range(n)]
+            with pg_store.session() as s:
+                outbox_repos.record_submission(s, op_ids=ids, chain_id=1, signer="0x1",
+                                               tx_hash=tx_hash, nonce=n, raw="0x00",
+                                               max_fee=1, priority_fee=1, lines=n)
+            with pg_store.session() as s:
+                outbox_repos.confirm_operations(s, ids, tx_hash=tx_hash, block_number=n)
+        finally:
+            event.remove(pg_store.engine, "before_cursor_execute", note)
+        assert not any(many for _, many in executed)
+        texts.append({statement for statement, _ in executed})
+        executed.clear()
+        with pg_store.session() as s:
+            assert [_op(s, i).status for i in ids] == ["confirmed"] * n
+            assert sorted(s.scalars(select(ChainTxOperation.operation_id)
+                                    .where(ChainTxOperation.tx_hash == tx_hash))) == sorted(ids)
+    assert texts[0] == texts[1]
+
+
 def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
                                                                master: MasterKey) -> None:
     _merchant(store, master)
