@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -557,8 +558,8 @@ def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_op
         pg_store: Store, master: MasterKey) -> None:
     """Claiming, recording and confirming a transaction of 2 operations and one of 3 run the
     same statement texts (the operations as one array; a text per count was parsed and
-    planned anew each time), and no statement is executed once per operation (the links went
-    one INSERT each)."""
+    planned anew each time), no statement is executed once per operation (the links went
+    one INSERT each), and recording and confirming are one statement each (were 4 and 3)."""
     _merchant(pg_store, master)
     executed: list[tuple[str, bool]] = []
 
@@ -587,6 +588,8 @@ def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_op
         finally:
             event.remove(pg_store.engine, "before_cursor_execute", note)
         assert not any(many for _, many in executed)
+        # the claim's three (candidates, claim, payloads); the record's one; the confirmation's
+        assert len(executed) == 5
         texts.append({statement for statement, _ in executed})
         executed.clear()
         with pg_store.session() as s:
@@ -594,6 +597,44 @@ def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_op
             assert sorted(s.scalars(select(ChainTxOperation.operation_id)
                                     .where(ChainTxOperation.tx_hash == tx_hash))) == sorted(ids)
     assert texts[0] == texts[1]
+
+
+def test_a_transaction_recorded_again_keeps_its_record_and_a_mined_one_replaces_its_rival(
+        store: Store, master: MasterKey) -> None:
+    """The same signed transaction recorded again (its operations queued again after the
+    chain lost it) is pending again with its links kept, once each; a transaction mined at a
+    nonce marks the other one still pending at that nonce ``replaced`` (both stores: on
+    PostgreSQL each is one statement)."""
+    _merchant(store, master)
+    a, b = "0x" + "a" * 64, "0x" + "b" * 64
+    with store.session() as s:
+        ids = [outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={"n": i},
+                                              signer="0x1").id for i in range(3)]
+    record: dict[str, Any] = {"chain_id": 1, "signer": "0x1", "nonce": 7, "raw": "0x00",
+                              "max_fee": 2**96, "priority_fee": 1}
+    with store.session() as s:
+        outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+        outbox_repos.record_submission(s, op_ids=ids[:2], tx_hash=a, **record)
+        outbox_repos.record_submission(s, op_ids=ids[2:], tx_hash=b, **record)
+        outbox_repos.confirm_operations(s, ids[:2], tx_hash=a, block_number=5)
+    with store.session() as s:
+        tx_a, tx_b = s.get(ChainTx, a), s.get(ChainTx, b)
+        assert tx_a is not None and tx_b is not None
+        assert (tx_a.status, tx_a.mined_block, tx_a.lines, tx_a.max_fee) == ("mined", 5, 2, 2**96)
+        assert tx_b.status == "replaced"
+        outbox_repos.unmine_from(s, chain_id=1, signer="0x1", nonce=7)
+        outbox_repos.requeue_operations(s, ids[:2], error_code="chain-lost-it")
+        assert [o.id for o in outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)] \
+            == ids[:2]
+        outbox_repos.record_submission(s, op_ids=ids[:2], tx_hash=a, **record)
+    with store.session() as s:
+        tx_a = s.get(ChainTx, a)
+        assert tx_a is not None and (tx_a.status, tx_a.mined_block) == ("pending", None)
+        assert sorted(s.scalars(select(ChainTxOperation.operation_id)
+                                .where(ChainTxOperation.tx_hash == a))) == sorted(ids[:2])
+        assert [(_op(s, i).status, _op(s, i).tx_hash) for i in ids[:2]] == [("submitted", a)] * 2
+        (unsettled,) = [t for t in outbox_repos.unsettled_transactions(s) if t.tx_hash == a]
+        assert set(unsettled.op_ids) == set(ids[:2])
 
 
 def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
