@@ -11,7 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, any_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -104,21 +118,36 @@ _OTHERS_REPLACED = update(_CHAIN_TXS).where(
     _t.signer == select(_MINED_AT.c.signer).scalar_subquery(),
     _t.nonce == select(_MINED_AT.c.nonce).scalar_subquery(),
     _t.tx_hash != bindparam("b_tx"), _t.status == "pending").values(status="replaced")
-# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL),
-# then those chosen moved to ``sending``.
+# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL:
+# _CANDIDATES_PG), then those chosen moved to ``sending``.
 _CANDIDATES = (select(_c.seq, _c.lines)
                .where(_c.merchant_id == bindparam("b_merchant"),
                       _c.status == OperationStatus.QUEUED)
                .order_by(_c.seq).limit(bindparam("b_limit")))
-_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True)
-_CLAIM, _CLAIM_PG = (
-    update(_OPERATIONS)
-    .where(seqs, _c.status == OperationStatus.QUEUED)
-    .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
-            updated_at=bindparam("b_now", type_=_c.updated_at.type))
-    .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts)
-    for seqs in (_c.seq.in_(bindparam("seqs", expanding=True)),
-                 _c.seq == any_(bindparam("seqs", type_=ARRAY(Integer)))))
+_CLAIM = (update(_OPERATIONS)
+          .where(_c.seq.in_(bindparam("seqs", expanding=True)),
+                 _c.status == OperationStatus.QUEUED)
+          .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+                  updated_at=bindparam("b_now", type_=_c.updated_at.type))
+          .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts))
+# On PostgreSQL the candidates give their ids too, and the claim returns the payload of each
+# operation this process does not hold (``held``): a third statement read it (a round trip
+# and an index lookup an operation, for the elected worker every operation the API processes
+# queued).
+_CANDIDATES_PG = (select(_c.seq, _c.lines, _c.id)
+                  .where(_c.merchant_id == bindparam("b_merchant"),
+                         _c.status == OperationStatus.QUEUED)
+                  .order_by(_c.seq).limit(bindparam("b_limit"))
+                  .with_for_update(skip_locked=True))
+_CLAIM_PG = (update(_OPERATIONS)
+             .where(_c.seq == any_(bindparam("seqs", type_=ARRAY(Integer))),
+                    _c.status == OperationStatus.QUEUED)
+             .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+                     updated_at=bindparam("b_now", type_=_c.updated_at.type))
+             .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts,
+                        type_coerce(case((_c.id == any_(bindparam("held", type_=ARRAY(String))),
+                                          null()), else_=_c.payload),
+                                    _c.payload.type).label("payload")))
 
 # The stored payloads of claimed operations this process did not queue.
 _PAYLOADS = select(_c.id, _c.payload).where(_OPS_IN)
@@ -167,6 +196,9 @@ class QueuedPayloads:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def __contains__(self, op_id: object) -> bool:
+        return op_id in self._by_id
 
 
 QUEUED_PAYLOADS = QueuedPayloads()
@@ -275,30 +307,42 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
 
     The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
     operations whose typed payload this process does not hold: the claim runs holding the
-    store's writer, and the worker of the process that queued them never used that JSON."""
+    store's writer, and the worker of the process that queued them never used that JSON. On
+    PostgreSQL the claim's own statement returns those payloads."""
     pg = _on_postgresql(session)
-    candidates = _CANDIDATES_LOCKED if pg else _CANDIDATES
     chosen: list[int] = []
+    held: list[str] = []  # (PostgreSQL) ids of candidates whose payload this process holds
     total = 0
-    for seq, lines in session.execute(candidates, {"b_merchant": merchant_id,
-                                                   "b_limit": max_lines}):
-        if chosen and total + lines > max_lines:
+    for row in session.execute(_CANDIDATES_PG if pg else _CANDIDATES,
+                               {"b_merchant": merchant_id, "b_limit": max_lines}):
+        if chosen and total + row.lines > max_lines:
             break
-        chosen.append(seq)
-        total += lines
+        chosen.append(row.seq)
+        total += row.lines
+        if pg and row.id in QUEUED_PAYLOADS:
+            held.append(row.id)
     if not chosen:
         return []
-    rows = session.execute(_CLAIM_PG if pg else _CLAIM, {"seqs": chosen, "b_now": utcnow()}
-                           ).all()
-    out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
-                             QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
-                 key=lambda o: o.seq)
-    unread = [o.id for o in out if o.held is None]
+    if pg:
+        rows = session.execute(_CLAIM_PG, {"seqs": chosen, "b_now": utcnow(), "held": held})
+        out = [ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
+                          QUEUED_PAYLOADS.take(r.id, r.kind), r.payload) for r in rows]
+    else:
+        out = [ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
+                          QUEUED_PAYLOADS.take(r.id, r.kind))
+               for r in session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()})]
+    out.sort(key=lambda o: o.seq)
+    for o in out:
+        if o.held is not None:
+            o.payload = None  # (given if it was held when the claim asked)
+    # (PostgreSQL: a payload the claim did not return and this process no longer holds:
+    # evicted from QUEUED_PAYLOADS between the two statements)
+    unread = [o.id for o in out if o.held is None and o.payload is None]
     if unread:
         payloads = dict(session.execute(_PAYLOADS_PG if pg else _PAYLOADS,
                                         {"op_ids": unread}).all())
         for o in out:
-            if o.held is None:
+            if o.held is None and o.payload is None:
                 o.payload = payloads[o.id]
     return out
 

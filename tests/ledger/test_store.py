@@ -559,7 +559,8 @@ def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_op
     """Claiming, recording and confirming a transaction of 2 operations and one of 3 run the
     same statement texts (the operations as one array; a text per count was parsed and
     planned anew each time), no statement is executed once per operation (the links went
-    one INSERT each), and recording and confirming are one statement each (were 4 and 3)."""
+    one INSERT each), and claiming is two statements, recording and confirming one each (were
+    3, 4 and 3)."""
     _merchant(pg_store, master)
     executed: list[tuple[str, bool]] = []
 
@@ -588,8 +589,9 @@ def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_op
         finally:
             event.remove(pg_store.engine, "before_cursor_execute", note)
         assert not any(many for _, many in executed)
-        # the claim's three (candidates, claim, payloads); the record's one; the confirmation's
-        assert len(executed) == 5
+        # the claim's two (candidates; claimed, with their payloads); the record's one; the
+        # confirmation's one
+        assert len(executed) == 4
         texts.append({statement for statement, _ in executed})
         executed.clear()
         with pg_store.session() as s:
@@ -890,3 +892,26 @@ def test_a_claim_reads_the_payload_column_only_for_operations_not_held(
         assert points_kinds.ISSUE_BATCH.parse(b.payload or {}) == IssuePayload(lines)
         assert outbox_repos.claimed_payload(s, a) == b.payload
     assert outbox_repos.QUEUED_PAYLOADS.take(held, "issue_batch") is None  # taken by the claim
+
+
+def test_a_payload_evicted_while_its_operation_is_claimed_is_read_from_its_column(
+        store: Store, master: MasterKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held when the claim chose it (so on PostgreSQL the claim did not return its column),
+    gone from this process's payloads when the claim took it: read from the column."""
+    _merchant(store, master)
+    payload = IssuePayload((IssueLinePayload("0x" + "ab" * 20, 10, "O-1", b"\x01" * 32, 0),))
+    with store.session() as s:
+        op_id = outbox_repos.enqueue(s, kind=points_kinds.ISSUE_BATCH, payload=payload,
+                                     merchant_id=1, signer="0x1").id
+    assert op_id in outbox_repos.QUEUED_PAYLOADS
+    take = outbox_repos.QueuedPayloads.take
+
+    def evicted(self: outbox_repos.QueuedPayloads, op_id: str, kind: str) -> None:
+        take(self, op_id, kind)  # evicted by other operations queued meanwhile
+        return None
+
+    monkeypatch.setattr(outbox_repos.QueuedPayloads, "take", evicted)
+    with store.session() as s:
+        (claimed,) = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+    assert (claimed.id, claimed.held) == (op_id, None)
+    assert points_kinds.ISSUE_BATCH.parse(claimed.payload or {}) == payload
