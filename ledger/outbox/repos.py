@@ -81,7 +81,8 @@ _CONFIRMED = update(_OPERATIONS).where(_OPS_IN).values(
 # record's links go in one INSERT ... SELECT unnest(...), where executemany sent an INSERT
 # per operation (9,056 statements for 9,056 operations in one run). The very same
 # transaction signed again (same operations, nonce and fees, after the chain lost it and its
-# operations were queued again) keeps its record: pending again, links it has kept.
+# operations were queued again) keeps its record: pending again, links it has kept (``xmax =
+# 0``: the row was inserted, not updated, so it has no links yet: a plain INSERT of them).
 _RECORD_PG = text("""\
 WITH tx AS (
   INSERT INTO chain_txs
@@ -90,11 +91,12 @@ WITH tx AS (
           :b_now)
   ON CONFLICT (tx_hash) DO UPDATE
     SET status = 'pending', mined_block = NULL, sent_at = EXCLUDED.sent_at
-  RETURNING 1),
+  RETURNING (xmax = 0) AS inserted),
 links AS (
   INSERT INTO chain_tx_operations (tx_hash, operation_id)
-  SELECT :b_tx, unnest(CAST(:op_ids AS VARCHAR[])) FROM tx
-  ON CONFLICT DO NOTHING)
+  SELECT :b_tx, op FROM tx, unnest(CAST(:op_ids AS VARCHAR[])) AS op
+  WHERE tx.inserted OR NOT EXISTS (
+    SELECT 1 FROM chain_tx_operations l WHERE l.tx_hash = :b_tx AND l.operation_id = op))
 UPDATE operations SET status = :b_status, tx_hash = :b_tx, updated_at = :b_now
 WHERE id = ANY(CAST(:op_ids AS VARCHAR[]))""")
 # (and the transaction recorded at the same nonce, if another is, can no longer land)
