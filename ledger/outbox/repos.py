@@ -11,7 +11,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..store.models import (
@@ -44,6 +59,13 @@ _OPS_IN = _c.id.in_(bindparam("op_ids", expanding=True))
 _TX_EXISTS = select(_t.tx_hash).where(_t.tx_hash == bindparam("b_tx"))
 _INSERT_TX = insert(_CHAIN_TXS)
 _INSERT_LINKS = insert(_CHAIN_TX_OPS)
+# On PostgreSQL the operations go as one array parameter (``= ANY(:op_ids)``), on SQLite as
+# an expanding IN (a parameter each). With a parameter each, every count of operations was
+# another statement text on PostgreSQL, parsed and planned anew at each execution (none
+# reached psycopg's prepare threshold, and a text of 200 ids is too long for its conversion
+# cache): ~13 ms of the server per 200-operation update under single requests from the API
+# processes (scripts/bench_http.py, pg_stat_statements).
+_OPS_ANY = _c.id == any_(bindparam("op_ids", type_=ARRAY(String)))
 _SUBMITTED = update(_OPERATIONS).where(_OPS_IN).values(
     status=OperationStatus.SUBMITTED, tx_hash=bindparam("b_tx"),
     updated_at=bindparam("b_now", type_=_c.updated_at.type))
@@ -51,6 +73,44 @@ _CONFIRMED = update(_OPERATIONS).where(_OPS_IN).values(
     status=bindparam("b_status", type_=_c.status.type), tx_hash=bindparam("b_tx"),
     block_number=bindparam("b_block"), error_code=None, error_message=None,
     updated_at=bindparam("b_now", type_=_c.updated_at.type))
+# On PostgreSQL recording a transaction is one statement, and so is confirming one: the
+# outbox thread waits for each round trip, and on two busy cores a round trip is a wait for
+# the server's backend to be scheduled (about 40 a signer's round, 4 a transaction recorded
+# and 3 confirmed, made a round of 1,600 single requests' operations last ~2 s under
+# bench_http.py; each operation waited about two rounds from queued to confirmed). The
+# record's links go in one INSERT ... SELECT unnest(...), where executemany sent an INSERT
+# per operation (9,056 statements for 9,056 operations in one run). The very same
+# transaction signed again (same operations, nonce and fees, after the chain lost it and its
+# operations were queued again) keeps its record: pending again, links it has kept (``xmax =
+# 0``: the row was inserted, not updated, so it has no links yet: a plain INSERT of them).
+_RECORD_PG = text("""\
+WITH tx AS (
+  INSERT INTO chain_txs
+    (tx_hash, chain_id, signer, nonce, raw, max_fee, priority_fee, status, lines, sent_at)
+  VALUES (:b_tx, :chain_id, :signer, :nonce, :raw, :max_fee, :priority_fee, 'pending', :lines,
+          :b_now)
+  ON CONFLICT (tx_hash) DO UPDATE
+    SET status = 'pending', mined_block = NULL, sent_at = EXCLUDED.sent_at
+  RETURNING (xmax = 0) AS inserted),
+links AS (
+  INSERT INTO chain_tx_operations (tx_hash, operation_id)
+  SELECT :b_tx, op FROM tx, unnest(CAST(:op_ids AS VARCHAR[])) AS op
+  WHERE tx.inserted OR NOT EXISTS (
+    SELECT 1 FROM chain_tx_operations l WHERE l.tx_hash = :b_tx AND l.operation_id = op))
+UPDATE operations SET status = :b_status, tx_hash = :b_tx, updated_at = :b_now
+WHERE id = ANY(CAST(:op_ids AS VARCHAR[]))""")
+# (and the transaction recorded at the same nonce, if another is, can no longer land)
+_CONFIRM_PG = text("""\
+WITH ops AS (
+  UPDATE operations SET status = :b_status, tx_hash = :b_tx, block_number = :b_block,
+    error_code = NULL, error_message = NULL, updated_at = :b_now
+  WHERE id = ANY(CAST(:op_ids AS VARCHAR[]))),
+mined AS (
+  UPDATE chain_txs SET status = 'mined', mined_block = :b_block WHERE tx_hash = :b_tx
+  RETURNING signer, nonce)
+UPDATE chain_txs SET status = 'replaced' FROM mined
+WHERE chain_txs.signer = mined.signer AND chain_txs.nonce = mined.nonce
+  AND chain_txs.tx_hash <> :b_tx AND chain_txs.status = 'pending'""")
 _TX_MINED = update(_CHAIN_TXS).where(_t.tx_hash == bindparam("b_tx")).values(
     status="mined", mined_block=bindparam("b_block"))
 _MINED_AT = select(_t.signer, _t.nonce).where(_t.tx_hash == bindparam("b_tx")).subquery()
@@ -60,19 +120,45 @@ _OTHERS_REPLACED = update(_CHAIN_TXS).where(
     _t.signer == select(_MINED_AT.c.signer).scalar_subquery(),
     _t.nonce == select(_MINED_AT.c.nonce).scalar_subquery(),
     _t.tx_hash != bindparam("b_tx"), _t.status == "pending").values(status="replaced")
-# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL),
-# then those chosen moved to ``sending``.
+# The claim's: the oldest queued of a merchant (locked, skipping locked rows, on PostgreSQL:
+# _CANDIDATES_PG), then those chosen moved to ``sending``.
 _CANDIDATES = (select(_c.seq, _c.lines)
                .where(_c.merchant_id == bindparam("b_merchant"),
                       _c.status == OperationStatus.QUEUED)
                .order_by(_c.seq).limit(bindparam("b_limit")))
-_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(skip_locked=True)
 _CLAIM = (update(_OPERATIONS)
           .where(_c.seq.in_(bindparam("seqs", expanding=True)),
                  _c.status == OperationStatus.QUEUED)
           .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
                   updated_at=bindparam("b_now", type_=_c.updated_at.type))
           .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts))
+# On PostgreSQL the candidates give their ids too, and the claim returns the payload of each
+# operation this process does not hold (``held``): a third statement read it (a round trip
+# and an index lookup an operation, for the elected worker every operation the API processes
+# queued).
+_CANDIDATES_PG = (select(_c.seq, _c.lines, _c.id)
+                  .where(_c.merchant_id == bindparam("b_merchant"),
+                         _c.status == OperationStatus.QUEUED)
+                  .order_by(_c.seq).limit(bindparam("b_limit"))
+                  .with_for_update(skip_locked=True))
+_CLAIM_PG = (update(_OPERATIONS)
+             .where(_c.seq == any_(bindparam("seqs", type_=ARRAY(Integer))),
+                    _c.status == OperationStatus.QUEUED)
+             .values(status=OperationStatus.SENDING, attempts=_c.attempts + 1,
+                     updated_at=bindparam("b_now", type_=_c.updated_at.type))
+             .returning(_c.id, _c.seq, _c.kind, _c.lines, _c.status, _c.attempts,
+                        type_coerce(case((_c.id == any_(bindparam("held", type_=ARRAY(String))),
+                                          null()), else_=_c.payload),
+                                    _c.payload.type).label("payload")))
+
+# The stored payloads of claimed operations this process did not queue.
+_PAYLOADS = select(_c.id, _c.payload).where(_OPS_IN)
+_PAYLOADS_PG = select(_c.id, _c.payload).where(_OPS_ANY)
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
 
 # Lines of payloads this process queued that its outbox worker may take typed, without
 # parsing them back from their JSON (:class:`QueuedPayloads`).
@@ -112,6 +198,9 @@ class QueuedPayloads:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def __contains__(self, op_id: object) -> bool:
+        return op_id in self._by_id
 
 
 QUEUED_PAYLOADS = QueuedPayloads()
@@ -220,29 +309,42 @@ def claim_operations(session: Session, *, merchant_id: int, max_lines: int
 
     The payload column (~40 kB JSON for a 200-line issue) is read back, and decoded, only for
     operations whose typed payload this process does not hold: the claim runs holding the
-    store's writer, and the worker of the process that queued them never used that JSON."""
-    candidates = (_CANDIDATES_LOCKED if session.get_bind().dialect.name == "postgresql"
-                  else _CANDIDATES)
+    store's writer, and the worker of the process that queued them never used that JSON. On
+    PostgreSQL the claim's own statement returns those payloads."""
+    pg = _on_postgresql(session)
     chosen: list[int] = []
+    held: list[str] = []  # (PostgreSQL) ids of candidates whose payload this process holds
     total = 0
-    for seq, lines in session.execute(candidates, {"b_merchant": merchant_id,
-                                                   "b_limit": max_lines}):
-        if chosen and total + lines > max_lines:
+    for row in session.execute(_CANDIDATES_PG if pg else _CANDIDATES,
+                               {"b_merchant": merchant_id, "b_limit": max_lines}):
+        if chosen and total + row.lines > max_lines:
             break
-        chosen.append(seq)
-        total += lines
+        chosen.append(row.seq)
+        total += row.lines
+        if pg and row.id in QUEUED_PAYLOADS:
+            held.append(row.id)
     if not chosen:
         return []
-    c = _OPERATIONS.c
-    rows = session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()}).all()
-    out = sorted((ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
-                             QUEUED_PAYLOADS.take(r.id, r.kind)) for r in rows),
-                 key=lambda o: o.seq)
-    unread = [o.id for o in out if o.held is None]
+    if pg:
+        rows = session.execute(_CLAIM_PG, {"seqs": chosen, "b_now": utcnow(), "held": held})
+        out = [ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
+                          QUEUED_PAYLOADS.take(r.id, r.kind), r.payload) for r in rows]
+    else:
+        out = [ClaimedRow(r.id, r.seq, r.kind, r.lines, r.status, r.attempts,
+                          QUEUED_PAYLOADS.take(r.id, r.kind))
+               for r in session.execute(_CLAIM, {"seqs": chosen, "b_now": utcnow()})]
+    out.sort(key=lambda o: o.seq)
+    for o in out:
+        if o.held is not None:
+            o.payload = None  # (given if it was held when the claim asked)
+    # (PostgreSQL: a payload the claim did not return and this process no longer holds:
+    # evicted from QUEUED_PAYLOADS between the two statements)
+    unread = [o.id for o in out if o.held is None and o.payload is None]
     if unread:
-        payloads = dict(session.execute(select(c.id, c.payload).where(c.id.in_(unread))).all())
+        payloads = dict(session.execute(_PAYLOADS_PG if pg else _PAYLOADS,
+                                        {"op_ids": unread}).all())
         for o in out:
-            if o.held is None:
+            if o.held is None and o.payload is None:
                 o.payload = payloads[o.id]
     return out
 
@@ -272,6 +374,13 @@ def record_submission(session: Session, *, op_ids: Sequence[str], chain_id: int,
     if lines is None:
         lines = int(session.scalar(select(func.sum(_OPERATIONS.c.lines))
                                    .where(_OPERATIONS.c.id.in_(op_ids))) or 0)
+    if _on_postgresql(session):
+        session.execute(_RECORD_PG, {
+            "b_tx": tx_hash, "chain_id": chain_id, "signer": signer, "nonce": nonce,
+            "raw": raw, "max_fee": str(max_fee), "priority_fee": str(priority_fee),
+            "lines": lines, "b_now": utcnow(), "op_ids": list(op_ids),
+            "b_status": OperationStatus.SUBMITTED.value})
+        return
     linked: set[str] = set()
     existing = session.execute(_TX_EXISTS, {"b_tx": tx_hash}).first()
     if existing is None:
@@ -299,9 +408,15 @@ def confirm_operations(session: Session, op_ids: Sequence[str], *, tx_hash: str,
     otherwise they stay ``submitted`` (with their block) until deep enough. (The transaction
     recorded at the same nonce, if another is, can no longer land: ``replaced``.)"""
     tx_hash = tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash
+    status = OperationStatus.CONFIRMED if final else OperationStatus.SUBMITTED
+    if _on_postgresql(session):
+        session.execute(_CONFIRM_PG, {"op_ids": list(op_ids), "b_tx": tx_hash,
+                                      "b_block": block_number, "b_now": utcnow(),
+                                      "b_status": status.value})
+        return
     session.execute(_CONFIRMED, {
         "op_ids": list(op_ids), "b_tx": tx_hash, "b_block": block_number, "b_now": utcnow(),
-        "b_status": OperationStatus.CONFIRMED if final else OperationStatus.SUBMITTED})
+        "b_status": status})
     session.execute(_TX_MINED, {"b_tx": tx_hash, "b_block": block_number})
     session.execute(_OTHERS_REPLACED, {"b_tx": tx_hash})
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -553,6 +554,91 @@ def test_outbox_operation_goes_from_queued_to_confirmed(store: Store, master: Ma
         assert outbox_repos.unsettled_transactions(s) == []
 
 
+def test_the_outbox_sends_postgresql_one_statement_text_per_step_whatever_its_operations(
+        pg_store: Store, master: MasterKey) -> None:
+    """Claiming, recording and confirming a transaction of 2 operations and one of 3 run the
+    same statement texts (the operations as one array; a text per count was parsed and
+    planned anew each time), no statement is executed once per operation (the links went
+    one INSERT each), and claiming is two statements, recording and confirming one each (were
+    3, 4 and 3)."""
+    _merchant(pg_store, master)
+    executed: list[tuple[str, bool]] = []
+
+    def note(conn: object, cursor: object, statement: str, params: object, context: object,
+             executemany: bool) -> None:
+        executed.append((statement, executemany))
+
+    texts: list[set[str]] = []
+    for n, tx_hash in ((2, "0x" + "a" * 64), (3, "0x" + "b" * 64)):
+        with pg_store.session() as s:
+            ids = [outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue",
+                                                  payload={"n": i}, signer="0x1").id
+                   for i in range(n)]
+        event.listen(pg_store.engine, "before_cursor_execute", note)
+        try:
+            with pg_store.session() as s:
+                claimed = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+                assert [o.id for o in claimed] == ids
+                assert [o.payload for o in claimed] == [{"n": i} for i in range(n)]
+            with pg_store.session() as s:
+                outbox_repos.record_submission(s, op_ids=ids, chain_id=1, signer="0x1",
+                                               tx_hash=tx_hash, nonce=n, raw="0x00",
+                                               max_fee=1, priority_fee=1, lines=n)
+            with pg_store.session() as s:
+                outbox_repos.confirm_operations(s, ids, tx_hash=tx_hash, block_number=n)
+        finally:
+            event.remove(pg_store.engine, "before_cursor_execute", note)
+        assert not any(many for _, many in executed)
+        # the claim's two (candidates; claimed, with their payloads); the record's one; the
+        # confirmation's one
+        assert len(executed) == 4
+        texts.append({statement for statement, _ in executed})
+        executed.clear()
+        with pg_store.session() as s:
+            assert [_op(s, i).status for i in ids] == ["confirmed"] * n
+            assert sorted(s.scalars(select(ChainTxOperation.operation_id)
+                                    .where(ChainTxOperation.tx_hash == tx_hash))) == sorted(ids)
+    assert texts[0] == texts[1]
+
+
+def test_a_transaction_recorded_again_keeps_its_record_and_a_mined_one_replaces_its_rival(
+        store: Store, master: MasterKey) -> None:
+    """The same signed transaction recorded again (its operations queued again after the
+    chain lost it) is pending again with its links kept, once each; a transaction mined at a
+    nonce marks the other one still pending at that nonce ``replaced`` (both stores: on
+    PostgreSQL each is one statement)."""
+    _merchant(store, master)
+    a, b = "0x" + "a" * 64, "0x" + "b" * 64
+    with store.session() as s:
+        ids = [outbox_repos.enqueue_operation(s, merchant_id=1, kind="issue", payload={"n": i},
+                                              signer="0x1").id for i in range(3)]
+    record: dict[str, Any] = {"chain_id": 1, "signer": "0x1", "nonce": 7, "raw": "0x00",
+                              "max_fee": 2**96, "priority_fee": 1}
+    with store.session() as s:
+        outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+        outbox_repos.record_submission(s, op_ids=ids[:2], tx_hash=a, **record)
+        outbox_repos.record_submission(s, op_ids=ids[2:], tx_hash=b, **record)
+        outbox_repos.confirm_operations(s, ids[:2], tx_hash=a, block_number=5)
+    with store.session() as s:
+        tx_a, tx_b = s.get(ChainTx, a), s.get(ChainTx, b)
+        assert tx_a is not None and tx_b is not None
+        assert (tx_a.status, tx_a.mined_block, tx_a.lines, tx_a.max_fee) == ("mined", 5, 2, 2**96)
+        assert tx_b.status == "replaced"
+        outbox_repos.unmine_from(s, chain_id=1, signer="0x1", nonce=7)
+        outbox_repos.requeue_operations(s, ids[:2], error_code="chain-lost-it")
+        assert [o.id for o in outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)] \
+            == ids[:2]
+        outbox_repos.record_submission(s, op_ids=ids[:2], tx_hash=a, **record)
+    with store.session() as s:
+        tx_a = s.get(ChainTx, a)
+        assert tx_a is not None and (tx_a.status, tx_a.mined_block) == ("pending", None)
+        assert sorted(s.scalars(select(ChainTxOperation.operation_id)
+                                .where(ChainTxOperation.tx_hash == a))) == sorted(ids[:2])
+        assert [(_op(s, i).status, _op(s, i).tx_hash) for i in ids[:2]] == [("submitted", a)] * 2
+        (unsettled,) = [t for t in outbox_repos.unsettled_transactions(s) if t.tx_hash == a]
+        assert set(unsettled.op_ids) == set(ids[:2])
+
+
 def test_claimed_but_unsent_operations_are_requeued_on_restart(store: Store,
                                                                master: MasterKey) -> None:
     _merchant(store, master)
@@ -806,3 +892,26 @@ def test_a_claim_reads_the_payload_column_only_for_operations_not_held(
         assert points_kinds.ISSUE_BATCH.parse(b.payload or {}) == IssuePayload(lines)
         assert outbox_repos.claimed_payload(s, a) == b.payload
     assert outbox_repos.QUEUED_PAYLOADS.take(held, "issue_batch") is None  # taken by the claim
+
+
+def test_a_payload_evicted_while_its_operation_is_claimed_is_read_from_its_column(
+        store: Store, master: MasterKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held when the claim chose it (so on PostgreSQL the claim did not return its column),
+    gone from this process's payloads when the claim took it: read from the column."""
+    _merchant(store, master)
+    payload = IssuePayload((IssueLinePayload("0x" + "ab" * 20, 10, "O-1", b"\x01" * 32, 0),))
+    with store.session() as s:
+        op_id = outbox_repos.enqueue(s, kind=points_kinds.ISSUE_BATCH, payload=payload,
+                                     merchant_id=1, signer="0x1").id
+    assert op_id in outbox_repos.QUEUED_PAYLOADS
+    take = outbox_repos.QueuedPayloads.take
+
+    def evicted(self: outbox_repos.QueuedPayloads, op_id: str, kind: str) -> None:
+        take(self, op_id, kind)  # evicted by other operations queued meanwhile
+        return None
+
+    monkeypatch.setattr(outbox_repos.QueuedPayloads, "take", evicted)
+    with store.session() as s:
+        (claimed,) = outbox_repos.claim_operations(s, merchant_id=1, max_lines=10)
+    assert (claimed.id, claimed.held) == (op_id, None)
+    assert points_kinds.ISSUE_BATCH.parse(claimed.payload or {}) == payload
