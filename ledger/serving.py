@@ -245,11 +245,15 @@ class Supervisor:
                 p.join()
 
 
-def _listens(pid: int | None, port: int) -> bool:
-    """True once process ``pid`` holds a socket listening on ``port`` (Linux's /proc)."""
-    if pid is None:
-        return False
-    listening = set()
+# TCP states in /proc/net/tcp{,6}
+TCP_ESTABLISHED = "01"
+TCP_LISTEN = "0A"
+
+
+def socket_inodes(port: int, state: str) -> set[str]:
+    """The inodes of this machine's TCP sockets on local ``port`` in ``state`` (one of the
+    ``TCP_*`` codes of Linux's /proc/net/tcp and tcp6)."""
+    inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -257,19 +261,31 @@ def _listens(pid: int | None, port: int) -> bool:
             continue
         for line in lines:
             f = line.split()
-            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                listening.add(f"socket:[{f[9]}]")
+            if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def sockets_held(pid: int, inodes: set[str]) -> int:
+    """How many of the sockets ``inodes`` process ``pid`` holds open (its /proc/PID/fd)."""
+    held = 0
     try:
         fds = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
-        return False
+        return 0
     for fd in fds:
         try:
-            if os.readlink(fd) in listening:
-                return True
+            target = os.readlink(fd)
         except OSError:
             continue
-    return False
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held += 1
+    return held
+
+
+def _listens(pid: int | None, port: int) -> bool:
+    """True once process ``pid`` holds a socket listening on ``port``."""
+    return pid is not None and sockets_held(pid, socket_inodes(port, TCP_LISTEN)) > 0
 
 
 def _grace(config: uvicorn.Config) -> float:

@@ -63,6 +63,7 @@ from api.routes import points as points_routes  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
 from ledger.chain import anvil  # noqa: E402
 from ledger.merchants.service import admit_merchant  # noqa: E402
+from ledger.serving import TCP_ESTABLISHED, socket_inodes, sockets_held  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -261,32 +262,9 @@ def connections_by_process(port: int, pids: list[int]) -> dict[int, int]:
     """Established TCP connections on local ``port`` held by each of ``pids`` (their socket
     inodes in /proc/PID/fd against /proc/net/tcp{,6}): how the API processes share wrk's
     connections."""
-    established: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                established.add(f[9])
-    out: dict[int, int] = {}
-    for pid in pids:
-        n = 0
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                try:
-                    target = os.readlink(fd)
-                except OSError:
-                    continue
-                if target.startswith("socket:[") and target[8:-1] in established:
-                    n += 1
-        except OSError:
-            continue
-        if n:
-            out[pid] = n
-    return out
+    established = socket_inodes(port, TCP_ESTABLISHED)
+    counts = {pid: sockets_held(pid, established) for pid in pids}
+    return {pid: n for pid, n in counts.items() if n}
 
 
 def split_text(counts: dict[int, int]) -> str:
