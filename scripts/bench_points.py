@@ -131,6 +131,10 @@ def cpu_line(cpu: dict[str, float], ops: int, *, layer: bool) -> str:
     return f"{python}, node {us['node']:.1f} us/op"
 
 
+# The longest the ledger layer waits for its operations beyond one second per 100 ops.
+CONFIRM_WAIT_S = 120.0
+
+
 def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag: str = ""
                  ) -> dict[str, Any]:
     members = new_members(ops)
@@ -170,7 +174,14 @@ def ledger_layer(alliance: Alliance, merchant_id: int, ops: int, batch: int, tag
         with alliance.store.session() as s:
             request_issue_batch(alliance, s, merchant_id=merchant_id, items=lines)
     accepted = time.perf_counter() - t0
-    while sum(n for n, _ in done_at) < ops:
+    # Bounded: a worker that stops confirming (a node gone, a transaction stuck) ends the run
+    # with what was confirmed instead of waiting for ever.
+    deadline = t0 + CONFIRM_WAIT_S + ops / 100
+    while (confirmed := sum(n for n, _ in done_at)) < ops:
+        if time.perf_counter() > deadline:
+            worker.stop()
+            raise SystemExit(f"ledger layer: {confirmed} of {ops} ops confirmed after "
+                             f"{time.perf_counter() - t0:.0f} s; giving up")
         time.sleep(0.001)
     elapsed = time.perf_counter() - t0
     cpu = meter.stop()
