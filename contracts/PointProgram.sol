@@ -158,8 +158,17 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         bytes32 domain = _domainSeparator();
         uint256 cur = _book.currentPeriod();
         uint256 minLive = _book.minLivePeriod(cur);
+        // Each line's scratch (hashes, the lots it takes) is dead once the line is done:
+        // its memory is given back, so a batch does not pay for 200 lines' worth of it.
+        uint256 scratch;
+        assembly ("memory-safe") {
+            scratch := mload(0x40)
+        }
         for (uint256 i; i < n; ++i) {
             _redeemOne(rs[i], signatures[i], rate, domain, cur, minLive);
+            assembly ("memory-safe") {
+                mstore(0x40, scratch)
+            }
         }
     }
 
@@ -361,12 +370,27 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         return _typedDataHash(_domainSeparator(), _redemptionStructHash(r));
     }
 
-    function _redemptionStructHash(Redemption calldata r) private pure returns (bytes32) {
-        return keccak256(abi.encode(REDEEM_TYPEHASH, r.member, r.amount, r.merchantId, r.orderRef, r.nonce, r.deadline));
+    /// @dev keccak256(abi.encode(REDEEM_TYPEHASH, r.member, r.amount, r.merchantId, r.orderRef,
+    /// r.nonce, r.deadline)): the struct's six static words copied as they are, above the free
+    /// memory pointer, nothing allocated. A member address with dirty high bits never gets
+    /// here (reading `r.member` reverts first) and would only hash to a digest no one signed.
+    function _redemptionStructHash(Redemption calldata r) private pure returns (bytes32 h) {
+        bytes32 typehash = REDEEM_TYPEHASH;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            calldatacopy(add(m, 0x20), r, 0xc0)
+            h := keccak256(m, 0xe0)
+        }
     }
 
-    function _redemptionKey(uint256 merchantId_, bytes32 orderRef) private pure returns (bytes32) {
-        return keccak256(abi.encode(merchantId_, orderRef));
+    /// @dev keccak256(abi.encode(merchantId_, orderRef)), in the scratch space.
+    function _redemptionKey(uint256 merchantId_, bytes32 orderRef) private pure returns (bytes32 key) {
+        assembly ("memory-safe") {
+            mstore(0x00, merchantId_)
+            mstore(0x20, orderRef)
+            key := keccak256(0x00, 0x40)
+        }
     }
 
     /// @dev Alliance Points, version 2 (the salt and unordered nonces came with it).

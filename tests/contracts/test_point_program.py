@@ -718,6 +718,33 @@ def test_redeem_batch_errors_name_the_problem(chain: Chain) -> None:
         m.call("redeemBatch", [r.as_tuple(), r2.as_tuple()], [sig, sig])
 
 
+def test_a_redemption_line_costs_the_same_in_a_batch_of_200_as_in_a_batch_of_20(
+        chain: Chain) -> None:
+    """A line's scratch memory is given back when the line is done, so the merchant relaying
+    a full batch pays no more per line than one relaying a short one (memory kept for every
+    line grew each later line's cost: ~900 gas a line more across 20..200). The calldata's
+    bytes (offsets, signatures) leave a few dozen gas of difference either way."""
+    m = chain.admit()
+    members = [Account.create() for _ in range(221)]
+    for start in range(0, len(members), 200):
+        items = [IssueItem(x.address, 50, ref(f"f{start + i}")).as_tuple()
+                 for i, x in enumerate(members[start:start + 200])]
+        m.sender.transact(to=m.program.address, data=m.program.encode("issueBatch", items))
+    deadline = chain.now() + 600
+
+    def batch_gas(group: list[LocalAccount], tag: str) -> int:
+        rs = [Redemption(x.address, 10, m.merchant_id, ref(f"{tag}{i}"), 0, deadline)
+              for i, x in enumerate(group)]
+        sigs = [sign(x, chain, m, r) for x, r in zip(group, rs, strict=True)]
+        return _gas(m.sender.transact(to=m.program.address, gas=20_000_000, data=m.program.encode(
+            "redeemBatch", [r.as_tuple() for r in rs], sigs)))
+
+    g1, g20, g200 = (batch_gas(members[:1], "a"), batch_gas(members[1:21], "b"),
+                     batch_gas(members[21:], "c"))
+    small, large = (g20 - g1) / 19, (g200 - g20) / 180
+    assert abs(large - small) <= 100, (small, large)
+
+
 def test_a_member_with_the_most_lots_stays_well_inside_a_block(chain: Chain) -> None:
     """Hourly periods, 600 of them live: a member who earned every hour holds 601 lots."""
     m = chain.admit(config=HOURLY)
