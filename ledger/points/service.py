@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from coincurve import PublicKey
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from .. import limits, signing
 from ..alliance import Alliance
 from ..chain.encoding import keccak256
+from ..chain.secp import recover_public_key
 from ..errors import (
     ChainError,
     LedgerError,
@@ -625,16 +625,17 @@ def recover_signer(digest: bytes, signature: bytes) -> str:
     """The lower-case 0x address that signed ``digest`` (32 bytes; ``signature`` 65 bytes,
     v 27/28).
 
-    Straight through coincurve (libsecp256k1), as eth-keys' coincurve backend recovers but
-    without its wrapper objects and checks (~130 -> ~85 us a line here). The caller has checked
-    length, v and low s first; a digest that is not 32 bytes is refused here. (Calling
-    coincurve's private cffi bindings instead saved 3 us of 49 alone: not worth a private API.)
-    Raises ValueError when nothing recovers. Tests hold it equal to eth-account's recovery."""
+    Straight through libsecp256k1 (coincurve's copy), as eth-keys' coincurve backend recovers
+    but without its wrapper objects and checks (~130 -> ~85 us a line here), and called holding
+    the GIL (:mod:`ledger.chain.secp`: coincurve's cffi calls let it go three times a recovery,
+    and beside the outbox's and the indexer's threads one cost ~77 us of CPU against ~40
+    alone). The caller has checked length, v and low s first; a digest that is not 32 bytes
+    is refused here. Raises ValueError when nothing recovers (r or s zero or not below the
+    order, r no point's x). Tests hold it equal to eth-account's recovery."""
     if len(digest) != 32 or len(signature) != 65 or signature[64] not in (27, 28):
         raise ValueError("a 32-byte digest and a 65-byte signature with v 27 or 28")
-    key = PublicKey.from_signature_and_message(signature[:64] + bytes((signature[64] - 27,)),
-                                               digest, hasher=None)
-    return "0x" + keccak256(key.format(compressed=False)[1:])[12:].hex()
+    key = recover_public_key(digest, signature[:64], signature[64] - 27)
+    return "0x" + keccak256(key)[12:].hex()
 
 
 def _domain_hash(chain_id: int, program: str, salt: str) -> bytes:
