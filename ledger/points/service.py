@@ -570,6 +570,9 @@ class SignatureCheck:
 # the standard domain): eth-account's encode_typed_data parses the types and ABI-encodes every
 # field through eth-abi, ~0.3 ms a message, the most of a signed line's check. A message of
 # any other shape goes through eth-account. Tests hold the digests equal to eth-account's.
+# Each message's two hashes go through keccak256, which keeps the GIL (eth_utils' keccak,
+# through pycryptodome's cffi handle, lets it go three times a hash); the type and domain
+# hashes are computed once and kept.
 _ATOMIC = re.compile(r"address|bytes32|bool|uint(8|16|24|32|40|48|56|64|96|128|160|192|256)")
 _type_hashes: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
 _domain_hashes: dict[tuple[int, str, str], bytes] = {}
@@ -609,7 +612,7 @@ def typed_digest(typed: dict[str, Any]) -> bytes:
             or not all(_ATOMIC.fullmatch(kind) for _, kind in fields) \
             or set(typed["message"]) != {name for name, _ in fields}:
         signable = encode_typed_data(full_message=typed)
-        return keccak(b"\x19" + signable.version + signable.header + signable.body)
+        return keccak256(b"\x19" + signable.version + signable.header + signable.body)
     domain_hash = _domain_hash(int(dom["chainId"]), str(dom["verifyingContract"]),
                                str(dom["salt"]))
     type_hash = _type_hashes.get((primary, fields))
@@ -617,8 +620,8 @@ def typed_digest(typed: dict[str, Any]) -> bytes:
         type_hash = keccak(text=f"{primary}(" + ",".join(f"{k} {n}" for n, k in fields) + ")")
         _type_hashes[(primary, fields)] = type_hash
     msg = typed["message"]
-    struct = keccak(type_hash + b"".join(_atomic_word(k, msg[n]) for n, k in fields))
-    return keccak(b"\x19\x01" + domain_hash + struct)
+    struct = keccak256(type_hash + b"".join(_atomic_word(k, msg[n]) for n, k in fields))
+    return keccak256(b"\x19\x01" + domain_hash + struct)
 
 
 def recover_signer(digest: bytes, signature: bytes) -> str:

@@ -188,3 +188,22 @@ def test_signing_a_transaction_keeps_the_gil() -> None:
                              to="0x" + "11" * 20, value=0, data=b"")
 
     assert _runs_beside(work) == 0
+
+
+def test_hashing_a_typed_message_keeps_the_gil() -> None:
+    # The digest a single signed request's recovery checks: its two hashes went through
+    # eth_utils' keccak (pycryptodome's cffi handle), which let the GIL go.
+    from ledger import signing
+    from ledger.points.service import typed_digest
+
+    messages = [signing.redeem_typed_data(
+        chain_id=31337, program="0x" + "22" * 20, registry="0x" + "33" * 20,
+        member="0x" + "44" * 20, amount=i, merchant_id=1, order_ref=b"\x55" * 32, nonce=i,
+        deadline=2**40) for i in range(300)]
+    typed_digest(messages[0])  # (the type and domain hashes are computed once, and kept)
+
+    def work() -> None:
+        for m in messages:
+            typed_digest(m)
+
+    assert _runs_beside(work) == 0
