@@ -28,6 +28,7 @@ from ..store import repos
 from ..store.db import Store
 from .encoding import keccak256
 from .gateway import ChainGateway
+from .secp import sign_recoverable
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,9 @@ def sign_dynamic_fee(key: coincurve.PrivateKey, *, chain_id: int, nonce: int, pr
                      max_fee: int, gas: int, to: str | None, value: int, data: bytes
                      ) -> tuple[bytes, bytes]:
     """An EIP-1559 (type 2) transaction with an empty access list, signed: (raw bytes,
-    hash), encoded by pyrlp (eth-account's own RLP) and signed by libsecp256k1 (coincurve,
-    which eth-keys uses too). The same bytes as eth_account's ``sign_transaction`` (RFC 6979
-    nonces, low s;
+    hash), encoded by pyrlp (eth-account's own RLP) and signed by libsecp256k1 (coincurve's
+    copy, which eth-keys uses too, called holding the GIL: :mod:`.secp`). The same bytes as
+    eth_account's ``sign_transaction`` (RFC 6979 nonces, low s;
     ``tests/ledger/test_encoding.py`` compares them on random transactions), without its
     layers of dict validation and typed-transaction objects: signing a 200-line batch cost
     the outbox ~5 us an operation that way."""
@@ -104,7 +105,7 @@ def sign_dynamic_fee(key: coincurve.PrivateKey, *, chain_id: int, nonce: int, pr
     fields = [chain_id, nonce, priority, max_fee, gas, bytes.fromhex(to[2:]) if to else b"",
               value, data, []]
     digest = keccak256(b"\x02" + rlp.encode(fields))
-    sig = key.sign_recoverable(digest, hasher=None)
+    sig = sign_recoverable(digest, key.secret)
     r, s_, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
     raw = b"\x02" + rlp.encode([*fields, v, r, s_])
     return raw, keccak256(raw)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from coincurve import PublicKey
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from .. import limits, signing
 from ..alliance import Alliance
 from ..chain.encoding import keccak256
+from ..chain.secp import recover_public_key
 from ..errors import (
     ChainError,
     LedgerError,
@@ -570,6 +570,9 @@ class SignatureCheck:
 # the standard domain): eth-account's encode_typed_data parses the types and ABI-encodes every
 # field through eth-abi, ~0.3 ms a message, the most of a signed line's check. A message of
 # any other shape goes through eth-account. Tests hold the digests equal to eth-account's.
+# Each message's two hashes go through keccak256, which keeps the GIL (eth_utils' keccak,
+# through pycryptodome's cffi handle, lets it go three times a hash); the type and domain
+# hashes are computed once and kept.
 _ATOMIC = re.compile(r"address|bytes32|bool|uint(8|16|24|32|40|48|56|64|96|128|160|192|256)")
 _type_hashes: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
 _domain_hashes: dict[tuple[int, str, str], bytes] = {}
@@ -609,7 +612,7 @@ def typed_digest(typed: dict[str, Any]) -> bytes:
             or not all(_ATOMIC.fullmatch(kind) for _, kind in fields) \
             or set(typed["message"]) != {name for name, _ in fields}:
         signable = encode_typed_data(full_message=typed)
-        return keccak(b"\x19" + signable.version + signable.header + signable.body)
+        return keccak256(b"\x19" + signable.version + signable.header + signable.body)
     domain_hash = _domain_hash(int(dom["chainId"]), str(dom["verifyingContract"]),
                                str(dom["salt"]))
     type_hash = _type_hashes.get((primary, fields))
@@ -617,24 +620,25 @@ def typed_digest(typed: dict[str, Any]) -> bytes:
         type_hash = keccak(text=f"{primary}(" + ",".join(f"{k} {n}" for n, k in fields) + ")")
         _type_hashes[(primary, fields)] = type_hash
     msg = typed["message"]
-    struct = keccak(type_hash + b"".join(_atomic_word(k, msg[n]) for n, k in fields))
-    return keccak(b"\x19\x01" + domain_hash + struct)
+    struct = keccak256(type_hash + b"".join(_atomic_word(k, msg[n]) for n, k in fields))
+    return keccak256(b"\x19\x01" + domain_hash + struct)
 
 
 def recover_signer(digest: bytes, signature: bytes) -> str:
     """The lower-case 0x address that signed ``digest`` (32 bytes; ``signature`` 65 bytes,
     v 27/28).
 
-    Straight through coincurve (libsecp256k1), as eth-keys' coincurve backend recovers but
-    without its wrapper objects and checks (~130 -> ~85 us a line here). The caller has checked
-    length, v and low s first; a digest that is not 32 bytes is refused here. (Calling
-    coincurve's private cffi bindings instead saved 3 us of 49 alone: not worth a private API.)
-    Raises ValueError when nothing recovers. Tests hold it equal to eth-account's recovery."""
+    Straight through libsecp256k1 (coincurve's copy), as eth-keys' coincurve backend recovers
+    but without its wrapper objects and checks (~130 -> ~85 us a line here), and called holding
+    the GIL (:mod:`ledger.chain.secp`: coincurve's cffi calls let it go three times a recovery,
+    and beside the outbox's and the indexer's threads one cost ~77 us of CPU against ~40
+    alone). The caller has checked length, v and low s first; a digest that is not 32 bytes
+    is refused here. Raises ValueError when nothing recovers (r or s zero or not below the
+    order, r no point's x). Tests hold it equal to eth-account's recovery."""
     if len(digest) != 32 or len(signature) != 65 or signature[64] not in (27, 28):
         raise ValueError("a 32-byte digest and a 65-byte signature with v 27 or 28")
-    key = PublicKey.from_signature_and_message(signature[:64] + bytes((signature[64] - 27,)),
-                                               digest, hasher=None)
-    return "0x" + keccak256(key.format(compressed=False)[1:])[12:].hex()
+    key = recover_public_key(digest, signature[:64], signature[64] - 27)
+    return "0x" + keccak256(key)[12:].hex()
 
 
 def _domain_hash(chain_id: int, program: str, salt: str) -> bytes:
