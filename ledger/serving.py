@@ -179,6 +179,11 @@ class BeatingServer(uvicorn.Server):
         finally:
             beating.cancel()
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # at once: a request may block the loop before the task's turn
+            self.beat.value = time.monotonic()
+
     async def _beat(self) -> None:
         while True:
             if self.started:  # listening: before that, the parent's start-up timeout runs
@@ -311,13 +316,16 @@ class Supervisor:
                 if silent is None:
                     if now - child.started_at <= self.startup_timeout:
                         continue
-                    log.error("API process %s did not serve within %.0f s of its start: "
-                              "killed, stopping (its stacks are above)", p.pid,
-                              self.startup_timeout)
-                    self._kill_hung(child)
-                    self._stop.set()
-                    return STARTUP_FAILURE
-                if silent <= self.heartbeat_timeout:
+                    if not _listens(p.pid, self.config.port):
+                        log.error("API process %s did not serve within %.0f s of its start: "
+                                  "killed, stopping (its stacks are above)", p.pid,
+                                  self.startup_timeout)
+                        self._kill_hung(child)
+                        self._stop.set()
+                        return STARTUP_FAILURE
+                    # it listens but its loop never beat: it hung as it began to serve
+                    silent = now - child.started_at
+                elif silent <= self.heartbeat_timeout:
                     continue
                 log.error("API process %s silent for %.0f s (its event loop is blocked; "
                           "its stacks are above): killed, starting another", p.pid, silent)
