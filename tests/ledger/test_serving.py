@@ -331,3 +331,29 @@ def test_a_stranger_listening_on_the_port_is_reported(
         assert f"inode {_inode(stranger)}" in log.read_text()
     _until(lambda: "no longer listens" in log.read_text(), "the stranger's end")
     assert log.read_text().count("a socket not ours listens") == 1
+
+
+def test_a_process_hung_by_its_first_request_is_replaced_not_taken_for_a_start_up_failure(
+        tmp_path: Path) -> None:
+    # Hung within its first second of serving, before its heartbeat task's first turn: its
+    # heartbeat starts with its start-up's end, so it is replaced after the 3 s silence
+    # (it was once left to the 60 s start-up timeout, and then stopped the whole server).
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = _start(port, 1, log, heartbeat_timeout=3, startup_timeout=60)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        first = None
+        while first is None:
+            assert proc.poll() is None
+            first = _pid_of_a_new_connection(url, timeout=0.5)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(url + "hang", timeout=0.5)
+        t0 = time.monotonic()
+        _until(lambda: _pid_of_a_new_connection(url, timeout=0.5) not in (None, first),
+               "a replacement answering", 30)
+        assert time.monotonic() - t0 < 20
+        assert f"API process {first} silent for" in log.read_text()
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
