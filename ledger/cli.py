@@ -36,7 +36,7 @@ from .merchants.cli import admin_app, admin_key, merchant_app, rate
 from .metrics import REGISTRY, install_state
 from .offers.cli import offers_app
 from .runtime import Runtime
-from .serving import PortInUseError, Supervisor, own_sockets_supported
+from .serving import HEARTBEAT_TIMEOUT_S, PortInUseError, Supervisor, own_sockets_supported
 from .terminal import console, fail, open_alliance, settings
 from .webhooks.cli import webhooks_app
 
@@ -156,6 +156,10 @@ def serve(
         envvar="ALLIANCE_ACCESS_LOG",
         help="With --workers: uvicorn's line per request (off by default: /metrics counts "
         "requests by route and status, and the outbox logs every operation's id)")] = False,
+    timeout_worker_healthcheck: Annotated[int, typer.Option(
+        min=2, max=3600, help="With --workers N > 1 (Linux): seconds an API process's event "
+        "loop may go without its heartbeat (every second) before the process is killed and "
+        "replaced")] = int(HEARTBEAT_TIMEOUT_S),
 ) -> None:
     """Run the API (chain and deployment must be reachable)."""
     if workers is None:
@@ -185,7 +189,8 @@ def serve(
         # over the processes, instead of the first to accept taking most (ledger/serving.py).
         config = uvicorn.Config("api.app:create_api_only_app", factory=True, **options)
         try:
-            status = Supervisor(config, workers=workers).run()
+            status = Supervisor(config, workers=workers,
+                                heartbeat_timeout=timeout_worker_healthcheck).run()
         except PortInUseError as exc:
             console.print(f"[red]error:[/red] {exc.strerror}")
             raise typer.Exit(code=1) from exc

@@ -23,11 +23,35 @@ connections to the others meanwhile); one that fails before it serves (the app, 
 the bind) stops them all, as uvicorn's supervisor does. SIGINT or SIGTERM stops every process
 through uvicorn's own graceful shutdown (``timeout_graceful_shutdown``); one still running a
 few seconds after that is killed. SIGHUP replaces the processes one at a time, each once
-its replacement listens, as uvicorn's supervisor does.
+its replacement listens, as uvicorn's supervisor does. SIGTTIN adds a process and SIGTTOU
+retires one (never the last), as uvicorn's and gunicorn's do.
+
+A process alive but hung (its event loop blocked: a C call stuck, a deadlock) would keep its
+socket, and with it its share of new connections, which would hang. Each process proves its
+event loop alive: a task in the loop writes the time into memory shared with the parent
+every second (:class:`BeatingServer`), so a blocked loop stops it. The parent kills a process
+silent for ``heartbeat_timeout`` seconds (``alliance serve --timeout-worker-healthcheck``):
+SIGUSR1 first (``faulthandler`` writes its threads' stacks to the log: why it hung), then
+SIGTERM, then SIGKILL after ``HUNG_GRACE_S``; the kernel closes its socket with it and hashes
+new connections to the others, and a replacement is started. This is gunicorn's heartbeat
+(the worker touches a file from its loop), through shared memory; uvicorn 0.54's own
+supervisor pings its processes, but a thread of theirs answers, so a blocked event loop still
+answers the ping. A process that does not serve within ``startup_timeout`` of its start (its
+loop blocked or its lifespan waiting before it listens) is a start-up failure: it is killed
+and the others are stopped, as for one that exits in start-up.
+
+Any program of the same user can bind the port with ``SO_REUSEPORT`` after we started and
+take a share of the connections (the kernel admits sockets of the same user to the group).
+Every ``PORT_CHECK_S`` the parent compares the sockets listening on the port
+(/proc/net/tcp) with its processes' and logs an error naming a stranger: run the server as a
+user of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -37,6 +61,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -53,6 +78,18 @@ POLL_S = 0.5
 # How long a process started on SIGHUP may take to listen (it imports web3 and opens the
 # alliance first: seconds on a busy machine) before the restart is given up.
 READY_TIMEOUT_S = 120.0
+# How long a process's event loop may be silent before it is killed and replaced (the CLI's
+# default): far above a loop busy on one slow request on a loaded 2-core machine (a loop
+# CPU-bound for 3 s is not taken for a hang at 6 s, tests/ledger/test_serving.py), far
+# below a client's patience.
+HEARTBEAT_TIMEOUT_S = 30.0
+# How often a process's event loop writes its heartbeat.
+BEAT_S = 1.0
+# How long a hung process has, after SIGTERM, before SIGKILL (its loop is blocked: it rarely
+# ends on SIGTERM; its socket keeps taking connections meanwhile).
+HUNG_GRACE_S = 2.0
+# How often the parent looks for a stranger's socket listening on its port.
+PORT_CHECK_S = 10.0
 
 
 class PortInUseError(OSError):
@@ -127,42 +164,103 @@ def _lock(host: str, port: int) -> socket.socket:
     return lock
 
 
-def serve_one(config: uvicorn.Config) -> None:
+class BeatingServer(uvicorn.Server):
+    """uvicorn's server, whose event loop writes ``time.monotonic()`` (system-wide on Linux)
+    into ``beat`` every ``BEAT_S`` once it serves: the parent's proof that the loop runs."""
+
+    def __init__(self, config: uvicorn.Config, beat: ctypes.c_double) -> None:
+        super().__init__(config)
+        self.beat = beat
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        beating = asyncio.create_task(self._beat(), name="alliance-heartbeat")
+        try:
+            await super().serve(sockets=sockets)
+        finally:
+            beating.cancel()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # at once: a request may block the loop before the task's turn
+            self.beat.value = time.monotonic()
+
+    async def _beat(self) -> None:
+        while True:
+            if self.started:  # listening: before that, the parent's start-up timeout runs
+                self.beat.value = time.monotonic()
+            await asyncio.sleep(BEAT_S)
+
+
+def serve_one(config: uvicorn.Config, beat: ctypes.c_double) -> None:
     """One API process (in its own process): bind its own socket, then uvicorn's server on
-    it until SIGINT or SIGTERM."""
+    it until SIGINT or SIGTERM, writing its heartbeat into ``beat``."""
     config.configure_logging()
+    # The parent sends SIGUSR1 to a hung process before it kills it: the stacks say why.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         sock = reuseport_socket(config.host, config.port)
     except OSError as exc:
         log.error("API process %d could not bind %s:%d: %s", os.getpid(), config.host,
                   config.port, exc)
         sys.exit(STARTUP_FAILURE)
-    uvicorn.Server(config).run(sockets=[sock])
+    BeatingServer(config, beat).run(sockets=[sock])
+
+
+@dataclass
+class ApiProcess:
+    """A process of :func:`serve_one` and its heartbeat (0 until it serves)."""
+
+    process: BaseProcess
+    beat: ctypes.c_double
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds since its last heartbeat; None before it serves."""
+        return now - self.beat.value if self.beat.value else None
 
 
 class Supervisor:
     """``workers`` processes of :func:`serve_one` on ``config``'s address; :meth:`run` until
-    SIGINT/SIGTERM (or :meth:`stop`), restarting a process that dies."""
+    SIGINT/SIGTERM (or :meth:`stop`), replacing a process that dies or hangs."""
 
     def __init__(self, config: uvicorn.Config, *, workers: int,
-                 target: Callable[[uvicorn.Config], None] = serve_one) -> None:
+                 heartbeat_timeout: float = HEARTBEAT_TIMEOUT_S,
+                 startup_timeout: float = READY_TIMEOUT_S,
+                 port_check_s: float = PORT_CHECK_S,
+                 target: Callable[[uvicorn.Config, ctypes.c_double], None] = serve_one,
+                 ) -> None:
+        if heartbeat_timeout <= BEAT_S or startup_timeout <= 0:
+            raise ValueError(f"heartbeat_timeout must exceed the beat ({BEAT_S} s) and "
+                             f"startup_timeout be positive, not {heartbeat_timeout}, "
+                             f"{startup_timeout}")
         self.config = config
         self.workers = workers
+        self.heartbeat_timeout = heartbeat_timeout
+        self.startup_timeout = startup_timeout
+        self.port_check_s = port_check_s
         self.target = target
-        self.processes: list[BaseProcess] = []
+        self.processes: list[ApiProcess] = []
         self.restarts = 0
         self._stop = threading.Event()
         self._hup = threading.Event()
+        self._resize: list[int] = []  # SIGTTIN / SIGTTOU, in arrival order
+        self._strangers: set[str] = set()  # not ours, at the last check
+        self._reported: set[str] = set()  # not ours, logged
         self._context = multiprocessing.get_context("spawn")  # as uvicorn's processes
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _start(self) -> BaseProcess:
-        p = self._context.Process(target=self.target, args=(self.config,),
+    def _start(self) -> ApiProcess:
+        beat = self._context.RawValue(ctypes.c_double, 0.0)
+        p = self._context.Process(target=self.target, args=(self.config, beat),
                                   name="alliance-api")
         p.start()
-        return p
+        return ApiProcess(p, beat)
 
     def run(self) -> int:
         """Serve until stopped; the exit status for the command (uvicorn's STARTUP_FAILURE
@@ -173,28 +271,24 @@ class Supervisor:
         previous = {sig: signal.signal(sig, lambda *_: self._stop.set())
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._hup.set())
+        for sig in (signal.SIGTTIN, signal.SIGTTOU):
+            previous[sig] = signal.signal(sig, lambda s, _: self._resize.append(s))
         status = 0
         try:
             self.processes = [self._start() for _ in range(self.workers)]
             log.info("Uvicorn running on http://%s:%d in %d processes, each on its own "
                      "socket (SO_REUSEPORT)", cfg.host, cfg.port, self.workers)
+            next_port_check = time.monotonic() + self.port_check_s
             while not self._stop.wait(POLL_S):
                 if self._hup.is_set():
                     self._hup.clear()
                     self._restart_all()
-                for i, p in enumerate(self.processes):
-                    if p.is_alive():
-                        continue
-                    p.join()
-                    if p.exitcode == STARTUP_FAILURE:
-                        log.error("API process %s failed to start: stopping", p.pid)
-                        status = STARTUP_FAILURE
-                        self._stop.set()
-                        break
-                    log.warning("API process %s ended (exit code %s): starting another",
-                                p.pid, p.exitcode)
-                    self.processes[i] = self._start()
-                    self.restarts += 1
+                while self._resize and not self._stop.is_set():
+                    self._add_or_retire(self._resize.pop(0))
+                status = self._keep_alive()
+                if time.monotonic() >= next_port_check:
+                    self._check_port()
+                    next_port_check = time.monotonic() + self.port_check_s
         finally:
             self._shut_down()
             for sig, handler in previous.items():
@@ -203,6 +297,111 @@ class Supervisor:
                 s.close()
         return status
 
+    def _keep_alive(self) -> int:
+        """Replace each process that ended or hung; STARTUP_FAILURE (and stop) if one failed
+        before it served."""
+        for i, child in enumerate(self.processes):
+            p = child.process
+            if not p.is_alive():
+                p.join()
+                if p.exitcode == STARTUP_FAILURE:
+                    log.error("API process %s failed to start: stopping", p.pid)
+                    self._stop.set()
+                    return STARTUP_FAILURE
+                log.warning("API process %s ended (exit code %s): starting another",
+                            p.pid, p.exitcode)
+            else:
+                now = time.monotonic()
+                silent = child.silent_for(now)
+                if silent is None:
+                    if now - child.started_at <= self.startup_timeout:
+                        continue
+                    if not _listens(p.pid, self.config.port):
+                        log.error("API process %s did not serve within %.0f s of its start: "
+                                  "killed, stopping (its stacks are above)", p.pid,
+                                  self.startup_timeout)
+                        self._kill_hung(child)
+                        self._stop.set()
+                        return STARTUP_FAILURE
+                    # it listens but its loop never beat: it hung as it began to serve
+                    silent = now - child.started_at
+                elif silent <= self.heartbeat_timeout:
+                    continue
+                log.error("API process %s silent for %.0f s (its event loop is blocked; "
+                          "its stacks are above): killed, starting another", p.pid, silent)
+                self.processes[i] = self._start()  # imports while the hung one ends
+                self.restarts += 1
+                self._kill_hung(child)
+                continue
+            self.processes[i] = self._start()
+            self.restarts += 1
+        return 0
+
+    def _kill_hung(self, child: ApiProcess) -> None:
+        """SIGUSR1 (its stacks to the log), SIGTERM, then SIGKILL after HUNG_GRACE_S."""
+        p = child.process
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            if p.pid is not None and p.is_alive():
+                try:
+                    os.kill(p.pid, sig)
+                except ProcessLookupError:
+                    break
+            time.sleep(0.2)  # faulthandler writes before uvicorn's shutdown starts
+        p.join(HUNG_GRACE_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+    def _add_or_retire(self, sig: int) -> None:
+        """SIGTTIN: one process more; SIGTTOU: one fewer, never below one (as uvicorn's
+        and gunicorn's supervisors)."""
+        if sig == signal.SIGTTIN:
+            self.processes.append(self._start())
+            log.info("SIGTTIN: started API process %s (%d processes)",
+                     self.processes[-1].pid, len(self.processes))
+        elif len(self.processes) <= 1:
+            log.info("SIGTTOU: one API process left, keeping it")
+        else:
+            old = self.processes.pop()
+            log.info("SIGTTOU: stopping API process %s (%d processes)", old.pid,
+                     len(self.processes))
+            self._end(old.process)
+        self.workers = len(self.processes)
+
+    def _end(self, p: BaseProcess) -> None:
+        """Stop one process through uvicorn's graceful shutdown; kill it if it outlasts it."""
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGTERM)
+        p.join(_grace(self.config) + CLOSE_MARGIN_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+    def _check_port(self) -> None:
+        """Log an error for each socket listening on the port that none of our processes
+        holds (another program of the same user, bound with SO_REUSEPORT: it would take a
+        share of the connections); seen in two checks in a row, so a process starting or
+        ending between the two reads is not taken for one."""
+        listening = socket_inodes(self.config.port, TCP_LISTEN)
+        ours: set[str] = set()
+        for child in self.processes:
+            if child.pid is not None:
+                ours |= inodes_held(child.pid, listening)
+        foreign = listening - ours
+        for inode in sorted((foreign & self._strangers) - self._reported):
+            self._reported.add(inode)
+            holders = [pid for pid in _pids() if inodes_held(pid, {inode})]
+            log.error("a socket not ours listens on port %d (inode %s, held by %s): it takes "
+                      "a share of the connections; run alliance serve as a user of its own",
+                      self.config.port, inode,
+                      ", ".join(f"pid {pid} ({_name(pid)})" for pid in holders)
+                      or "a process of another user or namespace")
+        for inode in sorted(self._reported - foreign):
+            self._reported.discard(inode)
+            log.warning("the socket not ours on port %d (inode %s) no longer listens",
+                        self.config.port, inode)
+        self._strangers = foreign
+
     def _restart_all(self) -> None:
         """SIGHUP (as uvicorn's supervisor): replace every process, one at a time, each
         only once its replacement listens (the kernel then hashes new connections to it);
@@ -210,34 +409,31 @@ class Supervisor:
         log.info("SIGHUP: replacing the API processes one at a time")
         for i, old in enumerate(list(self.processes)):
             new = self._start()
-            deadline = time.monotonic() + READY_TIMEOUT_S
+            deadline = time.monotonic() + self.startup_timeout
             while not _listens(new.pid, self.config.port):
-                if (not new.is_alive() or self._stop.is_set()
+                if (not new.process.is_alive() or self._stop.is_set()
                         or time.monotonic() > deadline):
                     log.error("API process %s did not start listening: keeping %s",
                               new.pid, old.pid)
-                    if new.is_alive():
-                        new.kill()
-                    new.join()
+                    if new.process.is_alive():
+                        new.process.kill()
+                    new.process.join()
                     return
                 time.sleep(0.1)
             self.processes[i] = new
-            if old.is_alive() and old.pid is not None:
-                os.kill(old.pid, signal.SIGTERM)
-            old.join(_grace(self.config) + CLOSE_MARGIN_S)
-            if old.is_alive():
-                old.kill()
-                old.join()
+            self._end(old.process)
 
     def _shut_down(self) -> None:
-        for p in self.processes:
+        for child in self.processes:
+            p = child.process
             if p.is_alive() and p.pid is not None:
                 try:
                     os.kill(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + _grace(self.config) + CLOSE_MARGIN_S
-        for p in self.processes:
+        for child in self.processes:
+            p = child.process
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 log.warning("API process %s still running: killed", p.pid)
@@ -266,21 +462,37 @@ def socket_inodes(port: int, state: str) -> set[str]:
     return inodes
 
 
-def sockets_held(pid: int, inodes: set[str]) -> int:
-    """How many of the sockets ``inodes`` process ``pid`` holds open (its /proc/PID/fd)."""
-    held = 0
+def inodes_held(pid: int, inodes: set[str]) -> set[str]:
+    """Which of the sockets ``inodes`` process ``pid`` holds open (its /proc/PID/fd)."""
+    held: set[str] = set()
     try:
         fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return 0
+    except OSError:  # ended, or another user's
+        return held
     for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
             continue
         if target.startswith("socket:[") and target[8:-1] in inodes:
-            held += 1
+            held.add(target[8:-1])
     return held
+
+
+def sockets_held(pid: int, inodes: set[str]) -> int:
+    """How many of the sockets ``inodes`` process ``pid`` holds open (its /proc/PID/fd)."""
+    return len(inodes_held(pid, inodes))
+
+
+def _pids() -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()]
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def _listens(pid: int | None, port: int) -> bool:

@@ -4,6 +4,7 @@ replaced, the port is refused when taken, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,11 +26,13 @@ pytestmark = pytest.mark.skipif(not own_sockets_supported(), reason="Linux's SO_
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 2
 SUPERVISE = (
-    "import sys, uvicorn\n"
+    "import json, logging, sys, uvicorn\n"
     "from ledger.serving import Supervisor\n"
-    "config = uvicorn.Config('tests.ledger.pid_app:app', host='127.0.0.1',\n"
+    "logging.basicConfig(level=logging.INFO)\n"
+    "options = json.loads(sys.argv[3])\n"
+    "config = uvicorn.Config(options.pop('app', 'tests.ledger.pid_app:app'), host='127.0.0.1',\n"
     f"    port=int(sys.argv[1]), timeout_graceful_shutdown={GRACE_S}, log_level='info')\n"
-    "sys.exit(Supervisor(config, workers=int(sys.argv[2])).run())\n")
+    "sys.exit(Supervisor(config, workers=int(sys.argv[2]), **options).run())\n")
 
 
 def _until(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
@@ -45,14 +49,15 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _start(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", SUPERVISE, str(port), str(workers)],
+def _start(port: int, workers: int, log: Path, **options: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", SUPERVISE, str(port), str(workers),
+                             json.dumps(options)],
                             cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
-def _pid_of_a_new_connection(url: str) -> int | None:
+def _pid_of_a_new_connection(url: str, timeout: float = 2) -> int | None:
     try:  # a client of its own: a new connection each time
-        return int(httpx.get(url, timeout=2).text)
+        return int(httpx.get(url, timeout=timeout).text)
     except httpx.HTTPError:
         return None
 
@@ -78,26 +83,46 @@ def _socket_inodes(pid: int) -> set[str]:
     return out
 
 
+Served = tuple[subprocess.Popen[bytes], int, str, Path]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(GRACE_S + 10)
+        except subprocess.TimeoutExpired:
+            for k in _children(proc.pid):
+                os.kill(k, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str, Path]]:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    proc = _start(port, 2, log)
-    url = f"http://127.0.0.1:{port}/"
+def supervise(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start a supervisor of ``workers`` processes (Supervisor's keyword ``options``) and
+    wait until each answers; stopped at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(workers: int, **options: Any) -> Served:
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        proc = _start(port, workers, log, **options)
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}/"
+        _until(lambda: len({_pid_of_a_new_connection(url) for _ in range(20)} - {None})
+               == workers, "every process to answer")
+        return proc, port, url, log
     try:
-        _until(lambda: len({_pid_of_a_new_connection(url) for _ in range(20)} - {None}) == 2,
-               "both processes to answer")
-        yield proc, port, url, log
+        yield start
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(GRACE_S + 10)
-            except subprocess.TimeoutExpired:
-                for k in _children(proc.pid):
-                    os.kill(k, signal.SIGKILL)
-                proc.kill()
-                proc.wait()
+        for proc in started:
+            _stop(proc)
+
+
+@pytest.fixture
+def served(supervise: Callable[..., Served]) -> Served:
+    return supervise(2)
 
 
 def test_each_api_process_listens_on_a_socket_of_its_own_and_gets_connections(
@@ -209,3 +234,126 @@ def test_sighup_replaces_every_process_while_connections_are_answered(
     _until(replaced, "both processes replaced")
     assert None not in answered  # every new connection was answered meanwhile
     assert proc.poll() is None
+
+
+def test_a_hung_api_process_is_replaced_within_the_timeout_while_the_other_answers(
+        supervise: Callable[..., Served]) -> None:
+    proc, _, url, log = supervise(2, heartbeat_timeout=3)
+    before = {_pid_of_a_new_connection(url) for _ in range(20)} - {None}
+    with pytest.raises(httpx.ReadTimeout):  # blocks the event loop of the process it reaches
+        httpx.get(url + "hang", timeout=1)
+    t0 = time.monotonic()
+    answered: list[int | None] = []
+
+    def replaced() -> bool:
+        now = [_pid_of_a_new_connection(url, timeout=0.5) for _ in range(10)]
+        answered.extend(now)
+        return len(set(now) - before - {None}) == 1 and len(set(now) - {None}) == 2
+    _until(replaced, "the hung process replaced")
+    elapsed = time.monotonic() - t0
+    survivor = set(answered) & before
+    assert len(survivor) == 1, answered  # the other answered all along, the hung one never
+    hung = (before - survivor).pop()
+    assert answered[0] is None or answered[0] in survivor  # (the hung one: a timeout)
+    # (its replacement starts as it is signalled: it may answer before the hung one ends)
+    _until(lambda: not Path(f"/proc/{hung}").exists(), "the hung process gone", 10)
+    # 3 s silent (+ up to 1 s since its last beat), 2.4 s to die, a replacement's start-up
+    assert elapsed < 30, elapsed
+    text = log.read_text()
+    assert f"API process {hung} silent for" in text
+    assert "pid_app.py" in text  # its stacks, by faulthandler: where the loop was stuck
+    assert proc.poll() is None
+
+
+def test_a_process_hanging_in_start_up_is_a_start_up_failure(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    port = free_port()
+    proc = _start(port, 2, log, app="tests.ledger.hang_app:app", startup_timeout=3)
+    try:
+        assert proc.wait(60) == 3  # uvicorn's STARTUP_FAILURE, not waiting for ever
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "did not serve within 3 s of its start" in text
+    assert "hang_app.py" in text  # its stacks
+    assert not _listening_inodes(port)
+
+
+def test_sigttou_keeps_the_last_process_and_sigttin_adds_one(
+        supervise: Callable[..., Served]) -> None:
+    proc, port, url, log = supervise(1)
+    first = {_pid_of_a_new_connection(url) for _ in range(5)}
+    proc.send_signal(signal.SIGTTOU)
+    _until(lambda: "one API process left, keeping it" in log.read_text(), "SIGTTOU's line")
+    assert {_pid_of_a_new_connection(url) for _ in range(10)} == first
+    assert len(_listening_inodes(port)) == 1
+    proc.send_signal(signal.SIGTTIN)
+    _until(lambda: len({_pid_of_a_new_connection(url) for _ in range(20)} - {None}) == 2,
+           "a second process answering")
+    assert len(_listening_inodes(port)) == 2
+    kids = {_pid_of_a_new_connection(url) for _ in range(20)} - {None}
+    proc.send_signal(signal.SIGTTOU)  # the newest retires
+    _until(lambda: {_pid_of_a_new_connection(url) for _ in range(20)} == first,
+           "back to the first process alone")
+    proc.send_signal(signal.SIGTTIN)
+    _until(lambda: len({_pid_of_a_new_connection(url) for _ in range(20)} - {None}) == 2,
+           "a second process again")
+    kids |= {_pid_of_a_new_connection(url) for _ in range(20)} - {None}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(GRACE_S + 10) == 0
+    for k in kids:
+        assert not Path(f"/proc/{k}").exists()
+    assert not _listening_inodes(port)
+
+
+def test_a_busy_event_loop_is_not_taken_for_a_hung_one(
+        supervise: Callable[..., Served]) -> None:
+    proc, _, url, log = supervise(2, heartbeat_timeout=6)
+    before = {_pid_of_a_new_connection(url) for _ in range(20)} - {None}
+    # CPU-bound for 3 s at a time, half the timeout (the loop's beat: every second)
+    answers = [_pid_of_a_new_connection(url + "busy?s=3", timeout=20) for _ in range(4)]
+    assert set(answers) <= before, answers
+    time.sleep(1)
+    assert {_pid_of_a_new_connection(url) for _ in range(20)} - {None} == before
+    assert "silent for" not in log.read_text()
+    assert proc.poll() is None
+
+
+def test_a_stranger_listening_on_the_port_is_reported(
+        supervise: Callable[..., Served]) -> None:
+    _, port, _, log = supervise(2, port_check_s=0.5)
+    with socket.socket() as stranger:  # another program of the same user joins the group
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        stranger.bind(("127.0.0.1", port))
+        stranger.listen()
+        _until(lambda: f"held by pid {os.getpid()} " in log.read_text(), "the report")
+        assert f"inode {_inode(stranger)}" in log.read_text()
+    _until(lambda: "no longer listens" in log.read_text(), "the stranger's end")
+    assert log.read_text().count("a socket not ours listens") == 1
+
+
+def test_a_process_hung_by_its_first_request_is_replaced_not_taken_for_a_start_up_failure(
+        tmp_path: Path) -> None:
+    # Hung within its first second of serving, before its heartbeat task's first turn: its
+    # heartbeat starts with its start-up's end, so it is replaced after the 3 s silence
+    # (it was once left to the 60 s start-up timeout, and then stopped the whole server).
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = _start(port, 1, log, heartbeat_timeout=3, startup_timeout=60)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        first = None
+        while first is None:
+            assert proc.poll() is None
+            first = _pid_of_a_new_connection(url, timeout=0.5)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(url + "hang", timeout=0.5)
+        t0 = time.monotonic()
+        _until(lambda: _pid_of_a_new_connection(url, timeout=0.5) not in (None, first),
+               "a replacement answering", 30)
+        assert time.monotonic() - t0 < 20
+        assert f"API process {first} silent for" in log.read_text()
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
