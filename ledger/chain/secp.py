@@ -5,9 +5,11 @@ The cryptography is libsecp256k1's, the copy coincurve ships: its cffi extension
 opens that same file with ``ctypes.PyDLL`` and calls the same four functions coincurve would
 (context, parse, recover, serialize; or sign, serialize), only holding the GIL. coincurve's
 cffi bindings let the GIL go around each C call; a thread that lets it go while others run
-Python waits to get it back, up to the interpreter's switch interval (5 ms): a recovery cost
-77 us of CPU beside the outbox and the indexer against ~40 alone (2026-11-27), the largest
-item of a redeem handler's CPU. ``scripts/bench_secp.py`` measures both ways.
+Python waits to get it back, up to the interpreter's switch interval (5 ms). Measured with
+``scripts/bench_secp.py`` (2026-11-27, thirteenth round, load 4.7-6.7): the CPU of a recovery
+is the same either way (47-53 us), its wall time beside two busy threads 352-366 us through
+coincurve and 144-152 us here (0.41x); signing likewise (0.38-0.42x). No change in the CPU per
+redemption showed through the load.
 
 Where the library or a symbol is missing, or the known vector below does not come out as
 coincurve gives it, :func:`recover_public_key` and :func:`sign_recoverable` go through
