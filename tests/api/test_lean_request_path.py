@@ -416,3 +416,19 @@ def test_a_lean_issue_cancelled_twice_still_waits_for_its_statement() -> None:
 
     gave_up = asyncio.run(main())
     assert ended and ended[0] <= gave_up
+
+
+@pytest.mark.parametrize("path", ["/v1/points/issue", "/v1/points/issue/", "//x", "/a b/ü",
+                                  "/a;b", "/a%2Fb", "/a?b", "/a#b", "/a\\b", ""])
+def test_the_lean_fingerprint_is_the_routes_fingerprint(path: str) -> None:
+    # The lean issue fingerprints from the scope (api.idempotency.url_path); a key replayed
+    # or reused across the lean path and the route must be judged on the same fingerprint.
+    from starlette.requests import Request
+
+    from api.idempotency import fingerprint, fingerprint_of, url_path
+
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"q=1",
+             "headers": [(b"host", b"127.0.0.1:8000")], "scheme": "http",
+             "server": ("127.0.0.1", 8000)}
+    body = b'{"points": 1}'
+    assert fingerprint_of("POST", url_path(scope), body) == fingerprint(Request(scope), body)
