@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -52,7 +52,22 @@ def record_ttl(alliance: Alliance) -> timedelta:
 
 
 def fingerprint(request: Request, body: bytes) -> str:
-    return hashlib.sha256(f"{request.method}\n{request.url.path}\n".encode() + body).hexdigest()
+    return fingerprint_of(request.method, request.url.path, body)
+
+
+def fingerprint_of(method: str, path: str, body: bytes) -> str:
+    """A request's fingerprint from its method, URL path and body (what :func:`fingerprint`
+    gives for the Request)."""
+    return hashlib.sha256(f"{method}\n{path}\n".encode() + body).hexdigest()
+
+
+def url_path(scope: Mapping[str, Any]) -> str:
+    """``Request(scope).url.path`` without building the URL (its host, scheme and query are
+    parsed and joined only to be split again)."""
+    path = str(scope["path"])
+    if "?" in path or "#" in path or "\\" in path:
+        return Request(dict(scope)).url.path
+    return path
 
 
 def run_idempotent(request: Request, body: bytes, alliance: Alliance, principal: Principal,

@@ -29,7 +29,14 @@ from ledger.types import MerchantId
 from ..auth import Principal
 from ..deps import AllianceDep, BodyDep, MerchantQueueDep, QueueingDep
 from ..errors import ledger_response
-from ..idempotency import fingerprint, key_is_valid, record_ttl, run_idempotent, seal
+from ..idempotency import (
+    fingerprint_of,
+    key_is_valid,
+    record_ttl,
+    run_idempotent,
+    seal,
+    url_path,
+)
 from ..schemas.common import OperationOut, OperationsOut
 from ..schemas.points import (
     CancelSignaturesRequest,
@@ -174,7 +181,7 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
     key_id, signature, _ = guard
     queued = QueuedRequest(
         merchant_id=mid, key_id=key_id, signature=signature, principal=who.key_id, key=key,
-        fingerprint=fingerprint(Request(scope), body),
+        fingerprint=fingerprint_of(str(scope["method"]), url_path(scope), body),
         ttl=record_ttl(alliance), status_code=202,
         body=seal(alliance, text), content_type="application/json", operation_id=op_id,
         kind=kinds.ISSUE.name, payload_json=json.dumps(issue.data), lines=1, now=now)

@@ -383,3 +383,52 @@ def test_the_lean_issues_thread_gives_its_result_or_its_error() -> None:
         return ok, ""
 
     assert asyncio.run(main()) == (5, "ValueError")
+
+
+def test_a_lean_issue_cancelled_twice_still_waits_for_its_statement() -> None:
+    # The second cancellation lands while the caller already waits on a fresh future for
+    # the thread (points.in_lean_thread): it must wait on again, not give the slot up.
+    import threading
+    import time
+
+    started, release = threading.Event(), threading.Event()
+    ended: list[float] = []
+
+    def statement() -> int:
+        started.set()
+        release.wait(5)
+        ended.append(time.monotonic())
+        return 1
+
+    async def main() -> float:
+        task = asyncio.ensure_future(points.in_lean_thread(statement))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        asyncio.get_running_loop().call_later(0.1, release.set)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    gave_up = asyncio.run(main())
+    assert ended and ended[0] <= gave_up
+
+
+@pytest.mark.parametrize("path", ["/v1/points/issue", "/v1/points/issue/", "//x", "/a b/ü",
+                                  "/a;b", "/a%2Fb", "/a?b", "/a#b", "/a\\b", ""])
+def test_the_lean_fingerprint_is_the_routes_fingerprint(path: str) -> None:
+    # The lean issue fingerprints from the scope (api.idempotency.url_path); a key replayed
+    # or reused across the lean path and the route must be judged on the same fingerprint.
+    from starlette.requests import Request
+
+    from api.idempotency import fingerprint, fingerprint_of, url_path
+
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"q=1",
+             "headers": [(b"host", b"127.0.0.1:8000")], "scheme": "http",
+             "server": ("127.0.0.1", 8000)}
+    body = b'{"points": 1}'
+    assert fingerprint_of("POST", url_path(scope), body) == fingerprint(Request(scope), body)
