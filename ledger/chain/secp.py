@@ -111,16 +111,18 @@ def _raw() -> tuple[Recover, Sign] | None:
                          ctypes.create_string_buffer(64))
         return local.buffers  # type: ignore[no-any-return]
 
+    def mine() -> tuple[Any, ...]:
+        """This thread's buffers."""
+        try:
+            return local.buffers  # type: ignore[no-any-return]
+        except AttributeError:
+            return buffers()
+
     def recover_raw(digest: bytes, signature: bytes, recid: int) -> bytes:
         _check_recover_args(digest, signature, recid)
-        try:
-            rsig, key, out, size, _, _ = local.buffers
-        except AttributeError:
-            rsig, key, out, size, _, _ = buffers()
-        if type(digest) is not bytes:
-            digest = bytes(digest)
-        if type(signature) is not bytes:
-            signature = bytes(signature)
+        rsig, key, out, size, _, _ = mine()
+        # (bytes() of a bytes object is that object: ctypes wants bytes, not bytearray)
+        digest, signature = bytes(digest), bytes(signature)
         # parse refuses r or s not below the order; recover refuses r or s zero and an r
         # that is no point's x: the cases coincurve raises for, with its messages' meaning.
         if not parse(ctx, rsig, signature, recid):
@@ -138,14 +140,8 @@ def _raw() -> tuple[Recover, Sign] | None:
             raise ValueError("the digest must be 32 bytes")
         if len(secret) != 32:
             raise ValueError("a secret key is 32 bytes")
-        try:
-            rsig, _, _, _, recid, out = local.buffers
-        except AttributeError:
-            rsig, _, _, _, recid, out = buffers()
-        if type(digest) is not bytes:
-            digest = bytes(digest)
-        if type(secret) is not bytes:
-            secret = bytes(secret)
+        rsig, _, _, _, recid, out = mine()
+        digest, secret = bytes(digest), bytes(secret)
         # refuses a key of zero or not below the order, as coincurve's PrivateKey does
         if not sign(ctx, rsig, digest, secret, None, None):
             raise ValueError("The private key was invalid.")

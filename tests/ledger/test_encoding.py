@@ -16,6 +16,8 @@ from ledger.chain.sender import sign_dynamic_fee
 from ledger.contracts.compiler import Artifact
 from ledger.points.clients import IssueItem, PointProgramClient, Redemption
 
+from .helpers import runs_beside
+
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 items = st.lists(st.builds(
@@ -165,36 +167,10 @@ def test_keccak_keeps_the_gil_while_it_hashes() -> None:
     # calls) waited to get it back behind every busy thread of the process: the API's redeem
     # checks hash seven times a line beside the outbox and the indexer. With a switch interval
     # longer than the test, another thread runs only if the hashing thread lets the GIL go.
-    import sys
-    import threading
-
     from ledger.chain.encoding import keccak256
 
-    ran = [0]
-    stop = threading.Event()
-    started = threading.Event()
-
-    def other() -> None:
-        started.set()
-        while not stop.is_set():
-            ran[0] += 1
-            stop.wait(0.0001)  # lets the GIL go, and asks for it back at once
-
-    # (set before the other thread starts: a thread already waiting for the GIL keeps the
-    # interval it began waiting with)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(60)
-    thread = threading.Thread(target=other)
-    try:
-        thread.start()
-        started.wait()
-        before = ran[0]
+    def work() -> None:
         for i in range(3000):
             keccak256(i.to_bytes(4, "big") * 30)
-        during = ran[0] - before
-    finally:
-        sys.setswitchinterval(interval)
-        stop.set()
-        if thread.is_alive():
-            thread.join()
-    assert during == 0
+
+    assert runs_beside(work) == 0
