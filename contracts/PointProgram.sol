@@ -103,10 +103,19 @@ contract PointProgram is IPointProgram, Initializable, ERC20Upgradeable, Merchan
         // Supply is summed in memory and written once per batch: one SSTORE instead of n.
         uint256 total = 0;
         uint256 expired = 0;
+        // Each line's account, loaded into memory, is dead once the line is saved: its memory
+        // is given back, as in `redeemBatch`.
+        uint256 scratch;
+        assembly ("memory-safe") {
+            scratch := mload(0x40)
+        }
         for (uint256 i; i < n; ++i) {
             IssueItem calldata it = items[i];
             expired += _book.issueOne(it.member, it.amount, it.orderRef, it.releaseAt, cur, minLive);
             total += it.amount;
+            assembly ("memory-safe") {
+                mstore(0x40, scratch)
+            }
         }
         _addSupply(total, expired);
     }
