@@ -60,6 +60,7 @@ from bench_api import _serve, _wait_confirmed  # noqa: E402
 from api.client import AllianceClient  # noqa: E402
 from ledger import runtime  # noqa: E402
 from ledger.alliance import Alliance  # noqa: E402
+from ledger.chain import anvil  # noqa: E402
 from ledger.chain.sender import TransactionSender  # noqa: E402
 from ledger.coupons import repos as coupon_repos  # noqa: E402
 from ledger.coupons import service as coupons_service  # noqa: E402
@@ -126,7 +127,8 @@ def main() -> int:
                     help="members per grant and lines per points issue batch (see above)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-") as tmp:
-        alliance = Alliance.open(Settings(data_dir=Path(tmp), rate_limit_per_minute=10**9))
+        settings = Settings(data_dir=Path(tmp), rate_limit_per_minute=10**9)
+        alliance = Alliance.open(settings)
         try:
             run(alliance, args.batch)
             other_ops(alliance)
@@ -136,6 +138,8 @@ def main() -> int:
                                batch=args.api_batch)
         finally:
             alliance.close()
+            # the node the alliance started for this run (its state dir is about to go)
+            anvil.stop(settings)
     return 0
 
 
