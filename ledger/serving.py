@@ -116,6 +116,9 @@ HANDSHAKE_S = 1.0
 # How long a leaving socket's queue may take to empty (its process accepting) before it is
 # closed anyway (the rest are reset; logged).
 DRAIN_TIMEOUT_S = 10.0
+# How long a stopping process waits for the connections it accepted last to send their
+# first request (a round trip) before uvicorn's shutdown closes those still silent.
+FIRST_REQUEST_S = 1.0
 # Linux's socket options for a reuseport group's program (asm-generic/socket.h).
 SO_ATTACH_REUSEPORT_CBPF = 51
 SO_DETACH_REUSEPORT_BPF = 68
@@ -214,6 +217,20 @@ class BeatingServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:  # at once: a request may block the loop before the task's turn
             self.beat.value = time.monotonic()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful shutdown, after the connections accepted just before it have
+        sent their first request: uvicorn closes a connection that has none yet, and one
+        whose request sits unread in its buffer is closed with a reset. The listening
+        socket stops being watched first; it stays open in the parent (and in a
+        replacement), so what is queued on it is not lost."""
+        for server in self.servers:
+            server.close()  # no more accepts here
+        deadline = time.monotonic() + FIRST_REQUEST_S
+        while time.monotonic() < deadline and any(
+                getattr(c, "cycle", False) is None for c in self.server_state.connections):
+            await asyncio.sleep(0.01)
+        await super().shutdown(sockets=sockets)
 
     async def _beat(self) -> None:
         while True:
