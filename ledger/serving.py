@@ -30,12 +30,14 @@ sockets), its queue left to empty, its process stopped, and only then closed. Th
 program keeps new connections off a socket whose process is not serving (starting, dead,
 silent for ``STEER_SILENT_S``): they wait in its queue no longer than that takes to be seen.
 
-A process that dies is started again (its socket went with it: the kernel hashes new
-connections to the others meanwhile); one that fails before it serves (the app, the store,
-the bind) stops them all, as uvicorn's supervisor does. SIGINT or SIGTERM stops every process
+A process that dies is started again on its socket (new connections are steered to the
+others meanwhile, see above); one that fails before it serves (the app, the store)
+stops them all, as uvicorn's supervisor does. SIGINT or SIGTERM stops every process
 through uvicorn's own graceful shutdown (``timeout_graceful_shutdown``); one still running a
 few seconds after that is killed. SIGHUP replaces the processes one at a time, each once
-its replacement listens, as uvicorn's supervisor does. SIGTTIN adds a process and SIGTTOU
+its replacement serves, as uvicorn's supervisor does (the checks below go on meanwhile: an
+old process that hangs is replaced, a replacement that never serves is killed and the
+replacing given up). SIGTTIN adds a process and SIGTTOU
 retires one (never the last), as uvicorn's and gunicorn's do.
 
 A process alive but hung (its event loop blocked: a C call stuck, a deadlock) would keep its
@@ -44,13 +46,14 @@ event loop alive: a task in the loop writes the time into memory shared with the
 every second (:class:`BeatingServer`), so a blocked loop stops it. The parent kills a process
 silent for ``heartbeat_timeout`` seconds (``alliance serve --timeout-worker-healthcheck``):
 SIGUSR1 first (``faulthandler`` writes its threads' stacks to the log: why it hung), then
-SIGTERM, then SIGKILL after ``HUNG_GRACE_S``; the kernel closes its socket with it and hashes
-new connections to the others, and a replacement is started. This is gunicorn's heartbeat
-(the worker touches a file from its loop), through shared memory; uvicorn 0.54's own
-supervisor pings its processes, but a thread of theirs answers, so a blocked event loop still
-answers the ping. A process that does not serve within ``startup_timeout`` of its start (its
-loop blocked or its lifespan waiting before it listens) is a start-up failure: it is killed
-and the others are stopped, as for one that exits in start-up.
+SIGTERM, then SIGKILL after ``HUNG_GRACE_S``; a replacement is started on its socket (new
+connections went to the others since it fell silent, ``STEER_SILENT_S``). This is
+gunicorn's heartbeat (the worker touches a file from its loop), through shared memory;
+uvicorn 0.54's own supervisor pings its processes, but a thread of theirs answers, so a
+blocked event loop still answers the ping. A process that does not serve within
+``startup_timeout`` of its start (its loop blocked or its lifespan waiting before it
+serves) is a start-up failure: it is killed and the others are stopped, as for one that
+exits in start-up.
 
 Any program of the same user can bind the port with ``SO_REUSEPORT`` after we started and
 take a share of the connections (the kernel admits sockets of the same user to the group).
@@ -379,6 +382,7 @@ class Supervisor:
         self.processes: list[ApiProcess] = []
         self.restarts = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a signal came (a child ended, SIGHUP, ...)
         self._hup = threading.Event()
         self._resize: list[int] = []  # SIGTTIN / SIGTTOU, in arrival order
         self._strangers: set[str] = set()  # not ours, at the last check
@@ -396,6 +400,16 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def _signalled(self, sig: int) -> None:
+        if sig in (signal.SIGINT, signal.SIGTERM):
+            self._stop.set()
+        elif sig == signal.SIGHUP:
+            self._hup.set()
+        elif sig in (signal.SIGTTIN, signal.SIGTTOU):
+            self._resize.append(sig)
+        self._wake.set()
 
     def _start(self, sock: socket.socket | None = None) -> ApiProcess:
         """A new process on ``sock`` (a replacement: the old one's socket), or on a new
@@ -424,17 +438,21 @@ class Supervisor:
         process if the address is taken."""
         cfg = self.config
         cfg.port, held = hold_port(cfg.host, cfg.port)
-        previous = {sig: signal.signal(sig, lambda *_: self._stop.set())
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._hup.set())
-        for sig in (signal.SIGTTIN, signal.SIGTTOU):
-            previous[sig] = signal.signal(sig, lambda s, _: self._resize.append(s))
+        # SIGCHLD wakes the parent at once when a process dies: until it steers new
+        # connections off the dead one's socket, they wait there for its replacement.
+        previous = {sig: signal.signal(sig, lambda s, _: self._signalled(s))
+                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN,
+                                signal.SIGTTOU, signal.SIGCHLD)}
         try:
             self.processes = [self._start() for _ in range(self.workers)]
             log.info("Uvicorn running on http://%s:%d in %d processes, each on its own "
                      "socket (SO_REUSEPORT)", cfg.host, cfg.port, self.workers)
             self._next_port_check = time.monotonic() + self.port_check_s
-            while not self._stop.wait(POLL_S):
+            while not self._stop.is_set():
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
                 if self._hup.is_set():
                     self._hup.clear()
                     self._restart_all()
