@@ -523,8 +523,11 @@ class Supervisor:
 
     def _serving_indices(self) -> list[int]:
         now = time.monotonic()
-        serving = {id(c.sock) for c in self.processes
-                   if c.process.is_alive() and (c.silent_for(now) or 1e9) <= STEER_SILENT_S}
+        serving = set()
+        for c in self.processes:
+            silent = c.silent_for(now)
+            if silent is not None and silent <= STEER_SILENT_S and c.process.is_alive():
+                serving.add(id(c.sock))
         return [i for i, s in enumerate(self._group)
                 if id(s) in serving and s is not self._leaving]
 

@@ -19,7 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger.serving import PortInUseError, hold_port, own_sockets_supported
+from ledger.serving import (
+    PortInUseError,
+    hold_port,
+    listening_socket,
+    own_sockets_supported,
+    steer,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.skipif(not own_sockets_supported(), reason="Linux's SO_REUSEPORT")
@@ -450,3 +456,40 @@ def test_processes_hanging_during_a_sighup_are_replaced_or_given_up_while_it_wai
     now = {_pid_of_a_new_connection(url, timeout=5) for _ in range(20)}
     assert None not in now and len(now) == 2 and hung not in now, now
     assert proc.poll() is None
+
+
+def test_the_steering_program_gives_new_connections_only_to_the_sockets_it_names() -> None:
+    # the kernel's own choice (a hash) spreads over the three; the program (SO_ATTACH_
+    # REUSEPORT_CBPF) over the group's sockets at the indices named, in listen() order
+    port = free_port()
+    group = [listening_socket("127.0.0.1", port, 128) for _ in range(3)]
+
+    def spread(n: int = 60) -> list[int]:
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+        counts = []
+        for s in group:
+            s.setblocking(False)
+            got = 0
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                got += 1
+            counts.append(got)
+        for c in clients:
+            c.close()
+        return counts
+    try:
+        assert all(spread())  # 60 over three: none empty (2 ** -59 or so)
+        steer(group[1], [0, 2])
+        counts = spread()
+        assert counts[1] == 0 and counts[0] and counts[2], counts
+        steer(group[0], [1])
+        assert spread() == [0, 60, 0]
+        steer(group[2], None)
+        assert all(spread())
+    finally:
+        for s in group:
+            s.close()
