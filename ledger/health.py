@@ -3,7 +3,9 @@ the scrape-time gauges of ``/metrics``.
 
 Ready means: the chain node answers, the store answers, every background worker this process
 runs is alive, and no relaying key is waiting for gas money (an operation whose signer cannot
-pay would otherwise wait unseen). Each check says why it failed.
+pay would otherwise wait unseen); in an API process of ``alliance serve --workers N``, also
+that no stranger listens on the port beside the server (it would take a share of the
+connections). Each check says why it failed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .indexer.process import IndexerProcess
 from .metrics import Sample
 from .outbox.worker import OutboxWorker
 from .runtime import Runtime
+from .serving import port_stranger, supervised
 from .store.models import Operation, OperationStatus
 
 # Statuses an operation passes through before it is settled.
@@ -107,7 +110,16 @@ def readiness(alliance: Alliance, runtime: Runtime | None) -> Readiness:
         details["nonce_gap"] = [{"address": a, "since": datetime.fromtimestamp(t, UTC)
                                  .isoformat()} for a, t in sorted(gaps.items())]
     checks["signers"] = Check(not unfunded and not gaps, details)
+    if supervised():
+        checks["port"] = port_check()
     return Readiness(checks)
+
+
+def port_check() -> Check:
+    """In an API process of ``alliance serve --workers N``: not ok while the supervisor sees
+    a socket not ours listening on the port (memory it shares with the process: no I/O)."""
+    stranger = port_stranger()
+    return Check(stranger is None, {"stranger": stranger} if stranger else {})
 
 
 def state_samples(alliance: Alliance, runtime: Runtime | None) -> list[Sample]:

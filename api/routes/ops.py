@@ -1,6 +1,7 @@
 """Operations endpoints for orchestrators and Prometheus: ``/health`` (liveness: the process
-answers; no I/O), ``/ready`` (chain, store, workers, signers; 503 with the failing checks) and
-``/metrics`` (Prometheus text format). No credentials: bind the API to a private interface or
+answers; no I/O), ``/ready`` (chain, store, workers, signers, and under ``alliance serve
+--workers N`` the port; 503 with the failing checks) and ``/metrics`` (Prometheus text
+format). No credentials: bind the API to a private interface or
 keep these paths behind the proxy; they show counts and states, never secrets or URLs."""
 
 from __future__ import annotations

@@ -1,13 +1,23 @@
 """A constant ASGI app for the serving tests: every answer names the process that gave it.
 
 ``/busy?s=N`` keeps the event loop busy (CPU-bound) for N seconds before it answers, as a slow
-request would; ``/hang`` blocks the event loop for an hour, as a stuck C call would."""
+request would; ``/hang`` blocks the event loop for an hour, as a stuck C call would. With
+``PID_APP_HANG_ONCE`` naming a file, the first process to import this module after the file
+is made removes it and hangs in start-up (before it listens)."""
 
 from __future__ import annotations
 
 import os
 import time
 from typing import Any
+
+if os.environ.get("PID_APP_HANG_ONCE"):
+    try:
+        os.unlink(os.environ["PID_APP_HANG_ONCE"])
+    except FileNotFoundError:
+        pass
+    else:
+        time.sleep(3600)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
