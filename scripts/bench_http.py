@@ -229,6 +229,7 @@ def pg_groups(dsn: str, since: float) -> tuple[int, int, dict[int, int]]:
     ``used_request_signatures`` rows are never updated, so their xmin is their writer's."""
     import psycopg
 
+    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as c:
         sizes = {int(n): int(k) for n, k in c.execute(
             "SELECT n, count(*) FROM (SELECT count(*) AS n FROM used_request_signatures "
