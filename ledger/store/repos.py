@@ -622,26 +622,38 @@ def _queue_group(conn: Any, requests: Sequence[QueuedRequest],
     params["n"] = len(rows)
     try:
         conn.execute(_QUEUE_REQUESTS_PG_NOTIFY if notify else _QUEUE_REQUESTS_PG, params)
-    except psycopg.OperationalError:
-        raise
+    except psycopg.OperationalError as exc:
+        # A deadlock (another process's group taking two of the same keys in the other
+        # order; one request alone cannot) is the group's own doing, not the store's
+        # failure: each request alone then, as for a row the group could not take.
+        if not isinstance(exc, psycopg.errors.DeadlockDetected):
+            raise
+        return _one_by_one(conn, requests, notify_spacing_s, exc)
     except psycopg.Error as exc:
         # A row the group could not take whole (DivisionByZero: see above) or any other
         # error of one request's data: nothing was written; each request alone, as before.
-        if not isinstance(exc, psycopg.errors.DivisionByZero):
-            log.warning("a group of %d lean requests failed (%s): one by one",
-                        len(rows), exc)
-        out: list[bool | Exception] = []
-        for request in requests:
-            try:
-                out.append(_queue_one(conn, request, notify_spacing_s))
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as one:
-                out.append(one)
-        return out
+        return _one_by_one(conn, requests, notify_spacing_s, exc)
     if notify:
         _notified_at[0] = now
     return [True] * len(rows)
+
+
+def _one_by_one(conn: Any, requests: Sequence[QueuedRequest], notify_spacing_s: float,
+                exc: Exception) -> list[bool | Exception]:
+    """Each request alone (the group's statement wrote nothing: ``exc``), in order."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.errors.DivisionByZero):
+        log.warning("a group of %d lean requests failed (%s): one by one", len(requests), exc)
+    out: list[bool | Exception] = []
+    for request in requests:
+        try:
+            out.append(_queue_one(conn, request, notify_spacing_s))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as one:
+            out.append(one)
+    return out
 
 
 def queue_merchant_request(engine: Engine, request: QueuedRequest, *,

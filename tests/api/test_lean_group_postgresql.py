@@ -345,3 +345,42 @@ def test_a_mixed_group_answers_each_request_as_it_would_be_answered_alone(
     # the key and the new one
     assert _counts(env)[0] == before[0] + 5
     assert store_repos.MAX_GROUP >= len(sends)
+
+
+def test_a_group_that_deadlocks_with_another_transaction_goes_one_by_one_not_503(
+        pg_env: ApiEnv, pg_server: str) -> None:
+    # Two groups (two processes) taking two of the same keys in the other order deadlock;
+    # one request's statement alone cannot. Here the other side is a transaction of the
+    # test's, which waits longer before it looks for the cycle: the group is the victim.
+    env = pg_env
+    new = _store(env)
+    one, two = new(), new()
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            outcome.append(queue_merchant_requests(env.alliance.store.engine, [one, two]))
+        except Exception as exc:
+            outcome.append(exc)
+
+    db = str(env.alliance.store.engine.url.database)
+    admin = create_engine(pg_server.rsplit("/", 1)[0] + "/" + db)
+    claim = text("INSERT INTO idempotency_records (principal, key, fingerprint, created_at, "
+                 "expires_at) VALUES (:p, :k, 'other', now(), now() + interval '1 hour')")
+    writer = threading.Thread(target=write)
+    try:
+        with admin.connect() as other, \
+                admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            other.execute(text("SET deadlock_timeout = '20s'"))
+            other.execute(claim, {"p": two.principal, "k": two.key})
+            writer.start()  # claims one's key, then waits for two's
+            _until(lambda: bool(_lock_waiters(c, db)), "the group did not wait")
+            other.execute(claim, {"p": one.principal, "k": one.key})  # the cycle
+            other.commit()
+        writer.join(20)
+    finally:
+        admin.dispose()
+    # Each request alone found its key claimed (by the other transaction): declined, as
+    # alone, for the route's path to answer; nothing of theirs written.
+    assert outcome == [[False, False]], outcome
+    assert _written(env, [one, two]) == [(False, False, False)] * 2
