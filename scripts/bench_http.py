@@ -222,6 +222,22 @@ def pg_operations_stats(dsn: str) -> dict[str, int]:
     return out
 
 
+def pg_groups(dsn: str, since: float) -> tuple[int, int, dict[int, int]]:
+    """The signed requests written since ``since`` (epoch s): how many, in how many
+    transactions, and the transactions by their count of requests (a lean group commit
+    writes its requests' signatures in one transaction; each other request has its own).
+    ``used_request_signatures`` rows are never updated, so their xmin is their writer's."""
+    import psycopg
+
+    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        sizes = {int(n): int(k) for n, k in c.execute(
+            "SELECT n, count(*) FROM (SELECT count(*) AS n FROM used_request_signatures "
+            "WHERE seen_at >= to_timestamp(%s) GROUP BY xmin::text) g GROUP BY n ORDER BY n",
+            (since,))}
+    return sum(n * k for n, k in sizes.items()), sum(sizes.values()), sizes
+
+
 def pg_confirmation_lag(dsn: str, after_seq: int) -> tuple[int, int, float, float]:
     """The operations queued after ``after_seq``: how many, how many confirmed, and the
     confirmed ones' p50 and p99 seconds from queued (``created_at``) to confirmed (their last
@@ -558,6 +574,7 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
                     groups["api"] = floor.pids() if tag == "floor" else groups["api"]
                 if tag == "issue":
                     pg0 = pg_operations_stats(h.settings.database_url)
+                    issue_from = time.time()
                 c0, t0 = cpu_ticks(groups), time.monotonic()
                 m0, q0 = machine_busy_ticks(), runqueue_wait_s(groups["api"])
                 per0 = {pid: cpu_ticks({"p": [pid]})["p"] for pid in groups["api"]}
@@ -660,6 +677,10 @@ def run_http(workers: int, clients: int, seconds: float, generator: str, threads
               f"{queued:,} confirmed; p50 {1000 * lag50:.0f} ms, p99 {1000 * lag99:.0f} ms")
         print(f"rows in operations: {d['rows']:,} more after the issue run, for {accepted:,} "
               "202 answers (more rows: requests in flight when wrk stopped)")
+        signed, txs, sizes = pg_groups(h.settings.database_url, issue_from)
+        print(f"requests per write transaction (the lean group commit): {signed:,} signed "
+              f"requests in {txs:,} transactions, {signed / max(txs, 1):.2f} a transaction; "
+              "by size " + ", ".join(f"{n}: {k:,}" for n, k in sizes.items()))
         if d["rows"] < accepted:
             raise SystemExit(f"{accepted:,} issues accepted but {d['rows']:,} operations queued")
         bad = {k: v for k, v in issue["statuses"].items() if k != 202}

@@ -8,8 +8,10 @@ import json
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -21,9 +23,10 @@ from ledger.errors import LedgerError
 from ledger.outbox.views import OperationView
 from ledger.points import kinds
 from ledger.points import service as points
+from ledger.points.service import LeanIssue
 from ledger.store.db import TIMING, note_timing
 from ledger.store.models import OperationStatus, utcnow
-from ledger.store.repos import QueuedRequest, purge_due
+from ledger.store.repos import MAX_GROUP, QueuedRequest, purge_due
 from ledger.types import MerchantId
 
 from ..auth import Principal
@@ -83,6 +86,11 @@ async def in_lean_thread(func: Callable[..., T], *args: Any) -> T:
                 _lean_pool = ThreadPoolExecutor(LEAN_THREADS, thread_name_prefix="lean-issue")
             pool = _lean_pool
     fut = asyncio.get_running_loop().run_in_executor(pool, func, *args)
+    return await _through_cancellation(fut)
+
+
+async def _through_cancellation(fut: asyncio.Future[T]) -> T:
+    """``fut``'s result; a cancelled caller waits for it first, then is cancelled."""
     cancelled = False
     while True:
         try:
@@ -95,6 +103,78 @@ async def in_lean_thread(func: Callable[..., T], *args: Any) -> T:
         if cancelled:
             raise asyncio.CancelledError
         return result
+
+
+# A group commit of the lean issue's statement, per merchant and event loop: while one
+# statement of a merchant's requests is in flight, the merchant's next requests wait here,
+# and whatever waits when it ends goes next, in one statement and one transaction (up to
+# MAX_GROUP; ledger.store.repos.queue_merchant_requests). No wait of its own: a request that
+# finds no statement in flight goes at once, alone. Per merchant, so that one merchant's
+# statement held in PostgreSQL (its row locked) holds no other merchant's requests; each
+# merchant's requests in flight are still those its key's cap let through (api.guard).
+@dataclass
+class _LeanGroup:
+    pending: list[tuple[LeanIssue, QueuedRequest, asyncio.Future[bool]]] = field(
+        default_factory=list)
+    writer: asyncio.Task[None] | None = None
+    in_flight: int = 0  # requests in the statement now running
+
+
+_lean_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _LeanGroup]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def queue_in_group(alliance: Alliance, issue: LeanIssue, queued: QueuedRequest) -> bool:
+    """:func:`ledger.points.service.queue_lean_issue`'s answer for one request, written with
+    the merchant's other requests pending at that moment (see :class:`_LeanGroup`). A
+    cancelled caller still waits for its request's statement to end, as
+    :func:`in_lean_thread`'s caller does."""
+    loop = asyncio.get_running_loop()
+    groups = _lean_groups.get(loop)
+    if groups is None:
+        groups = _lean_groups[loop] = {}
+    group = groups.get(queued.merchant_id)
+    if group is None:
+        group = groups[queued.merchant_id] = _LeanGroup()
+    fut: asyncio.Future[bool] = loop.create_future()
+    group.pending.append((issue, queued, fut))
+    if group.writer is None:
+        group.writer = loop.create_task(_write_groups(alliance, group))
+    return await _through_cancellation(fut)
+
+
+async def _write_groups(alliance: Alliance, group: _LeanGroup) -> None:
+    """Write ``group``'s pending requests, a statement at a time, until none is left."""
+    batch: list[tuple[LeanIssue, QueuedRequest, asyncio.Future[bool]]] = []
+    try:
+        while group.pending:
+            batch = group.pending[:MAX_GROUP]
+            del group.pending[:MAX_GROUP]
+            group.in_flight = len(batch)
+            results: list[bool | Exception]
+            try:
+                results = await in_lean_thread(points.queue_lean_issues, alliance,
+                                               [(i, q) for i, q, _ in batch])
+            except Exception as exc:  # the store down (its 503) or a bug: every request's
+                results = [exc] * len(batch)
+            finally:
+                group.in_flight = 0
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            batch = []
+    finally:
+        group.writer = None
+        # Only if this task itself was cancelled (the loop closing): nobody waits for ever.
+        for _, _, fut in batch + group.pending:
+            if not fut.done():
+                fut.cancel()
+        if batch:
+            group.pending.clear()
 
 
 def operation_out(view: OperationView) -> dict[str, Any]:
@@ -186,7 +266,7 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
         body=seal(alliance, text), content_type="application/json", operation_id=op_id,
         kind=kinds.ISSUE.name, payload_json=json.dumps(issue.data), lines=1, now=now)
     try:
-        done = await in_lean_thread(points.queue_lean_issue, alliance, issue, queued)
+        done = await queue_in_group(alliance, issue, queued)
     except LedgerError as exc:  # the store down: its 503, as the route gives it
         await ledger_response(exc)(scope, _no_receive, send)
         return True

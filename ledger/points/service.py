@@ -180,12 +180,24 @@ def queue_lean_issue(alliance: Alliance, issue: LeanIssue, request: QueuedReques
     (its response already in ``request``) in one round trip (PostgreSQL:
     :func:`ledger.store.repos.queue_merchant_request`); the typed payload kept for this
     process's worker, as every ``enqueue`` does. False: nothing was written (see there)."""
-    if not store_repos.queue_merchant_request(
-            alliance.store.engine, request,
-            notify_spacing_s=alliance.settings.batch_window_ms / 1000):
-        return False
-    outbox.QUEUED_PAYLOADS.put(request.operation_id, kinds.ISSUE.name, issue.payload, 1)
-    return True
+    result = queue_lean_issues(alliance, [(issue, request)])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def queue_lean_issues(alliance: Alliance, group: Sequence[tuple[LeanIssue, QueuedRequest]]
+                      ) -> list[bool | Exception]:
+    """:func:`queue_lean_issue` for a group of requests in one round trip and one transaction
+    (:func:`ledger.store.repos.queue_merchant_requests`): each request's answer in order (an
+    exception: that request's error alone). The store not answering raises for the group."""
+    results = store_repos.queue_merchant_requests(
+        alliance.store.engine, [request for _, request in group],
+        notify_spacing_s=alliance.settings.batch_window_ms / 1000)
+    for (issue, request), done in zip(group, results, strict=True):
+        if done is True:
+            outbox.QUEUED_PAYLOADS.put(request.operation_id, kinds.ISSUE.name, issue.payload, 1)
+    return results
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets as pysecrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -528,6 +528,133 @@ _QUEUE_REQUEST_PG_NOTIFY = _QUEUE_REQUEST_PG + \
 # When this process's last notification went (monotonic): see queue_merchant_request.
 _notified_at = [-1e9]
 
+# The most requests one group statement writes (:func:`queue_merchant_requests`).
+MAX_GROUP = 64
+
+# Many requests' writes in one statement (PostgreSQL), all of them or none: the rows come in
+# as arrays (one per column, ``unnest`` pairs them up), each table's rows go in with ON
+# CONFLICT DO NOTHING (a row that meets an earlier row, of the table or of the same group,
+# is skipped: a signature seen before, a key claimed, the same key twice in the group), and
+# the statement divides by zero unless every table took every row and every merchant was
+# active with its program. So it either writes each request whole or writes nothing; then
+# the caller runs each request through the one-request statement above, which answers each
+# as it always has.
+_QUEUE_REQUESTS_PG = """\
+WITH r AS (
+  SELECT * FROM unnest(%(merchant_id)s::int4[], %(key_id)s::text[], %(signature)s::text[],
+                       %(principal)s::text[], %(key)s::text[], %(fingerprint)s::text[],
+                       %(status_code)s::int4[], %(body)s::text[], %(content_type)s::text[],
+                       %(now)s::timestamptz[], %(expires_at)s::timestamptz[],
+                       %(operation_id)s::text[], %(kind)s::text[], %(payload)s::text[],
+                       %(lines)s::int4[])
+    AS r(merchant_id, key_id, signature, principal, key, fingerprint, status_code, body,
+         content_type, now, expires_at, operation_id, kind, payload, lines)),
+m AS (
+  SELECT id, account_address FROM merchants
+  WHERE id = ANY(%(merchant_id)s::int4[]) AND status = 'active'
+    AND program_address IS NOT NULL),
+sig AS (
+  INSERT INTO used_request_signatures (key_id, signature, seen_at)
+  SELECT r.key_id, r.signature, r.now FROM r JOIN m ON m.id = r.merchant_id
+  ON CONFLICT DO NOTHING RETURNING 1),
+claim AS (
+  INSERT INTO idempotency_records
+    (principal, key, fingerprint, status_code, body, content_type, created_at, expires_at)
+  SELECT r.principal, r.key, r.fingerprint, r.status_code, r.body, r.content_type, r.now,
+         r.expires_at
+  FROM r JOIN m ON m.id = r.merchant_id
+  ON CONFLICT DO NOTHING RETURNING 1),
+op AS (
+  INSERT INTO operations
+    (id, merchant_id, kind, payload, lines, status, signer, attempts, created_at, updated_at)
+  SELECT r.operation_id, m.id, r.kind, r.payload::json, r.lines, 'queued',
+         m.account_address, 0, r.now, r.now
+  FROM r JOIN m ON m.id = r.merchant_id
+  RETURNING 1)
+SELECT 1 / (CASE WHEN (SELECT count(*) FROM sig) = %(n)s
+                  AND (SELECT count(*) FROM claim) = %(n)s
+                  AND (SELECT count(*) FROM op) = %(n)s THEN 1 ELSE 0 END)"""
+# The same, notifying the outbox once for the group (delivered only if it commits).
+_QUEUE_REQUESTS_PG_NOTIFY = _QUEUE_REQUESTS_PG + \
+    ",\n       (SELECT count(pg_notify('outbox_queued', '')) FROM (SELECT 1 FROM op LIMIT 1) o)"
+
+
+def _params(request: QueuedRequest) -> dict[str, Any]:
+    return {
+        "merchant_id": request.merchant_id, "key_id": request.key_id,
+        "signature": request.signature, "principal": request.principal, "key": request.key,
+        "fingerprint": request.fingerprint, "status_code": request.status_code,
+        "body": request.body, "content_type": request.content_type, "now": request.now,
+        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
+        "operation_id": request.operation_id,
+        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
+
+
+def _notify_due(notify_spacing_s: float) -> tuple[bool, float]:
+    now = time.monotonic()
+    return now - _notified_at[0] >= notify_spacing_s, now
+
+
+def _queue_one(conn: Any, request: QueuedRequest, notify_spacing_s: float) -> bool:
+    """The one-request statement on ``conn`` (autocommit); its psycopg errors raised."""
+    import psycopg
+
+    notify, now = _notify_due(notify_spacing_s)
+    try:
+        row = conn.execute(_QUEUE_REQUEST_PG_NOTIFY if notify else _QUEUE_REQUEST_PG,
+                           _params(request)).fetchone()
+    except psycopg.errors.DivisionByZero:
+        return False  # the key was claimed: the statement failed whole
+    queued = bool(row is not None and row[1])
+    if queued and notify:
+        _notified_at[0] = now
+    return queued
+
+
+def _queue_group(conn: Any, requests: Sequence[QueuedRequest],
+                 notify_spacing_s: float) -> list[bool | Exception]:
+    """The group statement on ``conn``, then each request alone if it wrote nothing."""
+    import psycopg
+
+    notify, now = _notify_due(notify_spacing_s)
+    rows = [_params(r) for r in requests]
+    params: dict[str, Any] = {name: [row[name] for row in rows] for name in rows[0]}
+    params["n"] = len(rows)
+    try:
+        conn.execute(_QUEUE_REQUESTS_PG_NOTIFY if notify else _QUEUE_REQUESTS_PG, params)
+    except psycopg.OperationalError as exc:
+        # A deadlock (another process's group taking two of the same keys in the other
+        # order; one request alone cannot) is the group's own doing, not the store's
+        # failure: each request alone then, as for a row the group could not take.
+        if not isinstance(exc, psycopg.errors.DeadlockDetected):
+            raise
+        return _one_by_one(conn, requests, notify_spacing_s, exc)
+    except psycopg.Error as exc:
+        # A row the group could not take whole (DivisionByZero: see above) or any other
+        # error of one request's data: nothing was written; each request alone, as before.
+        return _one_by_one(conn, requests, notify_spacing_s, exc)
+    if notify:
+        _notified_at[0] = now
+    return [True] * len(rows)
+
+
+def _one_by_one(conn: Any, requests: Sequence[QueuedRequest], notify_spacing_s: float,
+                exc: Exception) -> list[bool | Exception]:
+    """Each request alone (the group's statement wrote nothing: ``exc``), in order."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.errors.DivisionByZero):
+        log.warning("a group of %d lean requests failed (%s): one by one", len(requests), exc)
+    out: list[bool | Exception] = []
+    for request in requests:
+        try:
+            out.append(_queue_one(conn, request, notify_spacing_s))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as one:
+            out.append(one)
+    return out
+
 
 def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
                            notify_spacing_s: float = 0.0) -> bool:
@@ -545,18 +672,28 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
     the outbox reads its queue every ``batch_window_ms`` anyway, and a notification per
     request cost PostgreSQL and the listener (:class:`ledger.outbox.bell.BellListener`) a
     delivery each; one skipped is found by that read, as before the notifications."""
+    result = queue_merchant_requests(engine, [request], notify_spacing_s=notify_spacing_s)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def queue_merchant_requests(engine: Engine, requests: Sequence[QueuedRequest], *,
+                            notify_spacing_s: float = 0.0) -> list[bool | Exception]:
+    """:func:`queue_merchant_request` for up to :data:`MAX_GROUP` requests in one round trip
+    and one transaction (a group commit): each request's answer in order, True written,
+    False nothing written (as there), or the database's error for that request alone. The
+    group is written by one statement, all of it or nothing; if it cannot be written whole
+    (a replayed signature, a claimed key, an inactive merchant, a key twice in the group),
+    each request is written alone by the one-request statement, on the same connection, so
+    each gets exactly the answer it would get alone, in the group's order. One request goes
+    straight to the one-request statement. A database that cannot answer raises
+    StoreUnavailableError for the group (nothing of the failed statement stays)."""
     import psycopg
 
-    now = time.monotonic()
-    notify = now - _notified_at[0] >= notify_spacing_s
-    params = {
-        "merchant_id": request.merchant_id, "key_id": request.key_id,
-        "signature": request.signature, "principal": request.principal, "key": request.key,
-        "fingerprint": request.fingerprint, "status_code": request.status_code,
-        "body": request.body, "content_type": request.content_type, "now": request.now,
-        "expires_at": request.now + max(request.ttl, MIN_IDEMPOTENCY_TTL),
-        "operation_id": request.operation_id,
-        "kind": request.kind, "payload": request.payload_json, "lines": request.lines}
+    if not 1 <= len(requests) <= MAX_GROUP:
+        raise LedgerValidationError(f"a group holds 1 to {MAX_GROUP} requests",
+                                    field="requests")
     try:
         # The pool's own errors come unwrapped here (a session's connection wraps them).
         raw = engine.raw_connection()
@@ -568,17 +705,17 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
         assert isinstance(conn, psycopg.Connection)
         conn.autocommit = True  # no round trip: the pooled connection is idle
         try:
-            row = conn.execute(_QUEUE_REQUEST_PG_NOTIFY if notify else _QUEUE_REQUEST_PG,
-                               params).fetchone()
-        except psycopg.errors.DivisionByZero:
-            return False  # the key was claimed: the statement failed whole
+            if len(requests) > 1:
+                return _queue_group(conn, requests, notify_spacing_s)
+            try:
+                return [_queue_one(conn, requests[0], notify_spacing_s)]
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                return [exc]
         finally:
             if not conn.closed:
                 conn.autocommit = False
-        queued = bool(row is not None and row[1])
-        if queued and notify:
-            _notified_at[0] = now
-        return queued
     except psycopg.OperationalError as exc:
         raw.invalidate(exc)
         log.warning("the store could not answer: %s", exc)
