@@ -5,6 +5,7 @@ contiguous, and on the block chain later batches carry measured gas limits and s
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -424,6 +425,62 @@ def test_on_an_automining_chain_a_round_goes_out_after_the_last_rounds_receipts_
     txs = [t for t in _txs(a, store_merchant_unbatched.account) if t[0] not in before]
     nonces = sorted(n for _, n, _ in txs)
     assert len(txs) == 12 and nonces == list(range(nonces[0], nonces[0] + 12))
+    assert all(status == "mined" for _, _, status in txs)
+
+
+def test_on_an_automining_chain_the_last_rounds_receipts_are_read_while_the_next_round_is_built(
+        alliance_unbatched: Alliance, store_merchant_unbatched: AdmittedMerchant) -> None:
+    # The receipts of what is in flight are read in a helper thread from the start of the
+    # round, while the round's own thread claims, signs and records the next round (made slow
+    # here); the round's broadcast still waits for the read. Read in the round's thread after
+    # its work (fad99b7), the thread's Python and the node took turns.
+    a = alliance_unbatched
+    ops = _queue(a, store_merchant_unbatched.merchant_id, 12, 1, "AHEAD")
+    worker = outbox_worker(a)
+    gw = a.gateway
+    events: list[tuple[str, int]] = []
+    prepare, rpc_batch = worker._prepare_merchant, gw.rpc_batch
+
+    def slow_prepare(merchant_id: int) -> Any:
+        events.append(("prepare", threading.get_ident()))
+        time.sleep(0.05)
+        try:
+            return prepare(merchant_id)
+        finally:
+            events.append(("prepared", threading.get_ident()))
+
+    def batch(calls: Any, **kwargs: Any) -> list[Any]:
+        methods = {method for method, _ in calls}
+        if "eth_getTransactionReceipt" in methods:
+            events.append(("receipts", threading.get_ident()))
+        answers = rpc_batch(calls, **kwargs)
+        if "eth_sendRawTransaction" in methods:
+            events.append(("send", threading.get_ident()))
+        return answers
+
+    worker._prepare_merchant = slow_prepare  # type: ignore[method-assign]
+    gw.rpc_batch = batch  # type: ignore[method-assign]
+    rounds: list[list[tuple[str, int]]] = [[]]
+    try:
+        def after_step() -> None:
+            rounds[-1] = list(events)
+            events.clear()
+            rounds.append([])
+        _step_until_confirmed(a, worker, ops, 60, after_step=after_step)
+    finally:
+        del gw.rpc_batch
+        worker.stop()
+    main = threading.get_ident()
+    overlapped = [r for r in rounds if ("prepared", main) in r
+                  and any(name == "receipts" for name, _ in r)]
+    assert len(overlapped) >= 2, rounds  # 12 one-line operations, PIPELINE_TXS a round
+    for r in overlapped:
+        names = [name for name, _ in r]
+        read = names.index("receipts")
+        assert read < names.index("prepared"), r  # read while the round was being built
+        assert r[read][1] != main, r  # by the helper thread
+        assert names.index("send") > read, r  # the broadcast after the read
+    txs = list(_txs(a, store_merchant_unbatched.account))
     assert all(status == "mined" for _, _, status in txs)
 
 
