@@ -79,7 +79,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -725,17 +725,19 @@ TCP_LISTEN = "0A"
 def socket_inodes(port: int, state: str) -> set[str]:
     """The inodes of this machine's TCP sockets on local ``port`` in ``state`` (one of the
     ``TCP_*`` codes of Linux's /proc/net/tcp and tcp6)."""
-    inodes: set[str] = set()
+    return {f[9] for f in _tcp_rows()
+            if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port}
+
+
+def _tcp_rows() -> Iterator[list[str]]:
+    """The fields of each row of /proc/net/tcp and tcp6 (a table that cannot be read: none)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            f = line.split()
-            if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f[9])
-    return inodes
+            yield line.split()
 
 
 def inodes_held(pid: int, inodes: set[str]) -> set[str]:
@@ -768,16 +770,7 @@ def accept_queue(sock: socket.socket) -> int:
     """How many connections wait in listening socket ``sock``'s accept queue (its rx_queue
     in /proc/net/tcp; 0 if not found)."""
     inode = _inode(sock)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if f[9] == inode:
-                return int(f[4].split(":")[1], 16)
-    return 0
+    return next((int(f[4].split(":")[1], 16) for f in _tcp_rows() if f[9] == inode), 0)
 
 
 def _pids() -> list[int]:

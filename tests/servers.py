@@ -1,7 +1,10 @@
-"""Starting real HTTP servers in tests: a free loopback port, and waiting for /healthz."""
+"""Starting real HTTP servers in tests: a free loopback port, waiting for /healthz, and stopping
+the server's process group."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -30,3 +33,14 @@ def wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, *,
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the server at {url} did not come up:\n{log.read_text()}")
         time.sleep(0.2)
+
+
+def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float = 30) -> None:
+    """Stop a server started in its own session: SIGTERM to its process group, then SIGKILL
+    if it has not ended within ``grace_s``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -21,6 +21,8 @@ from ledger.merchants import repos as merchant_repos
 from ledger.merchants.service import AdmittedMerchant, admit_merchant, create_admin_credential
 from ledger.settings import Settings
 from tests import templates
+from tests.ledger.conftest import fresh_pg_database
+from tests.pg import postgres_server
 from tests.servers import free_port, wait_until_healthy
 
 T = TypeVar("T")
@@ -86,6 +88,21 @@ def poll_until(read: Callable[[], T], done: Callable[[T], bool], timeout_s: floa
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for a module's tests (tests.pg)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_env(pg_server: str, settings: Settings) -> Iterator[ApiEnv]:
+    """The API on a fresh database of ``pg_server``, with no background workers: every round
+    trip to the database is the requests' own."""
+    url = fresh_pg_database(pg_server)
+    yield from make_env(settings.model_copy(update={"database_url": url}), run_workers=False)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,29 +25,14 @@ from api.client import sign_request
 from api.routes import points as points_routes
 from ledger.errors import LedgerValidationError, StoreUnavailableError
 from ledger.merchants import repos as merchant_repos
-from ledger.settings import Settings
 from ledger.store import repos as store_repos
 from ledger.store.models import utcnow
 from ledger.store.repos import MAX_GROUP, QueuedRequest, queue_merchant_requests
-from tests.ledger.conftest import fresh_pg_database
-from tests.pg import postgres_server
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv
 from .test_lean_issue_postgresql import _counts, traced
 
 ISSUE = "/v1/points/issue"
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_env(pg_server: str, settings: Settings) -> Iterator[ApiEnv]:
-    url = fresh_pg_database(pg_server)
-    yield from make_env(settings.model_copy(update={"database_url": url}), run_workers=False)
 
 
 def _request(mid: int, key_id: str, *, signature: str | None = None,

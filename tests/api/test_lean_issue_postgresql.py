@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -32,29 +32,13 @@ from ledger.outbox import repos as outbox_repos
 from ledger.outbox.bell import BellListener
 from ledger.points import service as points_service
 from ledger.runtime import Runtime, outbox_worker
-from ledger.settings import Settings
 from ledger.store import repos as store_repos
 from ledger.store.models import IdempotencyRecord, Operation, UsedSignature
-from tests.ledger.conftest import fresh_pg_database
 from tests.ledger.test_outbox_bell import _confirmed_within
-from tests.pg import postgres_server
 
-from .conftest import ApiEnv, make_env
+from .conftest import ApiEnv
 
 ISSUE = "/v1/points/issue"
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_env(pg_server: str, settings: Settings) -> Iterator[ApiEnv]:
-    # No background workers: every round trip to the database is the request's own.
-    url = fresh_pg_database(pg_server)
-    yield from make_env(settings.model_copy(update={"database_url": url}), run_workers=False)
 
 
 class Traced:

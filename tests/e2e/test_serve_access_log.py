@@ -6,7 +6,6 @@ and status anyway. The real command, on the test's anvil and a SQLite store."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from ledger.alliance import Alliance
 from ledger.settings import Settings
 from tests.conftest import ARTIFACT_CACHE
-from tests.servers import free_port, wait_until_healthy
+from tests.servers import free_port, stop_group, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +49,7 @@ def _serve_and_get(settings: Settings, log: Path, *extra: str, access_env: str |
             # The requests are counted whether or not they are logged.
             assert 'route="/health",status="200"} 3.0' in metrics, metrics
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc)
     return log.read_text(errors="replace")
 
 

@@ -6,7 +6,6 @@ SQLite store, and a real stranger socket."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ from ledger.alliance import Alliance
 from ledger.serving import own_sockets_supported
 from ledger.settings import Settings
 from tests.conftest import ARTIFACT_CACHE
-from tests.servers import free_port, wait_until_healthy
+from tests.servers import free_port, stop_group, wait_until_healthy
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not own_sockets_supported(), reason="Linux's SO_REUSEPORT")]
@@ -84,9 +83,4 @@ def test_ready_of_every_api_process_says_not_ready_while_a_stranger_listens_on_t
         after = _ready_answers(url, 10)
         assert len(after) == 10 and {r.status_code for r in after} == {200}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc)
