@@ -125,7 +125,7 @@ _lean_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Le
 
 
 async def queue_in_group(alliance: Alliance, issue: LeanIssue, queued: QueuedRequest) -> bool:
-    """:func:`ledger.points.service.queue_lean_issue`'s answer for one request, written with
+    """:func:`ledger.points.service.queue_lean_issues`' answer for one request, written with
     the merchant's other requests pending at that moment (see :class:`_LeanGroup`). A
     cancelled caller still waits for its request's statement to end, as
     :func:`in_lean_thread`'s caller does."""
@@ -218,7 +218,8 @@ async def issue_lean(api: FastAPI, scope: MutableMapping[str, Any], body: bytes,
     authenticated the request on its raw bytes, within the key's in-flight cap: the body
     parsed once, no dependency solving, and the replay record, the idempotency record (the
     response already in it) and the operation written by one statement and committed in the
-    same round trip (:func:`ledger.store.repos.queue_merchant_request`).
+    same round trip (:func:`ledger.store.repos.queue_merchant_requests`, with the
+    merchant's other requests pending: :func:`queue_in_group`).
 
     False: declined, nothing written; the request then takes :func:`issue` as before, which
     gives every other answer (a bad body, a refusal, a replayed signature or response, a

@@ -7,7 +7,7 @@ that was not rung skips reading the queue until that poll is due (the poll still
 whatever no bell announced).
 
 Across processes (PostgreSQL): the API's lean issue statement sends a notification on
-:data:`CHANNEL` in the statement itself (``ledger.store.repos.queue_merchant_request``),
+:data:`CHANNEL` in the statement itself (``ledger.store.repos.queue_merchant_requests``),
 which PostgreSQL delivers only if it commits. :class:`BellListener`, a thread of the process
 that runs the outbox, ``LISTEN``s on its own connection and rings this process's bell for
 what it hears. A session's queue (the route's path, the batches) notifies no other process:

@@ -175,22 +175,14 @@ def lean_issue(alliance: Alliance, *, merchant_id: MerchantId, member: str | Non
     return LeanIssue(IssuePayload((line,)), {"items": [data]})
 
 
-def queue_lean_issue(alliance: Alliance, issue: LeanIssue, request: QueuedRequest) -> bool:
-    """Queue a :func:`lean_issue` operation with the request's replay and idempotency records
-    (its response already in ``request``) in one round trip (PostgreSQL:
-    :func:`ledger.store.repos.queue_merchant_request`); the typed payload kept for this
-    process's worker, as every ``enqueue`` does. False: nothing was written (see there)."""
-    result = queue_lean_issues(alliance, [(issue, request)])[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
 def queue_lean_issues(alliance: Alliance, group: Sequence[tuple[LeanIssue, QueuedRequest]]
                       ) -> list[bool | Exception]:
-    """:func:`queue_lean_issue` for a group of requests in one round trip and one transaction
-    (:func:`ledger.store.repos.queue_merchant_requests`): each request's answer in order (an
-    exception: that request's error alone). The store not answering raises for the group."""
+    """Queue :func:`lean_issue` operations, each with its request's replay and idempotency
+    records (its response already in the request), a group of requests in one round trip and
+    one transaction (PostgreSQL: :func:`ledger.store.repos.queue_merchant_requests`); the
+    typed payloads kept for this process's worker, as every ``enqueue`` does. Each request's
+    answer in order: True queued, False nothing written (see there), an exception: that
+    request's error alone. The store not answering raises for the group."""
     results = store_repos.queue_merchant_requests(
         alliance.store.engine, [request for _, request in group],
         notify_spacing_s=alliance.settings.batch_window_ms / 1000)

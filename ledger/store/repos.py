@@ -469,7 +469,7 @@ def purge_due() -> bool:
 
 @dataclass(frozen=True)
 class QueuedRequest:
-    """What :func:`queue_merchant_request` writes for one merchant's request: its replay
+    """What :func:`queue_merchant_requests` writes for one merchant's request: its replay
     record, its idempotency record with the response already recorded, and one outbox
     operation (the kind's name, its payload's JSON text, its lines)."""
 
@@ -525,7 +525,7 @@ SELECT 1 / (CASE WHEN EXISTS (SELECT 1 FROM sig) AND NOT EXISTS (SELECT 1 FROM o
 # statement failed: a notification is sent only by a transaction that commits).
 _QUEUE_REQUEST_PG_NOTIFY = _QUEUE_REQUEST_PG + \
     ",\n       (SELECT count(pg_notify('outbox_queued', '')) FROM op)"
-# When this process's last notification went (monotonic): see queue_merchant_request.
+# When this process's last notification went (monotonic): see queue_merchant_requests.
 _notified_at = [-1e9]
 
 # The most requests one group statement writes (:func:`queue_merchant_requests`).
@@ -656,15 +656,23 @@ def _one_by_one(conn: Any, requests: Sequence[QueuedRequest], notify_spacing_s: 
     return out
 
 
-def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
-                           notify_spacing_s: float = 0.0) -> bool:
-    """Write a merchant's queueing request whole (:class:`QueuedRequest`), on PostgreSQL's
-    driver in one round trip: the one statement above, run as its own transaction (no BEGIN,
-    no COMMIT of their own: the connection is in autocommit for it), durable when it
-    returns. True: written. False: nothing was written (the merchant is not active or
-    unknown, the signature was seen before, the key is claimed already: the caller then
-    takes the request through :func:`claim_merchant_request` and its session, which answers
-    each of those). A database that cannot answer raises StoreUnavailableError, as a
+def queue_merchant_requests(engine: Engine, requests: Sequence[QueuedRequest], *,
+                            notify_spacing_s: float = 0.0) -> list[bool | Exception]:
+    """Write up to :data:`MAX_GROUP` merchants' queueing requests (:class:`QueuedRequest`),
+    each whole, on PostgreSQL's driver in one round trip and one transaction (a group
+    commit; no BEGIN, no COMMIT of their own: the connection is in autocommit for it),
+    durable when it returns. Each request's answer in order: True written; False nothing
+    written (the merchant is not active or unknown, the signature was seen before, the key
+    is claimed already: the caller then takes the request through
+    :func:`claim_merchant_request` and its session, which answers each of those); or the
+    database's error for that request alone.
+
+    One request goes through the one-request statement. A group is written by one
+    statement, all of it or nothing; if it cannot be written whole (a replayed signature, a
+    claimed key, an inactive merchant, a key twice in the group), each request is written
+    alone by the one-request statement, on the same connection, so each gets exactly the
+    answer it would get alone, in the group's order. A database that cannot answer raises
+    StoreUnavailableError for the group (nothing of the failed statement stays), as a
     session does.
 
     The statement notifies the outbox of another process (the elected worker's) unless this
@@ -672,23 +680,6 @@ def queue_merchant_request(engine: Engine, request: QueuedRequest, *,
     the outbox reads its queue every ``batch_window_ms`` anyway, and a notification per
     request cost PostgreSQL and the listener (:class:`ledger.outbox.bell.BellListener`) a
     delivery each; one skipped is found by that read, as before the notifications."""
-    result = queue_merchant_requests(engine, [request], notify_spacing_s=notify_spacing_s)[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
-def queue_merchant_requests(engine: Engine, requests: Sequence[QueuedRequest], *,
-                            notify_spacing_s: float = 0.0) -> list[bool | Exception]:
-    """:func:`queue_merchant_request` for up to :data:`MAX_GROUP` requests in one round trip
-    and one transaction (a group commit): each request's answer in order, True written,
-    False nothing written (as there), or the database's error for that request alone. The
-    group is written by one statement, all of it or nothing; if it cannot be written whole
-    (a replayed signature, a claimed key, an inactive merchant, a key twice in the group),
-    each request is written alone by the one-request statement, on the same connection, so
-    each gets exactly the answer it would get alone, in the group's order. One request goes
-    straight to the one-request statement. A database that cannot answer raises
-    StoreUnavailableError for the group (nothing of the failed statement stays)."""
     import psycopg
 
     if not 1 <= len(requests) <= MAX_GROUP:
