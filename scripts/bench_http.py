@@ -200,13 +200,18 @@ def floor_load(floor: FloorServer, requests: Path, path: str, clients: int, seco
     return r
 
 
+def pg_connect(url: str) -> Any:
+    """An autocommit psycopg connection to the store at ``url`` (its SQLAlchemy URL)."""
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                           autocommit=True)
+
+
 def pg_operations_stats(dsn: str) -> dict[str, int]:
     """Counters of the ``operations`` table (PostgreSQL's statistics): rows inserted and
     updated, of which heap-only (HOT, no index touched), and each index's scans and size."""
-    import psycopg
-
-    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with pg_connect(dsn) as c:
         row = c.execute("SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                         "WHERE relname = 'operations'").fetchone()
         out = dict(zip(("inserted", "updated", "hot"), row or (0, 0, 0), strict=True))
@@ -227,10 +232,7 @@ def pg_groups(dsn: str, since: float) -> tuple[int, int, dict[int, int]]:
     transactions, and the transactions by their count of requests (a lean group commit
     writes its requests' signatures in one transaction; each other request has its own).
     ``used_request_signatures`` rows are never updated, so their xmin is their writer's."""
-    import psycopg
-
-    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with pg_connect(dsn) as c:
         sizes = {int(n): int(k) for n, k in c.execute(
             "SELECT n, count(*) FROM (SELECT count(*) AS n FROM used_request_signatures "
             "WHERE seen_at >= to_timestamp(%s) GROUP BY xmin::text) g GROUP BY n ORDER BY n",
@@ -242,10 +244,7 @@ def pg_confirmation_lag(dsn: str, after_seq: int) -> tuple[int, int, float, floa
     """The operations queued after ``after_seq``: how many, how many confirmed, and the
     confirmed ones' p50 and p99 seconds from queued (``created_at``) to confirmed (their last
     update, ``updated_at``)."""
-    import psycopg
-
-    dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with pg_connect(dsn) as c:
         row = c.execute(
             "SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'), "
             "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
@@ -321,10 +320,7 @@ class WindowSampler:
         self._thread.join()
 
     def report(self, dsn: str, after_seq: int) -> None:
-        import psycopg
-
-        dsn = dsn.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(dsn, autocommit=True) as c:
+        with pg_connect(dsn) as c:
             rows = c.execute(
                 "SELECT extract(epoch FROM created_at) FROM operations WHERE seq > %s",
                 (after_seq,)).fetchall()
