@@ -637,17 +637,12 @@ class Supervisor:
             p.join()
 
     def _check_port(self) -> None:
-        """Log an error for each socket listening on the port that none of our processes
-        holds (another program of the same user, bound with SO_REUSEPORT: it would take a
-        share of the connections) and tell the processes (their ``/ready``); seen in two
-        checks in a row, so a process starting or ending between the two reads is not
-        taken for one."""
-        listening = socket_inodes(self.config.port, TCP_LISTEN)
-        ours = {_inode(s) for s in self._group}
-        for child in self.processes:
-            if child.pid is not None:
-                ours |= inodes_held(child.pid, listening)
-        foreign = listening - ours
+        """Log an error for each socket listening on the port that is not one of ours (the
+        parent holds every process's socket: another program of the same user, bound with
+        SO_REUSEPORT, would take a share of the connections) and tell the processes (their
+        ``/ready``); seen in two checks in a row, so a socket joining or leaving between the
+        two reads is not taken for one."""
+        foreign = socket_inodes(self.config.port, TCP_LISTEN) - {_inode(s) for s in self._group}
         if foreign and self._order_known:
             self._order_known = False  # its place in the group, and ours after it: unknown
             steer(self._group[0], None)
